@@ -1,0 +1,85 @@
+//! The in-memory views detectors read.
+
+use ndarray::{s, ArrayView2};
+
+/// Which columns a detector reads. The app loads only what some selected detector needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Raw text of each row.
+    pub text: bool,
+    /// Class label of each row.
+    pub labels: bool,
+    /// One embedding / activation vector per row.
+    pub embeddings: bool,
+}
+
+impl Needs {
+    /// Union of two needs.
+    pub fn union(self, other: Needs) -> Needs {
+        Needs {
+            text: self.text || other.text,
+            labels: self.labels || other.labels,
+            embeddings: self.embeddings || other.embeddings,
+        }
+    }
+}
+
+/// Class index of a row: labels are mapped to `0..n_classes` in the app, in sorted order of
+/// their original values, whose names are kept in [`DatasetView::class_names`].
+pub type ClassIndex = u32;
+
+/// A read-only view of a dataset (or of a batch of its rows). Columns a scan did not load are
+/// `None`; all present columns have exactly `n_rows` entries.
+#[derive(Debug, Clone, Copy)]
+pub struct DatasetView<'a> {
+    /// Number of rows.
+    pub n_rows: usize,
+    /// Text per row.
+    pub texts: Option<&'a [String]>,
+    /// Class index per row.
+    pub labels: Option<&'a [ClassIndex]>,
+    /// Original label value per class index (the same for every batch of a dataset).
+    pub class_names: &'a [String],
+    /// Embedding matrix, `n_rows × d`.
+    pub embeddings: Option<ArrayView2<'a, f32>>,
+}
+
+impl<'a> DatasetView<'a> {
+    /// Rows `start..end` of this view, as a [`Batch`]. Panics if the range is out of bounds
+    /// (callers derive ranges from `n_rows`).
+    pub fn batch(&self, start: usize, end: usize) -> Batch<'a> {
+        assert!(
+            start <= end && end <= self.n_rows,
+            "batch range out of bounds"
+        );
+        Batch {
+            start,
+            rows: DatasetView {
+                n_rows: end - start,
+                texts: self.texts.map(|t| &t[start..end]),
+                labels: self.labels.map(|l| &l[start..end]),
+                class_names: self.class_names,
+                embeddings: self.embeddings.map(|e| e.slice_move(s![start..end, ..])),
+            },
+        }
+    }
+
+    /// The whole view as one batch starting at row 0.
+    pub fn as_batch(&self) -> Batch<'a> {
+        self.batch(0, self.n_rows)
+    }
+
+    /// Number of classes (length of `class_names`).
+    pub fn n_classes(&self) -> usize {
+        self.class_names.len()
+    }
+}
+
+/// A contiguous run of rows of a dataset: `rows` holds rows `start..start + rows.n_rows`.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// Index of the batch's first row in the whole dataset.
+    pub start: usize,
+    /// The batch's rows.
+    pub rows: DatasetView<'a>,
+}

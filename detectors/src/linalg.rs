@@ -1,0 +1,272 @@
+//! Shared numerical building blocks: per-class row grouping, centred covariance by merged
+//! Gram sums, and top eigenvectors (faer's self-adjoint eigendecomposition).
+//!
+//! Determinism: every sum is formed over fixed row chunks (independent of the thread count)
+//! and merged in chunk order, so results are bit-identical with 1 or N rayon threads.
+
+use faer::{linalg::matmul::matmul, Accum, Mat, MatRef, Par, Side};
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+/// Rows per chunk for Gram sums and projections.
+pub(crate) const CHUNK_ROWS: usize = 2048;
+/// Chunks computed in parallel before their partial sums are merged (in order).
+const GROUP_CHUNKS: usize = 8;
+
+/// Row indices of each class, in row order.
+pub(crate) fn rows_by_class(labels: &[u32], n_classes: usize) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); n_classes];
+    for (i, &l) in labels.iter().enumerate() {
+        if let Some(v) = out.get_mut(l as usize) {
+            v.push(i);
+        }
+    }
+    out
+}
+
+/// Mean and covariance of a subset of rows, with the leading eigenpairs of the covariance.
+#[derive(Debug, Clone)]
+pub(crate) struct CenteredEigen {
+    /// Mean of the rows.
+    pub mean: Vec<f64>,
+    /// Largest eigenvalues of the covariance (divisor n − 1), descending.
+    pub eigenvalues: Vec<f64>,
+    /// Matching unit eigenvectors, one per entry of `eigenvalues`.
+    pub eigenvectors: Vec<Vec<f64>>,
+}
+
+/// Gathers `rows` of `x`, minus `shift`, into a row-major f32 buffer.
+fn gather(x: &ArrayView2<'_, f32>, rows: &[usize], shift: &[f32], buf: &mut Vec<f32>) {
+    buf.clear();
+    for &r in rows {
+        let row = x.row(r);
+        buf.extend(row.iter().zip(shift).map(|(a, b)| a - b));
+    }
+}
+
+/// Mean, covariance and top-`k` eigenpairs of the rows `rows` of `x`.
+///
+/// The covariance comes from mergeable sums: Σ(x − s) and Σ(x − s)(x − s)ᵀ around a fixed
+/// shift `s` (the mean of the first rows), accumulated per chunk in f32 by a matrix product and
+/// merged in f64, so that the cost is one pass of matrix products over the data.
+pub(crate) fn centered_eigen(
+    x: &ArrayView2<'_, f32>,
+    rows: &[usize],
+    k: usize,
+) -> Result<CenteredEigen, String> {
+    let d = x.ncols();
+    let n = rows.len();
+    if n < 2 {
+        return Err("fewer than 2 rows".into());
+    }
+    let head = &rows[..n.min(256)];
+    let mut shift = vec![0f64; d];
+    for &r in head {
+        for (s, v) in shift.iter_mut().zip(x.row(r)) {
+            *s += *v as f64;
+        }
+    }
+    let shift32: Vec<f32> = shift
+        .iter()
+        .map(|s| (*s / head.len() as f64) as f32)
+        .collect();
+
+    let mut sum = vec![0f64; d];
+    let mut gram = Mat::<f64>::zeros(d, d);
+    let chunks: Vec<&[usize]> = rows.chunks(CHUNK_ROWS).collect();
+    for group in chunks.chunks(GROUP_CHUNKS) {
+        let partials: Vec<(Vec<f64>, Mat<f32>)> = group
+            .par_iter()
+            .map(|chunk| {
+                let mut buf = Vec::with_capacity(chunk.len() * d);
+                gather(x, chunk, &shift32, &mut buf);
+                let m = MatRef::from_row_major_slice(&buf, chunk.len(), d);
+                let mut g = Mat::<f32>::zeros(d, d);
+                matmul(&mut g, Accum::Replace, m.transpose(), m, 1.0f32, Par::Seq);
+                let mut s = vec![0f64; d];
+                for row in buf.chunks_exact(d) {
+                    for (a, v) in s.iter_mut().zip(row) {
+                        *a += *v as f64;
+                    }
+                }
+                (s, g)
+            })
+            .collect();
+        for (s, g) in partials {
+            for (a, v) in sum.iter_mut().zip(&s) {
+                *a += v;
+            }
+            for j in 0..d {
+                for i in 0..d {
+                    gram[(i, j)] += g[(i, j)] as f64;
+                }
+            }
+        }
+    }
+    let nf = n as f64;
+    let m: Vec<f64> = sum.iter().map(|s| s / nf).collect();
+    // covariance of (x − s): (G − n m mᵀ) / (n − 1); symmetrise to wash out rounding.
+    let cov = Mat::<f64>::from_fn(d, d, |i, j| {
+        let gij = 0.5 * (gram[(i, j)] + gram[(j, i)]);
+        (gij - nf * m[i] * m[j]) / (nf - 1.0)
+    });
+    let evd = cov
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
+    let s = evd.S().column_vector();
+    let u = evd.U();
+    let k = k.min(d);
+    let mut eigenvalues = Vec::with_capacity(k);
+    let mut eigenvectors = Vec::with_capacity(k);
+    for t in 0..k {
+        let idx = d - 1 - t; // ascending order from faer
+        eigenvalues.push(s[idx].max(0.0));
+        let mut v: Vec<f64> = (0..d).map(|i| u[(i, idx)]).collect();
+        canonical_sign(&mut v);
+        eigenvectors.push(v);
+    }
+    let mean = shift32.iter().zip(&m).map(|(s, m)| *s as f64 + m).collect();
+    Ok(CenteredEigen {
+        mean,
+        eigenvalues,
+        eigenvectors,
+    })
+}
+
+/// Flip `v` so that its entry of largest magnitude is positive (first such entry on ties):
+/// eigenvectors are defined up to sign, and results must not depend on the solver's choice.
+pub(crate) fn canonical_sign(v: &mut [f64]) {
+    let mut best = 0usize;
+    for (i, x) in v.iter().enumerate() {
+        if x.abs() > v[best].abs() {
+            best = i;
+        }
+    }
+    if v.get(best).is_some_and(|x| *x < 0.0) {
+        v.iter_mut().for_each(|x| *x = -*x);
+    }
+}
+
+/// A fixed direction and centre to project rows on: p = (x − μ)·v, computed as x·v − μ·v with
+/// f32 products summed in a fixed order (the same in fit and score, so both agree exactly).
+#[derive(Debug, Clone)]
+pub(crate) struct Projector {
+    dir32: Vec<f32>,
+    offset: f64,
+}
+
+impl Projector {
+    pub(crate) fn new(mean: &[f64], dir: &[f64]) -> Self {
+        Projector {
+            dir32: dir.iter().map(|v| *v as f32).collect(),
+            offset: mean.iter().zip(dir).map(|(m, v)| m * v).sum(),
+        }
+    }
+
+    /// Projection of row `r` of `x`.
+    pub(crate) fn project(&self, x: &ArrayView2<'_, f32>, r: usize) -> f64 {
+        let row = x.row(r);
+        dot32(row.as_slice(), &row, &self.dir32) - self.offset
+    }
+
+    /// Projections of `rows` of `x`, in parallel over fixed chunks (order preserved).
+    pub(crate) fn project_rows(&self, x: &ArrayView2<'_, f32>, rows: &[usize]) -> Vec<f64> {
+        rows.par_chunks(CHUNK_ROWS)
+            .flat_map_iter(|chunk| {
+                chunk
+                    .iter()
+                    .map(|&r| self.project(x, r))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// Dot product of one row with `dir`, accumulated in f64 over f32 products.
+pub(crate) fn dot32(
+    contiguous: Option<&[f32]>,
+    row: &ndarray::ArrayView1<'_, f32>,
+    dir: &[f32],
+) -> f64 {
+    match contiguous {
+        Some(s) => {
+            // 8 independent lanes so the compiler can vectorise; fixed order, so deterministic.
+            let mut acc = [0f32; 8];
+            let mut it = s.chunks_exact(8);
+            let mut dit = dir.chunks_exact(8);
+            for (a, b) in (&mut it).zip(&mut dit) {
+                for l in 0..8 {
+                    acc[l] += a[l] * b[l];
+                }
+            }
+            let mut tail = 0f64;
+            for (a, b) in it.remainder().iter().zip(dit.remainder()) {
+                tail += (*a as f64) * (*b as f64);
+            }
+            acc.iter().map(|v| *v as f64).sum::<f64>() + tail
+        }
+        None => row
+            .iter()
+            .zip(dir)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum(),
+    }
+}
+
+/// Median of a slice (NaN-free input); 0 for an empty slice.
+pub(crate) fn median(v: &[f64]) -> f64 {
+    quantile(v, 0.5)
+}
+
+/// Linear-interpolated quantile `q` in [0, 1] of a slice (NaN-free input); 0 when empty.
+pub(crate) fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn eigen_of_known_covariance() {
+        // points spread along (1, 1, 0) / sqrt(2) with small noise elsewhere
+        let n = 500;
+        let mut x = Array2::<f32>::zeros((n, 3));
+        for i in 0..n {
+            let t = (i as f32 / n as f32 - 0.5) * 10.0;
+            let e = ((i * 7919) % 101) as f32 / 101.0 - 0.5;
+            x[[i, 0]] = t + 0.1 * e + 3.0;
+            x[[i, 1]] = t - 0.1 * e - 2.0;
+            x[[i, 2]] = 0.05 * e;
+        }
+        let rows: Vec<usize> = (0..n).collect();
+        let ce = centered_eigen(&x.view(), &rows, 2).unwrap();
+        let v = &ce.eigenvectors[0];
+        let s = std::f64::consts::FRAC_1_SQRT_2;
+        assert!((v[0] - s).abs() < 1e-3 && (v[1] - s).abs() < 1e-3, "{v:?}");
+        assert!((ce.mean[0] - 3.0).abs() < 0.05 && (ce.mean[1] + 2.0).abs() < 0.05);
+        assert!(ce.eigenvalues[0] > 100.0 * ce.eigenvalues[1]);
+        let p = Projector::new(&ce.mean, v).project_rows(&x.view(), &rows);
+        let mean_p: f64 = p.iter().sum::<f64>() / n as f64;
+        assert!(
+            mean_p.abs() < 1e-3,
+            "projections of centred rows average to 0"
+        );
+    }
+
+    #[test]
+    fn quantiles() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(quantile(&[0.0, 10.0], 0.25), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+}

@@ -1,0 +1,69 @@
+//! The explicit registry of detectors, and selection by code prefix.
+
+use crate::Detector;
+
+/// Every detector poisongate knows, in code order. Adding a detector is one file and one line
+/// here; `poisongate list` prints this slice.
+pub static REGISTRY: &[&dyn Detector] = &[&crate::spectral::SpectralSignature];
+
+/// The detector whose code is `code` (case-insensitive).
+pub fn find(code: &str) -> Option<&'static dyn Detector> {
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|d| d.meta().code.eq_ignore_ascii_case(code))
+}
+
+/// Detectors whose codes start with any of `prefixes` (case-insensitive), in registry order.
+/// `Err(prefix)` names the first prefix that selects nothing.
+pub fn select(prefixes: &[&str]) -> Result<Vec<&'static dyn Detector>, String> {
+    for p in prefixes {
+        let up = p.to_ascii_uppercase();
+        if !REGISTRY.iter().any(|d| d.meta().code.starts_with(&up)) {
+            return Err((*p).to_string());
+        }
+    }
+    Ok(REGISTRY
+        .iter()
+        .copied()
+        .filter(|d| {
+            prefixes
+                .iter()
+                .any(|p| d.meta().code.starts_with(&p.to_ascii_uppercase()))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_and_well_formed() {
+        let mut seen = HashSet::new();
+        for d in REGISTRY {
+            let m = d.meta();
+            assert!(seen.insert(m.code), "duplicate code {}", m.code);
+            assert!(m.code.len() == 7 && m.code[4..].chars().all(|c| c.is_ascii_digit()));
+            for heading in [
+                "## What it detects",
+                "## Method",
+                "## Parameters",
+                "## Known false positives",
+                "## References",
+            ] {
+                assert!(m.docs.contains(heading), "{} docs lack {heading}", m.code);
+            }
+            // every detector configures with its defaults
+            d.configure(&toml::Table::new()).expect("defaults validate");
+        }
+    }
+
+    #[test]
+    fn selection_by_prefix() {
+        assert_eq!(select(&["spec"]).unwrap()[0].meta().code, "SPEC001");
+        assert!(select(&["NOPE"]).is_err());
+        assert!(find("spec001").is_some());
+    }
+}

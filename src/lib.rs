@@ -1,0 +1,1 @@
+//! poisongate (placeholder while the app is built)
