@@ -24,9 +24,12 @@ pub mod data;
 pub mod error;
 mod linalg;
 pub mod metrics;
+mod mixture;
 mod params;
 pub mod registry;
 pub mod spectral;
+#[cfg(test)]
+mod testutil;
 
 pub use data::{Batch, ClassIndex, DatasetView, Needs};
 pub use error::{DetectError, ParamError};

@@ -1,6 +1,7 @@
 //! SPEC001 spectral signatures (Tran, Li, Madry, NeurIPS 2018).
 
 use crate::linalg::{self, CenteredEigen};
+use crate::mixture;
 use crate::params::ParamReader;
 use crate::{
     Batch, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs, ParamError, Scores,
@@ -27,29 +28,53 @@ Per class c with rows X_c (n_c × d):
 1. centre: μ_c = mean of X_c; covariance Σ_c = (X_c − μ_c)ᵀ(X_c − μ_c) / (n_c − 1), from sums that
    merge across chunks (one pass of matrix products over the data);
 2. v_c = top eigenvector of Σ_c, i.e. the top right-singular vector of the centred matrix;
-3. each row's projection p_i = v_c · (x_i − μ_c) on the **centred** row; the paper's score is
-   p_i²;
-4. threshold from the distribution of p itself, never from a poison rate: a robust z-score
-   z_i = (p_i − median(p)) / (1.4826 · MAD(p)); a row is flagged when |z_i| ≥ c_n, where
-   c_n = Φ⁻¹(1 − α / (2 n_c)) is the Bonferroni-corrected two-sided Gaussian cut-off for n_c tests
-   at family-wise level α. Median and MAD ignore up to half the class, so a poison lump cannot
-   hide itself by inflating the scale as it inflates the variance.
+3. each row's projection p_i = v_c · (x_i − μ_c), on the **centred** row (the paper's outlier
+   score is p_i²);
+4. robust standardisation: z_i = ±(p_i − median(p)) / (1.4826 · MAD(p)), signed so that the
+   heavier tail (q90 − median against median − q10) is positive;
+5. the threshold comes from the shape of z, never from a poison rate. A 2-component 1-D
+   Gaussian mixture is fitted to z by EM (starts at the 20/50/80 % quantile splits, the best
+   log-likelihood wins). The class is judged to *split* only when all three hold:
+   - BIC(2 components, 5 parameters) < BIC(1 component, 2 parameters): two groups explain the
+     projections better than one, after paying for the extra parameters;
+   - Ashman's D = √2·|m₁ − m₂| / √(s₁² + s₂²) > `min_separation` (2): the groups are separate
+     modes, not a heavy tail modelled by a second wide component;
+   - the minor weight ≤ `max_minor_weight` (1/3): the suspect group is a minority, the premise of
+     spectral signatures (natural classes often split roughly evenly, poison does not).
+   In a split class, z is re-signed towards the minor component and the rows at or beyond the
+   point where its posterior passes 0.5 (the smallest such z among the rows) are flagged. A class
+   that does not split flags nothing (optionally, `tail_fallback`, the rows beyond the
+   Bonferroni cut Φ⁻¹(1 − α/n_c) of the one-sided Gaussian tail).
 
-The reported score is |z_i| / c_n, so 1.0 is the threshold. Classes with fewer than
-`min_class_rows` rows are not scored.
+Scores: in a split class z / z* (z* the cut), so 1.0 is the threshold; in a class that does not
+split, min(z / Φ⁻¹(1 − α/n_c), 0.999), a graded but unflagged suspicion. Classes with fewer than
+max(`min_class_rows`, `min_rows_per_dim` · d) rows are skipped: with fewer rows than dimensions
+the top direction of a clean class is noise and small samples split spuriously.
 
 ## Parameters
-- `alpha` (default 0.05): family-wise false-alarm rate per class for a clean, Gaussian class.
-- `min_class_rows` (default 30): smaller classes are skipped (reported as such).
-- `report_singular_values` (default 5): how many top singular values per class to report.
+- `max_minor_weight` (default 1/3): largest share of a class that may be called a poison group.
+- `min_separation` (default 2.0): Ashman's D a split needs (2 is the usual bound for clearly
+  separated modes).
+- `alpha` (default 0.05): family-wise level of the Bonferroni tail, used for the graded score and
+  by `tail_fallback`.
+- `tail_fallback` (default false): in classes that do not split, also flag the Bonferroni tail.
+- `min_class_rows` (default 100) and `min_rows_per_dim` (default 2.0): smaller classes are skipped.
+- `report_singular_values` (default 5): top singular values reported per class.
 
 ## Known false positives
-Natural sub-populations (e.g. very short texts, another language) that dominate a class's top
-direction and sit in a heavy tail of it; near-duplicate clusters. On data where the top direction
-is natural variation, few rows pass the Bonferroni cut.
+A natural minority sub-population (another language, a topic, boilerplate rows) that dominates a
+class's top direction and forms its own mode holding under a third of the class. Such groups are
+worth a look anyway: the report lists per class the mixture, D, weights and the decision.
+
+## Known limits
+Only the top direction is used: poison that does not dominate it (weak triggers in a frozen
+sentence encoder, e.g. single rare words) is not found; measured per set in docs/evaluation.md.
 
 ## References
 Brandon Tran, Jerry Li, Aleksander Madry. Spectral Signatures in Backdoor Attacks. NeurIPS 2018.
+Keith M. Ashman, Christina M. Bird, Stephen E. Zepf. Detecting bimodality in astronomical
+datasets. AJ 108, 1994 (the D statistic). Gideon Schwarz. Estimating the dimension of a model.
+Annals of Statistics 6, 1978 (BIC).
 "#,
     version: 1,
 };
@@ -58,13 +83,21 @@ Brandon Tran, Jerry Li, Aleksander Madry. Spectral Signatures in Backdoor Attack
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SpectralSignature;
 
-/// Checked parameters of SPEC001.
+/// Checked parameters of SPEC001 (see the detector's docs for their meaning).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpectralParams {
-    /// Family-wise false-alarm rate per class under a Gaussian clean class.
+    /// Largest share of a class that may be called a poison group.
+    pub max_minor_weight: f64,
+    /// Ashman's D a split needs.
+    pub min_separation: f64,
+    /// Family-wise level of the Bonferroni tail.
     pub alpha: f64,
+    /// Also flag the Bonferroni tail in classes that do not split.
+    pub tail_fallback: bool,
     /// Classes with fewer rows are skipped.
     pub min_class_rows: usize,
+    /// Classes with fewer than this many rows per dimension are skipped.
+    pub min_rows_per_dim: f64,
     /// How many top singular values to report per class.
     pub report_singular_values: usize,
 }
@@ -77,8 +110,12 @@ impl Detector for SpectralSignature {
     fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
         let mut r = ParamReader::new(CODE, params);
         let p = SpectralParams {
+            max_minor_weight: r.f64("max_minor_weight", 1.0 / 3.0, 0.01, 0.5)?,
+            min_separation: r.f64("min_separation", 2.0, 0.0, 100.0)?,
             alpha: r.f64("alpha", 0.05, 1e-12, 0.5)?,
-            min_class_rows: r.usize("min_class_rows", 30, 3, usize::MAX)?,
+            tail_fallback: r.bool("tail_fallback", false)?,
+            min_class_rows: r.usize("min_class_rows", 100, 8, usize::MAX)?,
+            min_rows_per_dim: r.f64("min_rows_per_dim", 2.0, 0.0, 1e6)?,
             report_singular_values: r.usize("report_singular_values", 5, 1, 64)?,
         };
         r.finish()?;
@@ -97,8 +134,12 @@ impl Configured for SpectralParams {
 
     fn params(&self) -> serde_json::Value {
         json!({
+            "max_minor_weight": self.max_minor_weight,
+            "min_separation": self.min_separation,
             "alpha": self.alpha,
+            "tail_fallback": self.tail_fallback,
             "min_class_rows": self.min_class_rows,
+            "min_rows_per_dim": self.min_rows_per_dim,
             "report_singular_values": self.report_singular_values,
         })
     }
@@ -112,12 +153,24 @@ impl Configured for SpectralParams {
             code: CODE,
             what: "labels",
         })?;
+        let min_rows = self
+            .min_class_rows
+            .max((self.min_rows_per_dim * x.ncols() as f64).ceil() as usize);
         let by_class = linalg::rows_by_class(labels, data.n_classes());
         let mut classes = Vec::with_capacity(by_class.len());
         for (c, rows) in by_class.iter().enumerate() {
             let name = data.class_names.get(c).cloned().unwrap_or_default();
-            if rows.len() < self.min_class_rows {
-                classes.push(ClassFit::skipped(name, rows.len()));
+            if rows.len() < min_rows {
+                classes.push(ClassFit {
+                    name,
+                    rows: rows.len(),
+                    model: None,
+                    skipped: Some(format!(
+                        "{} rows, fewer than the {min_rows} needed (min_class_rows, min_rows_per_dim × {} dims)",
+                        rows.len(),
+                        x.ncols()
+                    )),
+                });
                 continue;
             }
             let eig = linalg::centered_eigen(&x, rows, self.report_singular_values).map_err(
@@ -128,41 +181,144 @@ impl Configured for SpectralParams {
             )?;
             let projector = linalg::Projector::new(&eig.mean, &eig.eigenvectors[0]);
             let p = projector.project_rows(&x, rows);
-            let center = linalg::median(&p);
-            let dev: Vec<f64> = p.iter().map(|v| (v - center).abs()).collect();
-            let scale = 1.4826 * linalg::median(&dev);
-            let cut = normal_quantile_upper(self.alpha / (2.0 * rows.len() as f64));
-            let flagged = if scale > 0.0 {
-                p.iter()
-                    .filter(|v| ((*v - center) / scale).abs() >= cut)
-                    .count()
-            } else {
-                0
-            };
+            let decision = decide(&p, self);
             classes.push(ClassFit {
                 name,
                 rows: rows.len(),
                 model: Some(ClassModel {
                     eig,
                     projector,
-                    center,
-                    scale,
-                    cut,
+                    decision,
                 }),
-                flagged,
+                skipped: None,
             });
         }
         Ok(Box::new(SpectralFit { classes }))
     }
 }
 
+/// How a class's projections are turned into scores and flags.
+#[derive(Debug, Clone)]
+struct Decision {
+    /// Median of the projections.
+    center: f64,
+    /// Robust scale (1.4826 · MAD); 0 means the class is degenerate and is not scored.
+    scale: f64,
+    /// +1 or −1: z = sign · (p − center) / scale.
+    sign: f64,
+    /// Bonferroni one-sided cut Φ⁻¹(1 − α/n).
+    bonferroni: f64,
+    /// The flagging cut on z, when the class splits (or with `tail_fallback`).
+    cut: Option<f64>,
+    /// Whether the class split into a bulk and a minority mode.
+    split: bool,
+    /// Rows of the class at or beyond the cut.
+    flagged: usize,
+    /// Mixture diagnostics for the report.
+    diagnostics: serde_json::Value,
+}
+
+impl Decision {
+    fn z(&self, p: f64) -> f64 {
+        self.sign * (p - self.center) / self.scale
+    }
+
+    /// Normalised score (1.0 = threshold) and whether the row is flagged.
+    fn score(&self, p: f64) -> (f64, bool) {
+        if self.scale <= 0.0 {
+            return (0.0, false);
+        }
+        let z = self.z(p);
+        match self.cut {
+            Some(cut) => {
+                let s = if cut > 0.0 { z / cut } else { 1.0 + z - cut };
+                (s.max(0.0), z >= cut)
+            }
+            None => ((z / self.bonferroni).clamp(0.0, 0.999), false),
+        }
+    }
+}
+
+/// The threshold rule of the docs, step 4 and 5, on one class's projections.
+fn decide(p: &[f64], params: &SpectralParams) -> Decision {
+    let n = p.len();
+    let center = linalg::median(p);
+    let dev: Vec<f64> = p.iter().map(|v| (v - center).abs()).collect();
+    let scale = 1.4826 * linalg::median(&dev);
+    let bonferroni = normal_quantile_upper(params.alpha / n as f64);
+    let heavier_up = linalg::quantile(p, 0.9) - center >= center - linalg::quantile(p, 0.1);
+    let mut d = Decision {
+        center,
+        scale,
+        sign: if heavier_up { 1.0 } else { -1.0 },
+        bonferroni,
+        cut: None,
+        split: false,
+        flagged: 0,
+        diagnostics: json!({"decision": "degenerate: robust scale is 0"}),
+    };
+    if scale <= 0.0 || !scale.is_finite() {
+        return d;
+    }
+    let z: Vec<f64> = p.iter().map(|&v| d.z(v)).collect();
+    let nf = n as f64;
+    let bic1 = -2.0 * mixture::single_loglik(&z) + 2.0 * nf.ln();
+    let mix = mixture::fit_mixture2(&z);
+    let mut reason = "no two-component fit".to_string();
+    if let Some(f) = &mix {
+        let j = f.minor();
+        let i = 1 - j;
+        let bic2 = -2.0 * f.loglik + 5.0 * nf.ln();
+        let dd = f.ashman_d();
+        let accepted =
+            bic2 < bic1 && dd > params.min_separation && f.w[j] <= params.max_minor_weight;
+        reason = if accepted {
+            "split: minority mode flagged".into()
+        } else if bic2 >= bic1 {
+            "no split: one component fits better (BIC)".into()
+        } else if dd <= params.min_separation {
+            format!("no split: modes not separated (D = {dd:.2})")
+        } else {
+            format!(
+                "no split: minor weight {:.2} above max_minor_weight",
+                f.w[j]
+            )
+        };
+        d.diagnostics = json!({
+            "weights": f.w, "means": f.m, "sds": f.s,
+            "bic_one": bic1, "bic_two": bic2, "ashman_d": dd,
+        });
+        if accepted {
+            // re-sign towards the minor component
+            let towards = if f.m[j] >= f.m[i] { 1.0 } else { -1.0 };
+            d.sign *= towards;
+            let lo = towards * f.m[i];
+            let cut = z
+                .iter()
+                .map(|&v| towards * v)
+                .filter(|&v| v >= lo && f.posterior(towards * v, j) > 0.5)
+                .fold(f64::INFINITY, f64::min);
+            if cut.is_finite() {
+                d.cut = Some(cut);
+                d.split = true;
+            }
+        }
+    }
+    if !d.split && params.tail_fallback {
+        d.cut = Some(bonferroni);
+    }
+    d.flagged = p.iter().filter(|&&v| d.score(v).1).count();
+    if let serde_json::Value::Object(m) = &mut d.diagnostics {
+        m.insert("decision".into(), json!(reason));
+    }
+    d
+}
+
 #[derive(Debug, Clone)]
 struct ClassModel {
     eig: CenteredEigen,
     projector: linalg::Projector,
-    center: f64,
-    scale: f64,
-    cut: f64,
+    decision: Decision,
 }
 
 #[derive(Debug, Clone)]
@@ -170,18 +326,7 @@ struct ClassFit {
     name: String,
     rows: usize,
     model: Option<ClassModel>,
-    flagged: usize,
-}
-
-impl ClassFit {
-    fn skipped(name: String, rows: usize) -> Self {
-        ClassFit {
-            name,
-            rows,
-            model: None,
-            flagged: 0,
-        }
-    }
+    skipped: Option<String>,
 }
 
 /// Fitted SPEC001: per-class mean, direction and threshold.
@@ -203,20 +348,23 @@ impl Fitted for SpectralFit {
         })?;
         let mut out = Scores::with_capacity(rows.n_rows);
         for (i, &l) in labels.iter().enumerate() {
-            let model = self.classes.get(l as usize).and_then(|c| c.model.as_ref());
-            let Some(m) = model.filter(|m| m.scale > 0.0) else {
+            let class = self.classes.get(l as usize);
+            let Some((c, m)) = class.and_then(|c| c.model.as_ref().map(|m| (c, m))) else {
                 out.score.push(0.0);
                 out.reason.push(None);
                 continue;
             };
             let p = m.projector.project(&x, i);
-            let z = ((p - m.center) / m.scale).abs();
-            let s = z / m.cut;
+            let (s, flagged) = m.decision.score(p);
             out.score.push(s);
-            out.reason.push(
-                (s >= 1.0)
-                    .then(|| format!("{CODE}:class={} z={z:.1}", self.classes[l as usize].name)),
-            );
+            out.reason.push(flagged.then(|| {
+                format!(
+                    "{CODE}:class={} z={:.2} cut={:.2}",
+                    c.name,
+                    m.decision.z(p),
+                    m.decision.cut.unwrap_or(f64::NAN)
+                )
+            }));
         }
         Ok(out)
     }
@@ -226,17 +374,27 @@ impl Fitted for SpectralFit {
             .classes
             .iter()
             .map(|c| match &c.model {
-                None => json!({"class": c.name, "rows": c.rows, "skipped": "fewer rows than min_class_rows"}),
-                Some(m) => json!({
+                None => json!({
                     "class": c.name,
                     "rows": c.rows,
-                    "top_singular_values": m.eig.eigenvalues.iter()
-                        .map(|l| (l * (c.rows as f64 - 1.0)).sqrt()).collect::<Vec<_>>(),
-                    "projection_median": m.center,
-                    "projection_robust_scale": m.scale,
-                    "z_threshold": m.cut,
-                    "flagged": c.flagged,
+                    "skipped": c.skipped,
                 }),
+                Some(m) => {
+                    let d = &m.decision;
+                    json!({
+                        "class": c.name,
+                        "rows": c.rows,
+                        "top_singular_values": m.eig.eigenvalues.iter()
+                            .map(|l| (l * (c.rows as f64 - 1.0)).sqrt()).collect::<Vec<_>>(),
+                        "projection_median": d.center,
+                        "projection_robust_scale": d.scale,
+                        "split": d.split,
+                        "z_threshold": d.cut,
+                        "bonferroni_z": d.bonferroni,
+                        "mixture": d.diagnostics,
+                        "flagged": d.flagged,
+                    })
+                }
             })
             .collect();
         json!({ "classes": classes })
@@ -295,5 +453,96 @@ pub fn normal_quantile(p: f64) -> f64 {
         let q = (-2.0 * (1.0 - p).ln()).sqrt();
         -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{gaussian, Rng};
+    use ndarray::Array2;
+
+    fn run(x: &Array2<f32>, labels: &[u32]) -> (Scores, serde_json::Value) {
+        let names = vec!["0".to_string(), "1".to_string()];
+        let view = DatasetView {
+            n_rows: x.nrows(),
+            texts: None,
+            labels: Some(labels),
+            class_names: &names,
+            embeddings: Some(x.view()),
+        };
+        let fitted = SpectralSignature
+            .configure(&toml::Table::new())
+            .unwrap()
+            .fit(&view)
+            .unwrap();
+        let mut all = Scores::default();
+        for s in (0..x.nrows()).step_by(333) {
+            all.extend(
+                fitted
+                    .score(&view.batch(s, (s + 333).min(x.nrows())))
+                    .unwrap(),
+            );
+        }
+        (all, fitted.summary())
+    }
+
+    #[test]
+    fn clean_classes_flag_nothing() {
+        let mut rng = Rng(1);
+        let x = gaussian(&mut rng, 4000, 32);
+        let labels: Vec<u32> = (0..4000).map(|i| (i % 2) as u32).collect();
+        let (s, summary) = run(&x, &labels);
+        assert_eq!(
+            s.reason.iter().filter(|r| r.is_some()).count(),
+            0,
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn planted_shifted_cluster_is_found() {
+        let mut rng = Rng(2);
+        let (n, d) = (4000, 32);
+        let mut x = gaussian(&mut rng, n, d);
+        let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+        // 8 % of class 1 carries a trigger: a fixed offset along a random unit direction
+        let dir: Vec<f64> = (0..d).map(|_| rng.gauss()).collect();
+        let norm = dir.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let mut truth = vec![false; n];
+        for i in (1..n).step_by(2) {
+            if rng.unit() < 0.08 {
+                truth[i] = true;
+                for k in 0..d {
+                    x[[i, k]] += (4.0 * dir[k] / norm) as f32;
+                }
+            }
+        }
+        let (s, summary) = run(&x, &labels);
+        let flags: Vec<bool> = s.reason.iter().map(Option::is_some).collect();
+        let e = crate::metrics::evaluate(&flags, &s.score, &truth);
+        assert!(e.recall > 0.9 && e.precision > 0.9, "{e:?} {summary}");
+        assert!(e.auroc.unwrap() > 0.97);
+        // flags match the reported per-class count, and the clean class flags nothing
+        assert_eq!(summary["classes"][0]["flagged"], 0);
+        assert_eq!(summary["classes"][1]["flagged"], e.flagged);
+        assert!((0..n).step_by(2).all(|i| !flags[i]));
+    }
+
+    #[test]
+    fn small_classes_are_skipped() {
+        let mut rng = Rng(3);
+        let x = gaussian(&mut rng, 150, 100);
+        let labels = vec![0u32; 150];
+        let (s, summary) = run(&x, &labels);
+        assert!(s.score.iter().all(|v| *v == 0.0));
+        assert!(summary["classes"][0]["skipped"].is_string());
+    }
+
+    #[test]
+    fn normal_quantiles() {
+        assert!((normal_quantile_upper(0.025) - 1.959964).abs() < 1e-5);
+        assert!((normal_quantile_upper(1e-6) - 4.753424).abs() < 1e-5);
+        assert!(normal_quantile(0.5).abs() < 1e-12);
     }
 }

@@ -1,0 +1,172 @@
+//! A two-component one-dimensional Gaussian mixture fitted by EM, with the statistics that
+//! decide whether a sample really splits in two (BIC, Ashman's D, the minor weight).
+
+/// A fitted 1-D Gaussian mixture with two components.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Mixture2 {
+    /// Weights, means and standard deviations of the two components.
+    pub w: [f64; 2],
+    /// Means.
+    pub m: [f64; 2],
+    /// Standard deviations.
+    pub s: [f64; 2],
+    /// Log-likelihood of the data under the mixture.
+    pub loglik: f64,
+}
+
+const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+
+fn log_normal(x: f64, m: f64, s: f64) -> f64 {
+    let z = (x - m) / s;
+    -0.5 * z * z - s.ln() - LN_SQRT_2PI
+}
+
+/// Log-likelihood of `x` under one Gaussian with the sample mean and (ML) variance.
+pub(crate) fn single_loglik(x: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let m = x.iter().sum::<f64>() / n;
+    let v = x.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n;
+    let s = v.sqrt().max(1e-300);
+    x.iter().map(|&a| log_normal(a, m, s)).sum()
+}
+
+impl Mixture2 {
+    /// Posterior probability that `x` belongs to component `k`.
+    pub(crate) fn posterior(&self, x: f64, k: usize) -> f64 {
+        let a = self.w[0].ln() + log_normal(x, self.m[0], self.s[0]);
+        let b = self.w[1].ln() + log_normal(x, self.m[1], self.s[1]);
+        let (own, other) = if k == 0 { (a, b) } else { (b, a) };
+        1.0 / (1.0 + (other - own).exp())
+    }
+
+    /// Ashman's D: separation of the two modes in units of their pooled spread.
+    pub(crate) fn ashman_d(&self) -> f64 {
+        std::f64::consts::SQRT_2 * (self.m[0] - self.m[1]).abs()
+            / (self.s[0] * self.s[0] + self.s[1] * self.s[1]).sqrt()
+    }
+
+    /// Index of the smaller component (the first on a tie).
+    pub(crate) fn minor(&self) -> usize {
+        usize::from(self.w[1] < self.w[0])
+    }
+}
+
+fn em_from_split(x: &[f64], cut: f64, floor: f64) -> Option<Mixture2> {
+    let n = x.len() as f64;
+    // hard initial assignment
+    let mut mix = {
+        let (lo, hi): (Vec<f64>, Vec<f64>) = x.iter().partition(|&&v| v <= cut);
+        if lo.len() < 2 || hi.len() < 2 {
+            return None;
+        }
+        let stats = |v: &[f64]| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            let s = (v.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / v.len() as f64)
+                .sqrt()
+                .max(floor);
+            (m, s)
+        };
+        let (m0, s0) = stats(&lo);
+        let (m1, s1) = stats(&hi);
+        Mixture2 {
+            w: [lo.len() as f64 / n, hi.len() as f64 / n],
+            m: [m0, m1],
+            s: [s0, s1],
+            loglik: f64::NEG_INFINITY,
+        }
+    };
+    let mut prev = f64::NEG_INFINITY;
+    for _ in 0..500 {
+        // E step: responsibilities of component 1, and the log-likelihood
+        let (mut r_sum, mut r_x, mut r_xx) = ([0f64; 2], [0f64; 2], [0f64; 2]);
+        let mut ll = 0.0;
+        for &v in x {
+            let a = mix.w[0].ln() + log_normal(v, mix.m[0], mix.s[0]);
+            let b = mix.w[1].ln() + log_normal(v, mix.m[1], mix.s[1]);
+            let mx = a.max(b);
+            let lse = mx + ((a - mx).exp() + (b - mx).exp()).ln();
+            ll += lse;
+            let r1 = (b - lse).exp();
+            let r = [1.0 - r1, r1];
+            for k in 0..2 {
+                r_sum[k] += r[k];
+                r_x[k] += r[k] * v;
+                r_xx[k] += r[k] * v * v;
+            }
+        }
+        mix.loglik = ll;
+        if (ll - prev).abs() <= 1e-9 * ll.abs().max(1.0) {
+            break;
+        }
+        prev = ll;
+        // M step
+        for k in 0..2 {
+            if r_sum[k] < 1e-9 {
+                return None; // a component died: no split
+            }
+            mix.w[k] = r_sum[k] / n;
+            mix.m[k] = r_x[k] / r_sum[k];
+            let var = r_xx[k] / r_sum[k] - mix.m[k] * mix.m[k];
+            mix.s[k] = var.max(0.0).sqrt().max(floor);
+        }
+    }
+    mix.loglik.is_finite().then_some(mix)
+}
+
+/// Best two-component fit of `x` by EM started from hard splits at the 20 %, 50 % and 80 %
+/// quantiles (the highest log-likelihood wins; the earlier start on ties). `None` when `x`
+/// has fewer than 8 values or no start converges to two live components.
+pub(crate) fn fit_mixture2(x: &[f64]) -> Option<Mixture2> {
+    if x.len() < 8 {
+        return None;
+    }
+    let n = x.len() as f64;
+    let m = x.iter().sum::<f64>() / n;
+    let sd = (x.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n).sqrt();
+    let floor = (1e-6 * sd).max(1e-300);
+    let mut best: Option<Mixture2> = None;
+    for q in [0.2, 0.5, 0.8] {
+        let cut = crate::linalg::quantile(x, q);
+        if let Some(f) = em_from_split(x, cut, floor) {
+            if best.as_ref().is_none_or(|b| f.loglik > b.loglik) {
+                best = Some(f);
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic normal draws by inverting the CDF on a regular grid.
+    fn normal_grid(n: usize, m: f64, s: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| m + s * crate::spectral::normal_quantile((i as f64 + 0.5) / n as f64))
+            .collect()
+    }
+
+    #[test]
+    fn recovers_a_shifted_minority() {
+        let mut x = normal_grid(900, 0.0, 1.0);
+        x.extend(normal_grid(100, 6.0, 0.5));
+        let f = fit_mixture2(&x).unwrap();
+        let j = f.minor();
+        assert!((f.w[j] - 0.1).abs() < 0.01, "{f:?}");
+        assert!((f.m[j] - 6.0).abs() < 0.1, "{f:?}");
+        assert!(f.ashman_d() > 2.0);
+        let bic1 = -2.0 * single_loglik(&x) + 2.0 * (x.len() as f64).ln();
+        let bic2 = -2.0 * f.loglik + 5.0 * (x.len() as f64).ln();
+        assert!(bic2 < bic1);
+        assert!(f.posterior(6.0, j) > 0.99 && f.posterior(0.0, j) < 0.01);
+    }
+
+    #[test]
+    fn a_single_gaussian_is_not_separated() {
+        let x = normal_grid(2000, 1.0, 2.0);
+        if let Some(f) = fit_mixture2(&x) {
+            assert!(f.ashman_d() < 2.0, "{f:?}");
+        }
+    }
+}
