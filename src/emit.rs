@@ -350,8 +350,8 @@ fn split_parquet(
     let mut quarantine = Output::create(quarantine_path)?;
     let pq_clean = |e| IngestError::parquet(clean_path, e);
     let pq_quarantine = |e| IngestError::parquet(quarantine_path, e);
-    let mut clean_w = ArrowWriter::try_new(&mut clean, schema.clone(), Some(props.clone()))
-        .map_err(pq_clean)?;
+    let mut clean_w =
+        ArrowWriter::try_new(&mut clean, schema.clone(), Some(props.clone())).map_err(pq_clean)?;
     let mut quarantine_w = ArrowWriter::try_new(&mut quarantine, q_schema.clone(), Some(props))
         .map_err(pq_quarantine)?;
 
@@ -416,4 +416,343 @@ fn split_parquet(
         clean.finish(clean_rows)?,
         quarantine.finish(quarantine_rows)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::sha256_file;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float32Type;
+    use arrow_array::{Array, Int64Array, ListArray, StringArray};
+    use serde_json::Value;
+    use tempfile::TempDir;
+
+    fn q(score: f64, reasons: &[&str]) -> Option<Quarantine> {
+        Some(Quarantine {
+            score,
+            reasons: reasons.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+        bytes
+            .split_inclusive(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    #[test]
+    fn jsonl_round_trip_keeps_bytes_and_adds_score_and_reasons() {
+        let dir = TempDir::new().unwrap();
+        let input = dir.path().join("in.jsonl");
+        let rows: [&[u8]; 6] = [
+            b"{\"id\":1,\"text\":\"caf\\u00e9\",\"x\":1.000}\n",
+            b"  {\"id\": 2, \"nested\": {\"a\": [1, 2]} }  \r\n",
+            b"{}\n",
+            b"{ \t}\n",
+            b"{\"id\":5, \"label\": \"1\"}\n",
+            b"{\"id\":6}",
+        ];
+        let mut body = Vec::new();
+        for (i, r) in rows.iter().enumerate() {
+            body.extend_from_slice(r);
+            if i == 2 {
+                body.extend_from_slice(b"\n   \n"); // blank lines are not rows
+            }
+        }
+        std::fs::write(&input, &body).unwrap();
+        let sha = sha256_file(&input).unwrap().sha256;
+        let verdicts = vec![
+            None,
+            q(1.5, &["SPEC001:class=1"]),
+            q(2.0, &[]),
+            q(0.5, &["A", "B \"quoted\""]),
+            None,
+            q(3.25, &["Z"]),
+        ];
+        let staging = dir.path().join("stage");
+        std::fs::create_dir(&staging).unwrap();
+        let (clean, quar) = write_split(&input, Format::Jsonl, &sha, &verdicts, &staging).unwrap();
+        assert_eq!(clean.path, staging.join("clean.jsonl"));
+        assert_eq!(quar.path, staging.join("quarantine.jsonl"));
+        assert_eq!((clean.rows, quar.rows), (2, 4));
+
+        let clean_bytes = std::fs::read(&clean.path).unwrap();
+        assert_eq!(clean_bytes, [rows[0], rows[4]].concat());
+        assert_eq!(clean.bytes, clean_bytes.len() as u64);
+        assert_eq!(clean.sha256, sha256_file(&clean.path).unwrap().sha256);
+
+        let quar_bytes = std::fs::read(&quar.path).unwrap();
+        assert_eq!(quar.sha256, sha256_file(&quar.path).unwrap().sha256);
+        assert_eq!(quar.bytes, quar_bytes.len() as u64);
+        let qlines = lines(&quar_bytes);
+        assert_eq!(qlines.len(), 4);
+        assert_eq!(
+            qlines[0],
+            b"  {\"id\": 2, \"nested\": {\"a\": [1, 2]}, \"poisongate_score\": 1.5, \
+              \"poisongate_reasons\": [\"SPEC001:class=1\"]}  \r\n"
+        );
+        assert_eq!(
+            qlines[1],
+            b"{\"poisongate_score\": 2.0, \"poisongate_reasons\": []}\n"
+        );
+        for (line, orig_idx) in qlines.iter().zip([1usize, 2, 3, 5]) {
+            let v: Value = serde_json::from_slice(line).unwrap();
+            let orig: Value = serde_json::from_slice(rows[orig_idx]).unwrap();
+            let mut obj = v.as_object().unwrap().clone();
+            let score = obj.remove(SCORE_COLUMN).unwrap();
+            let reasons = obj.remove(REASONS_COLUMN).unwrap();
+            assert_eq!(Value::Object(obj), orig);
+            let want = verdicts[orig_idx].as_ref().unwrap();
+            assert_eq!(score.as_f64(), Some(want.score));
+            assert_eq!(reasons, serde_json::json!(want.reasons));
+            assert!(line.ends_with(b"\n"));
+        }
+        // Every original field's bytes are unchanged (prefix preserved).
+        assert!(qlines[3].starts_with(b"{\"id\":6"));
+        assert!(lines(&quar_bytes)[2].starts_with(b"{"));
+    }
+
+    #[test]
+    fn jsonl_changed_input_count_mismatch_and_reserved_columns() {
+        let dir = TempDir::new().unwrap();
+        let input = dir.path().join("in.jsonl");
+        std::fs::write(&input, b"{\"a\":1}\n{\"a\":2}\n").unwrap();
+        let sha = sha256_file(&input).unwrap().sha256;
+
+        let stage = |name: &str| {
+            let s = dir.path().join(name);
+            std::fs::create_dir(&s).unwrap();
+            s
+        };
+        let e = write_split(
+            &input,
+            Format::Jsonl,
+            &"0".repeat(64),
+            &[None, None],
+            &stage("s1"),
+        )
+        .unwrap_err();
+        assert!(matches!(e, IngestError::InputChanged { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("the input changed during the scan"),
+            "{e}"
+        );
+
+        let e = write_split(&input, Format::Jsonl, &sha, &[None], &stage("s2")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("1 verdicts were given but the input has 2 rows"),
+            "{e}"
+        );
+        let e = write_split(
+            &input,
+            Format::Jsonl,
+            &sha,
+            &[None, None, None],
+            &stage("s3"),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            IngestError::RowCountMismatch {
+                verdicts: 3,
+                rows: 2,
+                ..
+            }
+        ));
+
+        let e = write_split(
+            &input,
+            Format::Jsonl,
+            &sha,
+            &[None, q(f64::NAN, &[])],
+            &stage("s4"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not finite"), "{e}");
+
+        // Outputs already present are not overwritten.
+        let s5 = stage("s5");
+        std::fs::write(s5.join("clean.jsonl"), b"keep").unwrap();
+        let e = write_split(&input, Format::Jsonl, &sha, &[None, None], &s5).unwrap_err();
+        assert!(matches!(e, IngestError::Io { .. }), "{e:?}");
+        assert_eq!(std::fs::read(s5.join("clean.jsonl")).unwrap(), b"keep");
+
+        std::fs::write(&input, b"{\"a\":1}\n{\"a\":2, \"poisongate_score\": 1}\n").unwrap();
+        let sha = sha256_file(&input).unwrap().sha256;
+        let e = write_split(&input, Format::Jsonl, &sha, &[None, None], &stage("s6")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 2: input column \"poisongate_score\" clashes"),
+            "{e}"
+        );
+    }
+
+    fn write_parquet(path: &Path, batch: &RecordBatch) {
+        let f = File::create(path).unwrap();
+        let mut w = ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+    }
+
+    fn read_parquet(path: &Path) -> RecordBatch {
+        let f = File::open(path).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+        let schema = batches
+            .first()
+            .map(RecordBatch::schema)
+            .unwrap_or_else(|| Arc::new(Schema::empty()));
+        arrow_select::concat::concat_batches(&schema, &batches).unwrap()
+    }
+
+    #[test]
+    fn parquet_round_trip_partitions_rows_and_keeps_values() {
+        let dir = TempDir::new().unwrap();
+        let input = dir.path().join("in.parquet");
+        let n = 10_000usize; // more than one record batch
+        let ids = Int64Array::from_iter_values(0..n as i64);
+        let texts =
+            StringArray::from_iter((0..n).map(|i| (i % 7 != 3).then(|| format!("row {i}"))));
+        let emb = ListArray::from_iter_primitive::<Float32Type, _, _>(
+            (0..n).map(|i| Some(vec![Some(i as f32), Some(-(i as f32))])),
+        );
+        let batch = RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(ids) as ArrayRef),
+            ("text", Arc::new(texts) as ArrayRef),
+            ("emb", Arc::new(emb) as ArrayRef),
+        ])
+        .unwrap();
+        write_parquet(&input, &batch);
+        let sha = sha256_file(&input).unwrap().sha256;
+        let verdicts: Vec<Option<Quarantine>> = (0..n)
+            .map(|i| {
+                (i % 10 == 0).then(|| Quarantine {
+                    score: i as f64 / 100.0,
+                    reasons: vec![format!("R{i}"), "X; Y".to_string()],
+                })
+            })
+            .collect();
+        let staging = dir.path().join("stage");
+        std::fs::create_dir(&staging).unwrap();
+        let (clean, quar) =
+            write_split(&input, Format::Parquet, &sha, &verdicts, &staging).unwrap();
+        assert_eq!(clean.path, staging.join("clean.parquet"));
+        assert_eq!((clean.rows, quar.rows), (9_000, 1_000));
+        assert_eq!(clean.sha256, sha256_file(&clean.path).unwrap().sha256);
+        assert_eq!(quar.sha256, sha256_file(&quar.path).unwrap().sha256);
+        assert_eq!(quar.bytes, std::fs::metadata(&quar.path).unwrap().len());
+
+        let c = read_parquet(&clean.path);
+        assert_eq!(c.schema().fields(), batch.schema().fields());
+        let qb = read_parquet(&quar.path);
+        assert_eq!(qb.num_columns(), 5);
+        assert_eq!(qb.schema().field(3).name(), SCORE_COLUMN);
+        assert_eq!(qb.schema().field(4).name(), REASONS_COLUMN);
+
+        // Every input row lands in exactly one output, with its values unchanged.
+        let mut seen = vec![0u8; n];
+        for b in [&c, &qb] {
+            let ids = b.column(0).as_primitive::<arrow_array::types::Int64Type>();
+            let texts = b.column(1).as_string::<i32>();
+            let emb = b.column(2).as_list::<i32>();
+            for j in 0..b.num_rows() {
+                let i = ids.value(j) as usize;
+                seen[i] += 1;
+                assert_eq!(texts.is_null(j), i % 7 == 3);
+                if !texts.is_null(j) {
+                    assert_eq!(texts.value(j), format!("row {i}"));
+                }
+                let e = emb.value(j);
+                let e = e.as_primitive::<Float32Type>();
+                assert_eq!(e.values().to_vec(), vec![i as f32, -(i as f32)]);
+            }
+        }
+        assert!(seen.iter().all(|&s| s == 1));
+        let scores = qb
+            .column(3)
+            .as_primitive::<arrow_array::types::Float64Type>();
+        let reasons = qb.column(4).as_list::<i32>();
+        let ids = qb.column(0).as_primitive::<arrow_array::types::Int64Type>();
+        for j in 0..qb.num_rows() {
+            let i = ids.value(j) as usize;
+            assert_eq!(i % 10, 0);
+            assert_eq!(scores.value(j), i as f64 / 100.0);
+            let r = reasons.value(j);
+            let r = r.as_string::<i32>();
+            assert_eq!(r.len(), 2);
+            assert_eq!(r.value(0), format!("R{i}"));
+            assert_eq!(r.value(1), "X; Y");
+        }
+    }
+
+    #[test]
+    fn parquet_changed_input_count_mismatch_and_reserved_columns() {
+        let dir = TempDir::new().unwrap();
+        let input = dir.path().join("in.parquet");
+        let batch = RecordBatch::try_from_iter(vec![(
+            "a",
+            Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+        )])
+        .unwrap();
+        write_parquet(&input, &batch);
+        let sha = sha256_file(&input).unwrap().sha256;
+        let stage = |name: &str| {
+            let s = dir.path().join(name);
+            std::fs::create_dir(&s).unwrap();
+            s
+        };
+        let e = write_split(
+            &input,
+            Format::Parquet,
+            &"ab".repeat(32),
+            &[None, None, None],
+            &stage("s1"),
+        )
+        .unwrap_err();
+        assert!(matches!(e, IngestError::InputChanged { .. }), "{e:?}");
+        let e =
+            write_split(&input, Format::Parquet, &sha, &[None, None], &stage("s2")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                IngestError::RowCountMismatch {
+                    verdicts: 2,
+                    rows: 3,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // All clean: the quarantine file is a valid, empty Parquet file.
+        let (c, qf) = write_split(
+            &input,
+            Format::Parquet,
+            &sha,
+            &[None, None, None],
+            &stage("s3"),
+        )
+        .unwrap();
+        assert_eq!((c.rows, qf.rows), (3, 0));
+        assert_eq!(read_parquet(&qf.path).num_rows(), 0);
+
+        let batch = RecordBatch::try_from_iter(vec![(
+            REASONS_COLUMN,
+            Arc::new(StringArray::from(vec!["x"])) as ArrayRef,
+        )])
+        .unwrap();
+        write_parquet(&input, &batch);
+        let sha = sha256_file(&input).unwrap().sha256;
+        let e = write_split(&input, Format::Parquet, &sha, &[None], &stage("s4")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("input column \"poisongate_reasons\" clashes"),
+            "{e}"
+        );
+    }
 }

@@ -869,12 +869,7 @@ fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
 }
 
 /// Store one JSON value of a requested column; errors are messages without location.
-fn json_cell(
-    out: &mut Collector,
-    role: Role,
-    value: &Value,
-    row: RowRef,
-) -> Result<(), String> {
+fn json_cell(out: &mut Collector, role: Role, value: &Value, row: RowRef) -> Result<(), String> {
     match role {
         Role::Text => match value {
             Value::String(s) => {
@@ -889,9 +884,7 @@ fn json_cell(
             let (s, kind) = match value {
                 Value::String(s) => (s.clone(), LabelKind::String),
                 Value::Bool(b) => (b.to_string(), LabelKind::Bool),
-                Value::Number(n) if n.is_i64() || n.is_u64() => {
-                    (n.to_string(), LabelKind::Integer)
-                }
+                Value::Number(n) if n.is_i64() || n.is_u64() => (n.to_string(), LabelKind::Integer),
                 Value::Number(n) => {
                     return Err(format!(
                         "label {n} is not an integer; labels must be integers, strings or \
@@ -1105,7 +1098,10 @@ fn is_int(dt: &DataType) -> bool {
 }
 
 fn is_str(dt: &DataType) -> bool {
-    matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 fn str_at(array: &dyn Array, j: usize) -> Option<&str> {
@@ -1191,9 +1187,7 @@ fn arrow_column(
             if scalar_at(array, 0).is_none() && !array.is_empty() {
                 return Err((
                     None,
-                    format!(
-                        "ids must be an integer, string, boolean or float column, found {dt}"
-                    ),
+                    format!("ids must be an integer, string, boolean or float column, found {dt}"),
                 ));
             }
             for j in 0..array.len() {
@@ -1334,9 +1328,12 @@ fn arrow_embeddings(out: &mut Collector, array: &dyn Array, base: usize) -> Resu
             return Ok(());
         };
         for (k, idx) in (start..end).enumerate() {
-            let v = floats
-                .get(idx)
-                .ok_or_else(|| (Some(row), format!("embedding element {k} (0-based) is null")))?;
+            let v = floats.get(idx).ok_or_else(|| {
+                (
+                    Some(row),
+                    format!("embedding element {k} (0-based) is null"),
+                )
+            })?;
             data.push(finite(v, k).map_err(|m| (Some(row), m))?);
         }
         out.check_dim(end - start, row)
@@ -1680,10 +1677,7 @@ fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), IngestError> 
         message,
     };
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| IngestError::io(path, e))?
-        .len();
+    let file_len = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
     let mut reader = HashingReader::new(BufReader::with_capacity(HASH_BUFFER, file));
     let (header, prefix) = read_npy_header(&mut reader).map_err(npy_err)?;
 
@@ -1881,7 +1875,13 @@ mod tests {
     }
 
     fn all() -> ColumnSpec {
-        spec(Some("text"), Some("label"), Some("id"), Some("gt"), Some("emb"))
+        spec(
+            Some("text"),
+            Some("label"),
+            Some("id"),
+            Some("gt"),
+            Some("emb"),
+        )
     }
 
     fn sha_hex(bytes: &[u8]) -> String {
@@ -1890,13 +1890,32 @@ mod tests {
 
     #[test]
     fn format_from_extension() {
-        assert_eq!(Format::from_path(Path::new("a.jsonl")).unwrap(), Format::Jsonl);
-        assert_eq!(Format::from_path(Path::new("a.NDJSON")).unwrap(), Format::Jsonl);
-        assert_eq!(Format::from_path(Path::new("a.json-lines")).unwrap(), Format::Jsonl);
-        assert_eq!(Format::from_path(Path::new("a.pq")).unwrap(), Format::Parquet);
-        assert_eq!(Format::from_path(Path::new("a.parquet")).unwrap(), Format::Parquet);
+        assert_eq!(
+            Format::from_path(Path::new("a.jsonl")).unwrap(),
+            Format::Jsonl
+        );
+        assert_eq!(
+            Format::from_path(Path::new("a.NDJSON")).unwrap(),
+            Format::Jsonl
+        );
+        assert_eq!(
+            Format::from_path(Path::new("a.json-lines")).unwrap(),
+            Format::Jsonl
+        );
+        assert_eq!(
+            Format::from_path(Path::new("a.pq")).unwrap(),
+            Format::Parquet
+        );
+        assert_eq!(
+            Format::from_path(Path::new("a.parquet")).unwrap(),
+            Format::Parquet
+        );
         let e = Format::from_path(Path::new("data.csv")).unwrap_err();
-        assert!(e.to_string().starts_with("data.csv: unsupported table format"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("data.csv: unsupported table format"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1978,12 +1997,19 @@ mod tests {
     #[test]
     fn jsonl_missing_column_names_column_line_and_available() {
         let dir = TempDir::new().unwrap();
-        let p = write(&dir, "m.jsonl", b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n");
+        let p = write(
+            &dir,
+            "m.jsonl",
+            b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n",
+        );
         let e = read_table(&p, &spec(Some("text"), Some("label"), None, None, None)).unwrap_err();
         assert_eq!(e.row(), Some(RowRef::Line(2)));
         assert_eq!(e.column(), Some("label"));
         let msg = e.to_string();
-        assert!(msg.contains("m.jsonl, line 2: column \"label\" not found"), "{msg}");
+        assert!(
+            msg.contains("m.jsonl, line 2: column \"label\" not found"),
+            "{msg}"
+        );
         assert!(msg.contains("available columns: \"text\""), "{msg}");
     }
 
@@ -1991,14 +2017,26 @@ mod tests {
     fn jsonl_bad_values_are_errors_naming_line_and_column() {
         let dir = TempDir::new().unwrap();
         let cases: &[(&str, &[u8], &str)] = &[
-            ("emb", b"{\"emb\": [1, 2]}\n{\"emb\": [1, \"x\"]}\n", "element 1 (0-based) is a string"),
-            ("emb", b"{\"emb\": [1, 2]}\n{\"emb\": [1, 2, 3]}\n", "has 3 values but the first row (line 1) has 2"),
+            (
+                "emb",
+                b"{\"emb\": [1, 2]}\n{\"emb\": [1, \"x\"]}\n",
+                "element 1 (0-based) is a string",
+            ),
+            (
+                "emb",
+                b"{\"emb\": [1, 2]}\n{\"emb\": [1, 2, 3]}\n",
+                "has 3 values but the first row (line 1) has 2",
+            ),
             ("emb", b"{\"emb\": 5}\n", "must be an array"),
             ("emb", b"{\"emb\": [1e300]}\n", "beyond the range of f32"),
             ("text", b"{\"text\": null}\n", "found null"),
             ("label", b"{\"label\": null}\n", "found null"),
             ("label", b"{\"label\": 1.5}\n", "not an integer"),
-            ("label", b"{\"label\": 1}\n{\"label\": \"a\"}\n", "label is string but earlier labels are integer"),
+            (
+                "label",
+                b"{\"label\": 1}\n{\"label\": \"a\"}\n",
+                "label is string but earlier labels are integer",
+            ),
             ("gt", b"{\"gt\": 2}\n", "ground truth must be"),
             ("gt", b"{\"gt\": null}\n", "ground truth must be"),
             ("id", b"{\"id\": [1]}\n", "id must be"),
@@ -2048,12 +2086,27 @@ mod tests {
             Some(vec![Some(5.0), Some(6.5)]),
         ]);
         RecordBatch::try_from_iter(vec![
-            ("id", Arc::new(Int64Array::from(vec![10, 11, 12])) as ArrayRef),
-            ("text", Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef),
-            ("label", Arc::new(Int32Array::from(vec![2, 0, 2])) as ArrayRef),
-            ("gt", Arc::new(BooleanArray::from(vec![false, true, false])) as ArrayRef),
+            (
+                "id",
+                Arc::new(Int64Array::from(vec![10, 11, 12])) as ArrayRef,
+            ),
+            (
+                "text",
+                Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef,
+            ),
+            (
+                "label",
+                Arc::new(Int32Array::from(vec![2, 0, 2])) as ArrayRef,
+            ),
+            (
+                "gt",
+                Arc::new(BooleanArray::from(vec![false, true, false])) as ArrayRef,
+            ),
             ("emb", Arc::new(emb) as ArrayRef),
-            ("unused", Arc::new(StringArray::from(vec!["x", "y", "z"])) as ArrayRef),
+            (
+                "unused",
+                Arc::new(StringArray::from(vec!["x", "y", "z"])) as ArrayRef,
+            ),
         ])
         .unwrap()
     }
@@ -2093,13 +2146,22 @@ mod tests {
         let batch = RecordBatch::try_from_iter(vec![
             ("emb", Arc::new(fsl) as ArrayRef),
             ("label", Arc::new(labels) as ArrayRef),
-            ("gt", Arc::new(Int32Array::from(vec![0, 1, 1, 0])) as ArrayRef),
-            ("id", Arc::new(StringArray::from(vec!["a", "b", "c", "d"])) as ArrayRef),
+            (
+                "gt",
+                Arc::new(Int32Array::from(vec![0, 1, 1, 0])) as ArrayRef,
+            ),
+            (
+                "id",
+                Arc::new(StringArray::from(vec!["a", "b", "c", "d"])) as ArrayRef,
+            ),
         ])
         .unwrap();
         let p = write_parquet(&dir, "f.parquet", &[batch]);
-        let t = read_table(&p, &spec(None, Some("label"), Some("id"), Some("gt"), Some("emb")))
-            .unwrap();
+        let t = read_table(
+            &p,
+            &spec(None, Some("label"), Some("id"), Some("gt"), Some("emb")),
+        )
+        .unwrap();
         assert_eq!(t.labels.unwrap(), vec!["spam", "ham", "spam", "eggs"]);
         assert_eq!(t.label_kind, Some(LabelKind::String));
         assert_eq!(t.ground_truth.unwrap(), vec![false, true, true, false]);
@@ -2115,7 +2177,10 @@ mod tests {
         let e = read_table(&p, &spec(Some("body"), None, None, None, None)).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("column \"body\" not found"), "{msg}");
-        assert!(msg.contains("\"id\", \"text\", \"label\", \"gt\", \"emb\", \"unused\""), "{msg}");
+        assert!(
+            msg.contains("\"id\", \"text\", \"label\", \"gt\", \"emb\", \"unused\""),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -2133,19 +2198,25 @@ mod tests {
         let p = write_parquet(&dir, "n.parquet", &[batch]);
         let e = read_table(&p, &spec(Some("text"), None, None, None, None)).unwrap_err();
         assert_eq!(e.row(), Some(RowRef::Row(9000)), "{e}");
-        assert!(e.to_string().contains("row 9000, column \"text\": null value"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("row 9000, column \"text\": null value"),
+            "{e}"
+        );
 
         // NaN inside an embedding list.
         let emb = ListArray::from_iter_primitive::<Float32Type, _, _>(vec![
             Some(vec![Some(1.0), Some(2.0)]),
             Some(vec![Some(1.0), Some(f32::NAN)]),
         ]);
-        let batch =
-            RecordBatch::try_from_iter(vec![("emb", Arc::new(emb) as ArrayRef)]).unwrap();
+        let batch = RecordBatch::try_from_iter(vec![("emb", Arc::new(emb) as ArrayRef)]).unwrap();
         let p = write_parquet(&dir, "nan.parquet", &[batch]);
         let e = read_table(&p, &spec(None, None, None, None, Some("emb"))).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("row 2, column \"emb\": embedding element 1"), "{msg}");
+        assert!(
+            msg.contains("row 2, column \"emb\": embedding element 1"),
+            "{msg}"
+        );
         assert!(msg.contains("NaN"), "{msg}");
 
         // Unsupported label type.
@@ -2190,7 +2261,7 @@ mod tests {
     /// A hand-made `.npy` v1.0 file with the given header dict and data bytes.
     fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
         let mut header = dict.to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');
@@ -2216,12 +2287,36 @@ mod tests {
         assert!(msg.contains("unpickling"), "{msg}");
 
         let cases = [
-            ("{'descr': '>f4', 'fortran_order': False, 'shape': (1, 1), }", 4, "'>f4'"),
-            ("{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1), }", 8, "'<i8'"),
-            ("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1), }", 4, "2-D"),
-            ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", 4, "truncated"),
-            ("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", 4, "structured"),
-            ("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }", 0, "no rows"),
+            (
+                "{'descr': '>f4', 'fortran_order': False, 'shape': (1, 1), }",
+                4,
+                "'>f4'",
+            ),
+            (
+                "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1), }",
+                8,
+                "'<i8'",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1), }",
+                4,
+                "2-D",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+                4,
+                "truncated",
+            ),
+            (
+                "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+                4,
+                "structured",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }",
+                0,
+                "no rows",
+            ),
         ];
         for (dict, n, want) in cases {
             let p = write(&dir, "x.npy", &npy_bytes(dict, &vec![0u8; n]));
@@ -2232,7 +2327,10 @@ mod tests {
         assert!(read_embeddings(&p, None).is_err());
         let p = write(&dir, "x.npz", b"");
         let e = read_embeddings(&p, None).unwrap_err();
-        assert!(e.to_string().contains("unsupported embedding format"), "{e}");
+        assert!(
+            e.to_string().contains("unsupported embedding format"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -2244,11 +2342,18 @@ mod tests {
         let e = read_embeddings(&p, None).unwrap_err();
         assert_eq!(e.row(), Some(RowRef::Row(3)));
         let msg = e.to_string();
-        assert!(msg.contains("row 3: embedding value at column index 1"), "{msg}");
+        assert!(
+            msg.contains("row 3: embedding value at column index 1"),
+            "{msg}"
+        );
         assert!(msg.contains("inf"), "{msg}");
     }
 
-    fn safetensors_file(dir: &TempDir, name: &str, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) -> PathBuf {
+    fn safetensors_file(
+        dir: &TempDir,
+        name: &str,
+        tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)],
+    ) -> PathBuf {
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
             .iter()
             .map(|(n, dt, shape, data)| {
@@ -2274,13 +2379,21 @@ mod tests {
         let p = safetensors_file(
             &dir,
             "one.safetensors",
-            &[("emb", Dtype::F32, vec![2, 2], f32_bytes(&[1.0, 2.0, 3.0, 4.0]))],
+            &[(
+                "emb",
+                Dtype::F32,
+                vec![2, 2],
+                f32_bytes(&[1.0, 2.0, 3.0, 4.0]),
+            )],
         );
         let (m, d) = read_embeddings(&p, None).unwrap();
         assert_eq!(m, ndarray::array![[1.0f32, 2.0], [3.0, 4.0]]);
         assert_eq!(d, sha256_file(&p).unwrap());
 
-        let f64s: Vec<u8> = [0.5f64, 1.5, 2.5].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let f64s: Vec<u8> = [0.5f64, 1.5, 2.5]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         let p = safetensors_file(
             &dir,
             "two.safetensors",
@@ -2293,11 +2406,18 @@ mod tests {
         let e = read_embeddings(&p, None).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("2 2-D tensors found"), "{msg}");
-        assert!(msg.contains("\"a\" F32 [1, 2]") && msg.contains("\"b\" F64 [3, 1]"), "{msg}");
+        assert!(
+            msg.contains("\"a\" F32 [1, 2]") && msg.contains("\"b\" F64 [3, 1]"),
+            "{msg}"
+        );
         let (m, _) = read_embeddings(&p, Some("b")).unwrap();
         assert_eq!(m, ndarray::array![[0.5f32], [1.5], [2.5]]);
         let e = read_embeddings(&p, Some("c")).unwrap_err();
-        assert!(e.to_string().contains("no tensor named \"c\"; available tensors"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("no tensor named \"c\"; available tensors"),
+            "{e}"
+        );
         let e = read_embeddings(&p, Some("ids")).unwrap_err();
         assert!(e.to_string().contains("must be 2-D"), "{e}");
 
@@ -2312,9 +2432,18 @@ mod tests {
         let p = safetensors_file(
             &dir,
             "nan.safetensors",
-            &[("x", Dtype::F32, vec![2, 2], f32_bytes(&[1.0, 2.0, f32::NAN, 4.0]))],
+            &[(
+                "x",
+                Dtype::F32,
+                vec![2, 2],
+                f32_bytes(&[1.0, 2.0, f32::NAN, 4.0]),
+            )],
         );
         let e = read_embeddings(&p, None).unwrap_err();
-        assert!(e.to_string().contains("row 2: embedding value at column index 0"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("row 2: embedding value at column index 0"),
+            "{e}"
+        );
     }
 }
