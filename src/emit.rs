@@ -1,0 +1,758 @@
+//! Emit: split the input into a clean file and a quarantine file, in the input's format.
+//!
+//! The input is never rewritten. Both outputs carry every original column and value; rows
+//! keep their input order. Quarantined rows gain two columns:
+//!
+//! * `poisongate_score` — the combined score (a finite `f64`);
+//! * `poisongate_reasons` — the reasons, as a JSON array of strings (JSONL) or a
+//!   `List<Utf8>` column (Parquet). A list rather than a `"; "`-joined string so that reasons
+//!   containing `;` survive, and so both formats carry the same shape.
+//!
+//! JSONL: a clean row is written as the original line's exact bytes (a missing final newline is
+//! added); a quarantined row is the original object text with the two fields inserted before
+//! its closing brace, so the bytes of every existing field stay identical. Blank lines are not
+//! rows and are not copied (see [`crate::ingest`]).
+//!
+//! Parquet: all columns are re-read as Arrow record batches, split with a boolean mask and
+//! written with zstd compression. The clean file has exactly the input's Arrow schema; the
+//! quarantine file has the input's schema plus the two columns.
+//!
+//! The caller owns the staging directory and the final renames: [`write_split`] only creates
+//! the two files there (refusing to overwrite existing files) and fsyncs them. On error the
+//! files may be partly written; the caller discards the staging directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use arrow_select::filter::filter_record_batch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
+
+use crate::ingest::{
+    hash_open_file, is_blank, json_message, parse_projected, Format, IngestError, JsonlLines,
+    RowRef, PARQUET_BATCH_SIZE,
+};
+
+/// Name of the score column added to quarantined rows.
+pub const SCORE_COLUMN: &str = "poisongate_score";
+/// Name of the reasons column added to quarantined rows.
+pub const REASONS_COLUMN: &str = "poisongate_reasons";
+
+/// One written output file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Where it was written (inside the staging directory).
+    pub path: PathBuf,
+    /// Rows written, counted from what was actually written.
+    pub rows: usize,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the written bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// The verdict for a quarantined row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quarantine {
+    /// Combined suspicion score; must be finite.
+    pub score: f64,
+    /// Human-readable reasons, e.g. `SPEC001:class=1`.
+    pub reasons: Vec<String>,
+}
+
+/// Re-reads the input (verifying its SHA-256 still equals `expected_sha256`, else error: the
+/// input changed during the scan), and writes `clean.<ext>` and `quarantine.<ext>` into
+/// `staging_dir` (ext = `jsonl` or `parquet`, same format as the input).
+///
+/// `verdicts[i]` is `Some` for quarantined rows; its length must equal the number of rows
+/// re-read. Returns `(clean, quarantine)`, with row counts counted from what was actually
+/// written. Existing files of those names in `staging_dir` are an error, not overwritten.
+pub fn write_split(
+    input: &Path,
+    format: Format,
+    expected_sha256: &str,
+    verdicts: &[Option<Quarantine>],
+    staging_dir: &Path,
+) -> Result<(OutputFile, OutputFile), IngestError> {
+    for (i, v) in verdicts.iter().enumerate() {
+        if let Some(q) = v {
+            if !q.score.is_finite() {
+                return Err(IngestError::InvalidValue {
+                    path: input.to_path_buf(),
+                    row: Some(RowRef::Row(i + 1)),
+                    column: Some(SCORE_COLUMN.to_string()),
+                    message: format!("quarantine score {} is not finite", q.score),
+                });
+            }
+        }
+    }
+    let ext = format.extension();
+    let clean_path = staging_dir.join(format!("clean.{ext}"));
+    let quarantine_path = staging_dir.join(format!("quarantine.{ext}"));
+    match format {
+        Format::Jsonl => split_jsonl(
+            input,
+            expected_sha256,
+            verdicts,
+            &clean_path,
+            &quarantine_path,
+        ),
+        Format::Parquet => split_parquet(
+            input,
+            expected_sha256,
+            verdicts,
+            &clean_path,
+            &quarantine_path,
+        ),
+    }
+}
+
+/// A new output file that hashes and counts everything written to it.
+struct Output {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Output {
+    fn create(path: &Path) -> Result<Output, IngestError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| IngestError::io(path, e))?;
+        Ok(Output {
+            path: path.to_path_buf(),
+            writer: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            bytes: 0,
+        })
+    }
+
+    /// Flush, fsync, and describe the file.
+    fn finish(self, rows: usize) -> Result<OutputFile, IngestError> {
+        let path = self.path;
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| IngestError::io(&path, e.into_error()))?;
+        file.sync_all().map_err(|e| IngestError::io(&path, e))?;
+        Ok(OutputFile {
+            path,
+            rows,
+            bytes: self.bytes,
+            sha256: hex::encode(self.hasher.finalize()),
+        })
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.writer.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+fn check_hash(input: &Path, expected: &str, actual: &str) -> Result<(), IngestError> {
+    if expected.eq_ignore_ascii_case(actual) {
+        Ok(())
+    } else {
+        Err(IngestError::InputChanged {
+            path: input.to_path_buf(),
+            expected: expected.to_ascii_lowercase(),
+            actual: actual.to_string(),
+        })
+    }
+}
+
+fn check_count(input: &Path, verdicts: usize, rows: usize) -> Result<(), IngestError> {
+    if verdicts == rows {
+        Ok(())
+    } else {
+        Err(IngestError::RowCountMismatch {
+            path: input.to_path_buf(),
+            verdicts,
+            rows,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSONL
+
+fn split_jsonl(
+    input: &Path,
+    expected_sha256: &str,
+    verdicts: &[Option<Quarantine>],
+    clean_path: &Path,
+    quarantine_path: &Path,
+) -> Result<(OutputFile, OutputFile), IngestError> {
+    let mut lines = JsonlLines::open(input)?;
+    let mut clean = Output::create(clean_path)?;
+    let mut quarantine = Output::create(quarantine_path)?;
+    let (mut clean_rows, mut quarantine_rows) = (0usize, 0usize);
+    let mut row = 0usize;
+    let reserved = [SCORE_COLUMN, REASONS_COLUMN];
+    while let Some(line_no) = lines.advance()? {
+        let bytes = lines.bytes();
+        let found = parse_projected(bytes, &reserved).map_err(|e| IngestError::Json {
+            path: input.to_path_buf(),
+            line: line_no,
+            message: json_message(&e, bytes),
+        })?;
+        if let Some(i) = found.iter().position(Option::is_some) {
+            return Err(IngestError::ReservedColumn {
+                path: input.to_path_buf(),
+                row: Some(RowRef::Line(line_no)),
+                column: reserved[i].to_string(),
+            });
+        }
+        match verdicts.get(row) {
+            Some(None) => {
+                write_line(&mut clean, bytes)?;
+                clean_rows += 1;
+            }
+            Some(Some(q)) => {
+                let line = quarantined_line(bytes, q).map_err(|message| IngestError::Json {
+                    path: input.to_path_buf(),
+                    line: line_no,
+                    message,
+                })?;
+                quarantine
+                    .write_all(&line)
+                    .map_err(|e| IngestError::io(quarantine_path, e))?;
+                quarantine_rows += 1;
+            }
+            // More rows than verdicts: keep counting, the mismatch is reported below.
+            None => {}
+        }
+        row += 1;
+    }
+    let digest = lines.finish()?;
+    check_hash(input, expected_sha256, &digest.sha256)?;
+    check_count(input, verdicts.len(), row)?;
+    Ok((
+        clean.finish(clean_rows)?,
+        quarantine.finish(quarantine_rows)?,
+    ))
+}
+
+fn write_line(out: &mut Output, bytes: &[u8]) -> Result<(), IngestError> {
+    let path = out.path.clone();
+    out.write_all(bytes)
+        .map_err(|e| IngestError::io(&path, e))?;
+    if !bytes.ends_with(b"\n") {
+        out.write_all(b"\n")
+            .map_err(|e| IngestError::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// The original line with the score and reasons inserted before the object's closing brace.
+/// Bytes before the insertion point (every existing field) and after the brace (the line
+/// terminator) are kept; only whitespace just before the closing brace is dropped.
+fn quarantined_line(line: &[u8], q: &Quarantine) -> Result<Vec<u8>, String> {
+    let not_ws = |b: &u8| !matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let open = line.iter().position(not_ws);
+    let close = line.iter().rposition(not_ws);
+    let (open, close) = match (open, close) {
+        (Some(o), Some(c)) if o < c && line[o] == b'{' && line[c] == b'}' => (o, c),
+        _ => return Err("line is not a JSON object".to_string()),
+    };
+    let inner = &line[open + 1..close];
+    let head_end = if is_blank(inner) {
+        open + 1
+    } else {
+        // Last non-whitespace byte before the closing brace, inclusive.
+        open + 1 + inner.iter().rposition(not_ws).map_or(0, |i| i + 1)
+    };
+    let score = serde_json::Number::from_f64(q.score)
+        .ok_or_else(|| format!("quarantine score {} is not finite", q.score))?;
+    let reasons = serde_json::to_string(&q.reasons).map_err(|e| e.to_string())?;
+
+    let mut out = Vec::with_capacity(line.len() + reasons.len() + 64);
+    out.extend_from_slice(&line[..head_end]);
+    if head_end != open + 1 {
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(format!("\"{SCORE_COLUMN}\": {score}, ").as_bytes());
+    out.extend_from_slice(format!("\"{REASONS_COLUMN}\": {reasons}").as_bytes());
+    out.push(b'}');
+    out.extend_from_slice(&line[close + 1..]);
+    if !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parquet
+
+fn split_parquet(
+    input: &Path,
+    expected_sha256: &str,
+    verdicts: &[Option<Quarantine>],
+    clean_path: &Path,
+    quarantine_path: &Path,
+) -> Result<(OutputFile, OutputFile), IngestError> {
+    let file = File::open(input).map_err(|e| IngestError::io(input, e))?;
+    // Hash the open file before and after reading it: the reader parses the same open file,
+    // so a replaced path cannot slip in, and an in-place change shows up in either hash.
+    let before = hash_open_file(&file, input)?;
+    check_hash(input, expected_sha256, &before.sha256)?;
+
+    let reader_file = file.try_clone().map_err(|e| IngestError::io(input, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(reader_file)
+        .map_err(|e| IngestError::parquet(input, e))?;
+    let schema = builder.schema().clone();
+    for name in [SCORE_COLUMN, REASONS_COLUMN] {
+        if schema.fields().iter().any(|f| f.name() == name) {
+            return Err(IngestError::ReservedColumn {
+                path: input.to_path_buf(),
+                row: None,
+                column: name.to_string(),
+            });
+        }
+    }
+    let reasons_type = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    let mut q_fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    q_fields.push(Arc::new(Field::new(SCORE_COLUMN, DataType::Float64, false)));
+    q_fields.push(Arc::new(Field::new(REASONS_COLUMN, reasons_type, false)));
+    let q_schema = Arc::new(Schema::new_with_metadata(
+        q_fields,
+        schema.metadata().clone(),
+    ));
+
+    let reader = builder
+        .with_batch_size(PARQUET_BATCH_SIZE)
+        .build()
+        .map_err(|e| IngestError::parquet(input, e))?;
+
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut clean = Output::create(clean_path)?;
+    let mut quarantine = Output::create(quarantine_path)?;
+    let pq_clean = |e| IngestError::parquet(clean_path, e);
+    let pq_quarantine = |e| IngestError::parquet(quarantine_path, e);
+    let mut clean_w =
+        ArrowWriter::try_new(&mut clean, schema.clone(), Some(props.clone())).map_err(pq_clean)?;
+    let mut quarantine_w = ArrowWriter::try_new(&mut quarantine, q_schema.clone(), Some(props))
+        .map_err(pq_quarantine)?;
+
+    let mut row = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| IngestError::arrow(input, e))?;
+        let n = batch.num_rows();
+        let Some(vs) = verdicts.get(row..row + n) else {
+            // More rows than verdicts: keep counting, the mismatch is reported below.
+            row += n;
+            continue;
+        };
+        row += n;
+
+        let keep: BooleanArray = vs.iter().map(|v| Some(v.is_none())).collect();
+        let clean_batch =
+            filter_record_batch(&batch, &keep).map_err(|e| IngestError::arrow(input, e))?;
+        if clean_batch.num_rows() > 0 {
+            clean_w.write(&clean_batch).map_err(pq_clean)?;
+        }
+
+        let flagged: Vec<&Quarantine> = vs.iter().flatten().collect();
+        if flagged.is_empty() {
+            continue;
+        }
+        let take: BooleanArray = vs.iter().map(|v| Some(v.is_some())).collect();
+        let q_batch =
+            filter_record_batch(&batch, &take).map_err(|e| IngestError::arrow(input, e))?;
+        let scores: Float64Array = flagged.iter().map(|q| Some(q.score)).collect();
+        let mut reasons = ListBuilder::new(StringBuilder::new());
+        for q in &flagged {
+            for r in &q.reasons {
+                reasons.values().append_value(r);
+            }
+            reasons.append(true);
+        }
+        let mut columns: Vec<ArrayRef> = q_batch.columns().to_vec();
+        columns.push(Arc::new(scores));
+        columns.push(Arc::new(reasons.finish()));
+        let q_batch = RecordBatch::try_new(q_schema.clone(), columns)
+            .map_err(|e| IngestError::arrow(quarantine_path, e))?;
+        quarantine_w.write(&q_batch).map_err(pq_quarantine)?;
+    }
+
+    let after = hash_open_file(&file, input)?;
+    check_hash(input, expected_sha256, &after.sha256)?;
+    check_count(input, verdicts.len(), row)?;
+
+    let clean_meta = clean_w.close().map_err(pq_clean)?;
+    let quarantine_meta = quarantine_w.close().map_err(pq_quarantine)?;
+    let rows = |n: i64, path: &Path| {
+        usize::try_from(n).map_err(|_| IngestError::InvalidValue {
+            path: path.to_path_buf(),
+            row: None,
+            column: None,
+            message: format!("writer reported an invalid row count {n}"),
+        })
+    };
+    let clean_rows = rows(clean_meta.file_metadata().num_rows(), clean_path)?;
+    let quarantine_rows = rows(quarantine_meta.file_metadata().num_rows(), quarantine_path)?;
+    Ok((
+        clean.finish(clean_rows)?,
+        quarantine.finish(quarantine_rows)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::sha256_file;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float32Type;
+    use arrow_array::{Array, Int64Array, ListArray, StringArray};
+    use serde_json::Value;
+    use tempfile::TempDir;
+
+    fn q(score: f64, reasons: &[&str]) -> Option<Quarantine> {
+        Some(Quarantine {
+            score,
+            reasons: reasons.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+        bytes
+            .split_inclusive(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    #[test]
+    fn jsonl_round_trip_keeps_bytes_and_adds_score_and_reasons() {
+        let dir = TempDir::new().unwrap();
+        let input = dir.path().join("in.jsonl");
+        let rows: [&[u8]; 6] = [
+            b"{\"id\":1,\"text\":\"caf\\u00e9\",\"x\":1.000}\n",
+            b"  {\"id\": 2, \"nested\": {\"a\": [1, 2]} }  \r\n",
+            b"{}\n",
+            b"{ \t}\n",
+            b"{\"id\":5, \"label\": \"1\"}\n",
+            b"{\"id\":6}",
+        ];
+        let mut body = Vec::new();
+        for (i, r) in rows.iter().enumerate() {
+            body.extend_from_slice(r);
+            if i == 2 {
+                body.extend_from_slice(b"\n   \n"); // blank lines are not rows
+            }
+        }
+        std::fs::write(&input, &body).unwrap();
+        let sha = sha256_file(&input).unwrap().sha256;
+        let verdicts = vec![
+            None,
+            q(1.5, &["SPEC001:class=1"]),
+            q(2.0, &[]),
+            q(0.5, &["A", "B \"quoted\""]),
+            None,
+            q(3.25, &["Z"]),
+        ];
+        let staging = dir.path().join("stage");
+        std::fs::create_dir(&staging).unwrap();
+        let (clean, quar) = write_split(&input, Format::Jsonl, &sha, &verdicts, &staging).unwrap();
+        assert_eq!(clean.path, staging.join("clean.jsonl"));
+        assert_eq!(quar.path, staging.join("quarantine.jsonl"));
+        assert_eq!((clean.rows, quar.rows), (2, 4));
+
+        let clean_bytes = std::fs::read(&clean.path).unwrap();
+        assert_eq!(clean_bytes, [rows[0], rows[4]].concat());
+        assert_eq!(clean.bytes, clean_bytes.len() as u64);
+        assert_eq!(clean.sha256, sha256_file(&clean.path).unwrap().sha256);
+
+        let quar_bytes = std::fs::read(&quar.path).unwrap();
+        assert_eq!(quar.sha256, sha256_file(&quar.path).unwrap().sha256);
+        assert_eq!(quar.bytes, quar_bytes.len() as u64);
+        let qlines = lines(&quar_bytes);
+        assert_eq!(qlines.len(), 4);
+        assert_eq!(
+            qlines[0],
+            b"  {\"id\": 2, \"nested\": {\"a\": [1, 2]}, \"poisongate_score\": 1.5, \
+              \"poisongate_reasons\": [\"SPEC001:class=1\"]}  \r\n"
+        );
+        assert_eq!(
+            qlines[1],
+            b"{\"poisongate_score\": 2.0, \"poisongate_reasons\": []}\n"
+        );
+        for (line, orig_idx) in qlines.iter().zip([1usize, 2, 3, 5]) {
+            let v: Value = serde_json::from_slice(line).unwrap();
+            let orig: Value = serde_json::from_slice(rows[orig_idx]).unwrap();
+            let mut obj = v.as_object().unwrap().clone();
+            let score = obj.remove(SCORE_COLUMN).unwrap();
+            let reasons = obj.remove(REASONS_COLUMN).unwrap();
+            assert_eq!(Value::Object(obj), orig);
+            let want = verdicts[orig_idx].as_ref().unwrap();
+            assert_eq!(score.as_f64(), Some(want.score));
+            assert_eq!(reasons, serde_json::json!(want.reasons));
+            assert!(line.ends_with(b"\n"));
+        }
+        // Every original field's bytes are unchanged (prefix preserved).
+        assert!(qlines[3].starts_with(b"{\"id\":6"));
+        assert!(lines(&quar_bytes)[2].starts_with(b"{"));
+    }
+
+    #[test]
+    fn jsonl_changed_input_count_mismatch_and_reserved_columns() {
+        let dir = TempDir::new().unwrap();
+        let input = dir.path().join("in.jsonl");
+        std::fs::write(&input, b"{\"a\":1}\n{\"a\":2}\n").unwrap();
+        let sha = sha256_file(&input).unwrap().sha256;
+
+        let stage = |name: &str| {
+            let s = dir.path().join(name);
+            std::fs::create_dir(&s).unwrap();
+            s
+        };
+        let e = write_split(
+            &input,
+            Format::Jsonl,
+            &"0".repeat(64),
+            &[None, None],
+            &stage("s1"),
+        )
+        .unwrap_err();
+        assert!(matches!(e, IngestError::InputChanged { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("the input changed during the scan"),
+            "{e}"
+        );
+
+        let e = write_split(&input, Format::Jsonl, &sha, &[None], &stage("s2")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("1 verdicts were given but the input has 2 rows"),
+            "{e}"
+        );
+        let e = write_split(
+            &input,
+            Format::Jsonl,
+            &sha,
+            &[None, None, None],
+            &stage("s3"),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            IngestError::RowCountMismatch {
+                verdicts: 3,
+                rows: 2,
+                ..
+            }
+        ));
+
+        let e = write_split(
+            &input,
+            Format::Jsonl,
+            &sha,
+            &[None, q(f64::NAN, &[])],
+            &stage("s4"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not finite"), "{e}");
+
+        // Outputs already present are not overwritten.
+        let s5 = stage("s5");
+        std::fs::write(s5.join("clean.jsonl"), b"keep").unwrap();
+        let e = write_split(&input, Format::Jsonl, &sha, &[None, None], &s5).unwrap_err();
+        assert!(matches!(e, IngestError::Io { .. }), "{e:?}");
+        assert_eq!(std::fs::read(s5.join("clean.jsonl")).unwrap(), b"keep");
+
+        std::fs::write(&input, b"{\"a\":1}\n{\"a\":2, \"poisongate_score\": 1}\n").unwrap();
+        let sha = sha256_file(&input).unwrap().sha256;
+        let e = write_split(&input, Format::Jsonl, &sha, &[None, None], &stage("s6")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 2: input column \"poisongate_score\" clashes"),
+            "{e}"
+        );
+    }
+
+    fn write_parquet(path: &Path, batch: &RecordBatch) {
+        let f = File::create(path).unwrap();
+        let mut w = ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+    }
+
+    fn read_parquet(path: &Path) -> RecordBatch {
+        let f = File::open(path).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+        let schema = batches
+            .first()
+            .map(RecordBatch::schema)
+            .unwrap_or_else(|| Arc::new(Schema::empty()));
+        arrow_select::concat::concat_batches(&schema, &batches).unwrap()
+    }
+
+    #[test]
+    fn parquet_round_trip_partitions_rows_and_keeps_values() {
+        let dir = TempDir::new().unwrap();
+        let input = dir.path().join("in.parquet");
+        let n = 10_000usize; // more than one record batch
+        let ids = Int64Array::from_iter_values(0..n as i64);
+        let texts =
+            StringArray::from_iter((0..n).map(|i| (i % 7 != 3).then(|| format!("row {i}"))));
+        let emb = ListArray::from_iter_primitive::<Float32Type, _, _>(
+            (0..n).map(|i| Some(vec![Some(i as f32), Some(-(i as f32))])),
+        );
+        let batch = RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(ids) as ArrayRef),
+            ("text", Arc::new(texts) as ArrayRef),
+            ("emb", Arc::new(emb) as ArrayRef),
+        ])
+        .unwrap();
+        write_parquet(&input, &batch);
+        let sha = sha256_file(&input).unwrap().sha256;
+        let verdicts: Vec<Option<Quarantine>> = (0..n)
+            .map(|i| {
+                (i % 10 == 0).then(|| Quarantine {
+                    score: i as f64 / 100.0,
+                    reasons: vec![format!("R{i}"), "X; Y".to_string()],
+                })
+            })
+            .collect();
+        let staging = dir.path().join("stage");
+        std::fs::create_dir(&staging).unwrap();
+        let (clean, quar) =
+            write_split(&input, Format::Parquet, &sha, &verdicts, &staging).unwrap();
+        assert_eq!(clean.path, staging.join("clean.parquet"));
+        assert_eq!((clean.rows, quar.rows), (9_000, 1_000));
+        assert_eq!(clean.sha256, sha256_file(&clean.path).unwrap().sha256);
+        assert_eq!(quar.sha256, sha256_file(&quar.path).unwrap().sha256);
+        assert_eq!(quar.bytes, std::fs::metadata(&quar.path).unwrap().len());
+
+        let c = read_parquet(&clean.path);
+        assert_eq!(c.schema().fields(), batch.schema().fields());
+        let qb = read_parquet(&quar.path);
+        assert_eq!(qb.num_columns(), 5);
+        assert_eq!(qb.schema().field(3).name(), SCORE_COLUMN);
+        assert_eq!(qb.schema().field(4).name(), REASONS_COLUMN);
+
+        // Every input row lands in exactly one output, with its values unchanged.
+        let mut seen = vec![0u8; n];
+        for b in [&c, &qb] {
+            let ids = b.column(0).as_primitive::<arrow_array::types::Int64Type>();
+            let texts = b.column(1).as_string::<i32>();
+            let emb = b.column(2).as_list::<i32>();
+            for j in 0..b.num_rows() {
+                let i = ids.value(j) as usize;
+                seen[i] += 1;
+                assert_eq!(texts.is_null(j), i % 7 == 3);
+                if !texts.is_null(j) {
+                    assert_eq!(texts.value(j), format!("row {i}"));
+                }
+                let e = emb.value(j);
+                let e = e.as_primitive::<Float32Type>();
+                assert_eq!(e.values().to_vec(), vec![i as f32, -(i as f32)]);
+            }
+        }
+        assert!(seen.iter().all(|&s| s == 1));
+        let scores = qb
+            .column(3)
+            .as_primitive::<arrow_array::types::Float64Type>();
+        let reasons = qb.column(4).as_list::<i32>();
+        let ids = qb.column(0).as_primitive::<arrow_array::types::Int64Type>();
+        for j in 0..qb.num_rows() {
+            let i = ids.value(j) as usize;
+            assert_eq!(i % 10, 0);
+            assert_eq!(scores.value(j), i as f64 / 100.0);
+            let r = reasons.value(j);
+            let r = r.as_string::<i32>();
+            assert_eq!(r.len(), 2);
+            assert_eq!(r.value(0), format!("R{i}"));
+            assert_eq!(r.value(1), "X; Y");
+        }
+    }
+
+    #[test]
+    fn parquet_changed_input_count_mismatch_and_reserved_columns() {
+        let dir = TempDir::new().unwrap();
+        let input = dir.path().join("in.parquet");
+        let batch = RecordBatch::try_from_iter(vec![(
+            "a",
+            Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+        )])
+        .unwrap();
+        write_parquet(&input, &batch);
+        let sha = sha256_file(&input).unwrap().sha256;
+        let stage = |name: &str| {
+            let s = dir.path().join(name);
+            std::fs::create_dir(&s).unwrap();
+            s
+        };
+        let e = write_split(
+            &input,
+            Format::Parquet,
+            &"ab".repeat(32),
+            &[None, None, None],
+            &stage("s1"),
+        )
+        .unwrap_err();
+        assert!(matches!(e, IngestError::InputChanged { .. }), "{e:?}");
+        let e =
+            write_split(&input, Format::Parquet, &sha, &[None, None], &stage("s2")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                IngestError::RowCountMismatch {
+                    verdicts: 2,
+                    rows: 3,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // All clean: the quarantine file is a valid, empty Parquet file.
+        let (c, qf) = write_split(
+            &input,
+            Format::Parquet,
+            &sha,
+            &[None, None, None],
+            &stage("s3"),
+        )
+        .unwrap();
+        assert_eq!((c.rows, qf.rows), (3, 0));
+        assert_eq!(read_parquet(&qf.path).num_rows(), 0);
+
+        let batch = RecordBatch::try_from_iter(vec![(
+            REASONS_COLUMN,
+            Arc::new(StringArray::from(vec!["x"])) as ArrayRef,
+        )])
+        .unwrap();
+        write_parquet(&input, &batch);
+        let sha = sha256_file(&input).unwrap().sha256;
+        let e = write_split(&input, Format::Parquet, &sha, &[None], &stage("s4")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("input column \"poisongate_reasons\" clashes"),
+            "{e}"
+        );
+    }
+}
