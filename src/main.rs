@@ -1,1 +1,294 @@
-fn main() {}
+//! The `poisongate` command line: `scan`, `list`, `explain`.
+//!
+//! Exit codes: 0 the gate passed (or the command succeeded), 1 the gate failed, 2 an error.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use poisongate::pipeline::{scan, ScanOptions, ScanOutcome};
+use poisongate::report::Report;
+use poisongate_detectors::registry;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "poisongate",
+    version,
+    about = "Gate a dataset before it enters a training corpus: find poisoned rows, quarantine them, prove nothing was lost.",
+    after_help = "Exit codes: 0 gate passed, 1 gate failed, 2 error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Scan a dataset, write clean and quarantined rows and report.json.
+    Scan(Box<ScanArgs>),
+    /// List the detectors.
+    List,
+    /// Print a detector's documentation.
+    Explain {
+        /// Detector code, e.g. SPEC001.
+        code: String,
+    },
+    /// Evaluate detectors on a benchmark folder (INDEX.tsv + <set>.jsonl + <set>.<repr>.npy)
+    /// and print a Markdown table of precision, recall, F1 and AUROC.
+    Benchmark {
+        /// The folder, e.g. ../shared/benchmarks.
+        dir: PathBuf,
+        /// Comma-separated detector code prefixes.
+        #[arg(long, value_delimiter = ',', default_value = "SPEC001")]
+        select: Vec<String>,
+        /// Comma-separated representations (`<set>.<repr>.npy`); empty for text only.
+        #[arg(long, value_delimiter = ',', default_value = "mlp,minilm")]
+        representations: Vec<String>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ScanArgs {
+    /// Dataset to scan: .jsonl (one object per line) or .parquet.
+    data: PathBuf,
+    /// Output folder for clean.<ext>, quarantine.<ext> and report.json (nothing is written
+    /// without it).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Column holding the text.
+    #[arg(long)]
+    text_column: Option<String>,
+    /// Column holding the class label (integer or string).
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Column identifying a row (else the row number).
+    #[arg(long)]
+    id_column: Option<String>,
+    /// Column with ground truth (bool or 0/1) for evaluation; never shown to a detector.
+    #[arg(long)]
+    ground_truth_column: Option<String>,
+    /// Embeddings or activations, row-aligned with the data: .npy (f32/f64) or .safetensors.
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// Tensor name, when the safetensors file holds several.
+    #[arg(long)]
+    embeddings_tensor: Option<String>,
+    /// A list-of-floats column of the data holding the embeddings.
+    #[arg(long)]
+    embedding_column: Option<String>,
+    /// Comma-separated detector code prefixes to run, e.g. SPEC,TRIG001 (default: every
+    /// detector whose inputs are given).
+    #[arg(long, value_delimiter = ',')]
+    select: Option<Vec<String>>,
+    /// TOML file with scan settings and per-detector tables ([detectors.SPEC001]); flags win.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seed for every randomised step.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The gate fails when more than this fraction of rows is quarantined (default 0).
+    #[arg(long)]
+    max_quarantine_fraction: Option<f64>,
+    /// Print report.json to stdout as well.
+    #[arg(long)]
+    json: bool,
+    /// No progress bars and no summary on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Settings a config file may hold; every key is optional and flags take precedence.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    text_column: Option<String>,
+    label_column: Option<String>,
+    id_column: Option<String>,
+    ground_truth_column: Option<String>,
+    embedding_column: Option<String>,
+    embeddings: Option<PathBuf>,
+    embeddings_tensor: Option<String>,
+    select: Option<Vec<String>>,
+    seed: Option<u64>,
+    threads: Option<usize>,
+    max_quarantine_fraction: Option<f64>,
+    batch_rows: Option<usize>,
+    report_rows: Option<usize>,
+    #[serde(default)]
+    detectors: BTreeMap<String, toml::Table>,
+}
+
+fn main() {
+    let code = match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("poisongate: error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run() -> Result<i32> {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::List => {
+            for d in registry::REGISTRY {
+                let m = d.meta();
+                println!("{}  {:<22} v{}  {}", m.code, m.name, m.version, m.summary);
+            }
+            Ok(0)
+        }
+        Command::Explain { code } => match registry::find(&code) {
+            Some(d) => {
+                print!("{}", d.meta().docs);
+                Ok(0)
+            }
+            None => bail!("no detector has the code `{code}` (see `poisongate list`)"),
+        },
+        Command::Scan(args) => run_scan(*args),
+        Command::Benchmark {
+            dir,
+            select,
+            representations,
+            threads,
+        } => {
+            let reprs: Vec<&str> = representations
+                .iter()
+                .map(String::as_str)
+                .filter(|r| !r.is_empty())
+                .collect();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.unwrap_or(0))
+                .build()
+                .context("cannot start worker threads")?;
+            let rows = pool
+                .install(|| poisongate::benchmark::run(&dir, &select, &reprs))
+                .with_context(|| format!("benchmark on {} failed", dir.display()))?;
+            print!("{}", poisongate::benchmark::markdown(&rows));
+            Ok(0)
+        }
+    }
+}
+
+fn run_scan(a: ScanArgs) -> Result<i32> {
+    let cfg: ConfigFile = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("invalid config {}", p.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let mut o = ScanOptions::new(a.data.clone());
+    if let Some(v) = a.text_column.or(cfg.text_column) {
+        o.text_column = v;
+    }
+    if let Some(v) = a.label_column.or(cfg.label_column) {
+        o.label_column = v;
+    }
+    o.id_column = a.id_column.or(cfg.id_column);
+    o.ground_truth_column = a.ground_truth_column.or(cfg.ground_truth_column);
+    o.embedding_column = a.embedding_column.or(cfg.embedding_column);
+    o.embeddings = a.embeddings.or(cfg.embeddings);
+    o.embeddings_tensor = a.embeddings_tensor.or(cfg.embeddings_tensor);
+    o.select = a.select.or(cfg.select);
+    o.seed = a.seed.or(cfg.seed).unwrap_or(0);
+    if let Some(v) = a.max_quarantine_fraction.or(cfg.max_quarantine_fraction) {
+        o.max_quarantine_fraction = v;
+    }
+    if let Some(v) = cfg.batch_rows {
+        o.batch_rows = v;
+    }
+    if let Some(v) = cfg.report_rows {
+        o.report_rows = v;
+    }
+    o.detector_params = cfg
+        .detectors
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_uppercase(), v))
+        .collect();
+    o.out = a.out;
+    let interactive = std::io::stderr().is_terminal();
+    o.progress = interactive && !a.quiet;
+
+    let threads = a.threads.or(cfg.threads).unwrap_or(0);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+    let outcome = pool
+        .install(|| scan(&o))
+        .with_context(|| format!("scan of {} failed", o.data.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&outcome.report)?);
+    }
+    if !a.quiet {
+        eprint!("{}", summary(&outcome));
+    }
+    Ok(outcome.exit_code())
+}
+
+/// The short human summary printed on stderr.
+fn summary(outcome: &ScanOutcome) -> String {
+    let r: &Report = &outcome.report;
+    let mut s = String::new();
+    let rec = &r.reconciliation;
+    for d in &r.detectors {
+        s += &format!(
+            "{:<8} flagged {:>7} rows  ({:.2}s)\n",
+            d.code, d.flagged, d.seconds
+        );
+    }
+    for k in &r.skipped_detectors {
+        s += &format!("{:<8} skipped: {}\n", k.code, k.reason);
+    }
+    if let Some(ev) = &r.evaluation {
+        s += &format!(
+            "evaluation against `{}` ({} poisoned rows):\n{:<10} {:>8} {:>6} {:>6} {:>6} {:>9} {:>7} {:>6} {:>6}\n",
+            ev.ground_truth_column, ev.positives, "detector", "flagged", "tp", "fp", "fn", "precision", "recall", "f1", "auroc"
+        );
+        let rows = ev
+            .detectors
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .chain(std::iter::once(("combined", &ev.combined)));
+        for (name, e) in rows {
+            s += &format!(
+                "{:<10} {:>8} {:>6} {:>6} {:>6} {:>9.3} {:>7.3} {:>6.3} {:>6}\n",
+                name,
+                e.flagged,
+                e.tp,
+                e.fp,
+                e.fn_,
+                e.precision,
+                e.recall,
+                e.f1,
+                e.auroc.map_or("-".to_string(), |a| format!("{a:.3}"))
+            );
+        }
+    }
+    s += &format!(
+        "rows: {} in = {} clean + {} quarantined ({:.2}%)\nverdict: {} (max quarantine fraction {})\n",
+        rec.input_rows,
+        rec.clean_rows,
+        rec.quarantined_rows,
+        100.0 * r.verdict.quarantined_fraction,
+        r.verdict.status.to_uppercase(),
+        r.verdict.max_quarantine_fraction
+    );
+    s
+}

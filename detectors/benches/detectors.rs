@@ -1,0 +1,64 @@
+//! Detector throughput benches, in rows/s.
+//!
+//! `cargo bench -p poisongate-detectors --bench detectors` (CI only compiles them). Synthetic data is seeded.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ndarray::Array2;
+use poisongate_detectors::{registry, DatasetView};
+use rayon::prelude::*;
+
+/// SplitMix64-driven standard normal matrix (seeded, stable).
+fn synthetic(n: usize, d: usize, seed: u64) -> Array2<f32> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    Array2::from_shape_fn((n, d), |_| {
+        let u = next().max(1e-12);
+        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * next()).cos()) as f32
+    })
+}
+
+fn spec001(c: &mut Criterion) {
+    let (n, d) = (100_000, 384);
+    let x = synthetic(n, d, 42);
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+    let names = vec!["0".to_string(), "1".to_string()];
+    let view = DatasetView {
+        n_rows: n,
+        texts: None,
+        labels: Some(&labels),
+        class_names: &names,
+        embeddings: Some(x.view()),
+    };
+    let det = registry::find("SPEC001").expect("registered");
+    let configured = det.configure(&toml::Table::new()).expect("defaults");
+    let mut g = c.benchmark_group("SPEC001");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("fit+score", format!("{n}x{d}")), |b| {
+        b.iter(|| {
+            let fitted = configured.fit(&view).expect("fit");
+            let flagged: usize = (0..n)
+                .step_by(8192)
+                .collect::<Vec<_>>()
+                .par_iter()
+                .map(|&s| {
+                    let sc = fitted
+                        .score(&view.batch(s, (s + 8192).min(n)))
+                        .expect("score");
+                    sc.reason.iter().filter(|r| r.is_some()).count()
+                })
+                .sum();
+            std::hint::black_box(flagged)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, spec001);
+criterion_main!(benches);

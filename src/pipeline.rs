@@ -1,0 +1,574 @@
+//! The scan: ingest → align → fit → score (parallel batches) → combine → emit → report.
+
+use crate::emit::{self, OutputFile, Quarantine};
+use crate::ingest::{self, ColumnSpec, FileDigest, IngestError, LabelKind, Table};
+use crate::report::{
+    DetectorEntry, EvaluationSection, InputEntry, OutputEntry, QuarantinedRow, Reconciliation,
+    Report, Run, Skipped, Tool, Verdict, SCHEMA_VERSION,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array2;
+use poisongate_detectors::{
+    metrics, registry, Configured, DatasetView, DetectError, Detector, Fitted, Needs, ParamError,
+    Scores,
+};
+use rayon::prelude::*;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Everything a scan needs to know. Build it from the CLI or a config file; [`scan`] validates it.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// The dataset (JSONL or Parquet).
+    pub data: PathBuf,
+    /// Text column name.
+    pub text_column: String,
+    /// Label column name.
+    pub label_column: String,
+    /// Optional id column (else the row number identifies a row).
+    pub id_column: Option<String>,
+    /// Optional ground-truth column (bool or 0/1), used only for evaluation.
+    pub ground_truth_column: Option<String>,
+    /// Embeddings stored in a list column of the data.
+    pub embedding_column: Option<String>,
+    /// Embeddings in a separate `.npy` or `.safetensors` file, row-aligned with the data.
+    pub embeddings: Option<PathBuf>,
+    /// Tensor name inside a safetensors file holding several.
+    pub embeddings_tensor: Option<String>,
+    /// Code prefixes to run (`SPEC`, `TRIG001`); `None`: every detector whose inputs are given.
+    pub select: Option<Vec<String>>,
+    /// Raw parameter table per detector code.
+    pub detector_params: BTreeMap<String, toml::Table>,
+    /// Seed for every randomised step.
+    pub seed: u64,
+    /// The gate fails when the quarantined fraction exceeds this.
+    pub max_quarantine_fraction: f64,
+    /// Rows per scoring batch.
+    pub batch_rows: usize,
+    /// How many quarantined rows the report lists.
+    pub report_rows: usize,
+    /// Output folder; `None` writes nothing.
+    pub out: Option<PathBuf>,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+}
+
+impl ScanOptions {
+    /// Defaults for scanning `data`.
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        ScanOptions {
+            data: data.into(),
+            text_column: "text".into(),
+            label_column: "label".into(),
+            id_column: None,
+            ground_truth_column: None,
+            embedding_column: None,
+            embeddings: None,
+            embeddings_tensor: None,
+            select: None,
+            detector_params: BTreeMap::new(),
+            seed: 0,
+            max_quarantine_fraction: 0.0,
+            batch_rows: 8192,
+            report_rows: 100,
+            out: None,
+            progress: false,
+        }
+    }
+}
+
+/// Why a scan could not complete. Every variant means exit code 2 and nothing written.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// Reading or writing a file failed, or its content is malformed.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// A detector's parameters are invalid.
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    /// A detector failed on this data.
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    /// The options contradict each other or the data.
+    #[error("{0}")]
+    Config(String),
+    /// A file-system operation on the output folder failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
+    move |source| ScanError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The result of a scan: the report (also written to `--out`), and the per-row verdicts.
+#[derive(Debug, Clone)]
+pub struct ScanOutcome {
+    /// The report.
+    pub report: Report,
+    /// Per row: the combined score (highest detector score).
+    pub scores: Vec<f64>,
+    /// Per row: reasons when quarantined (empty when clean).
+    pub reasons: Vec<Vec<String>>,
+}
+
+impl ScanOutcome {
+    /// Exit code of the verdict: 0 when the gate passed, 1 when it failed.
+    pub fn exit_code(&self) -> i32 {
+        self.report.verdict.exit_code
+    }
+}
+
+struct Planned {
+    detector: &'static dyn Detector,
+    configured: Box<dyn Configured>,
+}
+
+/// Decide which detectors run, with their checked parameters. Returns the plan and the
+/// detectors left out (only when no explicit selection was made).
+fn plan(opts: &ScanOptions) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
+    for code in opts.detector_params.keys() {
+        if registry::find(code).is_none() {
+            return Err(ScanError::Config(format!(
+                "parameters given for unknown detector `{code}` (see `poisongate list`)"
+            )));
+        }
+    }
+    let chosen: Vec<&'static dyn Detector> = match &opts.select {
+        Some(prefixes) => {
+            let p: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+            registry::select(&p).map_err(|bad| {
+                ScanError::Config(format!(
+                    "--select {bad} matches no detector (see `poisongate list`)"
+                ))
+            })?
+        }
+        None => registry::REGISTRY.to_vec(),
+    };
+    let has_embeddings = opts.embeddings.is_some() || opts.embedding_column.is_some();
+    let mut planned = Vec::new();
+    let mut skipped = Vec::new();
+    for d in chosen {
+        let empty = toml::Table::new();
+        let params = opts.detector_params.get(d.meta().code).unwrap_or(&empty);
+        let configured = d.configure(params)?;
+        if configured.needs().embeddings && !has_embeddings {
+            if opts.select.is_some() {
+                return Err(ScanError::Config(format!(
+                    "{} needs embeddings: pass --embeddings FILE or --embedding-column COLUMN",
+                    d.meta().code
+                )));
+            }
+            skipped.push(Skipped {
+                code: d.meta().code,
+                reason: "needs embeddings; none given (--embeddings or --embedding-column)".into(),
+            });
+            continue;
+        }
+        planned.push(Planned {
+            detector: d,
+            configured,
+        });
+    }
+    if planned.is_empty() {
+        return Err(ScanError::Config(
+            "no detector can run on the given inputs".into(),
+        ));
+    }
+    Ok((planned, skipped))
+}
+
+/// Map label values to class indices `0..k`: integers in numeric order, other kinds in
+/// lexicographic order.
+fn classes(labels: &[String], kind: Option<LabelKind>) -> (Vec<String>, Vec<u32>) {
+    let mut names: Vec<String> = labels.to_vec();
+    names.sort();
+    names.dedup();
+    if kind == Some(LabelKind::Integer) {
+        names.sort_by_key(|s| s.parse::<i128>().unwrap_or(0));
+    }
+    let index: BTreeMap<&str, u32> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32))
+        .collect();
+    let ids = labels
+        .iter()
+        .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
+        .collect();
+    (names, ids)
+}
+
+fn progress_bar(show: bool, len: u64, msg: &'static str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({elapsed})")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(msg);
+    pb
+}
+
+fn settings_json(opts: &ScanOptions, planned: &[Planned]) -> serde_json::Value {
+    let params: serde_json::Map<String, serde_json::Value> = planned
+        .iter()
+        .map(|p| (p.detector.meta().code.to_string(), p.configured.params()))
+        .collect();
+    json!({
+        "data": opts.data.display().to_string(),
+        "text_column": opts.text_column,
+        "label_column": opts.label_column,
+        "id_column": opts.id_column,
+        "ground_truth_column": opts.ground_truth_column,
+        "embedding_column": opts.embedding_column,
+        "embeddings": opts.embeddings.as_ref().map(|p| p.display().to_string()),
+        "embeddings_tensor": opts.embeddings_tensor,
+        "select": opts.select,
+        "detectors": params,
+        "seed": opts.seed,
+        "max_quarantine_fraction": opts.max_quarantine_fraction,
+        "batch_rows": opts.batch_rows,
+        "report_rows": opts.report_rows,
+    })
+}
+
+fn input_entry(role: &'static str, d: &FileDigest, rows: usize, dims: Option<usize>) -> InputEntry {
+    InputEntry {
+        role,
+        path: d.path.display().to_string(),
+        bytes: d.bytes,
+        rows,
+        sha256: d.sha256.clone(),
+        dims,
+    }
+}
+
+/// Run a scan. Writes `clean.<ext>`, `quarantine.<ext>` and `report.json` into `opts.out`
+/// when given (all or nothing), and returns the report.
+pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
+    let t0 = Instant::now();
+    if !(0.0..=1.0).contains(&opts.max_quarantine_fraction) {
+        return Err(ScanError::Config(format!(
+            "--max-quarantine-fraction must be in [0, 1], got {}",
+            opts.max_quarantine_fraction
+        )));
+    }
+    if opts.batch_rows == 0 {
+        return Err(ScanError::Config("batch_rows must be at least 1".into()));
+    }
+    if opts.embeddings.is_some() && opts.embedding_column.is_some() {
+        return Err(ScanError::Config(
+            "give either --embeddings or --embedding-column, not both".into(),
+        ));
+    }
+    if let Some(gt) = &opts.ground_truth_column {
+        if gt == &opts.label_column || gt == &opts.text_column {
+            return Err(ScanError::Config(format!(
+                "the ground-truth column `{gt}` cannot also be the text or label column"
+            )));
+        }
+    }
+    let (planned, skipped) = plan(opts)?;
+    let needs = planned
+        .iter()
+        .fold(Needs::default(), |n, p| n.union(p.configured.needs()));
+
+    // ---- ingest (only the columns some detector needs) ----
+    let spec = ColumnSpec {
+        text: needs.text.then(|| opts.text_column.clone()),
+        label: needs.labels.then(|| opts.label_column.clone()),
+        id: opts.id_column.clone(),
+        ground_truth: opts.ground_truth_column.clone(),
+        embedding: if needs.embeddings {
+            opts.embedding_column.clone()
+        } else {
+            None
+        },
+    };
+    let spinner = progress_bar(opts.progress, 1, "reading");
+    let table: Table = ingest::read_table(&opts.data, &spec)?;
+    let mut inputs = vec![input_entry("data", &table.digest, table.n_rows, None)];
+    let n = table.n_rows;
+    let mut embeddings: Option<Array2<f32>> = table.embeddings.clone();
+    if needs.embeddings {
+        if let Some(path) = &opts.embeddings {
+            let (m, digest) = ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())?;
+            inputs.push(input_entry(
+                "embeddings",
+                &digest,
+                m.nrows(),
+                Some(m.ncols()),
+            ));
+            if m.nrows() != n {
+                return Err(ScanError::Config(format!(
+                    "row count mismatch: embeddings {} has {} rows but data {} has {} rows",
+                    path.display(),
+                    m.nrows(),
+                    opts.data.display(),
+                    n
+                )));
+            }
+            embeddings = Some(m);
+        }
+    }
+    spinner.finish_and_clear();
+    let (class_names, label_idx) = match &table.labels {
+        Some(l) => {
+            let (names, idx) = classes(l, table.label_kind);
+            (names, Some(idx))
+        }
+        None => (Vec::new(), None),
+    };
+    let view = DatasetView {
+        n_rows: n,
+        texts: table.texts.as_deref(),
+        labels: label_idx.as_deref(),
+        class_names: &class_names,
+        embeddings: embeddings.as_ref().map(|e| e.view()),
+    };
+
+    // ---- fit (barrier) then score (parallel batches) per detector ----
+    let starts: Vec<usize> = (0..n).step_by(opts.batch_rows).collect();
+    let mut per_detector: Vec<(Scores, f64, serde_json::Value)> = Vec::new();
+    for p in &planned {
+        let t = Instant::now();
+        let fitted: Box<dyn Fitted> = p.configured.fit(&view)?;
+        let pb = progress_bar(opts.progress, starts.len() as u64, p.detector.meta().code);
+        let parts: Vec<Scores> = starts
+            .par_iter()
+            .map(|&s| {
+                let r = fitted.score(&view.batch(s, (s + opts.batch_rows).min(n)));
+                pb.inc(1);
+                r
+            })
+            .collect::<Result<_, _>>()?;
+        pb.finish_and_clear();
+        let mut scores = Scores::with_capacity(n);
+        for part in parts {
+            scores.extend(part);
+        }
+        if scores.len() != n {
+            return Err(ScanError::Detect(DetectError::Data {
+                code: p.detector.meta().code,
+                problem: format!("scored {} rows of {n}", scores.len()),
+            }));
+        }
+        per_detector.push((scores, t.elapsed().as_secs_f64(), fitted.summary()));
+    }
+
+    // ---- combine: a row is quarantined when any detector flags it ----
+    let mut combined = vec![0f64; n];
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); n];
+    for (scores, _, _) in &per_detector {
+        for i in 0..n {
+            combined[i] = combined[i].max(scores.score[i]);
+            if let Some(r) = &scores.reason[i] {
+                reasons[i].push(r.clone());
+            }
+        }
+    }
+    let quarantined = reasons.iter().filter(|r| !r.is_empty()).count();
+
+    // ---- evaluation (ground truth never reaches a detector) ----
+    let evaluation = table.ground_truth.as_ref().map(|truth| {
+        let flags: Vec<bool> = reasons.iter().map(|r| !r.is_empty()).collect();
+        let mut by_code = BTreeMap::new();
+        for (p, (scores, _, _)) in planned.iter().zip(&per_detector) {
+            let f: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+            by_code.insert(
+                p.detector.meta().code.to_string(),
+                metrics::evaluate(&f, &scores.score, truth),
+            );
+        }
+        EvaluationSection {
+            ground_truth_column: opts.ground_truth_column.clone().unwrap_or_default(),
+            positives: truth.iter().filter(|t| **t).count(),
+            combined: metrics::evaluate(&flags, &combined, truth),
+            detectors: by_code,
+        }
+    });
+
+    // ---- report body ----
+    let settings = settings_json(opts, &planned);
+    let settings_digest = hex::encode(Sha256::digest(settings.to_string().as_bytes()));
+    let detectors: Vec<DetectorEntry> = planned
+        .iter()
+        .zip(per_detector)
+        .map(|(p, (scores, seconds, summary))| DetectorEntry {
+            code: p.detector.meta().code,
+            name: p.detector.meta().name,
+            version: p.detector.meta().version,
+            params: p.configured.params(),
+            flagged: scores.reason.iter().filter(|r| r.is_some()).count(),
+            summary,
+            seconds,
+        })
+        .collect();
+    let mut top: Vec<usize> = (0..n).filter(|&i| !reasons[i].is_empty()).collect();
+    top.sort_by(|&a, &b| combined[b].total_cmp(&combined[a]).then(a.cmp(&b)));
+    top.truncate(opts.report_rows);
+    let quarantined_rows = top
+        .into_iter()
+        .map(|i| QuarantinedRow {
+            row: i,
+            id: table.ids.as_ref().and_then(|ids| ids.get(i).cloned()),
+            score: combined[i],
+            reasons: reasons[i].clone(),
+        })
+        .collect();
+    let fraction = if n == 0 {
+        0.0
+    } else {
+        quarantined as f64 / n as f64
+    };
+    let passed = fraction <= opts.max_quarantine_fraction;
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool {
+            name: "poisongate",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        settings,
+        settings_digest,
+        inputs,
+        detectors,
+        skipped_detectors: skipped,
+        outputs: Vec::new(),
+        reconciliation: Reconciliation {
+            input_rows: n,
+            clean_rows: n - quarantined,
+            quarantined_rows: quarantined,
+            balanced: true,
+        },
+        quarantined_rows,
+        verdict: Verdict {
+            status: if passed { "pass" } else { "fail" },
+            quarantined_fraction: fraction,
+            max_quarantine_fraction: opts.max_quarantine_fraction,
+            exit_code: if passed { 0 } else { 1 },
+        },
+        evaluation,
+        run: Run {
+            threads: rayon::current_num_threads(),
+            seconds: 0.0,
+        },
+    };
+
+    // ---- emit: all files staged, then renamed into place ----
+    if let Some(out) = &opts.out {
+        let verdicts: Vec<Option<Quarantine>> = (0..n)
+            .map(|i| {
+                (!reasons[i].is_empty()).then(|| Quarantine {
+                    score: combined[i],
+                    reasons: reasons[i].clone(),
+                })
+            })
+            .collect();
+        report.run.seconds = t0.elapsed().as_secs_f64();
+        write_outputs(opts, &table, &verdicts, out, &mut report)?;
+    } else {
+        report.run.seconds = t0.elapsed().as_secs_f64();
+    }
+    Ok(ScanOutcome {
+        report,
+        scores: combined,
+        reasons,
+    })
+}
+
+/// Stage every output in a temporary folder inside `out`, check the reconciliation against
+/// what was written, then rename the files into place. On error nothing is left behind (a
+/// folder this call created is removed again).
+fn write_outputs(
+    opts: &ScanOptions,
+    table: &Table,
+    verdicts: &[Option<Quarantine>],
+    out: &Path,
+    report: &mut Report,
+) -> Result<(), ScanError> {
+    let created = !out.exists();
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let result = (|| {
+        let staging = tempfile::Builder::new()
+            .prefix(".poisongate-staging-")
+            .tempdir_in(out)
+            .map_err(io_err(out))?;
+        let (clean, quarantine): (OutputFile, OutputFile) = emit::write_split(
+            &opts.data,
+            table.format,
+            &table.digest.sha256,
+            verdicts,
+            staging.path(),
+        )?;
+        let rec = &mut report.reconciliation;
+        rec.clean_rows = clean.rows;
+        rec.quarantined_rows = quarantine.rows;
+        rec.balanced = clean.rows + quarantine.rows == rec.input_rows;
+        if !rec.balanced {
+            return Err(ScanError::Config(format!(
+                "reconciliation failed: {} input rows, but {} clean + {} quarantined written",
+                rec.input_rows, clean.rows, quarantine.rows
+            )));
+        }
+        report.outputs = [("clean", &clean), ("quarantine", &quarantine)]
+            .into_iter()
+            .map(|(role, f)| OutputEntry {
+                role,
+                path: file_name(&f.path),
+                rows: f.rows,
+                bytes: f.bytes,
+                sha256: f.sha256.clone(),
+            })
+            .collect();
+        let report_path = staging.path().join("report.json");
+        let mut text = serde_json::to_string_pretty(report)
+            .map_err(|e| ScanError::Config(format!("cannot serialise the report: {e}")))?;
+        text.push('\n');
+        std::fs::write(&report_path, text).map_err(io_err(&report_path))?;
+        for f in [&clean.path, &quarantine.path, &report_path] {
+            let dest = out.join(file_name(f));
+            std::fs::rename(f, &dest).map_err(io_err(&dest))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() && created {
+        let _ = std::fs::remove_dir_all(out);
+    }
+    result
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_classes_sort_numerically() {
+        let labels: Vec<String> = ["10", "2", "2", "-1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (names, idx) = classes(&labels, Some(LabelKind::Integer));
+        assert_eq!(names, vec!["-1", "2", "10"]);
+        assert_eq!(idx, vec![2, 1, 1, 0]);
+    }
+}

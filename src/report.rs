@@ -1,0 +1,177 @@
+//! `report.json`: the single source of truth of a scan.
+//!
+//! Its JSON Schema is `reports/report.schema.json`; [`SCHEMA_VERSION`] changes whenever a field
+//! is renamed or removed (additions bump the minor part). Everything in the report is
+//! deterministic for the same input, settings and seed, except the fields named `seconds` and
+//! the `run` object (wall-clock timings, thread count), which say how this run went.
+
+use poisongate_detectors::metrics::Evaluation;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Version of the report format (semantic versioning).
+pub const SCHEMA_VERSION: &str = "1.0.0";
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: &'static str,
+    /// Which tool wrote it.
+    pub tool: Tool,
+    /// Every resolved setting, including the seed and each detector's parameters.
+    pub settings: serde_json::Value,
+    /// SHA-256 of the canonical JSON of `settings`.
+    pub settings_digest: String,
+    /// Every file read, with its exact digest.
+    pub inputs: Vec<InputEntry>,
+    /// Every detector that ran.
+    pub detectors: Vec<DetectorEntry>,
+    /// Detectors not run, and why (only when none was selected explicitly).
+    pub skipped_detectors: Vec<Skipped>,
+    /// Every file written, with its digest and row count (empty when no `--out` was given).
+    pub outputs: Vec<OutputEntry>,
+    /// Rows in, rows out: counted from what was written.
+    pub reconciliation: Reconciliation,
+    /// The most suspicious quarantined rows (at most `settings.report_rows`), by score.
+    pub quarantined_rows: Vec<QuarantinedRow>,
+    /// The gate's decision.
+    pub verdict: Verdict,
+    /// Ground-truth evaluation, when `--ground-truth-column` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<EvaluationSection>,
+    /// How this run went (timings, threads): the only non-deterministic part.
+    pub run: Run,
+}
+
+/// Tool name and version.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tool {
+    /// Always `poisongate`.
+    pub name: &'static str,
+    /// The crate version.
+    pub version: &'static str,
+}
+
+/// One input file.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputEntry {
+    /// `data` or `embeddings`.
+    pub role: &'static str,
+    /// Path as given.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Rows read (for embeddings: matrix rows).
+    pub rows: usize,
+    /// Lower-case hex SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// For embeddings: the vector dimension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dims: Option<usize>,
+}
+
+/// One detector that ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectorEntry {
+    /// Stable code, e.g. `SPEC001`.
+    pub code: &'static str,
+    /// Name.
+    pub name: &'static str,
+    /// Algorithm version.
+    pub version: u16,
+    /// Resolved parameters.
+    pub params: serde_json::Value,
+    /// Rows this detector flagged.
+    pub flagged: usize,
+    /// What the fit found (per-class statistics, thresholds, findings).
+    pub summary: serde_json::Value,
+    /// Wall-clock seconds for fit and score (not deterministic).
+    pub seconds: f64,
+}
+
+/// A detector that was not run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// Detector code.
+    pub code: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+/// One output file.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputEntry {
+    /// `clean` or `quarantine`.
+    pub role: &'static str,
+    /// File name inside the output folder.
+    pub path: String,
+    /// Rows written, counted by reading back what was written.
+    pub rows: usize,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
+}
+
+/// Rows in versus rows out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciliation {
+    /// Rows in the input.
+    pub input_rows: usize,
+    /// Rows written to the clean output (or that would be, without `--out`).
+    pub clean_rows: usize,
+    /// Rows written to the quarantine output.
+    pub quarantined_rows: usize,
+    /// `input_rows == clean_rows + quarantined_rows`.
+    pub balanced: bool,
+}
+
+/// One quarantined row, with why it was held back.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantinedRow {
+    /// 0-based row number in the input.
+    pub row: usize,
+    /// Value of the id column, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Combined score (the highest detector score; 1.0 is a detector's threshold).
+    pub score: f64,
+    /// Every detector's reason.
+    pub reasons: Vec<String>,
+}
+
+/// The gate's decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// `pass` or `fail`.
+    pub status: &'static str,
+    /// Quarantined rows / input rows.
+    pub quarantined_fraction: f64,
+    /// The policy: the gate fails when `quarantined_fraction` exceeds it.
+    pub max_quarantine_fraction: f64,
+    /// Process exit code for this verdict (0 pass, 1 fail).
+    pub exit_code: i32,
+}
+
+/// Ground-truth evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationSection {
+    /// The ground-truth column (never shown to a detector).
+    pub ground_truth_column: String,
+    /// Rows marked poisoned in the ground truth.
+    pub positives: usize,
+    /// The combined verdict.
+    pub combined: Evaluation,
+    /// Each detector on its own, by code.
+    pub detectors: BTreeMap<String, Evaluation>,
+}
+
+/// Non-deterministic facts about this run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// Rayon worker threads used.
+    pub threads: usize,
+    /// Wall-clock seconds of the whole scan.
+    pub seconds: f64,
+}

@@ -1,0 +1,43 @@
+//! Quality on real data: the detectors on ../shared/benchmarks, against the acceptance
+//! bars. The full table comes from `poisongate benchmark ../shared/benchmarks` (docs/evaluation.md).
+
+use crate::common::benchmarks;
+use poisongate::benchmark::{run, BenchRow};
+
+fn find<'a>(rows: &'a [BenchRow], set: &str, repr: &str, det: &str) -> &'a BenchRow {
+    rows.iter()
+        .find(|r| r.set == set && r.representation == repr && r.detector == det)
+        .unwrap_or_else(|| panic!("no row for {set} {repr} {det}"))
+}
+
+#[test]
+fn spec001_on_shared_benchmarks() {
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
+    let rows = run(&dir, &["SPEC001".to_string()], &["mlp", "minilm"]).expect("benchmark runs");
+    eprintln!("{}", poisongate::benchmark::markdown(&rows));
+    // the clean-label set carries a real spectral signal in the sentence embeddings
+    let r = find(&rows, "sst2-badnets-cleanlabel-10", "minilm", "SPEC001");
+    assert!(r.auroc.unwrap() >= 0.85, "AUROC {:?}", r.auroc);
+    assert!(r.f1 >= 0.5, "F1 {}", r.f1);
+    // clean data: (almost) nothing quarantined, with either representation
+    for set in ["sst2-clean", "sms-spam-clean"] {
+        for repr in ["mlp", "minilm"] {
+            let r = find(&rows, set, repr, "SPEC001");
+            assert!(
+                r.flagged_fraction() <= 0.01,
+                "{set} {repr}: {} flagged",
+                r.flagged
+            );
+        }
+    }
+    // nowhere does it flag a fixed share of every class
+    for r in &rows {
+        assert!(
+            r.flagged_fraction() <= 0.2,
+            "{} {}: {} flagged",
+            r.set,
+            r.representation,
+            r.flagged
+        );
+    }
+}
