@@ -4,7 +4,8 @@
 //! Determinism: every sum is formed over fixed row chunks (independent of the thread count)
 //! and merged in chunk order, so results are bit-identical with 1 or N rayon threads.
 
-use faer::{linalg::matmul::matmul, Accum, Mat, MatRef, Par, Side};
+use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+use faer::{Accum, Mat, MatRef, Par, Side};
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
@@ -82,7 +83,18 @@ pub(crate) fn centered_eigen(
                 gather(x, chunk, &shift32, &mut buf);
                 let m = MatRef::from_row_major_slice(&buf, chunk.len(), d);
                 let mut g = Mat::<f32>::zeros(d, d);
-                matmul(&mut g, Accum::Replace, m.transpose(), m, 1.0f32, Par::Seq);
+                // lower triangle only: the Gram matrix is symmetric, half the work
+                matmul(
+                    &mut g,
+                    BlockStructure::TriangularLower,
+                    Accum::Replace,
+                    m.transpose(),
+                    BlockStructure::Rectangular,
+                    m,
+                    BlockStructure::Rectangular,
+                    1.0f32,
+                    Par::Seq,
+                );
                 let mut s = vec![0f64; d];
                 for row in buf.chunks_exact(d) {
                     for (a, v) in s.iter_mut().zip(row) {
@@ -97,7 +109,7 @@ pub(crate) fn centered_eigen(
                 *a += v;
             }
             for j in 0..d {
-                for i in 0..d {
+                for i in j..d {
                     gram[(i, j)] += g[(i, j)] as f64;
                 }
             }
@@ -105,9 +117,9 @@ pub(crate) fn centered_eigen(
     }
     let nf = n as f64;
     let m: Vec<f64> = sum.iter().map(|s| s / nf).collect();
-    // covariance of (x − s): (G − n m mᵀ) / (n − 1); symmetrise to wash out rounding.
+    // covariance of (x − s): (G − n m mᵀ) / (n − 1), from G's lower triangle.
     let cov = Mat::<f64>::from_fn(d, d, |i, j| {
-        let gij = 0.5 * (gram[(i, j)] + gram[(j, i)]);
+        let gij = if i >= j { gram[(i, j)] } else { gram[(j, i)] };
         (gij - nf * m[i] * m[j]) / (nf - 1.0)
     });
     let evd = cov

@@ -14,6 +14,8 @@ pub(crate) struct Mixture2 {
     pub loglik: f64,
 }
 
+use rayon::prelude::*;
+
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 
 fn log_normal(x: f64, m: f64, s: f64) -> f64 {
@@ -76,17 +78,29 @@ fn em_from_split(x: &[f64], cut: f64, floor: f64) -> Option<Mixture2> {
         }
     };
     let mut prev = f64::NEG_INFINITY;
-    for _ in 0..500 {
-        // E step: responsibilities of component 1, and the log-likelihood
+    for _ in 0..300 {
+        // E step. With a_k = ln w_k + ln N(v; m_k, s_k) and δ = a_1 − a_0, the responsibility of
+        // component 1 is 1 / (1 + e^−δ) and ln(e^a_0 + e^a_1) = max(a_0, a_1) + ln(1 + e^−|δ|):
+        // one exp and one ln_1p per value.
+        let c = [
+            mix.w[0].ln() - mix.s[0].ln() - LN_SQRT_2PI,
+            mix.w[1].ln() - mix.s[1].ln() - LN_SQRT_2PI,
+        ];
+        let inv = [1.0 / mix.s[0], 1.0 / mix.s[1]];
         let (mut r_sum, mut r_x, mut r_xx) = ([0f64; 2], [0f64; 2], [0f64; 2]);
         let mut ll = 0.0;
         for &v in x {
-            let a = mix.w[0].ln() + log_normal(v, mix.m[0], mix.s[0]);
-            let b = mix.w[1].ln() + log_normal(v, mix.m[1], mix.s[1]);
-            let mx = a.max(b);
-            let lse = mx + ((a - mx).exp() + (b - mx).exp()).ln();
-            ll += lse;
-            let r1 = (b - lse).exp();
+            let z0 = (v - mix.m[0]) * inv[0];
+            let z1 = (v - mix.m[1]) * inv[1];
+            let a = c[0] - 0.5 * z0 * z0;
+            let b = c[1] - 0.5 * z1 * z1;
+            let e = (-(b - a).abs()).exp();
+            ll += a.max(b) + e.ln_1p();
+            let r1 = if b >= a {
+                1.0 / (1.0 + e)
+            } else {
+                e / (1.0 + e)
+            };
             let r = [1.0 - r1, r1];
             for k in 0..2 {
                 r_sum[k] += r[k];
@@ -113,6 +127,23 @@ fn em_from_split(x: &[f64], cut: f64, floor: f64) -> Option<Mixture2> {
     mix.loglik.is_finite().then_some(mix)
 }
 
+/// At most this many values enter the mixture fit; larger samples are summarised by evenly
+/// spaced order statistics (a deterministic quantile sketch that keeps the distribution's shape).
+pub(crate) const MAX_FIT_VALUES: usize = 8192;
+
+/// `x` itself when short enough, else [`MAX_FIT_VALUES`] evenly spaced order statistics of it.
+pub(crate) fn quantile_sketch(x: &[f64]) -> Vec<f64> {
+    if x.len() <= MAX_FIT_VALUES {
+        return x.to_vec();
+    }
+    let mut s = x.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let (n, m) = (s.len() as f64, MAX_FIT_VALUES as f64);
+    (0..MAX_FIT_VALUES)
+        .map(|k| s[(((k as f64 + 0.5) * n / m) as usize).min(s.len() - 1)])
+        .collect()
+}
+
 /// Best two-component fit of `x` by EM started from hard splits at the 20 %, 50 % and 80 %
 /// quantiles (the highest log-likelihood wins; the earlier start on ties). `None` when `x`
 /// has fewer than 8 values or no start converges to two live components.
@@ -124,13 +155,14 @@ pub(crate) fn fit_mixture2(x: &[f64]) -> Option<Mixture2> {
     let m = x.iter().sum::<f64>() / n;
     let sd = (x.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n).sqrt();
     let floor = (1e-6 * sd).max(1e-300);
+    let fits: Vec<Option<Mixture2>> = [0.2, 0.5, 0.8]
+        .par_iter()
+        .map(|&q| em_from_split(x, crate::linalg::quantile(x, q), floor))
+        .collect();
     let mut best: Option<Mixture2> = None;
-    for q in [0.2, 0.5, 0.8] {
-        let cut = crate::linalg::quantile(x, q);
-        if let Some(f) = em_from_split(x, cut, floor) {
-            if best.as_ref().is_none_or(|b| f.loglik > b.loglik) {
-                best = Some(f);
-            }
+    for f in fits.into_iter().flatten() {
+        if best.as_ref().is_none_or(|b| f.loglik > b.loglik) {
+            best = Some(f);
         }
     }
     best

@@ -33,8 +33,9 @@ Per class c with rows X_c (n_c × d):
 4. robust standardisation: z_i = ±(p_i − median(p)) / (1.4826 · MAD(p)), signed so that the
    heavier tail (q90 − median against median − q10) is positive;
 5. the threshold comes from the shape of z, never from a poison rate. A 2-component 1-D
-   Gaussian mixture is fitted to z by EM (starts at the 20/50/80 % quantile splits, the best
-   log-likelihood wins). The class is judged to *split* only when all three hold:
+   Gaussian mixture is fitted to z by EM (starts at the 20/50/80 % quantile splits, at most 300 iterations, the best
+   log-likelihood wins; above 8192 rows it is fitted to 8192 evenly spaced order statistics of
+   z, which keeps the shape and bounds the cost). The class is judged to *split* only when all three hold:
    - BIC(2 components, 5 parameters) < BIC(1 component, 2 parameters): two groups explain the
      projections better than one, after paying for the extra parameters;
    - Ashman's D = √2·|m₁ − m₂| / √(s₁² + s₂²) > `min_separation` (2): the groups are separate
@@ -44,10 +45,10 @@ Per class c with rows X_c (n_c × d):
    In a split class, z is re-signed towards the minor component and the rows at or beyond the
    point where its posterior passes 0.5 (the smallest such z among the rows) are flagged. A class
    that does not split flags nothing (optionally, `tail_fallback`, the rows beyond the
-   Bonferroni cut Φ⁻¹(1 − α/n_c) of the one-sided Gaussian tail).
+   Bonferroni cut |z| ≥ Φ⁻¹(1 − α/(2n_c)) of the two-sided Gaussian tail).
 
 Scores: in a split class z / z* (z* the cut), so 1.0 is the threshold; in a class that does not
-split, min(z / Φ⁻¹(1 − α/n_c), 0.999), a graded but unflagged suspicion. Classes with fewer than
+split, min(|z| / Φ⁻¹(1 − α/(2n_c)), 0.999): the paper's two-sided score p², graded but unflagged. Classes with fewer than
 max(`min_class_rows`, `min_rows_per_dim` · d) rows are skipped: with fewer rows than dimensions
 the top direction of a clean class is noise and small samples split spuriously.
 
@@ -206,10 +207,12 @@ struct Decision {
     scale: f64,
     /// +1 or −1: z = sign · (p − center) / scale.
     sign: f64,
-    /// Bonferroni one-sided cut Φ⁻¹(1 − α/n).
+    /// Bonferroni two-sided cut Φ⁻¹(1 − α/(2n)) on |z|.
     bonferroni: f64,
-    /// The flagging cut on z, when the class splits (or with `tail_fallback`).
+    /// The flagging cut on z, when the class splits.
     cut: Option<f64>,
+    /// Flag |z| ≥ `bonferroni` in a class that does not split.
+    tail_fallback: bool,
     /// Whether the class split into a bulk and a minority mode.
     split: bool,
     /// Rows of the class at or beyond the cut.
@@ -234,7 +237,8 @@ impl Decision {
                 let s = if cut > 0.0 { z / cut } else { 1.0 + z - cut };
                 (s.max(0.0), z >= cut)
             }
-            None => ((z / self.bonferroni).clamp(0.0, 0.999), false),
+            None if self.tail_fallback => (z.abs() / self.bonferroni, z.abs() >= self.bonferroni),
+            None => ((z.abs() / self.bonferroni).min(0.999), false),
         }
     }
 }
@@ -245,7 +249,7 @@ fn decide(p: &[f64], params: &SpectralParams) -> Decision {
     let center = linalg::median(p);
     let dev: Vec<f64> = p.iter().map(|v| (v - center).abs()).collect();
     let scale = 1.4826 * linalg::median(&dev);
-    let bonferroni = normal_quantile_upper(params.alpha / n as f64);
+    let bonferroni = normal_quantile_upper(params.alpha / (2.0 * n as f64));
     let heavier_up = linalg::quantile(p, 0.9) - center >= center - linalg::quantile(p, 0.1);
     let mut d = Decision {
         center,
@@ -253,6 +257,7 @@ fn decide(p: &[f64], params: &SpectralParams) -> Decision {
         sign: if heavier_up { 1.0 } else { -1.0 },
         bonferroni,
         cut: None,
+        tail_fallback: false,
         split: false,
         flagged: 0,
         diagnostics: json!({"decision": "degenerate: robust scale is 0"}),
@@ -261,9 +266,11 @@ fn decide(p: &[f64], params: &SpectralParams) -> Decision {
         return d;
     }
     let z: Vec<f64> = p.iter().map(|&v| d.z(v)).collect();
-    let nf = n as f64;
-    let bic1 = -2.0 * mixture::single_loglik(&z) + 2.0 * nf.ln();
-    let mix = mixture::fit_mixture2(&z);
+    // the mixture is fitted on at most 8192 values (evenly spaced order statistics beyond)
+    let zs = mixture::quantile_sketch(&z);
+    let nf = zs.len() as f64;
+    let bic1 = -2.0 * mixture::single_loglik(&zs) + 2.0 * nf.ln();
+    let mix = mixture::fit_mixture2(&zs);
     let mut reason = "no two-component fit".to_string();
     if let Some(f) = &mix {
         let j = f.minor();
@@ -304,9 +311,7 @@ fn decide(p: &[f64], params: &SpectralParams) -> Decision {
             }
         }
     }
-    if !d.split && params.tail_fallback {
-        d.cut = Some(bonferroni);
-    }
+    d.tail_fallback = !d.split && params.tail_fallback;
     d.flagged = p.iter().filter(|&&v| d.score(v).1).count();
     if let serde_json::Value::Object(m) = &mut d.diagnostics {
         m.insert("decision".into(), json!(reason));
