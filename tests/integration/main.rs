@@ -4,3 +4,4 @@
 mod benchmarks;
 mod cli;
 mod common;
+mod schema;
