@@ -27,6 +27,7 @@ pub mod metrics;
 mod params;
 pub mod registry;
 pub mod spectral;
+pub mod trigger;
 
 pub use data::{Batch, ClassIndex, DatasetView, Needs};
 pub use error::{DetectError, ParamError};
