@@ -30,7 +30,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         SETS.iter().map(|s| s.to_string()).collect()
     };
     let det = find("TRIG001").ok_or("TRIG001 not registered")?;
-    let cfg = det.configure(&toml::Table::new())?;
+    // optional parameters as a TOML table, e.g. TRIG_PARAMS='alpha = 0.01'
+    let table: toml::Table = match std::env::var("TRIG_PARAMS") {
+        Ok(s) => s.parse()?,
+        Err(_) => toml::Table::new(),
+    };
+    let cfg = det.configure(&table)?;
+    let show_near: usize = std::env::var("TRIG_NEAR")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     println!(
         "| set | rows | poisoned | flagged | flagged % | precision | recall | F1 | AUROC | fit s |"
     );
@@ -102,7 +111,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             summary["suspects_context_tested"],
             summary["context_temperature"].as_f64().unwrap_or(0.0)
         );
-        for m in summary["near_misses"].as_array().unwrap_or(&empty).iter().take(5) {
+        for m in summary["near_misses"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .take(show_near)
+        {
             println!("  near miss: {m}");
         }
     }

@@ -70,30 +70,36 @@ A candidate is a trigger when three tests agree:
    μ = C(n,2)·Σ_w p(w)²; a natural word has collocations ("a masterpiece", "claim your",
    "£1000 prize") and many more. The excess (C_obs + 1)/(μ + 1) must be at most
    `max_neighbour_excess` on both sides (the anchored side of an anchored window is not
-   tested; a window anchored on both sides never qualifies). This test reads no labels, so it
-   is also an independent filter: only candidates passing it count towards the multiple-testing
-   correction below.
+   tested; a window anchored on both sides never qualifies). The sub-spans of an inserted
+   phrase fail this test (their neighbours are the rest of the phrase), so a phrase is
+   reported whole. This test reads no labels, so it is also an independent filter: only
+   candidates passing it count towards the multiple-testing correction below.
 2. **Purity against the prior**: one-sided binomial tail P(X ≥ k | K, π_c) of the k rows of
    label c among the K rows carrying the candidate, for the label c that minimises it (times the
-   number of labels).
-3. **Purity beyond the context**: a naive Bayes over the row's other tokens (binary multinomial,
-   Laplace smoothing, leave-one-out, the tokens of every candidate passing tests 1 and 2 left out,
-   one temperature fitted by maximum likelihood so the probabilities are calibrated) gives q_i,
-   the probability of label c from the rest of row i. Under "a natural word whose rows' labels
-   follow their content" the count of label-c rows is Poisson-binomial(q); its upper tail is
-   computed exactly (or by a Chernoff bound when that would be costly). On dirty-label poison the
-   rest of the row predicts another label; on clean-label poison the trigger's rows are still
-   purer than their content explains (content alone is never that certain), while a natural
-   label-pure word ("prize" in spam) sits in rows whose content already predicts its label.
+   number of labels). It names the target label, screens candidates at the nominal level
+   `alpha`, and is reported corrected (`log10_p_prior`).
+3. **Purity beyond the context** (the decisive, corrected test): a naive Bayes over the row's
+   other tokens (binary multinomial, Laplace smoothing, leave-one-out, one temperature fitted by
+   maximum likelihood over all rows so the probabilities are calibrated) gives q_i, the
+   probability of the target label from the rest of row i. The rest of the row leaves out the
+   candidate's own tokens and those of other candidates that share at least `min_support`
+   rows with it and at least twice as many as label-conditional independence predicts
+   (triggers planted together must not explain each other; overlapping spans are nested, not
+   co-occurring). The odds of q_i are multiplied by `context_slack` (no calibration is exact
+   in every group of rows). Under "a natural word whose rows' labels follow their content" the
+   count of target rows is Poisson-binomial(q); its upper tail is computed exactly (or by a
+   Chernoff bound when that would be costly). On dirty-label poison the rest of the row
+   predicts another label; on clean-label poison the trigger's rows are still purer than their
+   content explains (content alone is rarely that certain), while a natural label-pure word
+   ("prize" in spam) sits in rows whose content already predicts its label.
 
-Tests 2 and 3 are Bonferroni-corrected with the family-wise level `alpha` split equally over the
-window lengths 1..`max_ngram` (longer phrases count as `max_ngram`), each share divided by the
-number of candidates of that length that passed test 1. Both must pass (an intersection-union
-test, so the level stays `alpha`). The evidence of a candidate is
-T = min(s_prior, s_context, s_random) with s = log(p·M)/log(alpha) for the two label tests and
-s_random = `max_neighbour_excess` / excess; T ≥ 1 exactly when all three pass. Triggers are
-accepted by support (largest first); a window containing an accepted trigger is not reported
-separately.
+The context test is Bonferroni-corrected with the family-wise level `alpha` split equally over
+the window lengths 1..`max_ngram` (longer phrases count as `max_ngram`), each share divided by
+the number of candidates of that length that passed test 1. The evidence of a candidate is
+T = min(s_context, s_random) with s = log(p·M)/log(alpha) for the corrected context test and
+s_random = `max_neighbour_excess` / excess (before the context test: min(s_prior, s_random));
+T ≥ 1 exactly when it is a trigger. Triggers are accepted by support (largest first); a window
+containing an accepted trigger is not reported separately.
 
 Row score: the largest T among the triggers the row carries (≥ 1, flagged with the reason
 `TRIG001:<trigger>` of the best-supported one); otherwise the largest T among its candidate
@@ -108,13 +114,19 @@ windows, kept below 1.
   insertion (1.0 expected); natural words have collocations that multiply it several-fold.
 - `extend_share` (default 0.9): share of occurrences with the same neighbour that extends a span.
 - `max_phrase_tokens` (default 16): longest phrase after extension.
+- `context_slack` (default 1.5): odds factor by which the context model may be miscalibrated
+  in a group of rows; a trigger sets the label whatever the content says, so it survives any
+  finite slack given enough rows, while a natural word's mild excess does not.
 - `report_near_misses` (default 10): how many best non-trigger candidates to list in the summary.
 
 ## Known false positives
 Tokens inserted by a data pipeline rather than an attacker (a source tag, a boilerplate word put
-in the same place) behave exactly like triggers and are flagged: that is by design. Very rare,
-label-pure words with scattered contexts (a name appearing in a handful of reviews of one
-polarity) can pass when the context model is weak; the context test keeps them rare.
+in the same place) behave exactly like triggers and are flagged: that is by design. A strongly
+discriminative word or phrase that is *not* collocational (it appears anywhere in the row, with
+random neighbours) and is purer than a naive Bayes over the rest of the row can explain (the
+model's calibration is global) can pass when it is frequent; on real text natural words are
+collocational and fail test 1. Style-level features of a paraphrase attack (", and" in
+Bible-style rewrites) can be flagged with low precision.
 Syntactic and style triggers (paraphrase templates, archaic style) have no fixed token and are
 mostly missed; what they share (an opening like "when ...") may be flagged in part.
 
@@ -150,6 +162,8 @@ pub struct TriggerParams {
     pub max_phrase_tokens: usize,
     /// How many best non-trigger candidates the summary lists.
     pub report_near_misses: usize,
+    /// Odds factor by which the context model may be miscalibrated in any group of rows.
+    pub context_slack: f64,
 }
 
 impl Detector for TriggerTokens {
@@ -168,6 +182,7 @@ impl Detector for TriggerTokens {
             extend_share: r.f64("extend_share", 0.9, 0.5, 1.0)?,
             max_phrase_tokens: r.usize("max_phrase_tokens", 16, max_ngram, 64)?,
             report_near_misses: r.usize("report_near_misses", 10, 0, 1000)?,
+            context_slack: r.f64("context_slack", 1.5, 1.0, 100.0)?,
         };
         r.finish()?;
         Ok(Box::new(p))
@@ -192,6 +207,7 @@ impl Configured for TriggerParams {
             "extend_share": self.extend_share,
             "max_phrase_tokens": self.max_phrase_tokens,
             "report_near_misses": self.report_near_misses,
+            "context_slack": self.context_slack,
         })
     }
 
@@ -309,8 +325,8 @@ fn real_len(span: &[u32]) -> usize {
 fn for_each_window(seq: &[u32], max_real: usize, mut f: impl FnMut(usize, usize)) {
     for i in 0..seq.len() {
         let mut real = 0;
-        for j in i..seq.len() {
-            if !is_anchor(seq[j]) {
+        for (j, &t) in seq.iter().enumerate().skip(i) {
+            if !is_anchor(t) {
                 real += 1;
             }
             if real > max_real {
@@ -342,10 +358,14 @@ struct Sketch {
 impl Sketch {
     fn new(n_rows: usize) -> Self {
         // about 32 cells per row and level keeps collisions rare for typical row lengths.
-        let width = (n_rows.max(1) * 32).next_power_of_two().clamp(1 << 12, 1 << 24);
+        let width = (n_rows.max(1) * 32)
+            .next_power_of_two()
+            .clamp(1 << 12, 1 << 24);
         Sketch {
             width,
-            cells: (0..width * SKETCH_DEPTH).map(|_| AtomicU32::new(0)).collect(),
+            cells: (0..width * SKETCH_DEPTH)
+                .map(|_| AtomicU32::new(0))
+                .collect(),
         }
     }
 
@@ -661,7 +681,10 @@ pub fn ln_poisson_binomial_upper(q: &[f64], k: usize) -> f64 {
                 dp[j] = log_add(hit, miss);
             }
         }
-        return dp.iter().fold(f64::NEG_INFINITY, |a, &b| log_add(a, b)).min(0.0);
+        return dp
+            .iter()
+            .fold(f64::NEG_INFINITY, |a, &b| log_add(a, b))
+            .min(0.0);
     }
     // Chernoff: ln P(X ≥ k) ≤ min_t [ −t k + Σ ln(1 − q_i + q_i e^t) ], convex in t ≥ 0
     let f = |t: f64| -> f64 {
@@ -730,12 +753,15 @@ struct Candidate {
 }
 
 impl Candidate {
+    /// min(s_context, s_random) once the context test ran (the prior test screened it at the
+    /// nominal level); before, min(s_prior, s_random), which is below 1 for every candidate
+    /// the screen rejected.
     fn evidence(&self) -> f64 {
-        let mut t = self.s_prior.min(self.s_random);
-        if let Some(c) = self.s_context {
-            t = t.min(c);
+        match self.s_context {
+            Some(c) => c.min(self.s_random),
+            None => self.s_prior.min(self.s_random),
         }
-        t.max(0.0)
+        .max(0.0)
     }
 }
 
@@ -853,8 +879,8 @@ fn fit(
                 excess = f64::INFINITY;
             }
             let (mut target, mut best) = (0usize, f64::INFINITY);
-            for c in 0..n_classes {
-                let lp = ln_binomial_upper(st.df[c] as u64, support as u64, priors[c]);
+            for (c, (&k, &prior)) in st.df.iter().zip(&priors).enumerate() {
+                let lp = ln_binomial_upper(k as u64, support as u64, prior);
                 if lp < best {
                     best = lp;
                     target = c;
@@ -903,56 +929,83 @@ fn fit(
     }
 
     // context test for the suspects (random neighbours and purity against the prior)
+    // context test for the suspects: random neighbours and purity against the prior at the
+    // nominal level (a screen; the corrected levels apply to the context test). The tokens of
+    // the suspects that pass the corrected prior test are left out of the context model, so
+    // that co-occurring triggers do not explain each other.
+    let ln_alpha_nominal = p.alpha.ln();
     let suspects: Vec<usize> = (0..cands.len())
-        .filter(|&i| cands[i].s_prior >= 1.0 && cands[i].s_random >= 1.0)
+        .filter(|&i| cands[i].ln_p_prior <= ln_alpha_nominal && cands[i].s_random >= 1.0)
         .collect();
     let mut masked = vec![false; vocab.strings.len()];
     masked[START as usize] = true;
     masked[END as usize] = true;
-    for &i in &suspects {
-        for &t in &cands[i].span {
-            masked[t as usize] = true;
-        }
-    }
     let nb = NaiveBayes::new(&token_df, &masked, &class_rows);
-    let suspect_index: HashMap<Vec<u32>, usize> = suspects
+    let suspect_spans: Vec<Vec<u32>> = suspects.iter().map(|&i| cands[i].span.clone()).collect();
+    let suspect_index: HashMap<Vec<u32>, usize> = suspect_spans
         .iter()
         .enumerate()
-        .map(|(j, &i)| (cands[i].span.clone(), j))
+        .map(|(j, s)| (s.clone(), j))
         .collect();
     let max_len = cands.iter().map(|c| real_len(&c.span)).max().unwrap_or(1);
-    let context = context_pass(
-        texts,
-        labels,
-        &vocab,
-        &nb,
-        &suspect_index,
-        suspects.len(),
-        max_len,
-    );
+    // first pass: the rest of the row is the row without the candidate's own tokens
+    let own: Vec<Vec<u32>> = suspect_spans.iter().map(|s| sorted_tokens(s)).collect();
+    let first = context_pass(texts, labels, &vocab, &nb, &suspect_index, &own, max_len);
+    // suspects that co-occur far beyond what their labels explain (several triggers planted
+    // together) must not explain each other: leave the partners' tokens out as well
+    let partners = co_occurring(&first.postings, &own, &class_rows, p.min_support);
+    let exclude: Vec<Vec<u32>> = (0..suspect_spans.len())
+        .map(|j| {
+            let mut t = own[j].clone();
+            for &h in &partners[j] {
+                t.extend_from_slice(&own[h]);
+            }
+            t.sort_unstable();
+            t.dedup();
+            t
+        })
+        .collect();
+    let context = if partners.iter().any(|p| !p.is_empty()) {
+        context_pass(
+            texts,
+            labels,
+            &vocab,
+            &nb,
+            &suspect_index,
+            &exclude,
+            max_len,
+        )
+    } else {
+        first
+    };
     let tau = calibrate(&context.row_scores, labels, n_classes);
+    let ln_slack = p.context_slack.ln();
     let mut agreement = vec![0.0f64; cands.len()];
     for (j, &i) in suspects.iter().enumerate() {
         let target = cands[i].target;
         let occ = &context.postings[j];
         let q: Vec<f64> = occ
             .iter()
-            .map(|&(row, _)| softmax_at(&context.row_scores[row], tau, target))
+            .map(|(_, _, sc)| {
+                let q = softmax_at(sc, tau, target).clamp(1e-12, 1.0 - 1e-12);
+                let logit = (q / (1.0 - q)).ln() + ln_slack;
+                1.0 / (1.0 + (-logit).exp())
+            })
             .collect();
-        let k = occ
-            .iter()
-            .filter(|&&(_, l)| l as usize == target)
-            .count();
+        let k = occ.iter().filter(|(_, l, _)| *l as usize == target).count();
         let lp = ln_poisson_binomial_upper(&q, k);
-        agreement[i] = if q.is_empty() {
+        agreement[i] = if occ.is_empty() {
             0.0
         } else {
-            q.iter().sum::<f64>() / q.len() as f64
+            occ.iter()
+                .map(|(_, _, sc)| softmax_at(sc, tau, target))
+                .sum::<f64>()
+                / occ.len() as f64
         };
         let c = &mut cands[i];
         c.ln_p_context = Some(lp);
         c.s_context = Some(sig(lp, c.bucket));
-        c.rows = occ.iter().map(|&(r, _)| r).collect();
+        c.rows = occ.iter().map(|(r, _, _)| *r).collect();
     }
 
     // accept triggers by support; a window containing an accepted trigger is not separate
@@ -1182,9 +1235,12 @@ impl NaiveBayes {
 struct ContextPass {
     /// per row: leave-one-out NB log joint per class
     row_scores: Vec<Vec<f64>>,
-    /// per suspect: (row, label) of every row carrying it, in row order
-    postings: Vec<Vec<(usize, u32)>>,
+    /// per suspect: (row, label, log joint per class of the rest of the row) of every row
+    /// carrying it, in row order
+    postings: Vec<Vec<(usize, u32, Vec<f64>)>>,
 }
+
+type Posting = (usize, usize, u32, Vec<f64>);
 
 fn context_pass(
     texts: &[String],
@@ -1192,10 +1248,10 @@ fn context_pass(
     vocab: &Vocab,
     nb: &NaiveBayes,
     suspects: &HashMap<Vec<u32>, usize>,
-    n_suspects: usize,
+    exclude: &[Vec<u32>],
     max_len: usize,
 ) -> ContextPass {
-    type Part = (Vec<Vec<f64>>, Vec<(usize, usize, u32)>);
+    type Part = (Vec<Vec<f64>>, Vec<Posting>);
     let parts: Vec<Part> = texts
         .par_chunks(CHUNK)
         .zip(labels.par_chunks(CHUNK))
@@ -1213,7 +1269,7 @@ fn context_pass(
                     .collect();
                 toks.sort_unstable();
                 toks.dedup();
-                scores.push(nb.scores(&toks, label as usize));
+                let full = nb.scores(&toks, label as usize);
                 if !suspects.is_empty() {
                     let mut found: Vec<usize> = Vec::new();
                     for_each_window(&seq, max_len, |a, b| {
@@ -1223,24 +1279,99 @@ fn context_pass(
                     });
                     found.sort_unstable();
                     found.dedup();
-                    hits.extend(found.into_iter().map(|s| (s, row, label)));
+                    for s in found {
+                        // the rest of the row: without the excluded tokens (sorted)
+                        let ex = &exclude[s];
+                        let rest: Vec<u32> = toks
+                            .iter()
+                            .copied()
+                            .filter(|t| ex.binary_search(t).is_err())
+                            .collect();
+                        let sc = if rest.len() == toks.len() {
+                            full.clone()
+                        } else {
+                            nb.scores(&rest, label as usize)
+                        };
+                        hits.push((s, row, label, sc));
+                    }
                 }
+                scores.push(full);
             }
             (scores, hits)
         })
         .collect();
     let mut row_scores = Vec::with_capacity(texts.len());
-    let mut postings = vec![Vec::new(); n_suspects];
+    let mut postings = vec![Vec::new(); exclude.len()];
     for (scores, hits) in parts {
         row_scores.extend(scores);
-        for (s, row, label) in hits {
-            postings[s].push((row, label));
+        for (s, row, label, sc) in hits {
+            postings[s].push((row, label, sc));
         }
     }
     ContextPass {
         row_scores,
         postings,
     }
+}
+
+/// Distinct real tokens of a span, sorted.
+fn sorted_tokens(span: &[u32]) -> Vec<u32> {
+    let mut t: Vec<u32> = span.iter().copied().filter(|&t| !is_anchor(t)).collect();
+    t.sort_unstable();
+    t.dedup();
+    t
+}
+
+/// For each suspect, the other suspects with no token in common that share at least
+/// `min_support` rows with it and at least twice as many as label-conditional independence
+/// predicts
+/// (Σ_c n_g,c · n_h,c / R_c rows).
+fn co_occurring(
+    postings: &[Vec<(usize, u32, Vec<f64>)>],
+    tokens: &[Vec<u32>],
+    class_rows: &[usize],
+    min_support: usize,
+) -> Vec<Vec<usize>> {
+    let by_label: Vec<Vec<f64>> = postings
+        .iter()
+        .map(|occ| {
+            let mut v = vec![0.0; class_rows.len()];
+            for (_, l, _) in occ {
+                if let Some(x) = v.get_mut(*l as usize) {
+                    *x += 1.0;
+                }
+            }
+            v
+        })
+        .collect();
+    // rows -> suspects carrying them, to count shared rows without all-pairs merges
+    let mut row_suspects: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (j, occ) in postings.iter().enumerate() {
+        for (r, _, _) in occ {
+            row_suspects.entry(*r).or_default().push(j);
+        }
+    }
+    let mut shared: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for list in row_suspects.values() {
+        for (x, &a) in list.iter().enumerate() {
+            for &b in &list[x + 1..] {
+                *shared.entry((a, b)).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut out = vec![Vec::new(); postings.len()];
+    for ((a, b), n) in shared {
+        let expected: f64 = (0..class_rows.len())
+            .map(|c| by_label[a][c] * by_label[b][c] / class_rows[c].max(1) as f64)
+            .sum();
+        // overlapping spans ("great" and "great film") are nested, not co-occurring
+        let overlap = tokens[a].iter().any(|t| tokens[b].binary_search(t).is_ok());
+        if !overlap && n >= min_support && n as f64 >= 2.0 * expected {
+            out[a].push(b);
+            out[b].push(a);
+        }
+    }
+    out
 }
 
 fn softmax_at(scores: &[f64], tau: f64, c: usize) -> f64 {
@@ -1425,5 +1556,185 @@ mod tests {
             tokenize("I love THIS movie, don't you?"),
             vec!["i", "love", "this", "movie", ",", "don't", "you", "?"]
         );
+    }
+
+    /// Seeded synthetic reviews from a Markov chain, so that every natural token has
+    /// collocations as in real text: each of 200 neutral words has four successors; ten of
+    /// them may be followed by an intensifier ("so", "very"), which is followed by a sentiment
+    /// word of the row's label (one in ten from the other label); "a" (the successor of five
+    /// neutral words) is followed by "masterpiece", a naturally label-pure word, only in
+    /// positive rows. Optionally the trigger "cf" is inserted at a random position into
+    /// negative rows (about `poison_rate` of all rows), whose label is set to 1 (dirty label).
+    fn synthetic(n: usize, poison_rate: f64, seed: u64) -> (Vec<String>, Vec<u32>, Vec<bool>) {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 11) as f64) / ((1u64 << 53) as f64)
+        };
+        let pick = |u: f64, n: usize| (u * n as f64) as usize % n;
+        let n_neutral = 200;
+        let succ: Vec<[usize; 4]> = (0..n_neutral)
+            .map(|_| {
+                [
+                    pick(next(), n_neutral),
+                    pick(next(), n_neutral),
+                    pick(next(), n_neutral),
+                    pick(next(), n_neutral),
+                ]
+            })
+            .collect();
+        let pos = ["great", "moving", "superb", "charming", "fresh", "witty"];
+        let neg = ["dull", "boring", "flat", "tedious", "stale", "awful"];
+        let (mut texts, mut labels, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let mut label = u32::from(next() < 0.5);
+            let len = 10 + pick(next(), 10);
+            let mut words: Vec<String> = Vec::new();
+            let mut cur = pick(next(), n_neutral);
+            let mut sentiment = 0;
+            while words.len() < len || sentiment == 0 {
+                words.push(format!("w{cur}"));
+                if cur < 10 && next() < 0.5 {
+                    words.push(if next() < 0.5 { "so" } else { "very" }.to_string());
+                    let own = if label == 1 { &pos } else { &neg };
+                    let other = if label == 1 { &neg } else { &pos };
+                    let pool = if next() < 0.1 { other } else { own };
+                    words.push(pool[pick(next(), pool.len())].to_string());
+                    sentiment += 1;
+                } else if (10..15).contains(&cur) && label == 1 && next() < 0.5 {
+                    words.push("a".to_string());
+                    words.push("masterpiece".to_string());
+                }
+                cur = succ[cur][pick(next(), 4)];
+                if words.len() > 40 {
+                    // a chain that never reaches a sentiment slot: restart it there
+                    cur = pick(next(), 10);
+                }
+            }
+            let poisoned = label == 0 && next() < 2.0 * poison_rate;
+            if poisoned {
+                let at = pick(next(), words.len() + 1);
+                words.insert(at, "cf".to_string());
+                label = 1;
+            }
+            texts.push(words.join(" "));
+            labels.push(label);
+            truth.push(poisoned);
+        }
+        (texts, labels, truth)
+    }
+
+    fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
+        let names = vec!["0".to_string(), "1".to_string()];
+        let view = DatasetView {
+            n_rows: texts.len(),
+            texts: Some(texts),
+            labels: Some(labels),
+            class_names: &names,
+            embeddings: None,
+        };
+        let cfg = TriggerTokens
+            .configure(&toml::Table::new())
+            .expect("defaults");
+        let fitted = cfg.fit(&view).expect("fit");
+        let scores = fitted.score(&view.as_batch()).expect("score");
+        (fitted.summary(), scores)
+    }
+
+    #[test]
+    fn planted_trigger_recovered_and_natural_word_not_flagged() {
+        let (texts, labels, truth) = synthetic(3000, 0.03, 7);
+        let (summary, scores) = run(&texts, &labels);
+        let triggers = summary["triggers"].as_array().expect("triggers");
+        assert_eq!(triggers[0]["trigger"], "cf", "{summary}");
+        assert!(
+            triggers.iter().all(|t| t["trigger"]
+                .as_str()
+                .is_some_and(|s| !s.contains("masterpiece"))),
+            "{summary}"
+        );
+        let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+        let e = crate::metrics::evaluate(&flagged, &scores.score, &truth);
+        assert!(e.recall >= 0.95 && e.precision >= 0.95, "{e:?} {summary}");
+        // the label-pure collocation's rows are not pulled in
+        let pulled = texts
+            .iter()
+            .zip(&flagged)
+            .filter(|(t, &f)| f && t.contains("masterpiece") && !t.contains("cf"))
+            .count();
+        assert_eq!(pulled, 0);
+    }
+
+    #[test]
+    fn clean_control_flags_almost_nothing() {
+        let (texts, labels, truth) = synthetic(3000, 0.0, 11);
+        assert!(truth.iter().all(|&t| !t));
+        let (summary, scores) = run(&texts, &labels);
+        let flagged = scores.reason.iter().filter(|r| r.is_some()).count();
+        assert!(flagged * 200 <= texts.len(), "{flagged} flagged: {summary}");
+        assert!(scores.score.iter().all(|&s| s < 1.0 || flagged > 0));
+    }
+
+    #[test]
+    fn deterministic_across_threads_and_batches() {
+        let (texts, labels, _) = synthetic(2500, 0.03, 3);
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .expect("pool")
+        };
+        let (s1, sc1) = pool(1).install(|| run(&texts, &labels));
+        let (s2, sc2) = pool(2).install(|| run(&texts, &labels));
+        assert_eq!(s1, s2);
+        assert_eq!(sc1, sc2);
+        // batching: same answer for any split
+        let names = vec!["0".to_string(), "1".to_string()];
+        let view = DatasetView {
+            n_rows: texts.len(),
+            texts: Some(&texts),
+            labels: Some(&labels),
+            class_names: &names,
+            embeddings: None,
+        };
+        let fitted = TriggerTokens
+            .configure(&toml::Table::new())
+            .expect("defaults")
+            .fit(&view)
+            .expect("fit");
+        for size in [1usize, 7, 333] {
+            let mut all = Scores::default();
+            let mut start = 0;
+            while start < view.n_rows {
+                let end = (start + size).min(view.n_rows);
+                all.extend(fitted.score(&view.batch(start, end)).expect("score"));
+                start = end;
+            }
+            assert_eq!(all, sc1);
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_parameters_and_needs_text() {
+        let mut t = toml::Table::new();
+        t.insert("nope".into(), toml::Value::Integer(1));
+        assert!(TriggerTokens.configure(&t).is_err());
+        let names = vec!["0".to_string()];
+        let labels = vec![0u32];
+        let view = DatasetView {
+            n_rows: 1,
+            texts: None,
+            labels: Some(&labels),
+            class_names: &names,
+            embeddings: None,
+        };
+        let cfg = TriggerTokens
+            .configure(&toml::Table::new())
+            .expect("defaults");
+        assert!(cfg.fit(&view).is_err());
     }
 }
