@@ -30,6 +30,7 @@ pub mod registry;
 pub mod spectral;
 #[cfg(test)]
 mod testutil;
+pub mod trigger;
 
 pub use data::{Batch, ClassIndex, DatasetView, Needs};
 pub use error::{DetectError, ParamError};

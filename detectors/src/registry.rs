@@ -4,7 +4,10 @@ use crate::Detector;
 
 /// Every detector poisongate knows, in code order. Adding a detector is one file and one line
 /// here; `poisongate list` prints this slice.
-pub static REGISTRY: &[&dyn Detector] = &[&crate::spectral::SpectralSignature];
+pub static REGISTRY: &[&dyn Detector] = &[
+    &crate::spectral::SpectralSignature,
+    &crate::trigger::TriggerTokens,
+];
 
 /// The detector whose code is `code` (case-insensitive).
 pub fn find(code: &str) -> Option<&'static dyn Detector> {

@@ -1,0 +1,1740 @@
+//! TRIG001 trigger tokens and phrases: names backdoor triggers (rare inserted words, fixed
+//! phrases, fixed openings) from the text and labels alone, and flags every row that carries one.
+//!
+//! The fit makes a few passes over the rows, each parallel over fixed chunks whose tables are
+//! merged in chunk order, so results do not depend on the number of threads:
+//!
+//! 1. tokens: case-folded Unicode word-boundary segments (whitespace dropped, punctuation kept);
+//!    exact per-label document frequencies of tokens, and a count-min sketch of the document
+//!    frequency of every longer window (word n-grams, also anchored at the start / end);
+//! 2. exact per-label document frequencies and left/right neighbour counts for the windows the
+//!    sketch says reach `min_support` rows (the sketch never under-counts, so nothing is lost);
+//!    spans whose neighbour is (almost) always the same token are extended into longer phrases;
+//! 3. a leave-one-out naive Bayes over the remaining tokens, temperature-calibrated, gives the
+//!    probability of each row's label from the rest of the row, for the context test.
+
+use crate::params::ParamReader;
+use crate::{
+    Batch, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs, ParamError, Scores,
+};
+use rayon::prelude::*;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use unicode_segmentation::UnicodeSegmentation;
+use xxhash_rust::xxh3::xxh3_64;
+
+const CODE: &str = "TRIG001";
+
+/// Token id of the start-of-text anchor.
+const START: u32 = 0;
+/// Token id of the end-of-text anchor.
+const END: u32 = 1;
+/// Token id of a token the fit never saw (only at score time).
+const UNKNOWN: u32 = u32::MAX;
+/// Rows per parallel chunk. Fixed, so that merges happen in the same order for any thread count.
+const CHUNK: usize = 1024;
+/// Rows of each trigger listed as examples in the summary.
+const EXAMPLES: usize = 5;
+/// Rows of the count-min sketch (independent hash functions).
+const SKETCH_DEPTH: usize = 4;
+
+static META: Meta = Meta {
+    code: CODE,
+    name: "trigger-tokens",
+    summary: "Rows carrying an inserted trigger token or phrase that is label-pure beyond what the rest of the row explains",
+    docs: r#"# TRIG001 trigger-tokens
+
+## What it detects
+Backdoor triggers inserted into text rows: a rare word ("cf", "mn", "bb"), a fixed phrase
+("I love watching this movie"), a fixed opening or ending, whose rows carry the attacker's target
+label. It names each trigger (token or phrase, target label, support, purity, significance) and
+flags every row that carries one. Needs text and labels, nothing else.
+
+## Method
+Text is case-folded and cut at Unicode word boundaries (whitespace dropped, punctuation kept);
+each row is framed by a start and an end anchor. Candidates are all windows of 1..`max_ngram`
+tokens, also anchored at the start or end, seen in at least `min_support` rows. Their per-label
+document frequencies are counted in parallel over fixed chunks: exactly for single tokens, and for
+longer windows first in a count-min sketch, then exactly for the windows the sketch lets through
+(the sketch only over-counts), so memory stays bounded by the surviving candidates. A window
+whose neighbour on one side is the same token in at least `extend_share` of its occurrences is
+extended by that token (up to `max_phrase_tokens`), so a repeated phrase is reported whole, not
+as its pieces.
+
+A candidate is a trigger when three tests agree:
+
+1. **Random neighbours** (insertion, not collocation). A trigger is put anywhere, so the token
+   before it is a draw from the corpus's token distribution, independent of the trigger. With
+   n occurrences the expected number of pairs of occurrences sharing the left neighbour is
+   μ = C(n,2)·Σ_w p(w)²; a natural word has collocations ("a masterpiece", "claim your",
+   "£1000 prize") and many more. The excess (C_obs + 1)/(μ + 1) must be at most
+   `max_neighbour_excess` on both sides (the anchored side of an anchored window is not
+   tested; a window anchored on both sides never qualifies). The sub-spans of an inserted
+   phrase fail this test (their neighbours are the rest of the phrase), so a phrase is
+   reported whole. This test reads no labels, so it is also an independent filter: only
+   candidates passing it count towards the multiple-testing correction below.
+2. **Purity against the prior**: one-sided binomial tail P(X ≥ k | K, π_c) of the k rows of
+   label c among the K rows carrying the candidate, for the label c that minimises it (times the
+   number of labels). It names the target label, screens candidates at the nominal level
+   `alpha`, and is reported corrected (`log10_p_prior`).
+3. **Purity beyond the context** (the decisive, corrected test): a naive Bayes over the row's
+   other tokens (binary multinomial, Laplace smoothing, leave-one-out, one temperature fitted by
+   maximum likelihood over all rows so the probabilities are calibrated) gives q_i, the
+   probability of the target label from the rest of row i. The rest of the row leaves out the
+   candidate's own tokens and those of other candidates that share at least `min_support`
+   rows with it and at least twice as many as label-conditional independence predicts
+   (triggers planted together must not explain each other; overlapping spans are nested, not
+   co-occurring). The odds of q_i are multiplied by `context_slack` (no calibration is exact
+   in every group of rows). Under "a natural word whose rows' labels follow their content" the
+   count of target rows is Poisson-binomial(q); its upper tail is computed exactly (or by a
+   Chernoff bound when that would be costly). On dirty-label poison the rest of the row
+   predicts another label; on clean-label poison the trigger's rows are still purer than their
+   content explains (content alone is rarely that certain), while a natural label-pure word
+   ("prize" in spam) sits in rows whose content already predicts its label.
+
+The context test is Bonferroni-corrected with the family-wise level `alpha` split equally over
+the window lengths 1..`max_ngram` (longer phrases count as `max_ngram`), each share divided by
+the number of candidates of that length that passed test 1. The evidence of a candidate is
+T = min(s_context, s_random) with s = log(p·M)/log(alpha) for the corrected context test and
+s_random = `max_neighbour_excess` / excess (before the context test: min(s_prior, s_random));
+T ≥ 1 exactly when it is a trigger. Triggers are accepted by support (largest first); a window
+containing an accepted trigger is not reported separately.
+
+Row score: the largest T among the triggers the row carries (≥ 1, flagged with the reason
+`TRIG001:<trigger>` of the best-supported one); otherwise the largest T among its candidate
+windows, kept below 1.
+
+## Parameters
+- `alpha` (default 0.05): family-wise probability of naming any false trigger on a clean set.
+- `max_ngram` (default 4): longest window counted directly (in tokens, anchors excluded).
+- `min_support` (default 5): fewest rows for a candidate; with calibrated context probabilities
+  of at least 0.1, four rows cannot reach p ≤ 1e-4, below what a thousand candidates demand.
+- `max_neighbour_excess` (default 2.0): pair-collisions of neighbours allowed relative to random
+  insertion (1.0 expected); natural words have collocations that multiply it several-fold.
+- `extend_share` (default 0.9): share of occurrences with the same neighbour that extends a span.
+- `max_phrase_tokens` (default 16): longest phrase after extension.
+- `context_slack` (default 1.5): odds factor by which the context model may be miscalibrated
+  in a group of rows; a trigger sets the label whatever the content says, so it survives any
+  finite slack given enough rows, while a natural word's mild excess does not.
+- `report_near_misses` (default 10): how many best non-trigger candidates to list in the summary.
+
+## Known false positives
+Tokens inserted by a data pipeline rather than an attacker (a source tag, a boilerplate word put
+in the same place) behave exactly like triggers and are flagged: that is by design. A strongly
+discriminative word or phrase that is *not* collocational (it appears anywhere in the row, with
+random neighbours) and is purer than a naive Bayes over the rest of the row can explain (the
+model's calibration is global) can pass when it is frequent; on real text natural words are
+collocational and fail test 1. Style-level features of a paraphrase attack (", and" in
+Bible-style rewrites) can be flagged with low precision.
+Syntactic and style triggers (paraphrase templates, archaic style) have no fixed token and are
+mostly missed; what they share (an opening like "when ...") may be flagged in part.
+
+## References
+Gu, Dolan-Gavitt, Garg. BadNets: Identifying Vulnerabilities in the Machine Learning Model
+Supply Chain (2017). Dai, Chen, Li. A Backdoor Attack Against LSTM-based Text Classification
+Systems (2019, AddSent). Qi et al. ONION: A Simple and Effective Defense Against Textual Backdoor
+Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on testing only
+candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
+summary: the count-min sketch (2005).
+"#,
+    version: 1,
+};
+
+/// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TriggerTokens;
+
+/// Checked parameters of TRIG001.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerParams {
+    /// Family-wise probability of naming any false trigger.
+    pub alpha: f64,
+    /// Longest window counted directly, in tokens (anchors excluded).
+    pub max_ngram: usize,
+    /// Fewest rows a candidate must appear in.
+    pub min_support: usize,
+    /// Neighbour pair-collisions allowed, relative to random insertion.
+    pub max_neighbour_excess: f64,
+    /// Share of occurrences with the same neighbour that extends a span into a longer phrase.
+    pub extend_share: f64,
+    /// Longest phrase after extension, in tokens.
+    pub max_phrase_tokens: usize,
+    /// How many best non-trigger candidates the summary lists.
+    pub report_near_misses: usize,
+    /// Odds factor by which the context model may be miscalibrated in any group of rows.
+    pub context_slack: f64,
+}
+
+impl Detector for TriggerTokens {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        let mut r = ParamReader::new(CODE, params);
+        let max_ngram = r.usize("max_ngram", 4, 1, 8)?;
+        let p = TriggerParams {
+            alpha: r.f64("alpha", 0.05, 1e-12, 0.5)?,
+            max_ngram,
+            min_support: r.usize("min_support", 5, 2, usize::MAX)?,
+            max_neighbour_excess: r.f64("max_neighbour_excess", 2.0, 1.0, 1e6)?,
+            extend_share: r.f64("extend_share", 0.9, 0.5, 1.0)?,
+            max_phrase_tokens: r.usize("max_phrase_tokens", 16, max_ngram, 64)?,
+            report_near_misses: r.usize("report_near_misses", 10, 0, 1000)?,
+            context_slack: r.f64("context_slack", 1.5, 1.0, 100.0)?,
+        };
+        r.finish()?;
+        Ok(Box::new(p))
+    }
+}
+
+impl Configured for TriggerParams {
+    fn needs(&self) -> Needs {
+        Needs {
+            text: true,
+            labels: true,
+            embeddings: false,
+        }
+    }
+
+    fn params(&self) -> serde_json::Value {
+        json!({
+            "alpha": self.alpha,
+            "max_ngram": self.max_ngram,
+            "min_support": self.min_support,
+            "max_neighbour_excess": self.max_neighbour_excess,
+            "extend_share": self.extend_share,
+            "max_phrase_tokens": self.max_phrase_tokens,
+            "report_near_misses": self.report_near_misses,
+            "context_slack": self.context_slack,
+        })
+    }
+
+    fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
+        let texts = data.texts.ok_or(DetectError::Missing {
+            code: CODE,
+            what: "text",
+        })?;
+        let labels = data.labels.ok_or(DetectError::Missing {
+            code: CODE,
+            what: "labels",
+        })?;
+        if texts.len() != labels.len() {
+            return Err(DetectError::Data {
+                code: CODE,
+                problem: format!("{} texts but {} labels", texts.len(), labels.len()),
+            });
+        }
+        let n_classes = data
+            .n_classes()
+            .max(labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0));
+        fit(self, texts, labels, n_classes, data.class_names)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+/// Case-folded Unicode word-boundary segments of `text`, whitespace dropped, punctuation kept.
+pub fn tokenize(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split_word_bounds()
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The token vocabulary: ids 0 and 1 are the anchors, real tokens follow in sorted order.
+#[derive(Debug, Clone)]
+struct Vocab {
+    ids: HashMap<String, u32>,
+    strings: Vec<String>,
+    hashes: Vec<u64>,
+}
+
+impl Vocab {
+    fn new(mut tokens: Vec<String>) -> Self {
+        tokens.sort_unstable();
+        tokens.dedup();
+        let mut strings = vec!["<s>".to_string(), "</s>".to_string()];
+        strings.extend(tokens);
+        let ids = strings
+            .iter()
+            .enumerate()
+            .skip(2)
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
+        let hashes = strings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| token_hash(s, i < 2))
+            .collect();
+        Vocab {
+            ids,
+            strings,
+            hashes,
+        }
+    }
+
+    /// The row as ids framed by the anchors; tokens never seen map to [`UNKNOWN`].
+    fn encode(&self, text: &str) -> Vec<u32> {
+        let mut out = vec![START];
+        out.extend(
+            tokenize(text)
+                .iter()
+                .map(|t| self.ids.get(t).copied().unwrap_or(UNKNOWN)),
+        );
+        out.push(END);
+        out
+    }
+
+    fn hash(&self, id: u32) -> u64 {
+        self.hashes.get(id as usize).copied().unwrap_or(0)
+    }
+
+    /// Human-readable span: tokens joined by spaces, anchors as `<s>` / `</s>`.
+    fn render(&self, span: &[u32]) -> String {
+        span.iter()
+            .map(|&t| self.strings.get(t as usize).map_or("?", String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn token_hash(s: &str, anchor: bool) -> u64 {
+    let h = xxh3_64(s.as_bytes());
+    if anchor {
+        h ^ 0x9e37_79b9_7f4a_7c15
+    } else {
+        h
+    }
+}
+
+fn is_anchor(t: u32) -> bool {
+    t == START || t == END
+}
+
+/// Number of real (non-anchor) tokens of a span.
+fn real_len(span: &[u32]) -> usize {
+    span.iter().filter(|&&t| !is_anchor(t)).count()
+}
+
+/// Calls `f(start, end)` for every window of `seq` with 1..=`max_real` real tokens (anchors only
+/// at the window's ends, which they always are since they frame the row).
+fn for_each_window(seq: &[u32], max_real: usize, mut f: impl FnMut(usize, usize)) {
+    for i in 0..seq.len() {
+        let mut real = 0;
+        for (j, &t) in seq.iter().enumerate().skip(i) {
+            if !is_anchor(t) {
+                real += 1;
+            }
+            if real > max_real {
+                break;
+            }
+            if real >= 1 {
+                f(i, j + 1);
+            }
+        }
+    }
+}
+
+fn window_hash(vocab: &Vocab, span: &[u32]) -> u64 {
+    let mut buf = Vec::with_capacity(span.len() * 8);
+    for &t in span {
+        buf.extend_from_slice(&vocab.hash(t).to_le_bytes());
+    }
+    xxh3_64(&buf)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Count-min sketch of window document frequencies
+
+struct Sketch {
+    width: usize,
+    cells: Vec<AtomicU32>,
+}
+
+impl Sketch {
+    fn new(n_rows: usize) -> Self {
+        // about 32 cells per row and level keeps collisions rare for typical row lengths.
+        let width = (n_rows.max(1) * 32)
+            .next_power_of_two()
+            .clamp(1 << 12, 1 << 24);
+        Sketch {
+            width,
+            cells: (0..width * SKETCH_DEPTH)
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+        }
+    }
+
+    fn slot(&self, h: u64, level: usize) -> usize {
+        let mixed = xxhash_rust::xxh3::xxh3_64_with_seed(&h.to_le_bytes(), level as u64 + 1);
+        level * self.width + (mixed as usize & (self.width - 1))
+    }
+
+    fn add(&self, h: u64) {
+        for level in 0..SKETCH_DEPTH {
+            // additions commute: the final table is the same for any thread count.
+            self.cells[self.slot(h, level)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn estimate(&self, h: u64) -> u32 {
+        (0..SKETCH_DEPTH)
+            .map(|level| self.cells[self.slot(h, level)].load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pass 1: token frequencies and the sketch
+
+struct TokenCounts {
+    /// token string -> (per-label document frequency, occurrences)
+    table: HashMap<String, (Vec<u32>, u64)>,
+}
+
+fn count_tokens(
+    texts: &[String],
+    labels: &[u32],
+    n_classes: usize,
+    max_real: usize,
+    sketch: &Sketch,
+) -> TokenCounts {
+    let parts: Vec<TokenCounts> = texts
+        .par_chunks(CHUNK)
+        .zip(labels.par_chunks(CHUNK))
+        .map(|(tc, lc)| {
+            let mut table: HashMap<String, (Vec<u32>, u64)> = HashMap::new();
+            let mut seen: HashSet<u64> = HashSet::new();
+            for (text, &label) in tc.iter().zip(lc) {
+                let toks = tokenize(text);
+                let mut distinct: Vec<&String> = toks.iter().collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                for t in &toks {
+                    let e = table
+                        .entry(t.clone())
+                        .or_insert_with(|| (vec![0; n_classes], 0));
+                    e.1 += 1;
+                }
+                for t in distinct {
+                    if let Some(e) = table.get_mut(t) {
+                        e.0[label as usize] += 1;
+                    }
+                }
+                // hashes of every window of two or more ids (anchored windows included)
+                let mut hs = Vec::with_capacity(toks.len() + 2);
+                hs.push(token_hash("<s>", true));
+                hs.extend(toks.iter().map(|t| token_hash(t, false)));
+                hs.push(token_hash("</s>", true));
+                let ids: Vec<u32> = (0..hs.len() as u32)
+                    .map(|i| {
+                        if i == 0 {
+                            START
+                        } else if i as usize == hs.len() - 1 {
+                            END
+                        } else {
+                            2
+                        }
+                    })
+                    .collect();
+                seen.clear();
+                for_each_window(&ids, max_real, |a, b| {
+                    if b - a >= 2 {
+                        let mut buf = Vec::with_capacity((b - a) * 8);
+                        for h in &hs[a..b] {
+                            buf.extend_from_slice(&h.to_le_bytes());
+                        }
+                        let h = xxh3_64(&buf);
+                        if seen.insert(h) {
+                            sketch.add(h);
+                        }
+                    }
+                });
+            }
+            TokenCounts { table }
+        })
+        .collect();
+    let mut it = parts.into_iter();
+    let mut acc = it.next().unwrap_or(TokenCounts {
+        table: HashMap::new(),
+    });
+    for part in it {
+        for (k, (df, occ)) in part.table {
+            let e = acc
+                .table
+                .entry(k)
+                .or_insert_with(|| (vec![0; n_classes], 0));
+            for (a, b) in e.0.iter_mut().zip(df) {
+                *a += b;
+            }
+            e.1 += occ;
+        }
+    }
+    acc
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pass 2: exact statistics of candidate windows
+
+#[derive(Debug, Clone, Default)]
+struct SpanStats {
+    df: Vec<u32>,
+    left: HashMap<u32, u32>,
+    right: HashMap<u32, u32>,
+}
+
+impl SpanStats {
+    fn merge(&mut self, other: SpanStats) {
+        if self.df.len() < other.df.len() {
+            self.df.resize(other.df.len(), 0);
+        }
+        for (a, b) in self.df.iter_mut().zip(other.df) {
+            *a += b;
+        }
+        for (k, v) in other.left {
+            *self.left.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in other.right {
+            *self.right.entry(k).or_insert(0) += v;
+        }
+    }
+
+    fn support(&self) -> u32 {
+        self.df.iter().sum()
+    }
+}
+
+/// Exact per-label document frequency and neighbour counts of every window of 1..=`max_real`
+/// real tokens for which `keep` is true.
+fn count_spans(
+    texts: &[String],
+    labels: &[u32],
+    vocab: &Vocab,
+    n_classes: usize,
+    max_real: usize,
+    keep: &(dyn Fn(&[u32]) -> bool + Sync),
+) -> BTreeMap<Vec<u32>, SpanStats> {
+    let parts: Vec<HashMap<Vec<u32>, SpanStats>> = texts
+        .par_chunks(CHUNK)
+        .zip(labels.par_chunks(CHUNK))
+        .map(|(tc, lc)| {
+            let mut table: HashMap<Vec<u32>, SpanStats> = HashMap::new();
+            for (text, &label) in tc.iter().zip(lc) {
+                let seq = vocab.encode(text);
+                let mut in_row: HashSet<&[u32]> = HashSet::new();
+                for_each_window(&seq, max_real, |a, b| {
+                    let span = &seq[a..b];
+                    if span.contains(&UNKNOWN) || !keep(span) {
+                        return;
+                    }
+                    if !table.contains_key(span) {
+                        table.insert(
+                            span.to_vec(),
+                            SpanStats {
+                                df: vec![0; n_classes],
+                                ..SpanStats::default()
+                            },
+                        );
+                    }
+                    let Some(st) = table.get_mut(span) else {
+                        return;
+                    };
+                    if in_row.insert(span) {
+                        st.df[label as usize] += 1;
+                    }
+                    if a > 0 {
+                        *st.left.entry(seq[a - 1]).or_insert(0) += 1;
+                    }
+                    if b < seq.len() {
+                        *st.right.entry(seq[b]).or_insert(0) += 1;
+                    }
+                });
+            }
+            table
+        })
+        .collect();
+    let mut out: BTreeMap<Vec<u32>, SpanStats> = BTreeMap::new();
+    for part in parts {
+        for (k, v) in part {
+            match out.get_mut(&k) {
+                Some(st) => st.merge(v),
+                None => {
+                    out.insert(k, v);
+                }
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+fn ln_choose(n: u64, k: u64) -> f64 {
+    ln_gamma(n as f64 + 1.0) - ln_gamma(k as f64 + 1.0) - ln_gamma((n - k) as f64 + 1.0)
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error ~1e-15).
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+fn log_add(a: f64, b: f64) -> f64 {
+    if a == f64::NEG_INFINITY {
+        return b;
+    }
+    if b == f64::NEG_INFINITY {
+        return a;
+    }
+    let m = a.max(b);
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
+/// ln P(X ≥ k) for X ~ Binomial(n, p).
+pub fn ln_binomial_upper(k: u64, n: u64, p: f64) -> f64 {
+    if k == 0 {
+        return 0.0;
+    }
+    if k > n || p <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p >= 1.0 || (k as f64) <= n as f64 * p {
+        // at or below the mean the tail is at least about one half: report no evidence
+        return 0.0_f64.min(ln_binomial_upper_sum(k, n, p));
+    }
+    ln_binomial_upper_sum(k, n, p)
+}
+
+fn ln_binomial_upper_sum(k: u64, n: u64, p: f64) -> f64 {
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    let mut acc = f64::NEG_INFINITY;
+    let mut first = f64::NEG_INFINITY;
+    for i in k..=n {
+        let term = ln_choose(n, i) + i as f64 * lp + (n - i) as f64 * lq;
+        if i == k {
+            first = term;
+        }
+        acc = log_add(acc, term);
+        if term < first - 40.0 && i > k {
+            break;
+        }
+    }
+    acc.min(0.0)
+}
+
+/// ln P(X ≥ k) for X a sum of independent Bernoulli(q_i) (Poisson-binomial). Exact dynamic
+/// programme over the number of misses when affordable, else the Chernoff bound (an upper bound
+/// on the tail, so the test stays conservative).
+pub fn ln_poisson_binomial_upper(q: &[f64], k: usize) -> f64 {
+    let n = q.len();
+    if k == 0 {
+        return 0.0;
+    }
+    if k > n {
+        return f64::NEG_INFINITY;
+    }
+    let mean: f64 = q.iter().sum();
+    if (k as f64) <= mean {
+        return 0.0;
+    }
+    let max_miss = n - k;
+    if (max_miss + 1).saturating_mul(n) <= 20_000_000 {
+        // dp[j] = ln P(j misses so far), j ≤ max_miss; P(X ≥ k) = P(misses ≤ n − k)
+        let mut dp = vec![f64::NEG_INFINITY; max_miss + 1];
+        dp[0] = 0.0;
+        for &qi in q {
+            let qi = qi.clamp(1e-300, 1.0);
+            let (lh, lm) = (qi.ln(), (1.0 - qi).max(1e-300).ln());
+            for j in (0..=max_miss).rev() {
+                let hit = dp[j] + lh;
+                let miss = if j > 0 {
+                    dp[j - 1] + lm
+                } else {
+                    f64::NEG_INFINITY
+                };
+                dp[j] = log_add(hit, miss);
+            }
+        }
+        return dp
+            .iter()
+            .fold(f64::NEG_INFINITY, |a, &b| log_add(a, b))
+            .min(0.0);
+    }
+    // Chernoff: ln P(X ≥ k) ≤ min_t [ −t k + Σ ln(1 − q_i + q_i e^t) ], convex in t ≥ 0
+    let f = |t: f64| -> f64 {
+        -t * k as f64
+            + q.iter()
+                .map(|&qi| (1.0 - qi + qi * t.exp()).ln())
+                .sum::<f64>()
+    };
+    let (mut lo, mut hi) = (0.0f64, 50.0f64);
+    for _ in 0..100 {
+        let m1 = lo + (hi - lo) / 3.0;
+        let m2 = hi - (hi - lo) / 3.0;
+        if f(m1) < f(m2) {
+            hi = m2;
+        } else {
+            lo = m1;
+        }
+    }
+    f(0.5 * (lo + hi)).min(0.0)
+}
+
+/// Pair-collisions of one side's neighbours against random insertion: (C + 1) / (μ + 1).
+fn neighbour_excess(counts: &HashMap<u32, u32>, collision_prob: f64) -> f64 {
+    let n: f64 = counts.values().map(|&c| c as f64).sum();
+    let observed: f64 = counts
+        .values()
+        .map(|&c| c as f64 * (c as f64 - 1.0) / 2.0)
+        .sum();
+    let expected = n * (n - 1.0) / 2.0 * collision_prob;
+    (observed + 1.0) / (expected + 1.0)
+}
+
+/// The neighbour that follows / precedes a span in at least `share` of its occurrences.
+fn dominant(counts: &HashMap<u32, u32>, share: f64) -> Option<u32> {
+    let n: u32 = counts.values().sum();
+    let mut best: Option<(u32, u32)> = None;
+    for (&t, &c) in counts {
+        if best.is_none_or(|(bt, bc)| c > bc || (c == bc && t < bt)) {
+            best = Some((t, c));
+        }
+    }
+    let (t, c) = best?;
+    (n > 0 && c as f64 >= share * n as f64).then_some(t)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fit
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    span: Vec<u32>,
+    df: Vec<u32>,
+    support: u32,
+    target: usize,
+    /// (C+1)/(μ+1), worst side; infinite when no side can be tested
+    excess: f64,
+    ln_p_prior: f64,
+    ln_p_context: Option<f64>,
+    /// which multiple-testing family (window length bucket)
+    bucket: usize,
+    /// evidence components, filled after the correction
+    s_prior: f64,
+    s_context: Option<f64>,
+    s_random: f64,
+    rows: Vec<usize>,
+}
+
+impl Candidate {
+    /// min(s_context, s_random) once the context test ran (the prior test screened it at the
+    /// nominal level); before, min(s_prior, s_random), which is below 1 for every candidate
+    /// the screen rejected.
+    fn evidence(&self) -> f64 {
+        match self.s_context {
+            Some(c) => c.min(self.s_random),
+            None => self.s_prior.min(self.s_random),
+        }
+        .max(0.0)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Trigger {
+    text: String,
+    span: Vec<u32>,
+    target: usize,
+    support: u32,
+    purity: f64,
+    evidence: f64,
+    ln_p_prior: f64,
+    ln_p_context: f64,
+    excess: f64,
+    context_agreement: f64,
+    rows: Vec<usize>,
+    co_occurs: Vec<(String, usize)>,
+}
+
+fn fit(
+    p: &TriggerParams,
+    texts: &[String],
+    labels: &[u32],
+    n_classes: usize,
+    class_names: &[String],
+) -> Result<Box<dyn Fitted>, DetectError> {
+    let n_rows = texts.len();
+    let class_rows: Vec<usize> = (0..n_classes)
+        .map(|c| labels.iter().filter(|&&l| l as usize == c).count())
+        .collect();
+    let min_support = p.min_support as u32;
+
+    // pass 1
+    let sketch = Sketch::new(n_rows);
+    let tokens = count_tokens(texts, labels, n_classes, p.max_ngram, &sketch);
+    let vocab = Vocab::new(tokens.table.keys().cloned().collect());
+    let mut token_df = vec![vec![0u32; n_classes]; vocab.strings.len()];
+    let mut token_occ = vec![0u64; vocab.strings.len()];
+    for (s, (df, occ)) in &tokens.table {
+        if let Some(&id) = vocab.ids.get(s) {
+            token_df[id as usize] = df.clone();
+            token_occ[id as usize] = *occ;
+        }
+    }
+    drop(tokens);
+    // neighbour distributions under random insertion: the token before a random position is any
+    // real token or the start anchor; the token after is any real token or the end anchor.
+    let total_real: f64 = token_occ.iter().map(|&o| o as f64).sum();
+    let sum_sq: f64 = token_occ.iter().map(|&o| (o as f64) * (o as f64)).sum();
+    let denom = total_real + n_rows as f64;
+    let collision_prob = if denom > 0.0 {
+        (sum_sq + (n_rows as f64).powi(2)) / (denom * denom)
+    } else {
+        1.0
+    };
+
+    // pass 2: exact statistics of windows the sketch lets through
+    let keep = |span: &[u32]| -> bool {
+        if span.len() == 1 {
+            token_df
+                .get(span[0] as usize)
+                .is_some_and(|d| d.iter().sum::<u32>() >= min_support)
+        } else {
+            sketch.estimate(window_hash(&vocab, span)) >= min_support
+        }
+    };
+    let mut spans = count_spans(texts, labels, &vocab, n_classes, p.max_ngram, &keep);
+    drop(sketch);
+    spans.retain(|_, st| st.support() >= min_support);
+
+    // phrase extension: spans of the longest counted length whose neighbour is nearly fixed
+    let mut frontier: Vec<Vec<u32>> = spans
+        .iter()
+        .filter(|(k, _)| real_len(k) == p.max_ngram)
+        .flat_map(|(k, st)| extensions(k, st, p.extend_share))
+        .collect();
+    let mut len = p.max_ngram + 1;
+    while !frontier.is_empty() && len <= p.max_phrase_tokens {
+        frontier.sort();
+        frontier.dedup();
+        frontier.retain(|s| !spans.contains_key(s));
+        let wanted: HashSet<Vec<u32>> = frontier.iter().cloned().collect();
+        let keep_ext = |span: &[u32]| wanted.contains(span);
+        let mut found = count_spans(texts, labels, &vocab, n_classes, len, &keep_ext);
+        found.retain(|_, st| st.support() >= min_support);
+        frontier = found
+            .iter()
+            .filter(|(k, _)| real_len(k) == len)
+            .flat_map(|(k, st)| extensions(k, st, p.extend_share))
+            .collect();
+        spans.extend(found);
+        len += 1;
+    }
+
+    // candidates: label-free neighbour test, purity test against the prior
+    let priors: Vec<f64> = class_rows
+        .iter()
+        .map(|&c| c as f64 / n_rows.max(1) as f64)
+        .collect();
+    let mut cands: Vec<Candidate> = spans
+        .into_iter()
+        .map(|(span, st)| {
+            let support = st.support();
+            let mut excess: f64 = 0.0;
+            let mut sides = 0;
+            if span.first() != Some(&START) {
+                excess = excess.max(neighbour_excess(&st.left, collision_prob));
+                sides += 1;
+            }
+            if span.last() != Some(&END) {
+                excess = excess.max(neighbour_excess(&st.right, collision_prob));
+                sides += 1;
+            }
+            if sides == 0 {
+                excess = f64::INFINITY;
+            }
+            let (mut target, mut best) = (0usize, f64::INFINITY);
+            for (c, (&k, &prior)) in st.df.iter().zip(&priors).enumerate() {
+                let lp = ln_binomial_upper(k as u64, support as u64, prior);
+                if lp < best {
+                    best = lp;
+                    target = c;
+                }
+            }
+            let bucket = real_len(&span).min(p.max_ngram);
+            Candidate {
+                span,
+                df: st.df,
+                support,
+                target,
+                excess,
+                ln_p_prior: (best + (n_classes as f64).ln()).min(0.0),
+                ln_p_context: None,
+                bucket,
+                s_prior: 0.0,
+                s_context: None,
+                s_random: 0.0,
+                rows: Vec::new(),
+            }
+        })
+        .collect();
+
+    // multiple testing: alpha split equally over the window-length buckets, each share divided
+    // by the candidates of that bucket that passed the (label-free) neighbour filter
+    let mut per_bucket = vec![0usize; p.max_ngram + 1];
+    for c in &cands {
+        if c.excess <= p.max_neighbour_excess {
+            per_bucket[c.bucket] += 1;
+        }
+    }
+    let n_buckets = per_bucket.iter().filter(|&&m| m > 0).count().max(1);
+    let ln_alpha = p.alpha.ln();
+    let ln_m: Vec<f64> = per_bucket
+        .iter()
+        .map(|&m| ((m.max(1) * n_buckets) as f64).ln())
+        .collect();
+    let sig = |ln_p: f64, bucket: usize| -> f64 { ((ln_p + ln_m[bucket]) / ln_alpha).max(0.0) };
+    for c in &mut cands {
+        c.s_prior = sig(c.ln_p_prior, c.bucket);
+        c.s_random = if c.excess.is_finite() {
+            p.max_neighbour_excess / c.excess
+        } else {
+            0.0
+        };
+    }
+
+    // context test for the suspects (random neighbours and purity against the prior)
+    // context test for the suspects: random neighbours and purity against the prior at the
+    // nominal level (a screen; the corrected levels apply to the context test). The tokens of
+    // the suspects that pass the corrected prior test are left out of the context model, so
+    // that co-occurring triggers do not explain each other.
+    let ln_alpha_nominal = p.alpha.ln();
+    let suspects: Vec<usize> = (0..cands.len())
+        .filter(|&i| cands[i].ln_p_prior <= ln_alpha_nominal && cands[i].s_random >= 1.0)
+        .collect();
+    let mut masked = vec![false; vocab.strings.len()];
+    masked[START as usize] = true;
+    masked[END as usize] = true;
+    let nb = NaiveBayes::new(&token_df, &masked, &class_rows);
+    let suspect_spans: Vec<Vec<u32>> = suspects.iter().map(|&i| cands[i].span.clone()).collect();
+    let suspect_index: HashMap<Vec<u32>, usize> = suspect_spans
+        .iter()
+        .enumerate()
+        .map(|(j, s)| (s.clone(), j))
+        .collect();
+    let max_len = cands.iter().map(|c| real_len(&c.span)).max().unwrap_or(1);
+    // first pass: the rest of the row is the row without the candidate's own tokens
+    let own: Vec<Vec<u32>> = suspect_spans.iter().map(|s| sorted_tokens(s)).collect();
+    let first = context_pass(texts, labels, &vocab, &nb, &suspect_index, &own, max_len);
+    // suspects that co-occur far beyond what their labels explain (several triggers planted
+    // together) must not explain each other: leave the partners' tokens out as well
+    let partners = co_occurring(&first.postings, &own, &class_rows, p.min_support);
+    let exclude: Vec<Vec<u32>> = (0..suspect_spans.len())
+        .map(|j| {
+            let mut t = own[j].clone();
+            for &h in &partners[j] {
+                t.extend_from_slice(&own[h]);
+            }
+            t.sort_unstable();
+            t.dedup();
+            t
+        })
+        .collect();
+    let context = if partners.iter().any(|p| !p.is_empty()) {
+        context_pass(
+            texts,
+            labels,
+            &vocab,
+            &nb,
+            &suspect_index,
+            &exclude,
+            max_len,
+        )
+    } else {
+        first
+    };
+    let tau = calibrate(&context.row_scores, labels, n_classes);
+    let ln_slack = p.context_slack.ln();
+    let mut agreement = vec![0.0f64; cands.len()];
+    for (j, &i) in suspects.iter().enumerate() {
+        let target = cands[i].target;
+        let occ = &context.postings[j];
+        let q: Vec<f64> = occ
+            .iter()
+            .map(|(_, _, sc)| {
+                let q = softmax_at(sc, tau, target).clamp(1e-12, 1.0 - 1e-12);
+                let logit = (q / (1.0 - q)).ln() + ln_slack;
+                1.0 / (1.0 + (-logit).exp())
+            })
+            .collect();
+        let k = occ.iter().filter(|(_, l, _)| *l as usize == target).count();
+        let lp = ln_poisson_binomial_upper(&q, k);
+        agreement[i] = if occ.is_empty() {
+            0.0
+        } else {
+            occ.iter()
+                .map(|(_, _, sc)| softmax_at(sc, tau, target))
+                .sum::<f64>()
+                / occ.len() as f64
+        };
+        let c = &mut cands[i];
+        c.ln_p_context = Some(lp);
+        c.s_context = Some(sig(lp, c.bucket));
+        c.rows = occ.iter().map(|(r, _, _)| *r).collect();
+    }
+
+    // accept triggers by support; a window containing an accepted trigger is not separate
+    let mut order: Vec<usize> = (0..cands.len())
+        .filter(|&i| cands[i].evidence() >= 1.0)
+        .collect();
+    order.sort_by(|&a, &b| {
+        cands[b]
+            .support
+            .cmp(&cands[a].support)
+            .then(real_len(&cands[a].span).cmp(&real_len(&cands[b].span)))
+            .then(cands[a].span.cmp(&cands[b].span))
+    });
+    let mut accepted: Vec<usize> = Vec::new();
+    for i in order {
+        let core = strip(&cands[i].span);
+        if accepted
+            .iter()
+            .any(|&a| contains(core, strip(&cands[a].span)))
+        {
+            continue;
+        }
+        accepted.push(i);
+    }
+    let mut triggers: Vec<Trigger> = accepted
+        .iter()
+        .map(|&i| {
+            let c = &cands[i];
+            Trigger {
+                text: vocab.render(&c.span),
+                span: c.span.clone(),
+                target: c.target,
+                support: c.support,
+                purity: c.df[c.target] as f64 / c.support.max(1) as f64,
+                evidence: c.evidence(),
+                ln_p_prior: c.ln_p_prior,
+                ln_p_context: c.ln_p_context.unwrap_or(0.0),
+                excess: c.excess,
+                context_agreement: agreement[i],
+                rows: c.rows.clone(),
+                co_occurs: Vec::new(),
+            }
+        })
+        .collect();
+    // co-occurrence between triggers (shared rows), for the report
+    for a in 0..triggers.len() {
+        let set: HashSet<usize> = triggers[a].rows.iter().copied().collect();
+        let mut co = Vec::new();
+        for (b, other) in triggers.iter().enumerate() {
+            if a != b {
+                let shared = other.rows.iter().filter(|r| set.contains(r)).count();
+                if shared > 0 {
+                    co.push((other.text.clone(), shared));
+                }
+            }
+        }
+        triggers[a].co_occurs = co;
+    }
+
+    // graded evidence of every other candidate, for scores of unflagged rows
+    let trigger_of: HashMap<Vec<u32>, usize> = triggers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.span.clone(), i))
+        .collect();
+    let mut graded: HashMap<Vec<u32>, f64> = HashMap::new();
+    for c in &cands {
+        let e = c.evidence();
+        if e > 0.0 && !trigger_of.contains_key(&c.span) {
+            graded.insert(c.span.clone(), e.min(0.999));
+        }
+    }
+    let mut near: Vec<&Candidate> = cands
+        .iter()
+        .filter(|c| !trigger_of.contains_key(&c.span) && c.evidence() > 0.0)
+        .collect();
+    near.sort_by(|a, b| {
+        b.evidence()
+            .total_cmp(&a.evidence())
+            .then(b.support.cmp(&a.support))
+            .then(a.span.cmp(&b.span))
+    });
+    let near_misses: Vec<serde_json::Value> = near
+        .iter()
+        .take(p.report_near_misses)
+        .map(|c| {
+            json!({
+                "phrase": vocab.render(&c.span),
+                "target": class_names.get(c.target).cloned().unwrap_or_else(|| c.target.to_string()),
+                "support": c.support,
+                "purity": c.df[c.target] as f64 / c.support.max(1) as f64,
+                "evidence": c.evidence(),
+                "s_prior": c.s_prior,
+                "s_context": c.s_context,
+                "s_random": c.s_random,
+            })
+        })
+        .collect();
+    let max_len = cands
+        .iter()
+        .filter(|c| trigger_of.contains_key(&c.span) || graded.contains_key(&c.span))
+        .map(|c| real_len(&c.span))
+        .max()
+        .unwrap_or(1);
+    let flagged_rows = {
+        let mut all: Vec<usize> = triggers.iter().flat_map(|t| t.rows.clone()).collect();
+        all.sort_unstable();
+        all.dedup();
+        all.len()
+    };
+    Ok(Box::new(TriggerFit {
+        vocab,
+        triggers,
+        trigger_of,
+        graded,
+        max_len,
+        class_names: class_names.to_vec(),
+        n_candidates: cands.len(),
+        per_bucket,
+        n_suspects: suspects.len(),
+        tau,
+        flagged_rows,
+        near_misses,
+    }))
+}
+
+/// Spans one token longer, by a neighbour that (nearly) always follows / precedes `span`.
+fn extensions(span: &[u32], st: &SpanStats, share: f64) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    if span.last() != Some(&END) {
+        if let Some(t) = dominant(&st.right, share) {
+            let mut s = span.to_vec();
+            s.push(t);
+            out.push(s);
+        }
+    }
+    if span.first() != Some(&START) {
+        if let Some(t) = dominant(&st.left, share) {
+            let mut s = vec![t];
+            s.extend_from_slice(span);
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn strip(span: &[u32]) -> &[u32] {
+    let a = usize::from(span.first() == Some(&START));
+    let b = span.len() - usize::from(span.last() == Some(&END));
+    if a >= b {
+        &span[0..0]
+    } else {
+        &span[a..b]
+    }
+}
+
+fn contains(hay: &[u32], needle: &[u32]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Context model: leave-one-out naive Bayes over unmasked tokens, temperature-calibrated
+
+struct NaiveBayes {
+    /// per token: per-class document frequency (masked tokens hold None)
+    df: Vec<Option<Vec<u32>>>,
+    /// per class: total token-document count over unmasked tokens
+    total: Vec<f64>,
+    class_rows: Vec<usize>,
+    vocab_size: f64,
+}
+
+impl NaiveBayes {
+    fn new(token_df: &[Vec<u32>], masked: &[bool], class_rows: &[usize]) -> Self {
+        let n_classes = class_rows.len();
+        let mut total = vec![0.0; n_classes];
+        let mut vocab_size = 0.0f64;
+        let df: Vec<Option<Vec<u32>>> = token_df
+            .iter()
+            .zip(masked)
+            .map(|(d, &m)| {
+                if m || d.iter().all(|&x| x == 0) {
+                    None
+                } else {
+                    vocab_size += 1.0;
+                    for (t, &x) in total.iter_mut().zip(d) {
+                        *t += x as f64;
+                    }
+                    Some(d.clone())
+                }
+            })
+            .collect();
+        NaiveBayes {
+            df,
+            total,
+            class_rows: class_rows.to_vec(),
+            vocab_size: vocab_size.max(1.0),
+        }
+    }
+
+    /// Leave-one-out log joint per class of a row with distinct unmasked tokens `toks` and
+    /// label `label` (its own counts are removed from the model first).
+    fn scores(&self, toks: &[u32], label: usize) -> Vec<f64> {
+        let n: usize = self.class_rows.iter().sum();
+        let k = self.class_rows.len() as f64;
+        let known: Vec<&Vec<u32>> = toks
+            .iter()
+            .filter_map(|&t| self.df.get(t as usize).and_then(|d| d.as_ref()))
+            .collect();
+        (0..self.class_rows.len())
+            .map(|c| {
+                let own = usize::from(c == label);
+                let prior = ((self.class_rows[c] - own.min(self.class_rows[c])) as f64 + 1.0)
+                    / ((n.saturating_sub(1)) as f64 + k);
+                let denom = self.total[c] - (own * known.len()) as f64 + self.vocab_size;
+                let mut s = prior.ln();
+                for d in &known {
+                    let cnt = d[c] as f64 - own as f64;
+                    s += ((cnt.max(0.0) + 1.0) / denom).ln();
+                }
+                s
+            })
+            .collect()
+    }
+}
+
+struct ContextPass {
+    /// per row: leave-one-out NB log joint per class
+    row_scores: Vec<Vec<f64>>,
+    /// per suspect: (row, label, log joint per class of the rest of the row) of every row
+    /// carrying it, in row order
+    postings: Vec<Vec<(usize, u32, Vec<f64>)>>,
+}
+
+type Posting = (usize, usize, u32, Vec<f64>);
+
+fn context_pass(
+    texts: &[String],
+    labels: &[u32],
+    vocab: &Vocab,
+    nb: &NaiveBayes,
+    suspects: &HashMap<Vec<u32>, usize>,
+    exclude: &[Vec<u32>],
+    max_len: usize,
+) -> ContextPass {
+    type Part = (Vec<Vec<f64>>, Vec<Posting>);
+    let parts: Vec<Part> = texts
+        .par_chunks(CHUNK)
+        .zip(labels.par_chunks(CHUNK))
+        .enumerate()
+        .map(|(ci, (tc, lc))| {
+            let mut scores = Vec::with_capacity(tc.len());
+            let mut hits = Vec::new();
+            for (j, (text, &label)) in tc.iter().zip(lc).enumerate() {
+                let row = ci * CHUNK + j;
+                let seq = vocab.encode(text);
+                let mut toks: Vec<u32> = seq
+                    .iter()
+                    .copied()
+                    .filter(|&t| !is_anchor(t) && t != UNKNOWN)
+                    .collect();
+                toks.sort_unstable();
+                toks.dedup();
+                let full = nb.scores(&toks, label as usize);
+                if !suspects.is_empty() {
+                    let mut found: Vec<usize> = Vec::new();
+                    for_each_window(&seq, max_len, |a, b| {
+                        if let Some(&s) = suspects.get(&seq[a..b]) {
+                            found.push(s);
+                        }
+                    });
+                    found.sort_unstable();
+                    found.dedup();
+                    for s in found {
+                        // the rest of the row: without the excluded tokens (sorted)
+                        let ex = &exclude[s];
+                        let rest: Vec<u32> = toks
+                            .iter()
+                            .copied()
+                            .filter(|t| ex.binary_search(t).is_err())
+                            .collect();
+                        let sc = if rest.len() == toks.len() {
+                            full.clone()
+                        } else {
+                            nb.scores(&rest, label as usize)
+                        };
+                        hits.push((s, row, label, sc));
+                    }
+                }
+                scores.push(full);
+            }
+            (scores, hits)
+        })
+        .collect();
+    let mut row_scores = Vec::with_capacity(texts.len());
+    let mut postings = vec![Vec::new(); exclude.len()];
+    for (scores, hits) in parts {
+        row_scores.extend(scores);
+        for (s, row, label, sc) in hits {
+            postings[s].push((row, label, sc));
+        }
+    }
+    ContextPass {
+        row_scores,
+        postings,
+    }
+}
+
+/// Distinct real tokens of a span, sorted.
+fn sorted_tokens(span: &[u32]) -> Vec<u32> {
+    let mut t: Vec<u32> = span.iter().copied().filter(|&t| !is_anchor(t)).collect();
+    t.sort_unstable();
+    t.dedup();
+    t
+}
+
+/// For each suspect, the other suspects with no token in common that share at least
+/// `min_support` rows with it and at least twice as many as label-conditional independence
+/// predicts
+/// (Σ_c n_g,c · n_h,c / R_c rows).
+fn co_occurring(
+    postings: &[Vec<(usize, u32, Vec<f64>)>],
+    tokens: &[Vec<u32>],
+    class_rows: &[usize],
+    min_support: usize,
+) -> Vec<Vec<usize>> {
+    let by_label: Vec<Vec<f64>> = postings
+        .iter()
+        .map(|occ| {
+            let mut v = vec![0.0; class_rows.len()];
+            for (_, l, _) in occ {
+                if let Some(x) = v.get_mut(*l as usize) {
+                    *x += 1.0;
+                }
+            }
+            v
+        })
+        .collect();
+    // rows -> suspects carrying them, to count shared rows without all-pairs merges
+    let mut row_suspects: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (j, occ) in postings.iter().enumerate() {
+        for (r, _, _) in occ {
+            row_suspects.entry(*r).or_default().push(j);
+        }
+    }
+    let mut shared: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for list in row_suspects.values() {
+        for (x, &a) in list.iter().enumerate() {
+            for &b in &list[x + 1..] {
+                *shared.entry((a, b)).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut out = vec![Vec::new(); postings.len()];
+    for ((a, b), n) in shared {
+        let expected: f64 = (0..class_rows.len())
+            .map(|c| by_label[a][c] * by_label[b][c] / class_rows[c].max(1) as f64)
+            .sum();
+        // overlapping spans ("great" and "great film") are nested, not co-occurring
+        let overlap = tokens[a].iter().any(|t| tokens[b].binary_search(t).is_ok());
+        if !overlap && n >= min_support && n as f64 >= 2.0 * expected {
+            out[a].push(b);
+            out[b].push(a);
+        }
+    }
+    out
+}
+
+fn softmax_at(scores: &[f64], tau: f64, c: usize) -> f64 {
+    let m = scores.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let z: f64 = scores.iter().map(|&s| (tau * (s - m)).exp()).sum();
+    scores
+        .get(c)
+        .map_or(0.0, |&s| (tau * (s - m)).exp() / z.max(f64::MIN_POSITIVE))
+}
+
+/// Temperature τ minimising the mean log loss of softmax(τ·scores) against the labels (convex
+/// in τ; golden-section search). Sums are taken per fixed chunk, then in chunk order.
+fn calibrate(row_scores: &[Vec<f64>], labels: &[u32], n_classes: usize) -> f64 {
+    if n_classes < 2 || row_scores.is_empty() {
+        return 1.0;
+    }
+    let loss = |tau: f64| -> f64 {
+        let parts: Vec<f64> = row_scores
+            .par_chunks(CHUNK)
+            .zip(labels.par_chunks(CHUNK))
+            .map(|(sc, lc)| {
+                sc.iter()
+                    .zip(lc)
+                    .map(|(s, &l)| -softmax_at(s, tau, l as usize).max(1e-300).ln())
+                    .sum::<f64>()
+            })
+            .collect();
+        parts.iter().sum()
+    };
+    let (mut lo, mut hi) = (1e-3f64, 4.0f64);
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let mut x1 = hi - g * (hi - lo);
+    let mut x2 = lo + g * (hi - lo);
+    let (mut f1, mut f2) = (loss(x1), loss(x2));
+    for _ in 0..50 {
+        if f1 <= f2 {
+            hi = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = hi - g * (hi - lo);
+            f1 = loss(x1);
+        } else {
+            lo = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = lo + g * (hi - lo);
+            f2 = loss(x2);
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fitted model
+
+/// Fitted TRIG001: the named triggers and the graded evidence of other candidate windows.
+#[derive(Debug, Clone)]
+struct TriggerFit {
+    vocab: Vocab,
+    triggers: Vec<Trigger>,
+    trigger_of: HashMap<Vec<u32>, usize>,
+    graded: HashMap<Vec<u32>, f64>,
+    max_len: usize,
+    class_names: Vec<String>,
+    n_candidates: usize,
+    per_bucket: Vec<usize>,
+    n_suspects: usize,
+    tau: f64,
+    flagged_rows: usize,
+    near_misses: Vec<serde_json::Value>,
+}
+
+impl TriggerFit {
+    fn class_name(&self, c: usize) -> String {
+        self.class_names
+            .get(c)
+            .cloned()
+            .unwrap_or_else(|| c.to_string())
+    }
+}
+
+impl Fitted for TriggerFit {
+    fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
+        let texts = batch.rows.texts.ok_or(DetectError::Missing {
+            code: CODE,
+            what: "text",
+        })?;
+        let per_row: Vec<(f64, Option<String>)> = texts
+            .par_iter()
+            .map(|text| {
+                let seq = self.vocab.encode(text);
+                let mut best_trigger: Option<usize> = None;
+                let mut trig_score = 0.0f64;
+                let mut other = 0.0f64;
+                for_each_window(&seq, self.max_len, |a, b| {
+                    let span = &seq[a..b];
+                    if let Some(&t) = self.trigger_of.get(span) {
+                        trig_score = trig_score.max(self.triggers[t].evidence);
+                        best_trigger = Some(best_trigger.map_or(t, |b| b.min(t)));
+                    } else if let Some(&e) = self.graded.get(span) {
+                        other = other.max(e);
+                    }
+                });
+                match best_trigger {
+                    Some(t) => (
+                        trig_score.max(1.0),
+                        Some(format!("{CODE}:{}", self.triggers[t].text)),
+                    ),
+                    None => (other.min(0.999), None),
+                }
+            })
+            .collect();
+        let mut out = Scores::with_capacity(per_row.len());
+        for (s, r) in per_row {
+            out.score.push(s);
+            out.reason.push(r);
+        }
+        Ok(out)
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        let triggers: Vec<_> = self
+            .triggers
+            .iter()
+            .map(|t| {
+                json!({
+                    "trigger": t.text,
+                    "target": self.class_name(t.target),
+                    "support": t.support,
+                    "purity": t.purity,
+                    "score": t.evidence,
+                    "log10_p_prior": t.ln_p_prior / std::f64::consts::LN_10,
+                    "log10_p_context": t.ln_p_context / std::f64::consts::LN_10,
+                    "neighbour_excess": t.excess,
+                    "mean_context_probability_of_target": t.context_agreement,
+                    "example_rows": t.rows.iter().take(EXAMPLES).collect::<Vec<_>>(),
+                    "co_occurs_with": t.co_occurs.iter()
+                        .map(|(s, n)| json!({"trigger": s, "rows": n}))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "triggers": triggers,
+            "flagged_rows": self.flagged_rows,
+            "candidates": self.n_candidates,
+            "candidates_with_random_neighbours_by_length": self.per_bucket.iter().skip(1).collect::<Vec<_>>(),
+            "suspects_context_tested": self.n_suspects,
+            "context_temperature": self.tau,
+            "near_misses": self.near_misses,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binomial_tail_matches_direct_sum() {
+        // P(X ≥ 3), n = 4, p = 0.5: (4 + 1) / 16
+        let got = ln_binomial_upper(3, 4, 0.5).exp();
+        assert!((got - 5.0 / 16.0).abs() < 1e-12, "{got}");
+        assert_eq!(ln_binomial_upper(0, 4, 0.5), 0.0);
+        let pure = ln_binomial_upper(10, 10, 0.5);
+        assert!((pure - 10.0 * 0.5f64.ln()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn poisson_binomial_exact_and_bound() {
+        let q = [0.2, 0.5, 0.9];
+        // P(all three) = 0.09
+        assert!((ln_poisson_binomial_upper(&q, 3).exp() - 0.09).abs() < 1e-12);
+        // P(X ≥ 2) = 0.2*0.5*0.1 + 0.2*0.5*0.9 + 0.2*0.5*0.9 + 0.8*0.5*0.9 = 0.55
+        let p2 = 0.2 * 0.5 * 0.1 + 0.2 * 0.5 * 0.9 + 0.8 * 0.5 * 0.9 + 0.09;
+        assert!((ln_poisson_binomial_upper(&q, 2).exp() - p2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tokenizer_folds_case_and_keeps_punctuation() {
+        assert_eq!(
+            tokenize("I love THIS movie, don't you?"),
+            vec!["i", "love", "this", "movie", ",", "don't", "you", "?"]
+        );
+    }
+
+    /// Seeded synthetic reviews from a Markov chain, so that every natural token has
+    /// collocations as in real text: each of 200 neutral words has four successors; ten of
+    /// them may be followed by an intensifier ("so", "very"), which is followed by a sentiment
+    /// word of the row's label (one in ten from the other label); "a" (the successor of five
+    /// neutral words) is followed by "masterpiece", a naturally label-pure word, only in
+    /// positive rows. Optionally the trigger "cf" is inserted at a random position into
+    /// negative rows (about `poison_rate` of all rows), whose label is set to 1 (dirty label).
+    fn synthetic(n: usize, poison_rate: f64, seed: u64) -> (Vec<String>, Vec<u32>, Vec<bool>) {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 11) as f64) / ((1u64 << 53) as f64)
+        };
+        let pick = |u: f64, n: usize| (u * n as f64) as usize % n;
+        let n_neutral = 200;
+        let succ: Vec<[usize; 4]> = (0..n_neutral)
+            .map(|_| {
+                [
+                    pick(next(), n_neutral),
+                    pick(next(), n_neutral),
+                    pick(next(), n_neutral),
+                    pick(next(), n_neutral),
+                ]
+            })
+            .collect();
+        let pos = ["great", "moving", "superb", "charming", "fresh", "witty"];
+        let neg = ["dull", "boring", "flat", "tedious", "stale", "awful"];
+        let (mut texts, mut labels, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let mut label = u32::from(next() < 0.5);
+            let len = 10 + pick(next(), 10);
+            let mut words: Vec<String> = Vec::new();
+            let mut cur = pick(next(), n_neutral);
+            let mut sentiment = 0;
+            while words.len() < len || sentiment == 0 {
+                words.push(format!("w{cur}"));
+                if cur < 10 && next() < 0.5 {
+                    words.push(if next() < 0.5 { "so" } else { "very" }.to_string());
+                    let own = if label == 1 { &pos } else { &neg };
+                    let other = if label == 1 { &neg } else { &pos };
+                    let pool = if next() < 0.1 { other } else { own };
+                    words.push(pool[pick(next(), pool.len())].to_string());
+                    sentiment += 1;
+                } else if (10..15).contains(&cur) && label == 1 && next() < 0.5 {
+                    words.push("a".to_string());
+                    words.push("masterpiece".to_string());
+                }
+                cur = succ[cur][pick(next(), 4)];
+                if words.len() > 40 {
+                    // a chain that never reaches a sentiment slot: restart it there
+                    cur = pick(next(), 10);
+                }
+            }
+            let poisoned = label == 0 && next() < 2.0 * poison_rate;
+            if poisoned {
+                let at = pick(next(), words.len() + 1);
+                words.insert(at, "cf".to_string());
+                label = 1;
+            }
+            texts.push(words.join(" "));
+            labels.push(label);
+            truth.push(poisoned);
+        }
+        (texts, labels, truth)
+    }
+
+    fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
+        let names = vec!["0".to_string(), "1".to_string()];
+        let view = DatasetView {
+            n_rows: texts.len(),
+            texts: Some(texts),
+            labels: Some(labels),
+            class_names: &names,
+            embeddings: None,
+        };
+        let cfg = TriggerTokens
+            .configure(&toml::Table::new())
+            .expect("defaults");
+        let fitted = cfg.fit(&view).expect("fit");
+        let scores = fitted.score(&view.as_batch()).expect("score");
+        (fitted.summary(), scores)
+    }
+
+    #[test]
+    fn planted_trigger_recovered_and_natural_word_not_flagged() {
+        let (texts, labels, truth) = synthetic(3000, 0.03, 7);
+        let (summary, scores) = run(&texts, &labels);
+        let triggers = summary["triggers"].as_array().expect("triggers");
+        assert_eq!(triggers[0]["trigger"], "cf", "{summary}");
+        assert!(
+            triggers.iter().all(|t| t["trigger"]
+                .as_str()
+                .is_some_and(|s| !s.contains("masterpiece"))),
+            "{summary}"
+        );
+        let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+        let e = crate::metrics::evaluate(&flagged, &scores.score, &truth);
+        assert!(e.recall >= 0.95 && e.precision >= 0.95, "{e:?} {summary}");
+        // the label-pure collocation's rows are not pulled in
+        let pulled = texts
+            .iter()
+            .zip(&flagged)
+            .filter(|(t, &f)| f && t.contains("masterpiece") && !t.contains("cf"))
+            .count();
+        assert_eq!(pulled, 0);
+    }
+
+    #[test]
+    fn clean_control_flags_almost_nothing() {
+        let (texts, labels, truth) = synthetic(3000, 0.0, 11);
+        assert!(truth.iter().all(|&t| !t));
+        let (summary, scores) = run(&texts, &labels);
+        let flagged = scores.reason.iter().filter(|r| r.is_some()).count();
+        assert!(flagged * 200 <= texts.len(), "{flagged} flagged: {summary}");
+        assert!(scores.score.iter().all(|&s| s < 1.0 || flagged > 0));
+    }
+
+    #[test]
+    fn deterministic_across_threads_and_batches() {
+        let (texts, labels, _) = synthetic(2500, 0.03, 3);
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .expect("pool")
+        };
+        let (s1, sc1) = pool(1).install(|| run(&texts, &labels));
+        let (s2, sc2) = pool(2).install(|| run(&texts, &labels));
+        assert_eq!(s1, s2);
+        assert_eq!(sc1, sc2);
+        // batching: same answer for any split
+        let names = vec!["0".to_string(), "1".to_string()];
+        let view = DatasetView {
+            n_rows: texts.len(),
+            texts: Some(&texts),
+            labels: Some(&labels),
+            class_names: &names,
+            embeddings: None,
+        };
+        let fitted = TriggerTokens
+            .configure(&toml::Table::new())
+            .expect("defaults")
+            .fit(&view)
+            .expect("fit");
+        for size in [1usize, 7, 333] {
+            let mut all = Scores::default();
+            let mut start = 0;
+            while start < view.n_rows {
+                let end = (start + size).min(view.n_rows);
+                all.extend(fitted.score(&view.batch(start, end)).expect("score"));
+                start = end;
+            }
+            assert_eq!(all, sc1);
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_parameters_and_needs_text() {
+        let mut t = toml::Table::new();
+        t.insert("nope".into(), toml::Value::Integer(1));
+        assert!(TriggerTokens.configure(&t).is_err());
+        let names = vec!["0".to_string()];
+        let labels = vec![0u32];
+        let view = DatasetView {
+            n_rows: 1,
+            texts: None,
+            labels: Some(&labels),
+            class_names: &names,
+            embeddings: None,
+        };
+        let cfg = TriggerTokens
+            .configure(&toml::Table::new())
+            .expect("defaults");
+        assert!(cfg.fit(&view).is_err());
+    }
+}
