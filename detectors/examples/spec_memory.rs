@@ -15,12 +15,17 @@ fn vm_hwm_bytes() -> Option<u64> {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let n = args.first().copied().unwrap_or(100_000);
     let d = args.get(1).copied().unwrap_or(384);
     let mut s = 7u64;
     let x = Array2::from_shape_fn((n, d), |_| {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
     });
     let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
@@ -42,7 +47,11 @@ fn main() {
         .expect("fit");
     let mut all = Scores::with_capacity(n);
     for start in (0..n).step_by(8192) {
-        all.extend(fitted.score(&view.batch(start, (start + 8192).min(n))).expect("score"));
+        all.extend(
+            fitted
+                .score(&view.batch(start, (start + 8192).min(n)))
+                .expect("score"),
+        );
     }
     let after = vm_hwm_bytes().unwrap_or(0) as f64;
     println!(

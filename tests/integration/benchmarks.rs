@@ -41,3 +41,29 @@ fn spec001_on_shared_benchmarks() {
         );
     }
 }
+
+#[test]
+fn trig001_on_shared_benchmarks() {
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
+    let rows = run(&dir, &["TRIG001".to_string()], &[]).expect("benchmark runs");
+    eprintln!("{}", poisongate::benchmark::markdown(&rows));
+    for set in [
+        "sst2-badnets-10",
+        "sst2-addsent-10",
+        "sst2-badnets-cleanlabel-10",
+    ] {
+        let r = find(&rows, set, "-", "TRIG001");
+        assert!(r.f1 >= 0.95, "{set}: F1 {}", r.f1);
+    }
+    // 69 poisoned rows over five triggers; one of them (tq, 8 rows) is below the test's power
+    let r = find(&rows, "sst2-badnets-1", "-", "TRIG001");
+    assert!(r.f1 >= 0.9 && r.precision >= 0.99, "sst2-badnets-1: {r:?}");
+    for set in ["sst2-clean", "sms-spam-clean"] {
+        let r = find(&rows, set, "-", "TRIG001");
+        assert!(
+            r.flagged_fraction() <= 0.005,
+            "{set}: {} flagged",
+            r.flagged
+        );
+    }
+}

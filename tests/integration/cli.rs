@@ -67,15 +67,33 @@ fn demo_scan_quarantines_the_backdoor_and_reconciles() {
             assert_eq!(&q[k], v);
         }
         assert!(q["poisongate_score"].as_f64().unwrap() >= 1.0);
-        assert!(q["poisongate_reasons"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("SPEC001"));
+        let reasons = q["poisongate_reasons"].as_array().unwrap();
+        assert!(!reasons.is_empty());
+        for reason in reasons {
+            let reason = reason.as_str().unwrap();
+            assert!(
+                reason.starts_with("SPEC001:") || reason.starts_with("TRIG001:"),
+                "{reason}"
+            );
+        }
     }
-    // the spectral detector finds most of the planted rows and few others
-    let ev = &r["evaluation"]["detectors"]["SPEC001"];
-    assert!(ev["recall"].as_f64().unwrap() > 0.8, "{ev}");
-    assert!(ev["precision"].as_f64().unwrap() > 0.8, "{ev}");
+    // each detector finds most of the planted rows and few others; TRIG001 names the trigger
+    for code in ["SPEC001", "TRIG001"] {
+        let ev = &r["evaluation"]["detectors"][code];
+        assert!(ev["recall"].as_f64().unwrap() > 0.8, "{code} {ev}");
+        assert!(ev["precision"].as_f64().unwrap() > 0.8, "{code} {ev}");
+    }
+    let trig = r["detectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "TRIG001")
+        .unwrap();
+    assert!(
+        trig["summary"].to_string().contains("\"cf\""),
+        "{}",
+        trig["summary"]
+    );
     // provenance: digests of the inputs and outputs
     let data_sha = &r["inputs"][0]["sha256"];
     assert_eq!(data_sha.as_str().unwrap().len(), 64);
