@@ -257,6 +257,70 @@ fn input_entry(role: &'static str, d: &FileDigest, rows: usize, dims: Option<usi
     }
 }
 
+/// Reads embeddings from a JSONL/Parquet table with an id column and a vector column
+/// (`--embedding-column`, default `embedding`) and orders them like the data's rows, joined on
+/// `--id-column`. Every data id needs exactly one embedding row.
+fn join_embeddings(
+    opts: &ScanOptions,
+    path: &Path,
+    table: &Table,
+) -> Result<(Array2<f32>, FileDigest), ScanError> {
+    let id_col = opts.id_column.clone().ok_or_else(|| {
+        ScanError::Config(format!(
+            "embeddings table {} is joined by id: pass --id-column, a column of both files",
+            path.display()
+        ))
+    })?;
+    let spec = ColumnSpec {
+        id: Some(id_col.clone()),
+        embedding: Some(
+            opts.embedding_column
+                .clone()
+                .unwrap_or_else(|| "embedding".into()),
+        ),
+        ..ColumnSpec::default()
+    };
+    let t = ingest::read_table(path, &spec)?;
+    let (Some(ids), Some(m)) = (t.ids.as_ref(), t.embeddings.as_ref()) else {
+        return Err(ScanError::Config(format!(
+            "embeddings table {} yielded no ids or vectors",
+            path.display()
+        )));
+    };
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(prev) = at.insert(id.as_str(), i) {
+            return Err(ScanError::Config(format!(
+                "embeddings table {}: id `{id}` appears twice (rows {} and {})",
+                path.display(),
+                prev + 1,
+                i + 1
+            )));
+        }
+    }
+    let data_ids = table.ids.as_ref().ok_or_else(|| {
+        ScanError::Config(format!(
+            "data {} has no id column `{id_col}`",
+            opts.data.display()
+        ))
+    })?;
+    let mut out = Array2::<f32>::zeros((data_ids.len(), m.ncols()));
+    for (r, id) in data_ids.iter().enumerate() {
+        let Some(&src) = at.get(id.as_str()) else {
+            return Err(ScanError::Config(format!(
+                "row {} of data {}: id `{id}` has no embedding in {} (data has {} rows, embeddings {} rows)",
+                r + 1,
+                opts.data.display(),
+                path.display(),
+                data_ids.len(),
+                ids.len()
+            )));
+        };
+        out.row_mut(r).assign(&m.row(src));
+    }
+    Ok((out, t.digest))
+}
+
 /// Run a scan. Writes `clean.<ext>`, `quarantine.<ext>` and `report.json` into `opts.out`
 /// when given (all or nothing), and returns the report.
 pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
@@ -270,9 +334,15 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     if opts.batch_rows == 0 {
         return Err(ScanError::Config("batch_rows must be at least 1".into()));
     }
-    if opts.embeddings.is_some() && opts.embedding_column.is_some() {
+    // an embeddings *table* (.jsonl/.parquet) is joined by id; --embedding-column then names its
+    // vector column
+    let emb_table = opts
+        .embeddings
+        .as_ref()
+        .is_some_and(|p| ingest::Format::from_path(p).is_ok());
+    if opts.embeddings.is_some() && opts.embedding_column.is_some() && !emb_table {
         return Err(ScanError::Config(
-            "give either --embeddings or --embedding-column, not both".into(),
+            "give either --embeddings FILE.npy|.safetensors or --embedding-column, not both".into(),
         ));
     }
     if let Some(gt) = &opts.ground_truth_column {
@@ -293,7 +363,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         label: needs.labels.then(|| opts.label_column.clone()),
         id: opts.id_column.clone(),
         ground_truth: opts.ground_truth_column.clone(),
-        embedding: if needs.embeddings {
+        embedding: if needs.embeddings && opts.embeddings.is_none() {
             opts.embedding_column.clone()
         } else {
             None
@@ -306,7 +376,11 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     let mut embeddings: Option<Array2<f32>> = table.embeddings.clone();
     if needs.embeddings {
         if let Some(path) = &opts.embeddings {
-            let (m, digest) = ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())?;
+            let (m, digest) = if emb_table {
+                join_embeddings(opts, path, &table)?
+            } else {
+                ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())?
+            };
             inputs.push(input_entry(
                 "embeddings",
                 &digest,

@@ -343,3 +343,57 @@ fn list_and_explain() {
     poisongate(["explain", "NOPE999"]).assert().code(2);
     poisongate(["scan"]).assert().code(2);
 }
+
+#[test]
+fn embeddings_table_is_joined_by_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = jsonl(&demo().0);
+    let emb: ndarray::Array2<f32> = ndarray_npy::read_npy(demo().1).unwrap();
+    // the embeddings in another order, keyed by id
+    let mut body = String::new();
+    for i in (0..rows.len()).rev() {
+        let v: Vec<f32> = emb.row(i).to_vec();
+        body += &serde_json::json!({"id": rows[i]["id"], "vec": v}).to_string();
+        body.push('\n');
+    }
+    let table = tmp.path().join("emb.jsonl");
+    std::fs::write(&table, body).unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    scan_demo(&a, &["--select", "SPEC001"]).code(1);
+    let (data, _) = demo();
+    let args = |out: &Path| {
+        vec![
+            "scan".to_string(),
+            data.display().to_string(),
+            "--embeddings".into(),
+            table.display().to_string(),
+            "--embedding-column".into(),
+            "vec".into(),
+            "--id-column".into(),
+            "id".into(),
+            "--select".into(),
+            "SPEC001".into(),
+            "--out".into(),
+            out.display().to_string(),
+            "--quiet".into(),
+        ]
+    };
+    poisongate(args(&b)).assert().code(1);
+    assert_eq!(
+        std::fs::read(a.join("quarantine.jsonl")).unwrap(),
+        std::fs::read(b.join("quarantine.jsonl")).unwrap()
+    );
+    // an id without an embedding is an error naming it
+    let short: String = std::fs::read_to_string(&table)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&table, short).unwrap();
+    let c = tmp.path().join("c");
+    let out = poisongate(args(&c)).assert().code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("has no embedding"), "{stderr}");
+    assert!(!c.exists());
+}
