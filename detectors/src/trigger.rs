@@ -129,6 +129,19 @@ collocational and fail test 1. Style-level features of a paraphrase attack (", a
 Bible-style rewrites) can be flagged with low precision.
 Syntactic and style triggers (paraphrase templates, archaic style) have no fixed token and are
 mostly missed; what they share (an opening like "when ...") may be flagged in part.
+A trigger carried by very few rows can be missed even when it is perfectly pure: with about a
+thousand random-neighbour candidates the corrected bar for a single token is about p ≤ 1e-5,
+and on short reviews the rest of a dirty-label row still gives the target label a probability
+of about 0.2 to 0.4 (calibrated), so about ten rows are needed. Measured on sst2-badnets-1:
+"tq" (8 rows, all flipped to the target) reaches p ≈ 1e-3.1 against the bar 1e-4.8. Neither
+a stronger context model closes that gap (without `context_slack`: 1e-3.9, and then "and"
+and "? </s>" are flagged on the clean sets; measured in an offline replicate, word bigrams in
+the naive Bayes: 1e-3.9; five-fold cross-fitted logistic regression: 1e-3.6) nor a label-free
+weighting of the candidates does (three quarters of them are, like a trigger, rare words whose
+every occurrence is in a distinct row; the two neighbours of a trigger are not more often an
+adjacent pair elsewhere than those of a natural word), and recycling the level of accepted
+triggers (Holm, graphical procedures) frees only a few hypotheses' share. Such a trigger is
+missed (its rows keep a score below 1) rather than bought by a weaker family-wise guarantee.
 
 ## References
 Gu, Dolan-Gavitt, Garg. BadNets: Identifying Vulnerabilities in the Machine Learning Model
