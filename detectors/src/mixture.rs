@@ -109,7 +109,7 @@ fn em_from_split(x: &[f64], cut: f64, floor: f64) -> Option<Mixture2> {
             }
         }
         mix.loglik = ll;
-        if (ll - prev).abs() <= 1e-9 * ll.abs().max(1.0) {
+        if (ll - prev).abs() <= 1e-7 * ll.abs().max(1.0) {
             break;
         }
         prev = ll;
