@@ -2,7 +2,8 @@
 //!
 //! `cargo run --release -p poisongate-detectors --example spec_memory -- [ROWS] [DIMS]`
 //! (default 100000 × 384). Reads the process's peak resident size (VmHWM, Linux) after building
-//! the matrix and after fit + score, and prints both with their ratio to the matrix's bytes.
+//! the matrix and after fit + score, and prints both with their ratio to the matrix's bytes, and
+//! the wall-clock time of fit + score (`RAYON_NUM_THREADS=1` for one core).
 
 use ndarray::Array2;
 use poisongate_detectors::{registry, DatasetView, Scores};
@@ -39,6 +40,7 @@ fn main() {
         class_names: &names,
         embeddings: Some(x.view()),
     };
+    let t = std::time::Instant::now();
     let det = registry::find("SPEC001").expect("registered");
     let fitted = det
         .configure(&toml::Table::new())
@@ -53,9 +55,12 @@ fn main() {
                 .expect("score"),
         );
     }
+    let secs = t.elapsed().as_secs_f64();
     let after = vm_hwm_bytes().unwrap_or(0) as f64;
     println!(
-        "{n} x {d}: matrix {:.1} MiB; peak RSS with matrix built {:.1} MiB ({:.2}x); after fit + score {:.1} MiB ({:.2}x)",
+        "{n} x {d}: fit + score {secs:.2}s ({:.0} rows/s on {} threads); matrix {:.1} MiB; peak RSS with matrix built {:.1} MiB ({:.2}x); after fit + score {:.1} MiB ({:.2}x)",
+        n as f64 / secs,
+        rayon::current_num_threads(),
         matrix / 1048576.0,
         before / 1048576.0,
         before / matrix,

@@ -41,7 +41,14 @@ fn gather(x: &ArrayView2<'_, f32>, rows: &[usize], shift: &[f32], buf: &mut Vec<
     buf.clear();
     for &r in rows {
         let row = x.row(r);
-        buf.extend(row.iter().zip(shift).map(|(a, b)| a - b));
+        let start = buf.len();
+        match row.as_slice() {
+            Some(s) => buf.extend_from_slice(s),
+            None => buf.extend(row.iter().copied()),
+        }
+        for (b, s) in buf[start..].iter_mut().zip(shift) {
+            *b -= s;
+        }
     }
 }
 
@@ -95,13 +102,14 @@ pub(crate) fn centered_eigen(
                     1.0f32,
                     Par::Seq,
                 );
-                let mut s = vec![0f64; d];
+                // column sums of the shifted chunk: f32 within the chunk, f64 across chunks
+                let mut s32 = vec![0f32; d];
                 for row in buf.chunks_exact(d) {
-                    for (a, v) in s.iter_mut().zip(row) {
-                        *a += *v as f64;
+                    for (a, v) in s32.iter_mut().zip(row) {
+                        *a += v;
                     }
                 }
-                (s, g)
+                (s32.into_iter().map(f64::from).collect::<Vec<f64>>(), g)
             })
             .collect();
         for (s, g) in partials {
