@@ -40,19 +40,19 @@ pub fn text_corpus(n: usize, seed: u64) -> (Vec<String>, Vec<u32>) {
         let label = (mix(&mut state) % 2) as u32;
         let len = 8 + (mix(&mut state) % 23) as usize;
         let mut w = zipf(&mut state);
-        if (w % 2) as u32 != label && mix(&mut state) % 5 != 0 {
+        if (w % 2) as u32 != label && !mix(&mut state).is_multiple_of(5) {
             w ^= 1;
         }
         let mut words = Vec::with_capacity(len + 1);
         for _ in 0..len {
             words.push(format!("w{w}"));
-            w = if mix(&mut state) % 5 != 0 {
+            w = if !mix(&mut state).is_multiple_of(5) {
                 succ[w][(mix(&mut state) % 3) as usize]
             } else {
                 zipf(&mut state)
             };
         }
-        let poisoned = mix(&mut state) % 100 == 0;
+        let poisoned = mix(&mut state).is_multiple_of(100);
         if poisoned {
             let at = (mix(&mut state) % (words.len() as u64 + 1)) as usize;
             words.insert(at, "cf".to_string());
