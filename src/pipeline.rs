@@ -370,10 +370,11 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         },
     };
     let spinner = progress_bar(opts.progress, 1, "reading");
-    let table: Table = ingest::read_table(&opts.data, &spec)?;
+    let mut table: Table = ingest::read_table(&opts.data, &spec)?;
     let mut inputs = vec![input_entry("data", &table.digest, table.n_rows, None)];
     let n = table.n_rows;
-    let mut embeddings: Option<Array2<f32>> = table.embeddings.clone();
+    // moved out, not copied: the matrix is the largest thing a scan holds
+    let mut embeddings: Option<Array2<f32>> = table.embeddings.take();
     if needs.embeddings {
         if let Some(path) = &opts.embeddings {
             let (m, digest) = if emb_table {
