@@ -317,7 +317,7 @@ mod tests {
     fn planted_tight_group_is_found() {
         let mut rng = Rng(9);
         let (n, d) = (3000, 24);
-        let mut x = gaussian(&mut rng, n, d);
+        let x = gaussian(&mut rng, n, d);
         let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
         let names = vec!["0".to_string(), "1".to_string()];
         let view = DatasetView {
@@ -333,14 +333,15 @@ mod tests {
         // 60 rows of class 1 share a strong common component (an inserted phrase)
         let dir: Vec<f32> = (0..d).map(|_| rng.gauss() as f32).collect();
         let mut truth = vec![false; n];
+        let mut poisoned = x.clone();
         for i in (1..n).step_by(2).take(60) {
             truth[i] = true;
             for k in 0..d {
-                x[[i, k]] = 0.4 * x[[i, k]] + 2.0 * dir[k];
+                poisoned[[i, k]] = 0.4 * x[[i, k]] + 2.0 * dir[k];
             }
         }
         let view = DatasetView {
-            embeddings: Some(x.view()),
+            embeddings: Some(poisoned.view()),
             ..view
         };
         let fitted = cfg.fit(&view).unwrap();
