@@ -185,7 +185,7 @@ impl Configured for DensityParams {
                 }
             }
             class_stats.push(json!({
-                "class": name, "rows": rows.len(), "skipped": !(scale > 0.0),
+                "class": name, "rows": rows.len(), "skipped": scale.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !scale.is_finite(),
                 "density_median": med, "density_robust_scale": scale,
                 "candidates": rows.iter().filter(|&&r| scored[r] && z[r] >= self.min_z).count(),
             }));
