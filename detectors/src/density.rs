@@ -1,4 +1,10 @@
 //! DEN001 dense clusters: tight, label-pure groups of rows denser than their class explains.
+//!
+//! Not in [`crate::REGISTRY`]: at its defaults it flags 6.4 % of sst2-clean (`.mlp.npy`) and
+//! 4.7 % of sms-spam-clean (`.minilm.npy`, duplicated ham messages), above the 1 % the app's
+//! run-everything default allows, and reaches F1 0.23 / 0.37 on sst2-addsent-10 /
+//! sst2-badnets-cleanlabel-10 (MiniLM): the per-row density separates poison only weakly
+//! (robust-z AUROC 0.74–0.75), although poison rows' neighbours are 65 % / 94 % poison.
 
 use crate::knn::{self, Knn};
 use crate::linalg;
