@@ -21,7 +21,10 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod density;
 pub mod error;
+mod knn;
+pub mod label;
 mod linalg;
 pub mod metrics;
 mod mixture;

@@ -5,8 +5,11 @@ use crate::Detector;
 /// Every detector poisongate knows, in code order. Adding a detector is one file and one line
 /// here; `poisongate list` prints this slice.
 pub static REGISTRY: &[&dyn Detector] = &[
+    &crate::label::LabelConsistency,
     &crate::spectral::SpectralSignature,
     &crate::trigger::TriggerTokens,
+    // DEN001 (crate::density::DenseCluster) is deliberately not registered: at its defaults it
+    // flags more than 1 % of clean data (templates and duplicates); see density.rs.
 ];
 
 /// The detector whose code is `code` (case-insensitive).
@@ -48,7 +51,15 @@ mod tests {
         for d in REGISTRY {
             let m = d.meta();
             assert!(seen.insert(m.code), "duplicate code {}", m.code);
-            assert!(m.code.len() == 7 && m.code[4..].chars().all(|c| c.is_ascii_digit()));
+            // 3 or 4 upper-case letters, then 3 digits (SPEC001, LBL001)
+            let letters = m.code.len().saturating_sub(3);
+            assert!(
+                (3..=4).contains(&letters)
+                    && m.code[..letters].chars().all(|c| c.is_ascii_uppercase())
+                    && m.code[letters..].chars().all(|c| c.is_ascii_digit()),
+                "malformed code {}",
+                m.code
+            );
             for heading in [
                 "## What it detects",
                 "## Method",
@@ -61,6 +72,24 @@ mod tests {
             // every detector configures with its defaults
             d.configure(&toml::Table::new()).expect("defaults validate");
         }
+    }
+
+    #[test]
+    fn unregistered_detectors_have_full_docs() {
+        let m = crate::density::DenseCluster.meta();
+        for heading in [
+            "## What it detects",
+            "## Method",
+            "## Parameters",
+            "## Known false positives",
+            "## References",
+        ] {
+            assert!(m.docs.contains(heading), "{} docs lack {heading}", m.code);
+        }
+        assert!(
+            find(m.code).is_none(),
+            "DEN001 must stay out of the registry"
+        );
     }
 
     #[test]

@@ -72,7 +72,9 @@ fn demo_scan_quarantines_the_backdoor_and_reconciles() {
         for reason in reasons {
             let reason = reason.as_str().unwrap();
             assert!(
-                reason.starts_with("SPEC001:") || reason.starts_with("TRIG001:"),
+                reason.starts_with("SPEC001:")
+                    || reason.starts_with("TRIG001:")
+                    || reason.starts_with("LBL001:"),
                 "{reason}"
             );
         }

@@ -1,0 +1,511 @@
+//! LBL001 label consistency: rows whose label both an out-of-fold linear probe and their
+//! nearest neighbours contradict.
+
+use crate::knn::{self, Knn};
+use crate::params::ParamReader;
+use crate::{
+    Batch, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs, ParamError, Scores,
+};
+use faer::linalg::matmul::matmul;
+use faer::linalg::solvers::Solve;
+use faer::{Accum, Mat, MatRef, Par, Side};
+use rayon::prelude::*;
+use serde_json::json;
+
+const CODE: &str = "LBL001";
+
+static META: Meta = Meta {
+    code: CODE,
+    name: "label-consistency",
+    summary: "Rows whose label an out-of-fold probe and their nearest neighbours both contradict",
+    docs: r#"# LBL001 label-consistency
+
+## What it detects
+Label flips: rows whose text is untouched but whose label was changed (dirty-label poisoning,
+random or targeted flips). In an embedding space such a row sits among rows of another class
+and a classifier trained without it predicts another class with confidence.
+
+## Method
+Two independent pieces of evidence that the given label y_i is wrong, combined:
+1. **Out-of-fold linear probe.** Rows are L2-normalised; the rows are split into `folds` folds by
+   a seeded permutation; for each fold an L2-regularised logistic regression (one-vs-rest per
+   class, Newton's method, penalty `l2`·‖w‖²/2 on the weights, not the intercept) is fitted on
+   the other folds and predicts the held-out rows, so no row is judged by a model that saw it.
+   p_i = probe probability of y_i (one-vs-rest probabilities normalised to sum to 1).
+2. **Nearest neighbours.** Exact k nearest neighbours by cosine (shared kNN module, itself
+   excluded); a_i = share of the k neighbours labelled y_i, smoothed as (agree + 1) / (k + 2).
+3. **Combination against the class baseline.** Treating the two as independent experts, the
+   log-odds that the label is wrong are
+   L_i = −[logit(p_i) + logit(a_i) − logit(π_y)], with π_y the share of class y (each expert's
+   posterior already contains the prior once). A row is flagged when the implied posterior that
+   its label is wrong reaches `min_wrong_posterior`, i.e. L_i ≥ logit(`min_wrong_posterior`).
+   Because both experts are fitted on the data as it is, naturally ambiguous classes get less
+   confident probes and mixed neighbourhoods, which keeps naturally noisy data from being flooded.
+
+Score: L_i / logit(`min_wrong_posterior`), floored at 0, so 1.0 is the threshold. Classes with
+fewer than `min_class_rows` rows are not scored (score 0).
+
+## Parameters
+- `k` (default 10): neighbours per row.
+- `folds` (default 5) and `seed` (default 0): cross-fitting of the probe.
+- `l2` (default 1.0): ridge penalty of the probe (the scikit-learn default C = 1 on the same scale).
+- `min_wrong_posterior` (default 0.98): posterior that the label is wrong needed to flag. The
+  naive combination double-counts shared evidence, so it is deliberately strict; measured on
+  SST-2 (MiniLM) it flags about 0.4 % of the clean data and keeps precision near 0.8 on 5 %
+  random flips.
+- `min_class_rows` (default 20): smaller classes are not scored.
+
+## Known false positives
+Genuine label noise of the source data (SST-2 has some), sarcasm and negation that a sentence
+embedding reads the wrong way, and rows that belong to a small sub-population surrounded by
+another class. On very large data (beyond a few hundred thousand rows) the exact kNN is slow.
+
+## Known limits
+Recall on random flips is low at the default: on sst2-labelflip-5 (MiniLM) even the best cut with
+the answer known reaches F1 ≈ 0.47 for this combination (0.45 for the probe alone, 0.33 for the
+neighbour share), because natural ambiguity of SST-2 competes with the flips.
+
+## References
+Curtis G. Northcutt, Lu Jiang, Isaac L. Chuang. Confident Learning: Estimating Uncertainty in
+Dataset Labels. JAIR 70, 2021 (out-of-fold probabilities). Dennis L. Wilson. Asymptotic
+properties of nearest neighbor rules using edited data. IEEE SMC 2(3), 1972 (kNN editing).
+"#,
+    version: 1,
+};
+
+/// LBL001: label consistency. See [`Meta::docs`] of its [`Detector::meta`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LabelConsistency;
+
+/// Checked parameters of LBL001 (see the detector's docs for their meaning).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelParams {
+    /// Neighbours per row.
+    pub k: usize,
+    /// Folds of the out-of-fold probe.
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    pub seed: u64,
+    /// Ridge penalty of the probe.
+    pub l2: f64,
+    /// Posterior that the label is wrong needed to flag.
+    pub min_wrong_posterior: f64,
+    /// Smaller classes are not scored.
+    pub min_class_rows: usize,
+}
+
+impl Detector for LabelConsistency {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        let mut r = ParamReader::new(CODE, params);
+        let p = LabelParams {
+            k: r.usize("k", 10, 1, 1000)?,
+            folds: r.usize("folds", 5, 2, 100)?,
+            seed: r.usize("seed", 0, 0, usize::MAX)? as u64,
+            l2: r.f64("l2", 1.0, 1e-6, 1e6)?,
+            min_wrong_posterior: r.f64("min_wrong_posterior", 0.98, 0.5, 1.0 - 1e-9)?,
+            min_class_rows: r.usize("min_class_rows", 20, 2, usize::MAX)?,
+        };
+        r.finish()?;
+        Ok(Box::new(p))
+    }
+}
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-9, 1.0 - 1e-9);
+    (p / (1.0 - p)).ln()
+}
+
+fn sigmoid(t: f64) -> f64 {
+    1.0 / (1.0 + (-t).exp())
+}
+
+/// SplitMix64 step (seeded fold assignment).
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Fold of each row: a seeded Fisher–Yates permutation, position modulo `folds`.
+fn fold_of_rows(n: usize, folds: usize, seed: u64) -> Vec<usize> {
+    let mut perm: Vec<usize> = (0..n).collect();
+    let mut st = seed;
+    for i in (1..n).rev() {
+        let j = (splitmix(&mut st) % (i as u64 + 1)) as usize;
+        perm.swap(i, j);
+    }
+    let mut fold = vec![0; n];
+    for (pos, &r) in perm.iter().enumerate() {
+        fold[r] = pos % folds;
+    }
+    fold
+}
+
+/// Linear score w·x + b of row `r` of the row-major matrix `x` (`d` columns; `w` has d + 1).
+fn linear(x: &[f32], d: usize, r: usize, w: &[f64]) -> f64 {
+    let row = &x[r * d..(r + 1) * d];
+    row.iter().zip(w).map(|(a, b)| *a as f64 * b).sum::<f64>() + w[d]
+}
+
+/// L2-regularised logistic regression of `y` (0/1) on rows `rows` of `x` by Newton's method.
+/// Returns d weights and the intercept.
+fn logistic_fit(
+    x: &[f32],
+    d: usize,
+    rows: &[usize],
+    y: &[bool],
+    l2: f64,
+) -> Result<Vec<f64>, String> {
+    let m = rows.len();
+    let mut w = vec![0f64; d + 1];
+    let mut xw = vec![0f32; m * (d + 1)];
+    for _ in 0..50 {
+        let mut g = vec![0f64; d + 1];
+        for (t, &r) in rows.iter().enumerate() {
+            let p = sigmoid(linear(x, d, r, &w));
+            let resid = p - if y[r] { 1.0 } else { 0.0 };
+            let sw = (p * (1.0 - p)).max(1e-12).sqrt() as f32;
+            let src = &x[r * d..(r + 1) * d];
+            let dst = &mut xw[t * (d + 1)..(t + 1) * (d + 1)];
+            for (o, v) in dst.iter_mut().zip(src) {
+                *o = v * sw;
+            }
+            dst[d] = sw;
+            for (gk, v) in g.iter_mut().zip(src) {
+                *gk += resid * *v as f64;
+            }
+            g[d] += resid;
+        }
+        for k in 0..d {
+            g[k] += l2 * w[k];
+        }
+        let a = MatRef::from_row_major_slice(&xw, m, d + 1);
+        let mut h32 = Mat::<f32>::zeros(d + 1, d + 1);
+        matmul(
+            h32.as_mut(),
+            Accum::Replace,
+            a.transpose(),
+            a,
+            1.0f32,
+            Par::Seq,
+        );
+        let h = Mat::<f64>::from_fn(d + 1, d + 1, |i, j| {
+            h32[(i, j)] as f64
+                + if i == j {
+                    if i < d {
+                        l2
+                    } else {
+                        1e-8
+                    }
+                } else {
+                    0.0
+                }
+        });
+        let llt = h
+            .llt(Side::Lower)
+            .map_err(|e| format!("probe Hessian not positive definite: {e:?}"))?;
+        let rhs = Mat::<f64>::from_fn(d + 1, 1, |i, _| g[i]);
+        let step = llt.solve(&rhs);
+        let mut biggest = 0f64;
+        for (i, wi) in w.iter_mut().enumerate() {
+            *wi -= step[(i, 0)];
+            biggest = biggest.max(step[(i, 0)].abs());
+        }
+        if !biggest.is_finite() {
+            return Err("probe diverged".into());
+        }
+        if biggest < 1e-6 {
+            break;
+        }
+    }
+    Ok(w)
+}
+
+/// Out-of-fold probability of each row's own label.
+fn probe_given_label(
+    x: &[f32],
+    d: usize,
+    labels: &[u32],
+    n_classes: usize,
+    p: &LabelParams,
+) -> Result<Vec<f64>, String> {
+    let n = labels.len();
+    let fold = fold_of_rows(n, p.folds, p.seed);
+    // classes that get their own one-vs-rest model (with 2 classes, one model suffices)
+    let modelled: Vec<usize> = if n_classes == 2 {
+        vec![1]
+    } else {
+        (0..n_classes).collect()
+    };
+    let per_fold: Vec<Result<Vec<(usize, f64)>, String>> = (0..p.folds)
+        .into_par_iter()
+        .map(|f| {
+            let train: Vec<usize> = (0..n).filter(|&r| fold[r] != f).collect();
+            let test: Vec<usize> = (0..n).filter(|&r| fold[r] == f).collect();
+            let mut probs = vec![vec![0f64; n_classes]; test.len()];
+            for &c in &modelled {
+                let y: Vec<bool> = labels.iter().map(|&l| l as usize == c).collect();
+                let w = logistic_fit(x, d, &train, &y, p.l2)?;
+                for (t, &r) in test.iter().enumerate() {
+                    probs[t][c] = sigmoid(linear(x, d, r, &w));
+                }
+            }
+            Ok(test
+                .iter()
+                .zip(probs)
+                .map(|(&r, mut pr)| {
+                    if n_classes == 2 {
+                        pr[0] = 1.0 - pr[1];
+                    }
+                    let total: f64 = pr.iter().sum();
+                    let own = pr.get(labels[r] as usize).copied().unwrap_or(0.0);
+                    (r, if total > 0.0 { own / total } else { 0.0 })
+                })
+                .collect())
+        })
+        .collect();
+    let mut out = vec![0f64; n];
+    for part in per_fold {
+        for (r, v) in part? {
+            out[r] = v;
+        }
+    }
+    Ok(out)
+}
+
+impl Configured for LabelParams {
+    fn needs(&self) -> Needs {
+        Needs {
+            text: false,
+            labels: true,
+            embeddings: true,
+        }
+    }
+
+    fn params(&self) -> serde_json::Value {
+        json!({
+            "k": self.k,
+            "folds": self.folds,
+            "seed": self.seed,
+            "l2": self.l2,
+            "min_wrong_posterior": self.min_wrong_posterior,
+            "min_class_rows": self.min_class_rows,
+        })
+    }
+
+    fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
+        let x = data.embeddings.ok_or(DetectError::Missing {
+            code: CODE,
+            what: "embeddings",
+        })?;
+        let labels = data.labels.ok_or(DetectError::Missing {
+            code: CODE,
+            what: "labels",
+        })?;
+        let numeric = |problem: String| DetectError::Numeric {
+            code: CODE,
+            problem,
+        };
+        let n = data.n_rows;
+        let n_classes = data
+            .n_classes()
+            .max(labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0));
+        let mut counts = vec![0usize; n_classes];
+        for &l in labels {
+            counts[l as usize] += 1;
+        }
+        let scored_classes = counts.iter().filter(|&&c| c >= self.min_class_rows).count();
+        let mut rows = vec![RowResult::default(); n];
+        let mut knn_k = 0;
+        if scored_classes >= 2 && n > self.k {
+            let knn: Knn = knn::knn_cosine(&x, self.k).map_err(numeric)?;
+            knn_k = knn.k;
+            let xn = knn::normalised_rows(&x).map_err(numeric)?;
+            let probe =
+                probe_given_label(&xn, x.ncols(), labels, n_classes, self).map_err(numeric)?;
+            for (i, row) in rows.iter_mut().enumerate() {
+                let c = labels[i] as usize;
+                if counts[c] < self.min_class_rows {
+                    continue;
+                }
+                let agree = knn
+                    .neighbours(i)
+                    .iter()
+                    .filter(|&&j| labels[j as usize] == labels[i])
+                    .count();
+                let a = (agree as f64 + 1.0) / (knn.k as f64 + 2.0);
+                let prior = counts[c] as f64 / n as f64;
+                let l = -(logit(probe[i]) + logit(a) - logit(prior));
+                *row = RowResult {
+                    scored: true,
+                    agree: agree as u32,
+                    probe: probe[i],
+                    wrong_log_odds: l,
+                };
+            }
+        }
+        let cut = logit(self.min_wrong_posterior);
+        let mut classes = Vec::with_capacity(n_classes);
+        for (c, &count) in counts.iter().enumerate() {
+            let name = data
+                .class_names
+                .get(c)
+                .cloned()
+                .unwrap_or_else(|| c.to_string());
+            let members: Vec<&RowResult> = rows
+                .iter()
+                .zip(labels)
+                .filter(|(r, &l)| r.scored && l as usize == c)
+                .map(|(r, _)| r)
+                .collect();
+            let m = members.len().max(1) as f64;
+            classes.push(json!({
+                "class": name,
+                "rows": count,
+                "scored": !members.is_empty(),
+                "mean_neighbour_disagreement": members.iter()
+                    .map(|r| 1.0 - r.agree as f64 / knn_k.max(1) as f64).sum::<f64>() / m,
+                "probe_accuracy": members.iter().filter(|r| r.probe > 0.5).count() as f64 / m,
+                "flagged": members.iter().filter(|r| r.wrong_log_odds >= cut).count(),
+            }));
+        }
+        Ok(Box::new(LabelFit {
+            rows,
+            cut,
+            k: knn_k,
+            names: data.class_names.to_vec(),
+            summary: json!({ "wrong_log_odds_threshold": cut, "classes": classes }),
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RowResult {
+    scored: bool,
+    agree: u32,
+    probe: f64,
+    wrong_log_odds: f64,
+}
+
+/// Fitted LBL001: per-row evidence computed over the whole dataset.
+#[derive(Debug, Clone)]
+struct LabelFit {
+    rows: Vec<RowResult>,
+    cut: f64,
+    k: usize,
+    names: Vec<String>,
+    summary: serde_json::Value,
+}
+
+impl Fitted for LabelFit {
+    fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
+        let end = batch.start + batch.rows.n_rows;
+        let rows = self.rows.get(batch.start..end).ok_or(DetectError::Data {
+            code: CODE,
+            problem: format!("batch rows {}..{end} outside the fitted data", batch.start),
+        })?;
+        let labels = batch.rows.labels;
+        let mut out = Scores::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            if !r.scored {
+                out.score.push(0.0);
+                out.reason.push(None);
+                continue;
+            }
+            out.score.push((r.wrong_log_odds / self.cut).max(0.0));
+            out.reason.push((r.wrong_log_odds >= self.cut).then(|| {
+                let class = labels
+                    .and_then(|l| l.get(i))
+                    .and_then(|&l| self.names.get(l as usize))
+                    .cloned()
+                    .unwrap_or_default();
+                format!(
+                    "{CODE}:class={class} probe={:.3} agree={}/{} wrong_log_odds={:.2}",
+                    r.probe, r.agree, self.k, r.wrong_log_odds
+                )
+            }));
+        }
+        Ok(out)
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        self.summary.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Rng;
+    use ndarray::Array2;
+
+    #[test]
+    fn planted_flips_are_found_and_clean_is_quiet() {
+        let mut rng = Rng(5);
+        let (n, d) = (1200, 16);
+        let mut x = Array2::<f32>::zeros((n, d));
+        let mut labels = vec![0u32; n];
+        for i in 0..n {
+            let c = (i % 2) as u32;
+            labels[i] = c;
+            for k in 0..d {
+                let centre = if k == 0 {
+                    if c == 1 {
+                        2.0
+                    } else {
+                        -2.0
+                    }
+                } else {
+                    0.0
+                };
+                x[[i, k]] = (centre + rng.gauss()) as f32;
+            }
+        }
+        let names = vec!["0".to_string(), "1".to_string()];
+        let cfg = LabelConsistency.configure(&toml::Table::new()).unwrap();
+        let view = DatasetView {
+            n_rows: n,
+            texts: None,
+            labels: Some(&labels),
+            class_names: &names,
+            embeddings: Some(x.view()),
+        };
+        let clean = cfg.fit(&view).unwrap().score(&view.as_batch()).unwrap();
+        let clean_flags = clean.reason.iter().filter(|r| r.is_some()).count();
+        assert!(clean_flags <= n / 100, "{clean_flags}");
+        // flip 30 rows that sit deep inside their class
+        let mut truth = vec![false; n];
+        let mut flipped = labels.clone();
+        let mut done = 0;
+        for i in 0..n {
+            if done < 30 && x[[i, 0]].abs() > 2.0 && rng.unit() < 0.3 {
+                flipped[i] = 1 - flipped[i];
+                truth[i] = true;
+                done += 1;
+            }
+        }
+        let view = DatasetView {
+            labels: Some(&flipped),
+            ..view
+        };
+        let fitted = cfg.fit(&view).unwrap();
+        let mut s = Scores::default();
+        for st in (0..n).step_by(500) {
+            s.extend(fitted.score(&view.batch(st, (st + 500).min(n))).unwrap());
+        }
+        let flags: Vec<bool> = s.reason.iter().map(Option::is_some).collect();
+        let e = crate::metrics::evaluate(&flags, &s.score, &truth);
+        assert!(e.recall > 0.8 && e.precision > 0.8, "{e:?}");
+        let summary = fitted.summary();
+        let rows: u64 = (0..2)
+            .filter_map(|c| summary["classes"][c]["rows"].as_u64())
+            .sum();
+        assert_eq!(rows, n as u64);
+    }
+}
