@@ -148,7 +148,15 @@ fn run() -> Result<i32> {
         Command::List => {
             for d in registry::REGISTRY {
                 let m = d.meta();
-                println!("{}  {:<22} v{}  {}", m.code, m.name, m.version, m.summary);
+                let opt_in = if registry::is_opt_in(m.code) {
+                    " (opt-in: run with --select)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<8} {:<22} v{}  {}{opt_in}",
+                    m.code, m.name, m.version, m.summary
+                );
             }
             Ok(0)
         }

@@ -154,7 +154,7 @@ fn plan(opts: &ScanOptions) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
                 ))
             })?
         }
-        None => registry::REGISTRY.to_vec(),
+        None => registry::default_selection(),
     };
     let has_embeddings = opts.embeddings.is_some() || opts.embedding_column.is_some();
     let mut planned = Vec::new();
