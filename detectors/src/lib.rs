@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod duplicates;
 pub mod error;
 mod linalg;
 pub mod metrics;

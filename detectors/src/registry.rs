@@ -7,6 +7,9 @@ use crate::Detector;
 pub static REGISTRY: &[&dyn Detector] = &[
     &crate::spectral::SpectralSignature,
     &crate::trigger::TriggerTokens,
+    &crate::duplicates::ExactDuplicateConflict,
+    &crate::duplicates::NearDuplicateConflict,
+    &crate::duplicates::DuplicateAmplification,
 ];
 
 /// The detector whose code is `code` (case-insensitive).
@@ -48,7 +51,15 @@ mod tests {
         for d in REGISTRY {
             let m = d.meta();
             assert!(seen.insert(m.code), "duplicate code {}", m.code);
-            assert!(m.code.len() == 7 && m.code[4..].chars().all(|c| c.is_ascii_digit()));
+            // three or four upper-case letters, then three digits (SPEC001, DUP001)
+            let letters = m.code.len().saturating_sub(3);
+            assert!(
+                (3..=4).contains(&letters)
+                    && m.code[..letters].chars().all(|c| c.is_ascii_uppercase())
+                    && m.code[letters..].chars().all(|c| c.is_ascii_digit()),
+                "malformed code {}",
+                m.code
+            );
             for heading in [
                 "## What it detects",
                 "## Method",
