@@ -764,7 +764,7 @@ fn size_histogram(sizes: impl Iterator<Item = usize>) -> serde_json::Value {
             (s, s)
         } else {
             let hi = s.next_power_of_two().max(16);
-            (hi / 2 + 1, hi)
+            ((hi / 2 + 1).max(11), hi)
         };
         *h.entry(bin).or_default() += 1;
     }
