@@ -101,5 +101,61 @@ fn trig001(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, spec001, trig001);
+/// one-word-changed copy of an earlier row, so LSH sees real near duplicates.
+fn synthetic_texts(n: usize, seed: u64) -> Vec<String> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut rows: Vec<String> = Vec::with_capacity(n);
+    for i in 0..n {
+        if i % 20 == 19 {
+            let src = &rows[(next() % i as u64) as usize];
+            let mut words: Vec<&str> = src.split(' ').collect();
+            let k = (next() % words.len() as u64) as usize;
+            words[k] = "changed";
+            rows.push(words.join(" "));
+            continue;
+        }
+        let len = 8 + (next() % 25) as usize;
+        let words: Vec<String> = (0..len)
+            .map(|_| {
+                // square of a uniform: small ids are frequent
+                let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+                format!("w{}", (u * u * 5000.0) as u32)
+            })
+            .collect();
+        rows.push(words.join(" "));
+    }
+    rows
+}
+
+fn dup002(c: &mut Criterion) {
+    let n = 100_000;
+    let texts = synthetic_texts(n, 42);
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+    let names = vec!["0".to_string(), "1".to_string()];
+    let view = DatasetView {
+        n_rows: n,
+        texts: Some(&texts),
+        labels: Some(&labels),
+        class_names: &names,
+        embeddings: None,
+    };
+    let det = registry::find("DUP002").expect("registered");
+    let configured = det.configure(&toml::Table::new()).expect("defaults");
+    let mut g = c.benchmark_group("DUP002");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("near-duplicate fit", n), |b| {
+        b.iter(|| std::hint::black_box(configured.fit(&view).expect("fit").summary()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, spec001, trig001, dup002);
 criterion_main!(benches);

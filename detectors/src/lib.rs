@@ -22,6 +22,7 @@
 
 pub mod data;
 pub mod density;
+pub mod duplicates;
 pub mod error;
 mod knn;
 pub mod label;

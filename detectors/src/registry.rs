@@ -5,6 +5,9 @@ use crate::Detector;
 /// Every detector poisongate knows, in code order. Adding a detector is one file and one line
 /// here; `poisongate list` prints this slice.
 pub static REGISTRY: &[&dyn Detector] = &[
+    &crate::duplicates::ExactDuplicateConflict,
+    &crate::duplicates::NearDuplicateConflict,
+    &crate::duplicates::DuplicateAmplification,
     &crate::label::LabelConsistency,
     &crate::spectral::SpectralSignature,
     &crate::trigger::TriggerTokens,
@@ -14,7 +17,7 @@ pub static REGISTRY: &[&dyn Detector] = &[
 
 /// Registered detectors that run only when `--select` names them: they work and are measured,
 /// but do not yet meet their quality bar (docs/evaluation.md), so a default scan leaves them out.
-pub static OPT_IN: &[&str] = &["LBL001"];
+pub static OPT_IN: &[&str] = &["DUP002", "LBL001"];
 
 /// The detectors a scan runs when nothing is selected: the registry minus [`OPT_IN`].
 pub fn default_selection() -> Vec<&'static dyn Detector> {

@@ -1,0 +1,1299 @@
+//! DUP001 / DUP002 / DUP003: duplicates as a poisoning signal.
+//!
+//! One shared core (normalisation, exact hashing, MinHash LSH, union-find clusters) and three
+//! registered detectors that read different verdicts off it: label conflicts among exact
+//! duplicates (DUP001), label conflicts among near duplicates (DUP002), and content copied far
+//! beyond the dataset's own duplicate baseline (DUP003). Plain redundancy is reported in the
+//! summary, never flagged.
+
+use crate::params::ParamReader;
+use crate::{
+    Batch, ClassIndex, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs,
+    ParamError, Scores,
+};
+use rayon::prelude::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use unicode_normalization::UnicodeNormalization;
+use unicode_segmentation::UnicodeSegmentation;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64, xxh3_64_with_seed};
+
+/// Rows per parallel work item (fixed, so results never depend on the thread count).
+const CHUNK: usize = 1024;
+/// Longest list (clusters, members) written into a summary.
+const LIST_CAP: usize = 50;
+/// The Mersenne prime 2⁶¹ − 1, modulus of the MinHash permutations.
+const MERSENNE: u64 = (1 << 61) - 1;
+/// Most representatives compared when choosing the nearest majority-label row of a cluster.
+const NEAREST_CAP: usize = 2000;
+
+static META_DUP001: Meta = Meta {
+    code: "DUP001",
+    name: "exact-duplicate-label-conflict",
+    summary: "Rows whose normalised text also occurs with another label (label flips)",
+    docs: concat!(
+        r#"# DUP001 exact-duplicate-label-conflict
+
+## What it detects
+Label flips by copy: a row whose text (after normalisation) also occurs in the dataset with a
+different label. Within such a cluster the minority-label rows are flagged; when the top labels
+tie (1:1, 2:2) every row of the cluster is flagged and the reason says that it cannot tell
+which label is right.
+
+## Method
+Normalise each text (NFKC, case fold, collapse whitespace: see Parameters), hash it with
+xxh3-128 (stable across machines; a collision needs about 2⁶⁴ distinct texts), and group rows
+by hash (sorted, so the grouping is deterministic). For each group with more than one label:
+the label with the most rows is the majority, the others are flagged with
+`DUP001:dup_of=<first majority row> jaccard=1.00 threshold=exact labels=<this>:<dup_of>
+counts=<label>x<rows>,... minority`; in a tie every row is flagged with `... tie: cannot tell
+which label is right`, `dup_of` the first row with another label. Score: 1 + (majority − this
+label's rows) / cluster size for minority rows, 1.0 in a tie, 0 otherwise. The summary lists
+every cluster count, the size histogram and the conflicting clusters with their rows (first
+50).
+
+## Parameters
+"#,
+        r#"- `nfkc` (default true): Unicode NFKC (compatibility composition).
+- `case_fold` (default true): Unicode lower-casing (Rust's `to_lowercase`).
+- `collapse_whitespace` (default true): runs of whitespace become one space, ends trimmed.
+
+## Known false positives
+Genuinely ambiguous short texts ("ok", "too bad .") that annotators labelled differently: a
+real label-noise finding, but not necessarily an attack. Datasets whose label depends on
+context outside the text (the same message spam from one sender, ham from another).
+
+## References
+"#,
+        r#"Katherine Lee et al. Deduplicating Training Data Makes Language Models Better. ACL 2022.
+Curtis G. Northcutt, Anish Athalye, Jonas Mueller. Pervasive Label Errors in Test Sets
+Destabilize Machine Learning Benchmarks. NeurIPS 2021 Datasets and Benchmarks (label errors).
+"#
+    ),
+    version: 1,
+};
+
+static META_DUP002: Meta = Meta {
+    code: "DUP002",
+    name: "near-duplicate-label-conflict",
+    summary: "Rows nearly identical (MinHash Jaccard) to rows with another label",
+    docs: r#"# DUP002 near-duplicate-label-conflict
+
+## What it detects
+Label flips hidden behind small edits: a near copy (a word changed, added or removed) of a row,
+carrying another label. Clusters of near duplicates (MinHash LSH, Jaccard ≥ `threshold`) that
+contain at least two distinct normalised texts and more than one label have their
+minority-label rows flagged; in a tie of the top labels every row is flagged ("tie: cannot tell
+which label is right").
+
+## Method
+Normalisation and exact grouping as in DUP001. Near duplicates: the normalised text is split
+into Unicode words (word-boundary segments, whitespace dropped, punctuation kept); shingles are
+the runs of `shingle_words` consecutive words (a text with fewer words is one shingle, so it
+only matches the same normalised token sequence), hashed with xxh3-64. MinHash: `num_perm`
+universal hashes h_i(x) = (a_i·x + b_i) mod (2⁶¹ − 1), a_i, b_i from SplitMix64(`seed`); the
+signature keeps each minimum (low 32 bits); the share of equal positions estimates Jaccard.
+One representative per exact group is sketched. LSH: b bands of r rows (b·r ≤ `num_perm`);
+candidates share a band, probability 1 − (1 − s^r)^b at Jaccard s; b, r minimise
+`fp_weight`·∫₀ᵗ P(s) ds + (1 − `fp_weight`)·∫ₜ¹ (1 − P(s)) ds (composite Simpson, 400
+intervals; with 128 permutations t = 0.5 gives b = 25, r = 5 and t = 0.8 gives b = 9, r = 13). Candidate pairs (sorted,
+de-duplicated) are kept when the estimated Jaccard is ≥ t; clusters are connected components
+(union-find in sorted pair order), so they are transitive. Reason: `DUP002:dup_of=<nearest
+majority-label row> jaccard=<estimate> threshold=<t> labels=<this>:<dup_of>
+counts=<label>x<rows>,... minority` (the nearest among the majority rows in other exact groups;
+the estimate can be below t through a chain). Score: max(1, jaccard / t) when flagged, else 0.
+Deterministic for a seed whatever the thread count (fixed chunks, order-preserving parallel
+maps, sorted pairs).
+
+## Parameters
+- `nfkc`, `case_fold`, `collapse_whitespace` (default true): normalisation, as in DUP001.
+- `threshold` (default 0.5): Jaccard at which two rows are near duplicates.
+- `shingle_words` (default 2): words per shingle; shorter texts are one shingle (exact only).
+
+Why 2-word shingles and 0.5 instead of the web-deduplication habit (5-word shingles, 0.8): a
+one-word substitution in the middle of a text of n words leaves Jaccard (n − 2k + 1)/(n + 1)
+with k-word shingles, i.e. (n − 9)/(n + 1) for k = 5: at 0.8 only texts of 49 words and more
+are caught, and sentence-level datasets (SST-2: median 19 words) are mostly shorter. Measured
+on sst2-clean with 100 injected one-word-changed copies carrying flipped labels (seeded): k = 5,
+t = 0.8 finds 9 of 100; k = 2, t = 0.5 finds 94 of 100 and flags 0.03 % of the other rows;
+k = 1, t = 0.6 finds 100 but flags 0.19 % of sst2-clean (natural near-paraphrases with opposite
+sentiment, e.g. negations). Set `shingle_words = 5`, `threshold = 0.8` for long documents.
+- `num_perm` (default 128): MinHash permutations (standard error ≈ √(J(1−J)/num_perm)).
+- `seed` (default 1): seed of permutations and hashes.
+- `fp_weight` (default 0.5): weight of false positives against false negatives in the b, r
+  choice.
+- `max_bucket` (default 100): a larger LSH bucket links its members to its first member only.
+
+## Known false positives
+Short templated texts whose label depends on one word ("great movie" / "not a great movie" at
+small `shingle_words`); negations and sentiment reversals that keep most shingles (on
+sst2-clean at the defaults: 2 rows, 0.03 %).
+
+## Known limits
+Very short texts: with 2-word shingles a one-word edit of a text of n words leaves Jaccard
+(n − 3)/(n + 1), below 0.5 for n < 7 words, and texts of one word are a single shingle (exact
+matches only). Such edits are not found.
+
+## References
+Andrei Z. Broder. On the resemblance and containment of documents. Compression and Complexity
+of Sequences, 1997. Jure Leskovec, Anand Rajaraman, Jeffrey D. Ullman. Mining of Massive
+Datasets, ch. 3 (banding, the S-curve). Katherine Lee et al. Deduplicating Training Data Makes
+Language Models Better. ACL 2022.
+"#,
+    version: 1,
+};
+
+static META_DUP003: Meta = Meta {
+    code: "DUP003",
+    name: "duplicate-amplification",
+    summary: "Content copied far more often than the dataset's own duplicates",
+    docs: r#"# DUP003 duplicate-amplification
+
+## What it detects
+A sample copied many times to amplify its weight in training (a poisoned example repeated, a
+spam template stuffed into the data). The cut is derived from the dataset's own duplicate
+baseline, so natural redundancy (the same short message sent by many people) is not flagged.
+
+## Method
+Near-duplicate clusters exactly as in DUP002 (they include exact duplicates). The sizes x ≥ 2 of
+the duplicated clusters are modelled as a discrete power law P(X = x) ∝ x^(−α), x ≥ 2 (natural
+duplicate counts are heavy-tailed), fitted by the Clauset–Shalizi–Newman approximation
+α̂ = 1 + m / Σ ln(x_j / 1.5), with tail P(X ≥ k) ≈ ((k − ½) / 1.5)^(−(α̂ − 1)). Outliers are
+found sequentially from the largest size down (like a generalised ESD test): for each distinct
+size k, α̂ is fitted on the clusters smaller than k only (so an amplified cluster cannot inflate
+the tail it is tested against) plus one pseudo-cluster of size 2 (a prior that keeps the fit
+defined when the dataset has no other duplicates), and the expected number of clusters of size
+≥ k among all M duplicated clusters (+1), E_k = (M + 1)·P(X ≥ k), is computed. Clusters of size
+k are flagged (every row) when E_k < `alpha` and k ≥ `min_copies`; the search stops at the
+first size that is not an outlier. Score: ln E_k / ln `alpha` (≥ 1 exactly when flagged; for
+duplicated rows that are not flagged it is capped at 0.999; 0 for unique rows). Reason:
+`DUP003:dup_of=<first row of the cluster> jaccard=<estimate to it> threshold=<t>
+cluster_size=<k> expected=<E_k> alpha=<alpha>`. Plain redundancy (counts, size histogram) is
+in the summary, never flagged.
+
+## Parameters
+- `nfkc`, `case_fold`, `collapse_whitespace`, `threshold`, `shingle_words`, `num_perm`,
+  `seed`, `fp_weight`, `max_bucket`: as in DUP002.
+- `alpha` (default 0.01): largest expected number of baseline clusters at least this large for
+  a cluster to be called amplified (a family-wise level over the clusters tested).
+- `min_copies` (default 5): clusters smaller than this are never flagged.
+
+## Known false positives
+A dataset whose natural duplicates come in two regimes (many pairs and a few huge boilerplate
+clusters, e.g. auto-generated notifications): the boilerplate is flagged. Such clusters are
+worth a look anyway; the summary lists them with their rows and E_k. Every row of an amplified
+cluster is flagged, including the one copy that may be legitimate.
+
+## References
+Nicholas Carlini et al. Poisoning Web-Scale Training Datasets is Practical. IEEE S&P 2024.
+Aaron Clauset, Cosma R. Shalizi, M. E. J. Newman. Power-law distributions in empirical data.
+SIAM Review 51, 2009. Bernard Rosner. Percentage points for a generalized ESD many-outlier
+procedure. Technometrics 25, 1983. Andrei Z. Broder. On the resemblance and containment of
+documents, 1997.
+"#,
+    version: 1,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+
+/// How texts are normalised before hashing and shingling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Normalization {
+    /// Unicode NFKC.
+    pub nfkc: bool,
+    /// Unicode lower-casing.
+    pub case_fold: bool,
+    /// Collapse runs of whitespace into one space and trim the ends.
+    pub collapse_whitespace: bool,
+}
+
+impl Default for Normalization {
+    fn default() -> Self {
+        Normalization {
+            nfkc: true,
+            case_fold: true,
+            collapse_whitespace: true,
+        }
+    }
+}
+
+/// Normalise `text` as `norm` says (NFKC, then case fold, then whitespace).
+pub fn normalize(text: &str, norm: &Normalization) -> String {
+    let mut s: String = if norm.nfkc {
+        text.nfkc().collect()
+    } else {
+        text.to_string()
+    };
+    if norm.case_fold {
+        s = s.to_lowercase();
+    }
+    if norm.collapse_whitespace {
+        s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    s
+}
+
+/// Near-duplicate (MinHash LSH) parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NearParams {
+    /// Jaccard threshold.
+    pub threshold: f64,
+    /// Words per shingle.
+    pub shingle_words: usize,
+    /// MinHash permutations.
+    pub num_perm: usize,
+    /// Seed of permutations and shingle hashes.
+    pub seed: u64,
+    /// Weight of the false-positive area in the band choice.
+    pub fp_weight: f64,
+    /// Buckets larger than this link to their first member only.
+    pub max_bucket: usize,
+    /// LSH bands (derived).
+    pub bands: usize,
+    /// LSH rows per band (derived).
+    pub rows: usize,
+}
+
+/// Which verdict a configured duplicates detector reads off the shared core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// DUP001: exact-duplicate label conflicts.
+    ExactConflict,
+    /// DUP002: near-duplicate label conflicts.
+    NearConflict,
+    /// DUP003: amplification.
+    Amplification,
+}
+
+/// Checked parameters of DUP001, DUP002 or DUP003 (see the detectors' docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DupParams {
+    /// Which detector.
+    pub kind: Kind,
+    /// Text normalisation.
+    pub norm: Normalization,
+    /// Near-duplicate parameters (DUP002, DUP003).
+    pub near: Option<NearParams>,
+    /// DUP003: level of the expected count of clusters this large.
+    pub alpha: f64,
+    /// DUP003: smallest cluster that may be flagged.
+    pub min_copies: usize,
+}
+
+fn read_norm(r: &mut ParamReader<'_>) -> Result<Normalization, ParamError> {
+    Ok(Normalization {
+        nfkc: r.bool("nfkc", true)?,
+        case_fold: r.bool("case_fold", true)?,
+        collapse_whitespace: r.bool("collapse_whitespace", true)?,
+    })
+}
+
+fn read_near(r: &mut ParamReader<'_>) -> Result<NearParams, ParamError> {
+    let threshold = r.f64("threshold", 0.5, 0.05, 1.0)?;
+    let shingle_words = r.usize("shingle_words", 2, 1, 64)?;
+    let num_perm = r.usize("num_perm", 128, 8, 1024)?;
+    let seed = r.usize("seed", 1, 0, u32::MAX as usize)? as u64;
+    let fp_weight = r.f64("fp_weight", 0.5, 0.0, 1.0)?;
+    let max_bucket = r.usize("max_bucket", 100, 2, 1_000_000)?;
+    let (bands, rows) = optimal_bands(threshold, num_perm, fp_weight);
+    Ok(NearParams {
+        threshold,
+        shingle_words,
+        num_perm,
+        seed,
+        fp_weight,
+        max_bucket,
+        bands,
+        rows,
+    })
+}
+
+fn configure(
+    kind: Kind,
+    code: &'static str,
+    params: &toml::Table,
+) -> Result<DupParams, ParamError> {
+    let mut r = ParamReader::new(code, params);
+    let norm = read_norm(&mut r)?;
+    let near = match kind {
+        Kind::ExactConflict => None,
+        _ => Some(read_near(&mut r)?),
+    };
+    let (alpha, min_copies) = match kind {
+        Kind::Amplification => (
+            r.f64("alpha", 0.01, 1e-12, 1.0)?,
+            r.usize("min_copies", 5, 2, usize::MAX)?,
+        ),
+        _ => (0.01, 5),
+    };
+    r.finish()?;
+    Ok(DupParams {
+        kind,
+        norm,
+        near,
+        alpha,
+        min_copies,
+    })
+}
+
+/// DUP001: label conflicts among exact duplicates. See its [`Meta::docs`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExactDuplicateConflict;
+
+/// DUP002: label conflicts among near duplicates. See its [`Meta::docs`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NearDuplicateConflict;
+
+/// DUP003: duplication far beyond the dataset's own baseline. See its [`Meta::docs`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DuplicateAmplification;
+
+impl Detector for ExactDuplicateConflict {
+    fn meta(&self) -> &'static Meta {
+        &META_DUP001
+    }
+    fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        Ok(Box::new(configure(Kind::ExactConflict, "DUP001", params)?))
+    }
+}
+
+impl Detector for NearDuplicateConflict {
+    fn meta(&self) -> &'static Meta {
+        &META_DUP002
+    }
+    fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        Ok(Box::new(configure(Kind::NearConflict, "DUP002", params)?))
+    }
+}
+
+impl Detector for DuplicateAmplification {
+    fn meta(&self) -> &'static Meta {
+        &META_DUP003
+    }
+    fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        Ok(Box::new(configure(Kind::Amplification, "DUP003", params)?))
+    }
+}
+
+impl DupParams {
+    fn code(&self) -> &'static str {
+        match self.kind {
+            Kind::ExactConflict => "DUP001",
+            Kind::NearConflict => "DUP002",
+            Kind::Amplification => "DUP003",
+        }
+    }
+}
+
+impl Configured for DupParams {
+    fn needs(&self) -> Needs {
+        Needs {
+            text: true,
+            labels: self.kind != Kind::Amplification,
+            embeddings: false,
+        }
+    }
+
+    fn params(&self) -> serde_json::Value {
+        let mut v = json!({
+            "normalization": {
+                "nfkc": self.norm.nfkc,
+                "case_fold": self.norm.case_fold,
+                "collapse_whitespace": self.norm.collapse_whitespace,
+            },
+            "hash": "xxh3-128",
+        });
+        if let Some(n) = &self.near {
+            v["threshold"] = json!(n.threshold);
+            v["shingle_words"] = json!(n.shingle_words);
+            v["num_perm"] = json!(n.num_perm);
+            v["seed"] = json!(n.seed);
+            v["fp_weight"] = json!(n.fp_weight);
+            v["max_bucket"] = json!(n.max_bucket);
+            v["lsh_bands"] = json!(n.bands);
+            v["lsh_rows"] = json!(n.rows);
+        }
+        if self.kind == Kind::Amplification {
+            v["alpha"] = json!(self.alpha);
+            v["min_copies"] = json!(self.min_copies);
+        }
+        v
+    }
+
+    fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
+        let code = self.code();
+        let texts = data
+            .texts
+            .ok_or(DetectError::Missing { code, what: "text" })?;
+        let labels = match self.kind {
+            Kind::Amplification => data.labels,
+            _ => Some(data.labels.ok_or(DetectError::Missing {
+                code,
+                what: "labels",
+            })?),
+        };
+        if texts.len() != data.n_rows || labels.is_some_and(|l| l.len() != data.n_rows) {
+            return Err(DetectError::Data {
+                code,
+                problem: "column lengths differ from the row count".to_string(),
+            });
+        }
+        let core = Core::build(texts, &self.norm, self.near.as_ref());
+        Ok(Box::new(verdicts(self, &core, labels, data.class_names)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LSH band choice
+
+/// ∫ f over [a, b] by composite Simpson rule with `n` (even) intervals.
+fn simpson(f: impl Fn(f64) -> f64, a: f64, b: f64, n: usize) -> f64 {
+    if b <= a {
+        return 0.0;
+    }
+    let h = (b - a) / n as f64;
+    let mut s = f(a) + f(b);
+    for i in 1..n {
+        let w = if i % 2 == 1 { 4.0 } else { 2.0 };
+        s += w * f(a + i as f64 * h);
+    }
+    s * h / 3.0
+}
+
+/// Bands b and rows r (b·r ≤ `num_perm`) minimising the weighted false-positive area
+/// ∫₀ᵗ P(s) ds and false-negative area ∫ₜ¹ (1 − P(s)) ds of the S-curve
+/// P(s) = 1 − (1 − s^r)^b.
+pub fn optimal_bands(threshold: f64, num_perm: usize, fp_weight: f64) -> (usize, usize) {
+    let mut best = (f64::INFINITY, 1, num_perm.max(1));
+    for b in 1..=num_perm {
+        for r in 1..=num_perm / b {
+            let p = |s: f64| 1.0 - (1.0 - s.powi(r as i32)).powi(b as i32);
+            let fp = simpson(p, 0.0, threshold, 400);
+            let fnr = simpson(|s| 1.0 - p(s), threshold, 1.0, 400);
+            let err = fp_weight * fp + (1.0 - fp_weight) * fnr;
+            if err < best.0 {
+                best = (err, b, r);
+            }
+        }
+    }
+    (best.1, best.2)
+}
+
+// ---------------------------------------------------------------------------------------------
+// MinHash
+
+/// SplitMix64 step.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// x mod (2⁶¹ − 1) for x < 2¹²⁸ with x < 2¹²².
+fn mod_mersenne(x: u128) -> u64 {
+    let p = MERSENNE as u128;
+    let mut s = (x & p) + (x >> 61);
+    s = (s & p) + (s >> 61);
+    let s = s as u64;
+    if s >= MERSENNE {
+        s - MERSENNE
+    } else {
+        s
+    }
+}
+
+/// The MinHash permutations: h_i(x) = (a_i·x + b_i) mod (2⁶¹ − 1).
+struct Permutations {
+    a: Vec<u64>,
+    b: Vec<u64>,
+    seed: u64,
+    shingle_words: usize,
+}
+
+impl Permutations {
+    fn new(near: &NearParams) -> Self {
+        let mut state = near.seed ^ 0x5EED_D0D0_1234_5678;
+        let mut a = Vec::with_capacity(near.num_perm);
+        let mut b = Vec::with_capacity(near.num_perm);
+        for _ in 0..near.num_perm {
+            a.push(splitmix(&mut state) % (MERSENNE - 1) + 1);
+            b.push(splitmix(&mut state) % MERSENNE);
+        }
+        Permutations {
+            a,
+            b,
+            seed: near.seed,
+            shingle_words: near.shingle_words,
+        }
+    }
+
+    /// Signature of a normalised text: per permutation the low 32 bits of the minimum.
+    fn signature(&self, normalized: &str) -> Vec<u32> {
+        let words: Vec<&str> = normalized
+            .split_word_bounds()
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        let k = self.shingle_words;
+        let mut buf = Vec::new();
+        let mut hashes: Vec<u64> = Vec::new();
+        let mut shingle = |ws: &[&str]| {
+            buf.clear();
+            for w in ws {
+                buf.extend_from_slice(w.as_bytes());
+                buf.push(0x1F);
+            }
+            hashes.push(xxh3_64_with_seed(&buf, self.seed) % MERSENNE);
+        };
+        if words.len() < k {
+            shingle(&words);
+        } else {
+            for w in words.windows(k) {
+                shingle(w);
+            }
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        self.a
+            .iter()
+            .zip(&self.b)
+            .map(|(&a, &b)| {
+                let mut m = u64::MAX;
+                for &x in &hashes {
+                    let h = mod_mersenne(mod_mersenne(a as u128 * x as u128) as u128 + b as u128);
+                    m = m.min(h);
+                }
+                m as u32
+            })
+            .collect()
+    }
+}
+
+/// Share of equal positions of two signatures (the MinHash Jaccard estimate).
+fn jaccard(a: &[u32], b: &[u32]) -> f64 {
+    if a.is_empty() {
+        return 0.0;
+    }
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
+}
+
+/// Union-find with path halving and union by smaller index (so roots are deterministic).
+struct UnionFind(Vec<usize>);
+
+impl UnionFind {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.0[x] != x {
+            self.0[x] = self.0[self.0[x]];
+            x = self.0[x];
+        }
+        x
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            self.0[hi] = lo;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared core
+
+/// Exact groups and near clusters of one dataset.
+struct Core {
+    n_rows: usize,
+    /// Exact groups (rows in row order), ordered by first row.
+    groups: Vec<Vec<usize>>,
+    /// Exact group of each row.
+    group_of: Vec<usize>,
+    /// Near clusters as lists of exact groups (ordered by first row), when computed.
+    clusters: Option<Vec<Vec<usize>>>,
+    /// Signature per exact group, when computed.
+    sigs: Vec<Vec<u32>>,
+    /// Near-duplicate statistics for the summary.
+    near_stats: serde_json::Value,
+}
+
+impl Core {
+    fn build(texts: &[String], norm: &Normalization, near: Option<&NearParams>) -> Core {
+        let n = texts.len();
+        let normalized: Vec<String> = texts
+            .par_chunks(CHUNK)
+            .flat_map_iter(|c| c.iter().map(|t| normalize(t, norm)).collect::<Vec<_>>())
+            .collect();
+        let mut keyed: Vec<(u128, usize)> = normalized
+            .par_chunks(CHUNK)
+            .enumerate()
+            .flat_map_iter(|(ci, c)| {
+                c.iter()
+                    .enumerate()
+                    .map(|(j, t)| (xxh3_128(t.as_bytes()), ci * CHUNK + j))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        keyed.par_sort_unstable();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut prev: Option<u128> = None;
+        for &(h, row) in &keyed {
+            match (prev, groups.last_mut()) {
+                (Some(p), Some(g)) if p == h => g.push(row),
+                _ => groups.push(vec![row]),
+            }
+            prev = Some(h);
+        }
+        // rows within a group are ascending (sorted by (hash, row)); order groups by first row
+        groups.sort_unstable_by_key(|g| g[0]);
+        let mut group_of = vec![0usize; n];
+        for (gi, g) in groups.iter().enumerate() {
+            for &r in g {
+                group_of[r] = gi;
+            }
+        }
+        let mut core = Core {
+            n_rows: n,
+            groups,
+            group_of,
+            clusters: None,
+            sigs: Vec::new(),
+            near_stats: serde_json::Value::Null,
+        };
+        if let Some(near) = near {
+            core.near(&normalized, near);
+        }
+        core
+    }
+
+    fn near(&mut self, normalized: &[String], near: &NearParams) {
+        let perms = Permutations::new(near);
+        let reps: Vec<usize> = self.groups.iter().map(|g| g[0]).collect();
+        let sigs: Vec<Vec<u32>> = reps
+            .par_chunks(CHUNK)
+            .flat_map_iter(|c| {
+                c.iter()
+                    .map(|&r| perms.signature(&normalized[r]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let (b, r) = (near.bands, near.rows);
+        let mut pairs: Vec<(usize, usize)> = (0..b)
+            .into_par_iter()
+            .flat_map_iter(|band| {
+                let mut keys: Vec<(u64, usize)> = sigs
+                    .iter()
+                    .enumerate()
+                    .map(|(g, s)| {
+                        let mut bytes = Vec::with_capacity(4 * r + 8);
+                        bytes.extend_from_slice(&(band as u64).to_le_bytes());
+                        for v in &s[band * r..(band + 1) * r] {
+                            bytes.extend_from_slice(&v.to_le_bytes());
+                        }
+                        (xxh3_64(&bytes), g)
+                    })
+                    .collect();
+                keys.sort_unstable();
+                let mut out = Vec::new();
+                let mut start = 0;
+                while start < keys.len() {
+                    let mut end = start + 1;
+                    while end < keys.len() && keys[end].0 == keys[start].0 {
+                        end += 1;
+                    }
+                    let bucket = &keys[start..end];
+                    if bucket.len() > near.max_bucket {
+                        for &(_, g) in &bucket[1..] {
+                            out.push((bucket[0].1, g));
+                        }
+                    } else {
+                        for i in 0..bucket.len() {
+                            for j in i + 1..bucket.len() {
+                                out.push((bucket[i].1, bucket[j].1));
+                            }
+                        }
+                    }
+                    start = end;
+                }
+                out
+            })
+            .collect();
+        pairs.par_sort_unstable();
+        pairs.dedup();
+        let candidates = pairs.len();
+        let verified: Vec<(usize, usize)> = pairs
+            .par_iter()
+            .copied()
+            .filter(|&(a, b)| jaccard(&sigs[a], &sigs[b]) >= near.threshold)
+            .collect();
+        let mut uf = UnionFind((0..sigs.len()).collect());
+        for &(a, b) in &verified {
+            uf.union(a, b);
+        }
+        let mut by_root: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for g in 0..sigs.len() {
+            let root = uf.find(g);
+            by_root.entry(root).or_default().push(g);
+        }
+        // roots are the smallest group index of each component, so this is first-row order
+        self.clusters = Some(by_root.into_values().collect());
+        self.sigs = sigs;
+        self.near_stats = json!({
+            "lsh_bands": b,
+            "lsh_rows": r,
+            "candidate_pairs": candidates,
+            "verified_pairs": verified.len(),
+        });
+    }
+
+    fn cluster_rows(&self, cluster: &[usize]) -> Vec<usize> {
+        let mut rows: Vec<usize> = cluster
+            .iter()
+            .flat_map(|&g| self.groups[g].iter().copied())
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+}
+
+/// Histogram of cluster sizes: sizes 1 to 10 exactly, then powers-of-two bins.
+fn size_histogram(sizes: impl Iterator<Item = usize>) -> serde_json::Value {
+    let mut h: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for s in sizes {
+        let bin = if s <= 10 {
+            (s, s)
+        } else {
+            let hi = s.next_power_of_two().max(16);
+            ((hi / 2 + 1).max(11), hi)
+        };
+        *h.entry(bin).or_default() += 1;
+    }
+    let mut m = serde_json::Map::new();
+    for ((lo, hi), c) in h {
+        let key = if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}-{hi}")
+        };
+        m.insert(key, json!(c));
+    }
+    serde_json::Value::Object(m)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts
+
+/// Per-row result of a fit: scores of every row, reasons of flagged rows.
+struct DupFit {
+    code: &'static str,
+    score: Vec<f64>,
+    reason: BTreeMap<usize, String>,
+    summary: serde_json::Value,
+}
+
+impl Fitted for DupFit {
+    fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
+        let (start, n) = (batch.start, batch.rows.n_rows);
+        let end = start.checked_add(n).filter(|&e| e <= self.score.len());
+        let end = end.ok_or(DetectError::Data {
+            code: self.code,
+            problem: format!(
+                "batch rows {start}..{} outside the {} fitted rows",
+                start.saturating_add(n),
+                self.score.len()
+            ),
+        })?;
+        let mut out = Scores::with_capacity(n);
+        for row in start..end {
+            out.score.push(self.score[row]);
+            out.reason.push(self.reason.get(&row).cloned());
+        }
+        Ok(out)
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        self.summary.clone()
+    }
+}
+
+fn label_name(names: &[String], l: ClassIndex) -> String {
+    names
+        .get(l as usize)
+        .cloned()
+        .unwrap_or_else(|| l.to_string())
+}
+
+/// Label counts of `rows`, in class order.
+fn label_counts(rows: &[usize], labels: &[ClassIndex]) -> BTreeMap<ClassIndex, usize> {
+    let mut c = BTreeMap::new();
+    for &r in rows {
+        *c.entry(labels[r]).or_insert(0) += 1;
+    }
+    c
+}
+
+/// A label conflict in one cluster: the majority label (None in a tie) and the counts.
+struct Conflict {
+    counts: BTreeMap<ClassIndex, usize>,
+    majority: Option<ClassIndex>,
+}
+
+impl Conflict {
+    fn of(rows: &[usize], labels: &[ClassIndex]) -> Option<Conflict> {
+        let counts = label_counts(rows, labels);
+        if counts.len() < 2 {
+            return None;
+        }
+        let top = counts.values().copied().max().unwrap_or(0);
+        let tops: Vec<ClassIndex> = counts
+            .iter()
+            .filter(|(_, &c)| c == top)
+            .map(|(&l, _)| l)
+            .collect();
+        let majority = if tops.len() == 1 { Some(tops[0]) } else { None };
+        Some(Conflict { counts, majority })
+    }
+
+    fn flags(&self, label: ClassIndex) -> bool {
+        self.majority != Some(label)
+    }
+
+    fn counts_text(&self, names: &[String]) -> String {
+        self.counts
+            .iter()
+            .map(|(&l, c)| format!("{}x{c}", label_name(names, l)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn verdict(&self) -> &'static str {
+        if self.majority.is_some() {
+            "minority"
+        } else {
+            "tie: cannot tell which label is right"
+        }
+    }
+
+    fn score(&self, label: ClassIndex, size: usize) -> f64 {
+        match self.majority {
+            Some(m) => {
+                let top = self.counts.get(&m).copied().unwrap_or(0);
+                let mine = self.counts.get(&label).copied().unwrap_or(0);
+                1.0 + top.saturating_sub(mine) as f64 / size.max(1) as f64
+            }
+            None => 1.0,
+        }
+    }
+
+    /// Can `other_label` serve as the row a flagged row duplicates?
+    fn is_reference(&self, mine: ClassIndex, other_label: ClassIndex) -> bool {
+        match self.majority {
+            Some(m) => other_label == m,
+            None => other_label != mine,
+        }
+    }
+}
+
+fn verdicts(p: &DupParams, core: &Core, labels: Option<&[ClassIndex]>, names: &[String]) -> DupFit {
+    let n = core.n_rows;
+    let code = p.code();
+    let mut score = vec![0.0; n];
+    let mut reason = BTreeMap::new();
+    let exact_sizes = core.groups.iter().map(Vec::len);
+    let mut summary = json!({
+        "detector": code,
+        "rows": n,
+        "exact": {
+            "groups": core.groups.len(),
+            "duplicated_groups": core.groups.iter().filter(|g| g.len() > 1).count(),
+            "duplicate_rows": n - core.groups.len(),
+            "size_histogram": size_histogram(exact_sizes),
+        },
+    });
+    let near_rows: Vec<Vec<usize>> = core
+        .clusters
+        .as_ref()
+        .map(|cs| cs.iter().map(|c| core.cluster_rows(c)).collect())
+        .unwrap_or_default();
+    if let Some(cs) = &core.clusters {
+        summary["near"] = json!({
+            "clusters": cs.len(),
+            "duplicated_clusters": near_rows.iter().filter(|r| r.len() > 1).count(),
+            "rows_in_duplicated_clusters": near_rows.iter().filter(|r| r.len() > 1).map(Vec::len).sum::<usize>(),
+            "clusters_with_several_texts": cs.iter().filter(|c| c.len() > 1).count(),
+            "size_histogram": size_histogram(near_rows.iter().map(Vec::len)),
+            "lsh": core.near_stats,
+        });
+    }
+    let threshold = p.near.map_or(1.0, |nr| nr.threshold);
+    match p.kind {
+        Kind::ExactConflict | Kind::NearConflict => {
+            let Some(labels) = labels else {
+                return DupFit {
+                    code,
+                    score,
+                    reason,
+                    summary,
+                };
+            };
+            let mut listed = Vec::new();
+            let mut n_conflicts = 0usize;
+            let exact = p.kind == Kind::ExactConflict;
+            let clusters: Vec<(Vec<usize>, &[usize])> = if exact {
+                core.groups
+                    .iter()
+                    .filter(|g| g.len() > 1)
+                    .map(|g| (g.clone(), &[][..]))
+                    .collect()
+            } else {
+                core.clusters
+                    .as_ref()
+                    .map(|cs| {
+                        cs.iter()
+                            .zip(&near_rows)
+                            .filter(|(c, _)| c.len() > 1)
+                            .map(|(c, rows)| (rows.clone(), c.as_slice()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            for (rows, cgroups) in &clusters {
+                let Some(conflict) = Conflict::of(rows, labels) else {
+                    continue;
+                };
+                n_conflicts += 1;
+                if listed.len() < LIST_CAP {
+                    listed.push(json!({
+                        "rows": rows.iter().take(LIST_CAP).collect::<Vec<_>>(),
+                        "size": rows.len(),
+                        "labels": conflict.counts_text(names),
+                        "distinct_texts": if exact { 1 } else { cgroups.len() },
+                    }));
+                }
+                for &row in rows {
+                    let mine = labels[row];
+                    if !conflict.flags(mine) {
+                        continue;
+                    }
+                    // the row it duplicates: for exact, the first reference row; for near, the
+                    // most similar reference row in another exact group (else any reference)
+                    let (dup_of, jac) = if exact {
+                        let d = rows
+                            .iter()
+                            .copied()
+                            .find(|&o| o != row && conflict.is_reference(mine, labels[o]));
+                        (d, 1.0)
+                    } else {
+                        let g_me = core.group_of[row];
+                        let mut best: Option<(f64, usize)> = None;
+                        for &g in cgroups.iter().take(NEAREST_CAP) {
+                            if g == g_me {
+                                continue;
+                            }
+                            let Some(&o) = core.groups[g]
+                                .iter()
+                                .find(|&&o| conflict.is_reference(mine, labels[o]))
+                            else {
+                                continue;
+                            };
+                            let j = jaccard(&core.sigs[g_me], &core.sigs[g]);
+                            if best.is_none_or(|(bj, bo)| j > bj || (j == bj && o < bo)) {
+                                best = Some((j, o));
+                            }
+                        }
+                        match best {
+                            Some((j, o)) => (Some(o), j),
+                            None => (
+                                rows.iter()
+                                    .copied()
+                                    .find(|&o| o != row && conflict.is_reference(mine, labels[o])),
+                                1.0,
+                            ),
+                        }
+                    };
+                    let Some(dup_of) = dup_of else { continue };
+                    let thr = if exact {
+                        "exact".to_string()
+                    } else {
+                        format!("{threshold:.2}")
+                    };
+                    reason.insert(
+                        row,
+                        format!(
+                            "{code}:dup_of={dup_of} jaccard={jac:.2} threshold={thr} labels={}:{} counts={} {}",
+                            label_name(names, mine),
+                            label_name(names, labels[dup_of]),
+                            conflict.counts_text(names),
+                            conflict.verdict()
+                        ),
+                    );
+                    score[row] = if exact {
+                        conflict.score(mine, rows.len())
+                    } else {
+                        (jac / threshold).max(1.0)
+                    };
+                }
+            }
+            summary["conflicting_clusters"] = json!(n_conflicts);
+            summary["conflicts"] = json!(listed);
+        }
+        Kind::Amplification => {
+            let sizes: Vec<usize> = near_rows.iter().map(Vec::len).filter(|&s| s > 1).collect();
+            let cut = amplification(&sizes, p.alpha, p.min_copies);
+            let mut listed = Vec::new();
+            let mut n_amp = 0;
+            let cs = core.clusters.as_deref().unwrap_or(&[]);
+            for (c, rows) in cs.iter().zip(&near_rows) {
+                if rows.len() < 2 {
+                    continue;
+                }
+                let k = rows.len();
+                let e = expected_at_least(&sizes, k);
+                let s = if e > 0.0 {
+                    e.ln() / p.alpha.ln()
+                } else {
+                    f64::INFINITY
+                };
+                let flagged = cut.is_some_and(|c| k >= c);
+                let s = if flagged {
+                    s.max(1.0)
+                } else {
+                    s.clamp(0.0, 0.999)
+                };
+                for &r in rows {
+                    score[r] = s;
+                }
+                if !flagged {
+                    continue;
+                }
+                n_amp += 1;
+                let first = rows[0];
+                let g_first = core.group_of[first];
+                if listed.len() < LIST_CAP {
+                    listed.push(json!({
+                        "rows": rows.iter().take(LIST_CAP).collect::<Vec<_>>(),
+                        "size": k,
+                        "distinct_texts": c.len(),
+                        "expected_clusters_this_large": e,
+                    }));
+                }
+                for &r in rows {
+                    let j = jaccard(&core.sigs[core.group_of[r]], &core.sigs[g_first]);
+                    reason.insert(
+                        r,
+                        format!(
+                            "{code}:dup_of={first} jaccard={j:.2} threshold={threshold:.2} cluster_size={k} expected={e:.2e} alpha={}",
+                            p.alpha
+                        ),
+                    );
+                }
+            }
+            let fit = sizes
+                .iter()
+                .filter(|&&s| cut.is_none_or(|c| s < c))
+                .copied()
+                .collect::<Vec<_>>();
+            let mut largest = sizes.clone();
+            largest.sort_unstable_by(|a, b| b.cmp(a));
+            largest.truncate(10);
+            summary["amplification"] = json!({
+                "cut_cluster_size": cut,
+                "baseline_power_law_alpha": power_law_alpha(&fit),
+                "largest_clusters": largest,
+                "amplified_clusters": n_amp,
+                "clusters": listed,
+            });
+        }
+    }
+    summary["flagged_rows"] = json!(reason.len());
+    DupFit {
+        code,
+        score,
+        reason,
+        summary,
+    }
+}
+
+/// Power-law exponent (x ≥ 2) of `sizes` plus one pseudo-cluster of size 2, by the
+/// Clauset–Shalizi–Newman approximation α̂ = 1 + m / Σ ln(x / 1.5).
+fn power_law_alpha(sizes: &[usize]) -> f64 {
+    let m = sizes.len() + 1;
+    let s: f64 = (2.0f64 / 1.5).ln() + sizes.iter().map(|&x| (x as f64 / 1.5).ln()).sum::<f64>();
+    1.0 + m as f64 / s
+}
+
+/// E_k: expected number of duplicated clusters of size ≥ k (among all, +1) under the power law
+/// fitted to the clusters smaller than k.
+fn expected_at_least(sizes: &[usize], k: usize) -> f64 {
+    let base: Vec<usize> = sizes.iter().copied().filter(|&s| s < k).collect();
+    let a = power_law_alpha(&base);
+    let tail = ((k as f64 - 0.5) / 1.5).powf(-(a - 1.0)).min(1.0);
+    (sizes.len() + 1) as f64 * tail
+}
+
+/// The smallest flagged cluster size of the sequential outlier search, if any.
+fn amplification(sizes: &[usize], alpha: f64, min_copies: usize) -> Option<usize> {
+    let mut distinct: Vec<usize> = sizes.to_vec();
+    distinct.sort_unstable_by(|a, b| b.cmp(a));
+    distinct.dedup();
+    let mut cut = None;
+    for k in distinct {
+        if k < min_copies || expected_at_least(sizes, k) >= alpha {
+            break;
+        }
+        cut = Some(k);
+    }
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fit(
+        code: &str,
+        texts: &[&str],
+        labels: &[u32],
+        params: &str,
+    ) -> (Scores, serde_json::Value) {
+        let texts: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
+        let names = vec!["0".to_string(), "1".to_string()];
+        let view = DatasetView {
+            n_rows: texts.len(),
+            texts: Some(&texts),
+            labels: Some(labels),
+            class_names: &names,
+            embeddings: None,
+        };
+        let det = crate::find(code).expect("registered");
+        let table: toml::Table = params.parse().expect("toml");
+        let f = det
+            .configure(&table)
+            .expect("configure")
+            .fit(&view)
+            .expect("fit");
+        (f.score(&view.as_batch()).expect("score"), f.summary())
+    }
+
+    #[test]
+    fn bands_for_point_eight() {
+        assert_eq!(optimal_bands(0.8, 128, 0.5), (9, 13));
+        assert_eq!(optimal_bands(0.5, 128, 0.5), (25, 5));
+        let (b, r) = optimal_bands(0.5, 128, 0.5);
+        assert!(b * r <= 128);
+    }
+
+    #[test]
+    fn normalization_nfkc_case_space() {
+        let n = Normalization::default();
+        assert_eq!(normalize("  Ｈello\t WORLD \n", &n), "hello world");
+        let raw = Normalization {
+            nfkc: false,
+            case_fold: false,
+            collapse_whitespace: false,
+        };
+        assert_eq!(normalize(" A  b", &raw), " A  b");
+    }
+
+    #[test]
+    fn minhash_estimates_jaccard() {
+        let p = match configure(Kind::NearConflict, "DUP002", &toml::Table::new()) {
+            Ok(p) => p.near.expect("near"),
+            Err(e) => panic!("{e}"),
+        };
+        let perms = Permutations::new(&NearParams { num_perm: 512, ..p });
+        let a: String = (0..60).map(|i| format!("w{i} ")).collect();
+        let b: String = (10..70).map(|i| format!("w{i} ")).collect();
+        // 5-shingles: 56 each, 46 shared -> J = 46 / 66
+        let j = jaccard(&perms.signature(a.trim()), &perms.signature(b.trim()));
+        assert!((j - 46.0 / 66.0).abs() < 0.07, "{j}");
+        assert_eq!(
+            jaccard(&perms.signature("x y"), &perms.signature("x y")),
+            1.0
+        );
+        assert!(jaccard(&perms.signature("x y"), &perms.signature("x z")) < 0.1);
+    }
+
+    #[test]
+    fn exact_conflict_minority_and_tie() {
+        let texts = [
+            "Great film",
+            "great  FILM",
+            "great film",
+            "bad film",
+            "Bad film",
+            "other",
+            "x",
+        ];
+        let labels = [1, 1, 0, 0, 1, 0, 1];
+        let (s, summary) = fit("DUP001", &texts, &labels, "");
+        let flagged: Vec<usize> = (0..texts.len())
+            .filter(|&i| s.reason[i].is_some())
+            .collect();
+        assert_eq!(flagged, vec![2, 3, 4]);
+        let r2 = s.reason[2].as_deref().unwrap_or("");
+        assert!(
+            r2.starts_with("DUP001:dup_of=0 ") && r2.ends_with("minority"),
+            "{r2}"
+        );
+        assert!(s.reason[3].as_deref().unwrap_or("").contains("tie"));
+        assert_eq!(summary["conflicting_clusters"], 2);
+        assert!(s.score[2] >= 1.0 && s.score[0] == 0.0);
+    }
+
+    #[test]
+    fn near_conflict_and_determinism() {
+        let base = "the quick brown fox jumps over the lazy dog near the quiet river bank on a warm sunny afternoon in late summer";
+        let near = base.replace("lazy", "sleepy");
+        let texts = [
+            base,
+            near.as_str(),
+            "something else entirely with many words in it ok",
+        ];
+        let labels = [0, 1, 0];
+        let p = "shingle_words = 1\nthreshold = 0.7";
+        let (s, _) = fit("DUP002", &texts, &labels, p);
+        assert!(s.reason[0].as_deref().unwrap_or("").contains("tie"));
+        assert!(s.reason[1]
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("DUP002:dup_of=0 jaccard="));
+        assert!(s.reason[2].is_none());
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("pool");
+        let (s1, sum1) = one.install(|| fit("DUP002", &texts, &labels, p));
+        let (s2, sum2) = fit("DUP002", &texts, &labels, p);
+        assert_eq!(s1, s2);
+        assert_eq!(sum1, sum2);
+    }
+
+    #[test]
+    fn amplification_relative_to_baseline() {
+        // baseline of pairs: a 40-copy cluster is flagged, pairs are not
+        let mut texts: Vec<String> = (0..200)
+            .map(|i| format!("row number {i} says hello"))
+            .collect();
+        for i in 0..20 {
+            texts.push(format!("row number {i} says hello"));
+        }
+        for _ in 0..40 {
+            texts.push("buy cheap pills now".to_string());
+        }
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let labels = vec![0; refs.len()];
+        let (s, summary) = fit("DUP003", &refs, &labels, "");
+        let flagged = s.reason.iter().filter(|r| r.is_some()).count();
+        assert_eq!(flagged, 40, "{summary}");
+        // natural heavy tail (sizes 2, 3, 4, 10): nothing flagged
+        let sizes: Vec<usize> = std::iter::repeat_n(2, 200)
+            .chain(std::iter::repeat_n(3, 60))
+            .chain([4, 4, 4, 4, 10, 12, 30])
+            .collect();
+        assert_eq!(amplification(&sizes, 0.01, 5), None);
+        let mut with = sizes.clone();
+        with.push(500);
+        assert_eq!(amplification(&with, 0.01, 5), Some(500));
+    }
+}
