@@ -67,3 +67,32 @@ fn trig001_on_shared_benchmarks() {
         );
     }
 }
+
+#[test]
+fn default_scan_quarantines_almost_nothing_on_clean_data() {
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
+    let defaults: Vec<String> = poisongate::detectors::registry::default_selection()
+        .iter()
+        .map(|d| d.meta().code.to_string())
+        .collect();
+    let rows = run(&dir, &defaults, &["mlp", "minilm"]).expect("benchmark runs");
+    for set in ["sst2-clean", "sms-spam-clean"] {
+        for repr in ["mlp", "minilm"] {
+            let r = find(&rows, set, repr, "combined");
+            assert!(
+                r.flagged_fraction() <= 0.005,
+                "{set} {repr}: {} quarantined",
+                r.flagged
+            );
+        }
+    }
+    // and it still catches the inserted-trigger attacks
+    for set in [
+        "sst2-badnets-10",
+        "sst2-addsent-10",
+        "sst2-badnets-cleanlabel-10",
+    ] {
+        let r = find(&rows, set, "minilm", "combined");
+        assert!(r.f1 >= 0.9, "{set}: combined F1 {}", r.f1);
+    }
+}
