@@ -25,6 +25,16 @@ pub(crate) fn rows_by_class(labels: &[u32], n_classes: usize) -> Vec<Vec<usize>>
     out
 }
 
+/// `rows` itself when it has at most `max` entries (or `max` is 0), else `max` evenly spaced
+/// entries of it (deterministic).
+pub(crate) fn evenly_spaced(rows: &[usize], max: usize) -> std::borrow::Cow<'_, [usize]> {
+    if max == 0 || rows.len() <= max {
+        return std::borrow::Cow::Borrowed(rows);
+    }
+    let n = rows.len();
+    std::borrow::Cow::Owned((0..max).map(|k| rows[k * n / max]).collect())
+}
+
 /// Mean and covariance of a subset of rows, with the leading eigenpairs of the covariance.
 #[derive(Debug, Clone)]
 pub(crate) struct CenteredEigen {

@@ -61,6 +61,11 @@ the top direction of a clean class is noise and small samples split spuriously.
 - `tail_fallback` (default false): in classes that do not split, also flag the Bonferroni tail.
 - `min_class_rows` (default 100) and `min_rows_per_dim` (default 2.0): smaller classes are skipped.
 - `report_singular_values` (default 5): top singular values reported per class.
+- `max_covariance_rows` (default 262 144; 0 = all): a class larger than this estimates its mean
+  and covariance from this many evenly spaced rows (every row is still projected and judged).
+  The top direction of a d × d covariance from a quarter of a million rows is already exact to
+  well below the spread of the projections, and the Gram product is the one cost that grows with
+  n·d², so this caps it; a poison share is the same in an evenly spaced subsample.
 
 ## Known false positives
 A natural minority sub-population (another language, a topic, boilerplate rows) that dominates a
@@ -101,6 +106,8 @@ pub struct SpectralParams {
     pub min_rows_per_dim: f64,
     /// How many top singular values to report per class.
     pub report_singular_values: usize,
+    /// Rows per class the mean and covariance are estimated from (evenly spaced); 0 = all.
+    pub max_covariance_rows: usize,
 }
 
 impl Detector for SpectralSignature {
@@ -118,6 +125,7 @@ impl Detector for SpectralSignature {
             min_class_rows: r.usize("min_class_rows", 100, 8, usize::MAX)?,
             min_rows_per_dim: r.f64("min_rows_per_dim", 2.0, 0.0, 1e6)?,
             report_singular_values: r.usize("report_singular_values", 5, 1, 64)?,
+            max_covariance_rows: r.usize("max_covariance_rows", 262_144, 0, usize::MAX)?,
         };
         r.finish()?;
         Ok(Box::new(p))
@@ -142,6 +150,7 @@ impl Configured for SpectralParams {
             "min_class_rows": self.min_class_rows,
             "min_rows_per_dim": self.min_rows_per_dim,
             "report_singular_values": self.report_singular_values,
+            "max_covariance_rows": self.max_covariance_rows,
         })
     }
 
@@ -174,7 +183,8 @@ impl Configured for SpectralParams {
                 });
                 continue;
             }
-            let eig = linalg::centered_eigen(&x, rows, self.report_singular_values).map_err(
+            let cov_rows = linalg::evenly_spaced(rows, self.max_covariance_rows);
+            let eig = linalg::centered_eigen(&x, &cov_rows, self.report_singular_values).map_err(
                 |problem| DetectError::Numeric {
                     code: CODE,
                     problem: format!("class {name}: {problem}"),
