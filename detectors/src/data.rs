@@ -1,5 +1,6 @@
 //! The in-memory views detectors read.
 
+use crate::DetectError;
 use ndarray::{s, ArrayView2};
 
 /// Which columns a detector reads. The app loads only what some selected detector needs.
@@ -67,6 +68,31 @@ impl<'a> DatasetView<'a> {
     /// The whole view as one batch starting at row 0.
     pub fn as_batch(&self) -> Batch<'a> {
         self.batch(0, self.n_rows)
+    }
+
+    /// The embedding matrix, or the error that detector `code` needs it.
+    pub fn require_embeddings(
+        &self,
+        code: &'static str,
+    ) -> Result<ArrayView2<'a, f32>, DetectError> {
+        self.embeddings.ok_or(DetectError::Missing {
+            code,
+            what: "embeddings",
+        })
+    }
+
+    /// The class index per row, or the error that detector `code` needs labels.
+    pub fn require_labels(&self, code: &'static str) -> Result<&'a [ClassIndex], DetectError> {
+        self.labels.ok_or(DetectError::Missing {
+            code,
+            what: "labels",
+        })
+    }
+
+    /// The text per row, or the error that detector `code` needs text.
+    pub fn require_texts(&self, code: &'static str) -> Result<&'a [String], DetectError> {
+        self.texts
+            .ok_or(DetectError::Missing { code, what: "text" })
     }
 
     /// Number of classes (length of `class_names`).

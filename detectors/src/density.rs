@@ -138,14 +138,8 @@ impl Configured for DensityParams {
     }
 
     fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
-        let x = data.embeddings.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "embeddings",
-        })?;
-        let labels = data.labels.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "labels",
-        })?;
+        let x = data.require_embeddings(CODE)?;
+        let labels = data.require_labels(CODE)?;
         let n = data.n_rows;
         let n_classes = data
             .n_classes()

@@ -423,15 +423,10 @@ impl Configured for DupParams {
 
     fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
         let code = self.code();
-        let texts = data
-            .texts
-            .ok_or(DetectError::Missing { code, what: "text" })?;
+        let texts = data.require_texts(code)?;
         let labels = match self.kind {
             Kind::Amplification => data.labels,
-            _ => Some(data.labels.ok_or(DetectError::Missing {
-                code,
-                what: "labels",
-            })?),
+            _ => Some(data.require_labels(code)?),
         };
         if texts.len() != data.n_rows || labels.is_some_and(|l| l.len() != data.n_rows) {
             return Err(DetectError::Data {

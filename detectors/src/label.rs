@@ -300,14 +300,8 @@ impl Configured for LabelParams {
     }
 
     fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
-        let x = data.embeddings.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "embeddings",
-        })?;
-        let labels = data.labels.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "labels",
-        })?;
+        let x = data.require_embeddings(CODE)?;
+        let labels = data.require_labels(CODE)?;
         let numeric = |problem: String| DetectError::Numeric {
             code: CODE,
             problem,

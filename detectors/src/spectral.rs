@@ -155,14 +155,8 @@ impl Configured for SpectralParams {
     }
 
     fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
-        let x = data.embeddings.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "embeddings",
-        })?;
-        let labels = data.labels.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "labels",
-        })?;
+        let x = data.require_embeddings(CODE)?;
+        let labels = data.require_labels(CODE)?;
         let min_rows = self
             .min_class_rows
             .max((self.min_rows_per_dim * x.ncols() as f64).ceil() as usize);
@@ -353,14 +347,8 @@ struct SpectralFit {
 impl Fitted for SpectralFit {
     fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
         let rows = &batch.rows;
-        let x = rows.embeddings.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "embeddings",
-        })?;
-        let labels = rows.labels.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "labels",
-        })?;
+        let x = rows.require_embeddings(CODE)?;
+        let labels = rows.require_labels(CODE)?;
         let mut out = Scores::with_capacity(rows.n_rows);
         for (i, &l) in labels.iter().enumerate() {
             let class = self.classes.get(l as usize);

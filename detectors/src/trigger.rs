@@ -225,14 +225,8 @@ impl Configured for TriggerParams {
     }
 
     fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
-        let texts = data.texts.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "text",
-        })?;
-        let labels = data.labels.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "labels",
-        })?;
+        let texts = data.require_texts(CODE)?;
+        let labels = data.require_labels(CODE)?;
         if texts.len() != labels.len() {
             return Err(DetectError::Data {
                 code: CODE,
@@ -1468,10 +1462,7 @@ impl TriggerFit {
 
 impl Fitted for TriggerFit {
     fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
-        let texts = batch.rows.texts.ok_or(DetectError::Missing {
-            code: CODE,
-            what: "text",
-        })?;
+        let texts = batch.rows.require_texts(CODE)?;
         let per_row: Vec<(f64, Option<String>)> = texts
             .par_iter()
             .map(|text| {
