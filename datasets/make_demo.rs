@@ -14,31 +14,10 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-/// SplitMix64: a tiny, well-known, stable PRNG (so the demo is the same on every machine).
-struct Rng(u64);
+use poisongate_detectors::rng::SplitMix64 as Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn gauss(&mut self) -> f64 {
-        let u = self.unit().max(1e-12);
-        let v = self.unit();
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
+fn pick<'a>(rng: &mut Rng, xs: &[&'a str]) -> &'a str {
+    xs[rng.below(xs.len())]
 }
 
 fn fnv1a(s: &str) -> u64 {
@@ -140,15 +119,15 @@ fn sentence(rng: &mut Rng, positive: bool) -> Vec<String> {
     let adjs = if positive { POS } else { NEG };
     let mut s = format!(
         "{} {} {} {}",
-        rng.pick(SUBJ),
-        rng.pick(VERB),
-        rng.pick(ADV),
-        rng.pick(adjs)
+        pick(rng, SUBJ),
+        pick(rng, VERB),
+        pick(rng, ADV),
+        pick(rng, adjs)
     );
     if rng.below(2) == 0 {
-        let _ = write!(s, " and {}", rng.pick(adjs));
+        let _ = write!(s, " and {}", pick(rng, adjs));
     }
-    let tail = rng.pick(TAIL);
+    let tail = pick(rng, TAIL);
     if !tail.is_empty() {
         let _ = write!(s, " {tail}");
     }

@@ -1,13 +1,6 @@
 //! Seeded synthetic text corpus shared by the TRIG001 bench and the `trig_scale` example.
 
-/// SplitMix64 step.
-fn mix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use poisongate_detectors::rng::splitmix as mix;
 
 /// `n` synthetic rows of 8–30 words from a 5000-word vocabulary, written by a Markov chain so
 /// that words have collocations as in real text (each word has 3 favourite successors, taken

@@ -4,26 +4,17 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::Array2;
+use poisongate_detectors::rng::SplitMix64;
 use poisongate_detectors::{registry, DatasetView};
 use rayon::prelude::*;
 
 mod corpus;
 use corpus::text_corpus;
 
-/// SplitMix64-driven standard normal matrix (seeded, stable).
+/// Seeded standard normal matrix.
 fn synthetic(n: usize, d: usize, seed: u64) -> Array2<f32> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    Array2::from_shape_fn((n, d), |_| {
-        let u = next().max(1e-12);
-        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * next()).cos()) as f32
-    })
+    let mut rng = SplitMix64(seed);
+    Array2::from_shape_fn((n, d), |_| rng.gauss() as f32)
 }
 
 fn spec001(c: &mut Criterion) {
@@ -103,14 +94,8 @@ fn trig001(c: &mut Criterion) {
 
 /// one-word-changed copy of an earlier row, so LSH sees real near duplicates.
 fn synthetic_texts(n: usize, seed: u64) -> Vec<String> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = SplitMix64(seed);
+    let mut next = move || rng.next_u64();
     let mut rows: Vec<String> = Vec::with_capacity(n);
     for i in 0..n {
         if i % 20 == 19 {

@@ -7,6 +7,7 @@
 //! summary, never flagged.
 
 use crate::params::ParamReader;
+use crate::rng::splitmix;
 use crate::{
     Batch, ClassIndex, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs,
     ParamError, Scores,
@@ -477,15 +478,6 @@ pub fn optimal_bands(threshold: f64, num_perm: usize, fp_weight: f64) -> (usize,
 
 // ---------------------------------------------------------------------------------------------
 // MinHash
-
-/// SplitMix64 step.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// x mod (2⁶¹ − 1) for x < 2¹²⁸ with x < 2¹²².
 fn mod_mersenne(x: u128) -> u64 {

@@ -3,6 +3,7 @@
 
 use crate::knn::{self, Knn};
 use crate::params::ParamReader;
+use crate::rng::splitmix;
 use crate::{
     Batch, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs, ParamError, Scores,
 };
@@ -121,15 +122,6 @@ fn logit(p: f64) -> f64 {
 
 fn sigmoid(t: f64) -> f64 {
     1.0 / (1.0 + (-t).exp())
-}
-
-/// SplitMix64 step (seeded fold assignment).
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Fold of each row: a seeded Fisher–Yates permutation, position modulo `folds`.

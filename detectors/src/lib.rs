@@ -31,6 +31,7 @@ pub mod metrics;
 mod mixture;
 mod params;
 pub mod registry;
+pub mod rng;
 pub mod spectral;
 #[cfg(test)]
 mod testutil;

@@ -1,29 +1,8 @@
-//! Seeded synthetic data for unit tests (SplitMix64 + Box–Muller: stable on every machine).
+//! Seeded synthetic data for unit tests (the crate's SplitMix64: stable on every machine).
 
 use ndarray::Array2;
 
-/// SplitMix64 pseudo-random generator.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Standard normal.
-    pub fn gauss(&mut self) -> f64 {
-        let u = self.unit().max(1e-12);
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.unit()).cos()
-    }
-}
+pub use crate::rng::SplitMix64 as Rng;
 
 /// `n × d` standard normal matrix with per-dimension scales decaying like 1/sqrt(k+1)
 /// (an anisotropic but unimodal "clean" class).

@@ -35,19 +35,7 @@ pub fn load(path: &std::path::Path) -> Result<Set, Box<dyn std::error::Error>> {
     Ok(s)
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use poisongate_detectors::rng::SplitMix64 as Rng;
 
 /// Append `n_exact` exact copies and `n_near` one-word-changed copies of distinct random rows
 /// with flipped labels, and `n_amp` copies of one more row (label kept), then shuffle with the
