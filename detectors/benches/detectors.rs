@@ -17,26 +17,18 @@ fn synthetic(n: usize, d: usize, seed: u64) -> Array2<f32> {
     Array2::from_shape_fn((n, d), |_| rng.gauss() as f32)
 }
 
-fn spec001(c: &mut Criterion) {
-    let (n, d) = (100_000, 384);
-    let x = synthetic(n, d, 42);
-    let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
-    let names = vec!["0".to_string(), "1".to_string()];
-    let view = DatasetView {
-        n_rows: n,
-        texts: None,
-        labels: Some(&labels),
-        class_names: &names,
-        embeddings: Some(x.view()),
-    };
-    let det = registry::find("SPEC001").expect("registered");
+/// Benchmarks detector `code` at its defaults: fit on the whole view, then score it in
+/// parallel batches of 8192 rows, as a scan does.
+fn bench_fit_score(c: &mut Criterion, code: &str, view: &DatasetView<'_>, id: String) {
+    let n = view.n_rows;
+    let det = registry::find(code).expect("registered");
     let configured = det.configure(&toml::Table::new()).expect("defaults");
-    let mut g = c.benchmark_group("SPEC001");
+    let mut g = c.benchmark_group(code);
     g.sample_size(10);
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function(BenchmarkId::new("fit+score", format!("{n}x{d}")), |b| {
+    g.bench_function(BenchmarkId::new("fit+score", id), |b| {
         b.iter(|| {
-            let fitted = configured.fit(&view).expect("fit");
+            let fitted = configured.fit(view).expect("fit");
             let flagged: usize = (0..n)
                 .step_by(8192)
                 .collect::<Vec<_>>()
@@ -52,6 +44,21 @@ fn spec001(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+fn spec001(c: &mut Criterion) {
+    let (n, d) = (100_000, 384);
+    let x = synthetic(n, d, 42);
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+    let names = vec!["0".to_string(), "1".to_string()];
+    let view = DatasetView {
+        n_rows: n,
+        texts: None,
+        labels: Some(&labels),
+        class_names: &names,
+        embeddings: Some(x.view()),
+    };
+    bench_fit_score(c, "SPEC001", &view, format!("{n}x{d}"));
 }
 
 /// The target is 1 million rows; one fit takes minutes there today (see the
@@ -67,31 +74,10 @@ fn trig001(c: &mut Criterion) {
         class_names: &names,
         embeddings: None,
     };
-    let det = registry::find("TRIG001").expect("registered");
-    let configured = det.configure(&toml::Table::new()).expect("defaults");
-    let mut g = c.benchmark_group("TRIG001");
-    g.sample_size(10);
-    g.throughput(Throughput::Elements(n as u64));
-    g.bench_function(BenchmarkId::new("fit+score", format!("{n}rows")), |b| {
-        b.iter(|| {
-            let fitted = configured.fit(&view).expect("fit");
-            let flagged: usize = (0..n)
-                .step_by(8192)
-                .collect::<Vec<_>>()
-                .par_iter()
-                .map(|&s| {
-                    let sc = fitted
-                        .score(&view.batch(s, (s + 8192).min(n)))
-                        .expect("score");
-                    sc.reason.iter().filter(|r| r.is_some()).count()
-                })
-                .sum();
-            std::hint::black_box(flagged)
-        })
-    });
-    g.finish();
+    bench_fit_score(c, "TRIG001", &view, format!("{n}rows"));
 }
 
+/// Synthetic short texts from a 5000-word vocabulary (seeded), with every 20th row a
 /// one-word-changed copy of an earlier row, so LSH sees real near duplicates.
 fn synthetic_texts(n: usize, seed: u64) -> Vec<String> {
     let mut rng = SplitMix64(seed);

@@ -66,6 +66,15 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    /// The fixed headings every detector's docs carry.
+    const DOC_HEADINGS: [&str; 5] = [
+        "## What it detects",
+        "## Method",
+        "## Parameters",
+        "## Known false positives",
+        "## References",
+    ];
+
     #[test]
     fn codes_are_unique_and_well_formed() {
         let mut seen = HashSet::new();
@@ -81,13 +90,7 @@ mod tests {
                 "malformed code {}",
                 m.code
             );
-            for heading in [
-                "## What it detects",
-                "## Method",
-                "## Parameters",
-                "## Known false positives",
-                "## References",
-            ] {
+            for heading in DOC_HEADINGS {
                 assert!(m.docs.contains(heading), "{} docs lack {heading}", m.code);
             }
             // every detector configures with its defaults
@@ -98,13 +101,7 @@ mod tests {
     #[test]
     fn unregistered_detectors_have_full_docs() {
         let m = crate::density::DenseCluster.meta();
-        for heading in [
-            "## What it detects",
-            "## Method",
-            "## Parameters",
-            "## Known false positives",
-            "## References",
-        ] {
+        for heading in DOC_HEADINGS {
             assert!(m.docs.contains(heading), "{} docs lack {heading}", m.code);
         }
         assert!(
