@@ -395,3 +395,34 @@ fn embeddings_table_is_joined_by_id() {
     assert!(stderr.contains("has no embedding"), "{stderr}");
     assert!(!c.exists());
 }
+
+#[test]
+fn config_file_settings_reach_the_report_and_bad_params_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("poisongate.toml");
+    std::fs::write(
+        &cfg,
+        "seed = 11\nmax_quarantine_fraction = 0.5\nselect = [\"SPEC001\"]\n[detectors.SPEC001]\nmax_minor_weight = 0.2\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("o");
+    scan_demo(&out, &["--config", cfg.to_str().unwrap()]).code(0);
+    let r = report(&out);
+    assert_eq!(r["settings"]["seed"], 11);
+    assert_eq!(
+        r["settings"]["detectors"]["SPEC001"]["max_minor_weight"],
+        0.2
+    );
+    assert_eq!(r["detectors"].as_array().unwrap().len(), 1);
+    // a flag wins over the file
+    let out2 = tmp.path().join("o2");
+    scan_demo(&out2, &["--config", cfg.to_str().unwrap(), "--seed", "12"]).code(0);
+    assert_eq!(report(&out2)["settings"]["seed"], 12);
+    // unknown detector parameter: exit 2, nothing written
+    std::fs::write(&cfg, "[detectors.SPEC001]\nmax_minor_wieght = 0.2\n").unwrap();
+    let out3 = tmp.path().join("o3");
+    let a = scan_demo(&out3, &["--config", cfg.to_str().unwrap()]).code(2);
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(stderr.contains("max_minor_wieght"), "{stderr}");
+    assert!(!out3.exists());
+}
