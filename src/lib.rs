@@ -6,14 +6,19 @@
 //! write a provenance report (`report.json`) that names the exact input bytes (SHA-256), the
 //! settings, every detector's findings, and a reconciliation proving no row was lost.
 //!
-//! The binary (`poisongate scan|list|explain`) is a thin layer over [`pipeline::scan`].
+//! The binary (`poisongate scan|verify|list|explain`) is a thin layer over [`pipeline::scan`]
+//! and [`verify::verify`]. Beside the report, a scan writes `report.html` ([`html`]) and an
+//! in-toto attestation `provenance.intoto.json` ([`provenance`]).
 
 #![warn(missing_docs)]
 
 pub mod benchmark;
 pub mod emit;
+pub mod html;
 pub mod ingest;
 pub mod pipeline;
+pub mod provenance;
 pub mod report;
+pub mod verify;
 
 pub use poisongate_detectors as detectors;

@@ -1,4 +1,4 @@
-//! The `poisongate` command line: `scan`, `list`, `explain`.
+//! The `poisongate` command line: `scan`, `verify`, `list`, `explain`, `benchmark`.
 //!
 //! Exit codes: 0 the gate passed (or the command succeeded), 1 the gate failed, 2 an error.
 
@@ -27,6 +27,13 @@ struct Cli {
 enum Command {
     /// Scan a dataset, write clean and quarantined rows and report.json.
     Scan(Box<ScanArgs>),
+    /// Check a scan's output folder: every file's SHA-256 against provenance.intoto.json and
+    /// report.json, the re-counted rows and the reconciliation. Exit 0 when all holds, 1 naming
+    /// the first mismatch, 2 when a file is missing or unreadable.
+    Verify {
+        /// The folder a `scan --out` wrote.
+        dir: PathBuf,
+    },
     /// List the detectors.
     List,
     /// Print a detector's documentation.
@@ -55,8 +62,8 @@ enum Command {
 struct ScanArgs {
     /// Dataset to scan: .jsonl (one object per line) or .parquet.
     data: PathBuf,
-    /// Output folder for clean.<ext>, quarantine.<ext> and report.json (nothing is written
-    /// without it).
+    /// Output folder for clean.<ext>, quarantine.<ext>, report.json, report.html and
+    /// provenance.intoto.json (nothing is written without it).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Column holding the text.
@@ -168,6 +175,16 @@ fn run() -> Result<i32> {
             None => bail!("no detector has the code `{code}` (see `poisongate list`)"),
         },
         Command::Scan(args) => run_scan(*args),
+        Command::Verify { dir } => match poisongate::verify::verify(&dir) {
+            Ok(summary) => {
+                println!("{summary}");
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("poisongate: verify {}: {e}", dir.display());
+                Ok(e.exit_code())
+            }
+        },
         Command::Benchmark {
             dir,
             select,

@@ -6,6 +6,7 @@ use crate::report::{
     DetectorEntry, EvaluationSection, InputEntry, OutputEntry, QuarantinedRow, Reconciliation,
     Report, Run, Skipped, Tool, Verdict, SCHEMA_VERSION,
 };
+use crate::{html, provenance};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use poisongate_detectors::{
@@ -321,8 +322,8 @@ fn join_embeddings(
     Ok((out, t.digest))
 }
 
-/// Run a scan. Writes `clean.<ext>`, `quarantine.<ext>` and `report.json` into `opts.out`
-/// when given (all or nothing), and returns the report.
+/// Run a scan. Writes `clean.<ext>`, `quarantine.<ext>`, `report.json`, `report.html` and
+/// `provenance.intoto.json` into `opts.out` when given (all or nothing), and returns the report.
 pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     let t0 = Instant::now();
     if !(0.0..=1.0).contains(&opts.max_quarantine_fraction) {
@@ -553,8 +554,16 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
                 })
             })
             .collect();
+        let excerpts: BTreeMap<usize, String> = match &table.texts {
+            Some(texts) => report
+                .quarantined_rows
+                .iter()
+                .filter_map(|q| texts.get(q.row).map(|t| (q.row, html::excerpt(t))))
+                .collect(),
+            None => BTreeMap::new(),
+        };
         report.run.seconds = t0.elapsed().as_secs_f64();
-        write_outputs(opts, &table, &verdicts, out, &mut report)?;
+        write_outputs(opts, &table, &verdicts, &excerpts, out, &mut report)?;
     } else {
         report.run.seconds = t0.elapsed().as_secs_f64();
     }
@@ -566,17 +575,20 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
 }
 
 /// Stage every output in a temporary folder inside `out`, check the reconciliation against
-/// what was written, then rename the files into place. On error nothing is left behind (a
-/// folder this call created is removed again).
+/// what was written, render `report.html`, attest everything in `provenance.intoto.json`, then
+/// rename the files into place. On error nothing is left behind (a folder this call created is
+/// removed again; in an existing folder, the files this call already renamed are removed).
 fn write_outputs(
     opts: &ScanOptions,
     table: &Table,
     verdicts: &[Option<Quarantine>],
+    excerpts: &BTreeMap<usize, String>,
     out: &Path,
     report: &mut Report,
 ) -> Result<(), ScanError> {
     let created = !out.exists();
     std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let mut renamed: Vec<PathBuf> = Vec::new();
     let result = (|| {
         let staging = tempfile::Builder::new()
             .prefix(".poisongate-staging-")
@@ -613,15 +625,44 @@ fn write_outputs(
         let mut text = serde_json::to_string_pretty(report)
             .map_err(|e| ScanError::Config(format!("cannot serialise the report: {e}")))?;
         text.push('\n');
+        let report_sha = hex::encode(Sha256::digest(text.as_bytes()));
         std::fs::write(&report_path, text).map_err(io_err(&report_path))?;
-        for f in [&clean.path, &quarantine.path, &report_path] {
+        let html_path = staging.path().join(html::FILE_NAME);
+        let page = html::render(report, excerpts);
+        let html_sha = hex::encode(Sha256::digest(page.as_bytes()));
+        std::fs::write(&html_path, page).map_err(io_err(&html_path))?;
+        let subjects = [
+            (file_name(&clean.path), clean.sha256.clone()),
+            (file_name(&quarantine.path), quarantine.sha256.clone()),
+            ("report.json".to_string(), report_sha),
+            (html::FILE_NAME.to_string(), html_sha),
+        ]
+        .map(|(name, sha256)| provenance::Subject { name, sha256 });
+        let prov_path = staging.path().join(provenance::FILE_NAME);
+        let statement = provenance::statement(report, &subjects);
+        std::fs::write(&prov_path, provenance::to_bytes(&statement)).map_err(io_err(&prov_path))?;
+        // the statement last: a folder holding it holds everything it names
+        for f in [
+            &clean.path,
+            &quarantine.path,
+            &report_path,
+            &html_path,
+            &prov_path,
+        ] {
             let dest = out.join(file_name(f));
             std::fs::rename(f, &dest).map_err(io_err(&dest))?;
+            renamed.push(dest);
         }
         Ok(())
     })();
-    if result.is_err() && created {
-        let _ = std::fs::remove_dir_all(out);
+    if result.is_err() {
+        if created {
+            let _ = std::fs::remove_dir_all(out);
+        } else {
+            for f in &renamed {
+                let _ = std::fs::remove_file(f);
+            }
+        }
     }
     result
 }

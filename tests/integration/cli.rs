@@ -221,6 +221,12 @@ fn jsonl_and_parquet_give_the_same_findings() {
     let clean = parquet_ids(&po.join("clean.parquet"));
     assert_eq!(clean.len() + pqids.len(), 3000);
     assert!(clean.is_disjoint(&pqids));
+    // verify re-counts Parquet rows from the footers
+    let ok = poisongate(["verify", po.to_str().unwrap()])
+        .assert()
+        .code(0);
+    let stdout = String::from_utf8_lossy(&ok.get_output().stdout).to_string();
+    assert!(stdout.contains("3000 input rows"), "{stdout}");
 }
 
 /// Runs a scan expected to fail with exit 2, and checks the message and the empty output.

@@ -4,4 +4,5 @@
 mod benchmarks;
 mod cli;
 mod common;
+mod provenance;
 mod schema;

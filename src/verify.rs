@@ -1,0 +1,437 @@
+//! `poisongate verify DIR`: check a scan's output folder against its own claims.
+//!
+//! In order, stopping at the first failure:
+//! 1. every subject of `provenance.intoto.json` exists and has the SHA-256 it names (hashed
+//!    before `report.json` is parsed, so a corrupted report is reported as a mismatch);
+//! 2. every output listed in `report.json` has the size and SHA-256 the report names, and the
+//!    statement names the same digest for it;
+//! 3. the rows of each output, re-counted (JSONL: non-blank lines; Parquet: the footer's row
+//!    count), match the report;
+//! 4. the reconciliation holds: `input_rows = clean_rows + quarantined_rows`, equal to the
+//!    counted rows and to the data input's rows, and the predicate's reconciliation, settings
+//!    digest, inputs and verdict agree with the report.
+//!
+//! [`VerifyError::Mismatch`] means the folder is inconsistent (exit 1); every other variant
+//! means it could not be checked (exit 2).
+
+use crate::provenance::{self, PREDICATE_TYPE, STATEMENT_TYPE};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Why a folder did not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A claim does not hold: `file`'s `what` was expected to be `expected` but is `actual`.
+    #[error("MISMATCH {file}: {what}: expected {expected}, actual {actual}")]
+    Mismatch {
+        /// The file concerned (name inside the folder).
+        file: String,
+        /// What was compared, e.g. `sha256`.
+        what: String,
+        /// The claimed value.
+        expected: String,
+        /// The value found.
+        actual: String,
+    },
+    /// A file named by the statement or the report does not exist.
+    #[error("{}: missing", path.display())]
+    Missing {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// A file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A JSON file could not be parsed.
+    #[error("{}: not valid JSON: {source}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// A JSON file parsed but lacks a field or has one of the wrong type or value.
+    #[error("{}: {problem}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A Parquet output's footer could not be read.
+    #[error("{}: cannot read the Parquet footer: {message}", path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The reader's error.
+        message: String,
+    },
+}
+
+impl VerifyError {
+    /// Process exit code: 1 for a mismatch, 2 for anything that prevented the check.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            VerifyError::Mismatch { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// What a successful verification checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Files whose digests were recomputed.
+    pub files: usize,
+    /// Rows of the input.
+    pub input_rows: usize,
+    /// Rows counted in the clean output.
+    pub clean_rows: usize,
+    /// Rows counted in the quarantine output.
+    pub quarantined_rows: usize,
+    /// The report's verdict status (`pass` or `fail`).
+    pub verdict: String,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OK: {} files match their SHA-256; {} input rows = {} clean + {} quarantined; verdict {}",
+            self.files, self.input_rows, self.clean_rows, self.quarantined_rows, self.verdict
+        )
+    }
+}
+
+fn mismatch(file: &str, what: &str, expected: impl ToString, actual: impl ToString) -> VerifyError {
+    VerifyError::Mismatch {
+        file: file.to_string(),
+        what: what.to_string(),
+        expected: expected.to_string(),
+        actual: actual.to_string(),
+    }
+}
+
+fn open(path: &Path) -> Result<std::fs::File, VerifyError> {
+    std::fs::File::open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            VerifyError::Missing {
+                path: path.to_path_buf(),
+            }
+        } else {
+            VerifyError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
+}
+
+/// SHA-256 (lower-case hex) and size of a file.
+fn digest(path: &Path) -> Result<(String, u64), VerifyError> {
+    let mut file = open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|source| VerifyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), bytes))
+}
+
+fn read_json(path: &Path) -> Result<Value, VerifyError> {
+    let file = open(path)?;
+    serde_json::from_reader(BufReader::new(file)).map_err(|source| VerifyError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Typed access to fields of a parsed JSON file, with errors naming the file.
+struct Doc<'a> {
+    path: &'a Path,
+}
+
+impl Doc<'_> {
+    fn bad(&self, problem: String) -> VerifyError {
+        VerifyError::Malformed {
+            path: self.path.to_path_buf(),
+            problem,
+        }
+    }
+    fn get<'v>(&self, v: &'v Value, key: &str) -> Result<&'v Value, VerifyError> {
+        v.get(key)
+            .ok_or_else(|| self.bad(format!("missing field `{key}`")))
+    }
+    fn str<'v>(&self, v: &'v Value, key: &str) -> Result<&'v str, VerifyError> {
+        self.get(v, key)?
+            .as_str()
+            .ok_or_else(|| self.bad(format!("field `{key}` is not a string")))
+    }
+    fn u64(&self, v: &Value, key: &str) -> Result<u64, VerifyError> {
+        self.get(v, key)?
+            .as_u64()
+            .ok_or_else(|| self.bad(format!("field `{key}` is not a non-negative integer")))
+    }
+    fn array<'v>(&self, v: &'v Value, key: &str) -> Result<&'v Vec<Value>, VerifyError> {
+        self.get(v, key)?
+            .as_array()
+            .ok_or_else(|| self.bad(format!("field `{key}` is not an array")))
+    }
+}
+
+/// A plain file name (no folders, no `..`), so that verification never leaves `dir`.
+fn inside(dir: &Path, doc: &Doc<'_>, name: &str) -> Result<PathBuf, VerifyError> {
+    let p = Path::new(name);
+    let plain = p.components().count() == 1
+        && matches!(p.components().next(), Some(std::path::Component::Normal(_)));
+    if !plain {
+        return Err(doc.bad(format!("`{name}` is not a plain file name")));
+    }
+    Ok(dir.join(p))
+}
+
+/// Rows in an output file: JSONL non-blank lines, or the Parquet footer's row count.
+fn count_rows(path: &Path) -> Result<u64, VerifyError> {
+    let is_parquet = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    let file = open(path)?;
+    if is_parquet {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(file).map_err(|e| VerifyError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let rows = reader.metadata().file_metadata().num_rows();
+        return u64::try_from(rows).map_err(|_| VerifyError::Parquet {
+            path: path.to_path_buf(),
+            message: format!("negative row count {rows}"),
+        });
+    }
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut rows = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| VerifyError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
+/// Verify the output folder `dir` of a scan (see the module documentation for the checks).
+pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
+    // 1. the statement's subjects, hashed before anything else is parsed
+    let st_path = dir.join(provenance::FILE_NAME);
+    let statement = read_json(&st_path)?;
+    let st = Doc { path: &st_path };
+    let ty = st.str(&statement, "_type")?;
+    if ty != STATEMENT_TYPE {
+        return Err(st.bad(format!("`_type` is `{ty}`, not `{STATEMENT_TYPE}`")));
+    }
+    let pt = st.str(&statement, "predicateType")?;
+    if pt != PREDICATE_TYPE {
+        return Err(st.bad(format!("`predicateType` is `{pt}`, not `{PREDICATE_TYPE}`")));
+    }
+    let mut attested: BTreeMap<String, String> = BTreeMap::new();
+    for s in st.array(&statement, "subject")? {
+        let name = st.str(s, "name")?;
+        let want = st.str(st.get(s, "digest")?, "sha256")?;
+        let (got, _) = digest(&inside(dir, &st, name)?)?;
+        if got != want {
+            return Err(mismatch(name, "sha256 (provenance subject)", want, got));
+        }
+        attested.insert(name.to_string(), want.to_string());
+    }
+    if !attested.contains_key("report.json") {
+        return Err(st.bad("no subject names report.json".into()));
+    }
+
+    // 2. the report's outputs: size, digest, agreement with the statement
+    let rp_path = dir.join("report.json");
+    let report = read_json(&rp_path)?;
+    let rp = Doc { path: &rp_path };
+    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+    let outputs = rp.array(&report, "outputs")?;
+    for o in outputs {
+        let name = rp.str(o, "path")?;
+        let role = rp.str(o, "role")?;
+        let path = inside(dir, &rp, name)?;
+        let want = rp.str(o, "sha256")?;
+        let (got, bytes) = digest(&path)?;
+        let want_bytes = rp.u64(o, "bytes")?;
+        if bytes != want_bytes {
+            return Err(mismatch(name, "bytes (report.json)", want_bytes, bytes));
+        }
+        if got != want {
+            return Err(mismatch(name, "sha256 (report.json)", want, got));
+        }
+        match attested.get(name) {
+            Some(a) if a == want => {}
+            Some(a) => {
+                return Err(mismatch(
+                    name,
+                    "sha256 (provenance vs report.json)",
+                    a,
+                    want,
+                ))
+            }
+            None => {
+                return Err(mismatch(
+                    provenance::FILE_NAME,
+                    &format!("subject for {name}"),
+                    "present",
+                    "absent",
+                ))
+            }
+        }
+        // 3. rows re-counted
+        let rows = count_rows(&path)?;
+        let want_rows = rp.u64(o, "rows")?;
+        if rows != want_rows {
+            return Err(mismatch(name, "rows (report.json)", want_rows, rows));
+        }
+        counted.insert(role.to_string(), rows);
+    }
+    let (Some(&clean), Some(&quarantined)) = (counted.get("clean"), counted.get("quarantine"))
+    else {
+        return Err(rp.bad("`outputs` lacks a clean or a quarantine entry".into()));
+    };
+
+    // 4. reconciliation, and the predicate against the report
+    let rec = rp.get(&report, "reconciliation")?;
+    let input_rows = rp.u64(rec, "input_rows")?;
+    let rec_clean = rp.u64(rec, "clean_rows")?;
+    let rec_quar = rp.u64(rec, "quarantined_rows")?;
+    if rec_clean != clean {
+        return Err(mismatch(
+            "report.json",
+            "reconciliation.clean_rows",
+            rec_clean,
+            clean,
+        ));
+    }
+    if rec_quar != quarantined {
+        return Err(mismatch(
+            "report.json",
+            "reconciliation.quarantined_rows",
+            rec_quar,
+            quarantined,
+        ));
+    }
+    if input_rows != clean + quarantined {
+        return Err(mismatch(
+            "report.json",
+            "reconciliation.input_rows (= clean + quarantined)",
+            input_rows,
+            clean + quarantined,
+        ));
+    }
+    if rec.get("balanced") != Some(&Value::Bool(true)) {
+        return Err(mismatch(
+            "report.json",
+            "reconciliation.balanced",
+            true,
+            false,
+        ));
+    }
+    let inputs = rp.array(&report, "inputs")?;
+    if let Some(data) = inputs
+        .iter()
+        .find(|i| i.get("role") == Some(&"data".into()))
+    {
+        let rows = rp.u64(data, "rows")?;
+        if rows != input_rows {
+            return Err(mismatch(
+                "report.json",
+                "inputs[data].rows (= reconciliation.input_rows)",
+                input_rows,
+                rows,
+            ));
+        }
+    }
+    let pred = st.get(&statement, "predicate")?;
+    let agree = |key: &str, p: Option<&Value>, r: Option<&Value>| -> Result<(), VerifyError> {
+        if p != r {
+            let show = |v: Option<&Value>| v.map_or("(absent)".to_string(), Value::to_string);
+            return Err(mismatch(
+                provenance::FILE_NAME,
+                &format!("predicate.{key} (vs report.json)"),
+                show(r),
+                show(p),
+            ));
+        }
+        Ok(())
+    };
+    agree(
+        "settings_digest",
+        pred.get("settings_digest"),
+        report.get("settings_digest"),
+    )?;
+    for key in ["input_rows", "clean_rows", "quarantined_rows", "balanced"] {
+        agree(
+            &format!("reconciliation.{key}"),
+            pred.get("reconciliation").and_then(|v| v.get(key)),
+            rec.get(key),
+        )?;
+    }
+    agree(
+        "verdict.status",
+        pred.get("verdict").and_then(|v| v.get("status")),
+        report.get("verdict").and_then(|v| v.get("status")),
+    )?;
+    let pred_inputs = st.array(pred, "inputs")?;
+    if pred_inputs.len() != inputs.len() {
+        return Err(mismatch(
+            provenance::FILE_NAME,
+            "predicate.inputs (count, vs report.json)",
+            inputs.len(),
+            pred_inputs.len(),
+        ));
+    }
+    for (i, (p, r)) in pred_inputs.iter().zip(inputs).enumerate() {
+        for key in ["path", "sha256", "bytes", "rows"] {
+            agree(&format!("inputs[{i}].{key}"), p.get(key), r.get(key))?;
+        }
+    }
+    let verdict = report
+        .get("verdict")
+        .and_then(|v| v.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    Ok(Summary {
+        files: attested.len(),
+        input_rows: input_rows as usize,
+        clean_rows: clean as usize,
+        quarantined_rows: quarantined as usize,
+        verdict,
+    })
+}
