@@ -103,6 +103,10 @@ struct ScanArgs {
     /// The gate fails when more than this fraction of rows is quarantined (default 0).
     #[arg(long)]
     max_quarantine_fraction: Option<f64>,
+    /// Leave wall-clock facts out of the report (seconds, thread count), so report.json,
+    /// report.html and provenance.intoto.json are byte-identical across runs and thread counts.
+    #[arg(long)]
+    reproducible: bool,
     /// Print report.json to stdout as well.
     #[arg(long)]
     json: bool,
@@ -249,6 +253,7 @@ fn run_scan(a: ScanArgs) -> Result<i32> {
     o.out = a.out;
     let interactive = std::io::stderr().is_terminal();
     o.progress = interactive && !a.quiet;
+    o.reproducible = a.reproducible;
 
     let threads = a.threads.or(cfg.threads).unwrap_or(0);
     let pool = rayon::ThreadPoolBuilder::new()

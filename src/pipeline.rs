@@ -55,6 +55,9 @@ pub struct ScanOptions {
     pub out: Option<PathBuf>,
     /// Show progress bars on stderr.
     pub progress: bool,
+    /// Leave wall-clock facts (seconds, thread count) out of the report, so that report.json,
+    /// report.html and the provenance statement are byte-identical across runs too.
+    pub reproducible: bool,
 }
 
 impl ScanOptions {
@@ -77,6 +80,7 @@ impl ScanOptions {
             report_rows: 100,
             out: None,
             progress: false,
+            reproducible: false,
         }
     }
 }
@@ -563,9 +567,15 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             None => BTreeMap::new(),
         };
         report.run.seconds = t0.elapsed().as_secs_f64();
+        if opts.reproducible {
+            report.make_reproducible();
+        }
         write_outputs(opts, &table, &verdicts, &excerpts, out, &mut report)?;
     } else {
         report.run.seconds = t0.elapsed().as_secs_f64();
+        if opts.reproducible {
+            report.make_reproducible();
+        }
     }
     Ok(ScanOutcome {
         report,

@@ -44,6 +44,18 @@ pub struct Report {
     pub run: Run,
 }
 
+impl Report {
+    /// Zero every wall-clock field (`seconds`, `run.threads`): with `--reproducible` the whole
+    /// report is a function of input, settings and seed.
+    pub fn make_reproducible(&mut self) {
+        for d in &mut self.detectors {
+            d.seconds = 0.0;
+        }
+        self.run.seconds = 0.0;
+        self.run.threads = 0;
+    }
+}
+
 /// Tool name and version.
 #[derive(Debug, Clone, Serialize)]
 pub struct Tool {
@@ -170,8 +182,8 @@ pub struct EvaluationSection {
 /// Non-deterministic facts about this run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
-    /// Rayon worker threads used.
+    /// Rayon worker threads used (0 with `--reproducible`).
     pub threads: usize,
-    /// Wall-clock seconds of the whole scan.
+    /// Wall-clock seconds of the whole scan (0 with `--reproducible`).
     pub seconds: f64,
 }

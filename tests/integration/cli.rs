@@ -432,3 +432,19 @@ fn config_file_settings_reach_the_report_and_bad_params_exit_2() {
     assert!(stderr.contains("max_minor_wieght"), "{stderr}");
     assert!(!out3.exists());
 }
+
+#[test]
+fn reproducible_reports_are_byte_identical_across_thread_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    scan_demo(&a, &["--threads", "1", "--reproducible"]).code(1);
+    scan_demo(&b, &["--threads", "2", "--reproducible"]).code(1);
+    for f in ["report.json", "report.html", "provenance.intoto.json"] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert_eq!(report(&a)["run"]["seconds"], 0.0);
+}
