@@ -45,6 +45,7 @@ h1{font-size:1.5em}h2{font-size:1.15em;border-bottom:1px solid #ccc;padding-bott
 table{border-collapse:collapse;width:100%;margin:.5em 0;font-size:.9em}
 th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.id code{word-break:normal;white-space:nowrap}
 code,.digest{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;word-break:break-all}
 .banner{padding:.8em 1em;border-radius:4px;font-size:1.2em;font-weight:bold}
 .pass{background:#e3f5e1;border:2px solid #2e7d32;color:#1b5e20}
@@ -206,7 +207,7 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
     );
     for d in &report.detectors {
         s.push_str("<tr>");
-        code_cell(&mut s, d.code);
+        let _ = write!(s, "<td class=\"id\"><code>{}</code></td>", escape(d.code));
         cell(&mut s, d.name);
         num(&mut s, d.version);
         num(&mut s, d.flagged);
