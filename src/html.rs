@@ -51,7 +51,11 @@ code,.digest{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;w
 .pass{background:#e3f5e1;border:2px solid #2e7d32;color:#1b5e20}
 .fail{background:#fdecea;border:2px solid #c62828;color:#8e0000}
 .excerpt{color:#555;font-size:.85em;white-space:pre-wrap}
-@media print{body{max-width:none;margin:0}.banner{border-width:1px}h2{break-after:avoid}tr{break-inside:avoid}}
+.hists{display:flex;flex-wrap:wrap;gap:.5em 1.5em}
+figure.hist{margin:.5em 0;flex:1 1 420px;max-width:540px}
+figure.hist figcaption{font-size:.85em;color:#444}
+svg.hist{display:block;width:100%;height:auto;font-family:inherit}
+@media print{body{max-width:none;margin:0}.banner{border-width:1px}h2{break-after:avoid}tr{break-inside:avoid}figure.hist{break-inside:avoid}}
 ";
 
 fn num(s: &mut String, v: impl std::fmt::Display) {
@@ -113,6 +117,294 @@ fn trigger_rows(summary: &Value) -> Option<String> {
         s.push_str("</tr>\n");
     }
     Some(s)
+}
+
+/// `v` with `decimals` digits after the point, `-0.00` shown as `0.00`; `-` when not finite.
+/// Deterministic: the same number always gives the same text.
+pub fn fixed(v: f64, decimals: usize) -> String {
+    if !v.is_finite() {
+        return "-".to_string();
+    }
+    let t = format!("{v:.decimals$}");
+    if t.starts_with('-') && t[1..].chars().all(|c| c == '0' || c == '.') {
+        t[1..].to_string()
+    } else {
+        t
+    }
+}
+
+/// Width and height of the histogram's view box, and its plot area.
+const SVG_W: f64 = 520.0;
+const SVG_H: f64 = 160.0;
+const PLOT_L: f64 = 44.0;
+const PLOT_R: f64 = 508.0;
+const PLOT_T: f64 = 34.0;
+const PLOT_B: f64 = 128.0;
+
+/// An inline SVG bar chart of one class's z histogram (`counts` over equal-width bins of
+/// [`lo`, `hi`]), with a solid vertical line at the flagging cut `cut` and a dashed one at the
+/// Bonferroni z `bonferroni`, each labelled. The x axis is widened to show both lines when they
+/// lie beyond the data (within the detector's clip range, -10 to 20). Bins at or beyond the cut
+/// are drawn darker red. No scripts, fonts or external references.
+pub fn z_histogram_svg(
+    counts: &[u64],
+    lo: f64,
+    hi: f64,
+    cut: Option<f64>,
+    bonferroni: Option<f64>,
+    label: &str,
+) -> String {
+    let mut s = String::new();
+    let marks = |v: Option<f64>| v.filter(|v| v.is_finite() && (-10.0..=20.0).contains(v));
+    let (cut, bonf) = (marks(cut), marks(bonferroni));
+    let mut dlo = lo;
+    let mut dhi = hi;
+    for m in [cut, bonf].into_iter().flatten() {
+        dlo = dlo.min(m);
+        dhi = dhi.max(m);
+    }
+    if !(dlo.is_finite() && dhi.is_finite()) || dhi <= dlo || counts.is_empty() {
+        return s;
+    }
+    let x = |v: f64| PLOT_L + (v - dlo) / (dhi - dlo) * (PLOT_R - PLOT_L);
+    let max = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let _ = writeln!(
+        s,
+        "<svg class=\"hist\" viewBox=\"0 0 {SVG_W} {SVG_H}\" role=\"img\" aria-label=\"{}\">\
+         <title>{}</title>",
+        escape(label),
+        escape(label)
+    );
+    let _ = writeln!(
+        s,
+        "<rect x=\"{PLOT_L}\" y=\"{PLOT_T}\" width=\"{}\" height=\"{}\" fill=\"#fafafa\" \
+         stroke=\"#ccc\" stroke-width=\"0.5\"/>",
+        fixed(PLOT_R - PLOT_L, 1),
+        fixed(PLOT_B - PLOT_T, 1)
+    );
+    let width = (hi - lo) / counts.len() as f64;
+    for (i, &c) in counts.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        let (b0, b1) = (lo + i as f64 * width, lo + (i + 1) as f64 * width);
+        // at least one unit tall, so a bin of a few rows beside a tall bulk stays visible
+        let h = (c as f64 / max * (PLOT_B - PLOT_T)).max(1.0);
+        let fill = if cut.is_some_and(|k| b0 >= k) {
+            "#c62828"
+        } else {
+            "#6b8fbf"
+        };
+        let _ = writeln!(
+            s,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{fill}\"><title>z {} to {}: \
+             {c} rows</title></rect>",
+            fixed(x(b0), 2),
+            fixed(PLOT_B - h, 2),
+            fixed((x(b1) - x(b0) - 0.5).max(0.5), 2),
+            fixed(h, 2),
+            fixed(b0, 2),
+            fixed(b1, 2)
+        );
+    }
+    // axes: count scale on the left, z ticks below
+    let _ = writeln!(
+        s,
+        "<g font-size=\"11\" fill=\"#444\"><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+         <text x=\"{}\" y=\"{PLOT_B}\" text-anchor=\"end\">0</text>",
+        fixed(PLOT_L - 4.0, 1),
+        fixed(PLOT_T + 9.0, 1),
+        max as u64,
+        fixed(PLOT_L - 4.0, 1)
+    );
+    let mut ticks = vec![dlo, dhi];
+    if dlo < 0.0 && dhi > 0.0 {
+        ticks.push(0.0);
+    }
+    for t in ticks {
+        let anchor = if t == dlo {
+            "start"
+        } else if t == dhi {
+            "end"
+        } else {
+            "middle"
+        };
+        let _ = write!(
+            s,
+            "<line x1=\"{0}\" y1=\"{PLOT_B}\" x2=\"{0}\" y2=\"{1}\" stroke=\"#444\"/>\
+             <text x=\"{0}\" y=\"{2}\" text-anchor=\"{anchor}\">{3}</text>",
+            fixed(x(t), 2),
+            fixed(PLOT_B + 4.0, 1),
+            fixed(PLOT_B + 16.0, 1),
+            fixed(t, 1)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">robust z (rows per bin)</text></g>",
+        fixed((PLOT_L + PLOT_R) / 2.0, 1),
+        fixed(SVG_H - 4.0, 1)
+    );
+    // threshold lines, each labelled on its own row above the plot (the lines stop below the
+    // labels, so neither crosses the other's text)
+    let mid = (PLOT_L + PLOT_R) / 2.0;
+    for (v, text, dash, row) in [
+        (cut, "cut", "", 12.0),
+        (bonf, "Bonferroni", " stroke-dasharray=\"5,3\"", 26.0),
+    ] {
+        let Some(v) = v else { continue };
+        let xv = x(v);
+        let (tx, anchor) = if xv > mid {
+            (xv - 3.0, "end")
+        } else {
+            (xv + 3.0, "start")
+        };
+        let _ = writeln!(
+            s,
+            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{PLOT_B}\" stroke=\"#111\" \
+             stroke-width=\"1.5\"{dash}/><text x=\"{2}\" y=\"{row}\" font-size=\"11\" \
+             text-anchor=\"{anchor}\" fill=\"#111\">{text} z = {3}</text>",
+            fixed(xv, 2),
+            fixed(PLOT_T - 4.0, 1),
+            fixed(tx, 2),
+            fixed(v, 2)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// SPEC001's per-class z histograms as figures, when its summary has any class.
+fn spectral_figures(summary: &Value) -> Option<String> {
+    let classes = summary.get("classes")?.as_array()?;
+    let mut s = String::new();
+    for c in classes {
+        let name = match c.get("class") {
+            Some(Value::String(v)) => v.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        };
+        let rows = c.get("rows").and_then(Value::as_u64).unwrap_or(0);
+        if let Some(reason) = c.get("skipped").and_then(Value::as_str) {
+            let _ = writeln!(
+                s,
+                "<figure class=\"hist\"><figcaption>class <code>{}</code> ({rows} rows): \
+                 skipped, {}</figcaption></figure>",
+                escape(&name),
+                escape(reason)
+            );
+            continue;
+        }
+        let f = |k: &str| c.get(k).and_then(Value::as_f64);
+        let cut = f("z_threshold");
+        let bonf = f("bonferroni_z");
+        let flagged = c.get("flagged").and_then(Value::as_u64).unwrap_or(0);
+        let decision = c
+            .get("mixture")
+            .and_then(|m| m.get("decision"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let h = c.get("z_histogram");
+        let counts: Option<Vec<u64>> = h
+            .and_then(|h| h.get("counts"))
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(Value::as_u64).collect());
+        let lo = h.and_then(|h| h.get("lo")).and_then(Value::as_f64);
+        let hi = h.and_then(|h| h.get("hi")).and_then(Value::as_f64);
+        let label = format!(
+            "Histogram of robust z for class {name}; cut {}; Bonferroni z {}",
+            cut.map_or("none".to_string(), |v| fixed(v, 2)),
+            bonf.map_or("-".to_string(), |v| fixed(v, 2))
+        );
+        let svg = match (counts, lo, hi) {
+            (Some(counts), Some(lo), Some(hi)) => {
+                z_histogram_svg(&counts, lo, hi, cut, bonf, &label)
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "<figure class=\"hist\">{}<figcaption>class <code>{}</code>: {rows} rows, {flagged} \
+             flagged; {}</figcaption></figure>",
+            if svg.is_empty() {
+                "<p>No histogram (degenerate class).</p>".to_string()
+            } else {
+                svg
+            },
+            escape(&name),
+            escape(decision)
+        );
+    }
+    Some(s)
+}
+
+/// A cell of comma-joined rows, with an ellipsis when the cluster has more than are listed.
+fn rows_text(cluster: &Value) -> String {
+    let rows: Vec<String> = cluster
+        .get("rows")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(Value::to_string).collect())
+        .unwrap_or_default();
+    let size = cluster
+        .get("size")
+        .and_then(Value::as_u64)
+        .unwrap_or(rows.len() as u64);
+    let mut t = rows.join(", ");
+    if (rows.len() as u64) < size {
+        t.push_str(", …");
+    }
+    t
+}
+
+/// Rows of the duplicate-cluster table for one DUP detector's summary: (clusters found,
+/// clusters listed, table rows).
+fn duplicate_rows(
+    code: &str,
+    summary: &Value,
+    excerpts: &BTreeMap<usize, String>,
+) -> (u64, usize, String) {
+    let (total, list) = if code == "DUP003" {
+        let a = summary.get("amplification");
+        (
+            a.and_then(|a| a.get("amplified_clusters"))
+                .and_then(Value::as_u64),
+            a.and_then(|a| a.get("clusters")).and_then(Value::as_array),
+        )
+    } else {
+        (
+            summary.get("conflicting_clusters").and_then(Value::as_u64),
+            summary.get("conflicts").and_then(Value::as_array),
+        )
+    };
+    let list = list.map(Vec::as_slice).unwrap_or(&[]);
+    let mut s = String::new();
+    for c in list {
+        s.push_str("<tr>");
+        let _ = write!(s, "<td class=\"id\"><code>{}</code></td>", escape(code));
+        num(&mut s, c.get("size").and_then(Value::as_u64).unwrap_or(0));
+        num(
+            &mut s,
+            c.get("distinct_texts").and_then(Value::as_u64).unwrap_or(0),
+        );
+        code_cell(
+            &mut s,
+            c.get("labels").and_then(Value::as_str).unwrap_or("-"),
+        );
+        s.push_str("<td>");
+        s.push_str(&escape(&rows_text(c)));
+        let first_excerpt = c
+            .get("rows")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_u64().and_then(|r| usize::try_from(r).ok()))
+            .find_map(|r| excerpts.get(&r).map(|t| (r, t)));
+        if let Some((r, t)) = first_excerpt {
+            let _ = write!(s, "<div class=\"excerpt\">row {r}: {}</div>", escape(t));
+        }
+        s.push_str("</td></tr>\n");
+    }
+    (total.unwrap_or(list.len() as u64), list.len(), s)
 }
 
 /// Render the report as one self-contained HTML page. `excerpts` maps a 0-based input row to a
@@ -250,6 +542,63 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
         );
     }
 
+    // SPEC001 score distributions
+    if let Some(figs) = report
+        .detectors
+        .iter()
+        .find(|d| d.code == "SPEC001")
+        .and_then(|d| spectral_figures(&d.summary))
+    {
+        let _ = write!(
+            s,
+            "<section id=\"spectral\"><h2>SPEC001 score distributions per class</h2>\n<p>Robust \
+             z of each row along its class's top direction (clipped to -10…20). Solid line: the \
+             flagging cut (only in a class that split; red bars are at or beyond it). Dashed \
+             line: the Bonferroni z.</p>\n<div class=\"hists\">\n{figs}</div></section>\n"
+        );
+    }
+
+    // duplicate clusters
+    let dups: Vec<_> = report
+        .detectors
+        .iter()
+        .filter(|d| matches!(d.code, "DUP001" | "DUP002" | "DUP003"))
+        .collect();
+    if !dups.is_empty() {
+        s.push_str(
+            "<section id=\"duplicates\"><h2>Duplicate and label-conflict clusters</h2>\n<ul>\n",
+        );
+        let mut rows = String::new();
+        for d in &dups {
+            let (total, listed, r) = duplicate_rows(d.code, &d.summary, excerpts);
+            let what = if d.code == "DUP003" {
+                "amplified clusters"
+            } else {
+                "clusters with conflicting labels"
+            };
+            let _ = writeln!(
+                s,
+                "<li><code>{}</code>: {total} {what}{}</li>",
+                escape(d.code),
+                if listed as u64 == total {
+                    String::new()
+                } else {
+                    format!(" ({listed} listed)")
+                }
+            );
+            rows.push_str(&r);
+        }
+        s.push_str("</ul>\n");
+        if !rows.is_empty() {
+            let _ = write!(
+                s,
+                "<table><tr><th>detector</th><th>size</th><th>distinct texts</th>\
+                 <th>labels</th><th>member rows</th></tr>\n{rows}</table>\n"
+            );
+        }
+        s.push_str("</section>\n");
+    }
+
     // quarantined rows
     let _ = writeln!(
         s,
@@ -312,6 +661,57 @@ mod tests {
             "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
         );
         assert_eq!(escape("plain"), "plain");
+    }
+
+    #[test]
+    fn html_fixed_is_deterministic_and_has_no_negative_zero() {
+        assert_eq!(fixed(-0.0001, 2), "0.00");
+        assert_eq!(fixed(-1.005, 1), "-1.0");
+        assert_eq!(fixed(1.23456, 2), "1.23");
+        assert_eq!(fixed(f64::NAN, 2), "-");
+        assert_eq!(fixed(f64::INFINITY, 2), "-");
+    }
+
+    #[test]
+    fn html_histogram_svg_marks_cut_and_bonferroni() {
+        let counts = [5, 40, 12, 0, 2, 3];
+        let svg = z_histogram_svg(&counts, -2.0, 4.0, Some(2.5), Some(4.9), "a <b>");
+        assert!(svg.starts_with("<svg class=\"hist\""), "{svg}");
+        assert!(svg.ends_with("</svg>\n"));
+        assert!(svg.contains("cut z = 2.50"), "{svg}");
+        assert!(svg.contains("Bonferroni z = 4.90"), "{svg}");
+        assert!(svg.contains("stroke-dasharray"));
+        assert!(svg.contains("aria-label=\"a &lt;b&gt;\""));
+        // five non-empty bins plus the plot background; bins beyond the cut are red
+        assert_eq!(svg.matches("<rect").count(), 6);
+        assert_eq!(svg.matches("#c62828").count(), 1);
+        // the axis is widened to show the Bonferroni line
+        assert!(svg.contains(">4.9</text>"), "{svg}");
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
+        assert_eq!(
+            svg,
+            z_histogram_svg(&counts, -2.0, 4.0, Some(2.5), Some(4.9), "a <b>")
+        );
+        // no cut: only the dashed line
+        let no_cut = z_histogram_svg(&counts, -2.0, 4.0, None, Some(3.0), "x");
+        assert!(!no_cut.contains("cut z") && no_cut.contains("Bonferroni z = 3.00"));
+        assert!(z_histogram_svg(&[], 0.0, 1.0, None, None, "x").is_empty());
+    }
+
+    #[test]
+    fn html_duplicate_rows_escape_labels_and_mark_truncation() {
+        let summary = serde_json::json!({
+            "conflicting_clusters": 3,
+            "conflicts": [{"rows": [1, 7], "size": 4, "labels": "<b>x2,'y'x2", "distinct_texts": 1}],
+        });
+        let mut ex = BTreeMap::new();
+        ex.insert(7, "<script>".to_string());
+        let (total, listed, rows) = duplicate_rows("DUP001", &summary, &ex);
+        assert_eq!((total, listed), (3, 1));
+        assert!(rows.contains("&lt;b&gt;x2,&#39;y&#39;x2"), "{rows}");
+        assert!(rows.contains("1, 7, …"), "{rows}");
+        assert!(rows.contains("row 7: &lt;script&gt;"), "{rows}");
+        assert!(!rows.contains("<script") && !rows.contains("<b>"));
     }
 
     #[test]

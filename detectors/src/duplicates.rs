@@ -819,6 +819,15 @@ fn label_counts(rows: &[usize], labels: &[ClassIndex]) -> BTreeMap<ClassIndex, u
     c
 }
 
+/// Label counts as `<name>x<count>` joined by commas, e.g. `posx3,negx1`.
+fn counts_text(counts: &BTreeMap<ClassIndex, usize>, names: &[String]) -> String {
+    counts
+        .iter()
+        .map(|(&l, c)| format!("{}x{c}", label_name(names, l)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A label conflict in one cluster: the majority label (None in a tie) and the counts.
 struct Conflict {
     counts: BTreeMap<ClassIndex, usize>,
@@ -846,11 +855,7 @@ impl Conflict {
     }
 
     fn counts_text(&self, names: &[String]) -> String {
-        self.counts
-            .iter()
-            .map(|(&l, c)| format!("{}x{c}", label_name(names, l)))
-            .collect::<Vec<_>>()
-            .join(",")
+        counts_text(&self.counts, names)
     }
 
     fn verdict(&self) -> &'static str {
@@ -1062,6 +1067,7 @@ fn verdicts(p: &DupParams, core: &Core, labels: Option<&[ClassIndex]>, names: &[
                         "size": k,
                         "distinct_texts": c.len(),
                         "expected_clusters_this_large": e,
+                        "labels": labels.map(|l| counts_text(&label_counts(rows, l), names)),
                     }));
                 }
                 for &r in rows {

@@ -70,7 +70,9 @@ the top direction of a clean class is noise and small samples split spuriously.
 ## Known false positives
 A natural minority sub-population (another language, a topic, boilerplate rows) that dominates a
 class's top direction and forms its own mode holding under a third of the class. Such groups are
-worth a look anyway: the report lists per class the mixture, D, weights and the decision.
+worth a look anyway: the report lists per class the mixture, D, weights, the decision and a
+histogram of z (`z_histogram`: 40 equal-width bins over the range of z clipped to -10…20), which
+report.html draws with the cut and the Bonferroni z marked.
 
 ## Known limits
 Only the top direction is used: poison that does not dominate it (weak triggers in a frozen
@@ -223,6 +225,57 @@ struct Decision {
     flagged: usize,
     /// Mixture diagnostics for the report.
     diagnostics: serde_json::Value,
+    /// Histogram of the class's z values (final sign), for the report.
+    histogram: Option<ZHistogram>,
+}
+
+/// Bins of the per-class z histogram in the report.
+pub const Z_HISTOGRAM_BINS: usize = 40;
+/// z values are clipped to this range before binning, so one extreme row cannot flatten the rest.
+pub const Z_HISTOGRAM_CLIP: (f64, f64) = (-10.0, 20.0);
+
+/// Equal-width histogram of z clipped to [`Z_HISTOGRAM_CLIP`], over [min, max] of the clipped
+/// values, in [`Z_HISTOGRAM_BINS`] bins (the last bin is closed). Deterministic: it depends
+/// only on the values, not on their order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZHistogram {
+    /// Lower edge of the first bin.
+    pub lo: f64,
+    /// Upper edge of the last bin.
+    pub hi: f64,
+    /// Rows per bin.
+    pub counts: Vec<u64>,
+}
+
+impl ZHistogram {
+    /// Histogram of the finite values of `z` (None when there are none).
+    pub fn of(z: &[f64]) -> Option<ZHistogram> {
+        let (cl, ch) = Z_HISTOGRAM_CLIP;
+        let clipped: Vec<f64> = z
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|v| v.clamp(cl, ch))
+            .collect();
+        let lo = clipped.iter().copied().fold(f64::INFINITY, f64::min);
+        let mut hi = clipped.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !lo.is_finite() || !hi.is_finite() {
+            return None;
+        }
+        if hi <= lo {
+            hi = lo + 1.0;
+        }
+        let mut counts = vec![0u64; Z_HISTOGRAM_BINS];
+        let width = (hi - lo) / Z_HISTOGRAM_BINS as f64;
+        for v in clipped {
+            let b = (((v - lo) / width).floor() as usize).min(Z_HISTOGRAM_BINS - 1);
+            counts[b] += 1;
+        }
+        Some(ZHistogram { lo, hi, counts })
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({ "lo": self.lo, "hi": self.hi, "counts": self.counts })
+    }
 }
 
 impl Decision {
@@ -265,6 +318,7 @@ fn decide(p: &[f64], params: &SpectralParams) -> Decision {
         split: false,
         flagged: 0,
         diagnostics: json!({"decision": "degenerate: robust scale is 0"}),
+        histogram: None,
     };
     if scale <= 0.0 || !scale.is_finite() {
         return d;
@@ -316,6 +370,9 @@ fn decide(p: &[f64], params: &SpectralParams) -> Decision {
         }
     }
     d.tail_fallback = !d.split && params.tail_fallback;
+    // z with its final sign, so the histogram shares its axis with the cut
+    let z_final: Vec<f64> = p.iter().map(|&v| d.z(v)).collect();
+    d.histogram = ZHistogram::of(&z_final);
     d.flagged = p.iter().filter(|&&v| d.score(v).1).count();
     if let serde_json::Value::Object(m) = &mut d.diagnostics {
         m.insert("decision".into(), json!(reason));
@@ -396,6 +453,7 @@ impl Fitted for SpectralFit {
                         "bonferroni_z": d.bonferroni,
                         "mixture": d.diagnostics,
                         "flagged": d.flagged,
+                        "z_histogram": d.histogram.as_ref().map(ZHistogram::to_json),
                     })
                 }
             })
@@ -540,6 +598,43 @@ mod tests {
         let (s, summary) = run(&x, &labels);
         assert!(s.score.iter().all(|v| *v == 0.0));
         assert!(summary["classes"][0]["skipped"].is_string());
+    }
+
+    #[test]
+    fn z_histogram_bins_clip_and_sum() {
+        let z = [-50.0, 0.0, 0.5, 1.0, 30.0, f64::NAN];
+        let h = ZHistogram::of(&z).unwrap();
+        assert_eq!((h.lo, h.hi), (-10.0, 20.0));
+        assert_eq!(h.counts.len(), Z_HISTOGRAM_BINS);
+        assert_eq!(h.counts.iter().sum::<u64>(), 5);
+        assert_eq!(h.counts[0], 1);
+        assert_eq!(h.counts[Z_HISTOGRAM_BINS - 1], 1);
+        // order does not matter
+        let mut r = z;
+        r.reverse();
+        assert_eq!(ZHistogram::of(&r), Some(h));
+        let flat = ZHistogram::of(&[2.0, 2.0]).unwrap();
+        assert_eq!((flat.lo, flat.hi, flat.counts[0]), (2.0, 3.0, 2));
+        assert!(ZHistogram::of(&[f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn summary_has_a_z_histogram_per_scored_class() {
+        let mut rng = Rng(4);
+        let x = gaussian(&mut rng, 1000, 8);
+        let labels: Vec<u32> = (0..1000).map(|i| (i % 2) as u32).collect();
+        let (_, summary) = run(&x, &labels);
+        for c in summary["classes"].as_array().unwrap() {
+            let h = &c["z_histogram"];
+            let total: u64 = h["counts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .sum();
+            assert_eq!(total, c["rows"].as_u64().unwrap());
+            assert!(h["lo"].as_f64().unwrap() < h["hi"].as_f64().unwrap());
+        }
     }
 
     #[test]

@@ -203,9 +203,15 @@ fn html_has_the_sections_and_no_script() {
         "id=\"triggers\"",
         "id=\"quarantined\"",
         "id=\"evaluation\"",
+        "id=\"spectral\"",
     ] {
         assert!(html.contains(section), "{section}");
     }
+    assert!(
+        html.contains("<svg class=\"hist\""),
+        "SPEC001 histograms drawn"
+    );
+    assert!(html.contains("Bonferroni z = "), "Bonferroni line labelled");
     assert!(
         html.contains("<code>cf</code>"),
         "the TRIG001 trigger is shown"
@@ -253,5 +259,101 @@ fn html_escapes_hostile_text_and_ids() {
     assert!(html
         .contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#39;quotes&#39; &quot;too&quot;"));
     assert!(html.contains("&lt;img src=x onerror=alert(2)&gt;"));
+    assert!(html.contains("id=\"duplicates\""), "DUP001 clusters listed");
+    assert!(
+        html.contains("<td>0, 1<div"),
+        "the conflicting cluster's member rows"
+    );
     verify(&out).code(0);
+}
+
+/// `chromium` on PATH, or a failure telling how to get it (CI installs it in `.ci/run`).
+fn chromium() -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("chromium"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "chromium is not on PATH: install it (Debian: apt-get install chromium) to run \
+                 the headless report.html test; .ci/run installs it in CI"
+            )
+        })
+}
+
+#[test]
+fn html_renders_in_headless_chromium() {
+    let browser = chromium();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    scan_demo(&out);
+    let html = out.join("report.html").canonicalize().unwrap();
+    let profile = tmp.path().join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    // output goes to files: a full pipe cannot stall the browser while we poll it
+    let dom_path = tmp.path().join("dom.html");
+    let err_path = tmp.path().join("stderr.txt");
+    let mut cmd = std::process::Command::new(&browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg("--dump-dom")
+    .arg(format!("file://{}", html.display()))
+    .stdin(std::process::Stdio::null())
+    .stdout(std::fs::File::create(&dom_path).unwrap())
+    .stderr(std::fs::File::create(&err_path).unwrap());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().expect("chromium starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            // the browser and its helpers are in their own process group: end all of it
+            #[cfg(unix)]
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &format!("-{}", child.id())])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "chromium did not finish within 60 s; stderr:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let dom = std::fs::read_to_string(&dom_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    assert!(status.success(), "chromium exited with {status}: {stderr}");
+    for heading in [
+        "Reconciliation",
+        "Inputs and outputs",
+        "Detectors",
+        "TRIG001 trigger findings",
+        "SPEC001 score distributions per class",
+        "Top quarantined rows",
+        "Evaluation against",
+    ] {
+        assert!(
+            dom.contains(&format!("<h2>{heading}")),
+            "{heading} missing from the rendered DOM"
+        );
+    }
+    assert!(dom.contains("<svg"), "no inline SVG in the rendered DOM");
+    assert!(
+        dom.contains("<rect"),
+        "no histogram bars in the rendered DOM"
+    );
+    assert!(!stderr.contains("Uncaught"), "JavaScript error: {stderr}");
 }
