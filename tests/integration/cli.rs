@@ -9,25 +9,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-fn scan_demo(out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
-    let (data, emb) = demo();
-    let mut args = vec![
-        "scan".to_string(),
-        data.display().to_string(),
-        "--embeddings".into(),
-        emb.display().to_string(),
-        "--id-column".into(),
-        "id".into(),
-        "--ground-truth-column".into(),
-        "poison".into(),
-        "--out".into(),
-        out.display().to_string(),
-        "--quiet".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    poisongate(args).assert()
-}
-
 #[test]
 fn demo_scan_quarantines_the_backdoor_and_reconciles() {
     let tmp = tempfile::tempdir().unwrap();

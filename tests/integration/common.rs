@@ -63,3 +63,24 @@ pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("valid JSON line"))
         .collect()
 }
+
+/// `poisongate scan` of the demo with its embeddings, id and ground-truth columns, into `out`,
+/// quietly, plus `extra` arguments.
+pub fn scan_demo(out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let (data, emb) = demo();
+    let mut args = vec![
+        "scan".to_string(),
+        data.display().to_string(),
+        "--embeddings".into(),
+        emb.display().to_string(),
+        "--id-column".into(),
+        "id".into(),
+        "--ground-truth-column".into(),
+        "poison".into(),
+        "--out".into(),
+        out.display().to_string(),
+        "--quiet".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    poisongate(args).assert()
+}

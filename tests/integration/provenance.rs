@@ -4,25 +4,6 @@ use crate::common::*;
 use sha2::Digest;
 use std::path::Path;
 
-fn scan_demo(out: &Path) {
-    let (data, emb) = demo();
-    poisongate([
-        "scan".to_string(),
-        data.display().to_string(),
-        "--embeddings".into(),
-        emb.display().to_string(),
-        "--id-column".into(),
-        "id".into(),
-        "--ground-truth-column".into(),
-        "poison".into(),
-        "--out".into(),
-        out.display().to_string(),
-        "--quiet".into(),
-    ])
-    .assert()
-    .code(1);
-}
-
 fn verify(dir: &Path) -> assert_cmd::assert::Assert {
     poisongate(["verify".to_string(), dir.display().to_string()]).assert()
 }
@@ -48,7 +29,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn demo_scan_verifies_and_every_flipped_byte_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    scan_demo(&out);
+    scan_demo(&out, &[]).code(1);
     let ok = verify(&out).code(0);
     let stdout = String::from_utf8_lossy(&ok.get_output().stdout).to_string();
     assert!(stdout.starts_with("OK:"), "{stdout}");
@@ -85,7 +66,7 @@ fn demo_scan_verifies_and_every_flipped_byte_is_named() {
 fn verify_exits_2_on_missing_or_unreadable_files() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    scan_demo(&out);
+    scan_demo(&out, &[]).code(1);
     let missing = tmp.path().join("missing");
     copy_dir(&out, &missing);
     std::fs::remove_file(missing.join("quarantine.jsonl")).unwrap();
@@ -102,7 +83,7 @@ fn reconciliation_tampering_is_a_mismatch() {
     // a consistent-looking report (digests updated) whose counts are wrong still fails
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    scan_demo(&out);
+    scan_demo(&out, &[]).code(1);
     let mut r = report(&out);
     let n = r["reconciliation"]["input_rows"].as_u64().unwrap();
     r["reconciliation"]["input_rows"] = (n + 1).into();
@@ -132,7 +113,7 @@ fn reconciliation_tampering_is_a_mismatch() {
 fn statement_subjects_match_the_files_and_the_report() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    scan_demo(&out);
+    scan_demo(&out, &[]).code(1);
     let st = statement(&out);
     assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
     assert_eq!(st["predicateType"], poisongate::provenance::PREDICATE_TYPE);
@@ -182,7 +163,7 @@ fn statement_subjects_match_the_files_and_the_report() {
     assert!(p["detectors"][0]["version"].is_u64());
     // deterministic: a second scan gives the same predicate and the same data subjects
     let again = tmp.path().join("again");
-    scan_demo(&again);
+    scan_demo(&again, &[]).code(1);
     let st2 = statement(&again);
     assert_eq!(st2["predicate"], st["predicate"]);
     assert_eq!(st2["subject"][0], st["subject"][0]);
@@ -193,7 +174,7 @@ fn statement_subjects_match_the_files_and_the_report() {
 fn html_has_the_sections_and_no_script() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    scan_demo(&out);
+    scan_demo(&out, &[]).code(1);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     for section in [
         "id=\"verdict\"",
@@ -286,7 +267,7 @@ fn html_renders_in_headless_chromium() {
     let browser = chromium();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    scan_demo(&out);
+    scan_demo(&out, &[]).code(1);
     let html = out.join("report.html").canonicalize().unwrap();
     let profile = tmp.path().join("profile");
     std::fs::create_dir_all(&profile).unwrap();

@@ -104,22 +104,7 @@ fn demo_report_conforms_to_its_schema() {
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
-    let (data, emb) = demo();
-    poisongate([
-        "scan",
-        data.to_str().unwrap(),
-        "--embeddings",
-        emb.to_str().unwrap(),
-        "--id-column",
-        "id",
-        "--ground-truth-column",
-        "poison",
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ])
-    .assert()
-    .code(1);
+    scan_demo(&out, &[]).code(1);
     let r = report(&out);
     assert_eq!(
         r["schema_version"],
