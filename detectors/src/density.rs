@@ -150,15 +150,18 @@ impl Configured for DensityParams {
         let mut flagged = vec![false; n];
         let mut class_stats = Vec::with_capacity(n_classes);
         let knn: Knn = if n > self.k {
-            knn::knn_cosine(&x, self.k).map_err(|problem| DetectError::Numeric {
-                code: CODE,
-                problem,
+            knn::knn_search(&x, self.k, &crate::KnnOptions::default()).map_err(|problem| {
+                DetectError::Numeric {
+                    code: CODE,
+                    problem,
+                }
             })?
         } else {
             Knn {
                 k: 0,
                 idx: Vec::new(),
                 sim: Vec::new(),
+                method: json!(null),
             }
         };
         let density: Vec<f64> = (0..if knn.k > 0 { n } else { 0 })

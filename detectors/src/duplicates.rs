@@ -302,6 +302,8 @@ pub struct NearParams {
     /// DUP002: the embedding relation is skipped when more than this share of rows has a
     /// neighbour (another exact group) at `embedding_cosine`.
     pub embedding_max_share: f64,
+    /// DUP002: how the embedding neighbours are searched (exact, or an IVF index on large data).
+    pub knn: crate::KnnOptions,
     /// MinHash permutations.
     pub num_perm: usize,
     /// Seed of permutations and shingle hashes.
@@ -363,6 +365,7 @@ fn read_near(r: &mut ParamReader<'_>, word_edit_default: bool) -> Result<NearPar
     let seed = r.usize("seed", 1, 0, u32::MAX as usize)? as u64;
     let fp_weight = r.f64("fp_weight", 0.5, 0.0, 1.0)?;
     let max_bucket = r.usize("max_bucket", 100, 2, 1_000_000)?;
+    let knn = crate::knn::read_options(r)?;
     let (bands, rows) = optimal_bands(threshold, num_perm, fp_weight);
     Ok(NearParams {
         threshold,
@@ -373,6 +376,7 @@ fn read_near(r: &mut ParamReader<'_>, word_edit_default: bool) -> Result<NearPar
         embedding_cosine,
         embedding_k,
         embedding_max_share,
+        knn,
         num_perm,
         seed,
         fp_weight,
@@ -537,6 +541,13 @@ impl Configured for DupParams {
                 v["embedding_cosine"] = json!(n.embedding_cosine);
                 v["embedding_k"] = json!(n.embedding_k);
                 v["embedding_max_share"] = json!(n.embedding_max_share);
+                for (key, val) in crate::knn::options_json(&n.knn)
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                {
+                    v[key.as_str()] = val.clone();
+                }
             }
             v["num_perm"] = json!(n.num_perm);
             v["seed"] = json!(n.seed);
@@ -574,7 +585,7 @@ impl Configured for DupParams {
                         problem: "embedding rows differ from the row count".to_string(),
                     });
                 }
-                let knn = crate::knn::knn_cosine(&x, n.embedding_k).map_err(|problem| {
+                let knn = crate::knn::knn_search(&x, n.embedding_k, &n.knn).map_err(|problem| {
                     DetectError::Data {
                         code,
                         problem: format!("embeddings: {problem}"),
@@ -585,6 +596,7 @@ impl Configured for DupParams {
                 // collapsed activations) and the relation is not used
                 let linked = core.rows_with_embedding_neighbour(&knn, n.embedding_cosine);
                 let share = linked as f64 / data.n_rows.max(1) as f64;
+                core.near_stats["embedding_knn"] = knn.method.clone();
                 if share <= n.embedding_max_share {
                     let added = core.add_embedding_pairs(&knn, n.embedding_cosine);
                     core.near_stats["embedding_pairs"] = json!(added);

@@ -93,6 +93,8 @@ pub struct LabelParams {
     pub min_wrong_posterior: f64,
     /// Smaller classes are not scored.
     pub min_class_rows: usize,
+    /// How the neighbours are searched (exact, or an IVF index on large data).
+    pub knn: crate::KnnOptions,
 }
 
 impl Detector for LabelConsistency {
@@ -109,6 +111,7 @@ impl Detector for LabelConsistency {
             l2: r.f64("l2", 1.0, 1e-6, 1e6)?,
             min_wrong_posterior: r.f64("min_wrong_posterior", 0.98, 0.5, 1.0 - 1e-9)?,
             min_class_rows: r.usize("min_class_rows", 20, 2, usize::MAX)?,
+            knn: crate::knn::read_options(&mut r)?,
         };
         r.finish()?;
         Ok(Box::new(p))
@@ -281,14 +284,22 @@ impl Configured for LabelParams {
     }
 
     fn params(&self) -> serde_json::Value {
-        json!({
+        let mut v = json!({
             "k": self.k,
             "folds": self.folds,
             "seed": self.seed,
             "l2": self.l2,
             "min_wrong_posterior": self.min_wrong_posterior,
             "min_class_rows": self.min_class_rows,
-        })
+        });
+        for (key, val) in crate::knn::options_json(&self.knn)
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            v[key.as_str()] = val.clone();
+        }
+        v
     }
 
     fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
@@ -309,9 +320,11 @@ impl Configured for LabelParams {
         let scored_classes = counts.iter().filter(|&&c| c >= self.min_class_rows).count();
         let mut rows = vec![RowResult::default(); n];
         let mut knn_k = 0;
+        let mut knn_method = json!(null);
         if scored_classes >= 2 && n > self.k {
-            let knn: Knn = knn::knn_cosine(&x, self.k).map_err(numeric)?;
+            let knn: Knn = knn::knn_search(&x, self.k, &self.knn).map_err(numeric)?;
             knn_k = knn.k;
+            knn_method = knn.method.clone();
             let xn = knn::normalised_rows(&x).map_err(numeric)?;
             let probe =
                 probe_given_label(&xn, x.ncols(), labels, n_classes, self).map_err(numeric)?;
@@ -366,7 +379,7 @@ impl Configured for LabelParams {
             cut,
             k: knn_k,
             names: data.class_names.to_vec(),
-            summary: json!({ "wrong_log_odds_threshold": cut, "classes": classes }),
+            summary: json!({ "wrong_log_odds_threshold": cut, "knn": knn_method, "classes": classes }),
         }))
     }
 }
