@@ -524,11 +524,10 @@ pub fn knn_ivf(x: &ArrayView2<'_, f32>, k: usize, opts: &KnnOptions) -> Result<K
             .map(|(qi, &r)| {
                 let qv = &q[qi * d..(qi + 1) * d];
                 let mut top = Vec::with_capacity(k + 1);
-                for j in 0..n {
+                for (j, &s) in inv.iter().enumerate() {
                     if j == r {
                         continue;
                     }
-                    let s = inv[j];
                     let v: f32 = x.row(j).iter().zip(qv).map(|(&a, &b)| a * s * b).sum();
                     let v = if v.is_nan() { f32::NEG_INFINITY } else { v };
                     push_top(&mut top, k, (v, j as u32));
