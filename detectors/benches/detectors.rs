@@ -177,5 +177,46 @@ fn dup002(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, spec001, act001, spec002, trig001, dup002);
+fn lbl001(c: &mut Criterion) {
+    // two classes with shifted means: the probe and the neighbours have something to agree on
+    let (n, d) = (100_000, 384);
+    let mut x = synthetic(n, d, 44);
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+    for (i, &l) in labels.iter().enumerate() {
+        x[[i, 0]] += 2.0 * l as f32;
+    }
+    let names = vec!["0".to_string(), "1".to_string()];
+    let view = DatasetView {
+        n_rows: n,
+        texts: None,
+        labels: Some(&labels),
+        class_names: &names,
+        embeddings: Some(x.view()),
+    };
+    bench_fit_score(c, "LBL001", &view, format!("{n}x{d}"));
+}
+
+/// The kNN search shared by LBL001 and DUP002: exact (the default up to 200 000 rows) and the
+/// IVF index (beyond), on 100 000 × 384 clustered rows.
+fn knn(c: &mut Criterion) {
+    use poisongate_detectors::knn::{knn_cosine, knn_ivf};
+    let (n, d) = (100_000, 384);
+    let mut rng = SplitMix64(45);
+    let centres = synthetic(n / 50, d, 46);
+    let x = Array2::from_shape_fn((n, d), |(i, j)| {
+        centres[[i % (n / 50), j]] + rng.gauss() as f32
+    });
+    let mut g = c.benchmark_group("knn");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("ivf", format!("{n}x{d}")), |b| {
+        b.iter(|| std::hint::black_box(knn_ivf(&x.view(), 10, &Default::default()).expect("ivf").k))
+    });
+    g.bench_function(BenchmarkId::new("exact", format!("{n}x{d}")), |b| {
+        b.iter(|| std::hint::black_box(knn_cosine(&x.view(), 10).expect("exact").k))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, spec001, act001, spec002, trig001, dup002, lbl001, knn);
 criterion_main!(benches);

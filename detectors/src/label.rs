@@ -33,8 +33,8 @@ Two independent pieces of evidence that the given label y_i is wrong, combined:
    class, Newton's method, penalty `l2`·‖w‖²/2 on the weights, not the intercept) is fitted on
    the other folds and predicts the held-out rows, so no row is judged by a model that saw it.
    p_i = probe probability of y_i (one-vs-rest probabilities normalised to sum to 1).
-2. **Nearest neighbours.** Exact k nearest neighbours by cosine (shared kNN module, itself
-   excluded); a_i = share of the k neighbours labelled y_i, smoothed as (agree + 1) / (k + 2).
+2. **Nearest neighbours.** k nearest neighbours by cosine (shared kNN module, itself
+   excluded; exact up to `knn_exact_max_rows` rows, an IVF index beyond); a_i = share of the k neighbours labelled y_i, smoothed as (agree + 1) / (k + 2).
 3. **Combination against the class baseline.** Treating the two as independent experts, the
    log-odds that the label is wrong are
    L_i = −[logit(p_i) + logit(a_i) − logit(π_y)], with π_y the share of class y (each expert's
@@ -55,11 +55,18 @@ fewer than `min_class_rows` rows are not scored (score 0).
   SST-2 (MiniLM) it flags about 0.4 % of the clean data and keeps precision near 0.8 on 5 %
   random flips.
 - `min_class_rows` (default 20): smaller classes are not scored.
+- `knn_exact_max_rows` (default 200 000), `knn_probes` (default 16), `knn_seed` (default 1):
+  the neighbour search is exact up to `knn_exact_max_rows` rows and uses the IVF index beyond
+  (√n spherical k-means lists, each row searching its `knn_probes` nearest lists; recall@10
+  0.96 at 100 000 and 0.79 at 1 000 000 synthetic clustered rows, every cosine ≥ 0.97 pair of
+  the benchmark MiniLM sets; `examples/knn_scale.rs`, `examples/knn_recall.rs`). The summary's
+  `knn` entry says which search ran.
 
 ## Known false positives
 Genuine label noise of the source data (SST-2 has some), sarcasm and negation that a sentence
 embedding reads the wrong way, and rows that belong to a small sub-population surrounded by
-another class. On very large data (beyond a few hundred thousand rows) the exact kNN is slow.
+another class. Beyond `knn_exact_max_rows` rows the neighbours are approximate (a missed neighbour is replaced by
+the next best one the index saw), and the probe holds a normalised copy of the embeddings.
 
 ## Known limits
 Recall on random flips is low at the default: on sst2-labelflip-5 (MiniLM) even the best cut with
