@@ -19,7 +19,8 @@
 //!
 //! With `scan --dedup`, plain redundant rows (see [`crate::pipeline::Dedup`]) go to a third
 //! file, `duplicates.<ext>`, with one added column `poisongate_duplicate_of`: the 0-based row
-//! number of the row kept in the clean output (an integer; `Int64` in Parquet). A quarantined
+//! number of the row kept in the clean output (an integer; `Int64` in Parquet), and with an id
+//! column also `poisongate_duplicate_of_id`, that row's id (a string). A quarantined
 //! row is never a duplicate: quarantine takes precedence.
 //!
 //! The caller owns the staging directory and the final renames: [`write_split`] only creates
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use arrow_select::filter::filter_record_batch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -53,6 +54,9 @@ pub const REASONS_COLUMN: &str = "poisongate_reasons";
 
 /// Name of the column added to removed duplicate rows (`scan --dedup`).
 pub const DUPLICATE_OF_COLUMN: &str = "poisongate_duplicate_of";
+/// Column added to duplicate rows when the scan has an id column: the id of the row kept in the
+/// clean output (the id's text; `Utf8` in Parquet).
+pub const DUPLICATE_OF_ID_COLUMN: &str = "poisongate_duplicate_of_id";
 
 /// One written output file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +94,15 @@ pub fn write_split(
     verdicts: &[Option<Quarantine>],
     staging_dir: &Path,
 ) -> Result<(OutputFile, OutputFile), IngestError> {
-    let s = write_split_dedup(input, format, expected_sha256, verdicts, None, staging_dir)?;
+    let s = write_split_dedup(
+        input,
+        format,
+        expected_sha256,
+        verdicts,
+        None,
+        None,
+        staging_dir,
+    )?;
     Ok((s.clean, s.quarantine))
 }
 
@@ -108,13 +120,15 @@ pub struct Split {
 /// [`write_split`], plus `duplicates.<ext>` when `duplicate_of` is given: a row that is not
 /// quarantined and has `duplicate_of[i] = Some(k)` goes there with the column
 /// [`DUPLICATE_OF_COLUMN`] = `k` (the row kept in the clean output) instead of into the clean
-/// file. `duplicate_of` must have one entry per row, like `verdicts`.
+/// file. `duplicate_of` must have one entry per row, like `verdicts`. With `ids` (one per row),
+/// duplicate rows also get [`DUPLICATE_OF_ID_COLUMN`] = `ids[k]`.
 pub fn write_split_dedup(
     input: &Path,
     format: Format,
     expected_sha256: &str,
     verdicts: &[Option<Quarantine>],
     duplicate_of: Option<&[Option<usize>]>,
+    ids: Option<&[String]>,
     staging_dir: &Path,
 ) -> Result<Split, IngestError> {
     for (i, v) in verdicts.iter().enumerate() {
@@ -132,12 +146,21 @@ pub fn write_split_dedup(
     if let Some(d) = duplicate_of {
         check_count(input, verdicts.len(), d.len())?;
     }
+    let ids = match (duplicate_of, ids) {
+        (Some(_), Some(ids)) => {
+            check_count(input, verdicts.len(), ids.len())?;
+            Some(ids)
+        }
+        _ => None,
+    };
     let fates: Vec<Fate<'_>> = verdicts
         .iter()
         .enumerate()
         .map(|(i, v)| match (v, duplicate_of.and_then(|d| d[i])) {
             (Some(q), _) => Fate::Quarantine(q),
-            (None, Some(k)) => Fate::Duplicate(k),
+            (None, Some(k)) => {
+                Fate::Duplicate(k, ids.and_then(|ids| ids.get(k)).map(String::as_str))
+            }
             (None, None) => Fate::Clean,
         })
         .collect();
@@ -148,6 +171,7 @@ pub fn write_split_dedup(
         duplicates: duplicate_of
             .is_some()
             .then(|| staging_dir.join(format!("duplicates.{ext}"))),
+        with_ids: ids.is_some(),
     };
     match format {
         Format::Jsonl => split_jsonl(input, expected_sha256, &fates, &paths),
@@ -160,7 +184,8 @@ pub fn write_split_dedup(
 enum Fate<'a> {
     Clean,
     Quarantine(&'a Quarantine),
-    Duplicate(usize),
+    /// The kept row's number, and its id when the scan has ids.
+    Duplicate(usize, Option<&'a str>),
 }
 
 /// The output paths (duplicates only with `--dedup`).
@@ -168,6 +193,8 @@ struct Paths {
     clean: PathBuf,
     quarantine: PathBuf,
     duplicates: Option<PathBuf>,
+    /// Duplicate rows get [`DUPLICATE_OF_ID_COLUMN`] too.
+    with_ids: bool,
 }
 
 impl Paths {
@@ -175,6 +202,9 @@ impl Paths {
         let mut r = vec![SCORE_COLUMN, REASONS_COLUMN];
         if self.duplicates.is_some() {
             r.push(DUPLICATE_OF_COLUMN);
+            if self.with_ids {
+                r.push(DUPLICATE_OF_ID_COLUMN);
+            }
         }
         r
     }
@@ -307,9 +337,14 @@ fn split_jsonl(
                     .map_err(|e| IngestError::io(&paths.quarantine, e))?;
                 quarantine_rows += 1;
             }
-            Some(Fate::Duplicate(k)) => {
+            Some(Fate::Duplicate(k, id)) => {
                 if let Some(d) = duplicates.as_mut() {
-                    let field = format!("\"{DUPLICATE_OF_COLUMN}\": {k}");
+                    let mut field = format!("\"{DUPLICATE_OF_COLUMN}\": {k}");
+                    if let Some(id) = id {
+                        let quoted =
+                            serde_json::to_string(id).map_err(|e| bad_line(e.to_string()))?;
+                        field.push_str(&format!(", \"{DUPLICATE_OF_ID_COLUMN}\": {quoted}"));
+                    }
                     let line = line_with_fields(bytes, &field).map_err(bad_line)?;
                     let path = d.path.clone();
                     d.write_all(&line).map_err(|e| IngestError::io(&path, e))?;
@@ -431,6 +466,13 @@ fn split_parquet(
         DataType::Int64,
         false,
     )));
+    if paths.with_ids {
+        d_fields.push(Arc::new(Field::new(
+            DUPLICATE_OF_ID_COLUMN,
+            DataType::Utf8,
+            false,
+        )));
+    }
     let d_schema = Arc::new(Schema::new_with_metadata(
         d_fields,
         schema.metadata().clone(),
@@ -485,19 +527,29 @@ fn split_parquet(
         let dups: Vec<i64> = fs
             .iter()
             .filter_map(|f| match f {
-                Fate::Duplicate(k) => Some(*k as i64),
+                Fate::Duplicate(k, _) => Some(*k as i64),
                 _ => None,
             })
             .collect();
         if let (Some(w), false) = (dup_w.as_mut(), dups.is_empty()) {
             let take: BooleanArray = fs
                 .iter()
-                .map(|f| Some(matches!(f, Fate::Duplicate(_))))
+                .map(|f| Some(matches!(f, Fate::Duplicate(..))))
                 .collect();
             let d_batch =
                 filter_record_batch(&batch, &take).map_err(|e| IngestError::arrow(input, e))?;
             let mut columns: Vec<ArrayRef> = d_batch.columns().to_vec();
             columns.push(Arc::new(Int64Array::from(dups)));
+            if paths.with_ids {
+                let kept: StringArray = fs
+                    .iter()
+                    .filter_map(|f| match f {
+                        Fate::Duplicate(_, id) => Some(Some(id.unwrap_or_default())),
+                        _ => None,
+                    })
+                    .collect();
+                columns.push(Arc::new(kept));
+            }
             let d_batch = RecordBatch::try_new(d_schema.clone(), columns)
                 .map_err(|e| IngestError::arrow(&dup_path, e))?;
             w.write(&d_batch).map_err(pq_dup)?;
@@ -572,7 +624,7 @@ mod tests {
     use crate::ingest::sha256_file;
     use arrow_array::cast::AsArray;
     use arrow_array::types::Float32Type;
-    use arrow_array::{Array, Int64Array, ListArray, StringArray};
+    use arrow_array::{Array, ListArray};
     use serde_json::Value;
     use tempfile::TempDir;
 

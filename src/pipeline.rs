@@ -691,6 +691,7 @@ fn write_outputs(
             &table.digest.sha256,
             verdicts,
             duplicate_of,
+            table.ids.as_deref(),
             staging.path(),
         )?;
         let (clean, quarantine): (OutputFile, OutputFile) = (split.clean, split.quarantine);

@@ -90,10 +90,16 @@ fn parquet_rows(path: &Path) -> Vec<Value> {
         let dup = b
             .column_by_name("poisongate_duplicate_of")
             .map(|c| c.as_primitive::<Int64Type>().clone());
+        let dup_id = b
+            .column_by_name("poisongate_duplicate_of_id")
+            .map(|c| c.as_string::<i32>().clone());
         for i in 0..b.num_rows() {
             let mut v = json!({"id": id.value(i), "text": text.value(i), "label": label.value(i)});
             if let Some(d) = &dup {
                 v["poisongate_duplicate_of"] = json!(d.value(i));
+            }
+            if let Some(d) = &dup_id {
+                v["poisongate_duplicate_of_id"] = json!(d.value(i));
             }
             out.push(v);
         }
@@ -174,6 +180,8 @@ fn check(ext: &str) {
         .collect();
     for d in &dups {
         let of = d["poisongate_duplicate_of"].as_u64().unwrap().to_string();
+        // the ids of this data are the row numbers: the kept row's id names the same row
+        assert_eq!(d["poisongate_duplicate_of_id"], json!(of), "{d}");
         let kept = by_id
             .get(&of)
             .unwrap_or_else(|| panic!("{of} not in clean"));
