@@ -58,11 +58,13 @@ pub fn sets(dir: &Path) -> Result<Vec<String>, ScanError> {
 
 /// Scan every set × representation with the detectors selected by `select` and return one
 /// row per detector (plus `combined`) per scan. Representations whose file is absent are
-/// skipped; `representations` empty means text only.
+/// skipped; `representations` empty means text only. `detector_params` are the per-detector
+/// parameter tables of every scan.
 pub fn run(
     dir: &Path,
     select: &[String],
     representations: &[&str],
+    detector_params: &std::collections::BTreeMap<String, toml::Table>,
 ) -> Result<Vec<BenchRow>, ScanError> {
     let mut rows = Vec::new();
     for set in sets(dir)? {
@@ -82,6 +84,7 @@ pub fn run(
             o.ground_truth_column = Some("poison".into());
             o.embeddings = emb;
             o.select = Some(select.to_vec());
+            o.detector_params = detector_params.clone();
             let outcome = scan(&o)?;
             let Some(ev) = &outcome.report.evaluation else {
                 continue;

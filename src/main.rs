@@ -56,6 +56,10 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// TOML file whose `[detectors.CODE]` tables set detector parameters (other keys of a
+        /// scan config are ignored here).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Write a copy of a dataset with a known fraction of rows poisoned by an attack, plus a
     /// ground-truth column and a sidecar OUT.inject.json recording how it was made. Same seed,
@@ -275,7 +279,23 @@ fn run() -> Result<i32> {
             select,
             representations,
             threads,
+            config,
         } => {
+            let params: BTreeMap<String, toml::Table> = match &config {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read config {}", p.display()))?;
+                    let table: toml::Table = toml::from_str(&text)
+                        .with_context(|| format!("invalid config {}", p.display()))?;
+                    match table.get("detectors") {
+                        Some(d) => d.clone().try_into().with_context(|| {
+                            format!("{}: [detectors] must hold one table per code", p.display())
+                        })?,
+                        None => BTreeMap::new(),
+                    }
+                }
+                None => BTreeMap::new(),
+            };
             let reprs: Vec<&str> = representations
                 .iter()
                 .map(String::as_str)
@@ -286,7 +306,7 @@ fn run() -> Result<i32> {
                 .build()
                 .context("cannot start worker threads")?;
             let rows = pool
-                .install(|| poisongate::benchmark::run(&dir, &select, &reprs))
+                .install(|| poisongate::benchmark::run(&dir, &select, &reprs, &params))
                 .with_context(|| format!("benchmark on {} failed", dir.display()))?;
             print!("{}", poisongate::benchmark::markdown(&rows));
             Ok(0)

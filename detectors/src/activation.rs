@@ -32,7 +32,8 @@ splits, judged against what the same clustering finds in a unimodal class of the
 Per class c with rows X_c (n_c × d):
 1. PCA: mean and covariance of X_c from merged Gram sums, the top `components` (10)
    eigenvectors by faer's self-adjoint eigendecomposition; every row is projected to
-   z_i = Vᵀ(x_i − μ) (the paper reduces to 10 dimensions before clustering).
+   z_i = Vᵀ(x_i − μ) (the paper reduces to 10 dimensions before clustering). With `ica`,
+   z_i is then whitened and rotated into FastICA's independent components (see Parameters).
 2. 2-means on all z_i: k-means++ seeding from the seeded SplitMix64 stream, Lloyd iterations
    until no row moves (at most `max_iterations`), `restarts` (5) seedings, the lowest
    within-cluster sum of squares wins. Rows go to the nearer centroid, ties to the smaller
@@ -81,6 +82,18 @@ any thread count.
 - `min_class_rows` (default 100) and `min_rows_per_dim` (default 2.0): smaller classes are skipped.
 - `max_covariance_rows` (default 262 144; 0 = all): rows per class the PCA is estimated from
   (evenly spaced); every row is still clustered.
+- `ica` (default false): cluster independent components instead, as Chen et al. do: the PCA
+  coordinates are whitened (divided by √λ) and rotated by symmetric FastICA (log-cosh
+  contrast, Hyvärinen 1999; fitted on at most 20 000 evenly spaced rows of the class, at most
+  200 iterations, tolerance 1e-4, components ordered by |excess kurtosis|); the Gaussian null
+  is then N(0, I). 2-means and the Euclidean silhouette do not change under a rotation, so what
+  changes the verdict is the whitening: every component weighs the same, and a minority shifted
+  along a low-variance direction can split its class. Measured (`poisongate benchmark
+  ../shared/benchmarks --select ACT001 --config FILE` with `[detectors.ACT001] ica = true`):
+  sst2-addsent-10 on `.mlp.npy` F1 0.963 (PCA: 0; ART's ActivationDefence: 0.38), but
+  sst2-badnets-cleanlabel-10 on `.minilm.npy` F1 0 (PCA: 0.972), sst2-synbkd-20 on `.mlp.npy`
+  21 % of rows flagged at precision 0.32, and 7.7 % of sms-spam-clean on `.mlp.npy` (a compact
+  block of near-identical ham activations, silhouette 4.7× the null). Hence off by default.
 
 ## Known false positives
 A natural minority sub-population that is compact and separate (messages in another language,
@@ -95,7 +108,9 @@ no cluster, and nothing is flagged.
 ## References
 Bryant Chen, Wilka Carvalho, Nathalie Baracaldo, Heiko Ludwig, Benjamin Edwards, Taesung Lee,
 Ian Molloy, Biplav Srivastava. Detecting Backdoor Attacks on Deep Neural Networks by Activation
-Clustering. AAAI SafeAI workshop, 2019 (arXiv:1811.03728, 2018). David Arthur, Sergei
+Clustering. AAAI SafeAI workshop, 2019 (arXiv:1811.03728, 2018). Aapo Hyvärinen. Fast and
+robust fixed-point algorithms for independent component analysis. IEEE Trans. Neural Networks
+10(3), 1999. David Arthur, Sergei
 Vassilvitskii. k-means++: the advantages of careful seeding. SODA 2007. Peter J. Rousseeuw.
 Silhouettes: a graphical aid to the interpretation and validation of cluster analysis. J. Comput.
 Appl. Math. 20, 1987.
@@ -132,6 +147,9 @@ pub struct ActivationParams {
     pub min_rows_per_dim: f64,
     /// Rows per class the PCA is estimated from (evenly spaced); 0 = all.
     pub max_covariance_rows: usize,
+    /// Reduce with FastICA on the whitened PCA coordinates (Chen et al.'s choice) instead of
+    /// clustering the PCA coordinates.
+    pub ica: bool,
 }
 
 impl Detector for ActivationClustering {
@@ -153,6 +171,7 @@ impl Detector for ActivationClustering {
             min_class_rows: r.usize("min_class_rows", 100, 8, usize::MAX)?,
             min_rows_per_dim: r.f64("min_rows_per_dim", 2.0, 0.0, 1e6)?,
             max_covariance_rows: r.usize("max_covariance_rows", 262_144, 0, usize::MAX)?,
+            ica: r.bool("ica", false)?,
         };
         r.finish()?;
         Ok(Box::new(p))
@@ -181,6 +200,7 @@ impl Configured for ActivationParams {
             "min_class_rows": self.min_class_rows,
             "min_rows_per_dim": self.min_rows_per_dim,
             "max_covariance_rows": self.max_covariance_rows,
+            "ica": self.ica,
         })
     }
 
@@ -215,7 +235,7 @@ impl Configured for ActivationParams {
                 continue;
             }
             let class_seed = self.seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let model = fit_class(&x, rows, eig, self, class_seed);
+            let model = fit_class(&x, rows, eig, self, class_seed)?;
             classes.push(ClassFit {
                 name,
                 rows: rows.len(),
@@ -231,6 +251,9 @@ impl Configured for ActivationParams {
 #[derive(Debug, Clone)]
 struct Pca {
     projectors: Vec<linalg::Projector>,
+    /// With `ica`: the `k × k` row-major map from PCA coordinates to independent components
+    /// (FastICA's unmixing times the whitening).
+    unmix: Option<Vec<f64>>,
 }
 
 impl Pca {
@@ -241,6 +264,9 @@ impl Pca {
     fn project(&self, x: &ArrayView2<'_, f32>, r: usize, out: &mut [f64]) {
         for (o, p) in out.iter_mut().zip(&self.projectors) {
             *o = p.project(x, r);
+        }
+        if let Some(u) = &self.unmix {
+            apply(u, out);
         }
     }
 
@@ -259,6 +285,25 @@ impl Pca {
     }
 }
 
+/// `z ← U z` for the row-major square matrix `u`.
+fn apply(u: &[f64], z: &mut [f64]) {
+    let k = z.len();
+    let pca: Vec<f64> = z.to_vec();
+    for (i, o) in z.iter_mut().enumerate() {
+        *o = u[i * k..(i + 1) * k]
+            .iter()
+            .zip(&pca)
+            .map(|(a, b)| a * b)
+            .sum();
+    }
+}
+
+/// Most rows of a class FastICA is fitted on (evenly spaced).
+const ICA_ROWS: usize = 20_000;
+/// FastICA's iteration limit and tolerance.
+const ICA_MAX_ITER: usize = 200;
+const ICA_TOL: f64 = 1e-4;
+
 /// The class's verdict.
 #[derive(Debug, Clone)]
 struct ClassModel {
@@ -276,6 +321,8 @@ struct ClassModel {
     closeness: f64,
     decision: String,
     flagged: usize,
+    /// FastICA iterations, when the reduction is ICA.
+    ica_iterations: Option<usize>,
 }
 
 impl ClassModel {
@@ -310,17 +357,55 @@ fn fit_class(
     eig: linalg::CenteredEigen,
     p: &ActivationParams,
     seed: u64,
-) -> ClassModel {
-    let pca = Pca {
+) -> Result<ClassModel, DetectError> {
+    let mut pca = Pca {
         projectors: eig
             .eigenvectors
             .iter()
             .map(|v| linalg::Projector::new(&eig.mean, v))
             .collect(),
+        unmix: None,
     };
     let k = pca.k();
-    let z = pca.project_rows(x, rows);
+    let mut z = pca.project_rows(x, rows);
     let n = rows.len();
+    // the Gaussian null has the covariance of the coordinates clustered: the class's PCA
+    // covariance, or the identity after whitening and FastICA's rotation
+    let mut sd: Vec<f64> = eig.eigenvalues.iter().map(|l| l.max(0.0).sqrt()).collect();
+    let mut ica_iterations = None;
+    if p.ica {
+        let inv: Vec<f64> = sd
+            .iter()
+            .map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 })
+            .collect();
+        let m = n.min(ICA_ROWS);
+        let y: Vec<f64> = (0..m)
+            .flat_map(|t| {
+                let i = (t as u128 * n as u128 / m as u128) as usize;
+                z[i * k..(i + 1) * k]
+                    .iter()
+                    .zip(&inv)
+                    .map(|(v, s)| v * s)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let (w, iters) =
+            linalg::fast_ica(&y, m, k, seed ^ 0x1CA, ICA_MAX_ITER, ICA_TOL).map_err(|problem| {
+                DetectError::Numeric {
+                    code: CODE,
+                    problem,
+                }
+            })?;
+        let unmix: Vec<f64> = (0..k * k).map(|t| w[t] * inv[t % k]).collect();
+        z.par_chunks_mut(CHUNK_ROWS * k).for_each(|chunk| {
+            for r in chunk.chunks_exact_mut(k) {
+                apply(&unmix, r);
+            }
+        });
+        pca.unmix = Some(unmix);
+        sd = vec![1.0; k];
+        ica_iterations = Some(iters);
+    }
     let mut rng = SplitMix64(seed);
     let km = kmeans2(&z, k, p.restarts, p.max_iterations, &mut rng);
     // the smaller cluster (first on a tie) is the candidate
@@ -347,8 +432,7 @@ fn fit_class(
         .collect();
     let ls: Vec<bool> = sample.iter().map(|&i| is_minor[i]).collect();
     let silhouette = silhouette2(&zs, k, &ls);
-    // null: the same clustering on Gaussians with the class's PCA covariance
-    let sd: Vec<f64> = eig.eigenvalues.iter().map(|l| l.max(0.0).sqrt()).collect();
+    // null: the same clustering on Gaussians with the coordinates' covariance
     let nulls: Vec<f64> = (0..p.null_draws)
         .map(|_| {
             let g: Vec<f64> = (0..m * k).map(|t| rng.gauss() * sd[t % k]).collect();
@@ -387,7 +471,7 @@ fn fit_class(
         format!("no split: smaller cluster holds {share:.3} of the class, above max_minor_share")
     };
     let total_var: f64 = eig.eigenvalues.iter().sum();
-    ClassModel {
+    Ok(ClassModel {
         pca,
         major,
         minor,
@@ -400,7 +484,8 @@ fn fit_class(
         closeness: (sil_ratio / p.min_silhouette_ratio).clamp(0.0, 1.0),
         decision,
         flagged: if split { n_minor } else { 0 },
-    }
+        ica_iterations,
+    })
 }
 
 /// `m` distinct indices of `0..n`, sorted (partial Fisher-Yates with the seeded stream).
@@ -612,6 +697,8 @@ impl Fitted for ActivationFit {
                     "class": c.name,
                     "rows": c.rows,
                     "components": m.pca.k(),
+                    "reduction": if m.pca.unmix.is_some() { "fastica" } else { "pca" },
+                    "ica_iterations": m.ica_iterations,
                     "pca_variance": m.explained,
                     "cluster_sizes": {"major": m.sizes[0], "minor": m.sizes[1]},
                     "minor_share": m.sizes[1] as f64 / c.rows.max(1) as f64,
@@ -691,6 +778,43 @@ mod tests {
         for (f, v) in flags.iter().zip(&s.score) {
             assert_eq!(*f, *v >= 1.0);
         }
+    }
+
+    #[test]
+    fn fastica_weighs_every_component_equally() {
+        // one high-variance Gaussian axis and a minority shifted along a low-variance one: on
+        // the PCA coordinates 2-means cuts the wide axis (no minority, no split); FastICA's
+        // coordinates are whitened (unit variance each, then rotated, which 2-means and the
+        // silhouette do not see), so the shifted axis carries the split
+        let mut rng = Rng(14);
+        let (n, d) = (3000, 4);
+        let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+        let mut truth = vec![false; n];
+        let mut x = Array2::<f32>::zeros((n, d));
+        for i in 0..n {
+            x[[i, 0]] = (4.0 * rng.gauss()) as f32;
+            for k in 1..d {
+                x[[i, k]] = (0.3 * rng.gauss()) as f32;
+            }
+            if i % 2 == 1 && rng.unit() < 0.15 {
+                truth[i] = true;
+                x[[i, d - 1]] += 1.8;
+            }
+        }
+        let mut t = toml::Table::new();
+        t.insert("silhouette_rows".into(), toml::Value::Integer(600));
+        t.insert("null_draws".into(), toml::Value::Integer(2));
+        t.insert("min_rows_per_dim".into(), toml::Value::Integer(0));
+        let (pca, _) = fit_and_score_embeddings(&ActivationClustering, &t, &x, &labels);
+        t.insert("ica".into(), toml::Value::Boolean(true));
+        let (ica, summary) = fit_and_score_embeddings(&ActivationClustering, &t, &x, &labels);
+        let flags = |s: &Scores| s.reason.iter().map(Option::is_some).collect::<Vec<_>>();
+        let e_pca = crate::metrics::evaluate(&flags(&pca), &pca.score, &truth);
+        let e_ica = crate::metrics::evaluate(&flags(&ica), &ica.score, &truth);
+        assert!(e_pca.f1 < 0.5, "{e_pca:?}");
+        assert!(e_ica.f1 > 0.9, "{e_ica:?} {summary}");
+        assert_eq!(summary["classes"][0]["flagged"], 0, "{summary}");
+        assert_eq!(summary["classes"][1]["reduction"], "fastica");
     }
 
     #[test]

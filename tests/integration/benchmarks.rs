@@ -13,7 +13,13 @@ fn find<'a>(rows: &'a [BenchRow], set: &str, repr: &str, det: &str) -> &'a Bench
 #[test]
 fn spec001_on_shared_benchmarks() {
     let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
-    let rows = run(&dir, &["SPEC001".to_string()], &["mlp", "minilm"]).expect("benchmark runs");
+    let rows = run(
+        &dir,
+        &["SPEC001".to_string()],
+        &["mlp", "minilm"],
+        &Default::default(),
+    )
+    .expect("benchmark runs");
     eprintln!("{}", poisongate::benchmark::markdown(&rows));
     // the clean-label set carries a real spectral signal in the sentence embeddings
     let r = find(&rows, "sst2-badnets-cleanlabel-10", "minilm", "SPEC001");
@@ -45,7 +51,8 @@ fn spec001_on_shared_benchmarks() {
 #[test]
 fn trig001_on_shared_benchmarks() {
     let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
-    let rows = run(&dir, &["TRIG001".to_string()], &[]).expect("benchmark runs");
+    let rows =
+        run(&dir, &["TRIG001".to_string()], &[], &Default::default()).expect("benchmark runs");
     eprintln!("{}", poisongate::benchmark::markdown(&rows));
     for set in [
         "sst2-badnets-10",
@@ -75,7 +82,8 @@ fn default_scan_quarantines_almost_nothing_on_clean_data() {
         .iter()
         .map(|d| d.meta().code.to_string())
         .collect();
-    let rows = run(&dir, &defaults, &["mlp", "minilm"]).expect("benchmark runs");
+    let rows =
+        run(&dir, &defaults, &["mlp", "minilm"], &Default::default()).expect("benchmark runs");
     for set in ["sst2-clean", "sms-spam-clean"] {
         for repr in ["mlp", "minilm"] {
             let r = find(&rows, set, repr, "combined");
