@@ -1,7 +1,8 @@
 //! Runs DUP001, DUP002 and DUP003 on the benchmark sets and on sst2-clean with seeded injected
 //! duplicates; prints flagged rows and recall. Usage: `cargo run --release -p
 //! poisongate-detectors --example dup_eval [DIR]`; parameters for all three detectors as TOML in
-//! `DUP_PARAMS` (e.g. `DUP_PARAMS='shingle_words = 1'`; DUP003-only keys in `DUP3_PARAMS`).
+//! `DUP_PARAMS` (e.g. `DUP_PARAMS='shingle_words = 1'`; DUP003-only keys in `DUP3_PARAMS`); the
+//! injection's seed in `DUP_SEED` (default 7, the integration test's).
 
 #[path = "../tests/common_dup.rs"]
 mod common_dup;
@@ -41,7 +42,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clean = common_dup::load(&std::path::Path::new(&dir).join("sst2-clean.jsonl"))?;
     runs.push((
         "sst2-clean+injected".to_string(),
-        common_dup::inject(&clean, 100, 100, 50, 7),
+        common_dup::inject(
+            &clean,
+            100,
+            100,
+            50,
+            std::env::var("DUP_SEED")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(7),
+        ),
     ));
     println!("| set | detector | rows | truth | flagged | flagged % | flagged truth | recall | flagged other (not truth, not original) % | fit s |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
