@@ -84,6 +84,72 @@ fn eval_row(s: &mut String, name: &str, e: &Evaluation) {
     s.push_str("</tr>\n");
 }
 
+/// Per-class columns of an embedding detector's summary: header and key in each class object.
+const ACT001_COLUMNS: &[(&str, &str)] = &[
+    ("minor share", "minor_share"),
+    ("silhouette", "silhouette"),
+    ("null silhouette", "null_silhouette"),
+    ("ratio", "silhouette_ratio"),
+    ("decision", "decision"),
+    ("flagged", "flagged"),
+];
+const SPEC002_COLUMNS: &[(&str, &str)] = &[
+    ("k", "k"),
+    ("separation", "separation"),
+    ("robust kept", "robust_kept_fraction"),
+    ("z cut", "z_threshold"),
+    ("flagged", "flagged"),
+];
+
+/// A per-class table of `summary.classes` with the class, its rows and `columns` (numbers with
+/// three decimals, other values as text; a skipped class shows why), when present.
+fn class_table(summary: &Value, columns: &[(&str, &str)]) -> Option<String> {
+    let classes = summary.get("classes")?.as_array()?;
+    let mut s = String::from("<table><tr><th>class</th><th>rows</th>");
+    for (h, _) in columns {
+        let _ = write!(s, "<th>{}</th>", escape(h));
+    }
+    s.push_str(
+        "</tr>
+",
+    );
+    for c in classes {
+        s.push_str("<tr>");
+        cell(&mut s, &text_of(c.get("class")));
+        num(&mut s, text_of(c.get("rows")));
+        if let Some(why) = c.get("skipped").and_then(Value::as_str) {
+            let _ = write!(
+                s,
+                "<td colspan=\"{}\">skipped: {}</td>",
+                columns.len(),
+                escape(why)
+            );
+        } else {
+            for (_, key) in columns {
+                match c.get(*key) {
+                    Some(Value::Number(n)) if n.is_f64() => {
+                        num(&mut s, fixed(n.as_f64().unwrap_or(f64::NAN), 3))
+                    }
+                    Some(Value::Number(n)) => num(&mut s, n),
+                    v => cell(&mut s, &text_of(v)),
+                }
+            }
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</table>");
+    Some(s)
+}
+
+/// A JSON value as plain text (`-` for none or null).
+fn text_of(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(t)) => t.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
 /// TRIG001's `summary.triggers` rendered as table rows, when present.
 fn trigger_rows(summary: &Value) -> Option<String> {
     let triggers = summary.get("triggers")?.as_array()?;
@@ -578,6 +644,35 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
         );
     }
 
+    // ACT001 and SPEC002 per-class decisions
+    for (code, title, columns) in [
+        (
+            "ACT001",
+            "ACT001 activation clustering per class",
+            ACT001_COLUMNS,
+        ),
+        (
+            "SPEC002",
+            "SPEC002 robust spectral per class",
+            SPEC002_COLUMNS,
+        ),
+    ] {
+        let Some(d) = report.detectors.iter().find(|d| d.code == code) else {
+            continue;
+        };
+        if let Some(table) = class_table(&d.summary, columns) {
+            let target = match d.summary.get("targeted_class") {
+                Some(Value::String(t)) => format!("<p>Targeted class: {}</p>\n", escape(t)),
+                _ => String::new(),
+            };
+            let _ = write!(
+                s,
+                "<section id=\"{}\"><h2>{title}</h2>\n{target}{table}</section>\n",
+                code.to_lowercase()
+            );
+        }
+    }
+
     // duplicate clusters
     let dups: Vec<_> = report
         .detectors
@@ -732,6 +827,22 @@ mod tests {
         assert!(rows.contains("1, 7, …"), "{rows}");
         assert!(rows.contains("row 7: &lt;script&gt;"), "{rows}");
         assert!(!rows.contains("<script") && !rows.contains("<b>"));
+    }
+
+    #[test]
+    fn html_class_table_formats_numbers_escapes_text_and_shows_skips() {
+        let summary = serde_json::json!({"classes": [
+            {"class": "<b>", "rows": 10, "skipped": "too few rows & <small>"},
+            {"class": "1", "rows": 3610, "minor_share": 0.1861, "silhouette": 0.2, "null_silhouette": 0.1,
+             "silhouette_ratio": 2.0, "decision": "split: a<b", "flagged": 670}
+        ]});
+        let t = class_table(&summary, ACT001_COLUMNS).unwrap();
+        assert!(t.contains("<td>&lt;b&gt;</td>"), "{t}");
+        assert!(t.contains("<td colspan=\"6\">skipped: too few rows &amp; &lt;small&gt;</td>"));
+        assert!(t.contains("<td class=\"num\">0.186</td>"));
+        assert!(t.contains("<td class=\"num\">670</td>"));
+        assert!(t.contains("<td>split: a&lt;b</td>"));
+        assert!(class_table(&serde_json::json!({}), ACT001_COLUMNS).is_none());
     }
 
     #[test]
