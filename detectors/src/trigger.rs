@@ -548,11 +548,15 @@ struct Sketch {
 }
 
 impl Sketch {
-    fn new(n_rows: usize) -> Self {
-        // about 32 counters per row keep collisions rare for typical row lengths.
-        let blocks = (n_rows.max(1) * 2)
+    /// A sketch for about `windows` window occurrences: 16 counters per 8 occurrences, so each
+    /// of the four levels carries about two occurrences a counter and a window seen once passes
+    /// `min_support` = 5 by collisions alone with probability about P(Poisson(2) ≥ 5)⁴ ≈ 10⁻⁵
+    /// (sized by rows instead, at 32 counters a row, a million rows of 20 words let most rare
+    /// windows through and the exact pass held 10 GB). At most 2²³ blocks (512 MiB).
+    fn new(windows: usize) -> Self {
+        let blocks = (windows.max(1) / 8)
             .next_power_of_two()
-            .clamp(1 << 8, 1 << 22);
+            .clamp(1 << 8, 1 << 23);
         Sketch {
             blocks,
             cells: (0..blocks * 16).map(|_| AtomicU32::new(0)).collect(),
@@ -1151,7 +1155,11 @@ fn fit(
         }
     }
     let corpus = Corpus::encode(texts, &vocab);
-    let sketch = Sketch::new(n_rows);
+    // occurrences of windows of two or more real tokens (anchored ones included), for the size
+    let windows: usize = (0..corpus.len())
+        .map(|r| corpus.row(r).len() * p.max_ngram.saturating_sub(1))
+        .sum();
+    let sketch = Sketch::new(windows);
     sketch.fill(&corpus, p.max_ngram);
     // neighbour distribution under random insertion: the token before a random position is any
     // real token or the start anchor; the token after is any real token or the end anchor.
