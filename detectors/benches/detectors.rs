@@ -46,19 +46,24 @@ fn bench_fit_score(c: &mut Criterion, code: &str, view: &DatasetView<'_>, id: St
     g.finish();
 }
 
+/// [`bench_fit_score`] of `code` on two-class embeddings `x` with `labels` (classes "0", "1").
+fn bench_embeddings(c: &mut Criterion, code: &str, x: &Array2<f32>, labels: &[u32]) {
+    let names = vec!["0".to_string(), "1".to_string()];
+    let view = DatasetView {
+        n_rows: x.nrows(),
+        texts: None,
+        labels: Some(labels),
+        class_names: &names,
+        embeddings: Some(x.view()),
+    };
+    bench_fit_score(c, code, &view, format!("{}x{}", x.nrows(), x.ncols()));
+}
+
 fn spec001(c: &mut Criterion) {
     let (n, d) = (100_000, 384);
     let x = synthetic(n, d, 42);
     let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
-    let names = vec!["0".to_string(), "1".to_string()];
-    let view = DatasetView {
-        n_rows: n,
-        texts: None,
-        labels: Some(&labels),
-        class_names: &names,
-        embeddings: Some(x.view()),
-    };
-    bench_fit_score(c, "SPEC001", &view, format!("{n}x{d}"));
+    bench_embeddings(c, "SPEC001", &x, &labels);
 }
 
 /// Two classes of 50 000 × 384 with a planted shifted cluster in one, so the embedding
@@ -82,29 +87,13 @@ fn embedding_view_data(n: usize, d: usize) -> (Array2<f32>, Vec<u32>) {
 fn act001(c: &mut Criterion) {
     let (n, d) = (100_000, 384);
     let (x, labels) = embedding_view_data(n, d);
-    let names = vec!["0".to_string(), "1".to_string()];
-    let view = DatasetView {
-        n_rows: n,
-        texts: None,
-        labels: Some(&labels),
-        class_names: &names,
-        embeddings: Some(x.view()),
-    };
-    bench_fit_score(c, "ACT001", &view, format!("{n}x{d}"));
+    bench_embeddings(c, "ACT001", &x, &labels);
 }
 
 fn spec002(c: &mut Criterion) {
     let (n, d) = (100_000, 384);
     let (x, labels) = embedding_view_data(n, d);
-    let names = vec!["0".to_string(), "1".to_string()];
-    let view = DatasetView {
-        n_rows: n,
-        texts: None,
-        labels: Some(&labels),
-        class_names: &names,
-        embeddings: Some(x.view()),
-    };
-    bench_fit_score(c, "SPEC002", &view, format!("{n}x{d}"));
+    bench_embeddings(c, "SPEC002", &x, &labels);
 }
 
 /// One million rows of Markov-chain text (`TRIG001_BENCH_ROWS` overrides; the `trig_scale`
@@ -185,15 +174,7 @@ fn lbl001(c: &mut Criterion) {
     for (i, &l) in labels.iter().enumerate() {
         x[[i, 0]] += 2.0 * l as f32;
     }
-    let names = vec!["0".to_string(), "1".to_string()];
-    let view = DatasetView {
-        n_rows: n,
-        texts: None,
-        labels: Some(&labels),
-        class_names: &names,
-        embeddings: Some(x.view()),
-    };
-    bench_fit_score(c, "LBL001", &view, format!("{n}x{d}"));
+    bench_embeddings(c, "LBL001", &x, &labels);
 }
 
 /// The kNN search shared by LBL001 and DUP002: exact (the default up to 200 000 rows) and the

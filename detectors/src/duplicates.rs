@@ -77,7 +77,8 @@ static META_DUP002: Meta = Meta {
     code: "DUP002",
     name: "near-duplicate-label-conflict",
     summary: "Rows nearly identical (5-gram MinHash or one word edit) to rows with another label",
-    docs: r#"# DUP002 near-duplicate-label-conflict
+    docs: concat!(
+        r#"# DUP002 near-duplicate-label-conflict
 
 ## What it detects
 Label flips hidden behind small edits: a near copy (a word changed, added or removed) of a row,
@@ -144,13 +145,9 @@ parallel maps, sorted pairs).
   not separate copies from class members. Measured share: minilm sst2-clean 0 %,
   sms-spam-clean 3.6 % (templated messages, 111 pairs, 0 rows flagged); mlp (a classifier's
   collapsed activations) 99.6 % of sst2-clean, which without the guard flags 47 % of it.
-- `knn_exact_max_rows` (default 200 000), `knn_probes` (default 16), `knn_seed` (default 1):
-  the neighbour search is exact up to `knn_exact_max_rows` rows and uses the IVF index beyond
-  (√n spherical k-means lists, each row searching its `knn_probes` nearest lists; recall@10
-  0.96 at 100 000 and 0.79 at 1 000 000 synthetic clustered rows, every cosine ≥ 0.97 pair of
-  the benchmark MiniLM sets; `examples/knn_scale.rs`, `examples/knn_recall.rs`). The summary's
-  `knn` entry says which search ran.
-- `num_perm` (default 128): MinHash permutations (standard error ≈ √(J(1−J)/num_perm)).
+"#,
+        crate::knn_params_doc!(),
+        r#"- `num_perm` (default 128): MinHash permutations (standard error ≈ √(J(1−J)/num_perm)).
 - `seed` (default 1): seed of permutations and hashes.
 - `fp_weight` (default 0.5): weight of false positives against false negatives in the b, r
   choice.
@@ -180,7 +177,8 @@ Datasets, ch. 3 (banding, the S-curve). Katherine Lee et al. Deduplicating Train
 Language Models Better. ACL 2022. Martin Dietzfelbinger. Universal hashing and k-wise
 independent random variables via integer arithmetic without primes. STACS 1996. Harold
 Jeffreys. Theory of Probability, 3rd ed., 1961 (evidence scale).
-"#,
+"#
+    ),
     version: 2,
 };
 

@@ -19,7 +19,8 @@ static META: Meta = Meta {
     code: CODE,
     name: "label-consistency",
     summary: "Rows whose label an out-of-fold probe and their nearest neighbours both contradict",
-    docs: r#"# LBL001 label-consistency
+    docs: concat!(
+        r#"# LBL001 label-consistency
 
 ## What it detects
 Label flips: rows whose text is untouched but whose label was changed (dirty-label poisoning,
@@ -55,13 +56,9 @@ fewer than `min_class_rows` rows are not scored (score 0).
   SST-2 (MiniLM) it flags about 0.4 % of the clean data and keeps precision near 0.8 on 5 %
   random flips.
 - `min_class_rows` (default 20): smaller classes are not scored.
-- `knn_exact_max_rows` (default 200 000), `knn_probes` (default 16), `knn_seed` (default 1):
-  the neighbour search is exact up to `knn_exact_max_rows` rows and uses the IVF index beyond
-  (√n spherical k-means lists, each row searching its `knn_probes` nearest lists; recall@10
-  0.96 at 100 000 and 0.79 at 1 000 000 synthetic clustered rows, every cosine ≥ 0.97 pair of
-  the benchmark MiniLM sets; `examples/knn_scale.rs`, `examples/knn_recall.rs`). The summary's
-  `knn` entry says which search ran.
-
+"#,
+        crate::knn_params_doc!(),
+        r#"
 ## Known false positives
 Genuine label noise of the source data (SST-2 has some), sarcasm and negation that a sentence
 embedding reads the wrong way, and rows that belong to a small sub-population surrounded by
@@ -77,7 +74,8 @@ neighbour share), because natural ambiguity of SST-2 competes with the flips.
 Curtis G. Northcutt, Lu Jiang, Isaac L. Chuang. Confident Learning: Estimating Uncertainty in
 Dataset Labels. JAIR 70, 2021 (out-of-fold probabilities). Dennis L. Wilson. Asymptotic
 properties of nearest neighbor rules using edited data. IEEE SMC 2(3), 1972 (kNN editing).
-"#,
+"#
+    ),
     version: 1,
 };
 
