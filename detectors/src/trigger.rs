@@ -137,7 +137,7 @@ windows, kept below 1.
   finite slack given enough rows, while a natural word's mild excess does not.
 - `report_near_misses` (default 10): how many best non-trigger candidates to list in the summary.
 - `max_fit_rows` (default 1 048 576; 0 = all): most rows the fit reads, evenly spaced, which
-  bounds the fit's memory (about 2.5 GiB at a million rows of 8–30 words; measured with the
+  bounds the fit's memory (about 2.8 GiB at a million rows of 8–30 words; measured with the
   `trig_scale` example). A trigger must then reach its support within the rows read: on ten
   million rows, one carried by fewer than about a hundred rows can be missed.
 
