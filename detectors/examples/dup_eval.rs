@@ -2,7 +2,8 @@
 //! duplicates; prints flagged rows and recall. Usage: `cargo run --release -p
 //! poisongate-detectors --example dup_eval [DIR]`; parameters for all three detectors as TOML in
 //! `DUP_PARAMS` (e.g. `DUP_PARAMS='shingle_words = 1'`; DUP003-only keys in `DUP3_PARAMS`); the
-//! injection's seed in `DUP_SEED` (default 7, the integration test's).
+//! injection's seed in `DUP_SEED` (default 7, the integration test's) and its base set in
+//! `DUP_BASE` (default sst2-clean; sms-spam-clean for longer texts).
 
 #[path = "../tests/common_dup.rs"]
 mod common_dup;
@@ -39,9 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             common_dup::load(&std::path::Path::new(&dir).join(format!("{set}.jsonl")))?,
         ));
     }
-    let clean = common_dup::load(&std::path::Path::new(&dir).join("sst2-clean.jsonl"))?;
+    let base = std::env::var("DUP_BASE").unwrap_or_else(|_| "sst2-clean".to_string());
+    let clean = common_dup::load(&std::path::Path::new(&dir).join(format!("{base}.jsonl")))?;
     runs.push((
-        "sst2-clean+injected".to_string(),
+        format!("{base}+injected"),
         common_dup::inject(
             &clean,
             100,

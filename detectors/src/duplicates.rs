@@ -121,8 +121,12 @@ sentiment-like data many one-word pairs differ in exactly the word that carries 
 pair of label-pure groups with labels a ≠ b whose edit changes the naive-Bayes odds of b
 against a by at least `contrast_odds` — ln O(y) − ln O(x) with ln O(w) = ln((df_b(w) + 1)/(n_b
 + 2)) − ln((df_a(w) + 1)/(n_a + 2)), document frequencies of the edited words x → y per class
-with the pair's own rows left out — is removed before clustering (counted in the summary as
-`explained_contrast_pairs`). Reason: `DUP002:dup_of=<nearest majority-label row>
+with the pair's own rows left out — and whose edit is also enough, i.e. the same naive Bayes
+over each whole text (prior ln((n_b + 1)/(n_a + 1)), the words both texts share, and the text's
+own edited word) names that text's own label, is removed before clustering (counted in the
+summary as `explained_contrast_pairs`). The second condition keeps a random one-word change of a
+long message a flip: replacing "MP3" by "keep" in a 25-word spam message moves the word odds
+far, but the rest of the message still reads as spam. Reason: `DUP002:dup_of=<nearest majority-label row>
 similarity=<s> measure=<minhash_jaccard|word_edit|embedding_cosine> threshold=<t> labels=<this>:<dup_of>
 counts=<label>x<rows>,... minority|tie: ...` (the nearest among the majority rows in other
 exact groups; through a chain it can be below t). Score: max(1, similarity / t) when flagged,
@@ -157,7 +161,10 @@ parallel maps, sorted pairs).
 Measured (`cargo run --release -p poisongate-detectors --example dup_eval`): flagged rows
 sst2-clean 2 (0.03 %), sms-spam-clean 0, demo 0 (without the contrast test: 139, 4.6 %); on
 sst2-clean with 100 exact and 100 one-word-changed flipped copies and 50 copies of one row:
-244 of 250 injected rows found, 0.03 % of the other rows flagged.
+246 of 250 injected rows found (seeds 1–5: 246–248), 0.03 % of the other rows flagged; the
+same injection into sms-spam-clean (`DUP_BASE=sms-spam-clean`): every exact copy, 83–99 of the
+100 near copies, none of the 50 copies of one row (its own 30-copy message makes 51 copies
+ordinary for DUP003's baseline), no other row.
 
 ## Known false positives
 Natural one-word pairs with opposite labels whose edited words carry little label evidence
@@ -166,7 +173,8 @@ label-relevant ambiguity rather than an attack.
 
 ## Known limits
 One-word edits of texts with fewer than `edit_min_words` words (3 of the 100 injected near
-copies above); random word swaps that the rest of the data happens to explain (3 of 100);
+copies above); random word swaps that leave a text naive Bayes reads as the new label (about 1
+of 100 on sst2-clean, more on sms-spam-clean where single words carry the label);
 edits of two or more words in texts shorter than about 50 words; scripts written without
 spaces form one word per run (exact and 5-gram matches only).
 
@@ -1085,9 +1093,10 @@ impl Core {
     /// (or nothing) became y (or nothing), the evidence is the change of naive-Bayes log odds
     /// of b against a, ln O(y) − ln O(x), with ln O(w) = ln((df_b(w) + 1)/(n_b + 2)) −
     /// ln((df_a(w) + 1)/(n_a + 2)) from the documents of each class containing w (0 for no
-    /// word). When it is at least ln `contrast_odds`, the edit itself accounts for the new label
-    /// (`it 's funny .` / `it 's drab .`): a consistent contrast pair, not a flip. Returns the
-    /// number of pairs removed.
+    /// word). When it is at least ln `contrast_odds`, and naive Bayes over each whole text
+    /// (prior, shared words, own edited word) names that text's own label, the edit itself
+    /// accounts for the new label (`it 's funny .` / `it 's drab .`): a consistent contrast
+    /// pair, not a flip. Returns the number of pairs removed.
     fn drop_explained_contrasts(&mut self, labels: &[ClassIndex], contrast_odds: f64) -> usize {
         let removed = if self.toks.is_empty() {
             Vec::new()
@@ -1170,7 +1179,29 @@ impl Core {
             let Some((x, y)) = edited_words(&self.toks[ga], &self.toks[gb]) else {
                 continue;
             };
-            if log_odds(y, a, b, [ga, gb]) - log_odds(x, a, b, [ga, gb]) >= cut {
+            let (ex, ey) = (log_odds(x, a, b, [ga, gb]), log_odds(y, a, b, [ga, gb]));
+            if ey - ex < cut {
+                continue;
+            }
+            // the edit must also be enough: naive Bayes over each whole text (prior, the words
+            // both share, and its own edited word) names that text's own label. One changed
+            // word does not turn a long spam message into ham.
+            let mut shared: Vec<u64> = self.toks[ga]
+                .iter()
+                .copied()
+                .filter(|w| Some(*w) != x && self.toks[gb].contains(w))
+                .collect();
+            shared.sort_unstable();
+            shared.dedup();
+            let prior = ((n_class.get(&b).copied().unwrap_or(0) as f64 + 1.0)
+                / (n_class.get(&a).copied().unwrap_or(0) as f64 + 1.0))
+                .ln();
+            let rest = prior
+                + shared
+                    .iter()
+                    .map(|&w| log_odds(Some(w), a, b, [ga, gb]))
+                    .sum::<f64>();
+            if rest + ey > 0.0 && rest + ex < 0.0 {
                 removed.push((ga, gb));
             }
         }
@@ -1798,6 +1829,27 @@ mod tests {
         // with the contrast test off, the contrast pair is flagged too
         let (s, _) = fit("DUP002", &refs, &labels, "contrast_odds = 1e300");
         assert!(s.reason[2].is_some() && s.reason[3].is_some());
+    }
+
+    #[test]
+    fn a_one_word_change_of_a_long_text_is_not_explained_by_that_word() {
+        // a long "spam" message whose copy swapped one spam word for a "ham" word and took the
+        // ham label: the edit moves the word odds far, but the rest still reads as spam
+        let mut texts: Vec<String> = vec![
+            "win cash prize now claim your free prize call now to claim cash".into(),
+            "win cash prize now claim your free home call now to claim cash".into(),
+        ];
+        let mut labels = vec![1, 0];
+        for i in 0..30 {
+            texts.push(format!("free prize cash claim win offer {i}"));
+            labels.push(1);
+            texts.push(format!("see you at home later tonight {i}"));
+            labels.push(0);
+        }
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (s, summary) = fit("DUP002", &refs, &labels, "");
+        assert!(s.reason[0].is_some() && s.reason[1].is_some(), "{summary}");
+        assert_eq!(summary["near"]["lsh"]["explained_contrast_pairs"], 0, "{summary}");
     }
 
     #[test]

@@ -65,11 +65,11 @@ fn injected_duplicates_in_sst2_clean() {
         "injected {injected}, found {found} (recall {recall:.3}), other rows flagged {false_flags} ({:.3} %)",
         100.0 * fp_rate
     );
-    // measured: 244 / 250 (the exact copies and the amplified row all; 94 of the 100
-    // one-word-changed copies: 3 misses are texts of 3-4 words, below `edit_min_words` = 5,
-    // and 3 are random word swaps that the rest of the data happens to explain as a contrast
-    // pair; the bar of the issue, 0.99, is not met)
-    assert!(recall >= 0.97, "recall {recall}");
+    // measured: 246 / 250 (the exact copies and the amplified row all; 96 of the 100
+    // one-word-changed copies: 3 misses are texts of 3-4 words, below `edit_min_words` = 5, and
+    // 1 is a random word swap that leaves a text naive Bayes reads as its new label; the bar of
+    // the issue, 0.99, is not met)
+    assert!(recall >= 0.98, "recall {recall}");
     assert!(fp_rate <= 0.001, "other rows flagged {fp_rate}");
     // each mechanism on its own share
     let amp = (0..n)
