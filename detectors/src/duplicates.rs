@@ -1849,7 +1849,10 @@ mod tests {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let (s, summary) = fit("DUP002", &refs, &labels, "");
         assert!(s.reason[0].is_some() && s.reason[1].is_some(), "{summary}");
-        assert_eq!(summary["near"]["lsh"]["explained_contrast_pairs"], 0, "{summary}");
+        assert_eq!(
+            summary["near"]["lsh"]["explained_contrast_pairs"], 0,
+            "{summary}"
+        );
     }
 
     #[test]
