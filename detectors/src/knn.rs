@@ -471,30 +471,34 @@ pub fn knn_ivf(x: &ArrayView2<'_, f32>, k: usize, opts: &KnnOptions) -> Result<K
         if mem.is_empty() {
             return;
         }
-        let cand = gather_unit(x, &inv, mem);
-        let cm = MatRef::from_row_major_slice(&cand, mem.len(), d);
+        // a list can be large (many identical rows): its members are gathered and scanned in
+        // tiles, so a task never holds more than ROW_BLOCK × COL_TILE similarities and one tile
         for qrows in queries[l].chunks(ROW_BLOCK) {
             let q = gather_unit(x, &inv, qrows);
             let qm = MatRef::from_row_major_slice(&q, qrows.len(), d);
-            let mut prod = Mat::<f32>::zeros(qrows.len(), mem.len());
-            matmul(
-                prod.as_mut(),
-                Accum::Replace,
-                qm,
-                cm.transpose(),
-                1.0f32,
-                Par::Seq,
-            );
             // local top-k per query, then one locked merge per chunk of query rows
             let mut local: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(k + 1); qrows.len()];
-            for (qi, top) in local.iter_mut().enumerate() {
-                for (cj, &c) in mem.iter().enumerate() {
-                    if c == qrows[qi] {
-                        continue;
+            for tile in mem.chunks(COL_TILE) {
+                let cand = gather_unit(x, &inv, tile);
+                let cm = MatRef::from_row_major_slice(&cand, tile.len(), d);
+                let mut prod = Mat::<f32>::zeros(qrows.len(), tile.len());
+                matmul(
+                    prod.as_mut(),
+                    Accum::Replace,
+                    qm,
+                    cm.transpose(),
+                    1.0f32,
+                    Par::Seq,
+                );
+                for (qi, top) in local.iter_mut().enumerate() {
+                    for (cj, &c) in tile.iter().enumerate() {
+                        if c == qrows[qi] {
+                            continue;
+                        }
+                        let v = prod[(qi, cj)];
+                        let v = if v.is_nan() { f32::NEG_INFINITY } else { v };
+                        push_top(top, k, (v, c));
                     }
-                    let v = prod[(qi, cj)];
-                    let v = if v.is_nan() { f32::NEG_INFINITY } else { v };
-                    push_top(top, k, (v, c));
                 }
             }
             let mut qi = 0;
