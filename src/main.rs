@@ -56,8 +56,8 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// TOML file whose `[detectors.CODE]` tables set detector parameters (other keys of a
-        /// scan config are ignored here).
+        /// A scan config file (TOML); its `[detectors.CODE]` tables set detector parameters,
+        /// its other settings are not used here.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -281,21 +281,7 @@ fn run() -> Result<i32> {
             threads,
             config,
         } => {
-            let params: BTreeMap<String, toml::Table> = match &config {
-                Some(p) => {
-                    let text = std::fs::read_to_string(p)
-                        .with_context(|| format!("cannot read config {}", p.display()))?;
-                    let table: toml::Table = toml::from_str(&text)
-                        .with_context(|| format!("invalid config {}", p.display()))?;
-                    match table.get("detectors") {
-                        Some(d) => d.clone().try_into().with_context(|| {
-                            format!("{}: [detectors] must hold one table per code", p.display())
-                        })?,
-                        None => BTreeMap::new(),
-                    }
-                }
-                None => BTreeMap::new(),
-            };
+            let params = load_config(config.as_deref())?.detectors;
             let reprs: Vec<&str> = representations
                 .iter()
                 .map(String::as_str)
@@ -382,15 +368,18 @@ fn run_inject(a: InjectArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn run_scan(a: ScanArgs) -> Result<i32> {
-    let cfg: ConfigFile = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read config {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("invalid config {}", p.display()))?
-        }
-        None => ConfigFile::default(),
+/// The config file at `path` (every setting absent without one).
+fn load_config(path: Option<&std::path::Path>) -> Result<ConfigFile> {
+    let Some(p) = path else {
+        return Ok(ConfigFile::default());
     };
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("cannot read config {}", p.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config {}", p.display()))
+}
+
+fn run_scan(a: ScanArgs) -> Result<i32> {
+    let cfg = load_config(a.config.as_deref())?;
     let mut o = ScanOptions::new(a.data.clone());
     if let Some(v) = a.text_column.or(cfg.text_column) {
         o.text_column = v;

@@ -85,20 +85,9 @@ impl Knn {
 
 /// L2-normalised copy of `x`, row-major; all-zero rows stay zero. Errors on non-finite values.
 pub(crate) fn normalised_rows(x: &ArrayView2<'_, f32>) -> Result<Vec<f32>, String> {
-    let d = x.ncols();
-    let mut out = Vec::with_capacity(x.nrows() * d);
-    for (r, row) in x.rows().into_iter().enumerate() {
-        let mut ss = 0f64;
-        for v in row.iter() {
-            if !v.is_finite() {
-                return Err(format!("row {r} has a non-finite value"));
-            }
-            ss += (*v as f64) * (*v as f64);
-        }
-        let inv = if ss > 0.0 { 1.0 / ss.sqrt() } else { 0.0 };
-        out.extend(row.iter().map(|v| (*v as f64 * inv) as f32));
-    }
-    Ok(out)
+    let inv = inverse_norms(x)?;
+    let all: Vec<u32> = (0..x.nrows() as u32).collect();
+    Ok(gather_unit(x, &inv, &all))
 }
 
 /// `a` ranks before `b`: higher similarity, then smaller index.
@@ -261,7 +250,7 @@ pub fn knn_search(x: &ArrayView2<'_, f32>, k: usize, opts: &KnnOptions) -> Resul
 }
 
 /// Reciprocal L2 norm of every row (0 for an all-zero row). Errors on non-finite values.
-fn inverse_norms(x: &ArrayView2<'_, f32>) -> Result<Vec<f32>, String> {
+fn inverse_norms(x: &ArrayView2<'_, f32>) -> Result<Vec<f64>, String> {
     let bad = (0..x.nrows())
         .into_par_iter()
         .find_first(|&r| x.row(r).iter().any(|v| !v.is_finite()));
@@ -273,7 +262,7 @@ fn inverse_norms(x: &ArrayView2<'_, f32>) -> Result<Vec<f32>, String> {
         .map(|r| {
             let ss: f64 = x.row(r).iter().map(|&v| v as f64 * v as f64).sum();
             if ss > 0.0 {
-                (1.0 / ss.sqrt()) as f32
+                1.0 / ss.sqrt()
             } else {
                 0.0
             }
@@ -282,11 +271,11 @@ fn inverse_norms(x: &ArrayView2<'_, f32>) -> Result<Vec<f32>, String> {
 }
 
 /// Unit-length copies of rows `rows` of `x`, row-major.
-fn gather_unit(x: &ArrayView2<'_, f32>, inv: &[f32], rows: &[u32]) -> Vec<f32> {
+fn gather_unit(x: &ArrayView2<'_, f32>, inv: &[f64], rows: &[u32]) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * x.ncols());
     for &r in rows {
         let s = inv[r as usize];
-        out.extend(x.row(r as usize).iter().map(|&v| v * s));
+        out.extend(x.row(r as usize).iter().map(|&v| (v as f64 * s) as f32));
     }
     out
 }
@@ -546,7 +535,12 @@ pub fn knn_ivf(x: &ArrayView2<'_, f32>, k: usize, opts: &KnnOptions) -> Result<K
                     if j == r {
                         continue;
                     }
-                    let v: f32 = x.row(j).iter().zip(qv).map(|(&a, &b)| a * s * b).sum();
+                    let v: f32 = x
+                        .row(j)
+                        .iter()
+                        .zip(qv)
+                        .map(|(&a, &b)| (a as f64 * s) as f32 * b)
+                        .sum();
                     let v = if v.is_nan() { f32::NEG_INFINITY } else { v };
                     push_top(&mut top, k, (v, j as u32));
                 }
