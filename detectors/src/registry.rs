@@ -19,7 +19,14 @@ pub static REGISTRY: &[&dyn Detector] = &[
 
 /// Registered detectors that run only when `--select` names them: they work and are measured,
 /// but do not yet meet their quality bar (docs/evaluation.md), so a default scan leaves them out.
-pub static OPT_IN: &[&str] = &["LBL001", "SPEC002"];
+pub static OPT_IN: &[&str] = &["LBL001", "SPEC001", "SPEC002"];
+// SPEC001 cannot tell a natural topic or style mode of a class from a poison mode in sentence
+// embeddings: every class of every clean corpus in ../shared/benchmarks is bimodal along its
+// top direction (Ashman's D 2.0-3.8), and only the minority-weight bound stands between that
+// and a flag. On ag-news-clean and tweeteval-irony-clean a natural mode holds 27-30 % of a
+// class (734 and 412 clean rows flagged, 6.6 % and 14.4 %), while the one poison mode it finds
+// on the benchmarks (the clean-label cluster, weight 0.26) is found more precisely by ACT001
+// (F1 0.97 against 0.88). So it runs when selected (docs/evaluation.md).
 // SPEC002 meets its own bars (0 % of clean data, F1 0.94 on the clean-label set) but its extra
 // rows around the clean-label poison mode lower the default scan's combined precision there
 // below the bar of tests/integration/benchmarks.rs, so it stays opt-in (docs/evaluation.md).

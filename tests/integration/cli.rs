@@ -56,8 +56,11 @@ fn demo_scan_quarantines_the_backdoor_and_reconciles() {
             assert!(poisongate::detectors::find(code).is_some(), "{reason}");
         }
     }
-    // each detector finds most of the planted rows and few others; TRIG001 names the trigger
-    for code in ["SPEC001", "TRIG001"] {
+    // TRIG001 finds most of the planted rows and few others, and names the trigger; so does the
+    // opt-in SPEC001 when selected
+    let spec = tmp.path().join("spec");
+    scan_demo(&spec, &["--select", "SPEC001"]).code(1);
+    for (code, r) in [("TRIG001", &r), ("SPEC001", &report(&spec))] {
         let ev = &r["evaluation"]["detectors"][code];
         assert!(ev["recall"].as_f64().unwrap() > 0.8, "{code} {ev}");
         assert!(ev["precision"].as_f64().unwrap() > 0.8, "{code} {ev}");
