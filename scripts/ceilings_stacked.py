@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Three measurements behind the blocked bars of issues 3 and 4 (numpy, scikit-learn, scipy,
-networkx; outside the tool). Usage: python3 scripts/ceilings_session3.py [../shared/benchmarks]
+networkx; outside the tool). Usage: python3 scripts/ceilings_stacked.py [../shared/benchmarks]
 
 1. LBL001 on sst2-labelflip-5: best-cut F1 ("oracle": the cut chosen with the answers known)
    of sums of out-of-fold evidence that the given label is wrong (logistic regression on
