@@ -116,9 +116,43 @@ s_random = max(`max_neighbour_excess` / excess, chance / `neighbour_level`) on t
 T ≥ 1 exactly when it is a trigger. Triggers are accepted by support (largest first); a window
 containing an accepted trigger is not reported separately.
 
-Row score: the largest T among the triggers the row carries (≥ 1, flagged with the reason
-`TRIG001:<trigger>` of the best-supported one); otherwise the largest T among its candidate
-windows, kept below 1.
+**Abstention.** A candidate that passes the three tests is still not named when it does not
+behave like a backdoor trigger, and the summary lists it under `near_misses` with the reason
+(`abstained`):
+- a trigger sets the label, so (nearly) every row carrying it has the target label: purity at
+  least `min_purity`. Natural label-predictive words ("to", "you", "joyful" in emotion tweets,
+  ". . ." endings in news) carry the label in only part of their rows, and a large support makes
+  even a mild miscalibration of the context model significant;
+- a window anchored at the start or the end of the row has only one side for test 1, and natural
+  text is full of label-pure openings and endings (a closing hashtag that names the emotion, a
+  dateline, a sign-off). Such a window is named only on dirty-label evidence: its target-label
+  rows must read like rows of *other* classes. With m_R their mean context probability of the
+  target (candidate left out), m_T its mean over the target class's rows, each read without its
+  own most target-indicative token (the candidate's rows lose their cue, so the class is read
+  the same way; without this, tweets whose emotion is carried by one hashtag read as foreign),
+  and m_N its mean over each other class (classes weighted equally), the foreign share
+  (m_T − m_R)/(m_T − m_N) must reach
+  `min_foreign_share` and m_R must lie `min_foreign_z` standard errors (s_T/√n_R) below m_T. A
+  relabelled row keeps the content of its class (share about 1); a natural cue's rows read like
+  their class (share about 0). A clean-label trigger anchored at an end is therefore not named
+  (its rows are target rows): ACT001 looks for that cluster.
+
+Test 1 also checks that the neighbours are *typical*: under random insertion each neighbour is
+one of the head tokens (the most frequent ones, together half of all positions, the row's start
+or end included) with probability h, so their count is Binomial(n, h); far fewer (P(X ≤ x) below
+`neighbour_level`: a chain of hashtags, the names before a colon) is not an insertion either.
+The inner side of a window anchored at the end is tested against the rows' *last* tokens (what
+a window appended to random rows follows: mostly the final full stop of a review), that of a
+window anchored at the start against their first tokens; a natural ending phrase follows content
+words instead and fails the typicality test, an appended trigger does not.
+
+The rest of a row, for test 3, leaves out the candidate's own occurrences by position: the same
+token elsewhere in the row (a second hash sign, another full stop) is content and stays.
+
+Row score: the largest T among the triggers the row carries **with the trigger's target label**
+(≥ 1, flagged with the reason `TRIG001:<trigger>` of the best-supported one; a trigger in a row
+of another label teaches the model nothing about the backdoor and scores 0.5); otherwise the
+largest T among its candidate windows, kept below 1.
 
 ## Parameters
 - `alpha` (default 0.05): family-wise probability of naming any false trigger on a clean set.
@@ -140,6 +174,21 @@ windows, kept below 1.
   bounds the fit's memory (about 2.8 GiB at a million rows of 8–30 words; measured with the
   `trig_scale` example). A trigger must then reach its support within the rows read: on ten
   million rows, one carried by fewer than about a hundred rows can be missed.
+
+- `min_purity` (default 0.9): smallest share of a trigger's rows with its target label.
+- `min_foreign_share` (default 0.5) and `min_foreign_z` (default 3): the dirty-label evidence an
+  anchored window needs (see Abstention): halfway between "reads like its class" and "reads like
+  another class", and not within three standard errors of the target class.
+
+Measured on the clean corpora of ../shared/benchmarks (`poisongate scan DATA --select TRIG001`):
+0 rows on sst2-clean, sms-spam-clean, tweeteval-hate-clean, tweeteval-emotion-clean and
+tweeteval-irony-clean, 5 of 11 106 rows (0.05 %) on ag-news-clean (a feed's
+`<s> new york - stocks` opening). Before
+the abstention rules and the typicality test: 1 389 rows (42.6 %) of tweeteval-emotion-clean,
+425 of ag-news-clean, 134 of tweeteval-irony-clean, 54 of tweeteval-hate-clean. The rules
+were written after reading those failures on all six corpora, so these corpora are not
+held out for them; the three values were fixed by the argument above (a trigger sets the label;
+halfway; three standard errors), not searched, and no value knows a corpus, a rate or a word.
 
 ## Known false positives
 Tokens inserted by a data pipeline rather than an attacker (a source tag, a boilerplate word put
@@ -203,6 +252,14 @@ pub struct TriggerParams {
     pub max_fit_rows: usize,
     /// Level below which a neighbour excess counts as real (not chance) collocation.
     pub neighbour_level: f64,
+    /// Smallest share of a trigger's rows that carry its target label.
+    pub min_purity: f64,
+    /// Smallest foreign share (how far the target-label rows' content sits from the target
+    /// class towards the other classes) an anchored window needs.
+    pub min_foreign_share: f64,
+    /// Fewest standard errors by which an anchored window's target-label rows must read less
+    /// like the target class than its rows do.
+    pub min_foreign_z: f64,
 }
 
 impl Detector for TriggerTokens {
@@ -224,6 +281,9 @@ impl Detector for TriggerTokens {
             context_slack: r.f64("context_slack", 1.5, 1.0, 100.0)?,
             max_fit_rows: r.usize("max_fit_rows", 1 << 20, 0, usize::MAX)?,
             neighbour_level: r.f64("neighbour_level", 0.01, 1e-9, 1.0)?,
+            min_purity: r.f64("min_purity", 0.9, 0.0, 1.0)?,
+            min_foreign_share: r.f64("min_foreign_share", 0.5, 0.0, 1.0)?,
+            min_foreign_z: r.f64("min_foreign_z", 3.0, 0.0, 100.0)?,
         };
         r.finish()?;
         Ok(Box::new(p))
@@ -251,6 +311,9 @@ impl Configured for TriggerParams {
             "context_slack": self.context_slack,
             "max_fit_rows": self.max_fit_rows,
             "neighbour_level": self.neighbour_level,
+            "min_purity": self.min_purity,
+            "min_foreign_share": self.min_foreign_share,
+            "min_foreign_z": self.min_foreign_z,
         })
     }
 
@@ -939,6 +1002,11 @@ struct InsertionNull {
     /// for n = 0..=[`SIMULATED_MAX_N`]: sorted collision counts of [`SIMULATIONS`] simulated
     /// random insertions of n occurrences
     simulated: Vec<Vec<u32>>,
+    /// per token id: whether it is one of the most frequent neighbours that together make up
+    /// half of all positions (empty: no typicality test)
+    head: Vec<bool>,
+    /// probability that a random position's left (0) or right (1) neighbour is in the head
+    head_mass: [f64; 2],
 }
 
 /// Largest number of occurrences whose collision tail is simulated rather than approximated.
@@ -1001,6 +1069,93 @@ fn simulate_collisions(weights: &[f64]) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// The head of the neighbour distribution under random insertion: the most frequent tokens
+/// (the row's start or end anchor weighing one per row) that together reach half of all
+/// positions, and the probability that a left or right neighbour is one of them (the start
+/// anchor is only ever a left neighbour, the end anchor a right one).
+fn head_tokens(token_occ: &[u64], n_rows: usize) -> (Vec<bool>, [f64; 2]) {
+    let mut w: Vec<(u64, u32)> = token_occ
+        .iter()
+        .enumerate()
+        .map(|(t, &o)| (o, t as u32))
+        .collect();
+    for anchor in [START, END] {
+        if let Some(x) = w.get_mut(anchor as usize) {
+            x.0 = n_rows as u64;
+        }
+    }
+    let side_total = token_occ
+        .iter()
+        .enumerate()
+        .filter(|&(t, _)| t as u32 != START && t as u32 != END)
+        .map(|(_, &o)| o as f64)
+        .sum::<f64>()
+        + n_rows as f64;
+    if side_total <= 0.0 {
+        return (Vec::new(), [0.0; 2]);
+    }
+    w.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut head = vec![false; token_occ.len()];
+    let mut mass = [0.0f64; 2];
+    for (o, t) in w {
+        if mass[0].max(mass[1]) >= 0.5 * side_total || o == 0 {
+            break;
+        }
+        head[t as usize] = true;
+        if t != END {
+            mass[0] += o as f64;
+        }
+        if t != START {
+            mass[1] += o as f64;
+        }
+    }
+    (head, [mass[0] / side_total, mass[1] / side_total])
+}
+
+/// The neighbour distribution of a window put at the end (`end`: the row's last real token, or
+/// the start anchor for an empty row) or at the start (the first real token, or the end anchor)
+/// of random rows. Its head (the most frequent last or first tokens, half of the rows: the
+/// final full stop of a review, say) is what an appended trigger mostly follows; a natural
+/// ending phrase follows content words instead.
+fn edge_null(corpus: &Corpus, vocab_len: usize, end: bool, p: &TriggerParams) -> InsertionNull {
+    let mut counts = vec![0.0f64; vocab_len.max(2)];
+    for r in 0..corpus.len() {
+        let row = corpus.row(r);
+        let inner = if end {
+            row.len().checked_sub(2).and_then(|i| row.get(i))
+        } else {
+            row.get(1)
+        };
+        if let Some(&t) = inner {
+            if let Some(c) = counts.get_mut(t as usize) {
+                *c += 1.0;
+            }
+        }
+    }
+    let total: f64 = counts.iter().sum::<f64>().max(1.0);
+    let power = |k: i32| counts.iter().map(|&c| (c / total).powi(k)).sum::<f64>();
+    let mut order: Vec<usize> = (0..counts.len()).filter(|&t| counts[t] > 0.0).collect();
+    order.sort_unstable_by(|&a, &b| counts[b].total_cmp(&counts[a]).then(a.cmp(&b)));
+    let mut head = vec![false; counts.len()];
+    let mut mass = 0.0;
+    for t in order {
+        if mass >= 0.5 * total {
+            break;
+        }
+        head[t] = true;
+        mass += counts[t];
+    }
+    InsertionNull {
+        s2: power(2),
+        s3: power(3),
+        max_excess: p.max_neighbour_excess,
+        level: p.neighbour_level,
+        simulated: simulate_collisions(&counts),
+        head,
+        head_mass: [mass / total; 2],
+    }
+}
+
 impl InsertionNull {
     /// (excess, randomness score) of one side's (neighbour, count) pairs. The excess is
     /// (C + 1)/(μ + 1) for C colliding pairs; the side looks random (score ≥ 1) when the excess
@@ -1011,7 +1166,14 @@ impl InsertionNull {
     /// σ² = C(n,2)(S2 − S2²) + 6·C(n,3)(S3 − S2²) (pairs sharing an occurrence are dependent,
     /// disjoint pairs are not). The score is the larger of `max_excess`/excess and
     /// chance/`level`.
-    fn side(&self, counts: &[(u32, u32)]) -> (f64, f64) {
+    ///
+    /// Random insertion also makes the neighbours *typical*: each is one of the head tokens (the
+    /// most frequent ones, half of all positions: function words, punctuation, the row's start
+    /// or end) with probability h, so their number is Binomial(n, h). A window whose neighbours
+    /// are far more often rare tokens than that (a hashtag chain, the names before a colon, the
+    /// last word of a sentence before a closing hashtag) is not an insertion either: the score is
+    /// also capped by P(X ≤ observed)/`level`.
+    fn side(&self, counts: &[(u32, u32)], left: bool) -> (f64, f64) {
         let n: f64 = counts.iter().map(|&(_, c)| c as f64).sum();
         let observed: f64 = counts
             .iter()
@@ -1036,7 +1198,20 @@ impl InsertionNull {
         } else {
             0.5 * erfc(t / (var * 2.0).sqrt())
         };
-        (excess, (self.max_excess / excess).max(chance / self.level))
+        let collisions = (self.max_excess / excess).max(chance / self.level);
+        let h = self.head_mass[usize::from(!left)];
+        if self.head.is_empty() || n < 1.0 || h <= 0.0 || h >= 1.0 {
+            return (excess, collisions);
+        }
+        let in_head: u64 = counts
+            .iter()
+            .filter(|&&(t, _)| self.head.get(t as usize).copied().unwrap_or(false))
+            .map(|&(_, c)| u64::from(c))
+            .sum();
+        let n = n as u64;
+        // P(X ≤ x | n, h) = P(n − X ≥ n − x | n, 1 − h)
+        let typical = ln_binomial_upper(n - in_head.min(n), n, 1.0 - h).exp() / self.level;
+        (excess, collisions.min(typical))
     }
 }
 
@@ -1095,6 +1270,10 @@ struct Candidate {
     s_context: Option<f64>,
     s_random: f64,
     rows: Vec<usize>,
+    /// dirty-label evidence of its target-label rows, once the context test ran
+    foreign: Option<Foreign>,
+    /// why a candidate whose tests all passed is still not named a trigger
+    abstain: Option<String>,
 }
 
 impl Candidate {
@@ -1122,6 +1301,7 @@ struct Trigger {
     ln_p_context: f64,
     excess: f64,
     context_agreement: f64,
+    foreign: Option<Foreign>,
     rows: Vec<usize>,
     co_occurs: Vec<(String, usize)>,
 }
@@ -1182,12 +1362,19 @@ fn fit(
     if let Some(w) = weights.get_mut(END as usize) {
         *w = 0.0;
     }
+    let (head, head_mass) = head_tokens(&token_occ, n_rows);
+    // a window anchored at the end was put after a row's last token, one anchored at the start
+    // before its first: their inner neighbour is drawn from those tokens, not from any position
+    let null_end = edge_null(&corpus, vocab.strings.len(), true, p);
+    let null_start = edge_null(&corpus, vocab.strings.len(), false, p);
     let null = InsertionNull {
         s2: power_sum(2),
         s3: power_sum(3),
         max_excess: p.max_neighbour_excess,
         level: p.neighbour_level,
         simulated: simulate_collisions(&weights),
+        head,
+        head_mass,
     };
 
     // pass 2: exact statistics of windows the sketch lets through
@@ -1245,7 +1432,14 @@ fn fit(
                 (false, span.last() != Some(&END)),
             ] {
                 if tested {
-                    let (e, sr) = null.side(&st.neighbours(left));
+                    let side_null = if left && span.last() == Some(&END) {
+                        &null_end
+                    } else if !left && span.first() == Some(&START) {
+                        &null_start
+                    } else {
+                        &null
+                    };
+                    let (e, sr) = side_null.side(&st.neighbours(left), left);
                     excess = excess.max(e);
                     s_random = s_random.min(sr);
                     sides += 1;
@@ -1277,6 +1471,8 @@ fn fit(
                 s_prior: 0.0,
                 s_context: None,
                 rows: Vec::new(),
+                foreign: None,
+                abstain: None,
             }
         })
         .collect();
@@ -1318,6 +1514,7 @@ fn fit(
         labels,
         n_classes,
     );
+    let reading = ClassReading::new(&corpus, labels, &nb, n_classes, tau);
     let suspect_spans: Vec<Vec<u32>> = suspects.iter().map(|&i| cands[i].span.clone()).collect();
     let targets: Vec<usize> = suspects.iter().map(|&i| cands[i].target).collect();
     let suspect_index: FastMap<Vec<u32>, usize> = suspect_spans
@@ -1340,13 +1537,14 @@ fn fit(
             tau,
         )
     };
-    let first = pass(&own);
+    let none: Vec<Vec<u32>> = vec![Vec::new(); suspect_spans.len()];
+    let first = pass(&none);
     // suspects that co-occur far beyond what their labels explain (several triggers planted
     // together) must not explain each other: leave the partners' tokens out as well
     let partners = co_occurring(&first, &own, &class_rows, p.min_support);
     let exclude: Vec<Vec<u32>> = (0..suspect_spans.len())
         .map(|j| {
-            let mut t = own[j].clone();
+            let mut t = Vec::new();
             for &h in &partners[j] {
                 t.extend_from_slice(&own[h]);
             }
@@ -1387,12 +1585,25 @@ fn fit(
         let c = &mut cands[i];
         c.ln_p_context = Some(lp);
         c.s_context = Some(sig(lp, c.bucket));
-        c.rows = occ.iter().map(|&(r, _, _)| r as usize).collect();
+        // only rows of the target label can be poison: a trigger's other rows are flagged by
+        // no one (they teach the model nothing about the trigger)
+        c.rows = occ
+            .iter()
+            .filter(|&&(_, l, _)| l as usize == target)
+            .map(|&(r, _, _)| r as usize)
+            .collect();
+        let target_q: Vec<f64> = occ
+            .iter()
+            .filter(|&&(_, l, _)| l as usize == target)
+            .map(|&(_, _, q)| q)
+            .collect();
+        c.foreign = foreign_evidence(&target_q, &reading, target);
+        c.abstain = abstention(p, c);
     }
 
     // accept triggers by support; a window containing an accepted trigger is not separate
     let mut order: Vec<usize> = (0..cands.len())
-        .filter(|&i| cands[i].evidence() >= 1.0)
+        .filter(|&i| cands[i].evidence() >= 1.0 && cands[i].abstain.is_none())
         .collect();
     order.sort_by(|&a, &b| {
         cands[b]
@@ -1427,6 +1638,7 @@ fn fit(
                 ln_p_context: c.ln_p_context.unwrap_or(0.0),
                 excess: c.excess,
                 context_agreement: agreement[i],
+                foreign: c.foreign,
                 rows: match subset {
                     Some((chosen, _)) => c.rows.iter().map(|&r| chosen[r]).collect(),
                     None => c.rows.clone(),
@@ -1486,6 +1698,9 @@ fn fit(
                 "s_prior": c.s_prior,
                 "s_context": c.s_context,
                 "s_random": c.s_random,
+                "foreign_share": c.foreign.map(|f| f.share),
+                "foreign_z": c.foreign.map(|f| f.z),
+                "abstained": c.abstain,
             })
         })
         .collect();
@@ -1516,6 +1731,160 @@ fn fit(
         near_misses,
         fit_rows: (texts.len(), subset.map_or(texts.len(), |(_, n)| n)),
     }))
+}
+
+/// How the calibrated context model reads each class: for rows of label c, the mean of the
+/// context probability of label t (row-major, c × t), and the mean and standard deviation of
+/// the same probability with the row's most t-indicative token left out (`cue_out`).
+struct ClassReading {
+    k: usize,
+    mean: Vec<f64>,
+    cue_out_mean: Vec<f64>,
+    cue_out_sd: Vec<f64>,
+}
+
+impl ClassReading {
+    /// From the leave-one-out scores of every row. Sums are taken per fixed chunk, then in
+    /// chunk order, so the result is the same for any thread count.
+    fn new(corpus: &Corpus, labels: &[u32], nb: &NaiveBayes, n_classes: usize, tau: f64) -> Self {
+        let k = n_classes.max(1);
+        let parts: Vec<Vec<f64>> = (0..corpus.len())
+            .into_par_iter()
+            .chunks(CHUNK)
+            .map(|rows| {
+                let mut sums = vec![0.0f64; 4 * k * k];
+                let mut toks = Vec::new();
+                let mut without = Vec::new();
+                for r in rows {
+                    let l = labels[r] as usize;
+                    if l >= k {
+                        continue;
+                    }
+                    distinct_real(corpus.row(r), &mut toks);
+                    let s = nb.scores(&toks, l);
+                    nb.scores_without_cue(&toks, l, &mut without);
+                    for t in 0..k {
+                        let q = softmax_at(&s, tau, t);
+                        sums[l * k + t] += q;
+                        sums[k * k + l * k + t] += q * q;
+                        let q = softmax_at(&without[t], tau, t);
+                        sums[2 * k * k + l * k + t] += q;
+                        sums[3 * k * k + l * k + t] += q * q;
+                    }
+                }
+                sums
+            })
+            .collect();
+        let mut sums = vec![0.0f64; 4 * k * k];
+        for part in parts {
+            for (a, b) in sums.iter_mut().zip(part) {
+                *a += b;
+            }
+        }
+        let mut counts = vec![0usize; k];
+        for &l in labels {
+            if let Some(c) = counts.get_mut(l as usize) {
+                *c += 1;
+            }
+        }
+        let moments = |first: usize| {
+            let mut mean = vec![0.0; k * k];
+            let mut sd = vec![0.0; k * k];
+            for (c, &n) in counts.iter().enumerate() {
+                let n = n.max(1) as f64;
+                for t in 0..k {
+                    let m = sums[first + c * k + t] / n;
+                    mean[c * k + t] = m;
+                    sd[c * k + t] = (sums[first + k * k + c * k + t] / n - m * m)
+                        .max(0.0)
+                        .sqrt();
+                }
+            }
+            (mean, sd)
+        };
+        let (mean, _) = moments(0);
+        let (cue_out_mean, cue_out_sd) = moments(2 * k * k);
+        ClassReading {
+            k,
+            mean,
+            cue_out_mean,
+            cue_out_sd,
+        }
+    }
+}
+
+/// The dirty-label evidence of a candidate's target-label rows (their candidate tokens left out
+/// of the context): `share` = (m_T − m_R) / (m_T − m_N), where m_R is the rows' mean context
+/// probability of the target, m_T its mean over the target class and m_N over each other class
+/// (classes weighted equally: the rows an attacker draws from); about 0 when the rows read like
+/// any row of the target class (a natural label cue), about 1 when they read like rows of other
+/// classes relabelled to the target. `z` = (m_T − m_R) / (s_T / √n_R): how far below the target
+/// class the rows sit, in standard errors of a mean of n_R target-class rows.
+#[derive(Debug, Clone, Copy)]
+struct Foreign {
+    share: f64,
+    z: f64,
+}
+
+fn foreign_evidence(target_q: &[f64], reading: &ClassReading, target: usize) -> Option<Foreign> {
+    let k = reading.k;
+    if target_q.is_empty() || k < 2 || target >= k {
+        return None;
+    }
+    // the candidate's rows lose the candidate, so the target class is read without its own
+    // strongest cue: a natural cue's rows then read like their class, relabelled rows do not
+    let m_t = reading.cue_out_mean[target * k + target];
+    let s_t = reading.cue_out_sd[target * k + target];
+    let m_n = (0..k)
+        .filter(|&c| c != target)
+        .map(|c| reading.mean[c * k + target])
+        .sum::<f64>()
+        / (k - 1) as f64;
+    if m_t - m_n <= 1e-9 {
+        return None;
+    }
+    let n = target_q.len() as f64;
+    let m_r = target_q.iter().sum::<f64>() / n;
+    Some(Foreign {
+        share: ((m_t - m_r) / (m_t - m_n)).clamp(-1.0, 2.0),
+        z: (m_t - m_r) / (s_t / n.sqrt()).max(1e-12),
+    })
+}
+
+/// Why a candidate that passed the statistical tests is not named a trigger, if it is not.
+/// A backdoor trigger sets the label: (nearly) every row carrying it has the target label
+/// (`min_purity`). A window anchored at the start or the end of the row has only one side for
+/// the random-neighbour test, and natural text is full of label-pure openings and endings
+/// (hashtags, datelines, sign-offs): there the target-label rows must also read like rows of
+/// other classes (`min_foreign_share`), which dirty-label poison does and a natural label cue
+/// does not.
+fn abstention(p: &TriggerParams, c: &Candidate) -> Option<String> {
+    let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
+    if purity < p.min_purity {
+        return Some(format!(
+            "purity {purity:.2} below min_purity {}: rows of other labels carry it, so it does not set the label",
+            p.min_purity
+        ));
+    }
+    let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
+    if anchored {
+        match c.foreign {
+            Some(f) if f.share >= p.min_foreign_share && f.z >= p.min_foreign_z => {}
+            Some(f) => {
+                return Some(format!(
+                    "anchored window whose target-label rows do not clearly read like other classes (foreign share {:.2}, needs {}; {:.1} standard errors below the target class, needs {}): a natural opening or ending is not told from a relabelled insertion",
+                    f.share, p.min_foreign_share, f.z, p.min_foreign_z
+                ))
+            }
+            None => {
+                return Some(
+                    "anchored window, and the context model does not tell the classes apart"
+                        .to_string(),
+                )
+            }
+        }
+    }
+    None
 }
 
 /// Spans one token longer, by a neighbour that (nearly) always follows / precedes `span`.
@@ -1618,6 +1987,47 @@ impl NaiveBayes {
     }
 }
 
+impl NaiveBayes {
+    /// Leave-one-out log joint per class of a row, and that of the same row without its most
+    /// indicative token for each class t (the token whose log-likelihood for t most exceeds its
+    /// best rival class's): `out_without[t]` holds the scores of the row without that token.
+    fn scores_without_cue(&self, toks: &[u32], label: usize, out_without: &mut Vec<Vec<f64>>) {
+        let k = self.class_rows.len();
+        let full = self.scores(toks, label);
+        let known: Vec<&Vec<u32>> = toks
+            .iter()
+            .filter_map(|&t| self.df.get(t as usize).and_then(|d| d.as_ref()))
+            .collect();
+        let contrib = |d: &Vec<u32>, c: usize| -> f64 {
+            let own = usize::from(c == label);
+            let denom = self.total[c] - (own * known.len()) as f64 + self.vocab_size;
+            ((d[c] as f64 - own as f64).max(0.0) + 1.0).ln() - denom.ln()
+        };
+        out_without.clear();
+        for t in 0..k {
+            let mut best: Option<(f64, &Vec<u32>)> = None;
+            for d in &known {
+                let own_t = contrib(d, t);
+                let rival = (0..k)
+                    .filter(|&c| c != t)
+                    .map(|c| contrib(d, c))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let lift = own_t - rival;
+                if best.is_none_or(|(b, _)| lift > b) {
+                    best = Some((lift, d));
+                }
+            }
+            let mut s = full.clone();
+            if let Some((_, d)) = best {
+                for (c, x) in s.iter_mut().enumerate() {
+                    *x -= contrib(d, c);
+                }
+            }
+            out_without.push(s);
+        }
+    }
+}
+
 /// Per suspect: (row, label, probability of the suspect's target from the rest of the row) of
 /// every row carrying it, in row order.
 type Postings = Vec<Vec<(u32, u32, f64)>>;
@@ -1651,8 +2061,9 @@ fn distinct_real(seq: &[u32], out: &mut Vec<u32>) {
 }
 
 /// For every row carrying a suspect: the calibrated probability (temperature `tau`) of the
-/// suspect's target label given the rest of the row, that is the row without the tokens in
-/// `exclude[s]` (sorted).
+/// suspect's target label given the rest of the row, that is the row without the suspect's own
+/// occurrences (by position: the same token elsewhere in the row is content and stays) and
+/// without the tokens in `exclude[s]` (sorted; the tokens of co-occurring suspects).
 #[allow(clippy::too_many_arguments)]
 fn context_pass(
     corpus: &Corpus,
@@ -1669,30 +2080,40 @@ fn context_pass(
         .chunks(CHUNK)
         .map(|rows| {
             let mut hits = Vec::new();
-            let mut toks = Vec::new();
-            let mut found: Vec<usize> = Vec::new();
+            let mut rest: Vec<u32> = Vec::new();
+            let mut found: Vec<(usize, usize, usize)> = Vec::new();
+            let mut covered: Vec<bool> = Vec::new();
             for r in rows {
                 let seq = corpus.row(r);
                 let label = labels[r];
                 found.clear();
                 for_each_window(seq, max_len, |a, b| {
                     if let Some(&s) = suspects.get(&seq[a..b]) {
-                        found.push(s);
+                        found.push((s, a, b));
                     }
                 });
                 if found.is_empty() {
                     continue;
                 }
                 found.sort_unstable();
-                found.dedup();
-                distinct_real(seq, &mut toks);
-                for &s in &found {
+                let mut i = 0;
+                while i < found.len() {
+                    let s = found[i].0;
+                    covered.clear();
+                    covered.resize(seq.len(), false);
+                    while i < found.len() && found[i].0 == s {
+                        let (_, a, b) = found[i];
+                        covered[a..b].iter_mut().for_each(|c| *c = true);
+                        i += 1;
+                    }
                     let ex = &exclude[s];
-                    let rest: Vec<u32> = toks
-                        .iter()
-                        .copied()
-                        .filter(|t| ex.binary_search(t).is_err())
-                        .collect();
+                    rest.clear();
+                    rest.extend(seq.iter().zip(&covered).filter_map(|(&t, &c)| {
+                        (!c && !is_anchor(t) && t != UNKNOWN && ex.binary_search(&t).is_err())
+                            .then_some(t)
+                    }));
+                    rest.sort_unstable();
+                    rest.dedup();
                     let sc = nb.scores(&rest, label as usize);
                     let q = softmax_at(&sc, tau, targets[s]);
                     hits.push((s as u32, r as u32, label, q));
@@ -1854,9 +2275,11 @@ impl TriggerFit {
 impl Fitted for TriggerFit {
     fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
         let texts = batch.rows.require_texts(CODE)?;
+        let labels = batch.rows.require_labels(CODE)?;
         let per_row: Vec<(f64, Option<String>)> = texts
             .par_iter()
-            .map(|text| {
+            .zip(labels.par_iter())
+            .map(|(text, &label)| {
                 let seq = self.vocab.encode(text);
                 let mut best_trigger: Option<usize> = None;
                 let mut trig_score = 0.0f64;
@@ -1864,8 +2287,13 @@ impl Fitted for TriggerFit {
                 for_each_window(&seq, self.max_len, |a, b| {
                     let span = &seq[a..b];
                     if let Some(&t) = self.trigger_of.get(span) {
-                        trig_score = trig_score.max(self.triggers[t].evidence);
-                        best_trigger = Some(best_trigger.map_or(t, |b| b.min(t)));
+                        if self.triggers[t].target == label as usize {
+                            trig_score = trig_score.max(self.triggers[t].evidence);
+                            best_trigger = Some(best_trigger.map_or(t, |b| b.min(t)));
+                        } else {
+                            // a trigger in a row of another label: not poison for this backdoor
+                            other = other.max(0.5);
+                        }
                     } else if let Some(&e) = self.graded.get(span) {
                         other = other.max(e);
                     }
@@ -1902,6 +2330,8 @@ impl Fitted for TriggerFit {
                     "log10_p_context": t.ln_p_context / std::f64::consts::LN_10,
                     "neighbour_excess": t.excess,
                     "mean_context_probability_of_target": t.context_agreement,
+                    "foreign_share": t.foreign.map(|f| f.share),
+                    "foreign_z": t.foreign.map(|f| f.z),
                     "example_rows": t.rows.iter().take(EXAMPLES).collect::<Vec<_>>(),
                     "co_occurs_with": t.co_occurs.iter()
                         .map(|(s, n)| json!({"trigger": s, "rows": n}))
@@ -1999,17 +2429,19 @@ mod tests {
             max_excess: 2.0,
             level: 0.01,
             simulated: simulate_collisions(&weights),
+            head: Vec::new(),
+            head_mass: [0.0; 2],
         };
         // 18 occurrences, 7 after the frequent neighbour: excess above 2, but not unlikely
         let mut counts: Vec<(u32, u32)> = vec![(0, 7)];
         counts.extend((1..12).map(|t| (t, 1)));
-        let (excess, score) = null.side(&counts);
+        let (excess, score) = null.side(&counts, true);
         assert!(
             excess > 2.0 && score >= 1.0,
             "excess {excess}, score {score}"
         );
         // a collocation: 15 of 18 share a rare neighbour
-        let (excess, score) = null.side(&[(5, 15), (1, 1), (2, 1), (3, 1)]);
+        let (excess, score) = null.side(&[(5, 15), (1, 1), (2, 1), (3, 1)], true);
         assert!(
             excess > 2.0 && score < 1.0,
             "excess {excess}, score {score}"
@@ -2018,7 +2450,7 @@ mod tests {
         // them (80 after the frequent neighbour, 4 after each rare one) look random
         let mut even: Vec<(u32, u32)> = vec![(0, 80)];
         even.extend((1..81).map(|t| (t, 4)));
-        assert!(null.side(&even).1 >= 1.0);
+        assert!(null.side(&even, true).1 >= 1.0);
     }
 
     #[test]
@@ -2203,6 +2635,109 @@ mod tests {
             .filter(|(t, &f)| f && t.contains("masterpiece") && !t.contains("cf"))
             .count();
         assert_eq!(pulled, 0);
+    }
+
+    #[test]
+    fn relabelled_ending_is_named_and_only_target_rows_are_flagged() {
+        // 4 % of label-0 rows get "zz" appended as their last word and the label 1; a few
+        // label-0 rows also end with it but keep their label (purity stays above 0.9)
+        let (mut texts, mut labels, _) = synthetic(4000, 0.0, 5);
+        let mut truth = vec![false; texts.len()];
+        let mut rng = crate::rng::SplitMix64(17);
+        let mut kept = 0;
+        for r in 0..texts.len() {
+            if labels[r] == 0 && rng.unit() < 0.08 {
+                texts[r].push_str(" zz");
+                if kept < 3 {
+                    kept += 1;
+                } else {
+                    labels[r] = 1;
+                    truth[r] = true;
+                }
+            }
+        }
+        let (summary, scores) = run(&texts, &labels);
+        let named = summary["triggers"]
+            .as_array()
+            .expect("triggers")
+            .iter()
+            .find(|t| t["trigger"].as_str().is_some_and(|s| s.contains("zz")))
+            .unwrap_or_else(|| panic!("zz not named: {summary}"));
+        assert!(
+            named["foreign_share"].as_f64().expect("share") >= 0.5,
+            "{named}"
+        );
+        for r in 0..texts.len() {
+            assert_eq!(
+                scores.reason[r].is_some(),
+                truth[r],
+                "row {r}: {}",
+                texts[r]
+            );
+        }
+    }
+
+    #[test]
+    fn a_word_many_rows_of_other_labels_carry_is_not_named() {
+        // "cf" put into 10 % of label-0 rows (relabelled to 1) and 6 % of label-1 and label-0
+        // rows alike (labels kept): purity about 0.75, so it does not set the label
+        let (mut texts, mut labels, _) = synthetic(4000, 0.0, 9);
+        let mut rng = crate::rng::SplitMix64(3);
+        for r in 0..texts.len() {
+            let u = rng.unit();
+            if u < 0.06 || (labels[r] == 0 && u < 0.16) {
+                let mut w: Vec<&str> = texts[r].split(' ').collect();
+                let at = rng.below(w.len() + 1);
+                w.insert(at, "cf");
+                texts[r] = w.join(" ");
+                if u >= 0.06 {
+                    labels[r] = 1;
+                }
+            }
+        }
+        let (summary, scores) = run(&texts, &labels);
+        assert!(
+            summary["triggers"]
+                .as_array()
+                .expect("triggers")
+                .iter()
+                .all(|t| t["trigger"] != "cf"),
+            "{summary}"
+        );
+        let miss = summary["near_misses"]
+            .as_array()
+            .expect("near misses")
+            .iter()
+            .find(|t| t["phrase"] == "cf")
+            .unwrap_or_else(|| panic!("cf not reported: {summary}"));
+        assert!(
+            miss["abstained"]
+                .as_str()
+                .is_some_and(|s| s.contains("min_purity")),
+            "{miss}"
+        );
+        assert!(scores.reason.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn atypical_neighbours_are_not_an_insertion() {
+        // 60 occurrences, all after rare tokens, where half of random positions follow a head
+        // token: P(X = 0) = 2^-60
+        // token 0 is half of all positions, tokens 1 and 2 a quarter each
+        let null = InsertionNull {
+            s2: 0.375,
+            s3: 0.15625,
+            max_excess: 2.0,
+            level: 0.01,
+            simulated: Vec::new(),
+            head: vec![true, false, false],
+            head_mass: [0.5, 0.5],
+        };
+        let rare: Vec<(u32, u32)> = vec![(1, 30), (2, 30)];
+        assert!(null.side(&rare, true).1 < 1.0);
+        // half of them after head tokens: typical
+        let mixed: Vec<(u32, u32)> = vec![(0, 30), (1, 15), (2, 15)];
+        assert!(null.side(&mixed, false).1 >= 1.0);
     }
 
     #[test]
