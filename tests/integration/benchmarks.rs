@@ -65,7 +65,14 @@ fn trig001_on_shared_benchmarks() {
     // 69 poisoned rows over five triggers; one of them (tq, 8 rows) is below the test's power
     let r = find(&rows, "sst2-badnets-1", "-", "TRIG001");
     assert!(r.f1 >= 0.9 && r.precision >= 0.99, "sst2-badnets-1: {r:?}");
-    for set in ["sst2-clean", "sms-spam-clean"] {
+    for set in [
+        "sst2-clean",
+        "sms-spam-clean",
+        "ag-news-clean",
+        "tweeteval-hate-clean",
+        "tweeteval-emotion-clean",
+        "tweeteval-irony-clean",
+    ] {
         let r = find(&rows, set, "-", "TRIG001");
         assert!(
             r.flagged_fraction() <= 0.005,
@@ -82,10 +89,34 @@ fn default_scan_quarantines_almost_nothing_on_clean_data() {
         .iter()
         .map(|d| d.meta().code.to_string())
         .collect();
-    let rows =
+    let mut rows =
         run(&dir, &defaults, &["mlp", "minilm"], &Default::default()).expect("benchmark runs");
-    for set in ["sst2-clean", "sms-spam-clean"] {
-        for repr in ["mlp", "minilm"] {
+    // text only: the default detectors that need no embeddings, as a scan without them runs
+    let text_defaults: Vec<String> = poisongate::detectors::registry::default_selection()
+        .iter()
+        .filter(|d| {
+            !d.configure(&Default::default())
+                .expect("defaults validate")
+                .needs()
+                .embeddings
+        })
+        .map(|d| d.meta().code.to_string())
+        .collect();
+    rows.extend(run(&dir, &text_defaults, &[], &Default::default()).expect("benchmark runs"));
+    // every clean corpus, every domain: text only, with the sentence embeddings, and with the
+    // classifier activations where the corpus has them
+    for set in [
+        "sst2-clean",
+        "sms-spam-clean",
+        "ag-news-clean",
+        "tweeteval-hate-clean",
+        "tweeteval-emotion-clean",
+        "tweeteval-irony-clean",
+    ] {
+        for repr in ["-", "minilm", "mlp"] {
+            if repr == "mlp" && !dir.join(format!("{set}.mlp.npy")).exists() {
+                continue;
+            }
             let r = find(&rows, set, repr, "combined");
             assert!(
                 r.flagged_fraction() <= 0.005,
