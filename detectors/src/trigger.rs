@@ -1005,8 +1005,8 @@ struct InsertionNull {
     /// per token id: whether it is one of the most frequent neighbours that together make up
     /// half of all positions (empty: no typicality test)
     head: Vec<bool>,
-    /// probability that a random position's left (0) or right (1) neighbour is in the head
-    head_mass: [f64; 2],
+    /// probability that a random insertion's neighbour is in the head
+    head_mass: f64,
 }
 
 /// Largest number of occurrences whose collision tail is simulated rather than approximated.
@@ -1069,55 +1069,52 @@ fn simulate_collisions(weights: &[f64]) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// The head of the neighbour distribution under random insertion: the most frequent tokens
-/// (the row's start or end anchor weighing one per row) that together reach half of all
-/// positions, and the probability that a left or right neighbour is one of them (the start
-/// anchor is only ever a left neighbour, the end anchor a right one).
-fn head_tokens(token_occ: &[u64], n_rows: usize) -> (Vec<bool>, [f64; 2]) {
-    let mut w: Vec<(u64, u32)> = token_occ
-        .iter()
-        .enumerate()
-        .map(|(t, &o)| (o, t as u32))
+/// The neighbour counts of a word inserted between two whitespace-separated words of a row (or
+/// before the first, or after the last), per token id: `[left, right]`, the last token of the
+/// word before (or the start anchor) and the first token of the word after (or the end
+/// anchor). "#" and "@" open words and never end one, so they are never the left neighbour of
+/// an inserted word, however frequent they are as tokens.
+fn boundary_counts(texts: &[String], vocab: &Vocab) -> [Vec<f64>; 2] {
+    let n_tok = vocab.strings.len().max(2);
+    let parts: Vec<[Vec<u64>; 2]> = texts
+        .par_chunks(CHUNK)
+        .map(|tc| {
+            let mut counts = [vec![0u64; n_tok], vec![0u64; n_tok]];
+            for text in tc {
+                let lower = text.to_lowercase();
+                counts[0][START as usize] += 1;
+                counts[1][END as usize] += 1;
+                for word in lower.split_whitespace() {
+                    let mut toks = word_tokens(word);
+                    let first = toks.next();
+                    let last = toks.last().or(first);
+                    for (side, tok) in [(1usize, first), (0usize, last)] {
+                        if let Some(id) = tok.and_then(|t| vocab.ids.get(t)) {
+                            counts[side][*id as usize] += 1;
+                        }
+                    }
+                }
+            }
+            counts
+        })
         .collect();
-    for anchor in [START, END] {
-        if let Some(x) = w.get_mut(anchor as usize) {
-            x.0 = n_rows as u64;
+    let mut counts = [vec![0.0f64; n_tok], vec![0.0f64; n_tok]];
+    for part in parts {
+        for (side, c) in counts.iter_mut().enumerate() {
+            for (a, &b) in c.iter_mut().zip(&part[side]) {
+                *a += b as f64;
+            }
         }
     }
-    let side_total = token_occ
-        .iter()
-        .enumerate()
-        .filter(|&(t, _)| t as u32 != START && t as u32 != END)
-        .map(|(_, &o)| o as f64)
-        .sum::<f64>()
-        + n_rows as f64;
-    if side_total <= 0.0 {
-        return (Vec::new(), [0.0; 2]);
-    }
-    w.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut head = vec![false; token_occ.len()];
-    let mut mass = [0.0f64; 2];
-    for (o, t) in w {
-        if mass[0].max(mass[1]) >= 0.5 * side_total || o == 0 {
-            break;
-        }
-        head[t as usize] = true;
-        if t != END {
-            mass[0] += o as f64;
-        }
-        if t != START {
-            mass[1] += o as f64;
-        }
-    }
-    (head, [mass[0] / side_total, mass[1] / side_total])
+    counts
 }
 
-/// The neighbour distribution of a window put at the end (`end`: the row's last real token, or
+/// The inner neighbour counts of a window put at the end (`end`: the row's last real token, or
 /// the start anchor for an empty row) or at the start (the first real token, or the end anchor)
-/// of random rows. Its head (the most frequent last or first tokens, half of the rows: the
-/// final full stop of a review, say) is what an appended trigger mostly follows; a natural
-/// ending phrase follows content words instead.
-fn edge_null(corpus: &Corpus, vocab_len: usize, end: bool, p: &TriggerParams) -> InsertionNull {
+/// of every row, per token id. The head of that distribution (the final full stop of a review,
+/// say) is what an appended trigger mostly follows; a natural ending phrase follows content
+/// words instead.
+fn edge_counts(corpus: &Corpus, vocab_len: usize, end: bool) -> Vec<f64> {
     let mut counts = vec![0.0f64; vocab_len.max(2)];
     for r in 0..corpus.len() {
         let row = corpus.row(r);
@@ -1132,31 +1129,44 @@ fn edge_null(corpus: &Corpus, vocab_len: usize, end: bool, p: &TriggerParams) ->
             }
         }
     }
-    let total: f64 = counts.iter().sum::<f64>().max(1.0);
-    let power = |k: i32| counts.iter().map(|&c| (c / total).powi(k)).sum::<f64>();
-    let mut order: Vec<usize> = (0..counts.len()).filter(|&t| counts[t] > 0.0).collect();
-    order.sort_unstable_by(|&a, &b| counts[b].total_cmp(&counts[a]).then(a.cmp(&b)));
-    let mut head = vec![false; counts.len()];
-    let mut mass = 0.0;
-    for t in order {
-        if mass >= 0.5 * total {
-            break;
-        }
-        head[t] = true;
-        mass += counts[t];
-    }
-    InsertionNull {
-        s2: power(2),
-        s3: power(3),
-        max_excess: p.max_neighbour_excess,
-        level: p.neighbour_level,
-        simulated: simulate_collisions(&counts),
-        head,
-        head_mass: [mass / total; 2],
-    }
+    counts
 }
 
 impl InsertionNull {
+    /// The null of one side from its neighbour counts per token id: power sums, simulated
+    /// collisions, and the head (the most frequent neighbours that together reach half of the
+    /// positions).
+    fn from_counts(counts: &[f64], p: &TriggerParams) -> Self {
+        let total: f64 = counts.iter().sum::<f64>();
+        let power = |k: i32| {
+            if total > 0.0 {
+                counts.iter().map(|&c| (c / total).powi(k)).sum::<f64>()
+            } else {
+                1.0
+            }
+        };
+        let mut order: Vec<usize> = (0..counts.len()).filter(|&t| counts[t] > 0.0).collect();
+        order.sort_unstable_by(|&a, &b| counts[b].total_cmp(&counts[a]).then(a.cmp(&b)));
+        let mut head = vec![false; counts.len()];
+        let mut mass = 0.0;
+        for t in order {
+            if mass >= 0.5 * total {
+                break;
+            }
+            head[t] = true;
+            mass += counts[t];
+        }
+        InsertionNull {
+            s2: power(2),
+            s3: power(3),
+            max_excess: p.max_neighbour_excess,
+            level: p.neighbour_level,
+            simulated: simulate_collisions(counts),
+            head,
+            head_mass: if total > 0.0 { mass / total } else { 0.0 },
+        }
+    }
+
     /// (excess, randomness score) of one side's (neighbour, count) pairs. The excess is
     /// (C + 1)/(μ + 1) for C colliding pairs; the side looks random (score ≥ 1) when the excess
     /// is at most `max_excess`, or when C is not significantly above μ = C(n,2)·S2: its chance
@@ -1173,7 +1183,7 @@ impl InsertionNull {
     /// are far more often rare tokens than that (a hashtag chain, the names before a colon, the
     /// last word of a sentence before a closing hashtag) is not an insertion either: the score is
     /// also capped by P(X ≤ observed)/`level`.
-    fn side(&self, counts: &[(u32, u32)], left: bool) -> (f64, f64) {
+    fn side(&self, counts: &[(u32, u32)]) -> (f64, f64) {
         let n: f64 = counts.iter().map(|&(_, c)| c as f64).sum();
         let observed: f64 = counts
             .iter()
@@ -1199,13 +1209,14 @@ impl InsertionNull {
             0.5 * erfc(t / (var * 2.0).sqrt())
         };
         let collisions = (self.max_excess / excess).max(chance / self.level);
-        let h = self.head_mass[usize::from(!left)];
-        if self.head.is_empty() || n < 1.0 || h <= 0.0 || h >= 1.0 {
+        let h = self.head_mass;
+        let head = &self.head;
+        if head.is_empty() || n < 1.0 || h <= 0.0 || h >= 1.0 {
             return (excess, collisions);
         }
         let in_head: u64 = counts
             .iter()
-            .filter(|&&(t, _)| self.head.get(t as usize).copied().unwrap_or(false))
+            .filter(|&&(t, _)| head.get(t as usize).copied().unwrap_or(false))
             .map(|&(_, c)| u64::from(c))
             .sum();
         let n = n as u64;
@@ -1341,41 +1352,18 @@ fn fit(
         .sum();
     let sketch = Sketch::new(windows);
     sketch.fill(&corpus, p.max_ngram);
-    // neighbour distribution under random insertion: the token before a random position is any
-    // real token or the start anchor; the token after is any real token or the end anchor.
-    // Its second and third power sums give the mean and variance of neighbour collisions.
-    let total_real: f64 = token_occ.iter().map(|&o| o as f64).sum();
-    let denom = total_real + n_rows as f64;
-    let power_sum = |k: i32| -> f64 {
-        if denom > 0.0 {
-            (token_occ.iter().map(|&o| (o as f64).powi(k)).sum::<f64>() + (n_rows as f64).powi(k))
-                / denom.powi(k)
-        } else {
-            1.0
-        }
-    };
-    let mut weights: Vec<f64> = token_occ.iter().map(|&o| o as f64).collect();
-    // one anchor per row stands for the start (left side) or the end (right side)
-    if let Some(w) = weights.get_mut(START as usize) {
-        *w = n_rows as f64;
-    }
-    if let Some(w) = weights.get_mut(END as usize) {
-        *w = 0.0;
-    }
-    let (head, head_mass) = head_tokens(&token_occ, n_rows);
+    // neighbour distributions under random insertion of a word between two whitespace-separated
+    // words: on the left the last token of the word before (or the start anchor), on the right
+    // the first token of the word after (or the end anchor). Their second and third power sums
+    // give the mean and variance of neighbour collisions, their heads the typicality test.
+    let [left_counts, right_counts] = boundary_counts(texts, &vocab);
+    let null_left = InsertionNull::from_counts(&left_counts, p);
+    let null_right = InsertionNull::from_counts(&right_counts, p);
     // a window anchored at the end was put after a row's last token, one anchored at the start
     // before its first: their inner neighbour is drawn from those tokens, not from any position
-    let null_end = edge_null(&corpus, vocab.strings.len(), true, p);
-    let null_start = edge_null(&corpus, vocab.strings.len(), false, p);
-    let null = InsertionNull {
-        s2: power_sum(2),
-        s3: power_sum(3),
-        max_excess: p.max_neighbour_excess,
-        level: p.neighbour_level,
-        simulated: simulate_collisions(&weights),
-        head,
-        head_mass,
-    };
+    let null_end = InsertionNull::from_counts(&edge_counts(&corpus, vocab.strings.len(), true), p);
+    let null_start =
+        InsertionNull::from_counts(&edge_counts(&corpus, vocab.strings.len(), false), p);
 
     // pass 2: exact statistics of windows the sketch lets through
     let keep = |span: &[u32], h: u64| -> bool {
@@ -1432,14 +1420,13 @@ fn fit(
                 (false, span.last() != Some(&END)),
             ] {
                 if tested {
-                    let side_null = if left && span.last() == Some(&END) {
-                        &null_end
-                    } else if !left && span.first() == Some(&START) {
-                        &null_start
-                    } else {
-                        &null
+                    let side_null = match (left, span.first() == Some(&START), span.last() == Some(&END)) {
+                        (true, _, true) => &null_end,
+                        (true, _, false) => &null_left,
+                        (false, true, _) => &null_start,
+                        (false, false, _) => &null_right,
                     };
-                    let (e, sr) = side_null.side(&st.neighbours(left), left);
+                    let (e, sr) = side_null.side(&st.neighbours(left));
                     excess = excess.max(e);
                     s_random = s_random.min(sr);
                     sides += 1;
@@ -2430,18 +2417,18 @@ mod tests {
             level: 0.01,
             simulated: simulate_collisions(&weights),
             head: Vec::new(),
-            head_mass: [0.0; 2],
+            head_mass: 0.0,
         };
         // 18 occurrences, 7 after the frequent neighbour: excess above 2, but not unlikely
         let mut counts: Vec<(u32, u32)> = vec![(0, 7)];
         counts.extend((1..12).map(|t| (t, 1)));
-        let (excess, score) = null.side(&counts, true);
+        let (excess, score) = null.side(&counts);
         assert!(
             excess > 2.0 && score >= 1.0,
             "excess {excess}, score {score}"
         );
         // a collocation: 15 of 18 share a rare neighbour
-        let (excess, score) = null.side(&[(5, 15), (1, 1), (2, 1), (3, 1)], true);
+        let (excess, score) = null.side(&[(5, 15), (1, 1), (2, 1), (3, 1)]);
         assert!(
             excess > 2.0 && score < 1.0,
             "excess {excess}, score {score}"
@@ -2450,7 +2437,7 @@ mod tests {
         // them (80 after the frequent neighbour, 4 after each rare one) look random
         let mut even: Vec<(u32, u32)> = vec![(0, 80)];
         even.extend((1..81).map(|t| (t, 4)));
-        assert!(null.side(&even, true).1 >= 1.0);
+        assert!(null.side(&even).1 >= 1.0);
     }
 
     #[test]
@@ -2731,13 +2718,13 @@ mod tests {
             level: 0.01,
             simulated: Vec::new(),
             head: vec![true, false, false],
-            head_mass: [0.5, 0.5],
+            head_mass: 0.5,
         };
         let rare: Vec<(u32, u32)> = vec![(1, 30), (2, 30)];
-        assert!(null.side(&rare, true).1 < 1.0);
+        assert!(null.side(&rare).1 < 1.0);
         // half of them after head tokens: typical
         let mixed: Vec<(u32, u32)> = vec![(0, 30), (1, 15), (2, 15)];
-        assert!(null.side(&mixed, false).1 >= 1.0);
+        assert!(null.side(&mixed).1 >= 1.0);
     }
 
     #[test]
