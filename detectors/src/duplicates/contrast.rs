@@ -1,0 +1,141 @@
+//! DUP002's contrast test: one-word-edit pairs whose label change the edited word explains
+//! (consistent contrast pairs, not flips) are removed before the clusters are judged.
+
+use super::edits::{edited_words, only_added};
+use super::exact::Core;
+use super::minhash::UnionFind;
+use crate::ClassIndex;
+use std::collections::BTreeMap;
+
+impl Core {
+    /// DUP002: remove the one-word-edit pairs whose label change the edited word explains, and
+    /// recompute the clusters. For a pair of label-pure groups with labels a ≠ b where word x
+    /// (or nothing) became y (or nothing), the evidence is the change of naive-Bayes log odds
+    /// of b against a, ln O(y) − ln O(x), with ln O(w) = ln((df_b(w) + 1)/(n_b + 2)) −
+    /// ln((df_a(w) + 1)/(n_a + 2)) from the documents of each class containing w (0 for no
+    /// word). When it is at least ln `contrast_odds`, and naive Bayes over each whole text
+    /// (prior, shared words, own edited word) names that text's own label, the edit itself
+    /// accounts for the new label (`it 's funny .` / `it 's drab .`): a consistent contrast
+    /// pair, not a flip. Returns the number of pairs removed.
+    pub(super) fn drop_explained_contrasts(
+        &mut self,
+        labels: &[ClassIndex],
+        contrast_odds: f64,
+    ) -> usize {
+        let removed = if self.toks.is_empty() {
+            Vec::new()
+        } else {
+            self.explained_contrasts(labels, contrast_odds)
+        };
+        for e in &removed {
+            self.edges.remove(e);
+        }
+        let mut uf = UnionFind((0..self.groups.len()).collect());
+        for &(a, b) in self.edges.keys() {
+            uf.union(a, b);
+        }
+        let mut by_root: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for g in 0..self.groups.len() {
+            let root = uf.find(g);
+            by_root.entry(root).or_default().push(g);
+        }
+        self.clusters = Some(by_root.into_values().collect());
+        removed.len()
+    }
+
+    /// The one-word-edit pairs whose label change the edited word explains (see
+    /// [`Core::drop_explained_contrasts`]).
+    fn explained_contrasts(
+        &self,
+        labels: &[ClassIndex],
+        contrast_odds: f64,
+    ) -> Vec<(usize, usize)> {
+        // document frequency per class of every word, and the rows per class
+        let mut df: std::collections::HashMap<u64, BTreeMap<ClassIndex, usize>> =
+            std::collections::HashMap::new();
+        let mut n_class: BTreeMap<ClassIndex, usize> = BTreeMap::new();
+        for (g, rows) in self.groups.iter().enumerate() {
+            let mut uniq = self.toks[g].clone();
+            uniq.sort_unstable();
+            uniq.dedup();
+            for &r in rows {
+                let l = labels[r];
+                *n_class.entry(l).or_default() += 1;
+                for &w in &uniq {
+                    *df.entry(w).or_default().entry(l).or_default() += 1;
+                }
+            }
+        }
+        let pure = |g: usize| -> Option<ClassIndex> {
+            let first = labels[self.groups[g][0]];
+            self.groups[g]
+                .iter()
+                .all(|&r| labels[r] == first)
+                .then_some(first)
+        };
+        // evidence from the rest of the data: the pair's own rows are left out, so that a rare
+        // word does not explain a label through the very rows being judged
+        let log_odds = |w: Option<u64>, a: ClassIndex, b: ClassIndex, pair: [usize; 2]| -> f64 {
+            let Some(w) = w else { return 0.0 };
+            let c = df.get(&w);
+            let own = |l: ClassIndex, with_word: bool| -> f64 {
+                pair.iter()
+                    .filter(|&&g| !with_word || self.toks[g].contains(&w))
+                    .map(|&g| self.groups[g].iter().filter(|&&r| labels[r] == l).count())
+                    .sum::<usize>() as f64
+            };
+            let d = |l| c.and_then(|m| m.get(&l)).copied().unwrap_or(0) as f64 - own(l, true);
+            let n = |l| n_class.get(&l).copied().unwrap_or(0) as f64 - own(l, false);
+            ((d(b) + 1.0) / (n(b) + 2.0)).ln() - ((d(a) + 1.0) / (n(a) + 2.0)).ln()
+        };
+        let cut = contrast_odds.ln();
+        let mut removed = Vec::new();
+        for (&(ga, gb), &(_, measure)) in &self.edges {
+            let (Some(a), Some(b)) = (pure(ga), pure(gb)) else {
+                continue;
+            };
+            if a == b {
+                continue;
+            }
+            // words added to the same text are new content, and the likeliest reason for the
+            // new label ("good" / "not good", a closing tag that names the emotion): a flipped
+            // copy replaces words, it does not only grow the text
+            if only_added(&self.toks[ga], &self.toks[gb]) {
+                removed.push((ga, gb));
+                continue;
+            }
+            if measure != "word_edit" {
+                continue;
+            }
+            let Some((x, y)) = edited_words(&self.toks[ga], &self.toks[gb]) else {
+                continue;
+            };
+            let (ex, ey) = (log_odds(x, a, b, [ga, gb]), log_odds(y, a, b, [ga, gb]));
+            if ey - ex < cut {
+                continue;
+            }
+            // the edit must also be enough: naive Bayes over each whole text (prior, the words
+            // both share, and its own edited word) names that text's own label. One changed
+            // word does not turn a long spam message into ham.
+            let mut shared: Vec<u64> = self.toks[ga]
+                .iter()
+                .copied()
+                .filter(|w| Some(*w) != x && self.toks[gb].contains(w))
+                .collect();
+            shared.sort_unstable();
+            shared.dedup();
+            let prior = ((n_class.get(&b).copied().unwrap_or(0) as f64 + 1.0)
+                / (n_class.get(&a).copied().unwrap_or(0) as f64 + 1.0))
+                .ln();
+            let rest = prior
+                + shared
+                    .iter()
+                    .map(|&w| log_odds(Some(w), a, b, [ga, gb]))
+                    .sum::<f64>();
+            if rest + ey > 0.0 && rest + ex < 0.0 {
+                removed.push((ga, gb));
+            }
+        }
+        removed
+    }
+}

@@ -1,0 +1,159 @@
+//! Near duplicates one word edit apart: word hashes, one-word-edit neighbourhood keys, and the
+//! verified pairs of exact groups one word edit apart.
+
+use super::minhash::{bucket_pairs, mod_mersenne, words};
+use super::{NearParams, CHUNK, MERSENNE};
+use crate::rng::splitmix;
+use rayon::prelude::*;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// The word of `a` replaced in `b` (None for an insertion or deletion) and the word of `b` that
+/// replaced it, for sequences one word edit apart.
+pub(super) fn edited_words(a: &[u64], b: &[u64]) -> Option<(Option<u64>, Option<u64>)> {
+    let p = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    match (a.len() as isize) - (b.len() as isize) {
+        0 => Some((a.get(p).copied(), b.get(p).copied())),
+        1 => Some((a.get(p).copied(), None)),
+        -1 => Some((None, b.get(p).copied())),
+        _ => None,
+    }
+}
+
+/// Whether one word sequence is the other with words added (the shorter is a subsequence of
+/// the longer, and they differ).
+pub(super) fn only_added(a: &[u64], b: &[u64]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if short.len() == long.len() {
+        return false;
+    }
+    let mut it = long.iter();
+    short.iter().all(|w| it.any(|x| x == w))
+}
+
+/// Whether two word sequences are at most one word edit apart (substitution, insertion or
+/// deletion) and not equal.
+fn one_word_edit(a: &[u64], b: &[u64]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    match long.len() - short.len() {
+        0 => short.iter().zip(long).filter(|(x, y)| x != y).count() == 1,
+        1 => {
+            let p = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+            short[p..] == long[p + 1..]
+        }
+        _ => false,
+    }
+}
+
+/// One-word-edit neighbourhood keys of a word-hash sequence: the whole sequence and each
+/// sequence with one word deleted, as polynomial hashes mod 2⁶¹ − 1 (with the length). Two
+/// sequences one edit apart share a key (a substitution at i: both minus word i; an insertion:
+/// the longer minus the inserted word equals the shorter), so no such pair is missed; keys can
+/// also be shared by sequences two edits apart or by hash collisions, so candidates are
+/// verified with [`one_word_edit`]. O(n) per text through prefix and suffix hashes.
+fn edit_keys(w: &[u64], base: u64) -> Vec<(usize, u64)> {
+    let n = w.len();
+    let mulmod = |a: u64, b: u64| mod_mersenne(a as u128 * b as u128);
+    let addmod = |a: u64, b: u64| mod_mersenne(a as u128 + b as u128);
+    // pow[k] = base^k, prefix[i] = hash of w[..i], suffix[i] = hash of w[i..]
+    let mut pow = vec![1u64; n + 1];
+    for k in 1..=n {
+        pow[k] = mulmod(pow[k - 1], base);
+    }
+    let mut prefix = vec![0u64; n + 1];
+    for i in 0..n {
+        prefix[i + 1] = addmod(mulmod(prefix[i], base), w[i]);
+    }
+    let mut suffix = vec![0u64; n + 1];
+    for i in (0..n).rev() {
+        suffix[i] = addmod(mulmod(w[i], pow[n - 1 - i]), suffix[i + 1]);
+    }
+    let mut keys = Vec::with_capacity(n + 1);
+    keys.push((n, prefix[n]));
+    for i in 0..n {
+        // w[..i] then w[i+1..]: prefix shifted by the n − 1 − i words that follow
+        keys.push((
+            n - 1,
+            addmod(mulmod(prefix[i], pow[n - 1 - i]), suffix[i + 1]),
+        ));
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Word hashes (mod 2⁶¹ − 1) of each representative's normalised text.
+pub(super) fn word_hashes(normalized: &[String], reps: &[usize], seed: u64) -> Vec<Vec<u64>> {
+    reps.par_chunks(CHUNK)
+        .flat_map_iter(|c| {
+            c.iter()
+                .map(|&r| {
+                    words(&normalized[r])
+                        .iter()
+                        .map(|w| xxh3_64_with_seed(w.as_bytes(), seed) % MERSENNE)
+                        .collect::<Vec<u64>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Pairs of exact groups (indices into `toks`) one word edit apart, the longer text having at
+/// least `edit_min_words` words, with their edit similarity 1 − 1/max(words). Sorted.
+pub(super) fn word_edit_pairs(toks: &[Vec<u64>], near: &NearParams) -> Vec<((usize, usize), f64)> {
+    let min_words = near.edit_min_words;
+    let mut state = near.seed ^ 0xED17_0000_0000_0001;
+    let base = splitmix(&mut state) % (MERSENNE - 2) + 2;
+    // a pair needs max(words) ≥ min_words, so the shorter text has at least min_words − 1
+    let mut keys: Vec<((usize, u64), usize)> = toks
+        .par_chunks(CHUNK)
+        .enumerate()
+        .flat_map_iter(|(ci, c)| {
+            let mut out = Vec::new();
+            for (j, t) in c.iter().enumerate() {
+                if t.len() + 1 >= min_words && !t.is_empty() {
+                    out.extend(edit_keys(t, base).into_iter().map(|k| (k, ci * CHUNK + j)));
+                }
+            }
+            out
+        })
+        .collect();
+    keys.par_sort_unstable();
+    let mut cand: Vec<(usize, usize)> = Vec::new();
+    bucket_pairs(&keys, near.max_bucket, &mut cand);
+    cand.par_sort_unstable();
+    cand.dedup();
+    cand.into_par_iter()
+        .filter_map(|(a, b)| {
+            let (ta, tb) = (&toks[a], &toks[b]);
+            let longest = ta.len().max(tb.len());
+            (longest >= min_words && one_word_edit(ta, tb))
+                .then(|| ((a.min(b), a.max(b)), 1.0 - 1.0 / longest as f64))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_word_edit_keys_find_every_edit() {
+        let base = 0x1234_5678_9abc;
+        let a: Vec<u64> = vec![1, 2, 3, 4, 5];
+        let sub = vec![1, 2, 9, 4, 5];
+        let ins = vec![1, 2, 3, 9, 4, 5];
+        let del = vec![1, 3, 4, 5];
+        let two = vec![1, 9, 3, 9, 5];
+        let shares = |x: &[u64], y: &[u64]| {
+            let kx = edit_keys(x, base);
+            edit_keys(y, base).iter().any(|k| kx.contains(k))
+        };
+        for b in [&sub, &ins, &del] {
+            assert!(shares(&a, b) && one_word_edit(&a, b), "{b:?}");
+        }
+        assert!(!one_word_edit(&a, &two) && !one_word_edit(&a, &a));
+        assert_eq!(edited_words(&a, &sub), Some((Some(3), Some(9))));
+        assert_eq!(edited_words(&a, &ins), Some((None, Some(9))));
+        assert_eq!(edited_words(&a, &del), Some((Some(2), None)));
+    }
+}

@@ -1,0 +1,208 @@
+//! Tests of DUP001 / DUP002 / DUP003 as detectors: conflicts, contrast pairs, the embedding
+//! relation, amplification, determinism.
+
+use super::amplification::amplification;
+use super::*;
+use crate::Scores;
+
+fn fit(code: &str, texts: &[&str], labels: &[u32], params: &str) -> (Scores, serde_json::Value) {
+    let texts: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
+    let names = vec!["0".to_string(), "1".to_string()];
+    let view = DatasetView {
+        n_rows: texts.len(),
+        texts: Some(&texts),
+        labels: Some(labels),
+        class_names: &names,
+        embeddings: None,
+    };
+    let det = crate::find(code).expect("registered");
+    let table: toml::Table = params.parse().expect("toml");
+    let f = det
+        .configure(&table)
+        .expect("configure")
+        .fit(&view)
+        .expect("fit");
+    (f.score(&view.as_batch()).expect("score"), f.summary())
+}
+
+#[test]
+fn exact_conflict_minority_and_tie() {
+    let texts = [
+        "Great film",
+        "great  FILM",
+        "great film",
+        "bad film",
+        "Bad film",
+        "other",
+        "x",
+    ];
+    let labels = [1, 1, 0, 0, 1, 0, 1];
+    let (s, summary) = fit("DUP001", &texts, &labels, "");
+    let flagged: Vec<usize> = (0..texts.len())
+        .filter(|&i| s.reason[i].is_some())
+        .collect();
+    assert_eq!(flagged, vec![2, 3, 4]);
+    let r2 = s.reason[2].as_deref().unwrap_or("");
+    assert!(
+        r2.starts_with("DUP001:dup_of=0 ") && r2.ends_with("minority"),
+        "{r2}"
+    );
+    assert!(s.reason[3].as_deref().unwrap_or("").contains("tie"));
+    assert_eq!(summary["conflicting_clusters"], 2);
+    assert!(s.score[2] >= 1.0 && s.score[0] == 0.0);
+}
+
+#[test]
+fn near_conflict_and_determinism() {
+    let base = "the quick brown fox jumps over the lazy dog near the quiet river bank on a warm sunny afternoon in late summer";
+    let near = base.replace("lazy", "sleepy");
+    let texts = [
+        base,
+        near.as_str(),
+        "something else entirely with many words in it ok",
+    ];
+    let labels = [0, 1, 0];
+    let p = "shingle_words = 1\nthreshold = 0.7";
+    let (s, _) = fit("DUP002", &texts, &labels, p);
+    assert!(s.reason[0].as_deref().unwrap_or("").contains("tie"));
+    assert!(s.reason[1]
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("DUP002:dup_of=0 similarity="));
+    assert!(s.reason[2].is_none());
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    let (s1, sum1) = one.install(|| fit("DUP002", &texts, &labels, p));
+    let (s2, sum2) = fit("DUP002", &texts, &labels, p);
+    assert_eq!(s1, s2);
+    assert_eq!(sum1, sum2);
+}
+
+#[test]
+fn short_one_word_flip_found_and_explained_contrast_kept() {
+    // a flipped near copy of a 6-word text (5-gram Jaccard 0) is found by the word edit
+    let mut texts: Vec<String> = vec![
+        "the plot holds up quite well".into(),
+        "the plot holds up rather well".into(),
+    ];
+    let mut labels = vec![1, 0];
+    // a contrast pair whose edited words carry the labels in the rest of the data
+    texts.push("the ending is truly wonderful .".into());
+    texts.push("the ending is truly awful .".into());
+    labels.extend([1, 0]);
+    for i in 0..30 {
+        texts.push(format!("wonderful acting in scene {i}"));
+        labels.push(1);
+        texts.push(format!("awful pacing in part {i}"));
+        labels.push(0);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP002", &refs, &labels, "");
+    let flagged: Vec<usize> = (0..refs.len()).filter(|&i| s.reason[i].is_some()).collect();
+    assert_eq!(flagged, vec![0, 1], "{summary}");
+    assert!(s.reason[1]
+        .as_deref()
+        .unwrap_or("")
+        .contains("measure=word_edit"));
+    // with the contrast test off, the contrast pair is flagged too
+    let (s, _) = fit("DUP002", &refs, &labels, "contrast_odds = 1e300");
+    assert!(s.reason[2].is_some() && s.reason[3].is_some());
+}
+
+#[test]
+fn a_one_word_change_of_a_long_text_is_not_explained_by_that_word() {
+    // a long "spam" message whose copy swapped one spam word for a "ham" word and took the
+    // ham label: the edit moves the word odds far, but the rest still reads as spam
+    let mut texts: Vec<String> = vec![
+        "win cash prize now claim your free prize call now to claim cash".into(),
+        "win cash prize now claim your free home call now to claim cash".into(),
+    ];
+    let mut labels = vec![1, 0];
+    for i in 0..30 {
+        texts.push(format!("free prize cash claim win offer {i}"));
+        labels.push(1);
+        texts.push(format!("see you at home later tonight {i}"));
+        labels.push(0);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP002", &refs, &labels, "");
+    assert!(s.reason[0].is_some() && s.reason[1].is_some(), "{summary}");
+    assert_eq!(
+        summary["near"]["lsh"]["explained_contrast_pairs"], 0,
+        "{summary}"
+    );
+}
+
+#[test]
+fn embedding_near_duplicates_and_the_share_guard() {
+    // four unrelated texts; rows 0 and 1 have nearly the same embedding and other labels
+    let texts = ["alpha beta", "gamma delta", "epsilon zeta", "eta theta"];
+    let texts: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
+    let labels = [0, 1, 0, 1];
+    let names = vec!["0".to_string(), "1".to_string()];
+    let x = ndarray::array![
+        [1.0f32, 0.0, 0.0, 0.0],
+        [0.99, 0.05, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0],
+        [0.0, 0.0, 0.0, 1.0]
+    ];
+    let view = DatasetView {
+        n_rows: 4,
+        texts: Some(&texts),
+        labels: Some(&labels),
+        class_names: &names,
+        embeddings: Some(x.view()),
+    };
+    let run = |params: &str| {
+        let table: toml::Table = params.parse().expect("toml");
+        let f = crate::find("DUP002")
+            .expect("registered")
+            .configure(&table)
+            .expect("configure")
+            .fit(&view)
+            .expect("fit");
+        let s = f.score(&view.as_batch()).expect("score");
+        (s.reason, f.summary())
+    };
+    // two of four rows linked: allowed with a share bound of 1
+    let (r, _) = run("embedding_max_share = 1.0");
+    assert!(r[0]
+        .as_deref()
+        .unwrap_or("")
+        .contains("measure=embedding_cosine"));
+    assert!(r[1].is_some() && r[2].is_none() && r[3].is_none());
+    // at the default bound (10 %) half of the rows with such a neighbour is too many
+    let (r, summary) = run("");
+    assert!(r.iter().all(Option::is_none), "{summary}");
+    assert!(summary["near"]["lsh"]["embedding_skipped"].is_string());
+}
+
+#[test]
+fn amplification_relative_to_baseline() {
+    // baseline of pairs: a 40-copy cluster is flagged, pairs are not
+    let mut texts: Vec<String> = (0..200)
+        .map(|i| format!("row number {i} says hello"))
+        .collect();
+    for i in 0..20 {
+        texts.push(format!("row number {i} says hello"));
+    }
+    for _ in 0..40 {
+        texts.push("buy cheap pills now".to_string());
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let labels = vec![0; refs.len()];
+    let (s, summary) = fit("DUP003", &refs, &labels, "");
+    let flagged = s.reason.iter().filter(|r| r.is_some()).count();
+    assert_eq!(flagged, 40, "{summary}");
+    // natural heavy tail (sizes 2, 3, 4, 10): nothing flagged
+    let sizes: Vec<usize> = std::iter::repeat_n(2, 200)
+        .chain(std::iter::repeat_n(3, 60))
+        .chain([4, 4, 4, 4, 10, 12, 30])
+        .collect();
+    assert_eq!(amplification(&sizes, 0.01, 5), None);
+    let mut with = sizes.clone();
+    with.push(500);
+    assert_eq!(amplification(&with, 0.01, 5), Some(500));
+}

@@ -1,0 +1,384 @@
+//! Verdicts read off the core: the summary, the label conflicts of DUP001 (exact groups) and
+//! DUP002 (near clusters), DUP003's amplified clusters, and the fitted scores and reasons.
+
+use super::amplification::{amplification, expected_at_least, power_law_alpha};
+use super::exact::Core;
+use super::{DupParams, Kind, LIST_CAP, NEAREST_CAP};
+use crate::{Batch, ClassIndex, DetectError, Fitted, Scores};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Histogram of cluster sizes: sizes 1 to 10 exactly, then powers-of-two bins.
+fn size_histogram(sizes: impl Iterator<Item = usize>) -> serde_json::Value {
+    let mut h: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for s in sizes {
+        let bin = if s <= 10 {
+            (s, s)
+        } else {
+            let hi = s.next_power_of_two().max(16);
+            ((hi / 2 + 1).max(11), hi)
+        };
+        *h.entry(bin).or_default() += 1;
+    }
+    let mut m = serde_json::Map::new();
+    for ((lo, hi), c) in h {
+        let key = if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}-{hi}")
+        };
+        m.insert(key, json!(c));
+    }
+    serde_json::Value::Object(m)
+}
+
+/// Per-row result of a fit: scores of every row, reasons of flagged rows.
+pub(super) struct DupFit {
+    code: &'static str,
+    score: Vec<f64>,
+    reason: BTreeMap<usize, String>,
+    summary: serde_json::Value,
+}
+
+impl Fitted for DupFit {
+    fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
+        let (start, n) = (batch.start, batch.rows.n_rows);
+        let end = start.checked_add(n).filter(|&e| e <= self.score.len());
+        let end = end.ok_or(DetectError::Data {
+            code: self.code,
+            problem: format!(
+                "batch rows {start}..{} outside the {} fitted rows",
+                start.saturating_add(n),
+                self.score.len()
+            ),
+        })?;
+        let mut out = Scores::with_capacity(n);
+        for row in start..end {
+            out.score.push(self.score[row]);
+            out.reason.push(self.reason.get(&row).cloned());
+        }
+        Ok(out)
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        self.summary.clone()
+    }
+}
+
+fn label_name(names: &[String], l: ClassIndex) -> String {
+    names
+        .get(l as usize)
+        .cloned()
+        .unwrap_or_else(|| l.to_string())
+}
+
+/// Label counts of `rows`, in class order.
+fn label_counts(rows: &[usize], labels: &[ClassIndex]) -> BTreeMap<ClassIndex, usize> {
+    let mut c = BTreeMap::new();
+    for &r in rows {
+        *c.entry(labels[r]).or_insert(0) += 1;
+    }
+    c
+}
+
+/// Label counts as `<name>x<count>` joined by commas, e.g. `posx3,negx1`.
+fn counts_text(counts: &BTreeMap<ClassIndex, usize>, names: &[String]) -> String {
+    counts
+        .iter()
+        .map(|(&l, c)| format!("{}x{c}", label_name(names, l)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A label conflict in one cluster: the majority label (None in a tie) and the counts.
+struct Conflict {
+    counts: BTreeMap<ClassIndex, usize>,
+    majority: Option<ClassIndex>,
+}
+
+impl Conflict {
+    fn of(rows: &[usize], labels: &[ClassIndex]) -> Option<Conflict> {
+        let counts = label_counts(rows, labels);
+        if counts.len() < 2 {
+            return None;
+        }
+        let top = counts.values().copied().max().unwrap_or(0);
+        let tops: Vec<ClassIndex> = counts
+            .iter()
+            .filter(|(_, &c)| c == top)
+            .map(|(&l, _)| l)
+            .collect();
+        let majority = if tops.len() == 1 { Some(tops[0]) } else { None };
+        Some(Conflict { counts, majority })
+    }
+
+    fn flags(&self, label: ClassIndex) -> bool {
+        self.majority != Some(label)
+    }
+
+    fn counts_text(&self, names: &[String]) -> String {
+        counts_text(&self.counts, names)
+    }
+
+    fn verdict(&self) -> &'static str {
+        if self.majority.is_some() {
+            "minority"
+        } else {
+            "tie: cannot tell which label is right"
+        }
+    }
+
+    fn score(&self, label: ClassIndex, size: usize) -> f64 {
+        match self.majority {
+            Some(m) => {
+                let top = self.counts.get(&m).copied().unwrap_or(0);
+                let mine = self.counts.get(&label).copied().unwrap_or(0);
+                1.0 + top.saturating_sub(mine) as f64 / size.max(1) as f64
+            }
+            None => 1.0,
+        }
+    }
+
+    /// Can `other_label` serve as the row a flagged row duplicates?
+    fn is_reference(&self, mine: ClassIndex, other_label: ClassIndex) -> bool {
+        match self.majority {
+            Some(m) => other_label == m,
+            None => other_label != mine,
+        }
+    }
+}
+
+pub(super) fn verdicts(
+    p: &DupParams,
+    core: &Core,
+    labels: Option<&[ClassIndex]>,
+    names: &[String],
+) -> DupFit {
+    let n = core.n_rows;
+    let code = p.code();
+    let mut score = vec![0.0; n];
+    let mut reason = BTreeMap::new();
+    let exact_sizes = core.groups.iter().map(Vec::len);
+    let mut summary = json!({
+        "detector": code,
+        "rows": n,
+        "exact": {
+            "groups": core.groups.len(),
+            "duplicated_groups": core.groups.iter().filter(|g| g.len() > 1).count(),
+            "duplicate_rows": n - core.groups.len(),
+            "size_histogram": size_histogram(exact_sizes),
+        },
+    });
+    let near_rows: Vec<Vec<usize>> = core
+        .clusters
+        .as_ref()
+        .map(|cs| cs.iter().map(|c| core.cluster_rows(c)).collect())
+        .unwrap_or_default();
+    if let Some(cs) = &core.clusters {
+        summary["near"] = json!({
+            "clusters": cs.len(),
+            "duplicated_clusters": near_rows.iter().filter(|r| r.len() > 1).count(),
+            "rows_in_duplicated_clusters": near_rows.iter().filter(|r| r.len() > 1).map(Vec::len).sum::<usize>(),
+            "clusters_with_several_texts": cs.iter().filter(|c| c.len() > 1).count(),
+            "size_histogram": size_histogram(near_rows.iter().map(Vec::len)),
+            "lsh": core.near_stats,
+        });
+    }
+    let threshold = p.near.map_or(1.0, |nr| nr.threshold);
+    match p.kind {
+        Kind::ExactConflict | Kind::NearConflict => {
+            let Some(labels) = labels else {
+                return DupFit {
+                    code,
+                    score,
+                    reason,
+                    summary,
+                };
+            };
+            let mut listed = Vec::new();
+            let mut n_conflicts = 0usize;
+            let exact = p.kind == Kind::ExactConflict;
+            let clusters: Vec<(Vec<usize>, &[usize])> = if exact {
+                core.groups
+                    .iter()
+                    .filter(|g| g.len() > 1)
+                    .map(|g| (g.clone(), &[][..]))
+                    .collect()
+            } else {
+                core.clusters
+                    .as_ref()
+                    .map(|cs| {
+                        cs.iter()
+                            .zip(&near_rows)
+                            .filter(|(c, _)| c.len() > 1)
+                            .map(|(c, rows)| (rows.clone(), c.as_slice()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            for (rows, cgroups) in &clusters {
+                let Some(conflict) = Conflict::of(rows, labels) else {
+                    continue;
+                };
+                n_conflicts += 1;
+                if listed.len() < LIST_CAP {
+                    listed.push(json!({
+                        "rows": rows.iter().take(LIST_CAP).collect::<Vec<_>>(),
+                        "size": rows.len(),
+                        "labels": conflict.counts_text(names),
+                        "distinct_texts": if exact { 1 } else { cgroups.len() },
+                    }));
+                }
+                for &row in rows {
+                    let mine = labels[row];
+                    if !conflict.flags(mine) {
+                        continue;
+                    }
+                    // the row it duplicates: for exact, the first reference row; for near, the
+                    // most similar reference row in another exact group (else any reference)
+                    let (dup_of, jac, measure) = if exact {
+                        let d = rows
+                            .iter()
+                            .copied()
+                            .find(|&o| o != row && conflict.is_reference(mine, labels[o]));
+                        (d, 1.0, "exact")
+                    } else {
+                        let g_me = core.group_of[row];
+                        let mut best: Option<(f64, usize, &str)> = None;
+                        for &g in cgroups.iter().take(NEAREST_CAP) {
+                            if g == g_me {
+                                continue;
+                            }
+                            let Some(&o) = core.groups[g]
+                                .iter()
+                                .find(|&&o| conflict.is_reference(mine, labels[o]))
+                            else {
+                                continue;
+                            };
+                            let (j, m) = core.sim(g_me, g);
+                            if best.is_none_or(|(bj, bo, _)| j > bj || (j == bj && o < bo)) {
+                                best = Some((j, o, m));
+                            }
+                        }
+                        match best {
+                            Some((j, o, m)) => (Some(o), j, m),
+                            None => (
+                                rows.iter()
+                                    .copied()
+                                    .find(|&o| o != row && conflict.is_reference(mine, labels[o])),
+                                1.0,
+                                "exact",
+                            ),
+                        }
+                    };
+                    let Some(dup_of) = dup_of else { continue };
+                    let (sim, thr) = if exact {
+                        ("jaccard=1.00".to_string(), "exact".to_string())
+                    } else {
+                        (
+                            format!("similarity={jac:.2} measure={measure}"),
+                            format!("{threshold:.2}"),
+                        )
+                    };
+                    reason.insert(
+                        row,
+                        format!(
+                            "{code}:dup_of={dup_of} {sim} threshold={thr} labels={}:{} counts={} {}",
+                            label_name(names, mine),
+                            label_name(names, labels[dup_of]),
+                            conflict.counts_text(names),
+                            conflict.verdict()
+                        ),
+                    );
+                    score[row] = if exact {
+                        conflict.score(mine, rows.len())
+                    } else {
+                        (jac / threshold).max(1.0)
+                    };
+                }
+            }
+            summary["conflicting_clusters"] = json!(n_conflicts);
+            summary["conflicts"] = json!(listed);
+        }
+        Kind::Amplification => {
+            let sizes: Vec<usize> = near_rows.iter().map(Vec::len).filter(|&s| s > 1).collect();
+            let cut = amplification(&sizes, p.alpha, p.min_copies);
+            let mut listed = Vec::new();
+            let mut n_amp = 0;
+            let cs = core.clusters.as_deref().unwrap_or(&[]);
+            for (c, rows) in cs.iter().zip(&near_rows) {
+                if rows.len() < 2 {
+                    continue;
+                }
+                let k = rows.len();
+                let e = expected_at_least(&sizes, k);
+                let s = if e > 0.0 {
+                    e.ln() / p.alpha.ln()
+                } else {
+                    f64::INFINITY
+                };
+                let flagged = cut.is_some_and(|c| k >= c);
+                let s = if flagged {
+                    s.max(1.0)
+                } else {
+                    s.clamp(0.0, 0.999)
+                };
+                for &r in rows {
+                    score[r] = s;
+                }
+                if !flagged {
+                    continue;
+                }
+                n_amp += 1;
+                let first = rows[0];
+                let g_first = core.group_of[first];
+                if listed.len() < LIST_CAP {
+                    listed.push(json!({
+                        "rows": rows.iter().take(LIST_CAP).collect::<Vec<_>>(),
+                        "size": k,
+                        "distinct_texts": c.len(),
+                        "expected_clusters_this_large": e,
+                        "labels": labels.map(|l| counts_text(&label_counts(rows, l), names)),
+                    }));
+                }
+                for &r in rows {
+                    let g = core.group_of[r];
+                    let (j, m) = if g == g_first {
+                        (1.0, "exact")
+                    } else {
+                        core.sim(g, g_first)
+                    };
+                    reason.insert(
+                        r,
+                        format!(
+                            "{code}:dup_of={first} similarity={j:.2} measure={m} threshold={threshold:.2} cluster_size={k} expected={e:.2e} alpha={}",
+                            p.alpha
+                        ),
+                    );
+                }
+            }
+            let fit = sizes
+                .iter()
+                .filter(|&&s| cut.is_none_or(|c| s < c))
+                .copied()
+                .collect::<Vec<_>>();
+            let mut largest = sizes.clone();
+            largest.sort_unstable_by(|a, b| b.cmp(a));
+            largest.truncate(10);
+            summary["amplification"] = json!({
+                "cut_cluster_size": cut,
+                "baseline_power_law_alpha": power_law_alpha(&fit),
+                "largest_clusters": largest,
+                "amplified_clusters": n_amp,
+                "clusters": listed,
+            });
+        }
+    }
+    summary["flagged_rows"] = json!(reason.len());
+    DupFit {
+        code,
+        score,
+        reason,
+        summary,
+    }
+}

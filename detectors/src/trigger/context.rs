@@ -1,0 +1,457 @@
+//! TRIG001 context model: leave-one-out naive Bayes over unmasked tokens, its temperature
+//! calibration, the context pass over the candidates' rows, and trigger co-occurrence.
+
+use super::tokenise::{for_each_window, is_anchor, Corpus, FastMap};
+use super::{CHUNK, UNKNOWN};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+
+pub(super) struct NaiveBayes {
+    /// per token: per-class document frequency (masked tokens hold None)
+    df: Vec<Option<Vec<u32>>>,
+    /// per class: total token-document count over unmasked tokens
+    total: Vec<f64>,
+    class_rows: Vec<usize>,
+    vocab_size: f64,
+}
+
+impl NaiveBayes {
+    pub(super) fn new(token_df: &[Vec<u32>], masked: &[bool], class_rows: &[usize]) -> Self {
+        let n_classes = class_rows.len();
+        let mut total = vec![0.0; n_classes];
+        let mut vocab_size = 0.0f64;
+        let df: Vec<Option<Vec<u32>>> = token_df
+            .iter()
+            .zip(masked)
+            .map(|(d, &m)| {
+                if m || d.iter().all(|&x| x == 0) {
+                    None
+                } else {
+                    vocab_size += 1.0;
+                    for (t, &x) in total.iter_mut().zip(d) {
+                        *t += x as f64;
+                    }
+                    Some(d.clone())
+                }
+            })
+            .collect();
+        NaiveBayes {
+            df,
+            total,
+            class_rows: class_rows.to_vec(),
+            vocab_size: vocab_size.max(1.0),
+        }
+    }
+
+    /// Leave-one-out log joint per class of a row with distinct unmasked tokens `toks` and
+    /// label `label` (its own counts are removed from the model first).
+    fn scores(&self, toks: &[u32], label: usize) -> Vec<f64> {
+        let n: usize = self.class_rows.iter().sum();
+        let k = self.class_rows.len() as f64;
+        let known: Vec<&Vec<u32>> = toks
+            .iter()
+            .filter_map(|&t| self.df.get(t as usize).and_then(|d| d.as_ref()))
+            .collect();
+        (0..self.class_rows.len())
+            .map(|c| {
+                let own = usize::from(c == label);
+                let prior = ((self.class_rows[c] - own.min(self.class_rows[c])) as f64 + 1.0)
+                    / ((n.saturating_sub(1)) as f64 + k);
+                let denom = self.total[c] - (own * known.len()) as f64 + self.vocab_size;
+                let mut s = prior.ln();
+                for d in &known {
+                    let cnt = d[c] as f64 - own as f64;
+                    s += ((cnt.max(0.0) + 1.0) / denom).ln();
+                }
+                s
+            })
+            .collect()
+    }
+}
+
+/// Per suspect: (row, label, probability of the suspect's target from the rest of the row) of
+/// every row carrying it, in row order.
+type Postings = Vec<Vec<(u32, u32, f64)>>;
+
+/// Leave-one-out naive Bayes log joint per class of every row (flat, `n_classes` per row).
+pub(super) fn row_scores(
+    corpus: &Corpus,
+    labels: &[u32],
+    nb: &NaiveBayes,
+    n_classes: usize,
+) -> Vec<f64> {
+    let mut out = vec![0.0f64; corpus.len() * n_classes];
+    out.par_chunks_mut(CHUNK * n_classes.max(1))
+        .enumerate()
+        .for_each(|(ci, block)| {
+            let mut toks = Vec::new();
+            for (j, dst) in block.chunks_mut(n_classes.max(1)).enumerate() {
+                let r = ci * CHUNK + j;
+                distinct_real(corpus.row(r), &mut toks);
+                dst.copy_from_slice(&nb.scores(&toks, labels[r] as usize));
+            }
+        });
+    out
+}
+
+/// Distinct real (non-anchor, known) tokens of a row, sorted, into `out`.
+fn distinct_real(seq: &[u32], out: &mut Vec<u32>) {
+    out.clear();
+    out.extend(
+        seq.iter()
+            .copied()
+            .filter(|&t| !is_anchor(t) && t != UNKNOWN),
+    );
+    out.sort_unstable();
+    out.dedup();
+}
+
+/// For every row carrying a suspect: the calibrated probability (temperature `tau`) of the
+/// suspect's target label given the rest of the row, that is the row without the suspect's own
+/// occurrences (by position: the same token elsewhere in the row is content and stays) and
+/// without the tokens in `exclude[s]` (sorted; the tokens of co-occurring suspects).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn context_pass(
+    corpus: &Corpus,
+    labels: &[u32],
+    nb: &NaiveBayes,
+    suspects: &FastMap<Vec<u32>, usize>,
+    targets: &[usize],
+    exclude: &[Vec<u32>],
+    max_len: usize,
+    tau: f64,
+) -> Postings {
+    let parts: Vec<Vec<(u32, u32, u32, f64)>> = (0..corpus.len())
+        .into_par_iter()
+        .chunks(CHUNK)
+        .map(|rows| {
+            let mut hits = Vec::new();
+            let mut rest: Vec<u32> = Vec::new();
+            let mut found: Vec<(usize, usize, usize)> = Vec::new();
+            let mut covered: Vec<bool> = Vec::new();
+            for r in rows {
+                let seq = corpus.row(r);
+                let label = labels[r];
+                found.clear();
+                for_each_window(seq, max_len, |a, b| {
+                    if let Some(&s) = suspects.get(&seq[a..b]) {
+                        found.push((s, a, b));
+                    }
+                });
+                if found.is_empty() {
+                    continue;
+                }
+                found.sort_unstable();
+                let mut i = 0;
+                while i < found.len() {
+                    let s = found[i].0;
+                    covered.clear();
+                    covered.resize(seq.len(), false);
+                    while i < found.len() && found[i].0 == s {
+                        let (_, a, b) = found[i];
+                        covered[a..b].iter_mut().for_each(|c| *c = true);
+                        i += 1;
+                    }
+                    let ex = &exclude[s];
+                    rest.clear();
+                    rest.extend(seq.iter().zip(&covered).filter_map(|(&t, &c)| {
+                        (!c && !is_anchor(t) && t != UNKNOWN && ex.binary_search(&t).is_err())
+                            .then_some(t)
+                    }));
+                    rest.sort_unstable();
+                    rest.dedup();
+                    let sc = nb.scores(&rest, label as usize);
+                    let q = softmax_at(&sc, tau, targets[s]);
+                    hits.push((s as u32, r as u32, label, q));
+                }
+            }
+            hits
+        })
+        .collect();
+    let mut postings: Postings = vec![Vec::new(); exclude.len()];
+    for hits in parts {
+        for (s, row, label, q) in hits {
+            postings[s as usize].push((row, label, q));
+        }
+    }
+    postings
+}
+
+/// Distinct real tokens of a span, sorted.
+pub(super) fn sorted_tokens(span: &[u32]) -> Vec<u32> {
+    let mut t: Vec<u32> = span.iter().copied().filter(|&t| !is_anchor(t)).collect();
+    t.sort_unstable();
+    t.dedup();
+    t
+}
+
+/// For each suspect, the other suspects with no token in common that share at least
+/// `min_support` rows with it and at least twice as many as label-conditional independence
+/// predicts
+/// (Σ_c n_g,c · n_h,c / R_c rows).
+pub(super) fn co_occurring(
+    postings: &[Vec<(u32, u32, f64)>],
+    tokens: &[Vec<u32>],
+    class_rows: &[usize],
+    min_support: usize,
+) -> Vec<Vec<usize>> {
+    let by_label: Vec<Vec<f64>> = postings
+        .iter()
+        .map(|occ| {
+            let mut v = vec![0.0; class_rows.len()];
+            for &(_, l, _) in occ {
+                if let Some(x) = v.get_mut(l as usize) {
+                    *x += 1.0;
+                }
+            }
+            v
+        })
+        .collect();
+    // rows -> suspects carrying them, to count shared rows without all-pairs merges
+    let mut row_suspects: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (j, occ) in postings.iter().enumerate() {
+        for &(r, _, _) in occ {
+            row_suspects.entry(r).or_default().push(j);
+        }
+    }
+    let mut shared: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for list in row_suspects.values() {
+        for (x, &a) in list.iter().enumerate() {
+            for &b in &list[x + 1..] {
+                *shared.entry((a, b)).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut out = vec![Vec::new(); postings.len()];
+    for ((a, b), n) in shared {
+        let expected: f64 = (0..class_rows.len())
+            .map(|c| by_label[a][c] * by_label[b][c] / class_rows[c].max(1) as f64)
+            .sum();
+        // overlapping spans ("great" and "great film") are nested, not co-occurring
+        let overlap = tokens[a].iter().any(|t| tokens[b].binary_search(t).is_ok());
+        if !overlap && n >= min_support && n as f64 >= 2.0 * expected {
+            out[a].push(b);
+            out[b].push(a);
+        }
+    }
+    out
+}
+
+fn softmax_at(scores: &[f64], tau: f64, c: usize) -> f64 {
+    let m = scores.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let z: f64 = scores.iter().map(|&s| (tau * (s - m)).exp()).sum();
+    scores
+        .get(c)
+        .map_or(0.0, |&s| (tau * (s - m)).exp() / z.max(f64::MIN_POSITIVE))
+}
+
+/// Temperature τ minimising the mean log loss of softmax(τ·scores) against the labels (convex
+/// in τ; golden-section search). Sums are taken per fixed chunk, then in chunk order.
+pub(super) fn calibrate(row_scores: &[f64], labels: &[u32], n_classes: usize) -> f64 {
+    if n_classes < 2 || row_scores.is_empty() {
+        return 1.0;
+    }
+    let loss = |tau: f64| -> f64 {
+        let parts: Vec<f64> = row_scores
+            .par_chunks(CHUNK * n_classes)
+            .zip(labels.par_chunks(CHUNK))
+            .map(|(sc, lc)| {
+                sc.chunks(n_classes)
+                    .zip(lc)
+                    .map(|(s, &l)| -softmax_at(s, tau, l as usize).max(1e-300).ln())
+                    .sum::<f64>()
+            })
+            .collect();
+        parts.iter().sum()
+    };
+    let (mut lo, mut hi) = (1e-3f64, 4.0f64);
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let mut x1 = hi - g * (hi - lo);
+    let mut x2 = lo + g * (hi - lo);
+    let (mut f1, mut f2) = (loss(x1), loss(x2));
+    for _ in 0..50 {
+        if f1 <= f2 {
+            hi = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = hi - g * (hi - lo);
+            f1 = loss(x1);
+        } else {
+            lo = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = lo + g * (hi - lo);
+            f2 = loss(x2);
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// How the calibrated context model reads each class: for rows of label c, the mean of the
+/// context probability of label t (row-major, c × t), and the mean and standard deviation of
+/// the same probability with the row's most t-indicative token left out (`cue_out`).
+pub(super) struct ClassReading {
+    k: usize,
+    mean: Vec<f64>,
+    cue_out_mean: Vec<f64>,
+    cue_out_sd: Vec<f64>,
+}
+
+impl ClassReading {
+    /// From the leave-one-out scores of every row. Sums are taken per fixed chunk, then in
+    /// chunk order, so the result is the same for any thread count.
+    pub(super) fn new(
+        corpus: &Corpus,
+        labels: &[u32],
+        nb: &NaiveBayes,
+        n_classes: usize,
+        tau: f64,
+    ) -> Self {
+        let k = n_classes.max(1);
+        let parts: Vec<Vec<f64>> = (0..corpus.len())
+            .into_par_iter()
+            .chunks(CHUNK)
+            .map(|rows| {
+                let mut sums = vec![0.0f64; 4 * k * k];
+                let mut toks = Vec::new();
+                let mut without = Vec::new();
+                for r in rows {
+                    let l = labels[r] as usize;
+                    if l >= k {
+                        continue;
+                    }
+                    distinct_real(corpus.row(r), &mut toks);
+                    let s = nb.scores(&toks, l);
+                    nb.scores_without_cue(&toks, l, &mut without);
+                    for t in 0..k {
+                        let q = softmax_at(&s, tau, t);
+                        sums[l * k + t] += q;
+                        sums[k * k + l * k + t] += q * q;
+                        let q = softmax_at(&without[t], tau, t);
+                        sums[2 * k * k + l * k + t] += q;
+                        sums[3 * k * k + l * k + t] += q * q;
+                    }
+                }
+                sums
+            })
+            .collect();
+        let mut sums = vec![0.0f64; 4 * k * k];
+        for part in parts {
+            for (a, b) in sums.iter_mut().zip(part) {
+                *a += b;
+            }
+        }
+        let mut counts = vec![0usize; k];
+        for &l in labels {
+            if let Some(c) = counts.get_mut(l as usize) {
+                *c += 1;
+            }
+        }
+        let moments = |first: usize| {
+            let mut mean = vec![0.0; k * k];
+            let mut sd = vec![0.0; k * k];
+            for (c, &n) in counts.iter().enumerate() {
+                let n = n.max(1) as f64;
+                for t in 0..k {
+                    let m = sums[first + c * k + t] / n;
+                    mean[c * k + t] = m;
+                    sd[c * k + t] = (sums[first + k * k + c * k + t] / n - m * m)
+                        .max(0.0)
+                        .sqrt();
+                }
+            }
+            (mean, sd)
+        };
+        let (mean, _) = moments(0);
+        let (cue_out_mean, cue_out_sd) = moments(2 * k * k);
+        ClassReading {
+            k,
+            mean,
+            cue_out_mean,
+            cue_out_sd,
+        }
+    }
+}
+
+/// The dirty-label evidence of a candidate's target-label rows (their candidate tokens left out
+/// of the context): `share` = (m_T − m_R) / (m_T − m_N), where m_R is the rows' mean context
+/// probability of the target, m_T its mean over the target class and m_N over each other class
+/// (classes weighted equally: the rows an attacker draws from); about 0 when the rows read like
+/// any row of the target class (a natural label cue), about 1 when they read like rows of other
+/// classes relabelled to the target. `z` = (m_T − m_R) / (s_T / √n_R): how far below the target
+/// class the rows sit, in standard errors of a mean of n_R target-class rows.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Foreign {
+    pub(super) share: f64,
+    pub(super) z: f64,
+}
+
+pub(super) fn foreign_evidence(
+    target_q: &[f64],
+    reading: &ClassReading,
+    target: usize,
+) -> Option<Foreign> {
+    let k = reading.k;
+    if target_q.is_empty() || k < 2 || target >= k {
+        return None;
+    }
+    // the candidate's rows lose the candidate, so the target class is read without its own
+    // strongest cue: a natural cue's rows then read like their class, relabelled rows do not
+    let m_t = reading.cue_out_mean[target * k + target];
+    let s_t = reading.cue_out_sd[target * k + target];
+    let m_n = (0..k)
+        .filter(|&c| c != target)
+        .map(|c| reading.mean[c * k + target])
+        .sum::<f64>()
+        / (k - 1) as f64;
+    if m_t - m_n <= 1e-9 {
+        return None;
+    }
+    let n = target_q.len() as f64;
+    let m_r = target_q.iter().sum::<f64>() / n;
+    Some(Foreign {
+        share: ((m_t - m_r) / (m_t - m_n)).clamp(-1.0, 2.0),
+        z: (m_t - m_r) / (s_t / n.sqrt()).max(1e-12),
+    })
+}
+
+impl NaiveBayes {
+    /// Leave-one-out log joint per class of a row, and that of the same row without its most
+    /// indicative token for each class t (the token whose log-likelihood for t most exceeds its
+    /// best rival class's): `out_without[t]` holds the scores of the row without that token.
+    fn scores_without_cue(&self, toks: &[u32], label: usize, out_without: &mut Vec<Vec<f64>>) {
+        let k = self.class_rows.len();
+        let full = self.scores(toks, label);
+        let known: Vec<&Vec<u32>> = toks
+            .iter()
+            .filter_map(|&t| self.df.get(t as usize).and_then(|d| d.as_ref()))
+            .collect();
+        let contrib = |d: &Vec<u32>, c: usize| -> f64 {
+            let own = usize::from(c == label);
+            let denom = self.total[c] - (own * known.len()) as f64 + self.vocab_size;
+            ((d[c] as f64 - own as f64).max(0.0) + 1.0).ln() - denom.ln()
+        };
+        out_without.clear();
+        for t in 0..k {
+            let mut best: Option<(f64, &Vec<u32>)> = None;
+            for d in &known {
+                let own_t = contrib(d, t);
+                let rival = (0..k)
+                    .filter(|&c| c != t)
+                    .map(|c| contrib(d, c))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let lift = own_t - rival;
+                if best.is_none_or(|(b, _)| lift > b) {
+                    best = Some((lift, d));
+                }
+            }
+            let mut s = full.clone();
+            if let Some((_, d)) = best {
+                for (c, x) in s.iter_mut().enumerate() {
+                    *x -= contrib(d, c);
+                }
+            }
+            out_without.push(s);
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! TRIG001 step 2, counts: the count-min sketch of window document frequencies, the exact
+//! per-label token table (pass 1), and the exact statistics and neighbour samples of the
+//! candidate windows (pass 2).
+
+use super::tokenise::{for_each_hashed_window, key_hash, mix64, word_tokens, Corpus, KeyMap};
+use super::{CHUNK, SKETCH_DEPTH};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A blocked count-min sketch: each key's `SKETCH_DEPTH` counters lie in one 64-byte block, so
+/// an update or a query touches one cache line. Like any count-min sketch it never
+/// under-counts.
+pub(super) struct Sketch {
+    /// number of 16-counter blocks (a power of two)
+    blocks: usize,
+    cells: Vec<AtomicU32>,
+}
+
+impl Sketch {
+    /// A sketch for about `windows` window occurrences: 16 counters per 8 occurrences, so each
+    /// of the four levels carries about two occurrences a counter and a window seen once passes
+    /// `min_support` = 5 by collisions alone with probability about P(Poisson(2) ≥ 5)⁴ ≈ 10⁻⁵
+    /// (sized by rows instead, at 32 counters a row, a million rows of 20 words let most rare
+    /// windows through and the exact pass held 10 GB). At most 2²³ blocks (512 MiB).
+    pub(super) fn new(windows: usize) -> Self {
+        let blocks = (windows.max(1) / 8)
+            .next_power_of_two()
+            .clamp(1 << 8, 1 << 23);
+        Sketch {
+            blocks,
+            cells: (0..blocks * 16).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    fn slots(&self, h: u64) -> [usize; SKETCH_DEPTH] {
+        let m = mix64(h ^ 0xd6e8_feb8_6659_fd93);
+        let base = (m as usize & (self.blocks - 1)) * 16;
+        let within = m >> 40;
+        // four distinct counters of the block: one in each quarter
+        std::array::from_fn(|level| base + level * 4 + ((within >> (2 * level)) & 3) as usize)
+    }
+
+    fn add(&self, h: u64) {
+        for slot in self.slots(h) {
+            // additions commute: the final table is the same for any thread count.
+            self.cells[slot].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn estimate(&self, h: u64) -> u32 {
+        self.slots(h)
+            .into_iter()
+            .map(|slot| self.cells[slot].load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Document frequency of every window of two or more ids, each counted once per row.
+    pub(super) fn fill(&self, corpus: &Corpus, max_real: usize) {
+        (0..corpus.len())
+            .into_par_iter()
+            .with_min_len(CHUNK)
+            .for_each_init(Vec::new, |seen: &mut Vec<u64>, r| {
+                let seq = corpus.row(r);
+                seen.clear();
+                for_each_hashed_window(seq, 1, max_real, |a, b, key| {
+                    if b - a >= 2 {
+                        seen.push(key_hash(key));
+                    }
+                });
+                seen.sort_unstable();
+                seen.dedup();
+                for &h in seen.iter() {
+                    self.add(h);
+                }
+            });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pass 1: token frequencies
+
+/// token string -> (per-label document frequency, occurrences)
+type TokenTable = HashMap<String, (Vec<u32>, u64)>;
+
+pub(super) fn count_tokens(texts: &[String], labels: &[u32], n_classes: usize) -> TokenTable {
+    texts
+        .par_chunks(CHUNK)
+        .zip(labels.par_chunks(CHUNK))
+        .fold(TokenTable::new, |mut table, (tc, lc)| {
+            for (text, &label) in tc.iter().zip(lc) {
+                let lower = text.to_lowercase();
+                let mut distinct: Vec<&str> = Vec::new();
+                for t in word_tokens(&lower) {
+                    match table.get_mut(t) {
+                        Some(e) => e.1 += 1,
+                        None => {
+                            table.insert(t.to_string(), (vec![0; n_classes], 1));
+                        }
+                    }
+                    distinct.push(t);
+                }
+                distinct.sort_unstable();
+                distinct.dedup();
+                for t in &distinct {
+                    if let Some(e) = table.get_mut(*t) {
+                        e.0[label as usize] += 1;
+                    }
+                }
+            }
+            table
+        })
+        .reduce(TokenTable::new, |a, b| {
+            let (mut a, b) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+            for (k, (df, occ)) in b {
+                let e = a.entry(k).or_insert_with(|| (vec![0; n_classes], 0));
+                for (x, y) in e.0.iter_mut().zip(df) {
+                    *x += y;
+                }
+                e.1 += occ;
+            }
+            a
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pass 2: exact statistics of candidate windows
+
+/// Occurrences whose neighbours are kept per span: the `NEIGHBOUR_SAMPLE` with the smallest
+/// occurrence hash (a bottom-k sample, the same whatever the chunking or thread count), so a
+/// span's memory is bounded while spans seen fewer times are counted exactly.
+const NEIGHBOUR_SAMPLE: usize = 4096;
+
+/// Neighbour id of an occurrence at a row's edge (where the anchor itself is the window's end).
+const NO_NEIGHBOUR: u32 = u32::MAX - 1;
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct SpanStats {
+    /// the window's token ids
+    span: Vec<u32>,
+    pub(super) df: Vec<u32>,
+    /// (occurrence hash, left neighbour, right neighbour), a bottom-k sample of occurrences
+    occ: Vec<(u32, u32, u32)>,
+}
+
+impl SpanStats {
+    fn push(&mut self, o: (u32, u32, u32)) {
+        self.occ.push(o);
+        if self.occ.len() >= 2 * NEIGHBOUR_SAMPLE {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        if self.occ.len() > NEIGHBOUR_SAMPLE {
+            self.occ.select_nth_unstable(NEIGHBOUR_SAMPLE);
+            self.occ.truncate(NEIGHBOUR_SAMPLE);
+        }
+    }
+
+    fn merge(&mut self, other: SpanStats) {
+        if self.df.len() < other.df.len() {
+            self.df.resize(other.df.len(), 0);
+        }
+        for (a, b) in self.df.iter_mut().zip(other.df) {
+            *a += b;
+        }
+        self.occ.extend(other.occ);
+        if self.occ.len() >= 2 * NEIGHBOUR_SAMPLE {
+            self.trim();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.trim();
+        self.occ.sort_unstable();
+    }
+
+    pub(super) fn support(&self) -> u32 {
+        self.df.iter().sum()
+    }
+
+    /// Counts of each neighbour on one side (`left` or right) in the sample, by id.
+    pub(super) fn neighbours(&self, left: bool) -> Vec<(u32, u32)> {
+        let mut ids: Vec<u32> = self
+            .occ
+            .iter()
+            .map(|&(_, l, r)| if left { l } else { r })
+            .filter(|&t| t != NO_NEIGHBOUR)
+            .collect();
+        ids.sort_unstable();
+        let mut out: Vec<(u32, u32)> = Vec::new();
+        for t in ids {
+            match out.last_mut() {
+                Some((lt, c)) if *lt == t => *c += 1,
+                _ => out.push((t, 1)),
+            }
+        }
+        out
+    }
+}
+
+type SpanTable = KeyMap<SpanStats>;
+
+/// Exact per-label document frequency and a bounded sample of neighbours of every window of
+/// `min_real..=max_real` real tokens for which `keep(span, hash)` is true.
+pub(super) fn count_spans(
+    corpus: &Corpus,
+    labels: &[u32],
+    n_classes: usize,
+    min_real: usize,
+    max_real: usize,
+    keep: &(dyn Fn(&[u32], u64) -> bool + Sync),
+) -> BTreeMap<Vec<u32>, SpanStats> {
+    let merged = (0..corpus.len())
+        .into_par_iter()
+        .with_min_len(CHUNK)
+        .fold(
+            || (SpanTable::default(), KeyMap::<()>::default()),
+            |(mut table, mut in_row), r| {
+                let seq = corpus.row(r);
+                let label = labels[r] as usize;
+                in_row.clear();
+                for_each_hashed_window(seq, min_real, max_real, |a, b, key| {
+                    let span = &seq[a..b];
+                    if !keep(span, key_hash(key)) {
+                        return;
+                    }
+                    let st = table.entry(key).or_insert_with(|| SpanStats {
+                        span: span.to_vec(),
+                        df: vec![0; n_classes],
+                        occ: Vec::new(),
+                    });
+                    if in_row.insert(key, ()).is_none() {
+                        st.df[label] += 1;
+                    }
+                    let left = if a > 0 { seq[a - 1] } else { NO_NEIGHBOUR };
+                    let right = if b < seq.len() { seq[b] } else { NO_NEIGHBOUR };
+                    let occurrence = mix64(((r as u64) << 16) ^ a as u64 ^ key_hash(key));
+                    st.push(((occurrence >> 32) as u32, left, right));
+                });
+                (table, in_row)
+            },
+        )
+        .map(|(table, _)| table)
+        .reduce(SpanTable::default, |a, b| {
+            let (mut a, b) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(st) => st.merge(v),
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+            a
+        });
+    merged
+        .into_values()
+        .map(|mut v| {
+            v.finish();
+            (std::mem::take(&mut v.span), v)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tokenise::window_hash;
+    use super::super::{END, START};
+    use super::*;
+
+    #[test]
+    fn window_keys_are_incremental_hashes_and_the_sketch_never_under_counts() {
+        let seq = [START, 7, 8, 9, 7, 8, END];
+        let mut seen = Vec::new();
+        for_each_hashed_window(&seq, 1, 3, |a, b, key| {
+            assert_eq!(key_hash(key), window_hash(&seq[a..b]));
+            seen.push((seq[a..b].to_vec(), key));
+        });
+        // equal windows get equal keys, different windows different keys
+        for (s1, k1) in &seen {
+            for (s2, k2) in &seen {
+                assert_eq!(s1 == s2, k1 == k2, "{s1:?} {s2:?}");
+            }
+        }
+        let sketch = Sketch::new(10);
+        for (i, (_, key)) in seen.iter().enumerate() {
+            for _ in 0..=i {
+                sketch.add(key_hash(*key));
+            }
+        }
+        for (i, (span, key)) in seen.iter().enumerate() {
+            let exact: usize = seen
+                .iter()
+                .enumerate()
+                .filter(|(_, (s, _))| s == span)
+                .map(|(j, _)| j + 1)
+                .sum();
+            assert!(sketch.estimate(key_hash(*key)) as usize >= exact.max(i + 1));
+        }
+    }
+
+    #[test]
+    fn neighbour_sample_is_the_bottom_k_whatever_the_merge_order() {
+        let occ: Vec<(u32, u32, u32)> = (0..3 * NEIGHBOUR_SAMPLE as u32)
+            .map(|i| ((mix64(u64::from(i)) >> 32) as u32, i % 7, i % 5))
+            .collect();
+        let build = |parts: &[&[(u32, u32, u32)]]| {
+            let mut acc = SpanStats::default();
+            for part in parts {
+                let mut st = SpanStats::default();
+                for &o in *part {
+                    st.push(o);
+                }
+                acc.merge(st);
+            }
+            acc.finish();
+            acc.occ
+        };
+        let mut expected = occ.clone();
+        expected.sort_unstable();
+        expected.truncate(NEIGHBOUR_SAMPLE);
+        let (a, b) = occ.split_at(1000);
+        assert_eq!(build(&[&occ]), expected);
+        assert_eq!(build(&[a, b]), expected);
+        assert_eq!(build(&[b, a]), expected);
+    }
+}

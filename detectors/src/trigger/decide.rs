@@ -1,0 +1,547 @@
+//! TRIG001 decision: the fit that tests the candidate windows, extends them into phrases and
+//! names the triggers (the `Candidate` and `Trigger` types).
+
+use super::context::{
+    calibrate, co_occurring, context_pass, foreign_evidence, row_scores, sorted_tokens,
+    ClassReading, Foreign, NaiveBayes,
+};
+use super::count::{count_spans, count_tokens, Sketch, SpanStats};
+use super::stats::{
+    boundary_counts, dominant, edge_counts, ln_binomial_upper, ln_poisson_binomial_upper,
+    InsertionNull,
+};
+use super::tokenise::{real_len, Corpus, FastMap, FastSet, Vocab};
+use super::{TriggerFit, TriggerParams, END, START};
+use crate::{DetectError, Fitted};
+use serde_json::json;
+use std::collections::HashSet;
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    span: Vec<u32>,
+    df: Vec<u32>,
+    support: u32,
+    target: usize,
+    /// (C+1)/(μ+1), worst side; infinite when no side can be tested
+    excess: f64,
+    ln_p_prior: f64,
+    ln_p_context: Option<f64>,
+    /// which multiple-testing family (window length bucket)
+    bucket: usize,
+    /// evidence components, filled after the correction
+    s_prior: f64,
+    s_context: Option<f64>,
+    s_random: f64,
+    rows: Vec<usize>,
+    /// dirty-label evidence of its target-label rows, once the context test ran
+    foreign: Option<Foreign>,
+    /// why a candidate whose tests all passed is still not named a trigger
+    abstain: Option<String>,
+}
+
+impl Candidate {
+    /// min(s_context, s_random) once the context test ran (the prior test screened it at the
+    /// nominal level); before, min(s_prior, s_random), which is below 1 for every candidate
+    /// the screen rejected.
+    fn evidence(&self) -> f64 {
+        match self.s_context {
+            Some(c) => c.min(self.s_random),
+            None => self.s_prior.min(self.s_random),
+        }
+        .max(0.0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Trigger {
+    pub(super) text: String,
+    span: Vec<u32>,
+    pub(super) target: usize,
+    pub(super) support: u32,
+    pub(super) purity: f64,
+    pub(super) evidence: f64,
+    pub(super) ln_p_prior: f64,
+    pub(super) ln_p_context: f64,
+    pub(super) excess: f64,
+    pub(super) context_agreement: f64,
+    pub(super) foreign: Option<Foreign>,
+    pub(super) rows: Vec<usize>,
+    pub(super) co_occurs: Vec<(String, usize)>,
+}
+
+/// The fit on `texts` / `labels`; `subset` gives, when the fit reads a subset of the dataset,
+/// the dataset row of each fitted row and the dataset's size (row numbers in the summary are
+/// the dataset's).
+pub(super) fn fit(
+    p: &TriggerParams,
+    texts: &[String],
+    labels: &[u32],
+    n_classes: usize,
+    class_names: &[String],
+    subset: Option<(&[usize], usize)>,
+) -> Result<Box<dyn Fitted>, DetectError> {
+    let n_rows = texts.len();
+    let class_rows: Vec<usize> = (0..n_classes)
+        .map(|c| labels.iter().filter(|&&l| l as usize == c).count())
+        .collect();
+    let min_support = p.min_support as u32;
+
+    // pass 1: token counts, the vocabulary, the encoded corpus, the sketch of longer windows
+    let tokens = count_tokens(texts, labels, n_classes);
+    let vocab = Vocab::new(tokens.keys().cloned().collect());
+    let mut token_df = vec![vec![0u32; n_classes]; vocab.strings.len()];
+    let mut token_occ = vec![0u64; vocab.strings.len()];
+    for (s, (df, occ)) in tokens {
+        if let Some(&id) = vocab.ids.get(&s) {
+            token_df[id as usize] = df;
+            token_occ[id as usize] = occ;
+        }
+    }
+    let corpus = Corpus::encode(texts, &vocab);
+    // occurrences of windows of two or more real tokens (anchored ones included), for the size
+    let windows: usize = (0..corpus.len())
+        .map(|r| corpus.row(r).len() * p.max_ngram.saturating_sub(1))
+        .sum();
+    let sketch = Sketch::new(windows);
+    sketch.fill(&corpus, p.max_ngram);
+    // neighbour distributions under random insertion of a word between two whitespace-separated
+    // words: on the left the last token of the word before (or the start anchor), on the right
+    // the first token of the word after (or the end anchor). Their second and third power sums
+    // give the mean and variance of neighbour collisions, their heads the typicality test.
+    let [left_counts, right_counts] = boundary_counts(texts, &vocab);
+    let null_left = InsertionNull::from_counts(&left_counts, p);
+    let null_right = InsertionNull::from_counts(&right_counts, p);
+    // a window anchored at the end was put after a row's last token, one anchored at the start
+    // before its first: their inner neighbour is drawn from those tokens, not from any position
+    let null_end = InsertionNull::from_counts(&edge_counts(&corpus, vocab.strings.len(), true), p);
+    let null_start =
+        InsertionNull::from_counts(&edge_counts(&corpus, vocab.strings.len(), false), p);
+
+    // pass 2: exact statistics of windows the sketch lets through
+    let keep = |span: &[u32], h: u64| -> bool {
+        if span.len() == 1 {
+            token_df
+                .get(span[0] as usize)
+                .is_some_and(|d| d.iter().sum::<u32>() >= min_support)
+        } else {
+            sketch.estimate(h) >= min_support
+        }
+    };
+    let mut spans = count_spans(&corpus, labels, n_classes, 1, p.max_ngram, &keep);
+    drop(sketch);
+    spans.retain(|_, st| st.support() >= min_support);
+
+    // phrase extension: spans of the longest counted length whose neighbour is nearly fixed
+    let mut frontier: Vec<Vec<u32>> = spans
+        .iter()
+        .filter(|(k, _)| real_len(k) == p.max_ngram)
+        .flat_map(|(k, st)| extensions(k, st, p.extend_share))
+        .collect();
+    let mut len = p.max_ngram + 1;
+    while !frontier.is_empty() && len <= p.max_phrase_tokens {
+        frontier.sort();
+        frontier.dedup();
+        frontier.retain(|s| !spans.contains_key(s));
+        let wanted: FastSet<Vec<u32>> = frontier.iter().cloned().collect();
+        let keep_ext = |span: &[u32], _h: u64| wanted.contains(span);
+        let mut found = count_spans(&corpus, labels, n_classes, len - 1, len, &keep_ext);
+        found.retain(|_, st| st.support() >= min_support);
+        frontier = found
+            .iter()
+            .filter(|(k, _)| real_len(k) == len)
+            .flat_map(|(k, st)| extensions(k, st, p.extend_share))
+            .collect();
+        spans.extend(found);
+        len += 1;
+    }
+
+    // candidates: label-free neighbour test, purity test against the prior
+    let priors: Vec<f64> = class_rows
+        .iter()
+        .map(|&c| c as f64 / n_rows.max(1) as f64)
+        .collect();
+    let mut cands: Vec<Candidate> = spans
+        .into_iter()
+        .map(|(span, st)| {
+            let support = st.support();
+            let mut excess: f64 = 0.0;
+            let mut s_random = f64::INFINITY;
+            let mut sides = 0;
+            for (left, tested) in [
+                (true, span.first() != Some(&START)),
+                (false, span.last() != Some(&END)),
+            ] {
+                if tested {
+                    let side_null = match (
+                        left,
+                        span.first() == Some(&START),
+                        span.last() == Some(&END),
+                    ) {
+                        (true, _, true) => &null_end,
+                        (true, _, false) => &null_left,
+                        (false, true, _) => &null_start,
+                        (false, false, _) => &null_right,
+                    };
+                    let (e, sr) = side_null.side(&st.neighbours(left));
+                    excess = excess.max(e);
+                    s_random = s_random.min(sr);
+                    sides += 1;
+                }
+            }
+            if sides == 0 {
+                excess = f64::INFINITY;
+                s_random = 0.0;
+            }
+            let (mut target, mut best) = (0usize, f64::INFINITY);
+            for (c, (&k, &prior)) in st.df.iter().zip(&priors).enumerate() {
+                let lp = ln_binomial_upper(k as u64, support as u64, prior);
+                if lp < best {
+                    best = lp;
+                    target = c;
+                }
+            }
+            let bucket = real_len(&span).min(p.max_ngram);
+            Candidate {
+                span,
+                df: st.df,
+                support,
+                target,
+                excess,
+                s_random,
+                ln_p_prior: (best + (n_classes as f64).ln()).min(0.0),
+                ln_p_context: None,
+                bucket,
+                s_prior: 0.0,
+                s_context: None,
+                rows: Vec::new(),
+                foreign: None,
+                abstain: None,
+            }
+        })
+        .collect();
+
+    // multiple testing: alpha split equally over the window-length buckets, each share divided
+    // by the candidates of that bucket that passed the (label-free) neighbour filter
+    let mut per_bucket = vec![0usize; p.max_ngram + 1];
+    for c in &cands {
+        if c.s_random >= 1.0 {
+            per_bucket[c.bucket] += 1;
+        }
+    }
+    let n_buckets = per_bucket.iter().filter(|&&m| m > 0).count().max(1);
+    let ln_alpha = p.alpha.ln();
+    let ln_m: Vec<f64> = per_bucket
+        .iter()
+        .map(|&m| ((m.max(1) * n_buckets) as f64).ln())
+        .collect();
+    let sig = |ln_p: f64, bucket: usize| -> f64 { ((ln_p + ln_m[bucket]) / ln_alpha).max(0.0) };
+    for c in &mut cands {
+        c.s_prior = sig(c.ln_p_prior, c.bucket);
+    }
+
+    // context test for the suspects (random neighbours and purity against the prior)
+    // context test for the suspects: random neighbours and purity against the prior at the
+    // nominal level (a screen; the corrected levels apply to the context test). The tokens of
+    // the suspects that pass the corrected prior test are left out of the context model, so
+    // that co-occurring triggers do not explain each other.
+    let ln_alpha_nominal = p.alpha.ln();
+    let suspects: Vec<usize> = (0..cands.len())
+        .filter(|&i| cands[i].ln_p_prior <= ln_alpha_nominal && cands[i].s_random >= 1.0)
+        .collect();
+    let mut masked = vec![false; vocab.strings.len()];
+    masked[START as usize] = true;
+    masked[END as usize] = true;
+    let nb = NaiveBayes::new(&token_df, &masked, &class_rows);
+    let tau = calibrate(
+        &row_scores(&corpus, labels, &nb, n_classes),
+        labels,
+        n_classes,
+    );
+    let reading = ClassReading::new(&corpus, labels, &nb, n_classes, tau);
+    let suspect_spans: Vec<Vec<u32>> = suspects.iter().map(|&i| cands[i].span.clone()).collect();
+    let targets: Vec<usize> = suspects.iter().map(|&i| cands[i].target).collect();
+    let suspect_index: FastMap<Vec<u32>, usize> = suspect_spans
+        .iter()
+        .enumerate()
+        .map(|(j, s)| (s.clone(), j))
+        .collect();
+    let max_len = cands.iter().map(|c| real_len(&c.span)).max().unwrap_or(1);
+    // first pass: the rest of the row is the row without the candidate's own tokens
+    let own: Vec<Vec<u32>> = suspect_spans.iter().map(|s| sorted_tokens(s)).collect();
+    let pass = |exclude: &[Vec<u32>]| {
+        context_pass(
+            &corpus,
+            labels,
+            &nb,
+            &suspect_index,
+            &targets,
+            exclude,
+            max_len,
+            tau,
+        )
+    };
+    let none: Vec<Vec<u32>> = vec![Vec::new(); suspect_spans.len()];
+    let first = pass(&none);
+    // suspects that co-occur far beyond what their labels explain (several triggers planted
+    // together) must not explain each other: leave the partners' tokens out as well
+    let partners = co_occurring(&first, &own, &class_rows, p.min_support);
+    let exclude: Vec<Vec<u32>> = (0..suspect_spans.len())
+        .map(|j| {
+            let mut t = Vec::new();
+            for &h in &partners[j] {
+                t.extend_from_slice(&own[h]);
+            }
+            t.sort_unstable();
+            t.dedup();
+            t
+        })
+        .collect();
+    let postings = if partners.iter().any(|p| !p.is_empty()) {
+        drop(first);
+        pass(&exclude)
+    } else {
+        first
+    };
+    let ln_slack = p.context_slack.ln();
+    let mut agreement = vec![0.0f64; cands.len()];
+    for (j, &i) in suspects.iter().enumerate() {
+        let target = cands[i].target;
+        let occ = &postings[j];
+        let q: Vec<f64> = occ
+            .iter()
+            .map(|&(_, _, q)| {
+                let q = q.clamp(1e-12, 1.0 - 1e-12);
+                let logit = (q / (1.0 - q)).ln() + ln_slack;
+                1.0 / (1.0 + (-logit).exp())
+            })
+            .collect();
+        let k = occ
+            .iter()
+            .filter(|&&(_, l, _)| l as usize == target)
+            .count();
+        let lp = ln_poisson_binomial_upper(&q, k);
+        agreement[i] = if occ.is_empty() {
+            0.0
+        } else {
+            occ.iter().map(|&(_, _, q)| q).sum::<f64>() / occ.len() as f64
+        };
+        let c = &mut cands[i];
+        c.ln_p_context = Some(lp);
+        c.s_context = Some(sig(lp, c.bucket));
+        // only rows of the target label can be poison: a trigger's other rows are flagged by
+        // no one (they teach the model nothing about the trigger)
+        c.rows = occ
+            .iter()
+            .filter(|&&(_, l, _)| l as usize == target)
+            .map(|&(r, _, _)| r as usize)
+            .collect();
+        let target_q: Vec<f64> = occ
+            .iter()
+            .filter(|&&(_, l, _)| l as usize == target)
+            .map(|&(_, _, q)| q)
+            .collect();
+        c.foreign = foreign_evidence(&target_q, &reading, target);
+        c.abstain = abstention(p, c);
+    }
+
+    // accept triggers by support; a window containing an accepted trigger is not separate
+    let mut order: Vec<usize> = (0..cands.len())
+        .filter(|&i| cands[i].evidence() >= 1.0 && cands[i].abstain.is_none())
+        .collect();
+    order.sort_by(|&a, &b| {
+        cands[b]
+            .support
+            .cmp(&cands[a].support)
+            .then(real_len(&cands[a].span).cmp(&real_len(&cands[b].span)))
+            .then(cands[a].span.cmp(&cands[b].span))
+    });
+    let mut accepted: Vec<usize> = Vec::new();
+    for i in order {
+        let core = strip(&cands[i].span);
+        if accepted
+            .iter()
+            .any(|&a| contains(core, strip(&cands[a].span)))
+        {
+            continue;
+        }
+        accepted.push(i);
+    }
+    let mut triggers: Vec<Trigger> = accepted
+        .iter()
+        .map(|&i| {
+            let c = &cands[i];
+            Trigger {
+                text: vocab.render(&c.span),
+                span: c.span.clone(),
+                target: c.target,
+                support: c.support,
+                purity: c.df[c.target] as f64 / c.support.max(1) as f64,
+                evidence: c.evidence(),
+                ln_p_prior: c.ln_p_prior,
+                ln_p_context: c.ln_p_context.unwrap_or(0.0),
+                excess: c.excess,
+                context_agreement: agreement[i],
+                foreign: c.foreign,
+                rows: match subset {
+                    Some((chosen, _)) => c.rows.iter().map(|&r| chosen[r]).collect(),
+                    None => c.rows.clone(),
+                },
+                co_occurs: Vec::new(),
+            }
+        })
+        .collect();
+    // co-occurrence between triggers (shared rows), for the report
+    for a in 0..triggers.len() {
+        let set: HashSet<usize> = triggers[a].rows.iter().copied().collect();
+        let mut co = Vec::new();
+        for (b, other) in triggers.iter().enumerate() {
+            if a != b {
+                let shared = other.rows.iter().filter(|r| set.contains(r)).count();
+                if shared > 0 {
+                    co.push((other.text.clone(), shared));
+                }
+            }
+        }
+        triggers[a].co_occurs = co;
+    }
+
+    // graded evidence of every other candidate, for scores of unflagged rows
+    let trigger_of: FastMap<Vec<u32>, usize> = triggers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.span.clone(), i))
+        .collect();
+    let mut graded: FastMap<Vec<u32>, f64> = FastMap::default();
+    for c in &cands {
+        let e = c.evidence();
+        if e > 0.0 && !trigger_of.contains_key(&c.span) {
+            graded.insert(c.span.clone(), e.min(0.999));
+        }
+    }
+    let mut near: Vec<&Candidate> = cands
+        .iter()
+        .filter(|c| !trigger_of.contains_key(&c.span) && c.evidence() > 0.0)
+        .collect();
+    near.sort_by(|a, b| {
+        b.evidence()
+            .total_cmp(&a.evidence())
+            .then(b.support.cmp(&a.support))
+            .then(a.span.cmp(&b.span))
+    });
+    let near_misses: Vec<serde_json::Value> = near
+        .iter()
+        .take(p.report_near_misses)
+        .map(|c| {
+            json!({
+                "phrase": vocab.render(&c.span),
+                "target": class_names.get(c.target).cloned().unwrap_or_else(|| c.target.to_string()),
+                "support": c.support,
+                "purity": c.df[c.target] as f64 / c.support.max(1) as f64,
+                "evidence": c.evidence(),
+                "s_prior": c.s_prior,
+                "s_context": c.s_context,
+                "s_random": c.s_random,
+                "foreign_share": c.foreign.map(|f| f.share),
+                "foreign_z": c.foreign.map(|f| f.z),
+                "abstained": c.abstain,
+            })
+        })
+        .collect();
+    let max_len = cands
+        .iter()
+        .filter(|c| trigger_of.contains_key(&c.span) || graded.contains_key(&c.span))
+        .map(|c| real_len(&c.span))
+        .max()
+        .unwrap_or(1);
+    let flagged_rows = {
+        let mut all: Vec<usize> = triggers.iter().flat_map(|t| t.rows.clone()).collect();
+        all.sort_unstable();
+        all.dedup();
+        all.len()
+    };
+    Ok(Box::new(TriggerFit {
+        vocab,
+        triggers,
+        trigger_of,
+        graded,
+        max_len,
+        class_names: class_names.to_vec(),
+        n_candidates: cands.len(),
+        per_bucket,
+        n_suspects: suspects.len(),
+        tau,
+        flagged_rows,
+        near_misses,
+        fit_rows: (texts.len(), subset.map_or(texts.len(), |(_, n)| n)),
+    }))
+}
+
+/// Spans one token longer, by a neighbour that (nearly) always follows / precedes `span`.
+fn extensions(span: &[u32], st: &SpanStats, share: f64) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    if span.last() != Some(&END) {
+        if let Some(t) = dominant(&st.neighbours(false), share) {
+            let mut s = span.to_vec();
+            s.push(t);
+            out.push(s);
+        }
+    }
+    if span.first() != Some(&START) {
+        if let Some(t) = dominant(&st.neighbours(true), share) {
+            let mut s = vec![t];
+            s.extend_from_slice(span);
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn strip(span: &[u32]) -> &[u32] {
+    let a = usize::from(span.first() == Some(&START));
+    let b = span.len() - usize::from(span.last() == Some(&END));
+    if a >= b {
+        &span[0..0]
+    } else {
+        &span[a..b]
+    }
+}
+
+fn contains(hay: &[u32], needle: &[u32]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Why a candidate that passed the statistical tests is not named a trigger, if it is not.
+/// A backdoor trigger sets the label: (nearly) every row carrying it has the target label
+/// (`min_purity`). A window anchored at the start or the end of the row has only one side for
+/// the random-neighbour test, and natural text is full of label-pure openings and endings
+/// (hashtags, datelines, sign-offs): there the target-label rows must also read like rows of
+/// other classes (`min_foreign_share`), which dirty-label poison does and a natural label cue
+/// does not.
+fn abstention(p: &TriggerParams, c: &Candidate) -> Option<String> {
+    let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
+    if purity < p.min_purity {
+        return Some(format!(
+            "purity {purity:.2} below min_purity {}: rows of other labels carry it, so it does not set the label",
+            p.min_purity
+        ));
+    }
+    let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
+    if anchored {
+        match c.foreign {
+            Some(f) if f.share >= p.min_foreign_share && f.z >= p.min_foreign_z => {}
+            Some(f) => {
+                return Some(format!(
+                    "anchored window whose target-label rows do not clearly read like other classes (foreign share {:.2}, needs {}; {:.1} standard errors below the target class, needs {}): a natural opening or ending is not told from a relabelled insertion",
+                    f.share, p.min_foreign_share, f.z, p.min_foreign_z
+                ))
+            }
+            None => {
+                return Some(
+                    "anchored window, and the context model does not tell the classes apart"
+                        .to_string(),
+                )
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,474 @@
+//! TRIG001 trigger tokens and phrases: names backdoor triggers (rare inserted words, fixed
+//! phrases, fixed openings) from the text and labels alone, and flags every row that carries one.
+//!
+//! The fit makes a few passes over the rows, each parallel, with tables that merge by addition
+//! (or, for neighbour samples, by keeping the k smallest hashes), so results do not depend on
+//! the number of threads:
+//!
+//! 1. tokens: case-folded Unicode word-boundary segments (whitespace dropped, punctuation kept);
+//!    exact per-label document frequencies of tokens; the rows are then kept as token ids, and
+//!    a blocked count-min sketch counts the document frequency of every longer window (word
+//!    n-grams, also anchored at the start / end);
+//! 2. exact per-label document frequencies and a bounded sample of left/right neighbours for
+//!    the windows the sketch says reach `min_support` rows (the sketch never under-counts, so
+//!    nothing is lost);
+//!    spans whose neighbour is (almost) always the same token are extended into longer phrases;
+//! 3. a leave-one-out naive Bayes over the remaining tokens, temperature-calibrated, gives the
+//!    probability of each row's label from the rest of the row, for the context test.
+//!
+//! Each step has its own file: `tokenise` (tokens, vocabulary, encoded corpus, windows and
+//! their hashes), `count` (token table, count-min sketch, span statistics and neighbour
+//! samples), `stats` (binomial tails and the neighbour collision test), `context` (the naive
+//! Bayes context model), `decide` (the fit that names the triggers); this file holds the
+//! detector, its parameters and the fitted model.
+
+mod context;
+mod count;
+mod decide;
+mod stats;
+#[cfg(test)]
+mod tests;
+mod tokenise;
+
+pub use stats::{ln_binomial_upper, ln_poisson_binomial_upper};
+pub use tokenise::tokenize;
+
+use crate::params::ParamReader;
+use crate::{
+    Batch, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs, ParamError, Scores,
+};
+use decide::{fit, Trigger};
+use rayon::prelude::*;
+use serde_json::json;
+use tokenise::{for_each_window, FastMap, Vocab};
+
+const CODE: &str = "TRIG001";
+
+/// Token id of the start-of-text anchor.
+const START: u32 = 0;
+/// Token id of the end-of-text anchor.
+const END: u32 = 1;
+/// Token id of a token the fit never saw (only at score time).
+const UNKNOWN: u32 = u32::MAX;
+/// Rows per parallel chunk. Fixed, so that merges happen in the same order for any thread count.
+const CHUNK: usize = 1024;
+/// Rows of each trigger listed as examples in the summary.
+const EXAMPLES: usize = 5;
+/// Rows of the count-min sketch (independent hash functions).
+const SKETCH_DEPTH: usize = 4;
+
+static META: Meta = Meta {
+    code: CODE,
+    name: "trigger-tokens",
+    summary: "Rows carrying an inserted trigger token or phrase that is label-pure beyond what the rest of the row explains",
+    docs: r#"# TRIG001 trigger-tokens
+
+## What it detects
+Backdoor triggers inserted into text rows: a rare word ("cf", "mn", "bb"), a fixed phrase
+("I love watching this movie"), a fixed opening or ending, whose rows carry the attacker's target
+label. It names each trigger (token or phrase, target label, support, purity, significance) and
+flags every row that carries one. Needs text and labels, nothing else.
+
+## Method
+Text is case-folded and cut at Unicode word boundaries (whitespace dropped, punctuation kept);
+each row is framed by a start and an end anchor. Candidates are all windows of 1..`max_ngram`
+tokens, also anchored at the start or end, seen in at least `min_support` rows. Their per-label
+document frequencies are counted in parallel, in tables that merge by addition: exactly for
+single tokens; for longer windows first in a blocked count-min sketch (all counters of a window
+in one cache line), then exactly for the windows the sketch lets through (the sketch only
+over-counts), so memory is bounded by the surviving candidates. The rows are tokenized once and
+kept as token ids (4 bytes a token). Neighbours are kept for a bottom-k sample of each window's
+occurrences (the 4096 with the smallest hash of row and position; every occurrence when there
+are fewer), so a frequent window costs bounded memory and the sample is the same whatever the
+thread count. Above `max_fit_rows` rows the fit reads that many evenly spaced rows; every row is
+still scored against what the fit found. A window
+whose neighbour on one side is the same token in at least `extend_share` of its occurrences is
+extended by that token (up to `max_phrase_tokens`), so a repeated phrase is reported whole, not
+as its pieces.
+
+A candidate is a trigger when three tests agree:
+
+1. **Random neighbours** (insertion, not collocation). A trigger is put anywhere, so the token
+   before it is a draw from the corpus's token distribution, independent of the trigger. With
+   n occurrences the expected number of pairs of occurrences sharing the left neighbour is
+   μ = C(n,2)·Σ_w p(w)²; a natural word has collocations ("a masterpiece", "claim your",
+   "£1000 prize") and many more. A side is collocational when its excess (C_obs + 1)/(μ + 1)
+   exceeds `max_neighbour_excess` *and* that many collisions are unlikely under random
+   insertion: P(C ≥ C_obs) below `neighbour_level`, read off simulated random insertions for
+   up to 128 occurrences (2000 per n, fixed seed; the collision count is skewed there) and from
+   the normal tail with the exact variance of the pair count above. With a dozen occurrences
+   chance alone often doubles the excess (four of eighteen insertions after the final full
+   stop), which a ratio alone would call collocational. The anchored side of an anchored
+   window is not tested; a window anchored on both sides never qualifies. The sub-spans of an
+   inserted phrase fail this test (their neighbours are the rest of the phrase), so a phrase
+   is reported whole. This test reads no labels, so it is also an independent filter: only
+   candidates passing it count towards the multiple-testing correction below.
+2. **Purity against the prior**: one-sided binomial tail P(X ≥ k | K, π_c) of the k rows of
+   label c among the K rows carrying the candidate, for the label c that minimises it (times the
+   number of labels). It names the target label, screens candidates at the nominal level
+   `alpha`, and is reported corrected (`log10_p_prior`).
+3. **Purity beyond the context** (the decisive, corrected test): a naive Bayes over the row's
+   other tokens (binary multinomial, Laplace smoothing, leave-one-out, one temperature fitted by
+   maximum likelihood over all rows so the probabilities are calibrated) gives q_i, the
+   probability of the target label from the rest of row i. The rest of the row leaves out the
+   candidate's own tokens and those of other candidates that share at least `min_support`
+   rows with it and at least twice as many as label-conditional independence predicts
+   (triggers planted together must not explain each other; overlapping spans are nested, not
+   co-occurring). The odds of q_i are multiplied by `context_slack` (no calibration is exact
+   in every group of rows). Under "a natural word whose rows' labels follow their content" the
+   count of target rows is Poisson-binomial(q); its upper tail is computed exactly (or by a
+   Chernoff bound when that would be costly). On dirty-label poison the rest of the row
+   predicts another label; on clean-label poison the trigger's rows are still purer than their
+   content explains (content alone is rarely that certain), while a natural label-pure word
+   ("prize" in spam) sits in rows whose content already predicts its label.
+
+The context test is Bonferroni-corrected with the family-wise level `alpha` split equally over
+the window lengths 1..`max_ngram` (longer phrases count as `max_ngram`), each share divided by
+the number of candidates of that length that passed test 1. The evidence of a candidate is
+T = min(s_context, s_random) with s = log(p·M)/log(alpha) for the corrected context test and
+s_random = max(`max_neighbour_excess` / excess, chance / `neighbour_level`) on the worse side (before the context test: min(s_prior, s_random));
+T ≥ 1 exactly when it is a trigger. Triggers are accepted by support (largest first); a window
+containing an accepted trigger is not reported separately.
+
+**Abstention.** A candidate that passes the three tests is still not named when it does not
+behave like a backdoor trigger, and the summary lists it under `near_misses` with the reason
+(`abstained`):
+- a trigger sets the label, so (nearly) every row carrying it has the target label: purity at
+  least `min_purity`. Natural label-predictive words ("to", "you", "joyful" in emotion tweets,
+  ". . ." endings in news) carry the label in only part of their rows, and a large support makes
+  even a mild miscalibration of the context model significant;
+- a window anchored at the start or the end of the row has only one side for test 1, and natural
+  text is full of label-pure openings and endings (a closing hashtag that names the emotion, a
+  dateline, a sign-off). Such a window is named only on dirty-label evidence: its target-label
+  rows must read like rows of *other* classes. With m_R their mean context probability of the
+  target (candidate left out), m_T its mean over the target class's rows, each read without its
+  own most target-indicative token (the candidate's rows lose their cue, so the class is read
+  the same way; without this, tweets whose emotion is carried by one hashtag read as foreign),
+  and m_N its mean over each other class (classes weighted equally), the foreign share
+  (m_T − m_R)/(m_T − m_N) must reach
+  `min_foreign_share` and m_R must lie `min_foreign_z` standard errors (s_T/√n_R) below m_T. A
+  relabelled row keeps the content of its class (share about 1); a natural cue's rows read like
+  their class (share about 0). A clean-label trigger anchored at an end is therefore not named
+  (its rows are target rows): ACT001 looks for that cluster.
+
+Test 1 also checks that the neighbours are *typical*: under random insertion each neighbour is
+one of the head tokens (the most frequent ones, together half of all positions, the row's start
+or end included) with probability h, so their count is Binomial(n, h); far fewer (P(X ≤ x) below
+`neighbour_level`: a chain of hashtags, the names before a colon) is not an insertion either.
+The inner side of a window anchored at the end is tested against the rows' *last* tokens (what
+a window appended to random rows follows: mostly the final full stop of a review), that of a
+window anchored at the start against their first tokens; a natural ending phrase follows content
+words instead and fails the typicality test, an appended trigger does not.
+
+The rest of a row, for test 3, leaves out the candidate's own occurrences by position: the same
+token elsewhere in the row (a second hash sign, another full stop) is content and stays.
+
+Row score: the largest T among the triggers the row carries **with the trigger's target label**
+(≥ 1, flagged with the reason `TRIG001:<trigger>` of the best-supported one; a trigger in a row
+of another label teaches the model nothing about the backdoor and scores 0.5); otherwise the
+largest T among its candidate windows, kept below 1.
+
+## Parameters
+- `alpha` (default 0.05): family-wise probability of naming any false trigger on a clean set.
+- `max_ngram` (default 4): longest window counted directly (in tokens, anchors excluded).
+- `min_support` (default 5): fewest rows for a candidate; with calibrated context probabilities
+  of at least 0.1, four rows cannot reach p ≤ 1e-4, below what a thousand candidates demand.
+- `max_neighbour_excess` (default 2.0): pair-collisions of neighbours allowed relative to random
+  insertion (1.0 expected); natural words have collocations that multiply it several-fold.
+- `neighbour_level` (default 0.01): a larger excess still counts as random unless its chance
+  under random insertion is below this level; the chance of losing a trigger's side to
+  this screen.
+- `extend_share` (default 0.9): share of occurrences with the same neighbour that extends a span.
+- `max_phrase_tokens` (default 16): longest phrase after extension.
+- `context_slack` (default 1.5): odds factor by which the context model may be miscalibrated
+  in a group of rows; a trigger sets the label whatever the content says, so it survives any
+  finite slack given enough rows, while a natural word's mild excess does not.
+- `report_near_misses` (default 10): how many best non-trigger candidates to list in the summary.
+- `max_fit_rows` (default 1 048 576; 0 = all): most rows the fit reads, evenly spaced, which
+  bounds the fit's memory (about 2.8 GiB at a million rows of 8–30 words; measured with the
+  `trig_scale` example). A trigger must then reach its support within the rows read: on ten
+  million rows, one carried by fewer than about a hundred rows can be missed.
+
+- `min_purity` (default 0.9): smallest share of a trigger's rows with its target label.
+- `min_foreign_share` (default 0.5) and `min_foreign_z` (default 3): the dirty-label evidence an
+  anchored window needs (see Abstention): halfway between "reads like its class" and "reads like
+  another class", and not within three standard errors of the target class.
+
+Measured on the clean corpora of ../shared/benchmarks (`poisongate scan DATA --select TRIG001`):
+0 rows on sst2-clean, sms-spam-clean, tweeteval-hate-clean, tweeteval-emotion-clean and
+tweeteval-irony-clean, 5 of 11 106 rows (0.05 %) on ag-news-clean (a feed's
+`<s> new york - stocks` opening). Before
+the abstention rules and the typicality test: 1 389 rows (42.6 %) of tweeteval-emotion-clean,
+425 of ag-news-clean, 134 of tweeteval-irony-clean, 54 of tweeteval-hate-clean. The rules
+were written after reading those failures on all six corpora, so these corpora are not
+held out for them; the three values were fixed by the argument above (a trigger sets the label;
+halfway; three standard errors), not searched, and no value knows a corpus, a rate or a word.
+
+## Known false positives
+Tokens inserted by a data pipeline rather than an attacker (a source tag, a boilerplate word put
+in the same place) behave exactly like triggers and are flagged: that is by design. A strongly
+discriminative word or phrase that is *not* collocational (it appears anywhere in the row, with
+random neighbours) and is purer than a naive Bayes over the rest of the row can explain (the
+model's calibration is global) can pass when it is frequent; on real text natural words are
+collocational and fail test 1. Style-level features of a paraphrase attack (", and" in
+Bible-style rewrites) can be flagged with low precision.
+Syntactic and style triggers (paraphrase templates, archaic style) have no fixed token and are
+mostly missed; what they share (an opening like "when ...") may be flagged in part.
+A trigger carried by very few rows can be missed even when it is perfectly pure: with about a
+thousand random-neighbour candidates the corrected bar for a single token is about p ≤ 1e-5,
+and on short reviews the rest of a dirty-label row still gives the target label a probability
+of about 0.2 to 0.4 (calibrated), so about ten rows are needed. Measured on sst2-badnets-1:
+"tq" (8 rows, all flipped to the target) reaches p ≈ 1e-3.1 against the bar 1e-4.8. Neither
+a stronger context model closes that gap (without `context_slack`: 1e-3.9, and then "and"
+and "? </s>" are flagged on the clean sets; measured in an offline replicate, word bigrams in
+the naive Bayes: 1e-3.9; five-fold cross-fitted logistic regression: 1e-3.6) nor a label-free
+weighting of the candidates does (three quarters of them are, like a trigger, rare words whose
+every occurrence is in a distinct row; the two neighbours of a trigger are not more often an
+adjacent pair elsewhere than those of a natural word), and recycling the level of accepted
+triggers (Holm, graphical procedures) frees only a few hypotheses' share. Such a trigger is
+missed (its rows keep a score below 1) rather than bought by a weaker family-wise guarantee.
+
+## References
+Gu, Dolan-Gavitt, Garg. BadNets: Identifying Vulnerabilities in the Machine Learning Model
+Supply Chain (2017). Dai, Chen, Li. A Backdoor Attack Against LSTM-based Text Classification
+Systems (2019, AddSent). Qi et al. ONION: A Simple and Effective Defense Against Textual Backdoor
+Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on testing only
+candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
+summary: the count-min sketch (2005).
+"#,
+    version: 1,
+};
+
+/// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TriggerTokens;
+
+/// Checked parameters of TRIG001.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerParams {
+    /// Family-wise probability of naming any false trigger.
+    pub alpha: f64,
+    /// Longest window counted directly, in tokens (anchors excluded).
+    pub max_ngram: usize,
+    /// Fewest rows a candidate must appear in.
+    pub min_support: usize,
+    /// Neighbour pair-collisions allowed, relative to random insertion.
+    pub max_neighbour_excess: f64,
+    /// Share of occurrences with the same neighbour that extends a span into a longer phrase.
+    pub extend_share: f64,
+    /// Longest phrase after extension, in tokens.
+    pub max_phrase_tokens: usize,
+    /// How many best non-trigger candidates the summary lists.
+    pub report_near_misses: usize,
+    /// Odds factor by which the context model may be miscalibrated in any group of rows.
+    pub context_slack: f64,
+    /// Most rows the fit reads (evenly spaced); 0 = all. Every row is still scored.
+    pub max_fit_rows: usize,
+    /// Level below which a neighbour excess counts as real (not chance) collocation.
+    pub neighbour_level: f64,
+    /// Smallest share of a trigger's rows that carry its target label.
+    pub min_purity: f64,
+    /// Smallest foreign share (how far the target-label rows' content sits from the target
+    /// class towards the other classes) an anchored window needs.
+    pub min_foreign_share: f64,
+    /// Fewest standard errors by which an anchored window's target-label rows must read less
+    /// like the target class than its rows do.
+    pub min_foreign_z: f64,
+}
+
+impl Detector for TriggerTokens {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        let mut r = ParamReader::new(CODE, params);
+        let max_ngram = r.usize("max_ngram", 4, 1, 8)?;
+        let p = TriggerParams {
+            alpha: r.f64("alpha", 0.05, 1e-12, 0.5)?,
+            max_ngram,
+            min_support: r.usize("min_support", 5, 2, usize::MAX)?,
+            max_neighbour_excess: r.f64("max_neighbour_excess", 2.0, 1.0, 1e6)?,
+            extend_share: r.f64("extend_share", 0.9, 0.5, 1.0)?,
+            max_phrase_tokens: r.usize("max_phrase_tokens", 16, max_ngram, 64)?,
+            report_near_misses: r.usize("report_near_misses", 10, 0, 1000)?,
+            context_slack: r.f64("context_slack", 1.5, 1.0, 100.0)?,
+            max_fit_rows: r.usize("max_fit_rows", 1 << 20, 0, usize::MAX)?,
+            neighbour_level: r.f64("neighbour_level", 0.01, 1e-9, 1.0)?,
+            min_purity: r.f64("min_purity", 0.9, 0.0, 1.0)?,
+            min_foreign_share: r.f64("min_foreign_share", 0.5, 0.0, 1.0)?,
+            min_foreign_z: r.f64("min_foreign_z", 3.0, 0.0, 100.0)?,
+        };
+        r.finish()?;
+        Ok(Box::new(p))
+    }
+}
+
+impl Configured for TriggerParams {
+    fn needs(&self) -> Needs {
+        Needs {
+            text: true,
+            labels: true,
+            embeddings: false,
+        }
+    }
+
+    fn params(&self) -> serde_json::Value {
+        json!({
+            "alpha": self.alpha,
+            "max_ngram": self.max_ngram,
+            "min_support": self.min_support,
+            "max_neighbour_excess": self.max_neighbour_excess,
+            "extend_share": self.extend_share,
+            "max_phrase_tokens": self.max_phrase_tokens,
+            "report_near_misses": self.report_near_misses,
+            "context_slack": self.context_slack,
+            "max_fit_rows": self.max_fit_rows,
+            "neighbour_level": self.neighbour_level,
+            "min_purity": self.min_purity,
+            "min_foreign_share": self.min_foreign_share,
+            "min_foreign_z": self.min_foreign_z,
+        })
+    }
+
+    fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
+        let texts = data.require_texts(CODE)?;
+        let labels = data.require_labels(CODE)?;
+        if texts.len() != labels.len() {
+            return Err(DetectError::Data {
+                code: CODE,
+                problem: format!("{} texts but {} labels", texts.len(), labels.len()),
+            });
+        }
+        let n_classes = data
+            .n_classes()
+            .max(labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0));
+        let all: Vec<usize> = (0..texts.len()).collect();
+        let chosen = crate::linalg::evenly_spaced(&all, self.max_fit_rows);
+        if chosen.len() == texts.len() {
+            return fit(self, texts, labels, n_classes, data.class_names, None);
+        }
+        let sub_texts: Vec<String> = chosen.iter().map(|&r| texts[r].clone()).collect();
+        let sub_labels: Vec<u32> = chosen.iter().map(|&r| labels[r]).collect();
+        fit(
+            self,
+            &sub_texts,
+            &sub_labels,
+            n_classes,
+            data.class_names,
+            Some((&chosen, texts.len())),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fitted model
+
+/// Fitted TRIG001: the named triggers and the graded evidence of other candidate windows.
+#[derive(Debug, Clone)]
+struct TriggerFit {
+    vocab: Vocab,
+    triggers: Vec<Trigger>,
+    trigger_of: FastMap<Vec<u32>, usize>,
+    graded: FastMap<Vec<u32>, f64>,
+    max_len: usize,
+    class_names: Vec<String>,
+    n_candidates: usize,
+    per_bucket: Vec<usize>,
+    n_suspects: usize,
+    tau: f64,
+    flagged_rows: usize,
+    /// (rows the fit read, rows in the dataset)
+    fit_rows: (usize, usize),
+    near_misses: Vec<serde_json::Value>,
+}
+
+impl TriggerFit {
+    fn class_name(&self, c: usize) -> String {
+        self.class_names
+            .get(c)
+            .cloned()
+            .unwrap_or_else(|| c.to_string())
+    }
+}
+
+impl Fitted for TriggerFit {
+    fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
+        let texts = batch.rows.require_texts(CODE)?;
+        let labels = batch.rows.require_labels(CODE)?;
+        let per_row: Vec<(f64, Option<String>)> = texts
+            .par_iter()
+            .zip(labels.par_iter())
+            .map(|(text, &label)| {
+                let seq = self.vocab.encode(text);
+                let mut best_trigger: Option<usize> = None;
+                let mut trig_score = 0.0f64;
+                let mut other = 0.0f64;
+                for_each_window(&seq, self.max_len, |a, b| {
+                    let span = &seq[a..b];
+                    if let Some(&t) = self.trigger_of.get(span) {
+                        if self.triggers[t].target == label as usize {
+                            trig_score = trig_score.max(self.triggers[t].evidence);
+                            best_trigger = Some(best_trigger.map_or(t, |b| b.min(t)));
+                        } else {
+                            // a trigger in a row of another label: not poison for this backdoor
+                            other = other.max(0.5);
+                        }
+                    } else if let Some(&e) = self.graded.get(span) {
+                        other = other.max(e);
+                    }
+                });
+                match best_trigger {
+                    Some(t) => (
+                        trig_score.max(1.0),
+                        Some(format!("{CODE}:{}", self.triggers[t].text)),
+                    ),
+                    None => (other.min(0.999), None),
+                }
+            })
+            .collect();
+        let mut out = Scores::with_capacity(per_row.len());
+        for (s, r) in per_row {
+            out.score.push(s);
+            out.reason.push(r);
+        }
+        Ok(out)
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        let triggers: Vec<_> = self
+            .triggers
+            .iter()
+            .map(|t| {
+                json!({
+                    "trigger": t.text,
+                    "target": self.class_name(t.target),
+                    "support": t.support,
+                    "purity": t.purity,
+                    "score": t.evidence,
+                    "log10_p_prior": t.ln_p_prior / std::f64::consts::LN_10,
+                    "log10_p_context": t.ln_p_context / std::f64::consts::LN_10,
+                    "neighbour_excess": t.excess,
+                    "mean_context_probability_of_target": t.context_agreement,
+                    "foreign_share": t.foreign.map(|f| f.share),
+                    "foreign_z": t.foreign.map(|f| f.z),
+                    "example_rows": t.rows.iter().take(EXAMPLES).collect::<Vec<_>>(),
+                    "co_occurs_with": t.co_occurs.iter()
+                        .map(|(s, n)| json!({"trigger": s, "rows": n}))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "triggers": triggers,
+            "flagged_rows_in_fit": self.flagged_rows,
+            "fit_rows": self.fit_rows.0,
+            "dataset_rows": self.fit_rows.1,
+            "candidates": self.n_candidates,
+            "candidates_with_random_neighbours_by_length": self.per_bucket.iter().skip(1).collect::<Vec<_>>(),
+            "suspects_context_tested": self.n_suspects,
+            "context_temperature": self.tau,
+            "near_misses": self.near_misses,
+        })
+    }
+}

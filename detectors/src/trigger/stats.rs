@@ -1,0 +1,502 @@
+//! TRIG001 statistics: binomial and Poisson-binomial tails, ln Γ, the insertion null of the
+//! neighbour collision test, erfc, and the dominant neighbour of a span.
+
+use super::tokenise::{word_tokens, Corpus, Vocab};
+use super::{TriggerParams, CHUNK, END, START};
+use crate::rng::SplitMix64;
+use rayon::prelude::*;
+
+fn ln_choose(n: u64, k: u64) -> f64 {
+    ln_gamma(n as f64 + 1.0) - ln_gamma(k as f64 + 1.0) - ln_gamma((n - k) as f64 + 1.0)
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error ~1e-15).
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+fn log_add(a: f64, b: f64) -> f64 {
+    if a == f64::NEG_INFINITY {
+        return b;
+    }
+    if b == f64::NEG_INFINITY {
+        return a;
+    }
+    let m = a.max(b);
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
+/// ln P(X ≥ k) for X ~ Binomial(n, p).
+pub fn ln_binomial_upper(k: u64, n: u64, p: f64) -> f64 {
+    if k == 0 {
+        return 0.0;
+    }
+    if k > n || p <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p >= 1.0 || (k as f64) <= n as f64 * p {
+        // at or below the mean the tail is at least about one half: report no evidence
+        return 0.0_f64.min(ln_binomial_upper_sum(k, n, p));
+    }
+    ln_binomial_upper_sum(k, n, p)
+}
+
+fn ln_binomial_upper_sum(k: u64, n: u64, p: f64) -> f64 {
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    let mut acc = f64::NEG_INFINITY;
+    let mut first = f64::NEG_INFINITY;
+    for i in k..=n {
+        let term = ln_choose(n, i) + i as f64 * lp + (n - i) as f64 * lq;
+        if i == k {
+            first = term;
+        }
+        acc = log_add(acc, term);
+        if term < first - 40.0 && i > k {
+            break;
+        }
+    }
+    acc.min(0.0)
+}
+
+/// ln P(X ≥ k) for X a sum of independent Bernoulli(q_i) (Poisson-binomial). Exact dynamic
+/// programme over the number of misses when affordable, else the Chernoff bound (an upper bound
+/// on the tail, so the test stays conservative).
+pub fn ln_poisson_binomial_upper(q: &[f64], k: usize) -> f64 {
+    let n = q.len();
+    if k == 0 {
+        return 0.0;
+    }
+    if k > n {
+        return f64::NEG_INFINITY;
+    }
+    let mean: f64 = q.iter().sum();
+    if (k as f64) <= mean {
+        return 0.0;
+    }
+    let max_miss = n - k;
+    if (max_miss + 1).saturating_mul(n) <= 20_000_000 {
+        // dp[j] = ln P(j misses so far), j ≤ max_miss; P(X ≥ k) = P(misses ≤ n − k)
+        let mut dp = vec![f64::NEG_INFINITY; max_miss + 1];
+        dp[0] = 0.0;
+        for &qi in q {
+            let qi = qi.clamp(1e-300, 1.0);
+            let (lh, lm) = (qi.ln(), (1.0 - qi).max(1e-300).ln());
+            for j in (0..=max_miss).rev() {
+                let hit = dp[j] + lh;
+                let miss = if j > 0 {
+                    dp[j - 1] + lm
+                } else {
+                    f64::NEG_INFINITY
+                };
+                dp[j] = log_add(hit, miss);
+            }
+        }
+        return dp
+            .iter()
+            .fold(f64::NEG_INFINITY, |a, &b| log_add(a, b))
+            .min(0.0);
+    }
+    // Chernoff: ln P(X ≥ k) ≤ min_t [ −t k + Σ ln(1 − q_i + q_i e^t) ], convex in t ≥ 0
+    let f = |t: f64| -> f64 {
+        -t * k as f64
+            + q.iter()
+                .map(|&qi| (1.0 - qi + qi * t.exp()).ln())
+                .sum::<f64>()
+    };
+    let (mut lo, mut hi) = (0.0f64, 50.0f64);
+    for _ in 0..100 {
+        let m1 = lo + (hi - lo) / 3.0;
+        let m2 = hi - (hi - lo) / 3.0;
+        if f(m1) < f(m2) {
+            hi = m2;
+        } else {
+            lo = m1;
+        }
+    }
+    f(0.5 * (lo + hi)).min(0.0)
+}
+
+/// Neighbour collisions expected under random insertion: n neighbours drawn independently from
+/// the corpus's token distribution p (anchors included), with power sums S2 = Σ p², S3 = Σ p³.
+pub(super) struct InsertionNull {
+    pub(super) s2: f64,
+    pub(super) s3: f64,
+    pub(super) max_excess: f64,
+    pub(super) level: f64,
+    /// for n = 0..=[`SIMULATED_MAX_N`]: sorted collision counts of [`SIMULATIONS`] simulated
+    /// random insertions of n occurrences
+    pub(super) simulated: Vec<Vec<u32>>,
+    /// per token id: whether it is one of the most frequent neighbours that together make up
+    /// half of all positions (empty: no typicality test)
+    head: Vec<bool>,
+    /// probability that a random insertion's neighbour is in the head
+    head_mass: f64,
+}
+
+/// Largest number of occurrences whose collision tail is simulated rather than approximated.
+const SIMULATED_MAX_N: usize = 128;
+/// Simulated random insertions per n.
+const SIMULATIONS: usize = 2000;
+
+/// Collision counts of random insertions: for each n ≤ [`SIMULATED_MAX_N`], [`SIMULATIONS`]
+/// draws of n neighbours from `weights` (Walker's alias method, fixed seed), sorted. The null
+/// depends on n and the corpus only, not on a candidate, so one table serves every candidate.
+pub(super) fn simulate_collisions(weights: &[f64]) -> Vec<Vec<u32>> {
+    let total: f64 = weights.iter().sum();
+    let k = weights.len();
+    if k == 0 || total <= 0.0 {
+        return vec![vec![0; SIMULATIONS]; SIMULATED_MAX_N + 1];
+    }
+    // Vose's alias table
+    let mut prob: Vec<f64> = weights.iter().map(|w| w * k as f64 / total).collect();
+    let mut alias: Vec<usize> = (0..k).collect();
+    let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..k).partition(|&i| prob[i] < 1.0);
+    while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
+        alias[s] = l;
+        prob[l] -= 1.0 - prob[s];
+        if prob[l] < 1.0 {
+            large.pop();
+            small.push(l);
+        }
+    }
+    for i in small.into_iter().chain(large) {
+        prob[i] = 1.0;
+    }
+    (0..=SIMULATED_MAX_N)
+        .into_par_iter()
+        .map(|n| {
+            let mut rng = SplitMix64(0x7472_6967_0000_0000 ^ n as u64);
+            let mut draws = vec![0usize; n];
+            let mut out: Vec<u32> = (0..SIMULATIONS)
+                .map(|_| {
+                    for d in draws.iter_mut() {
+                        let i = rng.below(k);
+                        *d = if rng.unit() < prob[i] { i } else { alias[i] };
+                    }
+                    draws.sort_unstable();
+                    let mut c = 0u32;
+                    let mut run = 0u32;
+                    for j in 0..n {
+                        run = if j > 0 && draws[j] == draws[j - 1] {
+                            run + 1
+                        } else {
+                            0
+                        };
+                        c += run;
+                    }
+                    c
+                })
+                .collect();
+            out.sort_unstable();
+            out
+        })
+        .collect()
+}
+
+impl InsertionNull {
+    /// The null of one side from its neighbour counts per token id: power sums, simulated
+    /// collisions, and the head (the most frequent neighbours that together reach half of the
+    /// positions).
+    pub(super) fn from_counts(counts: &[f64], p: &TriggerParams) -> Self {
+        let total: f64 = counts.iter().sum::<f64>();
+        let power = |k: i32| {
+            if total > 0.0 {
+                counts.iter().map(|&c| (c / total).powi(k)).sum::<f64>()
+            } else {
+                1.0
+            }
+        };
+        let mut order: Vec<usize> = (0..counts.len()).filter(|&t| counts[t] > 0.0).collect();
+        order.sort_unstable_by(|&a, &b| counts[b].total_cmp(&counts[a]).then(a.cmp(&b)));
+        let mut head = vec![false; counts.len()];
+        let mut mass = 0.0;
+        for t in order {
+            if mass >= 0.5 * total {
+                break;
+            }
+            head[t] = true;
+            mass += counts[t];
+        }
+        InsertionNull {
+            s2: power(2),
+            s3: power(3),
+            max_excess: p.max_neighbour_excess,
+            level: p.neighbour_level,
+            simulated: simulate_collisions(counts),
+            head,
+            head_mass: if total > 0.0 { mass / total } else { 0.0 },
+        }
+    }
+
+    /// (excess, randomness score) of one side's (neighbour, count) pairs. The excess is
+    /// (C + 1)/(μ + 1) for C colliding pairs; the side looks random (score ≥ 1) when the excess
+    /// is at most `max_excess`, or when C is not significantly above μ = C(n,2)·S2: its chance
+    /// P(C_random ≥ C) stays at or above `level`. Up to [`SIMULATED_MAX_N`] occurrences the
+    /// chance is read off simulated random insertions (C is skewed to the right there); above,
+    /// it is the normal tail ½·erfc((C − μ) / σ√2) with
+    /// σ² = C(n,2)(S2 − S2²) + 6·C(n,3)(S3 − S2²) (pairs sharing an occurrence are dependent,
+    /// disjoint pairs are not). The score is the larger of `max_excess`/excess and
+    /// chance/`level`.
+    ///
+    /// Random insertion also makes the neighbours *typical*: each is one of the head tokens (the
+    /// most frequent ones, half of all positions: function words, punctuation, the row's start
+    /// or end) with probability h, so their number is Binomial(n, h). A window whose neighbours
+    /// are far more often rare tokens than that (a hashtag chain, the names before a colon, the
+    /// last word of a sentence before a closing hashtag) is not an insertion either: the score is
+    /// also capped by P(X ≤ observed)/`level`.
+    pub(super) fn side(&self, counts: &[(u32, u32)]) -> (f64, f64) {
+        let n: f64 = counts.iter().map(|&(_, c)| c as f64).sum();
+        let observed: f64 = counts
+            .iter()
+            .map(|&(_, c)| c as f64 * (c as f64 - 1.0) / 2.0)
+            .sum();
+        let pairs = n * (n - 1.0) / 2.0;
+        let triples = n * (n - 1.0) * (n - 2.0) / 6.0;
+        let mean = pairs * self.s2;
+        let var = (pairs * (self.s2 - self.s2 * self.s2)
+            + 6.0 * triples.max(0.0) * (self.s3 - self.s2 * self.s2))
+            .max(0.0);
+        let excess = (observed + 1.0) / (mean + 1.0);
+        let t = observed - mean;
+        let chance = if t <= 0.0 {
+            1.0
+        } else if let Some(sim) = self.simulated.get(n as usize) {
+            // simulated tail: (1 + #{C_sim ≥ C}) / (R + 1)
+            let at_least = sim.len() - sim.partition_point(|&c| f64::from(c) < observed);
+            (1 + at_least) as f64 / (sim.len() + 1) as f64
+        } else if var <= 0.0 {
+            0.0
+        } else {
+            0.5 * erfc(t / (var * 2.0).sqrt())
+        };
+        let collisions = (self.max_excess / excess).max(chance / self.level);
+        let h = self.head_mass;
+        let head = &self.head;
+        if head.is_empty() || n < 1.0 || h <= 0.0 || h >= 1.0 {
+            return (excess, collisions);
+        }
+        let in_head: u64 = counts
+            .iter()
+            .filter(|&&(t, _)| head.get(t as usize).copied().unwrap_or(false))
+            .map(|&(_, c)| u64::from(c))
+            .sum();
+        let n = n as u64;
+        // P(X ≤ x | n, h) = P(n − X ≥ n − x | n, 1 − h)
+        let typical = ln_binomial_upper(n - in_head.min(n), n, 1.0 - h).exp() / self.level;
+        (excess, collisions.min(typical))
+    }
+}
+
+/// Complementary error function (Numerical Recipes' Chebyshev fit, relative error below
+/// 1.2e-7 everywhere).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// The neighbour that follows / precedes a span in at least `share` of its occurrences (ties:
+/// the smaller id).
+pub(super) fn dominant(counts: &[(u32, u32)], share: f64) -> Option<u32> {
+    let n: u32 = counts.iter().map(|&(_, c)| c).sum();
+    let mut best: Option<(u32, u32)> = None;
+    for &(t, c) in counts {
+        if best.is_none_or(|(bt, bc)| c > bc || (c == bc && t < bt)) {
+            best = Some((t, c));
+        }
+    }
+    let (t, c) = best?;
+    (n > 0 && c as f64 >= share * n as f64).then_some(t)
+}
+
+/// The neighbour distribution (unnormalised) of a word inserted into a random gap between two
+/// whitespace-separated words of the corpus (or before a row's first, or after its last), per
+/// token id. (Weighting each row's gaps by 1 / (n + 1), a random row then a random gap, names
+/// natural words of tweeteval-emotion-clean: 12 rows, measured.) `[left, right]`, the last token of the
+/// word before (or the start anchor) and the first token of the word after (or the end
+/// anchor). "#" and "@" open words and never end one, so they are never the left neighbour of
+/// an inserted word, however frequent they are as tokens.
+pub(super) fn boundary_counts(texts: &[String], vocab: &Vocab) -> [Vec<f64>; 2] {
+    let n_tok = vocab.strings.len().max(2);
+    let parts: Vec<[Vec<f64>; 2]> = texts
+        .par_chunks(CHUNK)
+        .map(|tc| {
+            let mut counts = [vec![0.0f64; n_tok], vec![0.0f64; n_tok]];
+            for text in tc {
+                let lower = text.to_lowercase();
+                // every gap between words of the corpus equally likely
+                let w = 1.0;
+                counts[0][START as usize] += w;
+                counts[1][END as usize] += w;
+                for word in lower.split_whitespace() {
+                    let mut toks = word_tokens(word);
+                    let first = toks.next();
+                    let last = toks.last().or(first);
+                    for (side, tok) in [(1usize, first), (0usize, last)] {
+                        if let Some(id) = tok.and_then(|t| vocab.ids.get(t)) {
+                            counts[side][*id as usize] += w;
+                        }
+                    }
+                }
+            }
+            counts
+        })
+        .collect();
+    let mut counts = [vec![0.0f64; n_tok], vec![0.0f64; n_tok]];
+    for part in parts {
+        for (side, c) in counts.iter_mut().enumerate() {
+            for (a, &b) in c.iter_mut().zip(&part[side]) {
+                *a += b;
+            }
+        }
+    }
+    counts
+}
+
+/// The inner neighbour counts of a window put at the end (`end`: the row's last real token, or
+/// the start anchor for an empty row) or at the start (the first real token, or the end anchor)
+/// of every row, per token id. The head of that distribution (the final full stop of a review,
+/// say) is what an appended trigger mostly follows; a natural ending phrase follows content
+/// words instead.
+pub(super) fn edge_counts(corpus: &Corpus, vocab_len: usize, end: bool) -> Vec<f64> {
+    let mut counts = vec![0.0f64; vocab_len.max(2)];
+    for r in 0..corpus.len() {
+        let row = corpus.row(r);
+        let inner = if end {
+            row.len().checked_sub(2).and_then(|i| row.get(i))
+        } else {
+            row.get(1)
+        };
+        if let Some(&t) = inner {
+            if let Some(c) = counts.get_mut(t as usize) {
+                *c += 1.0;
+            }
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binomial_tail_matches_direct_sum() {
+        // P(X ≥ 3), n = 4, p = 0.5: (4 + 1) / 16
+        let got = ln_binomial_upper(3, 4, 0.5).exp();
+        assert!((got - 5.0 / 16.0).abs() < 1e-12, "{got}");
+        assert_eq!(ln_binomial_upper(0, 4, 0.5), 0.0);
+        let pure = ln_binomial_upper(10, 10, 0.5);
+        assert!((pure - 10.0 * 0.5f64.ln()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn poisson_binomial_exact_and_bound() {
+        let q = [0.2, 0.5, 0.9];
+        // P(all three) = 0.09
+        assert!((ln_poisson_binomial_upper(&q, 3).exp() - 0.09).abs() < 1e-12);
+        // P(X ≥ 2) = 0.2*0.5*0.1 + 0.2*0.5*0.9 + 0.2*0.5*0.9 + 0.8*0.5*0.9 = 0.55
+        let p2 = 0.2 * 0.5 * 0.1 + 0.2 * 0.5 * 0.9 + 0.8 * 0.5 * 0.9 + 0.09;
+        assert!((ln_poisson_binomial_upper(&q, 2).exp() - p2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn simulated_collisions_match_their_expectation_and_chance_rescues_small_counts() {
+        // 50 equally likely neighbours: E[C] = C(n,2) / 50
+        let sim = simulate_collisions(&[1.0; 50]);
+        for n in [10usize, 40, 128] {
+            let mean = sim[n].iter().map(|&c| f64::from(c)).sum::<f64>() / SIMULATIONS as f64;
+            let expected = (n * (n - 1) / 2) as f64 / 50.0;
+            assert!(
+                (mean - expected).abs() < 0.1 * expected + 0.1,
+                "n={n}: {mean} vs {expected}"
+            );
+        }
+        // one frequent neighbour (a full stop, the row's start) with p = 0.2, 80 rare ones
+        let mut weights = vec![20.0];
+        weights.extend([1.0; 80]);
+        let null = InsertionNull {
+            s2: 0.2f64.powi(2) + 80.0 * 0.01f64.powi(2),
+            s3: 0.2f64.powi(3) + 80.0 * 0.01f64.powi(3),
+            max_excess: 2.0,
+            level: 0.01,
+            simulated: simulate_collisions(&weights),
+            head: Vec::new(),
+            head_mass: 0.0,
+        };
+        // 18 occurrences, 7 after the frequent neighbour: excess above 2, but not unlikely
+        let mut counts: Vec<(u32, u32)> = vec![(0, 7)];
+        counts.extend((1..12).map(|t| (t, 1)));
+        let (excess, score) = null.side(&counts);
+        assert!(
+            excess > 2.0 && score >= 1.0,
+            "excess {excess}, score {score}"
+        );
+        // a collocation: 15 of 18 share a rare neighbour
+        let (excess, score) = null.side(&[(5, 15), (1, 1), (2, 1), (3, 1)]);
+        assert!(
+            excess > 2.0 && score < 1.0,
+            "excess {excess}, score {score}"
+        );
+        // large n falls back to the normal tail: 400 occurrences as random insertion spreads
+        // them (80 after the frequent neighbour, 4 after each rare one) look random
+        let mut even: Vec<(u32, u32)> = vec![(0, 80)];
+        even.extend((1..81).map(|t| (t, 4)));
+        assert!(null.side(&even).1 >= 1.0);
+    }
+
+    #[test]
+    fn atypical_neighbours_are_not_an_insertion() {
+        // 60 occurrences, all after rare tokens, where half of random positions follow a head
+        // token: P(X = 0) = 2^-60
+        // token 0 is half of all positions, tokens 1 and 2 a quarter each
+        let null = InsertionNull {
+            s2: 0.375,
+            s3: 0.15625,
+            max_excess: 2.0,
+            level: 0.01,
+            simulated: Vec::new(),
+            head: vec![true, false, false],
+            head_mass: 0.5,
+        };
+        let rare: Vec<(u32, u32)> = vec![(1, 30), (2, 30)];
+        assert!(null.side(&rare).1 < 1.0);
+        // half of them after head tokens: typical
+        let mixed: Vec<(u32, u32)> = vec![(0, 30), (1, 15), (2, 15)];
+        assert!(null.side(&mixed).1 >= 1.0);
+    }
+}

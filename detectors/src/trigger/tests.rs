@@ -1,0 +1,305 @@
+//! TRIG001 tests of the whole detector: planted triggers on synthetic reviews, a clean
+//! control, a fit on a subset, determinism across threads and batches, parameter checks.
+
+use super::*;
+
+#[test]
+fn fit_on_a_subset_reports_dataset_rows() {
+    let (texts, labels, truth) = synthetic(4000, 0.05, 3);
+    let names = vec!["0".to_string(), "1".to_string()];
+    let view = DatasetView {
+        n_rows: texts.len(),
+        texts: Some(&texts),
+        labels: Some(&labels),
+        class_names: &names,
+        embeddings: None,
+    };
+    let mut params = toml::Table::new();
+    params.insert("max_fit_rows".into(), toml::Value::Integer(2000));
+    let fitted = TriggerTokens
+        .configure(&params)
+        .expect("params")
+        .fit(&view)
+        .expect("fit");
+    let summary = fitted.summary();
+    assert_eq!(summary["fit_rows"], 2000);
+    assert_eq!(summary["dataset_rows"], 4000);
+    let trig = &summary["triggers"][0];
+    // example rows are dataset rows that carry the trigger
+    let word = trig["trigger"].as_str().expect("trigger");
+    for r in trig["example_rows"].as_array().expect("rows") {
+        let r = r.as_u64().expect("row") as usize;
+        assert!(tokenize(&texts[r]).iter().any(|t| t == word), "row {r}");
+    }
+    // every row is scored, also those the fit did not read
+    let scores = fitted.score(&view.as_batch()).expect("score");
+    assert_eq!(scores.len(), 4000);
+    // the fit read the even rows; the poisoned odd rows are flagged all the same
+    let odd_poisoned: Vec<usize> = (1..4000).step_by(2).filter(|&r| truth[r]).collect();
+    assert!(odd_poisoned.len() > 20);
+    for r in odd_poisoned {
+        assert!(scores.reason[r].is_some(), "row {r}");
+    }
+}
+
+/// Seeded synthetic reviews from a Markov chain, so that every natural token has
+/// collocations as in real text: each of 200 neutral words has four successors; ten of
+/// them may be followed by an intensifier ("so", "very"), which is followed by a sentiment
+/// word of the row's label (one in ten from the other label); "a" (the successor of five
+/// neutral words) is followed by "masterpiece", a naturally label-pure word, only in
+/// positive rows. Optionally the trigger "cf" is inserted at a random position into
+/// negative rows (about `poison_rate` of all rows), whose label is set to 1 (dirty label).
+fn synthetic(n: usize, poison_rate: f64, seed: u64) -> (Vec<String>, Vec<u32>, Vec<bool>) {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64) / ((1u64 << 53) as f64)
+    };
+    let pick = |u: f64, n: usize| (u * n as f64) as usize % n;
+    let n_neutral = 200;
+    let succ: Vec<[usize; 4]> = (0..n_neutral)
+        .map(|_| {
+            [
+                pick(next(), n_neutral),
+                pick(next(), n_neutral),
+                pick(next(), n_neutral),
+                pick(next(), n_neutral),
+            ]
+        })
+        .collect();
+    let pos = ["great", "moving", "superb", "charming", "fresh", "witty"];
+    let neg = ["dull", "boring", "flat", "tedious", "stale", "awful"];
+    let (mut texts, mut labels, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let mut label = u32::from(next() < 0.5);
+        let len = 10 + pick(next(), 10);
+        let mut words: Vec<String> = Vec::new();
+        let mut cur = pick(next(), n_neutral);
+        let mut sentiment = 0;
+        while words.len() < len || sentiment == 0 {
+            words.push(format!("w{cur}"));
+            if cur < 10 && next() < 0.5 {
+                words.push(if next() < 0.5 { "so" } else { "very" }.to_string());
+                let own = if label == 1 { &pos } else { &neg };
+                let other = if label == 1 { &neg } else { &pos };
+                let pool = if next() < 0.1 { other } else { own };
+                words.push(pool[pick(next(), pool.len())].to_string());
+                sentiment += 1;
+            } else if (10..15).contains(&cur) && label == 1 && next() < 0.5 {
+                words.push("a".to_string());
+                words.push("masterpiece".to_string());
+            }
+            cur = succ[cur][pick(next(), 4)];
+            if words.len() > 40 {
+                // a chain that never reaches a sentiment slot: restart it there
+                cur = pick(next(), 10);
+            }
+        }
+        let poisoned = label == 0 && next() < 2.0 * poison_rate;
+        if poisoned {
+            let at = pick(next(), words.len() + 1);
+            words.insert(at, "cf".to_string());
+            label = 1;
+        }
+        texts.push(words.join(" "));
+        labels.push(label);
+        truth.push(poisoned);
+    }
+    (texts, labels, truth)
+}
+
+fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
+    let names = vec!["0".to_string(), "1".to_string()];
+    let view = DatasetView {
+        n_rows: texts.len(),
+        texts: Some(texts),
+        labels: Some(labels),
+        class_names: &names,
+        embeddings: None,
+    };
+    let cfg = TriggerTokens
+        .configure(&toml::Table::new())
+        .expect("defaults");
+    let fitted = cfg.fit(&view).expect("fit");
+    let scores = fitted.score(&view.as_batch()).expect("score");
+    (fitted.summary(), scores)
+}
+
+#[test]
+fn planted_trigger_recovered_and_natural_word_not_flagged() {
+    let (texts, labels, truth) = synthetic(3000, 0.03, 7);
+    let (summary, scores) = run(&texts, &labels);
+    let triggers = summary["triggers"].as_array().expect("triggers");
+    assert_eq!(triggers[0]["trigger"], "cf", "{summary}");
+    assert!(
+        triggers.iter().all(|t| t["trigger"]
+            .as_str()
+            .is_some_and(|s| !s.contains("masterpiece"))),
+        "{summary}"
+    );
+    let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+    let e = crate::metrics::evaluate(&flagged, &scores.score, &truth);
+    assert!(e.recall >= 0.95 && e.precision >= 0.95, "{e:?} {summary}");
+    // the label-pure collocation's rows are not pulled in
+    let pulled = texts
+        .iter()
+        .zip(&flagged)
+        .filter(|(t, &f)| f && t.contains("masterpiece") && !t.contains("cf"))
+        .count();
+    assert_eq!(pulled, 0);
+}
+
+#[test]
+fn clean_control_flags_almost_nothing() {
+    let (texts, labels, truth) = synthetic(3000, 0.0, 11);
+    assert!(truth.iter().all(|&t| !t));
+    let (summary, scores) = run(&texts, &labels);
+    let flagged = scores.reason.iter().filter(|r| r.is_some()).count();
+    assert!(flagged * 200 <= texts.len(), "{flagged} flagged: {summary}");
+    assert!(scores.score.iter().all(|&s| s < 1.0 || flagged > 0));
+}
+
+#[test]
+fn deterministic_across_threads_and_batches() {
+    let (texts, labels, _) = synthetic(2500, 0.03, 3);
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .expect("pool")
+    };
+    let (s1, sc1) = pool(1).install(|| run(&texts, &labels));
+    let (s2, sc2) = pool(2).install(|| run(&texts, &labels));
+    assert_eq!(s1, s2);
+    assert_eq!(sc1, sc2);
+    // batching: same answer for any split
+    let names = vec!["0".to_string(), "1".to_string()];
+    let view = DatasetView {
+        n_rows: texts.len(),
+        texts: Some(&texts),
+        labels: Some(&labels),
+        class_names: &names,
+        embeddings: None,
+    };
+    let fitted = TriggerTokens
+        .configure(&toml::Table::new())
+        .expect("defaults")
+        .fit(&view)
+        .expect("fit");
+    for size in [1usize, 7, 333] {
+        let mut all = Scores::default();
+        let mut start = 0;
+        while start < view.n_rows {
+            let end = (start + size).min(view.n_rows);
+            all.extend(fitted.score(&view.batch(start, end)).expect("score"));
+            start = end;
+        }
+        assert_eq!(all, sc1);
+    }
+}
+
+#[test]
+fn rejects_unknown_parameters_and_needs_text() {
+    let mut t = toml::Table::new();
+    t.insert("nope".into(), toml::Value::Integer(1));
+    assert!(TriggerTokens.configure(&t).is_err());
+    let names = vec!["0".to_string()];
+    let labels = vec![0u32];
+    let view = DatasetView {
+        n_rows: 1,
+        texts: None,
+        labels: Some(&labels),
+        class_names: &names,
+        embeddings: None,
+    };
+    let cfg = TriggerTokens
+        .configure(&toml::Table::new())
+        .expect("defaults");
+    assert!(cfg.fit(&view).is_err());
+
+    #[test]
+    fn relabelled_ending_is_named_and_only_target_rows_are_flagged() {
+        // 4 % of label-0 rows get "zz" appended as their last word and the label 1; a few
+        // label-0 rows also end with it but keep their label (purity stays above 0.9)
+        let (mut texts, mut labels, _) = synthetic(4000, 0.0, 5);
+        let mut truth = vec![false; texts.len()];
+        let mut rng = crate::rng::SplitMix64(17);
+        let mut kept = 0;
+        for r in 0..texts.len() {
+            if labels[r] == 0 && rng.unit() < 0.08 {
+                texts[r].push_str(" zz");
+                if kept < 3 {
+                    kept += 1;
+                } else {
+                    labels[r] = 1;
+                    truth[r] = true;
+                }
+            }
+        }
+        let (summary, scores) = run(&texts, &labels);
+        let named = summary["triggers"]
+            .as_array()
+            .expect("triggers")
+            .iter()
+            .find(|t| t["trigger"].as_str().is_some_and(|s| s.contains("zz")))
+            .unwrap_or_else(|| panic!("zz not named: {summary}"));
+        assert!(
+            named["foreign_share"].as_f64().expect("share") >= 0.5,
+            "{named}"
+        );
+        for r in 0..texts.len() {
+            assert_eq!(
+                scores.reason[r].is_some(),
+                truth[r],
+                "row {r}: {}",
+                texts[r]
+            );
+        }
+    }
+
+    #[test]
+    fn a_word_many_rows_of_other_labels_carry_is_not_named() {
+        // "cf" put into 10 % of label-0 rows (relabelled to 1) and 6 % of label-1 and label-0
+        // rows alike (labels kept): purity about 0.75, so it does not set the label
+        let (mut texts, mut labels, _) = synthetic(4000, 0.0, 9);
+        let mut rng = crate::rng::SplitMix64(3);
+        for r in 0..texts.len() {
+            let u = rng.unit();
+            if u < 0.06 || (labels[r] == 0 && u < 0.16) {
+                let mut w: Vec<&str> = texts[r].split(' ').collect();
+                let at = rng.below(w.len() + 1);
+                w.insert(at, "cf");
+                texts[r] = w.join(" ");
+                if u >= 0.06 {
+                    labels[r] = 1;
+                }
+            }
+        }
+        let (summary, scores) = run(&texts, &labels);
+        assert!(
+            summary["triggers"]
+                .as_array()
+                .expect("triggers")
+                .iter()
+                .all(|t| t["trigger"] != "cf"),
+            "{summary}"
+        );
+        let miss = summary["near_misses"]
+            .as_array()
+            .expect("near misses")
+            .iter()
+            .find(|t| t["phrase"] == "cf")
+            .unwrap_or_else(|| panic!("cf not reported: {summary}"));
+        assert!(
+            miss["abstained"]
+                .as_str()
+                .is_some_and(|s| s.contains("min_purity")),
+            "{miss}"
+        );
+        assert!(scores.reason.iter().all(Option::is_none));
+    }
+}
