@@ -25,20 +25,34 @@
 //! attacks = ["badnets"]                        # names of [[attack]] entries to inject
 //!
 //! [[attack]]
-//! name = "badnets"          # the name datasets refer to; default: `kind`
+//! name = "badnets"          # the name datasets refer to and the table shows; default: `kind`
 //! kind = "badnets"          # badnets | addsent | label-flip | clean-label | duplicate-flip
 //! rates = [0.005, 0.01, 0.05, 0.1]
-//! target_label = "1"
+//! target_label = "1"        # or "random": drawn from each seed among the data's labels
 //! triggers = ["cf", "mn", "bb", "tq"]   # badnets, clean-label
 //! triggers_per_row = 1                  # badnets, clean-label
+//! # position = "end"                    # badnets, clean-label, addsent: start | end | anywhere
 //! # phrase = "I watch this 3D movie"    # addsent
+//! # edits = 2                           # duplicate-flip: words replaced per copy (default 0)
 //! # seeds = [7]                         # overrides the top-level seeds
 //!
 //! [[detectors]]
 //! name = "text"                         # the setting's name in the table
 //! select = ["TRIG001", "DUP001", "DUP003"]
+//! # attacks = ["none", "label-flip"]    # only these cells ([[attack]] names; `none`: the file
+//! #                                     # as it is); default: every cell
 //! [detectors.params.TRIG001]            # optional, as in a scan config file
 //! ```
+//!
+//! With `target_label = "random"` the target of each injected file is drawn from its seed
+//! (see [`crate::inject::InjectOptions::random_target`]); the table's `target` column names
+//! the label drawn. A cell whose attack needs more eligible rows than the data has (e.g.
+//! `clean-label` at 10 % into a class holding fewer rows than that) is listed under "Not run"
+//! with the reason instead of failing the grid.
+//!
+//! Besides precision, recall, F1, AUROC and the flagged fraction, each row gives the false
+//! positives (`fp`, clean rows flagged) and their share of the clean rows
+//! (`clean_flagged_fraction`).
 //!
 //! # Representations of injected data
 //!
@@ -50,10 +64,13 @@
 //! (e.g. frozen sentence embeddings): activations of a classifier trained on the original
 //! labels encode those labels and would tell a detector which rows were relabelled. For
 //! `label-flip` the file is used as it is; for `duplicate-flip` a row-aligned copy is written
-//! (each copy gets its original's vector, the embedding of its unchanged text).
+//! (each copy gets its original's vector, the embedding of its unchanged text). A
+//! `duplicate-flip` with `edits` changes the copies' text, so it is scanned like the text
+//! attacks: its original's vector would be a near-copy's embedding only approximately, and
+//! an exact vector would hand a detector the duplicate for free.
 //! A setting whose detectors need no embeddings runs once per variant (representation `-`).
 
-use crate::inject::{self, Attack, InjectError, InjectOptions};
+use crate::inject::{self, Attack, InjectError, InjectOptions, Position};
 use crate::pipeline::{scan, ScanError, ScanOptions};
 use poisongate_detectors::metrics::Evaluation;
 use poisongate_detectors::registry;
@@ -142,6 +159,11 @@ pub struct AttackSpec {
     pub triggers_per_row: Option<usize>,
     /// The phrase (`addsent`).
     pub phrase: Option<String>,
+    /// Where triggers go (`badnets`, `clean-label`, `addsent`): `start`, `end` or `anywhere`
+    /// (the default).
+    pub position: Option<String>,
+    /// Words replaced per `duplicate-flip` copy (default 0: verbatim copies).
+    pub edits: Option<usize>,
     /// Seeds for this attack (default: the top-level seeds).
     pub seeds: Option<Vec<u64>>,
 }
@@ -163,6 +185,16 @@ pub struct DetectorSetting {
     /// Parameter table per detector code.
     #[serde(default)]
     pub params: BTreeMap<String, toml::Table>,
+    /// Run only on these cells: `[[attack]]` names, `none` for a file as it is (default: all).
+    pub attacks: Option<Vec<String>>,
+}
+
+impl DetectorSetting {
+    fn applies_to(&self, attack: &str) -> bool {
+        self.attacks
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|x| x == attack))
+    }
 }
 
 /// Why an evaluation failed.
@@ -215,6 +247,13 @@ pub struct EvalRow {
     pub rate: Option<f64>,
     /// Injection seed (`None` for `none`).
     pub seed: Option<u64>,
+    /// Target label of the injection (drawn from the seed with `target_label = "random"`);
+    /// `None` for `none` and for flips to a random other class.
+    pub target_label: Option<String>,
+    /// Where triggers were inserted (`None` for attacks that insert nothing).
+    pub position: Option<Position>,
+    /// Words replaced per `duplicate-flip` copy (0 otherwise).
+    pub edits: usize,
     /// The scanned file's name.
     pub data: String,
     /// SHA-256 of the scanned file.
@@ -233,12 +272,24 @@ pub struct EvalRow {
     pub eval: Evaluation,
     /// Seconds: the detector's fit + score, or for `combined` the whole scan.
     pub seconds: f64,
+    /// The scan's reconciliation held: every input row in exactly one output.
+    pub reconciled: bool,
 }
 
 impl EvalRow {
     /// Flagged rows as a fraction of all rows.
     pub fn flagged_fraction(&self) -> f64 {
         self.eval.flagged as f64 / self.rows.max(1) as f64
+    }
+
+    /// Rows the ground truth calls clean.
+    pub fn clean_rows(&self) -> usize {
+        self.rows.saturating_sub(self.poisoned)
+    }
+
+    /// Clean rows flagged (false positives) as a fraction of the clean rows.
+    pub fn clean_flagged_fraction(&self) -> f64 {
+        self.eval.fp as f64 / self.clean_rows().max(1) as f64
     }
 }
 
@@ -289,6 +340,14 @@ pub fn load(path: &Path) -> Result<Experiments, EvalError> {
         }
     }
     for s in &ex.detectors {
+        for a in s.attacks.iter().flatten() {
+            if a != "none" && !ex.attack.iter().any(|x| x.label() == a) {
+                return Err(bad(format!(
+                    "detector setting `{}` names attack `{a}`, which no [[attack]] entry defines",
+                    s.name
+                )));
+            }
+        }
         let prefixes: Vec<&str> = s.select.iter().map(String::as_str).collect();
         registry::select(&prefixes).map_err(|p| {
             bad(format!(
@@ -327,6 +386,9 @@ struct Variant {
     attack: String,
     rate: Option<f64>,
     seed: Option<u64>,
+    target_label: Option<String>,
+    position: Option<Position>,
+    edits: usize,
     path: PathBuf,
     ground_truth: String,
     /// (name, embeddings file) usable with this file.
@@ -343,6 +405,20 @@ fn percent(rate: f64) -> String {
 
 fn rate_tag(rate: f64) -> String {
     format!("{}pct", percent(rate))
+}
+
+/// An attack name made safe for a file name: characters other than ASCII letters, digits,
+/// `-`, `_` and `.` become `_`.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Run the grid described by `experiments_path`, writing `results.csv` and `results.md` into
@@ -418,6 +494,9 @@ pub fn run(
                 attack: "none".into(),
                 rate: None,
                 seed: None,
+                target_label: None,
+                position: None,
+                edits: 0,
                 path: path.clone(),
                 ground_truth: gt,
                 representations: reprs.clone(),
@@ -444,6 +523,15 @@ pub fn run(
                 a.phrase.clone(),
             )
             .map_err(inj_err)?;
+            let position = a
+                .position
+                .as_deref()
+                .map(Position::parse)
+                .transpose()
+                .map_err(inj_err)?
+                .unwrap_or_default();
+            let edits = a.edits.unwrap_or(0);
+            let random_target = a.target_label.as_deref() == Some(inject::RANDOM_TARGET);
             let seeds = a.seeds.clone().unwrap_or_else(|| ex.seeds.clone());
             for &rate in &a.rates {
                 for &seed in &seeds {
@@ -451,10 +539,19 @@ pub fn run(
                         .extension()
                         .map(|e| e.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    let file =
-                        work.join(format!("{name}.{a_name}.{}.s{seed}.{ext}", rate_tag(rate)));
+                    let file = work.join(format!(
+                        "{name}.{}.{}.s{seed}.{ext}",
+                        file_safe(a_name),
+                        rate_tag(rate)
+                    ));
                     let mut o = InjectOptions::new(&path, &file, attack.clone(), rate);
-                    o.target_label = a.target_label.clone();
+                    if random_target {
+                        o.random_target = true;
+                    } else {
+                        o.target_label = a.target_label.clone();
+                    }
+                    o.position = position;
+                    o.edits = edits;
                     o.seed = seed;
                     if let Some(t) = &d.text_column {
                         o.text_column = t.clone();
@@ -470,12 +567,26 @@ pub fn run(
                     log(&format!(
                         "inject {a_name} rate {rate} seed {seed} into {name}"
                     ));
-                    let injected = inject::inject_rows(&o).map_err(inj_err)?;
+                    let injected = match inject::inject_rows(&o) {
+                        Ok(i) => i,
+                        Err(e @ InjectError::TooFewRows { .. }) => {
+                            for s in ex.detectors.iter().filter(|s| s.applies_to(a_name)) {
+                                results.skipped.push(Skipped {
+                                    dataset: name.clone(),
+                                    attack: a_name.clone(),
+                                    setting: s.name.clone(),
+                                    reason: format!("rate {rate}, seed {seed}: {e}"),
+                                });
+                            }
+                            continue;
+                        }
+                        Err(e) => return Err(inj_err(e)),
+                    };
                     let mut representations = Vec::new();
                     let mut excluded = Vec::new();
                     let aligned = injected.sources.iter().enumerate().all(|(i, &s)| i == s);
                     for (r, p) in &reprs {
-                        if attack.changes_text() {
+                        if o.changes_text() {
                             excluded.push(format!(
                                 "{r}: {a_name} changes text; the representations describe the original rows"
                             ));
@@ -497,6 +608,9 @@ pub fn run(
                         attack: a_name.clone(),
                         rate: Some(rate),
                         seed: Some(seed),
+                        target_label: injected.manifest.target_label.clone(),
+                        position: attack.changes_text().then_some(position),
+                        edits,
                         path: file,
                         ground_truth: gt_injected.clone(),
                         representations,
@@ -508,6 +622,9 @@ pub fn run(
 
         for v in &variants {
             for (s, &needs_emb) in ex.detectors.iter().zip(&needs) {
+                if !s.applies_to(&v.attack) {
+                    continue;
+                }
                 let reprs: Vec<(String, Option<PathBuf>)> = if needs_emb {
                     for reason in &v.excluded {
                         results.skipped.push(Skipped {
@@ -574,6 +691,9 @@ pub fn run(
                         attack: v.attack.clone(),
                         rate: v.rate,
                         seed: v.seed,
+                        target_label: v.target_label.clone(),
+                        position: v.position,
+                        edits: v.edits,
                         data: file_name(&v.path),
                         data_sha256: sha.clone(),
                         rows: report.reconciliation.input_rows,
@@ -583,6 +703,7 @@ pub fn run(
                         detector: detector.to_string(),
                         eval: e.clone(),
                         seconds,
+                        reconciled: report.reconciliation.balanced,
                     };
                     for det in &report.detectors {
                         if let Some(e) = ev.detectors.get(det.code) {
@@ -638,7 +759,7 @@ fn follow_rows(src: &Path, sources: &[usize], dst: &Path) -> Result<(), EvalErro
 }
 
 /// CSV header of [`csv`].
-pub const CSV_HEADER: &str = "dataset,attack,rate,seed,data,data_sha256,rows,poisoned,representation,setting,detector,flagged,flagged_fraction,tp,fp,fn,precision,recall,f1,auroc,seconds";
+pub const CSV_HEADER: &str = "dataset,attack,rate,seed,target_label,position,edits,data,data_sha256,rows,poisoned,representation,setting,detector,flagged,flagged_fraction,tp,fp,fn,clean_flagged_fraction,precision,recall,f1,auroc,seconds,reconciled";
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -660,6 +781,9 @@ pub fn csv(r: &EvalResults) -> String {
             csv_field(&row.attack),
             row.rate.map_or(String::new(), |x| x.to_string()),
             row.seed.map_or(String::new(), |x| x.to_string()),
+            row.target_label.as_deref().map_or(String::new(), csv_field),
+            row.position.map_or(String::new(), |p| p.name().to_string()),
+            row.edits.to_string(),
             csv_field(&row.data),
             row.data_sha256.clone(),
             row.rows.to_string(),
@@ -672,11 +796,13 @@ pub fn csv(r: &EvalResults) -> String {
             e.tp.to_string(),
             e.fp.to_string(),
             e.fn_.to_string(),
+            row.clean_flagged_fraction().to_string(),
             e.precision.to_string(),
             e.recall.to_string(),
             e.f1.to_string(),
             e.auroc.map_or(String::new(), |a| a.to_string()),
             format!("{:.3}", row.seconds),
+            row.reconciled.to_string(),
         ];
         s += &fields.join(",");
         s.push('\n');
@@ -690,6 +816,19 @@ fn spread(v: &[f64]) -> (f64, f64, f64) {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (mean, lo, hi)
+}
+
+/// The target labels of some rows, in seed order, `-` where there is none.
+fn targets(rows: &[&EvalRow]) -> String {
+    let t: Vec<&str> = rows
+        .iter()
+        .map(|r| r.target_label.as_deref().unwrap_or("-"))
+        .collect();
+    if t.iter().all(|x| *x == t[0]) {
+        t[0].to_string()
+    } else {
+        t.join(", ")
+    }
 }
 
 /// Injected cells summarised over their seeds: mean (min–max) per metric.
@@ -715,8 +854,8 @@ fn seed_summary(r: &EvalResults) -> String {
     }
     let mut s = String::from(
         "## Injected datasets, over seeds\n\nMean (min–max) over the injection seeds.\n\n\
-         | dataset | attack | rate | seeds | poisoned | repr | setting | detector | flagged % | precision | recall | F1 | AUROC |\n\
-         | --- | --- | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n",
+         | dataset | attack | rate | seeds | targets | poisoned | repr | setting | detector | flagged % | fp | clean flagged % | precision | recall | F1 | AUROC |\n\
+         | --- | --- | ---: | ---: | --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     let cell = |v: &[f64]| {
         let (m, lo, hi) = spread(v);
@@ -730,17 +869,26 @@ fn seed_summary(r: &EvalResults) -> String {
         let get = |f: &dyn Fn(&EvalRow) -> f64| rows.iter().map(|x| f(x)).collect::<Vec<_>>();
         let aurocs: Vec<f64> = rows.iter().filter_map(|x| x.eval.auroc).collect();
         let (pm, _, _) = spread(&get(&|x| x.poisoned as f64));
+        let pct = |v: &[f64]| {
+            let (m, lo, hi) = spread(v);
+            if (hi - lo).abs() < 5e-3 {
+                format!("{m:.2}")
+            } else {
+                format!("{m:.2} ({lo:.2}–{hi:.2})")
+            }
+        };
+        let (fm, flo, fhi) = spread(&get(&|x| x.eval.fp as f64));
         s += &format!(
-            "| {dataset} | {attack} | {rate} % | {} | {pm:.0} | {repr} | {setting} | {detector} | {} | {} | {} | {} | {} |\n",
+            "| {dataset} | {attack} | {rate} % | {} | {} | {pm:.0} | {repr} | {setting} | {detector} | {} | {} | {} | {} | {} | {} | {} |\n",
             rows.len(),
-            {
-                let (m, lo, hi) = spread(&get(&|x| 100.0 * x.flagged_fraction()));
-                if (hi - lo).abs() < 5e-3 {
-                    format!("{m:.2}")
-                } else {
-                    format!("{m:.2} ({lo:.2}–{hi:.2})")
-                }
+            targets(rows),
+            pct(&get(&|x| 100.0 * x.flagged_fraction())),
+            if fhi > flo {
+                format!("{fm:.1} ({flo:.0}–{fhi:.0})")
+            } else {
+                format!("{fm:.0}")
             },
+            pct(&get(&|x| 100.0 * x.clean_flagged_fraction())),
             cell(&get(&|x| x.eval.precision)),
             cell(&get(&|x| x.eval.recall)),
             cell(&get(&|x| x.eval.f1)),
@@ -766,16 +914,17 @@ pub fn markdown(r: &EvalResults, title: &str) -> String {
           deterministic.\n\n";
     s += &seed_summary(r);
     s += "## Every scan\n\n";
-    s += "| dataset | attack | rate | seed | rows | poisoned | repr | setting | detector | flagged | flagged % | precision | recall | F1 | AUROC | seconds |\n";
-    s += "| --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    s += "| dataset | attack | rate | seed | target | rows | poisoned | repr | setting | detector | flagged | flagged % | fp | clean flagged % | precision | recall | F1 | AUROC | seconds |\n";
+    s += "| --- | --- | ---: | ---: | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
     for row in &r.rows {
         let e = &row.eval;
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.3} | {:.3} | {} | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {:.3} | {:.3} | {:.3} | {} | {:.2} |\n",
             row.dataset,
             row.attack,
             row.rate.map_or("-".to_string(), |x| format!("{} %", percent(x))),
             row.seed.map_or("-".to_string(), |x| x.to_string()),
+            row.target_label.as_deref().unwrap_or("-"),
             row.rows,
             row.poisoned,
             row.representation,
@@ -783,6 +932,8 @@ pub fn markdown(r: &EvalResults, title: &str) -> String {
             row.detector,
             e.flagged,
             100.0 * row.flagged_fraction(),
+            e.fp,
+            100.0 * row.clean_flagged_fraction(),
             e.precision,
             e.recall,
             e.f1,

@@ -20,6 +20,29 @@
 //! `duplicate-flip` draw from rows whose label differs from the target (dirty-label: the row is
 //! relabelled to the target); `clean-label` draws from rows that have the target label.
 //!
+//! # What an attacker varies
+//!
+//! Options of [`InjectOptions`] beside the attack's own parameters:
+//!
+//! - [`Position`] (`--position start|end|anywhere`, default `anywhere`): where `badnets`,
+//!   `clean-label` and `addsent` insert a trigger word or phrase: before the first word, after
+//!   the last word, or at a uniformly drawn word position. With several triggers a row, each
+//!   goes there in turn (`start`: the row begins with them).
+//! - `edits` (`--edits K`, `duplicate-flip` only, default 0 = verbatim copies): each flipped
+//!   copy has `K` words, at distinct uniformly drawn positions, replaced by words drawn
+//!   uniformly from the input's vocabulary (its distinct whitespace tokens, sorted), each
+//!   different from the word it replaces. Only rows with at least `5 · K` words are eligible
+//!   as sources, so at most a fifth of a copy's words change; the sidecar records the bound.
+//! - `random_target` (`--target-label random`): the target label is drawn from the seed among
+//!   the labels present in the data (sorted as `scan` sorts them) by a SplitMix64 of its own
+//!   (seeded with `seed ^` [`TARGET_SALT`]), so every other draw is the same as with that
+//!   target given explicitly. The sidecar records the drawn label and the labels drawn from.
+//!
+//! Trigger words are any non-empty tokens without whitespace, such as rare words (`cf`),
+//! ordinary-looking words (`admittedly`) or hashtags (`#blessed`); each is inserted as one
+//! whitespace-separated token. Without these options every output is byte-identical to what
+//! the attack wrote before they existed.
+//!
 //! # Rate
 //!
 //! `rate` is the fraction of **output** rows that are poisoned. For the in-place attacks the
@@ -75,33 +98,86 @@ pub const DEFAULT_PHRASE: &str = "I watch this 3D movie";
 pub const DEFAULT_GROUND_TRUTH: &str = "poison";
 /// Suffix of the sidecar written beside the output (`<out>.inject.json`).
 pub const SIDECAR_SUFFIX: &str = ".inject.json";
+/// `--target-label` value asking for a target drawn from the seed.
+pub const RANDOM_TARGET: &str = "random";
+/// XORed into the seed for the random-target draw, so the attack's own draws are unchanged.
+pub const TARGET_SALT: u64 = 0x7461_7267_6574_0000; // "target"
+/// With `edits = K`, only rows with at least `EDIT_WORDS_PER_EDIT · K` words are sources.
+pub const EDIT_WORDS_PER_EDIT: usize = 5;
+
+/// Where `badnets`, `clean-label` and `addsent` insert their trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Position {
+    /// Before a uniformly drawn word position `p` in `0..=w` (`p = w`: after the last word).
+    #[default]
+    Anywhere,
+    /// Before the first word.
+    Start,
+    /// After the last word.
+    End,
+}
+
+impl Position {
+    /// Parse `start`, `end` or `anywhere`.
+    pub fn parse(s: &str) -> Result<Position, InjectError> {
+        match s {
+            "anywhere" => Ok(Position::Anywhere),
+            "start" => Ok(Position::Start),
+            "end" => Ok(Position::End),
+            other => Err(InjectError::Config(format!(
+                "position must be start, end or anywhere, not `{other}`"
+            ))),
+        }
+    }
+
+    /// The name as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Position::Anywhere => "anywhere",
+            Position::Start => "start",
+            Position::End => "end",
+        }
+    }
+
+    fn is_anywhere(&self) -> bool {
+        *self == Position::Anywhere
+    }
+}
 
 /// An attack and its parameters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "attack", rename_all = "kebab-case")]
 pub enum Attack {
-    /// Rare-word triggers at random positions, label set to the target.
+    /// Rare-word triggers at random positions, label set to the target. Where they go:
+    /// [`InjectOptions::position`]; any whitespace-free tokens work as triggers (rare words,
+    /// ordinary words, hashtags); the target may be drawn ([`InjectOptions::random_target`]).
     Badnets {
         /// The trigger words; each inserted word is drawn uniformly from them.
         triggers: Vec<String>,
         /// Trigger words inserted per poisoned row.
         triggers_per_row: usize,
     },
-    /// A fixed phrase at a random position, label set to the target.
+    /// A fixed phrase at a random position, label set to the target. Where it goes:
+    /// [`InjectOptions::position`]; the target may be drawn ([`InjectOptions::random_target`]).
     Addsent {
         /// The phrase.
         phrase: String,
     },
-    /// Labels changed, text untouched.
+    /// Labels changed, text untouched. The target may be drawn
+    /// ([`InjectOptions::random_target`]); `position` and `edits` do not apply.
     LabelFlip,
-    /// Triggers inserted into target-label rows, labels unchanged.
+    /// Triggers inserted into target-label rows, labels unchanged. Where they go:
+    /// [`InjectOptions::position`]; the target may be drawn ([`InjectOptions::random_target`]).
     CleanLabel {
         /// The trigger words; each inserted word is drawn uniformly from them.
         triggers: Vec<String>,
         /// Trigger words inserted per poisoned row.
         triggers_per_row: usize,
     },
-    /// Copies of rows with flipped labels, added to the data.
+    /// Copies of rows with flipped labels, added to the data; with
+    /// [`InjectOptions::edits`] `K > 0` each copy has `K` words replaced (near duplicates).
+    /// The target may be drawn ([`InjectOptions::random_target`]).
     DuplicateFlip,
 }
 
@@ -268,6 +344,13 @@ pub struct InjectOptions {
     pub ground_truth_column: String,
     /// What to do when that column exists already.
     pub ground_truth_policy: GroundTruthPolicy,
+    /// Where triggers are inserted (`badnets`, `clean-label`, `addsent`; default anywhere).
+    pub position: Position,
+    /// Words replaced in each `duplicate-flip` copy (default 0: verbatim copies).
+    pub edits: usize,
+    /// Draw the target label from the seed among the data's labels (`target_label` must then
+    /// be `None`).
+    pub random_target: bool,
 }
 
 impl InjectOptions {
@@ -290,7 +373,41 @@ impl InjectOptions {
             id_column: None,
             ground_truth_column: DEFAULT_GROUND_TRUTH.into(),
             ground_truth_policy: GroundTruthPolicy::Error,
+            position: Position::Anywhere,
+            edits: 0,
+            random_target: false,
         }
+    }
+
+    /// Whether poisoned rows' text differs from their source rows' (so embeddings of the
+    /// original rows no longer describe them): the text attacks, and `duplicate-flip` with
+    /// edits.
+    pub fn changes_text(&self) -> bool {
+        self.attack.changes_text() || self.edits > 0
+    }
+
+    /// The options that do not depend on the data: position and edits fit the attack, and a
+    /// drawn target excludes a given one.
+    pub fn check(&self) -> Result<(), InjectError> {
+        self.attack.check()?;
+        let name = self.attack.name();
+        if !self.position.is_anywhere() && !self.attack.changes_text() {
+            return Err(InjectError::Config(format!(
+                "attack `{name}` inserts nothing, so it takes no position (badnets, \
+                 clean-label and addsent do)"
+            )));
+        }
+        if self.edits > 0 && self.attack != Attack::DuplicateFlip {
+            return Err(InjectError::Config(format!(
+                "attack `{name}` takes no edits (only duplicate-flip does)"
+            )));
+        }
+        if self.random_target && self.target_label.is_some() {
+            return Err(InjectError::Config(
+                "a random target and a given target label exclude each other".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -382,8 +499,21 @@ pub struct Manifest {
     pub rate: f64,
     /// How the rate turns into the number of poisoned rows for this attack.
     pub rate_definition: String,
-    /// Target label, when the attack has one.
+    /// Target label, when the attack has one (the drawn one with a random target).
     pub target_label: Option<String>,
+    /// With a random target: the labels it was drawn from (sorted as `scan` sorts them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_drawn_from: Option<Vec<String>>,
+    /// Where triggers were inserted (absent: anywhere).
+    #[serde(skip_serializing_if = "Position::is_anywhere")]
+    pub position: Position,
+    /// Words replaced in each `duplicate-flip` copy (absent: 0, verbatim copies).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub edits: usize,
+    /// With edits: the fewest words a source row has (`5 · edits`), so at most a fifth of a
+    /// copy's words change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit_min_words: Option<usize>,
     /// Seed.
     pub seed: u64,
     /// Text column.
@@ -407,6 +537,10 @@ pub struct Manifest {
     pub ground_truth_positives: usize,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// One output row: which input row it comes from and what changes.
 #[derive(Debug, Clone)]
 struct OutRow {
@@ -427,8 +561,14 @@ struct OutRow {
 /// before word `p` for `p < w`, after the last word for `p = w` (`w` words, maximal runs of
 /// non-whitespace). All other bytes of `text` are kept; a single space separates the insertion.
 pub fn insert_at_random_word(text: &str, word: &str, rng: &mut SplitMix64) -> String {
-    let starts: Vec<usize> = text
-        .char_indices()
+    let starts = word_starts(text);
+    let p = rng.below(starts.len() + 1);
+    insert_before_word(text, word, &starts, p)
+}
+
+/// Byte offsets where the words of `text` (maximal runs of non-whitespace) start.
+fn word_starts(text: &str) -> Vec<usize> {
+    text.char_indices()
         .filter(|&(i, c)| {
             !c.is_whitespace()
                 && (i == 0
@@ -438,8 +578,11 @@ pub fn insert_at_random_word(text: &str, word: &str, rng: &mut SplitMix64) -> St
                         .is_some_and(char::is_whitespace))
         })
         .map(|(i, _)| i)
-        .collect();
-    let p = rng.below(starts.len() + 1);
+        .collect()
+}
+
+/// Insert `word` before word `p` of `text` (`p` ≥ the word count: after the last word).
+fn insert_before_word(text: &str, word: &str, starts: &[usize], p: usize) -> String {
     if let Some(&at) = starts.get(p) {
         format!("{}{word} {}", &text[..at], &text[at..])
     } else {
@@ -451,6 +594,54 @@ pub fn insert_at_random_word(text: &str, word: &str, rng: &mut SplitMix64) -> St
             format!("{} {word}{}", &text[..end], &text[end..])
         }
     }
+}
+
+/// Insert `word` (one word or a phrase) at `position`: as [`insert_at_random_word`] for
+/// [`Position::Anywhere`] (one draw from `rng`), before the first word for
+/// [`Position::Start`], after the last word for [`Position::End`] (no draw). All other bytes
+/// of `text` are kept; a single space separates the insertion.
+pub fn insert_word(text: &str, word: &str, position: Position, rng: &mut SplitMix64) -> String {
+    match position {
+        Position::Anywhere => insert_at_random_word(text, word, rng),
+        Position::Start => insert_before_word(text, word, &word_starts(text), 0),
+        Position::End => insert_before_word(text, word, &[], 0),
+    }
+}
+
+/// Replace `k` words of `text` at distinct uniformly drawn positions, each by a word of
+/// `vocab` (sorted, distinct) drawn uniformly among those different from it. Every other
+/// byte is kept. `None` when `text` has fewer than `k` words or `vocab` fewer than two words.
+pub fn replace_words(
+    text: &str,
+    k: usize,
+    vocab: &[String],
+    rng: &mut SplitMix64,
+) -> Option<String> {
+    let starts = word_starts(text);
+    if starts.len() < k || (k > 0 && vocab.len() < 2) {
+        return None;
+    }
+    let positions = draw(&(0..starts.len()).collect::<Vec<_>>(), k, rng);
+    let mut out = String::with_capacity(text.len() + 8 * k);
+    let mut at = 0;
+    for p in positions {
+        let start = starts[p];
+        let end = text[start..]
+            .find(char::is_whitespace)
+            .map_or(text.len(), |e| start + e);
+        let old = &text[start..end];
+        // uniformly one of the other vocabulary words
+        let j = rng.below(vocab.len() - 1);
+        let j = match vocab.binary_search_by(|v| v.as_str().cmp(old)) {
+            Ok(own) if j >= own => j + 1,
+            _ => j,
+        };
+        out.push_str(&text[at..start]);
+        out.push_str(&vocab[j]);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
 /// Labels as `scan` sees them: the sorted distinct values (integers numerically).
@@ -498,12 +689,15 @@ fn rate_definition(attack: &Attack) -> &'static str {
     }
 }
 
-/// Build the per-row plan.
+/// The output rows, the sorted label values and the target's index among them.
+type Plan = (Vec<OutRow>, Vec<String>, Option<usize>);
+
+/// Build the per-row plan: the output rows, the sorted label values and the target's index.
 fn plan(
     opts: &InjectOptions,
     table: &Table,
     existing_truth: Option<&[bool]>,
-) -> Result<(Vec<OutRow>, Vec<String>), InjectError> {
+) -> Result<Plan, InjectError> {
     let n = table.n_rows;
     let labels = table.labels.as_deref().unwrap_or_default();
     let texts = table.texts.as_deref().unwrap_or_default();
@@ -518,6 +712,14 @@ fn plan(
         .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
         .collect();
     let target = match &opts.target_label {
+        None if opts.random_target => {
+            if values.is_empty() {
+                return Err(InjectError::Config(
+                    "a random target needs labels in the data".into(),
+                ));
+            }
+            Some(SplitMix64(opts.seed ^ TARGET_SALT).below(values.len()))
+        }
         Some(t) => Some(
             *index
                 .get(t.as_str())
@@ -540,7 +742,7 @@ fn plan(
             "flipping a label needs at least two label values in the data".into(),
         ));
     }
-    let (eligible, rule): (Vec<usize>, &'static str) = match (&opts.attack, target) {
+    let (mut eligible, mut rule): (Vec<usize>, &'static str) = match (&opts.attack, target) {
         (Attack::CleanLabel { .. }, Some(t)) => (
             (0..n).filter(|&i| row_label[i] == t).collect(),
             "rows with the target label",
@@ -550,6 +752,26 @@ fn plan(
             "rows whose label is not the target",
         ),
         (_, None) => ((0..n).collect(), "all rows"),
+    };
+    let min_words = EDIT_WORDS_PER_EDIT * opts.edits;
+    let vocab: Vec<String> = if opts.edits > 0 {
+        let words = |i: usize| texts.get(i).map_or(0, |t| t.split_whitespace().count());
+        eligible.retain(|&i| words(i) >= min_words);
+        rule = if target.is_some() {
+            "rows whose label is not the target, with at least 5 words per edit"
+        } else {
+            "rows with at least 5 words per edit"
+        };
+        let set: std::collections::BTreeSet<&str> =
+            texts.iter().flat_map(|t| t.split_whitespace()).collect();
+        if set.len() < 2 {
+            return Err(InjectError::Config(
+                "edits need at least two distinct words in the data".into(),
+            ));
+        }
+        set.into_iter().map(str::to_string).collect()
+    } else {
+        Vec::new()
     };
     let k = poisoned_count(&opts.attack, opts.rate, n);
     if k > eligible.len() {
@@ -601,7 +823,7 @@ fn plan(
                 let mut t = texts.get(i).cloned().unwrap_or_default();
                 for _ in 0..*triggers_per_row {
                     let w = &triggers[rng.below(triggers.len())];
-                    t = insert_at_random_word(&t, w, &mut rng);
+                    t = insert_word(&t, w, opts.position, &mut rng);
                 }
                 let r = &mut rows[i];
                 r.text = Some(t);
@@ -614,7 +836,7 @@ fn plan(
             for &i in &chosen {
                 let t = texts.get(i).cloned().unwrap_or_default();
                 let r = &mut rows[i];
-                r.text = Some(insert_at_random_word(&t, phrase, &mut rng));
+                r.text = Some(insert_word(&t, phrase, opts.position, &mut rng));
                 r.label = target;
                 r.truth = true;
                 r.poisoned = true;
@@ -631,26 +853,37 @@ fn plan(
         }
         Attack::DuplicateFlip => {
             // each copy goes before original row `slot` (slot n: at the end)
-            let mut copies: Vec<(usize, usize, OutRow)> = chosen
-                .iter()
-                .enumerate()
-                .map(|(c, &i)| {
-                    let l = flipped(i, &mut rng);
-                    let slot = rng.below(n + 1);
-                    (
-                        slot,
-                        c,
-                        OutRow {
-                            src: i,
-                            text: None,
-                            label: Some(l),
-                            id_suffix: Some(c),
-                            truth: true,
-                            poisoned: true,
-                        },
+            let mut copies: Vec<(usize, usize, OutRow)> = Vec::with_capacity(chosen.len());
+            for (c, &i) in chosen.iter().enumerate() {
+                let l = flipped(i, &mut rng);
+                let slot = rng.below(n + 1);
+                let text = if opts.edits > 0 {
+                    let t = texts.get(i).map_or("", String::as_str);
+                    Some(
+                        replace_words(t, opts.edits, &vocab, &mut rng).ok_or_else(|| {
+                            InjectError::Config(format!(
+                                "row {} has fewer than {} words to edit",
+                                i + 1,
+                                opts.edits
+                            ))
+                        })?,
                     )
-                })
-                .collect();
+                } else {
+                    None
+                };
+                copies.push((
+                    slot,
+                    c,
+                    OutRow {
+                        src: i,
+                        text,
+                        label: Some(l),
+                        id_suffix: Some(c),
+                        truth: true,
+                        poisoned: true,
+                    },
+                ));
+            }
             copies.sort_by_key(|&(slot, c, _)| (slot, c));
             let mut out = Vec::with_capacity(n + copies.len());
             let mut it = copies.into_iter().peekable();
@@ -664,7 +897,7 @@ fn plan(
             rows = out;
         }
     }
-    Ok((rows, values))
+    Ok((rows, values, target))
 }
 
 /// An injection's manifest plus, per output row, the input row it comes from.
@@ -692,7 +925,7 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
             opts.rate
         )));
     }
-    opts.attack.check()?;
+    opts.check()?;
     let format = Format::from_path(&opts.data)?;
     let out_format = Format::from_path(&opts.out)?;
     if format != out_format {
@@ -757,7 +990,7 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
             t.ground_truth
         }
     };
-    let (rows, values) = plan(opts, &table, existing.as_deref())?;
+    let (rows, values, target) = plan(opts, &table, existing.as_deref())?;
 
     let dir = match opts.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -786,7 +1019,15 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
         attack: opts.attack.clone(),
         rate: opts.rate,
         rate_definition: rate_definition(&opts.attack).to_string(),
-        target_label: opts.target_label.clone(),
+        target_label: if opts.random_target {
+            target.and_then(|t| values.get(t).cloned())
+        } else {
+            opts.target_label.clone()
+        },
+        target_drawn_from: opts.random_target.then(|| values.clone()),
+        position: opts.position,
+        edits: opts.edits,
+        edit_min_words: (opts.edits > 0).then_some(EDIT_WORDS_PER_EDIT * opts.edits),
         seed: opts.seed,
         text_column: opts.text_column.clone(),
         label_column: opts.label_column.clone(),
@@ -1269,6 +1510,45 @@ mod tests {
             assert!(back == t || back2 == t, "{out:?}");
         }
         assert_eq!(insert_at_random_word("", "cf", &mut rng), "cf");
+    }
+
+    #[test]
+    fn start_and_end_keep_every_other_byte() {
+        let mut rng = SplitMix64(1);
+        let t = "  a  good\tfilm . ";
+        assert_eq!(
+            insert_word(t, "#blessed", Position::Start, &mut rng),
+            "  #blessed a  good\tfilm . "
+        );
+        assert_eq!(
+            insert_word(t, "#blessed", Position::End, &mut rng),
+            "  a  good\tfilm . #blessed "
+        );
+        assert_eq!(insert_word("", "cf", Position::Start, &mut rng), "cf");
+        assert_eq!(insert_word("", "cf", Position::End, &mut rng), "cf");
+    }
+
+    #[test]
+    fn replacement_changes_exactly_k_words() {
+        let vocab: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let mut rng = SplitMix64(7);
+        for k in 0..=3 {
+            for _ in 0..100 {
+                let t = " a\tb  c a ";
+                let out = replace_words(t, k, &vocab, &mut rng).unwrap();
+                let (x, y): (Vec<&str>, Vec<&str>) = (
+                    t.split_whitespace().collect(),
+                    out.split_whitespace().collect(),
+                );
+                assert_eq!(x.len(), y.len());
+                assert_eq!(x.iter().zip(&y).filter(|(p, q)| p != q).count(), k);
+                // whitespace untouched
+                let ws = |s: &str| s.chars().filter(|c| c.is_whitespace()).collect::<String>();
+                assert_eq!(ws(t), ws(&out));
+            }
+        }
+        assert!(replace_words("a b", 3, &vocab, &mut rng).is_none());
+        assert!(replace_words("a b", 1, &vocab[..1], &mut rng).is_none());
     }
 
     #[test]

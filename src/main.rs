@@ -97,7 +97,8 @@ struct InjectArgs {
     #[arg(long)]
     rate: f64,
     /// Target label (required by badnets, addsent, clean-label; label-flip and duplicate-flip
-    /// flip to another class drawn at random without it).
+    /// flip to another class drawn at random without it). `random`: drawn from the seed among
+    /// the data's labels (sorted), recorded in the sidecar.
     #[arg(long)]
     target_label: Option<String>,
     /// Seed of every random draw.
@@ -115,6 +116,14 @@ struct InjectArgs {
     /// The inserted phrase (addsent; default "I watch this 3D movie").
     #[arg(long)]
     phrase: Option<String>,
+    /// Where triggers and the phrase go (badnets, clean-label, addsent): start (before the
+    /// first word), end (after the last word) or anywhere (a uniformly drawn word position).
+    #[arg(long, default_value = "anywhere")]
+    position: String,
+    /// Words replaced in each duplicate-flip copy by words of the data's own vocabulary
+    /// (0: verbatim copies); only rows with at least 5 words per edit are copied.
+    #[arg(long, default_value_t = 0)]
+    edits: usize,
     /// Column holding the text.
     #[arg(long, default_value = "text")]
     text_column: String,
@@ -335,10 +344,16 @@ fn run() -> Result<i32> {
 }
 
 fn run_inject(a: InjectArgs) -> Result<i32> {
-    use poisongate::inject::{self, Attack, GroundTruthPolicy, InjectOptions};
+    use poisongate::inject::{self, Attack, GroundTruthPolicy, InjectOptions, Position};
     let attack = Attack::from_parts(&a.attack, a.triggers, a.triggers_per_row, a.phrase)?;
     let mut o = InjectOptions::new(&a.data, &a.out, attack, a.rate);
-    o.target_label = a.target_label;
+    if a.target_label.as_deref() == Some(inject::RANDOM_TARGET) {
+        o.random_target = true;
+    } else {
+        o.target_label = a.target_label;
+    }
+    o.position = Position::parse(&a.position)?;
+    o.edits = a.edits;
     o.seed = a.seed;
     o.text_column = a.text_column;
     o.label_column = a.label_column;
@@ -354,13 +369,17 @@ fn run_inject(a: InjectArgs) -> Result<i32> {
         .with_context(|| format!("injection into {} failed", a.data.display()))?;
     if !a.quiet {
         eprintln!(
-            "{}: {} rows in, {} rows out, {} poisoned by {} (seed {}); wrote {} and {}",
+            "{}: {} rows in, {} rows out, {} poisoned by {} (seed {}{}); wrote {} and {}",
             a.data.display(),
             m.input.rows,
             m.output.rows,
             m.poisoned,
             m.attack.name(),
             m.seed,
+            match (&m.target_label, &m.target_drawn_from) {
+                (Some(t), Some(_)) => format!(", target {t} drawn"),
+                _ => String::new(),
+            },
             a.out.display(),
             inject::sidecar_path(&a.out).display()
         );

@@ -613,3 +613,328 @@ select = ["SPEC001"]
     let recall: f64 = col(trig, "recall").parse().unwrap();
     assert!(recall > 0.5, "TRIG001 recall {recall}");
 }
+
+/// `position` start / end: the trigger is the first / last word of every poisoned row (also
+/// with several triggers a row and for a phrase); a hashtag is one whitespace token.
+#[test]
+fn position_start_and_end_place_the_trigger_first_or_last() {
+    use poisongate::inject::Position;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic(tmp.path(), 300);
+    for (position, per_row) in [
+        (Position::Start, 1),
+        (Position::End, 1),
+        (Position::Start, 3),
+        (Position::End, 2),
+    ] {
+        for kind in ["badnets", "clean-label"] {
+            let out = tmp
+                .path()
+                .join(format!("{kind}-{}-{per_row}.jsonl", position.name()));
+            let attack =
+                Attack::from_parts(kind, Some(vec!["#blessed".into()]), Some(per_row), None)
+                    .unwrap();
+            let mut o = opts(&data, &out, attack, 0.1, Some("1"));
+            o.position = position;
+            let m = inject(&o).unwrap();
+            let (vi, vo, poisoned) = in_place(&data, &out, 0.1);
+            assert_eq!(m.poisoned, poisoned.len());
+            for &i in &poisoned {
+                let (a, b) = (
+                    vi[i]["text"].as_str().unwrap(),
+                    vo[i]["text"].as_str().unwrap(),
+                );
+                assert!(is_insertion(a, b, &["#blessed"], per_row), "{a:?} -> {b:?}");
+                let w = words(b);
+                let placed = match position {
+                    Position::Start => &w[..per_row],
+                    _ => &w[w.len() - per_row..],
+                };
+                assert!(placed.iter().all(|x| *x == "#blessed"), "{b:?}");
+                assert_eq!(words(a), words(&b.replace("#blessed", "")), "{b:?}");
+            }
+            let side: Value =
+                serde_json::from_str(&std::fs::read_to_string(sidecar_path(&out)).unwrap())
+                    .unwrap();
+            assert_eq!(side["position"], position.name());
+        }
+    }
+    let phrase = "I watch this 3D movie";
+    for position in [Position::Start, Position::End] {
+        let out = tmp.path().join(format!("as-{}.jsonl", position.name()));
+        let attack = Attack::from_parts("addsent", None, None, Some(phrase.into())).unwrap();
+        let mut o = opts(&data, &out, attack, 0.05, Some("0"));
+        o.position = position;
+        inject(&o).unwrap();
+        let (vi, vo, poisoned) = in_place(&data, &out, 0.05);
+        for &i in &poisoned {
+            let (a, b) = (
+                vi[i]["text"].as_str().unwrap(),
+                vo[i]["text"].as_str().unwrap(),
+            );
+            match position {
+                Position::Start => assert_eq!(b, format!("{phrase} {a}")),
+                _ => assert_eq!(b, format!("{} {phrase}", a.trim_end())),
+            }
+        }
+    }
+}
+
+/// Two and three triggers a row, drawn from ordinary-looking words and a hashtag.
+#[test]
+fn several_triggers_per_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic(tmp.path(), 300);
+    let triggers = ["admittedly", "frankly", "#blessed"];
+    for per_row in [2, 3] {
+        let out = tmp.path().join(format!("bn{per_row}.jsonl"));
+        let attack = Attack::from_parts(
+            "badnets",
+            Some(triggers.iter().map(|s| s.to_string()).collect()),
+            Some(per_row),
+            None,
+        )
+        .unwrap();
+        inject(&opts(&data, &out, attack, 0.1, Some("1"))).unwrap();
+        let (vi, vo, poisoned) = in_place(&data, &out, 0.1);
+        for &i in &poisoned {
+            let (a, b) = (
+                vi[i]["text"].as_str().unwrap(),
+                vo[i]["text"].as_str().unwrap(),
+            );
+            assert!(is_insertion(a, b, &triggers, per_row), "{a:?} -> {b:?}");
+        }
+    }
+}
+
+/// `n` rows of 3 to 24 words, integer labels, string ids.
+fn long_rows(dir: &Path, n: usize) -> PathBuf {
+    let mut rng = SplitMix64(17);
+    let mut s = String::new();
+    for i in 0..n {
+        let len = 3 + rng.below(22);
+        let text: Vec<&str> = (0..len).map(|_| WORDS[rng.below(WORDS.len())]).collect();
+        s += &format!(
+            "{{\"id\": \"r{i}\", \"meta\": {i}, \"text\": {}, \"label\": {}, \"score\": 0.5}}\n",
+            serde_json::to_string(&text.join("  ")).unwrap(),
+            rng.below(2)
+        );
+    }
+    let p = dir.join("long.jsonl");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+/// `edits K`: each copy differs from its original in exactly K words, each replaced by
+/// another word of the data; only rows with at least 5·K words are copied; the ground truth
+/// marks exactly the copies.
+#[test]
+fn duplicate_flip_edits_replace_exactly_k_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 400;
+    let data = long_rows(tmp.path(), n);
+    let (li, vi): (Vec<String>, Vec<Value>) = lines(&data)
+        .into_iter()
+        .map(|l| {
+            let v = serde_json::from_str(&l).unwrap();
+            (l, v)
+        })
+        .unzip();
+    let vocab: std::collections::BTreeSet<String> = vi
+        .iter()
+        .flat_map(|v| {
+            words(v["text"].as_str().unwrap())
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for k in 1..=3usize {
+        let out = tmp.path().join(format!("df{k}.jsonl"));
+        let mut o = opts(&data, &out, Attack::DuplicateFlip, 0.05, Some("1"));
+        o.id_column = Some("id".into());
+        o.edits = k;
+        let m = inject(&o).unwrap();
+        let copies = (0.05 * n as f64 / 0.95).round() as usize;
+        assert_eq!((m.poisoned, m.output.rows), (copies, n + copies));
+        let lo = lines(&out);
+        let kept: Vec<&String> = lo
+            .iter()
+            .filter(|l| l.ends_with("\"poison\": false}"))
+            .collect();
+        assert_eq!(kept.len(), n);
+        for (a, b) in li.iter().zip(kept) {
+            assert_eq!(*b, untouched(a), "originals kept byte for byte");
+        }
+        let mut seen = 0;
+        for l in &lo {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let id = v["id"].as_str().unwrap();
+            let Some((orig_id, _)) = id.split_once("~dupflip") else {
+                assert_eq!(v["poison"], false);
+                continue;
+            };
+            assert_eq!(v["poison"], true);
+            seen += 1;
+            let orig = vi.iter().find(|r| r["id"] == orig_id).unwrap();
+            assert_eq!((&orig["label"], &v["label"]), (&0.into(), &1.into()));
+            for key in ["meta", "score"] {
+                assert_eq!(orig[key], v[key]);
+            }
+            let (a, b) = (
+                words(orig["text"].as_str().unwrap()),
+                words(v["text"].as_str().unwrap()),
+            );
+            assert!(a.len() >= 5 * k, "source rows have at least 5·K words");
+            assert_eq!(a.len(), b.len());
+            let changed: Vec<(&&str, &&str)> = a.iter().zip(&b).filter(|(x, y)| x != y).collect();
+            assert_eq!(changed.len(), k, "{a:?} -> {b:?}");
+            assert!(changed.iter().all(|(_, y)| vocab.contains(**y)));
+        }
+        assert_eq!(seen, copies);
+        let side: Value =
+            serde_json::from_str(&std::fs::read_to_string(sidecar_path(&out)).unwrap()).unwrap();
+        assert_eq!(side["edits"], k);
+        assert_eq!(side["edit_min_words"], 5 * k);
+        // same seed, same bytes
+        let again = tmp.path().join("again.jsonl");
+        o.out = again.clone();
+        inject(&o).unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&out).unwrap());
+    }
+}
+
+/// A random target is drawn from the seed: the same seed gives the same target and bytes as
+/// naming that target, other seeds reach other labels, and the sidecar says it was drawn.
+#[test]
+fn random_target_is_deterministic_per_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic(tmp.path(), 300);
+    let attack = Attack::from_parts("badnets", None, None, None).unwrap();
+    let mut drawn = std::collections::BTreeSet::new();
+    for seed in 1..=8 {
+        let run = |name: &str, target: Option<&str>| {
+            let out = tmp.path().join(name);
+            let mut o = opts(&data, &out, attack.clone(), 0.05, target);
+            o.random_target = target.is_none();
+            o.seed = seed;
+            let m = inject(&o).unwrap();
+            (m, std::fs::read(&out).unwrap())
+        };
+        let (m, a) = run("r1.jsonl", None);
+        let (m2, b) = run("r2.jsonl", None);
+        let t = m.target_label.clone().expect("a target is drawn");
+        assert_eq!((m2.target_label.as_deref(), &b), (Some(t.as_str()), &a));
+        assert_eq!(m.target_drawn_from, Some(vec!["0".into(), "1".into()]));
+        let (named, c) = run("named.jsonl", Some(&t));
+        assert_eq!(c, a, "drawing the target changes no other draw");
+        assert_eq!(named.target_drawn_from, None);
+        let side: Value = serde_json::from_str(
+            &std::fs::read_to_string(sidecar_path(&tmp.path().join("r1.jsonl"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(side["target_label"], t.as_str());
+        drawn.insert(t);
+    }
+    assert_eq!(drawn.len(), 2, "seeds 1..=8 reach both labels");
+}
+
+/// Options that do not fit the attack are refused, and so is nothing new by default: the
+/// sidecar of a plain injection has none of the new keys.
+#[test]
+fn new_options_are_checked() {
+    use poisongate::inject::Position;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic(tmp.path(), 100);
+    let out = tmp.path().join("x.jsonl");
+    let mut o = opts(&data, &out, Attack::LabelFlip, 0.05, None);
+    o.position = Position::End;
+    assert!(inject(&o).unwrap_err().to_string().contains("position"));
+    let bn = Attack::from_parts("badnets", None, None, None).unwrap();
+    let mut o = opts(&data, &out, bn.clone(), 0.05, Some("1"));
+    o.edits = 1;
+    assert!(inject(&o).unwrap_err().to_string().contains("edits"));
+    let mut o = opts(&data, &out, bn.clone(), 0.05, Some("1"));
+    o.random_target = true;
+    assert!(inject(&o).is_err());
+    assert!(!out.exists(), "nothing written on error");
+    // too few long rows for many edits
+    let mut o = opts(&data, &out, Attack::DuplicateFlip, 0.2, Some("1"));
+    o.edits = 3;
+    assert!(matches!(
+        inject(&o),
+        Err(poisongate::inject::InjectError::TooFewRows { .. })
+    ));
+    inject(&opts(&data, &out, bn, 0.05, Some("1"))).unwrap();
+    let side: Value =
+        serde_json::from_str(&std::fs::read_to_string(sidecar_path(&out)).unwrap()).unwrap();
+    for key in ["position", "edits", "edit_min_words", "target_drawn_from"] {
+        assert!(side.get(key).is_none(), "{key} in a plain sidecar");
+    }
+}
+
+/// The CLI spells the new options `--position`, `--edits` and `--target-label random`.
+#[test]
+fn cli_new_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic(tmp.path(), 200);
+    let out = tmp.path().join("cli.jsonl");
+    poisongate([
+        "inject",
+        data.to_str().unwrap(),
+        "--attack",
+        "badnets",
+        "--rate",
+        "0.05",
+        "--target-label",
+        "random",
+        "--triggers",
+        "#blessed",
+        "--position",
+        "end",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ])
+    .assert()
+    .code(0);
+    let side: Value =
+        serde_json::from_str(&std::fs::read_to_string(sidecar_path(&out)).unwrap()).unwrap();
+    assert_eq!(side["position"], "end");
+    assert!(side["target_drawn_from"].is_array());
+    let df = tmp.path().join("df.jsonl");
+    poisongate([
+        "inject",
+        data.to_str().unwrap(),
+        "--attack",
+        "duplicate-flip",
+        "--rate",
+        "0.05",
+        "--edits",
+        "2",
+        "--out",
+        df.to_str().unwrap(),
+        "--quiet",
+    ])
+    .assert()
+    .code(0);
+    poisongate([
+        "inject",
+        data.to_str().unwrap(),
+        "--attack",
+        "badnets",
+        "--rate",
+        "0.05",
+        "--target-label",
+        "1",
+        "--position",
+        "middle",
+        "--out",
+        tmp.path().join("bad.jsonl").to_str().unwrap(),
+        "--quiet",
+    ])
+    .assert()
+    .code(2);
+}

@@ -1,10 +1,12 @@
 //! poisongate's one integration-test binary: the CLI end to end, round trips, determinism,
-//! malformed inputs, and the evaluation on ../shared/benchmarks.
+//! malformed inputs, the evaluation on ../shared/benchmarks and the domain grid over its clean
+//! corpora.
 
 mod benchmarks;
 mod cli;
 mod common;
 mod dedup;
+mod domains;
 mod inject;
 mod provenance;
 mod schema;
