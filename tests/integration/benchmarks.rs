@@ -4,6 +4,16 @@
 use crate::common::benchmarks;
 use poisongate::benchmark::{run, BenchRow};
 
+/// The clean corpora of ../shared/benchmarks, one per domain.
+const CLEAN_CORPORA: [&str; 6] = [
+    "sst2-clean",
+    "sms-spam-clean",
+    "ag-news-clean",
+    "tweeteval-hate-clean",
+    "tweeteval-emotion-clean",
+    "tweeteval-irony-clean",
+];
+
 fn find<'a>(rows: &'a [BenchRow], set: &str, repr: &str, det: &str) -> &'a BenchRow {
     rows.iter()
         .find(|r| r.set == set && r.representation == repr && r.detector == det)
@@ -65,14 +75,7 @@ fn trig001_on_shared_benchmarks() {
     // 69 poisoned rows over five triggers; one of them (tq, 8 rows) is below the test's power
     let r = find(&rows, "sst2-badnets-1", "-", "TRIG001");
     assert!(r.f1 >= 0.9 && r.precision >= 0.99, "sst2-badnets-1: {r:?}");
-    for set in [
-        "sst2-clean",
-        "sms-spam-clean",
-        "ag-news-clean",
-        "tweeteval-hate-clean",
-        "tweeteval-emotion-clean",
-        "tweeteval-irony-clean",
-    ] {
+    for set in CLEAN_CORPORA {
         let r = find(&rows, set, "-", "TRIG001");
         assert!(
             r.flagged_fraction() <= 0.005,
@@ -105,14 +108,7 @@ fn default_scan_quarantines_almost_nothing_on_clean_data() {
     rows.extend(run(&dir, &text_defaults, &[], &Default::default()).expect("benchmark runs"));
     // every clean corpus, every domain: text only, with the sentence embeddings, and with the
     // classifier activations where the corpus has them
-    for set in [
-        "sst2-clean",
-        "sms-spam-clean",
-        "ag-news-clean",
-        "tweeteval-hate-clean",
-        "tweeteval-emotion-clean",
-        "tweeteval-irony-clean",
-    ] {
+    for set in CLEAN_CORPORA {
         for repr in ["-", "minilm", "mlp"] {
             if repr == "mlp" && !dir.join(format!("{set}.mlp.npy")).exists() {
                 continue;
