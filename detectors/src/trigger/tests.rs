@@ -220,86 +220,86 @@ fn rejects_unknown_parameters_and_needs_text() {
         .configure(&toml::Table::new())
         .expect("defaults");
     assert!(cfg.fit(&view).is_err());
+}
 
-    #[test]
-    fn relabelled_ending_is_named_and_only_target_rows_are_flagged() {
-        // 4 % of label-0 rows get "zz" appended as their last word and the label 1; a few
-        // label-0 rows also end with it but keep their label (purity stays above 0.9)
-        let (mut texts, mut labels, _) = synthetic(4000, 0.0, 5);
-        let mut truth = vec![false; texts.len()];
-        let mut rng = crate::rng::SplitMix64(17);
-        let mut kept = 0;
-        for r in 0..texts.len() {
-            if labels[r] == 0 && rng.unit() < 0.08 {
-                texts[r].push_str(" zz");
-                if kept < 3 {
-                    kept += 1;
-                } else {
-                    labels[r] = 1;
-                    truth[r] = true;
-                }
+#[test]
+fn relabelled_ending_is_named_and_only_target_rows_are_flagged() {
+    // 4 % of label-0 rows get "zz" appended as their last word and the label 1; a few
+    // label-0 rows also end with it but keep their label (purity stays above 0.9)
+    let (mut texts, mut labels, _) = synthetic(4000, 0.0, 5);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(17);
+    let mut kept = 0;
+    for r in 0..texts.len() {
+        if labels[r] == 0 && rng.unit() < 0.08 {
+            texts[r].push_str(" zz");
+            if kept < 3 {
+                kept += 1;
+            } else {
+                labels[r] = 1;
+                truth[r] = true;
             }
         }
-        let (summary, scores) = run(&texts, &labels);
-        let named = summary["triggers"]
+    }
+    let (summary, scores) = run(&texts, &labels);
+    let named = summary["triggers"]
+        .as_array()
+        .expect("triggers")
+        .iter()
+        .find(|t| t["trigger"].as_str().is_some_and(|s| s.contains("zz")))
+        .unwrap_or_else(|| panic!("zz not named: {summary}"));
+    assert!(
+        named["foreign_share"].as_f64().expect("share") >= 0.5,
+        "{named}"
+    );
+    for r in 0..texts.len() {
+        assert_eq!(
+            scores.reason[r].is_some(),
+            truth[r],
+            "row {r}: {}",
+            texts[r]
+        );
+    }
+}
+
+#[test]
+fn a_word_many_rows_of_other_labels_carry_is_not_named() {
+    // "cf" put into 10 % of label-0 rows (relabelled to 1) and 6 % of label-1 and label-0
+    // rows alike (labels kept): purity about 0.75, so it does not set the label
+    let (mut texts, mut labels, _) = synthetic(4000, 0.0, 9);
+    let mut rng = crate::rng::SplitMix64(3);
+    for r in 0..texts.len() {
+        let u = rng.unit();
+        if u < 0.06 || (labels[r] == 0 && u < 0.16) {
+            let mut w: Vec<&str> = texts[r].split(' ').collect();
+            let at = rng.below(w.len() + 1);
+            w.insert(at, "cf");
+            texts[r] = w.join(" ");
+            if u >= 0.06 {
+                labels[r] = 1;
+            }
+        }
+    }
+    let (summary, scores) = run(&texts, &labels);
+    assert!(
+        summary["triggers"]
             .as_array()
             .expect("triggers")
             .iter()
-            .find(|t| t["trigger"].as_str().is_some_and(|s| s.contains("zz")))
-            .unwrap_or_else(|| panic!("zz not named: {summary}"));
-        assert!(
-            named["foreign_share"].as_f64().expect("share") >= 0.5,
-            "{named}"
-        );
-        for r in 0..texts.len() {
-            assert_eq!(
-                scores.reason[r].is_some(),
-                truth[r],
-                "row {r}: {}",
-                texts[r]
-            );
-        }
-    }
-
-    #[test]
-    fn a_word_many_rows_of_other_labels_carry_is_not_named() {
-        // "cf" put into 10 % of label-0 rows (relabelled to 1) and 6 % of label-1 and label-0
-        // rows alike (labels kept): purity about 0.75, so it does not set the label
-        let (mut texts, mut labels, _) = synthetic(4000, 0.0, 9);
-        let mut rng = crate::rng::SplitMix64(3);
-        for r in 0..texts.len() {
-            let u = rng.unit();
-            if u < 0.06 || (labels[r] == 0 && u < 0.16) {
-                let mut w: Vec<&str> = texts[r].split(' ').collect();
-                let at = rng.below(w.len() + 1);
-                w.insert(at, "cf");
-                texts[r] = w.join(" ");
-                if u >= 0.06 {
-                    labels[r] = 1;
-                }
-            }
-        }
-        let (summary, scores) = run(&texts, &labels);
-        assert!(
-            summary["triggers"]
-                .as_array()
-                .expect("triggers")
-                .iter()
-                .all(|t| t["trigger"] != "cf"),
-            "{summary}"
-        );
-        let miss = summary["near_misses"]
-            .as_array()
-            .expect("near misses")
-            .iter()
-            .find(|t| t["phrase"] == "cf")
-            .unwrap_or_else(|| panic!("cf not reported: {summary}"));
-        assert!(
-            miss["abstained"]
-                .as_str()
-                .is_some_and(|s| s.contains("min_purity")),
-            "{miss}"
-        );
-        assert!(scores.reason.iter().all(Option::is_none));
-    }
+            .all(|t| t["trigger"] != "cf"),
+        "{summary}"
+    );
+    let miss = summary["near_misses"]
+        .as_array()
+        .expect("near misses")
+        .iter()
+        .find(|t| t["phrase"] == "cf")
+        .unwrap_or_else(|| panic!("cf not reported: {summary}"));
+    assert!(
+        miss["abstained"]
+            .as_str()
+            .is_some_and(|s| s.contains("min_purity")),
+        "{miss}"
+    );
+    assert!(scores.reason.iter().all(Option::is_none));
 }
