@@ -185,12 +185,15 @@ struct Planned {
 /// Decide which detectors run, with their checked parameters. Returns the plan and the
 /// detectors left out (only when no explicit selection was made).
 fn plan(opts: &ScanOptions) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
-    for code in opts.detector_params.keys() {
-        if registry::find(code).is_none() {
+    for (code, table) in &opts.detector_params {
+        let Some(d) = registry::find(code) else {
             return Err(ScanError::Config(format!(
                 "parameters given for unknown detector `{code}` (see `poisongate list`)"
             )));
-        }
+        };
+        // every table is checked, also that of a detector this scan does not run: a misspelt
+        // parameter of an opt-in detector must not pass unnoticed
+        d.configure(table)?;
     }
     let chosen: Vec<&'static dyn Detector> = match &opts.select {
         Some(prefixes) => {
