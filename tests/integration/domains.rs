@@ -1,8 +1,9 @@
 //! The reduced domain grid (experiments/domains-ci.toml) over the clean corpora of
 //! ../shared/benchmarks: it runs in-process, every scan reconciles, every injected file holds
 //! exactly the rows the rate asks for, and each seed's drawn target is a label of the corpus.
-//! Properties of the injection and the bookkeeping only: detector quality is asserted
-//! elsewhere.
+//! Besides the injection and the bookkeeping, one quality property: under a trigger attack the
+//! combined verdict flags at most 0.5 % of the clean rows of any corpus (the detection bars
+//! are in benchmarks.rs and docs/evaluation.md).
 
 use crate::common::{benchmarks, root};
 use poisongate::eval::{load, run};
@@ -105,5 +106,15 @@ fn domain_grid_runs_and_reconciles() {
             r.clean_flagged_fraction(),
             e.fp as f64 / (r.rows - r.poisoned) as f64
         );
+        // the gate's first duty holds under attack too: inserted triggers and phrases do not
+        // drag the corpus's own rows into quarantine (label flips are left out: a flipped row
+        // makes its untouched exact duplicates a label conflict)
+        if r.detector == "combined" && !r.attack.starts_with("label-flip") {
+            assert!(
+                r.clean_flagged_fraction() <= 0.005,
+                "{cell}: {:.2} % of clean rows flagged",
+                100.0 * r.clean_flagged_fraction()
+            );
+        }
     }
 }
