@@ -309,75 +309,6 @@ pub(crate) fn quantile(v: &[f64], q: f64) -> f64 {
     s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ndarray::Array2;
-
-    #[test]
-    fn fast_ica_unmixes_a_rotation_of_independent_sources() {
-        // two unit-variance non-Gaussian sources (uniform, and ±1 with noise), rotated by 30°
-        let mut rng = crate::rng::SplitMix64(21);
-        let m = 4000;
-        let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
-        let mut y = Vec::with_capacity(2 * m);
-        for _ in 0..m {
-            let a = (rng.unit() - 0.5) * 12f64.sqrt();
-            let b = (if rng.unit() < 0.5 { -1.0 } else { 1.0 }) * 0.95 + 0.1 * rng.gauss();
-            y.push(c * a - s * b);
-            y.push(s * a + c * b);
-        }
-        let (w, iters) = fast_ica(&y, m, 2, 1, 200, 1e-6).unwrap();
-        assert!(iters < 200);
-        // W times the mixing matrix is a signed permutation
-        let mix = [[c, -s], [s, c]];
-        for i in 0..2 {
-            let row: Vec<f64> = (0..2)
-                .map(|j| (0..2).map(|t| w[i * 2 + t] * mix[t][j]).sum::<f64>().abs())
-                .collect();
-            let (hi, lo) = (row[0].max(row[1]), row[0].min(row[1]));
-            assert!(hi > 0.99 && lo < 0.1, "{w:?}");
-        }
-        // rows are orthonormal
-        let dot: f64 = (0..2).map(|t| w[t] * w[2 + t]).sum();
-        assert!(dot.abs() < 1e-9);
-    }
-
-    #[test]
-    fn eigen_of_known_covariance() {
-        // points spread along (1, 1, 0) / sqrt(2) with small noise elsewhere
-        let n = 500;
-        let mut x = Array2::<f32>::zeros((n, 3));
-        for i in 0..n {
-            let t = (i as f32 / n as f32 - 0.5) * 10.0;
-            let e = ((i * 7919) % 101) as f32 / 101.0 - 0.5;
-            x[[i, 0]] = t + 0.1 * e + 3.0;
-            x[[i, 1]] = t - 0.1 * e - 2.0;
-            x[[i, 2]] = 0.05 * e;
-        }
-        let rows: Vec<usize> = (0..n).collect();
-        let ce = centered_eigen(&x.view(), &rows, 2).unwrap();
-        let v = &ce.eigenvectors[0];
-        let s = std::f64::consts::FRAC_1_SQRT_2;
-        assert!((v[0] - s).abs() < 1e-3 && (v[1] - s).abs() < 1e-3, "{v:?}");
-        assert!((ce.mean[0] - 3.0).abs() < 0.05 && (ce.mean[1] + 2.0).abs() < 0.05);
-        assert!(ce.eigenvalues[0] > 100.0 * ce.eigenvalues[1]);
-        let p = Projector::new(&ce.mean, v).project_rows(&x.view(), &rows);
-        let mean_p: f64 = p.iter().sum::<f64>() / n as f64;
-        assert!(
-            mean_p.abs() < 1e-3,
-            "projections of centred rows average to 0"
-        );
-    }
-
-    #[test]
-    fn quantiles() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(quantile(&[0.0, 10.0], 0.25), 2.5);
-        assert_eq!(median(&[]), 0.0);
-    }
-}
-
 /// Symmetric FastICA (Hyvärinen, "Fast and robust fixed-point algorithms for independent
 /// component analysis", IEEE TNN 1999) with the log-cosh contrast, on `m` whitened rows `y`
 /// (row-major, `k` columns, zero mean, identity covariance). Returns the orthogonal unmixing
@@ -495,4 +426,73 @@ fn sym_decorrelate(w: &[f64], k: usize) -> Result<Vec<f64>, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn fast_ica_unmixes_a_rotation_of_independent_sources() {
+        // two unit-variance non-Gaussian sources (uniform, and ±1 with noise), rotated by 30°
+        let mut rng = crate::rng::SplitMix64(21);
+        let m = 4000;
+        let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
+        let mut y = Vec::with_capacity(2 * m);
+        for _ in 0..m {
+            let a = (rng.unit() - 0.5) * 12f64.sqrt();
+            let b = (if rng.unit() < 0.5 { -1.0 } else { 1.0 }) * 0.95 + 0.1 * rng.gauss();
+            y.push(c * a - s * b);
+            y.push(s * a + c * b);
+        }
+        let (w, iters) = fast_ica(&y, m, 2, 1, 200, 1e-6).unwrap();
+        assert!(iters < 200);
+        // W times the mixing matrix is a signed permutation
+        let mix = [[c, -s], [s, c]];
+        for i in 0..2 {
+            let row: Vec<f64> = (0..2)
+                .map(|j| (0..2).map(|t| w[i * 2 + t] * mix[t][j]).sum::<f64>().abs())
+                .collect();
+            let (hi, lo) = (row[0].max(row[1]), row[0].min(row[1]));
+            assert!(hi > 0.99 && lo < 0.1, "{w:?}");
+        }
+        // rows are orthonormal
+        let dot: f64 = (0..2).map(|t| w[t] * w[2 + t]).sum();
+        assert!(dot.abs() < 1e-9);
+    }
+
+    #[test]
+    fn eigen_of_known_covariance() {
+        // points spread along (1, 1, 0) / sqrt(2) with small noise elsewhere
+        let n = 500;
+        let mut x = Array2::<f32>::zeros((n, 3));
+        for i in 0..n {
+            let t = (i as f32 / n as f32 - 0.5) * 10.0;
+            let e = ((i * 7919) % 101) as f32 / 101.0 - 0.5;
+            x[[i, 0]] = t + 0.1 * e + 3.0;
+            x[[i, 1]] = t - 0.1 * e - 2.0;
+            x[[i, 2]] = 0.05 * e;
+        }
+        let rows: Vec<usize> = (0..n).collect();
+        let ce = centered_eigen(&x.view(), &rows, 2).unwrap();
+        let v = &ce.eigenvectors[0];
+        let s = std::f64::consts::FRAC_1_SQRT_2;
+        assert!((v[0] - s).abs() < 1e-3 && (v[1] - s).abs() < 1e-3, "{v:?}");
+        assert!((ce.mean[0] - 3.0).abs() < 0.05 && (ce.mean[1] + 2.0).abs() < 0.05);
+        assert!(ce.eigenvalues[0] > 100.0 * ce.eigenvalues[1]);
+        let p = Projector::new(&ce.mean, v).project_rows(&x.view(), &rows);
+        let mean_p: f64 = p.iter().sum::<f64>() / n as f64;
+        assert!(
+            mean_p.abs() < 1e-3,
+            "projections of centred rows average to 0"
+        );
+    }
+
+    #[test]
+    fn quantiles() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(quantile(&[0.0, 10.0], 0.25), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
 }

@@ -1,6 +1,7 @@
 //! DUP002's contrast test: one-word-edit pairs whose label change the edited word explains
 //! (consistent contrast pairs, not flips) are removed before the clusters are judged.
 
+use super::direction::ClassWords;
 use super::edits::{edited_words, only_added};
 use super::exact::Core;
 use super::minhash::UnionFind;
@@ -50,22 +51,7 @@ impl Core {
         labels: &[ClassIndex],
         contrast_odds: f64,
     ) -> Vec<(usize, usize)> {
-        // document frequency per class of every word, and the rows per class
-        let mut df: std::collections::HashMap<u64, BTreeMap<ClassIndex, usize>> =
-            std::collections::HashMap::new();
-        let mut n_class: BTreeMap<ClassIndex, usize> = BTreeMap::new();
-        for (g, rows) in self.groups.iter().enumerate() {
-            let mut uniq = self.toks[g].clone();
-            uniq.sort_unstable();
-            uniq.dedup();
-            for &r in rows {
-                let l = labels[r];
-                *n_class.entry(l).or_default() += 1;
-                for &w in &uniq {
-                    *df.entry(w).or_default().entry(l).or_default() += 1;
-                }
-            }
-        }
+        let words = ClassWords::new(self, labels);
         let pure = |g: usize| -> Option<ClassIndex> {
             let first = labels[self.groups[g][0]];
             self.groups[g]
@@ -77,15 +63,14 @@ impl Core {
         // word does not explain a label through the very rows being judged
         let log_odds = |w: Option<u64>, a: ClassIndex, b: ClassIndex, pair: [usize; 2]| -> f64 {
             let Some(w) = w else { return 0.0 };
-            let c = df.get(&w);
             let own = |l: ClassIndex, with_word: bool| -> f64 {
                 pair.iter()
                     .filter(|&&g| !with_word || self.toks[g].contains(&w))
                     .map(|&g| self.groups[g].iter().filter(|&&r| labels[r] == l).count())
                     .sum::<usize>() as f64
             };
-            let d = |l| c.and_then(|m| m.get(&l)).copied().unwrap_or(0) as f64 - own(l, true);
-            let n = |l| n_class.get(&l).copied().unwrap_or(0) as f64 - own(l, false);
+            let d = |l| words.df(w, l) as f64 - own(l, true);
+            let n = |l| words.n(l) as f64 - own(l, false);
             ((d(b) + 1.0) / (n(b) + 2.0)).ln() - ((d(a) + 1.0) / (n(a) + 2.0)).ln()
         };
         let cut = contrast_odds.ln();
@@ -124,9 +109,7 @@ impl Core {
                 .collect();
             shared.sort_unstable();
             shared.dedup();
-            let prior = ((n_class.get(&b).copied().unwrap_or(0) as f64 + 1.0)
-                / (n_class.get(&a).copied().unwrap_or(0) as f64 + 1.0))
-                .ln();
+            let prior = ((words.n(b) as f64 + 1.0) / (words.n(a) as f64 + 1.0)).ln();
             let rest = prior
                 + shared
                     .iter()

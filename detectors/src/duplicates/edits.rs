@@ -1,5 +1,6 @@
-//! Near duplicates one word edit apart: word hashes, one-word-edit neighbourhood keys, and the
-//! verified pairs of exact groups one word edit apart.
+//! Near duplicates a few words apart: word hashes, one-word-edit neighbourhood keys and the
+//! verified pairs of exact groups one word edit apart; aligned block keys and the verified pairs
+//! of equally long texts with a few words substituted.
 
 use super::minhash::{bucket_pairs, mod_mersenne, words};
 use super::{NearParams, CHUNK, MERSENNE};
@@ -132,6 +133,81 @@ pub(super) fn word_edit_pairs(toks: &[Vec<u64>], near: &NearParams) -> Vec<((usi
         .collect()
 }
 
+/// Most words that may be substituted in a text of `n` words: one per `min_words` words (the
+/// similarity 1 − d/n then stays at or above the one-word edit's 1 − 1/`min_words`).
+pub(super) fn max_substitutions(n: usize, min_words: usize) -> usize {
+    n / min_words.max(1)
+}
+
+/// Positions at which two equally long word sequences differ.
+fn hamming(a: &[u64], b: &[u64]) -> usize {
+    a.iter().zip(b).filter(|(x, y)| x != y).count()
+}
+
+/// Aligned block keys of a text of n words allowing d = [`max_substitutions`] substituted words:
+/// the positions are cut into d + 1 contiguous blocks, and each block's words (with n and the
+/// block's index) make one key. Two equally long texts that differ in at most d positions leave
+/// at least one block untouched (pigeonhole), so they share that key: no such pair is missed.
+fn block_keys(w: &[u64], d: usize) -> Vec<u64> {
+    let n = w.len();
+    let blocks = d + 1;
+    let mut bytes = Vec::with_capacity(8 * (n / blocks + 3));
+    (0..blocks)
+        .map(|j| {
+            bytes.clear();
+            bytes.extend_from_slice(&(n as u64).to_le_bytes());
+            bytes.extend_from_slice(&(j as u64).to_le_bytes());
+            for x in &w[j * n / blocks..(j + 1) * n / blocks] {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+            xxh3_64_with_seed(&bytes, 0x5B57_0000_0000_0002)
+        })
+        .collect()
+}
+
+/// Pairs of exact groups (indices into `toks`) of equally long texts, n words each, that differ
+/// in 2 to ⌊n / `edit_min_words`⌋ word positions (one position is a one-word edit, found by
+/// [`word_edit_pairs`]), with their similarity 1 − d/n. A flipped copy with a few words replaced
+/// by other words keeps its length and the order of the rest: 5-gram MinHash misses it below
+/// about 50 words (each substitution breaks five shingles). Sorted.
+pub(super) fn word_substitution_pairs(
+    toks: &[Vec<u64>],
+    near: &NearParams,
+) -> Vec<((usize, usize), f64)> {
+    let min_words = near.edit_min_words;
+    let mut keys: Vec<(u64, usize)> = toks
+        .par_chunks(CHUNK)
+        .enumerate()
+        .flat_map_iter(|(ci, c)| {
+            let mut out = Vec::new();
+            for (j, t) in c.iter().enumerate() {
+                let d = max_substitutions(t.len(), min_words);
+                if d >= 2 {
+                    out.extend(block_keys(t, d).into_iter().map(|k| (k, ci * CHUNK + j)));
+                }
+            }
+            out
+        })
+        .collect();
+    keys.par_sort_unstable();
+    let mut cand: Vec<(usize, usize)> = Vec::new();
+    bucket_pairs(&keys, near.max_bucket, &mut cand);
+    cand.par_sort_unstable();
+    cand.dedup();
+    cand.into_par_iter()
+        .filter_map(|(a, b)| {
+            let (ta, tb) = (&toks[a], &toks[b]);
+            if ta.len() != tb.len() {
+                return None;
+            }
+            let n = ta.len();
+            let d = hamming(ta, tb);
+            (d >= 2 && d <= max_substitutions(n, min_words))
+                .then(|| ((a.min(b), a.max(b)), 1.0 - d as f64 / n as f64))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +231,40 @@ mod tests {
         assert_eq!(edited_words(&a, &sub), Some((Some(3), Some(9))));
         assert_eq!(edited_words(&a, &ins), Some((None, Some(9))));
         assert_eq!(edited_words(&a, &del), Some((Some(2), None)));
+    }
+
+    #[test]
+    fn block_keys_find_every_pair_within_the_substitution_budget() {
+        // 15 words allow 3 substitutions: every choice of 3 positions leaves a shared block
+        let a: Vec<u64> = (1..=15).collect();
+        let d = max_substitutions(a.len(), 5);
+        assert_eq!(d, 3);
+        let ka = block_keys(&a, d);
+        for i in 0..15 {
+            for j in i + 1..15 {
+                for k in j + 1..15 {
+                    let mut b = a.clone();
+                    for p in [i, j, k] {
+                        b[p] += 100;
+                    }
+                    let kb = block_keys(&b, d);
+                    assert!(ka.iter().zip(&kb).any(|(x, y)| x == y), "{i} {j} {k}");
+                    assert_eq!(hamming(&a, &b), 3);
+                }
+            }
+        }
+        let near = crate::duplicates::tests::near_params();
+        let mut b = a.clone();
+        b[2] = 99;
+        b[9] = 98;
+        let mut c = a.clone();
+        for p in [0, 4, 8, 12] {
+            c[p] = 97;
+        }
+        let pairs = word_substitution_pairs(&[a.clone(), b, c], &near);
+        // a–b differ in 2 of 15 words; c differs from a in 4 (over the budget of 3) and from b in 6
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].0, (0, 1));
+        assert!((pairs[0].1 - 13.0 / 15.0).abs() < 1e-12);
     }
 }

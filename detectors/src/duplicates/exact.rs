@@ -1,6 +1,7 @@
 //! The shared core and its first step, exact duplicates (DUP001's relation): normalised texts
 //! grouped by their 128-bit hash; the rows and similarity of clusters of exact groups.
 
+use super::edits::word_hashes;
 use super::minhash::jaccard;
 use super::normalise::{normalize, Normalization};
 use super::{NearParams, CHUNK};
@@ -21,7 +22,7 @@ pub(super) struct Core {
     pub(super) sigs: Vec<Vec<u32>>,
     /// Verified near pairs of exact groups (a < b): similarity and the measure that found it.
     pub(super) edges: BTreeMap<(usize, usize), (f64, &'static str)>,
-    /// Word hashes per exact group (near duplicates only).
+    /// Word hashes (mod 2⁶¹ − 1) of each exact group's normalised text.
     pub(super) toks: Vec<Vec<u64>>,
     /// Near-duplicate statistics for the summary.
     pub(super) near_stats: serde_json::Value,
@@ -62,6 +63,8 @@ impl Core {
                 group_of[r] = gi;
             }
         }
+        let reps: Vec<usize> = groups.iter().map(|g| g[0]).collect();
+        let toks = word_hashes(&normalized, &reps, near.map_or(1, |p| p.seed));
         let mut core = Core {
             n_rows: n,
             groups,
@@ -69,7 +72,7 @@ impl Core {
             clusters: None,
             sigs: Vec::new(),
             edges: BTreeMap::new(),
-            toks: Vec::new(),
+            toks,
             near_stats: serde_json::Value::Null,
         };
         if let Some(near) = near {

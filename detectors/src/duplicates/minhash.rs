@@ -1,7 +1,7 @@
 //! Near duplicates by MinHash LSH: the band choice, the MinHash permutations and signatures, the
 //! LSH banding into candidate pairs, their verification, and the union-find near clusters.
 
-use super::edits::{word_edit_pairs, word_hashes};
+use super::edits::{word_edit_pairs, word_substitution_pairs};
 use super::exact::Core;
 use super::{NearParams, CHUNK, MERSENNE};
 use crate::rng::splitmix;
@@ -224,17 +224,21 @@ impl Core {
             .map(|&(a, b)| ((a, b), (jaccard(&sigs[a], &sigs[b]), "minhash_jaccard")))
             .collect();
         let mut edit_pairs = 0usize;
-        let toks = if near.word_edit {
-            word_hashes(normalized, &reps, near.seed)
-        } else {
-            Vec::new()
-        };
+        let mut substitution_pairs = 0usize;
+        let toks = &self.toks;
         if near.word_edit {
-            for (pair, sim) in word_edit_pairs(&toks, near) {
+            for (pair, sim) in word_edit_pairs(toks, near) {
                 edit_pairs += 1;
                 let e = edges.entry(pair).or_insert((sim, "word_edit"));
                 if sim > e.0 {
                     *e = (sim, "word_edit");
+                }
+            }
+            for (pair, sim) in word_substitution_pairs(toks, near) {
+                substitution_pairs += 1;
+                let e = edges.entry(pair).or_insert((sim, "word_substitution"));
+                if sim > e.0 {
+                    *e = (sim, "word_substitution");
                 }
             }
         }
@@ -256,10 +260,10 @@ impl Core {
             "candidate_pairs": candidates,
             "verified_pairs": verified.len(),
             "word_edit_pairs": edit_pairs,
+            "word_substitution_pairs": substitution_pairs,
             "near_pairs": edges.len(),
         });
         self.edges = edges;
-        self.toks = toks;
     }
 }
 

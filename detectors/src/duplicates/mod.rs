@@ -14,6 +14,7 @@
 
 mod amplification;
 mod contrast;
+mod direction;
 mod edits;
 mod embedding;
 mod exact;
@@ -50,9 +51,12 @@ static META_DUP001: Meta = Meta {
 
 ## What it detects
 Label flips by copy: a row whose text (after normalisation) also occurs in the dataset with a
-different label. Within such a cluster the minority-label rows are flagged; when the top labels
-tie (1:1, 2:2) every row of the cluster is flagged and the reason says that it cannot tell
-which label is right.
+different label. Within such a cluster the minority-label rows are flagged. When the top labels
+tie (1:1, 2:2) the text cannot say which row is the copy; the population can: an attacker's
+copies carry one target label, so when one label is out of place (by naive Bayes on the other
+rows) in far more ties than chance, every tie with that label is resolved against it (the flip
+direction test below). Ties the test does not resolve are flagged whole and the reason says
+that it cannot tell which label is right.
 
 ## Method
 Normalise each text (NFKC, case fold, collapse whitespace: see Parameters), hash it with
@@ -61,16 +65,40 @@ by hash (sorted, so the grouping is deterministic). For each group with more tha
 the label with the most rows is the majority, the others are flagged with
 `DUP001:dup_of=<first majority row> jaccard=1.00 threshold=exact labels=<this>:<dup_of>
 counts=<label>x<rows>,... minority`; in a tie every row is flagged with `... tie: cannot tell
-which label is right`, `dup_of` the first row with another label. Score: 1 + (majority − this
-label's rows) / cluster size for minority rows, 1.0 in a tie, 0 otherwise. The summary lists
-every cluster count, the size histogram and the conflicting clusters with their rows (first
-50).
+which label is right`, `dup_of` the first row with another label, unless the flip direction
+resolves it.
+
+Flip direction (`direction_alpha`; shared with DUP002): each 1:1 tie asks which of its two
+labels the text supports less (the label out of place there), by two naive-Bayes readers
+trained on the rows outside the tie, without the class prior: multinomial (word counts, add-one
+smoothing) and Bernoulli over the words present (a word's rate in a class smoothed towards its
+rate in both classes with 2 pseudo-rows, so that rare words do not favour the smaller class).
+By chance a tie joins labels a and b with probability ∝ s_a·s_b (class shares s) and either
+is out of place with probability ½, so label l is out of place in a tie with probability
+π_l = s_l(1 − s_l)/(1 − Σ s²) (½ with two classes). A label whose count among all N ties
+has a one-sided binomial p ≤ `direction_alpha` / (2 · labels in ties) under either reader is a
+target of the flips; a tie with exactly one target label among its top labels is resolved
+against it: its rows are flagged with `... tie resolved by the flips' direction: <reader>
+naive Bayes finds <label> out of place in <o> of <N> tied conflicts (p = ...)`, the other
+rows are not. Natural ties have no common direction and stay flagged whole. Score: 1 +
+(majority − this label's rows) / cluster size for minority rows, 1.0 in a tie, 0 otherwise.
+The summary lists every cluster count, the size histogram, the conflicting clusters with
+their rows (first 50) and `flip_direction` (per label: ties, out-of-place counts and p of
+each reader; the targets).
 
 ## Parameters
 "#,
         r#"- `nfkc` (default true): Unicode NFKC (compatibility composition).
 - `case_fold` (default true): Unicode lower-casing (Rust's `to_lowercase`).
 - `collapse_whitespace` (default true): runs of whitespace become one space, ends trimmed.
+- `direction_alpha` (default 0.01; 0 turns the test off): level of the flip direction test.
+
+Measured (`poisongate eval experiments/domains.toml`, duplicate-flip at 2 %, three seeds,
+target label drawn per seed): on sst2, sms-spam, ag-news, tweeteval-hate and -emotion every
+added copy found and at most 0.06 % of the other rows flagged (0.39 % on emotion, whose own
+near copies disagree); on tweeteval-irony naive Bayes reads the label out of place in only
+55–60 % of the ties, the direction is not established and ties are flagged whole (the
+original with its copy).
 
 ## Known false positives
 Genuinely ambiguous short texts ("ok", "too bad .") that annotators labelled differently: a
@@ -84,7 +112,7 @@ Curtis G. Northcutt, Anish Athalye, Jonas Mueller. Pervasive Label Errors in Tes
 Destabilize Machine Learning Benchmarks. NeurIPS 2021 Datasets and Benchmarks (label errors).
 "#
     ),
-    version: 1,
+    version: 2,
 };
 
 static META_DUP002: Meta = Meta {
@@ -95,11 +123,12 @@ static META_DUP002: Meta = Meta {
         r#"# DUP002 near-duplicate-label-conflict
 
 ## What it detects
-Label flips hidden behind small edits: a near copy (a word changed, added or removed) of a row,
-carrying another label. Clusters of near duplicates that contain at least two distinct
-normalised texts and more than one label have their minority-label rows flagged; in a tie of
-the top labels every row is flagged ("tie: cannot tell which label is right": in a 1:1
-conflict the original is flagged with its copy).
+Label flips hidden behind small edits: a near copy (a word changed, added or removed, or a few
+words replaced) of a row, carrying another label. Clusters of near duplicates that contain at
+least two distinct normalised texts and more than one label have their minority-label rows
+flagged; a tie of the top labels is resolved by the flip direction test of DUP001 (over the
+words every text of the cluster keeps), else every row is flagged ("tie: cannot tell which label
+is right": the original is flagged with its copy).
 
 ## Method
 Normalisation and exact grouping as in DUP001; one representative per exact group. Words are
@@ -121,6 +150,13 @@ the whitespace-separated tokens of the normalised text. Two relations make a pai
    deleted, polynomial hashes mod 2⁶¹ − 1 in O(n) from prefix and suffix hashes); texts one
    edit apart share a key; candidates are verified word by word. Texts of fewer words match
    only exactly (a one-word change of "great film ." is a different text).
+   Word substitutions: two texts of the same length n that differ in 2 to ⌊n / `edit_min_words`⌋
+   word positions (similarity 1 − d/n ≥ 1 − 1/`edit_min_words`, the one-word edit's bar) are
+   near: a flipped copy with a few words replaced keeps its length and word order, and each
+   replaced word breaks five shingles. Found exactly: the positions are cut into d_max + 1
+   aligned blocks and each block (with n and its index) is a key; two texts within d_max
+   substitutions leave one block untouched (pigeonhole) and share its key; candidates are
+   verified word by word. Measure `word_substitution`.
 
 3. Embeddings, when the scan has them (`--embeddings`, loaded for a detector that needs them,
    e.g. SPEC001): rows among each other's `embedding_k` nearest neighbours by cosine (the
@@ -155,8 +191,10 @@ parallel maps, sorted pairs).
 - `nfkc`, `case_fold`, `collapse_whitespace` (default true): normalisation, as in DUP001.
 - `threshold` (default 0.8): Jaccard at which two rows are near duplicates.
 - `shingle_words` (default 5): words per shingle; shorter texts are one shingle.
-- `word_edit` (default true): relation 2 on or off.
-- `edit_min_words` (default 5): fewest words of the longer text for a one-word edit to count.
+- `word_edit` (default true): relation 2 (one-word edits and word substitutions) on or off.
+- `edit_min_words` (default 5): fewest words of the longer text for a one-word edit to count;
+  a text of n words may have ⌊n / `edit_min_words`⌋ words substituted.
+- `direction_alpha` (default 0.01; 0: off): level of the flip direction test (see DUP001).
 - `contrast_odds` (default 10, "strong evidence" on Jeffreys' scale): odds change by which an
   edited word explains a label change. 1e300 turns the contrast test off.
 - `embedding_cosine` (default 0.97): cosine at which embeddings make two rows near (0: off).
@@ -176,7 +214,12 @@ parallel maps, sorted pairs).
 - `max_bucket` (default 100): a larger LSH or edit-key bucket links its members to its first
   member only.
 
-Measured (`cargo run --release -p poisongate-detectors --example dup_eval`): flagged rows
+Measured on the domain grid (`poisongate eval experiments/domains.toml`, duplicate-flip at
+2 % with 0 to 3 replaced words, seeds 1–3): recall 0.99–1.00 of the copies in every cell of
+sst2, sms-spam, ag-news, tweeteval-hate and -emotion (0.97–1.00 for each seed), other rows
+flagged at most 0.06 % (emotion 0.15–0.82 %, its own near copies disagreeing); tweeteval-irony
+recall 1.00 but the direction unresolved (see DUP001), so the originals are flagged too.
+Earlier measurement (`cargo run --release -p poisongate-detectors --example dup_eval`): flagged rows
 sst2-clean 2 (0.03 %), sms-spam-clean 0, demo 0 (without the contrast test: 139, 4.6 %); on
 sst2-clean with 100 exact and 100 one-word-changed flipped copies and 50 copies of one row:
 246 of 250 injected rows found (seeds 1–5: 246–248), 0.03 % of the other rows flagged; the
@@ -194,8 +237,9 @@ A flipped copy made only by adding words to the original is not flagged (see the
 pairs). One-word edits of texts with fewer than `edit_min_words` words (3 of the 100 injected near
 copies above); random word swaps that leave a text naive Bayes reads as the new label (about 1
 of 100 on sst2-clean, more on sms-spam-clean where single words carry the label);
-edits of two or more words in texts shorter than about 50 words; scripts written without
-spaces form one word per run (exact and 5-gram matches only).
+two or more words inserted or deleted (not substituted) in texts shorter than about 50 words;
+scripts written without spaces form one word per run (exact and 5-gram matches only). Ties in
+a domain where naive Bayes cannot read the labels (irony) stay unresolved.
 
 ## References
 Andrei Z. Broder. On the resemblance and containment of documents. Compression and Complexity
@@ -203,10 +247,11 @@ of Sequences, 1997. Jure Leskovec, Anand Rajaraman, Jeffrey D. Ullman. Mining of
 Datasets, ch. 3 (banding, the S-curve). Katherine Lee et al. Deduplicating Training Data Makes
 Language Models Better. ACL 2022. Martin Dietzfelbinger. Universal hashing and k-wise
 independent random variables via integer arithmetic without primes. STACS 1996. Harold
-Jeffreys. Theory of Probability, 3rd ed., 1961 (evidence scale).
+Jeffreys. Theory of Probability, 3rd ed., 1961 (evidence scale). Udi Manber, Sun Wu. Fast text
+searching allowing errors. CACM 35(10), 1992 (pigeonhole partitioning for k mismatches).
 "#
     ),
-    version: 2,
+    version: 3,
 };
 
 static META_DUP003: Meta = Meta {
@@ -330,6 +375,8 @@ pub struct DupParams {
     pub alpha: f64,
     /// DUP003: smallest cluster that may be flagged.
     pub min_copies: usize,
+    /// DUP001, DUP002: level of the flip-direction test that resolves 1:1 ties (0: off).
+    pub direction_alpha: f64,
 }
 
 fn read_norm(r: &mut ParamReader<'_>) -> Result<Normalization, ParamError> {
@@ -393,6 +440,10 @@ fn configure(
         ),
         _ => (0.01, 5),
     };
+    let direction_alpha = match kind {
+        Kind::Amplification => 0.0,
+        _ => r.f64("direction_alpha", 0.01, 0.0, 1.0)?,
+    };
     r.finish()?;
     Ok(DupParams {
         kind,
@@ -400,6 +451,7 @@ fn configure(
         near,
         alpha,
         min_copies,
+        direction_alpha,
     })
 }
 
@@ -543,6 +595,9 @@ impl Configured for DupParams {
             v["max_bucket"] = json!(n.max_bucket);
             v["lsh_bands"] = json!(n.bands);
             v["lsh_rows"] = json!(n.rows);
+        }
+        if self.kind != Kind::Amplification {
+            v["direction_alpha"] = json!(self.direction_alpha);
         }
         if self.kind == Kind::Amplification {
             v["alpha"] = json!(self.alpha);

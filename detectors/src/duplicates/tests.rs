@@ -5,6 +5,14 @@ use super::amplification::amplification;
 use super::*;
 use crate::Scores;
 
+/// DUP002's default near-duplicate parameters.
+pub(super) fn near_params() -> NearParams {
+    configure(Kind::NearConflict, "DUP002", &toml::Table::new())
+        .expect("defaults")
+        .near
+        .expect("near parameters")
+}
+
 fn fit(code: &str, texts: &[&str], labels: &[u32], params: &str) -> (Scores, serde_json::Value) {
     let texts: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
     let names = vec!["0".to_string(), "1".to_string()];
@@ -205,4 +213,93 @@ fn amplification_relative_to_baseline() {
     let mut with = sizes.clone();
     with.push(500);
     assert_eq!(amplification(&with, 0.01, 5), Some(500));
+}
+
+/// A corpus whose two classes use their own vocabulary: row i of class c is nine words drawn
+/// (deterministically) from that class's 40 words.
+fn two_vocabularies(rows_per_class: usize) -> (Vec<String>, Vec<u32>) {
+    let mut state = 7u64;
+    let mut texts = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..rows_per_class {
+        for c in 0..2u32 {
+            let words: Vec<String> = (0..9)
+                .map(|_| {
+                    let w = crate::rng::splitmix(&mut state) % 40;
+                    if c == 0 {
+                        format!("dull{w}")
+                    } else {
+                        format!("bright{w}")
+                    }
+                })
+                .collect();
+            texts.push(format!("{} row{i}", words.join(" ")));
+            labels.push(c);
+        }
+    }
+    (texts, labels)
+}
+
+#[test]
+fn flip_direction_resolves_ties_against_the_target_label() {
+    let (mut texts, mut labels) = two_vocabularies(200);
+    // 30 exact copies of class-0 rows relabelled 1: every tie is a 0 original and a 1 copy
+    let n = texts.len();
+    for k in 0..30 {
+        texts.push(texts[2 * k].clone());
+        labels.push(1);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP001", &refs, &labels, "");
+    let flagged: Vec<usize> = (0..refs.len()).filter(|&i| s.reason[i].is_some()).collect();
+    assert_eq!(flagged, (n..n + 30).collect::<Vec<_>>(), "{summary}");
+    let r = s.reason[n].as_deref().unwrap_or("");
+    assert!(r.contains("tie resolved by the flips' direction"), "{r}");
+    assert_eq!(
+        summary["flip_direction"]["targets"],
+        serde_json::json!(["1"])
+    );
+    // the same copies with their word order kept but two words replaced: DUP002 finds them
+    // by the substitution relation and resolves them the same way
+    let (mut texts, mut labels) = two_vocabularies(200);
+    for k in 0..30 {
+        let mut w: Vec<String> = texts[2 * k].split(' ').map(str::to_string).collect();
+        w[1] = "zz1".into();
+        w[4] = "zz2".into();
+        texts.push(w.join(" "));
+        labels.push(1);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP002", &refs, &labels, "");
+    let flagged: Vec<usize> = (0..refs.len()).filter(|&i| s.reason[i].is_some()).collect();
+    assert_eq!(flagged, (n..n + 30).collect::<Vec<_>>(), "{summary}");
+    assert!(s.reason[n]
+        .as_deref()
+        .unwrap_or("")
+        .contains("measure=word_substitution"));
+    // with the test off, every tie is flagged whole
+    let (s, _) = fit("DUP002", &refs, &labels, "direction_alpha = 0");
+    assert_eq!(
+        (0..refs.len()).filter(|&i| s.reason[i].is_some()).count(),
+        60
+    );
+}
+
+#[test]
+fn ties_without_a_common_direction_stay_flagged_whole() {
+    // 15 copies flipped each way: no label is out of place more often than chance
+    let (mut texts, mut labels) = two_vocabularies(200);
+    for k in 0..30 {
+        let src = 2 * k + k % 2;
+        texts.push(texts[src].clone());
+        labels.push(1 - labels[src]);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP001", &refs, &labels, "");
+    assert_eq!(
+        (0..refs.len()).filter(|&i| s.reason[i].is_some()).count(),
+        60,
+        "{summary}"
+    );
+    assert_eq!(summary["flip_direction"]["targets"], serde_json::json!([]));
 }

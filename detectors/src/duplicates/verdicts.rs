@@ -2,6 +2,7 @@
 //! DUP002 (near clusters), DUP003's amplified clusters, and the fitted scores and reasons.
 
 use super::amplification::{amplification, expected_at_least, power_law_alpha};
+use super::direction::{flip_direction, Direction};
 use super::exact::Core;
 use super::{DupParams, Kind, LIST_CAP, NEAREST_CAP};
 use crate::{Batch, ClassIndex, DetectError, Fitted, Scores};
@@ -94,6 +95,10 @@ fn counts_text(counts: &BTreeMap<ClassIndex, usize>, names: &[String]) -> String
 struct Conflict {
     counts: BTreeMap<ClassIndex, usize>,
     majority: Option<ClassIndex>,
+    /// The labels tied at the top (one when there is a majority).
+    tops: Vec<ClassIndex>,
+    /// In a tie, the label the flips' direction resolves it against.
+    resolved: Option<ClassIndex>,
 }
 
 impl Conflict {
@@ -109,22 +114,31 @@ impl Conflict {
             .map(|(&l, _)| l)
             .collect();
         let majority = if tops.len() == 1 { Some(tops[0]) } else { None };
-        Some(Conflict { counts, majority })
+        Some(Conflict {
+            counts,
+            majority,
+            tops,
+            resolved: None,
+        })
     }
 
     fn flags(&self, label: ClassIndex) -> bool {
-        self.majority != Some(label)
+        match (self.majority, self.resolved) {
+            (Some(m), _) => label != m,
+            (None, Some(t)) => label == t,
+            (None, None) => true,
+        }
     }
 
     fn counts_text(&self, names: &[String]) -> String {
         counts_text(&self.counts, names)
     }
 
-    fn verdict(&self) -> &'static str {
-        if self.majority.is_some() {
-            "minority"
-        } else {
-            "tie: cannot tell which label is right"
+    fn verdict(&self, direction: &Direction, names: &[String]) -> String {
+        match (self.majority, self.resolved) {
+            (Some(_), _) => "minority".to_string(),
+            (None, Some(t)) => direction.evidence(&label_name(names, t), t),
+            (None, None) => "tie: cannot tell which label is right".to_string(),
         }
     }
 
@@ -216,10 +230,31 @@ pub(super) fn verdicts(
                     })
                     .unwrap_or_default()
             };
-            for (rows, cgroups) in &clusters {
-                let Some(conflict) = Conflict::of(rows, labels) else {
-                    continue;
-                };
+            let mut conflicts: Vec<(&[usize], &[usize], Conflict)> = clusters
+                .iter()
+                .filter_map(|(rows, cgroups)| {
+                    Conflict::of(rows, labels).map(|c| (rows.as_slice(), *cgroups, c))
+                })
+                .collect();
+            let ties: Vec<(&[usize], Vec<usize>, Vec<ClassIndex>)> = conflicts
+                .iter()
+                .filter(|(_, _, c)| c.majority.is_none())
+                .map(|(rows, cgroups, c)| {
+                    let groups = if exact {
+                        vec![core.group_of[rows[0]]]
+                    } else {
+                        cgroups.to_vec()
+                    };
+                    (*rows, groups, c.tops.clone())
+                })
+                .collect();
+            let direction = flip_direction(core, &ties, labels, p.direction_alpha);
+            for (_, _, c) in &mut conflicts {
+                if c.majority.is_none() {
+                    c.resolved = direction.resolves(&c.tops);
+                }
+            }
+            for (rows, cgroups, conflict) in &conflicts {
                 n_conflicts += 1;
                 if listed.len() < LIST_CAP {
                     listed.push(json!({
@@ -229,7 +264,7 @@ pub(super) fn verdicts(
                         "distinct_texts": if exact { 1 } else { cgroups.len() },
                     }));
                 }
-                for &row in rows {
+                for &row in rows.iter() {
                     let mine = labels[row];
                     if !conflict.flags(mine) {
                         continue;
@@ -287,7 +322,7 @@ pub(super) fn verdicts(
                             label_name(names, mine),
                             label_name(names, labels[dup_of]),
                             conflict.counts_text(names),
-                            conflict.verdict()
+                            conflict.verdict(&direction, names)
                         ),
                     );
                     score[row] = if exact {
@@ -298,6 +333,7 @@ pub(super) fn verdicts(
                 }
             }
             summary["conflicting_clusters"] = json!(n_conflicts);
+            summary["flip_direction"] = direction.summary(|l| label_name(names, l));
             summary["conflicts"] = json!(listed);
         }
         Kind::Amplification => {

@@ -1,0 +1,312 @@
+//! DUP001 / DUP002's tie-break: the direction of the flips. A flipped copy of a row makes a 1:1
+//! label conflict in which the text alone cannot say which row is the copy. An attacker's
+//! copies share a purpose, a target label; natural disagreements do not. So each 1:1 conflict
+//! asks naive Bayes, trained on every other row, which of its two labels the words its texts
+//! share support less (the label out of place there), and the population asks whether one
+//! label is out of place in far more of the ties than chance: by chance a tie joins labels a
+//! and b with probability ∝ s_a·s_b (class shares s) and either is out of place with
+//! probability ½, so label l is out of place with probability π_l = s_l(1 − s_l)/(1 − Σ s²)
+//! (½ with two classes); the test is one-sided binomial over all ties, Bonferroni over the
+//! labels and the two readers. An attacker's target label both takes part in every injected
+//! tie and is the one the text reads as out of place. When a label passes, every tie with that
+//! label is resolved against it: its rows are flagged and the other rows are not. Otherwise ties
+//! are flagged whole.
+//!
+//! Two naive-Bayes readers, because neither reads every domain: multinomial (word counts,
+//! add-one smoothing) and Bernoulli over present words (a word's rate in a class smoothed
+//! towards its rate in both classes, so that words rare everywhere do not favour the smaller
+//! class). Measured out-of-place accuracy on injected copies: multinomial 0.71–0.73 on
+//! tweeteval-hate where Bernoulli reads 0.58–0.72; Bernoulli the better reader of
+//! tweeteval-emotion. Both without the class prior: a class's size must not make a direction.
+
+use super::exact::Core;
+use crate::trigger::ln_binomial_upper;
+use crate::ClassIndex;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+
+/// Per-class document frequencies of words (word hashes of [`Core::toks`]) and rows per class.
+pub(super) struct ClassWords {
+    /// Rows per class containing the word.
+    pub(super) df: HashMap<u64, BTreeMap<ClassIndex, usize>>,
+    /// Rows per class.
+    pub(super) n_class: BTreeMap<ClassIndex, usize>,
+    /// Occurrences per class of every word.
+    tf: HashMap<u64, BTreeMap<ClassIndex, usize>>,
+    /// Words (occurrences) per class.
+    tokens: BTreeMap<ClassIndex, usize>,
+}
+
+impl ClassWords {
+    pub(super) fn new(core: &Core, labels: &[ClassIndex]) -> ClassWords {
+        let mut df: HashMap<u64, BTreeMap<ClassIndex, usize>> = HashMap::new();
+        let mut n_class: BTreeMap<ClassIndex, usize> = BTreeMap::new();
+        let mut tf: HashMap<u64, BTreeMap<ClassIndex, usize>> = HashMap::new();
+        let mut tokens: BTreeMap<ClassIndex, usize> = BTreeMap::new();
+        for (g, rows) in core.groups.iter().enumerate() {
+            let counts = word_counts(&core.toks[g]);
+            for &r in rows {
+                let l = labels[r];
+                *n_class.entry(l).or_default() += 1;
+                *tokens.entry(l).or_default() += core.toks[g].len();
+                for &(w, c) in &counts {
+                    *df.entry(w).or_default().entry(l).or_default() += 1;
+                    *tf.entry(w).or_default().entry(l).or_default() += c;
+                }
+            }
+        }
+        ClassWords {
+            df,
+            n_class,
+            tf,
+            tokens,
+        }
+    }
+
+    /// Occurrences of `w` in class `l`.
+    fn tf(&self, w: u64, l: ClassIndex) -> usize {
+        self.tf
+            .get(&w)
+            .and_then(|m| m.get(&l))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Words in class `l`.
+    fn tokens(&self, l: ClassIndex) -> usize {
+        self.tokens.get(&l).copied().unwrap_or(0)
+    }
+
+    /// Distinct words.
+    fn vocabulary(&self) -> usize {
+        self.tf.len()
+    }
+
+    /// Rows of class `l` containing `w`.
+    pub(super) fn df(&self, w: u64, l: ClassIndex) -> usize {
+        self.df
+            .get(&w)
+            .and_then(|m| m.get(&l))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Rows of class `l`.
+    pub(super) fn n(&self, l: ClassIndex) -> usize {
+        self.n_class.get(&l).copied().unwrap_or(0)
+    }
+}
+
+/// Per label seen in a 1:1 tie: how often each reader found it out of place.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Tally {
+    /// Ties the label takes part in.
+    pub(super) tied: usize,
+    /// Ties in which each reader (multinomial, Bernoulli) found it out of place.
+    pub(super) out_of_place: [usize; 2],
+    /// ln p of each reader's count.
+    pub(super) ln_p: [f64; 2],
+}
+
+impl Tally {
+    /// The reader with the smaller p: (its name, its count, its ln p).
+    fn best(&self) -> (&'static str, usize, f64) {
+        let i = usize::from(self.ln_p[1] < self.ln_p[0]);
+        (READERS[i], self.out_of_place[i], self.ln_p[i])
+    }
+}
+
+/// Names of the two naive-Bayes readers.
+pub(super) const READERS: [&str; 2] = ["multinomial", "bernoulli"];
+
+/// The labels found to be the flips' target, with their evidence.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Direction {
+    /// Per label seen in a 1:1 tie.
+    pub(super) tally: BTreeMap<ClassIndex, Tally>,
+    /// 1:1 ties read.
+    pub(super) ties: usize,
+    /// Labels whose ln p is at most ln(alpha / (2 · labels tested)) for either reader, most
+    /// significant first.
+    pub(super) targets: Vec<ClassIndex>,
+    /// The level used.
+    pub(super) alpha: f64,
+}
+
+impl Direction {
+    /// The target label that resolves a tie among `tops`, when exactly one of them is a target.
+    pub(super) fn resolves(&self, tops: &[ClassIndex]) -> Option<ClassIndex> {
+        let hit: Vec<ClassIndex> = tops
+            .iter()
+            .copied()
+            .filter(|l| self.targets.contains(l))
+            .collect();
+        (hit.len() == 1).then(|| hit[0])
+    }
+
+    /// The evidence for `label` as a sentence fragment.
+    pub(super) fn evidence(&self, label: &str, l: ClassIndex) -> String {
+        let (reader, o, lp) = self.tally.get(&l).copied().unwrap_or_default().best();
+        format!(
+            "tie resolved by the flips' direction: {reader} naive Bayes finds {label} out of place in {o} of {} tied conflicts (p = {:.1e})",
+            self.ties,
+            lp.exp()
+        )
+    }
+
+    /// The summary entry.
+    pub(super) fn summary(&self, name: impl Fn(ClassIndex) -> String) -> serde_json::Value {
+        json!({
+            "alpha": self.alpha,
+            "tied_conflicts": self.ties,
+            "labels": self.tally.iter().map(|(&l, t)| json!({
+                "label": name(l),
+                "tied": t.tied,
+                "out_of_place": {READERS[0]: t.out_of_place[0], READERS[1]: t.out_of_place[1]},
+                "p_value": {READERS[0]: t.ln_p[0].exp(), READERS[1]: t.ln_p[1].exp()},
+            })).collect::<Vec<_>>(),
+            "targets": self.targets.iter().map(|&l| name(l)).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Each distinct word of a word sequence with its count, sorted by word.
+fn word_counts(toks: &[u64]) -> Vec<(u64, usize)> {
+    let mut sorted = toks.to_vec();
+    sorted.sort_unstable();
+    let mut out: Vec<(u64, usize)> = Vec::new();
+    for w in sorted {
+        match out.last_mut() {
+            Some((x, c)) if *x == w => *c += 1,
+            _ => out.push((w, 1)),
+        }
+    }
+    out
+}
+
+/// Words present in every exact group of a cluster (the words a copy kept), sorted.
+fn shared_words(core: &Core, groups: &[usize]) -> Vec<u64> {
+    let mut shared: Vec<u64> = core.toks[groups[0]].clone();
+    shared.sort_unstable();
+    shared.dedup();
+    for &g in &groups[1..] {
+        shared.retain(|w| core.toks[g].contains(w));
+    }
+    shared
+}
+
+/// Log odds of label b against a for one tie, by each reader, trained on the rows outside it.
+fn readings(
+    core: &Core,
+    words: &ClassWords,
+    labels: &[ClassIndex],
+    (rows, groups): (&[usize], &[usize]),
+    (a, b): (ClassIndex, ClassIndex),
+) -> [f64; 2] {
+    let shared = shared_words(core, groups);
+    // the cluster's own rows of class l: their words, and those containing w
+    let own_tokens = |l: ClassIndex, w: Option<u64>| -> usize {
+        rows.iter()
+            .filter(|&&r| labels[r] == l)
+            .map(|&r| {
+                let t = &core.toks[core.group_of[r]];
+                w.map_or(t.len(), |w| t.iter().filter(|&&x| x == w).count())
+            })
+            .sum()
+    };
+    let own_rows = |l: ClassIndex, w: Option<u64>| -> usize {
+        rows.iter()
+            .filter(|&&r| {
+                labels[r] == l && w.is_none_or(|w| core.toks[core.group_of[r]].contains(&w))
+            })
+            .count()
+    };
+    // multinomial, over the shared words with their counts in the first text
+    let v = words.vocabulary() as f64;
+    let z = |l: ClassIndex| (words.tokens(l).saturating_sub(own_tokens(l, None)) as f64 + v).ln();
+    let (za, zb) = (z(a), z(b));
+    let multinomial: f64 = word_counts(&core.toks[groups[0]])
+        .iter()
+        .filter(|(w, _)| shared.binary_search(w).is_ok())
+        .map(|&(w, c)| {
+            let ta = words.tf(w, a).saturating_sub(own_tokens(a, Some(w))) as f64;
+            let tb = words.tf(w, b).saturating_sub(own_tokens(b, Some(w))) as f64;
+            c as f64 * (((tb + 1.0).ln() - zb) - ((ta + 1.0).ln() - za))
+        })
+        .sum();
+    // Bernoulli over present words, smoothed towards the pooled rate
+    let na = words.n(a).saturating_sub(own_rows(a, None)) as f64;
+    let nb = words.n(b).saturating_sub(own_rows(b, None)) as f64;
+    let bernoulli: f64 = shared
+        .iter()
+        .map(|&w| {
+            let da = words.df(w, a).saturating_sub(own_rows(a, Some(w))) as f64;
+            let db = words.df(w, b).saturating_sub(own_rows(b, Some(w))) as f64;
+            let pooled = (da + db + 1.0) / (na + nb + 2.0);
+            ((db + POOLED_ROWS * pooled) / (nb + POOLED_ROWS)).ln()
+                - ((da + POOLED_ROWS * pooled) / (na + POOLED_ROWS)).ln()
+        })
+        .sum();
+    [multinomial, bernoulli]
+}
+
+/// Pseudo-rows of the Bernoulli reader's smoothing towards a word's pooled rate.
+const POOLED_ROWS: f64 = 2.0;
+
+/// Find the flips' direction from the 1:1 ties among `clusters` (rows, exact groups, and the
+/// tied top labels). `alpha` 0 turns the test off.
+pub(super) fn flip_direction(
+    core: &Core,
+    clusters: &[(&[usize], Vec<usize>, Vec<ClassIndex>)],
+    labels: &[ClassIndex],
+    alpha: f64,
+) -> Direction {
+    let pairs: Vec<_> = clusters.iter().filter(|c| c.2.len() == 2).collect();
+    let mut dir = Direction {
+        alpha,
+        ties: pairs.len(),
+        ..Direction::default()
+    };
+    if alpha <= 0.0 || pairs.is_empty() {
+        return dir;
+    }
+    let words = ClassWords::new(core, labels);
+    for (rows, groups, tops) in &pairs {
+        let (a, b) = (tops[0], tops[1]);
+        let lo = readings(core, &words, labels, (rows, groups), (a, b));
+        for l in [a, b] {
+            dir.tally.entry(l).or_default().tied += 1;
+        }
+        for (i, &x) in lo.iter().enumerate() {
+            // positive log odds of b: a is out of place
+            let out = if x > 0.0 {
+                Some(a)
+            } else if x < 0.0 {
+                Some(b)
+            } else {
+                None
+            };
+            if let Some(o) = out {
+                dir.tally.entry(o).or_default().out_of_place[i] += 1;
+            }
+        }
+    }
+    let total: usize = words.n_class.values().sum();
+    let share = |l: ClassIndex| words.n(l) as f64 / total.max(1) as f64;
+    let sum_sq: f64 = words.n_class.keys().map(|&l| share(l) * share(l)).sum();
+    let cut = (alpha / (2 * dir.tally.len()).max(1) as f64).ln();
+    let n_ties = dir.ties as u64;
+    for (&l, t) in dir.tally.iter_mut() {
+        let pi = (share(l) * (1.0 - share(l)) / (1.0 - sum_sq).max(f64::MIN_POSITIVE)).min(1.0);
+        for i in 0..2 {
+            t.ln_p[i] = ln_binomial_upper(t.out_of_place[i] as u64, n_ties, pi);
+        }
+        if t.ln_p.iter().any(|&lp| lp <= cut) {
+            dir.targets.push(l);
+        }
+    }
+    let best = |l: &ClassIndex| dir.tally[l].best().2;
+    dir.targets
+        .sort_by(|x, y| best(x).total_cmp(&best(y)).then(x.cmp(y)));
+    dir
+}
