@@ -1,9 +1,10 @@
 //! The reduced domain grid (experiments/domains-ci.toml) over the clean corpora of
 //! ../shared/benchmarks: it runs in-process, every scan reconciles, every injected file holds
 //! exactly the rows the rate asks for, and each seed's drawn target is a label of the corpus.
-//! Besides the injection and the bookkeeping, one quality property: under a trigger attack the
+//! Besides the injection and the bookkeeping, quality properties: under a trigger attack the
 //! combined verdict flags at most 0.5 % of the clean rows of any corpus (the detection bars
-//! are in benchmarks.rs and docs/evaluation.md).
+//! are in benchmarks.rs and docs/evaluation.md); flipped copies with two words replaced are
+//! found (recall ≥ 0.98) and, where the flips' direction is read, their originals are not.
 
 use crate::common::{benchmarks, root};
 use poisongate::eval::{load, run};
@@ -85,6 +86,7 @@ fn domain_grid_runs_and_reconciles() {
         })
         .collect();
     assert_eq!(got, want);
+    let mut unresolved = Vec::new();
     for r in &results.rows {
         let cell = format!("{} {} {:?} {}", r.dataset, r.attack, r.rate, r.detector);
         let (n, labels) = &corpora[&r.dataset];
@@ -93,13 +95,19 @@ fn domain_grid_runs_and_reconciles() {
         assert_eq!(e.tp + e.fn_, r.poisoned, "{cell}: tp + fn");
         assert_eq!(e.tp + e.fp, e.flagged, "{cell}: tp + fp");
         assert!(e.flagged <= r.rows, "{cell}");
-        assert_eq!(r.rows, *n, "{cell}: in-place attacks keep the row count");
         let rate = r.rate.expect("injected cells only");
-        assert_eq!(
-            r.poisoned,
-            (rate * *n as f64).round() as usize,
-            "{cell}: poisoned = round(rate * n)"
-        );
+        if r.attack.starts_with("duplicate-flip") {
+            let k = (rate * *n as f64 / (1.0 - rate)).round() as usize;
+            assert_eq!(r.poisoned, k, "{cell}: k = round(rate n / (1 - rate)) copies");
+            assert_eq!(r.rows, n + k, "{cell}: the copies are added");
+        } else {
+            assert_eq!(r.rows, *n, "{cell}: in-place attacks keep the row count");
+            assert_eq!(
+                r.poisoned,
+                (rate * *n as f64).round() as usize,
+                "{cell}: poisoned = round(rate * n)"
+            );
+        }
         let t = r.target_label.as_deref().expect("a drawn target");
         assert!(labels.contains(t), "{cell}: target {t} not a label");
         assert_eq!(
@@ -109,6 +117,23 @@ fn domain_grid_runs_and_reconciles() {
         // the gate's first duty holds under attack too: inserted triggers and phrases do not
         // drag the corpus's own rows into quarantine (label flips are left out: a flipped row
         // makes its untouched exact duplicates a label conflict)
+        if r.attack.starts_with("duplicate-flip") {
+            // the copies with two words replaced are DUP002's: all found; an unresolved 1:1 tie
+            // flags the original with its copy, so at most one other row per copy (plus the
+            // corpus's own near-duplicate conflicts, 0.3 % of tweeteval-emotion)
+            if r.detector == "DUP002" {
+                assert!(e.recall >= 0.98, "{cell}: recall {:.3}", e.recall);
+                assert!(
+                    e.fp <= r.poisoned + (0.005 * r.rows as f64) as usize,
+                    "{cell}: {} other rows flagged",
+                    e.fp
+                );
+                if r.clean_flagged_fraction() > 0.005 {
+                    unresolved.push(cell.clone());
+                }
+            }
+            continue;
+        }
         if r.detector == "combined" && !r.attack.starts_with("label-flip") {
             assert!(
                 r.clean_flagged_fraction() <= 0.005,
@@ -117,4 +142,10 @@ fn domain_grid_runs_and_reconciles() {
             );
         }
     }
+    // the flips' direction is read on every corpus but one (tweeteval-irony, where naive Bayes
+    // finds the copy's label out of place in only 55-60 % of the ties)
+    assert!(
+        unresolved.len() <= 1,
+        "more than 0.5 % of the other rows flagged: {unresolved:?}"
+    );
 }
