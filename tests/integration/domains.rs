@@ -98,7 +98,10 @@ fn domain_grid_runs_and_reconciles() {
         let rate = r.rate.expect("injected cells only");
         if r.attack.starts_with("duplicate-flip") {
             let k = (rate * *n as f64 / (1.0 - rate)).round() as usize;
-            assert_eq!(r.poisoned, k, "{cell}: k = round(rate n / (1 - rate)) copies");
+            assert_eq!(
+                r.poisoned, k,
+                "{cell}: k = round(rate n / (1 - rate)) copies"
+            );
             assert_eq!(r.rows, n + k, "{cell}: the copies are added");
         } else {
             assert_eq!(r.rows, *n, "{cell}: in-place attacks keep the row count");

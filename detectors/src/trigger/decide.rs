@@ -113,9 +113,26 @@ pub(super) fn fit(
     let null_right = InsertionNull::from_counts(&right_counts, p);
     // a window anchored at the end was put after a row's last token, one anchored at the start
     // before its first: their inner neighbour is drawn from those tokens, not from any position
-    let null_end = InsertionNull::from_counts(&edge_counts(&corpus, vocab.strings.len(), true), p);
+    let null_end =
+        InsertionNull::from_counts(&edge_counts(&corpus, vocab.strings.len(), true, None), p);
     let null_start =
-        InsertionNull::from_counts(&edge_counts(&corpus, vocab.strings.len(), false), p);
+        InsertionNull::from_counts(&edge_counts(&corpus, vocab.strings.len(), false, None), p);
+    // rows of one class often end (or open) alike (a spam template's closing "150p", a
+    // dateline): a trigger put at the end of rows drawn from one class collides as those rows'
+    // last tokens do, so an anchored window's inner side is also read against each class's
+    // edge tokens, and the most lenient reading counts
+    let by_class = |end: bool| -> Vec<InsertionNull> {
+        (0..n_classes)
+            .filter(|&c| class_rows[c] > 0)
+            .map(|c| {
+                InsertionNull::from_counts(
+                    &edge_counts(&corpus, vocab.strings.len(), end, Some((labels, c as u32))),
+                    p,
+                )
+            })
+            .collect()
+    };
+    let (end_by_class, start_by_class) = (by_class(true), by_class(false));
 
     // pass 2: exact statistics of windows the sketch lets through
     let keep = |span: &[u32], h: u64| -> bool {
@@ -182,7 +199,24 @@ pub(super) fn fit(
                         (false, true, _) => &null_start,
                         (false, false, _) => &null_right,
                     };
-                    let (e, sr) = side_null.side(&st.neighbours(left));
+                    let neighbours = st.neighbours(left);
+                    let mut reading = side_null.side(&neighbours);
+                    let classes = match (
+                        left,
+                        span.first() == Some(&START),
+                        span.last() == Some(&END),
+                    ) {
+                        (true, _, true) => &end_by_class[..],
+                        (false, true, _) => &start_by_class[..],
+                        _ => &[][..],
+                    };
+                    for null in classes {
+                        let r = null.side(&neighbours);
+                        if r.1 > reading.1 {
+                            reading = r;
+                        }
+                    }
+                    let (e, sr) = reading;
                     excess = excess.max(e);
                     s_random = s_random.min(sr);
                     sides += 1;
@@ -246,7 +280,11 @@ pub(super) fn fit(
     // that co-occurring triggers do not explain each other.
     let ln_alpha_nominal = p.alpha.ln();
     let suspects: Vec<usize> = (0..cands.len())
-        .filter(|&i| cands[i].ln_p_prior <= ln_alpha_nominal && cands[i].s_random >= 1.0)
+        .filter(|&i| {
+            let c = &cands[i];
+            let pure = c.df[c.target] as f64 >= p.min_purity * c.support as f64;
+            (c.ln_p_prior <= ln_alpha_nominal || pure) && c.s_random >= 1.0
+        })
         .collect();
     let mut masked = vec![false; vocab.strings.len()];
     masked[START as usize] = true;

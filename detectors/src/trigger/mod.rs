@@ -106,7 +106,10 @@ A candidate is a trigger when three tests agree:
 2. **Purity against the prior**: one-sided binomial tail P(X ≥ k | K, π_c) of the k rows of
    label c among the K rows carrying the candidate, for the label c that minimises it (times the
    number of labels). It names the target label, screens candidates at the nominal level
-   `alpha`, and is reported corrected (`log10_p_prior`).
+   `alpha`, and is reported corrected (`log10_p_prior`). A candidate whose purity reaches
+   `min_purity` passes the screen whatever its p: a trigger for the majority label (ham in
+   spam data, 87 % of the rows) is not surprising by its count alone (fourteen ham rows of
+   fourteen: p = 0.14), only by its rows' content, which test 3 reads.
 3. **Purity beyond the context** (the decisive, corrected test): a naive Bayes over the row's
    other tokens (binary multinomial, Laplace smoothing, leave-one-out, one temperature fitted by
    maximum likelihood over all rows so the probabilities are calibrated) gives q_i, the
@@ -158,7 +161,10 @@ or end included) with probability h, so their count is Binomial(n, h); far fewer
 The inner side of a window anchored at the end is tested against the rows' *last* tokens (what
 a window appended to random rows follows: mostly the final full stop of a review), that of a
 window anchored at the start against their first tokens; a natural ending phrase follows content
-words instead and fails the typicality test, an appended trigger does not.
+words instead and fails the typicality test, an appended trigger does not. Rows of one class
+often end alike (spam closes with "150p", "18+"; news opens with a dateline), and a trigger
+appended to rows drawn from one class follows *their* last tokens: so the inner side is also
+read against each class's edge tokens, and the most lenient of these readings counts.
 
 The rest of a row, for test 3, leaves out the candidate's own occurrences by position: the same
 token elsewhere in the row (a second hash sign, another full stop) is content and stays.
@@ -236,7 +242,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 1,
+    version: 2,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].

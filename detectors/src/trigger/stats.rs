@@ -371,10 +371,18 @@ pub(super) fn boundary_counts(texts: &[String], vocab: &Vocab) -> [Vec<f64>; 2] 
 /// the start anchor for an empty row) or at the start (the first real token, or the end anchor)
 /// of every row, per token id. The head of that distribution (the final full stop of a review,
 /// say) is what an appended trigger mostly follows; a natural ending phrase follows content
-/// words instead.
-pub(super) fn edge_counts(corpus: &Corpus, vocab_len: usize, end: bool) -> Vec<f64> {
+/// words instead. With `class` (labels, c), only the rows of class c count.
+pub(super) fn edge_counts(
+    corpus: &Corpus,
+    vocab_len: usize,
+    end: bool,
+    class: Option<(&[u32], u32)>,
+) -> Vec<f64> {
     let mut counts = vec![0.0f64; vocab_len.max(2)];
     for r in 0..corpus.len() {
+        if class.is_some_and(|(labels, c)| labels.get(r) != Some(&c)) {
+            continue;
+        }
         let row = corpus.row(r);
         let inner = if end {
             row.len().checked_sub(2).and_then(|i| row.get(i))
