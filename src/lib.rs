@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod benchmark;
+pub mod embed;
 pub mod emit;
 pub mod eval;
 pub mod html;

@@ -65,6 +65,10 @@ enum Command {
     /// ground-truth column and a sidecar OUT.inject.json recording how it was made. Same seed,
     /// same bytes.
     Inject(Box<InjectArgs>),
+    /// Compute sentence embeddings of a dataset's text column with a local model folder
+    /// (BERT family, safetensors weights only; nothing is downloaded) and write them as .npy or
+    /// .safetensors, with OUT.embed.json naming the model files and the data by SHA-256.
+    Embed(Box<EmbedArgs>),
     /// Run an evaluation grid (datasets x attacks x rates x seeds x representations x detector
     /// settings) from an experiments TOML file; writes results.csv and results.md.
     Eval {
@@ -83,6 +87,37 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct EmbedArgs {
+    /// Dataset: .jsonl or .parquet.
+    data: PathBuf,
+    /// Model folder (config.json, tokenizer.json, model.safetensors, optional modules.json,
+    /// 1_Pooling/config.json, sentence_bert_config.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// Output: FILE.npy (float32) or FILE.safetensors (tensor `embeddings`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Column holding the text.
+    #[arg(long, default_value = "text")]
+    text_column: String,
+    /// Tokens per text, [CLS] and [SEP] included (default: the folder's max_seq_length).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Padded tokens per forward batch.
+    #[arg(long, default_value_t = poisongate::embed::DEFAULT_BATCH_TOKENS)]
+    batch_tokens: usize,
+    /// Largest model.safetensors read, in bytes.
+    #[arg(long, default_value_t = poisongate::embed::DEFAULT_MAX_MODEL_BYTES)]
+    max_model_bytes: u64,
+    /// Worker threads (default: all cores). The matrix does not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar and no summary on stderr.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -307,6 +342,7 @@ fn run() -> Result<i32> {
             Ok(0)
         }
         Command::Inject(args) => run_inject(*args),
+        Command::Embed(args) => run_embed(*args),
         Command::Eval {
             experiments,
             out,
@@ -341,6 +377,43 @@ fn run() -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn run_embed(a: EmbedArgs) -> Result<i32> {
+    use poisongate::embed::{embed_file, EmbedFileOptions, LoadOptions};
+    let o = EmbedFileOptions {
+        data: a.data.clone(),
+        text_column: a.text_column,
+        model: a.model.clone(),
+        load: LoadOptions {
+            max_tokens: a.max_tokens,
+            max_model_bytes: a.max_model_bytes,
+            batch_tokens: a.batch_tokens,
+        },
+        out: a.out.clone(),
+        progress: !a.quiet,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or(0))
+        .build()
+        .context("cannot start worker threads")?;
+    let t0 = std::time::Instant::now();
+    let side = pool
+        .install(|| embed_file(&o))
+        .with_context(|| format!("embedding {} with {} failed", a.data.display(), a.model.display()))?;
+    if !a.quiet {
+        let rows = side["output"]["rows"].as_u64().unwrap_or(0);
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "{}: {rows} rows x {} dims in {secs:.1} s ({:.0} rows/s); wrote {} and {}",
+            a.data.display(),
+            side["output"]["dims"],
+            rows as f64 / secs.max(1e-9),
+            a.out.display(),
+            poisongate::embed::sidecar_path(&a.out).display()
+        );
+    }
+    Ok(0)
 }
 
 fn run_inject(a: InjectArgs) -> Result<i32> {
