@@ -209,6 +209,15 @@ struct ScanArgs {
     /// A list-of-floats column of the data holding the embeddings.
     #[arg(long)]
     embedding_column: Option<String>,
+    /// A local model folder (BERT family, safetensors weights): the scan computes the
+    /// embeddings of the text column with it, as `poisongate embed` does, and every model file
+    /// is listed with its SHA-256 among the report's inputs.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Tokens per text for --model ([CLS] and [SEP] included; default: the folder's
+    /// max_seq_length).
+    #[arg(long)]
+    max_tokens: Option<usize>,
     /// Comma-separated detector code prefixes to run, e.g. SPEC,TRIG001 (default: every
     /// detector whose inputs are given).
     #[arg(long, value_delimiter = ',')]
@@ -254,6 +263,8 @@ struct ConfigFile {
     embedding_column: Option<String>,
     embeddings: Option<PathBuf>,
     embeddings_tensor: Option<String>,
+    model: Option<PathBuf>,
+    max_tokens: Option<usize>,
     select: Option<Vec<String>>,
     seed: Option<u64>,
     threads: Option<usize>,
@@ -484,6 +495,8 @@ fn run_scan(a: ScanArgs) -> Result<i32> {
     o.embedding_column = a.embedding_column.or(cfg.embedding_column);
     o.embeddings = a.embeddings.or(cfg.embeddings);
     o.embeddings_tensor = a.embeddings_tensor.or(cfg.embeddings_tensor);
+    o.model = a.model.or(cfg.model);
+    o.model_options.max_tokens = a.max_tokens.or(cfg.max_tokens);
     o.select = a.select.or(cfg.select);
     o.seed = a.seed.or(cfg.seed).unwrap_or(0);
     if let Some(v) = a.max_quarantine_fraction.or(cfg.max_quarantine_fraction) {

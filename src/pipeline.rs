@@ -39,6 +39,11 @@ pub struct ScanOptions {
     pub embeddings: Option<PathBuf>,
     /// Tensor name inside a safetensors file holding several.
     pub embeddings_tensor: Option<String>,
+    /// A model folder whose embeddings of the text column the scan computes (BERT family,
+    /// safetensors only; see [`crate::embed`]).
+    pub model: Option<PathBuf>,
+    /// Loading options for `model` (token budget, size limit, batch tokens).
+    pub model_options: crate::embed::LoadOptions,
     /// Code prefixes to run (`SPEC`, `TRIG001`); `None`: every detector whose inputs are given.
     pub select: Option<Vec<String>>,
     /// Raw parameter table per detector code.
@@ -113,6 +118,8 @@ impl ScanOptions {
             embedding_column: None,
             embeddings: None,
             embeddings_tensor: None,
+            model: None,
+            model_options: crate::embed::LoadOptions::default(),
             select: None,
             detector_params: BTreeMap::new(),
             seed: 0,
@@ -142,6 +149,9 @@ pub enum ScanError {
     /// The options contradict each other or the data.
     #[error("{0}")]
     Config(String),
+    /// The model folder could not be used.
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
     /// A file-system operation on the output folder failed.
     #[error("{path}: {source}")]
     Io {
@@ -206,7 +216,8 @@ fn plan(opts: &ScanOptions) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
         }
         None => registry::default_selection(),
     };
-    let has_embeddings = opts.embeddings.is_some() || opts.embedding_column.is_some();
+    let has_embeddings =
+        opts.embeddings.is_some() || opts.embedding_column.is_some() || opts.model.is_some();
     let mut planned = Vec::new();
     let mut skipped = Vec::new();
     for d in chosen {
@@ -216,13 +227,14 @@ fn plan(opts: &ScanOptions) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
         if configured.needs().embeddings && !has_embeddings {
             if opts.select.is_some() {
                 return Err(ScanError::Config(format!(
-                    "{} needs embeddings: pass --embeddings FILE or --embedding-column COLUMN",
+                    "{} needs embeddings: pass --embeddings FILE, --embedding-column COLUMN or --model DIR",
                     d.meta().code
                 )));
             }
             skipped.push(Skipped {
                 code: d.meta().code,
-                reason: "needs embeddings; none given (--embeddings or --embedding-column)".into(),
+                reason: "needs embeddings; none given (--embeddings, --embedding-column or --model)"
+                    .into(),
             });
             continue;
         }
@@ -396,6 +408,11 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             "give either --embeddings FILE.npy|.safetensors or --embedding-column, not both".into(),
         ));
     }
+    if opts.model.is_some() && (opts.embeddings.is_some() || opts.embedding_column.is_some()) {
+        return Err(ScanError::Config(
+            "give either --model DIR or --embeddings / --embedding-column, not both".into(),
+        ));
+    }
     if let Some(gt) = &opts.ground_truth_column {
         if gt == &opts.label_column || gt == &opts.text_column {
             return Err(ScanError::Config(format!(
@@ -420,6 +437,10 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             Some(duplicates::dedup_params(near, table)?)
         }
     };
+
+    // embeddings computed from the text need the text
+    let embed_text = needs.embeddings && opts.model.is_some();
+    needs.text |= embed_text;
 
     // ---- ingest (only the columns some detector needs) ----
     let spec = ColumnSpec {
@@ -465,6 +486,29 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         }
     }
     spinner.finish_and_clear();
+    let mut model_info = None;
+    if let (true, Some(dir)) = (embed_text, &opts.model) {
+        let embedder = crate::embed::Embedder::load(dir, &opts.model_options)?;
+        let texts = table.texts.as_deref().unwrap_or_default();
+        let pb = crate::embed::progress_bar(opts.progress, 0);
+        let m = embedder.embed(texts, &mut |done, total| {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        })?;
+        pb.finish_and_clear();
+        for f in &embedder.info().files {
+            inputs.push(InputEntry {
+                role: "model",
+                path: f.path.display().to_string(),
+                bytes: f.bytes,
+                rows: 0,
+                sha256: f.sha256.clone(),
+                dims: None,
+            });
+        }
+        model_info = Some(embedder.info().to_json());
+        embeddings = Some(m);
+    }
     let (class_names, label_idx) = match &table.labels {
         Some(l) => {
             let (names, idx) = classes(l, table.label_kind);
@@ -556,7 +600,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     });
 
     // ---- report body ----
-    let settings = settings_json(opts, &planned);
+    let mut settings = settings_json(opts, &planned);
+    if let Some(mut info) = model_info {
+        // the files are inputs (with their digests); the rest is how they were used
+        if let Some(o) = info.as_object_mut() {
+            o.remove("files");
+        }
+        settings["model"] = info;
+    }
     let settings_digest = hex::encode(Sha256::digest(settings.to_string().as_bytes()));
     let detectors: Vec<DetectorEntry> = planned
         .iter()

@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Version of the report format (semantic versioning).
-pub const SCHEMA_VERSION: &str = "1.1.0";
+pub const SCHEMA_VERSION: &str = "1.2.0";
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
@@ -71,7 +71,7 @@ pub struct Tool {
 /// One input file.
 #[derive(Debug, Clone, Serialize)]
 pub struct InputEntry {
-    /// `data` or `embeddings`.
+    /// `data`, `embeddings` or `model` (a file of the model folder that computed them).
     pub role: &'static str,
     /// Path as given.
     pub path: String,

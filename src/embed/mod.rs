@@ -786,3 +786,6 @@ pub fn embed_file(o: &EmbedFileOptions) -> Result<Value, EmbedFileError> {
         .map_err(|e| IngestError::io(&side, e.error))?;
     Ok(sidecar)
 }
+
+#[cfg(test)]
+mod tests;
