@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod dedup;
 mod domains;
+mod embed;
 mod inject;
 mod provenance;
 mod schema;

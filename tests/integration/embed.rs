@@ -1,0 +1,174 @@
+//! `poisongate embed` and `scan --model` with the real all-MiniLM-L6-v2 folder of ../shared:
+//! every row of two shipped corpora matches the reference matrices, a scan with `--model` finds
+//! what a scan with the matrix `embed` wrote finds, and a broken folder writes nothing.
+
+use crate::common::*;
+use std::path::PathBuf;
+
+fn model() -> Option<PathBuf> {
+    let p = root().join("../shared/models/all-MiniLM-L6-v2");
+    p.join("model.safetensors").exists().then_some(p)
+}
+
+/// Rows of an f32 .npy file (little-endian, C order) as vectors.
+fn npy_rows(path: &std::path::Path) -> Vec<Vec<f32>> {
+    let a: ndarray::Array2<f32> = ndarray_npy::read_npy(path).expect("npy");
+    a.rows().into_iter().map(|r| r.to_vec()).collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-30)
+}
+
+#[test]
+fn embed_matches_the_reference_matrices_row_by_row() {
+    let (Some(model), Some(bench)) = (model(), benchmarks()) else {
+        eprintln!("skipped: ../shared/models or ../shared/benchmarks is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for set in ["sst2-clean", "sms-spam-clean"] {
+        let out = tmp.path().join(format!("{set}.npy"));
+        poisongate([
+            "embed".as_ref(),
+            bench.join(format!("{set}.jsonl")).as_os_str(),
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--max-tokens".as_ref(),
+            "128".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--quiet".as_ref(),
+        ])
+        .assert()
+        .success();
+        let got = npy_rows(&out);
+        let want = npy_rows(&bench.join(format!("{set}.minilm.npy")));
+        assert_eq!(got.len(), want.len(), "{set}: rows");
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| cosine(a, b))
+            .fold(f64::INFINITY, f64::min);
+        assert!(worst >= 0.9999, "{set}: lowest cosine {worst}");
+        // the sidecar names the data and every model file by SHA-256
+        let side: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(tmp.path().join(format!("{set}.npy.embed.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(side["data"]["rows"], want.len());
+        assert_eq!(side["model"]["max_tokens"], 128);
+        assert_eq!(side["model"]["pooling"], "mean");
+        assert_eq!(side["model"]["normalize"], true);
+        let files = side["model"]["files"].as_array().unwrap();
+        assert!(files
+            .iter()
+            .any(|f| f["path"].as_str().unwrap().ends_with("model.safetensors")
+                && f["sha256"].as_str().unwrap().len() == 64));
+    }
+}
+
+#[test]
+fn scan_with_a_model_finds_what_the_embedded_matrix_finds() {
+    let Some(model) = model() else {
+        eprintln!("skipped: ../shared/models is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = demo();
+    let matrix = tmp.path().join("demo.safetensors");
+    poisongate([
+        "embed".as_ref(),
+        data.as_os_str(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--out".as_ref(),
+        matrix.as_os_str(),
+        "--quiet".as_ref(),
+    ])
+    .assert()
+    .success();
+    let scan = |out: &std::path::Path, extra: [&std::ffi::OsStr; 2]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "scan".as_ref(),
+            data.as_os_str(),
+            "--id-column".as_ref(),
+            "id".as_ref(),
+            "--reproducible".as_ref(),
+            "--quiet".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ];
+        args.extend(extra);
+        poisongate(args).assert().code(1);
+    };
+    let (a, b) = (tmp.path().join("model"), tmp.path().join("matrix"));
+    scan(&a, ["--model".as_ref(), model.as_os_str()]);
+    scan(&b, ["--embeddings".as_ref(), matrix.as_os_str()]);
+    assert_eq!(
+        std::fs::read(a.join("quarantine.jsonl")).unwrap(),
+        std::fs::read(b.join("quarantine.jsonl")).unwrap()
+    );
+    let (ra, rb) = (report(&a), report(&b));
+    assert_eq!(ra["quarantined_rows"], rb["quarantined_rows"]);
+    assert_eq!(ra["reconciliation"], rb["reconciliation"]);
+    // the model is an input: every file read, with its digest; the settings say how it was used
+    let inputs = ra["inputs"].as_array().unwrap();
+    let models: Vec<&serde_json::Value> = inputs.iter().filter(|i| i["role"] == "model").collect();
+    assert!(models.len() >= 3, "{inputs:?}");
+    assert_eq!(ra["settings"]["model"]["architecture"], "BertModel (bert)");
+    assert_eq!(ra["settings"]["model"]["max_tokens"], 256);
+    poisongate(["verify".as_ref(), a.as_os_str()]).assert().success();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("reports/report.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let mut errors = Vec::new();
+    crate::schema::check(&schema, &schema, &ra, "report", &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn a_pickle_only_folder_is_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("model");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("config.json"), "{\"model_type\": \"bert\"}").unwrap();
+    std::fs::write(folder.join("pytorch_model.bin"), b"\x80\x04not opened").unwrap();
+    let (data, _) = demo();
+    let out = tmp.path().join("e.npy");
+    let assert = poisongate([
+        "embed".as_ref(),
+        data.as_os_str(),
+        "--model".as_ref(),
+        folder.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ])
+    .assert()
+    .code(2);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(err.contains("pickle") && err.contains("safetensors"), "{err}");
+    assert!(!out.exists());
+    let scan_out = tmp.path().join("scan");
+    poisongate([
+        "scan".as_ref(),
+        data.as_os_str(),
+        "--model".as_ref(),
+        folder.as_os_str(),
+        "--out".as_ref(),
+        scan_out.as_os_str(),
+    ])
+    .assert()
+    .code(2);
+    assert!(!scan_out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+}
