@@ -409,9 +409,13 @@ fn run_embed(a: EmbedArgs) -> Result<i32> {
         .build()
         .context("cannot start worker threads")?;
     let t0 = std::time::Instant::now();
-    let side = pool
-        .install(|| embed_file(&o))
-        .with_context(|| format!("embedding {} with {} failed", a.data.display(), a.model.display()))?;
+    let side = pool.install(|| embed_file(&o)).with_context(|| {
+        format!(
+            "embedding {} with {} failed",
+            a.data.display(),
+            a.model.display()
+        )
+    })?;
     if !a.quiet {
         let rows = side["output"]["rows"].as_u64().unwrap_or(0);
         let secs = t0.elapsed().as_secs_f64();

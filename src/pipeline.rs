@@ -233,8 +233,9 @@ fn plan(opts: &ScanOptions) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
             }
             skipped.push(Skipped {
                 code: d.meta().code,
-                reason: "needs embeddings; none given (--embeddings, --embedding-column or --model)"
-                    .into(),
+                reason:
+                    "needs embeddings; none given (--embeddings, --embedding-column or --model)"
+                        .into(),
             });
             continue;
         }

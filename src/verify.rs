@@ -101,6 +101,10 @@ pub struct Summary {
     pub duplicate_rows: usize,
     /// The report's verdict status (`pass` or `fail`).
     pub verdict: String,
+    /// Model files (inputs of role `model`) re-hashed because they are still at their path.
+    pub model_files_checked: usize,
+    /// Model files no longer at their path (not checked).
+    pub model_files_absent: usize,
 }
 
 impl std::fmt::Display for Summary {
@@ -113,7 +117,15 @@ impl std::fmt::Display for Summary {
         if self.duplicate_rows > 0 {
             write!(f, " + {} duplicates", self.duplicate_rows)?;
         }
-        write!(f, "; verdict {}", self.verdict)
+        write!(f, "; verdict {}", self.verdict)?;
+        if self.model_files_checked + self.model_files_absent > 0 {
+            write!(
+                f,
+                "; model files: {} match their SHA-256, {} no longer present",
+                self.model_files_checked, self.model_files_absent
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -447,6 +459,30 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
             agree(&format!("inputs[{i}].{key}"), p.get(key), r.get(key))?;
         }
     }
+    // the model that computed the embeddings is an input too: re-hash its files when they are
+    // still where the scan read them
+    let (mut model_files_checked, mut model_files_absent) = (0, 0);
+    for (i, input) in inputs.iter().enumerate() {
+        if input.get("role") != Some(&"model".into()) {
+            continue;
+        }
+        let path = Path::new(input.get("path").and_then(Value::as_str).unwrap_or(""));
+        let Ok(bytes) = std::fs::read(path) else {
+            model_files_absent += 1;
+            continue;
+        };
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let want = input.get("sha256").and_then(Value::as_str).unwrap_or("");
+        if digest != want {
+            return Err(mismatch(
+                &path.display().to_string(),
+                &format!("sha256 (report.json inputs[{i}], a model file)"),
+                want,
+                digest,
+            ));
+        }
+        model_files_checked += 1;
+    }
     let verdict = report
         .get("verdict")
         .and_then(|v| v.get("status"))
@@ -454,6 +490,8 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
         .unwrap_or("?")
         .to_string();
     Ok(Summary {
+        model_files_checked,
+        model_files_absent,
         files: attested.len(),
         input_rows: input_rows as usize,
         clean_rows: clean as usize,

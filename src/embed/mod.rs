@@ -253,7 +253,8 @@ fn check_tensors(
         file: path.to_path_buf(),
         problem,
     };
-    let names: std::collections::BTreeSet<String> = st.names().into_iter().map(str::to_string).collect();
+    let names: std::collections::BTreeSet<String> =
+        st.names().into_iter().map(str::to_string).collect();
     let prefix = ["", "bert."]
         .into_iter()
         .find(|p| names.contains(&format!("{p}embeddings.word_embeddings.weight")))
@@ -373,7 +374,12 @@ impl Embedder {
             ("num_attention_heads", cfg.num_attention_heads, 1, 256),
             ("intermediate_size", cfg.intermediate_size, 1, 65536),
             ("vocab_size", cfg.vocab_size, 1, 4_000_000),
-            ("max_position_embeddings", cfg.max_position_embeddings, 2, 65536),
+            (
+                "max_position_embeddings",
+                cfg.max_position_embeddings,
+                2,
+                65536,
+            ),
             ("type_vocab_size", cfg.type_vocab_size, 1, 1024),
         ];
         for (key, v, lo, hi) in limits {
@@ -381,7 +387,7 @@ impl Embedder {
                 return Err(bad_config(format!("{key} = {v} outside {lo}..={hi}")));
             }
         }
-        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(bad_config(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 cfg.hidden_size, cfg.num_attention_heads
@@ -573,8 +579,9 @@ impl Embedder {
             let batch = &order[pos..end];
             let vectors = self.forward(batch.iter().map(|&j| ids[j].as_slice()))?;
             for (r, &j) in batch.iter().enumerate() {
-                out.row_mut(j)
-                    .assign(&ndarray::ArrayView1::from(&vectors[r * dims..(r + 1) * dims]));
+                out.row_mut(j).assign(&ndarray::ArrayView1::from(
+                    &vectors[r * dims..(r + 1) * dims],
+                ));
             }
             pos = end;
             progress(pos, order.len());

@@ -49,8 +49,13 @@ fn weights(skip: Option<&str>, reshape: Option<(&str, Vec<usize>)>) -> Vec<u8> {
         let len: usize = shape.iter().product();
         let bytes: Vec<u8> = (0..len)
             .flat_map(|_| {
-                let x = (poisongate_detectors::rng::splitmix(&mut state) % 2001) as f32 / 1000.0 - 1.0;
-                let x = if name.ends_with("LayerNorm.weight") { 1.0 + 0.1 * x } else { 0.5 * x };
+                let x =
+                    (poisongate_detectors::rng::splitmix(&mut state) % 2001) as f32 / 1000.0 - 1.0;
+                let x = if name.ends_with("LayerNorm.weight") {
+                    1.0 + 0.1 * x
+                } else {
+                    0.5 * x
+                };
                 x.to_le_bytes()
             })
             .collect();
@@ -188,7 +193,11 @@ fn the_matrix_does_not_depend_on_the_thread_count() {
     folder(tmp.path(), "mean", true);
     let mut t = texts();
     for i in 0..200 {
-        t.push(format!("the film is {} good {}", "very ".repeat(i % 9), i % 7));
+        t.push(format!(
+            "the film is {} good {}",
+            "very ".repeat(i % 9),
+            i % 7
+        ));
     }
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -224,7 +233,10 @@ fn hostile_or_broken_folders_are_refused_with_the_reason() {
     std::fs::remove_file(d.path().join("model.safetensors")).expect("rm");
     std::fs::write(d.path().join("pytorch_model.bin"), b"not opened").expect("bin");
     let msg = refused(d.path());
-    assert!(msg.contains("pickle") && msg.contains("pytorch_model.bin") && msg.contains("safetensors"), "{msg}");
+    assert!(
+        msg.contains("pickle") && msg.contains("pytorch_model.bin") && msg.contains("safetensors"),
+        "{msg}"
+    );
 
     // truncated safetensors
     let d = tempfile::tempdir().expect("tmp");
@@ -232,7 +244,10 @@ fn hostile_or_broken_folders_are_refused_with_the_reason() {
     let w = weights(None, None);
     std::fs::write(d.path().join("model.safetensors"), &w[..w.len() / 2]).expect("w");
     let msg = refused(d.path());
-    assert!(msg.contains("model.safetensors") && msg.contains("not a valid safetensors"), "{msg}");
+    assert!(
+        msg.contains("model.safetensors") && msg.contains("not a valid safetensors"),
+        "{msg}"
+    );
 
     // a header whose offsets point past the end of the file
     let header = json!({"embeddings.word_embeddings.weight": {"dtype": "F32", "shape": [1_000_000_000u64, 8], "data_offsets": [0, 32_000_000_000u64]}}).to_string();
@@ -251,17 +266,29 @@ fn hostile_or_broken_folders_are_refused_with_the_reason() {
     assert!(msg.contains("not a valid safetensors"), "{msg}");
 
     // a tensor of the wrong shape, and a missing one: named
-    let w = weights(None, Some(("encoder.layer.1.output.dense.weight", vec![HIDDEN, INTER + 1])));
+    let w = weights(
+        None,
+        Some((
+            "encoder.layer.1.output.dense.weight",
+            vec![HIDDEN, INTER + 1],
+        )),
+    );
     std::fs::write(d.path().join("model.safetensors"), w).expect("w");
     let msg = refused(d.path());
-    assert!(msg.contains("encoder.layer.1.output.dense.weight") && msg.contains("shape"), "{msg}");
+    assert!(
+        msg.contains("encoder.layer.1.output.dense.weight") && msg.contains("shape"),
+        "{msg}"
+    );
     std::fs::write(
         d.path().join("model.safetensors"),
         weights(Some("encoder.layer.0.attention.self.key.bias"), None),
     )
     .expect("w");
     let msg = refused(d.path());
-    assert!(msg.contains("encoder.layer.0.attention.self.key.bias") && msg.contains("missing"), "{msg}");
+    assert!(
+        msg.contains("encoder.layer.0.attention.self.key.bias") && msg.contains("missing"),
+        "{msg}"
+    );
 
     // a tokenizer.json that does not parse
     let d = tempfile::tempdir().expect("tmp");

@@ -16,6 +16,20 @@ fn npy_rows(path: &std::path::Path) -> Vec<Vec<f32>> {
     a.rows().into_iter().map(|r| r.to_vec()).collect()
 }
 
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -64,20 +78,27 @@ fn embed_matches_the_reference_matrices_row_by_row() {
         assert_eq!(side["model"]["pooling"], "mean");
         assert_eq!(side["model"]["normalize"], true);
         let files = side["model"]["files"].as_array().unwrap();
-        assert!(files
-            .iter()
-            .any(|f| f["path"].as_str().unwrap().ends_with("model.safetensors")
-                && f["sha256"].as_str().unwrap().len() == 64));
+        assert!(files.iter().any(
+            |f| f["path"].as_str().unwrap().ends_with("model.safetensors")
+                && f["sha256"].as_str().unwrap().len() == 64
+        ));
     }
 }
 
 #[test]
 fn scan_with_a_model_finds_what_the_embedded_matrix_finds() {
-    let Some(model) = model() else {
+    let Some(shared) = model() else {
         eprintln!("skipped: ../shared/models is absent");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
+    // a copy of the folder, so that a changed model file can be shown to fail `verify`
+    let model = tmp.path().join("minilm");
+    for f in walk(&shared) {
+        let to = model.join(f.strip_prefix(&shared).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &to).unwrap();
+    }
     let (data, _) = demo();
     let matrix = tmp.path().join("demo.safetensors");
     poisongate([
@@ -121,7 +142,20 @@ fn scan_with_a_model_finds_what_the_embedded_matrix_finds() {
     assert!(models.len() >= 3, "{inputs:?}");
     assert_eq!(ra["settings"]["model"]["architecture"], "BertModel (bert)");
     assert_eq!(ra["settings"]["model"]["max_tokens"], 256);
-    poisongate(["verify".as_ref(), a.as_os_str()]).assert().success();
+    let ok = poisongate(["verify".as_ref(), a.as_os_str()])
+        .assert()
+        .success();
+    let said = String::from_utf8_lossy(&ok.get_output().stdout).into_owned();
+    assert!(
+        said.contains(&format!("model files: {} match", models.len())),
+        "{said}"
+    );
+    let mut cfg = std::fs::read(model.join("config.json")).unwrap();
+    cfg.push(b'\n');
+    std::fs::write(model.join("config.json"), cfg).unwrap();
+    poisongate(["verify".as_ref(), a.as_os_str()])
+        .assert()
+        .code(1);
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("reports/report.schema.json")).unwrap(),
     )
@@ -151,7 +185,10 @@ fn a_pickle_only_folder_is_refused_and_nothing_is_written() {
     .assert()
     .code(2);
     let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    assert!(err.contains("pickle") && err.contains("safetensors"), "{err}");
+    assert!(
+        err.contains("pickle") && err.contains("safetensors"),
+        "{err}"
+    );
     assert!(!out.exists());
     let scan_out = tmp.path().join("scan");
     poisongate([
