@@ -2,7 +2,7 @@
 //! (consistent contrast pairs, not flips) are removed before the clusters are judged.
 
 use super::direction::ClassWords;
-use super::edits::{edited_words, only_added};
+use super::edits::{edited_words, only_added, only_added_words};
 use super::exact::Core;
 use super::minhash::UnionFind;
 use crate::ClassIndex;
@@ -85,7 +85,10 @@ impl Core {
             // words added to the same text are new content, and the likeliest reason for the
             // new label ("good" / "not good", a closing tag that names the emotion): a flipped
             // copy replaces words, it does not only grow the text
-            if only_added(&self.toks[ga], &self.toks[gb]) {
+            if only_added(&self.toks[ga], &self.toks[gb])
+                || (measure == "word_substitution"
+                    && only_added_words(&self.rep_texts[ga], &self.rep_texts[gb]))
+            {
                 removed.push((ga, gb));
                 continue;
             }

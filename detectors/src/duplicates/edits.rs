@@ -31,6 +31,29 @@ pub(super) fn only_added(a: &[u64], b: &[u64]) -> bool {
     short.iter().all(|w| it.any(|x| x == w))
 }
 
+/// Whether one text is the other with whole words added once the whitespace is ignored: the
+/// longer text's words, some of them left out, spell the shorter text's characters. Catches a
+/// word added where the other text has no space (`movie. #ugh #revenge` / `movie.#ugh`), which
+/// aligned words read as substitutions; a replaced word never spells the one it replaced.
+pub(super) fn only_added_words(a: &str, b: &str) -> bool {
+    let squeeze = |t: &str| t.split_whitespace().collect::<String>();
+    let (sa, sb) = (squeeze(a), squeeze(b));
+    let (short, long) = if sa.len() <= sb.len() {
+        (sa, b)
+    } else {
+        (sb, a)
+    };
+    let mut rest = short.as_str();
+    let mut left_out = 0usize;
+    for w in long.split_whitespace() {
+        match rest.strip_prefix(w) {
+            Some(r) => rest = r,
+            None => left_out += 1,
+        }
+    }
+    rest.is_empty() && left_out > 0
+}
+
 /// Whether two word sequences are at most one word edit apart (substitution, insertion or
 /// deletion) and not equal.
 fn one_word_edit(a: &[u64], b: &[u64]) -> bool {
@@ -231,6 +254,24 @@ mod tests {
         assert_eq!(edited_words(&a, &sub), Some((Some(3), Some(9))));
         assert_eq!(edited_words(&a, &ins), Some((None, Some(9))));
         assert_eq!(edited_words(&a, &del), Some((Some(2), None)));
+    }
+
+    #[test]
+    fn words_added_without_a_space_are_not_substitutions() {
+        assert!(only_added_words(
+            "a spider movie. #ugh #revenge",
+            "a spider movie.  #ugh"
+        ));
+        assert!(only_added_words(
+            "stop smiling ;'( #pictureday2016 #smile #ornot",
+            "stop smiling ;'(#pictureday2016  #ornot"
+        ));
+        // a replaced word does not spell the one it replaced, even when it contains it
+        assert!(!only_added_words(
+            "the film is a gem",
+            "the film is brilliant gem"
+        ));
+        assert!(!only_added_words("the film is a gem", "the film is a gem"));
     }
 
     #[test]

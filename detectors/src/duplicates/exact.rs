@@ -26,6 +26,8 @@ pub(super) struct Core {
     pub(super) toks: Vec<Vec<u64>>,
     /// Near-duplicate statistics for the summary.
     pub(super) near_stats: serde_json::Value,
+    /// Normalised text of each exact group (near duplicates only).
+    pub(super) rep_texts: Vec<String>,
 }
 
 impl Core {
@@ -74,9 +76,11 @@ impl Core {
             edges: BTreeMap::new(),
             toks,
             near_stats: serde_json::Value::Null,
+            rep_texts: Vec::new(),
         };
         if let Some(near) = near {
             core.near(&normalized, near);
+            core.rep_texts = reps.iter().map(|&r| normalized[r].clone()).collect();
         }
         core
     }
