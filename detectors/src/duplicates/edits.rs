@@ -105,6 +105,32 @@ fn edit_keys(w: &[u64], base: u64) -> Vec<(usize, u64)> {
     keys
 }
 
+/// Candidate pairs (a < b, sorted, distinct) of texts sharing a key, with `keys_of` giving each
+/// text's keys (fixed chunks and sorted keys: the same pairs whatever the thread count).
+fn candidates<K: Ord + Send + Sync>(
+    toks: &[Vec<u64>],
+    max_bucket: usize,
+    keys_of: impl Fn(&[u64]) -> Vec<K> + Sync,
+) -> Vec<(usize, usize)> {
+    let mut keys: Vec<(K, usize)> = toks
+        .par_chunks(CHUNK)
+        .enumerate()
+        .flat_map_iter(|(ci, c)| {
+            let mut out = Vec::new();
+            for (j, t) in c.iter().enumerate() {
+                out.extend(keys_of(t).into_iter().map(|k| (k, ci * CHUNK + j)));
+            }
+            out
+        })
+        .collect();
+    keys.par_sort_unstable();
+    let mut cand: Vec<(usize, usize)> = Vec::new();
+    bucket_pairs(&keys, max_bucket, &mut cand);
+    cand.par_sort_unstable();
+    cand.dedup();
+    cand
+}
+
 /// Word hashes (mod 2⁶¹ − 1) of each representative's normalised text.
 pub(super) fn word_hashes(normalized: &[String], reps: &[usize], seed: u64) -> Vec<Vec<u64>> {
     reps.par_chunks(CHUNK)
@@ -128,24 +154,13 @@ pub(super) fn word_edit_pairs(toks: &[Vec<u64>], near: &NearParams) -> Vec<((usi
     let mut state = near.seed ^ 0xED17_0000_0000_0001;
     let base = splitmix(&mut state) % (MERSENNE - 2) + 2;
     // a pair needs max(words) ≥ min_words, so the shorter text has at least min_words − 1
-    let mut keys: Vec<((usize, u64), usize)> = toks
-        .par_chunks(CHUNK)
-        .enumerate()
-        .flat_map_iter(|(ci, c)| {
-            let mut out = Vec::new();
-            for (j, t) in c.iter().enumerate() {
-                if t.len() + 1 >= min_words && !t.is_empty() {
-                    out.extend(edit_keys(t, base).into_iter().map(|k| (k, ci * CHUNK + j)));
-                }
-            }
-            out
-        })
-        .collect();
-    keys.par_sort_unstable();
-    let mut cand: Vec<(usize, usize)> = Vec::new();
-    bucket_pairs(&keys, near.max_bucket, &mut cand);
-    cand.par_sort_unstable();
-    cand.dedup();
+    let cand = candidates(toks, near.max_bucket, |t| {
+        if t.len() + 1 >= min_words && !t.is_empty() {
+            edit_keys(t, base)
+        } else {
+            Vec::new()
+        }
+    });
     cand.into_par_iter()
         .filter_map(|(a, b)| {
             let (ta, tb) = (&toks[a], &toks[b]);
@@ -198,25 +213,14 @@ pub(super) fn word_substitution_pairs(
     near: &NearParams,
 ) -> Vec<((usize, usize), f64)> {
     let min_words = near.edit_min_words;
-    let mut keys: Vec<(u64, usize)> = toks
-        .par_chunks(CHUNK)
-        .enumerate()
-        .flat_map_iter(|(ci, c)| {
-            let mut out = Vec::new();
-            for (j, t) in c.iter().enumerate() {
-                let d = max_substitutions(t.len(), min_words);
-                if d >= 2 {
-                    out.extend(block_keys(t, d).into_iter().map(|k| (k, ci * CHUNK + j)));
-                }
-            }
-            out
-        })
-        .collect();
-    keys.par_sort_unstable();
-    let mut cand: Vec<(usize, usize)> = Vec::new();
-    bucket_pairs(&keys, near.max_bucket, &mut cand);
-    cand.par_sort_unstable();
-    cand.dedup();
+    let cand = candidates(toks, near.max_bucket, |t| {
+        let d = max_substitutions(t.len(), min_words);
+        if d >= 2 {
+            block_keys(t, d)
+        } else {
+            Vec::new()
+        }
+    });
     cand.into_par_iter()
         .filter_map(|(a, b)| {
             let (ta, tb) = (&toks[a], &toks[b]);
