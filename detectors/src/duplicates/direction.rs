@@ -28,9 +28,9 @@ use std::collections::{BTreeMap, HashMap};
 /// Per-class document frequencies of words (word hashes of [`Core::toks`]) and rows per class.
 pub(super) struct ClassWords {
     /// Rows per class containing the word.
-    pub(super) df: HashMap<u64, BTreeMap<ClassIndex, usize>>,
+    df: HashMap<u64, BTreeMap<ClassIndex, usize>>,
     /// Rows per class.
-    pub(super) n_class: BTreeMap<ClassIndex, usize>,
+    n_class: BTreeMap<ClassIndex, usize>,
     /// Occurrences per class of every word.
     tf: HashMap<u64, BTreeMap<ClassIndex, usize>>,
     /// Words (occurrences) per class.
