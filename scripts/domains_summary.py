@@ -36,16 +36,16 @@ for k in trig:
           f"{worst(c, prec):.3f} | {cells[t][0]['poisoned']} | {100 * worst(c, lambda r: float(r['clean_flagged_fraction']), max):.2f} % |")
 
 dup = sorted({k[:3] for k in cells if k[1].startswith("duplicate-flip") and k[3] == "default-text"})
-print("\nduplicate-flip (text detectors; other rows = rows that are not added copies):\n")
-print("| corpus | attack | rate | copies | DUP combined recall min | other rows flagged max | DUP001+DUP002 precision min |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+print("\nduplicate-flip, the detector whose relation finds the copies (DUP001 for verbatim copies, DUP002")
+print("for edited ones); other rows = rows that are not added copies:\n")
+print("| corpus | attack | rate | copies | detector | recall min | precision min | other rows flagged max |")
+print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |")
 for k in dup:
-    c = k + ("default-text", "combined")
-    dp = min(min(prec(r) for r in cells[k + ("default-text", d)]) for d in ("DUP001", "DUP002")
-             if any(int(r["flagged"]) > 0 for r in cells[k + ("default-text", d)])) if any(
-        int(r["flagged"]) > 0 for d in ("DUP001", "DUP002") for r in cells[k + ("default-text", d)]) else 1.0
-    print(f"| {k[0]} | {k[1]} | {100 * float(k[2]):g} % | {cells[c][0]['poisoned']} | {worst(c, lambda r: float(r['recall'])):.3f} | "
-          f"{100 * worst(c, lambda r: float(r['clean_flagged_fraction']), max):.2f} % | {dp:.3f} |")
+    det = "DUP001" if k[1].endswith("[e0]") else "DUP002"
+    d = k + ("default-text", det)
+    print(f"| {k[0]} | {k[1]} | {100 * float(k[2]):g} % | {cells[d][0]['poisoned']} | {det} | "
+          f"{worst(d, lambda r: float(r['recall'])):.3f} | {worst(d, prec):.3f} | "
+          f"{100 * worst(d, lambda r: float(r['clean_flagged_fraction']), max):.2f} % |")
 
 clean = sorted({k for k in cells if k[1] == "none" and k[4] == "combined"})
 print("\nclean corpora as they are (combined verdict):\n")
@@ -54,3 +54,12 @@ print("| --- | --- | ---: | ---: |")
 for k in clean:
     r = cells[k][0]
     print(f"| {k[0]} | {k[3]} | {r['flagged']} | {100 * float(r['flagged_fraction']):.2f} % |")
+
+other = sorted({k for k in cells if k[1] in ("clean-label", "label-flip") and
+                ((k[1] == "clean-label" and k[4] == "combined") or (k[1] == "label-flip" and k[4] == "LBL001"))})
+print("\nclean-label (combined verdict, text detectors) and label-flip (opt-in LBL001 with minilm):\n")
+print("| corpus | attack | rate | detector | precision min | recall min | other rows flagged max |")
+print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
+for k in other:
+    print(f"| {k[0]} | {k[1]} | {100 * float(k[2]):g} % | {k[4]} | {worst(k, prec):.3f} | "
+          f"{worst(k, lambda r: float(r['recall'])):.3f} | {100 * worst(k, lambda r: float(r['clean_flagged_fraction']), max):.2f} % |")

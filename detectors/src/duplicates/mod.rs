@@ -93,12 +93,12 @@ each reader; the targets).
 - `collapse_whitespace` (default true): runs of whitespace become one space, ends trimmed.
 - `direction_alpha` (default 0.01; 0 turns the test off): level of the flip direction test.
 
-Measured (`poisongate eval experiments/domains.toml`, duplicate-flip at 2 %, three seeds,
-target label drawn per seed): on sst2, sms-spam, ag-news, tweeteval-hate and -emotion every
-added copy found and at most 0.06 % of the other rows flagged (0.39 % on emotion, whose own
-near copies disagree); on tweeteval-irony naive Bayes reads the label out of place in only
-55–60 % of the ties, the direction is not established and ties are flagged whole (the
-original with its copy).
+Measured (`poisongate eval experiments/domains.toml`, duplicate-flip at 2 % with verbatim
+copies, three seeds, target label drawn per seed; `scripts/domains_summary.py`): every added copy
+found on all six corpora; on sst2, sms-spam, ag-news, tweeteval-hate and -emotion precision
+0.98–1.00 and at most 0.04 % of the other rows flagged; on tweeteval-irony naive Bayes reads the
+copy's label out of place in only 55–60 % of the ties, the direction is not established and ties
+are flagged whole (precision 0.50, 2.03 % of the other rows).
 
 ## Known false positives
 Genuinely ambiguous short texts ("ok", "too bad .") that annotators labelled differently: a
@@ -214,18 +214,20 @@ parallel maps, sorted pairs).
 - `max_bucket` (default 100): a larger LSH or edit-key bucket links its members to its first
   member only.
 
-Measured on the domain grid (`poisongate eval experiments/domains.toml`, duplicate-flip at
-2 % with 0 to 3 replaced words, seeds 1–3): recall 0.99–1.00 of the copies in every cell of
-sst2, sms-spam, ag-news, tweeteval-hate and -emotion (0.97–1.00 for each seed), other rows
-flagged at most 0.06 % (emotion 0.15–0.82 %, its own near copies disagreeing); tweeteval-irony
-recall 1.00 but the direction unresolved (see DUP001), so the originals are flagged too.
-Earlier measurement (`cargo run --release -p poisongate-detectors --example dup_eval`): flagged rows
-sst2-clean 2 (0.03 %), sms-spam-clean 0, demo 0 (without the contrast test: 139, 4.6 %); on
-sst2-clean with 100 exact and 100 one-word-changed flipped copies and 50 copies of one row:
-246 of 250 injected rows found (seeds 1–5: 246–248), 0.03 % of the other rows flagged; the
-same injection into sms-spam-clean (`DUP_BASE=sms-spam-clean`): every exact copy, 83–99 of the
-100 near copies, none of the 50 copies of one row (its own 30-copy message makes 51 copies
-ordinary for DUP003's baseline), no other row.
+Measured on the domain grid (`poisongate eval experiments/domains.toml`, duplicate-flip at 2 %
+with 1 to 3 replaced words, seeds 1–3, worst seed; `scripts/domains_summary.py`): recall
+0.965–1.00 of the copies and precision 0.96–1.00 on sst2, sms-spam, ag-news, tweeteval-hate and
+-emotion, other rows flagged at most 0.09 % (one emotion seed with three replaced words: the
+direction unresolved, 2.00 %); tweeteval-irony recall 1.00 but the direction unresolved (see
+DUP001), so the originals are flagged too (precision 0.50).
+With copies flipped both ways (`cargo run --release -p poisongate-detectors --example dup_eval`:
+100 exact and 100 one-word-changed copies, each given the other label, and 50 copies of one
+row): flagged rows of the clean corpora sst2-clean 2 (0.03 %), sms-spam-clean 0, demo 0 (without
+the contrast test: 139, 4.6 %); on sst2-clean 246 of 250 injected rows found, no direction
+established and the ties flagged whole (the originals with their copies); on sms-spam-clean,
+where 87 % of the copies come from ham and so carry the spam label, spam is taken as the flips'
+direction and the ties of the other direction are resolved against their spam original: 91 of
+the 100 exact copies and 83 near copies found (see Known limits).
 
 ## Known false positives
 Natural one-word pairs with opposite labels whose edited words carry little label evidence
@@ -239,7 +241,10 @@ copies above); random word swaps that leave a text naive Bayes reads as the new 
 of 100 on sst2-clean, more on sms-spam-clean where single words carry the label);
 two or more words inserted or deleted (not substituted) in texts shorter than about 50 words;
 scripts written without spaces form one word per run (exact and 5-gram matches only). Ties in
-a domain where naive Bayes cannot read the labels (irony) stay unresolved.
+a domain where naive Bayes cannot read the labels (irony) stay unresolved. Copies flipped both
+ways (label noise by copy rather than one target label): the majority direction is taken for
+every tie with that label, so a tie of the minority direction flags its original and misses
+its copy.
 
 ## References
 Andrei Z. Broder. On the resemblance and containment of documents. Compression and Complexity
