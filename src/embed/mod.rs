@@ -545,18 +545,20 @@ impl Embedder {
         texts: &[String],
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Array2<f32>, EmbedError> {
-        // each distinct text once
+        // each distinct text once: its first row, and each row's distinct text
         let mut index: BTreeMap<&str, usize> = BTreeMap::new();
         let mut uniq: Vec<&str> = Vec::new();
-        let row_of: Vec<usize> = texts
-            .iter()
-            .map(|t| {
-                *index.entry(t.as_str()).or_insert_with(|| {
-                    uniq.push(t.as_str());
-                    uniq.len() - 1
-                })
-            })
-            .collect();
+        let mut first_row: Vec<usize> = Vec::new();
+        let mut row_of: Vec<usize> = Vec::with_capacity(texts.len());
+        for (i, t) in texts.iter().enumerate() {
+            let j = *index.entry(t.as_str()).or_insert_with(|| {
+                uniq.push(t.as_str());
+                first_row.push(i);
+                uniq.len() - 1
+            });
+            row_of.push(j);
+        }
+        drop(index);
         let ids: Vec<Vec<u32>> = uniq
             .par_iter()
             .map(|t| {
@@ -569,7 +571,8 @@ impl Embedder {
         let mut order: Vec<usize> = (0..uniq.len()).collect();
         order.sort_by_key(|&j| (ids[j].len(), j));
         let dims = self.info.dims;
-        let mut out = Array2::<f32>::zeros((uniq.len(), dims));
+        // one matrix: a distinct text's vector goes to its first row, then to its repeats
+        let mut out = Array2::<f32>::zeros((texts.len(), dims));
         // batches of at most `batch_tokens` padded tokens, over texts sorted by length
         let mut bounds: Vec<(usize, usize)> = Vec::new();
         let mut pos = 0;
@@ -593,18 +596,21 @@ impl Embedder {
                 .collect::<Result<_, _>>()?;
             for (&(a, b), vectors) in chunk.iter().zip(done) {
                 for (r, &j) in order[a..b].iter().enumerate() {
-                    out.row_mut(j).assign(&ndarray::ArrayView1::from(
+                    out.row_mut(first_row[j]).assign(&ndarray::ArrayView1::from(
                         &vectors[r * dims..(r + 1) * dims],
                     ));
                 }
             }
             progress(chunk.last().map_or(0, |c| c.1), order.len());
         }
-        let mut rows = Array2::<f32>::zeros((texts.len(), dims));
         for (i, &j) in row_of.iter().enumerate() {
-            rows.row_mut(i).assign(&out.row(j));
+            let src = first_row[j];
+            if src != i {
+                let v = out.row(src).to_owned();
+                out.row_mut(i).assign(&v);
+            }
         }
-        Ok(rows)
+        Ok(out)
     }
 
     /// One padded batch through the encoder, pooled and normalised: batch × dims values.
