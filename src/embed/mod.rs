@@ -723,6 +723,24 @@ pub fn progress_bar(show: bool, total: usize) -> indicatif::ProgressBar {
     pb
 }
 
+/// Write `matrix` as a safetensors file holding one f32 tensor `embeddings`. On a little-endian
+/// machine the tensor's bytes are the matrix's own memory (no copy of the output).
+fn write_safetensors(path: &Path, matrix: &Array2<f32>) -> Result<(), EmbedFileError> {
+    let shape = vec![matrix.nrows(), matrix.ncols()];
+    let owned: Vec<u8>;
+    let bytes: &[u8] = match matrix.as_slice() {
+        Some(s) if cfg!(target_endian = "little") => bytemuck::cast_slice(s),
+        _ => {
+            owned = matrix.iter().flat_map(|x| x.to_le_bytes()).collect();
+            &owned
+        }
+    };
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)
+        .map_err(|e| EmbedFileError::Config(format!("cannot build the tensor: {e}")))?;
+    safetensors::serialize_to_file([("embeddings", view)], None, path)
+        .map_err(|e| EmbedFileError::Config(format!("cannot write {}: {e}", path.display())))
+}
+
 /// Embed the text column of a dataset into `out` and write `<out>.embed.json` beside it (both
 /// through temporary files renamed into place; nothing is written on error). Returns the sidecar.
 pub fn embed_file(o: &EmbedFileOptions) -> Result<Value, EmbedFileError> {
@@ -764,18 +782,10 @@ pub fn embed_file(o: &EmbedFileOptions) -> Result<Value, EmbedFileError> {
         "npy" => ndarray_npy::write_npy(tmp.path(), &matrix).map_err(|e| {
             EmbedFileError::Config(format!("cannot write {}: {e}", o.out.display()))
         })?,
-        _ => {
-            let shape = vec![matrix.nrows(), matrix.ncols()];
-            let bytes: Vec<u8> = matrix.iter().flat_map(|x| x.to_le_bytes()).collect();
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)
-                .map_err(|e| EmbedFileError::Config(format!("cannot build the tensor: {e}")))?;
-            let out = safetensors::serialize([("embeddings", view)], None).map_err(|e| {
-                EmbedFileError::Config(format!("cannot serialise {}: {e}", o.out.display()))
-            })?;
-            std::fs::write(tmp.path(), out).map_err(|e| IngestError::io(tmp.path(), e))?;
-        }
+        _ => write_safetensors(tmp.path(), &matrix)?,
     }
-    let out_bytes = std::fs::read(tmp.path()).map_err(|e| IngestError::io(tmp.path(), e))?;
+    // hashed from the file, streamed: the output is never held twice
+    let out_digest = crate::ingest::sha256_file(tmp.path())?;
     let sidecar = json!({
         "output": {
             "path": o.out.display().to_string(),
@@ -783,8 +793,8 @@ pub fn embed_file(o: &EmbedFileOptions) -> Result<Value, EmbedFileError> {
             "rows": matrix.nrows(),
             "dims": matrix.ncols(),
             "dtype": "f32",
-            "bytes": out_bytes.len(),
-            "sha256": sha256_hex(&out_bytes),
+            "bytes": out_digest.bytes,
+            "sha256": out_digest.sha256,
         },
         "data": {
             "path": o.data.display().to_string(),
