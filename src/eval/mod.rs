@@ -12,13 +12,15 @@
 //! seeds = [1, 2]          # injection seeds (default [0])
 //! scan_seed = 0           # seed of every scan (default 0)
 //! keep_data = false       # keep injected files in OUT/data (default: a temporary folder)
+//! model_max_tokens = 128  # tokens per text of `model:DIR` representations (default: the folder's)
 //!
 //! [[dataset]]
 //! name = "sst2-clean"                          # default: the file stem
 //! path = "../shared/benchmarks/sst2-clean.jsonl" # relative to this file's folder
 //! id_column = "id"                             # optional
 //! ground_truth_column = "poison"               # for scanning the file as it is
-//! representations = ["minilm", "mlp"]          # <stem>.<name>.npy beside the data
+//! representations = ["minilm", "mlp"]          # <stem>.<name>.npy beside the data, or
+//!                                              # "model:DIR" (embedded in the grid)
 //! label_independent = ["minilm"]              # reusable after label-flip / duplicate-flip
 //! as_is = true                                 # scan the file itself (default: true when
 //!                                              # `attacks` is empty)
@@ -69,6 +71,15 @@
 //! attacks: its original's vector would be a near-copy's embedding only approximately, and
 //! an exact vector would hand a detector the duplicate for free.
 //! A setting whose detectors need no embeddings runs once per variant (representation `-`).
+//!
+//! A representation `model:DIR` (e.g. `model:../../shared/models/all-MiniLM-L6-v2`, a folder
+//! as `poisongate embed` reads it) is computed in the grid: every scanned file, injected or
+//! not, is embedded from its own text, so it serves every attack, text-changing ones
+//! included, and it is label-independent by construction. It appears in the table as
+//! `model:<folder name>`. The dataset's texts are embedded once; a variant embeds only the
+//! texts the attack wrote. `model_max_tokens = 128` (top level) sets the tokens per text
+//! (default: the folder's `max_seq_length`). The matrices are written to the data folder and
+//! removed after the variant's scans unless `keep_data` is set.
 
 use crate::inject::{InjectError, Position};
 use crate::pipeline::ScanError;
@@ -100,6 +111,9 @@ pub struct Experiments {
     /// The detector settings.
     #[serde(default)]
     pub detectors: Vec<DetectorSetting>,
+    /// Tokens per text for `model:DIR` representations (default: the folder's
+    /// `max_seq_length`).
+    pub model_max_tokens: Option<usize>,
 }
 
 fn default_seeds() -> Vec<u64> {
@@ -125,7 +139,9 @@ pub struct DatasetSpec {
     pub ground_truth_column: Option<String>,
     /// Column name the injection writes (default `poison`).
     pub injected_ground_truth_column: Option<String>,
-    /// Representation names: `<stem>.<name>.npy` beside the data file.
+    /// Representation names: `<stem>.<name>.npy` beside the data file, or `model:DIR` (a
+    /// model folder relative to the experiments file's folder) to embed every scanned file's
+    /// own text.
     #[serde(default)]
     pub representations: Vec<String>,
     /// Representations that do not depend on the labels (e.g. frozen sentence embeddings):
@@ -225,6 +241,14 @@ pub enum EvalError {
         data: String,
         /// The error.
         source: Box<ScanError>,
+    },
+    /// A `model:DIR` representation's model cannot be loaded or run.
+    #[error("representation model {}: {source}", dir.display())]
+    Model {
+        /// The model folder.
+        dir: PathBuf,
+        /// The error.
+        source: Box<crate::embed::EmbedError>,
     },
     /// Writing a result or a derived file failed.
     #[error("{}: {message}", path.display())]
@@ -359,6 +383,7 @@ pub fn load(path: &Path) -> Result<Experiments, EvalError> {
     Ok(ex)
 }
 
+mod model;
 mod run;
 mod table;
 

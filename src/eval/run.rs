@@ -2,6 +2,7 @@
 //! representation.
 
 use super::table::{csv, markdown, percent};
+use super::model::ModelRepresentation;
 use super::{load, DetectorSetting, EvalError, EvalResults, EvalRow, Skipped};
 use crate::inject::{self, Attack, InjectError, InjectOptions, Position};
 use crate::pipeline::{scan, ScanError, ScanOptions};
@@ -66,6 +67,9 @@ fn file_safe(name: &str) -> String {
         .collect()
 }
 
+/// A representation computed from a model folder: `model:DIR`.
+const MODEL_PREFIX: &str = "model:";
+
 /// Run the grid described by `experiments_path`, writing `results.csv` and `results.md` into
 /// `out` (and the injected files into `out/data` with `keep_data`). Progress lines go to
 /// `log`.
@@ -100,6 +104,8 @@ pub fn run(
         })?);
     }
 
+    // model folders of `model:DIR` representations, each loaded once
+    let mut models: BTreeMap<PathBuf, ModelRepresentation> = BTreeMap::new();
     let mut results = EvalResults::default();
     for d in &ex.dataset {
         let path = base.join(&d.path);
@@ -108,10 +114,26 @@ pub fn run(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let name = d.name.clone().unwrap_or_else(|| stem.clone());
-        let reprs: Vec<(String, PathBuf)> = d
+        let (model_reprs, file_reprs): (Vec<&String>, Vec<&String>) = d
             .representations
             .iter()
-            .map(|r| (r.clone(), path.with_file_name(format!("{stem}.{r}.npy"))))
+            .partition(|r| r.starts_with(MODEL_PREFIX));
+        let model_dirs: Vec<PathBuf> = model_reprs
+            .iter()
+            .map(|r| base.join(&r[MODEL_PREFIX.len()..]))
+            .collect();
+        for dir in &model_dirs {
+            if !models.contains_key(dir) && needs.iter().any(|&n| n) {
+                log(&format!("load model {}", dir.display()));
+                models.insert(
+                    dir.clone(),
+                    ModelRepresentation::load(dir, ex.model_max_tokens)?,
+                );
+            }
+        }
+        let reprs: Vec<(String, PathBuf)> = file_reprs
+            .iter()
+            .map(|r| (r.to_string(), path.with_file_name(format!("{stem}.{r}.npy"))))
             .collect();
         for (r, p) in &reprs {
             if !p.exists() {
@@ -266,6 +288,35 @@ pub fn run(
         }
 
         for v in &variants {
+            // embeddings of this file's own text, per model, made when a setting needs them
+            let mut computed: Vec<(String, PathBuf)> = Vec::new();
+            let wanted = ex
+                .detectors
+                .iter()
+                .zip(&needs)
+                .any(|(s, &n)| n && s.applies_to(&v.attack));
+            if wanted {
+                for dir in &model_dirs {
+                    let Some(m) = models.get_mut(dir) else {
+                        continue;
+                    };
+                    let dst = work.join(format!(
+                        "{}.{}.npy",
+                        file_name(&v.path),
+                        file_safe(&m.name)
+                    ));
+                    let text_column = d.text_column.as_deref().unwrap_or("text");
+                    let fresh = m.write(&path, &v.path, text_column, &dst, log)?;
+                    if fresh > 0 {
+                        log(&format!(
+                            "embedded {fresh} new texts of {} with {}",
+                            file_name(&v.path),
+                            m.name
+                        ));
+                    }
+                    computed.push((m.name.clone(), dst));
+                }
+            }
             for (s, &needs_emb) in ex.detectors.iter().zip(&needs) {
                 if !s.applies_to(&v.attack) {
                     continue;
@@ -279,7 +330,7 @@ pub fn run(
                             reason: reason.clone(),
                         });
                     }
-                    if v.representations.is_empty() {
+                    if v.representations.is_empty() && computed.is_empty() {
                         if v.excluded.is_empty() {
                             results.skipped.push(Skipped {
                                 dataset: name.clone(),
@@ -293,6 +344,7 @@ pub fn run(
                     }
                     v.representations
                         .iter()
+                        .chain(&computed)
                         .map(|(r, p)| (r.clone(), Some(p.clone())))
                         .collect()
                 } else {
@@ -360,6 +412,11 @@ pub fn run(
                             .rows
                             .push(row("combined", &ev.combined, report.run.seconds));
                     }
+                }
+            }
+            if !ex.keep_data {
+                for (_, p) in &computed {
+                    let _ = std::fs::remove_file(p);
                 }
             }
         }

@@ -209,3 +209,118 @@ fn a_pickle_only_folder_is_refused_and_nothing_is_written() {
         .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 }
+
+#[test]
+fn eval_embeds_each_injected_file_from_its_own_text() {
+    let (Some(model), Some(bench)) = (model(), benchmarks()) else {
+        eprintln!("skipped: ../shared/models or ../shared/benchmarks is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("small.jsonl");
+    let text = std::fs::read_to_string(bench.join("sst2-clean.jsonl")).unwrap();
+    let head: Vec<&str> = text.lines().take(300).collect();
+    std::fs::write(&data, head.join("\n") + "\n").unwrap();
+    let grid = tmp.path().join("grid.toml");
+    std::fs::write(
+        &grid,
+        format!(
+            r#"seeds = [1]
+keep_data = true
+model_max_tokens = 128
+
+[[dataset]]
+path = "{}"
+id_column = "id"
+ground_truth_column = "poison"
+representations = ["model:{}"]
+attacks = ["badnets"]
+
+[[attack]]
+kind = "badnets"
+rates = [0.05]
+target_label = "1"
+triggers = ["cf"]
+
+[[detectors]]
+name = "spectral"
+select = ["SPEC001"]
+
+[[detectors]]
+name = "text"
+select = ["TRIG001"]
+"#,
+            data.display(),
+            model.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("eval");
+    let results = poisongate::eval::run(&grid, &out, &mut |_| {}).expect("the grid runs");
+    assert!(results.skipped.is_empty(), "{:?}", results.skipped);
+    let spectral: Vec<_> = results
+        .rows
+        .iter()
+        .filter(|r| r.setting == "spectral")
+        .collect();
+    assert_eq!(spectral.len(), 1);
+    assert_eq!(spectral[0].representation, "model:all-MiniLM-L6-v2");
+    assert_eq!(spectral[0].attack, "badnets");
+    assert!(spectral[0].reconciled);
+    let text_rows: Vec<_> = results.rows.iter().filter(|r| r.setting == "text").collect();
+    assert_eq!(text_rows.len(), 1);
+    assert_eq!(text_rows[0].representation, "-");
+    // the grid's matrix of the injected file is the embedding of that file's own text
+    let files: Vec<PathBuf> = walk(&out.join("data"));
+    let injected = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .expect("the injected file is kept");
+    let grid_matrix = files
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".model_all-MiniLM-L6-v2.npy"))
+        .expect("the computed matrix is kept");
+    let direct = tmp.path().join("direct.npy");
+    poisongate([
+        "embed".as_ref(),
+        injected.as_os_str(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--max-tokens".as_ref(),
+        "128".as_ref(),
+        "--out".as_ref(),
+        direct.as_os_str(),
+        "--quiet".as_ref(),
+    ])
+    .assert()
+    .success();
+    let (got, want) = (npy_rows(grid_matrix), npy_rows(&direct));
+    assert_eq!(got.len(), want.len());
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| cosine(a, b))
+        .fold(f64::INFINITY, f64::min);
+    assert!(worst >= 0.9999, "lowest cosine {worst}");
+    // and the poisoned rows' vectors are not their originals' (the trigger changed the text)
+    let orig = tmp.path().join("orig.npy");
+    poisongate([
+        "embed".as_ref(),
+        data.as_os_str(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--max-tokens".as_ref(),
+        "128".as_ref(),
+        "--out".as_ref(),
+        orig.as_os_str(),
+        "--quiet".as_ref(),
+    ])
+    .assert()
+    .success();
+    let orig_rows = npy_rows(&orig);
+    let changed = got
+        .iter()
+        .filter(|v| !orig_rows.iter().any(|o| cosine(v, o) > 0.99999))
+        .count();
+    assert_eq!(changed, spectral[0].poisoned, "one new vector per poisoned row");
+}
