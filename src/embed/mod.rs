@@ -551,12 +551,7 @@ impl Embedder {
         let (h, i) = (self.info.dims as f64, self.intermediate as f64);
         let mut total = 0.0;
         for t in texts {
-            let n = self
-                .tokenizer
-                .encode(t.as_str(), true)
-                .map_err(|e| EmbedError::Inference(format!("tokenising: {e}")))?
-                .get_ids()
-                .len() as f64;
+            let n = self.encode(t)?.len() as f64;
             total += 2.0 * n * (4.0 * h * h + 2.0 * h * i) + 4.0 * n * n * h;
         }
         Ok(total * self.info.layers as f64)
@@ -583,17 +578,14 @@ impl Embedder {
             row_of.push(j);
         }
         drop(index);
-        let ids: Vec<Vec<u32>> = uniq
+        // token counts only: a batch's ids are made again when it runs, so the ids of the
+        // whole dataset are never held at once
+        let lens: Vec<usize> = uniq
             .par_iter()
-            .map(|t| {
-                self.tokenizer
-                    .encode(*t, true)
-                    .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| EmbedError::Inference(format!("tokenising: {e}")))
-            })
+            .map(|t| self.encode(t).map(|ids| ids.len()))
             .collect::<Result<_, _>>()?;
         let mut order: Vec<usize> = (0..uniq.len()).collect();
-        order.sort_by_key(|&j| (ids[j].len(), j));
+        order.sort_by_key(|&j| (lens[j], j));
         let dims = self.info.dims;
         // one matrix: a distinct text's vector goes to its first row, then to its repeats
         let mut out = Array2::<f32>::zeros((texts.len(), dims));
@@ -603,7 +595,7 @@ impl Embedder {
         while pos < order.len() {
             let mut end = pos + 1;
             while end < order.len()
-                && (end - pos + 1) * ids[order[end]].len().max(1) <= self.batch_tokens
+                && (end - pos + 1) * lens[order[end]].max(1) <= self.batch_tokens
             {
                 end += 1;
             }
@@ -616,7 +608,13 @@ impl Embedder {
         for chunk in bounds.chunks(round) {
             let done: Vec<Vec<f32>> = chunk
                 .par_iter()
-                .map(|&(a, b)| self.forward(order[a..b].iter().map(|&j| ids[j].as_slice())))
+                .map(|&(a, b)| {
+                    let ids: Vec<Vec<u32>> = order[a..b]
+                        .iter()
+                        .map(|&j| self.encode(uniq[j]))
+                        .collect::<Result<_, _>>()?;
+                    self.forward(ids.iter().map(Vec::as_slice))
+                })
                 .collect::<Result<_, _>>()?;
             for (&(a, b), vectors) in chunk.iter().zip(done) {
                 for (r, &j) in order[a..b].iter().enumerate() {
@@ -635,6 +633,14 @@ impl Embedder {
             }
         }
         Ok(out)
+    }
+
+    /// A text's token ids, truncated to the token budget.
+    fn encode(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        self.tokenizer
+            .encode(text, true)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| EmbedError::Inference(format!("tokenising: {e}")))
     }
 
     /// One padded batch through the encoder, pooled and normalised: batch × dims values.
