@@ -1,0 +1,487 @@
+//! Embedding files: `.npy` and safetensors.
+
+use super::*;
+
+/// Read a 2-D embedding matrix from a `.npy` or `.safetensors` file, with the file's digest.
+///
+/// `tensor` names the safetensors tensor to read; without it the file must hold exactly one
+/// 2-D tensor. It is ignored for `.npy`. See the [module docs](self) for the accepted dtypes.
+pub fn read_embeddings(
+    path: &Path,
+    tensor: Option<&str>,
+) -> Result<(Array2<f32>, FileDigest), IngestError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let (matrix, digest) = match ext.as_deref() {
+        Some("npy") => read_npy_file(path)?,
+        Some("safetensors") => read_safetensors_file(path, tensor)?,
+        _ => {
+            return Err(IngestError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                message: "unsupported embedding format: expected a file ending in .npy or \
+                          .safetensors"
+                    .to_string(),
+            })
+        }
+    };
+    check_matrix(path, &matrix)?;
+    Ok((matrix, digest))
+}
+
+/// Non-empty, and every value finite.
+pub(super) fn check_matrix(path: &Path, m: &Array2<f32>) -> Result<(), IngestError> {
+    if m.nrows() == 0 {
+        return Err(IngestError::NoRows {
+            path: path.to_path_buf(),
+        });
+    }
+    if m.ncols() == 0 {
+        return Err(IngestError::InvalidValue {
+            path: path.to_path_buf(),
+            row: None,
+            column: None,
+            message: "embeddings have zero columns".to_string(),
+        });
+    }
+    for (i, row) in m.outer_iter().enumerate() {
+        if let Some((j, v)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(IngestError::InvalidValue {
+                path: path.to_path_buf(),
+                row: Some(RowRef::Row(i + 1)),
+                column: None,
+                message: format!(
+                    "embedding value at column index {j} (0-based) is {v}; non-finite values \
+                     are refused"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn f64_to_f32(m: Array2<f64>, path: &Path) -> Result<Array2<f32>, IngestError> {
+    // Find values that overflow f32 before converting, so the message shows the original.
+    for (i, row) in m.outer_iter().enumerate() {
+        if let Some((j, v)) = row
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.is_finite() && !(**v as f32).is_finite())
+        {
+            return Err(IngestError::InvalidValue {
+                path: path.to_path_buf(),
+                row: Some(RowRef::Row(i + 1)),
+                column: None,
+                message: format!(
+                    "embedding value at column index {j} (0-based) is {v}, beyond the range \
+                     of f32"
+                ),
+            });
+        }
+    }
+    Ok(m.mapv(|v| v as f32))
+}
+
+/// Header fields of a `.npy` file that matter here.
+#[derive(Debug)]
+pub(super) struct NpyHeader {
+    descr: String,
+    fortran_order: bool,
+    shape: Vec<usize>,
+    /// Bytes of magic, version, length field and header dict.
+    prefix_len: usize,
+}
+
+/// A tiny parser for the Python literal of a `.npy` header dict (strings, booleans, integers,
+/// tuples, lists, dicts, None). Never evaluates anything.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum PyLit {
+    Str(String),
+    Int(u64),
+    Bool(bool),
+    None,
+    Seq(Vec<PyLit>),
+    Dict(Vec<(PyLit, PyLit)>),
+}
+
+pub(super) struct PyParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl PyParser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.s.get(self.i).copied()
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(format!("expected '{}' at byte {}", c as char, self.i))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<PyLit, String> {
+        if depth > 16 {
+            return Err("header nested too deeply".to_string());
+        }
+        match self.peek() {
+            Some(q @ (b'\'' | b'"')) => {
+                self.i += 1;
+                let start = self.i;
+                while self.i < self.s.len() && self.s[self.i] != q {
+                    if self.s[self.i] == b'\\' {
+                        return Err("escapes in header strings are not supported".to_string());
+                    }
+                    self.i += 1;
+                }
+                if self.i >= self.s.len() {
+                    return Err("unterminated string in header".to_string());
+                }
+                let text = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
+                self.i += 1;
+                Ok(PyLit::Str(text))
+            }
+            Some(open @ (b'(' | b'[')) => {
+                let close = if open == b'(' { b')' } else { b']' };
+                self.i += 1;
+                let mut items = Vec::new();
+                loop {
+                    if self.peek() == Some(close) {
+                        self.i += 1;
+                        return Ok(PyLit::Seq(items));
+                    }
+                    items.push(self.value(depth + 1)?);
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(c) if c == close => {}
+                        _ => return Err(format!("expected ',' at byte {}", self.i)),
+                    }
+                }
+            }
+            Some(b'{') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                loop {
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                        return Ok(PyLit::Dict(items));
+                    }
+                    let k = self.value(depth + 1)?;
+                    self.expect(b':')?;
+                    let v = self.value(depth + 1)?;
+                    items.push((k, v));
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {}
+                        _ => return Err(format!("expected ',' at byte {}", self.i)),
+                    }
+                }
+            }
+            Some(c) if c.is_ascii_digit() => {
+                let start = self.i;
+                while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
+                    self.i += 1;
+                }
+                // Python 2 long suffix, as written by old numpy.
+                if self.i < self.s.len() && self.s[self.i] == b'L' {
+                    self.i += 1;
+                }
+                let digits = String::from_utf8_lossy(&self.s[start..self.i]);
+                digits
+                    .trim_end_matches('L')
+                    .parse::<u64>()
+                    .map(PyLit::Int)
+                    .map_err(|_| format!("integer {digits} out of range"))
+            }
+            Some(c) if c.is_ascii_alphabetic() => {
+                let start = self.i;
+                while self.i < self.s.len() && self.s[self.i].is_ascii_alphanumeric() {
+                    self.i += 1;
+                }
+                match &self.s[start..self.i] {
+                    b"True" => Ok(PyLit::Bool(true)),
+                    b"False" => Ok(PyLit::Bool(false)),
+                    b"None" => Ok(PyLit::None),
+                    other => Err(format!(
+                        "unexpected name {:?} in header",
+                        String::from_utf8_lossy(other)
+                    )),
+                }
+            }
+            Some(c) => Err(format!(
+                "unexpected character {:?} at byte {}",
+                c as char, self.i
+            )),
+            None => Err("header ends early".to_string()),
+        }
+    }
+}
+
+/// Read and check the `.npy` header from `reader`, returning it with the exact bytes read.
+pub(super) fn read_npy_header(reader: &mut impl Read) -> Result<(NpyHeader, Vec<u8>), String> {
+    let mut prefix = vec![0u8; 8];
+    reader
+        .read_exact(&mut prefix)
+        .map_err(|e| format!("not a .npy file (cannot read the magic string: {e})"))?;
+    if &prefix[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file (bad magic string)".to_string());
+    }
+    let (major, minor) = (prefix[6], prefix[7]);
+    let len_bytes = match major {
+        1 => 2,
+        2 | 3 => 4,
+        _ => return Err(format!("unsupported .npy format version {major}.{minor}")),
+    };
+    let mut len_buf = vec![0u8; len_bytes];
+    reader
+        .read_exact(&mut len_buf)
+        .map_err(|e| format!("truncated .npy header: {e}"))?;
+    prefix.extend_from_slice(&len_buf);
+    let header_len = len_buf
+        .iter()
+        .rev()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    if header_len > NPY_MAX_HEADER {
+        return Err(format!(
+            ".npy header of {header_len} bytes is larger than the {NPY_MAX_HEADER} accepted"
+        ));
+    }
+    let mut header = vec![0u8; header_len];
+    reader
+        .read_exact(&mut header)
+        .map_err(|e| format!("truncated .npy header: {e}"))?;
+    prefix.extend_from_slice(&header);
+
+    let mut parser = PyParser { s: &header, i: 0 };
+    let dict = match parser.value(0) {
+        Ok(PyLit::Dict(items)) => items,
+        Ok(_) => return Err(".npy header is not a dict".to_string()),
+        Err(e) => return Err(format!("cannot parse the .npy header: {e}")),
+    };
+    let get = |key: &str| {
+        dict.iter()
+            .find(|(k, _)| *k == PyLit::Str(key.to_string()))
+            .map(|(_, v)| v)
+    };
+    let descr = match get("descr") {
+        Some(PyLit::Str(s)) => s.clone(),
+        Some(_) => {
+            return Err(
+                "structured (record) dtypes are not supported; expected a 2-D float array"
+                    .to_string(),
+            )
+        }
+        None => return Err(".npy header has no 'descr'".to_string()),
+    };
+    if descr.contains('O') {
+        return Err(format!(
+            "dtype '{descr}' is an object array; object/pickled arrays are refused because \
+             loading them would require unpickling (running code from the file)"
+        ));
+    }
+    if descr != "<f4" && descr != "<f8" {
+        return Err(format!(
+            "unsupported dtype '{descr}'; only little-endian float32 ('<f4') and float64 \
+             ('<f8') are accepted"
+        ));
+    }
+    let fortran_order = match get("fortran_order") {
+        Some(PyLit::Bool(b)) => *b,
+        _ => return Err(".npy header has no boolean 'fortran_order'".to_string()),
+    };
+    let shape = match get("shape") {
+        Some(PyLit::Seq(items)) => items
+            .iter()
+            .map(|v| match v {
+                PyLit::Int(n) => usize::try_from(*n).map_err(|_| "shape too large".to_string()),
+                _ => Err("'shape' must be a tuple of integers".to_string()),
+            })
+            .collect::<Result<Vec<usize>, String>>()?,
+        _ => return Err(".npy header has no tuple 'shape'".to_string()),
+    };
+    if shape.len() != 2 {
+        return Err(format!(
+            "array has {} dimensions (shape {shape:?}); embeddings must be 2-D (rows × dims)",
+            shape.len()
+        ));
+    }
+    let prefix_len = prefix.len();
+    Ok((
+        NpyHeader {
+            descr,
+            fortran_order,
+            shape,
+            prefix_len,
+        },
+        prefix,
+    ))
+}
+
+pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), IngestError> {
+    let npy_err = |message: String| IngestError::Npy {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
+    let mut reader = HashingReader::new(BufReader::with_capacity(HASH_BUFFER, file));
+    let (header, prefix) = read_npy_header(&mut reader).map_err(npy_err)?;
+
+    // Check the data size against the file size before anything is allocated for it.
+    let item = if header.descr == "<f4" { 4u64 } else { 8u64 };
+    let expected = header
+        .shape
+        .iter()
+        .try_fold(item, |acc, &d| acc.checked_mul(d as u64))
+        .and_then(|data| data.checked_add(header.prefix_len as u64));
+    match expected {
+        Some(e) if e == file_len => {}
+        Some(e) => {
+            return Err(npy_err(format!(
+                "file is {file_len} bytes but its header (shape {:?}, dtype '{}') implies \
+                 {e}; the file is truncated or has trailing bytes",
+                header.shape, header.descr
+            )))
+        }
+        None => return Err(npy_err(format!("shape {:?} is too large", header.shape))),
+    }
+
+    let matrix = {
+        let mut chained = io::Cursor::new(prefix).chain(&mut reader);
+        if header.descr == "<f4" {
+            Array2::<f32>::read_npy(&mut chained)
+                .map_err(|e| npy_err(format!("cannot read the array: {e}")))?
+        } else {
+            let m = Array2::<f64>::read_npy(&mut chained)
+                .map_err(|e| npy_err(format!("cannot read the array: {e}")))?;
+            f64_to_f32(m, path)?
+        }
+    };
+    let digest = reader.finish(path)?;
+    let matrix = if header.fortran_order {
+        // Same logical matrix; store it in row-major order for the detectors.
+        let mut c = Array2::<f32>::zeros(matrix.raw_dim().set_f(false));
+        c.assign(&matrix);
+        c
+    } else {
+        matrix
+    };
+    Ok((matrix, digest))
+}
+
+pub(super) fn read_safetensors_file(
+    path: &Path,
+    name: Option<&str>,
+) -> Result<(Array2<f32>, FileDigest), IngestError> {
+    use safetensors::{Dtype, SafeTensors};
+    let st_err = |message: String| IngestError::Safetensors {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let mut reader = HashingReader::new(file);
+    let mut buf = Vec::new();
+    reader
+        .read_to_end(&mut buf)
+        .map_err(|e| IngestError::io(path, e))?;
+    let digest = reader.finish(path)?;
+
+    let st = SafeTensors::deserialize(&buf)
+        .map_err(|e| st_err(format!("not a valid safetensors file: {e}")))?;
+    let mut names: Vec<&str> = st.names();
+    names.sort_unstable();
+    let describe = |names: &[&str]| -> String {
+        names
+            .iter()
+            .map(|n| match st.tensor(n) {
+                Ok(t) => format!("\"{n}\" {:?} {:?}", t.dtype(), t.shape()),
+                Err(_) => format!("\"{n}\""),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let chosen = match name {
+        Some(n) => {
+            if !names.contains(&n) {
+                return Err(st_err(format!(
+                    "no tensor named \"{n}\"; available tensors: {}",
+                    describe(&names)
+                )));
+            }
+            n
+        }
+        None => {
+            let two_d: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| st.tensor(n).is_ok_and(|t| t.shape().len() == 2))
+                .collect();
+            match two_d.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(st_err(format!(
+                        "no 2-D tensor found; available tensors: {}",
+                        describe(&names)
+                    )))
+                }
+                _ => {
+                    return Err(st_err(format!(
+                        "{} 2-D tensors found; name the one to use. Available tensors: {}",
+                        two_d.len(),
+                        describe(&names)
+                    )))
+                }
+            }
+        }
+    };
+    let t = st
+        .tensor(chosen)
+        .map_err(|e| st_err(format!("cannot read tensor \"{chosen}\": {e}")))?;
+    let (rows, cols) = match t.shape() {
+        [r, c] => (*r, *c),
+        other => {
+            return Err(st_err(format!(
+                "tensor \"{chosen}\" has shape {other:?}; embeddings must be 2-D (rows × dims)"
+            )))
+        }
+    };
+    let bad_shape = |e: ndarray::ShapeError| st_err(format!("tensor \"{chosen}\": {e}"));
+    let matrix = match t.dtype() {
+        Dtype::F32 => {
+            let v: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Array2::from_shape_vec((rows, cols), v).map_err(bad_shape)?
+        }
+        Dtype::F64 => {
+            let v: Vec<f64> = t
+                .data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect();
+            f64_to_f32(
+                Array2::from_shape_vec((rows, cols), v).map_err(bad_shape)?,
+                path,
+            )?
+        }
+        other => {
+            return Err(st_err(format!(
+                "tensor \"{chosen}\" has dtype {other:?}; only F32 and F64 are accepted"
+            )))
+        }
+    };
+    Ok((matrix, digest))
+}

@@ -1,0 +1,322 @@
+//! JSONL: streamed lines, projected object parsing (shared with emit) and the reader.
+
+use super::*;
+
+pub(super) fn is_json_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// True when a line is empty or only JSON whitespace; such lines are not rows.
+pub(crate) fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|&b| is_json_whitespace(b))
+}
+
+/// Streams the non-blank lines of a JSONL file while hashing every byte.
+pub(crate) struct JsonlLines {
+    reader: BufReader<HashingReader<File>>,
+    buf: Vec<u8>,
+    line: usize,
+    path: PathBuf,
+}
+
+impl JsonlLines {
+    pub(crate) fn open(path: &Path) -> Result<Self, IngestError> {
+        let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+        Ok(JsonlLines {
+            reader: BufReader::with_capacity(HASH_BUFFER, HashingReader::new(file)),
+            buf: Vec::new(),
+            line: 0,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Advance to the next non-blank line; returns its 1-based line number, or `None` at the
+    /// end of the file. The line's bytes (terminator included) are then in [`Self::bytes`].
+    pub(crate) fn advance(&mut self) -> Result<Option<usize>, IngestError> {
+        loop {
+            self.buf.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| IngestError::io(&self.path, e))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            if !is_blank(&self.buf) {
+                return Ok(Some(self.line));
+            }
+        }
+    }
+
+    /// The current line's bytes, terminator included.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Hash any remaining bytes and return the file's digest.
+    pub(crate) fn finish(self) -> Result<FileDigest, IngestError> {
+        let path = self.path;
+        let hashing = self.reader.into_inner();
+        hashing.finish(&path)
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+pub(super) struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Deserializes a JSON object keeping only the values of `wanted` keys (others are skipped
+/// without being built). A wanted key present twice is an error.
+pub(super) struct ProjectedObject<'w> {
+    wanted: &'w [&'w str],
+}
+
+impl<'de> DeserializeSeed<'de> for ProjectedObject<'_> {
+    type Value = Vec<Option<Value>>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ProjectedObject<'_> {
+    type Value = Vec<Option<Value>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out: Vec<Option<Value>> = vec![None; self.wanted.len()];
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match self.wanted.iter().position(|w| *w == key.0) {
+                Some(i) => {
+                    if out[i].is_some() {
+                        return Err(de::Error::custom(format!(
+                            "duplicate key \"{}\" in the same object",
+                            key.0
+                        )));
+                    }
+                    out[i] = Some(map.next_value::<Value>()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parse one JSONL line as an object, extracting only the `wanted` keys.
+pub(crate) fn parse_projected(
+    line: &[u8],
+    wanted: &[&str],
+) -> Result<Vec<Option<Value>>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let out = ProjectedObject { wanted }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(out)
+}
+
+/// Turn a serde_json error into a message without serde_json's "at line 1 column N" suffix
+/// (every line is parsed on its own, so its line would always be 1).
+pub(crate) fn json_message(err: &serde_json::Error, line: &[u8]) -> String {
+    let full = err.to_string();
+    let msg = match full.rfind(" at line ") {
+        Some(i) => &full[..i],
+        None => &full,
+    };
+    let mut out = format!("invalid JSON: {msg} (at byte {} of the line)", err.column());
+    if line.starts_with(b"\xEF\xBB\xBF") {
+        out.push_str("; the line starts with a UTF-8 byte-order mark, which is not accepted");
+    }
+    out
+}
+
+/// The keys of a JSONL object, for "available columns" messages.
+pub(super) fn object_keys(line: &[u8]) -> Vec<String> {
+    serde_json::from_slice::<serde_json::Map<String, Value>>(line)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+pub(super) fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
+    let (roles, names) = requested(spec);
+    let mut lines = JsonlLines::open(path)?;
+    let mut out = Collector::new(spec);
+    let mut n_rows = 0usize;
+    while let Some(line_no) = lines.advance()? {
+        let bytes = lines.bytes();
+        let values = parse_projected(bytes, &names).map_err(|e| IngestError::Json {
+            path: path.to_path_buf(),
+            line: line_no,
+            message: json_message(&e, bytes),
+        })?;
+        let row = Some(RowRef::Line(line_no));
+        for (role, name) in &roles {
+            let slot = names.iter().position(|n| n == name).unwrap_or(0);
+            let value = match values.get(slot).and_then(Option::as_ref) {
+                Some(v) => v,
+                None => {
+                    return Err(IngestError::MissingColumn {
+                        path: path.to_path_buf(),
+                        row,
+                        column: name.to_string(),
+                        available: object_keys(bytes),
+                    })
+                }
+            };
+            json_cell(&mut out, *role, value, RowRef::Line(line_no))
+                .map_err(|m| IngestError::value(path, row, name, m))?;
+        }
+        n_rows += 1;
+    }
+    let digest = lines.finish()?;
+    out.finish(Format::Jsonl, digest, n_rows)
+}
+
+/// Store one JSON value of a requested column; errors are messages without location.
+pub(super) fn json_cell(
+    out: &mut Collector,
+    role: Role,
+    value: &Value,
+    row: RowRef,
+) -> Result<(), String> {
+    match role {
+        Role::Text => match value {
+            Value::String(s) => {
+                if let Some(t) = out.texts.as_mut() {
+                    t.push(s.clone());
+                }
+                Ok(())
+            }
+            other => Err(format!("text must be a string, found {}", json_kind(other))),
+        },
+        Role::Label => {
+            let (s, kind) = match value {
+                Value::String(s) => (s.clone(), LabelKind::String),
+                Value::Bool(b) => (b.to_string(), LabelKind::Bool),
+                Value::Number(n) if n.is_i64() || n.is_u64() => (n.to_string(), LabelKind::Integer),
+                Value::Number(n) => {
+                    return Err(format!(
+                        "label {n} is not an integer; labels must be integers, strings or \
+                         booleans"
+                    ))
+                }
+                other => {
+                    return Err(format!(
+                        "label must be an integer, a string or a boolean, found {}",
+                        json_kind(other)
+                    ))
+                }
+            };
+            out.push_label(s, kind)
+        }
+        Role::Id => {
+            let s = match value {
+                Value::String(s) => s.clone(),
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(format!(
+                        "id must be a string, number or boolean, found {}",
+                        json_kind(other)
+                    ))
+                }
+            };
+            if let Some(ids) = out.ids.as_mut() {
+                ids.push(s);
+            }
+            Ok(())
+        }
+        Role::GroundTruth => {
+            let b = match value {
+                Value::Bool(b) => *b,
+                Value::Number(n) if n.as_u64() == Some(0) => false,
+                Value::Number(n) if n.as_u64() == Some(1) => true,
+                Value::String(s) if s == "true" => true,
+                Value::String(s) if s == "false" => false,
+                other => {
+                    return Err(format!(
+                        "ground truth must be a boolean, 0/1 or \"true\"/\"false\", found {}",
+                        render_json(other)
+                    ))
+                }
+            };
+            if let Some(g) = out.ground_truth.as_mut() {
+                g.push(b);
+            }
+            Ok(())
+        }
+        Role::Embedding => {
+            let items = match value {
+                Value::Array(items) => items,
+                other => {
+                    return Err(format!(
+                        "embedding must be an array of numbers, found {}",
+                        json_kind(other)
+                    ))
+                }
+            };
+            let Some(data) = out.embeddings.as_mut() else {
+                return Ok(());
+            };
+            for (k, item) in items.iter().enumerate() {
+                match item.as_f64() {
+                    Some(v) => data.push(finite(v, k)?),
+                    None => {
+                        return Err(format!(
+                            "embedding element {k} (0-based) is {}, expected a number",
+                            json_kind(item)
+                        ))
+                    }
+                }
+            }
+            out.check_dim(items.len(), row)
+        }
+    }
+}
+
+/// A short rendering of a JSON value for messages.
+pub(super) fn render_json(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 40 {
+        let cut: String = s.chars().take(40).collect();
+        format!("{cut}…")
+    } else {
+        s
+    }
+}

@@ -1,0 +1,480 @@
+//! Ingest: reading input tables (JSONL, Parquet) and embedding files (`.npy`, safetensors).
+//!
+//! Every input is hashed (SHA-256 of the exact file bytes) as it is read, so the report can
+//! name exactly what was scanned and [`crate::emit::write_split`] can check that the input did
+//! not change between the scan and the split.
+//!
+//! Only the requested columns are extracted ([`ColumnSpec`]); every other column is skipped
+//! without being materialised.
+//!
+//! # JSONL
+//!
+//! One JSON object per line. Lines that are empty or contain only JSON whitespace (space, tab,
+//! `\r`, `\n`) are skipped: they are not rows, and row numbers in errors are reported as
+//! *line* numbers (1-based) so they can be found in an editor. A requested key that appears
+//! twice in the same object is an error (different JSON parsers disagree on which value wins,
+//! which is exactly the kind of ambiguity a poisoned row could exploit). A UTF-8 byte-order
+//! mark is not accepted.
+//!
+//! # Parquet
+//!
+//! Read through the `parquet` crate's Arrow reader with a projection of just the requested
+//! top-level columns, in record batches of [`PARQUET_BATCH_SIZE`] rows. Dictionary-encoded
+//! columns are accepted and decoded. Row numbers in errors are 1-based.
+//!
+//! # Embeddings
+//!
+//! `.npy` files must hold a 2-D little-endian `f4` or `f8` array (C or Fortran order).
+//! Object arrays (`|O`) are refused: loading them would require unpickling, i.e. running code
+//! chosen by whoever wrote the file. safetensors files must hold a 2-D `F32` or `F64` tensor.
+//! `f64` values are converted to `f32`. Any non-finite value (NaN, ±inf, or an `f64` beyond
+//! the `f32` range) is an error: one such value silently poisons every statistic downstream.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
+use arrow_array::{Array, ArrayRef, Float32Array, Float64Array};
+use arrow_schema::{ArrowError, DataType};
+use ndarray::{Array2, ShapeBuilder};
+use ndarray_npy::ReadNpyExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::errors::ParquetError;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Rows per record batch when reading Parquet.
+pub const PARQUET_BATCH_SIZE: usize = 8192;
+
+/// Buffer size used when hashing whole files.
+const HASH_BUFFER: usize = 1 << 20;
+
+/// Largest `.npy` header accepted (numpy itself refuses headers over 10 000 bytes by default).
+const NPY_MAX_HEADER: usize = 1 << 20;
+
+/// Input table format, decided by the file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// JSON Lines: `.jsonl`, `.ndjson`, `.json-lines`.
+    Jsonl,
+    /// Apache Parquet: `.parquet`, `.pq`.
+    Parquet,
+}
+
+impl Format {
+    /// The format of `path`, from its extension (case-insensitive); any other extension is an
+    /// [`IngestError::UnsupportedFormat`].
+    pub fn from_path(path: &Path) -> Result<Format, IngestError> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("jsonl" | "ndjson" | "json-lines") => Ok(Format::Jsonl),
+            Some("parquet" | "pq") => Ok(Format::Parquet),
+            _ => Err(IngestError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                message: "unsupported table format: expected a file ending in .jsonl, .ndjson, \
+                          .json-lines, .parquet or .pq"
+                    .to_string(),
+            }),
+        }
+    }
+
+    /// The canonical file extension written for this format (`jsonl` or `parquet`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Jsonl => "JSONL",
+            Format::Parquet => "Parquet",
+        })
+    }
+}
+
+/// Identity of a file as read: its path, size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    /// The path as given by the caller.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the exact file bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// Which columns of the input table to extract. `None` means "not needed".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnSpec {
+    /// Column holding the row's text (a string).
+    pub text: Option<String>,
+    /// Column holding the class label (integer, string or boolean).
+    pub label: Option<String>,
+    /// Column holding a row identifier (any scalar).
+    pub id: Option<String>,
+    /// Column holding ground truth "is poisoned" (boolean, 0/1, or "true"/"false").
+    pub ground_truth: Option<String>,
+    /// Column holding an embedding vector per row (an array of numbers).
+    pub embedding: Option<String>,
+}
+
+/// The original type of the label column's values, so integer classes can be sorted
+/// numerically rather than as strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LabelKind {
+    /// Integers, rendered in decimal (`"0"`, `"-3"`).
+    Integer,
+    /// Strings, kept as-is.
+    String,
+    /// Booleans, rendered `"true"` / `"false"`.
+    Bool,
+}
+
+impl fmt::Display for LabelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LabelKind::Integer => "integer",
+            LabelKind::String => "string",
+            LabelKind::Bool => "boolean",
+        })
+    }
+}
+
+/// The requested columns of an input table, fully loaded. Every present column has exactly
+/// `n_rows` entries, in file order.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Format the table was read as.
+    pub format: Format,
+    /// Path, size and SHA-256 of the input file.
+    pub digest: FileDigest,
+    /// Number of rows (for JSONL: non-blank lines).
+    pub n_rows: usize,
+    /// Text per row, when [`ColumnSpec::text`] was given.
+    pub texts: Option<Vec<String>>,
+    /// Label per row canonicalised to a string, when [`ColumnSpec::label`] was given:
+    /// integers in decimal, strings as-is, booleans `"true"`/`"false"`.
+    pub labels: Option<Vec<String>>,
+    /// The label column's original kind, when labels were read.
+    pub label_kind: Option<LabelKind>,
+    /// Identifier per row rendered as a string, when [`ColumnSpec::id`] was given.
+    pub ids: Option<Vec<String>>,
+    /// Ground truth ("row is poisoned") per row, when [`ColumnSpec::ground_truth`] was given.
+    pub ground_truth: Option<Vec<bool>>,
+    /// Embedding matrix, `n_rows × d`, when [`ColumnSpec::embedding`] was given.
+    pub embeddings: Option<Array2<f32>>,
+}
+
+/// Where in a file a problem is: a 1-based JSONL line or a 1-based table row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowRef {
+    /// 1-based line number of a JSONL file (blank lines count as lines).
+    Line(usize),
+    /// 1-based row number (Parquet rows, rows of an embedding matrix).
+    Row(usize),
+}
+
+impl RowRef {
+    /// The 1-based number, whether line or row.
+    pub fn number(self) -> usize {
+        match self {
+            RowRef::Line(n) | RowRef::Row(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for RowRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RowRef::Line(n) => write!(f, "line {n}"),
+            RowRef::Row(n) => write!(f, "row {n}"),
+        }
+    }
+}
+
+/// Errors from reading inputs and writing outputs. Every message starts with the file's path,
+/// followed where relevant by the 1-based line or row and the column.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Reading or writing the file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The file's extension names no supported format.
+    #[error("{}: {message}", path.display())]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+        /// What was expected.
+        message: String,
+    },
+    /// A JSONL line is not valid JSON, not an object, or not UTF-8.
+    #[error("{}, line {line}: {message}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A requested column does not exist (in the Parquet schema, or in one JSONL object).
+    #[error("{}: column \"{column}\" not found; available columns: {}",
+            location(path, row, &None), list(available))]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The JSONL line lacking the key (`None` for a schema-level miss).
+        row: Option<RowRef>,
+        /// The missing column.
+        column: String,
+        /// Columns that do exist (in that JSONL object, or in the Parquet schema).
+        available: Vec<String>,
+    },
+    /// A value has the wrong type, is null, is not finite, or has the wrong length.
+    #[error("{}: {message}", location(path, row, column))]
+    InvalidValue {
+        /// The file.
+        path: PathBuf,
+        /// Where, when known.
+        row: Option<RowRef>,
+        /// The column, when relevant.
+        column: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file holds no rows.
+    #[error("{}: no rows", path.display())]
+    NoRows {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The Parquet reader or writer failed.
+    #[error("{}: Parquet error: {source}", path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: ParquetError,
+    },
+    /// An Arrow operation failed.
+    #[error("{}: Arrow error: {source}", path.display())]
+    Arrow {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: ArrowError,
+    },
+    /// A `.npy` file is malformed or holds an unsupported (or refused) array.
+    #[error("{}: {message}", path.display())]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A safetensors file is malformed, holds an unsupported dtype, or the tensor to read is
+    /// ambiguous or missing.
+    #[error("{}: {message}", path.display())]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The input's SHA-256 when re-read differs from the one recorded during the scan.
+    #[error("{}: the input changed during the scan: SHA-256 was {expected} when scanned, \
+             {actual} when re-read", path.display())]
+    InputChanged {
+        /// The input file.
+        path: PathBuf,
+        /// SHA-256 recorded by the scan.
+        expected: String,
+        /// SHA-256 found on re-reading.
+        actual: String,
+    },
+    /// The number of verdicts differs from the number of rows in the input.
+    #[error("{}: {verdicts} verdicts were given but the input has {rows} rows", path.display())]
+    RowCountMismatch {
+        /// The input file.
+        path: PathBuf,
+        /// Number of verdicts given.
+        verdicts: usize,
+        /// Number of rows re-read.
+        rows: usize,
+    },
+    /// An input column already uses a name that poisongate adds to quarantined rows.
+    #[error("{}: input column \"{column}\" clashes with a column poisongate adds to \
+             quarantined rows", location(path, row, &None))]
+    ReservedColumn {
+        /// The input file.
+        path: PathBuf,
+        /// The JSONL line holding the key (`None` for a Parquet schema).
+        row: Option<RowRef>,
+        /// The clashing column.
+        column: String,
+    },
+}
+
+impl IngestError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            IngestError::Io { path, .. }
+            | IngestError::UnsupportedFormat { path, .. }
+            | IngestError::Json { path, .. }
+            | IngestError::MissingColumn { path, .. }
+            | IngestError::InvalidValue { path, .. }
+            | IngestError::NoRows { path }
+            | IngestError::Parquet { path, .. }
+            | IngestError::Arrow { path, .. }
+            | IngestError::Npy { path, .. }
+            | IngestError::Safetensors { path, .. }
+            | IngestError::InputChanged { path, .. }
+            | IngestError::RowCountMismatch { path, .. }
+            | IngestError::ReservedColumn { path, .. } => path,
+        }
+    }
+
+    /// The line or row the error is about, when known.
+    pub fn row(&self) -> Option<RowRef> {
+        match self {
+            IngestError::Json { line, .. } => Some(RowRef::Line(*line)),
+            IngestError::MissingColumn { row, .. }
+            | IngestError::InvalidValue { row, .. }
+            | IngestError::ReservedColumn { row, .. } => *row,
+            _ => None,
+        }
+    }
+
+    /// The column the error is about, when relevant.
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            IngestError::MissingColumn { column, .. }
+            | IngestError::ReservedColumn { column, .. } => Some(column),
+            IngestError::InvalidValue { column, .. } => column.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: io::Error) -> IngestError {
+        IngestError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn parquet(path: &Path, source: ParquetError) -> IngestError {
+        IngestError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn arrow(path: &Path, source: ArrowError) -> IngestError {
+        IngestError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn value(path: &Path, row: Option<RowRef>, column: &str, message: String) -> IngestError {
+        IngestError::InvalidValue {
+            path: path.to_path_buf(),
+            row,
+            column: Some(column.to_string()),
+            message,
+        }
+    }
+}
+
+fn location(path: &Path, row: &Option<RowRef>, column: &Option<String>) -> String {
+    let mut s = path.display().to_string();
+    if let Some(row) = row {
+        s.push_str(&format!(", {row}"));
+    }
+    if let Some(column) = column {
+        s.push_str(&format!(", column \"{column}\""));
+    }
+    s
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+mod collect;
+mod embeddings;
+mod hash;
+mod jsonl;
+mod parquet_file;
+#[cfg(test)]
+mod tests;
+
+use collect::*;
+pub use embeddings::*;
+pub use hash::*;
+pub(crate) use jsonl::*;
+use parquet_file::*;
+
+// ---------------------------------------------------------------------------------------------
+// Table reading
+
+/// Read the requested columns of a JSONL or Parquet table (format from the extension), hashing
+/// the file as it is read. See the [module docs](self) for the rules of each format.
+pub fn read_table(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
+    match Format::from_path(path)? {
+        Format::Jsonl => read_jsonl(path, spec),
+        Format::Parquet => read_parquet(path, spec),
+    }
+}
+
+/// The requested columns as (role, name) pairs, plus the distinct names to project.
+fn requested(spec: &ColumnSpec) -> (Vec<(Role, &str)>, Vec<&str>) {
+    let roles: Vec<(Role, &str)> = [
+        (Role::Text, spec.text.as_deref()),
+        (Role::Label, spec.label.as_deref()),
+        (Role::Id, spec.id.as_deref()),
+        (Role::GroundTruth, spec.ground_truth.as_deref()),
+        (Role::Embedding, spec.embedding.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(r, n)| n.map(|n| (r, n)))
+    .collect();
+    let mut names: Vec<&str> = Vec::new();
+    for (_, n) in &roles {
+        if !names.contains(n) {
+            names.push(n);
+        }
+    }
+    (roles, names)
+}

@@ -1,0 +1,373 @@
+//! Parquet through the Arrow reader, with a projection of the requested columns.
+
+use super::*;
+
+pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
+    let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    // Hash through the same open file the reader then parses.
+    let digest = hash_open_file(&file, path)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| IngestError::parquet(path, e))?;
+    let (roles, names) = requested(spec);
+
+    let root_fields = builder.parquet_schema().root_schema().get_fields();
+    let available: Vec<String> = root_fields.iter().map(|f| f.name().to_string()).collect();
+    let mut indices = Vec::with_capacity(names.len());
+    for name in &names {
+        let hits: Vec<usize> = available
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a == name)
+            .map(|(i, _)| i)
+            .collect();
+        match hits.as_slice() {
+            [i] => indices.push(*i),
+            [] => {
+                return Err(IngestError::MissingColumn {
+                    path: path.to_path_buf(),
+                    row: None,
+                    column: name.to_string(),
+                    available,
+                })
+            }
+            _ => {
+                return Err(IngestError::InvalidValue {
+                    path: path.to_path_buf(),
+                    row: None,
+                    column: Some(name.to_string()),
+                    message: "the schema has more than one top-level column with this name"
+                        .to_string(),
+                })
+            }
+        }
+    }
+
+    let total = builder.metadata().file_metadata().num_rows();
+    let mut out = Collector::new(spec);
+    if names.is_empty() {
+        let n_rows = usize::try_from(total).map_err(|_| IngestError::InvalidValue {
+            path: path.to_path_buf(),
+            row: None,
+            column: None,
+            message: format!("invalid row count {total} in the file metadata"),
+        })?;
+        return out.finish(Format::Parquet, digest, n_rows);
+    }
+
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(PARQUET_BATCH_SIZE)
+        .build()
+        .map_err(|e| IngestError::parquet(path, e))?;
+
+    let mut n_rows = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| IngestError::arrow(path, e))?;
+        for (role, name) in &roles {
+            let column = batch
+                .column_by_name(name)
+                .ok_or_else(|| IngestError::MissingColumn {
+                    path: path.to_path_buf(),
+                    row: None,
+                    column: name.to_string(),
+                    available: batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().to_string())
+                        .collect(),
+                })?;
+            let column = decode_dictionary(column).map_err(|e| IngestError::arrow(path, e))?;
+            arrow_column(&mut out, *role, column.as_ref(), n_rows)
+                .map_err(|(row, m)| IngestError::value(path, row, name, m))?;
+        }
+        n_rows += batch.num_rows();
+    }
+    out.finish(Format::Parquet, digest, n_rows)
+}
+
+/// Replace a dictionary-encoded array by its decoded values.
+pub(super) fn decode_dictionary(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    match array.as_any_dictionary_opt() {
+        Some(dict) => arrow_select::take::take(dict.values().as_ref(), dict.keys(), None),
+        None => Ok(array.clone()),
+    }
+}
+
+pub(super) fn int_at(array: &dyn Array, j: usize) -> Option<i128> {
+    Some(match array.data_type() {
+        DataType::Int8 => array.as_primitive::<Int8Type>().value(j).into(),
+        DataType::Int16 => array.as_primitive::<Int16Type>().value(j).into(),
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(j).into(),
+        DataType::Int64 => array.as_primitive::<Int64Type>().value(j).into(),
+        DataType::UInt8 => array.as_primitive::<UInt8Type>().value(j).into(),
+        DataType::UInt16 => array.as_primitive::<UInt16Type>().value(j).into(),
+        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(j).into(),
+        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(j).into(),
+        _ => return None,
+    })
+}
+
+pub(super) fn is_int(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+    )
+}
+
+pub(super) fn is_str(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+pub(super) fn str_at(array: &dyn Array, j: usize) -> Option<&str> {
+    match array.data_type() {
+        DataType::Utf8 => Some(array.as_string::<i32>().value(j)),
+        DataType::LargeUtf8 => Some(array.as_string::<i64>().value(j)),
+        DataType::Utf8View => Some(array.as_string_view().value(j)),
+        _ => None,
+    }
+}
+
+/// Rendering of an id-like scalar.
+pub(super) fn scalar_at(array: &dyn Array, j: usize) -> Option<String> {
+    if let Some(i) = int_at(array, j) {
+        return Some(i.to_string());
+    }
+    if let Some(s) = str_at(array, j) {
+        return Some(s.to_string());
+    }
+    match array.data_type() {
+        DataType::Boolean => Some(array.as_boolean().value(j).to_string()),
+        DataType::Float32 => Some(array.as_primitive::<Float32Type>().value(j).to_string()),
+        DataType::Float64 => Some(array.as_primitive::<Float64Type>().value(j).to_string()),
+        _ => None,
+    }
+}
+
+type CellError = (Option<RowRef>, String);
+
+/// Store one Arrow column of a requested role; `base` is the number of rows before this batch.
+pub(super) fn arrow_column(
+    out: &mut Collector,
+    role: Role,
+    array: &dyn Array,
+    base: usize,
+) -> Result<(), CellError> {
+    let dt = array.data_type().clone();
+    let row = |j: usize| Some(RowRef::Row(base + j + 1));
+    let null_check = |j: usize| -> Result<(), CellError> {
+        if array.is_null(j) {
+            Err((row(j), "null value".to_string()))
+        } else {
+            Ok(())
+        }
+    };
+    match role {
+        Role::Text => {
+            if !is_str(&dt) {
+                return Err((None, format!("text must be a string column, found {dt}")));
+            }
+            for j in 0..array.len() {
+                null_check(j)?;
+                if let (Some(t), Some(s)) = (out.texts.as_mut(), str_at(array, j)) {
+                    t.push(s.to_string());
+                }
+            }
+        }
+        Role::Label => {
+            let kind = if is_int(&dt) {
+                LabelKind::Integer
+            } else if is_str(&dt) {
+                LabelKind::String
+            } else if dt == DataType::Boolean {
+                LabelKind::Bool
+            } else {
+                return Err((
+                    None,
+                    format!("labels must be an integer, string or boolean column, found {dt}"),
+                ));
+            };
+            for j in 0..array.len() {
+                null_check(j)?;
+                let s = match kind {
+                    LabelKind::Integer => int_at(array, j).map(|i| i.to_string()),
+                    LabelKind::String => str_at(array, j).map(str::to_string),
+                    LabelKind::Bool => Some(array.as_boolean().value(j).to_string()),
+                };
+                let s = s.ok_or_else(|| (row(j), "unreadable label".to_string()))?;
+                out.push_label(s, kind).map_err(|m| (row(j), m))?;
+            }
+        }
+        Role::Id => {
+            if scalar_at(array, 0).is_none() && !array.is_empty() {
+                return Err((
+                    None,
+                    format!("ids must be an integer, string, boolean or float column, found {dt}"),
+                ));
+            }
+            for j in 0..array.len() {
+                null_check(j)?;
+                let s = scalar_at(array, j).ok_or_else(|| (row(j), "unreadable id".into()))?;
+                if let Some(ids) = out.ids.as_mut() {
+                    ids.push(s);
+                }
+            }
+        }
+        Role::GroundTruth => {
+            if !(is_int(&dt) || is_str(&dt) || dt == DataType::Boolean) {
+                return Err((
+                    None,
+                    format!(
+                        "ground truth must be a boolean, 0/1 integer or \"true\"/\"false\" \
+                         string column, found {dt}"
+                    ),
+                ));
+            }
+            for j in 0..array.len() {
+                null_check(j)?;
+                let b = if dt == DataType::Boolean {
+                    Some(array.as_boolean().value(j))
+                } else if let Some(i) = int_at(array, j) {
+                    match i {
+                        0 => Some(false),
+                        1 => Some(true),
+                        _ => None,
+                    }
+                } else {
+                    match str_at(array, j) {
+                        Some("true") => Some(true),
+                        Some("false") => Some(false),
+                        _ => None,
+                    }
+                };
+                let b = b.ok_or_else(|| {
+                    let shown = scalar_at(array, j).unwrap_or_default();
+                    (
+                        row(j),
+                        format!(
+                            "ground truth must be a boolean, 0/1 or \"true\"/\"false\", \
+                             found {shown:?}"
+                        ),
+                    )
+                })?;
+                if let Some(g) = out.ground_truth.as_mut() {
+                    g.push(b);
+                }
+            }
+        }
+        Role::Embedding => arrow_embeddings(out, array, base)?,
+    }
+    Ok(())
+}
+
+/// The float child values of a list column.
+pub(super) enum FloatValues<'a> {
+    F32(&'a Float32Array),
+    F64(&'a Float64Array),
+}
+
+impl FloatValues<'_> {
+    fn get(&self, k: usize) -> Option<f64> {
+        match self {
+            FloatValues::F32(a) => (!a.is_null(k)).then(|| f64::from(a.value(k))),
+            FloatValues::F64(a) => (!a.is_null(k)).then(|| a.value(k)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            FloatValues::F32(a) => a.len(),
+            FloatValues::F64(a) => a.len(),
+        }
+    }
+}
+
+pub(super) fn arrow_embeddings(
+    out: &mut Collector,
+    array: &dyn Array,
+    base: usize,
+) -> Result<(), CellError> {
+    let dt = array.data_type().clone();
+    let bad_type = || {
+        (
+            None,
+            format!(
+                "embeddings must be a List, LargeList or FixedSizeList of Float32 or Float64, \
+                 found {dt}"
+            ),
+        )
+    };
+    // Per-row [start, end) ranges into the child values.
+    let (values, ranges): (&ArrayRef, Vec<(usize, usize)>) = match &dt {
+        DataType::List(_) => {
+            let l = array.as_list::<i32>();
+            let offs = l.value_offsets();
+            let ranges = offs
+                .windows(2)
+                .map(|w| (w[0].max(0) as usize, w[1].max(0) as usize))
+                .collect();
+            (l.values(), ranges)
+        }
+        DataType::LargeList(_) => {
+            let l = array.as_list::<i64>();
+            let offs = l.value_offsets();
+            let ranges = offs
+                .windows(2)
+                .map(|w| (w[0].max(0) as usize, w[1].max(0) as usize))
+                .collect();
+            (l.values(), ranges)
+        }
+        DataType::FixedSizeList(_, n) => {
+            let l = array.as_fixed_size_list();
+            let n = (*n).max(0) as usize;
+            let ranges = (0..l.len())
+                .map(|j| {
+                    let s = l.value_offset_at(j);
+                    (s, s + n)
+                })
+                .collect();
+            (l.values(), ranges)
+        }
+        _ => return Err(bad_type()),
+    };
+    let floats = match values.data_type() {
+        DataType::Float32 => FloatValues::F32(values.as_primitive::<Float32Type>()),
+        DataType::Float64 => FloatValues::F64(values.as_primitive::<Float64Type>()),
+        _ => return Err(bad_type()),
+    };
+    for (j, (start, end)) in ranges.into_iter().enumerate() {
+        let row = RowRef::Row(base + j + 1);
+        if array.is_null(j) {
+            return Err((Some(row), "null value".to_string()));
+        }
+        if end < start || end > floats.len() {
+            return Err((Some(row), "list offsets out of range".to_string()));
+        }
+        let Some(data) = out.embeddings.as_mut() else {
+            return Ok(());
+        };
+        for (k, idx) in (start..end).enumerate() {
+            let v = floats.get(idx).ok_or_else(|| {
+                (
+                    Some(row),
+                    format!("embedding element {k} (0-based) is null"),
+                )
+            })?;
+            data.push(finite(v, k).map_err(|m| (Some(row), m))?);
+        }
+        out.check_dim(end - start, row)
+            .map_err(|m| (Some(row), m))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,617 @@
+//! Unit tests of the readers.
+
+use super::*;
+use arrow_array::builder::{FixedSizeListBuilder, Float64Builder};
+use arrow_array::{
+    BooleanArray, DictionaryArray, FixedSizeListArray, Int32Array, Int64Array, ListArray,
+    RecordBatch, StringArray,
+};
+use parquet::arrow::ArrowWriter;
+use std::sync::Arc;
+use tempfile::TempDir;
+
+fn write(dir: &TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn write_parquet(dir: &TempDir, name: &str, batches: &[RecordBatch]) -> PathBuf {
+    let p = dir.path().join(name);
+    let f = File::create(&p).unwrap();
+    let mut w = ArrowWriter::try_new(f, batches[0].schema(), None).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    p
+}
+
+fn spec(
+    text: Option<&str>,
+    label: Option<&str>,
+    id: Option<&str>,
+    gt: Option<&str>,
+    emb: Option<&str>,
+) -> ColumnSpec {
+    ColumnSpec {
+        text: text.map(str::to_string),
+        label: label.map(str::to_string),
+        id: id.map(str::to_string),
+        ground_truth: gt.map(str::to_string),
+        embedding: emb.map(str::to_string),
+    }
+}
+
+fn all() -> ColumnSpec {
+    spec(
+        Some("text"),
+        Some("label"),
+        Some("id"),
+        Some("gt"),
+        Some("emb"),
+    )
+}
+
+fn sha_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn format_from_extension() {
+    assert_eq!(
+        Format::from_path(Path::new("a.jsonl")).unwrap(),
+        Format::Jsonl
+    );
+    assert_eq!(
+        Format::from_path(Path::new("a.NDJSON")).unwrap(),
+        Format::Jsonl
+    );
+    assert_eq!(
+        Format::from_path(Path::new("a.json-lines")).unwrap(),
+        Format::Jsonl
+    );
+    assert_eq!(
+        Format::from_path(Path::new("a.pq")).unwrap(),
+        Format::Parquet
+    );
+    assert_eq!(
+        Format::from_path(Path::new("a.parquet")).unwrap(),
+        Format::Parquet
+    );
+    let e = Format::from_path(Path::new("data.csv")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("data.csv: unsupported table format"),
+        "{e}"
+    );
+}
+
+#[test]
+fn jsonl_reads_requested_columns_and_hashes_exact_bytes() {
+    let dir = TempDir::new().unwrap();
+    let body = concat!(
+        "{\"id\": 7, \"text\": \"hello\", \"label\": 1, \"gt\": false, \"emb\": [1, 2.5], \"other\": {\"x\": [1]}}\n",
+        "\n",
+        "   \t\r\n",
+        "{\"id\": \"r2\", \"text\": \"w\\u00e9\", \"label\": 0, \"gt\": 1, \"emb\": [-1e-3, 0]}\r\n",
+        "{\"emb\": [3, 4], \"gt\": \"true\", \"label\": 10, \"text\": \"\", \"id\": true}"
+    );
+    let p = write(&dir, "d.jsonl", body.as_bytes());
+    let t = read_table(&p, &all()).unwrap();
+    assert_eq!(t.format, Format::Jsonl);
+    assert_eq!(t.n_rows, 3);
+    assert_eq!(t.texts.unwrap(), vec!["hello", "wé", ""]);
+    assert_eq!(t.labels.unwrap(), vec!["1", "0", "10"]);
+    assert_eq!(t.label_kind, Some(LabelKind::Integer));
+    assert_eq!(t.ids.unwrap(), vec!["7", "r2", "true"]);
+    assert_eq!(t.ground_truth.unwrap(), vec![false, true, true]);
+    let e = t.embeddings.unwrap();
+    assert_eq!(e.shape(), &[3, 2]);
+    assert_eq!(e.row(0).to_vec(), vec![1.0, 2.5]);
+    assert_eq!(e.row(1).to_vec(), vec![-1e-3, 0.0]);
+    assert_eq!(t.digest.bytes, body.len() as u64);
+    assert_eq!(t.digest.sha256, sha_hex(body.as_bytes()));
+    assert_eq!(sha256_file(&p).unwrap(), t.digest);
+}
+
+#[test]
+fn jsonl_projection_ignores_other_columns() {
+    let dir = TempDir::new().unwrap();
+    let p = write(
+        &dir,
+        "d.jsonl",
+        b"{\"label\": \"cat\", \"junk\": [1, {\"a\": null}]}\n{\"label\": \"dog\"}\n",
+    );
+    let t = read_table(&p, &spec(None, Some("label"), None, None, None)).unwrap();
+    assert_eq!(t.labels.unwrap(), vec!["cat", "dog"]);
+    assert_eq!(t.label_kind, Some(LabelKind::String));
+    assert!(t.texts.is_none() && t.ids.is_none() && t.embeddings.is_none());
+    // Bool labels.
+    let p = write(&dir, "b.jsonl", b"{\"label\": true}\n{\"label\": false}\n");
+    let t = read_table(&p, &spec(None, Some("label"), None, None, None)).unwrap();
+    assert_eq!(t.labels.unwrap(), vec!["true", "false"]);
+    assert_eq!(t.label_kind, Some(LabelKind::Bool));
+    // No columns requested: rows are still counted.
+    let t = read_table(&p, &ColumnSpec::default()).unwrap();
+    assert_eq!(t.n_rows, 2);
+}
+
+#[test]
+fn jsonl_truncated_line_names_the_line() {
+    let dir = TempDir::new().unwrap();
+    let p = write(&dir, "t.jsonl", b"{\"text\": \"a\"}\n\n{\"text\": \"ab");
+    let e = read_table(&p, &spec(Some("text"), None, None, None, None)).unwrap_err();
+    assert!(matches!(e, IngestError::Json { line: 3, .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("t.jsonl, line 3: invalid JSON"), "{msg}");
+    assert!(!msg.contains("at line 1"), "{msg}");
+}
+
+#[test]
+fn jsonl_not_an_object_or_duplicate_key() {
+    let dir = TempDir::new().unwrap();
+    let p = write(&dir, "a.jsonl", b"{\"text\": \"a\"}\n[1, 2]\n");
+    let e = read_table(&p, &spec(Some("text"), None, None, None, None)).unwrap_err();
+    assert!(e.to_string().contains("line 2"), "{e}");
+    assert!(e.to_string().contains("a JSON object"), "{e}");
+    let p = write(&dir, "d.jsonl", b"{\"text\": \"a\", \"text\": \"b\"}\n");
+    let e = read_table(&p, &spec(Some("text"), None, None, None, None)).unwrap_err();
+    assert!(e.to_string().contains("duplicate key \"text\""), "{e}");
+    let p = write(&dir, "bom.jsonl", b"\xEF\xBB\xBF{\"text\": \"a\"}\n");
+    let e = read_table(&p, &spec(Some("text"), None, None, None, None)).unwrap_err();
+    assert!(e.to_string().contains("byte-order mark"), "{e}");
+}
+
+#[test]
+fn jsonl_missing_column_names_column_line_and_available() {
+    let dir = TempDir::new().unwrap();
+    let p = write(
+        &dir,
+        "m.jsonl",
+        b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n",
+    );
+    let e = read_table(&p, &spec(Some("text"), Some("label"), None, None, None)).unwrap_err();
+    assert_eq!(e.row(), Some(RowRef::Line(2)));
+    assert_eq!(e.column(), Some("label"));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("m.jsonl, line 2: column \"label\" not found"),
+        "{msg}"
+    );
+    assert!(msg.contains("available columns: \"text\""), "{msg}");
+}
+
+#[test]
+fn jsonl_bad_values_are_errors_naming_line_and_column() {
+    let dir = TempDir::new().unwrap();
+    let cases: &[(&str, &[u8], &str)] = &[
+        (
+            "emb",
+            b"{\"emb\": [1, 2]}\n{\"emb\": [1, \"x\"]}\n",
+            "element 1 (0-based) is a string",
+        ),
+        (
+            "emb",
+            b"{\"emb\": [1, 2]}\n{\"emb\": [1, 2, 3]}\n",
+            "has 3 values but the first row (line 1) has 2",
+        ),
+        ("emb", b"{\"emb\": 5}\n", "must be an array"),
+        ("emb", b"{\"emb\": [1e300]}\n", "beyond the range of f32"),
+        ("text", b"{\"text\": null}\n", "found null"),
+        ("label", b"{\"label\": null}\n", "found null"),
+        ("label", b"{\"label\": 1.5}\n", "not an integer"),
+        (
+            "label",
+            b"{\"label\": 1}\n{\"label\": \"a\"}\n",
+            "label is string but earlier labels are integer",
+        ),
+        ("gt", b"{\"gt\": 2}\n", "ground truth must be"),
+        ("gt", b"{\"gt\": null}\n", "ground truth must be"),
+        ("id", b"{\"id\": [1]}\n", "id must be"),
+    ];
+    for (col, body, want) in cases {
+        let p = write(&dir, "v.jsonl", body);
+        let s = match *col {
+            "emb" => spec(None, None, None, None, Some("emb")),
+            "text" => spec(Some("text"), None, None, None, None),
+            "label" => spec(None, Some("label"), None, None, None),
+            "gt" => spec(None, None, None, Some("gt"), None),
+            _ => spec(None, None, Some("id"), None, None),
+        };
+        let e = read_table(&p, &s).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(want), "{col}: {msg}");
+        assert!(msg.contains(&format!("column \"{col}\"")), "{msg}");
+        assert!(msg.starts_with(&format!("{}, line ", p.display())), "{msg}");
+        assert!(e.row().is_some(), "{msg}");
+    }
+}
+
+#[test]
+fn empty_inputs_have_no_rows() {
+    let dir = TempDir::new().unwrap();
+    for body in [&b""[..], b"\n  \n\r\n"] {
+        let p = write(&dir, "e.jsonl", body);
+        let e = read_table(&p, &all()).unwrap_err();
+        assert!(matches!(e, IngestError::NoRows { .. }), "{e:?}");
+        assert_eq!(e.to_string(), format!("{}: no rows", p.display()));
+    }
+    let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "text",
+        DataType::Utf8,
+        false,
+    )]));
+    let batch = RecordBatch::new_empty(schema);
+    let p = write_parquet(&dir, "e.parquet", &[batch]);
+    let e = read_table(&p, &spec(Some("text"), None, None, None, None)).unwrap_err();
+    assert!(matches!(e, IngestError::NoRows { .. }), "{e:?}");
+}
+
+fn sample_batch() -> RecordBatch {
+    let emb = ListArray::from_iter_primitive::<Float32Type, _, _>(vec![
+        Some(vec![Some(1.0), Some(2.0)]),
+        Some(vec![Some(3.0), Some(4.0)]),
+        Some(vec![Some(5.0), Some(6.5)]),
+    ]);
+    RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from(vec![10, 11, 12])) as ArrayRef,
+        ),
+        (
+            "text",
+            Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef,
+        ),
+        (
+            "label",
+            Arc::new(Int32Array::from(vec![2, 0, 2])) as ArrayRef,
+        ),
+        (
+            "gt",
+            Arc::new(BooleanArray::from(vec![false, true, false])) as ArrayRef,
+        ),
+        ("emb", Arc::new(emb) as ArrayRef),
+        (
+            "unused",
+            Arc::new(StringArray::from(vec!["x", "y", "z"])) as ArrayRef,
+        ),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn parquet_reads_list_embeddings_and_integer_labels() {
+    let dir = TempDir::new().unwrap();
+    let p = write_parquet(&dir, "d.parquet", &[sample_batch()]);
+    let t = read_table(&p, &all()).unwrap();
+    assert_eq!(t.format, Format::Parquet);
+    assert_eq!(t.n_rows, 3);
+    assert_eq!(t.ids.unwrap(), vec!["10", "11", "12"]);
+    assert_eq!(t.texts.unwrap(), vec!["a", "b", "c"]);
+    assert_eq!(t.labels.unwrap(), vec!["2", "0", "2"]);
+    assert_eq!(t.label_kind, Some(LabelKind::Integer));
+    assert_eq!(t.ground_truth.unwrap(), vec![false, true, false]);
+    let e = t.embeddings.unwrap();
+    assert_eq!(e.shape(), &[3, 2]);
+    assert_eq!(e.row(2).to_vec(), vec![5.0, 6.5]);
+    assert_eq!(t.digest, sha256_file(&p).unwrap());
+    assert_eq!(t.digest.sha256, sha_hex(&std::fs::read(&p).unwrap()));
+}
+
+#[test]
+fn parquet_fixed_size_list_string_dictionary_labels_and_01_ground_truth() {
+    let dir = TempDir::new().unwrap();
+    let mut fsl = FixedSizeListBuilder::new(Float64Builder::new(), 3);
+    for r in 0..4 {
+        for k in 0..3 {
+            fsl.values().append_value(f64::from(r * 10 + k));
+        }
+        fsl.append(true);
+    }
+    let fsl: FixedSizeListArray = fsl.finish();
+    let labels: DictionaryArray<Int32Type> =
+        vec!["spam", "ham", "spam", "eggs"].into_iter().collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("emb", Arc::new(fsl) as ArrayRef),
+        ("label", Arc::new(labels) as ArrayRef),
+        (
+            "gt",
+            Arc::new(Int32Array::from(vec![0, 1, 1, 0])) as ArrayRef,
+        ),
+        (
+            "id",
+            Arc::new(StringArray::from(vec!["a", "b", "c", "d"])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let p = write_parquet(&dir, "f.parquet", &[batch]);
+    let t = read_table(
+        &p,
+        &spec(None, Some("label"), Some("id"), Some("gt"), Some("emb")),
+    )
+    .unwrap();
+    assert_eq!(t.labels.unwrap(), vec!["spam", "ham", "spam", "eggs"]);
+    assert_eq!(t.label_kind, Some(LabelKind::String));
+    assert_eq!(t.ground_truth.unwrap(), vec![false, true, true, false]);
+    let e = t.embeddings.unwrap();
+    assert_eq!(e.shape(), &[4, 3]);
+    assert_eq!(e.row(3).to_vec(), vec![30.0, 31.0, 32.0]);
+}
+
+#[test]
+fn parquet_missing_column_lists_available() {
+    let dir = TempDir::new().unwrap();
+    let p = write_parquet(&dir, "d.parquet", &[sample_batch()]);
+    let e = read_table(&p, &spec(Some("body"), None, None, None, None)).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("column \"body\" not found"), "{msg}");
+    assert!(
+        msg.contains("\"id\", \"text\", \"label\", \"gt\", \"emb\", \"unused\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn parquet_errors_name_the_row_across_batches() {
+    let dir = TempDir::new().unwrap();
+    // Null text at 1-based row 9000, past the first 8192-row batch.
+    let texts: Vec<Option<String>> = (0..10_000)
+        .map(|i| (i != 8999).then(|| format!("t{i}")))
+        .collect();
+    let batch = RecordBatch::try_from_iter(vec![(
+        "text",
+        Arc::new(StringArray::from(texts)) as ArrayRef,
+    )])
+    .unwrap();
+    let p = write_parquet(&dir, "n.parquet", &[batch]);
+    let e = read_table(&p, &spec(Some("text"), None, None, None, None)).unwrap_err();
+    assert_eq!(e.row(), Some(RowRef::Row(9000)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("row 9000, column \"text\": null value"),
+        "{e}"
+    );
+
+    // NaN inside an embedding list.
+    let emb = ListArray::from_iter_primitive::<Float32Type, _, _>(vec![
+        Some(vec![Some(1.0), Some(2.0)]),
+        Some(vec![Some(1.0), Some(f32::NAN)]),
+    ]);
+    let batch = RecordBatch::try_from_iter(vec![("emb", Arc::new(emb) as ArrayRef)]).unwrap();
+    let p = write_parquet(&dir, "nan.parquet", &[batch]);
+    let e = read_table(&p, &spec(None, None, None, None, Some("emb"))).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("row 2, column \"emb\": embedding element 1"),
+        "{msg}"
+    );
+    assert!(msg.contains("NaN"), "{msg}");
+
+    // Unsupported label type.
+    let batch = RecordBatch::try_from_iter(vec![(
+        "label",
+        Arc::new(Float64Array::from(vec![1.0])) as ArrayRef,
+    )])
+    .unwrap();
+    let p = write_parquet(&dir, "f.parquet", &[batch]);
+    let e = read_table(&p, &spec(None, Some("label"), None, None, None)).unwrap_err();
+    assert!(e.to_string().contains("found Float64"), "{e}");
+}
+
+#[test]
+fn npy_f32_f64_and_fortran_order() {
+    let dir = TempDir::new().unwrap();
+    let a = ndarray::array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]];
+    let p = dir.path().join("a.npy");
+    ndarray_npy::write_npy(&p, &a).unwrap();
+    let (m, d) = read_embeddings(&p, None).unwrap();
+    assert_eq!(m, a);
+    assert_eq!(d, sha256_file(&p).unwrap());
+
+    let b = ndarray::array![[1.5f64, -2.0], [0.25, 8.0]];
+    let p = dir.path().join("b.npy");
+    ndarray_npy::write_npy(&p, &b).unwrap();
+    let (m, _) = read_embeddings(&p, None).unwrap();
+    assert_eq!(m, b.mapv(|v| v as f32));
+
+    // Fortran order: the same logical matrix comes back, in standard layout.
+    let f = a.t().as_standard_layout().into_owned().reversed_axes();
+    assert!(f.t().is_standard_layout());
+    let p = dir.path().join("f.npy");
+    ndarray_npy::write_npy(&p, &f).unwrap();
+    let head = std::fs::read(&p).unwrap();
+    assert!(String::from_utf8_lossy(&head[..80]).contains("'fortran_order': True"));
+    let (m, _) = read_embeddings(&p, None).unwrap();
+    assert_eq!(m, a);
+    assert!(m.is_standard_layout());
+}
+
+/// A hand-made `.npy` v1.0 file with the given header dict and data bytes.
+fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = dict.to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn npy_object_dtype_and_others_refused() {
+    let dir = TempDir::new().unwrap();
+    let obj = npy_bytes(
+        "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }",
+        b"\x80\x02cos\nsystem\nq\x00.",
+    );
+    let p = write(&dir, "o.npy", &obj);
+    let e = read_embeddings(&p, None).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with(&format!("{}: ", p.display())), "{msg}");
+    assert!(msg.contains("object/pickled arrays are refused"), "{msg}");
+    assert!(msg.contains("unpickling"), "{msg}");
+
+    let cases = [
+        (
+            "{'descr': '>f4', 'fortran_order': False, 'shape': (1, 1), }",
+            4,
+            "'>f4'",
+        ),
+        (
+            "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 1), }",
+            8,
+            "'<i8'",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1), }",
+            4,
+            "2-D",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+            4,
+            "truncated",
+        ),
+        (
+            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+            4,
+            "structured",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }",
+            0,
+            "no rows",
+        ),
+    ];
+    for (dict, n, want) in cases {
+        let p = write(&dir, "x.npy", &npy_bytes(dict, &vec![0u8; n]));
+        let e = read_embeddings(&p, None).unwrap_err();
+        assert!(e.to_string().contains(want), "{dict}: {e}");
+    }
+    let p = write(&dir, "bad.npy", b"not numpy at all");
+    assert!(read_embeddings(&p, None).is_err());
+    let p = write(&dir, "x.npz", b"");
+    let e = read_embeddings(&p, None).unwrap_err();
+    assert!(
+        e.to_string().contains("unsupported embedding format"),
+        "{e}"
+    );
+}
+
+#[test]
+fn npy_nan_names_row_and_column_index() {
+    let dir = TempDir::new().unwrap();
+    let a = ndarray::array![[1.0f32, 2.0], [3.0, 4.0], [5.0, f32::INFINITY]];
+    let p = dir.path().join("n.npy");
+    ndarray_npy::write_npy(&p, &a).unwrap();
+    let e = read_embeddings(&p, None).unwrap_err();
+    assert_eq!(e.row(), Some(RowRef::Row(3)));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("row 3: embedding value at column index 1"),
+        "{msg}"
+    );
+    assert!(msg.contains("inf"), "{msg}");
+}
+
+fn safetensors_file(
+    dir: &TempDir,
+    name: &str,
+    tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)],
+) -> PathBuf {
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, dt, shape, data)| {
+            (
+                n.to_string(),
+                safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    write(dir, name, &bytes)
+}
+
+use safetensors::Dtype;
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn safetensors_one_and_two_tensors() {
+    let dir = TempDir::new().unwrap();
+    let p = safetensors_file(
+        &dir,
+        "one.safetensors",
+        &[(
+            "emb",
+            Dtype::F32,
+            vec![2, 2],
+            f32_bytes(&[1.0, 2.0, 3.0, 4.0]),
+        )],
+    );
+    let (m, d) = read_embeddings(&p, None).unwrap();
+    assert_eq!(m, ndarray::array![[1.0f32, 2.0], [3.0, 4.0]]);
+    assert_eq!(d, sha256_file(&p).unwrap());
+
+    let f64s: Vec<u8> = [0.5f64, 1.5, 2.5]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let p = safetensors_file(
+        &dir,
+        "two.safetensors",
+        &[
+            ("a", Dtype::F32, vec![1, 2], f32_bytes(&[1.0, 2.0])),
+            ("b", Dtype::F64, vec![3, 1], f64s),
+            ("ids", Dtype::I32, vec![3], vec![0u8; 12]),
+        ],
+    );
+    let e = read_embeddings(&p, None).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("2 2-D tensors found"), "{msg}");
+    assert!(
+        msg.contains("\"a\" F32 [1, 2]") && msg.contains("\"b\" F64 [3, 1]"),
+        "{msg}"
+    );
+    let (m, _) = read_embeddings(&p, Some("b")).unwrap();
+    assert_eq!(m, ndarray::array![[0.5f32], [1.5], [2.5]]);
+    let e = read_embeddings(&p, Some("c")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no tensor named \"c\"; available tensors"),
+        "{e}"
+    );
+    let e = read_embeddings(&p, Some("ids")).unwrap_err();
+    assert!(e.to_string().contains("must be 2-D"), "{e}");
+
+    let p = safetensors_file(
+        &dir,
+        "i.safetensors",
+        &[("x", Dtype::I32, vec![1, 1], vec![0u8; 4])],
+    );
+    let e = read_embeddings(&p, None).unwrap_err();
+    assert!(e.to_string().contains("dtype I32; only F32 and F64"), "{e}");
+
+    let p = safetensors_file(
+        &dir,
+        "nan.safetensors",
+        &[(
+            "x",
+            Dtype::F32,
+            vec![2, 2],
+            f32_bytes(&[1.0, 2.0, f32::NAN, 4.0]),
+        )],
+    );
+    let e = read_embeddings(&p, None).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("row 2: embedding value at column index 0"),
+        "{e}"
+    );
+}
