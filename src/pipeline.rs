@@ -523,6 +523,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         labels: label_idx.as_deref(),
         class_names: &class_names,
         embeddings: embeddings.as_ref().map(|e| e.view()),
+        responses: None,
     };
 
     // ---- fit (barrier) then score (parallel batches) per detector ----

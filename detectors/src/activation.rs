@@ -184,6 +184,7 @@ impl Configured for ActivationParams {
             text: false,
             labels: true,
             embeddings: true,
+            responses: false,
         }
     }
 

@@ -12,6 +12,9 @@ pub struct Needs {
     pub labels: bool,
     /// One embedding / activation vector per row.
     pub embeddings: bool,
+    /// The response of each row of instruction, chat or preference data (the text is then
+    /// the prompt).
+    pub responses: bool,
 }
 
 impl Needs {
@@ -21,6 +24,7 @@ impl Needs {
             text: self.text || other.text,
             labels: self.labels || other.labels,
             embeddings: self.embeddings || other.embeddings,
+            responses: self.responses || other.responses,
         }
     }
 }
@@ -35,8 +39,10 @@ pub type ClassIndex = u32;
 pub struct DatasetView<'a> {
     /// Number of rows.
     pub n_rows: usize,
-    /// Text per row.
+    /// Text per row (the prompt, for instruction, chat and preference data).
     pub texts: Option<&'a [String]>,
+    /// Response per row, for instruction, chat and preference data.
+    pub responses: Option<&'a [String]>,
     /// Class index per row.
     pub labels: Option<&'a [ClassIndex]>,
     /// Original label value per class index (the same for every batch of a dataset).
@@ -58,6 +64,7 @@ impl<'a> DatasetView<'a> {
             rows: DatasetView {
                 n_rows: end - start,
                 texts: self.texts.map(|t| &t[start..end]),
+                responses: self.responses.map(|t| &t[start..end]),
                 labels: self.labels.map(|l| &l[start..end]),
                 class_names: self.class_names,
                 embeddings: self.embeddings.map(|e| e.slice_move(s![start..end, ..])),
@@ -93,6 +100,14 @@ impl<'a> DatasetView<'a> {
     pub fn require_texts(&self, code: &'static str) -> Result<&'a [String], DetectError> {
         self.texts
             .ok_or(DetectError::Missing { code, what: "text" })
+    }
+
+    /// The response per row, or the error that detector `code` needs responses.
+    pub fn require_responses(&self, code: &'static str) -> Result<&'a [String], DetectError> {
+        self.responses.ok_or(DetectError::Missing {
+            code,
+            what: "responses (instruction, chat or preference data)",
+        })
     }
 
     /// Number of classes (length of `class_names`).

@@ -123,6 +123,7 @@ impl Configured for DensityParams {
             text: false,
             labels: true,
             embeddings: true,
+            responses: false,
         }
     }
 

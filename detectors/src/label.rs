@@ -285,6 +285,7 @@ impl Configured for LabelParams {
             text: false,
             labels: true,
             embeddings: true,
+            responses: false,
         }
     }
 

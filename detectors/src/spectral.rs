@@ -140,6 +140,7 @@ impl Configured for SpectralParams {
             text: false,
             labels: true,
             embeddings: true,
+            responses: false,
         }
     }
 

@@ -149,6 +149,7 @@ impl Configured for RobustSpectralParams {
             text: false,
             labels: true,
             embeddings: true,
+            responses: false,
         }
     }
 

@@ -1,8 +1,8 @@
 //! The grid's loop: inject each variant, then scan it with every detector setting and
 //! representation.
 
-use super::table::{csv, markdown, percent};
 use super::model::ModelRepresentation;
+use super::table::{csv, markdown, percent};
 use super::{load, DetectorSetting, EvalError, EvalResults, EvalRow, Skipped};
 use crate::inject::{self, Attack, InjectError, InjectOptions, Position};
 use crate::pipeline::{scan, ScanError, ScanOptions};
@@ -133,7 +133,12 @@ pub fn run(
         }
         let reprs: Vec<(String, PathBuf)> = file_reprs
             .iter()
-            .map(|r| (r.to_string(), path.with_file_name(format!("{stem}.{r}.npy"))))
+            .map(|r| {
+                (
+                    r.to_string(),
+                    path.with_file_name(format!("{stem}.{r}.npy")),
+                )
+            })
             .collect();
         for (r, p) in &reprs {
             if !p.exists() {
@@ -300,11 +305,8 @@ pub fn run(
                     let Some(m) = models.get_mut(dir) else {
                         continue;
                     };
-                    let dst = work.join(format!(
-                        "{}.{}.npy",
-                        file_name(&v.path),
-                        file_safe(&m.name)
-                    ));
+                    let dst =
+                        work.join(format!("{}.{}.npy", file_name(&v.path), file_safe(&m.name)));
                     let text_column = d.text_column.as_deref().unwrap_or("text");
                     let fresh = m.write(&path, &v.path, text_column, &dst, log)?;
                     if fresh > 0 {

@@ -267,7 +267,11 @@ select = ["TRIG001"]
     assert_eq!(spectral[0].representation, "model:all-MiniLM-L6-v2");
     assert_eq!(spectral[0].attack, "badnets");
     assert!(spectral[0].reconciled);
-    let text_rows: Vec<_> = results.rows.iter().filter(|r| r.setting == "text").collect();
+    let text_rows: Vec<_> = results
+        .rows
+        .iter()
+        .filter(|r| r.setting == "text")
+        .collect();
     assert_eq!(text_rows.len(), 1);
     assert_eq!(text_rows[0].representation, "-");
     // the grid's matrix of the injected file is the embedding of that file's own text
@@ -322,5 +326,8 @@ select = ["TRIG001"]
         .iter()
         .filter(|v| !orig_rows.iter().any(|o| cosine(v, o) > 0.99999))
         .count();
-    assert_eq!(changed, spectral[0].poisoned, "one new vector per poisoned row");
+    assert_eq!(
+        changed, spectral[0].poisoned,
+        "one new vector per poisoned row"
+    );
 }

@@ -564,6 +564,7 @@ impl Configured for DupParams {
             text: true,
             labels: self.kind != Kind::Amplification,
             embeddings: false,
+            responses: false,
         }
     }
 

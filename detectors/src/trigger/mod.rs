@@ -316,6 +316,7 @@ impl Configured for TriggerParams {
             text: true,
             labels: true,
             embeddings: false,
+            responses: false,
         }
     }
 
