@@ -194,6 +194,11 @@ struct ScanArgs {
     /// Column holding the class label (integer or string).
     #[arg(long)]
     label_column: Option<String>,
+    /// How rows are read: text-label, alpaca (instruction/input/output), chat (messages),
+    /// sharegpt (conversations) or preference (prompt/chosen/rejected). Default: detected
+    /// from the first row's keys (the report says which and why).
+    #[arg(long)]
+    format: Option<String>,
     /// Column identifying a row (else the row number).
     #[arg(long)]
     id_column: Option<String>,
@@ -256,6 +261,7 @@ struct ScanArgs {
 #[derive(serde::Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
+    format: Option<String>,
     text_column: Option<String>,
     label_column: Option<String>,
     id_column: Option<String>,
@@ -490,6 +496,13 @@ fn run_scan(a: ScanArgs) -> Result<i32> {
     let mut o = ScanOptions::new(a.data.clone());
     if let Some(v) = a.text_column.or(cfg.text_column) {
         o.text_column = v;
+    }
+    if let Some(f) = a.format.or(cfg.format) {
+        o.format = Some(poisongate::ingest::RowFormat::parse(&f).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--format must be text-label, alpaca, chat, sharegpt or preference, not `{f}`"
+            )
+        })?);
     }
     if let Some(v) = a.label_column.or(cfg.label_column) {
         o.label_column = v;

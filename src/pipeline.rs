@@ -29,6 +29,8 @@ pub struct ScanOptions {
     pub text_column: String,
     /// Label column name.
     pub label_column: String,
+    /// How rows are read (`--format`); `None`: detected from the first row's keys.
+    pub format: Option<ingest::RowFormat>,
     /// Optional id column (else the row number identifies a row).
     pub id_column: Option<String>,
     /// Optional ground-truth column (bool or 0/1), used only for evaluation.
@@ -113,6 +115,7 @@ impl ScanOptions {
             data: data.into(),
             text_column: "text".into(),
             label_column: "label".into(),
+            format: None,
             id_column: None,
             ground_truth_column: None,
             embedding_column: None,
@@ -194,7 +197,10 @@ struct Planned {
 
 /// Decide which detectors run, with their checked parameters. Returns the plan and the
 /// detectors left out (only when no explicit selection was made).
-fn plan(opts: &ScanOptions) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
+fn plan(
+    opts: &ScanOptions,
+    format: ingest::RowFormat,
+) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
     for (code, table) in &opts.detector_params {
         let Some(d) = registry::find(code) else {
             return Err(ScanError::Config(format!(
@@ -224,6 +230,28 @@ fn plan(opts: &ScanOptions) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
         let empty = toml::Table::new();
         let params = opts.detector_params.get(d.meta().code).unwrap_or(&empty);
         let configured = d.configure(params)?;
+        let needs = configured.needs();
+        let missing = if format.has_responses() && needs.labels {
+            Some("needs a label column; instruction, chat and preference rows have none")
+        } else if !format.has_responses() && needs.responses {
+            Some("needs prompt and response rows (--format alpaca, chat, sharegpt or preference)")
+        } else {
+            None
+        };
+        if let Some(reason) = missing {
+            if opts.select.is_some() {
+                return Err(ScanError::Config(format!(
+                    "{} {reason} (the data is read as {})",
+                    d.meta().code,
+                    format.name()
+                )));
+            }
+            skipped.push(Skipped {
+                code: d.meta().code,
+                reason: reason.into(),
+            });
+            continue;
+        }
         if configured.needs().embeddings && !has_embeddings {
             if opts.select.is_some() {
                 return Err(ScanError::Config(format!(
@@ -421,7 +449,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             )));
         }
     }
-    let (planned, skipped) = plan(opts)?;
+    let (format, format_reason) = match opts.format {
+        Some(f) => (f, "given (--format)".to_string()),
+        None => {
+            let keys = ingest::first_row_keys(&opts.data)?;
+            ingest::RowFormat::detect(&keys, &opts.text_column)
+        }
+    };
+    let (planned, skipped) = plan(opts, format)?;
     let mut needs = planned
         .iter()
         .fold(Needs::default(), |n, p| n.union(p.configured.needs()));
@@ -445,8 +480,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
 
     // ---- ingest (only the columns some detector needs) ----
     let spec = ColumnSpec {
-        text: needs.text.then(|| opts.text_column.clone()),
-        label: needs.labels.then(|| opts.label_column.clone()),
+        text: (needs.text && !format.has_responses()).then(|| opts.text_column.clone()),
+        label: (needs.labels && !format.has_responses()).then(|| opts.label_column.clone()),
         id: opts.id_column.clone(),
         ground_truth: opts.ground_truth_column.clone(),
         embedding: if needs.embeddings && opts.embeddings.is_none() {
@@ -454,6 +489,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         } else {
             None
         },
+        rows: format,
     };
     let spinner = progress_bar(opts.progress, 1, "reading");
     let mut table: Table = ingest::read_table(&opts.data, &spec)?;
@@ -523,7 +559,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         labels: label_idx.as_deref(),
         class_names: &class_names,
         embeddings: embeddings.as_ref().map(|e| e.view()),
-        responses: None,
+        responses: table.responses.as_deref(),
     };
 
     // ---- fit (barrier) then score (parallel batches) per detector ----
@@ -603,6 +639,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
 
     // ---- report body ----
     let mut settings = settings_json(opts, &planned);
+    settings["format"] = json!({"name": format.name(), "reason": format_reason});
     if let Some(mut info) = model_info {
         // the files are inputs (with their digests); the rest is how they were used
         if let Some(o) = info.as_object_mut() {

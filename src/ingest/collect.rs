@@ -15,6 +15,7 @@ pub(super) enum Role {
 /// Accumulates the requested columns, row by row.
 pub(super) struct Collector {
     pub(super) texts: Option<Vec<String>>,
+    pub(super) responses: Option<Vec<String>>,
     pub(super) labels: Option<Vec<String>>,
     pub(super) label_kind: Option<LabelKind>,
     pub(super) ids: Option<Vec<String>>,
@@ -27,7 +28,8 @@ pub(super) struct Collector {
 impl Collector {
     pub(super) fn new(spec: &ColumnSpec) -> Self {
         Collector {
-            texts: spec.text.as_ref().map(|_| Vec::new()),
+            texts: (spec.text.is_some() || spec.rows.has_responses()).then(Vec::new),
+            responses: spec.rows.has_responses().then(Vec::new),
             labels: spec.label.as_ref().map(|_| Vec::new()),
             label_kind: None,
             ids: spec.id.as_ref().map(|_| Vec::new()),
@@ -100,6 +102,7 @@ impl Collector {
             digest,
             n_rows,
             texts: self.texts,
+            responses: self.responses,
             labels: self.labels,
             label_kind: self.label_kind,
             ids: self.ids,

@@ -174,7 +174,13 @@ pub(super) fn json_kind(v: &Value) -> &'static str {
 }
 
 pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
-    let (roles, names) = requested(spec);
+    let (roles, mut names) = requested(spec);
+    // instruction layouts: their keys, after the columns of other roles
+    let layout_keys = spec.rows.keys();
+    let first_layout = names.len();
+    if spec.rows.has_responses() {
+        names.extend(layout_keys.iter().copied());
+    }
     let mut lines = JsonlLines::open(path)?;
     let mut out = Collector::new(spec);
     let mut n_rows = 0usize;
@@ -201,6 +207,19 @@ pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, Ingest
             };
             json_cell(&mut out, *role, value, RowRef::Line(line_no))
                 .map_err(|m| IngestError::value(path, row, name, m))?;
+        }
+        if spec.rows.has_responses() {
+            let layout: Vec<Option<&Value>> = (0..layout_keys.len())
+                .map(|i| values.get(first_layout + i).and_then(Option::as_ref))
+                .collect();
+            let (prompt, response) = spec
+                .rows
+                .prompt_response(&layout)
+                .map_err(|m| IngestError::value(path, row, spec.rows.name(), m))?;
+            if let (Some(t), Some(r)) = (out.texts.as_mut(), out.responses.as_mut()) {
+                t.push(prompt);
+                r.push(response);
+            }
         }
         n_rows += 1;
     }

@@ -133,6 +133,10 @@ pub struct ColumnSpec {
     pub ground_truth: Option<String>,
     /// Column holding an embedding vector per row (an array of numbers).
     pub embedding: Option<String>,
+    /// How rows are read: `text-label`, or a prompt and a response (then [`Table::texts`]
+    /// holds the prompts, [`Table::responses`] the responses, and `text` and `label` are
+    /// ignored).
+    pub rows: RowFormat,
 }
 
 /// The original type of the label column's values, so integer classes can be sorted
@@ -169,6 +173,8 @@ pub struct Table {
     pub n_rows: usize,
     /// Text per row, when [`ColumnSpec::text`] was given.
     pub texts: Option<Vec<String>>,
+    /// Response per row, for instruction, chat and preference formats.
+    pub responses: Option<Vec<String>>,
     /// Label per row canonicalised to a string, when [`ColumnSpec::label`] was given:
     /// integers in decimal, strings as-is, booleans `"true"`/`"false"`.
     pub labels: Option<Vec<String>>,
@@ -433,6 +439,7 @@ fn list(names: &[String]) -> String {
 }
 
 mod collect;
+mod conversation;
 mod embeddings;
 mod hash;
 mod jsonl;
@@ -441,6 +448,7 @@ mod parquet_file;
 mod tests;
 
 use collect::*;
+pub use conversation::RowFormat;
 pub use embeddings::*;
 pub use hash::*;
 pub(crate) use jsonl::*;
@@ -455,6 +463,31 @@ pub fn read_table(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> 
     match Format::from_path(path)? {
         Format::Jsonl => read_jsonl(path, spec),
         Format::Parquet => read_parquet(path, spec),
+    }
+}
+
+/// The top-level keys of a file's first row (JSONL: the first non-blank line's keys; Parquet:
+/// the schema's top-level columns), for [`RowFormat::detect`].
+pub fn first_row_keys(path: &Path) -> Result<Vec<String>, IngestError> {
+    match Format::from_path(path)? {
+        Format::Jsonl => {
+            let mut lines = JsonlLines::open(path)?;
+            Ok(match lines.advance()? {
+                Some(_) => object_keys(lines.bytes()),
+                None => Vec::new(),
+            })
+        }
+        Format::Parquet => {
+            let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| IngestError::parquet(path, e))?;
+            Ok(builder
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect())
+        }
     }
 }
 

@@ -3,6 +3,17 @@
 use super::*;
 
 pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
+    if spec.rows.has_responses() {
+        return Err(IngestError::InvalidValue {
+            path: path.to_path_buf(),
+            row: None,
+            column: None,
+            message: format!(
+                "the {} format is read from JSONL; Parquet with nested message columns is not read yet",
+                spec.rows.name()
+            ),
+        });
+    }
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
     // Hash through the same open file the reader then parses.
     let digest = hash_open_file(&file, path)?;
