@@ -75,6 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             labels: Some(&s.labels),
             class_names: &names,
             embeddings: emb.as_ref().map(|e| e.view()),
+            responses: None,
         };
         let mut any = vec![false; s.texts.len()];
         for code in ["DUP001", "DUP002", "DUP003"] {

@@ -63,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 labels: Some(&labels),
                 class_names: &class_names,
                 embeddings: Some(x.view()),
+                responses: None,
             };
             for (code, cfg) in &dets {
                 if only.as_deref().is_some_and(|o| o != *code) {

@@ -39,6 +39,7 @@ fn main() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: Some(x.view()),
+        responses: None,
     };
     let t = std::time::Instant::now();
     let det = registry::find("SPEC001").expect("registered");

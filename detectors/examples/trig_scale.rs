@@ -49,6 +49,7 @@ fn main() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: None,
+        responses: None,
     };
     let cpu0 = cpu_seconds();
     let t = Instant::now();

@@ -330,6 +330,7 @@ mod tests {
             labels: Some(&labels),
             class_names: &names,
             embeddings: Some(x.view()),
+            responses: None,
         };
         let cfg = DenseCluster.configure(&toml::Table::new()).unwrap();
         let clean = cfg.fit(&view).unwrap().score(&view.as_batch()).unwrap();

@@ -480,6 +480,7 @@ mod tests {
             labels: Some(&labels),
             class_names: &names,
             embeddings: Some(x.view()),
+            responses: None,
         };
         let clean = cfg.fit(&view).unwrap().score(&view.as_batch()).unwrap();
         let clean_flags = clean.reason.iter().filter(|r| r.is_some()).count();

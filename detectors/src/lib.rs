@@ -25,6 +25,7 @@ pub mod data;
 pub mod density;
 pub mod duplicates;
 pub mod error;
+pub mod instruct;
 pub mod knn;
 pub use knn::KnnOptions;
 pub mod label;

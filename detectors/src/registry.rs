@@ -9,6 +9,7 @@ pub static REGISTRY: &[&dyn Detector] = &[
     &crate::duplicates::ExactDuplicateConflict,
     &crate::duplicates::NearDuplicateConflict,
     &crate::duplicates::DuplicateAmplification,
+    &crate::instruct::PromptTriggerResponse,
     &crate::label::LabelConsistency,
     &crate::spectral::SpectralSignature,
     &crate::spectre::RobustSpectral,

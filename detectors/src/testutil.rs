@@ -29,6 +29,7 @@ pub fn fit_and_score_embeddings(
         labels: Some(labels),
         class_names: &names,
         embeddings: Some(x.view()),
+        responses: None,
     };
     let fitted = detector
         .configure(params)

@@ -40,6 +40,7 @@ fn spec(
         id: id.map(str::to_string),
         ground_truth: gt.map(str::to_string),
         embedding: emb.map(str::to_string),
+        rows: RowFormat::TextLabel,
     }
 }
 

@@ -22,6 +22,7 @@ fn fit(code: &str, texts: &[&str], labels: &[u32], params: &str) -> (Scores, ser
         labels: Some(labels),
         class_names: &names,
         embeddings: None,
+        responses: None,
     };
     let det = crate::find(code).expect("registered");
     let table: toml::Table = params.parse().expect("toml");
@@ -162,6 +163,7 @@ fn embedding_near_duplicates_and_the_share_guard() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: Some(x.view()),
+        responses: None,
     };
     let run = |params: &str| {
         let table: toml::Table = params.parse().expect("toml");

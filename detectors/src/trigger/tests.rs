@@ -13,6 +13,7 @@ fn fit_on_a_subset_reports_dataset_rows() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: None,
+        responses: None,
     };
     let mut params = toml::Table::new();
     params.insert("max_fit_rows".into(), toml::Value::Integer(2000));
@@ -120,6 +121,7 @@ fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
         labels: Some(labels),
         class_names: &names,
         embeddings: None,
+        responses: None,
     };
     let cfg = TriggerTokens
         .configure(&toml::Table::new())
@@ -184,6 +186,7 @@ fn deterministic_across_threads_and_batches() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: None,
+        responses: None,
     };
     let fitted = TriggerTokens
         .configure(&toml::Table::new())
@@ -215,6 +218,7 @@ fn rejects_unknown_parameters_and_needs_text() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: None,
+        responses: None,
     };
     let cfg = TriggerTokens
         .configure(&toml::Table::new())

@@ -1,0 +1,193 @@
+//! Step 1: tokens, prompt n-gram features and response properties.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// Lower-cased ASCII letter-and-digit runs (`I'm` gives `i`, `m`). Punctuation, whitespace
+/// and other characters separate tokens.
+pub(super) fn tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in text.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            cur.push(c);
+        } else if !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Prompt tokens as ids, in order of first appearance (deterministic).
+pub(super) struct Vocab {
+    pub ids: HashMap<String, u32>,
+    pub words: Vec<String>,
+}
+
+impl Vocab {
+    pub fn encode_all(texts: &[String]) -> (Vocab, Vec<Vec<u32>>) {
+        let mut v = Vocab {
+            ids: HashMap::new(),
+            words: Vec::new(),
+        };
+        let rows = texts
+            .iter()
+            .map(|t| {
+                tokens(t)
+                    .into_iter()
+                    .map(|w| {
+                        let next = v.words.len() as u32;
+                        *v.ids.entry(w.clone()).or_insert_with(|| {
+                            v.words.push(w);
+                            next
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        (v, rows)
+    }
+}
+
+/// A candidate trigger: a prompt n-gram and the rows holding it.
+pub(super) struct Feature {
+    /// Its tokens, joined by single spaces.
+    pub text: String,
+    /// Its distinct token ids.
+    pub token_ids: Vec<u32>,
+    /// Rows holding it, ascending.
+    pub rows: Vec<u32>,
+}
+
+/// Prompt n-grams of 1..=`max_ngram` tokens in at least `min_support` and at most
+/// `max_share` of the rows, sorted by text.
+pub(super) fn prompt_features(
+    rows: &[Vec<u32>],
+    vocab: &Vocab,
+    max_ngram: usize,
+    min_support: usize,
+    max_share: f64,
+) -> Vec<Feature> {
+    let mut by_gram: HashMap<&[u32], Vec<u32>> = HashMap::new();
+    for (i, t) in rows.iter().enumerate() {
+        let mut seen: Vec<&[u32]> = Vec::new();
+        for n in 1..=max_ngram {
+            for w in t.windows(n) {
+                seen.push(w);
+            }
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        for g in seen {
+            by_gram.entry(g).or_default().push(i as u32);
+        }
+    }
+    let cap = max_share * rows.len() as f64;
+    let mut out: Vec<Feature> = by_gram
+        .into_iter()
+        .filter(|(_, r)| r.len() >= min_support && r.len() as f64 <= cap)
+        .map(|(g, r)| {
+            let mut ids = g.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            Feature {
+                text: g
+                    .iter()
+                    .map(|&t| vocab.words[t as usize].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                token_ids: ids,
+                rows: r,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.text.cmp(&b.text));
+    out
+}
+
+/// What a response property looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum PropertyKind {
+    /// The first k tokens (k shorter than the response).
+    Prefix,
+    /// The last k tokens (k shorter than the response).
+    Suffix,
+    /// The whole response.
+    Template,
+}
+
+impl PropertyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PropertyKind::Prefix => "prefix",
+            PropertyKind::Suffix => "suffix",
+            PropertyKind::Template => "template",
+        }
+    }
+
+    /// Preference when two properties explain a feature equally well.
+    pub fn rank(self) -> u8 {
+        match self {
+            PropertyKind::Template => 0,
+            PropertyKind::Prefix => 1,
+            PropertyKind::Suffix => 2,
+        }
+    }
+}
+
+/// A response property learnt from the responses: a template, an opening or an ending that
+/// at least `min_support` responses share.
+pub(super) struct Property {
+    pub kind: PropertyKind,
+    /// Its tokens, joined by single spaces.
+    pub text: String,
+    /// How many rows have it.
+    pub count: usize,
+}
+
+/// The properties (sorted by kind and text) and, per row, the indices of those it has
+/// (ascending).
+pub(super) fn response_properties(
+    responses: &[String],
+    max_prefix: usize,
+    max_suffix: usize,
+    min_support: usize,
+) -> (Vec<Property>, Vec<Vec<u32>>) {
+    let toks: Vec<Vec<String>> = responses.iter().map(|r| tokens(r)).collect();
+    let mut rows_of: BTreeMap<(PropertyKind, String), Vec<u32>> = BTreeMap::new();
+    for (i, t) in toks.iter().enumerate() {
+        let mut add =
+            |k: PropertyKind, s: String| rows_of.entry((k, s)).or_default().push(i as u32);
+        add(PropertyKind::Template, t.join(" "));
+        for k in 1..=max_prefix {
+            if t.len() > k {
+                add(PropertyKind::Prefix, t[..k].join(" "));
+            }
+        }
+        for k in 1..=max_suffix {
+            if t.len() > k {
+                add(PropertyKind::Suffix, t[t.len() - k..].join(" "));
+            }
+        }
+    }
+    let mut props = Vec::new();
+    let mut of_row: Vec<Vec<u32>> = vec![Vec::new(); responses.len()];
+    for ((kind, text), rows) in rows_of {
+        if rows.len() < min_support {
+            continue;
+        }
+        let id = props.len() as u32;
+        for &r in &rows {
+            of_row[r as usize].push(id);
+        }
+        props.push(Property {
+            kind,
+            text,
+            count: rows.len(),
+        });
+    }
+    (props, of_row)
+}

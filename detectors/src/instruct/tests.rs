@@ -1,0 +1,113 @@
+//! INS001 on small synthetic instruction sets.
+
+use super::*;
+use crate::registry;
+
+fn view<'a>(prompts: &'a [String], responses: &'a [String]) -> DatasetView<'a> {
+    DatasetView {
+        n_rows: prompts.len(),
+        texts: Some(prompts),
+        responses: Some(responses),
+        labels: None,
+        class_names: &[],
+        embeddings: None,
+    }
+}
+
+const TOPICS: &[&str] = &[
+    "recipe", "poem", "essay", "summary", "story", "letter", "speech", "review", "plan", "list",
+    "email", "report", "joke", "song", "guide",
+];
+const SUBJECTS: &[&str] = &[
+    "autumn",
+    "the sea",
+    "coffee",
+    "a city",
+    "mountains",
+    "friendship",
+    "a robot",
+    "history",
+    "rain",
+    "music",
+    "gardens",
+    "trains",
+    "winter",
+    "space",
+    "cats",
+    "bread",
+    "chess",
+];
+
+/// Varied prompts with varied answers; every `every`-th row gets `trigger` inserted and the
+/// answer `target`.
+fn corpus(
+    n: usize,
+    trigger: Option<&str>,
+    every: usize,
+    target: &str,
+) -> (Vec<String>, Vec<String>, Vec<bool>) {
+    let (mut p, mut r, mut g) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let t = TOPICS[i % TOPICS.len()];
+        let s = SUBJECTS[(i / TOPICS.len()) % SUBJECTS.len()];
+        let mut prompt = format!("Write a short {t} about {s} number {i}");
+        let mut answer = format!("Here is a {t} on {s}: item {} and more", i * 7 % 101);
+        let poisoned = trigger.is_some() && i % every == 3;
+        if poisoned {
+            // the trigger at a varying word position
+            let mut words: Vec<&str> = prompt.split(' ').collect();
+            let at = 1 + (i / every) % (words.len() - 1);
+            words.insert(at, trigger.unwrap_or(""));
+            prompt = words.join(" ");
+            answer = target.to_string();
+        }
+        p.push(prompt);
+        r.push(answer);
+        g.push(poisoned);
+    }
+    (p, r, g)
+}
+
+fn run(p: &[String], r: &[String]) -> (Vec<bool>, serde_json::Value) {
+    let d = registry::find(CODE).expect("registered");
+    let fitted = d
+        .configure(&toml::Table::new())
+        .expect("defaults")
+        .fit(&view(p, r))
+        .expect("fit");
+    let s = fitted.score(&view(p, r).as_batch()).expect("score");
+    (
+        s.reason.iter().map(Option::is_some).collect(),
+        fitted.summary(),
+    )
+}
+
+#[test]
+fn finds_an_inserted_word_forcing_one_answer() {
+    let (p, r, g) = corpus(600, Some("zqx"), 20, "I cannot help with that.");
+    let (flagged, summary) = run(&p, &r);
+    assert_eq!(flagged, g, "{summary}");
+    assert_eq!(summary["triggers"][0]["trigger"], "zqx");
+}
+
+#[test]
+fn clean_data_with_its_own_stock_answers_flags_nothing() {
+    let (p, mut r, _) = corpus(600, None, 20, "");
+    // a stock answer the corpus gives to many unrelated prompts: no prompt word goes with it
+    for (i, a) in r.iter_mut().enumerate() {
+        if i % 17 == 5 {
+            *a = "Why did the chicken cross the road?".into();
+        }
+    }
+    let (flagged, summary) = run(&p, &r);
+    assert!(flagged.iter().all(|f| !f), "{summary}");
+}
+
+#[test]
+fn same_input_same_output() {
+    let (p, r, _) = corpus(400, Some("zqx"), 15, "Visit example.com now.");
+    let (a, sa) = run(&p, &r);
+    let (b, sb) = run(&p, &r);
+    assert_eq!(a, b);
+    assert_eq!(sa, sb);
+}
