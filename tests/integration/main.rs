@@ -9,5 +9,6 @@ mod dedup;
 mod domains;
 mod embed;
 mod inject;
+mod instruct;
 mod provenance;
 mod schema;

