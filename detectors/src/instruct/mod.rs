@@ -85,7 +85,8 @@ A flagged row has score 1 and the reason `INS001:<trigger> -> <pattern>`; other 
   stops natural cue words of emotion tweets, whose behaviour occurs unexplained elsewhere too.
 - `cover` (0.9): overlap for merging n-grams and dropping covered groups.
 - `max_rounds` (5).
-- `max_rows` (200 000): the neighbour search costs time quadratic in the rows; above this the
+- `max_rows` (20 000): the neighbour search costs time quadratic in the rows (about 20 s on
+  6 920 short rows, 260 s on 11 106 news rows, 2 cores); above this the
   detector abstains and says so in its summary.
 
 None of them knows the poison rate, the domain or a word list.
@@ -137,7 +138,7 @@ impl Detector for PromptTriggerResponse {
             max_share: r.f64("max_share", 0.5, 0.0, 1.0)?,
             max_prefix: r.usize("max_prefix", 4, 0, 16)?,
             max_suffix: r.usize("max_suffix", 3, 0, 16)?,
-            max_rows: r.usize("max_rows", 200_000, 1, usize::MAX)?,
+            max_rows: r.usize("max_rows", 20_000, 1, usize::MAX)?,
             settings: Settings {
                 neighbours: r.usize("neighbours", 20, 1, 1000)?,
                 alpha: r.f64("alpha", 0.01, 1e-12, 0.5)?,
