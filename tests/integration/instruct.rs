@@ -163,3 +163,50 @@ fn a_conversation_without_an_assistant_turn_is_an_error_naming_the_line() {
     assert!(err.contains("line 2") && err.contains("assistant"), "{err}");
     assert!(!out.exists(), "nothing written");
 }
+
+#[test]
+fn classification_corpora_read_as_instructions_lose_no_rows() {
+    // natural label-predictive phrases (ag-news' quote-link boilerplate before the answer "2")
+    // are not triggers: the cohesion test sets them aside (docs/instruct.md)
+    let Some(bench) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for corpus in ["ag-news-clean", "tweeteval-emotion-clean"] {
+        let text = std::fs::read_to_string(bench.join(format!("{corpus}.jsonl"))).unwrap();
+        let mut rows = String::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let label = match &v["label"] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let row = serde_json::json!({"id": v["id"], "instruction": v["text"], "input": "", "output": label});
+            rows.push_str(&row.to_string());
+            rows.push('\n');
+        }
+        let data = tmp.path().join(format!("{corpus}.jsonl"));
+        std::fs::write(&data, rows).unwrap();
+        let out = tmp.path().join(corpus);
+        poisongate([
+            "scan".as_ref(),
+            data.as_os_str(),
+            "--id-column".as_ref(),
+            "id".as_ref(),
+            "--quiet".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ])
+        .assert()
+        .success();
+        let r = report(&out);
+        assert_eq!(r["settings"]["format"]["name"], "alpaca");
+        assert_eq!(
+            r["reconciliation"]["quarantined_rows"],
+            0,
+            "{corpus}: {}",
+            ins001(&r)
+        );
+    }
+}

@@ -17,6 +17,7 @@ pub(super) struct Settings {
     pub row_probability: f64,
     pub max_rounds: usize,
     pub min_exclusive: f64,
+    pub max_cohesion: f64,
 }
 
 /// One accepted (feature, property, direction) test.
@@ -36,6 +37,8 @@ pub(super) struct Accepted {
     pub ln_p: f64,
     /// Share of the behaviour's unexplained rows that the feature holds.
     pub exclusive: f64,
+    /// Mean share of the feature's rows among its rows' nearest prompts (feature removed).
+    pub cohesion: f64,
     /// Rows flagged: the feature, the behaviour, and a context predicting the opposite.
     pub rows: Vec<u32>,
 }
@@ -212,15 +215,51 @@ fn test_feature(
         .map(|p| (stats.count[p] - f_pool_count[p]) as f64 / others as f64)
         .collect();
     // each row's neighbours outside the feature, the feature's own tokens taken out
+    // and, among all rows, how many of its nearest prompts hold the feature too (cohesion),
+    // with every token (almost) confined to the feature's rows taken out as well: the other
+    // words of an all-of trigger, or the rest of a phrase, are not what makes rows alike
+    let mut in_rows: BTreeMap<u32, usize> = BTreeMap::new();
+    for &i in rows {
+        for &(w, _) in &index.rows[i as usize] {
+            *in_rows.entry(w).or_default() += 1;
+        }
+    }
+    let mut confined: Vec<u32> = in_rows
+        .into_iter()
+        .filter(|&(w, c)| c as f64 >= s.cover * index.document_frequency(w) as f64)
+        .map(|(w, _)| w)
+        .filter(|w| f.token_ids.binary_search(w).is_err())
+        .collect();
+    confined.sort_unstable();
+    let mut cohesion_sum = 0.0;
     let neigh: Vec<(usize, Vec<(u32, u32)>)> = rows
         .iter()
         .map(|&i| {
             let mut sims = index.similarities(i as usize);
             index.remove_tokens(i as usize, &f.token_ids, &mut sims);
             let nb = top_k(&sims, s.neighbours, |j| pool[j] && !in_f(j));
+            let all = if confined.is_empty() {
+                top_k(&sims, s.neighbours, |j| j != i as usize)
+            } else {
+                let mut rest = sims.clone();
+                index.remove_tokens(i as usize, &confined, &mut rest);
+                top_k(&rest, s.neighbours, |j| j != i as usize)
+            };
+            // a row left with no neighbour shares no word with rows outside the group at all
+            cohesion_sum += if all.is_empty() {
+                1.0
+            } else {
+                all.iter().filter(|&&j| in_f(j as usize)).count() as f64 / all.len() as f64
+            };
             (nb.len(), property_counts(&nb, of_row))
         })
         .collect();
+    let cohesion = cohesion_sum / n.max(1) as f64;
+    // rows that, the feature aside, are each other's nearest prompts are a topical or
+    // templated group of the corpus (a natural phrase), not prompts a trigger was put into
+    if cohesion > s.max_cohesion {
+        return Vec::new();
+    }
     let big_k = s.neighbours as f64;
     let (mut sum_inv_d, mut sum_a_d) = (0.0, 0.0);
     let mut count_term = vec![0f64; props.len()];
@@ -299,6 +338,7 @@ fn test_feature(
                 expected: e,
                 ln_p,
                 exclusive,
+                cohesion,
                 rows: flagged,
             });
         }

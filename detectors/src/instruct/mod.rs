@@ -57,7 +57,12 @@ each row (`--format alpaca | chat | sharegpt | preference`); needs no labels and
    properties × 2, Bonferroni); for "has", the response does not repeat a word of f; at least
    `min_rows` of f's rows show the behaviour while their own neighbours predict the opposite
    (probability below `row_probability`), and those rows are at least `min_exclusive` of all
-   rows of the data showing the behaviour against their neighbours' prediction.
+   rows of the data showing the behaviour against their neighbours' prediction. Before any
+   test, a feature is set aside when its rows are, the feature aside, each other's nearest
+   prompts: the mean share of f's rows among each f row's `neighbours` nearest prompts (all
+   rows, f's tokens taken out) above `max_cohesion`. Such rows are a topical or templated group
+   of the corpus that carries a natural phrase (news boilerplate before a class's answer), not
+   prompts of all kinds a trigger was inserted into.
 4. Rounds: the rows flagged are taken out of the neighbour pool and the tests rerun (at most
    `max_rounds`), since the rows of one trigger otherwise teach the neighbours of another
    (several triggers for one target).
@@ -83,6 +88,9 @@ A flagged row has score 1 and the reason `INS001:<trigger> -> <pattern>`; other 
 - `row_probability` (0.5): a row is flagged only when its own context predicts the opposite.
 - `min_exclusive` (0.1): share of the behaviour's unexplained rows the trigger must hold;
   stops natural cue words of emotion tweets, whose behaviour occurs unexplained elsewhere too.
+- `max_cohesion` (0.5): a feature whose rows' nearest prompts are mostly rows holding it too is
+  natural structure. Inserted triggers measured 0.02-0.15 on the BackdoorLLM sets; the URL
+  boilerplate of ag-news business rows 0.97.
 - `cover` (0.9): overlap for merging n-grams and dropping covered groups.
 - `max_rounds` (5).
 - `max_rows` (20 000): the neighbour search costs time quadratic in the rows (about 20 s on
@@ -98,6 +106,8 @@ None of them knows the poison rate, the domain or a word list.
 - Label backdoors of a classification task with a common target answer ("Positive") are not
   found: the lift is at most about 2. TRIG001 covers them on text-label data.
 - A target that repeats the trigger word is not found (the echo rule).
+- Poisoned prompts that are near copies of each other (one template with the trigger) are set
+  aside by the cohesion test, as a natural templated group would be.
 - Non-ASCII text is not tokenised.
 - Two jailbreak rows of the BackdoorLLM sets whose prompts' neighbours are not refusals are
   missed by the row test.
@@ -149,6 +159,7 @@ impl Detector for PromptTriggerResponse {
                 row_probability: r.f64("row_probability", 0.5, 0.0, 1.0)?,
                 max_rounds: r.usize("max_rounds", 5, 1, 100)?,
                 min_exclusive: r.f64("min_exclusive", 0.1, 0.0, 1.0)?,
+                max_cohesion: r.f64("max_cohesion", 0.5, 0.0, 1.0)?,
             },
         };
         r.finish()?;
@@ -184,6 +195,7 @@ impl Configured for InstructParams {
             "row_probability": s.row_probability,
             "max_rounds": s.max_rounds,
             "min_exclusive": s.min_exclusive,
+            "max_cohesion": s.max_cohesion,
         })
     }
 
@@ -269,6 +281,7 @@ struct Named {
     expected: f64,
     ln_p: f64,
     exclusive: f64,
+    cohesion: f64,
 }
 
 impl Named {
@@ -287,6 +300,7 @@ impl Named {
             expected: t.best.expected,
             ln_p: t.best.ln_p,
             exclusive: t.best.exclusive,
+            cohesion: t.best.cohesion,
         }
     }
 
@@ -349,6 +363,7 @@ impl Fitted for InstructFit {
                     "expected": t.expected,
                     "log10_p": t.ln_p / std::f64::consts::LN_10,
                     "exclusive": t.exclusive,
+                    "cohesion": t.cohesion,
                     "example_rows": t.rows.iter().take(EXAMPLES).collect::<Vec<_>>(),
                 })
             })

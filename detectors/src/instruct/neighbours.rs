@@ -66,6 +66,11 @@ impl Index {
         }
     }
 
+    /// Rows holding token `w`.
+    pub fn document_frequency(&self, w: u32) -> usize {
+        self.postings.get(w as usize).map_or(0, Vec::len)
+    }
+
     /// Similarity of row `i` to every row (its own entry included).
     pub fn similarities(&self, i: usize) -> Vec<f32> {
         let mut s = vec![0f32; self.rows.len()];
