@@ -10,6 +10,9 @@
 //! | `sharegpt` | `conversations` = [{`from`, `value`}…] | as `chat`; `gpt`, `assistant`, `model` and `chatgpt` are the assistant | the last assistant turn |
 //! | `preference` | `prompt`, `chosen`, `rejected` | the prompt (a string, or a message list read as `chat`) | the chosen answer (a string, or the last assistant message of a list) |
 //!
+//! Parquet files are read the same way: a top-level column per key, a `messages` or
+//! `conversations` column a list of structs.
+//!
 //! A `content` may be a string or a list of parts (`{"type": "text", "text": …}`, as in
 //! multimodal chat sets); only text parts are read. A row that does not fit its layout (a
 //! missing key, a message without content, a conversation without an assistant turn) is an
@@ -80,7 +83,7 @@ impl RowFormat {
     }
 
     /// Keys that must be present.
-    fn required(self) -> &'static [&'static str] {
+    pub(super) fn required(self) -> &'static [&'static str] {
         match self {
             RowFormat::Alpaca => &["instruction", "output"],
             other => other.keys(),

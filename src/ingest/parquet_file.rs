@@ -3,26 +3,25 @@
 use super::*;
 
 pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
-    if spec.rows.has_responses() {
-        return Err(IngestError::InvalidValue {
-            path: path.to_path_buf(),
-            row: None,
-            column: None,
-            message: format!(
-                "the {} format is read from JSONL; Parquet with nested message columns is not read yet",
-                spec.rows.name()
-            ),
-        });
-    }
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
     // Hash through the same open file the reader then parses.
     let digest = hash_open_file(&file, path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| IngestError::parquet(path, e))?;
-    let (roles, names) = requested(spec);
+    let (roles, mut names) = requested(spec);
 
     let root_fields = builder.parquet_schema().root_schema().get_fields();
     let available: Vec<String> = root_fields.iter().map(|f| f.name().to_string()).collect();
+    // instruction layouts: their required keys, and the optional ones the file has
+    let layout = spec.rows.keys();
+    if spec.rows.has_responses() {
+        for k in layout {
+            let required = spec.rows.required().contains(k);
+            if (required || available.iter().any(|a| a == k)) && !names.contains(k) {
+                names.push(k);
+            }
+        }
+    }
     let mut indices = Vec::with_capacity(names.len());
     for name in &names {
         let hits: Vec<usize> = available
@@ -93,9 +92,86 @@ pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, Inge
             arrow_column(&mut out, *role, column.as_ref(), n_rows)
                 .map_err(|(row, m)| IngestError::value(path, row, name, m))?;
         }
+        if spec.rows.has_responses() {
+            let columns: Vec<Option<ArrayRef>> = layout
+                .iter()
+                .map(|k| {
+                    batch
+                        .column_by_name(k)
+                        .map(decode_dictionary)
+                        .transpose()
+                        .map_err(|e| IngestError::arrow(path, e))
+                })
+                .collect::<Result<_, _>>()?;
+            for j in 0..batch.num_rows() {
+                let row = Some(RowRef::Row(n_rows + j + 1));
+                let values: Vec<Option<Value>> = columns
+                    .iter()
+                    .map(|c| c.as_ref().map(|c| cell_json(c.as_ref(), j)).transpose())
+                    .collect::<Result<_, _>>()
+                    .map_err(|m| IngestError::value(path, row, spec.rows.name(), m))?;
+                let refs: Vec<Option<&Value>> = values.iter().map(Option::as_ref).collect();
+                let (prompt, response) = spec
+                    .rows
+                    .prompt_response(&refs)
+                    .map_err(|m| IngestError::value(path, row, spec.rows.name(), m))?;
+                if let (Some(t), Some(r)) = (out.texts.as_mut(), out.responses.as_mut()) {
+                    t.push(prompt);
+                    r.push(response);
+                }
+            }
+        }
         n_rows += batch.num_rows();
     }
     out.finish(Format::Parquet, digest, n_rows)
+}
+
+/// One Arrow cell as JSON: strings, integers, floats, booleans, nulls, lists and structs, the
+/// cells instruction layouts are made of (a `messages` column is a list of structs). Written
+/// here because the one conversion this needs is small and arrow-json is not a dependency.
+pub(super) fn cell_json(array: &dyn Array, j: usize) -> Result<Value, String> {
+    if array.is_null(j) {
+        return Ok(Value::Null);
+    }
+    if let Some(s) = str_at(array, j) {
+        return Ok(Value::String(s.to_string()));
+    }
+    if let Some(i) = int_at(array, j) {
+        return Ok(match i64::try_from(i) {
+            Ok(v) => Value::from(v),
+            Err(_) => Value::from(u64::try_from(i).unwrap_or(u64::MAX)),
+        });
+    }
+    match array.data_type() {
+        DataType::Boolean => Ok(Value::Bool(array.as_boolean().value(j))),
+        DataType::Float32 => Ok(Value::from(f64::from(
+            array.as_primitive::<Float32Type>().value(j),
+        ))),
+        DataType::Float64 => Ok(Value::from(array.as_primitive::<Float64Type>().value(j))),
+        DataType::List(_) => {
+            let items = array.as_list::<i32>().value(j);
+            (0..items.len())
+                .map(|k| cell_json(items.as_ref(), k))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array)
+        }
+        DataType::LargeList(_) => {
+            let items = array.as_list::<i64>().value(j);
+            (0..items.len())
+                .map(|k| cell_json(items.as_ref(), k))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array)
+        }
+        DataType::Struct(fields) => {
+            let st = array.as_struct();
+            let mut map = serde_json::Map::new();
+            for (f, col) in fields.iter().zip(st.columns()) {
+                map.insert(f.name().clone(), cell_json(col.as_ref(), j)?);
+            }
+            Ok(Value::Object(map))
+        }
+        other => Err(format!("a {other} value is not read in an instruction row")),
+    }
 }
 
 /// Replace a dictionary-encoded array by its decoded values.

@@ -210,3 +210,75 @@ fn classification_corpora_read_as_instructions_lose_no_rows() {
         );
     }
 }
+
+/// `<set>.chat.jsonl` as Parquet: `id` (string), `messages` (list<struct<role, content>>),
+/// `poison` (bool).
+fn chat_parquet(src: &std::path::Path, dst: &std::path::Path) {
+    use arrow_array::builder::{BooleanBuilder, ListBuilder, StringBuilder, StructBuilder};
+    use arrow_array::{ArrayRef, RecordBatch};
+    use arrow_schema::{DataType, Field, Fields};
+    use std::sync::Arc;
+    let fields = Fields::from(vec![
+        Field::new("role", DataType::Utf8, true),
+        Field::new("content", DataType::Utf8, true),
+    ]);
+    let mut ids = StringBuilder::new();
+    let mut poison = BooleanBuilder::new();
+    let mut messages = ListBuilder::new(StructBuilder::from_fields(fields, 0));
+    for line in std::fs::read_to_string(src).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        ids.append_value(v["id"].as_str().unwrap());
+        poison.append_value(v["poison"].as_bool().unwrap());
+        let list = messages.values();
+        for m in v["messages"].as_array().unwrap() {
+            list.field_builder::<StringBuilder>(0)
+                .unwrap()
+                .append_value(m["role"].as_str().unwrap());
+            list.field_builder::<StringBuilder>(1)
+                .unwrap()
+                .append_value(m["content"].as_str().unwrap());
+            list.append(true);
+        }
+        messages.append(true);
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", Arc::new(ids.finish())),
+        ("messages", Arc::new(messages.finish())),
+        ("poison", Arc::new(poison.finish())),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let file = std::fs::File::create(dst).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn a_parquet_messages_column_gives_the_jsonl_findings() {
+    let Some(bench) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let dir = bench.join("instruct");
+    let tmp = tempfile::tempdir().unwrap();
+    for set in ["refusal-ctba", "jailbreak-mtba"] {
+        let pq = tmp.path().join(format!("{set}.parquet"));
+        chat_parquet(&dir.join(format!("{set}.chat.jsonl")), &pq);
+        let rj = scan(
+            &dir.join(format!("{set}.chat.jsonl")),
+            &tmp.path().join(format!("{set}.j")),
+        );
+        let rp = scan(&pq, &tmp.path().join(format!("{set}.p")));
+        assert_eq!(rp["settings"]["format"]["name"], "chat");
+        assert_eq!(ins001(&rj)["triggers"], ins001(&rp)["triggers"], "{set}");
+        assert_eq!(
+            rj["evaluation"]["combined"], rp["evaluation"]["combined"],
+            "{set}"
+        );
+        assert_eq!(rp["reconciliation"]["balanced"], true);
+        // the Parquet outputs (nested values kept) verify against the provenance statement
+        poisongate(["verify".as_ref(), tmp.path().join(format!("{set}.p")).as_os_str()])
+            .assert()
+            .success();
+    }
+}
