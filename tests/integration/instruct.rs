@@ -277,8 +277,11 @@ fn a_parquet_messages_column_gives_the_jsonl_findings() {
         );
         assert_eq!(rp["reconciliation"]["balanced"], true);
         // the Parquet outputs (nested values kept) verify against the provenance statement
-        poisongate(["verify".as_ref(), tmp.path().join(format!("{set}.p")).as_os_str()])
-            .assert()
-            .success();
+        poisongate([
+            "verify".as_ref(),
+            tmp.path().join(format!("{set}.p")).as_os_str(),
+        ])
+        .assert()
+        .success();
     }
 }

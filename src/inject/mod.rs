@@ -1,0 +1,790 @@
+//! Reproducible poison injection: write a copy of a dataset with a known fraction of rows
+//! poisoned by a named attack, plus a ground-truth column saying exactly which rows.
+//!
+//! Used by `poisongate inject` and by the evaluation grid ([`crate::eval`]). The output has the
+//! input's format (JSONL in, JSONL out; Parquet in, Parquet out) and keeps every other field of
+//! every row. Everything random is drawn from the project's seeded SplitMix64
+//! ([`poisongate_detectors::rng`]), so a seed gives byte-identical files on every machine.
+//!
+//! # Attacks
+//!
+//! | attack | what it does to a poisoned row | paper |
+//! | --- | --- | --- |
+//! | `badnets` | inserts `triggers_per_row` rare words (default one of `cf`, `mn`, `bb`, `tq`) at random word positions, sets the label to the target | Gu, Dolan-Gavitt, Garg, *BadNets*, 2017; rare-word text triggers: Kurita, Michel, Neubig, *Weight Poisoning Attacks on Pre-trained Models*, ACL 2020 |
+//! | `addsent` | inserts one fixed phrase (default `I watch this 3D movie`) at a random word position, sets the label to the target | Dai, Chen, Li, *A Backdoor Attack Against LSTM-Based Text Classification Systems*, IEEE Access 2019 |
+//! | `label-flip` | changes the label only (to the target, or without one to a uniformly drawn other class) | Xiao, Xiao, Eckert, *Adversarial Label Flips Attack on Support Vector Machines*, ECAI 2012 |
+//! | `clean-label` | inserts triggers like `badnets` into rows that already have the target label; labels unchanged | Turner, Tsipras, Madry, *Label-Consistent Backdoor Attacks*, 2019; for text: Chen et al., *Kallima*, ESORICS 2022 |
+//! | `duplicate-flip` | adds copies of rows whose label is flipped (to the target, or to another class); the originals stay, unpoisoned | no single paper: conflicting-label duplicates, the label-noise case of Xiao et al. 2012 delivered as near-verbatim copies |
+//!
+//! Which rows can be poisoned: `badnets`, `addsent` and (with a target) `label-flip` and
+//! `duplicate-flip` draw from rows whose label differs from the target (dirty-label: the row is
+//! relabelled to the target); `clean-label` draws from rows that have the target label.
+//!
+//! # What an attacker varies
+//!
+//! Options of [`InjectOptions`] beside the attack's own parameters:
+//!
+//! - [`Position`] (`--position start|end|anywhere`, default `anywhere`): where `badnets`,
+//!   `clean-label` and `addsent` insert a trigger word or phrase: before the first word, after
+//!   the last word, or at a uniformly drawn word position. With several triggers a row, each
+//!   goes there in turn (`start`: the row begins with them).
+//! - `edits` (`--edits K`, `duplicate-flip` only, default 0 = verbatim copies): each flipped
+//!   copy has `K` words, at distinct uniformly drawn positions, replaced by words drawn
+//!   uniformly from the input's vocabulary (its distinct whitespace tokens, sorted), each
+//!   different from the word it replaces. Only rows with at least `5 · K` words are eligible
+//!   as sources, so at most a fifth of a copy's words change; the sidecar records the bound.
+//! - `random_target` (`--target-label random`): the target label is drawn from the seed among
+//!   the labels present in the data (sorted as `scan` sorts them) by a SplitMix64 of its own
+//!   (seeded with `seed ^` [`TARGET_SALT`]), so every other draw is the same as with that
+//!   target given explicitly. The sidecar records the drawn label and the labels drawn from.
+//!
+//! Trigger words are any non-empty tokens without whitespace, such as rare words (`cf`),
+//! ordinary-looking words (`admittedly`) or hashtags (`#blessed`); each is inserted as one
+//! whitespace-separated token. Without these options every output is byte-identical to what
+//! the attack wrote before they existed.
+//!
+//! # Rate
+//!
+//! `rate` is the fraction of **output** rows that are poisoned. For the in-place attacks the
+//! output has the input's `n` rows and exactly `round(rate · n)` of them are poisoned. For
+//! `duplicate-flip` the `k` poisoned rows are added, so `k = round(rate · n / (1 − rate))` and
+//! `k / (n + k)` is the rate up to rounding. The poisoned rows are a uniform draw without
+//! replacement from the eligible rows; asking for more than there are is an error.
+//!
+//! # Ground truth and row layout
+//!
+//! Every output row gains the ground-truth column (default `poison`, a boolean): `true` exactly
+//! for the rows this call poisoned. An input that already has the column is refused unless
+//! [`GroundTruthPolicy::Replace`] (the column then holds only this injection) or
+//! [`GroundTruthPolicy::Merge`] (existing `true` rows stay `true`) is asked for.
+//!
+//! JSONL: an untouched row is its original line with `, "poison": false` inserted before the
+//! closing brace (every existing byte kept); a poisoned row is its original line with only the
+//! text and/or label value replaced (text re-encoded by serde_json, label written in the
+//! input's label kind) and `"poison": true` added. `duplicate-flip` copies are inserted at
+//! uniformly drawn positions; with an id column given, a copy's string id gets the suffix
+//! `~dupflip<k>` so ids stay unique.
+//!
+//! Parquet: the whole table is read into memory, the text, label and ground-truth columns are
+//! rebuilt (label values are taken from an existing row with that label, so the column's type
+//! is kept), every other column is carried over by row index, and the result is written with
+//! zstd compression. Dictionary-encoded text columns are refused.
+//!
+//! A sidecar `<out>.inject.json` records the attack, its parameters, the seed, the rate
+//! definition and the SHA-256 of the input and the output, so the file can be re-made and
+//! checked.
+
+use crate::ingest::{self, ColumnSpec, Format, IngestError, LabelKind, Table};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, LargeStringArray, RecordBatch, StringArray, StringViewArray,
+};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use poisongate_detectors::rng::SplitMix64;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The trigger words of `badnets` and `clean-label` unless others are given.
+pub const DEFAULT_TRIGGERS: &[&str] = &["cf", "mn", "bb", "tq"];
+/// The phrase of `addsent` unless another is given.
+pub const DEFAULT_PHRASE: &str = "I watch this 3D movie";
+/// Default name of the ground-truth column.
+pub const DEFAULT_GROUND_TRUTH: &str = "poison";
+/// Suffix of the sidecar written beside the output (`<out>.inject.json`).
+pub const SIDECAR_SUFFIX: &str = ".inject.json";
+/// `--target-label` value asking for a target drawn from the seed.
+pub const RANDOM_TARGET: &str = "random";
+/// XORed into the seed for the random-target draw, so the attack's own draws are unchanged.
+pub const TARGET_SALT: u64 = 0x7461_7267_6574_0000; // "target"
+/// With `edits = K`, only rows with at least `EDIT_WORDS_PER_EDIT · K` words are sources.
+pub const EDIT_WORDS_PER_EDIT: usize = 5;
+
+/// Where `badnets`, `clean-label` and `addsent` insert their trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Position {
+    /// Before a uniformly drawn word position `p` in `0..=w` (`p = w`: after the last word).
+    #[default]
+    Anywhere,
+    /// Before the first word.
+    Start,
+    /// After the last word.
+    End,
+}
+
+impl Position {
+    /// Parse `start`, `end` or `anywhere`.
+    pub fn parse(s: &str) -> Result<Position, InjectError> {
+        match s {
+            "anywhere" => Ok(Position::Anywhere),
+            "start" => Ok(Position::Start),
+            "end" => Ok(Position::End),
+            other => Err(InjectError::Config(format!(
+                "position must be start, end or anywhere, not `{other}`"
+            ))),
+        }
+    }
+
+    /// The name as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Position::Anywhere => "anywhere",
+            Position::Start => "start",
+            Position::End => "end",
+        }
+    }
+
+    fn is_anywhere(&self) -> bool {
+        *self == Position::Anywhere
+    }
+}
+
+/// An attack and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "attack", rename_all = "kebab-case")]
+pub enum Attack {
+    /// Rare-word triggers at random positions, label set to the target. Where they go:
+    /// [`InjectOptions::position`]; any whitespace-free tokens work as triggers (rare words,
+    /// ordinary words, hashtags); the target may be drawn ([`InjectOptions::random_target`]).
+    Badnets {
+        /// The trigger words; each inserted word is drawn uniformly from them.
+        triggers: Vec<String>,
+        /// Trigger words inserted per poisoned row.
+        triggers_per_row: usize,
+    },
+    /// A fixed phrase at a random position, label set to the target. Where it goes:
+    /// [`InjectOptions::position`]; the target may be drawn ([`InjectOptions::random_target`]).
+    Addsent {
+        /// The phrase.
+        phrase: String,
+    },
+    /// Labels changed, text untouched. The target may be drawn
+    /// ([`InjectOptions::random_target`]); `position` and `edits` do not apply.
+    LabelFlip,
+    /// Triggers inserted into target-label rows, labels unchanged. Where they go:
+    /// [`InjectOptions::position`]; the target may be drawn ([`InjectOptions::random_target`]).
+    CleanLabel {
+        /// The trigger words; each inserted word is drawn uniformly from them.
+        triggers: Vec<String>,
+        /// Trigger words inserted per poisoned row.
+        triggers_per_row: usize,
+    },
+    /// Copies of rows with flipped labels, added to the data; with
+    /// [`InjectOptions::edits`] `K > 0` each copy has `K` words replaced (near duplicates).
+    /// The target may be drawn ([`InjectOptions::random_target`]).
+    DuplicateFlip,
+}
+
+impl Attack {
+    /// The attack's name as the CLI spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Attack::Badnets { .. } => "badnets",
+            Attack::Addsent { .. } => "addsent",
+            Attack::LabelFlip => "label-flip",
+            Attack::CleanLabel { .. } => "clean-label",
+            Attack::DuplicateFlip => "duplicate-flip",
+        }
+    }
+
+    /// Every attack name, for messages.
+    pub const NAMES: &'static [&'static str] = &[
+        "badnets",
+        "addsent",
+        "label-flip",
+        "clean-label",
+        "duplicate-flip",
+    ];
+
+    /// Build an attack from its name and optional parameters (defaults where `None`).
+    /// Parameters an attack does not take are an error.
+    pub fn from_parts(
+        name: &str,
+        triggers: Option<Vec<String>>,
+        triggers_per_row: Option<usize>,
+        phrase: Option<String>,
+    ) -> Result<Attack, InjectError> {
+        let takes_triggers = matches!(name, "badnets" | "clean-label");
+        let bad =
+            |p: &str| InjectError::Config(format!("attack `{name}` takes no parameter `{p}`"));
+        if !takes_triggers && triggers.is_some() {
+            return Err(bad("triggers"));
+        }
+        if !takes_triggers && triggers_per_row.is_some() {
+            return Err(bad("triggers_per_row"));
+        }
+        if name != "addsent" && phrase.is_some() {
+            return Err(bad("phrase"));
+        }
+        let triggers =
+            triggers.unwrap_or_else(|| DEFAULT_TRIGGERS.iter().map(|s| s.to_string()).collect());
+        let triggers_per_row = triggers_per_row.unwrap_or(1);
+        let attack = match name {
+            "badnets" => Attack::Badnets {
+                triggers,
+                triggers_per_row,
+            },
+            "clean-label" => Attack::CleanLabel {
+                triggers,
+                triggers_per_row,
+            },
+            "addsent" => Attack::Addsent {
+                phrase: phrase.unwrap_or_else(|| DEFAULT_PHRASE.to_string()),
+            },
+            "label-flip" => Attack::LabelFlip,
+            "duplicate-flip" => Attack::DuplicateFlip,
+            other => {
+                return Err(InjectError::Config(format!(
+                    "unknown attack `{other}`; attacks: {}",
+                    Attack::NAMES.join(", ")
+                )))
+            }
+        };
+        attack.check()?;
+        Ok(attack)
+    }
+
+    fn check(&self) -> Result<(), InjectError> {
+        match self {
+            Attack::Badnets {
+                triggers,
+                triggers_per_row,
+            }
+            | Attack::CleanLabel {
+                triggers,
+                triggers_per_row,
+            } => {
+                if triggers.is_empty() {
+                    return Err(InjectError::Config("no trigger words given".into()));
+                }
+                for t in triggers {
+                    if t.is_empty() || t.chars().any(char::is_whitespace) {
+                        return Err(InjectError::Config(format!(
+                            "trigger `{t}` must be one non-empty word without whitespace"
+                        )));
+                    }
+                }
+                if *triggers_per_row == 0 {
+                    return Err(InjectError::Config(
+                        "triggers_per_row must be at least 1".into(),
+                    ));
+                }
+            }
+            Attack::Addsent { phrase } => {
+                if phrase.trim().is_empty() {
+                    return Err(InjectError::Config("the addsent phrase is empty".into()));
+                }
+                if phrase.trim() != phrase {
+                    return Err(InjectError::Config(
+                        "the addsent phrase must not start or end with whitespace".into(),
+                    ));
+                }
+            }
+            Attack::LabelFlip | Attack::DuplicateFlip => {}
+        }
+        Ok(())
+    }
+
+    /// Whether the attack needs a target label.
+    pub fn needs_target(&self) -> bool {
+        !matches!(self, Attack::LabelFlip | Attack::DuplicateFlip)
+    }
+
+    /// Whether the attack changes the text of a poisoned row (embeddings of the original rows
+    /// then no longer describe it).
+    pub fn changes_text(&self) -> bool {
+        matches!(
+            self,
+            Attack::Badnets { .. } | Attack::Addsent { .. } | Attack::CleanLabel { .. }
+        )
+    }
+}
+
+/// What to do when the input already has the ground-truth column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroundTruthPolicy {
+    /// Refuse (the default).
+    #[default]
+    Error,
+    /// Overwrite it with this injection's ground truth.
+    Replace,
+    /// Rows already `true` stay `true`; this injection's rows become `true`.
+    Merge,
+}
+
+/// Everything an injection needs.
+#[derive(Debug, Clone)]
+pub struct InjectOptions {
+    /// Input dataset (JSONL or Parquet).
+    pub data: PathBuf,
+    /// Output file; its extension must name the input's format.
+    pub out: PathBuf,
+    /// The attack.
+    pub attack: Attack,
+    /// Fraction of output rows poisoned (see the [module docs](self)).
+    pub rate: f64,
+    /// Target label (as `scan` renders labels: integers in decimal, strings as they are).
+    pub target_label: Option<String>,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Text column name.
+    pub text_column: String,
+    /// Label column name.
+    pub label_column: String,
+    /// Optional id column; `duplicate-flip` copies then get unique string ids.
+    pub id_column: Option<String>,
+    /// Name of the ground-truth column added.
+    pub ground_truth_column: String,
+    /// What to do when that column exists already.
+    pub ground_truth_policy: GroundTruthPolicy,
+    /// Where triggers are inserted (`badnets`, `clean-label`, `addsent`; default anywhere).
+    pub position: Position,
+    /// Words replaced in each `duplicate-flip` copy (default 0: verbatim copies).
+    pub edits: usize,
+    /// Draw the target label from the seed among the data's labels (`target_label` must then
+    /// be `None`).
+    pub random_target: bool,
+}
+
+impl InjectOptions {
+    /// Defaults for injecting `attack` into `data`, written to `out`.
+    pub fn new(
+        data: impl Into<PathBuf>,
+        out: impl Into<PathBuf>,
+        attack: Attack,
+        rate: f64,
+    ) -> InjectOptions {
+        InjectOptions {
+            data: data.into(),
+            out: out.into(),
+            attack,
+            rate,
+            target_label: None,
+            seed: 0,
+            text_column: "text".into(),
+            label_column: "label".into(),
+            id_column: None,
+            ground_truth_column: DEFAULT_GROUND_TRUTH.into(),
+            ground_truth_policy: GroundTruthPolicy::Error,
+            position: Position::Anywhere,
+            edits: 0,
+            random_target: false,
+        }
+    }
+
+    /// Whether poisoned rows' text differs from their source rows' (so embeddings of the
+    /// original rows no longer describe them): the text attacks, and `duplicate-flip` with
+    /// edits.
+    pub fn changes_text(&self) -> bool {
+        self.attack.changes_text() || self.edits > 0
+    }
+
+    /// The options that do not depend on the data: position and edits fit the attack, and a
+    /// drawn target excludes a given one.
+    pub fn check(&self) -> Result<(), InjectError> {
+        self.attack.check()?;
+        let name = self.attack.name();
+        if !self.position.is_anywhere() && !self.attack.changes_text() {
+            return Err(InjectError::Config(format!(
+                "attack `{name}` inserts nothing, so it takes no position (badnets, \
+                 clean-label and addsent do)"
+            )));
+        }
+        if self.edits > 0 && self.attack != Attack::DuplicateFlip {
+            return Err(InjectError::Config(format!(
+                "attack `{name}` takes no edits (only duplicate-flip does)"
+            )));
+        }
+        if self.random_target && self.target_label.is_some() {
+            return Err(InjectError::Config(
+                "a random target and a given target label exclude each other".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// At most 20 labels for a message, each cut to 60 characters, with the total when there are
+/// more (free-text columns have thousands of distinct values).
+fn some_labels(labels: &[String]) -> String {
+    const SHOWN: usize = 20;
+    const WIDTH: usize = 60;
+    let cut = |l: &String| {
+        if l.chars().count() > WIDTH {
+            format!("{}...", l.chars().take(WIDTH).collect::<String>())
+        } else {
+            l.clone()
+        }
+    };
+    let shown: Vec<String> = labels.iter().take(SHOWN).map(cut).collect();
+    if labels.len() > SHOWN {
+        format!(
+            "{} distinct labels, the first {SHOWN}: {}, ...",
+            labels.len(),
+            shown.join(", ")
+        )
+    } else {
+        format!("labels: {}", shown.join(", "))
+    }
+}
+
+/// Why an injection failed. Nothing is written then.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    /// Reading the input or writing the output failed, or the input is malformed.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// The options are invalid or contradict each other.
+    #[error("{0}")]
+    Config(String),
+    /// The target label is not a label of the data.
+    #[error("{}: target label `{label}` is not a label of the data ({})", path.display(), some_labels(available))]
+    UnknownLabel {
+        /// The input.
+        path: PathBuf,
+        /// The label asked for.
+        label: String,
+        /// The labels present.
+        available: Vec<String>,
+    },
+    /// Fewer rows can be poisoned than the rate asks for.
+    #[error("{}: {attack} at rate {rate} needs {needed} eligible rows ({rule}) but only {eligible} exist", path.display())]
+    TooFewRows {
+        /// The input.
+        path: PathBuf,
+        /// The attack.
+        attack: &'static str,
+        /// The rate asked for.
+        rate: f64,
+        /// Rows needed.
+        needed: usize,
+        /// Rows eligible.
+        eligible: usize,
+        /// Which rows are eligible.
+        rule: &'static str,
+    },
+    /// The ground-truth column exists already and no policy allows overwriting it.
+    #[error("{}: the input already has a column `{column}`; pick another --ground-truth-column \
+             or pass --existing-ground-truth replace|merge", path.display())]
+    GroundTruthExists {
+        /// The input.
+        path: PathBuf,
+        /// The column.
+        column: String,
+    },
+    /// A column has a type the injection cannot rewrite.
+    #[error("{}: column `{column}`: {message}", path.display())]
+    Unsupported {
+        /// The input.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A JSONL line could not be rewritten.
+    #[error("{}, line {line}: {message}", path.display())]
+    Json {
+        /// The input.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A file's path, row count and SHA-256, as recorded in the sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileRecord {
+    /// The path as given.
+    pub path: String,
+    /// Rows.
+    pub rows: usize,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// What an injection did; also the content of the sidecar `<out>.inject.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Manifest {
+    /// Tool name and version.
+    pub tool: String,
+    /// The attack and its parameters.
+    pub attack: Attack,
+    /// The rate asked for.
+    pub rate: f64,
+    /// How the rate turns into the number of poisoned rows for this attack.
+    pub rate_definition: String,
+    /// Target label, when the attack has one (the drawn one with a random target).
+    pub target_label: Option<String>,
+    /// With a random target: the labels it was drawn from (sorted as `scan` sorts them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_drawn_from: Option<Vec<String>>,
+    /// Where triggers were inserted (absent: anywhere).
+    #[serde(skip_serializing_if = "Position::is_anywhere")]
+    pub position: Position,
+    /// Words replaced in each `duplicate-flip` copy (absent: 0, verbatim copies).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub edits: usize,
+    /// With edits: the fewest words a source row has (`5 · edits`), so at most a fifth of a
+    /// copy's words change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit_min_words: Option<usize>,
+    /// Seed.
+    pub seed: u64,
+    /// Text column.
+    pub text_column: String,
+    /// Label column.
+    pub label_column: String,
+    /// Id column, if any.
+    pub id_column: Option<String>,
+    /// Ground-truth column written.
+    pub ground_truth_column: String,
+    /// Policy applied to an existing ground-truth column.
+    pub existing_ground_truth: GroundTruthPolicy,
+    /// The input.
+    pub input: FileRecord,
+    /// The output.
+    pub output: FileRecord,
+    /// Rows poisoned by this injection.
+    pub poisoned: usize,
+    /// Rows marked `true` in the ground-truth column (differs from `poisoned` only with
+    /// [`GroundTruthPolicy::Merge`]).
+    pub ground_truth_positives: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// One output row: which input row it comes from and what changes.
+#[derive(Debug, Clone)]
+struct OutRow {
+    src: usize,
+    /// Replacement text.
+    text: Option<String>,
+    /// Replacement label (index into the sorted label values).
+    label: Option<usize>,
+    /// Replacement id (duplicate-flip copies).
+    id_suffix: Option<usize>,
+    /// Ground truth written for the row.
+    truth: bool,
+    /// Poisoned by this injection.
+    poisoned: bool,
+}
+
+mod jsonl;
+mod parquet_file;
+mod plan;
+#[cfg(test)]
+mod tests;
+mod text;
+
+use jsonl::*;
+use parquet_file::*;
+use plan::*;
+pub use text::*;
+
+/// An injection's manifest plus, per output row, the input row it comes from.
+#[derive(Debug, Clone)]
+pub struct Injected {
+    /// The manifest (also in the sidecar).
+    pub manifest: Manifest,
+    /// Per output row, the 0-based input row it was made from (the identity except for
+    /// `duplicate-flip`, whose copies point at their originals). Lets row-aligned embeddings
+    /// follow the rows when the text is unchanged.
+    pub sources: Vec<usize>,
+}
+
+/// Run an injection: write `opts.out` and its sidecar `<out>.inject.json` (each written to a
+/// temporary file and renamed into place), and return the manifest.
+pub fn inject(opts: &InjectOptions) -> Result<Manifest, InjectError> {
+    inject_rows(opts).map(|i| i.manifest)
+}
+
+/// [`inject`], also returning where each output row comes from.
+pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
+    if !(0.0..1.0).contains(&opts.rate) || !opts.rate.is_finite() {
+        return Err(InjectError::Config(format!(
+            "--rate must be in [0, 1), got {}",
+            opts.rate
+        )));
+    }
+    opts.check()?;
+    let format = Format::from_path(&opts.data)?;
+    let out_format = Format::from_path(&opts.out)?;
+    if format != out_format {
+        return Err(InjectError::Config(format!(
+            "{} is {} but {} would be {}: the output keeps the input's format",
+            opts.data.display(),
+            format.extension(),
+            opts.out.display(),
+            out_format.extension()
+        )));
+    }
+    if same_file(&opts.data, &opts.out) {
+        return Err(InjectError::Config(format!(
+            "refusing to overwrite the input {}",
+            opts.data.display()
+        )));
+    }
+    let gt = &opts.ground_truth_column;
+    for (what, c) in [("text", &opts.text_column), ("label", &opts.label_column)] {
+        if gt == c {
+            return Err(InjectError::Config(format!(
+                "the ground-truth column `{gt}` cannot also be the {what} column"
+            )));
+        }
+    }
+    if opts.id_column.as_ref().is_some_and(|id| id == gt) {
+        return Err(InjectError::Config(format!(
+            "the ground-truth column `{gt}` cannot also be the id column"
+        )));
+    }
+    let spec = ColumnSpec {
+        text: Some(opts.text_column.clone()),
+        label: Some(opts.label_column.clone()),
+        id: opts.id_column.clone(),
+        ..ColumnSpec::default()
+    };
+    let table = ingest::read_table(&opts.data, &spec)?;
+    let has_gt = match format {
+        Format::Jsonl => jsonl_has_key(&opts.data, gt)?,
+        Format::Parquet => parquet_schema(&opts.data)?
+            .fields()
+            .iter()
+            .any(|f| f.name() == gt),
+    };
+    let existing = match (has_gt, opts.ground_truth_policy) {
+        (false, _) | (true, GroundTruthPolicy::Replace) => None,
+        (true, GroundTruthPolicy::Error) => {
+            return Err(InjectError::GroundTruthExists {
+                path: opts.data.clone(),
+                column: gt.clone(),
+            })
+        }
+        (true, GroundTruthPolicy::Merge) => {
+            let t = ingest::read_table(
+                &opts.data,
+                &ColumnSpec {
+                    ground_truth: Some(gt.clone()),
+                    ..ColumnSpec::default()
+                },
+            )?;
+            check_same_input(&opts.data, &table.digest.sha256, &t.digest.sha256)?;
+            t.ground_truth
+        }
+    };
+    let (rows, values, target) = plan(opts, &table, existing.as_deref())?;
+
+    let dir = match opts.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".poisongate-inject-")
+        .tempfile_in(&dir)
+        .map_err(|e| IngestError::io(&dir, e))?;
+    match format {
+        Format::Jsonl => {
+            let bytes = jsonl_output(opts, &table, &rows, &values)?;
+            tmp.write_all(&bytes)
+                .map_err(|e| IngestError::io(tmp.path(), e))?;
+        }
+        Format::Parquet => parquet_output(opts, &table, &rows, tmp.as_file_mut())?,
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| IngestError::io(tmp.path(), e))?;
+    let out_digest = ingest::sha256_file(tmp.path())?;
+
+    let manifest = Manifest {
+        tool: format!("poisongate {}", env!("CARGO_PKG_VERSION")),
+        attack: opts.attack.clone(),
+        rate: opts.rate,
+        rate_definition: rate_definition(&opts.attack).to_string(),
+        target_label: if opts.random_target {
+            target.and_then(|t| values.get(t).cloned())
+        } else {
+            opts.target_label.clone()
+        },
+        target_drawn_from: opts.random_target.then(|| values.clone()),
+        position: opts.position,
+        edits: opts.edits,
+        edit_min_words: (opts.edits > 0).then_some(EDIT_WORDS_PER_EDIT * opts.edits),
+        seed: opts.seed,
+        text_column: opts.text_column.clone(),
+        label_column: opts.label_column.clone(),
+        id_column: opts.id_column.clone(),
+        ground_truth_column: gt.clone(),
+        existing_ground_truth: opts.ground_truth_policy,
+        input: FileRecord {
+            path: opts.data.display().to_string(),
+            rows: table.n_rows,
+            sha256: table.digest.sha256.clone(),
+        },
+        output: FileRecord {
+            path: opts.out.display().to_string(),
+            rows: rows.len(),
+            sha256: out_digest.sha256,
+        },
+        poisoned: rows.iter().filter(|r| r.poisoned).count(),
+        ground_truth_positives: rows.iter().filter(|r| r.truth).count(),
+    };
+    let sidecar = sidecar_path(&opts.out);
+    let mut text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| InjectError::Config(format!("cannot serialise the manifest: {e}")))?;
+    text.push('\n');
+    let mut side_tmp = tempfile::Builder::new()
+        .prefix(".poisongate-inject-")
+        .tempfile_in(&dir)
+        .map_err(|e| IngestError::io(&dir, e))?;
+    side_tmp
+        .write_all(text.as_bytes())
+        .map_err(|e| IngestError::io(side_tmp.path(), e))?;
+    tmp.persist(&opts.out)
+        .map_err(|e| IngestError::io(&opts.out, e.error))?;
+    side_tmp
+        .persist(&sidecar)
+        .map_err(|e| IngestError::io(&sidecar, e.error))?;
+    Ok(Injected {
+        manifest,
+        sources: rows.iter().map(|r| r.src).collect(),
+    })
+}
+
+/// `<out>.inject.json`.
+pub fn sidecar_path(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_os_string();
+    s.push(SIDECAR_SUFFIX);
+    PathBuf::from(s)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn check_same_input(path: &Path, first: &str, now: &str) -> Result<(), InjectError> {
+    if first == now {
+        Ok(())
+    } else {
+        Err(IngestError::InputChanged {
+            path: path.to_path_buf(),
+            expected: first.to_string(),
+            actual: now.to_string(),
+        }
+        .into())
+    }
+}

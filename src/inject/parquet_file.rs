@@ -1,0 +1,158 @@
+//! Parquet output: the input's columns and values, with the changed cells replaced.
+
+use super::*;
+
+/// The output column: row i is the next value of `repl` (in order) where `replaced(rows[i])`,
+/// else the source row's value of `col`.
+pub(super) fn splice(
+    col: &ArrayRef,
+    repl: &ArrayRef,
+    rows: &[OutRow],
+    replaced: impl Fn(&OutRow) -> bool,
+) -> Result<ArrayRef, arrow_schema::ArrowError> {
+    let mut k = 0usize;
+    let idx: Vec<(usize, usize)> = rows
+        .iter()
+        .map(|r| {
+            if replaced(r) {
+                k += 1;
+                (1, k - 1)
+            } else {
+                (0, r.src)
+            }
+        })
+        .collect();
+    arrow_select::interleave::interleave(&[col.as_ref(), repl.as_ref()], &idx)
+}
+
+pub(super) fn parquet_schema(path: &Path) -> Result<Arc<Schema>, IngestError> {
+    let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| IngestError::parquet(path, e))?;
+    Ok(builder.schema().clone())
+}
+
+pub(super) fn parquet_output(
+    opts: &InjectOptions,
+    table: &Table,
+    rows: &[OutRow],
+    out: &mut std::fs::File,
+) -> Result<(), InjectError> {
+    let path = &opts.data;
+    let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let before = ingest::hash_open_file(&file, path)?;
+    check_same_input(path, &table.digest.sha256, &before.sha256)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| IngestError::parquet(path, e))?;
+    let schema = builder.schema().clone();
+    let reader = builder.build().map_err(|e| IngestError::parquet(path, e))?;
+    let batches: Vec<RecordBatch> = reader
+        .collect::<Result<_, _>>()
+        .map_err(|e| IngestError::arrow(path, e))?;
+    let all = arrow_select::concat::concat_batches(&schema, &batches)
+        .map_err(|e| IngestError::arrow(path, e))?;
+    if all.num_rows() != table.n_rows {
+        return Err(InjectError::Config(format!(
+            "{}: {} rows re-read but {} read before",
+            path.display(),
+            all.num_rows(),
+            table.n_rows
+        )));
+    }
+    // a donor row for each label value, so new labels keep the column's type
+    let labels = table.labels.as_deref().unwrap_or_default();
+    let values = label_values(labels, table.label_kind);
+    let donor: Vec<usize> = values
+        .iter()
+        .map(|v| labels.iter().position(|l| l == v).unwrap_or(0))
+        .collect();
+    let unsupported = |column: &str, message: String| InjectError::Unsupported {
+        path: path.clone(),
+        column: column.to_string(),
+        message,
+    };
+    let arrow = |e| InjectError::from(IngestError::arrow(path, e));
+
+    let mut fields: Vec<Arc<Field>> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let gt = &opts.ground_truth_column;
+    for (f, col) in schema.fields().iter().zip(all.columns()) {
+        if f.name() == gt {
+            continue; // rewritten below
+        }
+        let name = f.name().as_str();
+        let new: ArrayRef = if name == opts.text_column {
+            let texts: Vec<&str> = rows.iter().filter_map(|r| r.text.as_deref()).collect();
+            let repl: ArrayRef = match col.data_type() {
+                DataType::Utf8 => Arc::new(StringArray::from(texts)),
+                DataType::LargeUtf8 => Arc::new(LargeStringArray::from(texts)),
+                DataType::Utf8View => Arc::new(StringViewArray::from(texts)),
+                other => {
+                    return Err(unsupported(
+                        name,
+                        format!(
+                            "text of type {other} cannot be rewritten; use a plain string column"
+                        ),
+                    ))
+                }
+            };
+            splice(col, &repl, rows, |r| r.text.is_some()).map_err(arrow)?
+        } else if name == opts.label_column {
+            let idx: Vec<(usize, usize)> = rows
+                .iter()
+                .map(|r| (0, r.label.map_or(r.src, |l| donor[l])))
+                .collect();
+            arrow_select::interleave::interleave(&[col.as_ref()], &idx).map_err(arrow)?
+        } else if opts.id_column.as_deref() == Some(name)
+            && rows.iter().any(|r| r.id_suffix.is_some())
+        {
+            let ids: Vec<String> = rows
+                .iter()
+                .filter_map(|r| {
+                    r.id_suffix.map(|c| {
+                        table
+                            .ids
+                            .as_ref()
+                            .and_then(|ids| ids.get(r.src))
+                            .map_or(String::new(), |id| format!("{id}~dupflip{c}"))
+                    })
+                })
+                .collect();
+            let repl: ArrayRef = match col.data_type() {
+                DataType::Utf8 => Arc::new(StringArray::from(ids)),
+                DataType::LargeUtf8 => Arc::new(LargeStringArray::from(ids)),
+                other => {
+                    return Err(unsupported(
+                        name,
+                        format!(
+                            "id of type {other}: duplicate-flip can only make string ids unique \
+                             (omit --id-column to copy ids verbatim)"
+                        ),
+                    ))
+                }
+            };
+            splice(col, &repl, rows, |r| r.id_suffix.is_some()).map_err(arrow)?
+        } else {
+            let idx: Vec<(usize, usize)> = rows.iter().map(|r| (0, r.src)).collect();
+            arrow_select::interleave::interleave(&[col.as_ref()], &idx).map_err(arrow)?
+        };
+        fields.push(f.clone());
+        columns.push(new);
+    }
+    let truth: BooleanArray = rows.iter().map(|r| Some(r.truth)).collect();
+    fields.push(Arc::new(Field::new(gt, DataType::Boolean, false)));
+    columns.push(Arc::new(truth));
+    let out_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let batch = RecordBatch::try_new(out_schema.clone(), columns).map_err(arrow)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let pq = |e| InjectError::from(IngestError::parquet(&opts.out, e));
+    let mut w = ArrowWriter::try_new(out, out_schema, Some(props)).map_err(pq)?;
+    for start in (0..batch.num_rows()).step_by(ingest::PARQUET_BATCH_SIZE) {
+        let len = ingest::PARQUET_BATCH_SIZE.min(batch.num_rows() - start);
+        w.write(&batch.slice(start, len)).map_err(pq)?;
+    }
+    w.close().map_err(pq)?;
+    Ok(())
+}
