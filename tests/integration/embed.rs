@@ -30,6 +30,23 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
+/// `poisongate embed DATA --model MODEL --max-tokens 128 --out OUT`, which must succeed.
+fn embed_128(data: &std::path::Path, model: &std::path::Path, out: &std::path::Path) {
+    poisongate([
+        "embed".as_ref(),
+        data.as_os_str(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--max-tokens".as_ref(),
+        "128".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--quiet".as_ref(),
+    ])
+    .assert()
+    .success();
+}
+
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -46,19 +63,7 @@ fn embed_matches_the_reference_matrices_row_by_row() {
     let tmp = tempfile::tempdir().unwrap();
     for set in ["sst2-clean", "sms-spam-clean"] {
         let out = tmp.path().join(format!("{set}.npy"));
-        poisongate([
-            "embed".as_ref(),
-            bench.join(format!("{set}.jsonl")).as_os_str(),
-            "--model".as_ref(),
-            model.as_os_str(),
-            "--max-tokens".as_ref(),
-            "128".as_ref(),
-            "--out".as_ref(),
-            out.as_os_str(),
-            "--quiet".as_ref(),
-        ])
-        .assert()
-        .success();
+        embed_128(&bench.join(format!("{set}.jsonl")), &model, &out);
         let got = npy_rows(&out);
         let want = npy_rows(&bench.join(format!("{set}.minilm.npy")));
         assert_eq!(got.len(), want.len(), "{set}: rows");
@@ -285,19 +290,7 @@ select = ["TRIG001"]
         .find(|p| p.to_string_lossy().ends_with(".model_all-MiniLM-L6-v2.npy"))
         .expect("the computed matrix is kept");
     let direct = tmp.path().join("direct.npy");
-    poisongate([
-        "embed".as_ref(),
-        injected.as_os_str(),
-        "--model".as_ref(),
-        model.as_os_str(),
-        "--max-tokens".as_ref(),
-        "128".as_ref(),
-        "--out".as_ref(),
-        direct.as_os_str(),
-        "--quiet".as_ref(),
-    ])
-    .assert()
-    .success();
+    embed_128(injected, &model, &direct);
     let (got, want) = (npy_rows(grid_matrix), npy_rows(&direct));
     assert_eq!(got.len(), want.len());
     let worst = got
@@ -308,19 +301,7 @@ select = ["TRIG001"]
     assert!(worst >= 0.9999, "lowest cosine {worst}");
     // and the poisoned rows' vectors are not their originals' (the trigger changed the text)
     let orig = tmp.path().join("orig.npy");
-    poisongate([
-        "embed".as_ref(),
-        data.as_os_str(),
-        "--model".as_ref(),
-        model.as_os_str(),
-        "--max-tokens".as_ref(),
-        "128".as_ref(),
-        "--out".as_ref(),
-        orig.as_os_str(),
-        "--quiet".as_ref(),
-    ])
-    .assert()
-    .success();
+    embed_128(&data, &model, &orig);
     let orig_rows = npy_rows(&orig);
     let changed = got
         .iter()
