@@ -148,15 +148,11 @@ pub(super) fn cell_json(array: &dyn Array, j: usize) -> Result<Value, String> {
             array.as_primitive::<Float32Type>().value(j),
         ))),
         DataType::Float64 => Ok(Value::from(array.as_primitive::<Float64Type>().value(j))),
-        DataType::List(_) => {
-            let items = array.as_list::<i32>().value(j);
-            (0..items.len())
-                .map(|k| cell_json(items.as_ref(), k))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Value::Array)
-        }
-        DataType::LargeList(_) => {
-            let items = array.as_list::<i64>().value(j);
+        DataType::List(_) | DataType::LargeList(_) => {
+            let items = match array.data_type() {
+                DataType::List(_) => array.as_list::<i32>().value(j),
+                _ => array.as_list::<i64>().value(j),
+            };
             (0..items.len())
                 .map(|k| cell_json(items.as_ref(), k))
                 .collect::<Result<Vec<_>, _>>()
