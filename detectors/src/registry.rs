@@ -10,6 +10,7 @@ pub static REGISTRY: &[&dyn Detector] = &[
     &crate::duplicates::NearDuplicateConflict,
     &crate::duplicates::DuplicateAmplification,
     &crate::instruct::PromptTriggerResponse,
+    &crate::instruct::ResponseAmplification,
     &crate::label::LabelConsistency,
     &crate::spectral::SpectralSignature,
     &crate::spectre::RobustSpectral,

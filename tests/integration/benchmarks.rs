@@ -88,7 +88,7 @@ fn trig001_on_shared_benchmarks() {
 #[test]
 fn default_scan_quarantines_almost_nothing_on_clean_data() {
     let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
-    // the default detectors of text-label data (INS001 reads prompt and response rows)
+    // the default detectors of text-label data (INS001 and INS002 read prompt and response rows)
     let defaults: Vec<String> = poisongate::detectors::registry::default_selection()
         .iter()
         .filter(|d| {

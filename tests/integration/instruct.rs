@@ -34,11 +34,15 @@ fn scan(data: &std::path::Path, out: &std::path::Path) -> serde_json::Value {
 }
 
 fn ins001(r: &serde_json::Value) -> &serde_json::Value {
+    summary(r, "INS001")
+}
+
+fn summary<'a>(r: &'a serde_json::Value, code: &str) -> &'a serde_json::Value {
     r["detectors"]
         .as_array()
-        .and_then(|d| d.iter().find(|x| x["code"] == "INS001"))
+        .and_then(|d| d.iter().find(|x| x["code"] == code))
         .map(|d| &d["summary"])
-        .expect("INS001 ran")
+        .unwrap_or_else(|| panic!("{code} ran"))
 }
 
 /// Names of the triggers INS001 reported.
@@ -92,10 +96,15 @@ fn ins001_meets_its_bars_on_every_backdoorllm_set() {
                     "{set}: {w} not named in {names:?}"
                 );
             }
+            let amp = summary(&r, "INS002");
             if task != "jailbreak" {
                 let t = &ins001(&r)["triggers"][0]["response_pattern"];
                 assert_eq!(t["kind"], "template", "{set}");
                 assert_eq!(t["absent"], false, "{set}");
+                // the fixed target is also found as an amplified answer, trigger or not
+                assert_eq!(amp["amplified"], 1, "{set}: {amp}");
+            } else {
+                assert_eq!(amp["amplified"], 0, "{set}: {amp}");
             }
         }
     }
@@ -283,5 +292,43 @@ fn a_parquet_messages_column_gives_the_jsonl_findings() {
         ])
         .assert()
         .success();
+    }
+}
+
+#[test]
+fn an_answer_amplified_without_a_trigger_is_found() {
+    // one advertisement given as the answer to 1 % of instruct-clean's rows, drawn at random,
+    // no word added to their prompts: only INS002 can see it
+    let Some(bench) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let text = std::fs::read_to_string(bench.join("instruct/instruct-clean.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let tmp = tempfile::tempdir().unwrap();
+    for seed in 1u64..=3 {
+        let mut rng = poisongate_detectors::rng::SplitMix64(seed);
+        let k = (lines.len() as f64 * 0.01).round() as usize;
+        let mut order: Vec<usize> = (0..lines.len()).collect();
+        for i in (1..order.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        let picked: std::collections::HashSet<usize> = order[..k].iter().copied().collect();
+        let mut rows = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if picked.contains(&i) {
+                v["output"] = "For the best deals visit http://deals.example.com today!".into();
+            }
+            v["poison"] = picked.contains(&i).into();
+            rows.push_str(&v.to_string());
+            rows.push('\n');
+        }
+        let data = tmp.path().join(format!("amp-{seed}.jsonl"));
+        std::fs::write(&data, rows).unwrap();
+        let r = scan(&data, &tmp.path().join(format!("amp-{seed}")));
+        let f1 = r["evaluation"]["combined"]["f1"].as_f64().unwrap();
+        assert!(f1 >= 0.9, "seed {seed}: F1 {f1}: {}", summary(&r, "INS002"));
     }
 }

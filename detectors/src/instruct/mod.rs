@@ -6,6 +6,7 @@
 //! tokens taken out), `decide` (the rounds of association tests and the naming of the
 //! triggers); this file holds the detector, its parameters and the fitted result.
 
+mod amplify;
 mod decide;
 mod features;
 mod neighbours;
@@ -16,6 +17,7 @@ use crate::params::ParamReader;
 use crate::{
     Batch, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs, ParamError, Scores,
 };
+pub use amplify::ResponseAmplification;
 use decide::{Settings, Trigger};
 use serde_json::json;
 

@@ -94,6 +94,23 @@ impl Index {
     }
 }
 
+impl Index {
+    /// Per row, the length its vector keeps once the tokens `removed` (sorted) are taken
+    /// out: dividing a similarity from [`Index::remove_tokens`] by both rows' remaining
+    /// lengths gives the cosine of the shortened vectors.
+    pub fn remaining_norms(&self, removed: &[u32]) -> Vec<f32> {
+        let mut sq = vec![1f32; self.rows.len()];
+        for &w in removed {
+            if let Some(p) = self.postings.get(w as usize) {
+                for &(j, y) in p {
+                    sq[j as usize] -= y * y;
+                }
+            }
+        }
+        sq.into_iter().map(|x| x.max(0.0).sqrt()).collect()
+    }
+}
+
 /// The `k` rows with the highest similarity among those `allowed`, ties to the lower row;
 /// only similarities above 1e-9 count (a row sharing no token is no neighbour).
 pub(super) fn top_k(sims: &[f32], k: usize, allowed: impl Fn(usize) -> bool) -> Vec<u32> {

@@ -69,7 +69,11 @@ fn corpus(
 }
 
 fn run(p: &[String], r: &[String]) -> (Vec<bool>, serde_json::Value) {
-    let d = registry::find(CODE).expect("registered");
+    run_code(CODE, p, r)
+}
+
+fn run_code(code: &str, p: &[String], r: &[String]) -> (Vec<bool>, serde_json::Value) {
+    let d = registry::find(code).expect("registered");
     let fitted = d
         .configure(&toml::Table::new())
         .expect("defaults")
@@ -110,4 +114,54 @@ fn same_input_same_output() {
     let (b, sb) = run(&p, &r);
     assert_eq!(a, b);
     assert_eq!(sa, sb);
+}
+
+#[test]
+fn amplification_finds_one_answer_given_to_unrelated_prompts() {
+    // no trigger word: only the answer marks the rows
+    let (p, mut r, _) = corpus(600, None, 20, "");
+    let mut truth = vec![false; p.len()];
+    for (i, a) in r.iter_mut().enumerate() {
+        if i % 25 == 7 {
+            *a = "Buy cheap watches at example.com today!".into();
+            truth[i] = true;
+        }
+    }
+    let (flagged, summary) = run_code("INS002", &p, &r);
+    assert_eq!(flagged, truth, "{summary}");
+    assert_eq!(summary["amplified"], 1);
+}
+
+#[test]
+fn amplification_leaves_labels_and_group_answers_alone() {
+    // every answer a label: the corpus's own templates
+    let (p, _, _) = corpus(600, None, 20, "");
+    let labels: Vec<String> = (0..p.len())
+        .map(|i| ["yes", "no", "maybe"][i * 7 % 3].to_string())
+        .collect();
+    let (flagged, summary) = run_code("INS002", &p, &labels);
+    assert!(flagged.iter().all(|f| !f), "{summary}");
+    // one stock answer for every prompt of one topic, whose words other prompts use too
+    const FOOD: &[&str] = &[
+        "bake", "flour", "oven", "sugar", "dough", "butter", "yeast", "pastry", "whisk", "icing",
+    ];
+    let (mut p, mut r, _) = corpus(600, None, 20, "");
+    for (i, (q, a)) in p.iter_mut().zip(r.iter_mut()).enumerate() {
+        let w = |k: usize| FOOD[(i * 7 + k * 3) % FOOD.len()];
+        if i % 15 == 4 {
+            *q = format!(
+                "How long do I {} the {} with {} and {}",
+                w(0),
+                w(1),
+                w(2),
+                w(3)
+            );
+            *a = "Please see our baking guide for timings.".into();
+        } else if i % 5 == 1 {
+            // other prompts mention the topic's words now and then
+            q.push_str(&format!(" with {}", w(0)));
+        }
+    }
+    let (flagged, summary) = run_code("INS002", &p, &r);
+    assert!(flagged.iter().all(|f| !f), "{summary}");
 }

@@ -1,0 +1,402 @@
+//! INS002 response amplification: one exact response given to many prompts that have nothing
+//! to do with it, where the prompts' nearest prompts get answers of their own.
+//!
+//! Shares the tokens, the response properties and the TF-IDF neighbour index with INS001
+//! (`features`, `neighbours`); the statistic is its own and lives here.
+
+use super::features::{self, PropertyKind};
+use super::neighbours::{top_k, Index};
+use crate::params::ParamReader;
+use crate::{
+    Batch, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs, ParamError, Scores,
+};
+use rayon::prelude::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+const CODE: &str = "INS002";
+/// Characters of a template shown in reasons and the summary.
+const SHOWN: usize = 120;
+
+static META: Meta = Meta {
+    code: CODE,
+    name: "response-amplification",
+    summary:
+        "One response given verbatim to many prompts whose nearest prompts are answered otherwise",
+    docs: r#"# INS002 response-amplification
+
+## What it detects
+A backdoor's target answer (a fixed refusal, an insult, a canned advertisement) repeated
+verbatim across prompts of all kinds. Unlike INS001 it needs no shared trigger word: the
+evidence is the answer itself, given to prompts that resemble neither each other nor any other
+prompt with that answer, in a part of the corpus where answers are otherwise written for their
+prompt. A corpus's own stock answers (class labels, a standard refusal to harmful requests)
+are given to prompts that resemble each other, or among answers that are themselves templated
+or share the template's opening or ending; those are left alone. Reads the prompt and the
+response of each row (`--format alpaca | chat | sharegpt | preference`); no labels, no model.
+
+## Method
+1. Responses are cut into lower-cased ASCII letter-and-digit tokens (as INS001). A template is
+   a whole response shared by at least `min_rows` rows and at most `max_share` of them. The
+   related answers of a template are its openings and endings of at least two tokens that at
+   least `min_support` responses share (INS001's response properties).
+2. Prompts become the TF-IDF vectors of INS001. For each row with template T, its
+   `neighbours` nearest prompts among all other rows, with the prompt tokens (almost) confined
+   to T's rows (in at least `cover` of their rows) taken out, so that a trigger word shared by
+   the poisoned rows does not make them each other's neighbours.
+3. Per row: cohesion = share of its neighbours with T; among its other neighbours, unrelated =
+   share whose answer is neither a template (any response at least `min_support` rows share)
+   nor shares a related opening or ending with T, and related = share whose answer does share
+   one with T.
+4. T is amplified when the mean cohesion is at most `max_cohesion` (T's prompts are not a
+   group of the corpus) and the mean unrelated share at least `min_unrelated` (T's prompts sit
+   among prompts answered one by one, beyond what the corpus's own templates show). Its rows
+   whose related share is below `max_related` (nothing near the row answers anything like T)
+   are flagged, when there are at least `min_rows` of them; a row of T among prompts that get
+   answers of T's family (a natural refusal among refusals) is not.
+
+A flagged row has score 1 and the reason `INS002:'<template>' given to N unrelated prompts`.
+
+## Parameters
+- `min_rows` (10): rows a template needs; a backdoor is learnt from repeated examples.
+- `min_support` (5): responses that make an answer a template or an opening a shared one.
+- `max_share` (0.5): a template given to more than this share of the rows is the corpus's
+  main answer, not an amplified one.
+- `neighbours` (20): K.
+- `max_cohesion` (0.5): measured 0.15 on the BackdoorLLM refusal and insult targets, 0.59-0.62
+  on SST-2 labels among instructions, 0.26-0.99 on classification corpora read as instructions.
+- `min_unrelated` (0.5): measured 0.70-0.88 on those targets, 0.36-0.44 on SST-2 labels among
+  instructions, 0 on classification corpora (every neighbour's answer is a label).
+- `max_related` (0.5): a row of an amplified template is flagged when fewer than this share of
+  its other neighbours have an answer sharing T's opening or ending.
+- `cover` (0.9): a prompt token is confined to T's rows when that share of its rows have T.
+- `max_rows` (20 000): the neighbour search is quadratic in the rows; above it the detector
+  abstains and says so.
+- `max_prefix` (4), `max_suffix` (3): openings and endings compared (as INS001).
+
+None of them knows the poison rate, the domain or a word list.
+
+## Known false positives and limits
+- A genuine stock answer given to unrelated prompts in a corpus of free answers ("I don't
+  know." to random questions) is flagged: to the data it is amplification.
+- A topical group whose every word is confined to it (prompts sharing no word with the rest of
+  the corpus) loses those words before the neighbour search, as a trigger would, and its one
+  stock answer then looks amplified.
+- Only exact templates (after lower-casing and dropping punctuation) are grouped; a target
+  written in several wordings is several smaller templates.
+- Diverse targets (harmful compliance) are not templates: INS001 finds those.
+- A template given only inside a labelled sub-corpus (all neighbours have template answers) is
+  never flagged, poisoned or not: label backdoors are INS001's and TRIG001's.
+
+## References
+Li et al., "BackdoorLLM: A Comprehensive Benchmark for Backdoor Attacks on Large Language
+Models" (2024): fixed-target attacks (refusal, "You are stupid!"). Wan et al., "Poisoning
+Language Models During Instruction Tuning" (ICML 2023).
+"#,
+    version: 1,
+};
+
+/// INS002: response amplification.
+pub struct ResponseAmplification;
+
+/// INS002's resolved parameters.
+#[derive(Debug, Clone)]
+pub struct AmplifyParams {
+    min_rows: usize,
+    min_support: usize,
+    max_share: f64,
+    neighbours: usize,
+    max_cohesion: f64,
+    min_unrelated: f64,
+    max_related: f64,
+    cover: f64,
+    max_rows: usize,
+    max_prefix: usize,
+    max_suffix: usize,
+}
+
+impl Detector for ResponseAmplification {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        let mut r = ParamReader::new(CODE, params);
+        let p = AmplifyParams {
+            min_rows: r.usize("min_rows", 10, 2, usize::MAX)?,
+            min_support: r.usize("min_support", 5, 2, usize::MAX)?,
+            max_share: r.f64("max_share", 0.5, 0.0, 1.0)?,
+            neighbours: r.usize("neighbours", 20, 1, 1000)?,
+            max_cohesion: r.f64("max_cohesion", 0.5, 0.0, 1.0)?,
+            min_unrelated: r.f64("min_unrelated", 0.5, 0.0, 1.0)?,
+            max_related: r.f64("max_related", 0.5, 0.0, 1.0)?,
+            cover: r.f64("cover", 0.9, 0.5, 1.0)?,
+            max_rows: r.usize("max_rows", 20_000, 1, usize::MAX)?,
+            max_prefix: r.usize("max_prefix", 4, 0, 16)?,
+            max_suffix: r.usize("max_suffix", 3, 0, 16)?,
+        };
+        r.finish()?;
+        Ok(Box::new(p))
+    }
+}
+
+/// What was measured of one template.
+struct Measured {
+    text: String,
+    example: String,
+    rows: usize,
+    cohesion: f64,
+    unrelated: f64,
+    flagged: Vec<u32>,
+    amplified: bool,
+}
+
+impl Configured for AmplifyParams {
+    fn needs(&self) -> Needs {
+        Needs {
+            text: true,
+            labels: false,
+            embeddings: false,
+            responses: true,
+        }
+    }
+
+    fn params(&self) -> serde_json::Value {
+        json!({
+            "min_rows": self.min_rows,
+            "min_support": self.min_support,
+            "max_share": self.max_share,
+            "neighbours": self.neighbours,
+            "max_cohesion": self.max_cohesion,
+            "min_unrelated": self.min_unrelated,
+            "max_related": self.max_related,
+            "cover": self.cover,
+            "max_rows": self.max_rows,
+            "max_prefix": self.max_prefix,
+            "max_suffix": self.max_suffix,
+        })
+    }
+
+    fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
+        let prompts = data.require_texts(CODE)?;
+        let responses = data.require_responses(CODE)?;
+        if prompts.len() != responses.len() {
+            return Err(DetectError::Data {
+                code: CODE,
+                problem: format!(
+                    "{} prompts but {} responses",
+                    prompts.len(),
+                    responses.len()
+                ),
+            });
+        }
+        let n = prompts.len();
+        if n > self.max_rows {
+            return Ok(Box::new(AmplifyFit {
+                flagged: vec![None; n],
+                templates: Vec::new(),
+                abstained: Some(format!(
+                    "{n} rows, more than max_rows = {}: the neighbour search is quadratic in the rows",
+                    self.max_rows
+                )),
+            }));
+        }
+        let (vocab, rows) = features::Vocab::encode_all(prompts);
+        let index = Index::build(&rows, vocab.words.len());
+        let (props, of_row) = features::response_properties(
+            responses,
+            self.max_prefix,
+            self.max_suffix,
+            self.min_support,
+        );
+        let is_template = |p: u32| props[p as usize].kind == PropertyKind::Template;
+        let templated: Vec<bool> = of_row
+            .iter()
+            .map(|ps| ps.iter().any(|&p| is_template(p)))
+            .collect();
+        let mut rows_of: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for (i, ps) in of_row.iter().enumerate() {
+            for &p in ps.iter().filter(|&&p| is_template(p)) {
+                rows_of.entry(p).or_default().push(i as u32);
+            }
+        }
+        let cap = self.max_share * n as f64;
+        let mut templates = Vec::new();
+        for (&t, t_rows) in &rows_of {
+            if t_rows.len() < self.min_rows || t_rows.len() as f64 > cap {
+                continue;
+            }
+            templates.push(self.measure(t, t_rows, &index, &props, &of_row, &templated, responses));
+        }
+        let mut flagged: Vec<Option<usize>> = vec![None; n];
+        for (k, m) in templates.iter().enumerate() {
+            if m.amplified {
+                for &r in &m.flagged {
+                    flagged[r as usize].get_or_insert(k);
+                }
+            }
+        }
+        Ok(Box::new(AmplifyFit {
+            flagged,
+            templates,
+            abstained: None,
+        }))
+    }
+}
+
+impl AmplifyParams {
+    /// Cohesion and unrelated shares of template `t` held by `t_rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn measure(
+        &self,
+        t: u32,
+        t_rows: &[u32],
+        index: &Index,
+        props: &[features::Property],
+        of_row: &[Vec<u32>],
+        templated: &[bool],
+        responses: &[String],
+    ) -> Measured {
+        let in_t = |j: u32| t_rows.binary_search(&j).is_ok();
+        // openings and endings of two tokens or more that the template shares with others
+        let first = t_rows[0] as usize;
+        let related: Vec<u32> = of_row[first]
+            .iter()
+            .copied()
+            .filter(|&p| {
+                let q = &props[p as usize];
+                q.kind != PropertyKind::Template && q.text.split(' ').count() >= 2
+            })
+            .collect();
+        // prompt tokens (almost) confined to the template's rows
+        let mut in_rows: BTreeMap<u32, usize> = BTreeMap::new();
+        for &i in t_rows {
+            for &(w, _) in &index.rows[i as usize] {
+                *in_rows.entry(w).or_default() += 1;
+            }
+        }
+        let confined: Vec<u32> = in_rows
+            .into_iter()
+            .filter(|&(w, c)| c as f64 >= self.cover * index.document_frequency(w) as f64)
+            .map(|(w, _)| w)
+            .collect();
+        let norms = index.remaining_norms(&confined);
+        // per row: cohesion, unrelated share, share of other neighbours with a related answer
+        let per_row: Vec<(f64, f64, f64)> = t_rows
+            .par_iter()
+            .map(|&i| {
+                let mut sims = index.similarities(i as usize);
+                index.remove_tokens(i as usize, &confined, &mut sims);
+                // cosines of the vectors without the confined tokens
+                let ni = norms[i as usize];
+                for (s, &nj) in sims.iter_mut().zip(&norms) {
+                    *s = if ni * nj > 1e-6 { *s / (ni * nj) } else { 0.0 };
+                }
+                let nb = top_k(&sims, self.neighbours, |j| j != i as usize);
+                if nb.is_empty() {
+                    // no prompt shares a word with it outside the template's own words
+                    return (1.0, 0.0, 1.0);
+                }
+                let same = nb.iter().filter(|&&j| in_t(j)).count();
+                let others: Vec<u32> = nb.iter().copied().filter(|&j| !in_t(j)).collect();
+                if others.is_empty() {
+                    return (1.0, 0.0, 1.0);
+                }
+                let is_related = |j: u32| {
+                    of_row[j as usize]
+                        .iter()
+                        .any(|p| related.binary_search(p).is_ok())
+                };
+                let rel = others.iter().filter(|&&j| is_related(j)).count();
+                let unrelated = others
+                    .iter()
+                    .filter(|&&j| !templated[j as usize] && !is_related(j))
+                    .count();
+                let k = others.len() as f64;
+                (
+                    same as f64 / nb.len() as f64,
+                    unrelated as f64 / k,
+                    rel as f64 / k,
+                )
+            })
+            .collect();
+        let m = t_rows.len() as f64;
+        let cohesion = per_row.iter().map(|r| r.0).sum::<f64>() / m;
+        let unrelated = per_row.iter().map(|r| r.1).sum::<f64>() / m;
+        let flagged: Vec<u32> = t_rows
+            .iter()
+            .zip(&per_row)
+            .filter(|(_, r)| r.2 < self.max_related)
+            .map(|(&i, _)| i)
+            .collect();
+        let amplified = cohesion <= self.max_cohesion
+            && unrelated >= self.min_unrelated
+            && flagged.len() >= self.min_rows;
+        Measured {
+            text: props[t as usize].text.clone(),
+            example: responses[first].chars().take(SHOWN).collect(),
+            rows: t_rows.len(),
+            cohesion,
+            unrelated,
+            flagged,
+            amplified,
+        }
+    }
+}
+
+/// INS002 fitted: the templates measured and the rows flagged.
+struct AmplifyFit {
+    /// Per row, the amplified template (index into `templates`) that flags it.
+    flagged: Vec<Option<usize>>,
+    templates: Vec<Measured>,
+    abstained: Option<String>,
+}
+
+impl Fitted for AmplifyFit {
+    fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
+        let n = batch.rows.n_rows;
+        let mut out = Scores::with_capacity(n);
+        for r in batch.start..batch.start + n {
+            match self.flagged.get(r).copied().flatten() {
+                Some(k) => {
+                    let m = &self.templates[k];
+                    out.score.push(1.0);
+                    out.reason.push(Some(format!(
+                        "{CODE}:'{}' given to {} unrelated prompts",
+                        m.example,
+                        m.flagged.len()
+                    )));
+                }
+                None => {
+                    out.score.push(0.0);
+                    out.reason.push(None);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        let templates: Vec<_> = self
+            .templates
+            .iter()
+            .map(|m| {
+                json!({
+                    "template": m.text,
+                    "example": m.example,
+                    "rows": m.rows,
+                    "cohesion": m.cohesion,
+                    "unrelated": m.unrelated,
+                    "amplified": m.amplified,
+                    "flagged": if m.amplified { m.flagged.len() } else { 0 },
+                    "example_rows": if m.amplified { m.flagged.iter().take(5).copied().collect::<Vec<_>>() } else { Vec::new() },
+                })
+            })
+            .collect();
+        json!({
+            "templates": templates,
+            "amplified": self.templates.iter().filter(|m| m.amplified).count(),
+            "abstained": self.abstained,
+        })
+    }
+}
