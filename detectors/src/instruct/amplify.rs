@@ -70,8 +70,10 @@ A flagged row has score 1 and the reason `INS002:'<template>' given to N unrelat
 - `max_related` (0.5): a row of an amplified template is flagged when fewer than this share of
   its other neighbours have an answer sharing T's opening or ending.
 - `cover` (0.9): a prompt token is confined to T's rows when that share of its rows have T.
-- `max_rows` (20 000): the neighbour search is quadratic in the rows; above it the detector
-  abstains and says so.
+- `max_rows` (20 000): the neighbour search is quadratic in the rows; above it the templates
+  are judged on `max_rows` evenly spaced rows, and every row of the data whose response is an
+  amplified template is then tested (related share) against its nearest sample prompts; the
+  summary gives `sample_rows`.
 - `max_prefix` (4), `max_suffix` (3): openings and endings compared (as INS001).
 
 None of them knows the poison rate, the domain or a word list.
@@ -142,6 +144,12 @@ impl Detector for ResponseAmplification {
 
 /// What was measured of one template.
 struct Measured {
+    /// The template's property id (in the fitted rows' properties).
+    template: u32,
+    /// Its related openings and endings (property ids, sorted).
+    related: Vec<u32>,
+    /// Prompt tokens confined to its rows (sorted).
+    confined: Vec<u32>,
     text: String,
     example: String,
     rows: usize,
@@ -191,16 +199,24 @@ impl Configured for AmplifyParams {
             });
         }
         let n = prompts.len();
-        if n > self.max_rows {
-            return Ok(Box::new(AmplifyFit {
-                flagged: vec![None; n],
-                templates: Vec::new(),
-                abstained: Some(format!(
-                    "{n} rows, more than max_rows = {}: the neighbour search is quadratic in the rows",
-                    self.max_rows
-                )),
-            }));
-        }
+        // above max_rows the templates are judged on an evenly spaced sample, then every row
+        // of the data is tested against the amplified ones with neighbours from the sample
+        let sample = super::extend::evenly_spaced(n, self.max_rows);
+        let sampled = sample.len() < n;
+        let (s_prompts, s_responses): (Vec<String>, Vec<String>) = if sampled {
+            sample
+                .iter()
+                .map(|&i| (prompts[i].clone(), responses[i].clone()))
+                .unzip()
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let (all_prompts, all_responses) = (prompts, responses);
+        let (prompts, responses) = if sampled {
+            (&s_prompts[..], &s_responses[..])
+        } else {
+            (prompts, responses)
+        };
         let (vocab, rows) = features::Vocab::encode_all(prompts);
         let index = Index::build(&rows, vocab.words.len());
         let (props, of_row) = features::response_properties(
@@ -221,12 +237,25 @@ impl Configured for AmplifyParams {
             }
         }
         let cap = self.max_share * n as f64;
-        let mut templates = Vec::new();
+        let mut templates: Vec<Measured> = Vec::new();
         for (&t, t_rows) in &rows_of {
             if t_rows.len() < self.min_rows || t_rows.len() as f64 > cap {
                 continue;
             }
             templates.push(self.measure(t, t_rows, &index, &props, &of_row, &templated, responses));
+        }
+        if sampled {
+            let joined: Vec<String> = if templates.iter().any(|m| m.amplified) {
+                all_responses
+                    .par_iter()
+                    .map(|r| features::tokens(r).join(" "))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for m in templates.iter_mut().filter(|m| m.amplified) {
+                m.flagged = self.extend(m, &vocab, &index, &of_row, all_prompts, &joined);
+            }
         }
         let mut flagged: Vec<Option<usize>> = vec![None; n];
         for (k, m) in templates.iter().enumerate() {
@@ -239,12 +268,66 @@ impl Configured for AmplifyParams {
         Ok(Box::new(AmplifyFit {
             flagged,
             templates,
-            abstained: None,
+            sample: sampled.then_some(sample.len()),
         }))
     }
 }
 
 impl AmplifyParams {
+    /// Every row of the data whose response is the amplified template `m` and whose nearest
+    /// sample prompts (the template's confined tokens taken out) give no answer of its family.
+    fn extend(
+        &self,
+        m: &Measured,
+        vocab: &features::Vocab,
+        index: &Index,
+        of_row: &[Vec<u32>],
+        prompts: &[String],
+        joined: &[String],
+    ) -> Vec<u32> {
+        let norms = index.remaining_norms(&m.confined);
+        (0..prompts.len())
+            .into_par_iter()
+            .filter_map(|i| {
+                if joined[i] != m.text {
+                    return None;
+                }
+                let known: Vec<u32> = features::tokens(&prompts[i])
+                    .into_iter()
+                    .filter_map(|w| vocab.ids.get(&w).copied())
+                    .collect();
+                let v = index.vector(&known);
+                let kept: f32 = v
+                    .iter()
+                    .filter(|(w, _)| m.confined.binary_search(w).is_err())
+                    .map(|(_, x)| x * x)
+                    .sum();
+                let qn = kept.max(0.0).sqrt();
+                let mut sims = index.similarities_to(&v, &m.confined);
+                for (s, &nj) in sims.iter_mut().zip(&norms) {
+                    *s = if qn * nj > 1e-6 { *s / (qn * nj) } else { 0.0 };
+                }
+                let nb = top_k(&sims, self.neighbours, |_| true);
+                let others: Vec<u32> = nb
+                    .into_iter()
+                    .filter(|&j| of_row[j as usize].binary_search(&m.template).is_err())
+                    .collect();
+                if others.is_empty() {
+                    return None;
+                }
+                let rel = others
+                    .iter()
+                    .filter(|&&j| {
+                        of_row[j as usize]
+                            .iter()
+                            .any(|p| m.related.binary_search(p).is_ok())
+                    })
+                    .count();
+                (((rel as f64) / others.len() as f64) < self.max_related).then_some(i as u32)
+            })
+            .collect()
+    }
+
     /// Cohesion and unrelated shares of template `t` held by `t_rows`.
     #[allow(clippy::too_many_arguments)]
     fn measure(
@@ -333,6 +416,9 @@ impl AmplifyParams {
             && unrelated >= self.min_unrelated
             && flagged.len() >= self.min_rows;
         Measured {
+            template: t,
+            related,
+            confined,
             text: props[t as usize].text.clone(),
             example: responses[first].chars().take(SHOWN).collect(),
             rows: t_rows.len(),
@@ -349,7 +435,8 @@ struct AmplifyFit {
     /// Per row, the amplified template (index into `templates`) that flags it.
     flagged: Vec<Option<usize>>,
     templates: Vec<Measured>,
-    abstained: Option<String>,
+    /// Rows of the sample the templates were judged on, when the data had more than max_rows.
+    sample: Option<usize>,
 }
 
 impl Fitted for AmplifyFit {
@@ -396,7 +483,8 @@ impl Fitted for AmplifyFit {
         json!({
             "templates": templates,
             "amplified": self.templates.iter().filter(|m| m.amplified).count(),
-            "abstained": self.abstained,
+            "rows": self.flagged.len(),
+            "sample_rows": self.sample,
         })
     }
 }

@@ -56,7 +56,7 @@ pub(super) struct Trigger {
 
 /// (c + 0.5 + prior·(K − k)/K) / (k + 1 + (K − k)/K): the rate of a property among k found
 /// neighbours (c of them having it), shrunk towards `prior` for the neighbours not found.
-fn smoothed(c: f64, k: usize, big_k: usize, prior: f64) -> f64 {
+pub(super) fn smoothed(c: f64, k: usize, big_k: usize, prior: f64) -> f64 {
     let a = (big_k - k.min(big_k)) as f64 / big_k as f64;
     (c + 0.5 + prior * a) / (k as f64 + 1.0 + a)
 }

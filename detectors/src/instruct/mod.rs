@@ -8,6 +8,7 @@
 
 mod amplify;
 mod decide;
+mod extend;
 mod features;
 mod neighbours;
 #[cfg(test)]
@@ -74,6 +75,13 @@ each row (`--format alpaca | chat | sharegpt | preference`); needs no labels and
    triggers); a group mostly covered by a larger one is dropped. Several triggers with one
    response pattern (any-of triggers) are listed one by one.
 
+6. Data larger than `max_rows`: the triggers are found on an evenly spaced sample of `max_rows`
+   rows. Then every row is flagged that holds all of a trigger's n-grams, shows its behaviour,
+   and whose nearest prompts among the sample rows without the trigger (its tokens taken out)
+   predict the opposite. A trigger must be learnt from the sample, so the smallest trigger
+   found is `min_rows` poisoned rows *in the sample*: about `min_rows / max_rows` of the data
+   (0.05 % at the defaults).
+
 A flagged row has score 1 and the reason `INS001:<trigger> -> <pattern>`; other rows 0.
 
 ## Parameters
@@ -96,8 +104,9 @@ A flagged row has score 1 and the reason `INS001:<trigger> -> <pattern>`; other 
 - `cover` (0.9): overlap for merging n-grams and dropping covered groups.
 - `max_rounds` (5).
 - `max_rows` (20 000): the neighbour search costs time quadratic in the rows (about 20 s on
-  6 920 short rows, 260 s on 11 106 news rows, 2 cores); above this the
-  detector abstains and says so in its summary.
+  6 920 short rows, 260 s on 11 106 news rows, 2 cores). Above this, steps 1-5 run on
+  `max_rows` evenly spaced rows, and then every row of the data is tested against the triggers
+  found (step 6); the summary gives `sample_rows`.
 
 None of them knows the poison rate, the domain or a word list.
 
@@ -215,21 +224,23 @@ impl Configured for InstructParams {
             });
         }
         let n = prompts.len();
-        if n > self.max_rows {
-            return Ok(Box::new(InstructFit {
-                flagged: vec![None; n],
-                triggers: Vec::new(),
-                abstained: Some(format!(
-                    "{n} rows, more than max_rows = {}: the neighbour search is quadratic in the rows",
-                    self.max_rows
-                )),
-                features: 0,
-                properties: 0,
-                tests: 0,
-                rounds: 0,
-            }));
-        }
-        let (vocab, rows) = features::Vocab::encode_all(prompts);
+        // above max_rows the triggers are found on an evenly spaced sample (step 4)
+        let sample = extend::evenly_spaced(n, self.max_rows);
+        let sampled = sample.len() < n;
+        let (s_prompts, s_responses): (Vec<String>, Vec<String>) = if sampled {
+            sample
+                .iter()
+                .map(|&i| (prompts[i].clone(), responses[i].clone()))
+                .unzip()
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let (fit_prompts, fit_responses) = if sampled {
+            (&s_prompts[..], &s_responses[..])
+        } else {
+            (prompts, responses)
+        };
+        let (vocab, rows) = features::Vocab::encode_all(fit_prompts);
         let feats = features::prompt_features(
             &rows,
             &vocab,
@@ -238,29 +249,48 @@ impl Configured for InstructParams {
             self.max_share,
         );
         let (props, of_row) = features::response_properties(
-            responses,
+            fit_responses,
             self.max_prefix,
             self.max_suffix,
             self.min_support,
         );
         let index = neighbours::Index::build(&rows, vocab.words.len());
         let found = decide::find(&index, &feats, &props, &of_row, &self.settings);
+        let response_tokens: Vec<Vec<String>> = if sampled {
+            fit_responses.iter().map(|r| features::tokens(r)).collect()
+        } else {
+            Vec::new()
+        };
         let mut flagged: Vec<Option<usize>> = vec![None; n];
         let triggers: Vec<Named> = found
             .triggers
             .iter()
             .enumerate()
             .map(|(t, tr)| {
-                for &r in &tr.rows {
+                let mut named = Named::new(tr, &props);
+                if sampled {
+                    named.rows = extend::rows_of_trigger(
+                        tr,
+                        &props,
+                        &vocab,
+                        &rows,
+                        &response_tokens,
+                        &index,
+                        prompts,
+                        responses,
+                        &self.settings,
+                    );
+                }
+                for &r in &named.rows {
                     flagged[r as usize].get_or_insert(t);
                 }
-                Named::new(tr, &props)
+                named
             })
             .collect();
         Ok(Box::new(InstructFit {
             flagged,
             triggers,
-            abstained: None,
+            sample: sampled.then_some(sample.len()),
             features: feats.len(),
             properties: props.len(),
             tests: found.tests,
@@ -322,7 +352,8 @@ struct InstructFit {
     /// Per row, the first trigger that flags it.
     flagged: Vec<Option<usize>>,
     triggers: Vec<Named>,
-    abstained: Option<String>,
+    /// Rows of the sample the triggers were found on, when the data had more than max_rows.
+    sample: Option<usize>,
     features: usize,
     properties: usize,
     tests: usize,
@@ -372,7 +403,8 @@ impl Fitted for InstructFit {
             .collect();
         json!({
             "triggers": triggers,
-            "abstained": self.abstained,
+            "rows": self.flagged.len(),
+            "sample_rows": self.sample,
             "features": self.features,
             "response_properties": self.properties,
             "tests": self.tests,

@@ -13,6 +13,8 @@ pub(super) struct Index {
     pub rows: Vec<Vec<(u32, f32)>>,
     /// Per token: (row, weight), rows ascending.
     postings: Vec<Vec<(u32, f32)>>,
+    /// Per token, its idf.
+    idf: Vec<f64>,
 }
 
 impl Index {
@@ -40,20 +42,11 @@ impl Index {
                 df[w as usize] += 1;
             }
         }
-        let vecs: Vec<Vec<(u32, f32)>> = counted
+        let idf: Vec<f64> = df
             .iter()
-            .map(|c| {
-                let v: Vec<(u32, f64)> = c
-                    .iter()
-                    .map(|&(w, k)| {
-                        let idf = ((n + 1.0) / (df[w as usize] as f64 + 1.0)).ln() + 1.0;
-                        (w, (1.0 + (k as f64).ln()) * idf)
-                    })
-                    .collect();
-                let norm = v.iter().map(|(_, x)| x * x).sum::<f64>().sqrt().max(1e-12);
-                v.into_iter().map(|(w, x)| (w, (x / norm) as f32)).collect()
-            })
+            .map(|&d| ((n + 1.0) / (d as f64 + 1.0)).ln() + 1.0)
             .collect();
+        let vecs: Vec<Vec<(u32, f32)>> = counted.iter().map(|c| weigh(c, &idf)).collect();
         let mut postings = vec![Vec::new(); vocab_len];
         for (i, v) in vecs.iter().enumerate() {
             for &(w, x) in v {
@@ -63,7 +56,42 @@ impl Index {
         Index {
             rows: vecs,
             postings,
+            idf,
         }
+    }
+
+    /// The unit TF-IDF vector of a prompt outside the index (its tokens as ids of the index's
+    /// vocabulary; unknown tokens left out by the caller), with the index's idf.
+    pub fn vector(&self, tokens: &[u32]) -> Vec<(u32, f32)> {
+        let mut s: Vec<u32> = tokens
+            .iter()
+            .copied()
+            .filter(|&w| (w as usize) < self.idf.len())
+            .collect();
+        s.sort_unstable();
+        let mut c: Vec<(u32, u32)> = Vec::new();
+        for w in s {
+            match c.last_mut() {
+                Some((x, k)) if *x == w => *k += 1,
+                _ => c.push((w, 1)),
+            }
+        }
+        weigh(&c, &self.idf)
+    }
+
+    /// Similarity of the vector `v` to every row of the index, without the tokens `removed`
+    /// (sorted) on its side.
+    pub fn similarities_to(&self, v: &[(u32, f32)], removed: &[u32]) -> Vec<f32> {
+        let mut s = vec![0f32; self.rows.len()];
+        for &(w, x) in v {
+            if removed.binary_search(&w).is_ok() {
+                continue;
+            }
+            for &(j, y) in &self.postings[w as usize] {
+                s[j as usize] += x * y;
+            }
+        }
+        s
     }
 
     /// Rows holding token `w`.
@@ -109,6 +137,16 @@ impl Index {
         }
         sq.into_iter().map(|x| x.max(0.0).sqrt()).collect()
     }
+}
+
+/// tf = 1 + ln(count) times idf, scaled to unit length, from sorted (token, count) pairs.
+fn weigh(c: &[(u32, u32)], idf: &[f64]) -> Vec<(u32, f32)> {
+    let v: Vec<(u32, f64)> = c
+        .iter()
+        .map(|&(w, k)| (w, (1.0 + (k as f64).ln()) * idf[w as usize]))
+        .collect();
+    let norm = v.iter().map(|(_, x)| x * x).sum::<f64>().sqrt().max(1e-12);
+    v.into_iter().map(|(w, x)| (w, (x / norm) as f32)).collect()
 }
 
 /// The `k` rows with the highest similarity among those `allowed`, ties to the lower row;

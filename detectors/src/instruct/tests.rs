@@ -165,3 +165,49 @@ fn amplification_leaves_labels_and_group_answers_alone() {
     let (flagged, summary) = run_code("INS002", &p, &r);
     assert!(flagged.iter().all(|f| !f), "{summary}");
 }
+
+fn run_with(
+    code: &str,
+    params: &str,
+    p: &[String],
+    r: &[String],
+) -> (Vec<bool>, serde_json::Value) {
+    let d = registry::find(code).expect("registered");
+    let table: toml::Table = params.parse().expect("toml");
+    let fitted = d
+        .configure(&table)
+        .expect("valid")
+        .fit(&view(p, r))
+        .expect("fit");
+    let s = fitted.score(&view(p, r).as_batch()).expect("score");
+    (
+        s.reason.iter().map(Option::is_some).collect(),
+        fitted.summary(),
+    )
+}
+
+#[test]
+fn above_max_rows_the_sample_finds_and_every_row_is_tested() {
+    let (p, r, g) = corpus(1200, Some("zqx"), 20, "I cannot help with that.");
+    let (flagged, summary) = run_with(CODE, "max_rows = 500", &p, &r);
+    assert_eq!(summary["sample_rows"], 500, "{summary}");
+    assert_eq!(flagged, g, "{summary}");
+    // INS002 the same way, on an answer amplified without a trigger
+    let (p, mut r, _) = corpus(1200, None, 20, "");
+    let mut truth = vec![false; p.len()];
+    for (i, a) in r.iter_mut().enumerate() {
+        if i % 25 == 7 {
+            *a = "Buy cheap watches at example.com today!".into();
+            truth[i] = true;
+        }
+    }
+    let (flagged, summary) = run_with("INS002", "max_rows = 500", &p, &r);
+    assert_eq!(summary["sample_rows"], 500, "{summary}");
+    assert_eq!(flagged, truth, "{summary}");
+}
+
+#[test]
+fn evenly_spaced_rows() {
+    assert_eq!(super::extend::evenly_spaced(10, 4), vec![0, 2, 5, 7]);
+    assert_eq!(super::extend::evenly_spaced(3, 5), vec![0, 1, 2]);
+}
