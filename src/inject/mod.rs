@@ -42,10 +42,11 @@
 //!
 //! Options of [`InjectOptions`] beside the attack's own parameters:
 //!
-//! - [`Position`] (`--position start|end|anywhere`, default `anywhere`): where `badnets`,
-//!   `clean-label` and `addsent` insert a trigger word or phrase: before the first word, after
-//!   the last word, or at a uniformly drawn word position. With several triggers a row, each
-//!   goes there in turn (`start`: the row begins with them).
+//! - [`Position`] (`--position start|end|anywhere`, default `anywhere`; `end` for
+//!   `preference-flip`): where `badnets`, `clean-label`, `addsent` (in the text) and
+//!   `instruction-trigger`, `preference-flip` (in the prompt) insert a trigger word or phrase:
+//!   before the first word, after the last word, or at a uniformly drawn word position. With
+//!   several triggers a row, each goes there in turn (`start`: the row begins with them).
 //! - `edits` (`--edits K`, `duplicate-flip` only, default 0 = verbatim copies): each flipped
 //!   copy has `K` words, at distinct uniformly drawn positions, replaced by words drawn
 //!   uniformly from the input's vocabulary (its distinct whitespace tokens, sorted), each
@@ -134,7 +135,8 @@ pub const TARGET_SALT: u64 = 0x7461_7267_6574_0000; // "target"
 /// With `edits = K`, only rows with at least `EDIT_WORDS_PER_EDIT · K` words are sources.
 pub const EDIT_WORDS_PER_EDIT: usize = 5;
 
-/// Where `badnets`, `clean-label` and `addsent` insert their trigger.
+/// Where `badnets`, `clean-label`, `addsent`, `instruction-trigger` and `preference-flip`
+/// insert their trigger (the last two into the prompt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Position {
@@ -474,7 +476,8 @@ pub struct InjectOptions {
     pub ground_truth_column: String,
     /// What to do when that column exists already.
     pub ground_truth_policy: GroundTruthPolicy,
-    /// Where triggers are inserted (`badnets`, `clean-label`, `addsent`; default anywhere).
+    /// Where triggers are inserted (every attack that inserts one; default
+    /// [`Attack::default_position`]: anywhere, end for `preference-flip`).
     pub position: Position,
     /// Words replaced in each `duplicate-flip` copy (default 0: verbatim copies).
     pub edits: usize,
