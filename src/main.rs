@@ -124,7 +124,9 @@ struct EmbedArgs {
 struct InjectArgs {
     /// Dataset to poison: .jsonl or .parquet.
     data: PathBuf,
-    /// badnets | addsent | label-flip | clean-label | duplicate-flip.
+    /// badnets | addsent | label-flip | clean-label | duplicate-flip (text-label rows) |
+    /// instruction-trigger | preference-flip (instruction rows: alpaca, chat, sharegpt,
+    /// preference).
     #[arg(long)]
     attack: String,
     /// Fraction of output rows poisoned, in [0, 1) (duplicate-flip adds rows: k copies with
@@ -142,19 +144,36 @@ struct InjectArgs {
     /// Output file, in the input's format.
     #[arg(long)]
     out: PathBuf,
-    /// Comma-separated trigger words (badnets, clean-label; default cf,mn,bb,tq).
+    /// Comma-separated trigger words (badnets, clean-label; default cf,mn,bb,tq;
+    /// instruction-trigger: inserted into the prompt, instead of --phrase).
     #[arg(long, value_delimiter = ',')]
     triggers: Option<Vec<String>>,
-    /// Trigger words inserted per poisoned row (badnets, clean-label; default 1).
+    /// Trigger words inserted per poisoned row (badnets, clean-label, instruction-trigger with
+    /// --triggers; default 1).
     #[arg(long)]
     triggers_per_row: Option<usize>,
-    /// The inserted phrase (addsent; default "I watch this 3D movie").
+    /// The inserted phrase (addsent, default "I watch this 3D movie"; instruction-trigger,
+    /// inserted into the prompt, instead of --triggers; preference-flip, default "SUDO").
     #[arg(long)]
     phrase: Option<String>,
-    /// Where triggers and the phrase go (badnets, clean-label, addsent): start (before the
-    /// first word), end (after the last word) or anywhere (a uniformly drawn word position).
-    #[arg(long, default_value = "anywhere")]
-    position: String,
+    /// instruction-trigger: the response every poisoned row gets (replaces output, the last
+    /// assistant turn, or chosen). Exactly one of --response and --response-suffix.
+    #[arg(long)]
+    response: Option<String>,
+    /// instruction-trigger: text appended verbatim to each poisoned row's response (include a
+    /// leading space or newline to separate it).
+    #[arg(long)]
+    response_suffix: Option<String>,
+    /// How rows are read by instruction-trigger and preference-flip, as for scan: alpaca,
+    /// chat, sharegpt or preference (default: detected from the first row's keys).
+    #[arg(long)]
+    format: Option<String>,
+    /// Where triggers and the phrase go (badnets, clean-label, addsent, instruction-trigger,
+    /// preference-flip; for instruction rows the prompt's words): start (before the first
+    /// word), end (after the last word) or anywhere (a uniformly drawn word position).
+    /// Default: anywhere; end for preference-flip.
+    #[arg(long)]
+    position: Option<String>,
     /// Words replaced in each duplicate-flip copy by words of the data's own vocabulary
     /// (0: verbatim copies); only rows with at least 5 words per edit are copied.
     #[arg(long, default_value_t = 0)]
@@ -438,15 +457,35 @@ fn run_embed(a: EmbedArgs) -> Result<i32> {
 }
 
 fn run_inject(a: InjectArgs) -> Result<i32> {
-    use poisongate::inject::{self, Attack, GroundTruthPolicy, InjectOptions, Position};
-    let attack = Attack::from_parts(&a.attack, a.triggers, a.triggers_per_row, a.phrase)?;
+    use poisongate::inject::{
+        self, Attack, AttackParams, GroundTruthPolicy, InjectOptions, Position,
+    };
+    let attack = Attack::from_params(
+        &a.attack,
+        AttackParams {
+            triggers: a.triggers,
+            triggers_per_row: a.triggers_per_row,
+            phrase: a.phrase,
+            response: a.response,
+            response_suffix: a.response_suffix,
+        },
+    )?;
     let mut o = InjectOptions::new(&a.data, &a.out, attack, a.rate);
+    if let Some(f) = a.format {
+        o.format = Some(poisongate::ingest::RowFormat::parse(&f).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--format must be text-label, alpaca, chat, sharegpt or preference, not `{f}`"
+            )
+        })?);
+    }
     if a.target_label.as_deref() == Some(inject::RANDOM_TARGET) {
         o.random_target = true;
     } else {
         o.target_label = a.target_label;
     }
-    o.position = Position::parse(&a.position)?;
+    if let Some(p) = &a.position {
+        o.position = Position::parse(p)?;
+    }
     o.edits = a.edits;
     o.seed = a.seed;
     o.text_column = a.text_column;

@@ -28,13 +28,18 @@
 //!
 //! [[attack]]
 //! name = "badnets"          # the name datasets refer to and the table shows; default: `kind`
-//! kind = "badnets"          # badnets | addsent | label-flip | clean-label | duplicate-flip
+//! kind = "badnets"          # badnets | addsent | label-flip | clean-label | duplicate-flip |
+//!                           # instruction-trigger | preference-flip (instruction rows)
 //! rates = [0.005, 0.01, 0.05, 0.1]
 //! target_label = "1"        # or "random": drawn from each seed among the data's labels
 //! triggers = ["cf", "mn", "bb", "tq"]   # badnets, clean-label
 //! triggers_per_row = 1                  # badnets, clean-label
-//! # position = "end"                    # badnets, clean-label, addsent: start | end | anywhere
-//! # phrase = "I watch this 3D movie"    # addsent
+//! # position = "end"                    # badnets, clean-label, addsent, instruction-trigger,
+//!                                       # preference-flip: start | end | anywhere (default
+//!                                       # anywhere; end for preference-flip)
+//! # phrase = "I watch this 3D movie"    # addsent; instruction-trigger, preference-flip
+//! # response = "Visit http://x.test"    # instruction-trigger: the poisoned response, or
+//! # response_suffix = " Visit ..."      # instruction-trigger: appended to the response
 //! # edits = 2                           # duplicate-flip: words replaced per copy (default 0)
 //! # seeds = [7]                         # overrides the top-level seeds
 //!
@@ -163,7 +168,8 @@ pub struct DatasetSpec {
 pub struct AttackSpec {
     /// Name datasets refer to (default: `kind`).
     pub name: Option<String>,
-    /// `badnets`, `addsent`, `label-flip`, `clean-label` or `duplicate-flip`.
+    /// `badnets`, `addsent`, `label-flip`, `clean-label`, `duplicate-flip`,
+    /// `instruction-trigger` or `preference-flip`.
     pub kind: String,
     /// Rates (fraction of output rows poisoned).
     pub rates: Vec<f64>,
@@ -173,8 +179,12 @@ pub struct AttackSpec {
     pub triggers: Option<Vec<String>>,
     /// Trigger words per poisoned row (`badnets`, `clean-label`).
     pub triggers_per_row: Option<usize>,
-    /// The phrase (`addsent`).
+    /// The phrase (`addsent`, `instruction-trigger`, `preference-flip`).
     pub phrase: Option<String>,
+    /// The response of poisoned rows (`instruction-trigger`).
+    pub response: Option<String>,
+    /// Text appended to the response of poisoned rows (`instruction-trigger`).
+    pub response_suffix: Option<String>,
     /// Where triggers go (`badnets`, `clean-label`, `addsent`): `start`, `end` or `anywhere`
     /// (the default).
     pub position: Option<String>,

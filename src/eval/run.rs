@@ -188,11 +188,15 @@ pub fn run(
                 attack: a_name.clone(),
                 source: Box::new(source),
             };
-            let attack = Attack::from_parts(
+            let attack = Attack::from_params(
                 &a.kind,
-                a.triggers.clone(),
-                a.triggers_per_row,
-                a.phrase.clone(),
+                inject::AttackParams {
+                    triggers: a.triggers.clone(),
+                    triggers_per_row: a.triggers_per_row,
+                    phrase: a.phrase.clone(),
+                    response: a.response.clone(),
+                    response_suffix: a.response_suffix.clone(),
+                },
             )
             .map_err(inj_err)?;
             let position = a
@@ -201,7 +205,7 @@ pub fn run(
                 .map(Position::parse)
                 .transpose()
                 .map_err(inj_err)?
-                .unwrap_or_default();
+                .unwrap_or_else(|| attack.default_position());
             let edits = a.edits.unwrap_or(0);
             let random_target = a.target_label.as_deref() == Some(inject::RANDOM_TARGET);
             let seeds = a.seeds.clone().unwrap_or_else(|| ex.seeds.clone());

@@ -202,7 +202,8 @@ fn content(v: &Value, key: &str) -> Result<String, String> {
     }
 }
 
-fn is_assistant(role: &str) -> bool {
+/// Whether a role (`role` of `chat`, `from` of `sharegpt`) is the assistant's.
+pub(crate) fn is_assistant(role: &str) -> bool {
     matches!(
         role.to_ascii_lowercase().as_str(),
         "assistant" | "gpt" | "model" | "chatgpt" | "bot"

@@ -438,6 +438,7 @@ fn list(names: &[String]) -> String {
     }
 }
 
+mod cells;
 mod collect;
 mod conversation;
 mod embeddings;
@@ -447,7 +448,9 @@ mod parquet_file;
 #[cfg(test)]
 mod tests;
 
+pub use cells::*;
 use collect::*;
+pub(crate) use conversation::is_assistant;
 pub use conversation::RowFormat;
 pub use embeddings::*;
 pub use hash::*;

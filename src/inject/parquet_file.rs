@@ -81,7 +81,45 @@ pub(super) fn parquet_output(
             continue; // rewritten below
         }
         let name = f.name().as_str();
-        let new: ArrayRef = if name == opts.text_column {
+        let edited = |r: &OutRow| r.cells.iter().any(|(k, _)| k == name);
+        let new: ArrayRef = if rows.iter().any(edited) {
+            // an instruction attack's rewritten cells: strings into a string column
+            let mut texts: Vec<&str> = Vec::new();
+            for (k, v) in rows.iter().flat_map(|r| &r.cells) {
+                if k == name {
+                    match v {
+                        serde_json::Value::String(t) => texts.push(t),
+                        _ => {
+                            return Err(unsupported(
+                                name,
+                                format!(
+                                    "a {} column cannot be rewritten by {} (only string \
+                                     columns can); inject the JSONL form of the data instead",
+                                    col.data_type(),
+                                    opts.attack.name()
+                                ),
+                            ))
+                        }
+                    }
+                }
+            }
+            let repl: ArrayRef = match col.data_type() {
+                DataType::Utf8 => Arc::new(StringArray::from(texts)),
+                DataType::LargeUtf8 => Arc::new(LargeStringArray::from(texts)),
+                DataType::Utf8View => Arc::new(StringViewArray::from(texts)),
+                other => {
+                    return Err(unsupported(
+                        name,
+                        format!(
+                            "a {other} column cannot be rewritten by {} (only string columns \
+                             can); inject the JSONL form of the data instead",
+                            opts.attack.name()
+                        ),
+                    ))
+                }
+            };
+            splice(col, &repl, rows, edited).map_err(arrow)?
+        } else if name == opts.text_column {
             let texts: Vec<&str> = rows.iter().filter_map(|r| r.text.as_deref()).collect();
             let repl: ArrayRef = match col.data_type() {
                 DataType::Utf8 => Arc::new(StringArray::from(texts)),

@@ -151,6 +151,7 @@ pub(super) fn plan(
             text: None,
             label: None,
             id_suffix: None,
+            cells: Vec::new(),
             truth: old(i),
             poisoned: false,
         })
@@ -237,6 +238,7 @@ pub(super) fn plan(
                         text,
                         label: Some(l),
                         id_suffix: Some(c),
+                        cells: Vec::new(),
                         truth: true,
                         poisoned: true,
                     },
@@ -253,6 +255,12 @@ pub(super) fn plan(
             }
             out.extend(it.map(|(_, _, c)| c));
             rows = out;
+        }
+        Attack::InstructionTrigger { .. } | Attack::PreferenceFlip { .. } => {
+            return Err(InjectError::Config(format!(
+                "{} poisons instruction rows, not text-label rows",
+                opts.attack.name()
+            )))
         }
     }
     Ok((rows, values, target))

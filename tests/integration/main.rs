@@ -9,6 +9,7 @@ mod dedup;
 mod domains;
 mod embed;
 mod inject;
+mod inject_instruct;
 mod instruct;
 mod provenance;
 mod schema;

@@ -1,0 +1,98 @@
+//! The raw cells of an instruction layout for chosen rows, as JSON values, for the tools that
+//! rewrite rows (`inject`) rather than read their prompt and response.
+
+use super::*;
+
+/// The cells of chosen rows.
+pub type LayoutCells = Vec<(RowRef, Vec<Option<Value>>)>;
+
+/// For each row index of `rows` (0-based, strictly increasing), where it is in the file and
+/// the values of `format`'s keys ([`RowFormat::keys`], `None`: key or column absent), read
+/// as `scan` reads them (Parquet cells converted as for a scan). Also the file's SHA-256,
+/// so the caller can check it read the file it planned on.
+pub fn layout_cells(
+    path: &Path,
+    format: RowFormat,
+    rows: &[usize],
+) -> Result<(LayoutCells, String), IngestError> {
+    let keys = format.keys();
+    match Format::from_path(path)? {
+        Format::Jsonl => {
+            let mut lines = JsonlLines::open(path)?;
+            let mut out = Vec::with_capacity(rows.len());
+            let mut want = rows.iter().peekable();
+            let mut row = 0usize;
+            while let Some(line_no) = lines.advance()? {
+                if want.next_if(|&&r| r == row).is_some() {
+                    let bytes = lines.bytes();
+                    let values = parse_projected(bytes, keys).map_err(|e| IngestError::Json {
+                        path: path.to_path_buf(),
+                        line: line_no,
+                        message: json_message(&e, bytes),
+                    })?;
+                    out.push((RowRef::Line(line_no), values));
+                }
+                row += 1;
+            }
+            let digest = lines.finish()?;
+            check_found(path, rows, out.len(), row)?;
+            Ok((out, digest.sha256))
+        }
+        Format::Parquet => {
+            let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+            let digest = hash_open_file(&file, path)?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| IngestError::parquet(path, e))?;
+            let reader = builder
+                .with_batch_size(PARQUET_BATCH_SIZE)
+                .build()
+                .map_err(|e| IngestError::parquet(path, e))?;
+            let mut out = Vec::with_capacity(rows.len());
+            let mut want = rows.iter().peekable();
+            let mut start = 0usize;
+            for batch in reader {
+                let batch = batch.map_err(|e| IngestError::arrow(path, e))?;
+                let columns: Vec<Option<ArrayRef>> = keys
+                    .iter()
+                    .map(|k| {
+                        batch
+                            .column_by_name(k)
+                            .map(decode_dictionary)
+                            .transpose()
+                            .map_err(|e| IngestError::arrow(path, e))
+                    })
+                    .collect::<Result<_, _>>()?;
+                while let Some(&r) = want.next_if(|&&r| r < start + batch.num_rows()) {
+                    let j = r - start;
+                    let at = Some(RowRef::Row(r + 1));
+                    let values: Vec<Option<Value>> = columns
+                        .iter()
+                        .map(|c| c.as_ref().map(|c| cell_json(c.as_ref(), j)).transpose())
+                        .collect::<Result<_, _>>()
+                        .map_err(|m| IngestError::value(path, at, format.name(), m))?;
+                    out.push((RowRef::Row(r + 1), values));
+                }
+                start += batch.num_rows();
+            }
+            check_found(path, rows, out.len(), start)?;
+            Ok((out, digest.sha256))
+        }
+    }
+}
+
+fn check_found(path: &Path, rows: &[usize], found: usize, n: usize) -> Result<(), IngestError> {
+    if found == rows.len() {
+        Ok(())
+    } else {
+        Err(IngestError::InvalidValue {
+            path: path.to_path_buf(),
+            row: None,
+            column: None,
+            message: format!(
+                "{} rows asked for, {found} found among the {n} rows (row indices must be \
+                 increasing and below the row count)",
+                rows.len()
+            ),
+        })
+    }
+}
