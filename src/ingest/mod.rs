@@ -441,6 +441,7 @@ fn list(names: &[String]) -> String {
 mod collect;
 mod conversation;
 mod embeddings;
+mod field_path;
 mod hash;
 mod jsonl;
 mod parquet_file;
@@ -450,6 +451,7 @@ mod tests;
 use collect::*;
 pub use conversation::RowFormat;
 pub use embeddings::*;
+pub use field_path::{FieldPath, PathError, Step};
 pub use hash::*;
 pub(crate) use jsonl::*;
 use parquet_file::*;
