@@ -1,7 +1,9 @@
 //! The scan: ingest → align → fit → score (parallel batches) → combine → emit → report.
 
 use crate::emit::{self, OutputFile, Quarantine};
-use crate::ingest::{self, ColumnSpec, FileDigest, IngestError, LabelKind, Table};
+use crate::ingest::{
+    self, ColumnSpec, FileDigest, IngestError, LabelKind, RowFormat, RowLayout, Table,
+};
 use crate::report::{
     DedupSection, DetectorEntry, EvaluationSection, InputEntry, OutputEntry, QuarantinedRow,
     Reconciliation, Report, Run, Skipped, Tool, Verdict, SCHEMA_VERSION,
@@ -29,8 +31,12 @@ pub struct ScanOptions {
     pub text_column: String,
     /// Label column name.
     pub label_column: String,
-    /// How rows are read (`--format`); `None`: detected from the first row's keys.
+    /// How rows are read (`--format`); `None`: detected from the first row's keys (or read
+    /// with [`ScanOptions::fields`] when those are given).
     pub format: Option<ingest::RowFormat>,
+    /// Explicit prompt and response paths (`--prompt-field`, `--response-field`); they take
+    /// the place of format detection and cannot be combined with [`ScanOptions::format`].
+    pub fields: Option<ingest::FieldSpec>,
     /// Optional id column (else the row number identifies a row).
     pub id_column: Option<String>,
     /// Optional ground-truth column (bool or 0/1), used only for evaluation.
@@ -116,6 +122,7 @@ impl ScanOptions {
             text_column: "text".into(),
             label_column: "label".into(),
             format: None,
+            fields: None,
             id_column: None,
             ground_truth_column: None,
             embedding_column: None,
@@ -197,10 +204,7 @@ struct Planned {
 
 /// Decide which detectors run, with their checked parameters. Returns the plan and the
 /// detectors left out (only when no explicit selection was made).
-fn plan(
-    opts: &ScanOptions,
-    format: ingest::RowFormat,
-) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
+fn plan(opts: &ScanOptions, format: &RowLayout) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
     for (code, table) in &opts.detector_params {
         let Some(d) = registry::find(code) else {
             return Err(ScanError::Config(format!(
@@ -449,14 +453,25 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             )));
         }
     }
-    let (format, format_reason) = match opts.format {
-        Some(f) => (f, "given (--format)".to_string()),
-        None => {
+    let (format, format_reason): (RowLayout, String) = match (&opts.fields, opts.format) {
+        (Some(_), Some(f)) => {
+            return Err(ScanError::Config(format!(
+                "give either --format ({}) or --prompt-field and --response-field, not both",
+                f.name()
+            )))
+        }
+        (Some(fields), None) => (
+            RowLayout::Fields(fields.clone()),
+            "given (--prompt-field, --response-field); the format is not detected".to_string(),
+        ),
+        (None, Some(f)) => (f.into(), "given (--format)".to_string()),
+        (None, None) => {
             let keys = ingest::first_row_keys(&opts.data)?;
-            ingest::RowFormat::detect(&keys, &opts.text_column)
+            let (f, reason) = RowFormat::detect(&keys, &opts.text_column);
+            (f.into(), reason)
         }
     };
-    let (planned, skipped) = plan(opts, format)?;
+    let (planned, skipped) = plan(opts, &format)?;
     let mut needs = planned
         .iter()
         .fold(Needs::default(), |n, p| n.union(p.configured.needs()));
@@ -489,7 +504,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         } else {
             None
         },
-        rows: format,
+        rows: format.clone(),
+        rejected: false,
     };
     let spinner = progress_bar(opts.progress, 1, "reading");
     let mut table: Table = ingest::read_table(&opts.data, &spec)?;
@@ -640,6 +656,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     // ---- report body ----
     let mut settings = settings_json(opts, &planned);
     settings["format"] = json!({"name": format.name(), "reason": format_reason});
+    if let RowLayout::Fields(fields) = &format {
+        // {name: "fields", prompt: [paths], response: path, reason}
+        if let (Some(f), serde_json::Value::Object(paths)) =
+            (settings["format"].as_object_mut(), fields.to_json())
+        {
+            f.extend(paths);
+        }
+    }
     if let Some(mut info) = model_info {
         // the files are inputs (with their digests); the rest is how they were used
         if let Some(o) = info.as_object_mut() {
