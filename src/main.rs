@@ -254,7 +254,8 @@ struct ScanArgs {
     #[arg(long)]
     reproducible: bool,
     /// Plain redundancy: `none` keeps every row (default); `keep-first` moves rows that repeat
-    /// an earlier clean row (same normalised text, same label) to duplicates.<ext> with a
+    /// an earlier clean row (same normalised text, same label; instruction rows: same prompt
+    /// and response, preference rows also the same rejected answer) to duplicates.<ext> with a
     /// `poisongate_duplicate_of` column; `keep-first-near` also near duplicates (DUP002's
     /// clusters). Never counted as poison.
     #[arg(long, value_parser = ["none", "keep-first", "keep-first-near"])]

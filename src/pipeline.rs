@@ -83,6 +83,10 @@ pub struct ScanOptions {
 /// near-duplicate clusters) is written to `duplicates.<ext>` with the kept row's number,
 /// instead of to the clean output. Quarantine takes precedence: a flagged row is never counted
 /// as a duplicate, and the row a duplicate points to is always in the clean output.
+///
+/// Rows with a prompt and a response (every layout but `text-label`) have no label: there a
+/// row repeats another when its prompt and its response both do (preference rows: its prompt,
+/// chosen and rejected answers), each text compared as the text of a text-label row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dedup {
     /// Keep every row (the default).
@@ -482,7 +486,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             let empty = toml::Table::new();
             let code = if near { "DUP002" } else { "DUP001" };
             let table = opts.detector_params.get(code).unwrap_or(&empty);
-            // redundancy is judged on text and label together
+            // redundancy is judged on text and label together (prompt and response, when the
+            // rows have them)
             needs.text = true;
             needs.labels = true;
             Some(duplicates::dedup_params(near, table)?)
@@ -505,7 +510,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             None
         },
         rows: format.clone(),
-        rejected: false,
+        // preference rows are compared on their rejected answers too
+        rejected: dedup_params.is_some(),
     };
     let spinner = progress_bar(opts.progress, 1, "reading");
     let mut table: Table = ingest::read_table(&opts.data, &spec)?;
@@ -623,9 +629,13 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     // ---- plain redundancy (--dedup): never poison, removed only when asked ----
     let (duplicate_of, dedup_section) = match (&dedup_params, table.texts.as_deref()) {
         (Some(p), Some(texts)) => {
-            let clusters = duplicates::duplicate_clusters(texts, p);
             let flagged: Vec<bool> = reasons.iter().map(|r| !r.is_empty()).collect();
-            let (dup, section) = keep_first(&clusters, label_idx.as_deref(), &flagged, opts.dedup);
+            let (clusters, key) = dedup_clusters(&table, texts, &format, p);
+            // rows with responses have no labels: there the clusters hold the whole key
+            let (dup, mut section) =
+                keep_first(&clusters, label_idx.as_deref(), &flagged, opts.dedup);
+            section.key = key.0;
+            section.note = key.1;
             (Some(dup), Some(section))
         }
         _ => (None, None),
@@ -887,6 +897,70 @@ fn write_outputs(
     result
 }
 
+/// The rows' texts `--dedup` compares, and why (see [`DedupKey`]).
+type DedupKey = (Vec<&'static str>, Option<String>);
+
+/// `--dedup`'s duplicate clusters and what they are keyed on. Text-label rows: the clusters of
+/// the text (the label is compared by [`keep_first`]). Rows with a response: rows whose
+/// prompts share a cluster and whose responses share a cluster (and, for preference rows,
+/// whose rejected answers do), each text clustered on its own so that no joined string can
+/// make two different rows look alike.
+fn dedup_clusters(
+    table: &Table,
+    texts: &[String],
+    layout: &RowLayout,
+    p: &duplicates::DupParams,
+) -> (Vec<Vec<usize>>, DedupKey) {
+    let Some(responses) = table.responses.as_deref() else {
+        return (
+            duplicates::duplicate_clusters(texts, p),
+            (vec!["text", "label"], None),
+        );
+    };
+    let (key, note): DedupKey = match &table.rejected {
+        Some(_) => (vec!["prompt", "chosen", "rejected"], None),
+        None if *layout == RowLayout::Format(RowFormat::Preference) => (
+            vec!["prompt", "chosen"],
+            Some("the rejected answers were not read: rows are compared on prompt and chosen answer only".into()),
+        ),
+        None => (vec!["prompt", "response"], None),
+    };
+    let mut parts = vec![
+        duplicates::duplicate_clusters(texts, p),
+        duplicates::duplicate_clusters(responses, p),
+    ];
+    if let Some(rejected) = table.rejected.as_deref() {
+        parts.push(duplicates::duplicate_clusters(rejected, p));
+    }
+    (joint_clusters(&parts, table.n_rows), (key, note))
+}
+
+/// Rows in one cluster of every partition, ordered by their first row.
+fn joint_clusters(parts: &[Vec<Vec<usize>>], n: usize) -> Vec<Vec<usize>> {
+    let mut ids: Vec<Vec<usize>> = vec![Vec::with_capacity(parts.len()); n];
+    for clusters in parts {
+        for (c, rows) in clusters.iter().enumerate() {
+            for &r in rows {
+                if let Some(x) = ids.get_mut(r) {
+                    x.push(c);
+                }
+            }
+        }
+    }
+    let mut at: std::collections::HashMap<&[usize], usize> = std::collections::HashMap::new();
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for (r, key) in ids.iter().enumerate() {
+        match at.get(key.as_slice()) {
+            Some(&k) => out[k].push(r),
+            None => {
+                at.insert(key.as_slice(), out.len());
+                out.push(vec![r]);
+            }
+        }
+    }
+    out
+}
+
 /// `--dedup`: per row the row it repeats (kept in the clean output), and the report section.
 /// Within each duplicate cluster, the first not quarantined row of each label is kept; every
 /// later not quarantined row of that label points to it. Quarantined rows are left alone, so
@@ -929,6 +1003,8 @@ fn keep_first(
         removed_rows,
         clusters_with_removals: removed_clusters,
         removed_per_cluster_histogram: sizes,
+        key: vec!["text", "label"],
+        note: None,
     };
     (dup, section)
 }
@@ -952,5 +1028,16 @@ mod tests {
         let (names, idx) = classes(&labels, Some(LabelKind::Integer));
         assert_eq!(names, vec!["-1", "2", "10"]);
         assert_eq!(idx, vec![2, 1, 1, 0]);
+    }
+
+    #[test]
+    fn joint_clusters_need_every_partition_to_agree() {
+        // prompts: {0, 1, 3}, {2}; responses: {0, 1}, {2, 3}
+        let prompts = vec![vec![0, 1, 3], vec![2]];
+        let responses = vec![vec![0, 1], vec![2, 3]];
+        assert_eq!(
+            joint_clusters(&[prompts, responses], 4),
+            vec![vec![0, 1], vec![2], vec![3]]
+        );
     }
 }
