@@ -1,4 +1,8 @@
 //! The scan: ingest → align → fit → score (parallel batches) → combine → emit → report.
+//!
+//! One file per step beside this one: `plan.rs` (which detectors run), `join.rs` (embeddings
+//! joined by id), `dedup.rs` (`--dedup`'s clusters and kept rows) and `write.rs` (the staged
+//! outputs, renamed into place).
 
 use crate::emit::{self, OutputFile, Quarantine};
 use crate::ingest::{
@@ -21,6 +25,16 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+mod dedup;
+mod join;
+mod plan;
+mod write;
+
+use dedup::{dedup_clusters, keep_first};
+use join::join_embeddings;
+use plan::{plan, Planned};
+use write::write_outputs;
 
 /// Everything a scan needs to know. Build it from the CLI or a config file; [`scan`] validates it.
 #[derive(Debug, Clone)]
@@ -201,93 +215,6 @@ impl ScanOutcome {
     }
 }
 
-struct Planned {
-    detector: &'static dyn Detector,
-    configured: Box<dyn Configured>,
-}
-
-/// Decide which detectors run, with their checked parameters. Returns the plan and the
-/// detectors left out (only when no explicit selection was made).
-fn plan(opts: &ScanOptions, format: &RowLayout) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
-    for (code, table) in &opts.detector_params {
-        let Some(d) = registry::find(code) else {
-            return Err(ScanError::Config(format!(
-                "parameters given for unknown detector `{code}` (see `poisongate list`)"
-            )));
-        };
-        // every table is checked, also that of a detector this scan does not run: a misspelt
-        // parameter of an opt-in detector must not pass unnoticed
-        d.configure(table)?;
-    }
-    let chosen: Vec<&'static dyn Detector> = match &opts.select {
-        Some(prefixes) => {
-            let p: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-            registry::select(&p).map_err(|bad| {
-                ScanError::Config(format!(
-                    "--select {bad} matches no detector (see `poisongate list`)"
-                ))
-            })?
-        }
-        None => registry::default_selection(),
-    };
-    let has_embeddings =
-        opts.embeddings.is_some() || opts.embedding_column.is_some() || opts.model.is_some();
-    let mut planned = Vec::new();
-    let mut skipped = Vec::new();
-    for d in chosen {
-        let empty = toml::Table::new();
-        let params = opts.detector_params.get(d.meta().code).unwrap_or(&empty);
-        let configured = d.configure(params)?;
-        let needs = configured.needs();
-        let missing = if format.has_responses() && needs.labels {
-            Some("needs a label column; instruction, chat and preference rows have none")
-        } else if !format.has_responses() && needs.responses {
-            Some("needs prompt and response rows (--format alpaca, chat, sharegpt or preference)")
-        } else {
-            None
-        };
-        if let Some(reason) = missing {
-            if opts.select.is_some() {
-                return Err(ScanError::Config(format!(
-                    "{} {reason} (the data is read as {})",
-                    d.meta().code,
-                    format.name()
-                )));
-            }
-            skipped.push(Skipped {
-                code: d.meta().code,
-                reason: reason.into(),
-            });
-            continue;
-        }
-        if configured.needs().embeddings && !has_embeddings {
-            if opts.select.is_some() {
-                return Err(ScanError::Config(format!(
-                    "{} needs embeddings: pass --embeddings FILE, --embedding-column COLUMN or --model DIR",
-                    d.meta().code
-                )));
-            }
-            skipped.push(Skipped {
-                code: d.meta().code,
-                reason:
-                    "needs embeddings; none given (--embeddings, --embedding-column or --model)"
-                        .into(),
-            });
-            continue;
-        }
-        planned.push(Planned {
-            detector: d,
-            configured,
-        });
-    }
-    if planned.is_empty() {
-        return Err(ScanError::Config(
-            "no detector can run on the given inputs".into(),
-        ));
-    }
-    Ok((planned, skipped))
-}
-
 /// Map label values to class indices `0..k`: integers in numeric order, other kinds in
 /// lexicographic order.
 fn classes(labels: &[String], kind: Option<LabelKind>) -> (Vec<String>, Vec<u32>) {
@@ -355,70 +282,6 @@ fn input_entry(role: &'static str, d: &FileDigest, rows: usize, dims: Option<usi
         sha256: d.sha256.clone(),
         dims,
     }
-}
-
-/// Reads embeddings from a JSONL/Parquet table with an id column and a vector column
-/// (`--embedding-column`, default `embedding`) and orders them like the data's rows, joined on
-/// `--id-column`. Every data id needs exactly one embedding row.
-fn join_embeddings(
-    opts: &ScanOptions,
-    path: &Path,
-    table: &Table,
-) -> Result<(Array2<f32>, FileDigest), ScanError> {
-    let id_col = opts.id_column.clone().ok_or_else(|| {
-        ScanError::Config(format!(
-            "embeddings table {} is joined by id: pass --id-column, a column of both files",
-            path.display()
-        ))
-    })?;
-    let spec = ColumnSpec {
-        id: Some(id_col.clone()),
-        embedding: Some(
-            opts.embedding_column
-                .clone()
-                .unwrap_or_else(|| "embedding".into()),
-        ),
-        ..ColumnSpec::default()
-    };
-    let t = ingest::read_table(path, &spec)?;
-    let (Some(ids), Some(m)) = (t.ids.as_ref(), t.embeddings.as_ref()) else {
-        return Err(ScanError::Config(format!(
-            "embeddings table {} yielded no ids or vectors",
-            path.display()
-        )));
-    };
-    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for (i, id) in ids.iter().enumerate() {
-        if let Some(prev) = at.insert(id.as_str(), i) {
-            return Err(ScanError::Config(format!(
-                "embeddings table {}: id `{id}` appears twice (rows {} and {})",
-                path.display(),
-                prev + 1,
-                i + 1
-            )));
-        }
-    }
-    let data_ids = table.ids.as_ref().ok_or_else(|| {
-        ScanError::Config(format!(
-            "data {} has no id column `{id_col}`",
-            opts.data.display()
-        ))
-    })?;
-    let mut out = Array2::<f32>::zeros((data_ids.len(), m.ncols()));
-    for (r, id) in data_ids.iter().enumerate() {
-        let Some(&src) = at.get(id.as_str()) else {
-            return Err(ScanError::Config(format!(
-                "row {} of data {}: id `{id}` has no embedding in {} (data has {} rows, embeddings {} rows)",
-                r + 1,
-                opts.data.display(),
-                path.display(),
-                data_ids.len(),
-                ids.len()
-            )));
-        };
-        out.row_mut(r).assign(&m.row(src));
-    }
-    Ok((out, t.digest))
 }
 
 /// Run a scan. Writes `clean.<ext>`, `quarantine.<ext>`, `report.json`, `report.html` and
@@ -791,230 +654,6 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     })
 }
 
-/// Stage every output in a temporary folder inside `out`, check the reconciliation against
-/// what was written, render `report.html`, attest everything in `provenance.intoto.json`, then
-/// rename the files into place. On error nothing is left behind (a folder this call created is
-/// removed again; in an existing folder, the files this call already renamed are removed).
-fn write_outputs(
-    opts: &ScanOptions,
-    table: &Table,
-    verdicts: &[Option<Quarantine>],
-    duplicate_of: Option<&[Option<usize>]>,
-    excerpts: &BTreeMap<usize, String>,
-    out: &Path,
-    report: &mut Report,
-) -> Result<(), ScanError> {
-    let created = !out.exists();
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
-    let mut renamed: Vec<PathBuf> = Vec::new();
-    let result = (|| {
-        let staging = tempfile::Builder::new()
-            .prefix(".poisongate-staging-")
-            .tempdir_in(out)
-            .map_err(io_err(out))?;
-        let split = emit::write_split_dedup(
-            &opts.data,
-            table.format,
-            &table.digest.sha256,
-            verdicts,
-            duplicate_of,
-            table.ids.as_deref(),
-            staging.path(),
-        )?;
-        let (clean, quarantine): (OutputFile, OutputFile) = (split.clean, split.quarantine);
-        let dups = split.duplicates;
-        let dup_rows = dups.as_ref().map_or(0, |d| d.rows);
-        let rec = &mut report.reconciliation;
-        rec.clean_rows = clean.rows;
-        rec.quarantined_rows = quarantine.rows;
-        rec.balanced = clean.rows + quarantine.rows + dup_rows == rec.input_rows
-            && dup_rows == rec.duplicate_rows;
-        if !rec.balanced {
-            return Err(ScanError::Config(format!(
-                "reconciliation failed: {} input rows, but {} clean + {} quarantined + {} duplicates written ({} duplicates expected)",
-                rec.input_rows, clean.rows, quarantine.rows, dup_rows, rec.duplicate_rows
-            )));
-        }
-        report.outputs = [("clean", &clean), ("quarantine", &quarantine)]
-            .into_iter()
-            .chain(dups.as_ref().map(|d| ("duplicates", d)))
-            .map(|(role, f)| OutputEntry {
-                role,
-                path: file_name(&f.path),
-                rows: f.rows,
-                bytes: f.bytes,
-                sha256: f.sha256.clone(),
-            })
-            .collect();
-        let report_path = staging.path().join("report.json");
-        let mut text = serde_json::to_string_pretty(report)
-            .map_err(|e| ScanError::Config(format!("cannot serialise the report: {e}")))?;
-        text.push('\n');
-        let report_sha = hex::encode(Sha256::digest(text.as_bytes()));
-        std::fs::write(&report_path, text).map_err(io_err(&report_path))?;
-        let html_path = staging.path().join(html::FILE_NAME);
-        let page = html::render(report, excerpts);
-        let html_sha = hex::encode(Sha256::digest(page.as_bytes()));
-        std::fs::write(&html_path, page).map_err(io_err(&html_path))?;
-        let subjects: Vec<provenance::Subject> = [
-            (file_name(&clean.path), clean.sha256.clone()),
-            (file_name(&quarantine.path), quarantine.sha256.clone()),
-        ]
-        .into_iter()
-        .chain(
-            dups.as_ref()
-                .map(|d| (file_name(&d.path), d.sha256.clone())),
-        )
-        .chain([
-            ("report.json".to_string(), report_sha),
-            (html::FILE_NAME.to_string(), html_sha),
-        ])
-        .map(|(name, sha256)| provenance::Subject { name, sha256 })
-        .collect();
-        let prov_path = staging.path().join(provenance::FILE_NAME);
-        let statement = provenance::statement(report, &subjects);
-        std::fs::write(&prov_path, provenance::to_bytes(&statement)).map_err(io_err(&prov_path))?;
-        // the statement last: a folder holding it holds everything it names
-        let mut files = vec![&clean.path, &quarantine.path];
-        files.extend(dups.as_ref().map(|d| &d.path));
-        files.extend([&report_path, &html_path, &prov_path]);
-        for f in files {
-            let dest = out.join(file_name(f));
-            std::fs::rename(f, &dest).map_err(io_err(&dest))?;
-            renamed.push(dest);
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        if created {
-            let _ = std::fs::remove_dir_all(out);
-        } else {
-            for f in &renamed {
-                let _ = std::fs::remove_file(f);
-            }
-        }
-    }
-    result
-}
-
-/// The rows' texts `--dedup` compares, and why (see [`DedupKey`]).
-type DedupKey = (Vec<&'static str>, Option<String>);
-
-/// `--dedup`'s duplicate clusters and what they are keyed on. Text-label rows: the clusters of
-/// the text (the label is compared by [`keep_first`]). Rows with a response: rows whose
-/// prompts share a cluster and whose responses share a cluster (and, for preference rows,
-/// whose rejected answers do), each text clustered on its own so that no joined string can
-/// make two different rows look alike.
-fn dedup_clusters(
-    table: &Table,
-    texts: &[String],
-    layout: &RowLayout,
-    p: &duplicates::DupParams,
-) -> (Vec<Vec<usize>>, DedupKey) {
-    let Some(responses) = table.responses.as_deref() else {
-        return (
-            duplicates::duplicate_clusters(texts, p),
-            (vec!["text", "label"], None),
-        );
-    };
-    let (key, note): DedupKey = match &table.rejected {
-        Some(_) => (vec!["prompt", "chosen", "rejected"], None),
-        None if *layout == RowLayout::Format(RowFormat::Preference) => (
-            vec!["prompt", "chosen"],
-            Some("the rejected answers were not read: rows are compared on prompt and chosen answer only".into()),
-        ),
-        None => (vec!["prompt", "response"], None),
-    };
-    let mut parts = vec![
-        duplicates::duplicate_clusters(texts, p),
-        duplicates::duplicate_clusters(responses, p),
-    ];
-    if let Some(rejected) = table.rejected.as_deref() {
-        parts.push(duplicates::duplicate_clusters(rejected, p));
-    }
-    (joint_clusters(&parts, table.n_rows), (key, note))
-}
-
-/// Rows in one cluster of every partition, ordered by their first row.
-fn joint_clusters(parts: &[Vec<Vec<usize>>], n: usize) -> Vec<Vec<usize>> {
-    let mut ids: Vec<Vec<usize>> = vec![Vec::with_capacity(parts.len()); n];
-    for clusters in parts {
-        for (c, rows) in clusters.iter().enumerate() {
-            for &r in rows {
-                if let Some(x) = ids.get_mut(r) {
-                    x.push(c);
-                }
-            }
-        }
-    }
-    let mut at: std::collections::HashMap<&[usize], usize> = std::collections::HashMap::new();
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    for (r, key) in ids.iter().enumerate() {
-        match at.get(key.as_slice()) {
-            Some(&k) => out[k].push(r),
-            None => {
-                at.insert(key.as_slice(), out.len());
-                out.push(vec![r]);
-            }
-        }
-    }
-    out
-}
-
-/// `--dedup`: per row the row it repeats (kept in the clean output), and the report section.
-/// Within each duplicate cluster, the first not quarantined row of each label is kept; every
-/// later not quarantined row of that label points to it. Quarantined rows are left alone, so
-/// a duplicate never points to a row that is not clean.
-fn keep_first(
-    clusters: &[Vec<usize>],
-    labels: Option<&[u32]>,
-    quarantined: &[bool],
-    mode: Dedup,
-) -> (Vec<Option<usize>>, DedupSection) {
-    let mut dup = vec![None; quarantined.len()];
-    let mut removed_clusters = 0usize;
-    let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
-    for c in clusters.iter().filter(|c| c.len() > 1) {
-        let mut kept: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut removed = 0usize;
-        for &r in c {
-            if quarantined[r] {
-                continue;
-            }
-            let label = labels.map_or(0, |l| l[r]);
-            match kept.get(&label) {
-                Some(&k) => {
-                    dup[r] = Some(k);
-                    removed += 1;
-                }
-                None => {
-                    kept.insert(label, r);
-                }
-            }
-        }
-        if removed > 0 {
-            removed_clusters += 1;
-            *sizes.entry(removed).or_default() += 1;
-        }
-    }
-    let removed_rows = dup.iter().filter(|d| d.is_some()).count();
-    let section = DedupSection {
-        mode: mode.as_str(),
-        removed_rows,
-        clusters_with_removals: removed_clusters,
-        removed_per_cluster_histogram: sizes,
-        key: vec!["text", "label"],
-        note: None,
-    };
-    (dup, section)
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1028,16 +667,5 @@ mod tests {
         let (names, idx) = classes(&labels, Some(LabelKind::Integer));
         assert_eq!(names, vec!["-1", "2", "10"]);
         assert_eq!(idx, vec![2, 1, 1, 0]);
-    }
-
-    #[test]
-    fn joint_clusters_need_every_partition_to_agree() {
-        // prompts: {0, 1, 3}, {2}; responses: {0, 1}, {2, 3}
-        let prompts = vec![vec![0, 1, 3], vec![2]];
-        let responses = vec![vec![0, 1], vec![2, 3]];
-        assert_eq!(
-            joint_clusters(&[prompts, responses], 4),
-            vec![vec![0, 1], vec![2], vec![3]]
-        );
     }
 }
