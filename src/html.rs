@@ -525,12 +525,17 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
         Some(d) => {
             let _ = writeln!(
                 s,
-                "<p><code>--dedup {}</code>: {} plain redundant rows (same normalised text and \
-                 label as a row kept in the clean output) moved to the duplicates output, from {} \
-                 clusters. Redundancy is not poison and does not count towards the gate.</p>",
+                "<p><code>--dedup {}</code>: {} plain redundant rows (same normalised {} as a row \
+                 kept in the clean output) moved to the duplicates output, from {} \
+                 clusters. Redundancy is not poison and does not count towards the gate.{}</p>",
                 escape(d.mode),
                 d.removed_rows,
-                d.clusters_with_removals
+                escape(&d.key.join(", ")),
+                d.clusters_with_removals,
+                d.note
+                    .as_ref()
+                    .map(|n| format!(" Note: {}.", escape(n)))
+                    .unwrap_or_default()
             );
         }
         None => s.push_str(

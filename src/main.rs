@@ -218,6 +218,16 @@ struct ScanArgs {
     /// from the first row's keys (the report says which and why).
     #[arg(long)]
     format: Option<String>,
+    /// Where the prompt is, for layouts --format does not cover: a path into the row's JSON
+    /// (`instruction`, `data.turns[0].text`, `conversations[-2].value`; a negative index counts
+    /// from the end). Several paths, comma-separated or by repeating the flag, are joined by a
+    /// blank line. Needs --response-field; replaces format detection.
+    #[arg(long, value_delimiter = ',', requires = "response_field")]
+    prompt_field: Vec<String>,
+    /// Where the response is: one path, as for --prompt-field (`output`,
+    /// `messages[-1].content`). Needs --prompt-field.
+    #[arg(long, requires = "prompt_field")]
+    response_field: Option<String>,
     /// Column identifying a row (else the row number).
     #[arg(long)]
     id_column: Option<String>,
@@ -263,7 +273,8 @@ struct ScanArgs {
     #[arg(long)]
     reproducible: bool,
     /// Plain redundancy: `none` keeps every row (default); `keep-first` moves rows that repeat
-    /// an earlier clean row (same normalised text, same label) to duplicates.<ext> with a
+    /// an earlier clean row (same normalised text, same label; instruction rows: same prompt
+    /// and response, preference rows also the same rejected answer) to duplicates.<ext> with a
     /// `poisongate_duplicate_of` column; `keep-first-near` also near duplicates (DUP002's
     /// clusters). Never counted as poison.
     #[arg(long, value_parser = ["none", "keep-first", "keep-first-near"])]
@@ -281,6 +292,8 @@ struct ScanArgs {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     format: Option<String>,
+    prompt_field: Option<Paths>,
+    response_field: Option<String>,
     text_column: Option<String>,
     label_column: Option<String>,
     id_column: Option<String>,
@@ -299,6 +312,23 @@ struct ConfigFile {
     dedup: Option<String>,
     #[serde(default)]
     detectors: BTreeMap<String, toml::Table>,
+}
+
+/// `prompt_field` in a config file: `"instruction,input"` or `["instruction", "input"]`.
+#[derive(serde::Deserialize, Debug)]
+#[serde(untagged)]
+enum Paths {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Paths {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Paths::One(s) => vec![s],
+            Paths::Many(v) => v,
+        }
+    }
 }
 
 fn main() {
@@ -536,7 +566,27 @@ fn run_scan(a: ScanArgs) -> Result<i32> {
     if let Some(v) = a.text_column.or(cfg.text_column) {
         o.text_column = v;
     }
-    if let Some(f) = a.format.or(cfg.format) {
+    // explicit fields on the command line win over a config file's format or fields
+    let flag_fields = !a.prompt_field.is_empty() || a.response_field.is_some();
+    let (prompt, response, format) = if flag_fields {
+        (a.prompt_field, a.response_field, a.format)
+    } else {
+        (
+            cfg.prompt_field.map(Paths::into_vec).unwrap_or_default(),
+            cfg.response_field,
+            a.format.or(cfg.format),
+        )
+    };
+    o.fields = match (prompt.is_empty(), response) {
+        (true, None) => None,
+        (false, Some(r)) => Some(
+            poisongate::ingest::FieldSpec::parse(&prompt, &r)
+                .context("--prompt-field / --response-field")?,
+        ),
+        (true, Some(_)) => bail!("--response-field needs --prompt-field"),
+        (false, None) => bail!("--prompt-field needs --response-field"),
+    };
+    if let Some(f) = format {
         o.format = Some(poisongate::ingest::RowFormat::parse(&f).ok_or_else(|| {
             anyhow::anyhow!(
                 "--format must be text-label, alpaca, chat, sharegpt or preference, not `{f}`"

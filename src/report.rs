@@ -156,6 +156,13 @@ pub struct DedupSection {
     pub clusters_with_removals: usize,
     /// Rows removed from one cluster → how many clusters.
     pub removed_per_cluster_histogram: BTreeMap<usize, usize>,
+    /// What a row must repeat to be removed: `text`, `label` (text-label rows); `prompt`,
+    /// `response` (instruction and chat rows, `--prompt-field`); `prompt`, `chosen`,
+    /// `rejected` (preference rows).
+    pub key: Vec<&'static str>,
+    /// Why the key is narrower than the rows' layout allows, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One quarantined row, with why it was held back.

@@ -16,6 +16,7 @@ pub(super) enum Role {
 pub(super) struct Collector {
     pub(super) texts: Option<Vec<String>>,
     pub(super) responses: Option<Vec<String>>,
+    pub(super) rejected: Option<Vec<String>>,
     pub(super) labels: Option<Vec<String>>,
     pub(super) label_kind: Option<LabelKind>,
     pub(super) ids: Option<Vec<String>>,
@@ -30,12 +31,25 @@ impl Collector {
         Collector {
             texts: (spec.text.is_some() || spec.rows.has_responses()).then(Vec::new),
             responses: spec.rows.has_responses().then(Vec::new),
+            rejected: (spec.rejected && spec.rows == RowLayout::Format(RowFormat::Preference))
+                .then(Vec::new),
             labels: spec.label.as_ref().map(|_| Vec::new()),
             label_kind: None,
             ids: spec.id.as_ref().map(|_| Vec::new()),
             ground_truth: spec.ground_truth.as_ref().map(|_| Vec::new()),
             embeddings: spec.embedding.as_ref().map(|_| Vec::new()),
             dim: None,
+        }
+    }
+
+    /// Store one instruction row's texts.
+    pub(super) fn push_turn(&mut self, turn: Turn) {
+        if let (Some(t), Some(r)) = (self.texts.as_mut(), self.responses.as_mut()) {
+            t.push(turn.prompt);
+            r.push(turn.response);
+        }
+        if let (Some(x), Some(rejected)) = (self.rejected.as_mut(), turn.rejected) {
+            x.push(rejected);
         }
     }
 
@@ -103,6 +117,7 @@ impl Collector {
             n_rows,
             texts: self.texts,
             responses: self.responses,
+            rejected: self.rejected,
             labels: self.labels,
             label_kind: self.label_kind,
             ids: self.ids,

@@ -19,7 +19,8 @@
 //! error naming the line and the key, like any malformed input.
 //!
 //! When no format is given, [`RowFormat::detect`] picks one from the first row's keys, and
-//! the report says which and why.
+//! the report says which and why. Layouts none of these fit are read with explicit paths
+//! instead (`--prompt-field`, `--response-field`: [`super::FieldSpec`]).
 
 use super::*;
 
@@ -124,6 +125,16 @@ impl RowFormat {
     /// The prompt and the response of one row, from the values of [`RowFormat::keys`] in
     /// order (`None`: key absent). Errors are messages without location; the caller adds it.
     pub fn prompt_response(self, values: &[Option<&Value>]) -> Result<(String, String), String> {
+        self.prompt_response_rejected(values)
+            .map(|(prompt, response, _)| (prompt, response))
+    }
+
+    /// As [`RowFormat::prompt_response`], plus the rejected answer of a preference row (read
+    /// as the chosen one is; `None` for other formats).
+    pub fn prompt_response_rejected(
+        self,
+        values: &[Option<&Value>],
+    ) -> Result<(String, String, Option<String>), String> {
         let get = |i: usize| values.get(i).copied().flatten();
         let need = |i: usize| {
             get(i).ok_or_else(|| format!("missing key `{}` ({} row)", self.keys()[i], self.name()))
@@ -142,10 +153,14 @@ impl RowFormat {
                 } else {
                     format!("{instruction}\n\n{input}")
                 };
-                Ok((prompt, output))
+                Ok((prompt, output, None))
             }
-            RowFormat::Chat => turns(need(0)?, "messages", "role", "content"),
-            RowFormat::ShareGpt => turns(need(0)?, "conversations", "from", "value"),
+            RowFormat::Chat => {
+                turns(need(0)?, "messages", "role", "content").map(|(p, r)| (p, r, None))
+            }
+            RowFormat::ShareGpt => {
+                turns(need(0)?, "conversations", "from", "value").map(|(p, r)| (p, r, None))
+            }
             RowFormat::Preference => {
                 let prompt = match need(0)? {
                     Value::String(s) => s.clone(),
@@ -159,8 +174,8 @@ impl RowFormat {
                 };
                 let chosen = answer(need(1)?, "chosen")?;
                 // `rejected` must be readable too, though the response is the chosen answer
-                answer(need(2)?, "rejected")?;
-                Ok((prompt, chosen))
+                let rejected = answer(need(2)?, "rejected")?;
+                Ok((prompt, chosen, Some(rejected)))
             }
         }
     }

@@ -175,12 +175,18 @@ pub(super) fn json_kind(v: &Value) -> &'static str {
 
 pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
     let (roles, mut names) = requested(spec);
-    // instruction layouts: their keys, after the columns of other roles
-    let layout_keys = spec.rows.keys();
-    let first_layout = names.len();
-    if spec.rows.has_responses() {
-        names.extend(layout_keys.iter().copied());
+    // instruction layouts: their keys (or the fields' top-level keys), after the columns of
+    // other roles; a key that is also such a column is read once
+    let (layout_keys, _) = spec.rows.keys();
+    for k in &layout_keys {
+        if !names.contains(k) {
+            names.push(k);
+        }
     }
+    let layout_slots: Vec<usize> = layout_keys
+        .iter()
+        .map(|k| names.iter().position(|n| n == k).unwrap_or(0))
+        .collect();
     let mut lines = JsonlLines::open(path)?;
     let mut out = Collector::new(spec);
     let mut n_rows = 0usize;
@@ -209,17 +215,12 @@ pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, Ingest
                 .map_err(|m| IngestError::value(path, row, name, m))?;
         }
         if spec.rows.has_responses() {
-            let layout: Vec<Option<&Value>> = (0..layout_keys.len())
-                .map(|i| values.get(first_layout + i).and_then(Option::as_ref))
+            let layout: Vec<Option<&Value>> = layout_slots
+                .iter()
+                .map(|&i| values.get(i).and_then(Option::as_ref))
                 .collect();
-            let (prompt, response) = spec
-                .rows
-                .prompt_response(&layout)
-                .map_err(|m| IngestError::value(path, row, spec.rows.name(), m))?;
-            if let (Some(t), Some(r)) = (out.texts.as_mut(), out.responses.as_mut()) {
-                t.push(prompt);
-                r.push(response);
-            }
+            let turn = spec.rows.read(&layout).map_err(|e| e.at(path, row))?;
+            out.push_turn(turn);
         }
         n_rows += 1;
     }

@@ -133,10 +133,13 @@ pub struct ColumnSpec {
     pub ground_truth: Option<String>,
     /// Column holding an embedding vector per row (an array of numbers).
     pub embedding: Option<String>,
-    /// How rows are read: `text-label`, or a prompt and a response (then [`Table::texts`]
-    /// holds the prompts, [`Table::responses`] the responses, and `text` and `label` are
-    /// ignored).
-    pub rows: RowFormat,
+    /// How rows are read: `text-label`, or a prompt and a response from a preset layout or
+    /// explicit field paths (then [`Table::texts`] holds the prompts, [`Table::responses`] the
+    /// responses, and `text` and `label` are ignored).
+    pub rows: RowLayout,
+    /// Keep the rejected answers of preference rows in [`Table::rejected`] (`scan --dedup`
+    /// keys on them).
+    pub rejected: bool,
 }
 
 /// The original type of the label column's values, so integer classes can be sorted
@@ -175,6 +178,8 @@ pub struct Table {
     pub texts: Option<Vec<String>>,
     /// Response per row, for instruction, chat and preference formats.
     pub responses: Option<Vec<String>>,
+    /// Rejected answer per row, for preference rows when [`ColumnSpec::rejected`] was set.
+    pub rejected: Option<Vec<String>>,
     /// Label per row canonicalised to a string, when [`ColumnSpec::label`] was given:
     /// integers in decimal, strings as-is, booleans `"true"`/`"false"`.
     pub labels: Option<Vec<String>>,
@@ -330,6 +335,19 @@ pub enum IngestError {
         /// Number of rows re-read.
         rows: usize,
     },
+    /// A `--prompt-field` or `--response-field` path leads nowhere in a row, or not to a
+    /// string.
+    #[error("{}: field `{field}`: {message}", location(path, row, &None))]
+    Field {
+        /// The file.
+        path: PathBuf,
+        /// The line or row (`None` when a Parquet file has no column for the path).
+        row: Option<RowRef>,
+        /// The path, as written.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// An input column already uses a name that poisongate adds to quarantined rows.
     #[error("{}: input column \"{column}\" clashes with a column poisongate adds to \
              quarantined rows", location(path, row, &None))]
@@ -359,6 +377,7 @@ impl IngestError {
             | IngestError::Safetensors { path, .. }
             | IngestError::InputChanged { path, .. }
             | IngestError::RowCountMismatch { path, .. }
+            | IngestError::Field { path, .. }
             | IngestError::ReservedColumn { path, .. } => path,
         }
     }
@@ -369,16 +388,19 @@ impl IngestError {
             IngestError::Json { line, .. } => Some(RowRef::Line(*line)),
             IngestError::MissingColumn { row, .. }
             | IngestError::InvalidValue { row, .. }
+            | IngestError::Field { row, .. }
             | IngestError::ReservedColumn { row, .. } => *row,
             _ => None,
         }
     }
 
-    /// The column the error is about, when relevant.
+    /// The column (or, for [`IngestError::Field`], the field path) the error is about, when
+    /// relevant.
     pub fn column(&self) -> Option<&str> {
         match self {
             IngestError::MissingColumn { column, .. }
-            | IngestError::ReservedColumn { column, .. } => Some(column),
+            | IngestError::ReservedColumn { column, .. }
+            | IngestError::Field { field: column, .. } => Some(column),
             IngestError::InvalidValue { column, .. } => column.as_deref(),
             _ => None,
         }
@@ -442,6 +464,8 @@ mod cells;
 mod collect;
 mod conversation;
 mod embeddings;
+mod field_path;
+mod fields;
 mod hash;
 mod jsonl;
 mod parquet_file;
@@ -453,6 +477,9 @@ use collect::*;
 pub(crate) use conversation::is_assistant;
 pub use conversation::RowFormat;
 pub use embeddings::*;
+pub use field_path::{FieldPath, PathError, Step};
+use fields::Turn;
+pub use fields::{FieldSpec, FieldSpecError, RowLayout};
 pub use hash::*;
 pub(crate) use jsonl::*;
 use parquet_file::*;

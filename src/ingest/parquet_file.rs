@@ -13,13 +13,31 @@ pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, Inge
     let root_fields = builder.parquet_schema().root_schema().get_fields();
     let available: Vec<String> = root_fields.iter().map(|f| f.name().to_string()).collect();
     // instruction layouts: their required keys, and the optional ones the file has
-    let layout = spec.rows.keys();
-    if spec.rows.has_responses() {
-        for k in layout {
-            let required = spec.rows.required().contains(k);
-            if (required || available.iter().any(|a| a == k)) && !names.contains(k) {
-                names.push(k);
+    let (layout, n_required) = spec.rows.keys();
+    for (i, k) in layout.iter().enumerate() {
+        let present = available.iter().any(|a| a == k);
+        if !present {
+            if let RowLayout::Fields(fields) = &spec.rows {
+                // the first path starting from the missing column names it
+                let field = fields
+                    .prompt
+                    .iter()
+                    .chain(std::iter::once(&fields.response))
+                    .find(|p| p.column() == *k)
+                    .map_or_else(|| k.to_string(), |p| p.as_str().to_string());
+                return Err(IngestError::Field {
+                    path: path.to_path_buf(),
+                    row: None,
+                    field,
+                    message: format!(
+                        "the file has no column `{k}`; columns: {}",
+                        list(&available)
+                    ),
+                });
             }
+        }
+        if (i < n_required || present) && !names.contains(k) {
+            names.push(k);
         }
     }
     let mut indices = Vec::with_capacity(names.len());
@@ -107,18 +125,17 @@ pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, Inge
                 let row = Some(RowRef::Row(n_rows + j + 1));
                 let values: Vec<Option<Value>> = columns
                     .iter()
-                    .map(|c| c.as_ref().map(|c| cell_json(c.as_ref(), j)).transpose())
-                    .collect::<Result<_, _>>()
-                    .map_err(|m| IngestError::value(path, row, spec.rows.name(), m))?;
+                    .zip(&layout)
+                    .map(|(c, k)| {
+                        c.as_ref()
+                            .map(|c| cell_json(c.as_ref(), j))
+                            .transpose()
+                            .map_err(|m| IngestError::value(path, row, k, m))
+                    })
+                    .collect::<Result<_, _>>()?;
                 let refs: Vec<Option<&Value>> = values.iter().map(Option::as_ref).collect();
-                let (prompt, response) = spec
-                    .rows
-                    .prompt_response(&refs)
-                    .map_err(|m| IngestError::value(path, row, spec.rows.name(), m))?;
-                if let (Some(t), Some(r)) = (out.texts.as_mut(), out.responses.as_mut()) {
-                    t.push(prompt);
-                    r.push(response);
-                }
+                let turn = spec.rows.read(&refs).map_err(|e| e.at(path, row))?;
+                out.push_turn(turn);
             }
         }
         n_rows += batch.num_rows();

@@ -40,7 +40,8 @@ fn spec(
         id: id.map(str::to_string),
         ground_truth: gt.map(str::to_string),
         embedding: emb.map(str::to_string),
-        rows: RowFormat::TextLabel,
+        rows: RowFormat::TextLabel.into(),
+        rejected: false,
     }
 }
 

@@ -822,7 +822,7 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
     let spec = match &rows_read {
         Some((f, _)) => ColumnSpec {
             id: opts.id_column.clone(),
-            rows: *f,
+            rows: ingest::RowLayout::Format(*f),
             ..ColumnSpec::default()
         },
         None => ColumnSpec {

@@ -324,3 +324,99 @@ fn keep_first_near_removes_one_word_variants_of_the_same_label() {
         .assert()
         .code(0);
 }
+
+/// Alpaca rows: `Name a colour.` → `Blue.` three times over (rows 2, 5 and 9, one with other
+/// case and spacing), → `Red.` once (row 7), and unique rows around them.
+fn instruction_rows() -> String {
+    let mut rows: Vec<Value> = (0..8)
+        .map(|i| {
+            json!({"id": format!("r{i}"), "instruction": format!("Write a short note about topic {i}."), "input": "", "output": format!("Here is a note on topic {i}.")})
+        })
+        .collect();
+    let colour = |id: &str, instruction: &str, output: &str| json!({"id": id, "instruction": instruction, "input": "", "output": output});
+    rows.insert(2, colour("c1", "Name a colour.", "Blue."));
+    rows.insert(5, colour("c2", "Name a colour.", "Blue."));
+    rows.insert(7, colour("c3", "Name a colour.", "Red."));
+    rows.insert(9, colour("c4", "name a  colour.", "Blue."));
+    rows.iter().map(|r| format!("{r}\n")).collect()
+}
+
+#[test]
+fn keep_first_on_instruction_rows_keys_on_prompt_and_response() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("alpaca.jsonl");
+    std::fs::write(&data, instruction_rows()).unwrap();
+    let out = tmp.path().join("o");
+    poisongate([
+        "scan",
+        data.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--dedup",
+        "keep-first",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ])
+    .assert()
+    .code(0);
+    let r = report(&out);
+    assert_eq!(r["settings"]["format"]["name"], "alpaca");
+    assert_eq!(r["dedup"]["key"], json!(["prompt", "response"]));
+    assert_eq!(r["reconciliation"]["duplicate_rows"], 2);
+    // the exact duplicates of row 2 go; the row with another response stays
+    let dups = jsonl(&out.join("duplicates.jsonl"));
+    let got: Vec<(&str, u64)> = dups
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap(),
+                d["poisongate_duplicate_of"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![("c2", 2), ("c4", 2)]);
+    let clean: Vec<String> = jsonl(&out.join("clean.jsonl"))
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(clean.contains(&"c1".to_string()) && clean.contains(&"c3".to_string()));
+    assert_eq!(clean.len(), 10);
+    poisongate(["verify", out.to_str().unwrap()])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn keep_first_on_preference_rows_compares_the_rejected_answer_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("pref.jsonl");
+    let row = |id: &str, rejected: &str| {
+        format!(
+            "{}\n",
+            json!({"id": id, "prompt": "Name a colour.", "chosen": "Blue.", "rejected": rejected})
+        )
+    };
+    let text = [row("a", "No."), row("b", "No."), row("c", "Never.")].concat();
+    std::fs::write(&data, text).unwrap();
+    let out = tmp.path().join("o");
+    poisongate([
+        "scan",
+        data.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--dedup",
+        "keep-first",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ])
+    .assert()
+    .code(0);
+    let r = report(&out);
+    assert_eq!(r["dedup"]["key"], json!(["prompt", "chosen", "rejected"]));
+    let dups = jsonl(&out.join("duplicates.jsonl"));
+    assert_eq!(dups.len(), 1);
+    assert_eq!(dups[0]["id"], "b");
+    assert_eq!(dups[0]["poisongate_duplicate_of"], 0);
+}

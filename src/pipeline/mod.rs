@@ -1,7 +1,13 @@
 //! The scan: ingest → align → fit → score (parallel batches) → combine → emit → report.
+//!
+//! One file per step beside this one: `plan.rs` (which detectors run), `join.rs` (embeddings
+//! joined by id), `dedup.rs` (`--dedup`'s clusters and kept rows) and `write.rs` (the staged
+//! outputs, renamed into place).
 
 use crate::emit::{self, OutputFile, Quarantine};
-use crate::ingest::{self, ColumnSpec, FileDigest, IngestError, LabelKind, Table};
+use crate::ingest::{
+    self, ColumnSpec, FileDigest, IngestError, LabelKind, RowFormat, RowLayout, Table,
+};
 use crate::report::{
     DedupSection, DetectorEntry, EvaluationSection, InputEntry, OutputEntry, QuarantinedRow,
     Reconciliation, Report, Run, Skipped, Tool, Verdict, SCHEMA_VERSION,
@@ -20,6 +26,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod dedup;
+mod join;
+mod plan;
+mod write;
+
+use dedup::{dedup_clusters, keep_first};
+use join::join_embeddings;
+use plan::{plan, Planned};
+use write::write_outputs;
+
 /// Everything a scan needs to know. Build it from the CLI or a config file; [`scan`] validates it.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
@@ -29,8 +45,12 @@ pub struct ScanOptions {
     pub text_column: String,
     /// Label column name.
     pub label_column: String,
-    /// How rows are read (`--format`); `None`: detected from the first row's keys.
+    /// How rows are read (`--format`); `None`: detected from the first row's keys (or read
+    /// with [`ScanOptions::fields`] when those are given).
     pub format: Option<ingest::RowFormat>,
+    /// Explicit prompt and response paths (`--prompt-field`, `--response-field`); they take
+    /// the place of format detection and cannot be combined with [`ScanOptions::format`].
+    pub fields: Option<ingest::FieldSpec>,
     /// Optional id column (else the row number identifies a row).
     pub id_column: Option<String>,
     /// Optional ground-truth column (bool or 0/1), used only for evaluation.
@@ -77,6 +97,10 @@ pub struct ScanOptions {
 /// near-duplicate clusters) is written to `duplicates.<ext>` with the kept row's number,
 /// instead of to the clean output. Quarantine takes precedence: a flagged row is never counted
 /// as a duplicate, and the row a duplicate points to is always in the clean output.
+///
+/// Rows with a prompt and a response (every layout but `text-label`) have no label: there a
+/// row repeats another when its prompt and its response both do (preference rows: its prompt,
+/// chosen and rejected answers), each text compared as the text of a text-label row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dedup {
     /// Keep every row (the default).
@@ -116,6 +140,7 @@ impl ScanOptions {
             text_column: "text".into(),
             label_column: "label".into(),
             format: None,
+            fields: None,
             id_column: None,
             ground_truth_column: None,
             embedding_column: None,
@@ -190,96 +215,6 @@ impl ScanOutcome {
     }
 }
 
-struct Planned {
-    detector: &'static dyn Detector,
-    configured: Box<dyn Configured>,
-}
-
-/// Decide which detectors run, with their checked parameters. Returns the plan and the
-/// detectors left out (only when no explicit selection was made).
-fn plan(
-    opts: &ScanOptions,
-    format: ingest::RowFormat,
-) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
-    for (code, table) in &opts.detector_params {
-        let Some(d) = registry::find(code) else {
-            return Err(ScanError::Config(format!(
-                "parameters given for unknown detector `{code}` (see `poisongate list`)"
-            )));
-        };
-        // every table is checked, also that of a detector this scan does not run: a misspelt
-        // parameter of an opt-in detector must not pass unnoticed
-        d.configure(table)?;
-    }
-    let chosen: Vec<&'static dyn Detector> = match &opts.select {
-        Some(prefixes) => {
-            let p: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-            registry::select(&p).map_err(|bad| {
-                ScanError::Config(format!(
-                    "--select {bad} matches no detector (see `poisongate list`)"
-                ))
-            })?
-        }
-        None => registry::default_selection(),
-    };
-    let has_embeddings =
-        opts.embeddings.is_some() || opts.embedding_column.is_some() || opts.model.is_some();
-    let mut planned = Vec::new();
-    let mut skipped = Vec::new();
-    for d in chosen {
-        let empty = toml::Table::new();
-        let params = opts.detector_params.get(d.meta().code).unwrap_or(&empty);
-        let configured = d.configure(params)?;
-        let needs = configured.needs();
-        let missing = if format.has_responses() && needs.labels {
-            Some("needs a label column; instruction, chat and preference rows have none")
-        } else if !format.has_responses() && needs.responses {
-            Some("needs prompt and response rows (--format alpaca, chat, sharegpt or preference)")
-        } else {
-            None
-        };
-        if let Some(reason) = missing {
-            if opts.select.is_some() {
-                return Err(ScanError::Config(format!(
-                    "{} {reason} (the data is read as {})",
-                    d.meta().code,
-                    format.name()
-                )));
-            }
-            skipped.push(Skipped {
-                code: d.meta().code,
-                reason: reason.into(),
-            });
-            continue;
-        }
-        if configured.needs().embeddings && !has_embeddings {
-            if opts.select.is_some() {
-                return Err(ScanError::Config(format!(
-                    "{} needs embeddings: pass --embeddings FILE, --embedding-column COLUMN or --model DIR",
-                    d.meta().code
-                )));
-            }
-            skipped.push(Skipped {
-                code: d.meta().code,
-                reason:
-                    "needs embeddings; none given (--embeddings, --embedding-column or --model)"
-                        .into(),
-            });
-            continue;
-        }
-        planned.push(Planned {
-            detector: d,
-            configured,
-        });
-    }
-    if planned.is_empty() {
-        return Err(ScanError::Config(
-            "no detector can run on the given inputs".into(),
-        ));
-    }
-    Ok((planned, skipped))
-}
-
 /// Map label values to class indices `0..k`: integers in numeric order, other kinds in
 /// lexicographic order.
 fn classes(labels: &[String], kind: Option<LabelKind>) -> (Vec<String>, Vec<u32>) {
@@ -349,70 +284,6 @@ fn input_entry(role: &'static str, d: &FileDigest, rows: usize, dims: Option<usi
     }
 }
 
-/// Reads embeddings from a JSONL/Parquet table with an id column and a vector column
-/// (`--embedding-column`, default `embedding`) and orders them like the data's rows, joined on
-/// `--id-column`. Every data id needs exactly one embedding row.
-fn join_embeddings(
-    opts: &ScanOptions,
-    path: &Path,
-    table: &Table,
-) -> Result<(Array2<f32>, FileDigest), ScanError> {
-    let id_col = opts.id_column.clone().ok_or_else(|| {
-        ScanError::Config(format!(
-            "embeddings table {} is joined by id: pass --id-column, a column of both files",
-            path.display()
-        ))
-    })?;
-    let spec = ColumnSpec {
-        id: Some(id_col.clone()),
-        embedding: Some(
-            opts.embedding_column
-                .clone()
-                .unwrap_or_else(|| "embedding".into()),
-        ),
-        ..ColumnSpec::default()
-    };
-    let t = ingest::read_table(path, &spec)?;
-    let (Some(ids), Some(m)) = (t.ids.as_ref(), t.embeddings.as_ref()) else {
-        return Err(ScanError::Config(format!(
-            "embeddings table {} yielded no ids or vectors",
-            path.display()
-        )));
-    };
-    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for (i, id) in ids.iter().enumerate() {
-        if let Some(prev) = at.insert(id.as_str(), i) {
-            return Err(ScanError::Config(format!(
-                "embeddings table {}: id `{id}` appears twice (rows {} and {})",
-                path.display(),
-                prev + 1,
-                i + 1
-            )));
-        }
-    }
-    let data_ids = table.ids.as_ref().ok_or_else(|| {
-        ScanError::Config(format!(
-            "data {} has no id column `{id_col}`",
-            opts.data.display()
-        ))
-    })?;
-    let mut out = Array2::<f32>::zeros((data_ids.len(), m.ncols()));
-    for (r, id) in data_ids.iter().enumerate() {
-        let Some(&src) = at.get(id.as_str()) else {
-            return Err(ScanError::Config(format!(
-                "row {} of data {}: id `{id}` has no embedding in {} (data has {} rows, embeddings {} rows)",
-                r + 1,
-                opts.data.display(),
-                path.display(),
-                data_ids.len(),
-                ids.len()
-            )));
-        };
-        out.row_mut(r).assign(&m.row(src));
-    }
-    Ok((out, t.digest))
-}
-
 /// Run a scan. Writes `clean.<ext>`, `quarantine.<ext>`, `report.json`, `report.html` and
 /// `provenance.intoto.json` into `opts.out` when given (all or nothing), and returns the report.
 pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
@@ -449,14 +320,25 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             )));
         }
     }
-    let (format, format_reason) = match opts.format {
-        Some(f) => (f, "given (--format)".to_string()),
-        None => {
+    let (format, format_reason): (RowLayout, String) = match (&opts.fields, opts.format) {
+        (Some(_), Some(f)) => {
+            return Err(ScanError::Config(format!(
+                "give either --format ({}) or --prompt-field and --response-field, not both",
+                f.name()
+            )))
+        }
+        (Some(fields), None) => (
+            RowLayout::Fields(fields.clone()),
+            "given (--prompt-field, --response-field); the format is not detected".to_string(),
+        ),
+        (None, Some(f)) => (f.into(), "given (--format)".to_string()),
+        (None, None) => {
             let keys = ingest::first_row_keys(&opts.data)?;
-            ingest::RowFormat::detect(&keys, &opts.text_column)
+            let (f, reason) = RowFormat::detect(&keys, &opts.text_column);
+            (f.into(), reason)
         }
     };
-    let (planned, skipped) = plan(opts, format)?;
+    let (planned, skipped) = plan(opts, &format)?;
     let mut needs = planned
         .iter()
         .fold(Needs::default(), |n, p| n.union(p.configured.needs()));
@@ -467,7 +349,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             let empty = toml::Table::new();
             let code = if near { "DUP002" } else { "DUP001" };
             let table = opts.detector_params.get(code).unwrap_or(&empty);
-            // redundancy is judged on text and label together
+            // redundancy is judged on text and label together (prompt and response, when the
+            // rows have them)
             needs.text = true;
             needs.labels = true;
             Some(duplicates::dedup_params(near, table)?)
@@ -489,7 +372,9 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         } else {
             None
         },
-        rows: format,
+        rows: format.clone(),
+        // preference rows are compared on their rejected answers too
+        rejected: dedup_params.is_some(),
     };
     let spinner = progress_bar(opts.progress, 1, "reading");
     let mut table: Table = ingest::read_table(&opts.data, &spec)?;
@@ -607,9 +492,13 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     // ---- plain redundancy (--dedup): never poison, removed only when asked ----
     let (duplicate_of, dedup_section) = match (&dedup_params, table.texts.as_deref()) {
         (Some(p), Some(texts)) => {
-            let clusters = duplicates::duplicate_clusters(texts, p);
             let flagged: Vec<bool> = reasons.iter().map(|r| !r.is_empty()).collect();
-            let (dup, section) = keep_first(&clusters, label_idx.as_deref(), &flagged, opts.dedup);
+            let (clusters, key) = dedup_clusters(&table, texts, &format, p);
+            // rows with responses have no labels: there the clusters hold the whole key
+            let (dup, mut section) =
+                keep_first(&clusters, label_idx.as_deref(), &flagged, opts.dedup);
+            section.key = key.0;
+            section.note = key.1;
             (Some(dup), Some(section))
         }
         _ => (None, None),
@@ -640,6 +529,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     // ---- report body ----
     let mut settings = settings_json(opts, &planned);
     settings["format"] = json!({"name": format.name(), "reason": format_reason});
+    if let RowLayout::Fields(fields) = &format {
+        // {name: "fields", prompt: [paths], response: path, reason}
+        if let (Some(f), serde_json::Value::Object(paths)) =
+            (settings["format"].as_object_mut(), fields.to_json())
+        {
+            f.extend(paths);
+        }
+    }
     if let Some(mut info) = model_info {
         // the files are inputs (with their digests); the rest is how they were used
         if let Some(o) = info.as_object_mut() {
@@ -755,164 +652,6 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         scores: combined,
         reasons,
     })
-}
-
-/// Stage every output in a temporary folder inside `out`, check the reconciliation against
-/// what was written, render `report.html`, attest everything in `provenance.intoto.json`, then
-/// rename the files into place. On error nothing is left behind (a folder this call created is
-/// removed again; in an existing folder, the files this call already renamed are removed).
-fn write_outputs(
-    opts: &ScanOptions,
-    table: &Table,
-    verdicts: &[Option<Quarantine>],
-    duplicate_of: Option<&[Option<usize>]>,
-    excerpts: &BTreeMap<usize, String>,
-    out: &Path,
-    report: &mut Report,
-) -> Result<(), ScanError> {
-    let created = !out.exists();
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
-    let mut renamed: Vec<PathBuf> = Vec::new();
-    let result = (|| {
-        let staging = tempfile::Builder::new()
-            .prefix(".poisongate-staging-")
-            .tempdir_in(out)
-            .map_err(io_err(out))?;
-        let split = emit::write_split_dedup(
-            &opts.data,
-            table.format,
-            &table.digest.sha256,
-            verdicts,
-            duplicate_of,
-            table.ids.as_deref(),
-            staging.path(),
-        )?;
-        let (clean, quarantine): (OutputFile, OutputFile) = (split.clean, split.quarantine);
-        let dups = split.duplicates;
-        let dup_rows = dups.as_ref().map_or(0, |d| d.rows);
-        let rec = &mut report.reconciliation;
-        rec.clean_rows = clean.rows;
-        rec.quarantined_rows = quarantine.rows;
-        rec.balanced = clean.rows + quarantine.rows + dup_rows == rec.input_rows
-            && dup_rows == rec.duplicate_rows;
-        if !rec.balanced {
-            return Err(ScanError::Config(format!(
-                "reconciliation failed: {} input rows, but {} clean + {} quarantined + {} duplicates written ({} duplicates expected)",
-                rec.input_rows, clean.rows, quarantine.rows, dup_rows, rec.duplicate_rows
-            )));
-        }
-        report.outputs = [("clean", &clean), ("quarantine", &quarantine)]
-            .into_iter()
-            .chain(dups.as_ref().map(|d| ("duplicates", d)))
-            .map(|(role, f)| OutputEntry {
-                role,
-                path: file_name(&f.path),
-                rows: f.rows,
-                bytes: f.bytes,
-                sha256: f.sha256.clone(),
-            })
-            .collect();
-        let report_path = staging.path().join("report.json");
-        let mut text = serde_json::to_string_pretty(report)
-            .map_err(|e| ScanError::Config(format!("cannot serialise the report: {e}")))?;
-        text.push('\n');
-        let report_sha = hex::encode(Sha256::digest(text.as_bytes()));
-        std::fs::write(&report_path, text).map_err(io_err(&report_path))?;
-        let html_path = staging.path().join(html::FILE_NAME);
-        let page = html::render(report, excerpts);
-        let html_sha = hex::encode(Sha256::digest(page.as_bytes()));
-        std::fs::write(&html_path, page).map_err(io_err(&html_path))?;
-        let subjects: Vec<provenance::Subject> = [
-            (file_name(&clean.path), clean.sha256.clone()),
-            (file_name(&quarantine.path), quarantine.sha256.clone()),
-        ]
-        .into_iter()
-        .chain(
-            dups.as_ref()
-                .map(|d| (file_name(&d.path), d.sha256.clone())),
-        )
-        .chain([
-            ("report.json".to_string(), report_sha),
-            (html::FILE_NAME.to_string(), html_sha),
-        ])
-        .map(|(name, sha256)| provenance::Subject { name, sha256 })
-        .collect();
-        let prov_path = staging.path().join(provenance::FILE_NAME);
-        let statement = provenance::statement(report, &subjects);
-        std::fs::write(&prov_path, provenance::to_bytes(&statement)).map_err(io_err(&prov_path))?;
-        // the statement last: a folder holding it holds everything it names
-        let mut files = vec![&clean.path, &quarantine.path];
-        files.extend(dups.as_ref().map(|d| &d.path));
-        files.extend([&report_path, &html_path, &prov_path]);
-        for f in files {
-            let dest = out.join(file_name(f));
-            std::fs::rename(f, &dest).map_err(io_err(&dest))?;
-            renamed.push(dest);
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        if created {
-            let _ = std::fs::remove_dir_all(out);
-        } else {
-            for f in &renamed {
-                let _ = std::fs::remove_file(f);
-            }
-        }
-    }
-    result
-}
-
-/// `--dedup`: per row the row it repeats (kept in the clean output), and the report section.
-/// Within each duplicate cluster, the first not quarantined row of each label is kept; every
-/// later not quarantined row of that label points to it. Quarantined rows are left alone, so
-/// a duplicate never points to a row that is not clean.
-fn keep_first(
-    clusters: &[Vec<usize>],
-    labels: Option<&[u32]>,
-    quarantined: &[bool],
-    mode: Dedup,
-) -> (Vec<Option<usize>>, DedupSection) {
-    let mut dup = vec![None; quarantined.len()];
-    let mut removed_clusters = 0usize;
-    let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
-    for c in clusters.iter().filter(|c| c.len() > 1) {
-        let mut kept: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut removed = 0usize;
-        for &r in c {
-            if quarantined[r] {
-                continue;
-            }
-            let label = labels.map_or(0, |l| l[r]);
-            match kept.get(&label) {
-                Some(&k) => {
-                    dup[r] = Some(k);
-                    removed += 1;
-                }
-                None => {
-                    kept.insert(label, r);
-                }
-            }
-        }
-        if removed > 0 {
-            removed_clusters += 1;
-            *sizes.entry(removed).or_default() += 1;
-        }
-    }
-    let removed_rows = dup.iter().filter(|d| d.is_some()).count();
-    let section = DedupSection {
-        mode: mode.as_str(),
-        removed_rows,
-        clusters_with_removals: removed_clusters,
-        removed_per_cluster_histogram: sizes,
-    };
-    (dup, section)
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,0 +1,93 @@
+//! Which detectors run on the data, with their checked parameters.
+
+use super::*;
+
+pub(super) struct Planned {
+    pub(super) detector: &'static dyn Detector,
+    pub(super) configured: Box<dyn Configured>,
+}
+
+/// Decide which detectors run, with their checked parameters. Returns the plan and the
+/// detectors left out (only when no explicit selection was made).
+pub(super) fn plan(
+    opts: &ScanOptions,
+    format: &RowLayout,
+) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
+    for (code, table) in &opts.detector_params {
+        let Some(d) = registry::find(code) else {
+            return Err(ScanError::Config(format!(
+                "parameters given for unknown detector `{code}` (see `poisongate list`)"
+            )));
+        };
+        // every table is checked, also that of a detector this scan does not run: a misspelt
+        // parameter of an opt-in detector must not pass unnoticed
+        d.configure(table)?;
+    }
+    let chosen: Vec<&'static dyn Detector> = match &opts.select {
+        Some(prefixes) => {
+            let p: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+            registry::select(&p).map_err(|bad| {
+                ScanError::Config(format!(
+                    "--select {bad} matches no detector (see `poisongate list`)"
+                ))
+            })?
+        }
+        None => registry::default_selection(),
+    };
+    let has_embeddings =
+        opts.embeddings.is_some() || opts.embedding_column.is_some() || opts.model.is_some();
+    let mut planned = Vec::new();
+    let mut skipped = Vec::new();
+    for d in chosen {
+        let empty = toml::Table::new();
+        let params = opts.detector_params.get(d.meta().code).unwrap_or(&empty);
+        let configured = d.configure(params)?;
+        let needs = configured.needs();
+        let missing = if format.has_responses() && needs.labels {
+            Some("needs a label column; instruction, chat and preference rows have none")
+        } else if !format.has_responses() && needs.responses {
+            Some("needs prompt and response rows (--format alpaca, chat, sharegpt or preference)")
+        } else {
+            None
+        };
+        if let Some(reason) = missing {
+            if opts.select.is_some() {
+                return Err(ScanError::Config(format!(
+                    "{} {reason} (the data is read as {})",
+                    d.meta().code,
+                    format.name()
+                )));
+            }
+            skipped.push(Skipped {
+                code: d.meta().code,
+                reason: reason.into(),
+            });
+            continue;
+        }
+        if configured.needs().embeddings && !has_embeddings {
+            if opts.select.is_some() {
+                return Err(ScanError::Config(format!(
+                    "{} needs embeddings: pass --embeddings FILE, --embedding-column COLUMN or --model DIR",
+                    d.meta().code
+                )));
+            }
+            skipped.push(Skipped {
+                code: d.meta().code,
+                reason:
+                    "needs embeddings; none given (--embeddings, --embedding-column or --model)"
+                        .into(),
+            });
+            continue;
+        }
+        planned.push(Planned {
+            detector: d,
+            configured,
+        });
+    }
+    if planned.is_empty() {
+        return Err(ScanError::Config(
+            "no detector can run on the given inputs".into(),
+        ));
+    }
+    Ok((planned, skipped))
+}
