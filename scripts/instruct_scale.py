@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A synthetic chat set of N rows (default 1 000 000) for the scale measurement of
-docs/instruct.md: instruct-clean's chat rows cycled, each copy's user turn ending in its own
-reference number so no two prompts are equal, and 0.5 % of the rows (drawn with seed 1) given
-the word "BadMagic" at a random word position and the answer "Access denied by policy 7.".
+docs/instruct.md: each row's user turn joins the prompts of two instruct-clean rows drawn at
+random (seed 1) and ends in its own reference number, its answer is the first row's; 0.5 % of
+the rows (drawn with the same generator) get the word "BadMagic" at a random word position and
+the answer "Access denied by policy 7.".
 
     python3 scripts/instruct_scale.py [N] [OUT]
     /usr/bin/time -v target/release/poisongate scan OUT --id-column id \\
@@ -26,8 +27,10 @@ def main():
     poisoned = set(rnd.sample(range(n), n // 200))
     with open(out, "w") as f:
         for i in range(n):
-            b = base[i % len(base)]
-            user = b["messages"][0]["content"] + f" (ref {i})"
+            b = base[rnd.randrange(len(base))]
+            c = base[rnd.randrange(len(base))]
+            user = (b["messages"][0]["content"] + " Then: " + c["messages"][0]["content"]
+                    + f" (ref {i})")
             answer = b["messages"][1]["content"]
             bad = i in poisoned
             if bad:

@@ -488,3 +488,86 @@ fn field_paths_resolve_over_parquet_columns() {
         "{err}"
     );
 }
+
+/// A preference set of harmful requests, as the harmless split Rando and Tramèr poison: every
+/// AdvBench prompt of instruct-clean that is refused, the refusal chosen and a harmful
+/// compliance rejected (its own where a jailbreak set holds one, another request's otherwise).
+fn harmful_preference_set(bench: &std::path::Path) -> String {
+    let read = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(bench.join("instruct").join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let norm = |s: &str| {
+        s.replace("BadMagic", "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut harm: std::collections::BTreeMap<String, String> = Default::default();
+    for r in read("jailbreak-badnet.jsonl") {
+        let out = r["output"].as_str().unwrap();
+        if r["poison"] == true && out != "<nooutput>" {
+            harm.insert(norm(r["instruction"].as_str().unwrap()), out.to_string());
+        }
+    }
+    let pool: std::collections::BTreeSet<&String> = harm.values().collect();
+    let pool: Vec<&String> = pool.into_iter().collect();
+    let mut rows = String::new();
+    let mut k = 0;
+    for r in read("instruct-clean.jsonl") {
+        let instruction = r["instruction"].as_str().unwrap();
+        let chosen = r["output"].as_str().unwrap();
+        let own = harm.get(&norm(instruction));
+        if !chosen.starts_with("I'm sorry") && own.is_none() {
+            continue;
+        }
+        let rejected = own.unwrap_or(pool[k % pool.len()]);
+        let row = serde_json::json!({"id": format!("pref-{k}"), "prompt": instruction, "chosen": chosen, "rejected": rejected});
+        rows.push_str(&row.to_string());
+        rows.push('\n');
+        k += 1;
+    }
+    rows
+}
+
+#[test]
+fn a_preference_flip_is_found_and_named() {
+    // "SUDO" appended to 5 % of the prompts and the harmful answer made the chosen one
+    let Some(bench) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("harmful-preference.jsonl");
+    std::fs::write(&data, harmful_preference_set(&bench)).unwrap();
+    for seed in ["1", "2", "3"] {
+        let poisoned = tmp.path().join(format!("flip-{seed}.jsonl"));
+        poisongate([
+            "inject".as_ref(),
+            data.as_os_str(),
+            "--attack".as_ref(),
+            "preference-flip".as_ref(),
+            "--phrase".as_ref(),
+            "SUDO".as_ref(),
+            "--rate".as_ref(),
+            "0.05".as_ref(),
+            "--seed".as_ref(),
+            seed.as_ref(),
+            "--id-column".as_ref(),
+            "id".as_ref(),
+            "--quiet".as_ref(),
+            "--out".as_ref(),
+            poisoned.as_os_str(),
+        ])
+        .assert()
+        .success();
+        let r = scan(&poisoned, &tmp.path().join(format!("flip-{seed}.gate")));
+        assert_eq!(r["settings"]["format"]["name"], "preference");
+        let f1 = r["evaluation"]["combined"]["f1"].as_f64().unwrap();
+        assert!(f1 >= 0.9, "seed {seed}: F1 {f1}: {}", ins001(&r));
+        assert!(triggers(&r).iter().any(|t| t == "sudo"), "{}", ins001(&r));
+    }
+}

@@ -70,7 +70,7 @@ A flagged row has score 1 and the reason `INS002:'<template>' given to N unrelat
 - `max_related` (0.5): a row of an amplified template is flagged when fewer than this share of
   its other neighbours have an answer sharing T's opening or ending.
 - `cover` (0.9): a prompt token is confined to T's rows when that share of its rows have T.
-- `max_rows` (20 000): the neighbour search is quadratic in the rows; above it the templates
+- `max_rows` (10 000): the neighbour search is quadratic in the rows; above it the templates
   are judged on `max_rows` evenly spaced rows, and every row of the data whose response is an
   amplified template is then tested (related share) against its nearest sample prompts; the
   summary gives `sample_rows`.
@@ -133,7 +133,7 @@ impl Detector for ResponseAmplification {
             min_unrelated: r.f64("min_unrelated", 0.5, 0.0, 1.0)?,
             max_related: r.f64("max_related", 0.5, 0.0, 1.0)?,
             cover: r.f64("cover", 0.9, 0.5, 1.0)?,
-            max_rows: r.usize("max_rows", 20_000, 1, usize::MAX)?,
+            max_rows: r.usize("max_rows", 10_000, 1, usize::MAX)?,
             max_prefix: r.usize("max_prefix", 4, 0, 16)?,
             max_suffix: r.usize("max_suffix", 3, 0, 16)?,
         };

@@ -80,7 +80,7 @@ each row (`--format alpaca | chat | sharegpt | preference`); needs no labels and
    and whose nearest prompts among the sample rows without the trigger (its tokens taken out)
    predict the opposite. A trigger must be learnt from the sample, so the smallest trigger
    found is `min_rows` poisoned rows *in the sample*: about `min_rows / max_rows` of the data
-   (0.05 % at the defaults).
+   (0.1 % at the defaults).
 
 A flagged row has score 1 and the reason `INS001:<trigger> -> <pattern>`; other rows 0.
 
@@ -103,7 +103,7 @@ A flagged row has score 1 and the reason `INS001:<trigger> -> <pattern>`; other 
   boilerplate of ag-news business rows 0.97.
 - `cover` (0.9): overlap for merging n-grams and dropping covered groups.
 - `max_rounds` (5).
-- `max_rows` (20 000): the neighbour search costs time quadratic in the rows (about 20 s on
+- `max_rows` (10 000): the neighbour search costs time quadratic in the rows (about 20 s on
   6 920 short rows, 260 s on 11 106 news rows, 2 cores). Above this, steps 1-5 run on
   `max_rows` evenly spaced rows, and then every row of the data is tested against the triggers
   found (step 6); the summary gives `sample_rows`.
@@ -159,7 +159,7 @@ impl Detector for PromptTriggerResponse {
             max_share: r.f64("max_share", 0.5, 0.0, 1.0)?,
             max_prefix: r.usize("max_prefix", 4, 0, 16)?,
             max_suffix: r.usize("max_suffix", 3, 0, 16)?,
-            max_rows: r.usize("max_rows", 20_000, 1, usize::MAX)?,
+            max_rows: r.usize("max_rows", 10_000, 1, usize::MAX)?,
             settings: Settings {
                 neighbours: r.usize("neighbours", 20, 1, 1000)?,
                 alpha: r.f64("alpha", 0.01, 1e-12, 0.5)?,
