@@ -186,37 +186,12 @@ impl Configured for AmplifyParams {
     }
 
     fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
-        let prompts = data.require_texts(CODE)?;
-        let responses = data.require_responses(CODE)?;
-        if prompts.len() != responses.len() {
-            return Err(DetectError::Data {
-                code: CODE,
-                problem: format!(
-                    "{} prompts but {} responses",
-                    prompts.len(),
-                    responses.len()
-                ),
-            });
-        }
-        let n = prompts.len();
         // above max_rows the templates are judged on an evenly spaced sample, then every row
         // of the data is tested against the amplified ones with neighbours from the sample
-        let sample = super::extend::evenly_spaced(n, self.max_rows);
-        let sampled = sample.len() < n;
-        let (s_prompts, s_responses): (Vec<String>, Vec<String>) = if sampled {
-            sample
-                .iter()
-                .map(|&i| (prompts[i].clone(), responses[i].clone()))
-                .unzip()
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let (all_prompts, all_responses) = (prompts, responses);
-        let (prompts, responses) = if sampled {
-            (&s_prompts[..], &s_responses[..])
-        } else {
-            (prompts, responses)
-        };
+        let fr = super::extend::FitRows::new(data, CODE, self.max_rows)?;
+        let (all_prompts, all_responses, n) = (fr.prompts, fr.responses, fr.prompts.len());
+        let sampled = fr.sample.is_some();
+        let (prompts, responses) = fr.learnt();
         let (vocab, rows) = features::Vocab::encode_all(prompts);
         let index = Index::build(&rows, vocab.words.len());
         let (props, of_row) = features::response_properties(
@@ -268,7 +243,7 @@ impl Configured for AmplifyParams {
         Ok(Box::new(AmplifyFit {
             flagged,
             templates,
-            sample: sampled.then_some(sample.len()),
+            sample: fr.sample_rows(),
         }))
     }
 }

@@ -11,7 +11,66 @@
 use super::decide::{smoothed, Settings, Trigger};
 use super::features::{tokens, Property, PropertyKind, Vocab};
 use super::neighbours::{top_k, Index};
+use crate::{DatasetView, DetectError};
 use rayon::prelude::*;
+
+/// The prompts and responses of a fit and, above `max_rows`, the evenly spaced sample the
+/// fit learns from.
+pub(super) struct FitRows<'a> {
+    /// Every row's prompt.
+    pub prompts: &'a [String],
+    /// Every row's response.
+    pub responses: &'a [String],
+    /// The sample's prompts and responses, when the data has more than `max_rows` rows.
+    pub sample: Option<(Vec<String>, Vec<String>)>,
+}
+
+impl<'a> FitRows<'a> {
+    /// Read a view's prompts and responses (detector `code` needs both).
+    pub fn new(
+        data: &DatasetView<'a>,
+        code: &'static str,
+        max_rows: usize,
+    ) -> Result<FitRows<'a>, DetectError> {
+        let prompts = data.require_texts(code)?;
+        let responses = data.require_responses(code)?;
+        if prompts.len() != responses.len() {
+            return Err(DetectError::Data {
+                code,
+                problem: format!(
+                    "{} prompts but {} responses",
+                    prompts.len(),
+                    responses.len()
+                ),
+            });
+        }
+        let picked = evenly_spaced(prompts.len(), max_rows);
+        let sample = (picked.len() < prompts.len()).then(|| {
+            picked
+                .iter()
+                .map(|&i| (prompts[i].clone(), responses[i].clone()))
+                .unzip()
+        });
+        Ok(FitRows {
+            prompts,
+            responses,
+            sample,
+        })
+    }
+
+    /// The rows the fit learns from: the sample, or every row.
+    pub fn learnt(&self) -> (&[String], &[String]) {
+        match &self.sample {
+            Some((p, r)) => (p, r),
+            None => (self.prompts, self.responses),
+        }
+    }
+
+    /// Rows of the sample, when there is one.
+    pub fn sample_rows(&self) -> Option<usize> {
+        self.sample.as_ref().map(|(p, _)| p.len())
+    }
+}
 
 /// `m` row indices evenly spaced over `0..n` (all of them when `m ≥ n`).
 pub(super) fn evenly_spaced(n: usize, m: usize) -> Vec<usize> {

@@ -211,35 +211,11 @@ impl Configured for InstructParams {
     }
 
     fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
-        let prompts = data.require_texts(CODE)?;
-        let responses = data.require_responses(CODE)?;
-        if prompts.len() != responses.len() {
-            return Err(DetectError::Data {
-                code: CODE,
-                problem: format!(
-                    "{} prompts but {} responses",
-                    prompts.len(),
-                    responses.len()
-                ),
-            });
-        }
-        let n = prompts.len();
-        // above max_rows the triggers are found on an evenly spaced sample (step 4)
-        let sample = extend::evenly_spaced(n, self.max_rows);
-        let sampled = sample.len() < n;
-        let (s_prompts, s_responses): (Vec<String>, Vec<String>) = if sampled {
-            sample
-                .iter()
-                .map(|&i| (prompts[i].clone(), responses[i].clone()))
-                .unzip()
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let (fit_prompts, fit_responses) = if sampled {
-            (&s_prompts[..], &s_responses[..])
-        } else {
-            (prompts, responses)
-        };
+        let fr = extend::FitRows::new(data, CODE, self.max_rows)?;
+        let (prompts, responses, n) = (fr.prompts, fr.responses, fr.prompts.len());
+        // above max_rows the triggers are found on an evenly spaced sample (step 6)
+        let sampled = fr.sample.is_some();
+        let (fit_prompts, fit_responses) = fr.learnt();
         let (vocab, rows) = features::Vocab::encode_all(fit_prompts);
         let feats = features::prompt_features(
             &rows,
@@ -290,7 +266,7 @@ impl Configured for InstructParams {
         Ok(Box::new(InstructFit {
             flagged,
             triggers,
-            sample: sampled.then_some(sample.len()),
+            sample: fr.sample_rows(),
             features: feats.len(),
             properties: props.len(),
             tests: found.tests,

@@ -73,17 +73,7 @@ fn run(p: &[String], r: &[String]) -> (Vec<bool>, serde_json::Value) {
 }
 
 fn run_code(code: &str, p: &[String], r: &[String]) -> (Vec<bool>, serde_json::Value) {
-    let d = registry::find(code).expect("registered");
-    let fitted = d
-        .configure(&toml::Table::new())
-        .expect("defaults")
-        .fit(&view(p, r))
-        .expect("fit");
-    let s = fitted.score(&view(p, r).as_batch()).expect("score");
-    (
-        s.reason.iter().map(Option::is_some).collect(),
-        fitted.summary(),
-    )
+    run_with(code, "", p, r)
 }
 
 #[test]
