@@ -76,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             class_names: &names,
             embeddings: emb.as_ref().map(|e| e.view()),
             responses: None,
+            rejected: None,
         };
         let mut any = vec![false; s.texts.len()];
         for code in ["DUP001", "DUP002", "DUP003"] {

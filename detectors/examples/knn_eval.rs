@@ -64,6 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 class_names: &class_names,
                 embeddings: Some(x.view()),
                 responses: None,
+                rejected: None,
             };
             for (code, cfg) in &dets {
                 if only.as_deref().is_some_and(|o| o != *code) {

@@ -40,6 +40,7 @@ fn main() {
         class_names: &names,
         embeddings: Some(x.view()),
         responses: None,
+        rejected: None,
     };
     let t = std::time::Instant::now();
     let det = registry::find("SPEC001").expect("registered");

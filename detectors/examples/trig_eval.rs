@@ -63,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             class_names: &class_names,
             embeddings: None,
             responses: None,
+            rejected: None,
         };
         let t0 = Instant::now();
         let fitted = cfg.fit(&view)?;

@@ -50,6 +50,7 @@ fn main() {
         class_names: &names,
         embeddings: None,
         responses: None,
+        rejected: None,
     };
     let cpu0 = cpu_seconds();
     let t = Instant::now();

@@ -43,6 +43,8 @@ pub struct DatasetView<'a> {
     pub texts: Option<&'a [String]>,
     /// Response per row, for instruction, chat and preference data.
     pub responses: Option<&'a [String]>,
+    /// Rejected answer per row, for preference rows (the response is the chosen one).
+    pub rejected: Option<&'a [String]>,
     /// Class index per row.
     pub labels: Option<&'a [ClassIndex]>,
     /// Original label value per class index (the same for every batch of a dataset).
@@ -65,6 +67,7 @@ impl<'a> DatasetView<'a> {
                 n_rows: end - start,
                 texts: self.texts.map(|t| &t[start..end]),
                 responses: self.responses.map(|t| &t[start..end]),
+                rejected: self.rejected.map(|t| &t[start..end]),
                 labels: self.labels.map(|l| &l[start..end]),
                 class_names: self.class_names,
                 embeddings: self.embeddings.map(|e| e.slice_move(s![start..end, ..])),

@@ -331,6 +331,7 @@ mod tests {
             class_names: &names,
             embeddings: Some(x.view()),
             responses: None,
+            rejected: None,
         };
         let cfg = DenseCluster.configure(&toml::Table::new()).unwrap();
         let clean = cfg.fit(&view).unwrap().score(&view.as_batch()).unwrap();

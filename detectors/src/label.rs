@@ -481,6 +481,7 @@ mod tests {
             class_names: &names,
             embeddings: Some(x.view()),
             responses: None,
+            rejected: None,
         };
         let clean = cfg.fit(&view).unwrap().score(&view.as_batch()).unwrap();
         let clean_flags = clean.reason.iter().filter(|r| r.is_some()).count();

@@ -30,6 +30,7 @@ pub fn fit_and_score_embeddings(
         class_names: &names,
         embeddings: Some(x.view()),
         responses: None,
+        rejected: None,
     };
     let fitted = detector
         .configure(params)

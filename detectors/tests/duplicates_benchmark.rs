@@ -16,6 +16,7 @@ fn flags(code: &str, s: &common_dup::Set) -> Vec<bool> {
         class_names: &names,
         embeddings: None,
         responses: None,
+        rejected: None,
     };
     let det = find(code).expect("registered");
     let fitted = det

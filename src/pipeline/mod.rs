@@ -373,8 +373,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             None
         },
         rows: format.clone(),
-        // preference rows are compared on their rejected answers too
-        rejected: dedup_params.is_some(),
+        // preference rows: INS001 reads the rejected answers, and --dedup compares them
+        rejected: true,
     };
     let spinner = progress_bar(opts.progress, 1, "reading");
     let mut table: Table = ingest::read_table(&opts.data, &spec)?;
@@ -445,6 +445,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         class_names: &class_names,
         embeddings: embeddings.as_ref().map(|e| e.view()),
         responses: table.responses.as_deref(),
+        rejected: table.rejected.as_deref(),
     };
 
     // ---- fit (barrier) then score (parallel batches) per detector ----

@@ -543,6 +543,26 @@ fn a_preference_flip_is_found_and_named() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("harmful-preference.jsonl");
     std::fs::write(&data, harmful_preference_set(&bench)).unwrap();
+    // unflipped, nothing is quarantined
+    let gate = tmp.path().join("harmful-preference.gate");
+    poisongate([
+        "scan".as_ref(),
+        data.as_os_str(),
+        "--id-column".as_ref(),
+        "id".as_ref(),
+        "--quiet".as_ref(),
+        "--out".as_ref(),
+        gate.as_os_str(),
+    ])
+    .assert()
+    .success();
+    let clean = report(&gate);
+    assert_eq!(
+        clean["reconciliation"]["quarantined_rows"],
+        0,
+        "{}",
+        ins001(&clean)
+    );
     for seed in ["1", "2", "3"] {
         let poisoned = tmp.path().join(format!("flip-{seed}.jsonl"));
         poisongate([

@@ -23,6 +23,7 @@ fn fit(code: &str, texts: &[&str], labels: &[u32], params: &str) -> (Scores, ser
         class_names: &names,
         embeddings: None,
         responses: None,
+        rejected: None,
     };
     let det = crate::find(code).expect("registered");
     let table: toml::Table = params.parse().expect("toml");
@@ -164,6 +165,7 @@ fn embedding_near_duplicates_and_the_share_guard() {
         class_names: &names,
         embeddings: Some(x.view()),
         responses: None,
+        rejected: None,
     };
     let run = |params: &str| {
         let table: toml::Table = params.parse().expect("toml");

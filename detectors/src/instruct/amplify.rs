@@ -191,11 +191,12 @@ impl Configured for AmplifyParams {
         let fr = super::extend::FitRows::new(data, CODE, self.max_rows)?;
         let (all_prompts, all_responses, n) = (fr.prompts, fr.responses, fr.prompts.len());
         let sampled = fr.sample.is_some();
-        let (prompts, responses) = fr.learnt();
+        let (prompts, responses, _) = fr.learnt();
         let (vocab, rows) = features::Vocab::encode_all(prompts);
         let index = Index::build(&rows, vocab.words.len());
         let (props, of_row) = features::response_properties(
             responses,
+            None,
             self.max_prefix,
             self.max_suffix,
             self.min_support,

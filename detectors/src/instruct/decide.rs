@@ -405,7 +405,7 @@ fn overlap(a: &[u32], b: &[u32]) -> usize {
     a.iter().filter(|x| b.binary_search(x).is_ok()).count()
 }
 
-/// Per feature its strongest test; features inside a longer accepted n-gram that covers their
+/// Per feature its strongest test, flagging the rows of all its tests; features inside a longer accepted n-gram that covers their
 /// rows dropped; features flagging the same rows grouped into one trigger (a combination when
 /// several n-grams remain); groups mostly covered by larger ones dropped.
 fn name(
@@ -417,11 +417,17 @@ fn name(
     let key = |a: &Accepted| {
         (
             a.ln_p,
-            props[a.property].kind.rank(),
+            props[a.property].rank(),
             std::cmp::Reverse(props[a.property].text.len()),
             a.absent,
         )
     };
+    // a feature flags the rows of every test it passed (a flip seen from the chosen and
+    // from the rejected side), named after its strongest
+    let mut union: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for a in &accepted {
+        union.entry(a.feature).or_default().extend(&a.rows);
+    }
     let mut best: BTreeMap<usize, Accepted> = BTreeMap::new();
     for a in accepted {
         match best.get(&a.feature) {
@@ -431,7 +437,17 @@ fn name(
             }
         }
     }
-    let cands: Vec<Accepted> = best.into_values().collect();
+    let cands: Vec<Accepted> = best
+        .into_values()
+        .map(|mut a| {
+            if let Some(mut rows) = union.remove(&a.feature) {
+                rows.sort_unstable();
+                rows.dedup();
+                a.rows = rows;
+            }
+            a
+        })
+        .collect();
     let kept: Vec<&Accepted> = cands
         .iter()
         .filter(|a| {

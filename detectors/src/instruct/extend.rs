@@ -9,7 +9,7 @@
 //! one pass over the rows, and one sample-sized similarity per row holding a trigger.
 
 use super::decide::{smoothed, Settings, Trigger};
-use super::features::{tokens, Property, PropertyKind, Vocab};
+use super::features::{tokens, Property, Side, Vocab};
 use super::neighbours::{top_k, Index};
 use crate::{DatasetView, DetectError};
 use rayon::prelude::*;
@@ -21,8 +21,12 @@ pub(super) struct FitRows<'a> {
     pub prompts: &'a [String],
     /// Every row's response.
     pub responses: &'a [String],
+    /// Every row's rejected answer (preference rows).
+    pub rejected: Option<&'a [String]>,
     /// The sample's prompts and responses, when the data has more than `max_rows` rows.
     pub sample: Option<(Vec<String>, Vec<String>)>,
+    /// The sample's rejected answers.
+    pub sample_rejected: Option<Vec<String>>,
 }
 
 impl<'a> FitRows<'a> {
@@ -44,25 +48,33 @@ impl<'a> FitRows<'a> {
                 ),
             });
         }
+        let rejected = data.rejected.filter(|r| r.len() == prompts.len());
         let picked = evenly_spaced(prompts.len(), max_rows);
-        let sample = (picked.len() < prompts.len()).then(|| {
+        let sampled = picked.len() < prompts.len();
+        let sample = sampled.then(|| {
             picked
                 .iter()
                 .map(|&i| (prompts[i].clone(), responses[i].clone()))
                 .unzip()
         });
+        let sample_rejected = rejected
+            .filter(|_| sampled)
+            .map(|r| picked.iter().map(|&i| r[i].clone()).collect());
         Ok(FitRows {
             prompts,
             responses,
+            rejected,
             sample,
+            sample_rejected,
         })
     }
 
-    /// The rows the fit learns from: the sample, or every row.
-    pub fn learnt(&self) -> (&[String], &[String]) {
+    /// The rows the fit learns from: the sample, or every row (prompts, responses, rejected
+    /// answers).
+    pub fn learnt(&self) -> (&[String], &[String], Option<&[String]>) {
         match &self.sample {
-            Some((p, r)) => (p, r),
-            None => (self.prompts, self.responses),
+            Some((p, r)) => (p, r, self.sample_rejected.as_deref()),
+            None => (self.prompts, self.responses, self.rejected),
         }
     }
 
@@ -85,16 +97,6 @@ fn holds(seq: &[u32], gram: &[u32]) -> bool {
     !gram.is_empty() && seq.windows(gram.len()).any(|w| w == gram)
 }
 
-/// Whether response tokens `t` have property `p`.
-fn shows(t: &[String], p: &Property) -> bool {
-    let k = p.text.split(' ').count();
-    match p.kind {
-        PropertyKind::Template => t.join(" ") == p.text,
-        PropertyKind::Prefix => t.len() > k && t[..k].join(" ") == p.text,
-        PropertyKind::Suffix => t.len() > k && t[t.len() - k..].join(" ") == p.text,
-    }
-}
-
 /// Prompt tokens as ids of the sample's vocabulary; `None` for a token it does not know.
 fn ids(text: &str, vocab: &Vocab) -> Vec<Option<u32>> {
     tokens(text)
@@ -103,21 +105,26 @@ fn ids(text: &str, vocab: &Vocab) -> Vec<Option<u32>> {
         .collect()
 }
 
-/// Every row of the data (`prompts`, `responses`) flagged by `trigger`, found on the sample
-/// whose rows are `sample` (indices into the data), encoded as `sample_rows` with `vocab`
-/// and indexed by `index`.
-#[allow(clippy::too_many_arguments)]
+/// Every row of the data flagged by `trigger`, found on the sample `fr.learnt()`, whose prompts
+/// are encoded as `sample_rows` with `vocab` and indexed by `index`.
 pub(super) fn rows_of_trigger(
     trigger: &Trigger,
     props: &[Property],
     vocab: &Vocab,
     sample_rows: &[Vec<u32>],
-    sample_responses: &[Vec<String>],
     index: &Index,
-    prompts: &[String],
-    responses: &[String],
+    fr: &FitRows<'_>,
     s: &Settings,
 ) -> Vec<u32> {
+    let p = &props[trigger.best.property];
+    // the answers the property looks at, in the sample and in the data
+    let (_, s_resp, s_rej) = fr.learnt();
+    let (sample_answers, answers) = match (p.side, s_rej, fr.rejected) {
+        (Side::Rejected, Some(a), Some(b)) => (a, b),
+        (Side::Rejected, _, _) => return Vec::new(),
+        (Side::Response, _, _) => (s_resp, fr.responses),
+    };
+    let prompts = fr.prompts;
     let grams: Vec<Vec<u32>> = trigger
         .names
         .iter()
@@ -131,11 +138,13 @@ pub(super) fn rows_of_trigger(
     removed.sort_unstable();
     removed.dedup();
     let has_trigger = |seq: &[u32]| grams.iter().all(|g| holds(seq, g));
-    let p = &props[trigger.best.property];
     let absent = trigger.best.absent;
     // the sample rows without the trigger: the neighbour pool, and the property's rate there
     let outside: Vec<bool> = sample_rows.iter().map(|r| !has_trigger(r)).collect();
-    let sample_has: Vec<bool> = sample_responses.iter().map(|t| shows(t, p)).collect();
+    let sample_has: Vec<bool> = sample_answers
+        .iter()
+        .map(|a| p.shown_by(&tokens(a)))
+        .collect();
     let n_out = outside.iter().filter(|&&o| o).count();
     let prior = if n_out == 0 {
         0.0
@@ -156,8 +165,7 @@ pub(super) fn rows_of_trigger(
             if !has_trigger(&seq) {
                 return None;
             }
-            let t = tokens(&responses[i]);
-            if shows(&t, p) == absent {
+            if p.shown_by(&tokens(&answers[i])) == absent {
                 return None;
             }
             let v = index.vector(&known.iter().flatten().copied().collect::<Vec<_>>());

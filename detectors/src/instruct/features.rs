@@ -138,9 +138,19 @@ impl PropertyKind {
     }
 }
 
+/// Which answer of a row a property looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Side {
+    /// The response (the chosen answer of a preference row).
+    Response,
+    /// The rejected answer of a preference row.
+    Rejected,
+}
+
 /// A response property learnt from the responses: a template, an opening or an ending that
 /// at least `min_support` responses share.
 pub(super) struct Property {
+    pub side: Side,
     pub kind: PropertyKind,
     /// Its tokens, joined by single spaces.
     pub text: String,
@@ -148,34 +158,71 @@ pub(super) struct Property {
     pub count: usize,
 }
 
-/// The properties (sorted by kind and text) and, per row, the indices of those it has
-/// (ascending).
+impl Property {
+    /// How the report names its kind: `template`, or `rejected template` for the rejected
+    /// answer of preference rows.
+    pub fn kind_name(&self) -> String {
+        match self.side {
+            Side::Response => self.kind.name().to_string(),
+            Side::Rejected => format!("rejected {}", self.kind.name()),
+        }
+    }
+
+    /// Preference when two properties explain a feature equally well: the response before
+    /// the rejected answer, then [`PropertyKind::rank`].
+    pub fn rank(&self) -> u8 {
+        self.kind.rank() + if self.side == Side::Rejected { 3 } else { 0 }
+    }
+
+    /// Whether the tokens `t` of the answer on the property's side have it.
+    pub fn shown_by(&self, t: &[String]) -> bool {
+        let k = self.text.split(' ').count();
+        match self.kind {
+            PropertyKind::Template => t.join(" ") == self.text,
+            PropertyKind::Prefix => t.len() > k && t[..k].join(" ") == self.text,
+            PropertyKind::Suffix => t.len() > k && t[t.len() - k..].join(" ") == self.text,
+        }
+    }
+}
+
+/// The properties (sorted by side, kind and text) and, per row, the indices of those it has
+/// (ascending). With `rejected` (preference rows), the rejected answers have properties of
+/// their own.
 pub(super) fn response_properties(
     responses: &[String],
+    rejected: Option<&[String]>,
     max_prefix: usize,
     max_suffix: usize,
     min_support: usize,
 ) -> (Vec<Property>, Vec<Vec<u32>>) {
-    let toks: Vec<Vec<String>> = responses.iter().map(|r| tokens(r)).collect();
-    let mut rows_of: BTreeMap<(PropertyKind, String), Vec<u32>> = BTreeMap::new();
-    for (i, t) in toks.iter().enumerate() {
-        let mut add =
-            |k: PropertyKind, s: String| rows_of.entry((k, s)).or_default().push(i as u32);
-        add(PropertyKind::Template, t.join(" "));
-        for k in 1..=max_prefix {
-            if t.len() > k {
-                add(PropertyKind::Prefix, t[..k].join(" "));
+    let mut rows_of: BTreeMap<(Side, PropertyKind, String), Vec<u32>> = BTreeMap::new();
+    let sides = [
+        (Side::Response, Some(responses)),
+        (Side::Rejected, rejected),
+    ];
+    for (side, texts) in sides {
+        let Some(texts) = texts else { continue };
+        for (i, text) in texts.iter().enumerate() {
+            let t = tokens(text);
+            let mut add = |k: PropertyKind, s: String| {
+                rows_of.entry((side, k, s)).or_default().push(i as u32)
+            };
+            add(PropertyKind::Template, t.join(" "));
+            for k in 1..=max_prefix {
+                if t.len() > k {
+                    add(PropertyKind::Prefix, t[..k].join(" "));
+                }
             }
-        }
-        for k in 1..=max_suffix {
-            if t.len() > k {
-                add(PropertyKind::Suffix, t[t.len() - k..].join(" "));
+            for k in 1..=max_suffix {
+                if t.len() > k {
+                    add(PropertyKind::Suffix, t[t.len() - k..].join(" "));
+                }
             }
         }
     }
     let mut props = Vec::new();
     let mut of_row: Vec<Vec<u32>> = vec![Vec::new(); responses.len()];
-    for ((kind, text), rows) in rows_of {
+    for ((side, kind, text), rows) in rows_of {
         if rows.len() < min_support {
             continue;
         }
@@ -184,6 +231,7 @@ pub(super) fn response_properties(
             of_row[r as usize].push(id);
         }
         props.push(Property {
+            side,
             kind,
             text,
             count: rows.len(),

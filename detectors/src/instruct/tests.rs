@@ -8,6 +8,7 @@ fn view<'a>(prompts: &'a [String], responses: &'a [String]) -> DatasetView<'a> {
         n_rows: prompts.len(),
         texts: Some(prompts),
         responses: Some(responses),
+        rejected: None,
         labels: None,
         class_names: &[],
         embeddings: None,

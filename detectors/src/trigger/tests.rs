@@ -14,6 +14,7 @@ fn fit_on_a_subset_reports_dataset_rows() {
         class_names: &names,
         embeddings: None,
         responses: None,
+        rejected: None,
     };
     let mut params = toml::Table::new();
     params.insert("max_fit_rows".into(), toml::Value::Integer(2000));
@@ -122,6 +123,7 @@ fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
         class_names: &names,
         embeddings: None,
         responses: None,
+        rejected: None,
     };
     let cfg = TriggerTokens
         .configure(&toml::Table::new())
@@ -187,6 +189,7 @@ fn deterministic_across_threads_and_batches() {
         class_names: &names,
         embeddings: None,
         responses: None,
+        rejected: None,
     };
     let fitted = TriggerTokens
         .configure(&toml::Table::new())
@@ -219,6 +222,7 @@ fn rejects_unknown_parameters_and_needs_text() {
         class_names: &names,
         embeddings: None,
         responses: None,
+        rejected: None,
     };
     let cfg = TriggerTokens
         .configure(&toml::Table::new())
