@@ -417,26 +417,14 @@ struct AmplifyFit {
 
 impl Fitted for AmplifyFit {
     fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
-        let n = batch.rows.n_rows;
-        let mut out = Scores::with_capacity(n);
-        for r in batch.start..batch.start + n {
-            match self.flagged.get(r).copied().flatten() {
-                Some(k) => {
-                    let m = &self.templates[k];
-                    out.score.push(1.0);
-                    out.reason.push(Some(format!(
-                        "{CODE}:'{}' given to {} unrelated prompts",
-                        m.example,
-                        m.flagged.len()
-                    )));
-                }
-                None => {
-                    out.score.push(0.0);
-                    out.reason.push(None);
-                }
-            }
-        }
-        Ok(out)
+        Ok(super::flagged_scores(&self.flagged, batch, |k| {
+            let m = &self.templates[k];
+            format!(
+                "{CODE}:'{}' given to {} unrelated prompts",
+                m.example,
+                m.flagged.len()
+            )
+        }))
     }
 
     fn summary(&self) -> serde_json::Value {

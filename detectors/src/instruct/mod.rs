@@ -273,6 +273,23 @@ impl Configured for InstructParams {
     }
 }
 
+/// Scores of a batch from per-row findings: 1 and `reason(k)` for a row flagged by finding
+/// `k`, 0 and no reason otherwise.
+fn flagged_scores(
+    flagged: &[Option<usize>],
+    batch: &Batch<'_>,
+    reason: impl Fn(usize) -> String,
+) -> Scores {
+    let n = batch.rows.n_rows;
+    let mut out = Scores::with_capacity(n);
+    for r in batch.start..batch.start + n {
+        let k = flagged.get(r).copied().flatten();
+        out.score.push(if k.is_some() { 1.0 } else { 0.0 });
+        out.reason.push(k.map(&reason));
+    }
+    out
+}
+
 /// A trigger as the report shows it.
 struct Named {
     trigger: String,
@@ -336,22 +353,9 @@ struct InstructFit {
 
 impl Fitted for InstructFit {
     fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
-        let n = batch.rows.n_rows;
-        let mut out = Scores::with_capacity(n);
-        for r in batch.start..batch.start + n {
-            match self.flagged.get(r).copied().flatten() {
-                Some(t) => {
-                    out.score.push(1.0);
-                    out.reason
-                        .push(Some(format!("{CODE}:{}", self.triggers[t].describe())));
-                }
-                None => {
-                    out.score.push(0.0);
-                    out.reason.push(None);
-                }
-            }
-        }
-        Ok(out)
+        Ok(flagged_scores(&self.flagged, batch, |t| {
+            format!("{CODE}:{}", self.triggers[t].describe())
+        }))
     }
 
     fn summary(&self) -> serde_json::Value {
