@@ -52,16 +52,7 @@ pub fn layout_cells(
             let mut start = 0usize;
             for batch in reader {
                 let batch = batch.map_err(|e| IngestError::arrow(path, e))?;
-                let columns: Vec<Option<ArrayRef>> = keys
-                    .iter()
-                    .map(|k| {
-                        batch
-                            .column_by_name(k)
-                            .map(decode_dictionary)
-                            .transpose()
-                            .map_err(|e| IngestError::arrow(path, e))
-                    })
-                    .collect::<Result<_, _>>()?;
+                let columns = named_columns(&batch, keys, path)?;
                 while let Some(&r) = want.next_if(|&&r| r < start + batch.num_rows()) {
                     let j = r - start;
                     let at = Some(RowRef::Row(r + 1));

@@ -111,16 +111,7 @@ pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, Inge
                 .map_err(|(row, m)| IngestError::value(path, row, name, m))?;
         }
         if spec.rows.has_responses() {
-            let columns: Vec<Option<ArrayRef>> = layout
-                .iter()
-                .map(|k| {
-                    batch
-                        .column_by_name(k)
-                        .map(decode_dictionary)
-                        .transpose()
-                        .map_err(|e| IngestError::arrow(path, e))
-                })
-                .collect::<Result<_, _>>()?;
+            let columns = named_columns(&batch, &layout, path)?;
             for j in 0..batch.num_rows() {
                 let row = Some(RowRef::Row(n_rows + j + 1));
                 let values: Vec<Option<Value>> = columns
@@ -188,6 +179,23 @@ pub(super) fn cell_json(array: &dyn Array, j: usize) -> Result<Value, String> {
 }
 
 /// Replace a dictionary-encoded array by its decoded values.
+/// The batch's columns named `keys` (`None` for a key it lacks), dictionaries decoded.
+pub(super) fn named_columns<K: AsRef<str>>(
+    batch: &arrow_array::RecordBatch,
+    keys: &[K],
+    path: &Path,
+) -> Result<Vec<Option<ArrayRef>>, IngestError> {
+    keys.iter()
+        .map(|k| {
+            batch
+                .column_by_name(k.as_ref())
+                .map(decode_dictionary)
+                .transpose()
+                .map_err(|e| IngestError::arrow(path, e))
+        })
+        .collect()
+}
+
 pub(super) fn decode_dictionary(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     match array.as_any_dictionary_opt() {
         Some(dict) => arrow_select::take::take(dict.values().as_ref(), dict.keys(), None),

@@ -103,36 +103,28 @@ pub(super) fn parquet_output(
                     }
                 }
             }
-            let repl: ArrayRef = match col.data_type() {
-                DataType::Utf8 => Arc::new(StringArray::from(texts)),
-                DataType::LargeUtf8 => Arc::new(LargeStringArray::from(texts)),
-                DataType::Utf8View => Arc::new(StringViewArray::from(texts)),
-                other => {
-                    return Err(unsupported(
-                        name,
-                        format!(
-                            "a {other} column cannot be rewritten by {} (only string columns \
-                             can); inject the JSONL form of the data instead",
-                            opts.attack.name()
-                        ),
-                    ))
-                }
+            let Some(repl) = string_column(col.data_type(), texts) else {
+                return Err(unsupported(
+                    name,
+                    format!(
+                        "a {} column cannot be rewritten by {} (only string columns can); \
+                         inject the JSONL form of the data instead",
+                        col.data_type(),
+                        opts.attack.name()
+                    ),
+                ));
             };
             splice(col, &repl, rows, edited).map_err(arrow)?
         } else if name == opts.text_column {
             let texts: Vec<&str> = rows.iter().filter_map(|r| r.text.as_deref()).collect();
-            let repl: ArrayRef = match col.data_type() {
-                DataType::Utf8 => Arc::new(StringArray::from(texts)),
-                DataType::LargeUtf8 => Arc::new(LargeStringArray::from(texts)),
-                DataType::Utf8View => Arc::new(StringViewArray::from(texts)),
-                other => {
-                    return Err(unsupported(
-                        name,
-                        format!(
-                            "text of type {other} cannot be rewritten; use a plain string column"
-                        ),
-                    ))
-                }
+            let Some(repl) = string_column(col.data_type(), texts) else {
+                return Err(unsupported(
+                    name,
+                    format!(
+                        "text of type {} cannot be rewritten; use a plain string column",
+                        col.data_type()
+                    ),
+                ));
             };
             splice(col, &repl, rows, |r| r.text.is_some()).map_err(arrow)?
         } else if name == opts.label_column {
@@ -193,4 +185,14 @@ pub(super) fn parquet_output(
     }
     w.close().map_err(pq)?;
     Ok(())
+}
+
+/// `texts` as a column of the string type `t` (`None` for any other type).
+fn string_column(t: &DataType, texts: Vec<&str>) -> Option<ArrayRef> {
+    match t {
+        DataType::Utf8 => Some(Arc::new(StringArray::from(texts))),
+        DataType::LargeUtf8 => Some(Arc::new(LargeStringArray::from(texts))),
+        DataType::Utf8View => Some(Arc::new(StringViewArray::from(texts))),
+        _ => None,
+    }
 }
