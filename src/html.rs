@@ -572,7 +572,10 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
     }
     let _ = write!(
         s,
-        "</table>\n<p>Settings digest: <span class=\"digest\">{}</span>; seed {}.</p></section>\n",
+        "</table>\n<p>Settings digest: <span class=\"digest\">{}</span>; seed {}.</p>\n\
+         <p>Beside this page: the bill of materials <a href=\"{}\">{}</a> (CycloneDX {}) and \
+         the in-toto statement <a href=\"{}\">{}</a>, which lists every file by SHA-256.</p>\
+         </section>\n",
         escape(&report.settings_digest),
         escape(
             &report
@@ -580,7 +583,12 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
                 .get("seed")
                 .map(Value::to_string)
                 .unwrap_or_default()
-        )
+        ),
+        crate::bom::FILE_NAME,
+        crate::bom::FILE_NAME,
+        crate::bom::SPEC_VERSION,
+        crate::provenance::FILE_NAME,
+        crate::provenance::FILE_NAME,
     );
 
     // detectors

@@ -6,8 +6,9 @@
 //! write a provenance report (`report.json`) that names the exact input bytes (SHA-256), the
 //! settings, every detector's findings, and a reconciliation proving no row was lost.
 //!
-//! The binary (`poisongate scan|verify|list|explain`) is a thin layer over [`pipeline::scan`]
-//! and [`verify::verify`]. Beside the report, a scan writes `report.html` ([`html`]) and an
+//! The binary (`poisongate scan|verify|bom|list|explain`) is a thin layer over
+//! [`pipeline::scan`], [`verify::verify`] and [`bom::from_dir`]. Beside the report, a scan writes
+//! `report.html` ([`html`]), a CycloneDX 1.6 bill of materials `bom.cdx.json` ([`bom`]) and an
 //! in-toto attestation `provenance.intoto.json` ([`provenance`]). For research, [`inject`] writes
 //! reproducibly poisoned copies of a dataset with exact ground truth and [`eval`] runs grids of
 //! scans over them.
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod benchmark;
+pub mod bom;
 pub mod embed;
 pub mod emit;
 pub mod eval;

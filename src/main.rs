@@ -1,5 +1,5 @@
-//! The `poisongate` command line: `scan`, `verify`, `list`, `explain`, `benchmark`, `inject`,
-//! `eval`.
+//! The `poisongate` command line: `scan`, `verify`, `bom`, `list`, `explain`, `benchmark`,
+//! `inject`, `embed`, `eval`.
 //!
 //! Exit codes: 0 the gate passed (or the command succeeded), 1 the gate failed, 2 an error.
 
@@ -34,6 +34,16 @@ enum Command {
     Verify {
         /// The folder a `scan --out` wrote.
         dir: PathBuf,
+    },
+    /// Print the CycloneDX 1.6 bill of materials (bom.cdx.json) of a scan's output folder,
+    /// re-made from its report.json: for folders written before scans wrote it, or to check
+    /// one (same poisongate version, same bytes).
+    Bom {
+        /// The folder a `scan --out` wrote.
+        dir: PathBuf,
+        /// Write the document to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// List the detectors.
     List,
@@ -203,8 +213,8 @@ struct InjectArgs {
 struct ScanArgs {
     /// Dataset to scan: .jsonl (one object per line) or .parquet.
     data: PathBuf,
-    /// Output folder for clean.<ext>, quarantine.<ext>, report.json, report.html and
-    /// provenance.intoto.json (nothing is written without it).
+    /// Output folder for clean.<ext>, quarantine.<ext>, report.json, report.html,
+    /// bom.cdx.json (CycloneDX 1.6) and provenance.intoto.json (nothing is written without it).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Column holding the text.
@@ -269,7 +279,8 @@ struct ScanArgs {
     #[arg(long)]
     max_quarantine_fraction: Option<f64>,
     /// Leave wall-clock facts out of the report (seconds, thread count), so report.json,
-    /// report.html and provenance.intoto.json are byte-identical across runs and thread counts.
+    /// report.html, bom.cdx.json and provenance.intoto.json are byte-identical across runs and
+    /// thread counts.
     #[arg(long)]
     reproducible: bool,
     /// Plain redundancy: `none` keeps every row (default); `keep-first` moves rows that repeat
@@ -384,6 +395,22 @@ fn run() -> Result<i32> {
                 Ok(e.exit_code())
             }
         },
+        Command::Bom { dir, out } => {
+            let bytes = poisongate::bom::from_dir(&dir).with_context(|| {
+                format!("cannot make the bill of materials of {}", dir.display())
+            })?;
+            match out {
+                Some(path) => std::fs::write(&path, bytes)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => {
+                    use std::io::Write;
+                    let mut stdout = std::io::stdout().lock();
+                    stdout.write_all(&bytes).context("cannot write to stdout")?;
+                    stdout.flush().context("cannot write to stdout")?;
+                }
+            }
+            Ok(0)
+        }
         Command::Benchmark {
             dir,
             select,

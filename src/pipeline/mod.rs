@@ -12,7 +12,7 @@ use crate::report::{
     DedupSection, DetectorEntry, EvaluationSection, InputEntry, OutputEntry, QuarantinedRow,
     Reconciliation, Report, Run, Skipped, Tool, Verdict, SCHEMA_VERSION,
 };
-use crate::{html, provenance};
+use crate::{bom, html, provenance};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 use poisongate_detectors::{

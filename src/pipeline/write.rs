@@ -1,9 +1,10 @@
-//! The outputs: staged, reconciled, attested, then renamed into place.
+//! The outputs: staged, reconciled, described, attested, then renamed into place.
 
 use super::*;
 
 /// Stage every output in a temporary folder inside `out`, check the reconciliation against
-/// what was written, render `report.html`, attest everything in `provenance.intoto.json`, then
+/// what was written, render `report.html`, describe everything in `bom.cdx.json` (CycloneDX),
+/// attest everything in `provenance.intoto.json`, then
 /// rename the files into place. On error nothing is left behind (a folder this call created is
 /// removed again; in an existing folder, the files this call already renamed are removed).
 pub(super) fn write_outputs(
@@ -62,11 +63,17 @@ pub(super) fn write_outputs(
             .map_err(|e| ScanError::Config(format!("cannot serialise the report: {e}")))?;
         text.push('\n');
         let report_sha = hex::encode(Sha256::digest(text.as_bytes()));
-        std::fs::write(&report_path, text).map_err(io_err(&report_path))?;
+        std::fs::write(&report_path, &text).map_err(io_err(&report_path))?;
         let html_path = staging.path().join(html::FILE_NAME);
         let page = html::render(report, excerpts);
         let html_sha = hex::encode(Sha256::digest(page.as_bytes()));
         std::fs::write(&html_path, page).map_err(io_err(&html_path))?;
+        // the bill of materials is a function of the report's bytes, as `poisongate bom` makes it
+        let bom_path = staging.path().join(bom::FILE_NAME);
+        let bom_bytes = bom::from_report_text(&text)
+            .map_err(|e| ScanError::Config(format!("cannot make {}: {e}", bom::FILE_NAME)))?;
+        let bom_sha = hex::encode(Sha256::digest(&bom_bytes));
+        std::fs::write(&bom_path, bom_bytes).map_err(io_err(&bom_path))?;
         let subjects: Vec<provenance::Subject> = [
             (file_name(&clean.path), clean.sha256.clone()),
             (file_name(&quarantine.path), quarantine.sha256.clone()),
@@ -79,6 +86,7 @@ pub(super) fn write_outputs(
         .chain([
             ("report.json".to_string(), report_sha),
             (html::FILE_NAME.to_string(), html_sha),
+            (bom::FILE_NAME.to_string(), bom_sha),
         ])
         .map(|(name, sha256)| provenance::Subject { name, sha256 })
         .collect();
@@ -88,7 +96,7 @@ pub(super) fn write_outputs(
         // the statement last: a folder holding it holds everything it names
         let mut files = vec![&clean.path, &quarantine.path];
         files.extend(dups.as_ref().map(|d| &d.path));
-        files.extend([&report_path, &html_path, &prov_path]);
+        files.extend([&report_path, &html_path, &bom_path, &prov_path]);
         for f in files {
             let dest = out.join(file_name(f));
             std::fs::rename(f, &dest).map_err(io_err(&dest))?;
