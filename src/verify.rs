@@ -8,12 +8,18 @@
 //! 3. the rows of each output, re-counted (JSONL: non-blank lines; Parquet: the footer's row
 //!    count), match the report;
 //! 4. the reconciliation holds: `input_rows = clean_rows + quarantined_rows + duplicate_rows`
-//!    (duplicates only with `scan --dedup`), equal to the counted rows and to the data input's rows, and the predicate's reconciliation, settings
-//!    digest, inputs and verdict agree with the report.
+//!    (duplicates only with `scan --dedup`), equal to the counted rows and to the data input's
+//!    rows, and the predicate's reconciliation, settings digest, inputs and verdict agree with the
+//!    report;
+//! 5. when the folder holds `bom.cdx.json` (scans since it was added; its digest is then a
+//!    subject, checked in 1): every file it names has the SHA-256, size and rows the report
+//!    names, its reference to `report.json` carries that file's digest, and its formulation
+//!    records the report's settings digest, detector versions, reconciliation and verdict.
 //!
 //! [`VerifyError::Mismatch`] means the folder is inconsistent (exit 1); every other variant
 //! means it could not be checked (exit 2).
 
+use crate::bom;
 use crate::provenance::{self, PREDICATE_TYPE, STATEMENT_TYPE};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -105,6 +111,8 @@ pub struct Summary {
     pub model_files_checked: usize,
     /// Model files no longer at their path (not checked).
     pub model_files_absent: usize,
+    /// `bom.cdx.json` was present and agrees with the report.
+    pub bom_checked: bool,
 }
 
 impl std::fmt::Display for Summary {
@@ -118,6 +126,9 @@ impl std::fmt::Display for Summary {
             write!(f, " + {} duplicates", self.duplicate_rows)?;
         }
         write!(f, "; verdict {}", self.verdict)?;
+        if self.bom_checked {
+            write!(f, "; {} agrees", bom::FILE_NAME)?;
+        }
         if self.model_files_checked + self.model_files_absent > 0 {
             write!(
                 f,
@@ -459,6 +470,9 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
             agree(&format!("inputs[{i}].{key}"), p.get(key), r.get(key))?;
         }
     }
+    // 5. the bill of materials, when there is one
+    let report_sha = attested.get("report.json").map_or("", String::as_str);
+    let bom_checked = check_bom(dir, &report, report_sha)?;
     // the model that computed the embeddings is an input too: re-hash its files when they are
     // still where the scan read them
     let (mut model_files_checked, mut model_files_absent) = (0, 0);
@@ -490,6 +504,7 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
         .unwrap_or("?")
         .to_string();
     Ok(Summary {
+        bom_checked,
         model_files_checked,
         model_files_absent,
         files: attested.len(),
@@ -499,4 +514,219 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
         duplicate_rows: duplicates as usize,
         verdict,
     })
+}
+
+/// Every component of a CycloneDX document (`metadata.component`, `components`, nested ones) by
+/// its `bom-ref`.
+fn components_by_ref(doc: &Value) -> BTreeMap<String, &Value> {
+    fn collect<'v>(v: &'v Value, out: &mut BTreeMap<String, &'v Value>) {
+        if let Some(r) = v.get("bom-ref").and_then(Value::as_str) {
+            out.insert(r.to_string(), v);
+        }
+        for c in v
+            .get("components")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            collect(c, out);
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Some(m) = doc.get("metadata").and_then(|m| m.get("component")) {
+        collect(m, &mut out);
+    }
+    for c in doc
+        .get("components")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        collect(c, &mut out);
+    }
+    out
+}
+
+/// The SHA-256 listed in an object's `hashes`.
+fn bom_sha256(v: &Value) -> Option<&str> {
+    v.get("hashes")?
+        .as_array()?
+        .iter()
+        .find(|h| h.get("alg").and_then(Value::as_str) == Some("SHA-256"))?
+        .get("content")?
+        .as_str()
+}
+
+/// The value of the property `poisongate:<key>` of an object.
+fn bom_property<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    let name = format!("{}{key}", bom::PROPERTY_PREFIX);
+    v.get("properties")?
+        .as_array()?
+        .iter()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some(name.as_str()))?
+        .get("value")?
+        .as_str()
+}
+
+/// Step 5: `bom.cdx.json` against the report (`Ok(false)` when the folder has none).
+fn check_bom(dir: &Path, report: &Value, report_sha: &str) -> Result<bool, VerifyError> {
+    let path = dir.join(bom::FILE_NAME);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let doc = read_json(&path)?;
+    let file = bom::FILE_NAME;
+    let rp_path = dir.join("report.json");
+    let rp = Doc { path: &rp_path };
+    let by_ref = components_by_ref(&doc);
+    let component = |r: &str| {
+        by_ref
+            .get(r)
+            .copied()
+            .ok_or_else(|| mismatch(file, &format!("component {r}"), "present", "absent"))
+    };
+    let same = |what: String, want: String, got: Option<&str>| {
+        if got == Some(want.as_str()) {
+            Ok(())
+        } else {
+            Err(mismatch(
+                file,
+                &format!("{what} (vs report.json)"),
+                want,
+                got.unwrap_or("(absent)"),
+            ))
+        }
+    };
+    // the files: outputs, then data and embeddings inputs, then the model's files
+    let mut seen_roles: Vec<&str> = Vec::new();
+    let files = rp
+        .array(report, "outputs")?
+        .iter()
+        .map(|o| (o, bom::output_ref(rp.str(o, "role").unwrap_or(""))))
+        .chain(rp.array(report, "inputs")?.iter().filter_map(|i| {
+            let role = i.get("role").and_then(Value::as_str)?;
+            if role == "model" || seen_roles.contains(&role) {
+                return None;
+            }
+            seen_roles.push(role);
+            Some((i, bom::input_ref(role)))
+        }))
+        .collect::<Vec<_>>();
+    for (entry, r) in files {
+        let c = component(&r)?;
+        same(
+            format!("{r} sha256"),
+            rp.str(entry, "sha256")?.into(),
+            bom_sha256(c),
+        )?;
+        for key in ["bytes", "rows"] {
+            same(
+                format!("{r} {key}"),
+                rp.u64(entry, key)?.to_string(),
+                bom_property(c, key),
+            )?;
+        }
+    }
+    let model_files: Vec<&Value> = rp
+        .array(report, "inputs")?
+        .iter()
+        .filter(|i| i.get("role").and_then(Value::as_str) == Some("model"))
+        .collect();
+    if !model_files.is_empty() {
+        let model = component(&bom::input_ref("model"))?;
+        let nested: Vec<&Value> = model
+            .get("components")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        for m in model_files {
+            let p = rp.str(m, "path")?;
+            let got = nested
+                .iter()
+                .find(|c| bom_property(c, "path") == Some(p))
+                .and_then(|c| bom_sha256(c));
+            same(
+                format!("model file {p} sha256"),
+                rp.str(m, "sha256")?.into(),
+                got,
+            )?;
+        }
+    }
+    let report_ref = doc
+        .get("externalReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|e| e.get("url").and_then(Value::as_str) == Some("report.json"));
+    same(
+        "externalReferences[report.json] sha256".into(),
+        report_sha.into(),
+        report_ref.and_then(bom_sha256),
+    )?;
+    // the gate: settings digest, detectors, reconciliation, verdict
+    let workflows: Vec<&Value> = doc
+        .get("formulation")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.get("workflows").and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let task = |r: &str| {
+        workflows
+            .iter()
+            .filter_map(|w| w.get("tasks").and_then(Value::as_array))
+            .flatten()
+            .find(|t| t.get("bom-ref").and_then(Value::as_str) == Some(r))
+            .ok_or_else(|| mismatch(file, &format!("formulation task {r}"), "present", "absent"))
+    };
+    let digest_param = workflows
+        .iter()
+        .filter_map(|w| w.get("inputs").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|i| i.get("parameters").and_then(Value::as_array))
+        .flatten()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some("settings_digest"))
+        .and_then(|p| p.get("value"))
+        .and_then(Value::as_str);
+    same(
+        "formulation settings_digest".into(),
+        rp.str(report, "settings_digest")?.into(),
+        digest_param,
+    )?;
+    for d in rp.array(report, "detectors")? {
+        let code = rp.str(d, "code")?;
+        let t = task(&bom::detector_ref(code))?;
+        for key in ["version", "flagged"] {
+            same(
+                format!("formulation task {code} {key}"),
+                rp.u64(d, key)?.to_string(),
+                bom_property(t, key),
+            )?;
+        }
+    }
+    let rec = rp.get(report, "reconciliation")?;
+    let t = task(bom::RECONCILE_REF)?;
+    for key in [
+        "input_rows",
+        "clean_rows",
+        "quarantined_rows",
+        "duplicate_rows",
+        "balanced",
+    ] {
+        let want = match (key, rec.get(key)) {
+            ("duplicate_rows", None) => "0".to_string(),
+            (_, Some(Value::Bool(b))) => b.to_string(),
+            _ => rp.u64(rec, key)?.to_string(),
+        };
+        same(format!("reconciliation {key}"), want, bom_property(t, key))?;
+    }
+    let verdict = rp.get(report, "verdict")?;
+    same(
+        "verdict status".into(),
+        rp.str(verdict, "status")?.into(),
+        bom_property(task(bom::VERDICT_REF)?, "status"),
+    )?;
+    Ok(true)
 }
