@@ -423,7 +423,12 @@ fn reproducible_reports_are_byte_identical_across_thread_counts() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     scan_demo(&a, &["--threads", "1", "--reproducible"]).code(1);
     scan_demo(&b, &["--threads", "2", "--reproducible"]).code(1);
-    for f in ["report.json", "report.html", "provenance.intoto.json"] {
+    for f in [
+        "report.json",
+        "report.html",
+        "bom.cdx.json",
+        "provenance.intoto.json",
+    ] {
         assert_eq!(
             std::fs::read(a.join(f)).unwrap(),
             std::fs::read(b.join(f)).unwrap(),

@@ -3,6 +3,7 @@
 //! corpora.
 
 mod benchmarks;
+mod bom;
 mod cli;
 mod common;
 mod dedup;

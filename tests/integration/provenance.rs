@@ -130,6 +130,7 @@ fn statement_subjects_match_the_files_and_the_report() {
         "quarantine.jsonl",
         "report.json",
         "report.html",
+        "bom.cdx.json",
     ] {
         assert!(names.contains(&want), "{names:?}");
     }
