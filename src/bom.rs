@@ -87,8 +87,9 @@ pub fn detector_ref(code: &str) -> String {
     format!("task:{code}")
 }
 
-/// The serial number: a `urn:uuid:` whose 122 free bits are the first bits of `report_sha256`
-/// (RFC 9562 version 8, the layout for name-derived identifiers of one's own). Lower-case hex.
+/// The serial number: a `urn:uuid:` made of the first 128 bits of `report_sha256` with the
+/// version (8, RFC 9562's layout for identifiers of one's own) and variant bits set. Lower-case
+/// hex; digits that are not hex count as 0.
 pub fn serial_number(report_sha256: &str) -> String {
     let mut b = [0u8; 16];
     let hex = report_sha256.as_bytes();
