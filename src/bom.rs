@@ -51,16 +51,16 @@ pub const VERDICT_REF: &str = "task:verdict";
 /// Why a document could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum BomError {
-    /// `report.json` could not be read.
-    #[error("{}: {source}", path.display())]
+    /// `report.json` could not be read (the reason is the error's source).
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
     },
-    /// `report.json` is not JSON.
-    #[error("{}: not valid JSON: {source}", path.display())]
+    /// `report.json` is not JSON (the parser's message is the error's source).
+    #[error("{} is not valid JSON", path.display())]
     Json {
         /// The file.
         path: PathBuf,
