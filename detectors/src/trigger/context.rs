@@ -185,13 +185,16 @@ pub(super) fn sorted_tokens(span: &[u32]) -> Vec<u32> {
     t
 }
 
-/// For each suspect, the other suspects with no token in common that share at least
-/// `min_support` rows with it and at least twice as many as label-conditional independence
-/// predicts
-/// (Σ_c n_g,c · n_h,c / R_c rows).
+/// For each suspect, the other suspects with the same target label and no token in common that
+/// share at least `min_support` rows with it and at least twice as many as label-conditional
+/// independence predicts (Σ_c n_g,c · n_h,c / R_c rows). Triggers planted together set one
+/// label; a word of the rows an attacker relabelled (a spam word in rows relabelled ham) also
+/// co-occurs with the trigger within the target class, but it predicts the rows' old label and
+/// is the very content that shows them relabelled, so it stays in the trigger's context.
 pub(super) fn co_occurring(
     postings: &[Vec<(u32, u32, f64)>],
     tokens: &[Vec<u32>],
+    targets: &[usize],
     class_rows: &[usize],
     min_support: usize,
 ) -> Vec<Vec<usize>> {
@@ -229,7 +232,8 @@ pub(super) fn co_occurring(
             .sum();
         // overlapping spans ("great" and "great film") are nested, not co-occurring
         let overlap = tokens[a].iter().any(|t| tokens[b].binary_search(t).is_ok());
-        if !overlap && n >= min_support && n as f64 >= 2.0 * expected {
+        let same_target = targets.get(a) == targets.get(b);
+        if same_target && !overlap && n >= min_support && n as f64 >= 2.0 * expected {
             out[a].push(b);
             out[b].push(a);
         }

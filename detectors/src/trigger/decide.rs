@@ -32,6 +32,9 @@ struct Candidate {
     s_prior: f64,
     s_context: Option<f64>,
     s_random: f64,
+    /// the random-neighbour score with every gap of the corpus equally likely only (no
+    /// per-row reading): a window random only per row needs dirty-label evidence
+    s_random_gap: f64,
     rows: Vec<usize>,
     /// dirty-label evidence of its target-label rows, once the context test ran
     foreign: Option<Foreign>,
@@ -108,9 +111,23 @@ pub(super) fn fit(
     // words: on the left the last token of the word before (or the start anchor), on the right
     // the first token of the word after (or the end anchor). Their second and third power sums
     // give the mean and variance of neighbour collisions, their heads the typicality test.
-    let [left_counts, right_counts] = boundary_counts(texts, &vocab);
+    let [left_counts, right_counts] = boundary_counts(texts, &vocab, false, None);
     let null_left = InsertionNull::from_counts(&left_counts, p);
     let null_right = InsertionNull::from_counts(&right_counts, p);
+    // an insertion at a uniformly drawn word position of each row lands after a short row's
+    // final full stop more often than a uniformly drawn gap of the corpus does, and one into
+    // rows drawn from one class meets that class's words (spam's "claim", "reply"): an
+    // unanchored side is also read against those nulls, and the most lenient reading counts.
+    // A window random only under them must show dirty-label evidence (see `abstention`).
+    let (mut left_lenient, mut right_lenient) = (Vec::new(), Vec::new());
+    let classes_present: Vec<u32> = (0..n_classes as u32)
+        .filter(|&c| class_rows[c as usize] > 0)
+        .collect();
+    for class in std::iter::once(None).chain(classes_present.iter().map(|&c| Some(c))) {
+        let [l, r] = boundary_counts(texts, &vocab, true, class.map(|c| (labels, c)));
+        left_lenient.push(InsertionNull::from_counts(&l, p));
+        right_lenient.push(InsertionNull::from_counts(&r, p));
+    }
     // a window anchored at the end was put after a row's last token, one anchored at the start
     // before its first: their inner neighbour is drawn from those tokens, not from any position
     let null_end =
@@ -183,6 +200,7 @@ pub(super) fn fit(
             let support = st.support();
             let mut excess: f64 = 0.0;
             let mut s_random = f64::INFINITY;
+            let mut s_random_gap = f64::INFINITY;
             let mut sides = 0;
             for (left, tested) in [
                 (true, span.first() != Some(&START)),
@@ -201,6 +219,7 @@ pub(super) fn fit(
                     };
                     let neighbours = st.neighbours(left);
                     let mut reading = side_null.side(&neighbours);
+                    let strict = reading.1;
                     let classes = match (
                         left,
                         span.first() == Some(&START),
@@ -208,7 +227,8 @@ pub(super) fn fit(
                     ) {
                         (true, _, true) => &end_by_class[..],
                         (false, true, _) => &start_by_class[..],
-                        _ => &[][..],
+                        (true, _, false) => &left_lenient[..],
+                        (false, false, _) => &right_lenient[..],
                     };
                     for null in classes {
                         let r = null.side(&neighbours);
@@ -219,12 +239,22 @@ pub(super) fn fit(
                     let (e, sr) = reading;
                     excess = excess.max(e);
                     s_random = s_random.min(sr);
+                    // per-class edge readings are part of an anchored side's null; the per-row
+                    // reading of an unanchored side is the lenient alternative
+                    let inner_side_of_anchored = if left {
+                        span.last() == Some(&END)
+                    } else {
+                        span.first() == Some(&START)
+                    };
+                    let per_row_side = !inner_side_of_anchored;
+                    s_random_gap = s_random_gap.min(if per_row_side { strict } else { sr });
                     sides += 1;
                 }
             }
             if sides == 0 {
                 excess = f64::INFINITY;
                 s_random = 0.0;
+                s_random_gap = 0.0;
             }
             let (mut target, mut best) = (0usize, f64::INFINITY);
             for (c, (&k, &prior)) in st.df.iter().zip(&priors).enumerate() {
@@ -242,6 +272,7 @@ pub(super) fn fit(
                 target,
                 excess,
                 s_random,
+                s_random_gap,
                 ln_p_prior: (best + (n_classes as f64).ln()).min(0.0),
                 ln_p_context: None,
                 bucket,
@@ -322,7 +353,7 @@ pub(super) fn fit(
     let first = pass(&none);
     // suspects that co-occur far beyond what their labels explain (several triggers planted
     // together) must not explain each other: leave the partners' tokens out as well
-    let partners = co_occurring(&first, &own, &class_rows, p.min_support);
+    let partners = co_occurring(&first, &own, &targets, &class_rows, p.min_support);
     let exclude: Vec<Vec<u32>> = (0..suspect_spans.len())
         .map(|j| {
             let mut t = Vec::new();
@@ -564,6 +595,21 @@ fn abstention(p: &TriggerParams, c: &Candidate) -> Option<String> {
         ));
     }
     let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
+    if !anchored && c.s_random_gap < 1.0 {
+        // its neighbours look random only when each row is as likely to be chosen as any other
+        // (a short row's gaps then weigh more): that reading is granted on dirty-label evidence
+        return match c.foreign {
+            Some(f) if f.share >= p.min_foreign_share && f.z >= p.min_foreign_z => None,
+            Some(f) => Some(format!(
+                "its neighbours look random only under insertion into a uniformly drawn row, and its target-label rows do not clearly read like other classes (foreign share {:.2}, needs {}; {:.1} standard errors below the target class, needs {}): a natural word is not told from an insertion",
+                f.share, p.min_foreign_share, f.z, p.min_foreign_z
+            )),
+            None => Some(
+                "its neighbours look random only under insertion into a uniformly drawn row, and the context model does not tell the classes apart"
+                    .to_string(),
+            ),
+        };
+    }
     if anchored {
         match c.foreign {
             Some(f) if f.share >= p.min_foreign_share && f.z >= p.min_foreign_z => {}

@@ -98,7 +98,15 @@ A candidate is a trigger when three tests agree:
    up to 128 occurrences (2000 per n, fixed seed; the collision count is skewed there) and from
    the normal tail with the exact variance of the pair count above. With a dozen occurrences
    chance alone often doubles the excess (four of eighteen insertions after the final full
-   stop), which a ratio alone would call collocational. The anchored side of an anchored
+   stop), which a ratio alone would call collocational. p(w) is read in two ways, and the more
+   lenient counts: every gap between two words of the corpus equally likely, or a row drawn
+   first and a gap of it after (a short row's final full stop then weighs more, as when an
+   attacker inserts at a uniformly drawn position of each row), the latter also over the rows
+   of each class alone (relabelled rows are drawn from other classes, and spam's words are not
+   ham's). A window whose neighbours look random only under a per-row reading is named only on
+   the dirty-label evidence an anchored window needs (see Abstention): a natural word such as
+   "sparkling" in emotion tweets (collected by that keyword, 13 rows of joy) passes the per-row
+   reading alone, and its rows read like their class. The anchored side of an anchored
    window is not tested; a window anchored on both sides never qualifies. The sub-spans of an
    inserted phrase fail this test (their neighbours are the rest of the phrase), so a phrase
    is reported whole. This test reads no labels, so it is also an independent filter: only

@@ -325,21 +325,37 @@ pub(super) fn dominant(counts: &[(u32, u32)], share: f64) -> Option<u32> {
 
 /// The neighbour distribution (unnormalised) of a word inserted into a random gap between two
 /// whitespace-separated words of the corpus (or before a row's first, or after its last), per
-/// token id. (Weighting each row's gaps by 1 / (n + 1), a random row then a random gap, names
-/// natural words of tweeteval-emotion-clean: 12 rows, measured.) `[left, right]`, the last token of the
+/// token id. `per_row`: a random row, then a random gap of it (each row's gaps weighted by
+/// 1 / (n + 1), as an attacker inserting at a uniformly drawn word position of each row does;
+/// short rows then put more insertions after their final full stop); otherwise every gap of
+/// the corpus equally likely. With `class` (labels, c), only the rows of class c count (an
+/// attacker relabelling rows draws them from the other classes). `[left, right]`, the last token of the
 /// word before (or the start anchor) and the first token of the word after (or the end
 /// anchor). "#" and "@" open words and never end one, so they are never the left neighbour of
 /// an inserted word, however frequent they are as tokens.
-pub(super) fn boundary_counts(texts: &[String], vocab: &Vocab) -> [Vec<f64>; 2] {
+pub(super) fn boundary_counts(
+    texts: &[String],
+    vocab: &Vocab,
+    per_row: bool,
+    class: Option<(&[u32], u32)>,
+) -> [Vec<f64>; 2] {
     let n_tok = vocab.strings.len().max(2);
     let parts: Vec<[Vec<f64>; 2]> = texts
         .par_chunks(CHUNK)
-        .map(|tc| {
+        .enumerate()
+        .map(|(chunk, tc)| {
             let mut counts = [vec![0.0f64; n_tok], vec![0.0f64; n_tok]];
-            for text in tc {
+            for (j, text) in tc.iter().enumerate() {
+                let row = chunk * CHUNK + j;
+                if class.is_some_and(|(labels, c)| labels.get(row) != Some(&c)) {
+                    continue;
+                }
                 let lower = text.to_lowercase();
-                // every gap between words of the corpus equally likely
-                let w = 1.0;
+                let w = if per_row {
+                    1.0 / (lower.split_whitespace().count() + 1) as f64
+                } else {
+                    1.0
+                };
                 counts[0][START as usize] += w;
                 counts[1][END as usize] += w;
                 for word in lower.split_whitespace() {

@@ -311,3 +311,51 @@ fn a_word_many_rows_of_other_labels_carry_is_not_named() {
     );
     assert!(scores.reason.iter().all(Option::is_none));
 }
+
+#[test]
+fn a_trigger_put_into_rows_of_a_small_class_is_found() {
+    // 88 % of the rows (label 0) draw their words from 300 words, 12 % (label 1) from 40 others;
+    // "cf" goes at a random position into 70 label-1 rows, relabelled 0. Its neighbours are
+    // the small class's words: against the corpus's neighbour distribution they collide about
+    // five times too often, against the class's own they do not
+    let mut rng = crate::rng::SplitMix64(23);
+    let (mut texts, mut labels, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    let mut small = 0;
+    for _ in 0..5000 {
+        let label = u32::from(rng.unit() < 0.12);
+        let len = 6 + rng.below(10);
+        let mut words: Vec<String> = (0..len)
+            .map(|_| {
+                if label == 0 {
+                    format!("w{}", rng.below(300))
+                } else {
+                    format!("s{}", rng.below(40))
+                }
+            })
+            .collect();
+        let poisoned = label == 1 && small < 70;
+        if label == 1 {
+            small += 1;
+        }
+        if poisoned {
+            let at = rng.below(words.len() + 1);
+            words.insert(at, "cf".to_string());
+        }
+        texts.push(words.join(" "));
+        labels.push(if poisoned { 0 } else { label });
+        truth.push(poisoned);
+    }
+    let (summary, scores) = run(&texts, &labels);
+    let named = summary["triggers"]
+        .as_array()
+        .expect("triggers")
+        .iter()
+        .find(|t| t["trigger"] == "cf")
+        .unwrap_or_else(|| panic!("cf not named: {summary}"));
+    assert!(
+        named["foreign_share"].as_f64().expect("share") >= 0.5,
+        "{named}"
+    );
+    let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+    assert_eq!(flagged, truth, "{summary}");
+}
