@@ -135,17 +135,22 @@ const NEIGHBOUR_SAMPLE: usize = 4096;
 /// Neighbour id of an occurrence at a row's edge (where the anchor itself is the window's end).
 const NO_NEIGHBOUR: u32 = u32::MAX - 1;
 
+/// (occurrence hash, left neighbour, right neighbour, whether the window is part of a longer
+/// whitespace-separated word: a token glued to it on either side).
+type Occurrence = (u32, u32, u32, bool);
+
 #[derive(Debug, Clone, Default)]
 pub(super) struct SpanStats {
     /// the window's token ids
     span: Vec<u32>,
     pub(super) df: Vec<u32>,
-    /// (occurrence hash, left neighbour, right neighbour), a bottom-k sample of occurrences
-    occ: Vec<(u32, u32, u32)>,
+    /// (occurrence hash, left neighbour, right neighbour, inside a longer word), a bottom-k
+    /// sample of occurrences
+    occ: Vec<Occurrence>,
 }
 
 impl SpanStats {
-    fn push(&mut self, o: (u32, u32, u32)) {
+    fn push(&mut self, o: Occurrence) {
         self.occ.push(o);
         if self.occ.len() >= 2 * NEIGHBOUR_SAMPLE {
             self.trim();
@@ -181,12 +186,18 @@ impl SpanStats {
         self.df.iter().sum()
     }
 
+    /// (occurrences inside a longer word, occurrences) in the sample.
+    pub(super) fn inside_words(&self) -> (usize, usize) {
+        let inside = self.occ.iter().filter(|o| o.3).count();
+        (inside, self.occ.len())
+    }
+
     /// Counts of each neighbour on one side (`left` or right) in the sample, by id.
     pub(super) fn neighbours(&self, left: bool) -> Vec<(u32, u32)> {
         let mut ids: Vec<u32> = self
             .occ
             .iter()
-            .map(|&(_, l, r)| if left { l } else { r })
+            .map(|&(_, l, r, _)| if left { l } else { r })
             .filter(|&t| t != NO_NEIGHBOUR)
             .collect();
         ids.sort_unstable();
@@ -220,6 +231,7 @@ pub(super) fn count_spans(
             || (SpanTable::default(), KeyMap::<()>::default()),
             |(mut table, mut in_row), r| {
                 let seq = corpus.row(r);
+                let starts = corpus.word_starts(r);
                 let label = labels[r] as usize;
                 in_row.clear();
                 for_each_hashed_window(seq, min_real, max_real, |a, b, key| {
@@ -238,7 +250,9 @@ pub(super) fn count_spans(
                     let left = if a > 0 { seq[a - 1] } else { NO_NEIGHBOUR };
                     let right = if b < seq.len() { seq[b] } else { NO_NEIGHBOUR };
                     let occurrence = mix64(((r as u64) << 16) ^ a as u64 ^ key_hash(key));
-                    st.push(((occurrence >> 32) as u32, left, right));
+                    let whole = starts.get(a).copied().unwrap_or(true)
+                        && starts.get(b).copied().unwrap_or(true);
+                    st.push(((occurrence >> 32) as u32, left, right, !whole));
                 });
                 (table, in_row)
             },
@@ -304,10 +318,10 @@ mod tests {
 
     #[test]
     fn neighbour_sample_is_the_bottom_k_whatever_the_merge_order() {
-        let occ: Vec<(u32, u32, u32)> = (0..3 * NEIGHBOUR_SAMPLE as u32)
-            .map(|i| ((mix64(u64::from(i)) >> 32) as u32, i % 7, i % 5))
+        let occ: Vec<Occurrence> = (0..3 * NEIGHBOUR_SAMPLE as u32)
+            .map(|i| ((mix64(u64::from(i)) >> 32) as u32, i % 7, i % 5, i % 3 == 0))
             .collect();
-        let build = |parts: &[&[(u32, u32, u32)]]| {
+        let build = |parts: &[&[Occurrence]]| {
             let mut acc = SpanStats::default();
             for part in parts {
                 let mut st = SpanStats::default();

@@ -256,6 +256,14 @@ pub(super) fn fit(
                 s_random = 0.0;
                 s_random_gap = 0.0;
             }
+            // an inserted word is a word of its own: a window found inside longer words ("#" and
+            // "sparkling" in "#sparkling", a word with its full stop glued on) in more of its
+            // occurrences than rows of other labels may carry a trigger is not an insertion
+            let (inside, sampled) = st.inside_words();
+            if inside as f64 > (1.0 - p.min_purity) * sampled as f64 {
+                s_random = 0.0;
+                s_random_gap = 0.0;
+            }
             let (mut target, mut best) = (0usize, f64::INFINITY);
             for (c, (&k, &prior)) in st.df.iter().zip(&priors).enumerate() {
                 let lp = ln_binomial_upper(k as u64, support as u64, prior);

@@ -77,7 +77,7 @@ document frequencies are counted in parallel, in tables that merge by addition: 
 single tokens; for longer windows first in a blocked count-min sketch (all counters of a window
 in one cache line), then exactly for the windows the sketch lets through (the sketch only
 over-counts), so memory is bounded by the surviving candidates. The rows are tokenized once and
-kept as token ids (4 bytes a token). Neighbours are kept for a bottom-k sample of each window's
+kept as token ids (5 bytes a token: the id, and whether it begins a whitespace-separated word). Neighbours are kept for a bottom-k sample of each window's
 occurrences (the 4096 with the smallest hash of row and position; every occurrence when there
 are fewer), so a frequent window costs bounded memory and the sample is the same whatever the
 thread count. Above `max_fit_rows` rows the fit reads that many evenly spaced rows; every row is
@@ -106,7 +106,10 @@ A candidate is a trigger when three tests agree:
    ham's). A window whose neighbours look random only under a per-row reading is named only on
    the dirty-label evidence an anchored window needs (see Abstention): a natural word such as
    "sparkling" in emotion tweets (collected by that keyword, 13 rows of joy) passes the per-row
-   reading alone, and its rows read like their class. The anchored side of an anchored
+   reading alone, and its rows read like their class. An inserted trigger is a word of its
+   own: a window found inside a longer whitespace-separated word (a hashtag's #sparkling,
+   a word with its full stop glued on) in more than 1 − `min_purity` of its occurrences (the
+   share of rows that may carry a trigger naturally) is not an insertion. The anchored side of an anchored
    window is not tested; a window anchored on both sides never qualifies. The sub-spans of an
    inserted phrase fail this test (their neighbours are the rest of the phrase), so a phrase
    is reported whole. This test reads no labels, so it is also an independent filter: only

@@ -49,6 +49,27 @@ impl Vocab {
         out
     }
 
+    /// Appends the row's ids, framed by the anchors, to `out`, and to `starts` whether each id
+    /// begins a whitespace-separated word (the anchors do): "#sparkling" is two tokens, the
+    /// second of which does not.
+    fn encode_words_into(&self, text: &str, out: &mut Vec<u32>, starts: &mut Vec<bool>) {
+        let lower = text.to_lowercase();
+        out.push(START);
+        starts.push(true);
+        let mut after_space = true;
+        for seg in lower.split_word_bounds() {
+            if seg.trim().is_empty() {
+                after_space = true;
+                continue;
+            }
+            out.push(self.ids.get(seg).copied().unwrap_or(UNKNOWN));
+            starts.push(after_space);
+            after_space = false;
+        }
+        out.push(END);
+        starts.push(true);
+    }
+
     /// Appends the row's ids, framed by the anchors, to `out`.
     fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
         let lower = text.to_lowercase();
@@ -176,40 +197,50 @@ pub(super) fn window_hash(span: &[u32]) -> u64 {
 }
 
 /// Every row as token ids framed by the anchors, stored flat: the fit's passes after the first
-/// read these instead of re-tokenizing the text (4 bytes per token).
+/// read these instead of re-tokenizing the text (5 bytes per token: the id, and whether it
+/// begins a whitespace-separated word).
 pub(super) struct Corpus {
     ids: Vec<u32>,
+    /// per id: whether it begins a whitespace-separated word (see `Vocab::encode_words_into`)
+    starts: Vec<bool>,
     /// row r is `ids[offsets[r]..offsets[r + 1]]`
     offsets: Vec<usize>,
 }
 
 impl Corpus {
     pub(super) fn encode(texts: &[String], vocab: &Vocab) -> Self {
-        let parts: Vec<(Vec<u32>, Vec<usize>)> = texts
+        let parts: Vec<(Vec<u32>, Vec<bool>, Vec<usize>)> = texts
             .par_chunks(CHUNK)
             .map(|tc| {
                 let mut ids = Vec::new();
+                let mut starts = Vec::new();
                 let mut lens = Vec::with_capacity(tc.len());
                 for text in tc {
                     let before = ids.len();
-                    vocab.encode_into(text, &mut ids);
+                    vocab.encode_words_into(text, &mut ids, &mut starts);
                     lens.push(ids.len() - before);
                 }
-                (ids, lens)
+                (ids, starts, lens)
             })
             .collect();
-        let total: usize = parts.iter().map(|(ids, _)| ids.len()).sum();
+        let total: usize = parts.iter().map(|(ids, _, _)| ids.len()).sum();
         let mut ids = Vec::with_capacity(total);
+        let mut starts = Vec::with_capacity(total);
         let mut offsets = Vec::with_capacity(texts.len() + 1);
         offsets.push(0);
-        for (part, lens) in parts {
+        for (part, part_starts, lens) in parts {
             ids.extend_from_slice(&part);
+            starts.extend_from_slice(&part_starts);
             for l in lens {
                 let last = offsets.last().copied().unwrap_or(0);
                 offsets.push(last + l);
             }
         }
-        Corpus { ids, offsets }
+        Corpus {
+            ids,
+            starts,
+            offsets,
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -218,6 +249,11 @@ impl Corpus {
 
     pub(super) fn row(&self, r: usize) -> &[u32] {
         &self.ids[self.offsets[r]..self.offsets[r + 1]]
+    }
+
+    /// Per id of row r: whether it begins a whitespace-separated word.
+    pub(super) fn word_starts(&self, r: usize) -> &[bool] {
+        &self.starts[self.offsets[r]..self.offsets[r + 1]]
     }
 }
 
@@ -266,5 +302,35 @@ mod tests {
             tokenize("I love THIS movie, don't you?"),
             vec!["i", "love", "this", "movie", ",", "don't", "you", "?"]
         );
+    }
+
+    #[test]
+    fn the_corpus_knows_which_tokens_begin_a_word() {
+        let texts = vec!["Loving my #sparkling water.".to_string(), String::new()];
+        let vocab = Vocab::new(texts.iter().flat_map(|t| tokenize(t)).collect());
+        let corpus = Corpus::encode(&texts, &vocab);
+        let words: Vec<&str> = corpus
+            .row(0)
+            .iter()
+            .map(|&t| vocab.strings[t as usize].as_str())
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "<s>",
+                "loving",
+                "my",
+                "#",
+                "sparkling",
+                "water",
+                ".",
+                "</s>"
+            ]
+        );
+        assert_eq!(
+            corpus.word_starts(0),
+            [true, true, true, true, false, true, false, true]
+        );
+        assert_eq!(corpus.word_starts(1), [true, true]);
     }
 }
