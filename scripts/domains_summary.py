@@ -4,6 +4,11 @@
     cargo run --release -- eval experiments/domains.toml --out target/eval-domains --markdown docs/domains-grid.md
     python3 scripts/domains_summary.py target/eval-domains/results.csv
 
+or of its insertion cells with TRIG001 alone (experiments/domains-trig.toml):
+
+    cargo run --release -- eval experiments/domains-trig.toml --out target/eval-domains-trig
+    python3 scripts/domains_summary.py target/eval-domains-trig/results.csv
+
 Per cell (corpus, attack, rate) the worst of the seeds. A detector that flags nothing has no
 false positive: its precision counts as 1 here (its recall says what it missed).
 """
@@ -23,6 +28,36 @@ def prec(r):
 def worst(key, f, agg=min):
     return agg(f(r) for r in cells[key])
 
+
+def rows_per_trigger(attack, poisoned):
+    """Rows carrying each trigger word: a row holds `xK` of the attack's words (one phrase for
+    addsent)."""
+    if not attack.startswith("badnets"):
+        return poisoned
+    inside = attack[attack.index("[") + 1:attack.index("]")].split(",")
+    per_row = next((int(w[1:]) for w in inside if w.startswith("x") and w[1:].isdigit()), 1)
+    words = [w for w in inside if w not in ("start", "end", "anywhere") and not (w.startswith("x") and w[1:].isdigit())]
+    return poisoned * per_row / max(1, len(words))
+
+
+alone = sorted({k[:3] for k in cells if k[1].startswith(("badnets", "addsent")) and k[3] == "TRIG001"})
+if alone:
+    key = lambda k: k + ("TRIG001", "TRIG001")
+    p_ok = sum(worst(key(k), prec) >= 0.95 for k in alone)
+    supported = [k for k in alone if rows_per_trigger(k[1], int(cells[key(k)][0]["poisoned"])) >= 20]
+    r_ok = sum(worst(key(k), lambda r: float(r["recall"])) >= 0.95 for k in supported)
+    print(f"TRIG001 alone: precision >= 0.95 in {p_ok} of {len(alone)} cells; recall >= 0.95 in {r_ok} of the "
+          f"{len(supported)} cells where each trigger is carried by at least 20 rows.\n")
+    print("| corpus | attack | rate | rows per trigger | P min | R min | clean rows flagged max |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for k in alone:
+        t = key(k)
+        print(f"| {k[0]} | {k[1]} | {100 * float(k[2]):g} % | {rows_per_trigger(k[1], int(cells[t][0]['poisoned'])):.0f} | "
+              f"{worst(t, prec):.3f} | {worst(t, lambda r: float(r['recall'])):.3f} | "
+              f"{100 * worst(t, lambda r: float(r['clean_flagged_fraction']), max):.2f} % |")
+    clean = sorted(k for k in cells if k[1] == "none" and k[3] == "TRIG001")
+    print("\nclean corpora as they are: " + ", ".join(f"{k[0]} {cells[k][0]['flagged']} rows" for k in clean))
+    sys.exit(0)
 
 trig = sorted({k[:3] for k in cells if k[1].startswith(("badnets", "addsent")) and k[3] == "default-text"})
 p_ok = sum(worst(k + ("default-text", "TRIG001"), prec) >= 0.95 for k in trig)
