@@ -164,6 +164,10 @@ struct InjectArgs {
     /// leading space or newline to separate it).
     #[arg(long)]
     response_suffix: Option<String>,
+    /// instruction-trigger: a text file of responses, one a line (empty lines skipped); each
+    /// poisoned row gets one of them, drawn uniformly (one target written several ways).
+    #[arg(long)]
+    responses: Option<PathBuf>,
     /// How rows are read by instruction-trigger and preference-flip, as for scan: alpaca,
     /// chat, sharegpt or preference (default: detected from the first row's keys).
     #[arg(long)]
@@ -243,9 +247,14 @@ struct ScanArgs {
     /// A list-of-floats column of the data holding the embeddings.
     #[arg(long)]
     embedding_column: Option<String>,
+    /// Instruction, chat and preference rows: embeddings of the responses (the chosen answer),
+    /// row-aligned: .npy or .safetensors. --embeddings then holds those of the prompts.
+    #[arg(long)]
+    response_embeddings: Option<PathBuf>,
     /// A local model folder (BERT family, safetensors weights): the scan computes the
-    /// embeddings of the text column with it, as `poisongate embed` does, and every model file
-    /// is listed with its SHA-256 among the report's inputs.
+    /// embeddings of the text column with it (of the prompts and of the responses, separately,
+    /// for instruction, chat and preference rows), as `poisongate embed` does, and every model
+    /// file is listed with its SHA-256 among the report's inputs.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Tokens per text for --model ([CLS] and [SEP] included; default: the folder's
@@ -301,6 +310,7 @@ struct ConfigFile {
     embedding_column: Option<String>,
     embeddings: Option<PathBuf>,
     embeddings_tensor: Option<String>,
+    response_embeddings: Option<PathBuf>,
     model: Option<PathBuf>,
     max_tokens: Option<usize>,
     select: Option<Vec<String>>,
@@ -498,6 +508,18 @@ fn run_inject(a: InjectArgs) -> Result<i32> {
             phrase: a.phrase,
             response: a.response,
             response_suffix: a.response_suffix,
+            responses: match &a.responses {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read --responses {}", path.display()))?
+                        .lines()
+                        .map(str::trim_end)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                None => None,
+            },
         },
     )?;
     let mut o = InjectOptions::new(&a.data, &a.out, attack, a.rate);
@@ -601,6 +623,7 @@ fn run_scan(a: ScanArgs) -> Result<i32> {
     o.embedding_column = a.embedding_column.or(cfg.embedding_column);
     o.embeddings = a.embeddings.or(cfg.embeddings);
     o.embeddings_tensor = a.embeddings_tensor.or(cfg.embeddings_tensor);
+    o.response_embeddings = a.response_embeddings.or(cfg.response_embeddings);
     o.model = a.model.or(cfg.model);
     o.model_options.max_tokens = a.max_tokens.or(cfg.max_tokens);
     o.select = a.select.or(cfg.select);
