@@ -103,6 +103,15 @@ struct EmbedArgs {
     /// Column holding the text.
     #[arg(long, default_value = "text")]
     text_column: String,
+    /// Of instruction, chat or preference rows, embed the prompts or the responses (prompt |
+    /// response) instead of a text column: the matrices scan takes as --embeddings and
+    /// --response-embeddings.
+    #[arg(long)]
+    part: Option<String>,
+    /// How the rows are read with --part: alpaca, chat, sharegpt or preference (default:
+    /// detected from the first row's keys).
+    #[arg(long)]
+    format: Option<String>,
     /// Tokens per text, [CLS] and [SEP] included (default: the folder's max_seq_length).
     #[arg(long)]
     max_tokens: Option<usize>,
@@ -468,6 +477,18 @@ fn run_embed(a: EmbedArgs) -> Result<i32> {
         },
         out: a.out.clone(),
         progress: !a.quiet,
+        part: match a.part.as_deref() {
+            None => None,
+            Some("prompt") => Some(poisongate::embed::Part::Prompt),
+            Some("response") => Some(poisongate::embed::Part::Response),
+            Some(other) => anyhow::bail!("--part must be prompt or response, not `{other}`"),
+        },
+        format: match a.format.as_deref() {
+            None => None,
+            Some(f) => Some(poisongate::ingest::RowFormat::parse(f).ok_or_else(|| {
+                anyhow::anyhow!("--format must be alpaca, chat, sharegpt or preference, not `{f}`")
+            })?),
+        },
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads.unwrap_or(0))
