@@ -375,7 +375,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     if opts.response_embeddings.is_some() {
         if !format.has_responses() {
             return Err(ScanError::Config(format!(
-                "--response-embeddings needs rows with responses (alpaca, chat, sharegpt,                  preference); the data is read as {}",
+                "--response-embeddings needs rows with responses (alpaca, chat, sharegpt, \
+                 preference); the data is read as {}",
                 format.name()
             )));
         }

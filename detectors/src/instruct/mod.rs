@@ -302,7 +302,9 @@ impl Configured for InstructParams {
                 named
             })
             .collect();
-        let response_clusters = groups.as_ref().map(|g| clusters_summary(g, fit_responses));
+        let response_clusters = groups
+            .as_ref()
+            .map(|g| clusters_summary(g, fit_responses, self.cluster_similarity));
         Ok(Box::new(InstructFit {
             flagged,
             triggers,
@@ -397,12 +399,16 @@ struct InstructFit {
 }
 
 /// The summary's view of the response clusters: how many groups, which became properties.
-fn clusters_summary(g: &clusters::ClusterProperties, responses: &[String]) -> serde_json::Value {
-    let shown: Vec<_> = g
-        .clusters
-        .kept
-        .iter()
-        .zip(&g.property_of)
+fn clusters_summary(
+    g: &clusters::ClusterProperties,
+    responses: &[String],
+    similarity: f64,
+) -> serde_json::Value {
+    let mut order: Vec<usize> = (0..g.clusters.kept.len()).collect();
+    order.sort_by_key(|&k| (std::cmp::Reverse(g.clusters.kept[k].rows.len()), k));
+    let shown: Vec<_> = order
+        .into_iter()
+        .map(|k| (&g.clusters.kept[k], g.property_of.get(k).copied().flatten()))
         .map(|(c, p)| {
             json!({
                 "rows": c.rows.len(),
@@ -414,7 +420,7 @@ fn clusters_summary(g: &clusters::ClusterProperties, responses: &[String]) -> se
         })
         .collect();
     json!({
-        "similarity": g.clusters.similarity,
+        "similarity": similarity,
         "groups": shown.len(),
         "properties": g.ids().count(),
         "largest": shown.iter().take(CLUSTERS_SHOWN).collect::<Vec<_>>(),
