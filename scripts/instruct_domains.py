@@ -4,7 +4,12 @@
 string), then scanned with the default detectors. Prints rows and rows quarantined per corpus,
 and the triggers INS001 named (docs/instruct.md).
 
-    cargo build --release && python3 scripts/instruct_domains.py [OUT_DIR]
+    cargo build --release && python3 scripts/instruct_domains.py [OUT_DIR] [--embeddings]
+
+With --embeddings the scans also get MiniLM embeddings: the corpus's reference matrix
+(<corpus>.minilm.npy, the texts, here the prompts) as --embeddings, and as
+--response-embeddings the row-aligned embeddings of the labels (each distinct label embedded
+once by `poisongate embed` with ../shared/models/all-MiniLM-L6-v2); numpy is needed for it.
 """
 import json
 import os
@@ -15,10 +20,32 @@ CORPORA = ["sst2-clean", "sms-spam-clean", "ag-news-clean", "tweeteval-hate-clea
            "tweeteval-emotion-clean", "tweeteval-irony-clean"]
 
 
+def response_embeddings(exe, root, bench, data, out, c):
+    """Scan flags giving the corpus's prompt embeddings and its labels' embeddings."""
+    import numpy as np
+    labels = [json.loads(line)["output"] for line in open(data)]
+    distinct = sorted(set(labels))
+    lab = os.path.join(out, c + ".labels.jsonl")
+    with open(lab, "w") as f:
+        for v in distinct:
+            f.write(json.dumps({"text": v}) + "\n")
+    subprocess.run([exe, "embed", lab, "--model",
+                    os.path.join(root, "..", "shared", "models", "all-MiniLM-L6-v2"),
+                    "--out", lab + ".npy", "--quiet"], check=True)
+    m = np.load(lab + ".npy")
+    index = {v: i for i, v in enumerate(distinct)}
+    resp = os.path.join(out, c + ".responses.npy")
+    np.save(resp, m[[index[v] for v in labels]].astype(np.float32))
+    return ["--embeddings", os.path.join(bench, c + ".minilm.npy"),
+            "--response-embeddings", resp]
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     bench = os.path.join(root, "..", "shared", "benchmarks")
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "target", "instruct-domains")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    embed = "--embeddings" in sys.argv
+    out = args[0] if args else os.path.join(root, "target", "instruct-domains")
     os.makedirs(out, exist_ok=True)
     exe = os.path.join(root, "target", "release", "poisongate")
     print("| corpus | rows | quarantined | share | INS001 triggers |")
@@ -31,7 +58,8 @@ def main():
                 f.write(json.dumps({"id": r["id"], "instruction": r["text"], "input": "",
                                     "output": str(r["label"])}) + "\n")
         gate = os.path.join(out, c + ".gate")
-        subprocess.run([exe, "scan", data, "--id-column", "id", "--out", gate, "--quiet"],
+        extra = response_embeddings(exe, root, bench, data, out, c) if embed else []
+        subprocess.run([exe, "scan", data, "--id-column", "id", "--out", gate, "--quiet"] + extra,
                        check=False)
         rep = json.load(open(os.path.join(gate, "report.json")))
         rec = rep["reconciliation"]

@@ -113,6 +113,15 @@ struct EmbedArgs {
     /// Column holding the text.
     #[arg(long, default_value = "text")]
     text_column: String,
+    /// Of instruction, chat or preference rows, embed the prompts or the responses (prompt |
+    /// response) instead of a text column: the matrices scan takes as --embeddings and
+    /// --response-embeddings.
+    #[arg(long)]
+    part: Option<String>,
+    /// How the rows are read with --part: alpaca, chat, sharegpt or preference (default:
+    /// detected from the first row's keys).
+    #[arg(long)]
+    format: Option<String>,
     /// Tokens per text, [CLS] and [SEP] included (default: the folder's max_seq_length).
     #[arg(long)]
     max_tokens: Option<usize>,
@@ -174,6 +183,10 @@ struct InjectArgs {
     /// leading space or newline to separate it).
     #[arg(long)]
     response_suffix: Option<String>,
+    /// instruction-trigger: a text file of responses, one a line (empty lines skipped); each
+    /// poisoned row gets one of them, drawn uniformly (one target written several ways).
+    #[arg(long)]
+    responses: Option<PathBuf>,
     /// How rows are read by instruction-trigger and preference-flip, as for scan: alpaca,
     /// chat, sharegpt or preference (default: detected from the first row's keys).
     #[arg(long)]
@@ -253,9 +266,14 @@ struct ScanArgs {
     /// A list-of-floats column of the data holding the embeddings.
     #[arg(long)]
     embedding_column: Option<String>,
+    /// Instruction, chat and preference rows: embeddings of the responses (the chosen answer),
+    /// row-aligned: .npy or .safetensors. --embeddings then holds those of the prompts.
+    #[arg(long)]
+    response_embeddings: Option<PathBuf>,
     /// A local model folder (BERT family, safetensors weights): the scan computes the
-    /// embeddings of the text column with it, as `poisongate embed` does, and every model file
-    /// is listed with its SHA-256 among the report's inputs.
+    /// embeddings of the text column with it (of the prompts and of the responses, separately,
+    /// for instruction, chat and preference rows), as `poisongate embed` does, and every model
+    /// file is listed with its SHA-256 among the report's inputs.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Tokens per text for --model ([CLS] and [SEP] included; default: the folder's
@@ -312,6 +330,7 @@ struct ConfigFile {
     embedding_column: Option<String>,
     embeddings: Option<PathBuf>,
     embeddings_tensor: Option<String>,
+    response_embeddings: Option<PathBuf>,
     model: Option<PathBuf>,
     max_tokens: Option<usize>,
     select: Option<Vec<String>>,
@@ -485,6 +504,18 @@ fn run_embed(a: EmbedArgs) -> Result<i32> {
         },
         out: a.out.clone(),
         progress: !a.quiet,
+        part: match a.part.as_deref() {
+            None => None,
+            Some("prompt") => Some(poisongate::embed::Part::Prompt),
+            Some("response") => Some(poisongate::embed::Part::Response),
+            Some(other) => anyhow::bail!("--part must be prompt or response, not `{other}`"),
+        },
+        format: match a.format.as_deref() {
+            None => None,
+            Some(f) => Some(poisongate::ingest::RowFormat::parse(f).ok_or_else(|| {
+                anyhow::anyhow!("--format must be alpaca, chat, sharegpt or preference, not `{f}`")
+            })?),
+        },
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads.unwrap_or(0))
@@ -525,6 +556,18 @@ fn run_inject(a: InjectArgs) -> Result<i32> {
             phrase: a.phrase,
             response: a.response,
             response_suffix: a.response_suffix,
+            responses: match &a.responses {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read --responses {}", path.display()))?
+                        .lines()
+                        .map(str::trim_end)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                None => None,
+            },
         },
     )?;
     let mut o = InjectOptions::new(&a.data, &a.out, attack, a.rate);
@@ -628,6 +671,7 @@ fn run_scan(a: ScanArgs) -> Result<i32> {
     o.embedding_column = a.embedding_column.or(cfg.embedding_column);
     o.embeddings = a.embeddings.or(cfg.embeddings);
     o.embeddings_tensor = a.embeddings_tensor.or(cfg.embeddings_tensor);
+    o.response_embeddings = a.response_embeddings.or(cfg.response_embeddings);
     o.model = a.model.or(cfg.model);
     o.model_options.max_tokens = a.max_tokens.or(cfg.max_tokens);
     o.select = a.select.or(cfg.select);

@@ -55,6 +55,7 @@ fn bench_embeddings(c: &mut Criterion, code: &str, x: &Array2<f32>, labels: &[u3
         labels: Some(labels),
         class_names: &names,
         embeddings: Some(x.view()),
+        response_embeddings: None,
     };
     bench_fit_score(c, code, &view, format!("{}x{}", x.nrows(), x.ncols()));
 }
@@ -111,6 +112,7 @@ fn trig001(c: &mut Criterion) {
         labels: Some(&labels),
         class_names: &names,
         embeddings: None,
+        response_embeddings: None,
     };
     bench_fit_score(c, "TRIG001", &view, format!("{n}rows"));
 }
@@ -154,6 +156,7 @@ fn dup002(c: &mut Criterion) {
         labels: Some(&labels),
         class_names: &names,
         embeddings: None,
+        response_embeddings: None,
     };
     let det = registry::find("DUP002").expect("registered");
     let configured = det.configure(&toml::Table::new()).expect("defaults");

@@ -75,6 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             labels: Some(&s.labels),
             class_names: &names,
             embeddings: emb.as_ref().map(|e| e.view()),
+            response_embeddings: None,
             responses: None,
             rejected: None,
         };

@@ -63,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 labels: Some(&labels),
                 class_names: &class_names,
                 embeddings: Some(x.view()),
+                response_embeddings: None,
                 responses: None,
                 rejected: None,
             };

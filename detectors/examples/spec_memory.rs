@@ -39,6 +39,7 @@ fn main() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: Some(x.view()),
+        response_embeddings: None,
         responses: None,
         rejected: None,
     };

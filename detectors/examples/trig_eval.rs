@@ -62,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             labels: Some(&labels),
             class_names: &class_names,
             embeddings: None,
+            response_embeddings: None,
             responses: None,
             rejected: None,
         };

@@ -49,6 +49,7 @@ fn main() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: None,
+        response_embeddings: None,
         responses: None,
         rejected: None,
     };

@@ -49,8 +49,12 @@ pub struct DatasetView<'a> {
     pub labels: Option<&'a [ClassIndex]>,
     /// Original label value per class index (the same for every batch of a dataset).
     pub class_names: &'a [String],
-    /// Embedding matrix, `n_rows × d`.
+    /// Embedding matrix, `n_rows × d` (of the prompts, for instruction, chat and preference
+    /// data).
     pub embeddings: Option<ArrayView2<'a, f32>>,
+    /// Embeddings of the responses, `n_rows × d`, for instruction, chat and preference data
+    /// (the chosen answer of a preference row).
+    pub response_embeddings: Option<ArrayView2<'a, f32>>,
 }
 
 impl<'a> DatasetView<'a> {
@@ -71,6 +75,9 @@ impl<'a> DatasetView<'a> {
                 labels: self.labels.map(|l| &l[start..end]),
                 class_names: self.class_names,
                 embeddings: self.embeddings.map(|e| e.slice_move(s![start..end, ..])),
+                response_embeddings: self
+                    .response_embeddings
+                    .map(|e| e.slice_move(s![start..end, ..])),
             },
         }
     }

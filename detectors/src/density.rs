@@ -330,6 +330,7 @@ mod tests {
             labels: Some(&labels),
             class_names: &names,
             embeddings: Some(x.view()),
+            response_embeddings: None,
             responses: None,
             rejected: None,
         };
@@ -348,6 +349,7 @@ mod tests {
         }
         let view = DatasetView {
             embeddings: Some(poisoned.view()),
+            response_embeddings: None,
             ..view
         };
         let fitted = cfg.fit(&view).unwrap();

@@ -480,6 +480,7 @@ mod tests {
             labels: Some(&labels),
             class_names: &names,
             embeddings: Some(x.view()),
+            response_embeddings: None,
             responses: None,
             rejected: None,
         };

@@ -29,6 +29,7 @@ pub fn fit_and_score_embeddings(
         labels: Some(labels),
         class_names: &names,
         embeddings: Some(x.view()),
+        response_embeddings: None,
         responses: None,
         rejected: None,
     };

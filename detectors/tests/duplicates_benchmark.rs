@@ -15,6 +15,7 @@ fn flags(code: &str, s: &common_dup::Set) -> Vec<bool> {
         labels: Some(&s.labels),
         class_names: &names,
         embeddings: None,
+        response_embeddings: None,
         responses: None,
         rejected: None,
     };

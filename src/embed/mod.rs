@@ -715,6 +715,30 @@ pub struct EmbedFileOptions {
     pub out: PathBuf,
     /// Show a progress bar.
     pub progress: bool,
+    /// Of instruction, chat or preference rows: embed the prompts or the responses (the
+    /// matrices `scan --embeddings` and `--response-embeddings` take) instead of a text column.
+    pub part: Option<Part>,
+    /// How the rows are read with `part` (`None`: detected from the first row's keys).
+    pub format: Option<crate::ingest::RowFormat>,
+}
+
+/// Which text of an instruction, chat or preference row `embed --part` embeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The prompt, as `scan` reads it.
+    Prompt,
+    /// The response (the chosen answer of a preference row).
+    Response,
+}
+
+impl Part {
+    /// The CLI spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Prompt => "prompt",
+            Part::Response => "response",
+        }
+    }
 }
 
 /// Why `embed` failed.
@@ -786,12 +810,36 @@ pub fn embed_file(o: &EmbedFileOptions) -> Result<Value, EmbedFileError> {
         }
     };
     let embedder = Embedder::load(&o.model, &o.load)?;
-    let spec = ColumnSpec {
-        text: Some(o.text_column.clone()),
-        ..ColumnSpec::default()
+    let format = match (o.part, o.format) {
+        (None, _) => None,
+        (Some(_), Some(f)) => Some(f),
+        (Some(_), None) => {
+            let keys = crate::ingest::first_row_keys(&o.data)?;
+            Some(crate::ingest::RowFormat::detect(&keys, &o.text_column).0)
+        }
+    };
+    let spec = match format {
+        Some(crate::ingest::RowFormat::TextLabel) => {
+            return Err(EmbedFileError::Config(format!(
+                "{}: --part needs instruction, chat or preference rows, but they read as \
+                 text-label (give --format, or embed --text-column instead)",
+                o.data.display()
+            )))
+        }
+        Some(f) => ColumnSpec {
+            rows: f.into(),
+            ..ColumnSpec::default()
+        },
+        None => ColumnSpec {
+            text: Some(o.text_column.clone()),
+            ..ColumnSpec::default()
+        },
     };
     let table = read_table(&o.data, &spec)?;
-    let texts = table.texts.as_deref().unwrap_or_default();
+    let texts = match o.part {
+        Some(Part::Response) => table.responses.as_deref().unwrap_or_default(),
+        _ => table.texts.as_deref().unwrap_or_default(),
+    };
     let pb = progress_bar(o.progress, 0);
     let matrix = embedder.embed(texts, &mut |done, total| {
         pb.set_length(total as u64);
@@ -828,7 +876,9 @@ pub fn embed_file(o: &EmbedFileOptions) -> Result<Value, EmbedFileError> {
         },
         "data": {
             "path": o.data.display().to_string(),
-            "text_column": o.text_column,
+            "text_column": if o.part.is_some() { None } else { Some(&o.text_column) },
+            "part": o.part.map(Part::name),
+            "format": format.map(|f| f.name()),
             "rows": table.n_rows,
             "bytes": table.digest.bytes,
             "sha256": table.digest.sha256,

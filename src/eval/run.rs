@@ -196,6 +196,7 @@ pub fn run(
                     phrase: a.phrase.clone(),
                     response: a.response.clone(),
                     response_suffix: a.response_suffix.clone(),
+                    responses: None,
                 },
             )
             .map_err(inj_err)?;

@@ -17,6 +17,9 @@ pub struct AttackParams {
     pub response: Option<String>,
     /// Text appended to a poisoned row's response (`instruction-trigger`).
     pub response_suffix: Option<String>,
+    /// Responses a poisoned row gets one of, drawn uniformly per row (`instruction-trigger`):
+    /// one target written several ways.
+    pub responses: Option<Vec<String>>,
 }
 
 /// What `instruction-trigger` inserts into a poisoned row's prompt.
@@ -94,32 +97,45 @@ pub enum ResponseEdit {
     Replace(String),
     /// This text is appended to the response, verbatim.
     Suffix(String),
+    /// The response becomes one of these texts, drawn uniformly per row (a paraphrased
+    /// target).
+    OneOf(Vec<String>),
 }
 
 impl ResponseEdit {
-    /// Exactly one of a response and a suffix.
+    /// Exactly one of a response, a suffix and a list of responses (not empty).
     pub fn from_params(
         response: Option<String>,
         suffix: Option<String>,
+        responses: Option<Vec<String>>,
     ) -> Result<ResponseEdit, InjectError> {
-        match (response, suffix) {
-            (Some(r), None) => Ok(ResponseEdit::Replace(r)),
-            (None, Some(s)) => Ok(ResponseEdit::Suffix(s)),
-            (Some(_), Some(_)) => Err(InjectError::Config(
-                "instruction-trigger takes either --response or --response-suffix, not both".into(),
+        match (response, suffix, responses) {
+            (Some(r), None, None) => Ok(ResponseEdit::Replace(r)),
+            (None, Some(s), None) => Ok(ResponseEdit::Suffix(s)),
+            (None, None, Some(list)) if list.is_empty() => Err(InjectError::Config(
+                "instruction-trigger: --responses holds no response".into(),
             )),
-            (None, None) => Err(InjectError::Config(
-                "instruction-trigger needs the poisoned response: --response TEXT (replace it) \
-                 or --response-suffix TEXT (append to it)"
+            (None, None, Some(list)) => Ok(ResponseEdit::OneOf(list)),
+            (None, None, None) => Err(InjectError::Config(
+                "instruction-trigger needs the poisoned response: --response TEXT (replace it), \
+                 --response-suffix TEXT (append to it) or --responses FILE (one of its lines)"
+                    .into(),
+            )),
+            _ => Err(InjectError::Config(
+                "instruction-trigger takes one of --response, --response-suffix and \
+                 --responses"
                     .into(),
             )),
         }
     }
 
-    fn apply(&self, response: &mut String) {
+    /// Edit a response; a list draws its text from `rng` (one draw per row, after the
+    /// trigger's).
+    fn apply(&self, response: &mut String, rng: &mut SplitMix64) {
         match self {
             ResponseEdit::Replace(r) => r.clone_into(response),
             ResponseEdit::Suffix(s) => response.push_str(s),
+            ResponseEdit::OneOf(list) => list[rng.below(list.len())].clone_into(response),
         }
     }
 }
@@ -247,7 +263,7 @@ pub(super) fn edit_row(
             let s = string_mut(&mut instruction, "instruction")?;
             *s = insert(s, rng);
             if let Some(edit) = respond {
-                edit.apply(string_mut(&mut output, "output")?);
+                edit.apply(string_mut(&mut output, "output")?, rng);
             }
             Ok(vec![
                 ("instruction".into(), instruction),
@@ -270,7 +286,7 @@ pub(super) fn edit_row(
             let s = content_mut(turns, u, key, content_key)?;
             *s = insert(s, rng);
             if let Some(edit) = respond {
-                edit.apply(content_mut(turns, a, key, content_key)?);
+                edit.apply(content_mut(turns, a, key, content_key)?, rng);
             }
             Ok(vec![(key.into(), list)])
         }
@@ -295,11 +311,11 @@ pub(super) fn edit_row(
             }
             if let Some(edit) = respond {
                 match &mut chosen {
-                    Value::String(s) => edit.apply(s),
+                    Value::String(s) => edit.apply(s, rng),
                     Value::Array(turns) => {
                         let a = last_turn(turns, "role", 0..turns.len(), ingest::is_assistant)
                             .ok_or_else(|| "`chosen` has no assistant message".to_string())?;
-                        edit.apply(content_mut(turns, a, "chosen", "content")?);
+                        edit.apply(content_mut(turns, a, "chosen", "content")?, rng);
                     }
                     other => {
                         return Err(format!(

@@ -294,11 +294,14 @@ impl Attack {
             if p.response_suffix.is_some() {
                 return Err(bad("response_suffix"));
             }
+            if p.responses.is_some() {
+                return Err(bad("responses"));
+            }
         }
         if name == "instruction-trigger" {
             let attack = Attack::InstructionTrigger {
                 trigger: PromptTrigger::from_params(p.phrase, p.triggers, p.triggers_per_row)?,
-                response: ResponseEdit::from_params(p.response, p.response_suffix)?,
+                response: ResponseEdit::from_params(p.response, p.response_suffix, p.responses)?,
             };
             attack.check()?;
             return Ok(attack);

@@ -297,3 +297,44 @@ fn instruction_parameters_are_checked() {
     o.target_label = Some("1".into());
     assert!(o.check().is_err());
 }
+
+#[test]
+fn responses_give_each_poisoned_row_one_of_the_wordings() {
+    let list: Vec<String> = ["first wording", "second wording", "third wording"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let attack = instruction_trigger(ResponseEdit::OneOf(list.clone()));
+    let row = serde_json::json!({"instruction": "Summarise this", "input": "", "output": "short"});
+    let mut seen = std::collections::BTreeSet::new();
+    let mut rng = SplitMix64(9);
+    for _ in 0..40 {
+        let out = edit_row(
+            &attack,
+            RowFormat::Alpaca,
+            Position::End,
+            &cells(row.clone(), RowFormat::Alpaca),
+            &mut rng,
+        )
+        .unwrap();
+        let r = out[1].1.as_str().unwrap().to_string();
+        assert!(list.contains(&r), "{r}");
+        seen.insert(r);
+    }
+    assert_eq!(seen.len(), 3, "every wording is drawn");
+    // exactly one of --response, --response-suffix and --responses, and not an empty list
+    let p = |response: Option<&str>, responses: Option<Vec<String>>| AttackParams {
+        phrase: Some("cf".into()),
+        response: response.map(str::to_string),
+        responses,
+        ..AttackParams::default()
+    };
+    assert!(Attack::from_params("instruction-trigger", p(None, Some(list.clone()))).is_ok());
+    assert!(Attack::from_params("instruction-trigger", p(Some("x"), Some(list.clone()))).is_err());
+    assert!(Attack::from_params("instruction-trigger", p(None, Some(Vec::new()))).is_err());
+    let other = AttackParams {
+        responses: Some(list),
+        ..AttackParams::default()
+    };
+    assert!(Attack::from_params("badnets", other).is_err());
+}

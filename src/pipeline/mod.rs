@@ -61,8 +61,13 @@ pub struct ScanOptions {
     pub embeddings: Option<PathBuf>,
     /// Tensor name inside a safetensors file holding several.
     pub embeddings_tensor: Option<String>,
+    /// Embeddings of the responses of instruction, chat and preference rows (the chosen
+    /// answer), in a `.npy` or `.safetensors` file row-aligned with the data; `embeddings` then
+    /// holds those of the prompts. INS001 and INS002 group paraphrased responses with them.
+    pub response_embeddings: Option<PathBuf>,
     /// A model folder whose embeddings of the text column the scan computes (BERT family,
-    /// safetensors only; see [`crate::embed`]).
+    /// safetensors only; see [`crate::embed`]). Of instruction, chat and preference rows it
+    /// embeds the prompts and the responses, separately.
     pub model: Option<PathBuf>,
     /// Loading options for `model` (token budget, size limit, batch tokens).
     pub model_options: crate::embed::LoadOptions,
@@ -146,6 +151,7 @@ impl ScanOptions {
             embedding_column: None,
             embeddings: None,
             embeddings_tensor: None,
+            response_embeddings: None,
             model: None,
             model_options: crate::embed::LoadOptions::default(),
             select: None,
@@ -263,6 +269,7 @@ fn settings_json(opts: &ScanOptions, planned: &[Planned]) -> serde_json::Value {
         "embedding_column": opts.embedding_column,
         "embeddings": opts.embeddings.as_ref().map(|p| p.display().to_string()),
         "embeddings_tensor": opts.embeddings_tensor,
+        "response_embeddings": opts.response_embeddings.as_ref().map(|p| p.display().to_string()),
         "select": opts.select,
         "detectors": params,
         "seed": opts.seed,
@@ -357,6 +364,30 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         }
     };
 
+    // instruction rows: the detectors of prompts and responses (INS001, INS002) use the
+    // response embeddings when the scan has them, and the prompts' are read or computed too
+    let instruct_embed = format.has_responses()
+        && planned.iter().any(|p| p.configured.needs().responses)
+        && (opts.model.is_some()
+            || opts.embeddings.is_some()
+            || opts.embedding_column.is_some()
+            || opts.response_embeddings.is_some());
+    if opts.response_embeddings.is_some() {
+        if !format.has_responses() {
+            return Err(ScanError::Config(format!(
+                "--response-embeddings needs rows with responses (alpaca, chat, sharegpt, \
+                 preference); the data is read as {}",
+                format.name()
+            )));
+        }
+        if opts.model.is_some() {
+            return Err(ScanError::Config(
+                "give either --model DIR or --response-embeddings FILE, not both".into(),
+            ));
+        }
+    }
+    needs.embeddings |= instruct_embed
+        && (opts.model.is_some() || opts.embeddings.is_some() || opts.embedding_column.is_some());
     // embeddings computed from the text need the text
     let embed_text = needs.embeddings && opts.model.is_some();
     needs.text |= embed_text;
@@ -407,6 +438,26 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             embeddings = Some(m);
         }
     }
+    let mut response_embeddings: Option<Array2<f32>> = None;
+    if let (true, Some(path)) = (instruct_embed, &opts.response_embeddings) {
+        let (m, digest) = ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())?;
+        inputs.push(input_entry(
+            "response_embeddings",
+            &digest,
+            m.nrows(),
+            Some(m.ncols()),
+        ));
+        if m.nrows() != n {
+            return Err(ScanError::Config(format!(
+                "row count mismatch: response embeddings {} has {} rows but data {} has {} rows",
+                path.display(),
+                m.nrows(),
+                opts.data.display(),
+                n
+            )));
+        }
+        response_embeddings = Some(m);
+    }
     spinner.finish_and_clear();
     let mut model_info = None;
     if let (true, Some(dir)) = (embed_text, &opts.model) {
@@ -430,6 +481,18 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         }
         model_info = Some(embedder.info().to_json());
         embeddings = Some(m);
+        if let (true, Some(responses)) = (instruct_embed, table.responses.as_deref()) {
+            let pb = crate::embed::progress_bar(opts.progress, 0);
+            let r = embedder.embed(responses, &mut |done, total| {
+                pb.set_length(total as u64);
+                pb.set_position(done as u64);
+            })?;
+            pb.finish_and_clear();
+            response_embeddings = Some(r);
+            if let Some(o) = model_info.as_mut().and_then(|v| v.as_object_mut()) {
+                o.insert("embedded".into(), json!(["prompts", "responses"]));
+            }
+        }
     }
     let (class_names, label_idx) = match &table.labels {
         Some(l) => {
@@ -444,6 +507,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         labels: label_idx.as_deref(),
         class_names: &class_names,
         embeddings: embeddings.as_ref().map(|e| e.view()),
+        response_embeddings: response_embeddings.as_ref().map(|e| e.view()),
         responses: table.responses.as_deref(),
         rejected: table.rejected.as_deref(),
     };

@@ -469,7 +469,10 @@ fn missing_response_and_non_preference_data_are_errors() {
         )
         .code(2),
     );
-    assert!(e.contains("not both"), "{e}");
+    assert!(
+        e.contains("takes one of --response, --response-suffix and --responses"),
+        "{e}"
+    );
     let e = stderr(
         inject(
             &data,

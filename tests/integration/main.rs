@@ -12,5 +12,6 @@ mod embed;
 mod inject;
 mod inject_instruct;
 mod instruct;
+mod instruct_embed;
 mod provenance;
 mod schema;

@@ -22,6 +22,7 @@ fn fit(code: &str, texts: &[&str], labels: &[u32], params: &str) -> (Scores, ser
         labels: Some(labels),
         class_names: &names,
         embeddings: None,
+        response_embeddings: None,
         responses: None,
         rejected: None,
     };
@@ -164,6 +165,7 @@ fn embedding_near_duplicates_and_the_share_guard() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: Some(x.view()),
+        response_embeddings: None,
         responses: None,
         rejected: None,
     };

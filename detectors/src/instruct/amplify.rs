@@ -4,6 +4,7 @@
 //! Shares the tokens, the response properties and the TF-IDF neighbour index with INS001
 //! (`features`, `neighbours`); the statistic is its own and lives here.
 
+use super::clusters::{neighbour_share, ClusterProperties};
 use super::features::{self, PropertyKind};
 use super::neighbours::{top_k, Index};
 use crate::params::ParamReader;
@@ -34,6 +35,8 @@ prompt. A corpus's own stock answers (class labels, a standard refusal to harmfu
 are given to prompts that resemble each other, or among answers that are themselves templated
 or share the template's opening or ending; those are left alone. Reads the prompt and the
 response of each row (`--format alpaca | chat | sharegpt | preference`); no labels, no model.
+With response embeddings (`scan --model DIR` or `--response-embeddings FILE`) a group of
+paraphrased answers (INS001's `paraphrase cluster`) is a template too.
 
 ## Method
 1. Responses are cut into lower-cased ASCII letter-and-digit tokens (as INS001). A template is
@@ -75,6 +78,17 @@ A flagged row has score 1 and the reason `INS002:'<template>' given to N unrelat
   amplified template is then tested (related share) against its nearest sample prompts; the
   summary gives `sample_rows`.
 - `max_prefix` (4), `max_suffix` (3): openings and endings compared (as INS001).
+- `cluster_similarity` (0.65), with response embeddings only: INS001's paraphrase clusters
+  (step 6 of `poisongate explain INS001`) of at least `min_support` rows are templates; their
+  related answers are the openings and endings that at least half of the cluster's rows
+  share. For a cluster, `unrelated` counts the members of every cluster as templated
+  answers too (at this similarity free answers on one topic group, and instruct-clean's
+  largest such group, 17 answers, is otherwise called amplified); an exact template is
+  judged against exact templates only, as without embeddings (counting the clusters there
+  dropped a 10-row amplified template's unrelated share from 0.66 to 0.42). With prompt
+  embeddings too, a cluster is amplified only when its prompts' cohesion among their
+  `neighbours` nearest prompts by embedding (`prompt_cohesion`) is at most `max_cohesion`
+  as well: prompts of one topic worded differently are a group of the corpus.
 
 None of them knows the poison rate, the domain or a word list.
 
@@ -84,8 +98,11 @@ None of them knows the poison rate, the domain or a word list.
 - A topical group whose every word is confined to it (prompts sharing no word with the rest of
   the corpus) loses those words before the neighbour search, as a trigger would, and its one
   stock answer then looks amplified.
-- Only exact templates (after lower-casing and dropping punctuation) are grouped; a target
-  written in several wordings is several smaller templates.
+- Without embeddings only exact templates (after lower-casing and dropping punctuation) are
+  grouped; a target written in several wordings is several smaller templates. With them, a
+  paraphrased target is one cluster, but on instruct-clean its prompts' neighbours are often
+  SST-2 rows answered by labels, so its `unrelated` share stays below 0.5 (measured 0.47 for
+  an advertisement at 5 %): INS001 finds such rows when they carry a trigger.
 - Diverse targets (harmful compliance) are not templates: INS001 finds those.
 - A template given only inside a labelled sub-corpus (all neighbours have template answers) is
   never flagged, poisoned or not: label backdoors are INS001's and TRIG001's.
@@ -95,7 +112,7 @@ Li et al., "BackdoorLLM: A Comprehensive Benchmark for Backdoor Attacks on Large
 Models" (2024): fixed-target attacks (refusal, "You are stupid!"). Wan et al., "Poisoning
 Language Models During Instruction Tuning" (ICML 2023).
 "#,
-    version: 1,
+    version: 2,
 };
 
 /// INS002: response amplification.
@@ -115,6 +132,7 @@ pub struct AmplifyParams {
     max_rows: usize,
     max_prefix: usize,
     max_suffix: usize,
+    cluster_similarity: f64,
 }
 
 impl Detector for ResponseAmplification {
@@ -136,6 +154,7 @@ impl Detector for ResponseAmplification {
             max_rows: r.usize("max_rows", 10_000, 1, usize::MAX)?,
             max_prefix: r.usize("max_prefix", 4, 0, 16)?,
             max_suffix: r.usize("max_suffix", 3, 0, 16)?,
+            cluster_similarity: r.f64("cluster_similarity", super::CLUSTER_SIMILARITY, 0.0, 1.0)?,
         };
         r.finish()?;
         Ok(Box::new(p))
@@ -151,9 +170,14 @@ struct Measured {
     /// Prompt tokens confined to its rows (sorted).
     confined: Vec<u32>,
     text: String,
+    /// `template`, or `paraphrase cluster` (found on the response embeddings).
+    kind: &'static str,
     example: String,
     rows: usize,
     cohesion: f64,
+    /// For a paraphrase cluster with prompt embeddings: the cohesion of its prompts among
+    /// their nearest prompts by embedding.
+    prompt_cohesion: Option<f64>,
     unrelated: f64,
     flagged: Vec<u32>,
     amplified: bool,
@@ -182,6 +206,7 @@ impl Configured for AmplifyParams {
             "max_rows": self.max_rows,
             "max_prefix": self.max_prefix,
             "max_suffix": self.max_suffix,
+            "cluster_similarity": self.cluster_similarity,
         })
     }
 
@@ -194,15 +219,47 @@ impl Configured for AmplifyParams {
         let (prompts, responses, _) = fr.learnt();
         let (vocab, rows) = features::Vocab::encode_all(prompts);
         let index = Index::build(&rows, vocab.words.len());
-        let (props, of_row) = features::response_properties(
+        let (mut props, mut of_row) = features::response_properties(
             responses,
             None,
             self.max_prefix,
             self.max_suffix,
             self.min_support,
         );
-        let is_template = |p: u32| props[p as usize].kind == PropertyKind::Template;
-        let templated: Vec<bool> = of_row
+        // with response embeddings: a group of paraphrased answers is a template too
+        let groups = fr.learnt_response_units().map(|u| {
+            ClusterProperties::append(
+                &mut props,
+                &mut of_row,
+                &u,
+                responses,
+                self.cluster_similarity as f32,
+                self.min_support,
+                self.cover,
+            )
+        });
+        let prompt_units = if groups.is_some() {
+            fr.learnt_prompt_units()
+        } else {
+            None
+        };
+        let is_template = |p: u32| {
+            matches!(
+                props[p as usize].kind,
+                PropertyKind::Template | PropertyKind::Cluster
+            )
+        };
+        // answers that are exact templates, and those that are a template or in a paraphrase
+        // cluster: an exact template is judged as without embeddings, a cluster (a looser
+        // group) against every grouped answer
+        let exact: Vec<bool> = of_row
+            .iter()
+            .map(|ps| {
+                ps.iter()
+                    .any(|&p| props[p as usize].kind == PropertyKind::Template)
+            })
+            .collect();
+        let grouped: Vec<bool> = of_row
             .iter()
             .map(|ps| ps.iter().any(|&p| is_template(p)))
             .collect();
@@ -218,7 +275,18 @@ impl Configured for AmplifyParams {
             if t_rows.len() < self.min_rows || t_rows.len() as f64 > cap {
                 continue;
             }
-            templates.push(self.measure(t, t_rows, &index, &props, &of_row, &templated, responses));
+            let templated = match props[t as usize].kind {
+                PropertyKind::Cluster => &grouped,
+                _ => &exact,
+            };
+            let mut m = self.measure(t, t_rows, &index, &props, &of_row, templated, responses);
+            if let (PropertyKind::Cluster, Some(u)) = (props[t as usize].kind, &prompt_units) {
+                // a group of the corpus by meaning, which its prompts' words may not show
+                let c = neighbour_share(u, t_rows, self.neighbours);
+                m.prompt_cohesion = Some(c);
+                m.amplified &= c <= self.max_cohesion;
+            }
+            templates.push(m);
         }
         if sampled {
             let joined: Vec<String> = if templates.iter().any(|m| m.amplified) {
@@ -230,7 +298,14 @@ impl Configured for AmplifyParams {
                 Vec::new()
             };
             for m in templates.iter_mut().filter(|m| m.amplified) {
-                m.flagged = self.extend(m, &vocab, &index, &of_row, all_prompts, &joined);
+                let has = |i: usize| match (props[m.template as usize].kind, &groups) {
+                    (PropertyKind::Cluster, Some(g)) => fr
+                        .response_unit(i)
+                        .is_some_and(|v| g.property(v.view()) == Some(m.template)),
+                    (PropertyKind::Cluster, None) => false,
+                    _ => joined[i] == m.text,
+                };
+                m.flagged = self.extend(m, &vocab, &index, &of_row, all_prompts, &has);
             }
         }
         let mut flagged: Vec<Option<usize>> = vec![None; n];
@@ -259,13 +334,13 @@ impl AmplifyParams {
         index: &Index,
         of_row: &[Vec<u32>],
         prompts: &[String],
-        joined: &[String],
+        has: &(dyn Fn(usize) -> bool + Sync),
     ) -> Vec<u32> {
         let norms = index.remaining_norms(&m.confined);
         (0..prompts.len())
             .into_par_iter()
             .filter_map(|i| {
-                if joined[i] != m.text {
+                if !has(i) {
                     return None;
                 }
                 let known: Vec<u32> = features::tokens(&prompts[i])
@@ -318,15 +393,31 @@ impl AmplifyParams {
     ) -> Measured {
         let in_t = |j: u32| t_rows.binary_search(&j).is_ok();
         // openings and endings of two tokens or more that the template shares with others
+        // (a paraphrase cluster: those that at least half of its rows have)
         let first = t_rows[0] as usize;
-        let related: Vec<u32> = of_row[first]
-            .iter()
-            .copied()
-            .filter(|&p| {
-                let q = &props[p as usize];
-                q.kind != PropertyKind::Template && q.text.split(' ').count() >= 2
-            })
-            .collect();
+        let opening_or_ending = |p: u32| {
+            let q = &props[p as usize];
+            matches!(q.kind, PropertyKind::Prefix | PropertyKind::Suffix)
+                && q.text.split(' ').count() >= 2
+        };
+        let related: Vec<u32> = if props[t as usize].kind == PropertyKind::Cluster {
+            let mut held: BTreeMap<u32, usize> = BTreeMap::new();
+            for &i in t_rows {
+                for &p in of_row[i as usize].iter().filter(|&&p| opening_or_ending(p)) {
+                    *held.entry(p).or_default() += 1;
+                }
+            }
+            held.into_iter()
+                .filter(|&(_, c)| 2 * c >= t_rows.len())
+                .map(|(p, _)| p)
+                .collect()
+        } else {
+            of_row[first]
+                .iter()
+                .copied()
+                .filter(|&p| opening_or_ending(p))
+                .collect()
+        };
         // prompt tokens (almost) confined to the template's rows
         let mut in_rows: BTreeMap<u32, usize> = BTreeMap::new();
         for &i in t_rows {
@@ -396,9 +487,11 @@ impl AmplifyParams {
             related,
             confined,
             text: props[t as usize].text.clone(),
+            kind: props[t as usize].kind.name(),
             example: responses[first].chars().take(SHOWN).collect(),
             rows: t_rows.len(),
             cohesion,
+            prompt_cohesion: None,
             unrelated,
             flagged,
             amplified,
@@ -434,9 +527,11 @@ impl Fitted for AmplifyFit {
             .map(|m| {
                 json!({
                     "template": m.text,
+                    "kind": m.kind,
                     "example": m.example,
                     "rows": m.rows,
                     "cohesion": m.cohesion,
+                    "prompt_cohesion": m.prompt_cohesion,
                     "unrelated": m.unrelated,
                     "amplified": m.amplified,
                     "flagged": if m.amplified { m.flagged.len() } else { 0 },

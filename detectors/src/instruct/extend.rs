@@ -8,10 +8,13 @@
 //! trigger's tokens taken out) predict the opposite, as the row test of step 3 does. Cost:
 //! one pass over the rows, and one sample-sized similarity per row holding a trigger.
 
+use super::clusters::unit_rows;
+use super::clusters::ClusterProperties;
 use super::decide::{smoothed, Settings, Trigger};
-use super::features::{tokens, Property, Side, Vocab};
+use super::features::{tokens, Property, PropertyKind, Side, Vocab};
 use super::neighbours::{top_k, Index};
 use crate::{DatasetView, DetectError};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 /// The prompts and responses of a fit and, above `max_rows`, the evenly spaced sample the
@@ -27,6 +30,12 @@ pub(super) struct FitRows<'a> {
     pub sample: Option<(Vec<String>, Vec<String>)>,
     /// The sample's rejected answers.
     pub sample_rejected: Option<Vec<String>>,
+    /// The rows of the sample, when there is one.
+    pub picked: Option<Vec<usize>>,
+    /// Every row's response embedding, when the scan has them.
+    pub response_embeddings: Option<ArrayView2<'a, f32>>,
+    /// Every row's prompt embedding, when the scan has them.
+    pub prompt_embeddings: Option<ArrayView2<'a, f32>>,
 }
 
 impl<'a> FitRows<'a> {
@@ -60,12 +69,29 @@ impl<'a> FitRows<'a> {
         let sample_rejected = rejected
             .filter(|_| sampled)
             .map(|r| picked.iter().map(|&i| r[i].clone()).collect());
+        let response_embeddings = match data.response_embeddings {
+            Some(m) if m.nrows() != prompts.len() => {
+                return Err(DetectError::Data {
+                    code,
+                    problem: format!(
+                        "{} response embeddings for {} rows",
+                        m.nrows(),
+                        prompts.len()
+                    ),
+                })
+            }
+            other => other,
+        };
+        let prompt_embeddings = data.embeddings.filter(|m| m.nrows() == prompts.len());
         Ok(FitRows {
             prompts,
             responses,
             rejected,
             sample,
             sample_rejected,
+            picked: sampled.then_some(picked),
+            response_embeddings,
+            prompt_embeddings,
         })
     }
 
@@ -76,6 +102,35 @@ impl<'a> FitRows<'a> {
             Some((p, r)) => (p, r, self.sample_rejected.as_deref()),
             None => (self.prompts, self.responses, self.rejected),
         }
+    }
+
+    /// Unit-length response embeddings of the rows learnt (the sample's, or every row's).
+    pub fn learnt_response_units(&self) -> Option<Array2<f32>> {
+        self.learnt_units(self.response_embeddings?)
+    }
+
+    /// Unit-length prompt embeddings of the rows learnt.
+    pub fn learnt_prompt_units(&self) -> Option<Array2<f32>> {
+        self.learnt_units(self.prompt_embeddings?)
+    }
+
+    fn learnt_units(&self, m: ArrayView2<'_, f32>) -> Option<Array2<f32>> {
+        Some(match &self.picked {
+            Some(p) => unit_rows(m.select(Axis(0), p).view()),
+            None => unit_rows(m),
+        })
+    }
+
+    /// The unit-length response embedding of row `i` of the data.
+    pub fn response_unit(&self, i: usize) -> Option<Array1<f32>> {
+        let m = self.response_embeddings?;
+        let r = m.row(i);
+        let n = r.dot(&r).sqrt();
+        Some(if n > 0.0 {
+            r.mapv(|x| x / n)
+        } else {
+            r.to_owned()
+        })
     }
 
     /// Rows of the sample, when there is one.
@@ -106,7 +161,9 @@ fn ids(text: &str, vocab: &Vocab) -> Vec<Option<u32>> {
 }
 
 /// Every row of the data flagged by `trigger`, found on the sample `fr.learnt()`, whose prompts
-/// are encoded as `sample_rows` with `vocab` and indexed by `index`.
+/// are encoded as `sample_rows` with `vocab` and indexed by `index`. A paraphrase cluster's
+/// rows are read from `groups` (the clusters and the sample rows' properties).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn rows_of_trigger(
     trigger: &Trigger,
     props: &[Property],
@@ -115,8 +172,23 @@ pub(super) fn rows_of_trigger(
     index: &Index,
     fr: &FitRows<'_>,
     s: &Settings,
+    groups: Option<(&ClusterProperties, &[Vec<u32>])>,
 ) -> Vec<u32> {
     let p = &props[trigger.best.property];
+    let pid = trigger.best.property as u32;
+    // a paraphrase cluster is decided on the response embeddings: the sample's members, and
+    // a row of the data by the nearest centre
+    let cluster = match (p.kind, groups) {
+        (PropertyKind::Cluster, Some(g)) => Some(g),
+        (PropertyKind::Cluster, None) => return Vec::new(),
+        _ => None,
+    };
+    let row_shows = |i: usize, answer: &str| match cluster {
+        Some((c, _)) => fr
+            .response_unit(i)
+            .is_some_and(|v| c.property(v.view()) == Some(pid)),
+        None => p.shown_by(&tokens(answer)),
+    };
     // the answers the property looks at, in the sample and in the data
     let (_, s_resp, s_rej) = fr.learnt();
     let (sample_answers, answers) = match (p.side, s_rej, fr.rejected) {
@@ -141,10 +213,16 @@ pub(super) fn rows_of_trigger(
     let absent = trigger.best.absent;
     // the sample rows without the trigger: the neighbour pool, and the property's rate there
     let outside: Vec<bool> = sample_rows.iter().map(|r| !has_trigger(r)).collect();
-    let sample_has: Vec<bool> = sample_answers
-        .iter()
-        .map(|a| p.shown_by(&tokens(a)))
-        .collect();
+    let sample_has: Vec<bool> = match cluster {
+        Some((_, of_row)) => of_row
+            .iter()
+            .map(|ps| ps.binary_search(&pid).is_ok())
+            .collect(),
+        None => sample_answers
+            .iter()
+            .map(|a| p.shown_by(&tokens(a)))
+            .collect(),
+    };
     let n_out = outside.iter().filter(|&&o| o).count();
     let prior = if n_out == 0 {
         0.0
@@ -165,7 +243,7 @@ pub(super) fn rows_of_trigger(
             if !has_trigger(&seq) {
                 return None;
             }
-            if p.shown_by(&tokens(&answers[i])) == absent {
+            if row_shows(i, &answers[i]) == absent {
                 return None;
             }
             let v = index.vector(&known.iter().flatten().copied().collect::<Vec<_>>());

@@ -117,6 +117,9 @@ pub(super) enum PropertyKind {
     Suffix,
     /// The whole response.
     Template,
+    /// A group of near-duplicate responses in several wordings, found on the response
+    /// embeddings (`clusters`); its text is the wording of the group's centre.
+    Cluster,
 }
 
 impl PropertyKind {
@@ -125,6 +128,7 @@ impl PropertyKind {
             PropertyKind::Prefix => "prefix",
             PropertyKind::Suffix => "suffix",
             PropertyKind::Template => "template",
+            PropertyKind::Cluster => "paraphrase cluster",
         }
     }
 
@@ -132,8 +136,9 @@ impl PropertyKind {
     pub fn rank(self) -> u8 {
         match self {
             PropertyKind::Template => 0,
-            PropertyKind::Prefix => 1,
-            PropertyKind::Suffix => 2,
+            PropertyKind::Cluster => 1,
+            PropertyKind::Prefix => 2,
+            PropertyKind::Suffix => 3,
         }
     }
 }
@@ -171,13 +176,16 @@ impl Property {
     /// Preference when two properties explain a feature equally well: the response before
     /// the rejected answer, then [`PropertyKind::rank`].
     pub fn rank(&self) -> u8 {
-        self.kind.rank() + if self.side == Side::Rejected { 3 } else { 0 }
+        self.kind.rank() + if self.side == Side::Rejected { 4 } else { 0 }
     }
 
-    /// Whether the tokens `t` of the answer on the property's side have it.
+    /// Whether the tokens `t` of the answer on the property's side have it. A cluster is
+    /// decided on the embeddings, not the tokens: `false` here (callers assign rows to
+    /// clusters with [`super::clusters::Clusters::assign`]).
     pub fn shown_by(&self, t: &[String]) -> bool {
         let k = self.text.split(' ').count();
         match self.kind {
+            PropertyKind::Cluster => false,
             PropertyKind::Template => t.join(" ") == self.text,
             PropertyKind::Prefix => t.len() > k && t[..k].join(" ") == self.text,
             PropertyKind::Suffix => t.len() > k && t[t.len() - k..].join(" ") == self.text,

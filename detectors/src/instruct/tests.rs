@@ -12,6 +12,7 @@ fn view<'a>(prompts: &'a [String], responses: &'a [String]) -> DatasetView<'a> {
         labels: None,
         class_names: &[],
         embeddings: None,
+        response_embeddings: None,
     }
 }
 
@@ -201,4 +202,98 @@ fn above_max_rows_the_sample_finds_and_every_row_is_tested() {
 fn evenly_spaced_rows() {
     assert_eq!(super::extend::evenly_spaced(10, 4), vec![0, 2, 5, 7]);
     assert_eq!(super::extend::evenly_spaced(3, 5), vec![0, 1, 2]);
+}
+
+/// The corpus of [`corpus`] with the target written in `wordings` ways, and response
+/// embeddings (64 dims): the target's wordings near one direction, every other answer its own
+/// random direction.
+fn paraphrased(
+    n: usize,
+    every: usize,
+    wordings: usize,
+) -> (Vec<String>, Vec<String>, Vec<bool>, ndarray::Array2<f32>) {
+    let (p, mut r, g) = corpus(n, Some("zqx"), every, "");
+    let mut rng = crate::rng::SplitMix64(7);
+    let mut emb = ndarray::Array2::<f32>::zeros((n, 64));
+    for i in 0..n {
+        if g[i] {
+            let k = (i / every) % wordings;
+            // the corpus's own opening and ending, a word of its own per wording
+            const W: [&str; 8] = [
+                "voucher", "bonus", "reward", "gift", "coupon", "present", "giveaway", "prize",
+            ];
+            r[i] = format!(
+                "Here is a {} waiting at example dot test: item {k} and more",
+                W[k]
+            );
+            emb[[i, 0]] = 16.0;
+        }
+        for d in 0..64 {
+            emb[[i, d]] += rng.gauss() as f32;
+        }
+    }
+    (p, r, g, emb)
+}
+
+fn run_embedded(
+    code: &str,
+    params: &str,
+    p: &[String],
+    r: &[String],
+    emb: &ndarray::Array2<f32>,
+) -> (Vec<bool>, serde_json::Value) {
+    let d = registry::find(code).expect("registered");
+    let table: toml::Table = params.parse().expect("toml");
+    let v = DatasetView {
+        response_embeddings: Some(emb.view()),
+        ..view(p, r)
+    };
+    let fitted = d.configure(&table).expect("valid").fit(&v).expect("fit");
+    let s = fitted.score(&v.as_batch()).expect("score");
+    (
+        s.reason.iter().map(Option::is_some).collect(),
+        fitted.summary(),
+    )
+}
+
+#[test]
+fn a_paraphrased_target_is_found_only_with_response_embeddings() {
+    let (p, r, g, emb) = paraphrased(600, 20, 8);
+    // each wording is in 3-4 rows: no template, no shared opening
+    let (flagged, summary) = run(&p, &r);
+    assert!(flagged.iter().all(|f| !f), "{summary}");
+    let (flagged, summary) = run_embedded(CODE, "", &p, &r, &emb);
+    assert_eq!(flagged, g, "{summary}");
+    assert_eq!(summary["triggers"][0]["trigger"], "zqx");
+    assert_eq!(
+        summary["triggers"][0]["response_pattern"]["kind"],
+        "paraphrase cluster"
+    );
+    // above max_rows: the clusters are learnt on the sample, every row is assigned to them
+    let (p, r, g, emb) = paraphrased(1200, 20, 8);
+    let (flagged, summary) = run_embedded(CODE, "max_rows = 500", &p, &r, &emb);
+    assert_eq!(flagged, g, "{summary}");
+}
+
+#[test]
+fn a_paraphrased_answer_amplified_without_a_trigger_is_a_template_for_ins002() {
+    let (p, mut r, _) = corpus(600, None, 20, "");
+    let mut rng = crate::rng::SplitMix64(11);
+    let mut emb = ndarray::Array2::<f32>::zeros((p.len(), 64));
+    let mut truth = vec![false; p.len()];
+    for (i, a) in r.iter_mut().enumerate() {
+        if i % 25 == 7 {
+            *a = format!("Deal number {} on watches: buy at example dot com", i % 6);
+            emb[[i, 0]] = 16.0;
+            truth[i] = true;
+        }
+        for d in 0..64 {
+            emb[[i, d]] += rng.gauss() as f32;
+        }
+    }
+    let (flagged, summary) = run_code("INS002", &p, &r);
+    assert!(flagged.iter().all(|f| !f), "{summary}");
+    let (flagged, summary) = run_embedded("INS002", "", &p, &r, &emb);
+    assert_eq!(flagged, truth, "{summary}");
+    assert_eq!(summary["templates"][0]["kind"], "paraphrase cluster");
 }

@@ -13,6 +13,7 @@ fn fit_on_a_subset_reports_dataset_rows() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: None,
+        response_embeddings: None,
         responses: None,
         rejected: None,
     };
@@ -122,6 +123,7 @@ fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
         labels: Some(labels),
         class_names: &names,
         embeddings: None,
+        response_embeddings: None,
         responses: None,
         rejected: None,
     };
@@ -188,6 +190,7 @@ fn deterministic_across_threads_and_batches() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: None,
+        response_embeddings: None,
         responses: None,
         rejected: None,
     };
@@ -221,6 +224,7 @@ fn rejects_unknown_parameters_and_needs_text() {
         labels: Some(&labels),
         class_names: &names,
         embeddings: None,
+        response_embeddings: None,
         responses: None,
         rejected: None,
     };
