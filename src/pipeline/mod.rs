@@ -280,6 +280,29 @@ fn settings_json(opts: &ScanOptions, planned: &[Planned]) -> serde_json::Value {
     })
 }
 
+/// The input entry of an embedding matrix read from `path` for the role `role`, once its row
+/// count is checked against the data's `n` rows.
+fn checked_matrix(
+    opts: &ScanOptions,
+    role: &'static str,
+    path: &std::path::Path,
+    m: &Array2<f32>,
+    digest: &FileDigest,
+    n: usize,
+) -> Result<InputEntry, ScanError> {
+    if m.nrows() != n {
+        return Err(ScanError::Config(format!(
+            "row count mismatch: {} {} has {} rows but data {} has {} rows",
+            role.replace('_', " "),
+            path.display(),
+            m.nrows(),
+            opts.data.display(),
+            n
+        )));
+    }
+    Ok(input_entry(role, digest, m.nrows(), Some(m.ncols())))
+}
+
 fn input_entry(role: &'static str, d: &FileDigest, rows: usize, dims: Option<usize>) -> InputEntry {
     InputEntry {
         role,
@@ -420,42 +443,21 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             } else {
                 ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())?
             };
-            inputs.push(input_entry(
-                "embeddings",
-                &digest,
-                m.nrows(),
-                Some(m.ncols()),
-            ));
-            if m.nrows() != n {
-                return Err(ScanError::Config(format!(
-                    "row count mismatch: embeddings {} has {} rows but data {} has {} rows",
-                    path.display(),
-                    m.nrows(),
-                    opts.data.display(),
-                    n
-                )));
-            }
+            inputs.push(checked_matrix(opts, "embeddings", path, &m, &digest, n)?);
             embeddings = Some(m);
         }
     }
     let mut response_embeddings: Option<Array2<f32>> = None;
     if let (true, Some(path)) = (instruct_embed, &opts.response_embeddings) {
         let (m, digest) = ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())?;
-        inputs.push(input_entry(
+        inputs.push(checked_matrix(
+            opts,
             "response_embeddings",
+            path,
+            &m,
             &digest,
-            m.nrows(),
-            Some(m.ncols()),
-        ));
-        if m.nrows() != n {
-            return Err(ScanError::Config(format!(
-                "row count mismatch: response embeddings {} has {} rows but data {} has {} rows",
-                path.display(),
-                m.nrows(),
-                opts.data.display(),
-                n
-            )));
-        }
+            n,
+        )?);
         response_embeddings = Some(m);
     }
     spinner.finish_and_clear();

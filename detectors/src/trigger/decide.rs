@@ -603,37 +603,24 @@ fn abstention(p: &TriggerParams, c: &Candidate) -> Option<String> {
         ));
     }
     let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
-    if !anchored && c.s_random_gap < 1.0 {
-        // its neighbours look random only when each row is as likely to be chosen as any other
-        // (a short row's gaps then weigh more): that reading is granted on dirty-label evidence
-        return match c.foreign {
-            Some(f) if f.share >= p.min_foreign_share && f.z >= p.min_foreign_z => None,
-            Some(f) => Some(format!(
-                "its neighbours look random only under insertion into a uniformly drawn row, and its target-label rows do not clearly read like other classes (foreign share {:.2}, needs {}; {:.1} standard errors below the target class, needs {}): a natural word is not told from an insertion",
-                f.share, p.min_foreign_share, f.z, p.min_foreign_z
-            )),
-            None => Some(
-                "its neighbours look random only under insertion into a uniformly drawn row, and the context model does not tell the classes apart"
-                    .to_string(),
-            ),
-        };
+    // an anchored window, and one whose neighbours look random only when each row is as likely
+    // to be chosen as any other (a short row's gaps then weigh more), are named only on
+    // dirty-label evidence
+    let what = if anchored {
+        "anchored window"
+    } else if c.s_random_gap < 1.0 {
+        "window whose neighbours look random only under insertion into a uniformly drawn row"
+    } else {
+        return None;
+    };
+    match c.foreign {
+        Some(f) if f.share >= p.min_foreign_share && f.z >= p.min_foreign_z => None,
+        Some(f) => Some(format!(
+            "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}, needs {}; {:.1} standard errors below the target class, needs {}): natural text is not told from a relabelled insertion",
+            f.share, p.min_foreign_share, f.z, p.min_foreign_z
+        )),
+        None => Some(format!(
+            "{what}, and the context model does not tell the classes apart"
+        )),
     }
-    if anchored {
-        match c.foreign {
-            Some(f) if f.share >= p.min_foreign_share && f.z >= p.min_foreign_z => {}
-            Some(f) => {
-                return Some(format!(
-                    "anchored window whose target-label rows do not clearly read like other classes (foreign share {:.2}, needs {}; {:.1} standard errors below the target class, needs {}): a natural opening or ending is not told from a relabelled insertion",
-                    f.share, p.min_foreign_share, f.z, p.min_foreign_z
-                ))
-            }
-            None => {
-                return Some(
-                    "anchored window, and the context model does not tell the classes apart"
-                        .to_string(),
-                )
-            }
-        }
-    }
-    None
 }
