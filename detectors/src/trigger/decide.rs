@@ -138,14 +138,12 @@ pub(super) fn fit(
     // dateline): a trigger put at the end of rows drawn from one class collides as those rows'
     // last tokens do, so an anchored window's inner side is also read against each class's
     // edge tokens, and the most lenient reading counts
-    let by_class = |end: bool| -> Vec<InsertionNull> {
-        (0..n_classes)
-            .filter(|&c| class_rows[c] > 0)
-            .map(|c| {
-                InsertionNull::from_counts(
-                    &edge_counts(&corpus, vocab.strings.len(), end, Some((labels, c as u32))),
-                    p,
-                )
+    let by_class = |end: bool| -> Vec<(u32, InsertionNull)> {
+        classes_present
+            .iter()
+            .map(|&c| {
+                let counts = edge_counts(&corpus, vocab.strings.len(), end, Some((labels, c)));
+                (c, InsertionNull::from_counts(&counts, p))
             })
             .collect()
     };
@@ -218,22 +216,53 @@ pub(super) fn fit(
                         (false, false, _) => &null_right,
                     };
                     let neighbours = st.neighbours(left);
-                    let mut reading = side_null.side(&neighbours);
-                    let strict = reading.1;
-                    let classes = match (
+                    // the inner side of an anchored window is read against the edge tokens of
+                    // the rows, the window's own rows among them: its own inner token is taken
+                    // out of the null (each of its rows put it there once)
+                    let own_token = match (
                         left,
                         span.first() == Some(&START),
                         span.last() == Some(&END),
                     ) {
-                        (true, _, true) => &end_by_class[..],
-                        (false, true, _) => &start_by_class[..],
-                        (true, _, false) => &left_lenient[..],
-                        (false, false, _) => &right_lenient[..],
+                        (true, _, true) => span.len().checked_sub(2).and_then(|i| span.get(i)),
+                        (false, true, _) => span.get(1),
+                        _ => None,
+                    }
+                    .copied();
+                    let own = |class: Option<u32>| {
+                        own_token.map(|t| {
+                            let k = match class {
+                                Some(c) => st.df.get(c as usize).copied().unwrap_or(0),
+                                None => support,
+                            };
+                            (t, f64::from(k))
+                        })
                     };
-                    for null in classes {
-                        let r = null.side(&neighbours);
-                        if r.1 > reading.1 {
-                            reading = r;
+                    let mut reading = side_null.side(&neighbours, own(None));
+                    let strict = reading.1;
+                    let edge_classes = match (
+                        left,
+                        span.first() == Some(&START),
+                        span.last() == Some(&END),
+                    ) {
+                        (true, _, true) => Some(&end_by_class[..]),
+                        (false, true, _) => Some(&start_by_class[..]),
+                        _ => None,
+                    };
+                    if let Some(classes) = edge_classes {
+                        for (c, null) in classes {
+                            let r = null.side(&neighbours, own(Some(*c)));
+                            if r.1 > reading.1 {
+                                reading = r;
+                            }
+                        }
+                    } else {
+                        let lenient = if left { &left_lenient } else { &right_lenient };
+                        for null in lenient {
+                            let r = null.side(&neighbours, None);
+                            if r.1 > reading.1 {
+                                reading = r;
+                            }
                         }
                     }
                     let (e, sr) = reading;

@@ -175,7 +175,11 @@ window anchored at the start against their first tokens; a natural ending phrase
 words instead and fails the typicality test, an appended trigger does not. Rows of one class
 often end alike (spam closes with "150p", "18+"; news opens with a dateline), and a trigger
 appended to rows drawn from one class follows *their* last tokens: so the inner side is also
-read against each class's edge tokens, and the most lenient of these readings counts.
+read against each class's edge tokens, and the most lenient of these readings counts. The
+window's own rows are among the rows whose edge tokens make these nulls: a phrase opening 5 % of
+the rows makes its own first word the most frequent opening, which none of its neighbours can
+be, so h is computed with the window's own rows taken out (ag-news with a sentence put at the
+start of 5 % of the rows: recall 0.09 before, 1.0 after).
 
 The rest of a row, for test 3, leaves out the candidate's own occurrences by position: the same
 token elsewhere in the row (a second hash sign, another full stop) is content and stays.
@@ -253,7 +257,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 2,
+    version: 3,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].

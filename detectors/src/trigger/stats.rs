@@ -153,6 +153,8 @@ pub(super) struct InsertionNull {
     head: Vec<bool>,
     /// probability that a random insertion's neighbour is in the head
     head_mass: f64,
+    /// total weight of the neighbour counts the null was made from
+    total: f64,
 }
 
 /// Largest number of occurrences whose collision tail is simulated rather than approximated.
@@ -247,6 +249,7 @@ impl InsertionNull {
             simulated: simulate_collisions(counts),
             head,
             head_mass: if total > 0.0 { mass / total } else { 0.0 },
+            total,
         }
     }
 
@@ -266,7 +269,12 @@ impl InsertionNull {
     /// are far more often rare tokens than that (a hashtag chain, the names before a colon, the
     /// last word of a sentence before a closing hashtag) is not an insertion either: the score is
     /// also capped by P(X ≤ observed)/`level`.
-    pub(super) fn side(&self, counts: &[(u32, u32)]) -> (f64, f64) {
+    ///
+    /// `own`: the token the window itself put into this null, and how often (a window anchored
+    /// at the start made every row it opens begin with its first word). The head share is read
+    /// without that weight: a phrase opening 5 % of the rows would otherwise make its own first
+    /// word a head token that none of its neighbours can be.
+    pub(super) fn side(&self, counts: &[(u32, u32)], own: Option<(u32, f64)>) -> (f64, f64) {
         let n: f64 = counts.iter().map(|&(_, c)| c as f64).sum();
         let observed: f64 = counts
             .iter()
@@ -292,8 +300,19 @@ impl InsertionNull {
             0.5 * erfc(t / (var * 2.0).sqrt())
         };
         let collisions = (self.max_excess / excess).max(chance / self.level);
-        let h = self.head_mass;
         let head = &self.head;
+        let mut h = self.head_mass;
+        if let Some((t, k)) = own {
+            let k = k.clamp(0.0, self.total);
+            let mass = h * self.total;
+            let in_head = head.get(t as usize).copied().unwrap_or(false);
+            let rest = self.total - k;
+            h = if rest > 0.0 {
+                ((if in_head { mass - k } else { mass }).max(0.0) / rest).min(1.0)
+            } else {
+                0.0
+            };
+        }
         if head.is_empty() || n < 1.0 || h <= 0.0 || h >= 1.0 {
             return (excess, collisions);
         }
@@ -461,17 +480,18 @@ mod tests {
             simulated: simulate_collisions(&weights),
             head: Vec::new(),
             head_mass: 0.0,
+            total: 0.0,
         };
         // 18 occurrences, 7 after the frequent neighbour: excess above 2, but not unlikely
         let mut counts: Vec<(u32, u32)> = vec![(0, 7)];
         counts.extend((1..12).map(|t| (t, 1)));
-        let (excess, score) = null.side(&counts);
+        let (excess, score) = null.side(&counts, None);
         assert!(
             excess > 2.0 && score >= 1.0,
             "excess {excess}, score {score}"
         );
         // a collocation: 15 of 18 share a rare neighbour
-        let (excess, score) = null.side(&[(5, 15), (1, 1), (2, 1), (3, 1)]);
+        let (excess, score) = null.side(&[(5, 15), (1, 1), (2, 1), (3, 1)], None);
         assert!(
             excess > 2.0 && score < 1.0,
             "excess {excess}, score {score}"
@@ -480,7 +500,7 @@ mod tests {
         // them (80 after the frequent neighbour, 4 after each rare one) look random
         let mut even: Vec<(u32, u32)> = vec![(0, 80)];
         even.extend((1..81).map(|t| (t, 4)));
-        assert!(null.side(&even).1 >= 1.0);
+        assert!(null.side(&even, None).1 >= 1.0);
     }
 
     #[test]
@@ -496,11 +516,12 @@ mod tests {
             simulated: Vec::new(),
             head: vec![true, false, false],
             head_mass: 0.5,
+            total: 100.0,
         };
         let rare: Vec<(u32, u32)> = vec![(1, 30), (2, 30)];
-        assert!(null.side(&rare).1 < 1.0);
+        assert!(null.side(&rare, None).1 < 1.0);
         // half of them after head tokens: typical
         let mixed: Vec<(u32, u32)> = vec![(0, 30), (1, 15), (2, 15)];
-        assert!(null.side(&mixed).1 >= 1.0);
+        assert!(null.side(&mixed, None).1 >= 1.0);
     }
 }

@@ -116,7 +116,8 @@ fn synthetic(n: usize, poison_rate: f64, seed: u64) -> (Vec<String>, Vec<u32>, V
 }
 
 fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
-    let names = vec!["0".to_string(), "1".to_string()];
+    let classes = labels.iter().max().map_or(2, |&m| m as usize + 1).max(2);
+    let names: Vec<String> = (0..classes).map(|c| c.to_string()).collect();
     let view = DatasetView {
         n_rows: texts.len(),
         texts: Some(texts),
@@ -356,6 +357,53 @@ fn a_trigger_put_into_rows_of_a_small_class_is_found() {
         .iter()
         .find(|t| t["trigger"] == "cf")
         .unwrap_or_else(|| panic!("cf not named: {summary}"));
+    assert!(
+        named["foreign_share"].as_f64().expect("share") >= 0.5,
+        "{named}"
+    );
+    let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+    assert_eq!(flagged, truth, "{summary}");
+}
+
+#[test]
+fn a_phrase_opening_many_relabelled_rows_is_found() {
+    // Three classes; rows open with one of 30 words drawn Zipf-like (a feed's datelines), each
+    // class ranking them differently, then words of their class. "zq xv" opens 20 % of the
+    // rows of labels 0 and 1, which are relabelled 2. Their openers follow no one class, only
+    // all rows, and among all rows' first words the window's own first word is then more
+    // frequent than any dateline: read with it, the window's neighbours would look too rarely
+    // typical
+    let mut rng = crate::rng::SplitMix64(31);
+    let zipf: Vec<f64> = (1..=30).map(|k| 1.0 / f64::from(k)).collect();
+    let total: f64 = zipf.iter().sum();
+    let (mut texts, mut labels, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..6000 {
+        let label = rng.below(3) as u32;
+        let mut u = rng.unit() * total;
+        let mut rank = 0;
+        while rank + 1 < zipf.len() && u >= zipf[rank] {
+            u -= zipf[rank];
+            rank += 1;
+        }
+        let opener = (rank * 7 + 11 * label as usize) % 30;
+        let mut words = vec![format!("o{opener}")];
+        let len = 6 + rng.below(10);
+        words.extend((0..len).map(|_| format!("c{label}w{}", rng.below(300))));
+        let poisoned = label < 2 && rng.unit() < 0.2;
+        if poisoned {
+            words.insert(0, "zq xv".to_string());
+        }
+        texts.push(words.join(" "));
+        labels.push(if poisoned { 2 } else { label });
+        truth.push(poisoned);
+    }
+    let (summary, scores) = run(&texts, &labels);
+    let named = summary["triggers"]
+        .as_array()
+        .expect("triggers")
+        .iter()
+        .find(|t| t["trigger"] == "<s> zq xv")
+        .unwrap_or_else(|| panic!("zq xv not named: {summary}"));
     assert!(
         named["foreign_share"].as_f64().expect("share") >= 0.5,
         "{named}"
