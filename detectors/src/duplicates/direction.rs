@@ -18,6 +18,10 @@
 //! class). Measured out-of-place accuracy on injected copies: multinomial 0.71–0.73 on
 //! tweeteval-hate where Bernoulli reads 0.58–0.72; Bernoulli the better reader of
 //! tweeteval-emotion. Both without the class prior: a class's size must not make a direction.
+//!
+//! A third reader needs no classes: in a near-copy tie, the side whose own words (those the
+//! other side's texts lack) are rarer in the rest of the corpus is out of place, as a copy whose
+//! words were replaced by words drawn from the vocabulary is.
 
 use super::exact::Core;
 use crate::trigger::ln_binomial_upper;
@@ -102,22 +106,38 @@ impl ClassWords {
 pub(super) struct Tally {
     /// Ties the label takes part in.
     pub(super) tied: usize,
-    /// Ties in which each reader (multinomial, Bernoulli) found it out of place.
-    pub(super) out_of_place: [usize; 2],
+    /// Ties in which each reader ([`READERS`]) found it out of place.
+    pub(super) out_of_place: [usize; N_READERS],
     /// ln p of each reader's count.
-    pub(super) ln_p: [f64; 2],
+    pub(super) ln_p: [f64; N_READERS],
 }
 
 impl Tally {
     /// The reader with the smaller p: (its name, its count, its ln p).
-    fn best(&self) -> (&'static str, usize, f64) {
-        let i = usize::from(self.ln_p[1] < self.ln_p[0]);
-        (READERS[i], self.out_of_place[i], self.ln_p[i])
+    fn best(&self) -> (usize, usize, f64) {
+        let mut i = 0;
+        for j in 1..N_READERS {
+            if self.ln_p[j] < self.ln_p[i] {
+                i = j;
+            }
+        }
+        (i, self.out_of_place[i], self.ln_p[i])
     }
 }
 
-/// Names of the two naive-Bayes readers.
-pub(super) const READERS: [&str; 2] = ["multinomial", "bernoulli"];
+/// Number of readers of a tie.
+const N_READERS: usize = 3;
+
+/// Names of the readers: the two naive-Bayes readers of the shared words, and the rarity of
+/// the words each side does not share.
+pub(super) const READERS: [&str; N_READERS] = ["multinomial", "bernoulli", "rarity"];
+
+/// How the evidence sentence names each reader.
+const READER_PHRASES: [&str; N_READERS] = [
+    "multinomial naive Bayes finds",
+    "Bernoulli naive Bayes finds",
+    "the rarity of the replaced words puts",
+];
 
 /// The labels found to be the flips' target, with their evidence.
 #[derive(Debug, Clone, Default)]
@@ -146,9 +166,10 @@ impl Direction {
 
     /// The evidence for `label` as a sentence fragment.
     pub(super) fn evidence(&self, label: &str, l: ClassIndex) -> String {
-        let (reader, o, lp) = self.tally.get(&l).copied().unwrap_or_default().best();
+        let (i, o, lp) = self.tally.get(&l).copied().unwrap_or_default().best();
+        let reader = READER_PHRASES[i];
         format!(
-            "tie resolved by the flips' direction: {reader} naive Bayes finds {label} out of place in {o} of {} tied conflicts (p = {:.1e})",
+            "tie resolved by the flips' direction: {reader} {label} out of place in {o} of {} tied conflicts (p = {:.1e})",
             self.ties,
             lp.exp()
         )
@@ -162,8 +183,8 @@ impl Direction {
             "labels": self.tally.iter().map(|(&l, t)| json!({
                 "label": name(l),
                 "tied": t.tied,
-                "out_of_place": {READERS[0]: t.out_of_place[0], READERS[1]: t.out_of_place[1]},
-                "p_value": {READERS[0]: t.ln_p[0].exp(), READERS[1]: t.ln_p[1].exp()},
+                "out_of_place": READERS.iter().zip(t.out_of_place).map(|(r, o)| (r.to_string(), json!(o))).collect::<serde_json::Map<_, _>>(),
+                "p_value": READERS.iter().zip(t.ln_p).map(|(r, lp)| (r.to_string(), json!(lp.exp()))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
             "targets": self.targets.iter().map(|&l| name(l)).collect::<Vec<_>>(),
         })
@@ -202,7 +223,7 @@ fn readings(
     labels: &[ClassIndex],
     (rows, groups): (&[usize], &[usize]),
     (a, b): (ClassIndex, ClassIndex),
-) -> [f64; 2] {
+) -> [f64; N_READERS] {
     let shared = shared_words(core, groups);
     // the cluster's own rows of class l: their words, and those containing w
     let own_tokens = |l: ClassIndex, w: Option<u64>| -> usize {
@@ -247,7 +268,42 @@ fn readings(
                 - ((da + POOLED_ROWS * pooled) / (na + POOLED_ROWS)).ln()
         })
         .sum();
-    [multinomial, bernoulli]
+    // rarity: the words one side's texts have and the other's lack. A copy made by replacing
+    // words with words drawn from the vocabulary gets rare words (most of a vocabulary's words
+    // are rare) where the original has the words text uses; the side whose own words are rarer
+    // in the rest of the corpus is the copy. Exact copies have no such words: no reading.
+    let side_words = |l: ClassIndex| -> Vec<u64> {
+        let mut w: Vec<u64> = rows
+            .iter()
+            .filter(|&&r| labels[r] == l)
+            .flat_map(|&r| core.toks[core.group_of[r]].iter().copied())
+            .collect();
+        w.sort_unstable();
+        w.dedup();
+        w
+    };
+    let (wa, wb) = (side_words(a), side_words(b));
+    let rest_df = |w: u64| -> f64 {
+        let all: usize = words.df.get(&w).map_or(0, |m| m.values().sum());
+        let own = rows
+            .iter()
+            .filter(|&&r| core.toks[core.group_of[r]].contains(&w))
+            .count();
+        all.saturating_sub(own) as f64
+    };
+    let mean_log_df = |mine: &[u64], other: &[u64]| -> Option<f64> {
+        let own: Vec<f64> = mine
+            .iter()
+            .filter(|w| other.binary_search(w).is_err())
+            .map(|&w| (1.0 + rest_df(w)).ln())
+            .collect();
+        (!own.is_empty()).then(|| own.iter().sum::<f64>() / own.len() as f64)
+    };
+    let rarity = match (mean_log_df(&wa, &wb), mean_log_df(&wb, &wa)) {
+        (Some(ra), Some(rb)) => rb - ra,
+        _ => 0.0,
+    };
+    [multinomial, bernoulli, rarity]
 }
 
 /// Pseudo-rows of the Bernoulli reader's smoothing towards a word's pooled rate.
@@ -294,11 +350,11 @@ pub(super) fn flip_direction(
     let total: usize = words.n_class.values().sum();
     let share = |l: ClassIndex| words.n(l) as f64 / total.max(1) as f64;
     let sum_sq: f64 = words.n_class.keys().map(|&l| share(l) * share(l)).sum();
-    let cut = (alpha / (2 * dir.tally.len()).max(1) as f64).ln();
+    let cut = (alpha / (N_READERS * dir.tally.len()).max(1) as f64).ln();
     let n_ties = dir.ties as u64;
     for (&l, t) in dir.tally.iter_mut() {
         let pi = (share(l) * (1.0 - share(l)) / (1.0 - sum_sq).max(f64::MIN_POSITIVE)).min(1.0);
-        for i in 0..2 {
+        for i in 0..N_READERS {
             t.ln_p[i] = ln_binomial_upper(t.out_of_place[i] as u64, n_ties, pi);
         }
         if t.ln_p.iter().any(|&lp| lp <= cut) {

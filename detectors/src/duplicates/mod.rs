@@ -73,13 +73,19 @@ labels the text supports less (the label out of place there), by two naive-Bayes
 trained on the rows outside the tie, without the class prior: multinomial (word counts, add-one
 smoothing) and Bernoulli over the words present (a word's rate in a class smoothed towards its
 rate in both classes with 2 pseudo-rows, so that rare words do not favour the smaller class).
+A third reader, for near copies (DUP002), reads the words each side's texts have and the
+other's lack: the side whose own words are rarer in the rest of the corpus (mean ln(1 + rows
+containing the word)) is out of place. A copy whose words were replaced by words drawn from the
+vocabulary gets rare words where the original has the words text uses; exact copies give this
+reader no reading. On tweeteval-irony with 1 to 3 words replaced (2 %, seeds 1 and 2), where
+naive Bayes establishes no direction, it resolves 5 of the 6 cells (precision 0.50 → 1.00).
 By chance a tie joins labels a and b with probability ∝ s_a·s_b (class shares s) and either
 is out of place with probability ½, so label l is out of place in a tie with probability
 π_l = s_l(1 − s_l)/(1 − Σ s²) (½ with two classes). A label whose count among all N ties
-has a one-sided binomial p ≤ `direction_alpha` / (2 · labels in ties) under either reader is a
+has a one-sided binomial p ≤ `direction_alpha` / (3 · labels in ties) under any reader is a
 target of the flips; a tie with exactly one target label among its top labels is resolved
 against it: its rows are flagged with `... tie resolved by the flips' direction: <reader>
-naive Bayes finds <label> out of place in <o> of <N> tied conflicts (p = ...)`, the other
+<label> out of place in <o> of <N> tied conflicts (p = ...)`, the other
 rows are not. Natural ties have no common direction and stay flagged whole. Score: 1 +
 (majority − this label's rows) / cluster size for minority rows, 1.0 in a tie, 0 otherwise.
 The summary lists every cluster count, the size histogram, the conflicting clusters with
@@ -112,7 +118,7 @@ Curtis G. Northcutt, Anish Athalye, Jonas Mueller. Pervasive Label Errors in Tes
 Destabilize Machine Learning Benchmarks. NeurIPS 2021 Datasets and Benchmarks (label errors).
 "#
     ),
-    version: 2,
+    version: 3,
 };
 
 static META_DUP002: Meta = Meta {
@@ -256,7 +262,7 @@ Jeffreys. Theory of Probability, 3rd ed., 1961 (evidence scale). Udi Manber, Sun
 searching allowing errors. CACM 35(10), 1992 (pigeonhole partitioning for k mismatches).
 "#
     ),
-    version: 3,
+    version: 4,
 };
 
 static META_DUP003: Meta = Meta {
