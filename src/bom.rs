@@ -426,6 +426,12 @@ pub fn document(report: &Value, report_sha256: &str) -> Result<Value, BomError> 
         Some(_) => Fields::u64(rec, "reconciliation.", "duplicate_rows")?,
     };
     rec_props.push(property("duplicate_rows", dup_rows));
+    // absent in reports written before --invalid-rows existed
+    let invalid_rows = match rec.get("invalid_rows") {
+        None => 0,
+        Some(_) => Fields::u64(rec, "reconciliation.", "invalid_rows")?,
+    };
+    rec_props.push(property("invalid_rows", invalid_rows));
     let balanced = Fields::get(rec, "reconciliation.", "balanced")?
         .as_bool()
         .ok_or_else(|| {
@@ -435,7 +441,7 @@ pub fn document(report: &Value, report_sha256: &str) -> Result<Value, BomError> 
     tasks.push(json!({
         "bom-ref": RECONCILE_REF,
         "uid": "reconcile",
-        "name": "reconciliation: input rows = clean + quarantined + duplicate rows, counted from what was written",
+        "name": "reconciliation: input rows = clean + quarantined + invalid + duplicate rows, counted from what was written",
         "taskTypes": ["test"],
         "properties": rec_props,
     }));

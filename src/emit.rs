@@ -11,7 +11,10 @@
 //! JSONL: a clean row is written as the original line's exact bytes (a missing final newline is
 //! added); a quarantined row is the original object text with the two fields inserted before
 //! its closing brace, so the bytes of every existing field stay identical. Blank lines are not
-//! rows and are not copied (see [`crate::ingest`]).
+//! rows and are not copied (see [`crate::ingest`]). An invalid row ([`Quarantine::invalid`])
+//! whose line is not a JSON object (not JSON, not UTF-8) cannot carry the fields: its bytes are
+//! copied unchanged, and its reason is in the report only. Every other quarantined line has
+//! the fields, so a line of the quarantine file without them is such a row.
 //!
 //! Parquet: all columns are re-read as Arrow record batches, split with a boolean mask and
 //! written with zstd compression. The clean file has exactly the input's Arrow schema; the
@@ -78,6 +81,10 @@ pub struct Quarantine {
     pub score: f64,
     /// Human-readable reasons, e.g. `SPEC001:class=1`.
     pub reasons: Vec<String>,
+    /// The row could not be read (`scan --invalid-rows quarantine`; its reason is
+    /// `INVALID:<what>`). A JSONL line that is not a JSON object is then copied byte for byte,
+    /// without the two added fields, instead of being an error.
+    pub invalid: bool,
 }
 
 /// Re-reads the input (verifying its SHA-256 still equals `expected_sha256`, else error: the
@@ -308,11 +315,32 @@ fn split_jsonl(
     let reserved = paths.reserved();
     while let Some(line_no) = lines.advance()? {
         let bytes = lines.bytes();
-        let found = parse_projected(bytes, &reserved).map_err(|e| IngestError::Json {
-            path: input.to_path_buf(),
-            line: line_no,
-            message: json_message(&e, bytes),
-        })?;
+        let invalid = matches!(fates.get(row), Some(Fate::Quarantine(q)) if q.invalid);
+        let parsed = match parse_projected(bytes, &reserved) {
+            // JSON is UTF-8: a line that is not is no JSON object either, whatever part of it
+            // the projection skipped
+            Ok(_) if invalid && std::str::from_utf8(bytes).is_err() => None,
+            Ok(found) => Some(Ok(found)),
+            Err(_) if invalid => None,
+            Err(e) => Some(Err(e)),
+        };
+        let found = match parsed {
+            Some(Ok(found)) => found,
+            None => {
+                // not a JSON object: nothing can be added to it
+                write_line(&mut quarantine, bytes)?;
+                quarantine_rows += 1;
+                row += 1;
+                continue;
+            }
+            Some(Err(e)) => {
+                return Err(IngestError::Json {
+                    path: input.to_path_buf(),
+                    line: line_no,
+                    message: json_message(&e, bytes),
+                })
+            }
+        };
         if let Some(i) = found.iter().position(Option::is_some) {
             return Err(IngestError::ReservedColumn {
                 path: input.to_path_buf(),
@@ -632,6 +660,7 @@ mod tests {
         Some(Quarantine {
             score,
             reasons: reasons.iter().map(|s| s.to_string()).collect(),
+            invalid: false,
         })
     }
 
@@ -835,6 +864,7 @@ mod tests {
                 (i % 10 == 0).then(|| Quarantine {
                     score: i as f64 / 100.0,
                     reasons: vec![format!("R{i}"), "X; Y".to_string()],
+                    invalid: false,
                 })
             })
             .collect();

@@ -502,7 +502,7 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
          ({:.2}%; policy allows at most {:.2}%)</div></section>",
         if v.status == "pass" { "pass" } else { "fail" },
         escape(&v.status.to_uppercase()),
-        rec.quarantined_rows,
+        rec.quarantined_rows + rec.invalid_rows,
         rec.input_rows,
         100.0 * v.quarantined_fraction,
         100.0 * v.max_quarantine_fraction
@@ -512,15 +512,47 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
     let _ = write!(
         s,
         "<section id=\"reconciliation\"><h2>Reconciliation</h2>\n<table><tr><th>input rows</th>\
-         <th>clean rows</th><th>quarantined rows</th><th>duplicate rows removed</th>\
-         <th>balanced</th></tr>\n<tr>"
+         <th>clean rows</th><th>quarantined rows</th><th>invalid rows</th>\
+         <th>duplicate rows removed</th><th>balanced</th></tr>\n<tr>"
     );
     num(&mut s, rec.input_rows);
     num(&mut s, rec.clean_rows);
     num(&mut s, rec.quarantined_rows);
+    num(&mut s, rec.invalid_rows);
     num(&mut s, rec.duplicate_rows);
     cell(&mut s, if rec.balanced { "yes" } else { "NO" });
     s.push_str("</tr></table>\n");
+    if let Some(inv) = &report.invalid {
+        let _ = writeln!(
+            s,
+            "<section id=\"invalid\"><h2>Invalid rows</h2>\n<p><code>--invalid-rows {}</code>: \
+             {} rows could not be read; they are in the quarantine output unchanged, and no \
+             detector saw them. They count towards the gate.</p>",
+            escape(inv.policy),
+            inv.rows
+        );
+        if !inv.reasons.is_empty() {
+            s.push_str(
+                "<table><tr><th>reason</th><th>rows</th><th>first rows (0-based)</th>\
+                 <th>first problem</th></tr>\n",
+            );
+            for (reason, r) in &inv.reasons {
+                s.push_str("<tr>");
+                cell(&mut s, reason);
+                num(&mut s, r.rows);
+                let first: Vec<String> = r
+                    .first
+                    .iter()
+                    .map(|e| format!("{} ({})", e.row, e.at))
+                    .collect();
+                cell(&mut s, &first.join(", "));
+                cell(&mut s, r.first.first().map_or("", |e| e.message.as_str()));
+                s.push_str("</tr>\n");
+            }
+            s.push_str("</table>\n");
+        }
+        s.push_str("</section>\n");
+    }
     match &report.dedup {
         Some(d) => {
             let _ = writeln!(

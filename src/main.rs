@@ -308,6 +308,13 @@ struct ScanArgs {
     /// clusters). Never counted as poison.
     #[arg(long, value_parser = ["none", "keep-first", "keep-first-near"])]
     dedup: Option<String>,
+    /// Rows that cannot be read (not JSON, not UTF-8, text or label missing, null or of the
+    /// wrong type, an embedding with NaN or infinity): `error` stops the scan at the first one
+    /// (default); `quarantine` writes them unchanged to quarantine.<ext> with the reason
+    /// `INVALID:<what>`, out of every detector's sight, and counts them in the report. They
+    /// count towards --max-quarantine-fraction.
+    #[arg(long, value_parser = ["error", "quarantine"])]
+    invalid_rows: Option<String>,
     /// Print report.json to stdout as well.
     #[arg(long)]
     json: bool,
@@ -340,6 +347,7 @@ struct ConfigFile {
     batch_rows: Option<usize>,
     report_rows: Option<usize>,
     dedup: Option<String>,
+    invalid_rows: Option<String>,
     #[serde(default)]
     detectors: BTreeMap<String, toml::Table>,
 }
@@ -695,6 +703,10 @@ fn run_scan(a: ScanArgs) -> Result<i32> {
             format!("dedup must be none, keep-first or keep-first-near, not `{d}`")
         })?;
     }
+    if let Some(p) = a.invalid_rows.or(cfg.invalid_rows) {
+        o.invalid_rows = poisongate::ingest::InvalidPolicy::parse(&p)
+            .with_context(|| format!("invalid_rows must be error or quarantine, not `{p}`"))?;
+    }
     o.out = a.out;
     let interactive = std::io::stderr().is_terminal();
     o.progress = interactive && !a.quiet;
@@ -761,8 +773,22 @@ fn summary(outcome: &ScanOutcome) -> String {
     } else {
         String::new()
     };
+    let invalid = if let Some(inv) = &r.invalid {
+        let reasons: Vec<String> = inv
+            .reasons
+            .iter()
+            .map(|(k, v)| format!("{k} {}", v.rows))
+            .collect();
+        if reasons.is_empty() {
+            " + 0 invalid".to_string()
+        } else {
+            format!(" + {} invalid ({})", rec.invalid_rows, reasons.join(", "))
+        }
+    } else {
+        String::new()
+    };
     s += &format!(
-        "rows: {} in = {} clean + {} quarantined ({:.2}%){dups}\nverdict: {} (max quarantine fraction {})\n",
+        "rows: {} in = {} clean + {} quarantined{invalid} ({:.2}%){dups}\nverdict: {} (max quarantine fraction {})\n",
         rec.input_rows,
         rec.clean_rows,
         rec.quarantined_rows,

@@ -72,6 +72,7 @@ pub fn predicate(report: &Report) -> Value {
             "input_rows": rec.input_rows,
             "clean_rows": rec.clean_rows,
             "quarantined_rows": rec.quarantined_rows,
+            "invalid_rows": rec.invalid_rows,
             "duplicate_rows": rec.duplicate_rows,
             "balanced": rec.balanced,
         },

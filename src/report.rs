@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Version of the report format (semantic versioning).
-pub const SCHEMA_VERSION: &str = "1.2.0";
+pub const SCHEMA_VERSION: &str = "1.3.0";
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +40,9 @@ pub struct Report {
     /// What `--dedup` removed (absent with `--dedup none`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dedup: Option<DedupSection>,
+    /// The rows that could not be read (present with `--invalid-rows quarantine`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<InvalidSection>,
     /// Ground-truth evaluation, when `--ground-truth-column` was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<EvaluationSection>,
@@ -136,13 +139,52 @@ pub struct Reconciliation {
     pub input_rows: usize,
     /// Rows written to the clean output (or that would be, without `--out`).
     pub clean_rows: usize,
-    /// Rows written to the quarantine output.
+    /// Rows a detector flagged, written to the quarantine output.
     pub quarantined_rows: usize,
+    /// Rows that could not be read (`--invalid-rows quarantine`; else 0), also written to the
+    /// quarantine output, which therefore holds `quarantined_rows + invalid_rows` rows. No
+    /// detector saw them.
+    pub invalid_rows: usize,
     /// Plain redundant rows written to the duplicates output (`--dedup`; else 0). Not poison:
     /// they do not count towards the quarantined fraction.
     pub duplicate_rows: usize,
-    /// `input_rows == clean_rows + quarantined_rows + duplicate_rows`.
+    /// `input_rows == clean_rows + quarantined_rows + invalid_rows + duplicate_rows`.
     pub balanced: bool,
+}
+
+/// How many rows of the first ones of each reason [`InvalidSection`] lists.
+pub const INVALID_EXAMPLES: usize = 5;
+
+/// The rows `--invalid-rows quarantine` moved to the quarantine output unread.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvalidSection {
+    /// The policy: always `quarantine` (without it an invalid row is an error).
+    pub policy: &'static str,
+    /// Invalid rows (= `reconciliation.invalid_rows`).
+    pub rows: usize,
+    /// Per reason (`INVALID:json`, `INVALID:text-null`, ...): how many rows, and the first ones.
+    pub reasons: BTreeMap<String, InvalidReason>,
+}
+
+/// The invalid rows of one reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvalidReason {
+    /// How many rows have this reason.
+    pub rows: usize,
+    /// The first of them (at most [`INVALID_EXAMPLES`]), in row order.
+    pub first: Vec<InvalidExample>,
+}
+
+/// One invalid row.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvalidExample {
+    /// 0-based row number in the input.
+    pub row: usize,
+    /// Where the problem was found: `line N` of a JSONL file, `row N` of a Parquet file or
+    /// of an embedding matrix (1-based).
+    pub at: String,
+    /// The error `--invalid-rows error` would have stopped the scan with.
+    pub message: String,
 }
 
 /// What `--dedup` removed from the clean output.
@@ -184,7 +226,8 @@ pub struct QuarantinedRow {
 pub struct Verdict {
     /// `pass` or `fail`.
     pub status: &'static str,
-    /// Quarantined rows / input rows.
+    /// (Quarantined rows + invalid rows) / input rows: a row that could not be read did not
+    /// pass the gate either.
     pub quarantined_fraction: f64,
     /// The policy: the gate fails when `quarantined_fraction` exceeds it.
     pub max_quarantine_fraction: f64,

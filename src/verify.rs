@@ -1,16 +1,22 @@
 //! `poisongate verify DIR`: check a scan's output folder against its own claims.
 //!
 //! In order, stopping at the first failure:
+//! 0. the folder is not a scan's staging folder (`.<name>.poisongate-staging-<random>`, left
+//!    behind by a scan that was killed before it renamed its result into place);
 //! 1. every subject of `provenance.intoto.json` exists and has the SHA-256 it names (hashed
 //!    before `report.json` is parsed, so a corrupted report is reported as a mismatch);
 //! 2. every output listed in `report.json` has the size and SHA-256 the report names, and the
 //!    statement names the same digest for it;
 //! 3. the rows of each output, re-counted (JSONL: non-blank lines; Parquet: the footer's row
 //!    count), match the report;
-//! 4. the reconciliation holds: `input_rows = clean_rows + quarantined_rows + duplicate_rows`
-//!    (duplicates only with `scan --dedup`), equal to the counted rows and to the data input's
-//!    rows, and the predicate's reconciliation, settings digest, inputs and verdict agree with the
-//!    report;
+//! 4. the reconciliation holds: `input_rows = clean_rows + quarantined_rows + invalid_rows +
+//!    duplicate_rows` (duplicates only with `scan --dedup`, invalid rows only with
+//!    `--invalid-rows quarantine`), equal to the counted rows and to the data input's rows; the
+//!    quarantine output holds `quarantined_rows + invalid_rows` rows, of which exactly
+//!    `invalid_rows` are invalid ones (re-counted: JSONL lines that are not a JSON object or whose
+//!    reasons say `INVALID:`, Parquet rows whose reasons do), and the report's `invalid` section
+//!    adds up to the same count; the predicate's reconciliation, settings digest, inputs and
+//!    verdict agree with the report;
 //! 5. when the folder holds `bom.cdx.json` (scans since it was added; its digest is then a
 //!    subject, checked in 1): every file it names has the SHA-256, size and rows the report
 //!    names, its reference to `report.json` carries that file's digest, and its formulation
@@ -101,8 +107,10 @@ pub struct Summary {
     pub input_rows: usize,
     /// Rows counted in the clean output.
     pub clean_rows: usize,
-    /// Rows counted in the quarantine output.
+    /// Rows counted in the quarantine output, invalid rows included.
     pub quarantined_rows: usize,
+    /// Invalid rows counted in the quarantine output (0 without `--invalid-rows quarantine`).
+    pub invalid_rows: usize,
     /// Rows counted in the duplicates output (0 without `--dedup`).
     pub duplicate_rows: usize,
     /// The report's verdict status (`pass` or `fail`).
@@ -122,6 +130,9 @@ impl std::fmt::Display for Summary {
             "OK: {} files match their SHA-256; {} input rows = {} clean + {} quarantined",
             self.files, self.input_rows, self.clean_rows, self.quarantined_rows
         )?;
+        if self.invalid_rows > 0 {
+            write!(f, " (of which {} invalid)", self.invalid_rows)?;
+        }
         if self.duplicate_rows > 0 {
             write!(f, " + {} duplicates", self.duplicate_rows)?;
         }
@@ -275,8 +286,105 @@ fn count_rows(path: &Path) -> Result<u64, VerifyError> {
     Ok(rows)
 }
 
+/// Invalid rows in a quarantine output: JSONL lines that are not a JSON object, lack
+/// `poisongate_reasons` (invalid rows copied byte for byte) or whose reasons say `INVALID:`;
+/// Parquet rows whose reasons do.
+fn count_invalid(path: &Path) -> Result<u64, VerifyError> {
+    use crate::emit::REASONS_COLUMN;
+    use crate::ingest::INVALID_PREFIX;
+    fn is_invalid<'a>(mut reasons: impl Iterator<Item = Option<&'a str>>) -> bool {
+        reasons.any(|r| r.is_some_and(|r| r.starts_with(INVALID_PREFIX)))
+    }
+    let is_parquet = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    let file = open(path)?;
+    if is_parquet {
+        use arrow_array::cast::AsArray;
+        use arrow_array::Array;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        use parquet::arrow::ProjectionMask;
+        let bad = |e: &dyn std::fmt::Display| VerifyError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
+        let Some(index) = builder
+            .schema()
+            .fields()
+            .iter()
+            .position(|f| f.name() == REASONS_COLUMN)
+        else {
+            return Err(bad(&format!("no column `{REASONS_COLUMN}`")));
+        };
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+        let reader = builder.with_projection(mask).build().map_err(|e| bad(&e))?;
+        let mut n = 0u64;
+        for batch in reader {
+            let batch = batch.map_err(|e| bad(&e))?;
+            let Some(list) = batch.column(0).as_list_opt::<i32>() else {
+                return Err(bad(&format!("`{REASONS_COLUMN}` is not a list of strings")));
+            };
+            for j in 0..list.len() {
+                let items = list.value(j);
+                let Some(strings) = items.as_string_opt::<i32>() else {
+                    return Err(bad(&format!("`{REASONS_COLUMN}` is not a list of strings")));
+                };
+                if is_invalid(strings.iter()) {
+                    n += 1;
+                }
+            }
+        }
+        return Ok(n);
+    }
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| VerifyError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let invalid = match crate::ingest::parse_projected(&line, &[REASONS_COLUMN]) {
+            Err(_) => true,
+            Ok(values) => match values.first().and_then(Option::as_ref) {
+                Some(Value::Array(reasons)) => is_invalid(reasons.iter().map(Value::as_str)),
+                // every quarantined line gains the reasons but an invalid row copied as it was
+                _ => true,
+            },
+        };
+        if invalid {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Verify the output folder `dir` of a scan (see the module documentation for the checks).
 pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
+    // 0. a staging folder is never a result, whatever it holds
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    if name.contains(crate::pipeline::STAGING_MARK) {
+        return Err(VerifyError::Malformed {
+            path: dir.to_path_buf(),
+            problem: "this is the staging folder of a scan that did not finish (it was \
+                      stopped before renaming its result into place); it is not a result"
+                .into(),
+        });
+    }
     // 1. the statement's subjects, hashed before anything else is parsed
     let st_path = dir.join(provenance::FILE_NAME);
     let statement = read_json(&st_path)?;
@@ -364,6 +472,11 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
         None => 0,
         Some(_) => rp.u64(rec, "duplicate_rows")?,
     };
+    // absent in reports written before --invalid-rows existed: then there are none
+    let rec_invalid = match rec.get("invalid_rows") {
+        None => 0,
+        Some(_) => rp.u64(rec, "invalid_rows")?,
+    };
     let duplicates = counted.get("duplicates").copied().unwrap_or(0);
     if rec_dup != duplicates {
         return Err(mismatch(
@@ -381,21 +494,56 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
             clean,
         ));
     }
-    if rec_quar != quarantined {
+    if rec_quar + rec_invalid != quarantined {
         return Err(mismatch(
             "report.json",
-            "reconciliation.quarantined_rows",
-            rec_quar,
+            "reconciliation.quarantined_rows + invalid_rows (= rows of the quarantine output)",
+            rec_quar + rec_invalid,
             quarantined,
         ));
     }
     if input_rows != clean + quarantined + duplicates {
         return Err(mismatch(
             "report.json",
-            "reconciliation.input_rows (= clean + quarantined + duplicates)",
+            "reconciliation.input_rows (= clean + quarantined + invalid + duplicates)",
             input_rows,
             clean + quarantined + duplicates,
         ));
+    }
+    let quarantine_name = outputs
+        .iter()
+        .find(|o| o.get("role") == Some(&"quarantine".into()))
+        .and_then(|o| o.get("path"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let invalid_counted = count_invalid(&inside(dir, &rp, quarantine_name)?)?;
+    if invalid_counted != rec_invalid {
+        return Err(mismatch(
+            quarantine_name,
+            "invalid rows (reconciliation.invalid_rows)",
+            rec_invalid,
+            invalid_counted,
+        ));
+    }
+    if let Some(section) = report.get("invalid") {
+        let rows = rp.u64(section, "rows")?;
+        let by_reason: u64 = match section.get("reasons").and_then(Value::as_object) {
+            Some(m) => m
+                .values()
+                .map(|r| r.get("rows").and_then(Value::as_u64).unwrap_or(0))
+                .sum(),
+            None => return Err(rp.bad("`invalid.reasons` is not an object".into())),
+        };
+        if rows != rec_invalid || by_reason != rec_invalid {
+            return Err(mismatch(
+                "report.json",
+                "invalid.rows and the sum over invalid.reasons (= reconciliation.invalid_rows)",
+                rec_invalid,
+                format!("{rows} and {by_reason}"),
+            ));
+        }
+    } else if rec_invalid > 0 {
+        return Err(rp.bad("invalid rows are counted but there is no `invalid` section".into()));
     }
     if rec.get("balanced") != Some(&Value::Bool(true)) {
         return Err(mismatch(
@@ -442,6 +590,7 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
         "input_rows",
         "clean_rows",
         "quarantined_rows",
+        "invalid_rows",
         "duplicate_rows",
         "balanced",
     ] {
@@ -511,6 +660,7 @@ pub fn verify(dir: &Path) -> Result<Summary, VerifyError> {
         input_rows: input_rows as usize,
         clean_rows: clean as usize,
         quarantined_rows: quarantined as usize,
+        invalid_rows: rec_invalid as usize,
         duplicate_rows: duplicates as usize,
         verdict,
     })
@@ -712,11 +862,12 @@ fn check_bom(dir: &Path, report: &Value, report_sha: &str) -> Result<bool, Verif
         "input_rows",
         "clean_rows",
         "quarantined_rows",
+        "invalid_rows",
         "duplicate_rows",
         "balanced",
     ] {
         let want = match (key, rec.get(key)) {
-            ("duplicate_rows", None) => "0".to_string(),
+            ("duplicate_rows" | "invalid_rows", None) => "0".to_string(),
             (_, Some(Value::Bool(b))) => b.to_string(),
             _ => rp.u64(rec, key)?.to_string(),
         };

@@ -12,6 +12,19 @@ pub(super) enum Role {
     Embedding,
 }
 
+impl Role {
+    /// The role's name in an invalid row's reason (`text-null`).
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Role::Text => "text",
+            Role::Label => "label",
+            Role::Id => "id",
+            Role::GroundTruth => "ground-truth",
+            Role::Embedding => "embedding",
+        }
+    }
+}
+
 /// Accumulates the requested columns, row by row.
 pub(super) struct Collector {
     pub(super) texts: Option<Vec<String>>,
@@ -24,6 +37,8 @@ pub(super) struct Collector {
     pub(super) embeddings: Option<Vec<f32>>,
     /// Embedding length and the row that set it.
     pub(super) dim: Option<(usize, RowRef)>,
+    /// Rows (0-based) whose embedding is a placeholder: zeros, filled in by `finish`.
+    pub(super) embedding_holes: Vec<usize>,
 }
 
 impl Collector {
@@ -39,6 +54,43 @@ impl Collector {
             ground_truth: spec.ground_truth.as_ref().map(|_| Vec::new()),
             embeddings: spec.embedding.as_ref().map(|_| Vec::new()),
             dim: None,
+            embedding_holes: Vec::new(),
+        }
+    }
+
+    /// A placeholder for `role` in row `row` (0-based), which is invalid.
+    pub(super) fn push_role_placeholder(&mut self, role: Role, row: usize) {
+        match role {
+            Role::Text => self.texts.iter_mut().for_each(|t| t.push(String::new())),
+            Role::Label => self.labels.iter_mut().for_each(|l| l.push(String::new())),
+            Role::Id => self.ids.iter_mut().for_each(|i| i.push(String::new())),
+            Role::GroundTruth => self.ground_truth.iter_mut().for_each(|g| g.push(false)),
+            Role::Embedding => {
+                if self.embeddings.is_some() {
+                    self.embedding_holes.push(row);
+                }
+            }
+        }
+    }
+
+    /// A placeholder for an instruction row's texts.
+    pub(super) fn push_turn_placeholder(&mut self) {
+        if let (Some(t), Some(r)) = (self.texts.as_mut(), self.responses.as_mut()) {
+            t.push(String::new());
+            r.push(String::new());
+        }
+        if let Some(x) = self.rejected.as_mut() {
+            x.push(String::new());
+        }
+    }
+
+    /// Placeholders for every requested column of row `row` (0-based), which is invalid.
+    pub(super) fn push_row_placeholder(&mut self, roles: &[(Role, &str)], row: usize, turn: bool) {
+        for (role, _) in roles {
+            self.push_role_placeholder(*role, row);
+        }
+        if turn {
+            self.push_turn_placeholder();
         }
     }
 
@@ -98,8 +150,11 @@ impl Collector {
         }
         let embeddings = match self.embeddings {
             None => None,
-            Some(data) => {
+            Some(mut data) => {
                 let d = self.dim.map_or(0, |(d, _)| d);
+                if !self.embedding_holes.is_empty() {
+                    data = fill_holes(data, &self.embedding_holes, n_rows, d);
+                }
                 let m = Array2::from_shape_vec((n_rows, d), data).map_err(|e| {
                     IngestError::InvalidValue {
                         path: digest.path.clone(),
@@ -123,8 +178,25 @@ impl Collector {
             ids: self.ids,
             ground_truth: self.ground_truth,
             embeddings,
+            invalid: Vec::new(),
         })
     }
+}
+
+/// The rows of `data` (`d` values each, for every row but the `holes`) with a zero row at each
+/// hole, `n_rows` rows in all.
+fn fill_holes(data: Vec<f32>, holes: &[usize], n_rows: usize, d: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n_rows * d);
+    let mut rows = data.chunks_exact(d.max(1));
+    let mut holes = holes.iter().peekable();
+    for i in 0..n_rows {
+        if holes.next_if(|&&h| h == i).is_some() {
+            out.extend(std::iter::repeat_n(0.0, d));
+        } else if let Some(r) = rows.next() {
+            out.extend_from_slice(r);
+        }
+    }
+    out
 }
 
 /// Check an embedding value (already converted to `f32`) is finite.

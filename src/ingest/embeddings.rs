@@ -10,6 +10,51 @@ pub fn read_embeddings(
     path: &Path,
     tensor: Option<&str>,
 ) -> Result<(Array2<f32>, FileDigest), IngestError> {
+    let (matrix, digest) = read_embeddings_unchecked(path, tensor)?;
+    check_matrix(path, &matrix)?;
+    Ok((matrix, digest))
+}
+
+/// [`read_embeddings`], except that a row holding a non-finite value is not an error: such
+/// rows are returned beside the matrix, each with its 0-based number and the error it would
+/// have raised (`scan --invalid-rows quarantine`).
+pub fn read_embeddings_allowing_nonfinite(
+    path: &Path,
+    tensor: Option<&str>,
+) -> Result<(Array2<f32>, FileDigest, Vec<(usize, IngestError)>), IngestError> {
+    let (matrix, digest) = read_embeddings_unchecked(path, tensor)?;
+    check_shape(path, &matrix)?;
+    let bad = nonfinite_rows(path, &matrix);
+    Ok((matrix, digest, bad))
+}
+
+/// The rows of `m` holding a non-finite value, each with its 0-based number and the error
+/// naming the first such value (`path` is the file the matrix came from).
+pub fn nonfinite_rows(path: &Path, m: &Array2<f32>) -> Vec<(usize, IngestError)> {
+    m.outer_iter()
+        .enumerate()
+        .filter_map(|(i, row)| {
+            let (j, v) = row.iter().enumerate().find(|(_, v)| !v.is_finite())?;
+            Some((
+                i,
+                IngestError::InvalidValue {
+                    path: path.to_path_buf(),
+                    row: Some(RowRef::Row(i + 1)),
+                    column: None,
+                    message: format!(
+                        "embedding value at column index {j} (0-based) is {v}; non-finite \
+                         values are refused"
+                    ),
+                },
+            ))
+        })
+        .collect()
+}
+
+fn read_embeddings_unchecked(
+    path: &Path,
+    tensor: Option<&str>,
+) -> Result<(Array2<f32>, FileDigest), IngestError> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -26,12 +71,20 @@ pub fn read_embeddings(
             })
         }
     };
-    check_matrix(path, &matrix)?;
     Ok((matrix, digest))
 }
 
 /// Non-empty, and every value finite.
 pub(super) fn check_matrix(path: &Path, m: &Array2<f32>) -> Result<(), IngestError> {
+    check_shape(path, m)?;
+    match nonfinite_rows(path, m).into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// At least one row and one column.
+fn check_shape(path: &Path, m: &Array2<f32>) -> Result<(), IngestError> {
     if m.nrows() == 0 {
         return Err(IngestError::NoRows {
             path: path.to_path_buf(),
@@ -44,19 +97,6 @@ pub(super) fn check_matrix(path: &Path, m: &Array2<f32>) -> Result<(), IngestErr
             column: None,
             message: "embeddings have zero columns".to_string(),
         });
-    }
-    for (i, row) in m.outer_iter().enumerate() {
-        if let Some((j, v)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(IngestError::InvalidValue {
-                path: path.to_path_buf(),
-                row: Some(RowRef::Row(i + 1)),
-                column: None,
-                message: format!(
-                    "embedding value at column index {j} (0-based) is {v}; non-finite values \
-                     are refused"
-                ),
-            });
-        }
     }
     Ok(())
 }

@@ -196,6 +196,14 @@ pub(super) enum LayoutError {
 }
 
 impl LayoutError {
+    /// The layout's name, what an invalid row's reason says is wrong (`INVALID:alpaca`).
+    pub(super) fn what(&self) -> &'static str {
+        match self {
+            LayoutError::Format(name, _) => name,
+            LayoutError::Field(..) => "fields",
+        }
+    }
+
     /// The error at `row` of `path`.
     pub(super) fn at(self, path: &Path, row: Option<RowRef>) -> IngestError {
         match self {

@@ -187,54 +187,113 @@ pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, Ingest
         .iter()
         .map(|k| names.iter().position(|n| n == k).unwrap_or(0))
         .collect();
+    let quarantine = spec.invalid == InvalidPolicy::Quarantine;
+    let turns = spec.rows.has_responses();
     let mut lines = JsonlLines::open(path)?;
     let mut out = Collector::new(spec);
+    let mut invalid: Vec<InvalidRow> = Vec::new();
     let mut n_rows = 0usize;
     while let Some(line_no) = lines.advance()? {
         let bytes = lines.bytes();
-        let values = parse_projected(bytes, &names).map_err(|e| IngestError::Json {
-            path: path.to_path_buf(),
-            line: line_no,
-            message: json_message(&e, bytes),
-        })?;
         let row = Some(RowRef::Line(line_no));
-        for (role, name) in &roles {
-            let slot = names.iter().position(|n| n == name).unwrap_or(0);
-            let value = match values.get(slot).and_then(Option::as_ref) {
-                Some(v) => v,
-                None => {
-                    return Err(IngestError::MissingColumn {
-                        path: path.to_path_buf(),
-                        row,
-                        column: name.to_string(),
-                        available: object_keys(bytes),
-                    })
+        // the first problem of the row: (what, error)
+        let mut bad: Option<(String, IngestError)> = None;
+        match parse_projected(bytes, &names) {
+            Err(e) => {
+                let err = IngestError::Json {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    message: json_message(&e, bytes),
+                };
+                if !quarantine {
+                    return Err(err);
                 }
-            };
-            json_cell(&mut out, *role, value, RowRef::Line(line_no))
-                .map_err(|m| IngestError::value(path, row, name, m))?;
+                let what = if std::str::from_utf8(bytes).is_err() {
+                    "utf8"
+                } else {
+                    "json"
+                };
+                out.push_row_placeholder(&roles, n_rows, turns);
+                bad = Some((what.to_string(), err));
+            }
+            Ok(values) => {
+                for (role, name) in &roles {
+                    let slot = names.iter().position(|n| n == name).unwrap_or(0);
+                    let result = match values.get(slot).and_then(Option::as_ref) {
+                        Some(v) => json_cell(&mut out, *role, v, RowRef::Line(line_no)).map_err(
+                            |(problem, m)| {
+                                (
+                                    format!("{}-{problem}", role.name()),
+                                    IngestError::value(path, row, name, m),
+                                )
+                            },
+                        ),
+                        None => Err((
+                            format!("{}-missing", role.name()),
+                            IngestError::MissingColumn {
+                                path: path.to_path_buf(),
+                                row,
+                                column: name.to_string(),
+                                available: object_keys(bytes),
+                            },
+                        )),
+                    };
+                    if let Err((what, err)) = result {
+                        if !quarantine {
+                            return Err(err);
+                        }
+                        out.push_role_placeholder(*role, n_rows);
+                        bad.get_or_insert((what, err));
+                    }
+                }
+                if turns {
+                    let layout: Vec<Option<&Value>> = layout_slots
+                        .iter()
+                        .map(|&i| values.get(i).and_then(Option::as_ref))
+                        .collect();
+                    match spec.rows.read(&layout) {
+                        Ok(turn) => out.push_turn(turn),
+                        Err(e) => {
+                            let what = e.what().to_string();
+                            let err = e.at(path, row);
+                            if !quarantine {
+                                return Err(err);
+                            }
+                            out.push_turn_placeholder();
+                            bad.get_or_insert((what, err));
+                        }
+                    }
+                }
+            }
         }
-        if spec.rows.has_responses() {
-            let layout: Vec<Option<&Value>> = layout_slots
-                .iter()
-                .map(|&i| values.get(i).and_then(Option::as_ref))
-                .collect();
-            let turn = spec.rows.read(&layout).map_err(|e| e.at(path, row))?;
-            out.push_turn(turn);
+        if let Some((what, err)) = bad {
+            invalid.push(InvalidRow {
+                row: n_rows,
+                at: RowRef::Line(line_no),
+                what,
+                message: err.to_string(),
+            });
         }
         n_rows += 1;
     }
     let digest = lines.finish()?;
-    out.finish(Format::Jsonl, digest, n_rows)
+    let mut table = out.finish(Format::Jsonl, digest, n_rows)?;
+    table.invalid = invalid;
+    Ok(table)
 }
 
-/// Store one JSON value of a requested column; errors are messages without location.
+/// What is wrong with a cell: a short name for an invalid row's reason (`null`, `type`,
+/// `nonfinite`, `dims`), and the message without location.
+pub(super) type CellProblem = (&'static str, String);
+
+/// Store one JSON value of a requested column; on error nothing is stored.
 pub(super) fn json_cell(
     out: &mut Collector,
     role: Role,
     value: &Value,
     row: RowRef,
-) -> Result<(), String> {
+) -> Result<(), CellProblem> {
+    let kind_of = |v: &Value| if v.is_null() { "null" } else { "type" };
     match role {
         Role::Text => match value {
             Value::String(s) => {
@@ -243,7 +302,10 @@ pub(super) fn json_cell(
                 }
                 Ok(())
             }
-            other => Err(format!("text must be a string, found {}", json_kind(other))),
+            other => Err((
+                kind_of(other),
+                format!("text must be a string, found {}", json_kind(other)),
+            )),
         },
         Role::Label => {
             let (s, kind) = match value {
@@ -251,19 +313,25 @@ pub(super) fn json_cell(
                 Value::Bool(b) => (b.to_string(), LabelKind::Bool),
                 Value::Number(n) if n.is_i64() || n.is_u64() => (n.to_string(), LabelKind::Integer),
                 Value::Number(n) => {
-                    return Err(format!(
-                        "label {n} is not an integer; labels must be integers, strings or \
-                         booleans"
+                    return Err((
+                        "type",
+                        format!(
+                            "label {n} is not an integer; labels must be integers, strings or \
+                             booleans"
+                        ),
                     ))
                 }
                 other => {
-                    return Err(format!(
-                        "label must be an integer, a string or a boolean, found {}",
-                        json_kind(other)
+                    return Err((
+                        kind_of(other),
+                        format!(
+                            "label must be an integer, a string or a boolean, found {}",
+                            json_kind(other)
+                        ),
                     ))
                 }
             };
-            out.push_label(s, kind)
+            out.push_label(s, kind).map_err(|m| ("type", m))
         }
         Role::Id => {
             let s = match value {
@@ -271,9 +339,12 @@ pub(super) fn json_cell(
                 Value::Bool(b) => b.to_string(),
                 Value::Number(n) => n.to_string(),
                 other => {
-                    return Err(format!(
-                        "id must be a string, number or boolean, found {}",
-                        json_kind(other)
+                    return Err((
+                        kind_of(other),
+                        format!(
+                            "id must be a string, number or boolean, found {}",
+                            json_kind(other)
+                        ),
                     ))
                 }
             };
@@ -290,9 +361,12 @@ pub(super) fn json_cell(
                 Value::String(s) if s == "true" => true,
                 Value::String(s) if s == "false" => false,
                 other => {
-                    return Err(format!(
-                        "ground truth must be a boolean, 0/1 or \"true\"/\"false\", found {}",
-                        render_json(other)
+                    return Err((
+                        kind_of(other),
+                        format!(
+                            "ground truth must be a boolean, 0/1 or \"true\"/\"false\", found {}",
+                            render_json(other)
+                        ),
                     ))
                 }
             };
@@ -305,27 +379,44 @@ pub(super) fn json_cell(
             let items = match value {
                 Value::Array(items) => items,
                 other => {
-                    return Err(format!(
-                        "embedding must be an array of numbers, found {}",
-                        json_kind(other)
+                    return Err((
+                        kind_of(other),
+                        format!(
+                            "embedding must be an array of numbers, found {}",
+                            json_kind(other)
+                        ),
                     ))
                 }
             };
             let Some(data) = out.embeddings.as_mut() else {
                 return Ok(());
             };
-            for (k, item) in items.iter().enumerate() {
-                match item.as_f64() {
-                    Some(v) => data.push(finite(v, k)?),
-                    None => {
-                        return Err(format!(
-                            "embedding element {k} (0-based) is {}, expected a number",
-                            json_kind(item)
-                        ))
+            let start = data.len();
+            let pushed = (|| {
+                for (k, item) in items.iter().enumerate() {
+                    match item.as_f64() {
+                        Some(v) => data.push(finite(v, k).map_err(|m| ("nonfinite", m))?),
+                        None => {
+                            return Err((
+                                "type",
+                                format!(
+                                    "embedding element {k} (0-based) is {}, expected a number",
+                                    json_kind(item)
+                                ),
+                            ))
+                        }
                     }
                 }
+                Ok(())
+            })();
+            let result =
+                pushed.and_then(|()| out.check_dim(items.len(), row).map_err(|m| ("dims", m)));
+            if result.is_err() {
+                if let Some(data) = out.embeddings.as_mut() {
+                    data.truncate(start);
+                }
             }
-            out.check_dim(items.len(), row)
+            result
         }
     }
 }

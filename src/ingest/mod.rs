@@ -29,6 +29,21 @@
 //! chosen by whoever wrote the file. safetensors files must hold a 2-D `F32` or `F64` tensor.
 //! `f64` values are converted to `f32`. Any non-finite value (NaN, ±inf, or an `f64` beyond
 //! the `f32` range) is an error: one such value silently poisons every statistic downstream.
+//!
+//! # Invalid rows
+//!
+//! By default ([`InvalidPolicy::Error`]) the first row that cannot be read stops the read with
+//! an error naming the file, line or row, and column. With [`InvalidPolicy::Quarantine`] such a
+//! row is recorded in [`Table::invalid`] instead (with the error it would have raised) and every
+//! column gets a placeholder for it (an empty string, `false`, a zero vector), so the columns
+//! stay aligned with the file's rows; the caller drops those rows with [`Table::retain_rows`]
+//! before any value is used. A row is invalid when its line does not parse as a JSON object
+//! (`json`; `utf8` when the line is not UTF-8 either), when a requested column is missing, null
+//! or of an unusable type (`text-missing`, `text-null`, `label-type`, ...), when an embedding
+//! holds a non-finite value (`embedding-nonfinite`) or has another length than the first
+//! readable one (`embedding-dims`), or when an instruction row does not fit its layout (the
+//! layout's name: `alpaca`, `chat`, `sharegpt`, `preference`, `fields`). Problems of the whole
+//! file (unreadable, a column of the wrong type in a Parquet schema) stay errors.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -140,7 +155,59 @@ pub struct ColumnSpec {
     /// Keep the rejected answers of preference rows in [`Table::rejected`] (`scan --dedup`
     /// keys on them).
     pub rejected: bool,
+    /// What a row that cannot be read does: stop the read, or go to [`Table::invalid`].
+    pub invalid: InvalidPolicy,
 }
+
+/// What a read does with a row it cannot read (`scan --invalid-rows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InvalidPolicy {
+    /// The first such row is an error (the default).
+    #[default]
+    Error,
+    /// Such rows are listed in [`Table::invalid`] and the read goes on.
+    Quarantine,
+}
+
+impl InvalidPolicy {
+    /// The CLI spelling: `error` or `quarantine`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidPolicy::Error => "error",
+            InvalidPolicy::Quarantine => "quarantine",
+        }
+    }
+
+    /// Parse the CLI spelling.
+    pub fn parse(s: &str) -> Option<InvalidPolicy> {
+        [InvalidPolicy::Error, InvalidPolicy::Quarantine]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// A row that could not be read, kept under [`InvalidPolicy::Quarantine`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRow {
+    /// 0-based row number in the input (blank JSONL lines are not rows).
+    pub row: usize,
+    /// Where the problem is: the JSONL line or Parquet row, or the row of an embedding matrix.
+    pub at: RowRef,
+    /// What is wrong, e.g. `json`, `utf8`, `text-null`, `label-type`, `embedding-nonfinite`.
+    pub what: String,
+    /// The error [`InvalidPolicy::Error`] would have raised (file, line or row, column).
+    pub message: String,
+}
+
+impl InvalidRow {
+    /// The reason written beside the row in the quarantine output: `INVALID:<what>`.
+    pub fn reason(&self) -> String {
+        format!("{INVALID_PREFIX}{}", self.what)
+    }
+}
+
+/// The prefix of an invalid row's reason.
+pub const INVALID_PREFIX: &str = "INVALID:";
 
 /// The original type of the label column's values, so integer classes can be sorted
 /// numerically rather than as strings.
@@ -191,6 +258,45 @@ pub struct Table {
     pub ground_truth: Option<Vec<bool>>,
     /// Embedding matrix, `n_rows × d`, when [`ColumnSpec::embedding`] was given.
     pub embeddings: Option<Array2<f32>>,
+    /// Rows that could not be read, by row number (only under [`InvalidPolicy::Quarantine`];
+    /// their entries in the columns above are placeholders).
+    pub invalid: Vec<InvalidRow>,
+}
+
+impl Table {
+    /// Keep only the rows whose `keep` entry is true (one entry per row), in order: every
+    /// column and the embedding matrix are filtered and `n_rows` becomes the count kept.
+    /// [`Table::invalid`] is left as it is (it names rows of the file).
+    pub fn retain_rows(&mut self, keep: &[bool]) {
+        fn filter<T>(v: &mut Option<Vec<T>>, keep: &[bool]) {
+            if let Some(v) = v.as_mut() {
+                let mut i = 0;
+                v.retain(|_| {
+                    let k = keep.get(i).copied().unwrap_or(false);
+                    i += 1;
+                    k
+                });
+            }
+        }
+        filter(&mut self.texts, keep);
+        filter(&mut self.responses, keep);
+        filter(&mut self.rejected, keep);
+        filter(&mut self.labels, keep);
+        filter(&mut self.ids, keep);
+        filter(&mut self.ground_truth, keep);
+        if let Some(m) = self.embeddings.as_mut() {
+            *m = select_rows(m, keep);
+        }
+        self.n_rows = keep.iter().filter(|k| **k).count();
+    }
+}
+
+/// The rows of `m` whose `keep` entry is true.
+pub fn select_rows(m: &Array2<f32>, keep: &[bool]) -> Array2<f32> {
+    let rows: Vec<usize> = (0..m.nrows())
+        .filter(|&i| keep.get(i).copied().unwrap_or(false))
+        .collect();
+    m.select(ndarray::Axis(0), &rows)
 }
 
 /// Where in a file a problem is: a 1-based JSONL line or a 1-based table row.

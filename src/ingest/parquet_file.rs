@@ -1,6 +1,7 @@
 //! Parquet through the Arrow reader, with a projection of the requested columns.
 
 use super::*;
+use std::collections::BTreeMap;
 
 pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
@@ -89,9 +90,13 @@ pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, Inge
         .build()
         .map_err(|e| IngestError::parquet(path, e))?;
 
+    let quarantine = spec.invalid == InvalidPolicy::Quarantine;
+    let mut invalid: Vec<InvalidRow> = Vec::new();
     let mut n_rows = 0usize;
     for batch in reader {
         let batch = batch.map_err(|e| IngestError::arrow(path, e))?;
+        // the first problem of each invalid row of the batch: (what, error)
+        let mut bad: BTreeMap<usize, (String, IngestError)> = BTreeMap::new();
         for (role, name) in &roles {
             let column = batch
                 .column_by_name(name)
@@ -107,14 +112,27 @@ pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, Inge
                         .collect(),
                 })?;
             let column = decode_dictionary(column).map_err(|e| IngestError::arrow(path, e))?;
-            arrow_column(&mut out, *role, column.as_ref(), n_rows)
+            let mut on_bad = |j: usize, problem: &'static str, m: String| {
+                let row = Some(RowRef::Row(n_rows + j + 1));
+                if !quarantine {
+                    return Err((row, m));
+                }
+                bad.entry(j).or_insert_with(|| {
+                    (
+                        format!("{}-{problem}", role.name()),
+                        IngestError::value(path, row, name, m),
+                    )
+                });
+                Ok(())
+            };
+            arrow_column(&mut out, *role, column.as_ref(), n_rows, &mut on_bad)
                 .map_err(|(row, m)| IngestError::value(path, row, name, m))?;
         }
         if spec.rows.has_responses() {
             let columns = named_columns(&batch, &layout, path)?;
             for j in 0..batch.num_rows() {
                 let row = Some(RowRef::Row(n_rows + j + 1));
-                let values: Vec<Option<Value>> = columns
+                let values: Result<Vec<Option<Value>>, IngestError> = columns
                     .iter()
                     .zip(&layout)
                     .map(|(c, k)| {
@@ -123,15 +141,35 @@ pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, Inge
                             .transpose()
                             .map_err(|m| IngestError::value(path, row, k, m))
                     })
-                    .collect::<Result<_, _>>()?;
-                let refs: Vec<Option<&Value>> = values.iter().map(Option::as_ref).collect();
-                let turn = spec.rows.read(&refs).map_err(|e| e.at(path, row))?;
-                out.push_turn(turn);
+                    .collect();
+                let turn = values.and_then(|values| {
+                    let refs: Vec<Option<&Value>> = values.iter().map(Option::as_ref).collect();
+                    spec.rows.read(&refs).map_err(|e| e.at(path, row))
+                });
+                match turn {
+                    Ok(turn) => out.push_turn(turn),
+                    Err(err) if quarantine => {
+                        out.push_turn_placeholder();
+                        bad.entry(j)
+                            .or_insert_with(|| (spec.rows.name().to_string(), err));
+                    }
+                    Err(err) => return Err(err),
+                }
             }
+        }
+        for (j, (what, err)) in bad {
+            invalid.push(InvalidRow {
+                row: n_rows + j,
+                at: RowRef::Row(n_rows + j + 1),
+                what,
+                message: err.to_string(),
+            });
         }
         n_rows += batch.num_rows();
     }
-    out.finish(Format::Parquet, digest, n_rows)
+    let mut table = out.finish(Format::Parquet, digest, n_rows)?;
+    table.invalid = invalid;
+    Ok(table)
 }
 
 /// One Arrow cell as JSON: strings, integers, floats, booleans, nulls, lists and structs, the
@@ -265,31 +303,36 @@ pub(super) fn scalar_at(array: &dyn Array, j: usize) -> Option<String> {
 
 type CellError = (Option<RowRef>, String);
 
+/// Called with a row of the batch (0-based), what is wrong with its cell and the message: an
+/// error stops the read, `Ok` stores a placeholder and goes on.
+pub(super) type OnBad<'a> = dyn FnMut(usize, &'static str, String) -> Result<(), CellError> + 'a;
+
 /// Store one Arrow column of a requested role; `base` is the number of rows before this batch.
+/// A cell that cannot be read goes to `on_bad`; a column of the wrong type is an error.
 pub(super) fn arrow_column(
     out: &mut Collector,
     role: Role,
     array: &dyn Array,
     base: usize,
+    on_bad: &mut OnBad<'_>,
 ) -> Result<(), CellError> {
     let dt = array.data_type().clone();
-    let row = |j: usize| Some(RowRef::Row(base + j + 1));
-    let null_check = |j: usize| -> Result<(), CellError> {
-        if array.is_null(j) {
-            Err((row(j), "null value".to_string()))
-        } else {
-            Ok(())
-        }
-    };
     match role {
         Role::Text => {
             if !is_str(&dt) {
                 return Err((None, format!("text must be a string column, found {dt}")));
             }
             for j in 0..array.len() {
-                null_check(j)?;
-                if let (Some(t), Some(s)) = (out.texts.as_mut(), str_at(array, j)) {
-                    t.push(s.to_string());
+                match str_at(array, j) {
+                    Some(s) if !array.is_null(j) => {
+                        if let Some(t) = out.texts.as_mut() {
+                            t.push(s.to_string());
+                        }
+                    }
+                    _ => {
+                        on_bad(j, "null", "null value".to_string())?;
+                        out.push_role_placeholder(role, base + j);
+                    }
                 }
             }
         }
@@ -307,14 +350,24 @@ pub(super) fn arrow_column(
                 ));
             };
             for j in 0..array.len() {
-                null_check(j)?;
+                if array.is_null(j) {
+                    on_bad(j, "null", "null value".to_string())?;
+                    out.push_role_placeholder(role, base + j);
+                    continue;
+                }
                 let s = match kind {
                     LabelKind::Integer => int_at(array, j).map(|i| i.to_string()),
                     LabelKind::String => str_at(array, j).map(str::to_string),
                     LabelKind::Bool => Some(array.as_boolean().value(j).to_string()),
                 };
-                let s = s.ok_or_else(|| (row(j), "unreadable label".to_string()))?;
-                out.push_label(s, kind).map_err(|m| (row(j), m))?;
+                let pushed = match s {
+                    Some(s) => out.push_label(s, kind),
+                    None => Err("unreadable label".to_string()),
+                };
+                if let Err(m) = pushed {
+                    on_bad(j, "type", m)?;
+                    out.push_role_placeholder(role, base + j);
+                }
             }
         }
         Role::Id => {
@@ -325,10 +378,20 @@ pub(super) fn arrow_column(
                 ));
             }
             for j in 0..array.len() {
-                null_check(j)?;
-                let s = scalar_at(array, j).ok_or_else(|| (row(j), "unreadable id".into()))?;
-                if let Some(ids) = out.ids.as_mut() {
-                    ids.push(s);
+                match scalar_at(array, j) {
+                    Some(s) if !array.is_null(j) => {
+                        if let Some(ids) = out.ids.as_mut() {
+                            ids.push(s);
+                        }
+                    }
+                    other => {
+                        let (problem, m) = match other {
+                            None => ("type", "unreadable id"),
+                            Some(_) => ("null", "null value"),
+                        };
+                        on_bad(j, problem, m.to_string())?;
+                        out.push_role_placeholder(role, base + j);
+                    }
                 }
             }
         }
@@ -343,7 +406,11 @@ pub(super) fn arrow_column(
                 ));
             }
             for j in 0..array.len() {
-                null_check(j)?;
+                if array.is_null(j) {
+                    on_bad(j, "null", "null value".to_string())?;
+                    out.push_role_placeholder(role, base + j);
+                    continue;
+                }
                 let b = if dt == DataType::Boolean {
                     Some(array.as_boolean().value(j))
                 } else if let Some(i) = int_at(array, j) {
@@ -359,22 +426,28 @@ pub(super) fn arrow_column(
                         _ => None,
                     }
                 };
-                let b = b.ok_or_else(|| {
-                    let shown = scalar_at(array, j).unwrap_or_default();
-                    (
-                        row(j),
-                        format!(
-                            "ground truth must be a boolean, 0/1 or \"true\"/\"false\", \
-                             found {shown:?}"
-                        ),
-                    )
-                })?;
-                if let Some(g) = out.ground_truth.as_mut() {
-                    g.push(b);
+                match b {
+                    Some(b) => {
+                        if let Some(g) = out.ground_truth.as_mut() {
+                            g.push(b);
+                        }
+                    }
+                    None => {
+                        let shown = scalar_at(array, j).unwrap_or_default();
+                        on_bad(
+                            j,
+                            "type",
+                            format!(
+                                "ground truth must be a boolean, 0/1 or \"true\"/\"false\", \
+                                 found {shown:?}"
+                            ),
+                        )?;
+                        out.push_role_placeholder(role, base + j);
+                    }
                 }
             }
         }
-        Role::Embedding => arrow_embeddings(out, array, base)?,
+        Role::Embedding => arrow_embeddings(out, array, base, on_bad)?,
     }
     Ok(())
 }
@@ -405,6 +478,7 @@ pub(super) fn arrow_embeddings(
     out: &mut Collector,
     array: &dyn Array,
     base: usize,
+    on_bad: &mut OnBad<'_>,
 ) -> Result<(), CellError> {
     let dt = array.data_type().clone();
     let bad_type = || {
@@ -456,26 +530,43 @@ pub(super) fn arrow_embeddings(
     };
     for (j, (start, end)) in ranges.into_iter().enumerate() {
         let row = RowRef::Row(base + j + 1);
-        if array.is_null(j) {
-            return Err((Some(row), "null value".to_string()));
-        }
-        if end < start || end > floats.len() {
-            return Err((Some(row), "list offsets out of range".to_string()));
+        let problem = if array.is_null(j) {
+            Some(("null", "null value".to_string()))
+        } else if end < start || end > floats.len() {
+            Some(("type", "list offsets out of range".to_string()))
+        } else {
+            None
+        };
+        if let Some((problem, m)) = problem {
+            on_bad(j, problem, m)?;
+            out.push_role_placeholder(Role::Embedding, base + j);
+            continue;
         }
         let Some(data) = out.embeddings.as_mut() else {
             return Ok(());
         };
+        let first = data.len();
+        let mut result: Result<(), CellProblem> = Ok(());
         for (k, idx) in (start..end).enumerate() {
-            let v = floats.get(idx).ok_or_else(|| {
-                (
-                    Some(row),
-                    format!("embedding element {k} (0-based) is null"),
-                )
-            })?;
-            data.push(finite(v, k).map_err(|m| (Some(row), m))?);
+            let v = floats
+                .get(idx)
+                .ok_or_else(|| ("type", format!("embedding element {k} (0-based) is null")));
+            match v.and_then(|v| finite(v, k).map_err(|m| ("nonfinite", m))) {
+                Ok(v) => data.push(v),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        out.check_dim(end - start, row)
-            .map_err(|m| (Some(row), m))?;
+        let result = result.and_then(|()| out.check_dim(end - start, row).map_err(|m| ("dims", m)));
+        if let Err((problem, m)) = result {
+            if let Some(data) = out.embeddings.as_mut() {
+                data.truncate(first);
+            }
+            on_bad(j, problem, m)?;
+            out.push_role_placeholder(Role::Embedding, base + j);
+        }
     }
     Ok(())
 }

@@ -42,6 +42,7 @@ fn spec(
         embedding: emb.map(str::to_string),
         rows: RowFormat::TextLabel.into(),
         rejected: false,
+        invalid: InvalidPolicy::Error,
     }
 }
 
@@ -616,4 +617,53 @@ fn safetensors_one_and_two_tensors() {
             .contains("row 2: embedding value at column index 0"),
         "{e}"
     );
+}
+
+#[test]
+fn quarantine_policy_lists_invalid_rows_and_keeps_columns_aligned() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("mixed.jsonl");
+    let body: &[u8] = b"{\"text\":\"a\",\"label\":1,\"id\":\"r0\",\"gt\":false,\"emb\":[1,2]}\n\
+        not json\n\
+        \n\
+        {\"text\":null,\"label\":0,\"id\":\"r2\",\"gt\":false,\"emb\":[3,4]}\n\
+        {\"text\":\"d\",\"label\":\"x\",\"id\":\"r3\",\"gt\":true,\"emb\":[5,6]}\n\
+        {\"text\":\"e\",\"label\":0,\"id\":\"r4\",\"gt\":false,\"emb\":[7,1e39]}\n\
+        {\"text\":\"f\",\"label\":0,\"id\":\"r5\",\"gt\":true,\"emb\":[9,10]}\n";
+    std::fs::write(&path, body).unwrap();
+    // the default stops at the first
+    let e = read_table(&path, &all()).unwrap_err();
+    assert_eq!(e.row(), Some(RowRef::Line(2)));
+    let mut s = all();
+    s.invalid = InvalidPolicy::Quarantine;
+    let mut t = read_table(&path, &s).unwrap();
+    assert_eq!(t.n_rows, 6);
+    let found: Vec<(usize, RowRef, &str)> = t
+        .invalid
+        .iter()
+        .map(|r| (r.row, r.at, r.what.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (1, RowRef::Line(2), "json"),
+            (2, RowRef::Line(4), "text-null"),
+            (3, RowRef::Line(5), "label-type"),
+            (4, RowRef::Line(6), "embedding-nonfinite"),
+        ]
+    );
+    assert!(t.invalid[1].message.contains("line 4, column \"text\""));
+    assert_eq!(t.texts.as_ref().unwrap().len(), 6);
+    assert_eq!(t.embeddings.as_ref().unwrap().nrows(), 6);
+    let keep: Vec<bool> = (0..6)
+        .map(|i| t.invalid.iter().all(|r| r.row != i))
+        .collect();
+    t.retain_rows(&keep);
+    assert_eq!(t.n_rows, 2);
+    assert_eq!(t.ids.as_deref().unwrap(), ["r0", "r5"]);
+    assert_eq!(t.labels.as_deref().unwrap(), ["1", "0"]);
+    assert_eq!(t.ground_truth.as_deref().unwrap(), [false, true]);
+    let m = t.embeddings.unwrap();
+    assert_eq!(m.row(0).to_vec(), vec![1.0, 2.0]);
+    assert_eq!(m.row(1).to_vec(), vec![9.0, 10.0]);
 }

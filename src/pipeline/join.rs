@@ -4,11 +4,13 @@ use super::*;
 
 /// Reads embeddings from a JSONL/Parquet table with an id column and a vector column
 /// (`--embedding-column`, default `embedding`) and orders them like the data's rows, joined on
-/// `--id-column`. Every data id needs exactly one embedding row.
+/// `--id-column`. Every data id needs exactly one embedding row, except the rows `skip` names
+/// (invalid rows, whose ids are placeholders: they get zeros and are dropped).
 pub(super) fn join_embeddings(
     opts: &ScanOptions,
     path: &Path,
     table: &Table,
+    skip: &dyn Fn(usize) -> bool,
 ) -> Result<(Array2<f32>, FileDigest), ScanError> {
     let id_col = opts.id_column.clone().ok_or_else(|| {
         ScanError::Config(format!(
@@ -51,6 +53,9 @@ pub(super) fn join_embeddings(
     })?;
     let mut out = Array2::<f32>::zeros((data_ids.len(), m.ncols()));
     for (r, id) in data_ids.iter().enumerate() {
+        if skip(r) {
+            continue;
+        }
         let Some(&src) = at.get(id.as_str()) else {
             return Err(ScanError::Config(format!(
                 "row {} of data {}: id `{id}` has no embedding in {} (data has {} rows, embeddings {} rows)",

@@ -1,12 +1,14 @@
 //! The scan: ingest → align → fit → score (parallel batches) → combine → emit → report.
 //!
 //! One file per step beside this one: `plan.rs` (which detectors run), `join.rs` (embeddings
-//! joined by id), `dedup.rs` (`--dedup`'s clusters and kept rows) and `write.rs` (the staged
-//! outputs, renamed into place).
+//! joined by id), `invalid.rs` (`--invalid-rows quarantine`: the rows set aside unread),
+//! `dedup.rs` (`--dedup`'s clusters and kept rows) and `write.rs` (the staged outputs, the
+//! output folder renamed into place).
 
 use crate::emit::{self, OutputFile, Quarantine};
 use crate::ingest::{
-    self, ColumnSpec, FileDigest, IngestError, LabelKind, RowFormat, RowLayout, Table,
+    self, ColumnSpec, FileDigest, IngestError, InvalidPolicy, LabelKind, RowFormat, RowLayout,
+    Table,
 };
 use crate::report::{
     DedupSection, DetectorEntry, EvaluationSection, InputEntry, OutputEntry, QuarantinedRow,
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod dedup;
+mod invalid;
 mod join;
 mod plan;
 mod write;
@@ -34,7 +37,8 @@ mod write;
 use dedup::{dedup_clusters, keep_first};
 use join::join_embeddings;
 use plan::{plan, Planned};
-use write::write_outputs;
+pub use write::STAGING_MARK;
+use write::{check_target, write_outputs};
 
 /// Everything a scan needs to know. Build it from the CLI or a config file; [`scan`] validates it.
 #[derive(Debug, Clone)]
@@ -92,6 +96,10 @@ pub struct ScanOptions {
     pub reproducible: bool,
     /// Whether plain redundant rows are removed from the clean output (into `duplicates.<ext>`).
     pub dedup: Dedup,
+    /// What a row that cannot be read does (`--invalid-rows`): stop the scan (the default), or
+    /// go to the quarantine output unread with the reason `INVALID:<what>` (see
+    /// [`crate::ingest::InvalidRow`]; embeddings with a non-finite value count too).
+    pub invalid_rows: InvalidPolicy,
 }
 
 /// `scan --dedup`: what happens to plain redundancy (duplicates that carry the same label).
@@ -164,6 +172,7 @@ impl ScanOptions {
             progress: false,
             reproducible: false,
             dedup: Dedup::None,
+            invalid_rows: InvalidPolicy::Error,
         }
     }
 }
@@ -277,6 +286,7 @@ fn settings_json(opts: &ScanOptions, planned: &[Planned]) -> serde_json::Value {
         "batch_rows": opts.batch_rows,
         "report_rows": opts.report_rows,
         "dedup": opts.dedup.as_str(),
+        "invalid_rows": opts.invalid_rows.as_str(),
     })
 }
 
@@ -326,6 +336,10 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     }
     if opts.batch_rows == 0 {
         return Err(ScanError::Config("batch_rows must be at least 1".into()));
+    }
+    // an --out that cannot take the result is refused before any work (and again at the end)
+    if let Some(out) = &opts.out {
+        check_target(out)?;
     }
     // an embeddings *table* (.jsonl/.parquet) is joined by id; --embedding-column then names its
     // vector column
@@ -429,37 +443,67 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         rows: format.clone(),
         // preference rows: INS001 reads the rejected answers, and --dedup compares them
         rejected: true,
+        invalid: opts.invalid_rows,
     };
     let spinner = progress_bar(opts.progress, 1, "reading");
     let mut table: Table = ingest::read_table(&opts.data, &spec)?;
     let mut inputs = vec![input_entry("data", &table.digest, table.n_rows, None)];
-    let n = table.n_rows;
+    let total = table.n_rows;
+    let quarantine_invalid = opts.invalid_rows == InvalidPolicy::Quarantine;
+    let mut rows = invalid::Rows::new(total, std::mem::take(&mut table.invalid));
+    // a matrix file's rows with a non-finite value: invalid rows too (or the error)
+    let read_matrix = |path: &Path| {
+        if quarantine_invalid {
+            ingest::read_embeddings_allowing_nonfinite(path, opts.embeddings_tensor.as_deref())
+        } else {
+            ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())
+                .map(|(m, d)| (m, d, Vec::new()))
+        }
+    };
+    let nonfinite = |bad: Vec<(usize, IngestError)>| {
+        bad.into_iter()
+            .map(|(i, e)| (i, "embedding-nonfinite", e, ingest::RowRef::Row(i + 1)))
+            .collect::<Vec<_>>()
+    };
     // moved out, not copied: the matrix is the largest thing a scan holds
     let mut embeddings: Option<Array2<f32>> = table.embeddings.take();
     if needs.embeddings {
         if let Some(path) = &opts.embeddings {
-            let (m, digest) = if emb_table {
-                join_embeddings(opts, path, &table)?
+            let (m, digest, bad) = if emb_table {
+                let (m, d) =
+                    join_embeddings(opts, path, &table, &|r| rows.invalid.contains_key(&r))?;
+                (m, d, Vec::new())
             } else {
-                ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())?
+                read_matrix(path)?
             };
-            inputs.push(checked_matrix(opts, "embeddings", path, &m, &digest, n)?);
+            inputs.push(checked_matrix(
+                opts,
+                "embeddings",
+                path,
+                &m,
+                &digest,
+                total,
+            )?);
+            rows.mark(nonfinite(bad));
             embeddings = Some(m);
         }
     }
     let mut response_embeddings: Option<Array2<f32>> = None;
     if let (true, Some(path)) = (instruct_embed, &opts.response_embeddings) {
-        let (m, digest) = ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())?;
+        let (m, digest, bad) = read_matrix(path)?;
         inputs.push(checked_matrix(
             opts,
             "response_embeddings",
             path,
             &m,
             &digest,
-            n,
+            total,
         )?);
+        rows.mark(nonfinite(bad));
         response_embeddings = Some(m);
     }
+    // the detectors see the readable rows only
+    rows.drop_invalid(&mut table, &mut [&mut embeddings, &mut response_embeddings]);
     spinner.finish_and_clear();
     let mut model_info = None;
     if let (true, Some(dir)) = (embed_text, &opts.model) {
@@ -482,6 +526,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             });
         }
         model_info = Some(embedder.info().to_json());
+        let bad = computed_nonfinite(opts, &m, quarantine_invalid, &rows.orig)?;
+        rows.mark(bad);
         embeddings = Some(m);
         if let (true, Some(responses)) = (instruct_embed, table.responses.as_deref()) {
             let pb = crate::embed::progress_bar(opts.progress, 0);
@@ -490,11 +536,26 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
                 pb.set_position(done as u64);
             })?;
             pb.finish_and_clear();
+            let bad = computed_nonfinite(opts, &r, quarantine_invalid, &rows.orig)?;
+            rows.mark(bad);
             response_embeddings = Some(r);
             if let Some(o) = model_info.as_mut().and_then(|v| v.as_object_mut()) {
                 o.insert("embedded".into(), json!(["prompts", "responses"]));
             }
         }
+    }
+    rows.drop_invalid(&mut table, &mut [&mut embeddings, &mut response_embeddings]);
+    let n = table.n_rows;
+    if n == 0 {
+        let first = rows
+            .invalid
+            .values()
+            .next()
+            .map_or_else(String::new, |r| format!(" (the first: {})", r.message));
+        return Err(ScanError::Config(format!(
+            "{}: none of the {total} rows can be read{first}",
+            opts.data.display()
+        )));
     }
     let (class_names, label_idx) = match &table.labels {
         Some(l) => {
@@ -628,19 +689,29 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     let mut top: Vec<usize> = (0..n).filter(|&i| !reasons[i].is_empty()).collect();
     top.sort_by(|&a, &b| combined[b].total_cmp(&combined[a]).then(a.cmp(&b)));
     top.truncate(opts.report_rows);
+    // excerpts of the listed rows, by their row number in the file
+    let excerpts: BTreeMap<usize, String> = match &table.texts {
+        Some(texts) => top
+            .iter()
+            .filter_map(|&i| texts.get(i).map(|t| (rows.orig[i], html::excerpt(t))))
+            .collect(),
+        None => BTreeMap::new(),
+    };
     let quarantined_rows = top
         .into_iter()
         .map(|i| QuarantinedRow {
-            row: i,
+            row: rows.orig[i],
             id: table.ids.as_ref().and_then(|ids| ids.get(i).cloned()),
             score: combined[i],
             reasons: reasons[i].clone(),
         })
         .collect();
-    let fraction = if n == 0 {
+    let invalid_rows = rows.invalid.len();
+    // a row that could not be read did not pass the gate either
+    let fraction = if total == 0 {
         0.0
     } else {
-        quarantined as f64 / n as f64
+        (quarantined + invalid_rows) as f64 / total as f64
     };
     let passed = fraction <= opts.max_quarantine_fraction;
     let mut report = Report {
@@ -656,13 +727,15 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         skipped_detectors: skipped,
         outputs: Vec::new(),
         reconciliation: Reconciliation {
-            input_rows: n,
+            input_rows: total,
             clean_rows: n - quarantined - duplicate_rows,
             quarantined_rows: quarantined,
+            invalid_rows,
             duplicate_rows,
             balanced: true,
         },
         dedup: dedup_section,
+        invalid: quarantine_invalid.then(|| rows.section()),
         quarantined_rows,
         verdict: Verdict {
             status: if passed { "pass" } else { "fail" },
@@ -677,24 +750,30 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         },
     };
 
-    // ---- emit: all files staged, then renamed into place ----
+    // ---- emit: all files staged, then the folder renamed into place ----
     if let Some(out) = &opts.out {
         let verdicts: Vec<Option<Quarantine>> = (0..n)
             .map(|i| {
                 (!reasons[i].is_empty()).then(|| Quarantine {
                     score: combined[i],
                     reasons: reasons[i].clone(),
+                    invalid: false,
                 })
             })
             .collect();
-        let excerpts: BTreeMap<usize, String> = match &table.texts {
-            Some(texts) => report
-                .quarantined_rows
+        let verdicts = rows.verdicts(&verdicts);
+        // the kept row a duplicate points to, by row numbers in the file
+        let duplicate_of: Option<Vec<Option<usize>>> = duplicate_of.as_ref().map(|d| {
+            let mapped: Vec<Option<usize>> = d
                 .iter()
-                .filter_map(|q| texts.get(q.row).map(|t| (q.row, html::excerpt(t))))
-                .collect(),
-            None => BTreeMap::new(),
-        };
+                .map(|k| k.and_then(|k| rows.orig.get(k).copied()))
+                .collect();
+            rows.spread(&mapped, None)
+        });
+        let ids: Option<Vec<String>> = table
+            .ids
+            .as_ref()
+            .map(|ids| rows.spread(ids, String::new()));
         report.run.seconds = t0.elapsed().as_secs_f64();
         if opts.reproducible {
             report.make_reproducible();
@@ -704,6 +783,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             &table,
             &verdicts,
             duplicate_of.as_deref(),
+            ids.as_deref(),
             &excerpts,
             out,
             &mut report,
@@ -714,11 +794,57 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             report.make_reproducible();
         }
     }
+    // per row of the file: an invalid row scores 0 and gives its reason
+    let mut all_reasons = rows.spread(&reasons, Vec::new());
+    for (&row, r) in &rows.invalid {
+        if let Some(slot) = all_reasons.get_mut(row) {
+            *slot = vec![r.reason()];
+        }
+    }
     Ok(ScanOutcome {
         report,
-        scores: combined,
-        reasons,
+        scores: rows.spread(&combined, 0.0),
+        reasons: all_reasons,
     })
+}
+
+/// Rows found invalid: (index in the filtered table, what, the error, where).
+type Found = Vec<(usize, &'static str, IngestError, ingest::RowRef)>;
+
+/// The rows of a computed embedding matrix holding a non-finite value (`orig`: each matrix
+/// row's row number in the file), as invalid rows under `--invalid-rows quarantine`, else the
+/// error naming the first.
+fn computed_nonfinite(
+    opts: &ScanOptions,
+    m: &Array2<f32>,
+    quarantine: bool,
+    orig: &[usize],
+) -> Result<Found, ScanError> {
+    let model = opts
+        .model
+        .as_deref()
+        .map_or_else(String::new, |p| p.display().to_string());
+    let mut found = Vec::new();
+    for (i, row) in m.outer_iter().enumerate() {
+        let Some((j, v)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) else {
+            continue;
+        };
+        let at = ingest::RowRef::Row(orig.get(i).map_or(i, |r| *r) + 1);
+        let err = IngestError::InvalidValue {
+            path: opts.data.clone(),
+            row: Some(at),
+            column: None,
+            message: format!(
+                "the embedding computed by {model} holds {v} at index {j} (0-based); \
+                 non-finite values are refused"
+            ),
+        };
+        if !quarantine {
+            return Err(ScanError::Ingest(err));
+        }
+        found.push((i, "embedding-nonfinite", err, at));
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -1,119 +1,203 @@
-//! The outputs: staged, reconciled, described, attested, then renamed into place.
+//! The outputs: staged in a folder beside `--out`, reconciled, described, attested, then the
+//! folder renamed into place in one step.
+//!
+//! A result appears whole or not at all. Every file is written into a new folder in the same
+//! parent as `--out` (so on the same file system), named `.<name>.poisongate-staging-<random>`,
+//! fsynced, and the folder is renamed to `--out` with one `rename(2)`. A scan killed before
+//! that leaves at most such a staging folder: never a result (`poisongate verify` refuses a
+//! folder with that name). `--out` must not exist or be an empty folder (renamed over); a
+//! folder with anything in it is refused, so an earlier result is never mixed with, or
+//! silently replaced by, a new one. When two scans race for the same `--out`, the first rename
+//! wins and the other scan fails (its rename meets a folder that is no longer empty) and
+//! removes its staging folder.
 
 use super::*;
 
-/// Stage every output in a temporary folder inside `out`, check the reconciliation against
-/// what was written, render `report.html`, describe everything in `bom.cdx.json` (CycloneDX),
-/// attest everything in `provenance.intoto.json`, then
-/// rename the files into place. On error nothing is left behind (a folder this call created is
-/// removed again; in an existing folder, the files this call already renamed are removed).
+/// What marks a staging folder's name: `.<name>` + this + random characters.
+pub const STAGING_MARK: &str = ".poisongate-staging-";
+
+/// Refuse an `--out` that exists and is not an empty folder.
+pub(super) fn check_target(out: &Path) -> Result<(), ScanError> {
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(out)(e)),
+        Ok(meta) if meta.is_dir() => {
+            let mut entries = std::fs::read_dir(out).map_err(io_err(out))?;
+            if entries.next().is_none() {
+                Ok(())
+            } else {
+                Err(ScanError::Config(format!(
+                    "--out {} already exists and is not empty: a scan writes a new folder in \
+                     one step and never mixes its files with others; remove it or give another \
+                     folder",
+                    out.display()
+                )))
+            }
+        }
+        Ok(_) => Err(ScanError::Config(format!(
+            "--out {} exists and is not a folder",
+            out.display()
+        ))),
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), ScanError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Write a small file and fsync it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ScanError> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(io_err(path))?;
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// Stage every output in a new folder beside `out`, check the reconciliation against what was
+/// written, render `report.html`, describe everything in `bom.cdx.json` (CycloneDX), attest
+/// everything in `provenance.intoto.json`, then rename the folder to `out` (see the module
+/// documentation). On error nothing is left behind. `ids` holds the id of every row of the
+/// file, when the scan has an id column.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn write_outputs(
     opts: &ScanOptions,
     table: &Table,
     verdicts: &[Option<Quarantine>],
     duplicate_of: Option<&[Option<usize>]>,
+    ids: Option<&[String]>,
     excerpts: &BTreeMap<usize, String>,
     out: &Path,
     report: &mut Report,
 ) -> Result<(), ScanError> {
-    let created = !out.exists();
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
-    let mut renamed: Vec<PathBuf> = Vec::new();
-    let result = (|| {
-        let staging = tempfile::Builder::new()
-            .prefix(".poisongate-staging-")
-            .tempdir_in(out)
-            .map_err(io_err(out))?;
-        let split = emit::write_split_dedup(
-            &opts.data,
-            table.format,
-            &table.digest.sha256,
-            verdicts,
-            duplicate_of,
-            table.ids.as_deref(),
-            staging.path(),
-        )?;
-        let (clean, quarantine): (OutputFile, OutputFile) = (split.clean, split.quarantine);
-        let dups = split.duplicates;
-        let dup_rows = dups.as_ref().map_or(0, |d| d.rows);
-        let rec = &mut report.reconciliation;
-        rec.clean_rows = clean.rows;
-        rec.quarantined_rows = quarantine.rows;
-        rec.balanced = clean.rows + quarantine.rows + dup_rows == rec.input_rows
-            && dup_rows == rec.duplicate_rows;
-        if !rec.balanced {
-            return Err(ScanError::Config(format!(
-                "reconciliation failed: {} input rows, but {} clean + {} quarantined + {} duplicates written ({} duplicates expected)",
-                rec.input_rows, clean.rows, quarantine.rows, dup_rows, rec.duplicate_rows
-            )));
+    check_target(out)?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            ScanError::Config(format!("--out {} does not name a folder", out.display()))
+        })?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    // removed again on any error (the guard's drop); kept only by the final rename
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}{STAGING_MARK}"))
+        .tempdir_in(&parent)
+        .map_err(io_err(&parent))?;
+    stage(
+        opts,
+        table,
+        verdicts,
+        duplicate_of,
+        ids,
+        excerpts,
+        staging.path(),
+        report,
+    )?;
+    fsync_dir(staging.path())?;
+    match std::fs::rename(staging.path(), out) {
+        Ok(()) => {
+            // the folder is `out` now: nothing left to remove
+            let _ = staging.keep();
+            fsync_dir(&parent)
         }
-        report.outputs = [("clean", &clean), ("quarantine", &quarantine)]
-            .into_iter()
-            .chain(dups.as_ref().map(|d| ("duplicates", d)))
-            .map(|(role, f)| OutputEntry {
-                role,
-                path: file_name(&f.path),
-                rows: f.rows,
-                bytes: f.bytes,
-                sha256: f.sha256.clone(),
-            })
-            .collect();
-        let report_path = staging.path().join("report.json");
-        let mut text = serde_json::to_string_pretty(report)
-            .map_err(|e| ScanError::Config(format!("cannot serialise the report: {e}")))?;
-        text.push('\n');
-        let report_sha = hex::encode(Sha256::digest(text.as_bytes()));
-        std::fs::write(&report_path, &text).map_err(io_err(&report_path))?;
-        let html_path = staging.path().join(html::FILE_NAME);
-        let page = html::render(report, excerpts);
-        let html_sha = hex::encode(Sha256::digest(page.as_bytes()));
-        std::fs::write(&html_path, page).map_err(io_err(&html_path))?;
-        // the bill of materials is a function of the report's bytes, as `poisongate bom` makes it
-        let bom_path = staging.path().join(bom::FILE_NAME);
-        let bom_bytes = bom::from_report_text(&text)
-            .map_err(|e| ScanError::Config(format!("cannot make {}: {e}", bom::FILE_NAME)))?;
-        let bom_sha = hex::encode(Sha256::digest(&bom_bytes));
-        std::fs::write(&bom_path, bom_bytes).map_err(io_err(&bom_path))?;
-        let subjects: Vec<provenance::Subject> = [
-            (file_name(&clean.path), clean.sha256.clone()),
-            (file_name(&quarantine.path), quarantine.sha256.clone()),
-        ]
-        .into_iter()
-        .chain(
-            dups.as_ref()
-                .map(|d| (file_name(&d.path), d.sha256.clone())),
-        )
-        .chain([
-            ("report.json".to_string(), report_sha),
-            (html::FILE_NAME.to_string(), html_sha),
-            (bom::FILE_NAME.to_string(), bom_sha),
-        ])
-        .map(|(name, sha256)| provenance::Subject { name, sha256 })
-        .collect();
-        let prov_path = staging.path().join(provenance::FILE_NAME);
-        let statement = provenance::statement(report, &subjects);
-        std::fs::write(&prov_path, provenance::to_bytes(&statement)).map_err(io_err(&prov_path))?;
-        // the statement last: a folder holding it holds everything it names
-        let mut files = vec![&clean.path, &quarantine.path];
-        files.extend(dups.as_ref().map(|d| &d.path));
-        files.extend([&report_path, &html_path, &bom_path, &prov_path]);
-        for f in files {
-            let dest = out.join(file_name(f));
-            std::fs::rename(f, &dest).map_err(io_err(&dest))?;
-            renamed.push(dest);
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        if created {
-            let _ = std::fs::remove_dir_all(out);
-        } else {
-            for f in &renamed {
-                let _ = std::fs::remove_file(f);
-            }
-        }
+        Err(e) if out.is_dir() => Err(ScanError::Config(format!(
+            "--out {} was created by another process while this scan ran (another scan of \
+             the same --out?); this scan's result was discarded ({e})",
+            out.display()
+        ))),
+        Err(e) => Err(io_err(out)(e)),
     }
-    result
+}
+
+/// Write every output file into `dir`.
+#[allow(clippy::too_many_arguments)]
+fn stage(
+    opts: &ScanOptions,
+    table: &Table,
+    verdicts: &[Option<Quarantine>],
+    duplicate_of: Option<&[Option<usize>]>,
+    ids: Option<&[String]>,
+    excerpts: &BTreeMap<usize, String>,
+    dir: &Path,
+    report: &mut Report,
+) -> Result<(), ScanError> {
+    let split = emit::write_split_dedup(
+        &opts.data,
+        table.format,
+        &table.digest.sha256,
+        verdicts,
+        duplicate_of,
+        ids,
+        dir,
+    )?;
+    let (clean, quarantine): (OutputFile, OutputFile) = (split.clean, split.quarantine);
+    let dups = split.duplicates;
+    let dup_rows = dups.as_ref().map_or(0, |d| d.rows);
+    let rec = &mut report.reconciliation;
+    rec.clean_rows = clean.rows;
+    // the quarantine output holds the flagged rows and the invalid ones
+    rec.quarantined_rows = quarantine.rows.saturating_sub(rec.invalid_rows);
+    rec.balanced = clean.rows + quarantine.rows + dup_rows == rec.input_rows
+        && dup_rows == rec.duplicate_rows
+        && quarantine.rows >= rec.invalid_rows;
+    if !rec.balanced {
+        return Err(ScanError::Config(format!(
+            "reconciliation failed: {} input rows, but {} clean + {} quarantined (of which {} invalid expected) + {} duplicates written ({} duplicates expected)",
+            rec.input_rows, clean.rows, quarantine.rows, rec.invalid_rows, dup_rows, rec.duplicate_rows
+        )));
+    }
+    report.outputs = [("clean", &clean), ("quarantine", &quarantine)]
+        .into_iter()
+        .chain(dups.as_ref().map(|d| ("duplicates", d)))
+        .map(|(role, f)| OutputEntry {
+            role,
+            path: file_name(&f.path),
+            rows: f.rows,
+            bytes: f.bytes,
+            sha256: f.sha256.clone(),
+        })
+        .collect();
+    let report_path = dir.join("report.json");
+    let mut text = serde_json::to_string_pretty(report)
+        .map_err(|e| ScanError::Config(format!("cannot serialise the report: {e}")))?;
+    text.push('\n');
+    let report_sha = hex::encode(Sha256::digest(text.as_bytes()));
+    write_synced(&report_path, text.as_bytes())?;
+    let html_path = dir.join(html::FILE_NAME);
+    let page = html::render(report, excerpts);
+    let html_sha = hex::encode(Sha256::digest(page.as_bytes()));
+    write_synced(&html_path, page.as_bytes())?;
+    // the bill of materials is a function of the report's bytes, as `poisongate bom` makes it
+    let bom_path = dir.join(bom::FILE_NAME);
+    let bom_bytes = bom::from_report_text(&text)
+        .map_err(|e| ScanError::Config(format!("cannot make {}: {e}", bom::FILE_NAME)))?;
+    let bom_sha = hex::encode(Sha256::digest(&bom_bytes));
+    write_synced(&bom_path, &bom_bytes)?;
+    let subjects: Vec<provenance::Subject> = [
+        (file_name(&clean.path), clean.sha256.clone()),
+        (file_name(&quarantine.path), quarantine.sha256.clone()),
+    ]
+    .into_iter()
+    .chain(
+        dups.as_ref()
+            .map(|d| (file_name(&d.path), d.sha256.clone())),
+    )
+    .chain([
+        ("report.json".to_string(), report_sha),
+        (html::FILE_NAME.to_string(), html_sha),
+        (bom::FILE_NAME.to_string(), bom_sha),
+    ])
+    .map(|(name, sha256)| provenance::Subject { name, sha256 })
+    .collect();
+    let prov_path = dir.join(provenance::FILE_NAME);
+    let statement = provenance::statement(report, &subjects);
+    write_synced(&prov_path, &provenance::to_bytes(&statement))?;
+    Ok(())
 }
 
 fn file_name(p: &Path) -> String {

@@ -16,7 +16,7 @@ fn demo_scan_quarantines_the_backdoor_and_reconciles() {
     // the planted backdoor is found, so the default gate (no quarantine allowed) fails: exit 1
     scan_demo(&out, &[]).code(1);
     let r = report(&out);
-    assert_eq!(r["schema_version"], "1.2.0");
+    assert_eq!(r["schema_version"], poisongate::report::SCHEMA_VERSION);
     let input: Vec<_> = jsonl(&demo().0);
     let clean = jsonl(&out.join("clean.jsonl"));
     let quarantine = jsonl(&out.join("quarantine.jsonl"));
