@@ -9,6 +9,8 @@ mod common;
 mod dedup;
 mod domains;
 mod embed;
+mod escaping;
+mod hostile;
 mod inject;
 mod inject_instruct;
 mod instruct;
