@@ -15,7 +15,8 @@ static SCRATCH: OnceLock<common::Scratch> = OnceLock::new();
 const CONFIG: &[u8] = br#"{"model_type": "bert", "hidden_size": 4, "num_hidden_layers": 1,
 "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 10,
 "max_position_embeddings": 8, "type_vocab_size": 2, "hidden_act": "gelu",
-"layer_norm_eps": 1e-12, "pad_token_id": 0}"#;
+"layer_norm_eps": 1e-12, "pad_token_id": 0, "hidden_dropout_prob": 0.1,
+"initializer_range": 0.02}"#;
 
 fuzz_target!(|data: &[u8]| {
     let scratch = SCRATCH.get_or_init(|| common::Scratch::new("emb.safetensors"));

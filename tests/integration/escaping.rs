@@ -22,7 +22,9 @@ fn error_messages_escape_keys_from_the_data() {
         "{\"te\\u001b[31mxt\\nverdict: PASS\": \"a\", \"label\": 0}\n",
     )
     .unwrap();
-    let out = poisongate(["scan", data.to_str().unwrap()]).assert().code(2);
+    let out = poisongate(["scan", data.to_str().unwrap()])
+        .assert()
+        .code(2);
     let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert_no_raw_controls("stderr", &stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
@@ -77,7 +79,9 @@ fn scan_output_and_report_on_stdout_never_carry_raw_escapes() {
         .filter_map(|r| r["id"].as_str().map(str::to_string))
         .collect::<Vec<_>>();
     assert!(
-        flagged.iter().any(|id| id.starts_with(ESC) && id.ends_with("\nOK")),
+        flagged
+            .iter()
+            .any(|id| id.starts_with(ESC) && id.ends_with("\nOK")),
         "{flagged:?}"
     );
     // verify's summary and a verify failure quoting a tampered field
@@ -96,7 +100,10 @@ fn scan_output_and_report_on_stdout_never_carry_raw_escapes() {
     let stderr = String::from_utf8(bad.get_output().stderr.clone()).unwrap();
     assert_no_raw_controls("verify stderr", &stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("x\\x1b[2J\\nOK: all files match"), "{stderr}");
+    assert!(
+        stderr.contains("x\\x1b[2J\\nOK: all files match"),
+        "{stderr}"
+    );
 }
 
 #[test]
