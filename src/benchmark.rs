@@ -124,9 +124,9 @@ pub fn markdown(rows: &[BenchRow]) -> String {
     for r in rows {
         s += &format!(
             "| {} | {} | {} | {} | {} | {} | {:.2} | {:.3} | {:.3} | {:.3} | {} |\n",
-            r.set,
-            r.representation,
-            r.detector,
+            crate::escape::markdown_cell(&r.set),
+            crate::escape::markdown_cell(&r.representation),
+            crate::escape::markdown_cell(&r.detector),
             r.rows,
             r.poisoned,
             r.flagged,

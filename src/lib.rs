@@ -17,8 +17,10 @@
 
 pub mod benchmark;
 pub mod bom;
+pub mod config;
 pub mod embed;
 pub mod emit;
+pub mod escape;
 pub mod eval;
 pub mod html;
 pub mod ingest;

@@ -5,10 +5,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use poisongate::config::{ConfigFile, Paths};
+use poisongate::escape::{terminal, terminal_line};
 use poisongate::pipeline::{scan, Dedup, ScanOptions, ScanOutcome};
 use poisongate::report::Report;
 use poisongate_detectors::registry;
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -22,6 +23,14 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Longest JSONL line read, in bytes (terminator included); a longer line is an error
+    /// found without reading the line into memory. Default 64 MiB.
+    #[arg(long, global = true, value_name = "BYTES")]
+    max_line_bytes: Option<u64>,
+    /// Largest uncompressed Parquet page read, in bytes; a page header claiming more is an
+    /// error before anything is allocated for it. Default 256 MiB.
+    #[arg(long, global = true, value_name = "BYTES")]
+    max_page_bytes: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -323,57 +332,12 @@ struct ScanArgs {
     quiet: bool,
 }
 
-/// Settings a config file may hold; every key is optional and flags take precedence.
-#[derive(serde::Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    format: Option<String>,
-    prompt_field: Option<Paths>,
-    response_field: Option<String>,
-    text_column: Option<String>,
-    label_column: Option<String>,
-    id_column: Option<String>,
-    ground_truth_column: Option<String>,
-    embedding_column: Option<String>,
-    embeddings: Option<PathBuf>,
-    embeddings_tensor: Option<String>,
-    response_embeddings: Option<PathBuf>,
-    model: Option<PathBuf>,
-    max_tokens: Option<usize>,
-    select: Option<Vec<String>>,
-    seed: Option<u64>,
-    threads: Option<usize>,
-    max_quarantine_fraction: Option<f64>,
-    batch_rows: Option<usize>,
-    report_rows: Option<usize>,
-    dedup: Option<String>,
-    invalid_rows: Option<String>,
-    #[serde(default)]
-    detectors: BTreeMap<String, toml::Table>,
-}
-
-/// `prompt_field` in a config file: `"instruction,input"` or `["instruction", "input"]`.
-#[derive(serde::Deserialize, Debug)]
-#[serde(untagged)]
-enum Paths {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Paths {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            Paths::One(s) => vec![s],
-            Paths::Many(v) => v,
-        }
-    }
-}
-
 fn main() {
     let code = match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("poisongate: error: {e:#}");
+            // one line, whatever ids, labels or names from the data the message quotes
+            eprintln!("poisongate: error: {}", terminal_line(&format!("{e:#}")));
             2
         }
     };
@@ -388,6 +352,12 @@ fn run() -> Result<i32> {
             return Ok(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Some(limit) = cli.max_line_bytes {
+        poisongate::ingest::set_max_line_bytes(limit);
+    }
+    if let Some(limit) = cli.max_page_bytes {
+        poisongate::ingest::set_max_page_bytes(limit);
+    }
     match cli.command {
         Command::List => {
             for d in registry::REGISTRY {
@@ -406,19 +376,29 @@ fn run() -> Result<i32> {
         }
         Command::Explain { code } => match registry::find(&code) {
             Some(d) => {
-                print!("{}", d.meta().docs);
+                print!("{}", terminal(d.meta().docs));
                 Ok(0)
             }
-            None => bail!("no detector has the code `{code}` (see `poisongate list`)"),
+            None => bail!(
+                "no detector has the code `{}` (see `poisongate list`)",
+                terminal_line(&code)
+            ),
         },
-        Command::Scan(args) => run_scan(*args),
+        Command::Scan(args) => run_scan(
+            *args,
+            cli.max_line_bytes.is_some(),
+            cli.max_page_bytes.is_some(),
+        ),
         Command::Verify { dir } => match poisongate::verify::verify(&dir) {
             Ok(summary) => {
-                println!("{summary}");
+                println!("{}", terminal(&summary.to_string()));
                 Ok(0)
             }
             Err(e) => {
-                eprintln!("poisongate: verify {}: {e}", dir.display());
+                eprintln!(
+                    "poisongate: verify {}",
+                    terminal_line(&format!("{}: {e}", dir.display()))
+                );
                 Ok(e.exit_code())
             }
         },
@@ -458,7 +438,7 @@ fn run() -> Result<i32> {
             let rows = pool
                 .install(|| poisongate::benchmark::run(&dir, &select, &reprs, &params))
                 .with_context(|| format!("benchmark on {} failed", dir.display()))?;
-            print!("{}", poisongate::benchmark::markdown(&rows));
+            print!("{}", terminal(&poisongate::benchmark::markdown(&rows)));
             Ok(0)
         }
         Command::Inject(args) => run_inject(*args),
@@ -476,7 +456,7 @@ fn run() -> Result<i32> {
                 .context("cannot start worker threads")?;
             let mut log = |line: &str| {
                 if !quiet {
-                    eprintln!("{line}");
+                    eprintln!("{}", terminal_line(line));
                 }
             };
             let results = pool
@@ -488,10 +468,13 @@ fn run() -> Result<i32> {
             }
             if !quiet {
                 eprintln!(
-                    "{} result rows, {} cells not run; wrote {}/results.csv and results.md",
-                    results.rows.len(),
-                    results.skipped.len(),
-                    out.display()
+                    "{}",
+                    terminal_line(&format!(
+                        "{} result rows, {} cells not run; wrote {}/results.csv and results.md",
+                        results.rows.len(),
+                        results.skipped.len(),
+                        out.display()
+                    ))
                 );
             }
             Ok(0)
@@ -540,7 +523,7 @@ fn run_embed(a: EmbedArgs) -> Result<i32> {
     if !a.quiet {
         let rows = side["output"]["rows"].as_u64().unwrap_or(0);
         let secs = t0.elapsed().as_secs_f64();
-        eprintln!(
+        let line = format!(
             "{}: {rows} rows x {} dims in {secs:.1} s ({:.0} rows/s); wrote {} and {}",
             a.data.display(),
             side["output"]["dims"],
@@ -548,6 +531,7 @@ fn run_embed(a: EmbedArgs) -> Result<i32> {
             a.out.display(),
             poisongate::embed::sidecar_path(&a.out).display()
         );
+        eprintln!("{}", terminal_line(&line));
     }
     Ok(0)
 }
@@ -609,7 +593,7 @@ fn run_inject(a: InjectArgs) -> Result<i32> {
     let m = inject::inject(&o)
         .with_context(|| format!("injection into {} failed", a.data.display()))?;
     if !a.quiet {
-        eprintln!(
+        let line = format!(
             "{}: {} rows in, {} rows out, {} poisoned by {} (seed {}{}); wrote {} and {}",
             a.data.display(),
             m.input.rows,
@@ -624,6 +608,7 @@ fn run_inject(a: InjectArgs) -> Result<i32> {
             a.out.display(),
             inject::sidecar_path(&a.out).display()
         );
+        eprintln!("{}", terminal_line(&line));
     }
     Ok(0)
 }
@@ -635,11 +620,19 @@ fn load_config(path: Option<&std::path::Path>) -> Result<ConfigFile> {
     };
     let text = std::fs::read_to_string(p)
         .with_context(|| format!("cannot read config {}", p.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config {}", p.display()))
+    ConfigFile::parse(&text).with_context(|| format!("invalid config {}", p.display()))
 }
 
-fn run_scan(a: ScanArgs) -> Result<i32> {
+/// `line_flag`, `page_flag`: the limits were given on the command line, which wins over
+/// the config file.
+fn run_scan(a: ScanArgs, line_flag: bool, page_flag: bool) -> Result<i32> {
     let cfg = load_config(a.config.as_deref())?;
+    if let (Some(limit), false) = (cfg.max_line_bytes, line_flag) {
+        poisongate::ingest::set_max_line_bytes(limit);
+    }
+    if let (Some(limit), false) = (cfg.max_page_bytes, page_flag) {
+        poisongate::ingest::set_max_page_bytes(limit);
+    }
     let mut o = ScanOptions::new(a.data.clone());
     if let Some(v) = a.text_column.or(cfg.text_column) {
         o.text_column = v;
@@ -724,7 +717,7 @@ fn run_scan(a: ScanArgs) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&outcome.report)?);
     }
     if !a.quiet {
-        eprint!("{}", summary(&outcome));
+        eprint!("{}", terminal(&summary(&outcome)));
     }
     Ok(outcome.exit_code())
 }
@@ -741,12 +734,16 @@ fn summary(outcome: &ScanOutcome) -> String {
         );
     }
     for k in &r.skipped_detectors {
-        s += &format!("{:<8} skipped: {}\n", k.code, k.reason);
+        s += &format!(
+            "{:<8} skipped: {}\n",
+            terminal_line(&k.code),
+            terminal_line(&k.reason)
+        );
     }
     if let Some(ev) = &r.evaluation {
         s += &format!(
             "evaluation against `{}` ({} poisoned rows):\n{:<10} {:>8} {:>6} {:>6} {:>6} {:>9} {:>7} {:>6} {:>6}\n",
-            ev.ground_truth_column, ev.positives, "detector", "flagged", "tp", "fp", "fn", "precision", "recall", "f1", "auroc"
+            terminal_line(&ev.ground_truth_column), ev.positives, "detector", "flagged", "tp", "fp", "fn", "precision", "recall", "f1", "auroc"
         );
         let rows = ev
             .detectors

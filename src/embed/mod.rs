@@ -244,6 +244,80 @@ fn expected_tensors(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
     t
 }
 
+/// The encoder's settings from a `config.json`: a BERT-family config within the size limits
+/// this tool accepts. Returns it with the model type and architecture named there.
+fn bert_config(path: &Path, config: &Value) -> Result<(BertConfig, String, String), EmbedError> {
+    let bad_config = |problem: String| EmbedError::Model {
+        file: path.to_path_buf(),
+        problem,
+    };
+    let model_type = config
+        .get("model_type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let arch = config
+        .get("architectures")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if model_type != "bert" && !arch.starts_with("Bert") {
+        return Err(bad_config(format!(
+            "model_type `{model_type}` (architecture `{arch}`) is not the BERT encoder family (bert: BERT, MiniLM, e5, bge, gte small/base)"
+        )));
+    }
+    let cfg: BertConfig = serde_json::from_value(config.clone())
+        .map_err(|e| bad_config(format!("not a BERT config: {e}")))?;
+    let limits = [
+        ("hidden_size", cfg.hidden_size, 1, 8192),
+        ("num_hidden_layers", cfg.num_hidden_layers, 1, 128),
+        ("num_attention_heads", cfg.num_attention_heads, 1, 256),
+        ("intermediate_size", cfg.intermediate_size, 1, 65536),
+        ("vocab_size", cfg.vocab_size, 1, 4_000_000),
+        (
+            "max_position_embeddings",
+            cfg.max_position_embeddings,
+            2,
+            65536,
+        ),
+        ("type_vocab_size", cfg.type_vocab_size, 1, 1024),
+    ];
+    for (key, v, lo, hi) in limits {
+        if !(lo..=hi).contains(&v) {
+            return Err(bad_config(format!("{key} = {v} outside {lo}..={hi}")));
+        }
+    }
+    if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
+        return Err(bad_config(format!(
+            "hidden_size {} is not a multiple of num_attention_heads {}",
+            cfg.hidden_size, cfg.num_attention_heads
+        )));
+    }
+    Ok((cfg, model_type, arch))
+}
+
+/// Check a model's `config.json` and `model.safetensors` bytes as [`Embedder::load`] does
+/// before any tensor is used: a BERT-family config within the size limits, a safetensors
+/// header that parses with every tensor inside the file, and every tensor the encoder needs
+/// present with the shape the config implies and a float dtype. An entry point for fuzzing.
+#[doc(hidden)]
+pub fn check_weights(config_json: &[u8], weights: &[u8]) -> Result<(), EmbedError> {
+    let config_path = Path::new("config.json");
+    let weights_path = Path::new("model.safetensors");
+    let config: Value = serde_json::from_slice(config_json).map_err(|e| EmbedError::Model {
+        file: config_path.to_path_buf(),
+        problem: format!("not valid JSON: {e}"),
+    })?;
+    let (cfg, _, _) = bert_config(config_path, &config)?;
+    let st = safetensors::SafeTensors::deserialize(weights).map_err(|e| EmbedError::Model {
+        file: weights_path.to_path_buf(),
+        problem: format!("not a valid safetensors file: {e}"),
+    })?;
+    check_tensors(weights_path, &st, &cfg).map(|_| ())
+}
+
 /// Check the safetensors header against the architecture: every tensor the encoder needs is
 /// there (with or without a `bert.` prefix) with the shape `config.json` implies and a float
 /// dtype. Returns the prefix and the dtype. The safetensors crate has already checked that the
@@ -349,54 +423,7 @@ impl Embedder {
         let mut files = Vec::new();
         let config_path = dir.join("config.json");
         let config = read_json(&config_path, &mut files)?;
-        let bad_config = |problem: String| EmbedError::Model {
-            file: config_path.clone(),
-            problem,
-        };
-        let model_type = config
-            .get("model_type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let arch = config
-            .get("architectures")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        if model_type != "bert" && !arch.starts_with("Bert") {
-            return Err(bad_config(format!(
-                "model_type `{model_type}` (architecture `{arch}`) is not the BERT encoder family (bert: BERT, MiniLM, e5, bge, gte small/base)"
-            )));
-        }
-        let cfg: BertConfig = serde_json::from_value(config.clone())
-            .map_err(|e| bad_config(format!("not a BERT config: {e}")))?;
-        let limits = [
-            ("hidden_size", cfg.hidden_size, 1, 8192),
-            ("num_hidden_layers", cfg.num_hidden_layers, 1, 128),
-            ("num_attention_heads", cfg.num_attention_heads, 1, 256),
-            ("intermediate_size", cfg.intermediate_size, 1, 65536),
-            ("vocab_size", cfg.vocab_size, 1, 4_000_000),
-            (
-                "max_position_embeddings",
-                cfg.max_position_embeddings,
-                2,
-                65536,
-            ),
-            ("type_vocab_size", cfg.type_vocab_size, 1, 1024),
-        ];
-        for (key, v, lo, hi) in limits {
-            if !(lo..=hi).contains(&v) {
-                return Err(bad_config(format!("{key} = {v} outside {lo}..={hi}")));
-            }
-        }
-        if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
-            return Err(bad_config(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                cfg.hidden_size, cfg.num_attention_heads
-            )));
-        }
+        let (cfg, model_type, arch) = bert_config(&config_path, &config)?;
 
         // pooling, normalisation and token budget as the folder says
         let modules_path = dir.join("modules.json");

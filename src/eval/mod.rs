@@ -351,12 +351,20 @@ pub struct EvalResults {
 
 /// Read an experiments file.
 pub fn load(path: &Path) -> Result<Experiments, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::Experiments {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    parse(path, &text)
+}
+
+/// Parse and check the text of an experiments file; `path` names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Experiments, EvalError> {
     let bad = |message: String| EvalError::Experiments {
         path: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let ex: Experiments = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let ex: Experiments = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
     if ex.detectors.is_empty() {
         return Err(bad("no [[detectors]] settings".into()));
     }

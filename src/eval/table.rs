@@ -12,11 +12,12 @@ pub(super) fn percent(rate: f64) -> String {
 pub const CSV_HEADER: &str = "dataset,attack,rate,seed,target_label,position,edits,data,data_sha256,rows,poisoned,representation,setting,detector,flagged,flagged_fraction,tp,fp,fn,clean_flagged_fraction,precision,recall,f1,auroc,seconds,reconciled";
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    crate::escape::csv_field(s).into_owned()
+}
+
+/// A data-derived Markdown table cell (see [`crate::escape::markdown_cell`]).
+fn md(s: &str) -> String {
+    crate::escape::markdown_cell(s).into_owned()
 }
 
 /// The rows as CSV: one header line, then one line per row. Floats are written in Rust's
@@ -116,6 +117,8 @@ fn seed_summary(r: &EvalResults) -> String {
         }
     };
     for ((dataset, attack, rate, repr, setting, detector), rows) in &groups {
+        let (dataset, attack, repr, setting, detector) =
+            (md(dataset), md(attack), md(repr), md(setting), md(detector));
         let get = |f: &dyn Fn(&EvalRow) -> f64| rows.iter().map(|x| f(x)).collect::<Vec<_>>();
         let aurocs: Vec<f64> = rows.iter().filter_map(|x| x.eval.auroc).collect();
         let (pm, _, _) = spread(&get(&|x| x.poisoned as f64));
@@ -131,7 +134,7 @@ fn seed_summary(r: &EvalResults) -> String {
         s += &format!(
             "| {dataset} | {attack} | {rate} % | {} | {} | {pm:.0} | {repr} | {setting} | {detector} | {} | {} | {} | {} | {} | {} | {} |\n",
             rows.len(),
-            targets(rows),
+            md(&targets(rows)),
             pct(&get(&|x| 100.0 * x.flagged_fraction())),
             if fhi > flo {
                 format!("{fm:.1} ({flo:.0}–{fhi:.0})")
@@ -170,16 +173,16 @@ pub fn markdown(r: &EvalResults, title: &str) -> String {
         let e = &row.eval;
         s += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {:.2} | {:.3} | {:.3} | {:.3} | {} | {:.2} |\n",
-            row.dataset,
-            row.attack,
+            md(&row.dataset),
+            md(&row.attack),
             row.rate.map_or("-".to_string(), |x| format!("{} %", percent(x))),
             row.seed.map_or("-".to_string(), |x| x.to_string()),
-            row.target_label.as_deref().unwrap_or("-"),
+            md(row.target_label.as_deref().unwrap_or("-")),
             row.rows,
             row.poisoned,
-            row.representation,
-            row.setting,
-            row.detector,
+            md(&row.representation),
+            md(&row.setting),
+            md(&row.detector),
             e.flagged,
             100.0 * row.flagged_fraction(),
             e.fp,
@@ -197,7 +200,10 @@ pub fn markdown(r: &EvalResults, title: &str) -> String {
         for k in &r.skipped {
             let line = format!(
                 "- {} / {} / {}: {}\n",
-                k.dataset, k.attack, k.setting, k.reason
+                md(&k.dataset),
+                md(&k.attack),
+                md(&k.setting),
+                md(&k.reason)
             );
             if seen.insert(line.clone()) {
                 s += &line;
@@ -205,4 +211,110 @@ pub fn markdown(r: &EvalResults, title: &str) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::Skipped;
+    use poisongate_detectors::metrics::Evaluation;
+
+    const HOSTILE: &str = "pos|itive\n| x | y |\u{1b}[31m<b>&";
+
+    fn row(seed: u64) -> EvalRow {
+        EvalRow {
+            dataset: "data\u{1b}[2J|set".into(),
+            attack: "badnets".into(),
+            rate: Some(0.01),
+            seed: Some(seed),
+            target_label: Some(HOSTILE.into()),
+            position: None,
+            edits: 0,
+            data: "a,\"b\"\n.jsonl".into(),
+            data_sha256: "00".into(),
+            rows: 10,
+            poisoned: 1,
+            representation: "text".into(),
+            setting: "s|1".into(),
+            detector: "TRIG001".into(),
+            eval: Evaluation {
+                flagged: 1,
+                tp: 1,
+                fp: 0,
+                fn_: 0,
+                precision: 1.0,
+                recall: 1.0,
+                f1: 1.0,
+                auroc: None,
+            },
+            seconds: 0.5,
+            reconciled: true,
+        }
+    }
+
+    fn results() -> EvalResults {
+        EvalResults {
+            rows: vec![row(0), row(1)],
+            skipped: vec![Skipped {
+                dataset: "d\nx".into(),
+                attack: "a|b".into(),
+                setting: "s".into(),
+                reason: "why\u{1b}[0m".into(),
+            }],
+        }
+    }
+
+    /// Split a Markdown table row into cells at unescaped pipes.
+    fn cells(line: &str) -> usize {
+        let b = line.as_bytes();
+        (0..b.len())
+            .filter(|&i| b[i] == b'|' && (i == 0 || b[i - 1] != b'\\'))
+            .count()
+            .saturating_sub(1)
+    }
+
+    #[test]
+    fn markdown_cells_from_data_cannot_break_rows_or_reach_a_terminal_raw() {
+        let md = markdown(&results(), "t");
+        assert!(!md.contains('\u{1b}'), "{md}");
+        assert!(!md.contains("<b>"));
+        assert!(md.contains("pos\\|itive\\n\\| x \\| y \\|\\x1b[31m&lt;b&gt;&amp;"));
+        // every table line keeps its header's number of cells
+        for table in md.split("\n\n").filter(|t| t.starts_with('|')) {
+            let lines: Vec<&str> = table.lines().collect();
+            let want = cells(lines[0]);
+            for l in &lines {
+                assert_eq!(cells(l), want, "{l}");
+            }
+        }
+        assert!(md.contains("- d\\nx / a\\|b / s: why\\x1b[0m\n"));
+    }
+
+    #[test]
+    fn csv_fields_from_data_are_quoted_and_escaped() {
+        let text = csv(&results());
+        assert!(!text.contains('\u{1b}'));
+        let line = text.lines().nth(1).unwrap();
+        assert!(
+            line.starts_with("data\\x1b[2J|set,badnets,0.01,0,\"pos|itive"),
+            "{line}"
+        );
+        // a minimal RFC 4180 reader finds every row with the header's field count
+        let header_fields = CSV_HEADER.split(',').count();
+        let (mut fields, mut rows, mut quoted, mut prev) = (1, 0, false, '\0');
+        for c in text.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => fields += 1,
+                '\n' if !quoted => {
+                    assert_eq!(fields, header_fields, "row {rows}");
+                    rows += 1;
+                    fields = 1;
+                }
+                _ => {}
+            }
+            prev = c;
+        }
+        assert_eq!((rows, quoted, prev), (3, false, '\n'));
+    }
 }

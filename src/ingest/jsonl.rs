@@ -11,22 +11,46 @@ pub(crate) fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|&b| is_json_whitespace(b))
 }
 
+/// Default longest JSONL line accepted, in bytes (terminator included): 64 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 64 << 20;
+
+static MAX_LINE_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_LINE_BYTES);
+
+/// Set the longest JSONL line every reader of this process accepts (`scan --max-line-bytes`).
+/// A longer line is an error naming the file and line, found after reading at most `limit + 1`
+/// of its bytes, so memory stays bounded whatever the file holds.
+pub fn set_max_line_bytes(limit: u64) {
+    MAX_LINE_BYTES.store(limit.max(1), Ordering::Relaxed);
+}
+
+/// The longest JSONL line accepted (see [`set_max_line_bytes`]).
+pub fn max_line_bytes() -> u64 {
+    MAX_LINE_BYTES.load(Ordering::Relaxed)
+}
+
 /// Streams the non-blank lines of a JSONL file while hashing every byte.
 pub(crate) struct JsonlLines {
     reader: BufReader<HashingReader<File>>,
     buf: Vec<u8>,
     line: usize,
     path: PathBuf,
+    limit: u64,
 }
 
 impl JsonlLines {
     pub(crate) fn open(path: &Path) -> Result<Self, IngestError> {
+        Self::open_with_limit(path, max_line_bytes())
+    }
+
+    /// As [`Self::open`], refusing lines longer than `limit` bytes.
+    pub(crate) fn open_with_limit(path: &Path, limit: u64) -> Result<Self, IngestError> {
         let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
         Ok(JsonlLines {
             reader: BufReader::with_capacity(HASH_BUFFER, HashingReader::new(file)),
             buf: Vec::new(),
             line: 0,
             path: path.to_path_buf(),
+            limit: limit.max(1),
         })
     }
 
@@ -35,14 +59,26 @@ impl JsonlLines {
     pub(crate) fn advance(&mut self) -> Result<Option<usize>, IngestError> {
         loop {
             self.buf.clear();
-            let n = self
-                .reader
+            // at most limit + 1 bytes, so a longer line is known without reading it all
+            let n = (&mut self.reader)
+                .take(self.limit.saturating_add(1))
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|e| IngestError::io(&self.path, e))?;
             if n == 0 {
                 return Ok(None);
             }
             self.line += 1;
+            if n as u64 > self.limit {
+                return Err(IngestError::Json {
+                    path: self.path.clone(),
+                    line: self.line,
+                    message: format!(
+                        "line is longer than {} bytes, the longest line accepted (raise it \
+                         with --max-line-bytes)",
+                        self.limit
+                    ),
+                });
+            }
             if !is_blank(&self.buf) {
                 return Ok(Some(self.line));
             }
@@ -149,6 +185,9 @@ pub(crate) fn json_message(err: &serde_json::Error, line: &[u8]) -> String {
         None => &full,
     };
     let mut out = format!("invalid JSON: {msg} (at byte {} of the line)", err.column());
+    if msg.starts_with("recursion limit exceeded") {
+        out.push_str("; arrays and objects nested more than 128 deep are refused");
+    }
     if line.starts_with(b"\xEF\xBB\xBF") {
         out.push_str("; the line starts with a UTF-8 byte-order mark, which is not accepted");
     }

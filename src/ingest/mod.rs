@@ -50,6 +50,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -575,6 +576,7 @@ mod fields;
 mod hash;
 mod jsonl;
 mod parquet_file;
+mod parquet_pages;
 #[cfg(test)]
 mod tests;
 
@@ -588,7 +590,10 @@ use fields::Turn;
 pub use fields::{FieldSpec, FieldSpecError, RowLayout};
 pub use hash::*;
 pub(crate) use jsonl::*;
+pub use jsonl::{max_line_bytes, set_max_line_bytes, DEFAULT_MAX_LINE_BYTES};
 use parquet_file::*;
+use parquet_pages::check_page_sizes;
+pub use parquet_pages::{max_page_bytes, set_max_page_bytes, DEFAULT_MAX_PAGE_BYTES};
 
 // ---------------------------------------------------------------------------------------------
 // Table reading

@@ -7,8 +7,11 @@ pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, Inge
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
     // Hash through the same open file the reader then parses.
     let digest = hash_open_file(&file, path)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| IngestError::parquet(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(
+        file.try_clone().map_err(|e| IngestError::io(path, e))?,
+    )
+    .map_err(|e| IngestError::parquet(path, e))?;
+    check_page_sizes(path, &file, builder.metadata())?;
     let (roles, mut names) = requested(spec);
 
     let root_fields = builder.parquet_schema().root_schema().get_fields();

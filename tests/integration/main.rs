@@ -10,6 +10,8 @@ mod crash_safety;
 mod dedup;
 mod domains;
 mod embed;
+mod escaping;
+mod hostile;
 mod inject;
 mod inject_instruct;
 mod instruct;

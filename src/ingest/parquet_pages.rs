@@ -1,0 +1,225 @@
+//! Page-size limits of Parquet files, checked before any page is decompressed.
+//!
+//! A page header states the page's uncompressed size and the Parquet reader allocates (and for
+//! some codecs zero-fills) that much before it finds out whether the compressed bytes really
+//! hold it. A few hostile bytes can therefore claim gigabytes. Every page header of every
+//! column chunk is read here first (a small Thrift compact-protocol walk that extracts two
+//! integers and skips everything else) and a claim above the limit is an error.
+
+use super::*;
+use std::io::{Seek, SeekFrom};
+
+/// Default largest uncompressed Parquet page accepted, in bytes: 256 MiB (writers default to
+/// pages of about 1 MiB).
+pub const DEFAULT_MAX_PAGE_BYTES: u64 = 256 << 20;
+
+static MAX_PAGE_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_PAGE_BYTES);
+
+/// Set the largest uncompressed Parquet page every reader of this process accepts
+/// (`--max-page-bytes`).
+pub fn set_max_page_bytes(limit: u64) {
+    MAX_PAGE_BYTES.store(limit.max(1), Ordering::Relaxed);
+}
+
+/// The largest uncompressed Parquet page accepted (see [`set_max_page_bytes`]).
+pub fn max_page_bytes() -> u64 {
+    MAX_PAGE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Deepest nesting of Thrift structs and containers walked in a page header.
+const MAX_DEPTH: usize = 32;
+
+/// Reads the compact protocol from a byte source, counting the bytes consumed.
+struct Compact<R> {
+    inner: R,
+    read: u64,
+}
+
+/// The header is not well-formed (the Parquet reader reports it properly later).
+struct Malformed;
+
+impl<R: Read> Compact<R> {
+    fn byte(&mut self) -> Result<u8, Malformed> {
+        let mut b = [0u8; 1];
+        self.inner.read_exact(&mut b).map_err(|_| Malformed)?;
+        self.read += 1;
+        Ok(b[0])
+    }
+
+    fn varint(&mut self) -> Result<u64, Malformed> {
+        let mut v = 0u64;
+        for shift in (0..70).step_by(7) {
+            let b = self.byte()?;
+            if shift == 63 && b > 1 {
+                return Err(Malformed);
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Malformed)
+    }
+
+    fn zigzag(&mut self) -> Result<i64, Malformed> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    fn skip_bytes(&mut self, n: u64) -> Result<(), Malformed> {
+        let copied =
+            io::copy(&mut (&mut self.inner).take(n), &mut io::sink()).map_err(|_| Malformed)?;
+        if copied != n {
+            return Err(Malformed);
+        }
+        self.read += n;
+        Ok(())
+    }
+
+    /// Skip one value of compact type `ty`.
+    fn skip(&mut self, ty: u8, depth: usize) -> Result<(), Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed);
+        }
+        match ty {
+            1 | 2 => Ok(()),
+            3 => self.byte().map(drop),
+            4..=6 => self.varint().map(drop),
+            7 => self.skip_bytes(8),
+            8 => {
+                let n = self.varint()?;
+                self.skip_bytes(n)
+            }
+            9 | 10 => {
+                let h = self.byte()?;
+                let elem = h & 0x0f;
+                let n = match h >> 4 {
+                    15 => self.varint()?,
+                    n => u64::from(n),
+                };
+                for _ in 0..n {
+                    match elem {
+                        // booleans in containers take a byte each
+                        1 | 2 => self.skip_bytes(1)?,
+                        t => self.skip(t, depth + 1)?,
+                    }
+                }
+                Ok(())
+            }
+            11 => {
+                let n = self.varint()?;
+                if n == 0 {
+                    return Ok(());
+                }
+                let kv = self.byte()?;
+                for _ in 0..n {
+                    for t in [kv >> 4, kv & 0x0f] {
+                        match t {
+                            1 | 2 => self.skip_bytes(1)?,
+                            t => self.skip(t, depth + 1)?,
+                        }
+                    }
+                }
+                Ok(())
+            }
+            12 => self.skip_struct(depth + 1),
+            _ => Err(Malformed),
+        }
+    }
+
+    fn skip_struct(&mut self, depth: usize) -> Result<(), Malformed> {
+        let mut id = 0i64;
+        loop {
+            let (ty, next) = self.field_header(id)?;
+            if ty == 0 {
+                return Ok(());
+            }
+            id = next;
+            self.skip(ty, depth)?;
+        }
+    }
+
+    /// A field header after field `last`: (type, field id); type 0 is the struct's end.
+    fn field_header(&mut self, last: i64) -> Result<(u8, i64), Malformed> {
+        let b = self.byte()?;
+        if b == 0 {
+            return Ok((0, last));
+        }
+        let ty = b & 0x0f;
+        let id = match b >> 4 {
+            0 => self.zigzag()?,
+            delta => last + i64::from(delta),
+        };
+        Ok((ty, id))
+    }
+
+    /// A `PageHeader`: its uncompressed and compressed sizes (fields 2 and 3).
+    fn page_header(&mut self) -> Result<(i64, i64), Malformed> {
+        let (mut uncompressed, mut compressed) = (None, None);
+        let mut id = 0i64;
+        loop {
+            let (ty, next) = self.field_header(id)?;
+            if ty == 0 {
+                break;
+            }
+            id = next;
+            match (id, ty) {
+                (2, 5) => uncompressed = Some(self.zigzag()?),
+                (3, 5) => compressed = Some(self.zigzag()?),
+                _ => self.skip(ty, 1)?,
+            }
+        }
+        match (uncompressed, compressed) {
+            (Some(u), Some(c)) => Ok((u, c)),
+            _ => Err(Malformed),
+        }
+    }
+}
+
+/// Check every page header of every column chunk: none may claim more than the limit
+/// uncompressed. Headers that do not parse end the walk of their chunk; the Parquet reader
+/// then reports them.
+pub(super) fn check_page_sizes(
+    path: &Path,
+    file: &File,
+    metadata: &parquet::file::metadata::ParquetMetaData,
+) -> Result<(), IngestError> {
+    let limit = max_page_bytes();
+    let mut reader = BufReader::with_capacity(8 << 10, file);
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        for column in group.columns() {
+            let (start, len) = column.byte_range();
+            let end = start.saturating_add(len);
+            let mut pos = start;
+            while pos < end {
+                reader
+                    .seek(SeekFrom::Start(pos))
+                    .map_err(|e| IngestError::io(path, e))?;
+                let mut c = Compact {
+                    inner: (&mut reader).take(end - pos),
+                    read: 0,
+                };
+                let Ok((uncompressed, compressed)) = c.page_header() else {
+                    break;
+                };
+                if uncompressed > 0 && uncompressed as u64 > limit {
+                    return Err(IngestError::InvalidValue {
+                        path: path.to_path_buf(),
+                        row: None,
+                        column: Some(column.column_path().string()),
+                        message: format!(
+                            "row group {g}: the page at byte {pos} claims {uncompressed} bytes \
+                             uncompressed, more than the {limit} accepted (raise it with \
+                             --max-page-bytes)"
+                        ),
+                    });
+                }
+                if compressed < 0 {
+                    break;
+                }
+                pos = pos.saturating_add(c.read).saturating_add(compressed as u64);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,448 @@
+//! Hostile inputs: each must end in exit 2 with a message naming the problem, in bounded
+//! memory, never an abort or an out-of-memory kill. The files are generated here at test time;
+//! the child's peak resident memory is read from `wait4`.
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+const MIB: u64 = 1 << 20;
+
+/// What a finished `poisongate` run left: exit code, stderr, peak resident memory.
+struct Run {
+    code: i32,
+    stderr: String,
+    peak_bytes: u64,
+}
+
+/// Run the binary with `args`, stdout discarded, stderr to a file. The peak resident memory
+/// comes from `/usr/bin/time -f %M` where it exists: a child's own `ru_maxrss` would start at
+/// this (large) test process's, which Linux carries across the fork and exec; without it the
+/// peak is reported as 0 and not asserted.
+fn run_measured(dir: &Path, args: &[&str]) -> Run {
+    let err_path = dir.join("stderr.txt");
+    let rss_path = dir.join("rss.txt");
+    let err = File::create(&err_path).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("poisongate");
+    let time = Path::new("/usr/bin/time");
+    let mut cmd = if time.exists() {
+        let mut c = Command::new(time);
+        c.arg("-f").arg("%M").arg("-o").arg(&rss_path).arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    let status = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .status()
+        .unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    let code = status.code().unwrap_or(-1);
+    // GNU time reports a signal as exit 128 + signal; an abort or OOM kill is never a pass
+    assert!(
+        (0..=2).contains(&code),
+        "poisongate {args:?} did not exit normally ({status}); stderr: {stderr}"
+    );
+    let peak_kib: u64 = std::fs::read_to_string(&rss_path)
+        .ok()
+        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
+        .unwrap_or(0);
+    let run = Run {
+        code,
+        stderr,
+        peak_bytes: peak_kib * 1024,
+    };
+    eprintln!(
+        "poisongate {}: exit {}, peak RSS {:.1} MiB; {}",
+        args.first().copied().unwrap_or(""),
+        run.code,
+        run.peak_bytes as f64 / MIB as f64,
+        run.stderr.trim()
+    );
+    run
+}
+
+/// Exit 2, every listed fragment in the message, and a peak below `max_mib`.
+fn assert_refused(run: &Run, fragments: &[&str], max_mib: u64) {
+    assert_eq!(run.code, 2, "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.starts_with("poisongate: error:"),
+        "{}",
+        run.stderr
+    );
+    for f in fragments {
+        assert!(run.stderr.contains(f), "missing {f:?} in: {}", run.stderr);
+    }
+    assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.peak_bytes <= max_mib * MIB,
+        "peak RSS {} MiB above {max_mib} MiB",
+        run.peak_bytes / MIB
+    );
+}
+
+/// Scan `data` with no output folder, plus `extra` arguments.
+fn scan(dir: &Path, data: &Path, extra: &[&str]) -> Run {
+    let data = data.display().to_string();
+    let mut args = vec!["scan", data.as_str(), "--quiet"];
+    args.extend_from_slice(extra);
+    run_measured(dir, &args)
+}
+
+/// A few ordinary rows, so the hostile one is not the first.
+fn good_rows(w: &mut impl Write) {
+    for i in 0..3 {
+        writeln!(
+            w,
+            r#"{{"text": "an ordinary review number {i}", "label": {}}}"#,
+            i % 2
+        )
+        .unwrap();
+    }
+}
+
+/// A baseline: a small legitimate scan, for comparison with the hostile cases.
+#[test]
+fn baseline_small_scan_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ok.jsonl");
+    let mut f = BufWriter::new(File::create(&data).unwrap());
+    good_rows(&mut f);
+    f.flush().unwrap();
+    drop(f);
+    let run = scan(tmp.path(), &data, &["--select", "DUP001"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.peak_bytes < 256 * MIB);
+}
+
+#[test]
+fn json_nested_100_000_deep_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("deep.jsonl");
+    let mut f = BufWriter::new(File::create(&data).unwrap());
+    good_rows(&mut f);
+    let depth = 100_000;
+    write!(f, r#"{{"label": 1, "text": "#).unwrap();
+    f.write_all(&vec![b'['; depth]).unwrap();
+    f.write_all(&vec![b']'; depth]).unwrap();
+    writeln!(f, "}}").unwrap();
+    // the same depth in a key nobody asked for is skipped with the same limit
+    write!(f, r#"{{"label": 1, "text": "x", "other": "#).unwrap();
+    f.write_all(&b"{\"a\":".repeat(depth)).unwrap();
+    f.write_all(b"0").unwrap();
+    f.write_all(&vec![b'}'; depth]).unwrap();
+    writeln!(f, "}}").unwrap();
+    f.flush().unwrap();
+    drop(f);
+    let run = scan(tmp.path(), &data, &[]);
+    assert_refused(
+        &run,
+        &[
+            "deep.jsonl, line 4",
+            "recursion limit exceeded",
+            "nested more than 128 deep",
+        ],
+        128,
+    );
+}
+
+/// serde_json skips an unrequested value without recursing, so nesting there is harmless:
+/// read in bounded memory, never a stack overflow.
+#[test]
+fn json_nesting_in_an_unrequested_key_is_skipped_without_recursion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("deep2.jsonl");
+    let depth = 100_000;
+    let mut f = BufWriter::new(File::create(&data).unwrap());
+    write!(f, r#"{{"label": 1, "text": "x", "other": "#).unwrap();
+    f.write_all(&b"{\"a\":".repeat(depth)).unwrap();
+    f.write_all(b"0").unwrap();
+    f.write_all(&vec![b'}'; depth]).unwrap();
+    writeln!(f, "}}").unwrap();
+    f.flush().unwrap();
+    drop(f);
+    let run = scan(tmp.path(), &data, &["--select", "DUP001"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.peak_bytes <= 128 * MIB);
+}
+
+#[test]
+fn number_with_a_million_digits_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, key) in [
+        ("digits-label.jsonl", "label"),
+        ("digits-other.jsonl", "other"),
+    ] {
+        let data = tmp.path().join(name);
+        let mut f = BufWriter::new(File::create(&data).unwrap());
+        good_rows(&mut f);
+        write!(f, r#"{{"text": "x", "label": 0, "{key}": 9"#).unwrap();
+        f.write_all(&vec![b'7'; 1_000_000]).unwrap();
+        writeln!(f, "}}").unwrap();
+        f.flush().unwrap();
+        drop(f);
+        let run = scan(tmp.path(), &data, &["--select", "DUP001"]);
+        if key == "label" {
+            // a requested value: refused (here as a duplicate key, before its range)
+            assert_refused(&run, &["line 4", "label"], 128);
+        } else {
+            // an unrequested one is skipped without being converted: read, bounded
+            assert!(run.code <= 1, "{}", run.stderr);
+            assert!(run.peak_bytes <= 128 * MIB);
+        }
+    }
+}
+
+/// One line of `len` bytes of text (no newline until the end), streamed to disk.
+fn long_line_file(path: &Path, len: u64) {
+    let mut f = BufWriter::new(File::create(path).unwrap());
+    good_rows(&mut f);
+    f.write_all(br#"{"label": 0, "text": ""#).unwrap();
+    let chunk = vec![b'a'; MIB as usize];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(MIB);
+        f.write_all(&chunk[..n as usize]).unwrap();
+        left -= n;
+    }
+    f.write_all(b"\"}\n").unwrap();
+    f.flush().unwrap();
+}
+
+#[test]
+fn a_line_longer_than_the_default_limit_is_refused_without_reading_it_all() {
+    // 70 MiB: past the 64 MiB default; a 1 GiB line stops at the same point
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("long.jsonl");
+    long_line_file(&data, 70 * MIB);
+    let run = scan(tmp.path(), &data, &[]);
+    let limit = poisongate::ingest::DEFAULT_MAX_LINE_BYTES.to_string();
+    assert_refused(
+        &run,
+        &["long.jsonl, line 4", &limit, "--max-line-bytes"],
+        // the line buffer holds at most the limit (+1 byte)
+        2 * 64 + 64,
+    );
+}
+
+#[test]
+fn the_line_limit_is_a_flag_both_ways() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("long.jsonl");
+    long_line_file(&data, 24 * MIB);
+    // lowered: refused having read 4 MiB
+    let run = scan(tmp.path(), &data, &["--max-line-bytes", "4194304"]);
+    assert_refused(&run, &["long.jsonl, line 4", "4194304"], 96);
+    // config file too
+    let cfg = tmp.path().join("limits.toml");
+    std::fs::write(&cfg, "max_line_bytes = 1048576\n").unwrap();
+    let run = scan(tmp.path(), &data, &["--config", cfg.to_str().unwrap()]);
+    assert_refused(&run, &["long.jsonl, line 4", "1048576"], 96);
+    // a short enough line passes under the default
+    let run = scan(tmp.path(), &data, &["--select", "DUP001"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// A small Parquet file: text SNAPPY-compressed in one page, then a label column. With a
+/// `claim`, the text page's header claims that many bytes uncompressed; the header grows with
+/// the claim's varint and the page's compressed bytes shrink by as much, so every offset of
+/// the file stays valid.
+fn parquet_with_page_claim(path: &Path, claim: Option<i32>) {
+    let n = 50;
+    let text: ArrayRef = Arc::new(StringArray::from_iter_values(
+        (0..n).map(|i| format!("an ordinary review number {i}")),
+    ));
+    let label: ArrayRef = Arc::new(Int64Array::from_iter_values((0..n).map(|i| i % 2)));
+    let batch = RecordBatch::try_from_iter([("text", text), ("label", label)]).unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .build();
+    let mut bytes = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    std::fs::write(path, &bytes).unwrap();
+    let Some(claim) = claim else {
+        return;
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+    let (start, len) = builder.metadata().row_group(0).column(0).byte_range();
+    let chunk_end = (start + len) as usize;
+
+    fn varint(b: &[u8], mut i: usize) -> (u64, usize) {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            v |= u64::from(b[i] & 0x7f) << shift;
+            shift += 7;
+            i += 1;
+            if b[i - 1] & 0x80 == 0 {
+                return (v, i);
+            }
+        }
+    }
+    fn zigzag(v: i64) -> Vec<u8> {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            let b = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    // PageHeader at byte 4: fields 1 (type), 2 (uncompressed), 3 (compressed), all i32
+    assert_eq!((&bytes[..4], start), (&b"PAR1"[..], 4));
+    assert_eq!(bytes[4], 0x15);
+    let (_, i) = varint(&bytes, 5);
+    assert_eq!(bytes[i], 0x15);
+    let (_, j) = varint(&bytes, i + 1);
+    assert_eq!(bytes[j], 0x15);
+    let (zc, k) = varint(&bytes, j + 1);
+    let compressed = ((zc >> 1) as i64) ^ -((zc & 1) as i64);
+    let new_claim = zigzag(i64::from(claim));
+    let grow = new_claim.len() - (j - (i + 1));
+    let new_compressed = zigzag(compressed - grow as i64);
+    assert_eq!(new_compressed.len(), k - (j + 1), "same width");
+    // the one page ends where the chunk does: drop its last `grow` compressed bytes
+    let mut trimmed = bytes.clone();
+    trimmed.drain(chunk_end - grow..chunk_end);
+    let mut out = trimmed[..i + 1].to_vec();
+    out.extend_from_slice(&new_claim);
+    out.push(0x15);
+    out.extend_from_slice(&new_compressed);
+    out.extend_from_slice(&trimmed[k..]);
+    assert_eq!(out.len(), bytes.len());
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn parquet_page_claiming_gigabytes_is_refused_before_decompression() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("claim.parquet");
+    // the largest claim a page header can hold (an i32): 2 GiB. A column chunk's total
+    // (an i64, which could say 100 GB) never sizes an allocation; the page's claim does.
+    parquet_with_page_claim(&data, Some(i32::MAX));
+    let run = scan(tmp.path(), &data, &[]);
+    assert_refused(
+        &run,
+        &[
+            "claim.parquet",
+            "text",
+            "2147483647 bytes uncompressed",
+            "--max-page-bytes",
+        ],
+        128,
+    );
+}
+
+#[test]
+fn the_page_limit_is_a_flag_both_ways() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ok.parquet");
+    parquet_with_page_claim(&data, None);
+    let run = scan(tmp.path(), &data, &["--max-page-bytes", "256"]);
+    assert_refused(&run, &["ok.parquet", "text", "256 accepted"], 128);
+    let run = scan(tmp.path(), &data, &["--select", "DUP001"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn npy_header_claiming_a_trillion_rows_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("rows.jsonl");
+    let mut f = File::create(&data).unwrap();
+    good_rows(&mut f);
+    drop(f);
+    let emb = tmp.path().join("huge.npy");
+    let mut header =
+        b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 384), }".to_vec();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&[0u8; 3 * 384 * 4]);
+    std::fs::write(&emb, bytes).unwrap();
+    let run = scan(tmp.path(), &data, &["--embeddings", emb.to_str().unwrap()]);
+    assert_refused(&run, &["huge.npy", "1000000000000", "truncated"], 128);
+}
+
+#[test]
+fn safetensors_header_claiming_a_2_pow_60_byte_tensor_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("rows.jsonl");
+    let mut f = File::create(&data).unwrap();
+    good_rows(&mut f);
+    drop(f);
+    // 2^58 rows x 1 f32 = 2^60 bytes, claimed by offsets over 16 real bytes
+    let cases = [
+        (
+            "offsets.safetensors",
+            r#"{"embeddings":{"dtype":"F32","shape":[288230376151711744,1],"data_offsets":[0,1152921504606846976]}}"#,
+        ),
+        (
+            "shape.safetensors",
+            r#"{"embeddings":{"dtype":"F32","shape":[288230376151711744,1],"data_offsets":[0,16]}}"#,
+        ),
+        (
+            "overflow.safetensors",
+            r#"{"embeddings":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,16]}}"#,
+        ),
+    ];
+    for (name, header) in cases {
+        let emb = tmp.path().join(name);
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0u8; 16]);
+        std::fs::write(&emb, bytes).unwrap();
+        let run = scan(tmp.path(), &data, &["--embeddings", emb.to_str().unwrap()]);
+        assert_refused(&run, &[name, "not a valid safetensors file"], 128);
+    }
+    // a header length field claiming 2^60 bytes of header
+    let emb = tmp.path().join("header.safetensors");
+    let mut bytes = (1u64 << 60).to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{}");
+    std::fs::write(&emb, bytes).unwrap();
+    let run = scan(tmp.path(), &data, &["--embeddings", emb.to_str().unwrap()]);
+    assert_refused(
+        &run,
+        &["header.safetensors", "not a valid safetensors file"],
+        128,
+    );
+}
+
+#[test]
+fn model_weights_claiming_a_2_pow_60_byte_tensor_are_refused() {
+    // the model folder's own check, on the same kind of header
+    let config = br#"{"model_type": "bert", "hidden_size": 4, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 10,
+        "max_position_embeddings": 8, "type_vocab_size": 2, "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12, "pad_token_id": 0, "hidden_dropout_prob": 0.1,
+        "initializer_range": 0.02}"#;
+    let header = r#"{"embeddings.word_embeddings.weight":{"dtype":"F32","shape":[288230376151711744,1],"data_offsets":[0,1152921504606846976]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 16]);
+    let err = poisongate::embed::check_weights(config, &bytes).unwrap_err();
+    assert!(
+        err.to_string().contains("not a valid safetensors file"),
+        "{err}"
+    );
+}
