@@ -736,7 +736,7 @@ fn summary(outcome: &ScanOutcome) -> String {
     for k in &r.skipped_detectors {
         s += &format!(
             "{:<8} skipped: {}\n",
-            terminal_line(&k.code),
+            terminal_line(k.code),
             terminal_line(&k.reason)
         );
     }

@@ -15,13 +15,17 @@ pub fn read_embeddings(
     Ok((matrix, digest))
 }
 
+/// Rows of an embedding matrix that cannot be used, each with its 0-based number and the error
+/// it would have raised.
+pub type BadRows = Vec<(usize, IngestError)>;
+
 /// [`read_embeddings`], except that a row holding a non-finite value is not an error: such
 /// rows are returned beside the matrix, each with its 0-based number and the error it would
 /// have raised (`scan --invalid-rows quarantine`).
 pub fn read_embeddings_allowing_nonfinite(
     path: &Path,
     tensor: Option<&str>,
-) -> Result<(Array2<f32>, FileDigest, Vec<(usize, IngestError)>), IngestError> {
+) -> Result<(Array2<f32>, FileDigest, BadRows), IngestError> {
     let (matrix, digest) = read_embeddings_unchecked(path, tensor)?;
     check_shape(path, &matrix)?;
     let bad = nonfinite_rows(path, &matrix);

@@ -371,7 +371,7 @@ fn npy_header_claiming_a_trillion_rows_is_refused() {
     let emb = tmp.path().join("huge.npy");
     let mut header =
         b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 384), }".to_vec();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(b' ');
     }
     header.push(b'\n');

@@ -426,6 +426,9 @@ fn instruction_rows_that_do_not_fit_their_layout_are_invalid() {
         .code(0);
 }
 
+/// Turns a valid JSONL line into a broken one.
+type Breaker = fn(&[u8]) -> Vec<u8>;
+
 /// The acceptance case of the invalid-row policy: sst2-clean with 30 broken rows of 6 kinds.
 #[test]
 fn sst2_clean_with_30_broken_rows() {
@@ -437,7 +440,7 @@ fn sst2_clean_with_30_broken_rows() {
     let mut lines = lines_of(&b.join("sst2-clean.jsonl"));
     let n = lines.len();
     assert_eq!(n, 6920);
-    let kinds: [(&str, fn(&[u8]) -> Vec<u8>); 6] = [
+    let kinds: [(&str, Breaker); 6] = [
         ("INVALID:json", |_| {
             b"{\"text\": \"unterminated, \"label\": 1\n".to_vec()
         }),
