@@ -3,7 +3,24 @@
 use super::*;
 use std::collections::BTreeMap;
 
+/// Read a Parquet file. The parquet crate can panic on hostile metadata (a fuzzed file made
+/// its byte-array decoder divide by zero); such a panic is caught here and becomes an error
+/// naming the file, like any other unreadable file.
 pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_parquet_inner(path, spec)
+    }))
+    .unwrap_or_else(|_| {
+        Err(IngestError::parquet(
+            path,
+            ParquetError::General(
+                "the Parquet reader failed on this file's metadata or pages".into(),
+            ),
+        ))
+    })
+}
+
+fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
     // Hash through the same open file the reader then parses.
     let digest = hash_open_file(&file, path)?;
