@@ -337,11 +337,28 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             // one line, whatever ids, labels or names from the data the message quotes
-            eprintln!("poisongate: error: {}", terminal_line(&format!("{e:#}")));
+            eprintln!("poisongate: error: {}", terminal_line(&error_line(&e)));
             2
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes on one line, each cause once: many library errors quote their
+/// source in their own message, and a cause already quoted is not repeated.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run() -> Result<i32> {

@@ -19,6 +19,11 @@ impl Scratch {
     pub fn write(&self, bytes: &[u8]) -> &Path {
         let mut f = std::fs::File::create(&self.path).expect("scratch file");
         f.write_all(bytes).expect("scratch write");
+        // POISONGATE_FUZZ_KEEP=FILE keeps a copy of the file the reader was given, so that a
+        // crash found through a generated input becomes a plain file for a regression test.
+        if let Some(keep) = std::env::var_os("POISONGATE_FUZZ_KEEP") {
+            std::fs::write(keep, bytes).expect("copy of the scratch file");
+        }
         &self.path
     }
 }

@@ -5,19 +5,81 @@ use std::collections::BTreeMap;
 
 /// Read a Parquet file. The parquet crate can panic on hostile metadata (a fuzzed file made
 /// its byte-array decoder divide by zero); such a panic is caught here and becomes an error
-/// naming the file, like any other unreadable file.
+/// naming the file, like any other unreadable file, with the panic's message in it instead of
+/// on the terminal.
 pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        read_parquet_inner(path, spec)
-    }))
-    .unwrap_or_else(|_| {
+    quiet_panics::install();
+    let (result, message) = quiet_panics::guarded(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_parquet_inner(path, spec)
+        }))
+    });
+    result.unwrap_or_else(|_| {
+        let detail = message.map(|m| format!(" ({m})")).unwrap_or_default();
         Err(IngestError::parquet(
             path,
-            ParquetError::General(
-                "the Parquet reader failed on this file's metadata or pages".into(),
-            ),
+            ParquetError::General(format!(
+                "the Parquet reader failed on this file's metadata or pages{detail}"
+            )),
         ))
     })
+}
+
+/// A panic hook that stays out of the way of everything but the guarded reader: while a
+/// thread runs [`guarded`], a panic on that thread is recorded instead of printed (it is about
+/// to be caught and reported as an error); on every other thread, and outside the guard, the
+/// hook that was installed before runs as it would have. The standard library has no
+/// per-thread hook, hence this small wrapper.
+mod quiet_panics {
+    use std::cell::{Cell, RefCell};
+    use std::sync::Once;
+
+    thread_local! {
+        static GUARDED: Cell<bool> = const { Cell::new(false) };
+        static MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn install() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if GUARDED.with(Cell::get) {
+                    let text = match info.location() {
+                        Some(at) => {
+                            // a crate's own path, not where cargo keeps it on this machine
+                            let file = at.file();
+                            let file = file
+                                .rsplit_once("/registry/src/")
+                                .and_then(|(_, rest)| rest.split_once('/'))
+                                .map_or(file, |(_, krate)| krate);
+                            format!("{} at {file}:{}", payload(info), at.line())
+                        }
+                        None => payload(info),
+                    };
+                    MESSAGE.with(|m| *m.borrow_mut() = Some(text));
+                } else {
+                    previous(info);
+                }
+            }));
+        });
+    }
+
+    fn payload(info: &std::panic::PanicHookInfo<'_>) -> String {
+        let p = info.payload();
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into())
+    }
+
+    /// Run `f` with this thread's panics recorded; returns its result and the last message.
+    pub(super) fn guarded<T>(f: impl FnOnce() -> T) -> (T, Option<String>) {
+        let before = GUARDED.with(|g| g.replace(true));
+        let out = f();
+        GUARDED.with(|g| g.set(before));
+        (out, MESSAGE.with(|m| m.borrow_mut().take()))
+    }
 }
 
 fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {

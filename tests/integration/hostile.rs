@@ -361,6 +361,39 @@ fn the_page_limit_is_a_flag_both_ways() {
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
+/// Every Parquet file the fuzz targets found a crash with (`fuzz/regressions/<target>/*.parquet`,
+/// written out by the target with `POISONGATE_FUZZ_KEEP`): refused with one line naming the
+/// file, never a panic message or an abort. The first made the parquet crate divide by zero in
+/// its byte-array decoder.
+#[test]
+fn parquet_files_that_crashed_the_fuzz_targets_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for target in ["parquet_bytes", "parquet_footer"] {
+        let dir = crate::common::root().join("fuzz/regressions").join(target);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
+        files.sort();
+        for file in files {
+            let run = scan(
+                tmp.path(),
+                &file,
+                &["--text-column", "text", "--label-column", "label"],
+            );
+            let name = file.file_name().unwrap().to_string_lossy().to_string();
+            assert_refused(&run, &[name.as_str()], 128);
+            assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1, "no regression files found");
+}
+
 #[test]
 fn npy_header_claiming_a_trillion_rows_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
