@@ -37,6 +37,7 @@ pub mod registry;
 pub mod rng;
 pub mod spectral;
 pub mod spectre;
+pub mod state;
 #[cfg(test)]
 mod testutil;
 pub mod trigger;

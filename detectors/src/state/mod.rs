@@ -1,0 +1,395 @@
+//! Mergeable detector state: statistics that any partitioning of the rows, and any order of
+//! merging the partitions, turn into the same bytes.
+//!
+//! A fit that runs on one machine, on a 2-core CI box or on a cluster must end in the same
+//! state, or the same data gets different verdicts depending on where it was scanned.
+//! Floating-point addition is not associative, so sums are not kept as floats:
+//!
+//! - [`FixedSums`]: each added value is rounded once, on its own, to a fixed-point grid of
+//!   2^-[`FRACTION_BITS`] and added as an integer (`i128`). Integer addition is exact, so the
+//!   total is the same whatever the grouping. The rounding of a value does not depend on
+//!   what it is added to, which is what makes this exact where compensated float sums are not.
+//! - [`Moments`]: row count, per-column sums and the upper triangle of the cross-product
+//!   matrix of `f32` rows, each value rounded once to a grid of 2^-20 and every sum kept as
+//!   an integer; batches go through a floating-point matrix product in chunks where every
+//!   partial sum is an integer below 2^53, so it is exact too.
+//! - [`header`]: the versioned header every serialised partial and state starts with
+//!   (detector code, algorithm version, digest of the resolved parameters), so a state from
+//!   another detector, another algorithm version or other parameters is refused, not merged.
+//!
+//! Nothing here is specific to one detector; the detectors' rounds are built from these
+//! pieces. Written by hand because no maintained crate offers order-independent exact sums
+//! of floats with a serialised form (accurate-summation crates round the final result, which
+//! still depends on how partial results were grouped).
+
+pub mod header;
+
+pub use header::{Header, StateError};
+
+/// Bits after the binary point of the fixed-point grid: values are rounded to multiples of
+/// 2^-48 (about 3.6e-15).
+pub const FRACTION_BITS: u32 = 48;
+
+/// The largest magnitude a single added value may have: 2^39. With values this large the
+/// `i128` total still holds 2^40 of them (2^39 · 2^48 · 2^40 = 2^127).
+pub const MAX_VALUE: f64 = (1u64 << 39) as f64;
+
+/// Round one value to the grid. Rejects non-finite values and values beyond [`MAX_VALUE`].
+fn quantise(v: f64) -> Result<i128, StateError> {
+    if !v.is_finite() || v.abs() > MAX_VALUE {
+        return Err(StateError::Value(v));
+    }
+    // exact: multiplying by a power of two only changes the exponent
+    let scaled = v * (1u64 << FRACTION_BITS) as f64;
+    Ok(scaled.round() as i128)
+}
+
+/// Back from the grid to `f64` (the one rounding a finalised statistic gets).
+fn dequantise(q: i128) -> f64 {
+    q as f64 / (1u64 << FRACTION_BITS) as f64
+}
+
+/// A vector of exact sums on the fixed-point grid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedSums {
+    sums: Vec<i128>,
+}
+
+impl FixedSums {
+    /// `len` sums, all zero.
+    pub fn zeros(len: usize) -> Self {
+        FixedSums { sums: vec![0; len] }
+    }
+
+    /// Number of sums.
+    pub fn len(&self) -> usize {
+        self.sums.len()
+    }
+
+    /// True when there are no sums.
+    pub fn is_empty(&self) -> bool {
+        self.sums.is_empty()
+    }
+
+    /// Add `v` to sum `i`.
+    pub fn add(&mut self, i: usize, v: f64) -> Result<(), StateError> {
+        let q = quantise(v)?;
+        let len = self.sums.len();
+        let slot = self.sums.get_mut(i).ok_or(StateError::Shape {
+            expected: len,
+            got: i + 1,
+        })?;
+        *slot = slot.checked_add(q).ok_or(StateError::Overflow)?;
+        Ok(())
+    }
+
+    /// Add another vector of sums of the same length. Exact, associative and commutative.
+    pub fn merge(&mut self, other: &FixedSums) -> Result<(), StateError> {
+        if other.sums.len() != self.sums.len() {
+            return Err(StateError::Shape {
+                expected: self.sums.len(),
+                got: other.sums.len(),
+            });
+        }
+        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
+            *a = a.checked_add(*b).ok_or(StateError::Overflow)?;
+        }
+        Ok(())
+    }
+
+    /// Sum `i` as `f64`.
+    pub fn get(&self, i: usize) -> Option<f64> {
+        self.sums.get(i).map(|&q| dequantise(q))
+    }
+
+    /// Little-endian bytes: the length (u64), then each sum (i128).
+    pub fn to_bytes(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.sums.len() as u64).to_le_bytes());
+        for s in &self.sums {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+    }
+
+    /// Read what [`FixedSums::to_bytes`] wrote from the front of `bytes`; returns the rest.
+    pub fn from_bytes(bytes: &[u8]) -> Result<(FixedSums, &[u8]), StateError> {
+        let (len, rest) = header::take_u64(bytes)?;
+        let len = usize::try_from(len).map_err(|_| StateError::Truncated)?;
+        let need = len.checked_mul(16).ok_or(StateError::Truncated)?;
+        if rest.len() < need {
+            return Err(StateError::Truncated);
+        }
+        let sums = rest[..need]
+            .chunks_exact(16)
+            .map(|c| {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(c);
+                i128::from_le_bytes(b)
+            })
+            .collect();
+        Ok((FixedSums { sums }, &rest[need..]))
+    }
+}
+
+/// Fraction bits of the grid rows are rounded to before they enter [`Moments`]: 2^-20
+/// (about 1e-6, below what an `f32` embedding component of magnitude 1 resolves anyway).
+pub const INPUT_FRACTION_BITS: u32 = 20;
+
+/// The largest magnitude of a value in a row given to [`Moments`]: 2^19.
+pub const MAX_INPUT: f32 = 524_288.0;
+
+/// Row count, column sums and cross-product sums of `f32` rows of `d` columns: what a mean
+/// and a covariance matrix are finalised from, mergeable exactly.
+///
+/// Each value is first rounded to the grid of 2^-[`INPUT_FRACTION_BITS`], so it is an integer
+/// q (|q| ≤ 2^39) in grid units; the sums Σq and Σq_i·q_j are then kept as `i128` integers,
+/// which any grouping adds to the same total. [`Moments::update_rows`] computes the cross
+/// products of a batch with a floating-point matrix product, in chunks small enough that every
+/// partial sum is an integer below 2^53 and therefore exact in `f64`: the same integers as
+/// row-by-row accumulation, at the speed of a matrix product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moments {
+    d: usize,
+    n: u64,
+    /// Σ q_i, in units of 2^-20.
+    sum: Vec<i128>,
+    /// Σ q_i·q_j over the upper triangle, row by row: (0,0), (0,1), …, (0,d−1), (1,1), …; in
+    /// units of 2^-40.
+    cross: Vec<i128>,
+}
+
+fn quantise_input(row: &[f32], out: &mut Vec<i64>) -> Result<(), StateError> {
+    out.clear();
+    for &v in row {
+        if !v.is_finite() || v.abs() > MAX_INPUT {
+            return Err(StateError::Value(v as f64));
+        }
+        // exact: the scaling only changes the exponent, and the result is below 2^40
+        out.push((v as f64 * (1u64 << INPUT_FRACTION_BITS) as f64).round() as i64);
+    }
+    Ok(())
+}
+
+impl Moments {
+    /// Empty moments of rows with `d` columns.
+    pub fn new(d: usize) -> Self {
+        Moments {
+            d,
+            n: 0,
+            sum: vec![0; d],
+            cross: vec![0; d * (d + 1) / 2],
+        }
+    }
+
+    /// Columns per row.
+    pub fn dims(&self) -> usize {
+        self.d
+    }
+
+    /// Rows added so far.
+    pub fn rows(&self) -> u64 {
+        self.n
+    }
+
+    fn check_width(&self, got: usize) -> Result<(), StateError> {
+        if got != self.d {
+            return Err(StateError::Shape {
+                expected: self.d,
+                got,
+            });
+        }
+        Ok(())
+    }
+
+    /// Add one row. Nothing is changed when the row is rejected (wrong length, a value not
+    /// finite or beyond [`MAX_INPUT`]).
+    pub fn update(&mut self, row: &[f32]) -> Result<(), StateError> {
+        self.check_width(row.len())?;
+        let mut q = Vec::with_capacity(self.d);
+        quantise_input(row, &mut q)?;
+        let mut k = 0;
+        for i in 0..self.d {
+            self.sum[i] += q[i] as i128;
+            for &b in &q[i..] {
+                self.cross[k] += q[i] as i128 * b as i128;
+                k += 1;
+            }
+        }
+        self.n += 1;
+        Ok(())
+    }
+
+    /// Add `n` rows given row-major (`rows.len() == n · d`). Gives exactly the state that
+    /// [`Moments::update`] row by row gives. Nothing is changed when any row is rejected.
+    pub fn update_rows(&mut self, rows: &[f32]) -> Result<(), StateError> {
+        if self.d == 0 {
+            return Ok(());
+        }
+        if rows.len() % self.d != 0 {
+            return Err(StateError::Shape {
+                expected: self.d,
+                got: rows.len() % self.d,
+            });
+        }
+        let n = rows.len() / self.d;
+        let mut q = Vec::with_capacity(rows.len());
+        let mut one = Vec::with_capacity(self.d);
+        for r in rows.chunks_exact(self.d) {
+            quantise_input(r, &mut one)?;
+            q.extend_from_slice(&one);
+        }
+        let mut sum = self.sum.clone();
+        let mut cross = self.cross.clone();
+        let mut start = 0;
+        while start < n {
+            // the largest chunk whose partial sums of products stay below 2^53
+            let mut end = start;
+            let mut biggest = 0u128;
+            while end < n {
+                let m = q[end * self.d..(end + 1) * self.d]
+                    .iter()
+                    .map(|v| v.unsigned_abs() as u128)
+                    .max()
+                    .unwrap_or(0);
+                let b = biggest.max(m * m);
+                if (end - start) > 0 && b * ((end - start + 1) as u128) >= 1u128 << 53 {
+                    break;
+                }
+                biggest = b;
+                end += 1;
+            }
+            let chunk = &q[start * self.d..end * self.d];
+            let rows_in = end - start;
+            if biggest * rows_in as u128 >= 1u128 << 53 {
+                // one row whose products alone leave f64's exact range: integers
+                for r in chunk.chunks_exact(self.d) {
+                    let mut k = 0;
+                    for i in 0..self.d {
+                        for &b in &r[i..] {
+                            cross[k] += r[i] as i128 * b as i128;
+                            k += 1;
+                        }
+                    }
+                }
+            } else {
+                let x =
+                    faer::Mat::<f64>::from_fn(rows_in, self.d, |r, c| chunk[r * self.d + c] as f64);
+                let mut g = faer::Mat::<f64>::zeros(self.d, self.d);
+                faer::linalg::matmul::matmul(
+                    g.as_mut(),
+                    faer::Accum::Replace,
+                    x.transpose(),
+                    x.as_ref(),
+                    1.0,
+                    faer::Par::Seq,
+                );
+                let mut k = 0;
+                for i in 0..self.d {
+                    for j in i..self.d {
+                        cross[k] += g[(i, j)] as i128;
+                        k += 1;
+                    }
+                }
+            }
+            for r in chunk.chunks_exact(self.d) {
+                for (s, &v) in sum.iter_mut().zip(r) {
+                    *s += v as i128;
+                }
+            }
+            start = end;
+        }
+        self.sum = sum;
+        self.cross = cross;
+        self.n += n as u64;
+        Ok(())
+    }
+
+    /// Merge the moments of other rows. Exact, associative and commutative.
+    pub fn merge(&mut self, other: &Moments) -> Result<(), StateError> {
+        self.check_width(other.d)?;
+        let n = self.n.checked_add(other.n).ok_or(StateError::Overflow)?;
+        let add = |a: &[i128], b: &[i128]| -> Result<Vec<i128>, StateError> {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| x.checked_add(*y).ok_or(StateError::Overflow))
+                .collect()
+        };
+        let sum = add(&self.sum, &other.sum)?;
+        let cross = add(&self.cross, &other.cross)?;
+        self.n = n;
+        self.sum = sum;
+        self.cross = cross;
+        Ok(())
+    }
+
+    /// Column means (no rows give zeros).
+    pub fn mean(&self) -> Vec<f64> {
+        let n = self.n.max(1) as f64;
+        let unit = (1u64 << INPUT_FRACTION_BITS) as f64;
+        self.sum.iter().map(|&s| s as f64 / unit / n).collect()
+    }
+
+    /// Covariance matrix (divided by n), row-major d × d, finalised from the exact sums: the
+    /// same for every partitioning.
+    pub fn covariance(&self) -> Vec<f64> {
+        let n = self.n.max(1) as f64;
+        let unit2 = (1u64 << (2 * INPUT_FRACTION_BITS)) as f64;
+        let mean = self.mean();
+        let mut c = vec![0f64; self.d * self.d];
+        let mut k = 0;
+        for i in 0..self.d {
+            for j in i..self.d {
+                let v = self.cross[k] as f64 / unit2 / n - mean[i] * mean[j];
+                c[i * self.d + j] = v;
+                c[j * self.d + i] = v;
+                k += 1;
+            }
+        }
+        c
+    }
+
+    /// Serialise behind `header`: d (u64), n (u64), then the sums as [`FixedSums`] bytes.
+    pub fn to_bytes(&self, header: &Header) -> Vec<u8> {
+        let mut out = header.to_bytes();
+        out.extend_from_slice(&(self.d as u64).to_le_bytes());
+        out.extend_from_slice(&self.n.to_le_bytes());
+        FixedSums {
+            sums: self.sum.clone(),
+        }
+        .to_bytes(&mut out);
+        FixedSums {
+            sums: self.cross.clone(),
+        }
+        .to_bytes(&mut out);
+        out
+    }
+
+    /// Read moments written by [`Moments::to_bytes`], refusing them unless their header is
+    /// `expected` (same detector, algorithm version and parameters).
+    pub fn from_bytes(bytes: &[u8], expected: &Header) -> Result<Moments, StateError> {
+        let rest = expected.check(bytes)?;
+        let (d, rest) = header::take_u64(rest)?;
+        let (n, rest) = header::take_u64(rest)?;
+        let (sum, rest) = FixedSums::from_bytes(rest)?;
+        let (cross, rest) = FixedSums::from_bytes(rest)?;
+        if !rest.is_empty() {
+            return Err(StateError::Trailing(rest.len()));
+        }
+        // d is checked against sums that are there before it sizes anything
+        let d = usize::try_from(d).map_err(|_| StateError::Truncated)?;
+        if sum.len() != d || cross.len() != d * (d + 1) / 2 {
+            return Err(StateError::Shape {
+                expected: d,
+                got: sum.len(),
+            });
+        }
+        Ok(Moments {
+            d,
+            n,
+            sum: sum.sums,
+            cross: cross.sums,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
