@@ -56,6 +56,8 @@ fn bench_embeddings(c: &mut Criterion, code: &str, x: &Array2<f32>, labels: &[u3
         class_names: &names,
         embeddings: Some(x.view()),
         response_embeddings: None,
+        responses: None,
+        rejected: None,
     };
     bench_fit_score(c, code, &view, format!("{}x{}", x.nrows(), x.ncols()));
 }
@@ -113,6 +115,8 @@ fn trig001(c: &mut Criterion) {
         class_names: &names,
         embeddings: None,
         response_embeddings: None,
+        responses: None,
+        rejected: None,
     };
     bench_fit_score(c, "TRIG001", &view, format!("{n}rows"));
 }
@@ -157,6 +161,8 @@ fn dup002(c: &mut Criterion) {
         class_names: &names,
         embeddings: None,
         response_embeddings: None,
+        responses: None,
+        rejected: None,
     };
     let det = registry::find("DUP002").expect("registered");
     let configured = det.configure(&toml::Table::new()).expect("defaults");

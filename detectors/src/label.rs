@@ -67,6 +67,9 @@ threshold. Classes with fewer than `min_class_rows` rows are not scored (score 0
   `min_wrong_posterior = 0.98` is the strict rule of version 1 (about 0.4 % of clean SST-2
   flagged, recall near 0.1 on 5 % random flips).
 - `min_class_rows` (default 20): smaller classes are not scored.
+"#,
+        crate::knn_params_doc!(),
+        r#"
 ## Known false positives
 Genuine label noise of the source data (SST-2 has some), sarcasm and negation that a sentence
 embedding reads the wrong way, and rows that belong to a small sub-population surrounded by
@@ -244,6 +247,9 @@ fn logistic_fit(
     Ok(w)
 }
 
+/// Held-out rows of one fold with their class probabilities.
+type FoldProbs = Vec<(usize, Vec<f64>)>;
+
 /// Out-of-fold class probabilities of each row (each row sums to 1, or is all 0 when every
 /// one-vs-rest model gave 0).
 fn probe_probabilities(
@@ -261,7 +267,7 @@ fn probe_probabilities(
     } else {
         (0..n_classes).collect()
     };
-    let per_fold: Vec<Result<Vec<(usize, Vec<f64>)>, String>> = (0..p.folds)
+    let per_fold: Vec<Result<FoldProbs, String>> = (0..p.folds)
         .into_par_iter()
         .map(|f| {
             let train: Vec<usize> = (0..n).filter(|&r| fold[r] != f).collect();

@@ -224,7 +224,7 @@ impl Moments {
         if self.d == 0 {
             return Ok(());
         }
-        if rows.len() % self.d != 0 {
+        if !rows.len().is_multiple_of(self.d) {
             return Err(StateError::Shape {
                 expected: self.d,
                 got: rows.len() % self.d,
