@@ -253,11 +253,19 @@ fn the_line_limit_is_a_flag_both_ways() {
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
-/// A small Parquet file: text SNAPPY-compressed in one page, then a label column. With a
-/// `claim`, the text page's header claims that many bytes uncompressed; the header grows with
-/// the claim's varint and the page's compressed bytes shrink by as much, so every offset of
-/// the file stays valid.
-fn parquet_with_page_claim(path: &Path, claim: Option<i32>) {
+/// What a patched page header claims.
+#[derive(Clone, Copy)]
+enum Claim {
+    /// the text page's uncompressed size (PageHeader field 2)
+    Uncompressed(i32),
+    /// the label page's value count (DataPageHeader field 1)
+    Values(i32),
+}
+
+/// A small Parquet file: text SNAPPY-compressed in one page, then a label column (50 rows).
+/// With a `claim`, one page header claims it; the header grows with the claim's varint and the
+/// page's compressed bytes shrink by as much, so every offset of the file stays valid.
+fn parquet_with_page_claim(path: &Path, claim: Option<Claim>) {
     let n = 50;
     let text: ArrayRef = Arc::new(StringArray::from_iter_values(
         (0..n).map(|i| format!("an ordinary review number {i}")),
@@ -278,8 +286,12 @@ fn parquet_with_page_claim(path: &Path, claim: Option<i32>) {
         return;
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
-    let (start, len) = builder.metadata().row_group(0).column(0).byte_range();
-    let chunk_end = (start + len) as usize;
+    let column = match claim {
+        Claim::Uncompressed(_) => 0,
+        Claim::Values(_) => 1,
+    };
+    let (start, len) = builder.metadata().row_group(0).column(column).byte_range();
+    let (start, chunk_end) = (start as usize, (start + len) as usize);
 
     fn varint(b: &[u8], mut i: usize) -> (u64, usize) {
         let (mut v, mut shift) = (0u64, 0);
@@ -305,29 +317,45 @@ fn parquet_with_page_claim(path: &Path, claim: Option<i32>) {
             out.push(b | 0x80);
         }
     }
-    // PageHeader at byte 4: fields 1 (type), 2 (uncompressed), 3 (compressed), all i32
-    assert_eq!((&bytes[..4], start), (&b"PAR1"[..], 4));
-    assert_eq!(bytes[4], 0x15);
-    let (_, i) = varint(&bytes, 5);
+    // PageHeader: fields 1 (type), 2 (uncompressed), 3 (compressed), all i32, then field 5
+    // (DataPageHeader, a struct) whose field 1 (i32) counts the values
+    assert_eq!(&bytes[..4], &b"PAR1"[..]);
+    assert_eq!(bytes[start], 0x15);
+    let (_, i) = varint(&bytes, start + 1);
     assert_eq!(bytes[i], 0x15);
     let (_, j) = varint(&bytes, i + 1);
     assert_eq!(bytes[j], 0x15);
     let (zc, k) = varint(&bytes, j + 1);
     let compressed = ((zc >> 1) as i64) ^ -((zc & 1) as i64);
-    let new_claim = zigzag(i64::from(claim));
-    let grow = new_claim.len() - (j - (i + 1));
+    // the span replaced: (first byte, end)
+    let (span, value) = match claim {
+        Claim::Uncompressed(v) => ((i + 1, j), v),
+        Claim::Values(v) => {
+            assert_eq!(
+                &bytes[k..k + 2],
+                &[0x2c, 0x15][..],
+                "field 5, then its field 1"
+            );
+            let (_, e) = varint(&bytes, k + 2);
+            ((k + 2, e), v)
+        }
+    };
+    let new_value = zigzag(i64::from(value));
+    let grow = new_value.len() - (span.1 - span.0);
     let new_compressed = zigzag(compressed - grow as i64);
     assert_eq!(new_compressed.len(), k - (j + 1), "same width");
     // the one page ends where the chunk does: drop its last `grow` compressed bytes
     let mut trimmed = bytes.clone();
     trimmed.drain(chunk_end - grow..chunk_end);
-    let mut out = trimmed[..i + 1].to_vec();
-    out.extend_from_slice(&new_claim);
-    out.push(0x15);
+    let mut out = trimmed[..j + 1].to_vec();
     out.extend_from_slice(&new_compressed);
     out.extend_from_slice(&trimmed[k..]);
-    assert_eq!(out.len(), bytes.len());
-    std::fs::write(path, out).unwrap();
+    // `out` has the old sizes before `k`: replace the span (its offsets are unchanged)
+    let mut patched = out[..span.0].to_vec();
+    patched.extend_from_slice(&new_value);
+    patched.extend_from_slice(&out[span.1..]);
+    assert_eq!(patched.len(), bytes.len());
+    std::fs::write(path, patched).unwrap();
 }
 
 #[test]
@@ -336,7 +364,7 @@ fn parquet_page_claiming_gigabytes_is_refused_before_decompression() {
     let data = tmp.path().join("claim.parquet");
     // the largest claim a page header can hold (an i32): 2 GiB. A column chunk's total
     // (an i64, which could say 100 GB) never sizes an allocation; the page's claim does.
-    parquet_with_page_claim(&data, Some(i32::MAX));
+    parquet_with_page_claim(&data, Some(Claim::Uncompressed(i32::MAX)));
     let run = scan(tmp.path(), &data, &[]);
     assert_refused(
         &run,
@@ -361,10 +389,42 @@ fn the_page_limit_is_a_flag_both_ways() {
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
-/// Every Parquet file the fuzz targets found a crash with (`fuzz/regressions/<target>/*.parquet`,
-/// written out by the target with `POISONGATE_FUZZ_KEEP`): refused with one line naming the
-/// file, never a panic message or an abort. The first made the parquet crate divide by zero in
-/// its byte-array decoder.
+#[test]
+fn parquet_page_claiming_more_values_than_rows_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    // run-length encoding lets a few bytes expand to billions of levels or dictionary indices:
+    // a page's value count is bounded by its decoded size, and a flat column's by the rows
+    let data = tmp.path().join("values.parquet");
+    parquet_with_page_claim(&data, Some(Claim::Values(i32::MAX)));
+    let run = scan(tmp.path(), &data, &[]);
+    assert_refused(
+        &run,
+        &[
+            "values.parquet",
+            "label",
+            "2147483647 values",
+            "--max-page-bytes",
+        ],
+        128,
+    );
+    // within the page limit, but more than the group's 50 rows in a one-value-per-row column
+    parquet_with_page_claim(&data, Some(Claim::Values(51)));
+    let run = scan(tmp.path(), &data, &[]);
+    assert_refused(
+        &run,
+        &["values.parquet", "label", "51 values", "50 rows"],
+        128,
+    );
+}
+
+/// Every Parquet file the fuzz targets found a crash or a slow input with
+/// (`fuzz/regressions/<target>/`: for `parquet_bytes` the input is the file itself; for
+/// `parquet_footer` the `.parquet` the target wrote out with `POISONGATE_FUZZ_KEEP`), read with
+/// the columns the target asks for: refused with one line naming the file, never a panic message
+/// or an abort. The first made the parquet crate divide by zero in its byte-array decoder; the
+/// second (1 336 bytes) had a page header whose container count the parquet crate's header
+/// reader walked one `read` call per element, 18 s to refuse, now refused by the page walk
+/// before the reader starts.
 #[test]
 fn parquet_files_that_crashed_the_fuzz_targets_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -376,22 +436,22 @@ fn parquet_files_that_crashed_the_fuzz_targets_are_refused() {
         };
         let mut files: Vec<_> = entries
             .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .filter(|p| target == "parquet_bytes" || p.extension().is_some_and(|x| x == "parquet"))
             .collect();
         files.sort();
         for file in files {
-            let run = scan(
-                tmp.path(),
-                &file,
-                &["--text-column", "text", "--label-column", "label"],
-            );
+            let mut args = vec!["--text-column", "text", "--label-column", "label"];
+            if target == "parquet_bytes" {
+                args.extend(["--id-column", "id", "--embedding-column", "emb"]);
+            }
+            let run = scan(tmp.path(), &file, &args);
             let name = file.file_name().unwrap().to_string_lossy().to_string();
             assert_refused(&run, &[name.as_str()], 128);
             assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
             seen += 1;
         }
     }
-    assert!(seen >= 1, "no regression files found");
+    assert!(seen >= 2, "regression files missing: {seen}");
 }
 
 #[test]

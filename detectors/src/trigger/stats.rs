@@ -6,6 +6,7 @@ use super::{TriggerParams, CHUNK, END, START};
 use crate::linalg::erfc;
 use crate::rng::SplitMix64;
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 fn ln_choose(n: u64, k: u64) -> f64 {
     ln_gamma(n as f64 + 1.0) - ln_gamma(k as f64 + 1.0) - ln_gamma((n - k) as f64 + 1.0)
@@ -146,8 +147,8 @@ pub(super) struct InsertionNull {
     pub(super) max_excess: f64,
     pub(super) level: f64,
     /// for n = 0..=[`SIMULATED_MAX_N`]: sorted collision counts of [`SIMULATIONS`] simulated
-    /// random insertions of n occurrences
-    pub(super) simulated: Vec<Vec<u32>>,
+    /// random insertions of n occurrences (`None`: the normal tail for every n)
+    pub(super) simulated: Option<Collisions>,
     /// per token id: whether it is one of the most frequent neighbours that together make up
     /// half of all positions (empty: no typicality test)
     head: Vec<bool>,
@@ -163,58 +164,93 @@ const SIMULATED_MAX_N: usize = 128;
 const SIMULATIONS: usize = 2000;
 
 /// Collision counts of random insertions: for each n ≤ [`SIMULATED_MAX_N`], [`SIMULATIONS`]
-/// draws of n neighbours from `weights` (Walker's alias method, fixed seed), sorted. The null
-/// depends on n and the corpus only, not on a candidate, so one table serves every candidate.
-pub(super) fn simulate_collisions(weights: &[f64]) -> Vec<Vec<u32>> {
-    let total: f64 = weights.iter().sum();
-    let k = weights.len();
-    if k == 0 || total <= 0.0 {
-        return vec![vec![0; SIMULATIONS]; SIMULATED_MAX_N + 1];
-    }
-    // Vose's alias table
-    let mut prob: Vec<f64> = weights.iter().map(|w| w * k as f64 / total).collect();
-    let mut alias: Vec<usize> = (0..k).collect();
-    let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..k).partition(|&i| prob[i] < 1.0);
-    while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
-        alias[s] = l;
-        prob[l] -= 1.0 - prob[s];
-        if prob[l] < 1.0 {
-            large.pop();
-            small.push(l);
+/// draws of n neighbours from the weights (Walker's alias method, a fixed seed per n), sorted.
+/// The null depends on n and the corpus only, not on a candidate, so one table serves every
+/// candidate. A table is simulated the first time a candidate with n occurrences asks for it:
+/// the whole set costs about 0.3 s per null, and TRIG001 builds 6 + 4 × classes nulls, most of
+/// whose n are never asked for (a three-row file took 6 s before).
+pub(super) struct Collisions {
+    /// Vose's alias table: acceptance probability and alias per neighbour (empty: no weight)
+    prob: Vec<f64>,
+    alias: Vec<usize>,
+    tables: Vec<OnceLock<Vec<u32>>>,
+}
+
+impl Collisions {
+    /// The alias table of `weights`; no table is simulated yet.
+    pub(super) fn new(weights: &[f64]) -> Self {
+        let total: f64 = weights.iter().sum();
+        let k = weights.len();
+        let tables = (0..=SIMULATED_MAX_N).map(|_| OnceLock::new()).collect();
+        if k == 0 || total <= 0.0 {
+            return Collisions {
+                prob: Vec::new(),
+                alias: Vec::new(),
+                tables,
+            };
+        }
+        let mut prob: Vec<f64> = weights.iter().map(|w| w * k as f64 / total).collect();
+        let mut alias: Vec<usize> = (0..k).collect();
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..k).partition(|&i| prob[i] < 1.0);
+        while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
+            alias[s] = l;
+            prob[l] -= 1.0 - prob[s];
+            if prob[l] < 1.0 {
+                large.pop();
+                small.push(l);
+            }
+        }
+        for i in small.into_iter().chain(large) {
+            prob[i] = 1.0;
+        }
+        Collisions {
+            prob,
+            alias,
+            tables,
         }
     }
-    for i in small.into_iter().chain(large) {
-        prob[i] = 1.0;
+
+    /// The sorted simulated collision counts of n occurrences, or `None` above
+    /// [`SIMULATED_MAX_N`]. Without weights every count is 0.
+    pub(super) fn tail(&self, n: usize) -> Option<&[u32]> {
+        let cell = self.tables.get(n)?;
+        Some(cell.get_or_init(|| self.simulate(n)))
     }
-    (0..=SIMULATED_MAX_N)
-        .into_par_iter()
-        .map(|n| {
-            let mut rng = SplitMix64(0x7472_6967_0000_0000 ^ n as u64);
-            let mut draws = vec![0usize; n];
-            let mut out: Vec<u32> = (0..SIMULATIONS)
-                .map(|_| {
-                    for d in draws.iter_mut() {
-                        let i = rng.below(k);
-                        *d = if rng.unit() < prob[i] { i } else { alias[i] };
-                    }
-                    draws.sort_unstable();
-                    let mut c = 0u32;
-                    let mut run = 0u32;
-                    for j in 0..n {
-                        run = if j > 0 && draws[j] == draws[j - 1] {
-                            run + 1
-                        } else {
-                            0
-                        };
-                        c += run;
-                    }
-                    c
-                })
-                .collect();
-            out.sort_unstable();
-            out
-        })
-        .collect()
+
+    fn simulate(&self, n: usize) -> Vec<u32> {
+        let k = self.prob.len();
+        if k == 0 {
+            return vec![0; SIMULATIONS];
+        }
+        let mut rng = SplitMix64(0x7472_6967_0000_0000 ^ n as u64);
+        let mut draws = vec![0usize; n];
+        let mut out: Vec<u32> = (0..SIMULATIONS)
+            .map(|_| {
+                for d in draws.iter_mut() {
+                    let i = rng.below(k);
+                    *d = if rng.unit() < self.prob[i] {
+                        i
+                    } else {
+                        self.alias[i]
+                    };
+                }
+                draws.sort_unstable();
+                let mut c = 0u32;
+                let mut run = 0u32;
+                for j in 0..n {
+                    run = if j > 0 && draws[j] == draws[j - 1] {
+                        run + 1
+                    } else {
+                        0
+                    };
+                    c += run;
+                }
+                c
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
 }
 
 impl InsertionNull {
@@ -246,7 +282,7 @@ impl InsertionNull {
             s3: power(3),
             max_excess: p.max_neighbour_excess,
             level: p.neighbour_level,
-            simulated: simulate_collisions(counts),
+            simulated: Some(Collisions::new(counts)),
             head,
             head_mass: if total > 0.0 { mass / total } else { 0.0 },
             total,
@@ -290,7 +326,7 @@ impl InsertionNull {
         let t = observed - mean;
         let chance = if t <= 0.0 {
             1.0
-        } else if let Some(sim) = self.simulated.get(n as usize) {
+        } else if let Some(sim) = self.simulated.as_ref().and_then(|s| s.tail(n as usize)) {
             // simulated tail: (1 + #{C_sim ≥ C}) / (R + 1)
             let at_least = sim.len() - sim.partition_point(|&c| f64::from(c) < observed);
             (1 + at_least) as f64 / (sim.len() + 1) as f64
@@ -460,9 +496,15 @@ mod tests {
     #[test]
     fn simulated_collisions_match_their_expectation_and_chance_rescues_small_counts() {
         // 50 equally likely neighbours: E[C] = C(n,2) / 50
-        let sim = simulate_collisions(&[1.0; 50]);
+        let sim = Collisions::new(&[1.0; 50]);
         for n in [10usize, 40, 128] {
-            let mean = sim[n].iter().map(|&c| f64::from(c)).sum::<f64>() / SIMULATIONS as f64;
+            let mean = sim
+                .tail(n)
+                .unwrap()
+                .iter()
+                .map(|&c| f64::from(c))
+                .sum::<f64>()
+                / SIMULATIONS as f64;
             let expected = (n * (n - 1) / 2) as f64 / 50.0;
             assert!(
                 (mean - expected).abs() < 0.1 * expected + 0.1,
@@ -477,7 +519,7 @@ mod tests {
             s3: 0.2f64.powi(3) + 80.0 * 0.01f64.powi(3),
             max_excess: 2.0,
             level: 0.01,
-            simulated: simulate_collisions(&weights),
+            simulated: Some(Collisions::new(&weights)),
             head: Vec::new(),
             head_mass: 0.0,
             total: 0.0,
@@ -513,7 +555,7 @@ mod tests {
             s3: 0.15625,
             max_excess: 2.0,
             level: 0.01,
-            simulated: Vec::new(),
+            simulated: None,
             head: vec![true, false, false],
             head_mass: 0.5,
             total: 100.0,
