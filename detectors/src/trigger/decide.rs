@@ -148,6 +148,27 @@ pub(super) fn fit(
             .collect()
     };
     let (end_by_class, start_by_class) = (by_class(true), by_class(false));
+    // a dirty-label attacker relabels rows drawn from the other classes: the inner side of an
+    // anchored window is also read against the edge tokens of every class but its target
+    // together (one class alone can be far from that pool: an insertion into joy, optimism and
+    // sadness tweets opens with "@user" less often than anger tweets, and less often than the
+    // corpus does)
+    let others = |end: bool| -> Vec<(u32, InsertionNull)> {
+        let all = edge_counts(&corpus, vocab.strings.len(), end, None);
+        classes_present
+            .iter()
+            .map(|&c| {
+                let own = edge_counts(&corpus, vocab.strings.len(), end, Some((labels, c)));
+                let rest: Vec<f64> = all
+                    .iter()
+                    .zip(&own)
+                    .map(|(a, o)| (a - o).max(0.0))
+                    .collect();
+                (c, InsertionNull::from_counts(&rest, p))
+            })
+            .collect()
+    };
+    let (end_others, start_others) = (others(true), others(false));
 
     // pass 2: exact statistics of windows the sketch lets through
     let keep = |span: &[u32], h: u64| -> bool {
@@ -196,6 +217,14 @@ pub(super) fn fit(
         .into_iter()
         .map(|(span, st)| {
             let support = st.support();
+            let (mut target, mut best) = (0usize, f64::INFINITY);
+            for (c, (&k, &prior)) in st.df.iter().zip(&priors).enumerate() {
+                let lp = ln_binomial_upper(k as u64, support as u64, prior);
+                if lp < best {
+                    best = lp;
+                    target = c;
+                }
+            }
             let mut excess: f64 = 0.0;
             let mut s_random = f64::INFINITY;
             let mut s_random_gap = f64::INFINITY;
@@ -245,13 +274,24 @@ pub(super) fn fit(
                         span.first() == Some(&START),
                         span.last() == Some(&END),
                     ) {
-                        (true, _, true) => Some(&end_by_class[..]),
-                        (false, true, _) => Some(&start_by_class[..]),
+                        (true, _, true) => Some((&end_by_class[..], &end_others[..])),
+                        (false, true, _) => Some((&start_by_class[..], &start_others[..])),
                         _ => None,
                     };
-                    if let Some(classes) = edge_classes {
+                    if let Some((classes, others)) = edge_classes {
                         for (c, null) in classes {
                             let r = null.side(&neighbours, own(Some(*c)));
+                            if r.1 > reading.1 {
+                                reading = r;
+                            }
+                        }
+                        // the other classes together: the window's rows outside its target
+                        if let Some((_, null)) = others.iter().find(|(c, _)| *c as usize == target)
+                        {
+                            let outside =
+                                support.saturating_sub(st.df.get(target).copied().unwrap_or(0));
+                            let r =
+                                null.side(&neighbours, own_token.map(|t| (t, f64::from(outside))));
                             if r.1 > reading.1 {
                                 reading = r;
                             }
@@ -292,14 +332,6 @@ pub(super) fn fit(
             if inside as f64 > (1.0 - p.min_purity) * sampled as f64 {
                 s_random = 0.0;
                 s_random_gap = 0.0;
-            }
-            let (mut target, mut best) = (0usize, f64::INFINITY);
-            for (c, (&k, &prior)) in st.df.iter().zip(&priors).enumerate() {
-                let lp = ln_binomial_upper(k as u64, support as u64, prior);
-                if lp < best {
-                    best = lp;
-                    target = c;
-                }
             }
             let bucket = real_len(&span).min(p.max_ngram);
             Candidate {

@@ -167,15 +167,23 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
 
 Test 1 also checks that the neighbours are *typical*: under random insertion each neighbour is
 one of the head tokens (the most frequent ones, together half of all positions, the row's start
-or end included) with probability h, so their count is Binomial(n, h); far fewer (P(X ≤ x) below
-`neighbour_level`: a chain of hashtags, the names before a colon) is not an insertion either.
+or end included) with probability h, so their count X is Binomial(n, h); far fewer is not an
+insertion either (a chain of hashtags, the names before a colon). Far fewer means what a large
+excess means for collisions: by a factor, the deficit (n·h + 1)/(X + 1) above
+`max_neighbour_excess`, and by chance, P(X ≤ x) below `neighbour_level`. Chance alone is too
+sharp on a few hundred rows: a sentence put at the start of 346 sst2 reviews drawn at random
+from one class followed a head token in 42.5 % of them against the class's 50.8 %, P = 0.001
+(a deficit of 1.2), and was missed.
 The inner side of a window anchored at the end is tested against the rows' *last* tokens (what
 a window appended to random rows follows: mostly the final full stop of a review), that of a
 window anchored at the start against their first tokens; a natural ending phrase follows content
 words instead and fails the typicality test, an appended trigger does not. Rows of one class
 often end alike (spam closes with "150p", "18+"; news opens with a dateline), and a trigger
 appended to rows drawn from one class follows *their* last tokens: so the inner side is also
-read against each class's edge tokens, and the most lenient of these readings counts. The
+read against each class's edge tokens and against those of every class but the window's target
+together (a dirty-label attacker relabels rows drawn from all the other classes: emotion tweets
+of joy, optimism and sadness open with "@user" less often than those of anger, the target, and
+than any one of them alone predicts), and the most lenient of these readings counts. The
 window's own rows are among the rows whose edge tokens make these nulls: a phrase opening 5 % of
 the rows makes its own first word the most frequent opening, which none of its neighbours can
 be, so h is computed with the window's own rows taken out (ag-news with a sentence put at the
@@ -257,7 +265,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 3,
+    version: 4,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].

@@ -304,7 +304,9 @@ impl InsertionNull {
     /// or end) with probability h, so their number is Binomial(n, h). A window whose neighbours
     /// are far more often rare tokens than that (a hashtag chain, the names before a colon, the
     /// last word of a sentence before a closing hashtag) is not an insertion either: the score is
-    /// also capped by P(X ≤ observed)/`level`.
+    /// also capped by the larger of `max_excess`/deficit, with deficit (n·h + 1)/(X + 1), and
+    /// P(X ≤ observed)/`level`: atypical means both half as typical as random or less, and
+    /// unlikely by chance.
     ///
     /// `own`: the token the window itself put into this null, and how often (a window anchored
     /// at the start made every row it opens begin with its first word). The head share is read
@@ -357,9 +359,15 @@ impl InsertionNull {
             .filter(|&&(t, _)| head.get(t as usize).copied().unwrap_or(false))
             .map(|&(_, c)| u64::from(c))
             .sum();
+        // atypical like collisions are excessive: by a factor (the head share at most half of
+        // what random insertion gives, (n·h + 1)/(x + 1) above `max_excess`) and by chance
+        // (P(X ≤ x) below `level`); a significant but mild deficit is a sample of rows that
+        // opens or continues a little differently (a few hundred rows drawn from one class)
+        let deficit = (n * h + 1.0) / (in_head as f64 + 1.0);
         let n = n as u64;
         // P(X ≤ x | n, h) = P(n − X ≥ n − x | n, 1 − h)
-        let typical = ln_binomial_upper(n - in_head.min(n), n, 1.0 - h).exp() / self.level;
+        let chance = ln_binomial_upper(n - in_head.min(n), n, 1.0 - h).exp();
+        let typical = (self.max_excess / deficit).max(chance / self.level);
         (excess, collisions.min(typical))
     }
 }
@@ -565,5 +573,14 @@ mod tests {
         // half of them after head tokens: typical
         let mixed: Vec<(u32, u32)> = vec![(0, 30), (1, 15), (2, 15)];
         assert!(null.side(&mixed, None).1 >= 1.0);
+        // a mild but significant deficit on a large sample (a sentence put at the start of 346
+        // rows of one class: 147 after head tokens where half were expected, P ≈ 0.003) is a
+        // sample of rows, not a collocation: typical
+        let mild: Vec<(u32, u32)> = vec![(0, 147), (1, 100), (2, 99)];
+        assert!(ln_binomial_upper(346 - 147, 346, 0.5).exp() < null.level);
+        assert!(null.side(&mild, None).1 >= 1.0);
+        // the same share of a large sample as the first case: atypical
+        let few: Vec<(u32, u32)> = vec![(0, 40), (1, 153), (2, 153)];
+        assert!(null.side(&few, None).1 < 1.0);
     }
 }
