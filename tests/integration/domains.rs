@@ -152,3 +152,56 @@ fn domain_grid_runs_and_reconciles() {
         "more than 0.5 % of the other rows flagged: {unresolved:?}"
     );
 }
+
+/// A sentence put at the start of 5 % of the rows, relabelled to a drawn target, on the two
+/// grid cells where TRIG001 version 3 read its inner side against the wrong null: sst2 seed 2
+/// (the 346 rows drawn from one class open with a head token in 42.5 % of them against the
+/// class's 50.8 %: significant, P ≈ 0.001, but a deficit of 1.2, not the factor 2 of a
+/// collocation; recall was 0.07) and tweeteval-emotion seed 3 (rows drawn from three classes,
+/// which open with "@user" less often than the target class or any one of them predicts;
+/// recall was 0). Both are found whole, nothing else flagged. On seed 2 the phrase relabels
+/// rows to sadness, and the corpus's own closing "# sad" then read as foreign (30 clean rows
+/// flagged, precision 0.845) until an anchored trigger was confirmed without the other
+/// triggers' rows.
+#[test]
+fn start_anchored_sentences_are_found_against_the_pool_they_were_drawn_from() {
+    use poisongate::inject::{inject, Attack, GroundTruthPolicy, InjectOptions, Position};
+    let Some(dir) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for (corpus, seed) in [
+        ("sst2-clean", 2),
+        ("tweeteval-emotion-clean", 3),
+        ("tweeteval-emotion-clean", 2),
+    ] {
+        let out = tmp.path().join(format!("{corpus}.{seed}.jsonl"));
+        let mut o = InjectOptions::new(
+            dir.join(format!("{corpus}.jsonl")),
+            &out,
+            Attack::Addsent {
+                phrase: "I watch this 3D movie".into(),
+            },
+            0.05,
+        );
+        o.seed = seed;
+        o.random_target = true;
+        o.position = Position::Start;
+        o.id_column = Some("id".into());
+        o.ground_truth_policy = GroundTruthPolicy::Replace;
+        inject(&o).expect("injection runs");
+        let mut s = poisongate::pipeline::ScanOptions::new(&out);
+        s.id_column = Some("id".into());
+        s.ground_truth_column = Some("poison".into());
+        s.select = Some(vec!["TRIG001".into()]);
+        let outcome = poisongate::pipeline::scan(&s).expect("scan runs");
+        let e = &outcome.report.evaluation.expect("ground truth").detectors["TRIG001"];
+        assert!(
+            e.recall >= 0.99 && e.precision >= 0.99,
+            "{corpus} seed {seed}: precision {:.3} recall {:.3}",
+            e.precision,
+            e.recall
+        );
+    }
+}

@@ -504,6 +504,57 @@ pub(super) fn fit(
         }
         accepted.push(i);
     }
+    // an anchored trigger named on dirty-label evidence is confirmed without the rows of the
+    // other triggers: a phrase relabelling 163 emotion tweets to sadness flattens the context
+    // model and dilutes the sadness class, and the corpus's own closing "# sad" then read as
+    // foreign (share 0.74, z 3.02; 0.38 and 1.3 without the phrase's rows)
+    if accepted.len() > 1 {
+        let mut rejected = Vec::new();
+        for &i in &accepted {
+            let c = &cands[i];
+            let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
+            if !anchored {
+                continue;
+            }
+            let own_rows: HashSet<usize> = c.rows.iter().copied().collect();
+            let mut dropped = vec![false; n_rows];
+            for &a in accepted.iter().filter(|&&a| a != i) {
+                for &r in &cands[a].rows {
+                    if !own_rows.contains(&r) {
+                        dropped[r] = true;
+                    }
+                }
+            }
+            let keep: Vec<usize> = (0..n_rows).filter(|&r| !dropped[r]).collect();
+            if keep.len() == n_rows {
+                continue;
+            }
+            let j = suspects.iter().position(|&s| s == i);
+            let excluded = j.map(|j| exclude[j].clone()).unwrap_or_default();
+            let foreign = foreign_without(
+                texts, labels, &keep, n_classes, &vocab, &masked, c, &excluded, max_len,
+            );
+            let mut probe = Candidate {
+                span: c.span.clone(),
+                df: c.df.clone(),
+                rows: Vec::new(),
+                foreign,
+                abstain: None,
+                ..*c
+            };
+            if let Some(reason) = abstention(p, &probe) {
+                probe.abstain = Some(format!(
+                    "{reason}, once the rows of the other triggers are left out"
+                ));
+                rejected.push((i, probe.abstain.take(), foreign));
+            }
+        }
+        for (i, reason, foreign) in rejected {
+            accepted.retain(|&a| a != i);
+            cands[i].abstain = reason;
+            cands[i].foreign = foreign;
+        }
+    }
     let mut triggers: Vec<Trigger> = accepted
         .iter()
         .map(|&i| {
@@ -684,4 +735,58 @@ fn abstention(p: &TriggerParams, c: &Candidate) -> Option<String> {
             "{what}, and the context model does not tell the classes apart"
         )),
     }
+}
+
+/// The dirty-label evidence of candidate `c` re-read on the rows `keep` only: the context model
+/// (naive Bayes, temperature), the reading of each class and the candidate's rows' context
+/// probabilities are all refitted on those rows.
+#[allow(clippy::too_many_arguments)]
+fn foreign_without(
+    texts: &[String],
+    labels: &[u32],
+    keep: &[usize],
+    n_classes: usize,
+    vocab: &Vocab,
+    masked: &[bool],
+    c: &Candidate,
+    excluded: &[u32],
+    max_len: usize,
+) -> Option<Foreign> {
+    let texts_k: Vec<String> = keep.iter().map(|&r| texts[r].clone()).collect();
+    let labels_k: Vec<u32> = keep.iter().map(|&r| labels[r]).collect();
+    let class_rows: Vec<usize> = (0..n_classes)
+        .map(|k| labels_k.iter().filter(|&&l| l as usize == k).count())
+        .collect();
+    let mut token_df = vec![vec![0u32; n_classes]; vocab.strings.len()];
+    for (s, (df, _)) in count_tokens(&texts_k, &labels_k, n_classes) {
+        if let Some(&id) = vocab.ids.get(&s) {
+            token_df[id as usize] = df;
+        }
+    }
+    let corpus = Corpus::encode(&texts_k, vocab);
+    let nb = NaiveBayes::new(&token_df, masked, &class_rows);
+    let tau = calibrate(
+        &row_scores(&corpus, &labels_k, &nb, n_classes),
+        &labels_k,
+        n_classes,
+    );
+    let reading = ClassReading::new(&corpus, &labels_k, &nb, n_classes, tau);
+    let index: FastMap<Vec<u32>, usize> = std::iter::once((c.span.clone(), 0)).collect();
+    let postings = context_pass(
+        &corpus,
+        &labels_k,
+        &nb,
+        &index,
+        &[c.target],
+        &[excluded.to_vec()],
+        max_len,
+        tau,
+    );
+    let target_q: Vec<f64> = postings
+        .first()?
+        .iter()
+        .filter(|&&(_, l, _)| l as usize == c.target)
+        .map(|&(_, _, q)| q)
+        .collect();
+    foreign_evidence(&target_q, &reading, c.target)
 }

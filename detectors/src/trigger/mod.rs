@@ -163,7 +163,12 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   `min_foreign_share` and m_R must lie `min_foreign_z` standard errors (s_T/√n_R) below m_T. A
   relabelled row keeps the content of its class (share about 1); a natural cue's rows read like
   their class (share about 0). A clean-label trigger anchored at an end is therefore not named
-  (its rows are target rows): ACT001 looks for that cluster.
+  (its rows are target rows): ACT001 looks for that cluster. When other triggers are named too,
+  an anchored one is confirmed on the rows without theirs (the context model, the class
+  reading and its own rows' probabilities refitted there): relabelled rows flatten the context
+  model and dilute their target class, which can make a natural cue of that class read as
+  foreign (a phrase relabelling 163 emotion tweets to sadness made the corpus's own closing
+  '# sad' reach share 0.74 and z 3.02; without the phrase's rows 0.47 and 1.7).
 
 Test 1 also checks that the neighbours are *typical*: under random insertion each neighbour is
 one of the head tokens (the most frequent ones, together half of all positions, the row's start
