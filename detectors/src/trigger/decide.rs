@@ -129,46 +129,33 @@ pub(super) fn fit(
         right_lenient.push(InsertionNull::from_counts(&r, p));
     }
     // a window anchored at the end was put after a row's last token, one anchored at the start
-    // before its first: their inner neighbour is drawn from those tokens, not from any position
-    let null_end =
-        InsertionNull::from_counts(&edge_counts(&corpus, vocab.strings.len(), true, None), p);
-    let null_start =
-        InsertionNull::from_counts(&edge_counts(&corpus, vocab.strings.len(), false, None), p);
-    // rows of one class often end (or open) alike (a spam template's closing "150p", a
+    // before its first: their inner neighbour is drawn from those tokens, not from any position.
+    // Rows of one class often end (or open) alike (a spam template's closing "150p", a
     // dateline): a trigger put at the end of rows drawn from one class collides as those rows'
     // last tokens do, so an anchored window's inner side is also read against each class's
-    // edge tokens, and the most lenient reading counts
-    let by_class = |end: bool| -> Vec<(u32, InsertionNull)> {
-        classes_present
-            .iter()
-            .map(|&c| {
-                let counts = edge_counts(&corpus, vocab.strings.len(), end, Some((labels, c)));
-                (c, InsertionNull::from_counts(&counts, p))
-            })
-            .collect()
-    };
-    let (end_by_class, start_by_class) = (by_class(true), by_class(false));
-    // a dirty-label attacker relabels rows drawn from the other classes: the inner side of an
-    // anchored window is also read against the edge tokens of every class but its target
-    // together (one class alone can be far from that pool: an insertion into joy, optimism and
-    // sadness tweets opens with "@user" less often than anger tweets, and less often than the
-    // corpus does)
-    let others = |end: bool| -> Vec<(u32, InsertionNull)> {
+    // edge tokens. A dirty-label attacker relabels rows drawn from the other classes, so it is
+    // also read against the edge tokens of every class but its target together (one class alone
+    // can be far from that pool: an insertion into joy, optimism and sadness tweets opens with
+    // "@user" less often than anger tweets, and less often than the corpus does). The most
+    // lenient reading counts. Per side: (all rows, each class, every class but one).
+    type ByClass = Vec<(u32, InsertionNull)>;
+    let edge_nulls = |end: bool| -> (InsertionNull, ByClass, ByClass) {
         let all = edge_counts(&corpus, vocab.strings.len(), end, None);
-        classes_present
-            .iter()
-            .map(|&c| {
-                let own = edge_counts(&corpus, vocab.strings.len(), end, Some((labels, c)));
-                let rest: Vec<f64> = all
-                    .iter()
-                    .zip(&own)
-                    .map(|(a, o)| (a - o).max(0.0))
-                    .collect();
-                (c, InsertionNull::from_counts(&rest, p))
-            })
-            .collect()
+        let (mut by_class, mut others) = (Vec::new(), Vec::new());
+        for &c in &classes_present {
+            let own = edge_counts(&corpus, vocab.strings.len(), end, Some((labels, c)));
+            let rest: Vec<f64> = all
+                .iter()
+                .zip(&own)
+                .map(|(a, o)| (a - o).max(0.0))
+                .collect();
+            by_class.push((c, InsertionNull::from_counts(&own, p)));
+            others.push((c, InsertionNull::from_counts(&rest, p)));
+        }
+        (InsertionNull::from_counts(&all, p), by_class, others)
     };
-    let (end_others, start_others) = (others(true), others(false));
+    let (null_end, end_by_class, end_others) = edge_nulls(true);
+    let (null_start, start_by_class, start_others) = edge_nulls(false);
 
     // pass 2: exact statistics of windows the sketch lets through
     let keep = |span: &[u32], h: u64| -> bool {
@@ -534,7 +521,7 @@ pub(super) fn fit(
             let foreign = foreign_without(
                 texts, labels, &keep, n_classes, &vocab, &masked, c, &excluded, max_len,
             );
-            let mut probe = Candidate {
+            let probe = Candidate {
                 span: c.span.clone(),
                 df: c.df.clone(),
                 rows: Vec::new(),
@@ -543,15 +530,13 @@ pub(super) fn fit(
                 ..*c
             };
             if let Some(reason) = abstention(p, &probe) {
-                probe.abstain = Some(format!(
-                    "{reason}, once the rows of the other triggers are left out"
-                ));
-                rejected.push((i, probe.abstain.take(), foreign));
+                let reason = format!("{reason}, once the rows of the other triggers are left out");
+                rejected.push((i, reason, foreign));
             }
         }
         for (i, reason, foreign) in rejected {
             accepted.retain(|&a| a != i);
-            cands[i].abstain = reason;
+            cands[i].abstain = Some(reason);
             cands[i].foreign = foreign;
         }
     }
