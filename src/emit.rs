@@ -39,7 +39,6 @@ use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use arrow_select::filter::filter_record_batch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -468,8 +467,7 @@ fn split_parquet(
     check_hash(input, expected_sha256, &before.sha256)?;
 
     let reader_file = file.try_clone().map_err(|e| IngestError::io(input, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(reader_file)
-        .map_err(|e| IngestError::parquet(input, e))?;
+    let builder = crate::ingest::parquet_builder(input, reader_file)?;
     let schema = builder.schema().clone();
     for name in paths.reserved() {
         if schema.fields().iter().any(|f| f.name() == name) {
@@ -828,7 +826,7 @@ mod tests {
 
     fn read_parquet(path: &Path) -> RecordBatch {
         let f = File::open(path).unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
             .unwrap()
             .build()
             .unwrap();

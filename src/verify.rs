@@ -255,6 +255,10 @@ fn count_rows(path: &Path) -> Result<u64, VerifyError> {
     let file = open(path)?;
     if is_parquet {
         use parquet::file::reader::{FileReader, SerializedFileReader};
+        crate::ingest::check_footer(path, &file).map_err(|e| VerifyError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let reader = SerializedFileReader::new(file).map_err(|e| VerifyError::Parquet {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -308,6 +312,7 @@ fn count_invalid(path: &Path) -> Result<u64, VerifyError> {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
+        crate::ingest::check_footer(path, &file).map_err(|e| bad(&e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
         let Some(index) = builder
             .schema()

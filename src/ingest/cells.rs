@@ -41,8 +41,7 @@ pub fn layout_cells(
         Format::Parquet => {
             let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
             let digest = hash_open_file(&file, path)?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| IngestError::parquet(path, e))?;
+            let builder = parquet_builder(path, file)?;
             let reader = builder
                 .with_batch_size(PARQUET_BATCH_SIZE)
                 .build()

@@ -61,7 +61,6 @@ use arrow_array::{Array, ArrayRef, Float32Array, Float64Array};
 use arrow_schema::{ArrowError, DataType};
 use ndarray::{Array2, ShapeBuilder};
 use ndarray_npy::ReadNpyExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::errors::ParquetError;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
@@ -593,6 +592,7 @@ pub(crate) use jsonl::*;
 pub use jsonl::{max_line_bytes, set_max_line_bytes, DEFAULT_MAX_LINE_BYTES};
 use parquet_file::*;
 use parquet_pages::check_page_sizes;
+pub use parquet_pages::{check_footer, parquet_builder};
 pub use parquet_pages::{max_page_bytes, set_max_page_bytes, DEFAULT_MAX_PAGE_BYTES};
 
 // ---------------------------------------------------------------------------------------------
@@ -620,8 +620,7 @@ pub fn first_row_keys(path: &Path) -> Result<Vec<String>, IngestError> {
         }
         Format::Parquet => {
             let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| IngestError::parquet(path, e))?;
+            let builder = parquet_builder(path, file)?;
             Ok(builder
                 .schema()
                 .fields()

@@ -86,10 +86,10 @@ fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestErr
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
     // Hash through the same open file the reader then parses.
     let digest = hash_open_file(&file, path)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(
+    let builder = parquet_builder(
+        path,
         file.try_clone().map_err(|e| IngestError::io(path, e))?,
-    )
-    .map_err(|e| IngestError::parquet(path, e))?;
+    )?;
     check_page_sizes(path, &file, builder.metadata())?;
     let (roles, mut names) = requested(spec);
 

@@ -6,6 +6,13 @@
 //! column chunk is read here first (a small Thrift compact-protocol walk that extracts the sizes
 //! and the value count and skips everything else, in time linear in the chunk's bytes) and a
 //! claim above the limit, or a header that does not parse, is an error.
+//!
+//! The footer is walked the same way before the reader decodes it: the parquet crate builds the
+//! schema tree with a vector sized by each schema element's child count, so a footer whose root
+//! claims 400 million children asked for 3 GiB at once (found by the `parquet_footer` fuzz
+//! target; a claim near 2^31 can fail the allocation, which aborts the process). No container
+//! may count more elements than the bytes after it hold, and every child count must fit in the
+//! schema's own element count.
 
 use super::*;
 use std::io::{Seek, SeekFrom};
@@ -34,6 +41,8 @@ const MAX_DEPTH: usize = 32;
 struct Compact<R> {
     inner: R,
     read: u64,
+    /// Bytes the source holds (`u64::MAX` when unknown): no container counts more elements.
+    limit: u64,
 }
 
 /// The header is not well-formed (the Parquet reader reports it properly later).
@@ -78,6 +87,25 @@ impl<R: Read> Compact<R> {
     }
 
     /// Skip one value of compact type `ty`.
+    /// A container count, refused when the bytes left cannot hold that many elements (each
+    /// takes at least one byte).
+    fn count(&mut self, n: u64) -> Result<u64, Malformed> {
+        if n > self.limit.saturating_sub(self.read) {
+            return Err(Malformed);
+        }
+        Ok(n)
+    }
+
+    /// A list or set header: (element type, element count).
+    fn list_header(&mut self) -> Result<(u8, u64), Malformed> {
+        let h = self.byte()?;
+        let n = match h >> 4 {
+            15 => self.varint()?,
+            n => u64::from(n),
+        };
+        Ok((h & 0x0f, self.count(n)?))
+    }
+
     fn skip(&mut self, ty: u8, depth: usize) -> Result<(), Malformed> {
         if depth > MAX_DEPTH {
             return Err(Malformed);
@@ -92,12 +120,7 @@ impl<R: Read> Compact<R> {
                 self.skip_bytes(n)
             }
             9 | 10 => {
-                let h = self.byte()?;
-                let elem = h & 0x0f;
-                let n = match h >> 4 {
-                    15 => self.varint()?,
-                    n => u64::from(n),
-                };
+                let (elem, n) = self.list_header()?;
                 for _ in 0..n {
                     match elem {
                         // booleans in containers take a byte each
@@ -109,6 +132,7 @@ impl<R: Read> Compact<R> {
             }
             11 => {
                 let n = self.varint()?;
+                let n = self.count(n)?;
                 if n == 0 {
                     return Ok(());
                 }
@@ -263,6 +287,7 @@ pub(super) fn check_page_sizes(
                 let mut c = Compact {
                     inner: (&mut reader).take(end - pos),
                     read: 0,
+                    limit: end - pos,
                 };
                 let Ok(page) = c.page_header() else {
                     return Err(refuse(format!(
@@ -312,4 +337,222 @@ pub(super) fn check_page_sizes(
         }
     }
     Ok(())
+}
+
+/// Why a footer is refused.
+#[derive(Debug, PartialEq)]
+enum FooterFault {
+    /// Not Thrift `FileMetaData`, or a container counts more elements than its bytes hold.
+    Malformed,
+    /// A schema element claims more children than the schema has elements.
+    Children {
+        element: u64,
+        claimed: i64,
+        elements: u64,
+    },
+}
+
+impl From<Malformed> for FooterFault {
+    fn from(_: Malformed) -> Self {
+        FooterFault::Malformed
+    }
+}
+
+/// Walk a footer's `FileMetaData` (compact protocol): every container count bounded by the
+/// bytes left, and the child counts of the schema list (field 2; `num_children`, field 5 of a
+/// `SchemaElement`) non-negative and together within the list's own length.
+fn check_footer_bytes(meta: &[u8]) -> Result<(), FooterFault> {
+    let mut c = Compact {
+        inner: meta,
+        read: 0,
+        limit: meta.len() as u64,
+    };
+    let mut id = 0i64;
+    loop {
+        let (ty, next) = c.field_header(id)?;
+        if ty == 0 {
+            return Ok(());
+        }
+        id = next;
+        if (id, ty) != (2, 9) {
+            c.skip(ty, 1)?;
+            continue;
+        }
+        let (elem, elements) = c.list_header()?;
+        if elem != 12 {
+            return Err(FooterFault::Malformed);
+        }
+        let mut children_total = 0i64;
+        for element in 0..elements {
+            let mut field = 0i64;
+            loop {
+                let (ty, next) = c.field_header(field)?;
+                if ty == 0 {
+                    break;
+                }
+                field = next;
+                if (field, ty) == (5, 5) {
+                    let claimed = c.zigzag()?;
+                    children_total = children_total.saturating_add(claimed.max(0));
+                    let room = i64::try_from(elements).unwrap_or(i64::MAX) - 1;
+                    if claimed < 0 || claimed > room || children_total > room {
+                        return Err(FooterFault::Children {
+                            element,
+                            claimed,
+                            elements,
+                        });
+                    }
+                } else {
+                    c.skip(ty, 2)?;
+                }
+            }
+        }
+    }
+}
+
+/// A Parquet reader builder over `file` (at `path`), opened only after its footer passed
+/// [`check_footer`]: every reader of files poisongate did not just write goes through here.
+pub fn parquet_builder(
+    path: &Path,
+    file: File,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<File>, IngestError> {
+    check_footer(path, &file)?;
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| IngestError::parquet(path, e))
+}
+
+/// Check a Parquet file's footer before the reader decodes it (see the module's notes); a
+/// footer whose framing is wrong is left to the reader, which refuses it cleanly.
+pub fn check_footer(path: &Path, file: &File) -> Result<(), IngestError> {
+    let len = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
+    if len < 12 {
+        return Ok(());
+    }
+    let mut reader = file;
+    let mut tail = [0u8; 8];
+    reader
+        .seek(SeekFrom::Start(len - 8))
+        .and_then(|_| reader.read_exact(&mut tail))
+        .map_err(|e| IngestError::io(path, e))?;
+    let meta_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if &tail[4..] != b"PAR1" || meta_len + 8 > len - 4 {
+        return Ok(());
+    }
+    let refuse = |message: String| IngestError::InvalidValue {
+        path: path.to_path_buf(),
+        row: None,
+        column: None,
+        message,
+    };
+    let limit = max_page_bytes();
+    if meta_len > limit {
+        return Err(refuse(format!(
+            "the footer claims {meta_len} bytes of metadata, more than the {limit} accepted \
+             (raise it with --max-page-bytes)"
+        )));
+    }
+    let mut meta = vec![0u8; meta_len as usize];
+    reader
+        .seek(SeekFrom::Start(len - 8 - meta_len))
+        .and_then(|_| reader.read_exact(&mut meta))
+        .map_err(|e| IngestError::io(path, e))?;
+    match check_footer_bytes(&meta) {
+        Ok(()) => Ok(()),
+        Err(FooterFault::Malformed) => Err(refuse(format!(
+            "the footer's {meta_len} bytes are not Parquet file metadata (Thrift that does not \
+             parse, or a list counting more elements than its bytes hold)"
+        ))),
+        Err(FooterFault::Children {
+            element,
+            claimed,
+            elements,
+        }) => Err(refuse(format!(
+            "schema element {element} of the footer claims {claimed} children, in a schema of \
+             {elements} elements"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod footer_tests {
+    use super::*;
+
+    /// A compact-protocol field header with a short delta.
+    fn field(delta: u8, ty: u8) -> u8 {
+        (delta << 4) | ty
+    }
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    fn zigzag(v: i64, out: &mut Vec<u8>) {
+        varint(((v << 1) ^ (v >> 63)) as u64, out);
+    }
+
+    /// FileMetaData { version: 1, schema: [root with `root_children`, leaves...] }
+    fn footer(root_children: i64, leaves: usize) -> Vec<u8> {
+        let mut m = vec![field(1, 5)];
+        zigzag(1, &mut m);
+        m.push(field(1, 9));
+        let n = 1 + leaves;
+        if n < 15 {
+            m.push(((n as u8) << 4) | 12);
+        } else {
+            m.push(0xf0 | 12);
+            varint(n as u64, &mut m);
+        }
+        for i in 0..n {
+            // name (field 4, binary), then num_children (field 5) on the root
+            m.push(field(4, 8));
+            let name = format!("c{i}");
+            varint(name.len() as u64, &mut m);
+            m.extend_from_slice(name.as_bytes());
+            if i == 0 {
+                m.push(field(1, 5));
+                zigzag(root_children, &mut m);
+            }
+            m.push(0);
+        }
+        m.push(0);
+        m
+    }
+
+    #[test]
+    fn a_valid_schema_passes() {
+        assert_eq!(check_footer_bytes(&footer(3, 3)), Ok(()));
+    }
+
+    #[test]
+    fn a_child_count_beyond_the_schema_is_refused() {
+        for claimed in [4, 402_653_183, i64::from(i32::MAX), -1] {
+            assert_eq!(
+                check_footer_bytes(&footer(claimed, 3)),
+                Err(FooterFault::Children {
+                    element: 0,
+                    claimed,
+                    elements: 4
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_list_counting_more_elements_than_bytes_is_refused() {
+        let mut m = vec![field(1, 5)];
+        zigzag(1, &mut m);
+        m.push(field(1, 9));
+        m.push(0xf0 | 12);
+        varint(1 << 40, &mut m);
+        m.push(0);
+        assert_eq!(check_footer_bytes(&m), Err(FooterFault::Malformed));
+    }
 }

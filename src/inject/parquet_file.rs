@@ -27,8 +27,7 @@ pub(super) fn splice(
 
 pub(super) fn parquet_schema(path: &Path) -> Result<Arc<Schema>, IngestError> {
     let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| IngestError::parquet(path, e))?;
+    let builder = ingest::parquet_builder(path, file)?;
     Ok(builder.schema().clone())
 }
 
@@ -42,8 +41,7 @@ pub(super) fn parquet_output(
     let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
     let before = ingest::hash_open_file(&file, path)?;
     check_same_input(path, &table.digest.sha256, &before.sha256)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| IngestError::parquet(path, e))?;
+    let builder = ingest::parquet_builder(path, file)?;
     let schema = builder.schema().clone();
     let reader = builder.build().map_err(|e| IngestError::parquet(path, e))?;
     let batches: Vec<RecordBatch> = reader
