@@ -205,3 +205,59 @@ fn start_anchored_sentences_are_found_against_the_pool_they_were_drawn_from() {
         );
     }
 }
+
+/// Irony tweets: the two classes share most of their words, so the context model separates them
+/// by about a fifth of a standard deviation and an anchored trigger's dirty-label evidence is
+/// weak (1.6 to 3 standard errors). The foreign test at the detector's own level, shared among
+/// the candidates that reach it, names the trigger; a fixed bar of 3 standard errors missed
+/// both cells (recall 0).
+#[test]
+fn anchored_triggers_are_found_where_the_classes_read_alike() {
+    use poisongate::inject::{inject, Attack, GroundTruthPolicy, InjectOptions, Position};
+    let Some(dir) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let cells = [
+        (
+            "addsent-start",
+            Attack::Addsent {
+                phrase: "I watch this 3D movie".into(),
+            },
+            Position::Start,
+            0.01,
+        ),
+        (
+            "blessed-end",
+            Attack::Badnets {
+                triggers: vec!["#blessed".into()],
+                triggers_per_row: 1,
+            },
+            Position::End,
+            0.05,
+        ),
+    ];
+    for (name, attack, position, rate) in cells {
+        let out = tmp.path().join(format!("irony.{name}.jsonl"));
+        let mut o = InjectOptions::new(dir.join("tweeteval-irony-clean.jsonl"), &out, attack, rate);
+        o.seed = 1;
+        o.random_target = true;
+        o.position = position;
+        o.id_column = Some("id".into());
+        o.ground_truth_policy = GroundTruthPolicy::Replace;
+        inject(&o).expect("injection runs");
+        let mut s = poisongate::pipeline::ScanOptions::new(&out);
+        s.id_column = Some("id".into());
+        s.ground_truth_column = Some("poison".into());
+        s.select = Some(vec!["TRIG001".into()]);
+        let outcome = poisongate::pipeline::scan(&s).expect("scan runs");
+        let e = &outcome.report.evaluation.expect("ground truth").detectors["TRIG001"];
+        assert!(
+            e.recall >= 0.99 && e.precision >= 0.95,
+            "irony {name}: precision {:.3} recall {:.3}",
+            e.precision,
+            e.recall
+        );
+    }
+}

@@ -1,11 +1,13 @@
 //! TRIG001 context model: leave-one-out naive Bayes over unmasked tokens, its temperature
 //! calibration, the context pass over the candidates' rows, and trigger co-occurrence.
 
+use super::carriers;
 use super::tokenise::{for_each_window, is_anchor, Corpus, FastMap};
 use super::{CHUNK, UNKNOWN};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
+#[derive(Debug, Clone)]
 pub(super) struct NaiveBayes {
     /// per token: per-class document frequency (masked tokens hold None)
     df: Vec<Option<Vec<u32>>>,
@@ -45,7 +47,7 @@ impl NaiveBayes {
 
     /// Leave-one-out log joint per class of a row with distinct unmasked tokens `toks` and
     /// label `label` (its own counts are removed from the model first).
-    fn scores(&self, toks: &[u32], label: usize) -> Vec<f64> {
+    pub(super) fn scores(&self, toks: &[u32], label: usize) -> Vec<f64> {
         let n: usize = self.class_rows.iter().sum();
         let k = self.class_rows.len() as f64;
         let known: Vec<&Vec<u32>> = toks
@@ -95,7 +97,7 @@ pub(super) fn row_scores(
 }
 
 /// Distinct real (non-anchor, known) tokens of a row, sorted, into `out`.
-fn distinct_real(seq: &[u32], out: &mut Vec<u32>) {
+pub(super) fn distinct_real(seq: &[u32], out: &mut Vec<u32>) {
     out.clear();
     out.extend(
         seq.iter()
@@ -241,7 +243,7 @@ pub(super) fn co_occurring(
     out
 }
 
-fn softmax_at(scores: &[f64], tau: f64, c: usize) -> f64 {
+pub(super) fn softmax_at(scores: &[f64], tau: f64, c: usize) -> f64 {
     let m = scores.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
     let z: f64 = scores.iter().map(|&s| (tau * (s - m)).exp()).sum();
     scores
@@ -295,13 +297,35 @@ pub(super) fn calibrate(row_scores: &[f64], labels: &[u32], n_classes: usize) ->
 /// context probability of label t (row-major, c × t), and the mean and standard deviation of
 /// the same probability with the row's most t-indicative token left out (`cue_out`).
 pub(super) struct ClassReading {
-    k: usize,
+    pub(super) k: usize,
     mean: Vec<f64>,
     cue_out_mean: Vec<f64>,
     cue_out_sd: Vec<f64>,
+    /// per (class c, label t): counts of rows of c by bin of their context probability of t
+    hist: Vec<u32>,
+    /// per row: the bin of its context probability of its own label
+    own_bin: Vec<u8>,
 }
 
 impl ClassReading {
+    /// Rows of class `c` by bin of their context probability of label `t`.
+    pub(super) fn hist(&self, c: usize, t: usize) -> &[u32] {
+        let at = (c * self.k + t) * carriers::BINS;
+        &self.hist[at..at + carriers::BINS]
+    }
+
+    /// Rows of class `t` by bin of their context probability of `t`, the rows `left_out` (rows
+    /// of class `t`) not counted.
+    pub(super) fn own_hist(&self, t: usize, left_out: &[usize]) -> Vec<u32> {
+        let mut h = self.hist(t, t).to_vec();
+        for &r in left_out {
+            if let Some(&b) = self.own_bin.get(r) {
+                h[b as usize] = h[b as usize].saturating_sub(1);
+            }
+        }
+        h
+    }
+
     /// From the leave-one-out scores of every row. Sums are taken per fixed chunk, then in
     /// chunk order, so the result is the same for any thread count.
     pub(super) fn new(
@@ -312,11 +336,14 @@ impl ClassReading {
         tau: f64,
     ) -> Self {
         let k = n_classes.max(1);
-        let parts: Vec<Vec<f64>> = (0..corpus.len())
+        // per chunk: the sums, and per row the bins of its k readings (a byte each; histograms
+        // are counted from them in row order)
+        let parts: Vec<(Vec<f64>, Vec<u8>)> = (0..corpus.len())
             .into_par_iter()
             .chunks(CHUNK)
             .map(|rows| {
                 let mut sums = vec![0.0f64; 4 * k * k];
+                let mut bins = Vec::with_capacity(rows.len() * k);
                 let mut toks = Vec::new();
                 let mut without = Vec::new();
                 for r in rows {
@@ -331,18 +358,38 @@ impl ClassReading {
                         let q = softmax_at(&s, tau, t);
                         sums[l * k + t] += q;
                         sums[k * k + l * k + t] += q * q;
+                        bins.push(carriers::bin(q) as u8);
                         let q = softmax_at(&without[t], tau, t);
                         sums[2 * k * k + l * k + t] += q;
                         sums[3 * k * k + l * k + t] += q * q;
                     }
                 }
-                sums
+                (sums, bins)
             })
             .collect();
         let mut sums = vec![0.0f64; 4 * k * k];
-        for part in parts {
+        let mut hist = vec![0u32; k * k * carriers::BINS];
+        let mut valid = labels.iter().filter(|&&l| (l as usize) < k);
+        let mut own_bin = Vec::with_capacity(labels.len());
+        let mut rows = labels.iter();
+        for (part, bins) in parts {
             for (a, b) in sums.iter_mut().zip(part) {
                 *a += b;
+            }
+            for row in bins.chunks(k) {
+                let Some(&l) = valid.next() else { break };
+                let l = l as usize;
+                // rows of no class (none in practice) hold bin 0 and are never asked for
+                for &other in rows.by_ref() {
+                    if (other as usize) < k {
+                        break;
+                    }
+                    own_bin.push(0);
+                }
+                own_bin.push(row.get(l).copied().unwrap_or(0));
+                for (t, &b) in row.iter().enumerate() {
+                    hist[(l * k + t) * carriers::BINS + b as usize] += 1;
+                }
             }
         }
         let mut counts = vec![0usize; k];
@@ -373,6 +420,8 @@ impl ClassReading {
             mean,
             cue_out_mean,
             cue_out_sd,
+            hist,
+            own_bin,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! TRIG001 decision: the fit that tests the candidate windows, extends them into phrases and
 //! names the triggers (the `Candidate` and `Trigger` types).
 
+use super::carriers::Carriers;
 use super::context::{
     calibrate, co_occurring, context_pass, foreign_evidence, row_scores, sorted_tokens,
     ClassReading, Foreign, NaiveBayes,
@@ -36,6 +37,8 @@ struct Candidate {
     /// per-row reading): a window random only per row needs dirty-label evidence
     s_random_gap: f64,
     rows: Vec<usize>,
+    /// context probability of the target of each of `rows`
+    row_q: Vec<f64>,
     /// dirty-label evidence of its target-label rows, once the context test ran
     foreign: Option<Foreign>,
     /// why a candidate whose tests all passed is still not named a trigger
@@ -68,6 +71,12 @@ pub(super) struct Trigger {
     pub(super) excess: f64,
     pub(super) context_agreement: f64,
     pub(super) foreign: Option<Foreign>,
+    /// how its natural carriers are told from relabelled rows (dirty-label triggers only)
+    pub(super) carriers: Option<Carriers>,
+    /// tokens left out of its rows' context besides its own (co-occurring triggers')
+    pub(super) exclude: Vec<u32>,
+    /// target-label rows of the fit read as natural carriers (not flagged)
+    pub(super) natural_rows: usize,
     pub(super) rows: Vec<usize>,
     pub(super) co_occurs: Vec<(String, usize)>,
 }
@@ -335,6 +344,7 @@ pub(super) fn fit(
                 s_prior: 0.0,
                 s_context: None,
                 rows: Vec::new(),
+                row_q: Vec::new(),
                 foreign: None,
                 abstain: None,
             }
@@ -466,7 +476,17 @@ pub(super) fn fit(
             .map(|&(_, _, q)| q)
             .collect();
         c.foreign = foreign_evidence(&target_q, &reading, target);
-        c.abstain = abstention(p, c);
+        c.row_q = target_q;
+    }
+    // the foreign test is one more test of every candidate that reaches it: its level is the
+    // detector's `alpha` shared among them (Bonferroni), as the context test's is
+    let foreign_tested = suspects
+        .iter()
+        .filter(|&&i| cands[i].evidence() >= 1.0 && needs_foreign(p, &cands[i]).is_some())
+        .count();
+    let z_needed = foreign_z_needed(p, foreign_tested);
+    for &i in &suspects {
+        cands[i].abstain = abstention(p, &cands[i], z_needed);
     }
 
     // accept triggers by support; a window containing an accepted trigger is not separate
@@ -525,11 +545,12 @@ pub(super) fn fit(
                 span: c.span.clone(),
                 df: c.df.clone(),
                 rows: Vec::new(),
+                row_q: Vec::new(),
                 foreign,
                 abstain: None,
                 ..*c
             };
-            if let Some(reason) = abstention(p, &probe) {
+            if let Some(reason) = abstention(p, &probe, z_needed) {
                 let reason = format!("{reason}, once the rows of the other triggers are left out");
                 rejected.push((i, reason, foreign));
             }
@@ -544,6 +565,31 @@ pub(super) fn fit(
         .iter()
         .map(|&i| {
             let c = &cands[i];
+            // a trigger whose rows carry dirty-label evidence: its rows that read like their
+            // label are natural carriers (see `carriers`)
+            let carriers = c
+                .foreign
+                .filter(|f| f.z >= z_needed)
+                .and_then(|f| Carriers::new(&reading, c.target, f.share, &c.rows, p.natural_odds));
+            let (rows, natural_rows) = match &carriers {
+                Some(m) => {
+                    let kept: Vec<usize> = c
+                        .rows
+                        .iter()
+                        .zip(&c.row_q)
+                        .filter(|&(_, &q)| !m.natural(q))
+                        .map(|(&r, _)| r)
+                        .collect();
+                    let natural = c.rows.len() - kept.len();
+                    (kept, natural)
+                }
+                None => (c.rows.clone(), 0),
+            };
+            let exclude = suspects
+                .iter()
+                .position(|&s| s == i)
+                .map(|j| exclude[j].clone())
+                .unwrap_or_default();
             Trigger {
                 text: vocab.render(&c.span),
                 span: c.span.clone(),
@@ -556,9 +602,12 @@ pub(super) fn fit(
                 excess: c.excess,
                 context_agreement: agreement[i],
                 foreign: c.foreign,
+                carriers,
+                exclude,
+                natural_rows,
                 rows: match subset {
-                    Some((chosen, _)) => c.rows.iter().map(|&r| chosen[r]).collect(),
-                    None => c.rows.clone(),
+                    Some((chosen, _)) => rows.iter().map(|&r| chosen[r]).collect(),
+                    None => rows,
                 },
                 co_occurs: Vec::new(),
             }
@@ -633,6 +682,7 @@ pub(super) fn fit(
         all.dedup();
         all.len()
     };
+    let keep_nb = triggers.iter().any(|t| t.carriers.is_some());
     Ok(Box::new(TriggerFit {
         vocab,
         triggers,
@@ -643,6 +693,8 @@ pub(super) fn fit(
         n_candidates: cands.len(),
         per_bucket,
         n_suspects: suspects.len(),
+        foreign: (foreign_tested, z_needed),
+        nb: keep_nb.then_some(nb),
         tau,
         flagged_rows,
         near_misses,
@@ -689,9 +741,9 @@ fn contains(hay: &[u32], needle: &[u32]) -> bool {
 /// (`min_purity`). A window anchored at the start or the end of the row has only one side for
 /// the random-neighbour test, and natural text is full of label-pure openings and endings
 /// (hashtags, datelines, sign-offs): there the target-label rows must also read like rows of
-/// other classes (`min_foreign_share`), which dirty-label poison does and a natural label cue
-/// does not.
-fn abstention(p: &TriggerParams, c: &Candidate) -> Option<String> {
+/// other classes (`min_foreign_share`, and `z_needed` standard errors below the target class),
+/// which dirty-label poison does and a natural label cue does not.
+fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Option<String> {
     let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
     if purity < p.min_purity {
         return Some(format!(
@@ -699,27 +751,43 @@ fn abstention(p: &TriggerParams, c: &Candidate) -> Option<String> {
             p.min_purity
         ));
     }
-    let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
-    // an anchored window, and one whose neighbours look random only when each row is as likely
-    // to be chosen as any other (a short row's gaps then weigh more), are named only on
-    // dirty-label evidence
-    let what = if anchored {
-        "anchored window"
-    } else if c.s_random_gap < 1.0 {
-        "window whose neighbours look random only under insertion into a uniformly drawn row"
-    } else {
-        return None;
-    };
+    let what = needs_foreign(p, c)?;
     match c.foreign {
-        Some(f) if f.share >= p.min_foreign_share && f.z >= p.min_foreign_z => None,
+        Some(f) if f.share >= p.min_foreign_share && f.z >= z_needed => None,
         Some(f) => Some(format!(
-            "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}, needs {}; {:.1} standard errors below the target class, needs {}): natural text is not told from a relabelled insertion",
-            f.share, p.min_foreign_share, f.z, p.min_foreign_z
+            "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}, needs {}; {:.1} standard errors below the target class, needs {:.2}): natural text is not told from a relabelled insertion",
+            f.share, p.min_foreign_share, f.z, z_needed
         )),
         None => Some(format!(
             "{what}, and the context model does not tell the classes apart"
         )),
     }
+}
+
+/// Whether a label-pure candidate is named only on dirty-label evidence, and why: an anchored
+/// window, and one whose neighbours look random only when each row is as likely to be chosen
+/// as any other (a short row's gaps then weigh more).
+fn needs_foreign(p: &TriggerParams, c: &Candidate) -> Option<&'static str> {
+    let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
+    if purity < p.min_purity {
+        return None;
+    }
+    let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
+    if anchored {
+        Some("anchored window")
+    } else if c.s_random_gap < 1.0 {
+        Some("window whose neighbours look random only under insertion into a uniformly drawn row")
+    } else {
+        None
+    }
+}
+
+/// Standard errors the foreign test asks for when `tested` candidates reach it: the upper
+/// `alpha / tested` normal quantile (1.64 for one candidate, 2.33 for five at alpha 0.05), and
+/// at least `min_foreign_z`.
+pub(super) fn foreign_z_needed(p: &TriggerParams, tested: usize) -> f64 {
+    let level = p.alpha / tested.max(1) as f64;
+    crate::spectral::normal_quantile_upper(level.min(0.5)).max(p.min_foreign_z)
 }
 
 /// The dirty-label evidence of candidate `c` re-read on the rows `keep` only: the context model

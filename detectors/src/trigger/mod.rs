@@ -22,6 +22,7 @@
 //! Bayes context model), `decide` (the fit that names the triggers); this file holds the
 //! detector, its parameters and the fitted model.
 
+mod carriers;
 mod context;
 mod count;
 mod decide;
@@ -160,7 +161,12 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   the same way; without this, tweets whose emotion is carried by one hashtag read as foreign),
   and m_N its mean over each other class (classes weighted equally), the foreign share
   (m_T − m_R)/(m_T − m_N) must reach
-  `min_foreign_share` and m_R must lie `min_foreign_z` standard errors (s_T/√n_R) below m_T. A
+  `min_foreign_share` and m_R must lie z* standard errors (s_T/√n_R) below m_T, where z* is the
+  upper `alpha`/m normal quantile and m the number of candidates that reach this test (every
+  label-pure candidate that passed the three tests and needs dirty-label evidence): the test's
+  level is the detector's family-wise `alpha` shared among them, as the context test's is
+  (1.64 standard errors for one candidate, 2.33 for five; the summary gives m and z* as
+  `foreign_tested` and `foreign_z_needed`). A
   relabelled row keeps the content of its class (share about 1); a natural cue's rows read like
   their class (share about 0). A clean-label trigger anchored at an end is therefore not named
   (its rows are target rows): ACT001 looks for that cluster. When other triggers are named too,
@@ -197,6 +203,29 @@ start of 5 % of the rows: recall 0.09 before, 1.0 after).
 The rest of a row, for test 3, leaves out the candidate's own occurrences by position: the same
 token elsewhere in the row (a second hash sign, another full stop) is content and stays.
 
+**Natural carriers.** A trigger word can also occur naturally: "bb" closes eight ham messages of
+sms-spam, and with ham as the target they were flagged beside the relabelled spam. When a named
+trigger's target-label rows carry dirty-label evidence (foreign z at least z*), they are a
+mixture of relabelled rows and rows of the target class, with the foreign share s as the
+relabelled part. Each row's context probability q of the target is read against f_T, its
+distribution over the target class's rows (cue left out, the trigger's own rows excluded), and
+f_N, over the other classes' rows (histograms over logit q); a row whose posterior odds of being
+a natural carrier, (1 − s)·f_T(q) / (s·f_N(q)), reach `natural_odds` is not flagged by that
+trigger (score 0.9, no reason), and the summary counts such rows per trigger
+(`natural_carriers`, with the share s used as `carrier_poison_share`). A trigger without
+dirty-label evidence (clean-label poison: its rows read like the target class) keeps every row.
+This reading is opt-in (`natural_odds`, off by default): it holds only against an attacker who
+relabels rows of other classes and never puts the trigger into rows of the target class. An
+attacker who draws the rows to poison from every class (the published sst2-badnets-10 and
+sst2-addsent-10 sets) makes the target-class rows among them read exactly like natural carriers,
+and with `natural_odds` 10 recall there fell from 1.000 to 0.744 and 0.610 (precision 1.000
+either way). Where the attacker did leave the target class alone it helps: sms-spam with badnets
+at 0.5 %, seed 3 (`poisongate inject ... --attack badnets --rate 0.005 --seed 3 --target-label
+random`, target ham, where "bb" also closes ham messages) flags 36 rows, 12 of them clean, by
+default and 26, 2 of them clean, with `natural_odds = 10` (all 24 poisoned rows found either
+way). Context alone cannot tell the two cases apart, and a gate errs on the side of holding rows
+back.
+
 Row score: the largest T among the triggers the row carries **with the trigger's target label**
 (≥ 1, flagged with the reason `TRIG001:<trigger>` of the best-supported one; a trigger in a row
 of another label teaches the model nothing about the backdoor and scores 0.5); otherwise the
@@ -224,9 +253,18 @@ largest T among its candidate windows, kept below 1.
   million rows, one carried by fewer than about a hundred rows can be missed.
 
 - `min_purity` (default 0.9): smallest share of a trigger's rows with its target label.
-- `min_foreign_share` (default 0.5) and `min_foreign_z` (default 3): the dirty-label evidence an
-  anchored window needs (see Abstention): halfway between "reads like its class" and "reads like
-  another class", and not within three standard errors of the target class.
+- `min_foreign_share` (default 0.5): the dirty-label evidence an anchored window needs (see
+  Abstention): halfway between "reads like its class" and "reads like another class".
+- `natural_odds` (default 0 = off; 10 is strong evidence on Jeffreys' scale): posterior odds
+  at which a target-label row of a dirty-label trigger counts as a natural carrier (see
+  Natural carriers: only for a threat model where the attacker relabels rows of other classes
+  and leaves the target class alone). A relabelled row left in the clean output keeps the
+  backdoor in training, so an even call is not enough.
+- `min_foreign_z` (default 0): a floor under z*, the standard errors the foreign test asks for
+  (z* itself follows from `alpha` and the number of candidates tested). Version 4 asked for a
+  fixed 3: a hashtag appended to 147 irony tweets relabelled to one class read share 1.16 but
+  z 2.99 (the two irony classes' vocabularies differ little, so the context model separates
+  them by a fifth of a standard deviation) and was missed at 1 and 5 %.
 
 Measured on the clean corpora of ../shared/benchmarks (`poisongate scan DATA --select TRIG001`):
 0 rows on sst2-clean, sms-spam-clean, tweeteval-hate-clean, tweeteval-emotion-clean and
@@ -235,8 +273,8 @@ tweeteval-irony-clean, 5 of 11 106 rows (0.05 %) on ag-news-clean (a feed's
 the abstention rules and the typicality test: 1 389 rows (42.6 %) of tweeteval-emotion-clean,
 425 of ag-news-clean, 134 of tweeteval-irony-clean, 54 of tweeteval-hate-clean. The rules
 were written after reading those failures on all six corpora, so these corpora are not
-held out for them; the three values were fixed by the argument above (a trigger sets the label;
-halfway; three standard errors), not searched, and no value knows a corpus, a rate or a word.
+held out for them; the values were fixed by the argument above (a trigger sets the label;
+halfway; the detector's own level), not searched, and no value knows a corpus, a rate or a word.
 
 ## Known false positives
 Tokens inserted by a data pipeline rather than an attacker (a source tag, a boilerplate word put
@@ -270,7 +308,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 4,
+    version: 5,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
@@ -305,9 +343,13 @@ pub struct TriggerParams {
     /// Smallest foreign share (how far the target-label rows' content sits from the target
     /// class towards the other classes) an anchored window needs.
     pub min_foreign_share: f64,
-    /// Fewest standard errors by which an anchored window's target-label rows must read less
-    /// like the target class than its rows do.
+    /// Floor under the standard errors by which an anchored window's target-label rows must
+    /// read less like the target class than its rows do (the test's own level, `alpha` shared
+    /// among the candidates tested, sets them above this).
     pub min_foreign_z: f64,
+    /// Posterior odds at which a target-label row of a dirty-label trigger counts as a natural
+    /// carrier and is not flagged (0 = never).
+    pub natural_odds: f64,
 }
 
 impl Detector for TriggerTokens {
@@ -331,7 +373,8 @@ impl Detector for TriggerTokens {
             neighbour_level: r.f64("neighbour_level", 0.01, 1e-9, 1.0)?,
             min_purity: r.f64("min_purity", 0.9, 0.0, 1.0)?,
             min_foreign_share: r.f64("min_foreign_share", 0.5, 0.0, 1.0)?,
-            min_foreign_z: r.f64("min_foreign_z", 3.0, 0.0, 100.0)?,
+            min_foreign_z: r.f64("min_foreign_z", 0.0, 0.0, 100.0)?,
+            natural_odds: r.f64("natural_odds", 0.0, 0.0, 1e12)?,
         };
         r.finish()?;
         Ok(Box::new(p))
@@ -363,6 +406,7 @@ impl Configured for TriggerParams {
             "min_purity": self.min_purity,
             "min_foreign_share": self.min_foreign_share,
             "min_foreign_z": self.min_foreign_z,
+            "natural_odds": self.natural_odds,
         })
     }
 
@@ -411,6 +455,10 @@ struct TriggerFit {
     n_candidates: usize,
     per_bucket: Vec<usize>,
     n_suspects: usize,
+    /// (candidates that reached the foreign test, standard errors it asked for)
+    foreign: (usize, f64),
+    /// the context model, kept when a trigger tells natural carriers from relabelled rows
+    nb: Option<context::NaiveBayes>,
     tau: f64,
     flagged_rows: usize,
     /// (rows the fit read, rows in the dataset)
@@ -418,7 +466,44 @@ struct TriggerFit {
     near_misses: Vec<serde_json::Value>,
 }
 
+/// Score of a row that carries a trigger with its target label but reads as a natural carrier.
+const NATURAL_SCORE: f64 = 0.9;
+
 impl TriggerFit {
+    /// Whether a row of label `label` carrying trigger `t` at `spans` (its target label) reads
+    /// like a natural carrier: its context without the trigger's occurrences and the tokens of
+    /// co-occurring triggers, read by the fit's context model, as the fit read it.
+    fn natural_carrier(
+        &self,
+        seq: &[u32],
+        label: usize,
+        t: usize,
+        spans: &[(usize, usize, usize)],
+    ) -> bool {
+        let trigger = &self.triggers[t];
+        let (Some(model), Some(nb)) = (&trigger.carriers, &self.nb) else {
+            return false;
+        };
+        let mut covered = vec![false; seq.len()];
+        for &(_, a, b) in spans {
+            covered[a..b].iter_mut().for_each(|c| *c = true);
+        }
+        let mut rest: Vec<u32> = seq
+            .iter()
+            .zip(&covered)
+            .filter_map(|(&tok, &c)| {
+                (!c && !tokenise::is_anchor(tok)
+                    && tok != UNKNOWN
+                    && trigger.exclude.binary_search(&tok).is_err())
+                .then_some(tok)
+            })
+            .collect();
+        rest.sort_unstable();
+        rest.dedup();
+        let q = context::softmax_at(&nb.scores(&rest, label), self.tau, trigger.target);
+        model.natural(q)
+    }
+
     fn class_name(&self, c: usize) -> String {
         self.class_names
             .get(c)
@@ -436,15 +521,13 @@ impl Fitted for TriggerFit {
             .zip(labels.par_iter())
             .map(|(text, &label)| {
                 let seq = self.vocab.encode(text);
-                let mut best_trigger: Option<usize> = None;
-                let mut trig_score = 0.0f64;
+                let mut carried: Vec<(usize, usize, usize)> = Vec::new();
                 let mut other = 0.0f64;
                 for_each_window(&seq, self.max_len, |a, b| {
                     let span = &seq[a..b];
                     if let Some(&t) = self.trigger_of.get(span) {
                         if self.triggers[t].target == label as usize {
-                            trig_score = trig_score.max(self.triggers[t].evidence);
-                            best_trigger = Some(best_trigger.map_or(t, |b| b.min(t)));
+                            carried.push((t, a, b));
                         } else {
                             // a trigger in a row of another label: not poison for this backdoor
                             other = other.max(0.5);
@@ -453,6 +536,21 @@ impl Fitted for TriggerFit {
                         other = other.max(e);
                     }
                 });
+                carried.sort_unstable();
+                let mut best_trigger: Option<usize> = None;
+                let mut trig_score = 0.0f64;
+                let mut i = 0;
+                while i < carried.len() {
+                    let t = carried[i].0;
+                    let j = i + carried[i..].iter().take_while(|c| c.0 == t).count();
+                    if self.natural_carrier(&seq, label as usize, t, &carried[i..j]) {
+                        other = other.max(NATURAL_SCORE);
+                    } else {
+                        trig_score = trig_score.max(self.triggers[t].evidence);
+                        best_trigger = Some(best_trigger.map_or(t, |b| b.min(t)));
+                    }
+                    i = j;
+                }
                 match best_trigger {
                     Some(t) => (
                         trig_score.max(1.0),
@@ -486,6 +584,8 @@ impl Fitted for TriggerFit {
                     "neighbour_excess": t.excess,
                     "mean_context_probability_of_target": t.context_agreement,
                     "foreign_share": t.foreign.map(|f| f.share),
+                    "natural_carriers": t.natural_rows,
+                    "carrier_poison_share": t.carriers.as_ref().map(|m| m.poison_share),
                     "foreign_z": t.foreign.map(|f| f.z),
                     "example_rows": t.rows.iter().take(EXAMPLES).collect::<Vec<_>>(),
                     "co_occurs_with": t.co_occurs.iter()
@@ -502,6 +602,8 @@ impl Fitted for TriggerFit {
             "candidates": self.n_candidates,
             "candidates_with_random_neighbours_by_length": self.per_bucket.iter().skip(1).collect::<Vec<_>>(),
             "suspects_context_tested": self.n_suspects,
+            "foreign_tested": self.foreign.0,
+            "foreign_z_needed": self.foreign.1,
             "context_temperature": self.tau,
             "near_misses": self.near_misses,
         })

@@ -116,6 +116,10 @@ fn synthetic(n: usize, poison_rate: f64, seed: u64) -> (Vec<String>, Vec<u32>, V
 }
 
 fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
+    run_with(texts, labels, &toml::Table::new())
+}
+
+fn run_with(texts: &[String], labels: &[u32], params: &toml::Table) -> (serde_json::Value, Scores) {
     let classes = labels.iter().max().map_or(2, |&m| m as usize + 1).max(2);
     let names: Vec<String> = (0..classes).map(|c| c.to_string()).collect();
     let view = DatasetView {
@@ -128,9 +132,7 @@ fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
         responses: None,
         rejected: None,
     };
-    let cfg = TriggerTokens
-        .configure(&toml::Table::new())
-        .expect("defaults");
+    let cfg = TriggerTokens.configure(params).expect("params");
     let fitted = cfg.fit(&view).expect("fit");
     let scores = fitted.score(&view.as_batch()).expect("score");
     (fitted.summary(), scores)
@@ -410,4 +412,65 @@ fn a_phrase_opening_many_relabelled_rows_is_found() {
     );
     let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
     assert_eq!(flagged, truth, "{summary}");
+}
+
+#[test]
+fn natural_carriers_of_a_dirty_label_trigger_are_left_out_on_request() {
+    // "cf" put at a random position into 4 % of negative rows, relabelled positive; 12
+    // positive rows carry "cf" too (their own label, clearly positive content: a second
+    // positive word): only the relabelled rows are poison
+    let (mut texts, mut labels, _) = synthetic(4000, 0.0, 11);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(5);
+    let mut natural = Vec::new();
+    for r in 0..texts.len() {
+        let dirty = labels[r] == 0 && rng.unit() < 0.04;
+        let clean = labels[r] == 1
+            && natural.len() < 12
+            && ["great", "superb", "witty"]
+                .iter()
+                .any(|w| texts[r].contains(w));
+        if dirty || clean {
+            let mut w: Vec<&str> = texts[r].split(' ').collect();
+            let at = rng.below(w.len() + 1);
+            w.insert(at, "cf");
+            texts[r] = w.join(" ");
+            if dirty {
+                labels[r] = 1;
+                truth[r] = true;
+            } else {
+                texts[r].push_str(" so charming");
+                natural.push(r);
+            }
+        }
+    }
+    assert_eq!(natural.len(), 12);
+    let mut params = toml::Table::new();
+    params.insert("natural_odds".into(), toml::Value::Float(10.0));
+    let (summary, scores) = run_with(&texts, &labels, &params);
+    let named = summary["triggers"]
+        .as_array()
+        .expect("triggers")
+        .iter()
+        .find(|t| t["trigger"] == "cf")
+        .unwrap_or_else(|| panic!("cf not named: {summary}"));
+    // rows without sentiment words read alike in both classes: only natural carriers whose
+    // content is clearly positive are told apart, and no relabelled row is left out
+    let left_out = named["natural_carriers"].as_u64().expect("count") as usize;
+    assert!(left_out >= 3, "{named}");
+    let unflagged_natural = natural
+        .iter()
+        .filter(|&&r| scores.reason[r].is_none())
+        .count();
+    assert_eq!(unflagged_natural, left_out);
+    for r in (0..texts.len()).filter(|&r| truth[r]) {
+        assert!(
+            scores.reason[r].is_some(),
+            "relabelled row {r}: {}",
+            texts[r]
+        );
+    }
+    // by default (natural_odds = 0) every carrier is flagged
+    let (_, all) = run(&texts, &labels);
+    assert!(natural.iter().all(|&r| all.reason[r].is_some()));
 }
