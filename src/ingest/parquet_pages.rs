@@ -421,6 +421,9 @@ pub fn parquet_builder(
         .map_err(|e| IngestError::parquet(path, e))
 }
 
+/// The footer limit never goes below this, whatever the page limit (16 MiB).
+const MIN_FOOTER_LIMIT: u64 = 16 << 20;
+
 /// Check a Parquet file's footer before the reader decodes it (see the module's notes); a
 /// footer whose framing is wrong is left to the reader, which refuses it cleanly.
 pub fn check_footer(path: &Path, file: &File) -> Result<(), IngestError> {
@@ -444,7 +447,9 @@ pub fn check_footer(path: &Path, file: &File) -> Result<(), IngestError> {
         column: None,
         message,
     };
-    let limit = max_page_bytes();
+    // the page limit bounds the footer too, but a limit lowered to refuse large pages must not
+    // refuse an ordinary footer (a few KB to a few MB with many columns and row groups)
+    let limit = max_page_bytes().max(MIN_FOOTER_LIMIT);
     if meta_len > limit {
         return Err(refuse(format!(
             "the footer claims {meta_len} bytes of metadata, more than the {limit} accepted \
