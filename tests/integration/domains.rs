@@ -8,6 +8,7 @@
 
 use crate::common::{benchmarks, root};
 use poisongate::eval::{load, run};
+use poisongate::inject::{inject, Attack, GroundTruthPolicy, InjectOptions, Position};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Rows and sorted labels of a JSONL corpus.
@@ -165,7 +166,6 @@ fn domain_grid_runs_and_reconciles() {
 /// triggers' rows.
 #[test]
 fn start_anchored_sentences_are_found_against_the_pool_they_were_drawn_from() {
-    use poisongate::inject::{inject, Attack, GroundTruthPolicy, InjectOptions, Position};
     let Some(dir) = benchmarks() else {
         eprintln!("skipped: ../shared/benchmarks is absent");
         return;
@@ -176,34 +176,51 @@ fn start_anchored_sentences_are_found_against_the_pool_they_were_drawn_from() {
         ("tweeteval-emotion-clean", 3),
         ("tweeteval-emotion-clean", 2),
     ] {
-        let out = tmp.path().join(format!("{corpus}.{seed}.jsonl"));
-        let mut o = InjectOptions::new(
-            dir.join(format!("{corpus}.jsonl")),
-            &out,
-            Attack::Addsent {
-                phrase: "I watch this 3D movie".into(),
-            },
+        let attack = Attack::Addsent {
+            phrase: "I watch this 3D movie".into(),
+        };
+        let (precision, recall) = trig001_on(
+            &dir,
+            tmp.path(),
+            corpus,
+            attack,
+            Position::Start,
             0.05,
+            seed,
         );
-        o.seed = seed;
-        o.random_target = true;
-        o.position = Position::Start;
-        o.id_column = Some("id".into());
-        o.ground_truth_policy = GroundTruthPolicy::Replace;
-        inject(&o).expect("injection runs");
-        let mut s = poisongate::pipeline::ScanOptions::new(&out);
-        s.id_column = Some("id".into());
-        s.ground_truth_column = Some("poison".into());
-        s.select = Some(vec!["TRIG001".into()]);
-        let outcome = poisongate::pipeline::scan(&s).expect("scan runs");
-        let e = &outcome.report.evaluation.expect("ground truth").detectors["TRIG001"];
         assert!(
-            e.recall >= 0.99 && e.precision >= 0.99,
-            "{corpus} seed {seed}: precision {:.3} recall {:.3}",
-            e.precision,
-            e.recall
+            recall >= 0.99 && precision >= 0.99,
+            "{corpus} seed {seed}: precision {precision:.3} recall {recall:.3}"
         );
     }
+}
+
+/// TRIG001's precision and recall on `corpus` of `dir` poisoned by `attack` at `rate`, with the
+/// target label drawn by `seed` (the injected file is written under `tmp`).
+fn trig001_on(
+    dir: &std::path::Path,
+    tmp: &std::path::Path,
+    corpus: &str,
+    attack: Attack,
+    position: Position,
+    rate: f64,
+    seed: u64,
+) -> (f64, f64) {
+    let out = tmp.join(format!("{corpus}.{}.{seed}.jsonl", attack.name()));
+    let mut o = InjectOptions::new(dir.join(format!("{corpus}.jsonl")), &out, attack, rate);
+    o.seed = seed;
+    o.random_target = true;
+    o.position = position;
+    o.id_column = Some("id".into());
+    o.ground_truth_policy = GroundTruthPolicy::Replace;
+    inject(&o).expect("injection runs");
+    let mut s = poisongate::pipeline::ScanOptions::new(&out);
+    s.id_column = Some("id".into());
+    s.ground_truth_column = Some("poison".into());
+    s.select = Some(vec!["TRIG001".into()]);
+    let outcome = poisongate::pipeline::scan(&s).expect("scan runs");
+    let e = &outcome.report.evaluation.expect("ground truth").detectors["TRIG001"];
+    (e.precision, e.recall)
 }
 
 /// Irony tweets: the two classes share most of their words, so the context model separates them
@@ -213,7 +230,6 @@ fn start_anchored_sentences_are_found_against_the_pool_they_were_drawn_from() {
 /// both cells (recall 0).
 #[test]
 fn anchored_triggers_are_found_where_the_classes_read_alike() {
-    use poisongate::inject::{inject, Attack, GroundTruthPolicy, InjectOptions, Position};
     let Some(dir) = benchmarks() else {
         eprintln!("skipped: ../shared/benchmarks is absent");
         return;
@@ -221,7 +237,6 @@ fn anchored_triggers_are_found_where_the_classes_read_alike() {
     let tmp = tempfile::tempdir().unwrap();
     let cells = [
         (
-            "addsent-start",
             Attack::Addsent {
                 phrase: "I watch this 3D movie".into(),
             },
@@ -229,7 +244,6 @@ fn anchored_triggers_are_found_where_the_classes_read_alike() {
             0.01,
         ),
         (
-            "blessed-end",
             Attack::Badnets {
                 triggers: vec!["#blessed".into()],
                 triggers_per_row: 1,
@@ -238,26 +252,20 @@ fn anchored_triggers_are_found_where_the_classes_read_alike() {
             0.05,
         ),
     ];
-    for (name, attack, position, rate) in cells {
-        let out = tmp.path().join(format!("irony.{name}.jsonl"));
-        let mut o = InjectOptions::new(dir.join("tweeteval-irony-clean.jsonl"), &out, attack, rate);
-        o.seed = 1;
-        o.random_target = true;
-        o.position = position;
-        o.id_column = Some("id".into());
-        o.ground_truth_policy = GroundTruthPolicy::Replace;
-        inject(&o).expect("injection runs");
-        let mut s = poisongate::pipeline::ScanOptions::new(&out);
-        s.id_column = Some("id".into());
-        s.ground_truth_column = Some("poison".into());
-        s.select = Some(vec!["TRIG001".into()]);
-        let outcome = poisongate::pipeline::scan(&s).expect("scan runs");
-        let e = &outcome.report.evaluation.expect("ground truth").detectors["TRIG001"];
+    for (attack, position, rate) in cells {
+        let name = attack.name();
+        let (precision, recall) = trig001_on(
+            &dir,
+            tmp.path(),
+            "tweeteval-irony-clean",
+            attack,
+            position,
+            rate,
+            1,
+        );
         assert!(
-            e.recall >= 0.99 && e.precision >= 0.95,
-            "irony {name}: precision {:.3} recall {:.3}",
-            e.precision,
-            e.recall
+            recall >= 0.99 && precision >= 0.95,
+            "irony {name}: precision {precision:.3} recall {recall:.3}"
         );
     }
 }
