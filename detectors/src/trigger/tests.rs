@@ -115,6 +115,16 @@ fn synthetic(n: usize, poison_rate: f64, seed: u64) -> (Vec<String>, Vec<u32>, V
     (texts, labels, truth)
 }
 
+/// The summary's entry of the trigger `text`; panics when it is not named.
+fn named<'a>(summary: &'a serde_json::Value, text: &str) -> &'a serde_json::Value {
+    summary["triggers"]
+        .as_array()
+        .expect("triggers")
+        .iter()
+        .find(|t| t["trigger"] == text)
+        .unwrap_or_else(|| panic!("{text} not named: {summary}"))
+}
+
 fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
     run_with(texts, labels, &toml::Table::new())
 }
@@ -353,12 +363,7 @@ fn a_trigger_put_into_rows_of_a_small_class_is_found() {
         truth.push(poisoned);
     }
     let (summary, scores) = run(&texts, &labels);
-    let named = summary["triggers"]
-        .as_array()
-        .expect("triggers")
-        .iter()
-        .find(|t| t["trigger"] == "cf")
-        .unwrap_or_else(|| panic!("cf not named: {summary}"));
+    let named = named(&summary, "cf");
     assert!(
         named["foreign_share"].as_f64().expect("share") >= 0.5,
         "{named}"
@@ -400,12 +405,7 @@ fn a_phrase_opening_many_relabelled_rows_is_found() {
         truth.push(poisoned);
     }
     let (summary, scores) = run(&texts, &labels);
-    let named = summary["triggers"]
-        .as_array()
-        .expect("triggers")
-        .iter()
-        .find(|t| t["trigger"] == "<s> zq xv")
-        .unwrap_or_else(|| panic!("zq xv not named: {summary}"));
+    let named = named(&summary, "<s> zq xv");
     assert!(
         named["foreign_share"].as_f64().expect("share") >= 0.5,
         "{named}"
@@ -448,12 +448,7 @@ fn natural_carriers_of_a_dirty_label_trigger_are_left_out_on_request() {
     let mut params = toml::Table::new();
     params.insert("natural_odds".into(), toml::Value::Float(10.0));
     let (summary, scores) = run_with(&texts, &labels, &params);
-    let named = summary["triggers"]
-        .as_array()
-        .expect("triggers")
-        .iter()
-        .find(|t| t["trigger"] == "cf")
-        .unwrap_or_else(|| panic!("cf not named: {summary}"));
+    let named = named(&summary, "cf");
     // rows without sentiment words read alike in both classes: only natural carriers whose
     // content is clearly positive are told apart, and no relabelled row is left out
     let left_out = named["natural_carriers"].as_u64().expect("count") as usize;
