@@ -14,6 +14,7 @@ use super::stats::{
 use super::tokenise::{real_len, Corpus, FastMap, FastSet, Vocab};
 use super::{TriggerFit, TriggerParams, END, START};
 use crate::{DetectError, Fitted};
+use rayon::prelude::*;
 use serde_json::json;
 use std::collections::HashSet;
 
@@ -209,8 +210,10 @@ pub(super) fn fit(
         .iter()
         .map(|&c| c as f64 / n_rows.max(1) as f64)
         .collect();
+    // candidates are judged in parallel, collected in span order
+    let spans: Vec<(Vec<u32>, SpanStats)> = spans.into_iter().collect();
     let mut cands: Vec<Candidate> = spans
-        .into_iter()
+        .into_par_iter()
         .map(|(span, st)| {
             let support = st.support();
             let (mut target, mut best) = (0usize, f64::INFINITY);

@@ -96,8 +96,13 @@ A candidate is a trigger when three tests agree:
    "£1000 prize") and many more. A side is collocational when its excess (C_obs + 1)/(μ + 1)
    exceeds `max_neighbour_excess` *and* that many collisions are unlikely under random
    insertion: P(C ≥ C_obs) below `neighbour_level`, read off simulated random insertions for
-   up to 128 occurrences (2000 per n, fixed seed; the collision count is skewed there) and from
-   the normal tail with the exact variance of the pair count above. With a dozen occurrences
+   up to 128 occurrences (2000 random sequences of 128 neighbours, fixed seed; the first n
+   draws of each are an insertion of n occurrences; the collision count is skewed there) and
+   from the normal tail with the exact variance of the pair count above. Version 5 simulated
+   each n from its own seed, Σn = 8 256 draws a sequence instead of 128: four fifths of the
+   detector's time on sst2-badnets-10 (5.2 s; version 6: 0.37 s with the candidates judged in
+   parallel). The flagged rows of every benchmark set are the same; a few candidates near the
+   level pass or fail the test on the other random draws. With a dozen occurrences
    chance alone often doubles the excess (four of eighteen insertions after the final full
    stop), which a ratio alone would call collocational. p(w) is read in two ways, and the more
    lenient counts: every gap between two words of the corpus equally likely, or a row drawn
@@ -308,7 +313,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 5,
+    version: 6,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].

@@ -9,7 +9,27 @@ use rayon::prelude::*;
 use std::sync::OnceLock;
 
 fn ln_choose(n: u64, k: u64) -> f64 {
-    ln_gamma(n as f64 + 1.0) - ln_gamma(k as f64 + 1.0) - ln_gamma((n - k) as f64 + 1.0)
+    ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k)
+}
+
+/// Arguments below this have ln n! read from a table (512 KiB, filled once).
+const LN_FACTORIAL_TABLE: u64 = 1 << 16;
+
+/// ln n! = ln Γ(n + 1). The binomial tails sum hundreds of ln C(n, i) per call and call it
+/// for every candidate and null; the table holds the very values [`ln_gamma`] returns (it
+/// is filled by it), so reading it changes no result, only the time.
+fn ln_factorial(n: u64) -> f64 {
+    static TABLE: OnceLock<Vec<f64>> = OnceLock::new();
+    if n < LN_FACTORIAL_TABLE {
+        let table = TABLE.get_or_init(|| {
+            (0..LN_FACTORIAL_TABLE)
+                .map(|i| ln_gamma(i as f64 + 1.0))
+                .collect()
+        });
+        table[n as usize]
+    } else {
+        ln_gamma(n as f64 + 1.0)
+    }
 }
 
 /// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error ~1e-15).
@@ -146,7 +166,7 @@ pub(super) struct InsertionNull {
     pub(super) s3: f64,
     pub(super) max_excess: f64,
     pub(super) level: f64,
-    /// for n = 0..=[`SIMULATED_MAX_N`]: sorted collision counts of [`SIMULATIONS`] simulated
+    /// for n = 0..=[`SIMULATED_MAX_N`]: collision counts of [`SIMULATIONS`] simulated
     /// random insertions of n occurrences (`None`: the normal tail for every n)
     pub(super) simulated: Option<Collisions>,
     /// per token id: whether it is one of the most frequent neighbours that together make up
@@ -161,19 +181,52 @@ pub(super) struct InsertionNull {
 /// Largest number of occurrences whose collision tail is simulated rather than approximated.
 const SIMULATED_MAX_N: usize = 128;
 /// Simulated random insertions per n.
-const SIMULATIONS: usize = 2000;
+const SIMULATIONS: usize = 10_000;
 
-/// Collision counts of random insertions: for each n ≤ [`SIMULATED_MAX_N`], [`SIMULATIONS`]
-/// draws of n neighbours from the weights (Walker's alias method, a fixed seed per n), sorted.
-/// The null depends on n and the corpus only, not on a candidate, so one table serves every
-/// candidate. A table is simulated the first time a candidate with n occurrences asks for it:
-/// the whole set costs about 0.3 s per null, and TRIG001 builds 6 + 4 × classes nulls, most of
-/// whose n are never asked for (a three-row file took 6 s before).
+/// Collision counts of random insertions: [`SIMULATIONS`] sequences of [`SIMULATED_MAX_N`]
+/// neighbours drawn from the weights (Walker's alias method, a fixed seed), and for every
+/// n ≤ [`SIMULATED_MAX_N`] the distribution of the collision counts of the sequences' first n
+/// draws. The first n draws of a sequence are a random insertion of n occurrences, so each n's
+/// table holds [`SIMULATIONS`] independent draws of its own null; the tables of different n
+/// share sequences, which no test reads across. The null depends on n and the corpus only, not
+/// on a candidate, so one set of tables serves every candidate. The tables are simulated the
+/// first time a candidate asks for any of them (10 000 × 128 draws, about 10 ms) and kept as
+/// (count, how many simulations reached it) per distinct count, a few kilobytes per null
+/// however many classes ask for their own. Simulating each n on its own would draw
+/// Σn = 8 256 neighbours per sequence instead of 128.
 pub(super) struct Collisions {
-    /// Vose's alias table: acceptance probability and alias per neighbour (empty: no weight)
-    prob: Vec<f64>,
-    alias: Vec<usize>,
-    tables: Vec<OnceLock<Vec<u32>>>,
+    /// Vose's alias table: acceptance probability and alias per neighbour, side by side so
+    /// that a draw reads one cache line (empty: no weight)
+    table: Vec<(f64, usize)>,
+    tables: OnceLock<Vec<Tail>>,
+}
+
+/// The simulated collision counts of one n: each distinct count, ascending, with the number of
+/// simulations whose count is at least that.
+pub(super) struct Tail {
+    at_least: Vec<(u16, u32)>,
+}
+
+impl Tail {
+    /// The simulated chance of at least `observed` collisions, (1 + #{C_sim ≥ C}) / (R + 1).
+    pub(super) fn chance(&self, observed: f64) -> f64 {
+        let i = self
+            .at_least
+            .partition_point(|&(c, _)| f64::from(c) < observed);
+        let reached = self.at_least.get(i).map_or(0, |&(_, k)| k);
+        (1 + reached) as f64 / (SIMULATIONS + 1) as f64
+    }
+
+    /// Mean simulated count.
+    #[cfg(test)]
+    fn mean(&self) -> f64 {
+        let mut sum = 0.0;
+        for (i, &(c, k)) in self.at_least.iter().enumerate() {
+            let next = self.at_least.get(i + 1).map_or(0, |&(_, k)| k);
+            sum += f64::from(c) * f64::from(k - next);
+        }
+        sum / SIMULATIONS as f64
+    }
 }
 
 impl Collisions {
@@ -181,12 +234,10 @@ impl Collisions {
     pub(super) fn new(weights: &[f64]) -> Self {
         let total: f64 = weights.iter().sum();
         let k = weights.len();
-        let tables = (0..=SIMULATED_MAX_N).map(|_| OnceLock::new()).collect();
         if k == 0 || total <= 0.0 {
             return Collisions {
-                prob: Vec::new(),
-                alias: Vec::new(),
-                tables,
+                table: Vec::new(),
+                tables: OnceLock::new(),
             };
         }
         let mut prob: Vec<f64> = weights.iter().map(|w| w * k as f64 / total).collect();
@@ -204,52 +255,76 @@ impl Collisions {
             prob[i] = 1.0;
         }
         Collisions {
-            prob,
-            alias,
-            tables,
+            table: prob.into_iter().zip(alias).collect(),
+            tables: OnceLock::new(),
         }
     }
 
-    /// The sorted simulated collision counts of n occurrences, or `None` above
+    /// The simulated collision counts of n occurrences, or `None` above
     /// [`SIMULATED_MAX_N`]. Without weights every count is 0.
-    pub(super) fn tail(&self, n: usize) -> Option<&[u32]> {
-        let cell = self.tables.get(n)?;
-        Some(cell.get_or_init(|| self.simulate(n)))
+    pub(super) fn tail(&self, n: usize) -> Option<&Tail> {
+        if n > SIMULATED_MAX_N {
+            return None;
+        }
+        self.tables.get_or_init(|| self.simulate()).get(n)
     }
 
-    fn simulate(&self, n: usize) -> Vec<u32> {
-        let k = self.prob.len();
-        if k == 0 {
-            return vec![0; SIMULATIONS];
-        }
-        let mut rng = SplitMix64(0x7472_6967_0000_0000 ^ n as u64);
-        let mut draws = vec![0usize; n];
-        let mut out: Vec<u32> = (0..SIMULATIONS)
-            .map(|_| {
-                for d in draws.iter_mut() {
-                    let i = rng.below(k);
-                    *d = if rng.unit() < self.prob[i] {
-                        i
-                    } else {
-                        self.alias[i]
-                    };
-                }
-                draws.sort_unstable();
-                let mut c = 0u32;
-                let mut run = 0u32;
-                for j in 0..n {
-                    run = if j > 0 && draws[j] == draws[j - 1] {
-                        run + 1
-                    } else {
-                        0
-                    };
-                    c += run;
-                }
-                c
+    /// Every n's table at once (see [`Collisions`]).
+    fn simulate(&self) -> Vec<Tail> {
+        // histogram of the counts per n: n draws have at most C(n, 2) colliding pairs
+        let offset: Vec<usize> = (0..=SIMULATED_MAX_N + 1)
+            .scan(0usize, |acc, n| {
+                let at = *acc;
+                *acc += n * n.saturating_sub(1) / 2 + 1;
+                Some(at)
             })
             .collect();
-        out.sort_unstable();
-        out
+        let mut hist = vec![0u32; offset[SIMULATED_MAX_N + 1]];
+        let k = self.table.len();
+        if k == 0 {
+            for n in 0..=SIMULATED_MAX_N {
+                hist[offset[n]] = SIMULATIONS as u32;
+            }
+        } else {
+            let mut rng = SplitMix64(0x7472_6967_0000_0000);
+            let mut draws = [0usize; SIMULATED_MAX_N];
+            // how often each neighbour was drawn so far in the current sequence: the m-th draw
+            // of a neighbour collides with the m − 1 before it, so the count of pairs grows
+            // while drawing (C = Σ m(m − 1)/2 over the draw counts) and every prefix's count
+            // is at hand
+            let mut seen = vec![0u16; k];
+            for _ in 0..SIMULATIONS {
+                hist[offset[0]] += 1;
+                let mut c = 0usize;
+                for (j, d) in draws.iter_mut().enumerate() {
+                    let i = rng.below(k);
+                    let (prob, alias) = self.table[i];
+                    *d = if rng.unit() < prob { i } else { alias };
+                    c += usize::from(seen[*d]);
+                    seen[*d] += 1;
+                    hist[offset[j + 1] + c] += 1;
+                }
+                for &d in &draws {
+                    seen[d] = 0;
+                }
+            }
+        }
+        (0..=SIMULATED_MAX_N)
+            .map(|n| {
+                let mut at_least = Vec::new();
+                let mut reached = 0u32;
+                for c in (0..offset[n + 1] - offset[n]).rev() {
+                    let h = hist[offset[n] + c];
+                    if h > 0 {
+                        reached += h;
+                        // c ≤ C(128, 2) = 8 128
+                        at_least.push((c as u16, reached));
+                    }
+                }
+                at_least.reverse();
+                Tail { at_least }
+            })
+            .collect()
     }
 }
 
@@ -329,9 +404,7 @@ impl InsertionNull {
         let chance = if t <= 0.0 {
             1.0
         } else if let Some(sim) = self.simulated.as_ref().and_then(|s| s.tail(n as usize)) {
-            // simulated tail: (1 + #{C_sim ≥ C}) / (R + 1)
-            let at_least = sim.len() - sim.partition_point(|&c| f64::from(c) < observed);
-            (1 + at_least) as f64 / (sim.len() + 1) as f64
+            sim.chance(observed)
         } else if var <= 0.0 {
             0.0
         } else {
@@ -506,13 +579,7 @@ mod tests {
         // 50 equally likely neighbours: E[C] = C(n,2) / 50
         let sim = Collisions::new(&[1.0; 50]);
         for n in [10usize, 40, 128] {
-            let mean = sim
-                .tail(n)
-                .unwrap()
-                .iter()
-                .map(|&c| f64::from(c))
-                .sum::<f64>()
-                / SIMULATIONS as f64;
+            let mean = sim.tail(n).unwrap().mean();
             let expected = (n * (n - 1) / 2) as f64 / 50.0;
             assert!(
                 (mean - expected).abs() < 0.1 * expected + 0.1,
