@@ -15,7 +15,7 @@ use crate::report::{
     Reconciliation, Report, Run, Skipped, Tool, Verdict, SCHEMA_VERSION,
 };
 use crate::{bom, html, provenance};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::Array2;
 use poisongate_detectors::{
     duplicates, metrics, registry, Configured, DatasetView, DetectError, Detector, Fitted, Needs,
@@ -576,12 +576,24 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     };
 
     // ---- fit (barrier) then score (parallel batches) per detector ----
+    // The detectors are independent of one another: they run concurrently (each also spreads
+    // its own work over the thread pool), and each one's result does not depend on what runs
+    // beside it. Results are taken in plan order, errors too, so the first failing detector
+    // of the plan is the one reported whatever finished first.
     let starts: Vec<usize> = (0..n).step_by(opts.batch_rows).collect();
-    let mut per_detector: Vec<(Scores, f64, serde_json::Value)> = Vec::new();
-    for p in &planned {
+    let bars = if opts.progress {
+        MultiProgress::new()
+    } else {
+        MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+    };
+    let run_one = |p: &Planned| -> Result<(Scores, f64, serde_json::Value), ScanError> {
         let t = Instant::now();
         let fitted: Box<dyn Fitted> = p.configured.fit(&view)?;
-        let pb = progress_bar(opts.progress, starts.len() as u64, p.detector.meta().code);
+        let pb = bars.add(progress_bar(
+            opts.progress,
+            starts.len() as u64,
+            p.detector.meta().code,
+        ));
         let parts: Vec<Scores> = starts
             .par_iter()
             .map(|&s| {
@@ -601,7 +613,13 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
                 problem: format!("scored {} rows of {n}", scores.len()),
             }));
         }
-        per_detector.push((scores, t.elapsed().as_secs_f64(), fitted.summary()));
+        Ok((scores, t.elapsed().as_secs_f64(), fitted.summary()))
+    };
+    let results: Vec<Result<(Scores, f64, serde_json::Value), ScanError>> =
+        planned.par_iter().map(run_one).collect();
+    let mut per_detector: Vec<(Scores, f64, serde_json::Value)> = Vec::with_capacity(results.len());
+    for r in results {
+        per_detector.push(r?);
     }
 
     // ---- combine: a row is quarantined when any detector flags it ----
