@@ -210,8 +210,9 @@ impl Configured for ActivationParams {
         let labels = data.require_labels(CODE)?;
         let gate = linalg::ClassGate::new(self.min_class_rows, self.min_rows_per_dim, x.ncols());
         let by_class = linalg::rows_by_class(labels, data.n_classes());
-        let mut classes = Vec::with_capacity(by_class.len());
-        for (c, rows) in by_class.iter().enumerate() {
+        // classes are independent (each seeded by its own index): fitted in parallel, taken
+        // in class order, errors too
+        let fit_one = |(c, rows): (usize, &Vec<usize>)| -> Result<ClassFit, DetectError> {
             let name = data.class_names.get(c).cloned().unwrap_or_default();
             let skip = |why: String| ClassFit {
                 name: name.clone(),
@@ -220,8 +221,7 @@ impl Configured for ActivationParams {
                 skipped: Some(why),
             };
             if let Some(why) = gate.skip_reason(rows.len()) {
-                classes.push(skip(why));
-                continue;
+                return Ok(skip(why));
             }
             let k = self.components.min(x.ncols());
             let cov_rows = linalg::evenly_spaced(rows, self.max_covariance_rows);
@@ -232,17 +232,22 @@ impl Configured for ActivationParams {
                 }
             })?;
             if eig.eigenvalues.first().is_none_or(|l| *l <= 0.0) {
-                classes.push(skip("all rows are identical".into()));
-                continue;
+                return Ok(skip("all rows are identical".into()));
             }
             let class_seed = self.seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let model = fit_class(&x, rows, eig, self, class_seed)?;
-            classes.push(ClassFit {
+            Ok(ClassFit {
                 name,
                 rows: rows.len(),
                 model: Some(model),
                 skipped: None,
-            });
+            })
+        };
+        let fits: Vec<Result<ClassFit, DetectError>> =
+            by_class.par_iter().enumerate().map(fit_one).collect();
+        let mut classes = Vec::with_capacity(fits.len());
+        for f in fits {
+            classes.push(f?);
         }
         Ok(Box::new(ActivationFit { classes }))
     }
@@ -432,22 +437,48 @@ fn fit_class(
         .flat_map(|&i| z[i * k..(i + 1) * k].iter().copied())
         .collect();
     let ls: Vec<bool> = sample.iter().map(|&i| is_minor[i]).collect();
-    let silhouette = silhouette2(&zs, k, &ls);
-    // null: the same clustering on Gaussians with the coordinates' covariance
-    let nulls: Vec<f64> = (0..p.null_draws)
-        .map(|_| {
-            let g: Vec<f64> = (0..m * k).map(|t| rng.gauss() * sd[t % k]).collect();
-            let km0 = kmeans2(&g, k, p.restarts, p.max_iterations, &mut rng);
-            let minor0 = usize::from(km0.sizes[1] < km0.sizes[0]);
-            let l0: Vec<bool> = g
-                .chunks_exact(k)
-                .map(|r| {
-                    sq_dist(r, &km0.centroids[minor0]) <= sq_dist(r, &km0.centroids[1 - minor0])
-                })
-                .collect();
-            silhouette2(&g, k, &l0)
-        })
-        .collect();
+    // null: the same clustering on Gaussians with the coordinates' covariance. The draws run
+    // in parallel, beside the data's silhouette, each from the generator state the one-by-one
+    // loop reaches it with: a draw takes 2 numbers per Gaussian value and k-means 2 per
+    // restart (1 when every row equals the first centre, which a Gaussian sample does not
+    // do); a draw that took another count is redone in order, so the values are the
+    // sequential loop's in every case.
+    let per_draw = (2 * m * k + 2 * p.restarts) as u64;
+    let null_draw = |mut rng: SplitMix64| -> (f64, SplitMix64) {
+        let g: Vec<f64> = (0..m * k).map(|t| rng.gauss() * sd[t % k]).collect();
+        let km0 = kmeans2(&g, k, p.restarts, p.max_iterations, &mut rng);
+        let minor0 = usize::from(km0.sizes[1] < km0.sizes[0]);
+        let l0: Vec<bool> = g
+            .chunks_exact(k)
+            .map(|r| sq_dist(r, &km0.centroids[minor0]) <= sq_dist(r, &km0.centroids[1 - minor0]))
+            .collect();
+        (silhouette2(&g, k, &l0), rng)
+    };
+    let (silhouette, drawn) = rayon::join(
+        || silhouette2(&zs, k, &ls),
+        || -> Vec<(f64, SplitMix64)> {
+            (0..p.null_draws as u64)
+                .into_par_iter()
+                .map(|t| null_draw(rng.ahead(t * per_draw)))
+                .collect()
+        },
+    );
+    let mut nulls: Vec<f64> = Vec::with_capacity(p.null_draws);
+    for (t, (s, end)) in drawn.into_iter().enumerate() {
+        let planned_end = rng.ahead((t as u64 + 1) * per_draw);
+        if end.0 == planned_end.0 {
+            nulls.push(s);
+        } else {
+            // the counts differed: the rest runs one by one from where this draw began
+            let mut seq = rng.ahead(t as u64 * per_draw);
+            for _ in t..p.null_draws {
+                let (s, next) = null_draw(seq);
+                nulls.push(s);
+                seq = next;
+            }
+            break;
+        }
+    }
     let null_silhouette = nulls.iter().sum::<f64>() / nulls.len() as f64;
     let null_spread = (nulls
         .iter()
@@ -613,9 +644,82 @@ fn kmeans2(z: &[f64], k: usize, restarts: usize, max_iter: usize, rng: &mut Spli
     })
 }
 
+/// Rows of `z` whose silhouettes are computed together (see [`silhouette2`]).
+const SILHOUETTE_LANES: usize = 8;
+
 /// Mean silhouette of a two-cluster partition (`in_b[i]`: row i is in the second cluster) of
-/// row-major `z`; 0 when a cluster is empty. Exact O(m²k); rows in parallel, summed in order.
+/// row-major `z`; 0 when a cluster is empty. Exact O(m²k): every row's distances to all rows,
+/// summed per cluster in row order.
+///
+/// The rows are taken [`SILHOUETTE_LANES`] at a time (groups in parallel): each pass over the
+/// rows j computes the group's distances to j side by side, so the arithmetic vectorises and
+/// the eight running sums overlap instead of each waiting on its own. Every row's squared
+/// distance is still the sum over the coordinates in order, and its two cluster sums still
+/// add the distances in row order, so the result is bit for bit the row-at-a-time one.
 fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
+    let m = in_b.len();
+    let nb = in_b.iter().filter(|v| **v).count();
+    let na = m - nb;
+    if na == 0 || nb == 0 || k == 0 {
+        return 0.0;
+    }
+    const L: usize = SILHOUETTE_LANES;
+    let groups: Vec<[f64; L]> = (0..m.div_ceil(L))
+        .into_par_iter()
+        .map(|g| {
+            let first = g * L;
+            let rows = L.min(m - first);
+            // the group's coordinates, coordinate-major; lanes past the last row repeat it
+            let mut zt = vec![[0f64; L]; k];
+            for (d, lane) in zt.iter_mut().enumerate() {
+                for (l, v) in lane.iter_mut().enumerate() {
+                    *v = z[(first + l.min(rows - 1)) * k + d];
+                }
+            }
+            let mut sum = [[0f64; L]; 2];
+            for (j, zj) in z.chunks_exact(k).enumerate() {
+                let mut acc = [0f64; L];
+                for (lane, &y) in zt.iter().zip(zj) {
+                    for l in 0..L {
+                        let t = lane[l] - y;
+                        acc[l] += t * t;
+                    }
+                }
+                let side = &mut sum[usize::from(in_b[j])];
+                for l in 0..L {
+                    side[l] += acc[l].sqrt();
+                }
+            }
+            let mut out = [0f64; L];
+            for (l, o) in out.iter_mut().enumerate().take(rows) {
+                let own = usize::from(in_b[first + l]);
+                let own_n = if own == 1 { nb } else { na };
+                let other_n = if own == 1 { na } else { nb };
+                if own_n <= 1 {
+                    continue;
+                }
+                let a = sum[own][l] / (own_n - 1) as f64;
+                let b = sum[1 - own][l] / other_n as f64;
+                let mx = a.max(b);
+                if mx > 0.0 {
+                    *o = (b - a) / mx;
+                }
+            }
+            out
+        })
+        .collect();
+    let mut total = 0.0;
+    for (g, vals) in groups.iter().enumerate() {
+        for &v in vals.iter().take(L.min(m - g * L)) {
+            total += v;
+        }
+    }
+    total / m as f64
+}
+
+/// The row-at-a-time silhouette [`silhouette2`] must equal bit for bit.
+#[cfg(test)]
+fn silhouette2_rowwise(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
     let m = in_b.len();
     let nb = in_b.iter().filter(|v| **v).count();
     let na = m - nb;
@@ -623,7 +727,6 @@ fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
         return 0.0;
     }
     let s: Vec<f64> = (0..m)
-        .into_par_iter()
         .map(|i| {
             let zi = &z[i * k..(i + 1) * k];
             let mut sum = [0f64; 2];
@@ -852,6 +955,17 @@ mod tests {
         let lab: Vec<bool> = (0..200).map(|i| i >= 150).collect();
         assert!(silhouette2(&z, 2, &lab) > 0.99);
         assert_eq!(silhouette2(&z, 2, &[false; 100]), 0.0);
+        // grouped rows give the row-at-a-time value bit for bit, whatever m mod 8
+        let mut rng = SplitMix64(7);
+        for (m, k) in [(1usize, 3usize), (7, 10), (8, 1), (61, 10), (200, 4)] {
+            let z: Vec<f64> = (0..m * k).map(|_| rng.gauss() * 3.0).collect();
+            let lab: Vec<bool> = (0..m).map(|_| rng.unit() < 0.3).collect();
+            assert_eq!(
+                silhouette2(&z, k, &lab).to_bits(),
+                silhouette2_rowwise(&z, k, &lab).to_bits(),
+                "m={m} k={k}"
+            );
+        }
         let s = sample_without_replacement(100, 10, &mut SplitMix64(2));
         assert_eq!(s.len(), 10);
         assert!(s.windows(2).all(|w| w[0] < w[1]));

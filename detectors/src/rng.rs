@@ -3,9 +3,12 @@
 //! version; detectors (fold assignment, hash coefficients), tests, benches and the demo
 //! generator all draw from it.
 
+/// The increment of SplitMix64's state per draw.
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// One SplitMix64 step: advances `state` and returns 64 random bits.
 pub fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    *state = state.wrapping_add(GAMMA);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -17,6 +20,13 @@ pub fn splitmix(state: &mut u64) -> u64 {
 pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
+    /// The generator `draws` 64-bit draws ahead of this one, without drawing: the state only
+    /// counts, so work that would run after `draws` draws can start from here at once (and in
+    /// parallel) on exactly the numbers a sequential run gives it.
+    pub fn ahead(&self, draws: u64) -> SplitMix64 {
+        SplitMix64(self.0.wrapping_add(GAMMA.wrapping_mul(draws)))
+    }
+
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         splitmix(&mut self.0)
@@ -43,6 +53,17 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ahead_lands_where_drawing_does() {
+        let mut r = SplitMix64(42);
+        let skipped = r.ahead(1000);
+        for _ in 0..1000 {
+            r.next_u64();
+        }
+        assert_eq!(r.0, skipped.0);
+        assert_eq!(r.next_u64(), skipped.clone().next_u64());
+    }
 
     #[test]
     fn known_first_outputs() {
