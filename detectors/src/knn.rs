@@ -148,6 +148,7 @@ pub fn knn_cosine(x: &ArrayView2<'_, f32>, k: usize) -> Result<Knn, String> {
                     1.0f32,
                     Par::Seq,
                 );
+                crate::linalg::clear_upper_simd();
                 for (qi, top) in tops.iter_mut().enumerate() {
                     let gi = s + qi;
                     for cj in 0..c1 - c0 {
@@ -299,6 +300,7 @@ fn nearest_centroids(q: &[f32], nq: usize, c: &[f32], nc: usize, d: usize, p: us
                 1.0f32,
                 Par::Seq,
             );
+            crate::linalg::clear_upper_simd();
             let mut out = Vec::with_capacity((e - s) * p);
             let mut top = Vec::with_capacity(p + 1);
             for i in 0..e - s {
@@ -479,6 +481,7 @@ pub fn knn_ivf(x: &ArrayView2<'_, f32>, k: usize, opts: &KnnOptions) -> Result<K
                     1.0f32,
                     Par::Seq,
                 );
+                crate::linalg::clear_upper_simd();
                 for (qi, top) in local.iter_mut().enumerate() {
                     for (cj, &c) in tile.iter().enumerate() {
                         if c == qrows[qi] {

@@ -215,6 +215,7 @@ fn logistic_fit(
             1.0f32,
             Par::Seq,
         );
+        crate::linalg::clear_upper_simd();
         let h = Mat::<f64>::from_fn(d + 1, d + 1, |i, j| {
             h32[(i, j)] as f64
                 + if i == j {

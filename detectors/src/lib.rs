@@ -30,6 +30,7 @@ pub mod knn;
 pub use knn::KnnOptions;
 pub mod label;
 mod linalg;
+pub use linalg::clear_upper_simd;
 pub mod metrics;
 mod mixture;
 mod params;

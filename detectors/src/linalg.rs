@@ -14,6 +14,30 @@ pub(crate) const CHUNK_ROWS: usize = 2048;
 /// Chunks computed in parallel before their partial sums are merged (in order).
 const GROUP_CHUNKS: usize = 8;
 
+/// Clears the upper halves of the CPU's vector registers (`vzeroupper`) on the calling thread.
+///
+/// faer's matrix products run AVX-512 kernels (the `gemm` crate) that return with the upper
+/// register halves in use. Until they are cleared, every later instruction of the default
+/// x86-64 build (SSE, no AVX) that mixes with AVX code, such as the FMA builds of glibc's
+/// `exp`, `ln` and `ln_1p`, pays a state transition: measured here, `exp` followed by `ln_1p`
+/// went from 9 to 311 ns a value, and SPEC001's mixture fit after its Gram sums was 20 times
+/// slower than its arithmetic. So every matrix product of the detectors is followed by this
+/// on the thread that ran it (they all run sequentially on their caller, `Par::Seq`). It
+/// changes no value, only the register state; on CPUs without AVX, and off x86-64, it does
+/// nothing. Written by hand because no maintained crate offers it; the one `unsafe` block
+/// only calls the instruction once the CPU is known to have it.
+pub fn clear_upper_simd() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: `vzeroupper` needs AVX, and the CPU was just found to support it; it
+            // touches only the upper halves of the vector registers, which no Rust value
+            // lives in across this call.
+            unsafe { std::arch::x86_64::_mm256_zeroupper() }
+        }
+    }
+}
+
 /// Row indices of each class, in row order.
 pub(crate) fn rows_by_class(labels: &[u32], n_classes: usize) -> Vec<Vec<usize>> {
     let mut out = vec![Vec::new(); n_classes];
@@ -139,6 +163,7 @@ pub(crate) fn centered_eigen(
                     1.0f32,
                     Par::Seq,
                 );
+                clear_upper_simd();
                 // column sums of the shifted chunk: f32 within the chunk, f64 across chunks
                 let mut s32 = vec![0f32; d];
                 for row in buf.chunks_exact(d) {
@@ -170,6 +195,7 @@ pub(crate) fn centered_eigen(
     let evd = cov
         .self_adjoint_eigen(Side::Lower)
         .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
+    clear_upper_simd();
     let s = evd.S().column_vector();
     let u = evd.U();
     let k = k.min(d);
@@ -403,6 +429,7 @@ fn sym_decorrelate(w: &[f64], k: usize) -> Result<Vec<f64>, String> {
     let evd = g
         .self_adjoint_eigen(Side::Lower)
         .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
+    clear_upper_simd();
     let s = evd.S().column_vector();
     let u = evd.U();
     let inv_sqrt: Vec<f64> = (0..k)

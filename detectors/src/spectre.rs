@@ -253,6 +253,7 @@ fn sym_eigen(a: &[f64], k: usize) -> Result<(Vec<f64>, Vec<f64>), String> {
     let evd = m
         .self_adjoint_eigen(Side::Lower)
         .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
+    linalg::clear_upper_simd();
     let s = evd.S().column_vector();
     let u = evd.U();
     let vals = (0..k).map(|i| s[i]).collect();

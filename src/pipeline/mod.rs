@@ -580,6 +580,11 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     // its own work over the thread pool), and each one's result does not depend on what runs
     // beside it. Results are taken in plan order, errors too, so the first failing detector
     // of the plan is the one reported whatever finished first.
+    // the embedding model's matrix products leave the vector registers' upper halves in use
+    // on the threads that ran them; cleared on every thread before the detectors' arithmetic
+    // (see `clear_upper_simd`)
+    rayon::broadcast(|_| poisongate_detectors::clear_upper_simd());
+    poisongate_detectors::clear_upper_simd();
     let starts: Vec<usize> = (0..n).step_by(opts.batch_rows).collect();
     let bars = if opts.progress {
         MultiProgress::new()

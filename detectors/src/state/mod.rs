@@ -282,6 +282,7 @@ impl Moments {
                     1.0,
                     faer::Par::Seq,
                 );
+                crate::linalg::clear_upper_simd();
                 let mut k = 0;
                 for i in 0..self.d {
                     for j in i..self.d {
