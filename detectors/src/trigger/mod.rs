@@ -96,13 +96,15 @@ A candidate is a trigger when three tests agree:
    "£1000 prize") and many more. A side is collocational when its excess (C_obs + 1)/(μ + 1)
    exceeds `max_neighbour_excess` *and* that many collisions are unlikely under random
    insertion: P(C ≥ C_obs) below `neighbour_level`, read off simulated random insertions for
-   up to 128 occurrences (2000 random sequences of 128 neighbours, fixed seed; the first n
+   up to 128 occurrences (10 000 random sequences of 128 neighbours, fixed seed; the first n
    draws of each are an insertion of n occurrences; the collision count is skewed there) and
    from the normal tail with the exact variance of the pair count above. Version 5 simulated
-   each n from its own seed, Σn = 8 256 draws a sequence instead of 128: four fifths of the
-   detector's time on sst2-badnets-10 (5.2 s; version 6: 0.37 s with the candidates judged in
-   parallel). The flagged rows of every benchmark set are the same; a few candidates near the
-   level pass or fail the test on the other random draws. With a dozen occurrences
+   2 000 insertions for each n from its own seed (Σn = 8 256 draws a sequence instead of 128):
+   four fifths of the detector's time on sst2-badnets-10 (4.2 s; version 6: 0.4 s, with the
+   candidates judged in parallel). Every benchmark set's flagged rows, and every cell's true and
+   false positives in the trigger grid (experiments/domains-trig.toml), are version 5's; one
+   cell (irony, badnets at 5 %, seed 3) holds a trigger whose strict neighbour reading sits at
+   the level, and another stream of random draws misses it. With a dozen occurrences
    chance alone often doubles the excess (four of eighteen insertions after the final full
    stop), which a ratio alone would call collocational. p(w) is read in two ways, and the more
    lenient counts: every gap between two words of the corpus equally likely, or a row drawn
