@@ -644,134 +644,18 @@ fn kmeans2(z: &[f64], k: usize, restarts: usize, max_iter: usize, rng: &mut Spli
     })
 }
 
-/// Rows of `z` whose distances are computed together (see [`silhouette2`]).
+/// Rows of `z` whose silhouettes are computed together (see [`silhouette2`]).
 const SILHOUETTE_LANES: usize = 8;
-/// Rows per block of the symmetric distance computation (see [`silhouette2`]).
-const SILHOUETTE_BLOCK: usize = 64;
-/// Largest sample whose pairwise distances are kept (half of m² values: 64 MiB at 4 096
-/// rows); larger samples compute each distance twice instead.
-const SILHOUETTE_SYMMETRIC_MAX: usize = 4096;
-
-/// Distances of rows `first..first + rows` (at most [`SILHOUETTE_LANES`]) to rows `from..m` of
-/// row-major `z`, handed to `visit(j, lane distances)` in row order. Each distance is the
-/// square root of the squared differences summed over the coordinates in order; the rows
-/// are computed side by side, so the arithmetic vectorises.
-fn lane_distances(
-    z: &[f64],
-    k: usize,
-    first: usize,
-    rows: usize,
-    from: usize,
-    mut visit: impl FnMut(usize, &[f64; SILHOUETTE_LANES]),
-) {
-    const L: usize = SILHOUETTE_LANES;
-    // the group's coordinates, coordinate-major; lanes past the last row repeat it
-    let mut zt = vec![[0f64; L]; k];
-    for (d, lane) in zt.iter_mut().enumerate() {
-        for (l, v) in lane.iter_mut().enumerate() {
-            *v = z[(first + l.min(rows - 1)) * k + d];
-        }
-    }
-    for (j, zj) in z.chunks_exact(k).enumerate().skip(from) {
-        let mut acc = [0f64; L];
-        for (lane, &y) in zt.iter().zip(zj) {
-            for l in 0..L {
-                let t = lane[l] - y;
-                acc[l] += t * t;
-            }
-        }
-        for a in acc.iter_mut() {
-            *a = a.sqrt();
-        }
-        visit(j, &acc);
-    }
-}
-
-/// Per row of `z`: the sums of its distances to the rows of the first and of the second
-/// cluster, each added in row order.
-///
-/// Up to [`SILHOUETTE_SYMMETRIC_MAX`] rows every distance is computed once: block I of
-/// [`SILHOUETTE_BLOCK`] rows gets its distances to the rows from its own first one on, and a
-/// row's sums then read its distances to earlier rows from the earlier blocks (d(i, j) and
-/// d(j, i) are the same number: (a − b)² = (b − a)² exactly) and the rest from its own block,
-/// still in row order. Larger samples compute each row's distances on their own.
-fn cluster_sums(z: &[f64], k: usize, in_b: &[bool]) -> Vec<[f64; 2]> {
-    const L: usize = SILHOUETTE_LANES;
-    const B: usize = SILHOUETTE_BLOCK;
-    let m = in_b.len();
-    if m > SILHOUETTE_SYMMETRIC_MAX {
-        let groups: Vec<Vec<[f64; 2]>> = (0..m.div_ceil(L))
-            .into_par_iter()
-            .map(|g| {
-                let (first, rows) = (g * L, L.min(m - g * L));
-                let mut sum = [[0f64; L]; 2];
-                lane_distances(z, k, first, rows, 0, |j, d| {
-                    let side = &mut sum[usize::from(in_b[j])];
-                    for l in 0..L {
-                        side[l] += d[l];
-                    }
-                });
-                (0..rows).map(|l| [sum[0][l], sum[1][l]]).collect()
-            })
-            .collect();
-        return groups.into_iter().flatten().collect();
-    }
-    let blocks = m.div_ceil(B);
-    // upper[I]: rows of block I × rows I·B..m, row-major
-    let upper: Vec<Vec<f64>> = (0..blocks)
-        .into_par_iter()
-        .map(|bi| {
-            let start = bi * B;
-            let rows = B.min(m - start);
-            let width = m - start;
-            let mut u = vec![0f64; rows * width];
-            for g in (0..rows).step_by(L) {
-                let lanes = L.min(rows - g);
-                lane_distances(z, k, start + g, lanes, start, |j, d| {
-                    for (l, &v) in d.iter().enumerate().take(lanes) {
-                        u[(g + l) * width + (j - start)] = v;
-                    }
-                });
-            }
-            u
-        })
-        .collect();
-    let sums: Vec<Vec<[f64; 2]>> = (0..blocks)
-        .into_par_iter()
-        .map(|bi| {
-            let start = bi * B;
-            let rows = B.min(m - start);
-            let mut sum = vec![[0f64; 2]; rows];
-            // earlier rows j, from the earlier blocks' rows: d(j, i) at column i − J·B
-            for (bj, u) in upper.iter().enumerate().take(bi) {
-                let jstart = bj * B;
-                let width = m - jstart;
-                for (r, row) in u.chunks_exact(width).enumerate() {
-                    let side = usize::from(in_b[jstart + r]);
-                    let col = start - jstart;
-                    for (s, &v) in sum.iter_mut().zip(&row[col..col + rows]) {
-                        s[side] += v;
-                    }
-                }
-            }
-            // rows from this block's first one on
-            let width = m - start;
-            let own = &upper[bi];
-            for (i, s) in sum.iter_mut().enumerate() {
-                for (t, &v) in own[i * width..(i + 1) * width].iter().enumerate() {
-                    s[usize::from(in_b[start + t])] += v;
-                }
-            }
-            sum
-        })
-        .collect();
-    sums.into_iter().flatten().collect()
-}
 
 /// Mean silhouette of a two-cluster partition (`in_b[i]`: row i is in the second cluster) of
-/// row-major `z`; 0 when a cluster is empty. Exact O(m²k): every row's distances to all rows
-/// (including itself), summed per cluster in row order ([`cluster_sums`]), so the result is
-/// bit for bit the row-at-a-time one however the distances were computed and shared.
+/// row-major `z`; 0 when a cluster is empty. Exact O(m²k): every row's distances to all rows,
+/// summed per cluster in row order.
+///
+/// The rows are taken [`SILHOUETTE_LANES`] at a time (groups in parallel): each pass over the
+/// rows j computes the group's distances to j side by side, so the arithmetic vectorises and
+/// the eight running sums overlap instead of each waiting on its own. Every row's squared
+/// distance is still the sum over the coordinates in order, and its two cluster sums still
+/// add the distances in row order, so the result is bit for bit the row-at-a-time one.
 fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
     let m = in_b.len();
     let nb = in_b.iter().filter(|v| **v).count();
@@ -779,20 +663,56 @@ fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
     if na == 0 || nb == 0 || k == 0 {
         return 0.0;
     }
-    let sums = cluster_sums(z, k, in_b);
+    const L: usize = SILHOUETTE_LANES;
+    let groups: Vec<[f64; L]> = (0..m.div_ceil(L))
+        .into_par_iter()
+        .map(|g| {
+            let first = g * L;
+            let rows = L.min(m - first);
+            // the group's coordinates, coordinate-major; lanes past the last row repeat it
+            let mut zt = vec![[0f64; L]; k];
+            for (d, lane) in zt.iter_mut().enumerate() {
+                for (l, v) in lane.iter_mut().enumerate() {
+                    *v = z[(first + l.min(rows - 1)) * k + d];
+                }
+            }
+            let mut sum = [[0f64; L]; 2];
+            for (j, zj) in z.chunks_exact(k).enumerate() {
+                let mut acc = [0f64; L];
+                for (lane, &y) in zt.iter().zip(zj) {
+                    for l in 0..L {
+                        let t = lane[l] - y;
+                        acc[l] += t * t;
+                    }
+                }
+                let side = &mut sum[usize::from(in_b[j])];
+                for l in 0..L {
+                    side[l] += acc[l].sqrt();
+                }
+            }
+            let mut out = [0f64; L];
+            for (l, o) in out.iter_mut().enumerate().take(rows) {
+                let own = usize::from(in_b[first + l]);
+                let own_n = if own == 1 { nb } else { na };
+                let other_n = if own == 1 { na } else { nb };
+                if own_n <= 1 {
+                    continue;
+                }
+                let a = sum[own][l] / (own_n - 1) as f64;
+                let b = sum[1 - own][l] / other_n as f64;
+                let mx = a.max(b);
+                if mx > 0.0 {
+                    *o = (b - a) / mx;
+                }
+            }
+            out
+        })
+        .collect();
     let mut total = 0.0;
-    for (sum, &b) in sums.iter().zip(in_b) {
-        let own = usize::from(b);
-        let own_n = if own == 1 { nb } else { na };
-        let other_n = if own == 1 { na } else { nb };
-        if own_n <= 1 {
-            total += 0.0;
-            continue;
+    for (g, vals) in groups.iter().enumerate() {
+        for &v in vals.iter().take(L.min(m - g * L)) {
+            total += v;
         }
-        let a = sum[own] / (own_n - 1) as f64;
-        let b = sum[1 - own] / other_n as f64;
-        let mx = a.max(b);
-        total += if mx > 0.0 { (b - a) / mx } else { 0.0 };
     }
     total / m as f64
 }
@@ -1037,15 +957,7 @@ mod tests {
         assert_eq!(silhouette2(&z, 2, &[false; 100]), 0.0);
         // grouped rows give the row-at-a-time value bit for bit, whatever m mod 8
         let mut rng = SplitMix64(7);
-        for (m, k) in [
-            (1usize, 3usize),
-            (7, 10),
-            (8, 1),
-            (61, 10),
-            (200, 4),
-            (300, 3),
-            (4100, 2),
-        ] {
+        for (m, k) in [(1usize, 3usize), (7, 10), (8, 1), (61, 10), (200, 4)] {
             let z: Vec<f64> = (0..m * k).map(|_| rng.gauss() * 3.0).collect();
             let lab: Vec<bool> = (0..m).map(|_| rng.unit() < 0.3).collect();
             assert_eq!(
