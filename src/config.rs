@@ -54,6 +54,8 @@ pub struct ConfigFile {
     pub dedup: Option<String>,
     /// What to do with rows that cannot be read (`--invalid-rows`).
     pub invalid_rows: Option<String>,
+    /// A trusted corpus's state to judge the data against (`--reference`).
+    pub reference: Option<std::path::PathBuf>,
     /// Per-detector parameter tables, `[detectors.SPEC001]`.
     #[serde(default)]
     pub detectors: BTreeMap<String, toml::Table>,

@@ -22,6 +22,7 @@ pub mod embed;
 pub mod emit;
 pub mod escape;
 pub mod eval;
+pub mod fit;
 pub mod html;
 pub mod ingest;
 pub mod inject;

@@ -54,6 +54,27 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Turn a trusted corpus into a reference state for `scan --reference`: every distinct
+    /// normalised text with its label counts, merged exactly across files (same rows, same
+    /// bytes, however they are split). Prints the state's SHA-256.
+    Fit {
+        /// The trusted corpus: one or more .jsonl or .parquet files, read in this order.
+        #[arg(required = true)]
+        data: Vec<PathBuf>,
+        /// Where the state is written (conventionally NAME.pgstate).
+        #[arg(long)]
+        state: PathBuf,
+        /// Column holding the text.
+        #[arg(long, default_value = "text")]
+        text_column: String,
+        /// Column holding the label.
+        #[arg(long, default_value = "label")]
+        label_column: String,
+        /// A scan config file (TOML); its `[detectors.REF001]` table sets the normalisation,
+        /// which scans with this state must share.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// List the detectors.
     List,
     /// Print a detector's documentation.
@@ -324,6 +345,11 @@ struct ScanArgs {
     /// count towards --max-quarantine-fraction.
     #[arg(long, value_parser = ["error", "quarantine"])]
     invalid_rows: Option<String>,
+    /// A trusted corpus's state, written by `poisongate fit`: the data is also judged against
+    /// it (REF001: copies of trusted rows under another label; REF002: copies far beyond the
+    /// trusted corpus's own duplicates). Its SHA-256 is recorded as an input.
+    #[arg(long)]
+    reference: Option<PathBuf>,
     /// Print report.json to stdout as well.
     #[arg(long)]
     json: bool,
@@ -376,11 +402,45 @@ fn run() -> Result<i32> {
         poisongate::ingest::set_max_page_bytes(limit);
     }
     match cli.command {
+        Command::Fit {
+            data,
+            state,
+            text_column,
+            label_column,
+            config,
+        } => {
+            let cfg = load_config(config.as_deref())?;
+            let params = cfg
+                .detectors
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("REF001"))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let done = poisongate::fit::fit(&poisongate::fit::FitOptions {
+                data,
+                text_column,
+                label_column,
+                params,
+                state: state.clone(),
+            })?;
+            println!(
+                "{}: {} rows, {} distinct texts, labels {}, {} bytes, sha256 {}",
+                state.display(),
+                done.rows,
+                done.texts,
+                done.labels.join(","),
+                done.bytes,
+                done.sha256
+            );
+            Ok(0)
+        }
         Command::List => {
             for d in registry::REGISTRY {
                 let m = d.meta();
                 let opt_in = if registry::is_opt_in(m.code) {
                     " (opt-in: run with --select)"
+                } else if registry::needs_reference(m.code) {
+                    " (runs with scan --reference)"
                 } else {
                     ""
                 };
@@ -717,6 +777,7 @@ fn run_scan(a: ScanArgs, line_flag: bool, page_flag: bool) -> Result<i32> {
         o.invalid_rows = poisongate::ingest::InvalidPolicy::parse(&p)
             .with_context(|| format!("invalid_rows must be error or quarantine, not `{p}`"))?;
     }
+    o.reference = a.reference.or(cfg.reference);
     o.out = a.out;
     let interactive = std::io::stderr().is_terminal();
     o.progress = interactive && !a.quiet;

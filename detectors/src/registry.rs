@@ -12,6 +12,8 @@ pub static REGISTRY: &[&dyn Detector] = &[
     &crate::instruct::PromptTriggerResponse,
     &crate::instruct::ResponseAmplification,
     &crate::label::LabelConsistency,
+    &crate::duplicates::reference::ReferenceConflict,
+    &crate::duplicates::reference::ReferenceAmplification,
     &crate::spectral::SpectralSignature,
     &crate::spectre::RobustSpectral,
     &crate::trigger::TriggerTokens,
@@ -33,13 +35,23 @@ pub static OPT_IN: &[&str] = &["LBL001", "SPEC001", "SPEC002"];
 // rows around the clean-label poison mode lower the default scan's combined precision there
 // below the bar of tests/integration/benchmarks.rs, so it stays opt-in (docs/evaluation.md).
 
-/// The detectors a scan runs when nothing is selected: the registry minus [`OPT_IN`].
+/// Registered detectors that judge a new batch against a trusted corpus: they run only when a
+/// scan is given one (`scan --reference FILE`), and then by default.
+pub static REFERENCE: &[&str] = &["REF001", "REF002"];
+
+/// The detectors a scan runs when nothing is selected: the registry minus [`OPT_IN`] and
+/// [`REFERENCE`].
 pub fn default_selection() -> Vec<&'static dyn Detector> {
     REGISTRY
         .iter()
         .copied()
-        .filter(|d| !OPT_IN.contains(&d.meta().code))
+        .filter(|d| !OPT_IN.contains(&d.meta().code) && !REFERENCE.contains(&d.meta().code))
         .collect()
+}
+
+/// Whether a detector needs a trusted corpus (see [`REFERENCE`]).
+pub fn needs_reference(code: &str) -> bool {
+    REFERENCE.iter().any(|c| c.eq_ignore_ascii_case(code))
 }
 
 /// Whether a detector is opt-in (see [`OPT_IN`]).

@@ -32,6 +32,7 @@ mod dedup;
 mod invalid;
 mod join;
 mod plan;
+mod reference;
 mod write;
 
 use dedup::{dedup_clusters, keep_first};
@@ -100,6 +101,9 @@ pub struct ScanOptions {
     /// go to the quarantine output unread with the reason `INVALID:<what>` (see
     /// [`crate::ingest::InvalidRow`]; embeddings with a non-finite value count too).
     pub invalid_rows: InvalidPolicy,
+    /// A trusted corpus's state (`poisongate fit`) to judge the data against (`--reference`):
+    /// adds REF001 and REF002, and the file to the inputs.
+    pub reference: Option<PathBuf>,
 }
 
 /// `scan --dedup`: what happens to plain redundancy (duplicates that carry the same label).
@@ -173,6 +177,7 @@ impl ScanOptions {
             reproducible: false,
             dedup: Dedup::None,
             invalid_rows: InvalidPolicy::Error,
+            reference: None,
         }
     }
 }
@@ -287,6 +292,7 @@ fn settings_json(opts: &ScanOptions, planned: &[Planned]) -> serde_json::Value {
         "report_rows": opts.report_rows,
         "dedup": opts.dedup.as_str(),
         "invalid_rows": opts.invalid_rows.as_str(),
+        "reference": opts.reference.as_ref().map(|p| p.display().to_string()),
     })
 }
 
@@ -382,7 +388,12 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             (f.into(), reason)
         }
     };
-    let (planned, skipped) = plan(opts, &format)?;
+    let reference = opts
+        .reference
+        .as_deref()
+        .map(|p| reference::load(opts, p))
+        .transpose()?;
+    let (planned, skipped) = plan(opts, &format, reference.as_ref().map(|r| &r.state))?;
     let mut needs = planned
         .iter()
         .fold(Needs::default(), |n, p| n.union(p.configured.needs()));
@@ -448,6 +459,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     let spinner = progress_bar(opts.progress, 1, "reading");
     let mut table: Table = ingest::read_table(&opts.data, &spec)?;
     let mut inputs = vec![input_entry("data", &table.digest, table.n_rows, None)];
+    if let Some(r) = &reference {
+        inputs.push(input_entry(
+            "reference",
+            &r.digest,
+            usize::try_from(r.state.rows()).unwrap_or(usize::MAX),
+            None,
+        ));
+    }
     let total = table.n_rows;
     let quarantine_invalid = opts.invalid_rows == InvalidPolicy::Quarantine;
     let mut rows = invalid::Rows::new(total, std::mem::take(&mut table.invalid));

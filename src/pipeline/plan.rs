@@ -1,6 +1,7 @@
 //! Which detectors run on the data, with their checked parameters.
 
 use super::*;
+use poisongate_detectors::duplicates::reference::ReferenceState;
 
 pub(super) struct Planned {
     pub(super) detector: &'static dyn Detector,
@@ -12,6 +13,7 @@ pub(super) struct Planned {
 pub(super) fn plan(
     opts: &ScanOptions,
     format: &RowLayout,
+    reference: Option<&std::sync::Arc<ReferenceState>>,
 ) -> Result<(Vec<Planned>, Vec<Skipped>), ScanError> {
     for (code, table) in &opts.detector_params {
         let Some(d) = registry::find(code) else {
@@ -32,8 +34,36 @@ pub(super) fn plan(
                 ))
             })?
         }
-        None => registry::default_selection(),
+        // a trusted corpus adds the detectors that judge against it
+        None => registry::REGISTRY
+            .iter()
+            .copied()
+            .filter(|d| {
+                registry::default_selection()
+                    .iter()
+                    .any(|x| x.meta().code == d.meta().code)
+                    || (reference.is_some() && registry::needs_reference(d.meta().code))
+            })
+            .collect(),
     };
+    let chose_reference = chosen
+        .iter()
+        .any(|d| registry::needs_reference(d.meta().code));
+    match (reference.is_some(), chose_reference) {
+        (false, true) => {
+            return Err(ScanError::Config(
+                "REF001 and REF002 judge the data against a trusted corpus: pass --reference \
+                 FILE (written by `poisongate fit`)"
+                    .into(),
+            ))
+        }
+        (true, false) => {
+            return Err(ScanError::Config(
+                "--reference is given but --select names neither REF001 nor REF002".into(),
+            ))
+        }
+        _ => {}
+    }
     let has_embeddings =
         opts.embeddings.is_some() || opts.embedding_column.is_some() || opts.model.is_some();
     let mut planned = Vec::new();
@@ -41,7 +71,12 @@ pub(super) fn plan(
     for d in chosen {
         let empty = toml::Table::new();
         let params = opts.detector_params.get(d.meta().code).unwrap_or(&empty);
-        let configured = d.configure(params)?;
+        let configured = match reference {
+            Some(state) if registry::needs_reference(d.meta().code) => {
+                super::reference::configured(opts, d.meta().code, state)?
+            }
+            _ => d.configure(params)?,
+        };
         let needs = configured.needs();
         let missing = if format.has_responses() && needs.labels {
             Some("needs a label column; instruction, chat and preference rows have none")

@@ -20,6 +20,7 @@ mod embedding;
 mod exact;
 mod minhash;
 mod normalise;
+pub mod reference;
 #[cfg(test)]
 mod tests;
 mod verdicts;

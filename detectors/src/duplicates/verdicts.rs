@@ -35,10 +35,10 @@ fn size_histogram(sizes: impl Iterator<Item = usize>) -> serde_json::Value {
 
 /// Per-row result of a fit: scores of every row, reasons of flagged rows.
 pub(super) struct DupFit {
-    code: &'static str,
-    score: Vec<f64>,
-    reason: BTreeMap<usize, String>,
-    summary: serde_json::Value,
+    pub(super) code: &'static str,
+    pub(super) score: Vec<f64>,
+    pub(super) reason: BTreeMap<usize, String>,
+    pub(super) summary: serde_json::Value,
 }
 
 impl Fitted for DupFit {

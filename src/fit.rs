@@ -1,0 +1,123 @@
+//! `poisongate fit`: a trusted corpus turned into the state `scan --reference` judges new
+//! batches against.
+//!
+//! Each input file is read (text and label columns only), made into a partial state, and the
+//! partials are merged in the order given. The merge is exact (see
+//! `poisongate_detectors::duplicates::reference`), so the bytes do not depend on how the corpus
+//! is split into files or on the thread count; row numbers run on across the files.
+
+use crate::ingest::{self, ColumnSpec, IngestError, RowLayout};
+use poisongate_detectors::duplicates::reference::{reference_configure, ReferenceState};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What `fit` reads and writes.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// The trusted corpus, in one or more files (.jsonl or .parquet).
+    pub data: Vec<PathBuf>,
+    /// Column holding the text.
+    pub text_column: String,
+    /// Column holding the label.
+    pub label_column: String,
+    /// REF001's parameter table (its normalisation keys the state).
+    pub params: toml::Table,
+    /// Where the state is written.
+    pub state: PathBuf,
+}
+
+/// Why a fit failed (nothing is written then).
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    /// Reading an input or writing the state failed.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// REF001's parameters are invalid.
+    #[error(transparent)]
+    Params(#[from] poisongate_detectors::ParamError),
+    /// The state could not be built.
+    #[error("{0}")]
+    State(String),
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// Rows read, over all files.
+    pub rows: u64,
+    /// Distinct normalised texts.
+    pub texts: usize,
+    /// Label names.
+    pub labels: Vec<String>,
+    /// Size of the state file.
+    pub bytes: usize,
+    /// SHA-256 of the state file (what a scan's report records).
+    pub sha256: String,
+}
+
+/// Build and write the state (atomically: a temporary file renamed into place).
+pub fn fit(opts: &FitOptions) -> Result<Fitted, FitError> {
+    if opts.data.is_empty() {
+        return Err(FitError::State("no input file given".into()));
+    }
+    let norm = reference_configure("REF001", &opts.params, None)?.normalization();
+    let mut state = ReferenceState::empty(norm);
+    for path in &opts.data {
+        let spec = ColumnSpec {
+            text: Some(opts.text_column.clone()),
+            label: Some(opts.label_column.clone()),
+            rows: RowLayout::default(),
+            ..ColumnSpec::default()
+        };
+        let table = ingest::read_table(path, &spec)?;
+        let texts = table.texts.unwrap_or_default();
+        let labels = table.labels.unwrap_or_default();
+        let mut names: Vec<String> = labels.clone();
+        names.sort_unstable();
+        names.dedup();
+        let index: BTreeMap<&str, u32> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i as u32))
+            .collect();
+        let idx: Vec<u32> = labels
+            .iter()
+            .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
+            .collect();
+        let part = ReferenceState::from_rows(&texts, &idx, &names, state.rows(), norm)
+            .map_err(|e| FitError::State(format!("{}: {e}", path.display())))?;
+        state = state
+            .merge(part)
+            .map_err(|e| FitError::State(format!("{}: {e}", path.display())))?;
+    }
+    let bytes = state.to_bytes();
+    write_atomic(&opts.state, &bytes)?;
+    Ok(Fitted {
+        rows: state.rows(),
+        texts: state.entries().len(),
+        labels: state.labels().to_vec(),
+        bytes: bytes.len(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    })
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IngestError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".poisongate-fit-")
+        .tempfile_in(&dir)
+        .map_err(|e| IngestError::io(&dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| IngestError::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| IngestError::io(tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| IngestError::io(path, e.error))?;
+    Ok(())
+}
