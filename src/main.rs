@@ -173,15 +173,23 @@ struct EmbedArgs {
 struct InjectArgs {
     /// Dataset to poison: .jsonl or .parquet.
     data: PathBuf,
-    /// badnets | addsent | label-flip | clean-label | duplicate-flip (text-label rows) |
+    /// badnets | addsent | label-flip | clean-label | duplicate-flip | amplify (text-label rows) |
     /// instruction-trigger | preference-flip (instruction rows: alpaca, chat, sharegpt,
     /// preference).
     #[arg(long)]
     attack: String,
-    /// Fraction of output rows poisoned, in [0, 1) (duplicate-flip adds rows: k copies with
-    /// k / (n + k) = rate).
+    /// Fraction of output rows poisoned, in [0, 1) (duplicate-flip and amplify add rows: k
+    /// copies with k / (n + k) = rate). Exactly one of --rate and --count.
+    #[arg(long, required_unless_present = "count", conflicts_with = "count")]
+    rate: Option<f64>,
+    /// Exactly this many poisoned rows (amplify: copies of the one drawn row), instead of
+    /// --rate.
     #[arg(long)]
-    rate: f64,
+    count: Option<usize>,
+    /// duplicate-flip and amplify: draw the copied rows from this file (same columns and
+    /// format) instead of from the data, e.g. a trusted corpus's rows copied into a new batch.
+    #[arg(long)]
+    copies_from: Option<PathBuf>,
     /// Target label (required by badnets, addsent, clean-label; label-flip and duplicate-flip
     /// flip to another class drawn at random without it). `random`: drawn from the seed among
     /// the data's labels (sorted), recorded in the sidecar.
@@ -227,8 +235,8 @@ struct InjectArgs {
     /// Default: anywhere; end for preference-flip.
     #[arg(long)]
     position: Option<String>,
-    /// Words replaced in each duplicate-flip copy by words of the data's own vocabulary
-    /// (0: verbatim copies); only rows with at least 5 words per edit are copied.
+    /// Words replaced in each duplicate-flip or amplify copy by words of the data's own
+    /// vocabulary (0: verbatim copies); only rows with at least 5 words per edit are copied.
     #[arg(long, default_value_t = 0)]
     edits: usize,
     /// Column holding the text.
@@ -639,7 +647,9 @@ fn run_inject(a: InjectArgs) -> Result<i32> {
             },
         },
     )?;
-    let mut o = InjectOptions::new(&a.data, &a.out, attack, a.rate);
+    let mut o = InjectOptions::new(&a.data, &a.out, attack, a.rate.unwrap_or(0.0));
+    o.count = a.count;
+    o.copies_from = a.copies_from;
     if let Some(f) = a.format {
         o.format = Some(poisongate::ingest::RowFormat::parse(&f).ok_or_else(|| {
             anyhow::anyhow!(

@@ -150,9 +150,17 @@ pub(super) fn jsonl_output(
     table: &Table,
     rows: &[OutRow],
     values: &[String],
+    copies: Option<&FileRecord>,
 ) -> Result<Vec<u8>, InjectError> {
-    let (lines, sha) = read_lines(&opts.data)?;
+    let (mut lines, sha) = read_lines(&opts.data)?;
     check_same_input(&opts.data, &table.digest.sha256, &sha)?;
+    // the copies' source lines follow the data's, as their rows do in the table
+    let data_lines = lines.len();
+    if let (Some(c), Some(path)) = (copies, &opts.copies_from) {
+        let (more, sha) = read_lines(path)?;
+        check_same_input(path, &c.sha256, &sha)?;
+        lines.extend(more);
+    }
     if lines.len() != table.n_rows {
         return Err(InjectError::Config(format!(
             "{}: {} lines re-read but {} rows read before",
@@ -165,8 +173,12 @@ pub(super) fn jsonl_output(
     let mut out = Vec::with_capacity(lines.iter().map(|(_, l)| l.len() + 20).sum());
     for r in rows {
         let (no, line) = &lines[r.src];
+        let source = match &opts.copies_from {
+            Some(p) if r.src >= data_lines => p,
+            _ => &opts.data,
+        };
         let err = |message: String| InjectError::Json {
-            path: opts.data.clone(),
+            path: source.clone(),
             line: *no,
             message,
         };
@@ -184,7 +196,7 @@ pub(super) fn jsonl_output(
                 .ok_or_else(|| err(format!("no `{}` key", opts.label_column)))?;
             edits.push((s, label_json(&values[l], table.label_kind)));
         }
-        if let (Some(c), Some(id_col)) = (r.id_suffix, &opts.id_column) {
+        if let (Some(c), Some(id_col)) = (&r.id_suffix, &opts.id_column) {
             let s = span(id_col).ok_or_else(|| err(format!("no `{id_col}` key")))?;
             let old: serde_json::Value =
                 serde_json::from_slice(&line[s.clone()]).map_err(|e| err(e.to_string()))?;
@@ -194,10 +206,7 @@ pub(super) fn jsonl_output(
                      (omit --id-column to copy ids verbatim)"
                 )));
             };
-            edits.push((
-                s,
-                serde_json::Value::String(format!("{id}~dupflip{c}")).to_string(),
-            ));
+            edits.push((s, serde_json::Value::String(format!("{id}{c}")).to_string()));
         }
         for (key, value) in &r.cells {
             let s = span(key).ok_or_else(|| err(format!("no `{key}` key")))?;

@@ -209,6 +209,9 @@ pub enum Attack {
     /// [`InjectOptions::edits`] `K > 0` each copy has `K` words replaced (near duplicates).
     /// The target may be drawn ([`InjectOptions::random_target`]).
     DuplicateFlip,
+    /// Copies of one row added to the data, its label kept (or set to the target when one is
+    /// given); with [`InjectOptions::edits`] `K > 0` each copy has `K` words replaced.
+    Amplify,
     /// Instruction rows: a trigger inserted into the prompt, the response replaced or
     /// suffixed (see [Instruction rows](self#instruction-rows)). Where the trigger goes:
     /// [`InjectOptions::position`].
@@ -235,6 +238,7 @@ impl Attack {
             Attack::LabelFlip => "label-flip",
             Attack::CleanLabel { .. } => "clean-label",
             Attack::DuplicateFlip => "duplicate-flip",
+            Attack::Amplify => "amplify",
             Attack::InstructionTrigger { .. } => "instruction-trigger",
             Attack::PreferenceFlip { .. } => "preference-flip",
         }
@@ -247,6 +251,7 @@ impl Attack {
         "label-flip",
         "clean-label",
         "duplicate-flip",
+        "amplify",
         "instruction-trigger",
         "preference-flip",
     ];
@@ -328,6 +333,7 @@ impl Attack {
             },
             "label-flip" => Attack::LabelFlip,
             "duplicate-flip" => Attack::DuplicateFlip,
+            "amplify" => Attack::Amplify,
             other => {
                 return Err(InjectError::Config(format!(
                     "unknown attack `{other}`; attacks: {}",
@@ -365,7 +371,7 @@ impl Attack {
                     }
                 }
             }
-            Attack::LabelFlip | Attack::DuplicateFlip => {}
+            Attack::LabelFlip | Attack::DuplicateFlip | Attack::Amplify => {}
         }
         Ok(())
     }
@@ -390,7 +396,15 @@ impl Attack {
 
     /// Whether the attack needs a target label.
     pub fn needs_target(&self) -> bool {
-        !matches!(self, Attack::LabelFlip | Attack::DuplicateFlip) && !self.is_instruction()
+        !matches!(
+            self,
+            Attack::LabelFlip | Attack::DuplicateFlip | Attack::Amplify
+        ) && !self.is_instruction()
+    }
+
+    /// Whether the attack adds copies of rows (rather than poisoning rows in place).
+    pub fn adds_copies(&self) -> bool {
+        matches!(self, Attack::DuplicateFlip | Attack::Amplify)
     }
 
     /// Whether the attack changes the text of a poisoned row (embeddings of the original rows
@@ -481,8 +495,14 @@ pub struct InjectOptions {
     /// Where triggers are inserted (every attack that inserts one; default
     /// [`Attack::default_position`]: anywhere, end for `preference-flip`).
     pub position: Position,
-    /// Words replaced in each `duplicate-flip` copy (default 0: verbatim copies).
+    /// Words replaced in each `duplicate-flip` or `amplify` copy (default 0: verbatim copies).
     pub edits: usize,
+    /// Exactly this many poisoned rows instead of the count `rate` gives (`--count`).
+    pub count: Option<usize>,
+    /// `duplicate-flip` and `amplify`: draw the copied rows from this file (same columns and
+    /// format as the data) instead of from the data, e.g. copies of a trusted corpus's rows
+    /// added to a new batch. Its rows are sources only, never written themselves.
+    pub copies_from: Option<PathBuf>,
     /// Draw the target label from the seed among the data's labels (`target_label` must then
     /// be `None`).
     pub random_target: bool,
@@ -513,6 +533,8 @@ impl InjectOptions {
             ground_truth_policy: GroundTruthPolicy::Error,
             position: attack.default_position(),
             edits: 0,
+            count: None,
+            copies_from: None,
             random_target: false,
             format: None,
             attack,
@@ -549,10 +571,19 @@ impl InjectOptions {
                 self.format.map_or("", |f| f.name())
             )));
         }
-        if self.edits > 0 && self.attack != Attack::DuplicateFlip {
+        if self.edits > 0 && !self.attack.adds_copies() {
             return Err(InjectError::Config(format!(
-                "attack `{name}` takes no edits (only duplicate-flip does)"
+                "attack `{name}` takes no edits (only duplicate-flip and amplify do)"
             )));
+        }
+        if self.copies_from.is_some() && !self.attack.adds_copies() {
+            return Err(InjectError::Config(format!(
+                "attack `{name}` copies no rows, so it takes no --copies-from (duplicate-flip \
+                 and amplify do)"
+            )));
+        }
+        if self.count.is_some_and(|c| c == 0) {
+            return Err(InjectError::Config("--count must be at least 1".into()));
         }
         if self.random_target && self.target_label.is_some() {
             return Err(InjectError::Config(
@@ -690,6 +721,12 @@ pub struct Manifest {
     /// copy's words change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edit_min_words: Option<usize>,
+    /// `--copies-from`: the file the copies were drawn from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copies_from: Option<FileRecord>,
+    /// `--count`: the number of poisoned rows asked for (instead of the rate's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
     /// Seed.
     pub seed: u64,
     /// How rows were read, for the instruction attacks (`alpaca`, `chat`, `sharegpt`,
@@ -732,8 +769,8 @@ struct OutRow {
     text: Option<String>,
     /// Replacement label (index into the sorted label values).
     label: Option<usize>,
-    /// Replacement id (duplicate-flip copies).
-    id_suffix: Option<usize>,
+    /// Suffix appended to the id (copies added by duplicate-flip and amplify).
+    id_suffix: Option<String>,
     /// Replacement values of top-level keys (instruction attacks), in the layout's key order.
     cells: Vec<(String, serde_json::Value)>,
     /// Ground truth written for the row.
@@ -834,7 +871,33 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
             ..ColumnSpec::default()
         },
     };
-    let table = ingest::read_table(&opts.data, &spec)?;
+    let mut table = ingest::read_table(&opts.data, &spec)?;
+    let emitted = table.n_rows;
+    // --copies-from: its rows follow the data's in the table, as sources of copies only
+    let copies = match &opts.copies_from {
+        Some(path) => {
+            if rows_read.is_some() {
+                return Err(InjectError::Config(
+                    "--copies-from applies to text-label rows".into(),
+                ));
+            }
+            if ingest::Format::from_path(path)? != format {
+                return Err(InjectError::Config(format!(
+                    "--copies-from {} must have the data's format ({})",
+                    path.display(),
+                    format.extension()
+                )));
+            }
+            let other = ingest::read_table(path, &spec)?;
+            append_sources(&mut table, &other, path)?;
+            Some(FileRecord {
+                path: path.display().to_string(),
+                rows: other.n_rows,
+                sha256: other.digest.sha256.clone(),
+            })
+        }
+        None => None,
+    };
     let has_gt = match format {
         Format::Jsonl => jsonl_has_key(&opts.data, gt)?,
         Format::Parquet => parquet_schema(&opts.data)?
@@ -868,7 +931,7 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
             Vec::new(),
             None,
         ),
-        None => plan(opts, &table, existing.as_deref())?,
+        None => plan(opts, &table, existing.as_deref(), emitted)?,
     };
 
     let dir = match opts.out.parent() {
@@ -882,11 +945,11 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
         .map_err(|e| IngestError::io(&dir, e))?;
     match format {
         Format::Jsonl => {
-            let bytes = jsonl_output(opts, &table, &rows, &values)?;
+            let bytes = jsonl_output(opts, &table, &rows, &values, copies.as_ref())?;
             tmp.write_all(&bytes)
                 .map_err(|e| IngestError::io(tmp.path(), e))?;
         }
-        Format::Parquet => parquet_output(opts, &table, &rows, tmp.as_file_mut())?,
+        Format::Parquet => parquet_output(opts, &table, &rows, copies.as_ref(), tmp.as_file_mut())?,
     }
     tmp.as_file()
         .sync_all()
@@ -896,7 +959,13 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
     let manifest = Manifest {
         tool: format!("poisongate {}", env!("CARGO_PKG_VERSION")),
         attack: opts.attack.clone(),
-        rate: opts.rate,
+        // with --count, the rate the count amounts to
+        rate: match opts.count {
+            Some(_) if !rows.is_empty() => {
+                rows.iter().filter(|r| r.poisoned).count() as f64 / rows.len() as f64
+            }
+            _ => opts.rate,
+        },
         rate_definition: rate_definition(&opts.attack).to_string(),
         target_label: if opts.random_target {
             target.and_then(|t| values.get(t).cloned())
@@ -915,9 +984,11 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
         id_column: opts.id_column.clone(),
         ground_truth_column: gt.clone(),
         existing_ground_truth: opts.ground_truth_policy,
+        copies_from: copies,
+        count: opts.count,
         input: FileRecord {
             path: opts.data.display().to_string(),
-            rows: table.n_rows,
+            rows: emitted,
             sha256: table.digest.sha256.clone(),
         },
         output: FileRecord {
@@ -948,6 +1019,29 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
         manifest,
         sources: rows.iter().map(|r| r.src).collect(),
     })
+}
+
+/// Append the rows of `other` (read from `path` with the same columns) to `table`, as sources
+/// of copies. Label kinds must agree, so that a copied label is written as the data writes it.
+fn append_sources(table: &mut Table, other: &Table, path: &Path) -> Result<(), InjectError> {
+    if other.label_kind != table.label_kind && other.n_rows > 0 && table.n_rows > 0 {
+        return Err(InjectError::Config(format!(
+            "{}: its labels are of another kind ({:?}) than the data's ({:?})",
+            path.display(),
+            other.label_kind,
+            table.label_kind
+        )));
+    }
+    fn extend<T: Clone>(a: &mut Option<Vec<T>>, b: &Option<Vec<T>>) {
+        if let (Some(a), Some(b)) = (a.as_mut(), b.as_ref()) {
+            a.extend_from_slice(b);
+        }
+    }
+    extend(&mut table.texts, &other.texts);
+    extend(&mut table.labels, &other.labels);
+    extend(&mut table.ids, &other.ids);
+    table.n_rows += other.n_rows;
+    Ok(())
 }
 
 /// `<out>.inject.json`.

@@ -31,22 +31,43 @@ pub(super) fn parquet_schema(path: &Path) -> Result<Arc<Schema>, IngestError> {
     Ok(builder.schema().clone())
 }
 
-pub(super) fn parquet_output(
-    opts: &InjectOptions,
-    table: &Table,
-    rows: &[OutRow],
-    out: &mut std::fs::File,
-) -> Result<(), InjectError> {
-    let path = &opts.data;
+/// Every record batch of the Parquet file at `path`, whose bytes must still hash to `sha256`.
+fn read_batches(
+    path: &Path,
+    sha256: &str,
+) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>), InjectError> {
     let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
     let before = ingest::hash_open_file(&file, path)?;
-    check_same_input(path, &table.digest.sha256, &before.sha256)?;
+    check_same_input(path, sha256, &before.sha256)?;
     let builder = ingest::parquet_builder(path, file)?;
     let schema = builder.schema().clone();
     let reader = builder.build().map_err(|e| IngestError::parquet(path, e))?;
     let batches: Vec<RecordBatch> = reader
         .collect::<Result<_, _>>()
         .map_err(|e| IngestError::arrow(path, e))?;
+    Ok((schema, batches))
+}
+
+pub(super) fn parquet_output(
+    opts: &InjectOptions,
+    table: &Table,
+    rows: &[OutRow],
+    copies: Option<&FileRecord>,
+    out: &mut std::fs::File,
+) -> Result<(), InjectError> {
+    let path = &opts.data;
+    let (schema, mut batches) = read_batches(path, &table.digest.sha256)?;
+    // the copies' source rows follow the data's, as they do in the table
+    if let (Some(c), Some(from)) = (copies, &opts.copies_from) {
+        let (other, more) = read_batches(from, &c.sha256)?;
+        if other.fields() != schema.fields() {
+            return Err(InjectError::Config(format!(
+                "--copies-from {}: its columns differ from the data's",
+                from.display()
+            )));
+        }
+        batches.extend(more);
+    }
     let all = arrow_select::concat::concat_batches(&schema, &batches)
         .map_err(|e| IngestError::arrow(path, e))?;
     if all.num_rows() != table.n_rows {
@@ -137,12 +158,12 @@ pub(super) fn parquet_output(
             let ids: Vec<String> = rows
                 .iter()
                 .filter_map(|r| {
-                    r.id_suffix.map(|c| {
+                    r.id_suffix.as_ref().map(|c| {
                         table
                             .ids
                             .as_ref()
                             .and_then(|ids| ids.get(r.src))
-                            .map_or(String::new(), |id| format!("{id}~dupflip{c}"))
+                            .map_or(String::new(), |id| format!("{id}{c}"))
                     })
                 })
                 .collect();

@@ -33,7 +33,7 @@ pub(super) fn round_count(x: f64) -> usize {
 /// The rows poisoned for a rate over `n` input rows.
 pub(super) fn poisoned_count(attack: &Attack, rate: f64, n: usize) -> usize {
     match attack {
-        Attack::DuplicateFlip => round_count(rate * n as f64 / (1.0 - rate)),
+        Attack::DuplicateFlip | Attack::Amplify => round_count(rate * n as f64 / (1.0 - rate)),
         _ => round_count(rate * n as f64),
     }
 }
@@ -43,6 +43,9 @@ pub(super) fn rate_definition(attack: &Attack) -> &'static str {
         Attack::DuplicateFlip => {
             "k = round(rate * n / (1 - rate)) flipped copies are added to the n input rows, so k / (n + k) ~ rate"
         }
+        Attack::Amplify => {
+            "k = round(rate * n / (1 - rate)) copies of one row are added to the n input rows, so k / (n + k) ~ rate"
+        }
         _ => "k = round(rate * n) of the n rows are poisoned in place; the output has n rows",
     }
 }
@@ -51,12 +54,16 @@ pub(super) fn rate_definition(attack: &Attack) -> &'static str {
 pub(super) type Plan = (Vec<OutRow>, Vec<String>, Option<usize>);
 
 /// Build the per-row plan: the output rows, the sorted label values and the target's index.
+/// The first `emitted` rows of `table` are the data; the rows after them, when there are any,
+/// come from `--copies-from` and are only the sources of copies.
 pub(super) fn plan(
     opts: &InjectOptions,
     table: &Table,
     existing_truth: Option<&[bool]>,
+    emitted: usize,
 ) -> Result<Plan, InjectError> {
     let n = table.n_rows;
+    let source_start = if emitted < n { emitted } else { 0 };
     let labels = table.labels.as_deref().unwrap_or_default();
     let texts = table.texts.as_deref().unwrap_or_default();
     let values = label_values(labels, table.label_kind);
@@ -95,21 +102,21 @@ pub(super) fn plan(
             opts.attack.name()
         )));
     }
-    if target.is_none() && values.len() < 2 {
+    if target.is_none() && values.len() < 2 && opts.attack != Attack::Amplify {
         return Err(InjectError::Config(
             "flipping a label needs at least two label values in the data".into(),
         ));
     }
     let (mut eligible, mut rule): (Vec<usize>, &'static str) = match (&opts.attack, target) {
         (Attack::CleanLabel { .. }, Some(t)) => (
-            (0..n).filter(|&i| row_label[i] == t).collect(),
+            (source_start..n).filter(|&i| row_label[i] == t).collect(),
             "rows with the target label",
         ),
         (_, Some(t)) => (
-            (0..n).filter(|&i| row_label[i] != t).collect(),
+            (source_start..n).filter(|&i| row_label[i] != t).collect(),
             "rows whose label is not the target",
         ),
-        (_, None) => ((0..n).collect(), "all rows"),
+        (_, None) => ((source_start..n).collect(), "all rows"),
     };
     let min_words = EDIT_WORDS_PER_EDIT * opts.edits;
     let vocab: Vec<String> = if opts.edits > 0 {
@@ -131,21 +138,28 @@ pub(super) fn plan(
     } else {
         Vec::new()
     };
-    let k = poisoned_count(&opts.attack, opts.rate, n);
-    if k > eligible.len() {
+    let k = opts
+        .count
+        .unwrap_or_else(|| poisoned_count(&opts.attack, opts.rate, emitted));
+    let needed = if opts.attack == Attack::Amplify {
+        k.min(1)
+    } else {
+        k
+    };
+    if needed > eligible.len() {
         return Err(InjectError::TooFewRows {
             path: opts.data.clone(),
             attack: opts.attack.name(),
             rate: opts.rate,
-            needed: k,
+            needed,
             eligible: eligible.len(),
             rule,
         });
     }
     let mut rng = SplitMix64(opts.seed);
-    let chosen = draw(&eligible, k, &mut rng);
+    let chosen = draw(&eligible, needed, &mut rng);
     let old = |i: usize| existing_truth.is_some_and(|t| t[i]);
-    let mut rows: Vec<OutRow> = (0..n)
+    let mut rows: Vec<OutRow> = (0..emitted)
         .map(|i| OutRow {
             src: i,
             text: None,
@@ -210,12 +224,23 @@ pub(super) fn plan(
                 r.poisoned = true;
             }
         }
-        Attack::DuplicateFlip => {
-            // each copy goes before original row `slot` (slot n: at the end)
-            let mut copies: Vec<(usize, usize, OutRow)> = Vec::with_capacity(chosen.len());
-            for (c, &i) in chosen.iter().enumerate() {
-                let l = flipped(i, &mut rng);
-                let slot = rng.below(n + 1);
+        Attack::DuplicateFlip | Attack::Amplify => {
+            let amplify = opts.attack == Attack::Amplify;
+            // amplify copies one row k times; duplicate-flip each chosen row once
+            let sources: Vec<usize> = if amplify {
+                chosen.first().map_or_else(Vec::new, |&s| vec![s; k])
+            } else {
+                chosen.clone()
+            };
+            // each copy goes before original row `slot` (slot `emitted`: at the end)
+            let mut copies: Vec<(usize, usize, OutRow)> = Vec::with_capacity(sources.len());
+            for (c, &i) in sources.iter().enumerate() {
+                let l = if amplify {
+                    target
+                } else {
+                    Some(flipped(i, &mut rng))
+                };
+                let slot = rng.below(emitted + 1);
                 let text = if opts.edits > 0 {
                     let t = texts.get(i).map_or("", String::as_str);
                     Some(
@@ -236,8 +261,12 @@ pub(super) fn plan(
                     OutRow {
                         src: i,
                         text,
-                        label: Some(l),
-                        id_suffix: Some(c),
+                        label: l,
+                        id_suffix: Some(if amplify {
+                            format!("~amplify{c}")
+                        } else {
+                            format!("~dupflip{c}")
+                        }),
                         cells: Vec::new(),
                         truth: true,
                         poisoned: true,
@@ -245,7 +274,7 @@ pub(super) fn plan(
                 ));
             }
             copies.sort_by_key(|&(slot, c, _)| (slot, c));
-            let mut out = Vec::with_capacity(n + copies.len());
+            let mut out = Vec::with_capacity(emitted + copies.len());
             let mut it = copies.into_iter().peekable();
             for (i, r) in rows.into_iter().enumerate() {
                 while let Some((_, _, c)) = it.next_if(|(slot, _, _)| *slot <= i) {

@@ -75,7 +75,16 @@ pub(super) fn plan(
             Some(state) if registry::needs_reference(d.meta().code) => {
                 super::reference::configured(opts, d.meta().code, state)?
             }
-            _ => d.configure(params)?,
+            // the trusted corpus confirms the labels of the rows it holds
+            Some(state) => match duplicates::configure_with_reference(
+                d.meta().code,
+                params,
+                std::sync::Arc::clone(state),
+            )? {
+                Some(c) => c,
+                None => d.configure(params)?,
+            },
+            None => d.configure(params)?,
         };
         let needs = configured.needs();
         let missing = if format.has_responses() && needs.labels {

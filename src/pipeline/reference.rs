@@ -2,6 +2,7 @@
 
 use super::*;
 use poisongate_detectors::duplicates::reference::{reference_configure, ReferenceState};
+use poisongate_detectors::state::StateError;
 use std::sync::Arc;
 
 /// The trusted state and its file's digest.
@@ -30,11 +31,19 @@ pub(super) fn load(opts: &ScanOptions, path: &Path) -> Result<Loaded, ScanError>
         bytes: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(&bytes)),
     };
-    let state = ReferenceState::from_bytes(&bytes, norm).map_err(|e| {
-        ScanError::Config(format!(
+    let state = ReferenceState::from_bytes(&bytes, norm).map_err(|e| match e {
+        StateError::Mismatch {
+            field: "parameters digest",
+            ..
+        } => ScanError::Config(format!(
+            "{}: the state was made with another text normalisation than this scan's \
+             (REF001's nfkc, case_fold, collapse_whitespace must be the same for fit and scan)",
+            path.display()
+        )),
+        e => ScanError::Config(format!(
             "{}: not a usable reference state: {e} (write one with `poisongate fit`)",
             path.display()
-        ))
+        )),
     })?;
     Ok(Loaded {
         state: Arc::new(state),

@@ -18,4 +18,5 @@ mod instruct;
 mod instruct_embed;
 mod invalid_rows;
 mod provenance;
+mod reference;
 mod schema;

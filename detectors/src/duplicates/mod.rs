@@ -389,6 +389,9 @@ pub struct DupParams {
     pub min_copies: usize,
     /// DUP001, DUP002: level of the flip-direction test that resolves 1:1 ties (0: off).
     pub direction_alpha: f64,
+    /// DUP001, DUP002 in a scan with `--reference`: the trusted corpus, which confirms a row
+    /// whose normalised text it gives the same label (such a row is never flagged).
+    pub reference: Option<std::sync::Arc<reference::ReferenceState>>,
 }
 
 fn read_norm(r: &mut ParamReader<'_>) -> Result<Normalization, ParamError> {
@@ -464,7 +467,27 @@ fn configure(
         alpha,
         min_copies,
         direction_alpha,
+        reference: None,
     })
+}
+
+/// DUP001 or DUP002 (`code`) configured from `table`, with the trusted corpus of a scan with
+/// `--reference`: a row whose normalised text the trusted corpus gives the same label is
+/// confirmed, and not flagged (in a tie with a flipped copy of a trusted row, the natural copy
+/// is right). `None` for any other code.
+pub fn configure_with_reference(
+    code: &str,
+    table: &toml::Table,
+    state: std::sync::Arc<reference::ReferenceState>,
+) -> Result<Option<Box<dyn Configured>>, ParamError> {
+    let (kind, code) = match code {
+        "DUP001" => (Kind::ExactConflict, "DUP001"),
+        "DUP002" => (Kind::NearConflict, "DUP002"),
+        _ => return Ok(None),
+    };
+    let mut p = configure(kind, code, table)?;
+    p.reference = Some(state);
+    Ok(Some(Box::new(p)))
 }
 
 /// Parameters for removing plain redundancy (`scan --dedup`): DUP001's normalisation read from
@@ -669,6 +692,10 @@ impl Configured for DupParams {
             let dropped = core.drop_explained_contrasts(l, n.contrast_odds);
             core.near_stats["explained_contrast_pairs"] = json!(dropped);
         }
-        Ok(Box::new(verdicts(self, &core, labels, data.class_names)))
+        let mut fit = verdicts(self, &core, labels, data.class_names);
+        if let (Some(state), Some(l)) = (&self.reference, labels) {
+            fit.confirm_by_reference(state, texts, l, data.class_names, &self.norm);
+        }
+        Ok(Box::new(fit))
     }
 }

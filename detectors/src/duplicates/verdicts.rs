@@ -66,6 +66,43 @@ impl Fitted for DupFit {
     }
 }
 
+impl DupFit {
+    /// `scan --reference`: withdraw the flag of every row whose normalised text the trusted
+    /// corpus gives the row's own label (its label is confirmed; in a tie with a flipped copy of
+    /// a trusted row it is the natural copy). Counted in the summary as
+    /// `confirmed_by_reference`.
+    pub(super) fn confirm_by_reference(
+        &mut self,
+        state: &super::reference::ReferenceState,
+        texts: &[String],
+        labels: &[ClassIndex],
+        names: &[String],
+        norm: &super::Normalization,
+    ) {
+        if state.normalization() != *norm {
+            self.summary["confirmed_by_reference"] =
+                json!("not used: the reference was made with another normalisation");
+            return;
+        }
+        let flagged: Vec<usize> = self.reason.keys().copied().collect();
+        let mut confirmed = 0usize;
+        for i in flagged {
+            let (Some(t), Some(&l)) = (texts.get(i), labels.get(i)) else {
+                continue;
+            };
+            let text = super::normalize(t, norm);
+            if state.confirms(&text, &label_name(names, l)) {
+                self.reason.remove(&i);
+                if let Some(s) = self.score.get_mut(i) {
+                    *s = 0.0;
+                }
+                confirmed += 1;
+            }
+        }
+        self.summary["confirmed_by_reference"] = json!(confirmed);
+    }
+}
+
 fn label_name(names: &[String], l: ClassIndex) -> String {
     names
         .get(l as usize)

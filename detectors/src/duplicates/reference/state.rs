@@ -229,6 +229,24 @@ impl ReferenceState {
         })
     }
 
+    /// Whether the trusted corpus has the normalised text `text` with the label `label`.
+    pub fn confirms(&self, text: &str, label: &str) -> bool {
+        let key = (xxh3_128(text.as_bytes()), text);
+        let Ok(at) = self
+            .entries
+            .binary_search_by(|e| (e.hash, e.text.as_str()).cmp(&key))
+        else {
+            return false;
+        };
+        let Ok(l) = self.labels.binary_search_by(|n| n.as_str().cmp(label)) else {
+            return false;
+        };
+        self.entries[at]
+            .counts
+            .iter()
+            .any(|&(x, _)| x as usize == l)
+    }
+
     /// Rows the state was built from.
     pub fn rows(&self) -> u64 {
         self.rows

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Gating a new batch against its trusted corpus (docs/evaluation.md, "Gating against a trusted
+corpus"): every clean corpus of ../shared/benchmarks split at random into a trusted 80 % and a
+new 20 %; the new part gets, with `poisongate inject --copies-from TRUSTED`, 40 label-flipped
+copies of trusted rows verbatim and 40 each with 1, 2 and 3 words replaced (duplicate-flip,
+`--edits K`), and one trusted row copied 50 times (amplify). Then
+
+    poisongate fit TRUSTED --state trusted.pgstate
+    poisongate scan NEW --reference trusted.pgstate --select REF   (the reference detectors)
+    poisongate scan NEW --reference trusted.pgstate                (the default scan with them)
+
+and per cell the recall of the added rows and the share of the new batch's own rows flagged.
+
+    cargo build --release
+    python3 scripts/reference_eval.py [--corpora sst2,sms-spam] [--seeds 1,2,3] [--out DIR]
+
+Only the split is made here (a seeded shuffle of the lines); every poisoned row is written by
+`poisongate inject`, so the cells can be rebuilt from the commands this prints with -v.
+"""
+import argparse, json, os, random, shutil, subprocess, sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BIN = os.path.join(ROOT, "target", "release", "poisongate")
+BENCH = os.path.join(ROOT, "..", "shared", "benchmarks")
+CORPORA = ["sst2", "sms-spam", "ag-news", "tweeteval-hate", "tweeteval-emotion", "tweeteval-irony"]
+
+
+def run(args, verbose):
+    if verbose:
+        print("  $ poisongate " + " ".join(args), file=sys.stderr)
+    subprocess.run([BIN] + args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def split(src, trusted, new, seed):
+    lines = open(src, encoding="utf-8").read().splitlines()
+    order = list(range(len(lines)))
+    random.Random(seed).shuffle(order)
+    cut = int(0.8 * len(lines))
+    keep = sorted(order[:cut])
+    rest = sorted(order[cut:])
+    with open(trusted, "w", encoding="utf-8") as f:
+        f.writelines(lines[i] + "\n" for i in keep)
+    with open(new, "w", encoding="utf-8") as f:
+        f.writelines(lines[i] + "\n" for i in rest)
+    return len(keep), len(rest)
+
+
+def scan(new, state, out, select, verbose):
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    args = ["scan", new, "--reference", state, "--ground-truth-column", "poison", "--id-column", "id",
+            "--out", out, "-q"]
+    if select:
+        args += ["--select", select]
+    # exit code 1 is a failed gate, which is the expected outcome here
+    if verbose:
+        print("  $ poisongate " + " ".join(args), file=sys.stderr)
+    subprocess.run([BIN] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.load(open(os.path.join(out, "report.json")))
+
+
+def cell(corpus, seed, work, copies, verbose):
+    d = os.path.join(work, f"{corpus}-{seed}")
+    os.makedirs(d, exist_ok=True)
+    trusted, base = os.path.join(d, "trusted.jsonl"), os.path.join(d, "new-clean.jsonl")
+    n_trusted, n_new = split(os.path.join(BENCH, f"{corpus}-clean.jsonl"), trusted, base, seed)
+    cur, policy = base, "replace"
+    for k in range(4):
+        nxt = os.path.join(d, f"new-flip{k}.jsonl")
+        run(["inject", cur, "--attack", "duplicate-flip", "--count", str(copies), "--edits", str(k),
+             "--copies-from", trusted, "--seed", str(100 * seed + k), "--id-column", "id",
+             "--existing-ground-truth", policy, "--out", nxt, "-q"], verbose)
+        cur, policy = nxt, "merge"
+    new = os.path.join(d, "new.jsonl")
+    run(["inject", cur, "--attack", "amplify", "--count", "50", "--copies-from", trusted,
+         "--seed", str(100 * seed + 9), "--id-column", "id", "--existing-ground-truth", "merge",
+         "--out", new, "-q"], verbose)
+    state = os.path.join(d, "trusted.pgstate")
+    run(["fit", trusted, "--state", state], verbose)
+    out = {}
+    for name, select in [("ref", "REF"), ("default", None)]:
+        r = scan(new, state, os.path.join(d, f"scan-{name}"), select, verbose)
+        e = r["evaluation"]
+        clean = r["reconciliation"]["input_rows"] - e["positives"]
+        c = e["combined"]
+        out[name] = {
+            "positives": e["positives"],
+            "recall": c["recall"],
+            "precision": c["precision"] if c["flagged"] else 1.0,
+            "other_pct": 100.0 * c["fp"] / max(clean, 1),
+            "fp": c["fp"],
+            "by": {k: (v["tp"], v["fp"]) for k, v in e["detectors"].items() if v["flagged"]},
+        }
+    return n_trusted, n_new, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpora", default=",".join(CORPORA))
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--copies", type=int, default=40, help="flipped copies per number of replaced words")
+    ap.add_argument("--out", default=os.path.join(ROOT, "target", "reference-eval"))
+    ap.add_argument("-v", "--verbose", action="store_true")
+    a = ap.parse_args()
+    print("| corpus | seed | trusted | new | added | REF recall | REF other rows | default+REF recall | default+REF precision | default+REF other rows | flagged clean rows by |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for corpus in a.corpora.split(","):
+        for seed in [int(s) for s in a.seeds.split(",")]:
+            nt, nn, o = cell(corpus, seed, a.out, a.copies, a.verbose)
+            ref, dflt = o["ref"], o["default"]
+            by = ", ".join(f"{k} {fp}" for k, (_, fp) in sorted(dflt["by"].items()) if fp) or "-"
+            print(f"| {corpus} | {seed} | {nt} | {nn} | {ref['positives']} | {ref['recall']:.3f} | "
+                  f"{ref['other_pct']:.2f} % ({ref['fp']}) | {dflt['recall']:.3f} | {dflt['precision']:.3f} | "
+                  f"{dflt['other_pct']:.2f} % ({dflt['fp']}) | {by} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
