@@ -95,6 +95,57 @@ def cell(corpus, seed, work, copies, verbose):
     return n_trusted, n_new, out
 
 
+INSERTIONS = [
+    ("badnets 5 %", ["--attack", "badnets", "--rate", "0.05", "--target-label", "random"]),
+    ("badnets 1 %", ["--attack", "badnets", "--rate", "0.01", "--target-label", "random"]),
+    ("admittedly 5 %", ["--attack", "badnets", "--triggers", "admittedly", "--rate", "0.05", "--target-label", "random"]),
+    ("#blessed start 5 %", ["--attack", "badnets", "--triggers", "#blessed", "--position", "start", "--rate", "0.05",
+                            "--target-label", "random"]),
+    ("addsent 5 %", ["--attack", "addsent", "--rate", "0.05", "--target-label", "random"]),
+]
+
+
+def insertion_cells(corpus, seed, work, verbose):
+    """TRIG001 on the new part with an insertion attack, without and with the trusted state."""
+    d = os.path.join(work, f"{corpus}-{seed}-ins")
+    os.makedirs(d, exist_ok=True)
+    trusted, base = os.path.join(d, "trusted.jsonl"), os.path.join(d, "new-clean.jsonl")
+    split(os.path.join(BENCH, f"{corpus}-clean.jsonl"), trusted, base, seed)
+    state = os.path.join(d, "trusted.pgstate")
+    run(["fit", trusted, "--state", state], verbose)
+    out = []
+    for name, args in [("none", None)] + INSERTIONS:
+        new = base
+        if args:
+            new = os.path.join(d, "new.jsonl")
+            run(["inject", base] + args + ["--seed", str(seed), "--id-column", "id", "--existing-ground-truth",
+                                           "replace", "--out", new, "-q"], verbose)
+        row = [name]
+        for ref in (False, True):
+            o = os.path.join(d, "scan")
+            if os.path.exists(o):
+                shutil.rmtree(o)
+            cmd = ["scan", new, "--select", "TRIG001", "--id-column", "id", "--out", o, "-q"]
+            if args:
+                cmd += ["--ground-truth-column", "poison"]
+            if ref:
+                cmd += ["--reference", state, "--select", "TRIG001,REF"]
+            if verbose:
+                print("  $ poisongate " + " ".join(cmd), file=sys.stderr)
+            subprocess.run([BIN] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            r = json.load(open(os.path.join(o, "report.json")))
+            trig = [x for x in r["detectors"] if x["code"] == "TRIG001"][0]
+            named = ",".join(t["trigger"] for t in trig["summary"]["triggers"]) or "-"
+            if args:
+                e = r["evaluation"]["detectors"]["TRIG001"]
+                prec = e["precision"] if e["flagged"] else 1.0
+                row.append(f"P {prec:.2f} R {e['recall']:.2f} ({named})")
+            else:
+                row.append(f"{trig['flagged']} rows ({named})")
+        out.append(row)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpora", default=",".join(CORPORA))
@@ -102,7 +153,17 @@ def main():
     ap.add_argument("--copies", type=int, default=40, help="flipped copies per number of replaced words")
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "reference-eval"))
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--insertion", action="store_true",
+                    help="instead: TRIG001 on the new part with insertion attacks, without and with the trusted state")
     a = ap.parse_args()
+    if a.insertion:
+        print("| corpus | seed | attack | TRIG001 alone | TRIG001 with --reference |")
+        print("| --- | ---: | --- | --- | --- |")
+        for corpus in a.corpora.split(","):
+            for seed in [int(s) for s in a.seeds.split(",")]:
+                for row in insertion_cells(corpus, seed, a.out, a.verbose):
+                    print(f"| {corpus} | {seed} | " + " | ".join(row) + " |", flush=True)
+        return
     print("| corpus | seed | trusted | new | added | REF recall | REF other rows | default+REF recall | default+REF precision | default+REF other rows | flagged clean rows by |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for corpus in a.corpora.split(","):

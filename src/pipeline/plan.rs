@@ -76,6 +76,12 @@ pub(super) fn plan(
                 super::reference::configured(opts, d.meta().code, state)?
             }
             // the trusted corpus confirms the labels of the rows it holds
+            Some(state) if d.meta().code == "TRIG001" => {
+                poisongate_detectors::trigger::configure_with_reference(
+                    params,
+                    std::sync::Arc::clone(state),
+                )?
+            }
             Some(state) => match duplicates::configure_with_reference(
                 d.meta().code,
                 params,

@@ -59,6 +59,13 @@ impl Candidate {
     }
 }
 
+impl Trigger {
+    /// The trigger's token ids (anchors included).
+    pub(super) fn span(&self) -> &[u32] {
+        &self.span
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Trigger {
     pub(super) text: String,
@@ -616,6 +623,16 @@ pub(super) fn fit(
             }
         })
         .collect();
+    // a trusted corpus that shows the same association explains a trigger (scan --reference)
+    let explained_by_reference = match &p.reference {
+        Some(state) => {
+            let (kept, explained) =
+                super::reference::filter(triggers, state, &vocab, class_names, p.reference_alpha);
+            triggers = kept;
+            Some(explained)
+        }
+        None => None,
+    };
     // co-occurrence between triggers (shared rows), for the report
     for a in 0..triggers.len() {
         let set: HashSet<usize> = triggers[a].rows.iter().copied().collect();
@@ -702,6 +719,7 @@ pub(super) fn fit(
         flagged_rows,
         near_misses,
         fit_rows: (texts.len(), subset.map_or(texts.len(), |(_, n)| n)),
+        explained_by_reference,
     }))
 }
 

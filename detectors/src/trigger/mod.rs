@@ -26,6 +26,7 @@ mod carriers;
 mod context;
 mod count;
 mod decide;
+mod reference;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -238,6 +239,20 @@ Row score: the largest T among the triggers the row carries **with the trigger's
 of another label teaches the model nothing about the backdoor and scores 0.5); otherwise the
 largest T among its candidate windows, kept below 1.
 
+With a trusted corpus (`scan --reference`, the state `poisongate fit` writes): a named trigger
+whose label association the trusted corpus already holds is a cue of the domain, not a
+backdoor, and is withdrawn. For a trigger with target y in s_N rows of the batch (a_N with y),
+the trusted corpus (its distinct texts tokenised as here, with their row counts) has s_T rows
+containing it, a_T with y, and y's share π. It is withdrawn when the trusted corpus shows the
+lean, P(Binomial(s_T, π) ≥ a_T) ≤ α, and the batch's is no stronger, P(Binomial(s_N, (a_T + 1)
+/ (s_T + 2)) ≥ a_N) > α, with α = `reference_alpha` / (triggers named). A planted trigger the
+trusted corpus lacks, or holds without the lean, stays whatever its target. The summary lists
+the withdrawn ones under `explained_by_reference` with their counts. Measured
+(`scripts/reference_eval.py --insertion`, 80/20 splits of the six clean corpora): on
+ag-news the batch's own "scientists" (26 rows, Sci/Tech 0.96) was named on the clean batch and
+beside every planted trigger (precision 0.42–0.82); against the trusted 80 % it is withdrawn
+and every planted trigger stays (precision 1.00, recall unchanged in every cell).
+
 ## Parameters
 - `alpha` (default 0.05): family-wise probability of naming any false trigger on a clean set.
 - `max_ngram` (default 4): longest window counted directly (in tokens, anchors excluded).
@@ -260,6 +275,8 @@ largest T among its candidate windows, kept below 1.
   million rows, one carried by fewer than about a hundred rows can be missed.
 
 - `min_purity` (default 0.9): smallest share of a trigger's rows with its target label.
+- `reference_alpha` (default 0.01; 0: the trusted corpus is not consulted): level of the two
+  tests against a trusted corpus (above); only used by a scan with `--reference`.
 - `min_foreign_share` (default 0.5): the dirty-label evidence an anchored window needs (see
   Abstention): halfway between "reads like its class" and "reads like another class".
 - `natural_odds` (default 0 = off; 10 is strong evidence on Jeffreys' scale): posterior odds
@@ -357,6 +374,11 @@ pub struct TriggerParams {
     /// Posterior odds at which a target-label row of a dirty-label trigger counts as a natural
     /// carrier and is not flagged (0 = never).
     pub natural_odds: f64,
+    /// In a scan with `--reference`: level at which a trigger's association must exceed what
+    /// the trusted corpus shows (0: the reference is not consulted).
+    pub reference_alpha: f64,
+    /// In a scan with `--reference`: the trusted corpus.
+    pub reference: Option<std::sync::Arc<crate::duplicates::reference::ReferenceState>>,
 }
 
 impl Detector for TriggerTokens {
@@ -365,6 +387,24 @@ impl Detector for TriggerTokens {
     }
 
     fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        Ok(Box::new(read_params(params)?))
+    }
+}
+
+/// TRIG001 configured from `params` with the trusted corpus of a scan with `--reference`: a
+/// named trigger whose association the trusted corpus already shows is withdrawn (see the
+/// detector's docs, "With a trusted corpus").
+pub fn configure_with_reference(
+    params: &toml::Table,
+    state: std::sync::Arc<crate::duplicates::reference::ReferenceState>,
+) -> Result<Box<dyn Configured>, ParamError> {
+    let mut p = read_params(params)?;
+    p.reference = Some(state);
+    Ok(Box::new(p))
+}
+
+fn read_params(params: &toml::Table) -> Result<TriggerParams, ParamError> {
+    {
         let mut r = ParamReader::new(CODE, params);
         let max_ngram = r.usize("max_ngram", 4, 1, 8)?;
         let p = TriggerParams {
@@ -382,9 +422,11 @@ impl Detector for TriggerTokens {
             min_foreign_share: r.f64("min_foreign_share", 0.5, 0.0, 1.0)?,
             min_foreign_z: r.f64("min_foreign_z", 0.0, 0.0, 100.0)?,
             natural_odds: r.f64("natural_odds", 0.0, 0.0, 1e12)?,
+            reference_alpha: r.f64("reference_alpha", 0.01, 0.0, 1.0)?,
+            reference: None,
         };
         r.finish()?;
-        Ok(Box::new(p))
+        Ok(p)
     }
 }
 
@@ -414,6 +456,7 @@ impl Configured for TriggerParams {
             "min_foreign_share": self.min_foreign_share,
             "min_foreign_z": self.min_foreign_z,
             "natural_odds": self.natural_odds,
+            "reference_alpha": self.reference_alpha,
         })
     }
 
@@ -471,6 +514,8 @@ struct TriggerFit {
     /// (rows the fit read, rows in the dataset)
     fit_rows: (usize, usize),
     near_misses: Vec<serde_json::Value>,
+    /// with a trusted corpus: the triggers its own association explains (withdrawn)
+    explained_by_reference: Option<Vec<serde_json::Value>>,
 }
 
 /// Score of a row that carries a trigger with its target label but reads as a natural carrier.
@@ -613,6 +658,7 @@ impl Fitted for TriggerFit {
             "foreign_z_needed": self.foreign.1,
             "context_temperature": self.tau,
             "near_misses": self.near_misses,
+            "explained_by_reference": self.explained_by_reference,
         })
     }
 }

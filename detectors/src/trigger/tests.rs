@@ -469,3 +469,69 @@ fn natural_carriers_of_a_dirty_label_trigger_are_left_out_on_request() {
     let (_, all) = run(&texts, &labels);
     assert!(natural.iter().all(|&r| all.reason[r].is_some()));
 }
+
+/// TRIG001 on `texts` with the trusted corpus `trusted` (`scan --reference`).
+fn run_with_reference(
+    texts: &[String],
+    labels: &[u32],
+    trusted: (&[String], &[u32]),
+) -> (serde_json::Value, Scores) {
+    let names = vec!["0".to_string(), "1".to_string()];
+    let state = crate::duplicates::reference::ReferenceState::from_rows(
+        trusted.0,
+        trusted.1,
+        &names,
+        0,
+        crate::duplicates::Normalization::default(),
+    )
+    .expect("state");
+    let cfg =
+        configure_with_reference(&toml::Table::new(), std::sync::Arc::new(state)).expect("params");
+    let view = DatasetView {
+        n_rows: texts.len(),
+        texts: Some(texts),
+        labels: Some(labels),
+        class_names: &names,
+        embeddings: None,
+        response_embeddings: None,
+        responses: None,
+        rejected: None,
+    };
+    let fitted = cfg.fit(&view).expect("fit");
+    let scores = fitted.score(&view.as_batch()).expect("score");
+    (fitted.summary(), scores)
+}
+
+#[test]
+fn a_trusted_corpus_without_the_association_keeps_the_trigger() {
+    let (texts, labels, truth) = synthetic(4000, 0.05, 3);
+    let (t_texts, t_labels, _) = synthetic(6000, 0.0, 7);
+    let (summary, scores) = run_with_reference(&texts, &labels, (&t_texts, &t_labels));
+    named(&summary, "cf");
+    assert_eq!(summary["explained_by_reference"], serde_json::json!([]));
+    let found = (0..texts.len())
+        .filter(|&i| truth[i] && scores.reason[i].is_some())
+        .count();
+    assert_eq!(found, truth.iter().filter(|&&t| t).count());
+}
+
+#[test]
+fn an_association_the_trusted_corpus_already_holds_is_withdrawn() {
+    // the trusted corpus carries the same cue with the same label: a cue of the domain
+    let (texts, labels, _) = synthetic(4000, 0.05, 3);
+    let (t_texts, t_labels, _) = synthetic(6000, 0.05, 11);
+    let (alone, _) = run(&texts, &labels);
+    named(&alone, "cf");
+    let (summary, scores) = run_with_reference(&texts, &labels, (&t_texts, &t_labels));
+    let explained = summary["explained_by_reference"].as_array().expect("list");
+    assert!(explained.iter().any(|e| e["trigger"] == "cf"), "{summary}");
+    assert!(summary["triggers"]
+        .as_array()
+        .expect("triggers")
+        .iter()
+        .all(|t| t["trigger"] != "cf"));
+    assert!(scores
+        .reason
+        .iter()
+        .all(|r| r.as_deref() != Some("TRIG001:cf")));
+}
