@@ -167,6 +167,7 @@ pub(in super::super) fn conflicts(
         }
     }
     let summary = json!({
+        "label_drift": label_drift(state, labels, class_names),
         "trusted_rows": state.rows(),
         "trusted_texts": k,
         "new_rows": n,
@@ -183,6 +184,61 @@ pub(in super::super) fn conflicts(
         reason,
         summary,
     }
+}
+
+/// The batch's label shares against the trusted corpus's, for the report (no row is flagged for
+/// it): per label both shares and the two-sided binomial p of the batch's count under the
+/// trusted share; labels whose p is at most 0.01 / (labels) are listed as drifted.
+fn label_drift(
+    state: &ReferenceState,
+    labels: &[ClassIndex],
+    class_names: &[String],
+) -> serde_json::Value {
+    let n = labels.len() as u64;
+    let total = state.rows().max(1) as f64;
+    let mut names: Vec<&str> = state
+        .labels()
+        .iter()
+        .map(String::as_str)
+        .chain(class_names.iter().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let level = 0.01 / names.len().max(1) as f64;
+    let mut per_label = Vec::new();
+    let mut drifted = Vec::new();
+    for name in names {
+        let trusted: u64 = match state.labels().iter().position(|l| l == name) {
+            Some(li) => state
+                .entries()
+                .iter()
+                .flat_map(|e| e.counts.iter())
+                .filter(|c| c.0 as usize == li)
+                .map(|c| c.1)
+                .sum(),
+            None => 0,
+        };
+        let observed = match class_names.iter().position(|c| c == name) {
+            Some(ci) => labels.iter().filter(|&&l| l as usize == ci).count() as u64,
+            None => 0,
+        };
+        let share = trusted as f64 / total;
+        // two-sided: twice the smaller tail, at most 1
+        let upper = ln_binomial_upper(observed, n, share).exp();
+        let lower = ln_binomial_upper(n - observed, n, 1.0 - share).exp();
+        let p = (2.0 * upper.min(lower)).min(1.0);
+        if p <= level {
+            drifted.push(name.to_string());
+        }
+        per_label.push(json!({
+            "label": name,
+            "trusted_share": share,
+            "new_share": if n == 0 { 0.0 } else { observed as f64 / n as f64 },
+            "new_rows": observed,
+            "p_value": p,
+        }));
+    }
+    json!({"labels": per_label, "drifted": drifted, "level": level})
 }
 
 /// REF002: new rows of clusters the new batch holds far more of than the trusted corpus

@@ -53,6 +53,11 @@ words only added: see DUP002) are removed first, so "it 's funny ." against a tr
 drab ." is a contrast, not a flip. Score: max(1, similarity / threshold) when flagged, else 0.
 Flips among the new rows themselves are DUP001's and DUP002's.
 
+The summary also reports the class statistics' drift (`label_drift`, no row is flagged for
+it): per label the trusted and the new share and the two-sided binomial p of the batch's count
+under the trusted share; labels with p ≤ 0.01 / (labels) are listed as `drifted` (a batch
+relabelled towards one class, or drawn from another population).
+
 ## Parameters
 Those of DUP002 (`nfkc`, `case_fold`, `collapse_whitespace`, `threshold`, `shingle_words`,
 `word_edit`, `edit_min_words`, `contrast_odds`, `num_perm`, `seed`, `fp_weight`,

@@ -187,6 +187,10 @@ fn flipped_copies_of_trusted_rows_are_flagged_and_agreeing_ones_are_not() {
         .as_deref()
         .is_some_and(|r| r.contains("trusted_row=1")));
     assert_eq!(summary["exact_conflicts"], 1);
+    assert_eq!(
+        summary["label_drift"]["labels"].as_array().map(Vec::len),
+        Some(2)
+    );
     assert_eq!(summary["near_conflicts"], 1);
 }
 
