@@ -129,7 +129,7 @@ def insertion_cells(corpus, seed, work, verbose):
             if args:
                 cmd += ["--ground-truth-column", "poison"]
             if ref:
-                cmd += ["--reference", state, "--select", "TRIG001,REF"]
+                cmd += ["--reference", state]
             if verbose:
                 print("  $ poisongate " + " ".join(cmd), file=sys.stderr)
             subprocess.run([BIN] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -39,27 +39,34 @@ pub(super) fn plan(
             .iter()
             .copied()
             .filter(|d| {
-                registry::default_selection()
-                    .iter()
-                    .any(|x| x.meta().code == d.meta().code)
-                    || (reference.is_some() && registry::needs_reference(d.meta().code))
+                let code = d.meta().code;
+                !registry::is_opt_in(code)
+                    && (reference.is_some() || !registry::needs_reference(code))
             })
             .collect(),
     };
-    let chose_reference = chosen
+    // the detectors a trusted corpus informs: REF001 and REF002 judge against it, DUP001 and
+    // DUP002 take its labels as confirmed, TRIG001 withdraws the associations it holds
+    let uses_reference = |code: &str| {
+        registry::needs_reference(code) || ["DUP001", "DUP002", "TRIG001"].contains(&code)
+    };
+    let needs = chosen
         .iter()
         .any(|d| registry::needs_reference(d.meta().code));
-    match (reference.is_some(), chose_reference) {
-        (false, true) => {
+    let uses = chosen.iter().any(|d| uses_reference(d.meta().code));
+    match (reference.is_some(), needs, uses) {
+        (false, true, _) => {
             return Err(ScanError::Config(
                 "REF001 and REF002 judge the data against a trusted corpus: pass --reference \
                  FILE (written by `poisongate fit`)"
                     .into(),
             ))
         }
-        (true, false) => {
+        (true, _, false) => {
             return Err(ScanError::Config(
-                "--reference is given but --select names neither REF001 nor REF002".into(),
+                "--reference is given but --select names no detector that uses it (REF001, \
+                 REF002, DUP001, DUP002, TRIG001)"
+                    .into(),
             ))
         }
         _ => {}
@@ -75,13 +82,13 @@ pub(super) fn plan(
             Some(state) if registry::needs_reference(d.meta().code) => {
                 super::reference::configured(opts, d.meta().code, state)?
             }
-            // the trusted corpus confirms the labels of the rows it holds
             Some(state) if d.meta().code == "TRIG001" => {
                 poisongate_detectors::trigger::configure_with_reference(
                     params,
                     std::sync::Arc::clone(state),
                 )?
             }
+            // the trusted corpus confirms the labels of the rows it holds
             Some(state) => match duplicates::configure_with_reference(
                 d.meta().code,
                 params,

@@ -130,6 +130,19 @@ fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
 }
 
 fn run_with(texts: &[String], labels: &[u32], params: &toml::Table) -> (serde_json::Value, Scores) {
+    run_configured(
+        TriggerTokens.configure(params).expect("params"),
+        texts,
+        labels,
+    )
+}
+
+/// Fit `cfg` on the rows and score them all, class names `0`, `1`, ...
+fn run_configured(
+    cfg: Box<dyn Configured>,
+    texts: &[String],
+    labels: &[u32],
+) -> (serde_json::Value, Scores) {
     let classes = labels.iter().max().map_or(2, |&m| m as usize + 1).max(2);
     let names: Vec<String> = (0..classes).map(|c| c.to_string()).collect();
     let view = DatasetView {
@@ -142,7 +155,6 @@ fn run_with(texts: &[String], labels: &[u32], params: &toml::Table) -> (serde_js
         responses: None,
         rejected: None,
     };
-    let cfg = TriggerTokens.configure(params).expect("params");
     let fitted = cfg.fit(&view).expect("fit");
     let scores = fitted.score(&view.as_batch()).expect("score");
     (fitted.summary(), scores)
@@ -487,19 +499,7 @@ fn run_with_reference(
     .expect("state");
     let cfg =
         configure_with_reference(&toml::Table::new(), std::sync::Arc::new(state)).expect("params");
-    let view = DatasetView {
-        n_rows: texts.len(),
-        texts: Some(texts),
-        labels: Some(labels),
-        class_names: &names,
-        embeddings: None,
-        response_embeddings: None,
-        responses: None,
-        rejected: None,
-    };
-    let fitted = cfg.fit(&view).expect("fit");
-    let scores = fitted.score(&view.as_batch()).expect("score");
-    (fitted.summary(), scores)
+    run_configured(cfg, texts, labels)
 }
 
 #[test]
