@@ -56,17 +56,41 @@ pub(super) fn parquet_output(
     out: &mut std::fs::File,
 ) -> Result<(), InjectError> {
     let path = &opts.data;
-    let (schema, mut batches) = read_batches(path, &table.digest.sha256)?;
-    // the copies' source rows follow the data's, as they do in the table
+    let (mut schema, mut batches) = read_batches(path, &table.digest.sha256)?;
+    // the copies' source rows follow the data's, as they do in the table; the ground-truth
+    // column is rewritten anyway, so either file may lack it
     if let (Some(c), Some(from)) = (copies, &opts.copies_from) {
         let (other, more) = read_batches(from, &c.sha256)?;
-        if other.fields() != schema.fields() {
+        let gt = opts.ground_truth_column.as_str();
+        let keep = |s: &arrow_schema::Schema| -> Vec<usize> {
+            (0..s.fields().len())
+                .filter(|&i| s.field(i).name() != gt)
+                .collect()
+        };
+        let (ka, kb) = (keep(&schema), keep(&other));
+        let projected = Arc::new(
+            schema
+                .project(&ka)
+                .map_err(|e| IngestError::arrow(path, e))?,
+        );
+        let other = other
+            .project(&kb)
+            .map_err(|e| IngestError::arrow(from, e))?;
+        if other.fields() != projected.fields() {
             return Err(InjectError::Config(format!(
                 "--copies-from {}: its columns differ from the data's",
                 from.display()
             )));
         }
-        batches.extend(more);
+        let mut all = Vec::with_capacity(batches.len() + more.len());
+        for b in &batches {
+            all.push(b.project(&ka).map_err(|e| IngestError::arrow(path, e))?);
+        }
+        for b in &more {
+            all.push(b.project(&kb).map_err(|e| IngestError::arrow(from, e))?);
+        }
+        batches = all;
+        schema = projected;
     }
     let all = arrow_select::concat::concat_batches(&schema, &batches)
         .map_err(|e| IngestError::arrow(path, e))?;

@@ -46,7 +46,7 @@ const WORDS: &[&str] = &[
 
 /// A synthetic JSONL set: `n` rows with ids, text (some with escapes and non-ASCII), integer
 /// labels, a nested field and a float, keys in a mixed order.
-fn synthetic(dir: &Path, n: usize) -> PathBuf {
+pub(crate) fn synthetic(dir: &Path, n: usize) -> PathBuf {
     let mut rng = SplitMix64(11);
     let mut s = String::new();
     for i in 0..n {
@@ -351,7 +351,7 @@ fn existing_ground_truth_is_refused_unless_asked() {
     assert!(inject(&opts(&data, &second, bn, 0.1, Some("7"))).is_err());
 }
 
-fn write_parquet(jsonl_path: &Path, out: &Path) {
+pub(crate) fn write_parquet(jsonl_path: &Path, out: &Path) {
     let rows = jsonl(jsonl_path);
     let ids: Vec<&str> = rows.iter().map(|v| v["id"].as_str().unwrap()).collect();
     let texts: Vec<&str> = rows.iter().map(|v| v["text"].as_str().unwrap()).collect();

@@ -288,6 +288,12 @@ fn reference_cell(corpus: &str) -> Option<(f64, f64, serde_json::Value)> {
     poisongate(["verify", out.to_str().unwrap()])
         .assert()
         .success();
+    // report.html shows the batch against the trusted corpus
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<section id=\"reference\">") && html.contains("trusted share"),
+        "report.html lacks the reference section"
+    );
     let e = &r["evaluation"];
     let c = &e["combined"];
     let positives = e["positives"].as_f64().unwrap();
@@ -315,4 +321,103 @@ fn flipped_and_amplified_trusted_rows_are_found_in_sst2_and_sms() {
         // hide them from DUP003
         assert_eq!(e["detectors"]["REF002"]["tp"], 50, "{corpus}: {e}");
     }
+}
+
+#[test]
+fn parquet_and_jsonl_give_the_same_copies_and_the_same_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = crate::inject::synthetic(tmp.path(), 200);
+    let text = std::fs::read_to_string(&data).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let p = |name: &str| tmp.path().join(name);
+    std::fs::write(p("trusted.jsonl"), lines[..150].join("\n") + "\n").unwrap();
+    std::fs::write(p("new.jsonl"), lines[150..].join("\n") + "\n").unwrap();
+    for stem in ["trusted", "new"] {
+        crate::inject::write_parquet(&p(&format!("{stem}.jsonl")), &p(&format!("{stem}.parquet")));
+    }
+    let spec = poisongate::ingest::ColumnSpec {
+        text: Some("text".into()),
+        label: Some("label".into()),
+        id: Some("id".into()),
+        ground_truth: Some("poison".into()),
+        ..Default::default()
+    };
+    let mut tables = Vec::new();
+    for ext in ["jsonl", "parquet"] {
+        let flipped = p(&format!("flip.{ext}"));
+        let out = p(&format!("out.{ext}"));
+        let src = |s: &str| p(&format!("{s}.{ext}")).display().to_string();
+        poisongate([
+            "inject",
+            &src("new"),
+            "--attack",
+            "duplicate-flip",
+            "--count",
+            "10",
+            "--edits",
+            "1",
+            "--copies-from",
+            &src("trusted"),
+            "--seed",
+            "4",
+            "--id-column",
+            "id",
+            "--out",
+            flipped.to_str().unwrap(),
+            "-q",
+        ])
+        .assert()
+        .success();
+        poisongate([
+            "inject",
+            flipped.to_str().unwrap(),
+            "--attack",
+            "amplify",
+            "--count",
+            "15",
+            "--copies-from",
+            &src("trusted"),
+            "--seed",
+            "5",
+            "--id-column",
+            "id",
+            "--existing-ground-truth",
+            "merge",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
+        .assert()
+        .success();
+        let t = poisongate::ingest::read_table(&out, &spec).unwrap();
+        assert_eq!(t.n_rows, 50 + 10 + 15);
+        assert_eq!(
+            t.ground_truth
+                .as_ref()
+                .unwrap()
+                .iter()
+                .filter(|&&g| g)
+                .count(),
+            25
+        );
+        tables.push(t);
+        poisongate([
+            "fit",
+            &src("trusted"),
+            "--state",
+            p(&format!("{ext}.pgstate")).to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    }
+    // the same draws in either format
+    assert_eq!(tables[0].texts, tables[1].texts);
+    assert_eq!(tables[0].labels, tables[1].labels);
+    assert_eq!(tables[0].ids, tables[1].ids);
+    assert_eq!(tables[0].ground_truth, tables[1].ground_truth);
+    // and the same trusted state: integer labels read the same from either format
+    assert_eq!(
+        std::fs::read(p("jsonl.pgstate")).unwrap(),
+        std::fs::read(p("parquet.pgstate")).unwrap()
+    );
 }

@@ -9,6 +9,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+mod reference;
+use reference::reference_section;
+
 /// File name of the rendering inside the output folder.
 pub const FILE_NAME: &str = "report.html";
 
@@ -757,6 +760,10 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
             );
         }
         s.push_str("</section>\n");
+    }
+
+    if let Some(section) = reference_section(report) {
+        s.push_str(&section);
     }
 
     // quarantined rows
