@@ -50,6 +50,13 @@ pub(super) fn plan(
     let uses_reference = |code: &str| {
         registry::needs_reference(code) || ["DUP001", "DUP002", "TRIG001"].contains(&code)
     };
+    if reference.is_some() && format.has_responses() {
+        return Err(ScanError::Config(format!(
+            "--reference judges text-label rows against a trusted text-label corpus; the data \
+             is read as {}",
+            format.name()
+        )));
+    }
     let needs = chosen
         .iter()
         .any(|d| registry::needs_reference(d.meta().code));

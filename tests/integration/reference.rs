@@ -236,6 +236,24 @@ fn malformed_states_and_missing_references_are_refused() {
     poisongate(["scan", data.to_str().unwrap(), "--select", "REF001", "-q"])
         .assert()
         .code(2);
+    // instruction rows have no label to check against a text-label corpus
+    let alpaca = tmp.path().join("alpaca.jsonl");
+    std::fs::write(
+        &alpaca,
+        "{\"instruction\": \"say hi\", \"input\": \"\", \"output\": \"hi\"}\n".repeat(3),
+    )
+    .unwrap();
+    let a = poisongate([
+        "scan",
+        alpaca.to_str().unwrap(),
+        "--reference",
+        state.to_str().unwrap(),
+        "-q",
+    ])
+    .assert()
+    .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("text-label"), "{err}");
 }
 
 /// Split, poison, fit and scan one corpus of ../shared/benchmarks; returns (recall of the added
