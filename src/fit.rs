@@ -26,6 +26,10 @@ pub struct FitOptions {
     pub params: toml::Table,
     /// Where the state is written.
     pub state: PathBuf,
+    /// Row-aligned embeddings of each data file (.npy or .safetensors), in the same order; empty
+    /// for a state without embeddings. With them the state keeps per-label moments, and a scan
+    /// with embeddings reports its classes' drift against them.
+    pub embeddings: Vec<PathBuf>,
 }
 
 /// Why a fit failed (nothing is written then).
@@ -62,9 +66,16 @@ pub fn fit(opts: &FitOptions) -> Result<Fitted, FitError> {
     if opts.data.is_empty() {
         return Err(FitError::State("no input file given".into()));
     }
+    if !opts.embeddings.is_empty() && opts.embeddings.len() != opts.data.len() {
+        return Err(FitError::State(format!(
+            "{} embedding files for {} data files: give one per data file, in the same order",
+            opts.embeddings.len(),
+            opts.data.len()
+        )));
+    }
     let norm = reference_configure("REF001", &opts.params, None)?.normalization();
     let mut state = ReferenceState::empty(norm);
-    for path in &opts.data {
+    for (fi, path) in opts.data.iter().enumerate() {
         let spec = ColumnSpec {
             text: Some(opts.text_column.clone()),
             label: Some(opts.label_column.clone()),
@@ -86,8 +97,23 @@ pub fn fit(opts: &FitOptions) -> Result<Fitted, FitError> {
             .iter()
             .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
             .collect();
-        let part = ReferenceState::from_rows(&texts, &idx, &names, state.rows(), norm)
+        let mut part = ReferenceState::from_rows(&texts, &idx, &names, state.rows(), norm)
             .map_err(|e| FitError::State(format!("{}: {e}", path.display())))?;
+        if let Some(emb) = opts.embeddings.get(fi) {
+            let (x, _) = ingest::read_embeddings(emb, None)?;
+            if x.nrows() != texts.len() {
+                return Err(FitError::State(format!(
+                    "{}: {} rows, but {} has {}",
+                    emb.display(),
+                    x.nrows(),
+                    path.display(),
+                    texts.len()
+                )));
+            }
+            let flat: Vec<f32> = x.iter().copied().collect();
+            part.add_embeddings(&flat, x.ncols(), &idx, &names)
+                .map_err(|e| FitError::State(format!("{}: {e}", emb.display())))?;
+        }
         state = state
             .merge(part)
             .map_err(|e| FitError::State(format!("{}: {e}", path.display())))?;

@@ -74,6 +74,11 @@ enum Command {
         /// which scans with this state must share.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Row-aligned embeddings of each data file (.npy or .safetensors), one per data file
+        /// in the same order: the state then keeps per-label moments (exact sums), and a scan
+        /// with embeddings reports each class's drift against them.
+        #[arg(long)]
+        embeddings: Vec<PathBuf>,
     },
     /// List the detectors.
     List,
@@ -416,6 +421,7 @@ fn run() -> Result<i32> {
             text_column,
             label_column,
             config,
+            embeddings,
         } => {
             let cfg = load_config(config.as_deref())?;
             let params = cfg
@@ -430,6 +436,7 @@ fn run() -> Result<i32> {
                 label_column,
                 params,
                 state: state.clone(),
+                embeddings,
             })?;
             println!(
                 "{}: {} rows, {} distinct texts, labels {}, {} bytes, sha256 {}",

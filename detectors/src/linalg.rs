@@ -296,6 +296,119 @@ pub(crate) fn dot32(
     }
 }
 
+/// Standard normal CDF through [`erfc`].
+pub(crate) fn normal_cdf(z: f64) -> f64 {
+    0.5 * erfc(-z / std::f64::consts::SQRT_2)
+}
+
+/// χ²_k CDF by the Wilson–Hilferty cube-root approximation.
+pub(crate) fn chi2_cdf(k: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    let h = 2.0 / (9.0 * k);
+    normal_cdf(((x / k).cbrt() - (1.0 - h)) / h.sqrt())
+}
+
+/// The regularised incomplete beta function I_x(a, b), by its continued fraction (modified
+/// Lentz), on the side where it converges fast (x < (a + 1) / (a + b + 2), else through
+/// I_x(a, b) = 1 − I_{1−x}(b, a)). Written here because the crates that have it bring a linear
+/// algebra stack of their own; checked against closed forms in the tests.
+pub(crate) fn incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    use crate::trigger::ln_gamma;
+    let front =
+        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
+    let cf = |x: f64, a: f64, b: f64| -> f64 {
+        const TINY: f64 = 1e-300;
+        let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+        let mut c = 1.0;
+        let mut d = 1.0 - qab * x / qap;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        d = 1.0 / d;
+        let mut h = d;
+        for m in 1..=10_000 {
+            let m = m as f64;
+            let m2 = 2.0 * m;
+            let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+            d = 1.0 + aa * d;
+            if d.abs() < TINY {
+                d = TINY;
+            }
+            c = 1.0 + aa / c;
+            if c.abs() < TINY {
+                c = TINY;
+            }
+            d = 1.0 / d;
+            h *= d * c;
+            let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+            d = 1.0 + aa * d;
+            if d.abs() < TINY {
+                d = TINY;
+            }
+            c = 1.0 + aa / c;
+            if c.abs() < TINY {
+                c = TINY;
+            }
+            d = 1.0 / d;
+            let del = d * c;
+            h *= del;
+            if (del - 1.0).abs() < 1e-14 {
+                break;
+            }
+        }
+        h
+    };
+    if x < (a + 1.0) / (a + b + 2.0) {
+        front * cf(x, a, b) / a
+    } else {
+        1.0 - front * cf(1.0 - x, b, a) / b
+    }
+}
+
+/// P(F > f) for F ~ F(d1, d2) (Fisher–Snedecor), through [`incomplete_beta`].
+pub(crate) fn f_survival(f: f64, d1: f64, d2: f64) -> f64 {
+    if f <= 0.0 {
+        return 1.0;
+    }
+    incomplete_beta(d2 / (d2 + d1 * f), d2 / 2.0, d1 / 2.0)
+}
+
+/// Inverse of a symmetric positive semi-definite `d × d` matrix (row-major) applied as a
+/// quadratic form: vᵀ A⁺ v over the eigenvalues above `floor` times the largest, with the
+/// number of eigenvalues kept.
+pub(crate) fn pseudo_quadratic(
+    a: &[f64],
+    d: usize,
+    v: &[f64],
+    floor: f64,
+) -> Result<(f64, usize), String> {
+    let m = Mat::<f64>::from_fn(d, d, |i, j| a[i * d + j]);
+    let evd = m
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
+    clear_upper_simd();
+    let s = evd.S().column_vector();
+    let u = evd.U();
+    let top = (0..d).map(|i| s[i]).fold(0f64, f64::max);
+    let (mut q, mut kept) = (0.0, 0usize);
+    for k in 0..d {
+        if s[k] > floor * top && s[k] > 0.0 {
+            let proj: f64 = (0..d).map(|i| u[(i, k)] * v[i]).sum();
+            q += proj * proj / s[k];
+            kept += 1;
+        }
+    }
+    Ok((q, kept))
+}
+
 /// Complementary error function (Numerical Recipes' Chebyshev fit, relative error below
 /// 1.2e-7 everywhere).
 pub(crate) fn erfc(x: f64) -> f64 {
@@ -459,6 +572,25 @@ fn sym_decorrelate(w: &[f64], k: usize) -> Result<Vec<f64>, String> {
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    #[test]
+    fn incomplete_beta_and_f_survival_match_closed_forms() {
+        // I_x(1, 1) = x; I_x(a, 1) = x^a; I_x(1, b) = 1 - (1 - x)^b
+        for &x in &[0.01, 0.3, 0.5, 0.9] {
+            assert!((incomplete_beta(x, 1.0, 1.0) - x).abs() < 1e-12);
+            assert!((incomplete_beta(x, 3.5, 1.0) - x.powf(3.5)).abs() < 1e-12);
+            assert!((incomplete_beta(x, 1.0, 7.0) - (1.0 - (1.0 - x).powi(7))).abs() < 1e-12);
+        }
+        // F(2, m): P(F > f) = (1 + 2f/m)^(-m/2)
+        for &(f, m) in &[(0.5, 10.0), (3.0, 40.0), (9.0, 400.0)] {
+            let want = (1.0f64 + 2.0 * f / m).powf(-m / 2.0);
+            assert!((f_survival(f, 2.0, m) - want).abs() < 1e-10 * want.max(1e-300) + 1e-14);
+        }
+        // F(381, 2000) near its mean: about one half, and the far tail small
+        let mid = f_survival(1.0, 381.0, 2000.0);
+        assert!((0.4..0.6).contains(&mid), "{mid}");
+        assert!(f_survival(1.5, 381.0, 2000.0) < 1e-6);
+    }
 
     #[test]
     fn fast_ica_unmixes_a_rotation_of_independent_sources() {

@@ -314,23 +314,15 @@ fn inv_sqrt(cov: &[f64], k: usize) -> Result<Vec<f64>, String> {
     Ok(w)
 }
 
-/// Standard normal CDF through the shared erfc ([`crate::linalg::erfc`]).
-fn normal_cdf(z: f64) -> f64 {
-    0.5 * crate::linalg::erfc(-z / std::f64::consts::SQRT_2)
-}
+use crate::linalg::chi2_cdf;
+#[cfg(test)]
+use crate::linalg::normal_cdf;
 
-/// χ²_k quantile and CDF by the Wilson–Hilferty cube-root approximation.
+/// χ²_k quantile by the Wilson–Hilferty cube-root approximation (the CDF is
+/// [`crate::linalg::chi2_cdf`]).
 fn chi2_quantile(k: f64, p: f64) -> f64 {
     let h = 2.0 / (9.0 * k);
     (k * (1.0 - h + normal_quantile(p) * h.sqrt()).powi(3)).max(0.0)
-}
-
-fn chi2_cdf(k: f64, x: f64) -> f64 {
-    if x <= 0.0 {
-        return 0.0;
-    }
-    let h = 2.0 / (9.0 * k);
-    normal_cdf(((x / k).cbrt() - (1.0 - h)) / h.sqrt())
 }
 
 /// Robust mean and covariance of the first `k` columns of `y` (row-major, `stride` columns) on

@@ -32,6 +32,7 @@ mod stats;
 mod tests;
 mod tokenise;
 
+pub(crate) use stats::ln_gamma;
 pub use stats::{ln_binomial_upper, ln_poisson_binomial_upper};
 pub use tokenise::tokenize;
 

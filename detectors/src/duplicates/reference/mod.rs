@@ -56,7 +56,12 @@ Flips among the new rows themselves are DUP001's and DUP002's.
 The summary also reports the class statistics' drift (`label_drift`, no row is flagged for
 it): per label the trusted and the new share and the two-sided binomial p of the batch's count
 under the trusted share; labels with p ≤ 0.01 / (labels) are listed as `drifted` (a batch
-relabelled towards one class, or drawn from another population).
+relabelled towards one class, or drawn from another population). When the trusted corpus was
+fitted with embeddings (`fit --embeddings`, per-label moments kept as exact sums) and the scan
+has embeddings of the same dimension, `embedding_drift` gives per class Hotelling's T² of the
+batch's class mean against the trusted class mean and covariance (pseudo-inverse over the
+eigenvalues above 1e-9 of the largest) with its χ² p-value (Wilson–Hilferty), and the classes
+with p ≤ 0.01 / (classes).
 
 ## Parameters
 Those of DUP002 (`nfkc`, `case_fold`, `collapse_whitespace`, `threshold`, `shingle_words`,
@@ -243,7 +248,14 @@ impl Configured for ReferenceConfigured {
                     problem: "column lengths differ from the row count".to_string(),
                 });
             }
-            judge::conflicts(state, texts, labels, data.class_names, &self.params)
+            judge::conflicts(
+                state,
+                texts,
+                labels,
+                data.class_names,
+                data.embeddings,
+                &self.params,
+            )
         } else {
             judge::amplified(state, texts, &self.params)
         };

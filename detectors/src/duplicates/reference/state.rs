@@ -11,12 +11,16 @@
 //! Layout after the [`Header`] (little-endian): rows (u64), the label names (u32 count, then each
 //! as u32 length and UTF-8 bytes, sorted), the entries (u64 count, then each as hash (16 bytes),
 //! first row (u64), text (u32 length, UTF-8), label counts (u32 count, then (u32 label index, u64
-//! count) pairs in label order, no zero count)). A file that breaks any of these rules (unsorted
-//! keys, an index outside the label table, a zero count, bytes left over) is refused, never half
-//! read.
+//! count) pairs in label order, no zero count)), then the embedding dimension (u64, 0 when the
+//! corpus was fitted without embeddings) and, when it is not 0, the per-label [`Moments`] of the
+//! embeddings (u32 count, then each as u32 label index and u64 length followed by the moments'
+//! own bytes, labels ascending). Moments are exact integer sums, so they merge like the counts.
+//! A file that breaks any of these rules (unsorted keys, an index outside the label table, a zero
+//! count, moments whose rows disagree with the label counts, bytes left over) is refused, never
+//! half read.
 
 use super::super::normalise::{normalize, Normalization};
-use crate::state::{Header, StateError};
+use crate::state::{Header, Moments, StateError};
 use crate::ClassIndex;
 use rayon::prelude::*;
 use serde_json::json;
@@ -26,7 +30,7 @@ use xxhash_rust::xxh3::xxh3_128;
 /// Code written into the state's header.
 pub const STATE_CODE: &str = "REFERENCE";
 /// Version of the state's layout and keying; bumped when the bytes for the same rows change.
-pub const STATE_VERSION: u16 = 1;
+pub const STATE_VERSION: u16 = 2;
 /// Rows per partial when a state is built from many rows (fixed, so the work split never
 /// depends on the thread count; the result does not depend on it either).
 const PARTIAL_ROWS: usize = 8192;
@@ -58,6 +62,15 @@ pub struct ReferenceState {
     rows: u64,
     labels: Vec<String>,
     entries: Vec<Entry>,
+    /// Embedding dimension (0: fitted without embeddings).
+    dims: usize,
+    /// Per label (index into `labels`, ascending): the moments of its rows' embeddings.
+    moments: Vec<(u32, Moments)>,
+}
+
+/// The header in front of each label's moments.
+fn moments_header(dims: usize) -> Header {
+    Header::new(STATE_CODE, STATE_VERSION, &json!({ "moments_dims": dims }))
 }
 
 /// The header of a reference state made with normalisation `norm`.
@@ -83,6 +96,8 @@ impl ReferenceState {
             rows: 0,
             labels: Vec::new(),
             entries: Vec::new(),
+            dims: 0,
+            moments: Vec::new(),
         }
     }
 
@@ -156,6 +171,8 @@ impl ReferenceState {
         ReferenceState {
             norm,
             rows: texts.len() as u64,
+            dims: 0,
+            moments: Vec::new(),
             labels: used.into_iter().map(str::to_string).collect(),
             entries: by_key
                 .into_iter()
@@ -221,12 +238,97 @@ impl ReferenceState {
             };
             entries.extend(next);
         }
+        // moments: both sides must have embeddings of one dimension, unless one has no rows
+        let (dims, moments) = match (self.rows, other.rows) {
+            (0, _) => (other.dims, relabel_moments(other.moments, &mb)),
+            (_, 0) => (self.dims, relabel_moments(self.moments, &ma)),
+            _ if self.dims != other.dims => {
+                return Err(StateError::Shape {
+                    expected: self.dims,
+                    got: other.dims,
+                })
+            }
+            _ => {
+                let mut by_label: BTreeMap<u32, Moments> = BTreeMap::new();
+                for (l, m) in relabel_moments(self.moments, &ma)
+                    .into_iter()
+                    .chain(relabel_moments(other.moments, &mb))
+                {
+                    match by_label.get_mut(&l) {
+                        Some(acc) => acc.merge(&m)?,
+                        None => {
+                            by_label.insert(l, m);
+                        }
+                    }
+                }
+                (self.dims, by_label.into_iter().collect())
+            }
+        };
         Ok(ReferenceState {
             norm: self.norm,
             rows,
             labels,
             entries,
+            dims,
+            moments,
         })
+    }
+
+    /// Add the moments of the rows' embeddings (`x`: the rows in the order of
+    /// [`ReferenceState::from_rows`], `d` columns, row-major) per label. Only for a state made by
+    /// `from_rows` from exactly these rows and labels.
+    pub fn add_embeddings(
+        &mut self,
+        x: &[f32],
+        d: usize,
+        labels: &[ClassIndex],
+        class_names: &[String],
+    ) -> Result<(), StateError> {
+        if d == 0 || x.len() != labels.len() * d || labels.len() as u64 != self.rows {
+            return Err(StateError::Shape {
+                expected: self.rows as usize,
+                got: x.len() / d.max(1),
+            });
+        }
+        let mut by_label: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
+        for (row, &l) in x.chunks_exact(d).zip(labels) {
+            let name = class_names.get(l as usize).ok_or(StateError::Shape {
+                expected: class_names.len(),
+                got: l as usize + 1,
+            })?;
+            let li = self
+                .labels
+                .binary_search(name)
+                .map_err(|_| invalid("a label of the embeddings is not in the state"))?;
+            by_label
+                .entry(li as u32)
+                .or_default()
+                .extend_from_slice(row);
+        }
+        let moments: Vec<(u32, Moments)> = by_label
+            .into_par_iter()
+            .map(|(l, rows)| {
+                let mut m = Moments::new(d);
+                m.update_rows(&rows).map(|()| (l, m))
+            })
+            .collect::<Result<_, _>>()?;
+        self.dims = d;
+        self.moments = moments;
+        Ok(())
+    }
+
+    /// Embedding dimension of the moments (0: none).
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// The moments of the embeddings of label `name`'s rows, when the state has embeddings.
+    pub fn moments_of(&self, name: &str) -> Option<&Moments> {
+        let li = self
+            .labels
+            .binary_search_by(|n| n.as_str().cmp(name))
+            .ok()? as u32;
+        self.moments.iter().find(|(l, _)| *l == li).map(|(_, m)| m)
     }
 
     /// Whether the trusted corpus has the normalised text `text` with the label `label`.
@@ -284,6 +386,17 @@ impl ReferenceState {
             for &(l, c) in &e.counts {
                 out.extend_from_slice(&l.to_le_bytes());
                 out.extend_from_slice(&c.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.dims as u64).to_le_bytes());
+        if self.dims > 0 {
+            out.extend_from_slice(&(self.moments.len() as u32).to_le_bytes());
+            let header = moments_header(self.dims);
+            for (l, m) in &self.moments {
+                let bytes = m.to_bytes(&header);
+                out.extend_from_slice(&l.to_le_bytes());
+                out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                out.extend_from_slice(&bytes);
             }
         }
         out
@@ -344,6 +457,33 @@ impl ReferenceState {
         if total != rows {
             return Err(invalid("the label counts do not add up to the row count"));
         }
+        let dims = usize::try_from(r.u64()?).map_err(|_| invalid("embedding dimension"))?;
+        let mut moments: Vec<(u32, Moments)> = Vec::new();
+        if dims > 0 {
+            let header = moments_header(dims);
+            let k = r.u32()? as usize;
+            for _ in 0..k {
+                let l = r.u32()?;
+                let len = usize::try_from(r.u64()?).map_err(|_| StateError::Truncated)?;
+                let m = Moments::from_bytes(r.take(len)?, &header)?;
+                if l as usize >= n_labels || moments.last().is_some_and(|&(p, _)| p >= l) {
+                    return Err(invalid("moments name no label or are not in label order"));
+                }
+                if m.dims() != dims {
+                    return Err(invalid("moments of another dimension"));
+                }
+                let label_rows: u64 = entries
+                    .iter()
+                    .flat_map(|e| e.counts.iter())
+                    .filter(|c| c.0 == l)
+                    .map(|c| c.1)
+                    .sum();
+                if m.rows() != label_rows {
+                    return Err(invalid("moments' rows differ from the label's row count"));
+                }
+                moments.push((l, m));
+            }
+        }
         if !r.0.is_empty() {
             return Err(StateError::Trailing(r.0.len()));
         }
@@ -352,8 +492,16 @@ impl ReferenceState {
             rows,
             labels,
             entries,
+            dims,
+            moments,
         })
     }
+}
+
+fn relabel_moments(m: Vec<(u32, Moments)>, map: &[u32]) -> Vec<(u32, Moments)> {
+    m.into_iter()
+        .map(|(l, m)| (map.get(l as usize).copied().unwrap_or(l), m))
+        .collect()
 }
 
 fn add_entries(x: Entry, y: Entry) -> Result<Entry, StateError> {

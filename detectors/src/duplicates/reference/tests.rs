@@ -238,3 +238,91 @@ fn without_a_state_the_reference_detectors_say_what_they_need() {
     let err = det.fit(&view).err().expect("an error").to_string();
     assert!(err.contains("--reference"), "{err}");
 }
+
+/// `n` rows of `d` Gaussian coordinates (Box–Muller from SplitMix64), each shifted by `shift`.
+fn gaussian_rows(rng: &mut SplitMix64, n: usize, d: usize, shift: f32) -> Vec<f32> {
+    (0..n * d)
+        .map(|_| {
+            let u1 = (rng.below(1 << 30) as f64 + 0.5) / (1u64 << 30) as f64;
+            let u2 = rng.below(1 << 30) as f64 / (1u64 << 30) as f64;
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32 + shift
+        })
+        .collect()
+}
+
+#[test]
+fn embedding_moments_merge_exactly_and_class_drift_is_reported() {
+    let (texts, labels, names) = corpus(13, 1200);
+    let d = 8;
+    let mut rng = SplitMix64(4);
+    let x = gaussian_rows(&mut rng, texts.len(), d, 0.0);
+    let mut whole = ReferenceState::from_rows(&texts, &labels, &names, 0, norm()).expect("state");
+    whole
+        .add_embeddings(&x, d, &labels, &names)
+        .expect("moments");
+    // in three parts, merged in another order: the same bytes
+    let cut = [0, 500, 900, 1200];
+    let mut parts: Vec<ReferenceState> = cut
+        .windows(2)
+        .map(|w| {
+            let mut s = ReferenceState::from_rows(
+                &texts[w[0]..w[1]],
+                &labels[w[0]..w[1]],
+                &names,
+                w[0] as u64,
+                norm(),
+            )
+            .expect("part");
+            s.add_embeddings(&x[w[0] * d..w[1] * d], d, &labels[w[0]..w[1]], &names)
+                .expect("moments");
+            s
+        })
+        .collect();
+    parts.reverse();
+    let merged = parts
+        .into_iter()
+        .try_fold(ReferenceState::empty(norm()), |a, b| a.merge(b))
+        .expect("merge");
+    let bytes = whole.to_bytes();
+    assert_eq!(merged.to_bytes(), bytes);
+    assert_eq!(
+        ReferenceState::from_bytes(&bytes, norm()).expect("read"),
+        whole
+    );
+    // a batch from the same distribution does not drift; one with a shifted class does
+    let state = Arc::new(whole);
+    let det =
+        reference_configure("REF001", &toml::Table::new(), Some(Arc::clone(&state))).expect("cfg");
+    let (nt, nl, _) = corpus(17, 600);
+    for (shift, drifted) in [(0.0f32, false), (0.5, true)] {
+        let mut y = gaussian_rows(&mut rng, nt.len(), d, 0.0);
+        for (r, &l) in nl.iter().enumerate() {
+            if l == 2 {
+                y[r * d..(r + 1) * d].iter_mut().for_each(|v| *v += shift);
+            }
+        }
+        let emb = ndarray::ArrayView2::from_shape((nt.len(), d), &y).expect("shape");
+        let view = DatasetView {
+            n_rows: nt.len(),
+            texts: Some(&nt),
+            labels: Some(&nl),
+            class_names: &names,
+            embeddings: Some(emb),
+            response_embeddings: None,
+            responses: None,
+            rejected: None,
+        };
+        let summary = det.fit(&view).expect("fit").summary();
+        let drift = &summary["embedding_drift"];
+        assert_eq!(
+            drift["classes"].as_array().map(Vec::len),
+            Some(3),
+            "{drift}"
+        );
+        let listed = drift["drifted"].as_array().expect("list");
+        assert_eq!(!listed.is_empty(), drifted, "shift {shift}: {drift}");
+        if drifted {
+            assert_eq!(listed, &vec![serde_json::json!("pos")]);
+        }
+    }
+}
