@@ -56,7 +56,7 @@ pub(super) fn filter(
                 e.counts.iter().filter(|c| c.0 == l).map(|c| c.1).sum()
             })
         };
-        let class_share = entries.iter().map(rows_of).sum::<u64>() as f64 / total;
+        let class_share = state.label_rows(&name) as f64 / total;
         let (mut s_t, mut a_t) = (0u64, 0u64);
         for (e, seq) in entries.iter().zip(&encoded) {
             if contains(seq, t.span()) {

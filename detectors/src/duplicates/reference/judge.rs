@@ -292,16 +292,7 @@ fn label_drift(
     let mut per_label = Vec::new();
     let mut drifted = Vec::new();
     for name in names {
-        let trusted: u64 = match state.labels().iter().position(|l| l == name) {
-            Some(li) => state
-                .entries()
-                .iter()
-                .flat_map(|e| e.counts.iter())
-                .filter(|c| c.0 as usize == li)
-                .map(|c| c.1)
-                .sum(),
-            None => 0,
-        };
+        let trusted = state.label_rows(name);
         let observed = match class_names.iter().position(|c| c == name) {
             Some(ci) => labels.iter().filter(|&&l| l as usize == ci).count() as u64,
             None => 0,

@@ -217,9 +217,7 @@ impl Configured for ReferenceConfigured {
         let mut v = self.params.params();
         if let Some(o) = v.as_object_mut() {
             // what the reference detectors do not use is not echoed as if it mattered
-            for k in ["direction_alpha", "embedding_cosine", "embedding_k"] {
-                o.remove(k);
-            }
+            o.remove("direction_alpha");
             o.retain(|k, _| !k.starts_with("embedding_") && !k.starts_with("knn"));
         }
         v

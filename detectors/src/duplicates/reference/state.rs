@@ -317,6 +317,14 @@ impl ReferenceState {
         Ok(())
     }
 
+    /// Rows of the trusted corpus with the label `name` (0 for a label it does not have).
+    pub fn label_rows(&self, name: &str) -> u64 {
+        match self.labels.binary_search_by(|n| n.as_str().cmp(name)) {
+            Ok(l) => label_totals(&self.entries, self.labels.len())[l],
+            Err(_) => 0,
+        }
+    }
+
     /// Embedding dimension of the moments (0: none).
     pub fn dims(&self) -> usize {
         self.dims
@@ -457,6 +465,7 @@ impl ReferenceState {
         if total != rows {
             return Err(invalid("the label counts do not add up to the row count"));
         }
+        let totals = label_totals(&entries, n_labels);
         let dims = usize::try_from(r.u64()?).map_err(|_| invalid("embedding dimension"))?;
         let mut moments: Vec<(u32, Moments)> = Vec::new();
         if dims > 0 {
@@ -472,13 +481,7 @@ impl ReferenceState {
                 if m.dims() != dims {
                     return Err(invalid("moments of another dimension"));
                 }
-                let label_rows: u64 = entries
-                    .iter()
-                    .flat_map(|e| e.counts.iter())
-                    .filter(|c| c.0 == l)
-                    .map(|c| c.1)
-                    .sum();
-                if m.rows() != label_rows {
+                if m.rows() != totals[l as usize] {
                     return Err(invalid("moments' rows differ from the label's row count"));
                 }
                 moments.push((l, m));
@@ -496,6 +499,17 @@ impl ReferenceState {
             moments,
         })
     }
+}
+
+/// Rows per label index over `entries` (indices below `n_labels`).
+fn label_totals(entries: &[Entry], n_labels: usize) -> Vec<u64> {
+    let mut t = vec![0u64; n_labels];
+    for &(l, c) in entries.iter().flat_map(|e| e.counts.iter()) {
+        if let Some(slot) = t.get_mut(l as usize) {
+            *slot += c;
+        }
+    }
+    t
 }
 
 fn relabel_moments(m: Vec<(u32, Moments)>, map: &[u32]) -> Vec<(u32, Moments)> {
