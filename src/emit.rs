@@ -239,14 +239,13 @@ impl Output {
         })
     }
 
-    /// Flush, fsync, and describe the file.
+    /// Flush and describe the file. Not fsynced here: the scan syncs every file of its
+    /// staging folder at once before renaming it into place.
     fn finish(self, rows: usize) -> Result<OutputFile, IngestError> {
         let path = self.path;
-        let file = self
-            .writer
+        self.writer
             .into_inner()
             .map_err(|e| IngestError::io(&path, e.into_error()))?;
-        file.sync_all().map_err(|e| IngestError::io(&path, e))?;
         Ok(OutputFile {
             path,
             rows,

@@ -644,18 +644,23 @@ fn kmeans2(z: &[f64], k: usize, restarts: usize, max_iter: usize, rng: &mut Spli
     })
 }
 
-/// Rows of `z` whose silhouettes are computed together (see [`silhouette2`]).
+/// Distances computed side by side in the silhouette's inner loop (one AVX-512 register of
+/// f64).
 const SILHOUETTE_LANES: usize = 8;
+/// Pieces the silhouette's pairs are cut into: fixed, so the merge order, and with it every
+/// bit of the result, does not depend on the thread count.
+const SILHOUETTE_TASKS: usize = 16;
 
 /// Mean silhouette of a two-cluster partition (`in_b[i]`: row i is in the second cluster) of
-/// row-major `z`; 0 when a cluster is empty. Exact O(m²k): every row's distances to all rows,
-/// summed per cluster in row order.
+/// row-major `z`; 0 when a cluster is empty. Exact O(m²k) (Rousseeuw's a and b from every
+/// distance), no sampling.
 ///
-/// The rows are taken [`SILHOUETTE_LANES`] at a time (groups in parallel): each pass over the
-/// rows j computes the group's distances to j side by side, so the arithmetic vectorises and
-/// the eight running sums overlap instead of each waiting on its own. Every row's squared
-/// distance is still the sum over the coordinates in order, and its two cluster sums still
-/// add the distances in row order, so the result is bit for bit the row-at-a-time one.
+/// Each distance is computed once, for the pair i < j, and added to both rows' cluster sums:
+/// half the square roots of the row-at-a-time form, which is bound by them. The rows are cut
+/// into [`SILHOUETTE_TASKS`] ranges with about equal numbers of pairs; each range sums into
+/// its own per-row arrays, merged in range order, so the result is the same for any thread
+/// count (it differs from the row-at-a-time sum, which adds in another order, by rounding
+/// only; a unit test bounds it).
 fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
     let m = in_b.len();
     let nb = in_b.iter().filter(|v| **v).count();
@@ -663,61 +668,171 @@ fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
     if na == 0 || nb == 0 || k == 0 {
         return 0.0;
     }
-    const L: usize = SILHOUETTE_LANES;
-    let groups: Vec<[f64; L]> = (0..m.div_ceil(L))
+    // coordinate-major copy, so the distances from row i to rows j.. load contiguously
+    let zt: Vec<Vec<f64>> = (0..k)
+        .map(|c| (0..m).map(|j| z[j * k + c]).collect())
+        .collect();
+    let in_b_f: Vec<f64> = in_b.iter().map(|&b| f64::from(u8::from(b))).collect();
+    // range t holds rows [cut[t], cut[t + 1]); row i pairs with the m − 1 − i rows after it
+    let total = (m * (m - 1) / 2) as u128;
+    let mut cut = vec![0usize; SILHOUETTE_TASKS + 1];
+    let (mut row, mut done) = (0usize, 0u128);
+    for (t, c) in cut.iter_mut().enumerate().skip(1) {
+        let goal = total * t as u128 / SILHOUETTE_TASKS as u128;
+        while row < m && done < goal {
+            done += (m - 1 - row) as u128;
+            row += 1;
+        }
+        *c = if t == SILHOUETTE_TASKS { m } else { row };
+    }
+    let parts: Vec<[Vec<f64>; 2]> = (0..SILHOUETTE_TASKS)
         .into_par_iter()
-        .map(|g| {
-            let first = g * L;
-            let rows = L.min(m - first);
-            // the group's coordinates, coordinate-major; lanes past the last row repeat it
-            let mut zt = vec![[0f64; L]; k];
-            for (d, lane) in zt.iter_mut().enumerate() {
-                for (l, v) in lane.iter_mut().enumerate() {
-                    *v = z[(first + l.min(rows - 1)) * k + d];
-                }
+        .map(|t| {
+            let mut sums = [vec![0f64; m], vec![0f64; m]];
+            for i in cut[t]..cut[t + 1] {
+                let zi: Vec<f64> = (0..k).map(|c| zt[c][i]).collect();
+                let own = usize::from(in_b[i]);
+                pair_row(&zi, &zt, i + 1, &in_b_f, &mut sums, own, i);
             }
-            let mut sum = [[0f64; L]; 2];
-            for (j, zj) in z.chunks_exact(k).enumerate() {
-                let mut acc = [0f64; L];
-                for (lane, &y) in zt.iter().zip(zj) {
-                    for l in 0..L {
-                        let t = lane[l] - y;
-                        acc[l] += t * t;
-                    }
-                }
-                let side = &mut sum[usize::from(in_b[j])];
-                for l in 0..L {
-                    side[l] += acc[l].sqrt();
-                }
-            }
-            let mut out = [0f64; L];
-            for (l, o) in out.iter_mut().enumerate().take(rows) {
-                let own = usize::from(in_b[first + l]);
-                let own_n = if own == 1 { nb } else { na };
-                let other_n = if own == 1 { na } else { nb };
-                if own_n <= 1 {
-                    continue;
-                }
-                let a = sum[own][l] / (own_n - 1) as f64;
-                let b = sum[1 - own][l] / other_n as f64;
-                let mx = a.max(b);
-                if mx > 0.0 {
-                    *o = (b - a) / mx;
-                }
-            }
-            out
+            sums
         })
         .collect();
+    let mut sums = [vec![0f64; m], vec![0f64; m]];
+    for part in &parts {
+        for c in 0..2 {
+            for (a, v) in sums[c].iter_mut().zip(&part[c]) {
+                *a += v;
+            }
+        }
+    }
     let mut total = 0.0;
-    for (g, vals) in groups.iter().enumerate() {
-        for &v in vals.iter().take(L.min(m - g * L)) {
-            total += v;
+    for i in 0..m {
+        let own = usize::from(in_b[i]);
+        let own_n = if own == 1 { nb } else { na };
+        let other_n = if own == 1 { na } else { nb };
+        if own_n <= 1 {
+            continue;
+        }
+        let a = sums[own][i] / (own_n - 1) as f64;
+        let b = sums[1 - own][i] / other_n as f64;
+        let mx = a.max(b);
+        if mx > 0.0 {
+            total += (b - a) / mx;
         }
     }
     total / m as f64
 }
 
-/// The row-at-a-time silhouette [`silhouette2`] must equal bit for bit.
+/// Distances from row `i` (coordinates `zi`) to the rows `from..` of `zt` (coordinate-major):
+/// each is added to row j's sum for i's cluster (`own`), and, per cluster of j, to row i's.
+///
+/// The same code is compiled for AVX-512 and AVX2 and picked at run time, where the portable
+/// build has two-wide SSE2. Rust never fuses a multiply and an add on its own and the square
+/// root is correctly rounded, so every version gives the same bits.
+fn pair_row(
+    zi: &[f64],
+    zt: &[Vec<f64>],
+    from: usize,
+    in_b: &[f64],
+    sums: &mut [Vec<f64>; 2],
+    own: usize,
+    i: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU was just found to support AVX-512F, all the function needs
+            return unsafe { pair_row_avx512(zi, zt, from, in_b, sums, own, i) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU was just found to support AVX2, all the function needs
+            return unsafe { pair_row_avx2(zi, zt, from, in_b, sums, own, i) };
+        }
+    }
+    pair_row_portable(zi, zt, from, in_b, sums, own, i)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn pair_row_avx512(
+    zi: &[f64],
+    zt: &[Vec<f64>],
+    from: usize,
+    in_b: &[f64],
+    sums: &mut [Vec<f64>; 2],
+    own: usize,
+    i: usize,
+) {
+    pair_row_portable(zi, zt, from, in_b, sums, own, i)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn pair_row_avx2(
+    zi: &[f64],
+    zt: &[Vec<f64>],
+    from: usize,
+    in_b: &[f64],
+    sums: &mut [Vec<f64>; 2],
+    own: usize,
+    i: usize,
+) {
+    pair_row_portable(zi, zt, from, in_b, sums, own, i)
+}
+
+#[inline(always)]
+fn pair_row_portable(
+    zi: &[f64],
+    zt: &[Vec<f64>],
+    from: usize,
+    in_b: &[f64],
+    sums: &mut [Vec<f64>; 2],
+    own: usize,
+    i: usize,
+) {
+    const L: usize = SILHOUETTE_LANES;
+    let m = in_b.len();
+    // row i's sums to cluster 0 and cluster 1, lane by lane
+    let mut to = [[0f64; L]; 2];
+    let mut j = from;
+    // whole groups of L rows: fixed-size arrays, so every step is one vector operation
+    while j + L <= m {
+        let mut acc = [0f64; L];
+        for (col, &y) in zt.iter().zip(zi) {
+            let lanes = &col[j..j + L];
+            for l in 0..L {
+                let t = lanes[l] - y;
+                acc[l] += t * t;
+            }
+        }
+        let side = &mut sums[own][j..j + L];
+        let b = &in_b[j..j + L];
+        for l in 0..L {
+            let d = acc[l].sqrt();
+            side[l] += d;
+            to[1][l] += d * b[l];
+            to[0][l] += d * (1.0 - b[l]);
+        }
+        j += L;
+    }
+    // the last rows, one at a time
+    for j in j..m {
+        let mut acc = 0f64;
+        for (col, &y) in zt.iter().zip(zi) {
+            let t = col[j] - y;
+            acc += t * t;
+        }
+        let d = acc.sqrt();
+        sums[own][j] += d;
+        to[1][0] += d * in_b[j];
+        to[0][0] += d * (1.0 - in_b[j]);
+    }
+    for c in 0..2 {
+        sums[c][i] += to[c].iter().sum::<f64>();
+    }
+}
+
+/// The row-at-a-time silhouette [`silhouette2`] must equal up to rounding.
 #[cfg(test)]
 fn silhouette2_rowwise(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
     let m = in_b.len();
@@ -955,15 +1070,24 @@ mod tests {
         let lab: Vec<bool> = (0..200).map(|i| i >= 150).collect();
         assert!(silhouette2(&z, 2, &lab) > 0.99);
         assert_eq!(silhouette2(&z, 2, &[false; 100]), 0.0);
-        // grouped rows give the row-at-a-time value bit for bit, whatever m mod 8
+        // pairs computed once give the row-at-a-time value up to rounding, whatever m mod 8
+        // and however few rows each of the fixed pieces gets
         let mut rng = SplitMix64(7);
-        for (m, k) in [(1usize, 3usize), (7, 10), (8, 1), (61, 10), (200, 4)] {
+        for (m, k) in [
+            (1usize, 3usize),
+            (7, 10),
+            (8, 1),
+            (17, 2),
+            (61, 10),
+            (200, 4),
+            (999, 10),
+        ] {
             let z: Vec<f64> = (0..m * k).map(|_| rng.gauss() * 3.0).collect();
             let lab: Vec<bool> = (0..m).map(|_| rng.unit() < 0.3).collect();
-            assert_eq!(
-                silhouette2(&z, k, &lab).to_bits(),
-                silhouette2_rowwise(&z, k, &lab).to_bits(),
-                "m={m} k={k}"
+            let (fast, slow) = (silhouette2(&z, k, &lab), silhouette2_rowwise(&z, k, &lab));
+            assert!(
+                (fast - slow).abs() <= 1e-12,
+                "m={m} k={k}: {fast} vs {slow}"
             );
         }
         let s = sample_without_replacement(100, 10, &mut SplitMix64(2));

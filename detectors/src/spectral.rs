@@ -6,6 +6,7 @@ use crate::params::ParamReader;
 use crate::{
     Batch, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs, ParamError, Scores,
 };
+use rayon::prelude::*;
 use serde_json::json;
 
 const CODE: &str = "SPEC001";
@@ -162,17 +163,16 @@ impl Configured for SpectralParams {
         let labels = data.require_labels(CODE)?;
         let gate = linalg::ClassGate::new(self.min_class_rows, self.min_rows_per_dim, x.ncols());
         let by_class = linalg::rows_by_class(labels, data.n_classes());
-        let mut classes = Vec::with_capacity(by_class.len());
-        for (c, rows) in by_class.iter().enumerate() {
+        // classes are independent: fitted in parallel, taken in class order, errors too
+        let fit_one = |(c, rows): (usize, &Vec<usize>)| -> Result<ClassFit, DetectError> {
             let name = data.class_names.get(c).cloned().unwrap_or_default();
             if let Some(why) = gate.skip_reason(rows.len()) {
-                classes.push(ClassFit {
+                return Ok(ClassFit {
                     name,
                     rows: rows.len(),
                     model: None,
                     skipped: Some(why),
                 });
-                continue;
             }
             let cov_rows = linalg::evenly_spaced(rows, self.max_covariance_rows);
             let eig = linalg::centered_eigen(&x, &cov_rows, self.report_singular_values).map_err(
@@ -184,7 +184,7 @@ impl Configured for SpectralParams {
             let projector = linalg::Projector::new(&eig.mean, &eig.eigenvectors[0]);
             let p = projector.project_rows(&x, rows);
             let decision = decide(&p, self);
-            classes.push(ClassFit {
+            Ok(ClassFit {
                 name,
                 rows: rows.len(),
                 model: Some(ClassModel {
@@ -193,7 +193,13 @@ impl Configured for SpectralParams {
                     decision,
                 }),
                 skipped: None,
-            });
+            })
+        };
+        let fits: Vec<Result<ClassFit, DetectError>> =
+            by_class.par_iter().enumerate().map(fit_one).collect();
+        let mut classes = Vec::with_capacity(fits.len());
+        for f in fits {
+            classes.push(f?);
         }
         Ok(Box::new(SpectralFit { classes }))
     }

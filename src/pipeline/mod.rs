@@ -456,8 +456,28 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         rejected: true,
         invalid: opts.invalid_rows,
     };
+    let quarantine_invalid = opts.invalid_rows == InvalidPolicy::Quarantine;
     let spinner = progress_bar(opts.progress, 1, "reading");
-    let mut table: Table = ingest::read_table(&opts.data, &spec)?;
+    // a matrix file does not depend on the table: both are read (and hashed) at once
+    let read_matrix = |path: &Path| {
+        if quarantine_invalid {
+            ingest::read_embeddings_allowing_nonfinite(path, opts.embeddings_tensor.as_deref())
+        } else {
+            ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())
+                .map(|(m, d)| (m, d, Vec::new()))
+        }
+    };
+    let matrix_path = opts
+        .embeddings
+        .as_deref()
+        .filter(|_| needs.embeddings && !emb_table);
+    let (table, matrix) = rayon::join(
+        || ingest::read_table(&opts.data, &spec),
+        || matrix_path.map(read_matrix),
+    );
+    // the table's error first, as when read one after the other
+    let mut table: Table = table?;
+    let mut matrix = matrix.transpose()?;
     let mut inputs = vec![input_entry("data", &table.digest, table.n_rows, None)];
     if let Some(r) = &reference {
         inputs.push(input_entry(
@@ -468,17 +488,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         ));
     }
     let total = table.n_rows;
-    let quarantine_invalid = opts.invalid_rows == InvalidPolicy::Quarantine;
     let mut rows = invalid::Rows::new(total, std::mem::take(&mut table.invalid));
     // a matrix file's rows with a non-finite value: invalid rows too (or the error)
-    let read_matrix = |path: &Path| {
-        if quarantine_invalid {
-            ingest::read_embeddings_allowing_nonfinite(path, opts.embeddings_tensor.as_deref())
-        } else {
-            ingest::read_embeddings(path, opts.embeddings_tensor.as_deref())
-                .map(|(m, d)| (m, d, Vec::new()))
-        }
-    };
     let nonfinite = |bad: Vec<(usize, IngestError)>| {
         bad.into_iter()
             .map(|(i, e)| (i, "embedding-nonfinite", e, ingest::RowRef::Row(i + 1)))
@@ -488,12 +499,13 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     let mut embeddings: Option<Array2<f32>> = table.embeddings.take();
     if needs.embeddings {
         if let Some(path) = &opts.embeddings {
-            let (m, digest, bad) = if emb_table {
-                let (m, d) =
-                    join_embeddings(opts, path, &table, &|r| rows.invalid.contains_key(&r))?;
-                (m, d, Vec::new())
-            } else {
-                read_matrix(path)?
+            let (m, digest, bad) = match matrix.take() {
+                Some(read) => read,
+                None => {
+                    let (m, d) =
+                        join_embeddings(opts, path, &table, &|r| rows.invalid.contains_key(&r))?;
+                    (m, d, Vec::new())
+                }
             };
             inputs.push(checked_matrix(
                 opts,

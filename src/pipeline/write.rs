@@ -47,12 +47,48 @@ fn fsync_dir(dir: &Path) -> Result<(), ScanError> {
         .map_err(io_err(dir))
 }
 
-/// Write a small file and fsync it.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), ScanError> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
+/// Write a small file (fsynced later with the rest of the folder, [`sync_folder`]).
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ScanError> {
+    std::fs::write(path, bytes).map_err(io_err(path))
+}
+
+/// fsync every file of `dir`, all at once (each `fsync(2)` waits on the device, and the
+/// waits overlap), then the folder itself. Errors are reported in file-name order.
+fn sync_folder(dir: &Path) -> Result<(), ScanError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(dir))?;
+    files.sort();
+    let results: Vec<Result<(), ScanError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|f| {
+                s.spawn(move || {
+                    std::fs::File::open(f)
+                        .and_then(|h| h.sync_all())
+                        .map_err(io_err(f))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(&files)
+            .map(|(h, f)| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ScanError::Config(format!(
+                        "fsync of {} failed",
+                        f.display()
+                    )))
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    fsync_dir(dir)
 }
 
 /// Stage every output in a new folder beside `out`, check the reconciliation against what was
@@ -98,7 +134,7 @@ pub(super) fn write_outputs(
         staging.path(),
         report,
     )?;
-    fsync_dir(staging.path())?;
+    sync_folder(staging.path())?;
     match std::fs::rename(staging.path(), out) {
         Ok(()) => {
             // the folder is `out` now: nothing left to remove
@@ -167,17 +203,17 @@ fn stage(
         .map_err(|e| ScanError::Config(format!("cannot serialise the report: {e}")))?;
     text.push('\n');
     let report_sha = hex::encode(Sha256::digest(text.as_bytes()));
-    write_synced(&report_path, text.as_bytes())?;
+    write_file(&report_path, text.as_bytes())?;
     let html_path = dir.join(html::FILE_NAME);
     let page = html::render(report, excerpts);
     let html_sha = hex::encode(Sha256::digest(page.as_bytes()));
-    write_synced(&html_path, page.as_bytes())?;
+    write_file(&html_path, page.as_bytes())?;
     // the bill of materials is a function of the report's bytes, as `poisongate bom` makes it
     let bom_path = dir.join(bom::FILE_NAME);
     let bom_bytes = bom::from_report_text(&text)
         .map_err(|e| ScanError::Config(format!("cannot make {}: {e}", bom::FILE_NAME)))?;
     let bom_sha = hex::encode(Sha256::digest(&bom_bytes));
-    write_synced(&bom_path, &bom_bytes)?;
+    write_file(&bom_path, &bom_bytes)?;
     let subjects: Vec<provenance::Subject> = [
         (file_name(&clean.path), clean.sha256.clone()),
         (file_name(&quarantine.path), quarantine.sha256.clone()),
@@ -196,7 +232,7 @@ fn stage(
     .collect();
     let prov_path = dir.join(provenance::FILE_NAME);
     let statement = provenance::statement(report, &subjects);
-    write_synced(&prov_path, &provenance::to_bytes(&statement))?;
+    write_file(&prov_path, &provenance::to_bytes(&statement))?;
     Ok(())
 }
 
