@@ -675,7 +675,7 @@ fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
     let in_b_f: Vec<f64> = in_b.iter().map(|&b| f64::from(u8::from(b))).collect();
     // range t holds rows [cut[t], cut[t + 1]); row i pairs with the m − 1 − i rows after it
     let total = (m * (m - 1) / 2) as u128;
-    let mut cut = vec![0usize; SILHOUETTE_TASKS + 1];
+    let mut cut = [0usize; SILHOUETTE_TASKS + 1];
     let (mut row, mut done) = (0usize, 0u128);
     for (t, c) in cut.iter_mut().enumerate().skip(1) {
         let goal = total * t as u128 / SILHOUETTE_TASKS as u128;
