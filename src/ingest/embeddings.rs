@@ -35,6 +35,15 @@ pub fn read_embeddings_allowing_nonfinite(
 /// The rows of `m` holding a non-finite value, each with its 0-based number and the error
 /// naming the first such value (`path` is the file the matrix came from).
 pub fn nonfinite_rows(path: &Path, m: &Array2<f32>) -> Vec<(usize, IngestError)> {
+    // all finite, the usual answer: one pass without early exit, which vectorises
+    if let Some(all) = m.as_slice() {
+        let finite = all
+            .chunks(4096)
+            .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()));
+        if finite {
+            return Vec::new();
+        }
+    }
     m.outer_iter()
         .enumerate()
         .filter_map(|(i, row)| {
@@ -401,6 +410,22 @@ pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), In
         None => return Err(npy_err(format!("shape {:?} is too large", header.shape))),
     }
 
+    if header.descr == "<f4" && !header.fortran_order && header.shape.len() == 2 {
+        // the common case: little-endian f32 in row order, read straight into the matrix
+        // while another thread hashes what was read
+        let (rows, cols) = (header.shape[0], header.shape[1]);
+        let mut data = vec![0f32; rows * cols];
+        let (inner, hasher, bytes) = reader.into_parts();
+        let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut data);
+        let digest = read_hashing_into(inner, hasher, bytes, dst, path)?;
+        // the bytes are little-endian: nothing to do on a little-endian machine
+        for v in &mut data {
+            *v = f32::from_bits(u32::from_le(v.to_bits()));
+        }
+        let matrix = Array2::from_shape_vec((rows, cols), data)
+            .map_err(|e| npy_err(format!("cannot read the array: {e}")))?;
+        return Ok((matrix, digest));
+    }
     let matrix = {
         let mut chained = io::Cursor::new(prefix).chain(&mut reader);
         if header.descr == "<f4" {

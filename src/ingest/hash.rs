@@ -18,6 +18,12 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
+    /// The reader, the hasher and the count of bytes hashed so far, to go on without the
+    /// wrapper (see [`hash_while`]).
+    pub(crate) fn into_parts(self) -> (R, Sha256, u64) {
+        (self.inner, self.hasher, self.bytes)
+    }
+
     /// Read to the end (so every byte is hashed) and return the digest.
     pub(crate) fn finish(mut self, path: &Path) -> Result<FileDigest, IngestError> {
         io::copy(&mut self, &mut io::sink()).map_err(|e| IngestError::io(path, e))?;
@@ -65,4 +71,60 @@ pub(crate) fn hash_open_file(file: &File, path: &Path) -> Result<FileDigest, Ing
     let mut clone = clone;
     io::Seek::rewind(&mut clone).map_err(|e| IngestError::io(path, e))?;
     hash_reader(clone, path)
+}
+
+/// Fills `dst` from `reader` in blocks, hashing each block with `hasher` on one thread while
+/// the next is read on another (SHA-256 of a large matrix took as long as reading it). Then
+/// reads on to the end: bytes past `dst` are an error (the file grew or changed since its
+/// size was checked), named by `path`. Returns the digest of everything hashed, `bytes`
+/// counting what `hasher` had already seen.
+pub(crate) fn read_hashing_into(
+    mut reader: impl Read + Send,
+    mut hasher: Sha256,
+    bytes: u64,
+    dst: &mut [u8],
+    path: &Path,
+) -> Result<FileDigest, IngestError> {
+    const BLOCK: usize = 1 << 20;
+    let len = dst.len() as u64;
+    let mut blocks = dst.chunks_mut(BLOCK);
+    let mut last: Option<&[u8]> = None;
+    loop {
+        let next = blocks.next();
+        let (read, ()) = rayon::join(
+            || match next {
+                Some(block) => reader.read_exact(block).map(|()| Some(&*block)),
+                None => Ok(None),
+            },
+            || {
+                if let Some(b) = last {
+                    hasher.update(b);
+                }
+            },
+        );
+        match read.map_err(|e| IngestError::io(path, e))? {
+            Some(block) => last = Some(block),
+            None => break,
+        }
+    }
+    let mut rest = HashingReader {
+        inner: reader,
+        hasher,
+        bytes: bytes + len,
+    };
+    let mut probe = [0u8; 1];
+    if rest
+        .read(&mut probe)
+        .map_err(|e| IngestError::io(path, e))?
+        > 0
+    {
+        return Err(IngestError::io(
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the file is longer than when its size was read (it changed during the scan)",
+            ),
+        ));
+    }
+    rest.finish(path)
 }

@@ -403,6 +403,20 @@ fn parquet_errors_name_the_row_across_batches() {
 }
 
 #[test]
+fn npy_f32_over_several_blocks_reads_and_hashes_every_byte() {
+    // more than one 4 MiB block, and a last block that is not full
+    let dir = TempDir::new().unwrap();
+    let a = ndarray::Array2::<f32>::from_shape_fn((1301, 1000), |(i, j)| {
+        (i as f32 * 0.37 - j as f32 * 1.3).sin() * 1e3
+    });
+    let p = dir.path().join("big.npy");
+    ndarray_npy::write_npy(&p, &a).unwrap();
+    let (m, d) = read_embeddings(&p, None).unwrap();
+    assert_eq!(m, a);
+    assert_eq!(d, sha256_file(&p).unwrap());
+}
+
+#[test]
 fn npy_f32_f64_and_fortran_order() {
     let dir = TempDir::new().unwrap();
     let a = ndarray::array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]];
