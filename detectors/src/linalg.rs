@@ -192,6 +192,22 @@ pub(crate) fn centered_eigen(
         let gij = if i >= j { gram[(i, j)] } else { gram[(j, i)] };
         (gij - nf * m[i] * m[j]) / (nf - 1.0)
     });
+    let (eigenvalues, eigenvectors) = top_eigenpairs(&cov, k)?;
+    let mean = shift32.iter().zip(&m).map(|(s, m)| *s as f64 + m).collect();
+    Ok(CenteredEigen {
+        mean,
+        eigenvalues,
+        eigenvectors,
+    })
+}
+
+/// The `k` largest eigenvalues of the symmetric matrix `cov` (descending, clamped at 0) and
+/// their unit eigenvectors (sign made canonical), by faer's self-adjoint eigendecomposition.
+pub(crate) fn top_eigenpairs(
+    cov: &Mat<f64>,
+    k: usize,
+) -> Result<(Vec<f64>, Vec<Vec<f64>>), String> {
+    let d = cov.nrows();
     let evd = cov
         .self_adjoint_eigen(Side::Lower)
         .map_err(|e| format!("eigendecomposition failed: {e:?}"))?;
@@ -208,12 +224,7 @@ pub(crate) fn centered_eigen(
         canonical_sign(&mut v);
         eigenvectors.push(v);
     }
-    let mean = shift32.iter().zip(&m).map(|(s, m)| *s as f64 + m).collect();
-    Ok(CenteredEigen {
-        mean,
-        eigenvalues,
-        eigenvectors,
-    })
+    Ok((eigenvalues, eigenvectors))
 }
 
 /// Flip `v` so that its entry of largest magnitude is positive (first such entry on ties):
@@ -250,18 +261,6 @@ impl Projector {
     pub(crate) fn project(&self, x: &ArrayView2<'_, f32>, r: usize) -> f64 {
         let row = x.row(r);
         dot32(row.as_slice(), &row, &self.dir32) - self.offset
-    }
-
-    /// Projections of `rows` of `x`, in parallel over fixed chunks (order preserved).
-    pub(crate) fn project_rows(&self, x: &ArrayView2<'_, f32>, rows: &[usize]) -> Vec<f64> {
-        rows.par_chunks(CHUNK_ROWS)
-            .flat_map_iter(|chunk| {
-                chunk
-                    .iter()
-                    .map(|&r| self.project(x, r))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
     }
 }
 
@@ -637,7 +636,8 @@ mod tests {
         assert!((v[0] - s).abs() < 1e-3 && (v[1] - s).abs() < 1e-3, "{v:?}");
         assert!((ce.mean[0] - 3.0).abs() < 0.05 && (ce.mean[1] + 2.0).abs() < 0.05);
         assert!(ce.eigenvalues[0] > 100.0 * ce.eigenvalues[1]);
-        let p = Projector::new(&ce.mean, v).project_rows(&x.view(), &rows);
+        let pr = Projector::new(&ce.mean, v);
+        let p: Vec<f64> = rows.iter().map(|&r| pr.project(&x.view(), r)).collect();
         let mean_p: f64 = p.iter().sum::<f64>() / n as f64;
         assert!(
             mean_p.abs() < 1e-3,

@@ -271,14 +271,18 @@ impl Moments {
                     }
                 }
             } else {
-                let x =
-                    faer::Mat::<f64>::from_fn(rows_in, self.d, |r, c| chunk[r * self.d + c] as f64);
+                let xf: Vec<f64> = chunk.iter().map(|&v| v as f64).collect();
+                let x = faer::MatRef::from_row_major_slice(&xf, rows_in, self.d);
+                // the lower triangle only (half the products); (j, i) there is (i, j) here
                 let mut g = faer::Mat::<f64>::zeros(self.d, self.d);
-                faer::linalg::matmul::matmul(
+                faer::linalg::matmul::triangular::matmul(
                     g.as_mut(),
+                    faer::linalg::matmul::triangular::BlockStructure::TriangularLower,
                     faer::Accum::Replace,
                     x.transpose(),
-                    x.as_ref(),
+                    faer::linalg::matmul::triangular::BlockStructure::Rectangular,
+                    x,
+                    faer::linalg::matmul::triangular::BlockStructure::Rectangular,
                     1.0,
                     faer::Par::Seq,
                 );
@@ -286,7 +290,7 @@ impl Moments {
                 let mut k = 0;
                 for i in 0..self.d {
                     for j in i..self.d {
-                        cross[k] += g[(i, j)] as i128;
+                        cross[k] += g[(j, i)] as i128;
                         k += 1;
                     }
                 }

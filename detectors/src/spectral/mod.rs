@@ -1,10 +1,16 @@
 //! SPEC001 spectral signatures (Tran, Li, Madry, NeurIPS 2018).
 
+mod decide;
+pub mod rounds;
+
 use crate::linalg::{self, CenteredEigen};
-use crate::mixture;
 use crate::params::ParamReader;
 use crate::{
     Batch, Configured, DatasetView, DetectError, Detector, Fitted, Meta, Needs, ParamError, Scores,
+};
+use decide::Decision;
+pub use decide::{
+    normal_quantile, normal_quantile_upper, ZHistogram, Z_HISTOGRAM_BINS, Z_HISTOGRAM_CLIP,
 };
 use rayon::prelude::*;
 use serde_json::json;
@@ -26,8 +32,10 @@ given with `--embeddings` or `--embedding-column`.
 
 ## Method
 Per class c with rows X_c (n_c × d):
-1. centre: μ_c = mean of X_c; covariance Σ_c = (X_c − μ_c)ᵀ(X_c − μ_c) / (n_c − 1), from sums that
-   merge across chunks (one pass of matrix products over the data);
+1. centre: μ_c = mean of X_c; covariance Σ_c = (X_c − μ_c)ᵀ(X_c − μ_c) / (n_c − 1), from exact
+   integer sums of the rows and their cross products (each value rounded once to a grid of
+   2^-20, then added as integers: `state::Moments`), so that any split of the rows into batches
+   or machines, merged in any order, gives the same Σ_c to the bit (see "Rounds" below);
 2. v_c = top eigenvector of Σ_c, i.e. the top right-singular vector of the centred matrix;
 3. each row's projection p_i = v_c · (x_i − μ_c), on the **centred** row (the paper's outlier
    score is p_i²);
@@ -48,6 +56,12 @@ Per class c with rows X_c (n_c × d):
    that does not split flags nothing (optionally, `tail_fallback`, the rows beyond the
    Bonferroni cut |z| ≥ Φ⁻¹(1 − α/(2n_c)) of the two-sided Gaussian tail).
 
+Rounds (`spectral::rounds`): (1) rows per class; (2) per class the moments above, finalised
+into μ_c and v_c; (3) per class the sorted multiset of projections p_i, from which steps 4-5
+decide; (4) each row's score from its own p_i. Every partial serialises behind a header (code,
+version, parameter digest) and merges exactly, so a partitioned run gives the single-process
+state bytes and verdicts (tested for 1, 2, 7 and 16 random partitions in shuffled orders).
+
 Scores: in a split class z / z* (z* the cut), so 1.0 is the threshold; in a class that does not
 split, min(|z| / Φ⁻¹(1 − α/(2n_c)), 0.999): the paper's two-sided score p², graded but unflagged. Classes with fewer than
 max(`min_class_rows`, `min_rows_per_dim` · d) rows are skipped: with fewer rows than dimensions
@@ -63,7 +77,9 @@ the top direction of a clean class is noise and small samples split spuriously.
 - `min_class_rows` (default 100) and `min_rows_per_dim` (default 2.0): smaller classes are skipped.
 - `report_singular_values` (default 5): top singular values reported per class.
 - `max_covariance_rows` (default 262 144; 0 = all): a class larger than this estimates its mean
-  and covariance from this many evenly spaced rows (every row is still projected and judged).
+  and covariance from about this many rows, each kept when a hash of its row number falls below
+  max/n_c (decided by the row alone, so the same in any partitioning; every row is still
+  projected and judged).
   The top direction of a d × d covariance from a quarter of a million rows is already exact to
   well below the spread of the projections, and the Gram product is the one cost that grows with
   n·d², so this caps it; a poison share is the same in an evenly spaced subsample.
@@ -85,7 +101,7 @@ Keith M. Ashman, Christina M. Bird, Stephen E. Zepf. Detecting bimodality in ast
 datasets. AJ 108, 1994 (the D statistic). Gideon Schwarz. Estimating the dimension of a model.
 Annals of Statistics 6, 1978 (BIC).
 "#,
-    version: 1,
+    version: 2,
 };
 
 /// SPEC001: spectral signatures. See [`Meta::docs`] of its [`Detector::meta`].
@@ -161,224 +177,50 @@ impl Configured for SpectralParams {
     fn fit(&self, data: &DatasetView<'_>) -> Result<Box<dyn Fitted>, DetectError> {
         let x = data.require_embeddings(CODE)?;
         let labels = data.require_labels(CODE)?;
-        let gate = linalg::ClassGate::new(self.min_class_rows, self.min_rows_per_dim, x.ncols());
-        let by_class = linalg::rows_by_class(labels, data.n_classes());
-        // classes are independent: fitted in parallel, taken in class order, errors too
-        let fit_one = |(c, rows): (usize, &Vec<usize>)| -> Result<ClassFit, DetectError> {
-            let name = data.class_names.get(c).cloned().unwrap_or_default();
-            if let Some(why) = gate.skip_reason(rows.len()) {
-                return Ok(ClassFit {
-                    name,
-                    rows: rows.len(),
-                    model: None,
-                    skipped: Some(why),
-                });
-            }
-            let cov_rows = linalg::evenly_spaced(rows, self.max_covariance_rows);
-            let eig = linalg::centered_eigen(&x, &cov_rows, self.report_singular_values).map_err(
-                |problem| DetectError::Numeric {
-                    code: CODE,
-                    problem: format!("class {name}: {problem}"),
+        let n = labels.len();
+        let r = rounds::Rounds::new(self, data.n_classes(), x.ncols());
+        let counts = r.counts(labels);
+        // the rounds over fixed chunks of rows, in parallel; their merges are exact, so the
+        // result is that of one pass whatever the chunking and the thread count
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let chunks: Vec<(usize, usize)> = (0..n)
+            .step_by(linalg::CHUNK_ROWS)
+            .map(|s| (s, (s + linalg::CHUNK_ROWS).min(n)))
+            .collect();
+        let state = |e: crate::state::StateError| DetectError::Numeric {
+            code: CODE,
+            problem: format!("state: {e}"),
+        };
+        let moments = chunks
+            .par_iter()
+            .map(|&(s, e)| {
+                r.moments(
+                    &counts,
+                    &x.slice(ndarray::s![s..e, ..]),
+                    &labels[s..e],
+                    &ids[s..e],
+                )
+            })
+            .try_reduce(
+                || r.empty_moments(),
+                |mut a, b| {
+                    a.merge(&b).map_err(state)?;
+                    Ok(a)
                 },
             )?;
-            let projector = linalg::Projector::new(&eig.mean, &eig.eigenvectors[0]);
-            let p = projector.project_rows(&x, rows);
-            let decision = decide(&p, self);
-            Ok(ClassFit {
-                name,
-                rows: rows.len(),
-                model: Some(ClassModel {
-                    eig,
-                    projector,
-                    decision,
-                }),
-                skipped: None,
-            })
-        };
-        let fits: Vec<Result<ClassFit, DetectError>> =
-            by_class.par_iter().enumerate().map(fit_one).collect();
-        let mut classes = Vec::with_capacity(fits.len());
-        for f in fits {
-            classes.push(f?);
-        }
-        Ok(Box::new(SpectralFit { classes }))
+        let dirs = r.directions(&counts, &moments)?;
+        let projections = chunks
+            .par_iter()
+            .map(|&(s, e)| Ok(r.projections(&dirs, &x.slice(ndarray::s![s..e, ..]), &labels[s..e])))
+            .try_reduce(
+                || r.empty_projections(),
+                |mut a, b| {
+                    a.merge(&b).map_err(state)?;
+                    Ok(a)
+                },
+            )?;
+        Ok(r.finish(data.class_names, &counts, dirs, &projections))
     }
-}
-
-/// How a class's projections are turned into scores and flags.
-#[derive(Debug, Clone)]
-struct Decision {
-    /// Median of the projections.
-    center: f64,
-    /// Robust scale (1.4826 · MAD); 0 means the class is degenerate and is not scored.
-    scale: f64,
-    /// +1 or −1: z = sign · (p − center) / scale.
-    sign: f64,
-    /// Bonferroni two-sided cut Φ⁻¹(1 − α/(2n)) on |z|.
-    bonferroni: f64,
-    /// The flagging cut on z, when the class splits.
-    cut: Option<f64>,
-    /// Flag |z| ≥ `bonferroni` in a class that does not split.
-    tail_fallback: bool,
-    /// Whether the class split into a bulk and a minority mode.
-    split: bool,
-    /// Rows of the class at or beyond the cut.
-    flagged: usize,
-    /// Mixture diagnostics for the report.
-    diagnostics: serde_json::Value,
-    /// Histogram of the class's z values (final sign), for the report.
-    histogram: Option<ZHistogram>,
-}
-
-/// Bins of the per-class z histogram in the report.
-pub const Z_HISTOGRAM_BINS: usize = 40;
-/// z values are clipped to this range before binning, so one extreme row cannot flatten the rest.
-pub const Z_HISTOGRAM_CLIP: (f64, f64) = (-10.0, 20.0);
-
-/// Equal-width histogram of z clipped to [`Z_HISTOGRAM_CLIP`], over [min, max] of the clipped
-/// values, in [`Z_HISTOGRAM_BINS`] bins (the last bin is closed). Deterministic: it depends
-/// only on the values, not on their order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ZHistogram {
-    /// Lower edge of the first bin.
-    pub lo: f64,
-    /// Upper edge of the last bin.
-    pub hi: f64,
-    /// Rows per bin.
-    pub counts: Vec<u64>,
-}
-
-impl ZHistogram {
-    /// Histogram of the finite values of `z` (None when there are none).
-    pub fn of(z: &[f64]) -> Option<ZHistogram> {
-        let (cl, ch) = Z_HISTOGRAM_CLIP;
-        let clipped: Vec<f64> = z
-            .iter()
-            .filter(|v| v.is_finite())
-            .map(|v| v.clamp(cl, ch))
-            .collect();
-        let lo = clipped.iter().copied().fold(f64::INFINITY, f64::min);
-        let mut hi = clipped.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if !lo.is_finite() || !hi.is_finite() {
-            return None;
-        }
-        if hi <= lo {
-            hi = lo + 1.0;
-        }
-        let mut counts = vec![0u64; Z_HISTOGRAM_BINS];
-        let width = (hi - lo) / Z_HISTOGRAM_BINS as f64;
-        for v in clipped {
-            let b = (((v - lo) / width).floor() as usize).min(Z_HISTOGRAM_BINS - 1);
-            counts[b] += 1;
-        }
-        Some(ZHistogram { lo, hi, counts })
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        json!({ "lo": self.lo, "hi": self.hi, "counts": self.counts })
-    }
-}
-
-impl Decision {
-    fn z(&self, p: f64) -> f64 {
-        self.sign * (p - self.center) / self.scale
-    }
-
-    /// Normalised score (1.0 = threshold) and whether the row is flagged.
-    fn score(&self, p: f64) -> (f64, bool) {
-        if self.scale <= 0.0 {
-            return (0.0, false);
-        }
-        let z = self.z(p);
-        match self.cut {
-            Some(cut) => {
-                let s = if cut > 0.0 { z / cut } else { 1.0 + z - cut };
-                (s.max(0.0), z >= cut)
-            }
-            None if self.tail_fallback => (z.abs() / self.bonferroni, z.abs() >= self.bonferroni),
-            None => ((z.abs() / self.bonferroni).min(0.999), false),
-        }
-    }
-}
-
-/// The threshold rule of the docs, step 4 and 5, on one class's projections.
-fn decide(p: &[f64], params: &SpectralParams) -> Decision {
-    let n = p.len();
-    let center = linalg::median(p);
-    let dev: Vec<f64> = p.iter().map(|v| (v - center).abs()).collect();
-    let scale = 1.4826 * linalg::median(&dev);
-    let bonferroni = normal_quantile_upper(params.alpha / (2.0 * n as f64));
-    let heavier_up = linalg::quantile(p, 0.9) - center >= center - linalg::quantile(p, 0.1);
-    let mut d = Decision {
-        center,
-        scale,
-        sign: if heavier_up { 1.0 } else { -1.0 },
-        bonferroni,
-        cut: None,
-        tail_fallback: false,
-        split: false,
-        flagged: 0,
-        diagnostics: json!({"decision": "degenerate: robust scale is 0"}),
-        histogram: None,
-    };
-    if scale <= 0.0 || !scale.is_finite() {
-        return d;
-    }
-    let z: Vec<f64> = p.iter().map(|&v| d.z(v)).collect();
-    // the mixture is fitted on at most 8192 values (evenly spaced order statistics beyond)
-    let zs = mixture::quantile_sketch(&z);
-    let nf = zs.len() as f64;
-    let bic1 = -2.0 * mixture::single_loglik(&zs) + 2.0 * nf.ln();
-    let mix = mixture::fit_mixture2(&zs);
-    let mut reason = "no two-component fit".to_string();
-    if let Some(f) = &mix {
-        let j = f.minor();
-        let i = 1 - j;
-        let bic2 = -2.0 * f.loglik + 5.0 * nf.ln();
-        let dd = f.ashman_d();
-        let accepted =
-            bic2 < bic1 && dd > params.min_separation && f.w[j] <= params.max_minor_weight;
-        reason = if accepted {
-            "split: minority mode flagged".into()
-        } else if bic2 >= bic1 {
-            "no split: one component fits better (BIC)".into()
-        } else if dd <= params.min_separation {
-            format!("no split: modes not separated (D = {dd:.2})")
-        } else {
-            format!(
-                "no split: minor weight {:.2} above max_minor_weight",
-                f.w[j]
-            )
-        };
-        d.diagnostics = json!({
-            "weights": f.w, "means": f.m, "sds": f.s,
-            "bic_one": bic1, "bic_two": bic2, "ashman_d": dd,
-        });
-        if accepted {
-            // re-sign towards the minor component
-            let towards = if f.m[j] >= f.m[i] { 1.0 } else { -1.0 };
-            d.sign *= towards;
-            let lo = towards * f.m[i];
-            let cut = z
-                .iter()
-                .map(|&v| towards * v)
-                .filter(|&v| v >= lo && f.posterior(towards * v, j) > 0.5)
-                .fold(f64::INFINITY, f64::min);
-            if cut.is_finite() {
-                d.cut = Some(cut);
-                d.split = true;
-            }
-        }
-    }
-    d.tail_fallback = !d.split && params.tail_fallback;
-    // z with its final sign, so the histogram shares its axis with the cut
-    let z_final: Vec<f64> = p.iter().map(|&v| d.z(v)).collect();
-    d.histogram = ZHistogram::of(&z_final);
-    d.flagged = p.iter().filter(|&&v| d.score(v).1).count();
-    if let serde_json::Value::Object(m) = &mut d.diagnostics {
-        m.insert("decision".into(), json!(reason));
-    }
-    d
 }
 
 #[derive(Debug, Clone)]
@@ -460,61 +302,6 @@ impl Fitted for SpectralFit {
             })
             .collect();
         json!({ "classes": classes })
-    }
-}
-
-/// Upper-tail standard normal quantile: z with P(Z ≥ z) = p, for p in (0, 0.5].
-/// Acklam's rational approximation (relative error below 1.2e-9).
-pub fn normal_quantile_upper(p: f64) -> f64 {
-    -normal_quantile(p)
-}
-
-/// Standard normal quantile Φ⁻¹(p) for p in (0, 1).
-pub fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [
-        -3.969683028665376e1,
-        2.209460984245205e2,
-        -2.759285104469687e2,
-        1.383_577_518_672_69e2,
-        -3.066479806614716e1,
-        2.506628277459239,
-    ];
-    const B: [f64; 5] = [
-        -5.447609879822406e1,
-        1.615858368580409e2,
-        -1.556989798598866e2,
-        6.680131188771972e1,
-        -1.328068155288572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784894002430293e-3,
-        -3.223964580411365e-1,
-        -2.400758277161838,
-        -2.549732539343734,
-        4.374664141464968,
-        2.938163982698783,
-    ];
-    const D: [f64; 4] = [
-        7.784695709041462e-3,
-        3.224671290700398e-1,
-        2.445134137142996,
-        3.754408661907416,
-    ];
-    let p = p.clamp(1e-300, 1.0 - 1e-16);
-    let plow = 0.02425;
-    if p < plow {
-        let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    } else if p <= 1.0 - plow {
-        let q = p - 0.5;
-        let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
-    } else {
-        let q = (-2.0 * (1.0 - p).ln()).sqrt();
-        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     }
 }
 

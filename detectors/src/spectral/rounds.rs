@@ -1,0 +1,596 @@
+//! SPEC001 in rounds whose partial results merge exactly, so that any partitioning of the rows
+//! (threads, streamed batches, a cluster's workers) and any merge order give the same state
+//! bytes and the same verdicts as one pass over all rows.
+//!
+//! 1. **Counts**: rows per class ([`Rounds::counts`]; merged by adding). They decide which
+//!    classes are scored and, for a class above `max_covariance_rows`, which of its rows enter
+//!    the covariance.
+//! 2. **Moments** ([`MomentsPartial`]): per class, exact integer sums of the kept rows and of
+//!    their cross products ([`crate::state::Moments`]). Finalised into each class's mean and top
+//!    eigenvector ([`Rounds::directions`]).
+//! 3. **Projections** ([`ProjectionsPartial`]): per class, every row's projection on its
+//!    class's direction, kept sorted. A projection depends only on its row and the direction,
+//!    and the sorted multiset is the same however the rows were split; merging is a merge of
+//!    sorted lists. The decision (median, MAD, mixture, cut) is a function of that multiset
+//!    ([`Rounds::finish`]).
+//! 4. **Scores**: each row from its own projection ([`crate::Fitted::score`]), in any batch.
+//!
+//! Rows are named by a 64-bit id that the caller keeps stable across partitionings (the row's
+//! number in the input); it only matters for the covariance subsample of classes larger than
+//! `max_covariance_rows`, which keeps a row when a hash of its id falls below
+//! `max_covariance_rows / n_class` (a Bernoulli sample with the same expected size as the
+//! evenly spaced one of earlier versions, decided by each row alone).
+
+use super::decide::decide;
+use super::{ClassFit, ClassModel, SpectralFit, SpectralParams, CODE, META};
+use crate::linalg::{self, CenteredEigen};
+use crate::state::{header, Header, Moments, StateError};
+use crate::{DetectError, Fitted};
+use ndarray::ArrayView2;
+
+/// The rounds of SPEC001 for data with `n_classes` classes and `dims` columns.
+#[derive(Debug, Clone)]
+pub struct Rounds {
+    params: SpectralParams,
+    n_classes: usize,
+    dims: usize,
+    header: Header,
+}
+
+/// Round 2's partial state: per class, the moments of the rows kept for its covariance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MomentsPartial {
+    dims: usize,
+    /// `None`: no row of the class yet (allocated on its first row: a class's moments hold
+    /// d(d+1)/2 sums, and most batches see few classes).
+    classes: Vec<Option<Moments>>,
+}
+
+/// Round 3's partial state: per class, the projections of its rows, sorted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectionsPartial {
+    classes: Vec<Vec<f64>>,
+}
+
+/// What round 2 finalises to: per class, its mean and top eigenpairs, or why it is skipped.
+#[derive(Debug, Clone)]
+pub struct Directions {
+    classes: Vec<Result<(CenteredEigen, linalg::Projector), String>>,
+}
+
+fn numeric(problem: String) -> DetectError {
+    DetectError::Numeric {
+        code: CODE,
+        problem,
+    }
+}
+
+fn state_error(e: StateError) -> DetectError {
+    numeric(format!("state: {e}"))
+}
+
+/// Whether row `id` of a class of `n` rows enters the covariance (see the module docs).
+fn keep_for_covariance(id: u64, n: u64, max: usize) -> bool {
+    if max == 0 || n <= max as u64 {
+        return true;
+    }
+    let mut state = id ^ 0x5bd1_e995_9e37_79b9;
+    let h = crate::rng::splitmix(&mut state);
+    let threshold = ((max as u128) << 64) / n as u128;
+    (h as u128) < threshold
+}
+
+impl Rounds {
+    /// Rounds with the resolved `params`, for `n_classes` classes of `dims`-column rows.
+    pub fn new(params: &SpectralParams, n_classes: usize, dims: usize) -> Self {
+        use crate::Configured;
+        let header = Header::new(CODE, META.version, &params.params());
+        Rounds {
+            params: params.clone(),
+            n_classes,
+            dims,
+            header,
+        }
+    }
+
+    /// The header every partial of these rounds is serialised behind.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Round 1 over a batch: rows per class (labels past `n_classes` are not counted).
+    pub fn counts(&self, labels: &[u32]) -> Vec<u64> {
+        let mut c = vec![0u64; self.n_classes];
+        for &l in labels {
+            if let Some(v) = c.get_mut(l as usize) {
+                *v += 1;
+            }
+        }
+        c
+    }
+
+    fn scored(&self, counts: &[u64], class: usize) -> Result<(), String> {
+        let gate = linalg::ClassGate::new(
+            self.params.min_class_rows,
+            self.params.min_rows_per_dim,
+            self.dims,
+        );
+        let n = counts.get(class).copied().unwrap_or(0);
+        match gate.skip_reason(usize::try_from(n).unwrap_or(usize::MAX)) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// Round 2 over a batch: `x` its rows, `labels` and `ids` one per row, `counts` the
+    /// merged result of round 1.
+    pub fn moments(
+        &self,
+        counts: &[u64],
+        x: &ArrayView2<'_, f32>,
+        labels: &[u32],
+        ids: &[u64],
+    ) -> Result<MomentsPartial, DetectError> {
+        let mut buffers: Vec<Vec<f32>> = vec![Vec::new(); self.n_classes];
+        for (i, (&l, &id)) in labels.iter().zip(ids).enumerate() {
+            let c = l as usize;
+            if c >= self.n_classes || self.scored(counts, c).is_err() {
+                continue;
+            }
+            if keep_for_covariance(id, counts[c], self.params.max_covariance_rows) {
+                buffers[c].extend(x.row(i).iter().copied());
+            }
+        }
+        let mut classes = Vec::with_capacity(self.n_classes);
+        for rows in &buffers {
+            if rows.is_empty() {
+                classes.push(None);
+                continue;
+            }
+            let mut m = Moments::new(self.dims);
+            m.update_rows(rows).map_err(state_error)?;
+            classes.push(Some(m));
+        }
+        Ok(MomentsPartial {
+            dims: self.dims,
+            classes,
+        })
+    }
+
+    /// Round 2's partial of no rows (what merging starts from).
+    pub fn empty_moments(&self) -> MomentsPartial {
+        MomentsPartial {
+            dims: self.dims,
+            classes: vec![None; self.n_classes],
+        }
+    }
+
+    /// Round 3's partial of no rows (what merging starts from).
+    pub fn empty_projections(&self) -> ProjectionsPartial {
+        ProjectionsPartial {
+            classes: vec![Vec::new(); self.n_classes],
+        }
+    }
+
+    /// Round 2 finalised: each scored class's mean, covariance (divisor n − 1) and top
+    /// eigenpairs from the merged moments.
+    pub fn directions(
+        &self,
+        counts: &[u64],
+        moments: &MomentsPartial,
+    ) -> Result<Directions, DetectError> {
+        let k = self.params.report_singular_values;
+        let d = self.dims;
+        let mut classes = Vec::with_capacity(self.n_classes);
+        for c in 0..self.n_classes {
+            if let Err(why) = self.scored(counts, c) {
+                classes.push(Err(why));
+                continue;
+            }
+            let empty = Moments::new(d);
+            let m = moments
+                .classes
+                .get(c)
+                .and_then(Option::as_ref)
+                .unwrap_or(&empty);
+            let n = m.rows() as f64;
+            if n < 2.0 {
+                classes.push(Err("fewer than 2 rows enter the covariance".to_string()));
+                continue;
+            }
+            let cov = m.covariance();
+            let unbias = n / (n - 1.0);
+            let mat = faer::Mat::<f64>::from_fn(d, d, |i, j| cov[i * d + j] * unbias);
+            let (eigenvalues, eigenvectors) = linalg::top_eigenpairs(&mat, k)
+                .map_err(|problem| numeric(format!("class {c}: {problem}")))?;
+            let eig = CenteredEigen {
+                mean: m.mean(),
+                eigenvalues,
+                eigenvectors,
+            };
+            let projector = linalg::Projector::new(&eig.mean, &eig.eigenvectors[0]);
+            classes.push(Ok((eig, projector)));
+        }
+        Ok(Directions { classes })
+    }
+
+    /// Round 3 over a batch: each row's projection on its class's direction.
+    pub fn projections(
+        &self,
+        dirs: &Directions,
+        x: &ArrayView2<'_, f32>,
+        labels: &[u32],
+    ) -> ProjectionsPartial {
+        let mut classes: Vec<Vec<f64>> = vec![Vec::new(); self.n_classes];
+        for (i, &l) in labels.iter().enumerate() {
+            if let Some(Ok((_, projector))) = dirs.classes.get(l as usize) {
+                classes[l as usize].push(projector.project(x, i));
+            }
+        }
+        for c in &mut classes {
+            c.sort_by(f64::total_cmp);
+        }
+        ProjectionsPartial { classes }
+    }
+
+    /// Round 3 finalised: the fitted detector (class `names`, in class order).
+    pub fn finish(
+        &self,
+        names: &[String],
+        counts: &[u64],
+        dirs: Directions,
+        projections: &ProjectionsPartial,
+    ) -> Box<dyn Fitted> {
+        let classes = dirs
+            .classes
+            .into_iter()
+            .enumerate()
+            .map(|(c, dir)| {
+                let name = names.get(c).cloned().unwrap_or_default();
+                let rows = usize::try_from(counts.get(c).copied().unwrap_or(0)).unwrap_or(0);
+                match dir {
+                    Err(why) => ClassFit {
+                        name,
+                        rows,
+                        model: None,
+                        skipped: Some(why),
+                    },
+                    Ok((eig, projector)) => ClassFit {
+                        name,
+                        rows,
+                        model: Some(ClassModel {
+                            eig,
+                            projector,
+                            decision: decide(&projections.classes[c], &self.params),
+                        }),
+                        skipped: None,
+                    },
+                }
+            })
+            .collect();
+        Box::new(SpectralFit { classes })
+    }
+}
+
+impl MomentsPartial {
+    /// Add another partial's moments. Exact, associative and commutative.
+    pub fn merge(&mut self, other: &MomentsPartial) -> Result<(), StateError> {
+        if other.classes.len() != self.classes.len() {
+            return Err(StateError::Shape {
+                expected: self.classes.len(),
+                got: other.classes.len(),
+            });
+        }
+        for (a, b) in self.classes.iter_mut().zip(&other.classes) {
+            match (a.as_mut(), b) {
+                (_, None) => {}
+                (None, Some(b)) => *a = Some(b.clone()),
+                (Some(a), Some(b)) => a.merge(b)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Serialised behind `header`: the class count (u64), then each class's moments, each
+    /// preceded by its length in bytes (u64).
+    pub fn to_bytes(&self, header: &Header) -> Vec<u8> {
+        let mut out = header.to_bytes();
+        out.extend_from_slice(&(self.classes.len() as u64).to_le_bytes());
+        let empty = Moments::new(self.dims);
+        for m in &self.classes {
+            let b = m.as_ref().unwrap_or(&empty).to_bytes(header);
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    /// Read a partial written by [`MomentsPartial::to_bytes`] behind `expected`.
+    pub fn from_bytes(bytes: &[u8], expected: &Header) -> Result<MomentsPartial, StateError> {
+        let mut rest = expected.check(bytes)?;
+        let (n, r) = header::take_u64(rest)?;
+        rest = r;
+        let mut classes = Vec::new();
+        let mut dims = None;
+        for _ in 0..n {
+            let (len, r) = header::take_u64(rest)?;
+            let len = usize::try_from(len).map_err(|_| StateError::Truncated)?;
+            if r.len() < len {
+                return Err(StateError::Truncated);
+            }
+            let m = Moments::from_bytes(&r[..len], expected)?;
+            if *dims.get_or_insert(m.dims()) != m.dims() {
+                return Err(StateError::Shape {
+                    expected: dims.unwrap_or(0),
+                    got: m.dims(),
+                });
+            }
+            classes.push((m.rows() > 0).then_some(m));
+            rest = &r[len..];
+        }
+        if !rest.is_empty() {
+            return Err(StateError::Trailing(rest.len()));
+        }
+        Ok(MomentsPartial {
+            dims: dims.unwrap_or(0),
+            classes,
+        })
+    }
+}
+
+impl ProjectionsPartial {
+    /// Add another partial's projections (a merge of sorted lists).
+    pub fn merge(&mut self, other: &ProjectionsPartial) -> Result<(), StateError> {
+        if other.classes.len() != self.classes.len() {
+            return Err(StateError::Shape {
+                expected: self.classes.len(),
+                got: other.classes.len(),
+            });
+        }
+        for (a, b) in self.classes.iter_mut().zip(&other.classes) {
+            let mut out = Vec::with_capacity(a.len() + b.len());
+            let (mut i, mut j) = (0, 0);
+            while i < a.len() && j < b.len() {
+                if b[j].total_cmp(&a[i]).is_lt() {
+                    out.push(b[j]);
+                    j += 1;
+                } else {
+                    out.push(a[i]);
+                    i += 1;
+                }
+            }
+            out.extend_from_slice(&a[i..]);
+            out.extend_from_slice(&b[j..]);
+            *a = out;
+        }
+        Ok(())
+    }
+
+    /// Serialised behind `header`: the class count (u64), then per class the number of
+    /// values (u64) and their f64 bits (little-endian).
+    pub fn to_bytes(&self, header: &Header) -> Vec<u8> {
+        let mut out = header.to_bytes();
+        out.extend_from_slice(&(self.classes.len() as u64).to_le_bytes());
+        for c in &self.classes {
+            out.extend_from_slice(&(c.len() as u64).to_le_bytes());
+            for v in c {
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Read a partial written by [`ProjectionsPartial::to_bytes`] behind `expected`; values
+    /// out of order are refused.
+    pub fn from_bytes(bytes: &[u8], expected: &Header) -> Result<ProjectionsPartial, StateError> {
+        let mut rest = expected.check(bytes)?;
+        let (n, r) = header::take_u64(rest)?;
+        rest = r;
+        let mut classes = Vec::new();
+        for _ in 0..n {
+            let (len, r) = header::take_u64(rest)?;
+            rest = r;
+            let len = usize::try_from(len).map_err(|_| StateError::Truncated)?;
+            if rest.len() / 8 < len {
+                return Err(StateError::Truncated);
+            }
+            let mut values = Vec::with_capacity(len);
+            for _ in 0..len {
+                let (bits, r) = header::take_u64(rest)?;
+                rest = r;
+                values.push(f64::from_bits(bits));
+            }
+            if values.windows(2).any(|w| w[1].total_cmp(&w[0]).is_lt()) {
+                return Err(StateError::Value(f64::NAN));
+            }
+            classes.push(values);
+        }
+        if !rest.is_empty() {
+            return Err(StateError::Trailing(rest.len()));
+        }
+        Ok(ProjectionsPartial { classes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+    use crate::testutil::{gaussian, Rng};
+    use crate::{Configured, DatasetView};
+    use ndarray::{Array2, Axis};
+    use sha2::{Digest, Sha256};
+
+    /// Three classes, one of them with a planted shifted minority, so that a class splits.
+    fn data() -> (Array2<f32>, Vec<u32>) {
+        let mut rng = Rng(11);
+        let (n, d) = (1500, 12);
+        let mut x = gaussian(&mut rng, n, d);
+        let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        for i in (1..n).step_by(3) {
+            if rng.unit() < 0.1 {
+                for k in 0..d {
+                    x[[i, k]] += if k % 2 == 0 { 3.0 } else { -3.0 };
+                }
+            }
+        }
+        (x, labels)
+    }
+
+    fn params() -> SpectralParams {
+        // the defaults, but small classes here are scored too
+        SpectralParams {
+            max_minor_weight: 1.0 / 3.0,
+            min_separation: 2.0,
+            alpha: 0.05,
+            tail_fallback: false,
+            min_class_rows: 10,
+            min_rows_per_dim: 2.0,
+            report_singular_values: 5,
+            max_covariance_rows: 262_144,
+        }
+    }
+
+    /// The rows of `x` in `part`, with their labels and ids.
+    fn take(x: &Array2<f32>, labels: &[u32], part: &[usize]) -> (Array2<f32>, Vec<u32>, Vec<u64>) {
+        (
+            x.select(Axis(0), part),
+            part.iter().map(|&i| labels[i]).collect(),
+            part.iter().map(|&i| i as u64).collect(),
+        )
+    }
+
+    /// Random partition of 0..n into `k` parts (every part keeps row order inside it, which
+    /// does not matter), and the parts in a shuffled order.
+    fn partition(n: usize, k: usize, seed: u64) -> Vec<Vec<usize>> {
+        let mut rng = SplitMix64(seed);
+        let mut parts = vec![Vec::new(); k];
+        for i in 0..n {
+            parts[rng.below(k)].push(i);
+        }
+        for i in (1..k).rev() {
+            parts.swap(i, rng.below(i + 1));
+        }
+        parts
+    }
+
+    fn sha(b: &[u8]) -> Vec<u8> {
+        Sha256::digest(b).to_vec()
+    }
+
+    #[test]
+    fn any_partitioning_and_merge_order_give_the_same_state_and_scores() {
+        let (x, labels) = data();
+        let p = params();
+        let r = Rounds::new(&p, 3, x.ncols());
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        // one pass through the detector, as the scan runs it
+        let view = DatasetView {
+            n_rows: x.nrows(),
+            texts: None,
+            labels: Some(&labels),
+            class_names: &names,
+            embeddings: Some(x.view()),
+            response_embeddings: None,
+            responses: None,
+            rejected: None,
+        };
+        let whole = p.fit(&view).unwrap();
+        let whole_scores = whole.score(&view.batch(0, x.nrows())).unwrap();
+        assert!(
+            whole_scores.reason.iter().any(Option::is_some),
+            "a class splits"
+        );
+
+        let mut seen: Option<(Vec<u8>, Vec<u8>)> = None;
+        for (k, seed) in [(1usize, 1u64), (2, 2), (7, 3), (16, 4), (16, 5)] {
+            let parts = partition(x.nrows(), k, seed);
+            let counts = parts.iter().fold(vec![0u64; 3], |mut acc, part| {
+                let (_, l, _) = take(&x, &labels, part);
+                for (a, b) in acc.iter_mut().zip(r.counts(&l)) {
+                    *a += b;
+                }
+                acc
+            });
+            let mut moments = r.empty_moments();
+            for part in &parts {
+                let (xp, lp, ip) = take(&x, &labels, part);
+                let m = r.moments(&counts, &xp.view(), &lp, &ip).unwrap();
+                // every partial goes through its bytes, as between machines
+                let m = MomentsPartial::from_bytes(&m.to_bytes(r.header()), r.header()).unwrap();
+                moments.merge(&m).unwrap();
+            }
+            let dirs = r.directions(&counts, &moments).unwrap();
+            let mut proj = r.empty_projections();
+            for part in parts.iter().rev() {
+                let (xp, lp, _) = take(&x, &labels, part);
+                let q = r.projections(&dirs, &xp.view(), &lp);
+                let q =
+                    ProjectionsPartial::from_bytes(&q.to_bytes(r.header()), r.header()).unwrap();
+                proj.merge(&q).unwrap();
+            }
+            let digests = (
+                sha(&moments.to_bytes(r.header())),
+                sha(&proj.to_bytes(r.header())),
+            );
+            match &seen {
+                None => seen = Some(digests),
+                Some(d) => assert_eq!(d, &digests, "{k} partitions"),
+            }
+            let fitted = r.finish(&names, &counts, dirs, &proj);
+            let scores = fitted.score(&view.batch(0, x.nrows())).unwrap();
+            for i in 0..x.nrows() {
+                assert_eq!(
+                    scores.score[i].to_bits(),
+                    whole_scores.score[i].to_bits(),
+                    "row {i}, {k} partitions"
+                );
+                assert_eq!(scores.reason[i], whole_scores.reason[i]);
+            }
+            assert_eq!(fitted.summary(), whole.summary());
+        }
+    }
+
+    #[test]
+    fn partials_from_other_parameters_or_damaged_bytes_are_refused() {
+        let (x, labels) = data();
+        let p = params();
+        let r = Rounds::new(&p, 3, x.ncols());
+        let ids: Vec<u64> = (0..x.nrows() as u64).collect();
+        let counts = r.counts(&labels);
+        let m = r.moments(&counts, &x.view(), &labels, &ids).unwrap();
+        let bytes = m.to_bytes(r.header());
+        let mut other = p.clone();
+        other.alpha = 0.01;
+        let r2 = Rounds::new(&other, 3, x.ncols());
+        assert!(MomentsPartial::from_bytes(&bytes, r2.header()).is_err());
+        for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+            assert!(MomentsPartial::from_bytes(&bytes[..cut], r.header()).is_err());
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(MomentsPartial::from_bytes(&longer, r.header()).is_err());
+        let dirs = r.directions(&counts, &m).unwrap();
+        let q = r.projections(&dirs, &x.view(), &labels);
+        let qb = q.to_bytes(r.header());
+        assert_eq!(ProjectionsPartial::from_bytes(&qb, r.header()).unwrap(), q);
+        assert!(ProjectionsPartial::from_bytes(&qb[..qb.len() - 3], r.header()).is_err());
+        // values out of order are not a state this code wrote
+        let mut swapped = q.clone();
+        if let Some(c) = swapped.classes.iter_mut().find(|c| c.len() > 2) {
+            c.swap(0, 1);
+        }
+        let sb = swapped.to_bytes(r.header());
+        assert!(ProjectionsPartial::from_bytes(&sb, r.header()).is_err());
+    }
+
+    #[test]
+    fn a_large_class_keeps_about_max_rows_for_its_covariance_by_row_id() {
+        let kept = (0..100_000u64)
+            .filter(|&id| keep_for_covariance(id, 100_000, 10_000))
+            .count();
+        assert!((9_500..10_500).contains(&kept), "{kept}");
+        assert!((0..500u64).all(|id| keep_for_covariance(id, 500, 10_000)));
+        assert!((0..500u64).all(|id| keep_for_covariance(id, 500, 0)));
+    }
+}
