@@ -131,14 +131,27 @@ impl Rounds {
         labels: &[u32],
         ids: &[u64],
     ) -> Result<MomentsPartial, DetectError> {
-        let mut buffers: Vec<Vec<f32>> = vec![Vec::new(); self.n_classes];
-        for (i, (&l, &id)) in labels.iter().zip(ids).enumerate() {
-            let c = l as usize;
-            if c >= self.n_classes || self.scored(counts, c).is_err() {
-                continue;
-            }
-            if keep_for_covariance(id, counts[c], self.params.max_covariance_rows) {
-                buffers[c].extend(x.row(i).iter().copied());
+        let scored: Vec<bool> = (0..self.n_classes)
+            .map(|c| self.scored(counts, c).is_ok())
+            .collect();
+        let kept: Vec<Option<usize>> = labels
+            .iter()
+            .zip(ids)
+            .map(|(&l, &id)| {
+                let c = l as usize;
+                (scored.get(c) == Some(&true)
+                    && keep_for_covariance(id, counts[c], self.params.max_covariance_rows))
+                .then_some(c)
+            })
+            .collect();
+        let mut sizes = vec![0usize; self.n_classes];
+        for c in kept.iter().flatten() {
+            sizes[*c] += x.ncols();
+        }
+        let mut buffers: Vec<Vec<f32>> = sizes.iter().map(|&s| Vec::with_capacity(s)).collect();
+        for (i, c) in kept.iter().enumerate() {
+            if let Some(c) = c {
+                buffers[*c].extend(x.row(i).iter().copied());
             }
         }
         let mut classes = Vec::with_capacity(self.n_classes);

@@ -224,57 +224,59 @@ impl Moments {
         if self.d == 0 {
             return Ok(());
         }
-        if !rows.len().is_multiple_of(self.d) {
+        let d = self.d;
+        if !rows.len().is_multiple_of(d) {
             return Err(StateError::Shape {
-                expected: self.d,
-                got: rows.len() % self.d,
+                expected: d,
+                got: rows.len() % d,
             });
         }
-        let n = rows.len() / self.d;
-        let mut q = Vec::with_capacity(rows.len());
-        let mut one = Vec::with_capacity(self.d);
-        for r in rows.chunks_exact(self.d) {
-            quantise_input(r, &mut one)?;
-            q.extend_from_slice(&one);
+        // every value is checked first: from here nothing fails, so the sums are added to in
+        // place and a rejected batch changes nothing
+        if let Some(v) = rows.iter().find(|v| !v.is_finite() || v.abs() > MAX_INPUT) {
+            return Err(StateError::Value(*v as f64));
         }
-        let mut sum = self.sum.clone();
-        let mut cross = self.cross.clone();
+        let n = rows.len() / d;
+        // the grid value q of v, as an f64 (exact: |q| < 2^40), the same as `quantise_input`
+        let scale = (1u64 << INPUT_FRACTION_BITS) as f64;
+        let q = |v: f32| (v as f64 * scale).round();
+        // rows go through the matrix product in blocks of at most BLOCK_ROWS rows, and fewer
+        // when the rows' largest |q|² times the block's length could reach 2^53 (then a partial
+        // sum might not be an integer f64 holds exactly); buffers are reused across blocks
+        const BLOCK_ROWS: usize = 512;
+        let mut xf: Vec<f64> = Vec::with_capacity(BLOCK_ROWS.min(n) * d);
+        let mut g = faer::Mat::<f64>::zeros(d, d);
+        let mut col = vec![0f64; d];
         let mut start = 0;
         while start < n {
-            // the largest chunk whose partial sums of products stay below 2^53
-            let mut end = start;
+            xf.clear();
             let mut biggest = 0u128;
-            while end < n {
-                let m = q[end * self.d..(end + 1) * self.d]
-                    .iter()
-                    .map(|v| v.unsigned_abs() as u128)
-                    .max()
-                    .unwrap_or(0);
+            let mut end = start;
+            while end < n && end - start < BLOCK_ROWS {
+                let r = &rows[end * d..(end + 1) * d];
+                let m = r.iter().map(|&v| q(v).abs()).fold(0.0, f64::max) as u128;
                 let b = biggest.max(m * m);
-                if (end - start) > 0 && b * ((end - start + 1) as u128) >= 1u128 << 53 {
+                if end > start && b * ((end - start + 1) as u128) >= 1u128 << 53 {
                     break;
                 }
                 biggest = b;
+                xf.extend(r.iter().map(|&v| q(v)));
                 end += 1;
             }
-            let chunk = &q[start * self.d..end * self.d];
             let rows_in = end - start;
             if biggest * rows_in as u128 >= 1u128 << 53 {
                 // one row whose products alone leave f64's exact range: integers
-                for r in chunk.chunks_exact(self.d) {
-                    let mut k = 0;
-                    for i in 0..self.d {
-                        for &b in &r[i..] {
-                            cross[k] += r[i] as i128 * b as i128;
-                            k += 1;
-                        }
+                let r: Vec<i128> = xf.iter().map(|&v| v as i128).collect();
+                let mut k = 0;
+                for i in 0..d {
+                    for &b in &r[i..] {
+                        self.cross[k] += r[i] * b;
+                        k += 1;
                     }
                 }
             } else {
-                let xf: Vec<f64> = chunk.iter().map(|&v| v as f64).collect();
-                let x = faer::MatRef::from_row_major_slice(&xf, rows_in, self.d);
+                let x = faer::MatRef::from_row_major_slice(&xf, rows_in, d);
                 // the lower triangle only (half the products); (j, i) there is (i, j) here
-                let mut g = faer::Mat::<f64>::zeros(self.d, self.d);
                 faer::linalg::matmul::triangular::matmul(
                     g.as_mut(),
                     faer::linalg::matmul::triangular::BlockStructure::TriangularLower,
@@ -288,22 +290,26 @@ impl Moments {
                 );
                 crate::linalg::clear_upper_simd();
                 let mut k = 0;
-                for i in 0..self.d {
-                    for j in i..self.d {
-                        cross[k] += g[(j, i)] as i128;
+                for i in 0..d {
+                    for j in i..d {
+                        // below 2^53, so through i64 (one instruction; f64 → i128 is a call)
+                        self.cross[k] += g[(j, i)] as i64 as i128;
                         k += 1;
                     }
                 }
             }
-            for r in chunk.chunks_exact(self.d) {
-                for (s, &v) in sum.iter_mut().zip(r) {
-                    *s += v as i128;
+            // column sums: at most 512 values below 2^40 each, exact in f64
+            col.iter_mut().for_each(|c| *c = 0.0);
+            for r in xf.chunks_exact(d) {
+                for (c, &v) in col.iter_mut().zip(r) {
+                    *c += v;
                 }
+            }
+            for (s, &c) in self.sum.iter_mut().zip(&col) {
+                *s += c as i64 as i128;
             }
             start = end;
         }
-        self.sum = sum;
-        self.cross = cross;
         self.n += n as u64;
         Ok(())
     }
