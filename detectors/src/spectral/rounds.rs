@@ -139,8 +139,9 @@ impl Rounds {
             .zip(ids)
             .map(|(&l, &id)| {
                 let c = l as usize;
+                let n = counts.get(c).copied().unwrap_or(0);
                 (scored.get(c) == Some(&true)
-                    && keep_for_covariance(id, counts[c], self.params.max_covariance_rows))
+                    && keep_for_covariance(id, n, self.params.max_covariance_rows))
                 .then_some(c)
             })
             .collect();
@@ -274,7 +275,10 @@ impl Rounds {
                         model: Some(ClassModel {
                             eig,
                             projector,
-                            decision: decide(&projections.classes[c], &self.params),
+                            decision: decide(
+                                projections.classes.get(c).map_or(&[][..], Vec::as_slice),
+                                &self.params,
+                            ),
                         }),
                         skipped: None,
                     },
@@ -414,7 +418,7 @@ impl ProjectionsPartial {
                 values.push(f64::from_bits(bits));
             }
             if values.windows(2).any(|w| w[1].total_cmp(&w[0]).is_lt()) {
-                return Err(StateError::Value(f64::NAN));
+                return Err(StateError::Unsorted);
             }
             classes.push(values);
         }
@@ -594,7 +598,28 @@ mod tests {
             c.swap(0, 1);
         }
         let sb = swapped.to_bytes(r.header());
-        assert!(ProjectionsPartial::from_bytes(&sb, r.header()).is_err());
+        assert_eq!(
+            ProjectionsPartial::from_bytes(&sb, r.header()),
+            Err(StateError::Unsorted)
+        );
+        // partials that disagree with the rounds' class count: no panic, nothing flagged
+        let short = r.moments(&counts[..1], &x.view(), &labels, &ids).unwrap();
+        assert!(short.classes.iter().skip(1).all(Option::is_none));
+        let none = ProjectionsPartial { classes: vec![] };
+        let names: Vec<String> = vec![];
+        let fitted = r.finish(&names, &counts, dirs, &none);
+        let view = DatasetView {
+            n_rows: x.nrows(),
+            texts: None,
+            labels: Some(&labels),
+            class_names: &names,
+            embeddings: Some(x.view()),
+            response_embeddings: None,
+            responses: None,
+            rejected: None,
+        };
+        let s = fitted.score(&view.batch(0, x.nrows())).unwrap();
+        assert!(s.reason.iter().all(Option::is_none));
     }
 
     #[test]

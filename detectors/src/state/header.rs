@@ -34,6 +34,9 @@ pub enum StateError {
     /// Bytes follow the end of the state.
     #[error("{0} bytes follow the end of the state")]
     Trailing(usize),
+    /// Values that a state keeps sorted are out of order (the bytes were not written by it).
+    #[error("state values are out of order")]
+    Unsorted,
     /// The bytes do not start with a state header.
     #[error("not a poisongate state (no PGSTATE header)")]
     NotAState,
