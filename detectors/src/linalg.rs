@@ -433,11 +433,16 @@ pub(crate) fn median(v: &[f64]) -> f64 {
 
 /// Linear-interpolated quantile `q` in [0, 1] of a slice (NaN-free input); 0 when empty.
 pub(crate) fn quantile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
+    sorted_quantile(&s, q)
+}
+
+/// [`quantile`] of a slice already sorted ascending (no copy, no sort).
+pub(crate) fn sorted_quantile(s: &[f64], q: f64) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
     let pos = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;

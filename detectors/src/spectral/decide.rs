@@ -102,14 +102,20 @@ impl Decision {
     }
 }
 
-/// The threshold rule of the docs, step 4 and 5, on one class's projections.
+/// The threshold rule of the docs, step 4 and 5, on one class's projections, sorted ascending
+/// (the multiset round 3 of [`super::rounds`] keeps).
 pub(crate) fn decide(p: &[f64], params: &SpectralParams) -> Decision {
+    debug_assert!(
+        p.windows(2).all(|w| w[0] <= w[1]),
+        "projections come sorted"
+    );
     let n = p.len();
-    let center = linalg::median(p);
+    let center = linalg::sorted_quantile(p, 0.5);
     let dev: Vec<f64> = p.iter().map(|v| (v - center).abs()).collect();
     let scale = 1.4826 * linalg::median(&dev);
     let bonferroni = normal_quantile_upper(params.alpha / (2.0 * n as f64));
-    let heavier_up = linalg::quantile(p, 0.9) - center >= center - linalg::quantile(p, 0.1);
+    let heavier_up =
+        linalg::sorted_quantile(p, 0.9) - center >= center - linalg::sorted_quantile(p, 0.1);
     let mut d = Decision {
         center,
         scale,

@@ -289,15 +289,22 @@ impl Rounds {
     }
 }
 
+/// Two partials of the same rounds hold the same number of classes.
+fn same_classes(mine: usize, theirs: usize) -> Result<(), StateError> {
+    if mine == theirs {
+        Ok(())
+    } else {
+        Err(StateError::Shape {
+            expected: mine,
+            got: theirs,
+        })
+    }
+}
+
 impl MomentsPartial {
     /// Add another partial's moments. Exact, associative and commutative.
     pub fn merge(&mut self, other: &MomentsPartial) -> Result<(), StateError> {
-        if other.classes.len() != self.classes.len() {
-            return Err(StateError::Shape {
-                expected: self.classes.len(),
-                got: other.classes.len(),
-            });
-        }
+        same_classes(self.classes.len(), other.classes.len())?;
         for (a, b) in self.classes.iter_mut().zip(&other.classes) {
             match (a.as_mut(), b) {
                 (_, None) => {}
@@ -358,12 +365,7 @@ impl MomentsPartial {
 impl ProjectionsPartial {
     /// Add another partial's projections (a merge of sorted lists).
     pub fn merge(&mut self, other: &ProjectionsPartial) -> Result<(), StateError> {
-        if other.classes.len() != self.classes.len() {
-            return Err(StateError::Shape {
-                expected: self.classes.len(),
-                got: other.classes.len(),
-            });
-        }
+        same_classes(self.classes.len(), other.classes.len())?;
         for (a, b) in self.classes.iter_mut().zip(&other.classes) {
             let mut out = Vec::with_capacity(a.len() + b.len());
             let (mut i, mut j) = (0, 0);
@@ -491,6 +493,20 @@ mod tests {
         parts
     }
 
+    /// All rows as the scan shows them to a detector.
+    fn view<'a>(x: &'a Array2<f32>, labels: &'a [u32], names: &'a [String]) -> DatasetView<'a> {
+        DatasetView {
+            n_rows: x.nrows(),
+            texts: None,
+            labels: Some(labels),
+            class_names: names,
+            embeddings: Some(x.view()),
+            response_embeddings: None,
+            responses: None,
+            rejected: None,
+        }
+    }
+
     fn sha(b: &[u8]) -> Vec<u8> {
         Sha256::digest(b).to_vec()
     }
@@ -502,16 +518,7 @@ mod tests {
         let r = Rounds::new(&p, 3, x.ncols());
         let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         // one pass through the detector, as the scan runs it
-        let view = DatasetView {
-            n_rows: x.nrows(),
-            texts: None,
-            labels: Some(&labels),
-            class_names: &names,
-            embeddings: Some(x.view()),
-            response_embeddings: None,
-            responses: None,
-            rejected: None,
-        };
+        let view = view(&x, &labels, &names);
         let whole = p.fit(&view).unwrap();
         let whole_scores = whole.score(&view.batch(0, x.nrows())).unwrap();
         assert!(
@@ -608,16 +615,7 @@ mod tests {
         let none = ProjectionsPartial { classes: vec![] };
         let names: Vec<String> = vec![];
         let fitted = r.finish(&names, &counts, dirs, &none);
-        let view = DatasetView {
-            n_rows: x.nrows(),
-            texts: None,
-            labels: Some(&labels),
-            class_names: &names,
-            embeddings: Some(x.view()),
-            response_embeddings: None,
-            responses: None,
-            rejected: None,
-        };
+        let view = view(&x, &labels, &names);
         let s = fitted.score(&view.batch(0, x.nrows())).unwrap();
         assert!(s.reason.iter().all(Option::is_none));
     }
