@@ -3,6 +3,7 @@
 mod decide;
 pub mod rounds;
 
+use crate::class_pca::over_chunks;
 use crate::linalg::{self, CenteredEigen};
 use crate::params::ParamReader;
 use crate::{
@@ -12,7 +13,6 @@ use decide::Decision;
 pub use decide::{
     normal_quantile, normal_quantile_upper, ZHistogram, Z_HISTOGRAM_BINS, Z_HISTOGRAM_CLIP,
 };
-use rayon::prelude::*;
 use serde_json::json;
 
 const CODE: &str = "SPEC001";
@@ -183,42 +183,24 @@ impl Configured for SpectralParams {
         // the rounds over fixed chunks of rows, in parallel; their merges are exact, so the
         // result is that of one pass whatever the chunking and the thread count
         let ids: Vec<u64> = (0..n as u64).collect();
-        let chunks: Vec<(usize, usize)> = (0..n)
-            .step_by(linalg::CHUNK_ROWS)
-            .map(|s| (s, (s + linalg::CHUNK_ROWS).min(n)))
-            .collect();
         let state = |e: crate::state::StateError| DetectError::Numeric {
             code: CODE,
             problem: format!("state: {e}"),
         };
-        let moments = chunks
-            .par_iter()
-            .map(|&(s, e)| {
-                r.moments(
-                    &counts,
-                    &x.slice(ndarray::s![s..e, ..]),
-                    &labels[s..e],
-                    &ids[s..e],
-                )
-            })
-            .try_reduce(
-                || r.empty_moments(),
-                |mut a, b| {
-                    a.merge(&b).map_err(state)?;
-                    Ok(a)
-                },
-            )?;
+        let rows = |s: usize, e: usize| x.slice(ndarray::s![s..e, ..]);
+        let moments = over_chunks(
+            n,
+            |s, e| r.moments(&counts, &rows(s, e), &labels[s..e], &ids[s..e]),
+            || r.empty_moments(),
+            |a, b| a.merge(&b).map_err(state),
+        )?;
         let dirs = r.directions(&counts, &moments)?;
-        let projections = chunks
-            .par_iter()
-            .map(|&(s, e)| Ok(r.projections(&dirs, &x.slice(ndarray::s![s..e, ..]), &labels[s..e])))
-            .try_reduce(
-                || r.empty_projections(),
-                |mut a, b| {
-                    a.merge(&b).map_err(state)?;
-                    Ok(a)
-                },
-            )?;
+        let projections = over_chunks(
+            n,
+            |s, e| Ok(r.projections(&dirs, &rows(s, e), &labels[s..e])),
+            || r.empty_projections(),
+            |a, b| a.merge(&b).map_err(state),
+        )?;
         Ok(r.finish(data.class_names, &counts, dirs, &projections))
     }
 }

@@ -15,16 +15,19 @@
 //!    ([`Rounds::finish`]).
 //! 4. **Scores**: each row from its own projection ([`crate::Fitted::score`]), in any batch.
 //!
-//! Rows are named by a 64-bit id that the caller keeps stable across partitionings (the row's
-//! number in the input); it only matters for the covariance subsample of classes larger than
-//! `max_covariance_rows`, which keeps a row when a hash of its id falls below
-//! `max_covariance_rows / n_class` (a Bernoulli sample with the same expected size as the
-//! evenly spaced one of earlier versions, decided by each row alone).
+//! Rounds 1 and 2 are shared with ACT001 ([`crate::class_pca`]). Rows are named by a 64-bit
+//! id that the caller keeps stable across partitionings (the row's number in the input); it
+//! only matters for the covariance subsample of classes larger than `max_covariance_rows`,
+//! which keeps a row when a hash of its id falls below `max_covariance_rows / n_class` (a
+//! Bernoulli sample with the same expected size as the evenly spaced one of earlier versions,
+//! decided by each row alone).
 
 use super::decide::decide;
 use super::{ClassFit, ClassModel, SpectralFit, SpectralParams, CODE, META};
+pub use crate::class_pca::MomentsPartial;
+use crate::class_pca::{same_classes, ClassPca};
 use crate::linalg::{self, CenteredEigen};
-use crate::state::{header, Header, Moments, StateError};
+use crate::state::{header, Header, StateError};
 use crate::{DetectError, Fitted};
 use ndarray::ArrayView2;
 
@@ -33,17 +36,8 @@ use ndarray::ArrayView2;
 pub struct Rounds {
     params: SpectralParams,
     n_classes: usize,
-    dims: usize,
+    pca: ClassPca,
     header: Header,
-}
-
-/// Round 2's partial state: per class, the moments of the rows kept for its covariance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MomentsPartial {
-    dims: usize,
-    /// `None`: no row of the class yet (allocated on its first row: a class's moments hold
-    /// d(d+1)/2 sums, and most batches see few classes).
-    classes: Vec<Option<Moments>>,
 }
 
 /// Round 3's partial state: per class, the projections of its rows, sorted.
@@ -69,26 +63,22 @@ fn state_error(e: StateError) -> DetectError {
     numeric(format!("state: {e}"))
 }
 
-/// Whether row `id` of a class of `n` rows enters the covariance (see the module docs).
-fn keep_for_covariance(id: u64, n: u64, max: usize) -> bool {
-    if max == 0 || n <= max as u64 {
-        return true;
-    }
-    let mut state = id ^ 0x5bd1_e995_9e37_79b9;
-    let h = crate::rng::splitmix(&mut state);
-    let threshold = ((max as u128) << 64) / n as u128;
-    (h as u128) < threshold
-}
-
 impl Rounds {
     /// Rounds with the resolved `params`, for `n_classes` classes of `dims`-column rows.
     pub fn new(params: &SpectralParams, n_classes: usize, dims: usize) -> Self {
         use crate::Configured;
         let header = Header::new(CODE, META.version, &params.params());
+        let gate = linalg::ClassGate::new(params.min_class_rows, params.min_rows_per_dim, dims);
         Rounds {
             params: params.clone(),
             n_classes,
-            dims,
+            pca: ClassPca::new(
+                n_classes,
+                dims,
+                params.report_singular_values,
+                gate,
+                params.max_covariance_rows,
+            ),
             header,
         }
     }
@@ -100,26 +90,7 @@ impl Rounds {
 
     /// Round 1 over a batch: rows per class (labels past `n_classes` are not counted).
     pub fn counts(&self, labels: &[u32]) -> Vec<u64> {
-        let mut c = vec![0u64; self.n_classes];
-        for &l in labels {
-            if let Some(v) = c.get_mut(l as usize) {
-                *v += 1;
-            }
-        }
-        c
-    }
-
-    fn scored(&self, counts: &[u64], class: usize) -> Result<(), String> {
-        let gate = linalg::ClassGate::new(
-            self.params.min_class_rows,
-            self.params.min_rows_per_dim,
-            self.dims,
-        );
-        let n = counts.get(class).copied().unwrap_or(0);
-        match gate.skip_reason(usize::try_from(n).unwrap_or(usize::MAX)) {
-            Some(why) => Err(why),
-            None => Ok(()),
-        }
+        self.pca.counts(labels)
     }
 
     /// Round 2 over a batch: `x` its rows, `labels` and `ids` one per row, `counts` the
@@ -131,52 +102,14 @@ impl Rounds {
         labels: &[u32],
         ids: &[u64],
     ) -> Result<MomentsPartial, DetectError> {
-        let scored: Vec<bool> = (0..self.n_classes)
-            .map(|c| self.scored(counts, c).is_ok())
-            .collect();
-        let kept: Vec<Option<usize>> = labels
-            .iter()
-            .zip(ids)
-            .map(|(&l, &id)| {
-                let c = l as usize;
-                let n = counts.get(c).copied().unwrap_or(0);
-                (scored.get(c) == Some(&true)
-                    && keep_for_covariance(id, n, self.params.max_covariance_rows))
-                .then_some(c)
-            })
-            .collect();
-        let mut sizes = vec![0usize; self.n_classes];
-        for c in kept.iter().flatten() {
-            sizes[*c] += x.ncols();
-        }
-        let mut buffers: Vec<Vec<f32>> = sizes.iter().map(|&s| Vec::with_capacity(s)).collect();
-        for (i, c) in kept.iter().enumerate() {
-            if let Some(c) = c {
-                buffers[*c].extend(x.row(i).iter().copied());
-            }
-        }
-        let mut classes = Vec::with_capacity(self.n_classes);
-        for rows in &buffers {
-            if rows.is_empty() {
-                classes.push(None);
-                continue;
-            }
-            let mut m = Moments::new(self.dims);
-            m.update_rows(rows).map_err(state_error)?;
-            classes.push(Some(m));
-        }
-        Ok(MomentsPartial {
-            dims: self.dims,
-            classes,
-        })
+        self.pca
+            .moments(counts, x, labels, ids)
+            .map_err(state_error)
     }
 
     /// Round 2's partial of no rows (what merging starts from).
     pub fn empty_moments(&self) -> MomentsPartial {
-        MomentsPartial {
-            dims: self.dims,
-            classes: vec![None; self.n_classes],
-        }
+        self.pca.empty_moments()
     }
 
     /// Round 3's partial of no rows (what merging starts from).
@@ -193,38 +126,18 @@ impl Rounds {
         counts: &[u64],
         moments: &MomentsPartial,
     ) -> Result<Directions, DetectError> {
-        let k = self.params.report_singular_values;
-        let d = self.dims;
-        let mut classes = Vec::with_capacity(self.n_classes);
-        for c in 0..self.n_classes {
-            if let Err(why) = self.scored(counts, c) {
-                classes.push(Err(why));
-                continue;
-            }
-            let empty = Moments::new(d);
-            let m = moments
-                .classes
-                .get(c)
-                .and_then(Option::as_ref)
-                .unwrap_or(&empty);
-            let n = m.rows() as f64;
-            if n < 2.0 {
-                classes.push(Err("fewer than 2 rows enter the covariance".to_string()));
-                continue;
-            }
-            let cov = m.covariance();
-            let unbias = n / (n - 1.0);
-            let mat = faer::Mat::<f64>::from_fn(d, d, |i, j| cov[i * d + j] * unbias);
-            let (eigenvalues, eigenvectors) = linalg::top_eigenpairs(&mat, k)
-                .map_err(|problem| numeric(format!("class {c}: {problem}")))?;
-            let eig = CenteredEigen {
-                mean: m.mean(),
-                eigenvalues,
-                eigenvectors,
-            };
-            let projector = linalg::Projector::new(&eig.mean, &eig.eigenvectors[0]);
-            classes.push(Ok((eig, projector)));
-        }
+        let classes = self
+            .pca
+            .eigen(counts, moments)
+            .map_err(numeric)?
+            .into_iter()
+            .map(|e| {
+                e.map(|eig| {
+                    let projector = linalg::Projector::new(&eig.mean, &eig.eigenvectors[0]);
+                    (eig, projector)
+                })
+            })
+            .collect();
         Ok(Directions { classes })
     }
 
@@ -286,79 +199,6 @@ impl Rounds {
             })
             .collect();
         Box::new(SpectralFit { classes })
-    }
-}
-
-/// Two partials of the same rounds hold the same number of classes.
-fn same_classes(mine: usize, theirs: usize) -> Result<(), StateError> {
-    if mine == theirs {
-        Ok(())
-    } else {
-        Err(StateError::Shape {
-            expected: mine,
-            got: theirs,
-        })
-    }
-}
-
-impl MomentsPartial {
-    /// Add another partial's moments. Exact, associative and commutative.
-    pub fn merge(&mut self, other: &MomentsPartial) -> Result<(), StateError> {
-        same_classes(self.classes.len(), other.classes.len())?;
-        for (a, b) in self.classes.iter_mut().zip(&other.classes) {
-            match (a.as_mut(), b) {
-                (_, None) => {}
-                (None, Some(b)) => *a = Some(b.clone()),
-                (Some(a), Some(b)) => a.merge(b)?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Serialised behind `header`: the class count (u64), then each class's moments, each
-    /// preceded by its length in bytes (u64).
-    pub fn to_bytes(&self, header: &Header) -> Vec<u8> {
-        let mut out = header.to_bytes();
-        out.extend_from_slice(&(self.classes.len() as u64).to_le_bytes());
-        let empty = Moments::new(self.dims);
-        for m in &self.classes {
-            let b = m.as_ref().unwrap_or(&empty).to_bytes(header);
-            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-            out.extend_from_slice(&b);
-        }
-        out
-    }
-
-    /// Read a partial written by [`MomentsPartial::to_bytes`] behind `expected`.
-    pub fn from_bytes(bytes: &[u8], expected: &Header) -> Result<MomentsPartial, StateError> {
-        let mut rest = expected.check(bytes)?;
-        let (n, r) = header::take_u64(rest)?;
-        rest = r;
-        let mut classes = Vec::new();
-        let mut dims = None;
-        for _ in 0..n {
-            let (len, r) = header::take_u64(rest)?;
-            let len = usize::try_from(len).map_err(|_| StateError::Truncated)?;
-            if r.len() < len {
-                return Err(StateError::Truncated);
-            }
-            let m = Moments::from_bytes(&r[..len], expected)?;
-            if *dims.get_or_insert(m.dims()) != m.dims() {
-                return Err(StateError::Shape {
-                    expected: dims.unwrap_or(0),
-                    got: m.dims(),
-                });
-            }
-            classes.push((m.rows() > 0).then_some(m));
-            rest = &r[len..];
-        }
-        if !rest.is_empty() {
-            return Err(StateError::Trailing(rest.len()));
-        }
-        Ok(MomentsPartial {
-            dims: dims.unwrap_or(0),
-            classes,
-        })
     }
 }
 
@@ -611,22 +451,12 @@ mod tests {
         );
         // partials that disagree with the rounds' class count: no panic, nothing flagged
         let short = r.moments(&counts[..1], &x.view(), &labels, &ids).unwrap();
-        assert!(short.classes.iter().skip(1).all(Option::is_none));
+        assert!(short.classes().iter().skip(1).all(Option::is_none));
         let none = ProjectionsPartial { classes: vec![] };
         let names: Vec<String> = vec![];
         let fitted = r.finish(&names, &counts, dirs, &none);
         let view = view(&x, &labels, &names);
         let s = fitted.score(&view.batch(0, x.nrows())).unwrap();
         assert!(s.reason.iter().all(Option::is_none));
-    }
-
-    #[test]
-    fn a_large_class_keeps_about_max_rows_for_its_covariance_by_row_id() {
-        let kept = (0..100_000u64)
-            .filter(|&id| keep_for_covariance(id, 100_000, 10_000))
-            .count();
-        assert!((9_500..10_500).contains(&kept), "{kept}");
-        assert!((0..500u64).all(|id| keep_for_covariance(id, 500, 10_000)));
-        assert!((0..500u64).all(|id| keep_for_covariance(id, 500, 0)));
     }
 }
