@@ -1,7 +1,9 @@
 //! Seeded synthetic data for unit tests (the crate's SplitMix64: stable on every machine).
 
+use crate::rng::SplitMix64;
 use crate::{DatasetView, Detector, Scores};
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
+use sha2::{Digest, Sha256};
 
 pub use crate::rng::SplitMix64 as Rng;
 
@@ -47,4 +49,50 @@ pub fn fit_and_score_embeddings(
         );
     }
     (all, fitted.summary())
+}
+
+/// The rows of `x` in `part`, with their labels and ids (their row numbers in `x`).
+pub fn take(x: &Array2<f32>, labels: &[u32], part: &[usize]) -> (Array2<f32>, Vec<u32>, Vec<u64>) {
+    (
+        x.select(Axis(0), part),
+        part.iter().map(|&i| labels[i]).collect(),
+        part.iter().map(|&i| i as u64).collect(),
+    )
+}
+
+/// Random partition of 0..n into `k` parts (every part keeps row order inside it, which
+/// does not matter), and the parts in a shuffled order.
+pub fn partition(n: usize, k: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = SplitMix64(seed);
+    let mut parts = vec![Vec::new(); k];
+    for i in 0..n {
+        parts[rng.below(k)].push(i);
+    }
+    for i in (1..k).rev() {
+        parts.swap(i, rng.below(i + 1));
+    }
+    parts
+}
+
+/// All rows as the scan shows them to an embedding detector.
+pub fn embedding_view<'a>(
+    x: &'a Array2<f32>,
+    labels: &'a [u32],
+    names: &'a [String],
+) -> DatasetView<'a> {
+    DatasetView {
+        n_rows: x.nrows(),
+        texts: None,
+        labels: Some(labels),
+        class_names: names,
+        embeddings: Some(x.view()),
+        response_embeddings: None,
+        responses: None,
+        rejected: None,
+    }
+}
+
+/// SHA-256 of `b`.
+pub fn sha(b: &[u8]) -> Vec<u8> {
+    Sha256::digest(b).to_vec()
 }

@@ -274,11 +274,9 @@ impl ProjectionsPartial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
-    use crate::testutil::{gaussian, Rng};
-    use crate::{Configured, DatasetView};
-    use ndarray::{Array2, Axis};
-    use sha2::{Digest, Sha256};
+    use crate::testutil::{embedding_view as view, gaussian, partition, sha, take, Rng};
+    use crate::Configured;
+    use ndarray::Array2;
 
     /// Three classes, one of them with a planted shifted minority, so that a class splits.
     fn data() -> (Array2<f32>, Vec<u32>) {
@@ -308,47 +306,6 @@ mod tests {
             report_singular_values: 5,
             max_covariance_rows: 262_144,
         }
-    }
-
-    /// The rows of `x` in `part`, with their labels and ids.
-    fn take(x: &Array2<f32>, labels: &[u32], part: &[usize]) -> (Array2<f32>, Vec<u32>, Vec<u64>) {
-        (
-            x.select(Axis(0), part),
-            part.iter().map(|&i| labels[i]).collect(),
-            part.iter().map(|&i| i as u64).collect(),
-        )
-    }
-
-    /// Random partition of 0..n into `k` parts (every part keeps row order inside it, which
-    /// does not matter), and the parts in a shuffled order.
-    fn partition(n: usize, k: usize, seed: u64) -> Vec<Vec<usize>> {
-        let mut rng = SplitMix64(seed);
-        let mut parts = vec![Vec::new(); k];
-        for i in 0..n {
-            parts[rng.below(k)].push(i);
-        }
-        for i in (1..k).rev() {
-            parts.swap(i, rng.below(i + 1));
-        }
-        parts
-    }
-
-    /// All rows as the scan shows them to a detector.
-    fn view<'a>(x: &'a Array2<f32>, labels: &'a [u32], names: &'a [String]) -> DatasetView<'a> {
-        DatasetView {
-            n_rows: x.nrows(),
-            texts: None,
-            labels: Some(labels),
-            class_names: names,
-            embeddings: Some(x.view()),
-            response_embeddings: None,
-            responses: None,
-            rejected: None,
-        }
-    }
-
-    fn sha(b: &[u8]) -> Vec<u8> {
-        Sha256::digest(b).to_vec()
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub enum StateError {
     /// Values that a state keeps sorted are out of order (the bytes were not written by it).
     #[error("state values are out of order")]
     Unsorted,
+    /// The same row is in two partials being merged (the partitions overlap).
+    #[error("row {0} is in two partials (overlapping partitions)")]
+    DuplicateRow(u64),
     /// The bytes do not start with a state header.
     #[error("not a poisongate state (no PGSTATE header)")]
     NotAState,
