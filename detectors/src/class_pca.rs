@@ -188,11 +188,10 @@ impl ClassPca {
     ) -> Result<Vec<Result<CenteredEigen, String>>, String> {
         let d = self.dims;
         let empty = Moments::new(d);
-        let mut classes = Vec::with_capacity(self.n_classes);
-        for c in 0..self.n_classes {
+        // classes are independent: decomposed in parallel, taken in class order, errors too
+        let one = |c: usize| -> Result<Result<CenteredEigen, String>, String> {
             if let Some(why) = self.skip_reason(counts, c) {
-                classes.push(Err(why));
-                continue;
+                return Ok(Err(why));
             }
             let m = moments
                 .classes
@@ -201,21 +200,20 @@ impl ClassPca {
                 .unwrap_or(&empty);
             let n = m.rows() as f64;
             if n < 2.0 {
-                classes.push(Err("fewer than 2 rows enter the covariance".to_string()));
-                continue;
+                return Ok(Err("fewer than 2 rows enter the covariance".to_string()));
             }
             let cov = m.covariance();
             let unbias = n / (n - 1.0);
             let mat = faer::Mat::<f64>::from_fn(d, d, |i, j| cov[i * d + j] * unbias);
             let (eigenvalues, eigenvectors) = linalg::top_eigenpairs(&mat, self.components)
                 .map_err(|problem| format!("class {c}: {problem}"))?;
-            classes.push(Ok(CenteredEigen {
+            Ok(Ok(CenteredEigen {
                 mean: m.mean(),
                 eigenvalues,
                 eigenvectors,
-            }));
-        }
-        Ok(classes)
+            }))
+        };
+        (0..self.n_classes).into_par_iter().map(one).collect()
     }
 }
 
