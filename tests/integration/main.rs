@@ -19,4 +19,5 @@ mod instruct_embed;
 mod invalid_rows;
 mod provenance;
 mod reference;
+mod rounds;
 mod schema;

@@ -180,6 +180,14 @@ impl Detector for ActivationClustering {
     }
 
     fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        Ok(Box::new(ActivationParams::from_table(params)?))
+    }
+}
+
+impl ActivationParams {
+    /// The parameters a `[detectors.ACT001]` table sets, defaults for the rest; unknown keys and
+    /// values out of range are refused.
+    pub fn from_table(params: &toml::Table) -> Result<Self, ParamError> {
         let mut r = ParamReader::new(CODE, params);
         let p = ActivationParams {
             components: r.usize("components", 10, 1, 256)?,
@@ -197,7 +205,7 @@ impl Detector for ActivationClustering {
             ica: r.bool("ica", false)?,
         };
         r.finish()?;
-        Ok(Box::new(p))
+        Ok(p)
     }
 }
 

@@ -135,6 +135,14 @@ impl Detector for SpectralSignature {
     }
 
     fn configure(&self, params: &toml::Table) -> Result<Box<dyn Configured>, ParamError> {
+        Ok(Box::new(SpectralParams::from_table(params)?))
+    }
+}
+
+impl SpectralParams {
+    /// The parameters a `[detectors.SPEC001]` table sets, defaults for the rest; unknown keys and
+    /// values out of range are refused.
+    pub fn from_table(params: &toml::Table) -> Result<Self, ParamError> {
         let mut r = ParamReader::new(CODE, params);
         let p = SpectralParams {
             max_minor_weight: r.f64("max_minor_weight", 1.0 / 3.0, 0.01, 0.5)?,
@@ -147,7 +155,7 @@ impl Detector for SpectralSignature {
             max_covariance_rows: r.usize("max_covariance_rows", 262_144, 0, usize::MAX)?,
         };
         r.finish()?;
-        Ok(Box::new(p))
+        Ok(p)
     }
 }
 

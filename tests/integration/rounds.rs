@@ -1,0 +1,206 @@
+//! Mergeable detector state on real data: SPEC001 and ACT001 fitted in exact rounds over random
+//! partitions of every shipped benchmark (both representations), each partial through its
+//! bytes and merged in another order, give the state bytes of one partition and the scan's
+//! scores, reasons and summary, bit for bit.
+
+use crate::common::benchmarks;
+use ndarray::{Array2, ArrayView2, Axis};
+use poisongate::ingest::read_embeddings;
+use poisongate_detectors::activation::{rounds as act, ActivationParams};
+use poisongate_detectors::rng::SplitMix64;
+use poisongate_detectors::spectral::{rounds as spec, SpectralParams};
+use poisongate_detectors::{Configured, DatasetView, Fitted, Scores};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Labels of a benchmark JSONL as class indices (classes in sorted order of their values).
+fn labels(path: &Path) -> (Vec<u32>, Vec<String>) {
+    let text = std::fs::read_to_string(path).expect("benchmark readable");
+    let values: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            v["label"].to_string()
+        })
+        .collect();
+    let names: Vec<String> = values
+        .iter()
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let index: BTreeMap<&String, u32> = names.iter().zip(0u32..).collect();
+    (values.iter().map(|v| index[v]).collect(), names)
+}
+
+/// Random partition of 0..n into `k` parts, in a shuffled order.
+fn partition(n: usize, k: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = SplitMix64(seed);
+    let mut parts = vec![Vec::new(); k];
+    for i in 0..n {
+        parts[rng.below(k)].push(i);
+    }
+    for i in (1..k).rev() {
+        parts.swap(i, rng.below(i + 1));
+    }
+    parts
+}
+
+/// One partition's rows, labels and row ids.
+struct Part {
+    x: Array2<f32>,
+    labels: Vec<u32>,
+    ids: Vec<u64>,
+}
+
+fn parts(x: &ArrayView2<'_, f32>, labels: &[u32], k: usize, seed: u64) -> Vec<Part> {
+    partition(labels.len(), k, seed)
+        .into_iter()
+        .map(|p| Part {
+            x: x.select(Axis(0), &p),
+            labels: p.iter().map(|&i| labels[i]).collect(),
+            ids: p.iter().map(|&i| i as u64).collect(),
+        })
+        .collect()
+}
+
+fn counts(parts: &[Part], n_classes: usize, count: impl Fn(&[u32]) -> Vec<u64>) -> Vec<u64> {
+    parts.iter().fold(vec![0u64; n_classes], |mut acc, p| {
+        for (a, b) in acc.iter_mut().zip(count(&p.labels)) {
+            *a += b;
+        }
+        acc
+    })
+}
+
+fn sha(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+/// SPEC001 over `parts`: the state digests and the fitted detector.
+fn spec_rounds(
+    p: &SpectralParams,
+    parts: &[Part],
+    names: &[String],
+    dims: usize,
+) -> ([u8; 32], Box<dyn Fitted>) {
+    let r = spec::Rounds::new(p, names.len(), dims);
+    let counts = counts(parts, names.len(), |l| r.counts(l));
+    let mut moments = r.empty_moments();
+    for q in parts {
+        let m = r.moments(&counts, &q.x.view(), &q.labels, &q.ids).unwrap();
+        let m = spec::MomentsPartial::from_bytes(&m.to_bytes(r.header()), r.header()).unwrap();
+        moments.merge(&m).unwrap();
+    }
+    let dirs = r.directions(&counts, &moments).unwrap();
+    let mut proj = r.empty_projections();
+    for q in parts.iter().rev() {
+        let s = r.projections(&dirs, &q.x.view(), &q.labels);
+        let s = spec::ProjectionsPartial::from_bytes(&s.to_bytes(r.header()), r.header()).unwrap();
+        proj.merge(&s).unwrap();
+    }
+    let mut state = moments.to_bytes(r.header());
+    state.extend(proj.to_bytes(r.header()));
+    (sha(&state), r.finish(names, &counts, dirs, &proj))
+}
+
+/// ACT001 over `parts`: the state digests and the fitted detector.
+fn act_rounds(
+    p: &ActivationParams,
+    parts: &[Part],
+    names: &[String],
+    dims: usize,
+) -> ([u8; 32], Box<dyn Fitted>) {
+    let r = act::Rounds::new(p, names.len(), dims);
+    let counts = counts(parts, names.len(), |l| r.counts(l));
+    let mut moments = r.empty_moments();
+    for q in parts {
+        let m = r.moments(&counts, &q.x.view(), &q.labels, &q.ids).unwrap();
+        let m = act::MomentsPartial::from_bytes(&m.to_bytes(r.header()), r.header()).unwrap();
+        moments.merge(&m).unwrap();
+    }
+    let red = r.reductions(&counts, &moments).unwrap();
+    let mut sample = r.empty_sample(&red);
+    for q in parts.iter().rev() {
+        let s = r.sample(&counts, &red, &q.x.view(), &q.labels, &q.ids);
+        let s = act::SamplePartial::from_bytes(&s.to_bytes(r.header()), r.header()).unwrap();
+        sample.merge(&s).unwrap();
+    }
+    let mut state = moments.to_bytes(r.header());
+    state.extend(sample.to_bytes(r.header()));
+    (sha(&state), r.finish(names, &counts, red, &sample).unwrap())
+}
+
+fn same_scores(a: &Scores, b: &Scores, what: &str) {
+    assert_eq!(a.score.len(), b.score.len(), "{what}");
+    for i in 0..a.score.len() {
+        assert_eq!(
+            a.score[i].to_bits(),
+            b.score[i].to_bits(),
+            "{what}: row {i}"
+        );
+        assert_eq!(a.reason[i], b.reason[i], "{what}: row {i}");
+    }
+}
+
+#[test]
+fn spec001_and_act001_rounds_equal_the_scan_on_every_benchmark() {
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
+    let mut sets: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    sets.sort();
+    let spec_p = SpectralParams::from_table(&toml::Table::new()).unwrap();
+    let act_p = ActivationParams::from_table(&toml::Table::new()).unwrap();
+    let mut checked = 0;
+    for set in &sets {
+        for repr in ["mlp", "minilm"] {
+            let npy = set.with_extension(format!("{repr}.npy"));
+            if !npy.exists() {
+                continue;
+            }
+            let (x, _) = read_embeddings(&npy, None).unwrap();
+            let (labels, names) = labels(set);
+            assert_eq!(labels.len(), x.nrows(), "{}", npy.display());
+            let view = DatasetView {
+                n_rows: x.nrows(),
+                texts: None,
+                responses: None,
+                rejected: None,
+                labels: Some(&labels),
+                class_names: &names,
+                embeddings: Some(x.view()),
+                response_embeddings: None,
+            };
+            let all = view.batch(0, x.nrows());
+            let spec_scan = spec_p.fit(&view).unwrap();
+            let act_scan = act_p.fit(&view).unwrap();
+            let spec_scores = spec_scan.score(&all).unwrap();
+            let act_scores = act_scan.score(&all).unwrap();
+            let mut digests: Option<([u8; 32], [u8; 32])> = None;
+            for (k, seed) in [(1usize, 1u64), (7, 2)] {
+                let what = format!("{} {repr}, {k} partitions", set.display());
+                let ps = parts(&x.view(), &labels, k, seed);
+                let (ds, spec_fit) = spec_rounds(&spec_p, &ps, &names, x.ncols());
+                let (da, act_fit) = act_rounds(&act_p, &ps, &names, x.ncols());
+                match digests {
+                    None => digests = Some((ds, da)),
+                    Some(d) => assert_eq!(d, (ds, da), "{what}: state bytes"),
+                }
+                same_scores(&spec_fit.score(&all).unwrap(), &spec_scores, &what);
+                same_scores(&act_fit.score(&all).unwrap(), &act_scores, &what);
+                assert_eq!(spec_fit.summary(), spec_scan.summary(), "{what}");
+                assert_eq!(act_fit.summary(), act_scan.summary(), "{what}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 20,
+        "only {checked} benchmark representations found"
+    );
+}
