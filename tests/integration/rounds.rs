@@ -130,7 +130,7 @@ fn act_rounds(
     }
     let mut state = moments.to_bytes(r.header());
     state.extend(sample.to_bytes(r.header()));
-    (sha(&state), r.finish(names, &counts, red, &sample).unwrap())
+    (sha(&state), r.finish(names, &counts, red, sample).unwrap())
 }
 
 fn same_scores(a: &Scores, b: &Scores, what: &str) {

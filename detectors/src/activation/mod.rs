@@ -264,7 +264,7 @@ impl Configured for ActivationParams {
             || r.empty_sample(&red),
             |a, b| a.merge(&b).map_err(state),
         )?;
-        r.finish(data.class_names, &counts, red, &sample)
+        r.finish(data.class_names, &counts, red, sample)
     }
 }
 

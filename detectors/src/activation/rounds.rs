@@ -204,13 +204,16 @@ impl Rounds {
         names: &[String],
         counts: &[u64],
         red: Reductions,
-        sample: &SamplePartial,
+        sample: SamplePartial,
     ) -> Result<Box<dyn Fitted>, DetectError> {
+        let mut coords: Vec<Vec<f64>> = sample.classes.into_iter().map(|c| c.z).collect();
+        coords.resize(red.classes.len(), Vec::new());
         let fits: Vec<Result<ClassFit, DetectError>> = red
             .classes
             .into_par_iter()
+            .zip(coords)
             .enumerate()
-            .map(|(c, r)| {
+            .map(|(c, (r, z))| {
                 let name = names.get(c).cloned().unwrap_or_default();
                 let rows = usize::try_from(counts.get(c).copied().unwrap_or(0)).unwrap_or(0);
                 let (pca, eigenvalues) = match r {
@@ -225,11 +228,6 @@ impl Rounds {
                     }
                     Ok(r) => r,
                 };
-                let z = sample
-                    .classes
-                    .get(c)
-                    .map(|s| s.z.clone())
-                    .unwrap_or_default();
                 let clustered = z.len() / pca.k().max(1);
                 if clustered < 2 {
                     return Ok(ClassFit {
@@ -433,7 +431,7 @@ mod tests {
             sha(&moments.to_bytes(r.header())),
             sha(&sample.to_bytes(r.header())),
         );
-        let fitted = r.finish(names, &counts, red, &sample).unwrap();
+        let fitted = r.finish(names, &counts, red, sample).unwrap();
         (digests, fitted)
     }
 
