@@ -1,12 +1,13 @@
-//! Mergeable detector state on real data: SPEC001 and ACT001 fitted in exact rounds over random
-//! partitions of every shipped benchmark (both representations), each partial through its
-//! bytes and merged in another order, give the state bytes of one partition and the scan's
-//! scores, reasons and summary, bit for bit.
+//! Mergeable detector state on real data: SPEC001, ACT001 (both representations) and DUP001
+//! fitted in exact rounds over random partitions of every shipped benchmark, each partial
+//! through its bytes and merged in another order, give the state bytes of one partition and the
+//! scan's scores, reasons and summary, bit for bit.
 
 use crate::common::benchmarks;
 use ndarray::{Array2, ArrayView2, Axis};
 use poisongate::ingest::read_embeddings;
 use poisongate_detectors::activation::{rounds as act, ActivationParams};
+use poisongate_detectors::duplicates::{rounds as dup, DupParams};
 use poisongate_detectors::rng::SplitMix64;
 use poisongate_detectors::spectral::{rounds as spec, SpectralParams};
 use poisongate_detectors::{Configured, DatasetView, Fitted, Scores};
@@ -16,15 +17,28 @@ use std::path::Path;
 
 /// Labels of a benchmark JSONL as class indices (classes in sorted order of their values).
 fn labels(path: &Path) -> (Vec<u32>, Vec<String>) {
+    let values: Vec<String> = field(path, "label");
+    let (labels, names) = classes(&values);
+    (labels, names)
+}
+
+/// One field of every row of a benchmark JSONL (strings as they are, other values as JSON).
+fn field(path: &Path, name: &str) -> Vec<String> {
     let text = std::fs::read_to_string(path).expect("benchmark readable");
-    let values: Vec<String> = text
-        .lines()
+    text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
-            v["label"].to_string()
+            match &v[name] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }
         })
-        .collect();
+        .collect()
+}
+
+/// Class indices of `values`, classes in sorted order.
+fn classes(values: &[String]) -> (Vec<u32>, Vec<String>) {
     let names: Vec<String> = values
         .iter()
         .cloned()
@@ -202,5 +216,80 @@ fn spec001_and_act001_rounds_equal_the_scan_on_every_benchmark() {
     assert!(
         checked >= 20,
         "only {checked} benchmark representations found"
+    );
+}
+
+#[test]
+fn dup001_rounds_equal_the_scan_on_every_benchmark() {
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
+    let mut sets: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    sets.sort();
+    let p = DupParams::dup001(&toml::Table::new()).unwrap();
+    let r = dup::Rounds::new(&p).unwrap();
+    let mut with_conflicts = 0;
+    for set in &sets {
+        let texts = field(set, "text");
+        let (labels, names) = labels(set);
+        let view = DatasetView {
+            n_rows: texts.len(),
+            texts: Some(&texts),
+            responses: None,
+            rejected: None,
+            labels: Some(&labels),
+            class_names: &names,
+            embeddings: None,
+            response_embeddings: None,
+        };
+        let all = view.batch(0, texts.len());
+        let scan = p.fit(&view).unwrap();
+        let scan_scores = scan.score(&all).unwrap();
+        if scan.summary()["conflicting_clusters"].as_u64().unwrap_or(0) > 0 {
+            with_conflicts += 1;
+        }
+        let mut seen = None;
+        for (k, seed) in [(1usize, 1u64), (7, 2)] {
+            let what = format!("{}, {k} partitions", set.display());
+            let parts = partition(texts.len(), k, seed);
+            let pick = |part: &[usize]| {
+                (
+                    part.iter().map(|&i| texts[i].clone()).collect::<Vec<_>>(),
+                    part.iter().map(|&i| labels[i]).collect::<Vec<_>>(),
+                    part.iter().map(|&i| i as u64).collect::<Vec<_>>(),
+                )
+            };
+            let mut keys = dup::KeysPartial::default();
+            for part in &parts {
+                let (t, l, ids) = pick(part);
+                let b = r.keys(&t, &l, &ids).to_bytes(r.header());
+                keys.merge(&dup::KeysPartial::from_bytes(&b, r.header()).unwrap());
+            }
+            let mut state = keys.to_bytes(r.header());
+            let groups = r.groups(keys).unwrap();
+            let mut words = r.empty_words();
+            if groups.needs_words() {
+                for part in parts.iter().rev() {
+                    let (t, l, _) = pick(part);
+                    let b = r.words(&groups, &t, &l).to_bytes(r.header());
+                    words.merge(&dup::WordsPartial::from_bytes(&b, r.header()).unwrap());
+                }
+            }
+            state.extend(words.to_bytes(r.header()));
+            let digest = sha(&state);
+            match seen {
+                None => seen = Some(digest),
+                Some(d) => assert_eq!(d, digest, "{what}: state bytes"),
+            }
+            let fitted = r.finish(&names, groups, &words);
+            same_scores(&fitted.score(&all).unwrap(), &scan_scores, &what);
+            assert_eq!(fitted.summary(), scan.summary(), "{what}");
+        }
+    }
+    assert!(
+        with_conflicts >= 2,
+        "only {with_conflicts} sets with label conflicts"
     );
 }

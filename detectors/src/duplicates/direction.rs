@@ -30,6 +30,8 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 
 /// Per-class document frequencies of words (word hashes of [`Core::toks`]) and rows per class.
+/// Integer counts only, so the counts of any split of the rows add up to the same tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct ClassWords {
     /// Rows per class containing the word.
     df: HashMap<u64, BTreeMap<ClassIndex, usize>>,
@@ -43,28 +45,84 @@ pub(super) struct ClassWords {
 
 impl ClassWords {
     pub(super) fn new(core: &Core, labels: &[ClassIndex]) -> ClassWords {
-        let mut df: HashMap<u64, BTreeMap<ClassIndex, usize>> = HashMap::new();
-        let mut n_class: BTreeMap<ClassIndex, usize> = BTreeMap::new();
-        let mut tf: HashMap<u64, BTreeMap<ClassIndex, usize>> = HashMap::new();
-        let mut tokens: BTreeMap<ClassIndex, usize> = BTreeMap::new();
+        let mut words = ClassWords::default();
         for (g, rows) in core.groups.iter().enumerate() {
             let counts = word_counts(&core.toks[g]);
             for &r in rows {
-                let l = labels[r];
-                *n_class.entry(l).or_default() += 1;
-                *tokens.entry(l).or_default() += core.toks[g].len();
-                for &(w, c) in &counts {
-                    *df.entry(w).or_default().entry(l).or_default() += 1;
-                    *tf.entry(w).or_default().entry(l).or_default() += c;
-                }
+                words.add(&counts, core.toks[g].len(), labels[r]);
             }
         }
-        ClassWords {
-            df,
-            n_class,
-            tf,
-            tokens,
+        words
+    }
+
+    /// Count one row of class `l` whose words are `toks`.
+    pub(super) fn add_row(&mut self, toks: &[u64], l: ClassIndex) {
+        self.add(&word_counts(toks), toks.len(), l);
+    }
+
+    fn add(&mut self, counts: &[(u64, usize)], len: usize, l: ClassIndex) {
+        *self.n_class.entry(l).or_default() += 1;
+        *self.tokens.entry(l).or_default() += len;
+        for &(w, c) in counts {
+            *self.df.entry(w).or_default().entry(l).or_default() += 1;
+            *self.tf.entry(w).or_default().entry(l).or_default() += c;
         }
+    }
+
+    /// Add the counts of other rows.
+    pub(super) fn merge(&mut self, other: &ClassWords) {
+        let add = |a: &mut BTreeMap<ClassIndex, usize>, b: &BTreeMap<ClassIndex, usize>| {
+            for (&l, &c) in b {
+                *a.entry(l).or_default() += c;
+            }
+        };
+        add(&mut self.n_class, &other.n_class);
+        add(&mut self.tokens, &other.tokens);
+        for (w, m) in &other.df {
+            add(self.df.entry(*w).or_default(), m);
+        }
+        for (w, m) in &other.tf {
+            add(self.tf.entry(*w).or_default(), m);
+        }
+    }
+
+    /// The tables as sorted `(word or u64::MAX for the per-class totals, class, count)`
+    /// triples: document frequencies, then term frequencies.
+    pub(super) fn triples(&self) -> [Vec<(u64, ClassIndex, u64)>; 2] {
+        let flat = |t: &HashMap<u64, BTreeMap<ClassIndex, usize>>,
+                    totals: &BTreeMap<ClassIndex, usize>| {
+            let mut v: Vec<(u64, ClassIndex, u64)> = t
+                .iter()
+                .flat_map(|(&w, m)| m.iter().map(move |(&l, &c)| (w, l, c as u64)))
+                .collect();
+            v.sort_unstable();
+            v.extend(totals.iter().map(|(&l, &c)| (u64::MAX, l, c as u64)));
+            v
+        };
+        [flat(&self.df, &self.n_class), flat(&self.tf, &self.tokens)]
+    }
+
+    /// The inverse of [`ClassWords::triples`].
+    pub(super) fn from_triples(
+        df: &[(u64, ClassIndex, u64)],
+        tf: &[(u64, ClassIndex, u64)],
+    ) -> Self {
+        let mut words = ClassWords::default();
+        let fill = |src: &[(u64, ClassIndex, u64)],
+                    t: &mut HashMap<u64, BTreeMap<ClassIndex, usize>>,
+                    totals: &mut BTreeMap<ClassIndex, usize>| {
+            for &(w, l, c) in src {
+                let c = usize::try_from(c).unwrap_or(usize::MAX);
+                if w == u64::MAX {
+                    totals.insert(l, c);
+                } else {
+                    t.entry(w).or_default().insert(l, c);
+                }
+            }
+        };
+        fill(df, &mut words.df, &mut words.n_class);
+        fill(tf, &mut words.tf, &mut words.tokens);
+        words
     }
 
     /// Occurrences of `w` in class `l`.
@@ -316,6 +374,7 @@ pub(super) fn flip_direction(
     clusters: &[(&[usize], Vec<usize>, Vec<ClassIndex>)],
     labels: &[ClassIndex],
     alpha: f64,
+    words: Option<&ClassWords>,
 ) -> Direction {
     let pairs: Vec<_> = clusters.iter().filter(|c| c.2.len() == 2).collect();
     let mut dir = Direction {
@@ -326,10 +385,17 @@ pub(super) fn flip_direction(
     if alpha <= 0.0 || pairs.is_empty() {
         return dir;
     }
-    let words = ClassWords::new(core, labels);
+    let built;
+    let words = match words {
+        Some(w) => w,
+        None => {
+            built = ClassWords::new(core, labels);
+            &built
+        }
+    };
     for (rows, groups, tops) in &pairs {
         let (a, b) = (tops[0], tops[1]);
-        let lo = readings(core, &words, labels, (rows, groups), (a, b));
+        let lo = readings(core, words, labels, (rows, groups), (a, b));
         for l in [a, b] {
             dir.tally.entry(l).or_default().tied += 1;
         }

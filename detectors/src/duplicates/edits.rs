@@ -136,14 +136,17 @@ pub(super) fn word_hashes(normalized: &[String], reps: &[usize], seed: u64) -> V
     reps.par_chunks(CHUNK)
         .flat_map_iter(|c| {
             c.iter()
-                .map(|&r| {
-                    words(&normalized[r])
-                        .iter()
-                        .map(|w| xxh3_64_with_seed(w.as_bytes(), seed) % MERSENNE)
-                        .collect::<Vec<u64>>()
-                })
+                .map(|&r| text_word_hashes(&normalized[r], seed))
                 .collect::<Vec<_>>()
         })
+        .collect()
+}
+
+/// Word hashes (mod 2⁶¹ − 1) of one normalised text.
+pub(super) fn text_word_hashes(normalized: &str, seed: u64) -> Vec<u64> {
+    words(normalized)
+        .iter()
+        .map(|w| xxh3_64_with_seed(w.as_bytes(), seed) % MERSENNE)
         .collect()
 }
 

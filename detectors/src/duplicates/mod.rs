@@ -21,6 +21,7 @@ mod exact;
 mod minhash;
 mod normalise;
 pub mod reference;
+pub mod rounds;
 #[cfg(test)]
 mod tests;
 mod verdicts;
@@ -579,6 +580,11 @@ impl Detector for DuplicateAmplification {
 }
 
 impl DupParams {
+    /// DUP001's parameters as a `[detectors.DUP001]` table sets them, defaults for the rest.
+    pub fn dup001(table: &toml::Table) -> Result<DupParams, ParamError> {
+        configure(Kind::ExactConflict, "DUP001", table)
+    }
+
     fn code(&self) -> &'static str {
         match self.kind {
             Kind::ExactConflict => "DUP001",
@@ -692,7 +698,7 @@ impl Configured for DupParams {
             let dropped = core.drop_explained_contrasts(l, n.contrast_odds);
             core.near_stats["explained_contrast_pairs"] = json!(dropped);
         }
-        let mut fit = verdicts(self, &core, labels, data.class_names);
+        let mut fit = verdicts(self, &core, labels, data.class_names, None);
         if let (Some(state), Some(l)) = (&self.reference, labels) {
             fit.confirm_by_reference(state, texts, l, data.class_names, &self.norm);
         }

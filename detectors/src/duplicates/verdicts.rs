@@ -2,7 +2,7 @@
 //! DUP002 (near clusters), DUP003's amplified clusters, and the fitted scores and reasons.
 
 use super::amplification::{amplification, expected_at_least, power_law_alpha};
-use super::direction::{flip_direction, Direction};
+use super::direction::{flip_direction, ClassWords, Direction};
 use super::exact::Core;
 use super::{DupParams, Kind, LIST_CAP, NEAREST_CAP};
 use crate::{Batch, ClassIndex, DetectError, Fitted, Scores};
@@ -199,11 +199,14 @@ impl Conflict {
     }
 }
 
+/// `words`: the class word counts of every row, when already counted (else counted from
+/// `core` when a tie needs them).
 pub(super) fn verdicts(
     p: &DupParams,
     core: &Core,
     labels: Option<&[ClassIndex]>,
     names: &[String],
+    words: Option<&ClassWords>,
 ) -> DupFit {
     let n = core.n_rows;
     let code = p.code();
@@ -285,7 +288,7 @@ pub(super) fn verdicts(
                     (*rows, groups, c.tops.clone())
                 })
                 .collect();
-            let direction = flip_direction(core, &ties, labels, p.direction_alpha);
+            let direction = flip_direction(core, &ties, labels, p.direction_alpha, words);
             for (_, _, c) in &mut conflicts {
                 if c.majority.is_none() {
                     c.resolved = direction.resolves(&c.tops);
