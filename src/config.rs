@@ -1,6 +1,7 @@
 //! The scan config file (`scan --config FILE.toml`, `benchmark --config`): every setting is
 //! optional, unknown keys are refused, and command-line flags take precedence over it.
 
+use crate::pipeline::{Dedup, ScanOptions};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -85,5 +86,88 @@ impl ConfigFile {
     /// Parse a config file's text.
     pub fn parse(text: &str) -> Result<ConfigFile, toml::de::Error> {
         toml::from_str(text)
+    }
+}
+
+/// A setting whose value cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingError(pub String);
+
+impl ConfigFile {
+    /// The options of a scan of `data` with these settings (a setting left out keeps the
+    /// default of [`ScanOptions::new`]). The CLI lays its flags over the config file's settings
+    /// first, so flags win; the Python package passes its keyword arguments. `threads`,
+    /// `max_line_bytes` and `max_page_bytes` are settings of the process, not of the scan:
+    /// the caller applies them.
+    pub fn scan_options(self, data: impl Into<PathBuf>) -> Result<ScanOptions, SettingError> {
+        let mut o = ScanOptions::new(data);
+        if let Some(v) = self.text_column {
+            o.text_column = v;
+        }
+        let prompt = self.prompt_field.map(Paths::into_vec).unwrap_or_default();
+        o.fields = match (prompt.is_empty(), self.response_field) {
+            (true, None) => None,
+            (false, Some(r)) => Some(
+                crate::ingest::FieldSpec::parse(&prompt, &r)
+                    .map_err(|e| SettingError(format!("--prompt-field / --response-field: {e}")))?,
+            ),
+            (true, Some(_)) => {
+                return Err(SettingError("--response-field needs --prompt-field".into()))
+            }
+            (false, None) => {
+                return Err(SettingError("--prompt-field needs --response-field".into()))
+            }
+        };
+        if let Some(f) = self.format {
+            o.format = Some(crate::ingest::RowFormat::parse(&f).ok_or_else(|| {
+                SettingError(format!(
+                    "--format must be text-label, alpaca, chat, sharegpt or preference, not `{f}`"
+                ))
+            })?);
+        }
+        if let Some(v) = self.label_column {
+            o.label_column = v;
+        }
+        o.id_column = self.id_column;
+        o.ground_truth_column = self.ground_truth_column;
+        o.embedding_column = self.embedding_column;
+        o.embeddings = self.embeddings;
+        o.embeddings_tensor = self.embeddings_tensor;
+        o.response_embeddings = self.response_embeddings;
+        o.model = self.model;
+        o.model_options.max_tokens = self.max_tokens;
+        o.select = self.select;
+        o.seed = self.seed.unwrap_or(0);
+        if let Some(v) = self.max_quarantine_fraction {
+            o.max_quarantine_fraction = v;
+        }
+        if let Some(v) = self.batch_rows {
+            o.batch_rows = v;
+        }
+        if let Some(v) = self.report_rows {
+            o.report_rows = v;
+        }
+        o.detector_params = self
+            .detectors
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_uppercase(), v))
+            .collect();
+        if let Some(d) = self.dedup {
+            o.dedup = Dedup::parse(&d).ok_or_else(|| {
+                SettingError(format!(
+                    "dedup must be none, keep-first or keep-first-near, not `{d}`"
+                ))
+            })?;
+        }
+        if let Some(p) = self.invalid_rows {
+            o.invalid_rows = crate::ingest::InvalidPolicy::parse(&p).ok_or_else(|| {
+                SettingError(format!(
+                    "invalid_rows must be error or quarantine, not `{p}`"
+                ))
+            })?;
+        }
+        o.reference = self.reference;
+        Ok(o)
     }
 }

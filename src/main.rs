@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use poisongate::config::{ConfigFile, Paths};
 use poisongate::escape::{terminal, terminal_line};
-use poisongate::pipeline::{scan, Dedup, ScanOptions, ScanOutcome};
+use poisongate::pipeline::{scan, ScanOutcome};
 use poisongate::report::Report;
 use poisongate_detectors::registry;
 use std::io::IsTerminal;
@@ -727,80 +727,44 @@ fn run_scan(a: ScanArgs, line_flag: bool, page_flag: bool) -> Result<i32> {
     if let (Some(limit), false) = (cfg.max_page_bytes, page_flag) {
         poisongate::ingest::set_max_page_bytes(limit);
     }
-    let mut o = ScanOptions::new(a.data.clone());
-    if let Some(v) = a.text_column.or(cfg.text_column) {
-        o.text_column = v;
-    }
-    // explicit fields on the command line win over a config file's format or fields
-    let flag_fields = !a.prompt_field.is_empty() || a.response_field.is_some();
-    let (prompt, response, format) = if flag_fields {
-        (a.prompt_field, a.response_field, a.format)
+    // flags laid over the config file's settings: flags win. Explicit fields on the command
+    // line win over a config file's format and fields together.
+    let mut cfg = cfg;
+    if !a.prompt_field.is_empty() || a.response_field.is_some() {
+        cfg.prompt_field = Some(Paths::Many(a.prompt_field));
+        cfg.response_field = a.response_field;
+        cfg.format = a.format;
     } else {
-        (
-            cfg.prompt_field.map(Paths::into_vec).unwrap_or_default(),
-            cfg.response_field,
-            a.format.or(cfg.format),
-        )
-    };
-    o.fields = match (prompt.is_empty(), response) {
-        (true, None) => None,
-        (false, Some(r)) => Some(
-            poisongate::ingest::FieldSpec::parse(&prompt, &r)
-                .context("--prompt-field / --response-field")?,
-        ),
-        (true, Some(_)) => bail!("--response-field needs --prompt-field"),
-        (false, None) => bail!("--prompt-field needs --response-field"),
-    };
-    if let Some(f) = format {
-        o.format = Some(poisongate::ingest::RowFormat::parse(&f).ok_or_else(|| {
-            anyhow::anyhow!(
-                "--format must be text-label, alpaca, chat, sharegpt or preference, not `{f}`"
-            )
-        })?);
+        cfg.format = a.format.or(cfg.format);
     }
-    if let Some(v) = a.label_column.or(cfg.label_column) {
-        o.label_column = v;
+    macro_rules! flags {
+        ($($f:ident),*) => { $( if a.$f.is_some() { cfg.$f = a.$f; } )* };
     }
-    o.id_column = a.id_column.or(cfg.id_column);
-    o.ground_truth_column = a.ground_truth_column.or(cfg.ground_truth_column);
-    o.embedding_column = a.embedding_column.or(cfg.embedding_column);
-    o.embeddings = a.embeddings.or(cfg.embeddings);
-    o.embeddings_tensor = a.embeddings_tensor.or(cfg.embeddings_tensor);
-    o.response_embeddings = a.response_embeddings.or(cfg.response_embeddings);
-    o.model = a.model.or(cfg.model);
-    o.model_options.max_tokens = a.max_tokens.or(cfg.max_tokens);
-    o.select = a.select.or(cfg.select);
-    o.seed = a.seed.or(cfg.seed).unwrap_or(0);
-    if let Some(v) = a.max_quarantine_fraction.or(cfg.max_quarantine_fraction) {
-        o.max_quarantine_fraction = v;
-    }
-    if let Some(v) = cfg.batch_rows {
-        o.batch_rows = v;
-    }
-    if let Some(v) = cfg.report_rows {
-        o.report_rows = v;
-    }
-    o.detector_params = cfg
-        .detectors
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_uppercase(), v))
-        .collect();
-    if let Some(d) = a.dedup.or(cfg.dedup) {
-        o.dedup = Dedup::parse(&d).with_context(|| {
-            format!("dedup must be none, keep-first or keep-first-near, not `{d}`")
-        })?;
-    }
-    if let Some(p) = a.invalid_rows.or(cfg.invalid_rows) {
-        o.invalid_rows = poisongate::ingest::InvalidPolicy::parse(&p)
-            .with_context(|| format!("invalid_rows must be error or quarantine, not `{p}`"))?;
-    }
-    o.reference = a.reference.or(cfg.reference);
+    flags!(
+        text_column,
+        label_column,
+        id_column,
+        ground_truth_column,
+        embedding_column,
+        embeddings,
+        embeddings_tensor,
+        response_embeddings,
+        model,
+        max_tokens,
+        select,
+        seed,
+        max_quarantine_fraction,
+        dedup,
+        invalid_rows,
+        reference
+    );
+    let threads = a.threads.or(cfg.threads).unwrap_or(0);
+    let mut o = cfg.scan_options(a.data.clone())?;
     o.out = a.out;
     let interactive = std::io::stderr().is_terminal();
     o.progress = interactive && !a.quiet;
     o.reproducible = a.reproducible;
 
-    let threads = a.threads.or(cfg.threads).unwrap_or(0);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
