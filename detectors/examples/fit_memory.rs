@@ -1,7 +1,7 @@
-//! Peak memory of SPEC001 fit + score relative to the embedding matrix it reads.
+//! Peak memory of an embedding detector's fit + score relative to the matrix it reads.
 //!
-//! `cargo run --release -p poisongate-detectors --example spec_memory -- [ROWS] [DIMS]`
-//! (default 100000 × 384). Reads the process's peak resident size (VmHWM, Linux) after building
+//! `cargo run --release -p poisongate-detectors --example fit_memory -- [ROWS] [DIMS] [CODE]`
+//! (default 100000 × 384, SPEC001; ACT001 too). Reads the process's peak resident size (VmHWM, Linux) after building
 //! the matrix and after fit + score, and prints both with their ratio to the matrix's bytes, and
 //! the wall-clock time of fit + score (`RAYON_NUM_THREADS=1` for one core).
 
@@ -16,10 +16,12 @@ fn vm_hwm_bytes() -> Option<u64> {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<usize> = raw.iter().filter_map(|a| a.parse().ok()).collect();
+    let code = raw
+        .iter()
+        .find(|a| a.parse::<usize>().is_err())
+        .map_or("SPEC001", String::as_str);
     let n = args.first().copied().unwrap_or(100_000);
     let d = args.get(1).copied().unwrap_or(384);
     let mut s = 7u64;
@@ -44,7 +46,7 @@ fn main() {
         rejected: None,
     };
     let t = std::time::Instant::now();
-    let det = registry::find("SPEC001").expect("registered");
+    let det = registry::find(code).expect("registered");
     let fitted = det
         .configure(&toml::Table::new())
         .expect("defaults")
@@ -61,7 +63,7 @@ fn main() {
     let secs = t.elapsed().as_secs_f64();
     let after = vm_hwm_bytes().unwrap_or(0) as f64;
     println!(
-        "{n} x {d}: fit + score {secs:.2}s ({:.0} rows/s on {} threads); matrix {:.1} MiB; peak RSS with matrix built {:.1} MiB ({:.2}x); after fit + score {:.1} MiB ({:.2}x)",
+        "{code} {n} x {d}: fit + score {secs:.2}s ({:.0} rows/s on {} threads); matrix {:.1} MiB; peak RSS with matrix built {:.1} MiB ({:.2}x); after fit + score {:.1} MiB ({:.2}x)",
         n as f64 / secs,
         rayon::current_num_threads(),
         matrix / 1048576.0,
