@@ -42,8 +42,8 @@ Per class c with rows X_c (n_c × d):
    self-adjoint eigendecomposition; every row is projected to z_i = Vᵀ(x_i − μ) (the paper
    reduces to 10 dimensions before clustering). With `ica`, z_i is then whitened and rotated
    into FastICA's independent components (see Parameters).
-2. 2-means on the z_i of the class (all of them up to `max_cluster_rows`): k-means++ seeding from the seeded SplitMix64 stream, Lloyd iterations
-   until no row moves (at most `max_iterations`), `restarts` (5) seedings, the lowest
+2. 2-means on the z_i of the class (all of them up to `max_cluster_rows`): k-means++ seeding
+   from the seeded SplitMix64 stream, Lloyd iterations until no row moves (at most `max_iterations`), `restarts` (5) seedings, the lowest
    within-cluster sum of squares wins. Rows go to the nearer centroid, ties to the smaller
    cluster.
 3. Silhouette s of that partition (Rousseeuw's mean of (b − a)/max(a, b), exact Euclidean
@@ -165,7 +165,8 @@ pub struct ActivationParams {
     pub min_class_rows: usize,
     /// Classes with fewer than this many rows per dimension are skipped.
     pub min_rows_per_dim: f64,
-    /// Rows per class the PCA is estimated from (evenly spaced); 0 = all.
+    /// Rows per class the PCA is estimated from (chosen by a hash of the row number above
+    /// it); 0 = all.
     pub max_covariance_rows: usize,
     /// Rows per class the clustering sees (hash-sampled above it); 0 = all.
     pub max_cluster_rows: usize,

@@ -82,7 +82,7 @@ the top direction of a clean class is noise and small samples split spuriously.
   projected and judged).
   The top direction of a d × d covariance from a quarter of a million rows is already exact to
   well below the spread of the projections, and the Gram product is the one cost that grows with
-  n·d², so this caps it; a poison share is the same in an evenly spaced subsample.
+  n·d², so this caps it; a poison share is the same in a random subsample.
 
 ## Known false positives
 A natural minority sub-population (another language, a topic, boilerplate rows) that dominates a
@@ -125,7 +125,8 @@ pub struct SpectralParams {
     pub min_rows_per_dim: f64,
     /// How many top singular values to report per class.
     pub report_singular_values: usize,
-    /// Rows per class the mean and covariance are estimated from (evenly spaced); 0 = all.
+    /// Rows per class the mean and covariance are estimated from (chosen by a hash of the row
+    /// number above it); 0 = all.
     pub max_covariance_rows: usize,
 }
 
