@@ -43,9 +43,9 @@ Per class c with rows X_c (n_c × d):
    reduces to 10 dimensions before clustering). With `ica`, z_i is then whitened and rotated
    into FastICA's independent components (see Parameters).
 2. 2-means on the z_i of the class (all of them up to `max_cluster_rows`): k-means++ seeding
-   from the seeded SplitMix64 stream, Lloyd iterations until no row moves (at most `max_iterations`), `restarts` (5) seedings, the lowest
-   within-cluster sum of squares wins. Rows go to the nearer centroid, ties to the smaller
-   cluster.
+   from the seeded SplitMix64 stream, Lloyd iterations until no row moves (at most
+   `max_iterations`), `restarts` (5) seedings, the lowest within-cluster sum of squares wins.
+   Rows go to the nearer centroid, ties to the smaller cluster.
 3. Silhouette s of that partition (Rousseeuw's mean of (b − a)/max(a, b), exact Euclidean
    distances) on `silhouette_rows` (2000) rows drawn without replacement with the seed.
 4. Null: 2-means has a sizeable silhouette even on one Gaussian (about 0.12 for an isotropic
