@@ -27,18 +27,19 @@ use super::exact::Core;
 use crate::trigger::ln_binomial_upper;
 use crate::ClassIndex;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use crate::trigger::FastMap;
+use std::collections::BTreeMap;
 
 /// Per-class document frequencies of words (word hashes of [`Core::toks`]) and rows per class.
 /// Integer counts only, so the counts of any split of the rows add up to the same tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct ClassWords {
     /// Rows per class containing the word.
-    df: HashMap<u64, BTreeMap<ClassIndex, usize>>,
+    df: FastMap<u64, BTreeMap<ClassIndex, usize>>,
     /// Rows per class.
     n_class: BTreeMap<ClassIndex, usize>,
     /// Occurrences per class of every word.
-    tf: HashMap<u64, BTreeMap<ClassIndex, usize>>,
+    tf: FastMap<u64, BTreeMap<ClassIndex, usize>>,
     /// Words (occurrences) per class.
     tokens: BTreeMap<ClassIndex, usize>,
 }
@@ -89,7 +90,7 @@ impl ClassWords {
     /// The tables as sorted `(word or u64::MAX for the per-class totals, class, count)`
     /// triples: document frequencies, then term frequencies.
     pub(super) fn triples(&self) -> [Vec<(u64, ClassIndex, u64)>; 2] {
-        let flat = |t: &HashMap<u64, BTreeMap<ClassIndex, usize>>,
+        let flat = |t: &FastMap<u64, BTreeMap<ClassIndex, usize>>,
                     totals: &BTreeMap<ClassIndex, usize>| {
             let mut v: Vec<(u64, ClassIndex, u64)> = t
                 .iter()
@@ -109,7 +110,7 @@ impl ClassWords {
     ) -> Self {
         let mut words = ClassWords::default();
         let fill = |src: &[(u64, ClassIndex, u64)],
-                    t: &mut HashMap<u64, BTreeMap<ClassIndex, usize>>,
+                    t: &mut FastMap<u64, BTreeMap<ClassIndex, usize>>,
                     totals: &mut BTreeMap<ClassIndex, usize>| {
             for &(w, l, c) in src {
                 let c = usize::try_from(c).unwrap_or(usize::MAX);

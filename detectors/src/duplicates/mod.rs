@@ -661,6 +661,9 @@ impl Configured for DupParams {
                 problem: "column lengths differ from the row count".to_string(),
             });
         }
+        if let (Kind::ExactConflict, None, Some(l)) = (self.kind, &self.reference, labels) {
+            return rounds::fit(self, texts, l, data.class_names);
+        }
         let mut core = Core::build(texts, &self.norm, self.near.as_ref());
         if let (Kind::NearConflict, Some(l), Some(n)) = (self.kind, labels, &self.near) {
             if let (Some(x), true) = (data.embeddings, n.embedding_cosine > 0.0) {

@@ -13,7 +13,8 @@
 //!
 //! Round 1's state holds 28 bytes a row: grouping by key is what exact duplicates need. On a
 //! cluster the keys would be shuffled by hash range, each range finalised on its own; here the
-//! whole list is merged. DUP001 with a trusted corpus (`scan --reference`) is not run in rounds.
+//! whole list is merged. The scan runs these rounds over fixed chunks ([`fit`]); DUP001 with a
+//! trusted corpus (`scan --reference`) is not run in rounds.
 
 use super::direction::ClassWords;
 use super::edits::text_word_hashes;
@@ -114,14 +115,11 @@ impl Rounds {
 
     /// Round 1 over a batch: `texts`, `labels` and row numbers `ids`, one per row.
     pub fn keys(&self, texts: &[String], labels: &[ClassIndex], ids: &[u64]) -> KeysPartial {
-        let mut rows: Vec<(u128, u64, ClassIndex)> = texts
+        let normalized: Vec<String> = texts
             .iter()
-            .zip(labels)
-            .zip(ids)
-            .map(|((t, &l), &id)| (xxh3_128(normalize(t, &self.params.norm).as_bytes()), id, l))
+            .map(|t| normalize(t, &self.params.norm))
             .collect();
-        rows.sort_unstable();
-        KeysPartial { rows }
+        keys_of(&normalized, labels, ids)
     }
 
     /// Round 1 finalised. The row numbers must be 0..n, each once.
@@ -170,19 +168,11 @@ impl Rounds {
 
     /// Round 2 over a batch (needed only when [`Groups::needs_words`]).
     pub fn words(&self, groups: &Groups, texts: &[String], labels: &[ClassIndex]) -> WordsPartial {
-        let mut out = WordsPartial::default();
-        for (t, &l) in texts.iter().zip(labels) {
-            let normalized = normalize(t, &self.params.norm);
-            let toks = text_word_hashes(&normalized, WORD_SEED);
-            out.words.add_row(&toks, l);
-            if !groups.ties.is_empty() {
-                let h = xxh3_128(normalized.as_bytes());
-                if groups.ties.contains_key(&h) {
-                    out.tied.entry(h).or_insert(toks);
-                }
-            }
-        }
-        out
+        let normalized: Vec<String> = texts
+            .iter()
+            .map(|t| normalize(t, &self.params.norm))
+            .collect();
+        words_of(groups, &normalized, labels)
     }
 
     /// Round 2's partial of no rows (what merging starts from).
@@ -230,6 +220,72 @@ impl Rounds {
             Some(&words.words),
         ))
     }
+}
+
+/// Round 1 over normalised texts.
+fn keys_of(normalized: &[String], labels: &[ClassIndex], ids: &[u64]) -> KeysPartial {
+    let mut rows: Vec<(u128, u64, ClassIndex)> = normalized
+        .iter()
+        .zip(labels)
+        .zip(ids)
+        .map(|((t, &l), &id)| (xxh3_128(t.as_bytes()), id, l))
+        .collect();
+    rows.sort_unstable();
+    KeysPartial { rows }
+}
+
+/// Round 2 over normalised texts.
+fn words_of(groups: &Groups, normalized: &[String], labels: &[ClassIndex]) -> WordsPartial {
+    let mut out = WordsPartial::default();
+    for (t, &l) in normalized.iter().zip(labels) {
+        let toks = text_word_hashes(t, WORD_SEED);
+        out.words.add_row(&toks, l);
+        if !groups.ties.is_empty() && groups.ties.contains_key(&xxh3_128(t.as_bytes())) {
+            out.tied.entry(xxh3_128(t.as_bytes())).or_insert(toks);
+        }
+    }
+    out
+}
+
+/// DUP001 as the scan runs it: the rounds over fixed chunks of rows, in parallel (their merges
+/// are exact, so the result is that of one pass whatever the chunking and the thread count).
+pub(super) fn fit(
+    p: &DupParams,
+    texts: &[String],
+    labels: &[ClassIndex],
+    names: &[String],
+) -> Result<Box<dyn Fitted>, DetectError> {
+    use crate::class_pca::over_chunks;
+    use rayon::prelude::*;
+    let r = Rounds::new(p)?;
+    let n = texts.len();
+    let ids: Vec<u64> = (0..n as u64).collect();
+    // every text normalised once, for both rounds
+    let normalized: Vec<String> = texts.par_iter().map(|t| normalize(t, &p.norm)).collect();
+    let keys = over_chunks(
+        n,
+        |s, e| Ok::<_, DetectError>(keys_of(&normalized[s..e], &labels[s..e], &ids[s..e])),
+        KeysPartial::default,
+        |a, b| {
+            a.merge(&b);
+            Ok(())
+        },
+    )?;
+    let groups = r.groups(keys)?;
+    let words = if groups.needs_words() {
+        over_chunks(
+            n,
+            |s, e| Ok::<_, DetectError>(words_of(&groups, &normalized[s..e], &labels[s..e])),
+            WordsPartial::default,
+            |a, b| {
+                a.merge(&b);
+                Ok(())
+            },
+        )?
+    } else {
+        WordsPartial::default()
+    };
+    Ok(r.finish(names, groups, &words))
 }
 
 impl Groups {

@@ -33,6 +33,7 @@ mod tests;
 mod tokenise;
 
 pub(crate) use stats::ln_gamma;
+pub(crate) use tokenise::FastMap;
 pub use stats::{ln_binomial_upper, ln_poisson_binomial_upper};
 pub use tokenise::tokenize;
 
@@ -43,7 +44,7 @@ use crate::{
 use decide::{fit, Trigger};
 use rayon::prelude::*;
 use serde_json::json;
-use tokenise::{for_each_window, FastMap, Vocab};
+use tokenise::{for_each_window, Vocab};
 
 const CODE: &str = "TRIG001";
 

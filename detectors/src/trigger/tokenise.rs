@@ -121,7 +121,7 @@ pub(super) fn for_each_window(seq: &[u32], max_real: usize, mut f: impl FnMut(us
 /// Multiply-rotate hasher for keys that are already well-mixed integers or token-id slices.
 /// Deterministic (no random state), so table iteration orders never depend on the process.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl IdHasher {
     fn add(&mut self, x: u64) {
@@ -151,7 +151,7 @@ impl Hasher for IdHasher {
     }
 }
 
-pub(super) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Hasher for keys that are already uniform hashes (the 128-bit window keys): takes them as
 /// they are.
