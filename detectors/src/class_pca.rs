@@ -170,6 +170,28 @@ impl ClassPca {
         })
     }
 
+    /// Rounds 1 and 2 over all rows of `x` as the scan runs them (fixed chunks in parallel,
+    /// merged): the class counts and the merged moments. Rows are named by their number.
+    pub(crate) fn scan(
+        &self,
+        x: &ArrayView2<'_, f32>,
+        labels: &[u32],
+    ) -> Result<(Vec<u64>, MomentsPartial), StateError> {
+        let n = labels.len();
+        let counts = self.counts(labels);
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let moments = over_chunks(
+            n,
+            |s, e| {
+                let rows = x.slice(ndarray::s![s..e, ..]);
+                self.moments(&counts, &rows, &labels[s..e], &ids[s..e])
+            },
+            || self.empty_moments(),
+            |a, b| a.merge(&b),
+        )?;
+        Ok((counts, moments))
+    }
+
     /// Round 2's partial of no rows (what merging starts from).
     pub(crate) fn empty_moments(&self) -> MomentsPartial {
         MomentsPartial {

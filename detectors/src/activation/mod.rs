@@ -243,21 +243,15 @@ impl Configured for ActivationParams {
         let labels = data.require_labels(CODE)?;
         let n = labels.len();
         let r = rounds::Rounds::new(self, data.n_classes(), x.ncols());
-        let counts = r.counts(labels);
         // the rounds over fixed chunks of rows, in parallel; their merges are exact, so the
         // result is that of one pass whatever the chunking and the thread count
-        let ids: Vec<u64> = (0..n as u64).collect();
         let state = |e: crate::state::StateError| DetectError::Numeric {
             code: CODE,
             problem: format!("state: {e}"),
         };
+        let (counts, moments) = r.pca().scan(&x, labels).map_err(state)?;
+        let ids: Vec<u64> = (0..n as u64).collect();
         let rows = |s: usize, e: usize| x.slice(ndarray::s![s..e, ..]);
-        let moments = over_chunks(
-            n,
-            |s, e| r.moments(&counts, &rows(s, e), &labels[s..e], &ids[s..e]),
-            || r.empty_moments(),
-            |a, b| a.merge(&b).map_err(state),
-        )?;
         let red = r.reductions(&counts, &moments)?;
         let sample = over_chunks(
             n,

@@ -25,9 +25,9 @@
 
 use super::exact::Core;
 use crate::trigger::ln_binomial_upper;
+use crate::trigger::FastMap;
 use crate::ClassIndex;
 use serde_json::json;
-use crate::trigger::FastMap;
 use std::collections::BTreeMap;
 
 /// Per-class document frequencies of words (word hashes of [`Core::toks`]) and rows per class.

@@ -88,6 +88,11 @@ impl Rounds {
         &self.header
     }
 
+    /// Rounds 1 and 2, shared with the other embedding detectors.
+    pub(crate) fn pca(&self) -> &ClassPca {
+        &self.pca
+    }
+
     /// Round 1 over a batch: rows per class (labels past `n_classes` are not counted).
     pub fn counts(&self, labels: &[u32]) -> Vec<u64> {
         self.pca.counts(labels)

@@ -33,9 +33,9 @@ mod tests;
 mod tokenise;
 
 pub(crate) use stats::ln_gamma;
-pub(crate) use tokenise::FastMap;
 pub use stats::{ln_binomial_upper, ln_poisson_binomial_upper};
 pub use tokenise::tokenize;
+pub(crate) use tokenise::FastMap;
 
 use crate::params::ParamReader;
 use crate::{
