@@ -1,5 +1,5 @@
 //! The native half of the `poisongate` Python package (`poisongate._native`): the library's
-//! scan, called in process. The Python half (`poisongate/__init__.py`) turns keyword arguments
+//! scan, fit and verify, called in process. The Python half (`poisongate/__init__.py`) turns keyword arguments
 //! into the settings a scan config file holds and the report into a dict.
 //!
 //! Bindings are written with pyo3 and built with maturin (`python/pyproject.toml`); this crate
@@ -14,9 +14,21 @@ use std::path::PathBuf;
 
 create_exception!(
     poisongate,
-    ScanError,
+    PoisongateError,
     PyException,
+    "Base class of poisongate's errors."
+);
+create_exception!(
+    poisongate,
+    ScanError,
+    PoisongateError,
     "A scan failed: an input could not be read (the message names the file, row and column), a detector failed, or the outputs could not be written. Nothing was written."
+);
+create_exception!(
+    poisongate,
+    FitError,
+    PoisongateError,
+    "Fitting a trusted corpus's state failed: an input could not be read or the state could not be written. Nothing was written."
 );
 
 /// The error and its causes on one line, each cause once (as the CLI prints them).
@@ -81,11 +93,57 @@ fn scan(
     Ok((outcome.exit_code(), report))
 }
 
+/// Fit a trusted corpus's state from `data` (one or more files) and write it to `state`.
+/// Returns (rows, distinct texts, label names, state bytes, state SHA-256).
+#[pyfunction]
+#[pyo3(signature = (data, state, text_column, label_column, embeddings, params))]
+fn fit(
+    py: Python<'_>,
+    data: Vec<PathBuf>,
+    state: PathBuf,
+    text_column: String,
+    label_column: String,
+    embeddings: Vec<PathBuf>,
+    params: &str,
+) -> PyResult<(u64, usize, Vec<String>, usize, String)> {
+    let params: toml::Table = serde_json::from_str(params)
+        .map_err(|e| PyValueError::new_err(format!("invalid REF001 parameters: {e}")))?;
+    let opts = poisongate::fit::FitOptions {
+        data,
+        text_column,
+        label_column,
+        params,
+        state,
+        embeddings,
+    };
+    let done = py
+        .allow_threads(|| poisongate::fit::fit(&opts))
+        .map_err(|e| FitError::new_err(error_line(&e)))?;
+    Ok((done.rows, done.texts, done.labels, done.bytes, done.sha256))
+}
+
+/// Verify a scan's output folder. Returns (exit code, message): 0 and the summary line when
+/// everything checks, 1 and the first mismatch, 2 when a file is missing or unreadable.
+#[pyfunction]
+fn verify(py: Python<'_>, dir: PathBuf) -> (i32, String) {
+    match py.allow_threads(|| poisongate::verify::verify(&dir)) {
+        Ok(summary) => (0, summary.to_string()),
+        Err(e) => (
+            e.exit_code(),
+            format!("{}: {}", dir.display(), error_line(&e)),
+        ),
+    }
+}
+
 /// The extension module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scan, m)?)?;
+    m.add_function(wrap_pyfunction!(fit, m)?)?;
+    m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add("PoisongateError", m.py().get_type::<PoisongateError>())?;
     m.add("ScanError", m.py().get_type::<ScanError>())?;
+    m.add("FitError", m.py().get_type::<FitError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

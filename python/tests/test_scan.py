@@ -83,3 +83,31 @@ def test_a_malformed_row_names_file_and_line_and_writes_nothing(tmp_path):
     assert "bad.jsonl" in str(e.value)
     assert "line 4" in str(e.value)
     assert not out.exists()
+
+
+def test_verify_checks_a_folder_and_names_a_tampered_file(tmp_path):
+    out = tmp_path / "out"
+    poisongate.scan(DATA, out=out, embeddings=EMB, id_column="id")
+    ok = poisongate.verify(out)
+    assert ok.ok and ok.message.startswith("OK:")
+    clean = out / "clean.jsonl"
+    clean.write_bytes(clean.read_bytes().replace(b"a", b"b", 1))
+    bad = poisongate.verify(out)
+    assert not bad.ok and bad.exit_code == 1
+    assert "clean.jsonl" in bad.message
+    missing = poisongate.verify(tmp_path / "nowhere")
+    assert missing.exit_code == 2
+
+
+def test_fit_then_scan_against_the_trusted_state(tmp_path):
+    state = tmp_path / "trusted.pgstate"
+    fitted = poisongate.fit(DATA, state)
+    assert fitted.rows == len(DATA.read_text(encoding="utf-8").splitlines())
+    assert state.stat().st_size == fitted.bytes
+    result = poisongate.scan(DATA, reference=state, reproducible=True)
+    inputs = {i["role"]: i for i in result.report["inputs"]}
+    assert inputs["reference"]["sha256"] == fitted.sha256
+    with pytest.raises(poisongate.FitError):
+        poisongate.fit(tmp_path / "missing.jsonl", tmp_path / "x.pgstate")
+    assert issubclass(poisongate.FitError, poisongate.PoisongateError)
+    assert issubclass(poisongate.ScanError, poisongate.PoisongateError)
