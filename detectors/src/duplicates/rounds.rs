@@ -240,8 +240,11 @@ fn words_of(groups: &Groups, normalized: &[String], labels: &[ClassIndex]) -> Wo
     for (t, &l) in normalized.iter().zip(labels) {
         let toks = text_word_hashes(t, WORD_SEED);
         out.words.add_row(&toks, l);
-        if !groups.ties.is_empty() && groups.ties.contains_key(&xxh3_128(t.as_bytes())) {
-            out.tied.entry(xxh3_128(t.as_bytes())).or_insert(toks);
+        if !groups.ties.is_empty() {
+            let h = xxh3_128(t.as_bytes());
+            if groups.ties.contains_key(&h) {
+                out.tied.entry(h).or_insert(toks);
+            }
         }
     }
     out
