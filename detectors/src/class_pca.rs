@@ -6,11 +6,11 @@
 //!    its rows enter the covariance.
 //! 2. **Moments** ([`MomentsPartial`]): per class, exact integer sums of the kept rows and of
 //!    their cross products ([`crate::state::Moments`]), finalised into each class's mean and
-//!    top eigenpairs ([`ClassPca::eigen`]).
+//!    top eigenpairs (`ClassPca::eigen`).
 //!
 //! Rows are named by a 64-bit id the caller keeps stable across partitionings (the row's number
 //! in the input). A class larger than `max_covariance_rows` keeps a row for its covariance when
-//! a hash of the id falls below `max_covariance_rows / n_class` ([`keep_by_hash`]): a Bernoulli
+//! a hash of the id falls below `max_covariance_rows / n_class` (`keep_by_hash`): a Bernoulli
 //! sample of that expected size, decided by each row alone, so the same in any partitioning.
 
 use crate::linalg::{self, CenteredEigen, ClassGate};
@@ -18,9 +18,10 @@ use crate::state::{header, Header, Moments, StateError};
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
-/// Rounds 1 and 2 for data with `n_classes` classes of `dims`-column rows.
+/// Rounds 1 and 2 for data with `n_classes` classes of `dims`-column rows (each detector's
+/// rounds hand theirs out with `pca()`).
 #[derive(Debug, Clone)]
-pub(crate) struct ClassPca {
+pub struct ClassPca {
     n_classes: usize,
     dims: usize,
     components: usize,
@@ -105,7 +106,7 @@ impl ClassPca {
     }
 
     /// Round 1 over a batch: rows per class (labels past `n_classes` are not counted).
-    pub(crate) fn counts(&self, labels: &[u32]) -> Vec<u64> {
+    pub fn counts(&self, labels: &[u32]) -> Vec<u64> {
         let mut c = vec![0u64; self.n_classes];
         for &l in labels {
             if let Some(v) = c.get_mut(l as usize) {
@@ -124,7 +125,7 @@ impl ClassPca {
 
     /// Round 2 over a batch: `x` its rows, `labels` and `ids` one per row, `counts` the
     /// merged result of round 1.
-    pub(crate) fn moments(
+    pub fn moments(
         &self,
         counts: &[u64],
         x: &ArrayView2<'_, f32>,
@@ -193,7 +194,7 @@ impl ClassPca {
     }
 
     /// Round 2's partial of no rows (what merging starts from).
-    pub(crate) fn empty_moments(&self) -> MomentsPartial {
+    pub fn empty_moments(&self) -> MomentsPartial {
         MomentsPartial {
             dims: self.dims,
             classes: vec![None; self.n_classes],

@@ -21,7 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
-mod class_pca;
+pub mod class_pca;
 pub mod data;
 pub mod density;
 pub mod duplicates;

@@ -7,9 +7,11 @@ use crate::common::benchmarks;
 use ndarray::{Array2, ArrayView2, Axis};
 use poisongate::ingest::read_embeddings;
 use poisongate_detectors::activation::{rounds as act, ActivationParams};
+use poisongate_detectors::class_pca::{ClassPca, MomentsPartial};
 use poisongate_detectors::duplicates::{rounds as dup, DupParams};
 use poisongate_detectors::rng::SplitMix64;
 use poisongate_detectors::spectral::{rounds as spec, SpectralParams};
+use poisongate_detectors::state::Header;
 use poisongate_detectors::{Configured, DatasetView, Fitted, Scores};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -93,6 +95,25 @@ fn sha(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
+/// Rounds 1 and 2 (shared by SPEC001 and ACT001) over `parts`, every partial through its bytes.
+fn moments_over(
+    pca: &ClassPca,
+    header: &Header,
+    parts: &[Part],
+    n_classes: usize,
+) -> (Vec<u64>, MomentsPartial) {
+    let counts = counts(parts, n_classes, |l| pca.counts(l));
+    let mut moments = pca.empty_moments();
+    for q in parts {
+        let m = pca
+            .moments(&counts, &q.x.view(), &q.labels, &q.ids)
+            .unwrap();
+        let m = MomentsPartial::from_bytes(&m.to_bytes(header), header).unwrap();
+        moments.merge(&m).unwrap();
+    }
+    (counts, moments)
+}
+
 /// SPEC001 over `parts`: the state digests and the fitted detector.
 fn spec_rounds(
     p: &SpectralParams,
@@ -101,13 +122,7 @@ fn spec_rounds(
     dims: usize,
 ) -> ([u8; 32], Box<dyn Fitted>) {
     let r = spec::Rounds::new(p, names.len(), dims);
-    let counts = counts(parts, names.len(), |l| r.counts(l));
-    let mut moments = r.empty_moments();
-    for q in parts {
-        let m = r.moments(&counts, &q.x.view(), &q.labels, &q.ids).unwrap();
-        let m = spec::MomentsPartial::from_bytes(&m.to_bytes(r.header()), r.header()).unwrap();
-        moments.merge(&m).unwrap();
-    }
+    let (counts, moments) = moments_over(r.pca(), r.header(), parts, names.len());
     let dirs = r.directions(&counts, &moments).unwrap();
     let mut proj = r.empty_projections();
     for q in parts.iter().rev() {
@@ -128,13 +143,7 @@ fn act_rounds(
     dims: usize,
 ) -> ([u8; 32], Box<dyn Fitted>) {
     let r = act::Rounds::new(p, names.len(), dims);
-    let counts = counts(parts, names.len(), |l| r.counts(l));
-    let mut moments = r.empty_moments();
-    for q in parts {
-        let m = r.moments(&counts, &q.x.view(), &q.labels, &q.ids).unwrap();
-        let m = act::MomentsPartial::from_bytes(&m.to_bytes(r.header()), r.header()).unwrap();
-        moments.merge(&m).unwrap();
-    }
+    let (counts, moments) = moments_over(r.pca(), r.header(), parts, names.len());
     let red = r.reductions(&counts, &moments).unwrap();
     let mut sample = r.empty_sample(&red);
     for q in parts.iter().rev() {

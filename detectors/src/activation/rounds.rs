@@ -63,10 +63,6 @@ fn numeric(problem: String) -> DetectError {
     }
 }
 
-fn state_error(e: StateError) -> DetectError {
-    numeric(format!("state: {e}"))
-}
-
 impl Rounds {
     /// Rounds with the resolved `params`, for `n_classes` classes of `dims`-column rows.
     pub fn new(params: &ActivationParams, n_classes: usize, dims: usize) -> Self {
@@ -92,33 +88,9 @@ impl Rounds {
         &self.header
     }
 
-    /// Rounds 1 and 2, shared with the other embedding detectors.
-    pub(crate) fn pca(&self) -> &ClassPca {
+    /// Rounds 1 (class counts) and 2 (moments), shared with the other embedding detectors.
+    pub fn pca(&self) -> &ClassPca {
         &self.pca
-    }
-
-    /// Round 1 over a batch: rows per class (labels past `n_classes` are not counted).
-    pub fn counts(&self, labels: &[u32]) -> Vec<u64> {
-        self.pca.counts(labels)
-    }
-
-    /// Round 2 over a batch: `x` its rows, `labels` and `ids` one per row, `counts` the
-    /// merged result of round 1.
-    pub fn moments(
-        &self,
-        counts: &[u64],
-        x: &ArrayView2<'_, f32>,
-        labels: &[u32],
-        ids: &[u64],
-    ) -> Result<MomentsPartial, DetectError> {
-        self.pca
-            .moments(counts, x, labels, ids)
-            .map_err(state_error)
-    }
-
-    /// Round 2's partial of no rows (what merging starts from).
-    pub fn empty_moments(&self) -> MomentsPartial {
-        self.pca.empty_moments()
     }
 
     /// Round 2 finalised: each fitted class's PCA map and variances.
@@ -412,15 +384,15 @@ mod tests {
     ) -> ((Vec<u8>, Vec<u8>), Box<dyn Fitted>) {
         let counts = parts.iter().fold(vec![0u64; 3], |mut acc, part| {
             let (_, l, _) = take(x, labels, part);
-            for (a, b) in acc.iter_mut().zip(r.counts(&l)) {
+            for (a, b) in acc.iter_mut().zip(r.pca().counts(&l)) {
                 *a += b;
             }
             acc
         });
-        let mut moments = r.empty_moments();
+        let mut moments = r.pca().empty_moments();
         for part in parts {
             let (xp, lp, ip) = take(x, labels, part);
-            let m = r.moments(&counts, &xp.view(), &lp, &ip).unwrap();
+            let m = r.pca().moments(&counts, &xp.view(), &lp, &ip).unwrap();
             let m = MomentsPartial::from_bytes(&m.to_bytes(r.header()), r.header()).unwrap();
             moments.merge(&m).unwrap();
         }
@@ -488,8 +460,8 @@ mod tests {
         let p = params(262_144);
         let r = Rounds::new(&p, 3, x.ncols());
         let ids: Vec<u64> = (0..x.nrows() as u64).collect();
-        let counts = r.counts(&labels);
-        let m = r.moments(&counts, &x.view(), &labels, &ids).unwrap();
+        let counts = r.pca().counts(&labels);
+        let m = r.pca().moments(&counts, &x.view(), &labels, &ids).unwrap();
         let red = r.reductions(&counts, &m).unwrap();
         let s = r.sample(&counts, &red, &x.view(), &labels, &ids);
         // the same rows twice: the partitions overlap

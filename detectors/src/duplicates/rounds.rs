@@ -13,7 +13,7 @@
 //!
 //! Round 1's state holds 28 bytes a row: grouping by key is what exact duplicates need. On a
 //! cluster the keys would be shuffled by hash range, each range finalised on its own; here the
-//! whole list is merged. The scan runs these rounds over fixed chunks ([`fit`]); DUP001 with a
+//! whole list is merged. The scan runs these rounds over fixed chunks (`fit`); DUP001 with a
 //! trusted corpus (`scan --reference`) is not run in rounds.
 
 use super::direction::ClassWords;

@@ -2,7 +2,7 @@
 //! (threads, streamed batches, a cluster's workers) and any merge order give the same state
 //! bytes and the same verdicts as one pass over all rows.
 //!
-//! 1. **Counts**: rows per class ([`Rounds::counts`]; merged by adding). They decide which
+//! 1. **Counts**: rows per class ([`crate::class_pca::ClassPca::counts`]; merged by adding). They decide which
 //!    classes are scored and, for a class above `max_covariance_rows`, which of its rows enter
 //!    the covariance.
 //! 2. **Moments** ([`MomentsPartial`]): per class, exact integer sums of the kept rows and of
@@ -59,10 +59,6 @@ fn numeric(problem: String) -> DetectError {
     }
 }
 
-fn state_error(e: StateError) -> DetectError {
-    numeric(format!("state: {e}"))
-}
-
 impl Rounds {
     /// Rounds with the resolved `params`, for `n_classes` classes of `dims`-column rows.
     pub fn new(params: &SpectralParams, n_classes: usize, dims: usize) -> Self {
@@ -88,33 +84,9 @@ impl Rounds {
         &self.header
     }
 
-    /// Rounds 1 and 2, shared with the other embedding detectors.
-    pub(crate) fn pca(&self) -> &ClassPca {
+    /// Rounds 1 (class counts) and 2 (moments), shared with the other embedding detectors.
+    pub fn pca(&self) -> &ClassPca {
         &self.pca
-    }
-
-    /// Round 1 over a batch: rows per class (labels past `n_classes` are not counted).
-    pub fn counts(&self, labels: &[u32]) -> Vec<u64> {
-        self.pca.counts(labels)
-    }
-
-    /// Round 2 over a batch: `x` its rows, `labels` and `ids` one per row, `counts` the
-    /// merged result of round 1.
-    pub fn moments(
-        &self,
-        counts: &[u64],
-        x: &ArrayView2<'_, f32>,
-        labels: &[u32],
-        ids: &[u64],
-    ) -> Result<MomentsPartial, DetectError> {
-        self.pca
-            .moments(counts, x, labels, ids)
-            .map_err(state_error)
-    }
-
-    /// Round 2's partial of no rows (what merging starts from).
-    pub fn empty_moments(&self) -> MomentsPartial {
-        self.pca.empty_moments()
     }
 
     /// Round 3's partial of no rows (what merging starts from).
@@ -333,15 +305,15 @@ mod tests {
             let parts = partition(x.nrows(), k, seed);
             let counts = parts.iter().fold(vec![0u64; 3], |mut acc, part| {
                 let (_, l, _) = take(&x, &labels, part);
-                for (a, b) in acc.iter_mut().zip(r.counts(&l)) {
+                for (a, b) in acc.iter_mut().zip(r.pca().counts(&l)) {
                     *a += b;
                 }
                 acc
             });
-            let mut moments = r.empty_moments();
+            let mut moments = r.pca().empty_moments();
             for part in &parts {
                 let (xp, lp, ip) = take(&x, &labels, part);
-                let m = r.moments(&counts, &xp.view(), &lp, &ip).unwrap();
+                let m = r.pca().moments(&counts, &xp.view(), &lp, &ip).unwrap();
                 // every partial goes through its bytes, as between machines
                 let m = MomentsPartial::from_bytes(&m.to_bytes(r.header()), r.header()).unwrap();
                 moments.merge(&m).unwrap();
@@ -383,8 +355,8 @@ mod tests {
         let p = params();
         let r = Rounds::new(&p, 3, x.ncols());
         let ids: Vec<u64> = (0..x.nrows() as u64).collect();
-        let counts = r.counts(&labels);
-        let m = r.moments(&counts, &x.view(), &labels, &ids).unwrap();
+        let counts = r.pca().counts(&labels);
+        let m = r.pca().moments(&counts, &x.view(), &labels, &ids).unwrap();
         let bytes = m.to_bytes(r.header());
         let mut other = p.clone();
         other.alpha = 0.01;
@@ -412,7 +384,10 @@ mod tests {
             Err(StateError::Unsorted)
         );
         // partials that disagree with the rounds' class count: no panic, nothing flagged
-        let short = r.moments(&counts[..1], &x.view(), &labels, &ids).unwrap();
+        let short = r
+            .pca()
+            .moments(&counts[..1], &x.view(), &labels, &ids)
+            .unwrap();
         assert!(short.classes().iter().skip(1).all(Option::is_none));
         let none = ProjectionsPartial { classes: vec![] };
         let names: Vec<String> = vec![];
