@@ -18,15 +18,18 @@ impl Core {
     /// (prior, shared words, own edited word) names that text's own label, the edit itself
     /// accounts for the new label (`it 's funny .` / `it 's drab .`): a consistent contrast
     /// pair, not a flip. Returns the number of pairs removed.
+    /// `words`: the class word counts of every row, when already counted (else counted from
+    /// [`Core::toks`]).
     pub(super) fn drop_explained_contrasts(
         &mut self,
         labels: &[ClassIndex],
         contrast_odds: f64,
+        words: Option<&ClassWords>,
     ) -> usize {
         let removed = if self.toks.is_empty() {
             Vec::new()
         } else {
-            self.explained_contrasts(labels, contrast_odds)
+            self.explained_contrasts(labels, contrast_odds, words)
         };
         for e in &removed {
             self.edges.remove(e);
@@ -50,8 +53,16 @@ impl Core {
         &self,
         labels: &[ClassIndex],
         contrast_odds: f64,
+        words: Option<&ClassWords>,
     ) -> Vec<(usize, usize)> {
-        let words = ClassWords::new(self, labels);
+        let built;
+        let words = match words {
+            Some(w) => w,
+            None => {
+                built = ClassWords::new(self, labels);
+                &built
+            }
+        };
         let pure = |g: usize| -> Option<ClassIndex> {
             let first = labels[self.groups[g][0]];
             self.groups[g]

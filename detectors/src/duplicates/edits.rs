@@ -2,7 +2,7 @@
 //! verified pairs of exact groups one word edit apart; aligned block keys and the verified pairs
 //! of equally long texts with a few words substituted.
 
-use super::minhash::{bucket_pairs, mod_mersenne, words};
+use super::minhash::{mod_mersenne, words};
 use super::{NearParams, CHUNK, MERSENNE};
 use crate::rng::splitmix;
 use rayon::prelude::*;
@@ -105,32 +105,6 @@ fn edit_keys(w: &[u64], base: u64) -> Vec<(usize, u64)> {
     keys
 }
 
-/// Candidate pairs (a < b, sorted, distinct) of texts sharing a key, with `keys_of` giving each
-/// text's keys (fixed chunks and sorted keys: the same pairs whatever the thread count).
-fn candidates<K: Ord + Send + Sync>(
-    toks: &[Vec<u64>],
-    max_bucket: usize,
-    keys_of: impl Fn(&[u64]) -> Vec<K> + Sync,
-) -> Vec<(usize, usize)> {
-    let mut keys: Vec<(K, usize)> = toks
-        .par_chunks(CHUNK)
-        .enumerate()
-        .flat_map_iter(|(ci, c)| {
-            let mut out = Vec::new();
-            for (j, t) in c.iter().enumerate() {
-                out.extend(keys_of(t).into_iter().map(|k| (k, ci * CHUNK + j)));
-            }
-            out
-        })
-        .collect();
-    keys.par_sort_unstable();
-    let mut cand: Vec<(usize, usize)> = Vec::new();
-    bucket_pairs(&keys, max_bucket, &mut cand);
-    cand.par_sort_unstable();
-    cand.dedup();
-    cand
-}
-
 /// Word hashes (mod 2⁶¹ − 1) of each representative's normalised text.
 pub(super) fn word_hashes(normalized: &[String], reps: &[usize], seed: u64) -> Vec<Vec<u64>> {
     reps.par_chunks(CHUNK)
@@ -150,28 +124,27 @@ pub(super) fn text_word_hashes(normalized: &str, seed: u64) -> Vec<u64> {
         .collect()
 }
 
-/// Pairs of exact groups (indices into `toks`) one word edit apart, the longer text having at
-/// least `edit_min_words` words, with their edit similarity 1 − 1/max(words). Sorted.
-pub(super) fn word_edit_pairs(toks: &[Vec<u64>], near: &NearParams) -> Vec<((usize, usize), f64)> {
-    let min_words = near.edit_min_words;
+/// The base of the one-word-edit keys' polynomial hashes, drawn from the seed.
+pub(super) fn edit_base(near: &NearParams) -> u64 {
     let mut state = near.seed ^ 0xED17_0000_0000_0001;
-    let base = splitmix(&mut state) % (MERSENNE - 2) + 2;
-    // a pair needs max(words) ≥ min_words, so the shorter text has at least min_words − 1
-    let cand = candidates(toks, near.max_bucket, |t| {
-        if t.len() + 1 >= min_words && !t.is_empty() {
-            edit_keys(t, base)
-        } else {
-            Vec::new()
-        }
-    });
-    cand.into_par_iter()
-        .filter_map(|(a, b)| {
-            let (ta, tb) = (&toks[a], &toks[b]);
-            let longest = ta.len().max(tb.len());
-            (longest >= min_words && one_word_edit(ta, tb))
-                .then(|| ((a.min(b), a.max(b)), 1.0 - 1.0 / longest as f64))
-        })
-        .collect()
+    splitmix(&mut state) % (MERSENNE - 2) + 2
+}
+
+/// One-word-edit keys of a text's words `t` (none when it is too short for a pair: a pair
+/// needs max(words) ≥ `min_words`, so the shorter text has at least `min_words` − 1).
+pub(super) fn text_edit_keys(t: &[u64], min_words: usize, base: u64) -> Vec<(usize, u64)> {
+    if t.len() + 1 >= min_words && !t.is_empty() {
+        edit_keys(t, base)
+    } else {
+        Vec::new()
+    }
+}
+
+/// The edit similarity 1 − 1/max(words) of two texts one word edit apart, the longer having at
+/// least `min_words` words; `None` for any other pair.
+pub(super) fn verify_edit(ta: &[u64], tb: &[u64], min_words: usize) -> Option<f64> {
+    let longest = ta.len().max(tb.len());
+    (longest >= min_words && one_word_edit(ta, tb)).then(|| 1.0 - 1.0 / longest as f64)
 }
 
 /// Most words that may be substituted in a text of `n` words: one per `min_words` words (the
@@ -206,36 +179,29 @@ fn block_keys(w: &[u64], d: usize) -> Vec<u64> {
         .collect()
 }
 
-/// Pairs of exact groups (indices into `toks`) of equally long texts, n words each, that differ
-/// in 2 to ⌊n / `edit_min_words`⌋ word positions (one position is a one-word edit, found by
-/// [`word_edit_pairs`]), with their similarity 1 − d/n. A flipped copy with a few words replaced
-/// by other words keeps its length and the order of the rest: 5-gram MinHash misses it below
-/// about 50 words (each substitution breaks five shingles). Sorted.
-pub(super) fn word_substitution_pairs(
-    toks: &[Vec<u64>],
-    near: &NearParams,
-) -> Vec<((usize, usize), f64)> {
-    let min_words = near.edit_min_words;
-    let cand = candidates(toks, near.max_bucket, |t| {
-        let d = max_substitutions(t.len(), min_words);
-        if d >= 2 {
-            block_keys(t, d)
-        } else {
-            Vec::new()
-        }
-    });
-    cand.into_par_iter()
-        .filter_map(|(a, b)| {
-            let (ta, tb) = (&toks[a], &toks[b]);
-            if ta.len() != tb.len() {
-                return None;
-            }
-            let n = ta.len();
-            let d = hamming(ta, tb);
-            (d >= 2 && d <= max_substitutions(n, min_words))
-                .then(|| ((a.min(b), a.max(b)), 1.0 - d as f64 / n as f64))
-        })
-        .collect()
+/// Aligned block keys of a text's words `t` (none when fewer than two substitutions are
+/// allowed: one is a one-word edit).
+pub(super) fn text_block_keys(t: &[u64], min_words: usize) -> Vec<u64> {
+    let d = max_substitutions(t.len(), min_words);
+    if d >= 2 {
+        block_keys(t, d)
+    } else {
+        Vec::new()
+    }
+}
+
+/// The similarity 1 − d/n of two equally long texts of n words that differ in 2 to
+/// ⌊n / `min_words`⌋ word positions (one position is a one-word edit, found by
+/// [`verify_edit`]); `None` for any other pair. A flipped copy with a few words replaced by
+/// other words keeps its length and the order of the rest: 5-gram MinHash misses it below
+/// about 50 words (each substitution breaks five shingles).
+pub(super) fn verify_substitution(ta: &[u64], tb: &[u64], min_words: usize) -> Option<f64> {
+    if ta.len() != tb.len() {
+        return None;
+    }
+    let n = ta.len();
+    let d = hamming(ta, tb);
+    (d >= 2 && d <= max_substitutions(n, min_words)).then(|| 1.0 - d as f64 / n as f64)
 }
 
 #[cfg(test)]
@@ -301,7 +267,6 @@ mod tests {
                 }
             }
         }
-        let near = crate::duplicates::tests::near_params();
         let mut b = a.clone();
         b[2] = 99;
         b[9] = 98;
@@ -309,10 +274,10 @@ mod tests {
         for p in [0, 4, 8, 12] {
             c[p] = 97;
         }
-        let pairs = word_substitution_pairs(&[a.clone(), b, c], &near);
         // a–b differ in 2 of 15 words; c differs from a in 4 (over the budget of 3) and from b in 6
-        assert_eq!(pairs.len(), 1);
-        assert_eq!(pairs[0].0, (0, 1));
-        assert!((pairs[0].1 - 13.0 / 15.0).abs() < 1e-12);
+        let sim = verify_substitution(&a, &b, 5).expect("a and b");
+        assert!((sim - 13.0 / 15.0).abs() < 1e-12);
+        assert_eq!(verify_substitution(&a, &c, 5), None);
+        assert_eq!(verify_substitution(&b, &c, 5), None);
     }
 }

@@ -1,14 +1,12 @@
 //! Near duplicates by MinHash LSH: the band choice, the MinHash permutations and signatures, the
 //! LSH banding into candidate pairs, their verification, and the union-find near clusters.
 
-use super::edits::{word_edit_pairs, word_substitution_pairs};
 use super::exact::Core;
+use super::link::{group_keys, KeyRange, NearKeys};
 use super::{NearParams, CHUNK, MERSENNE};
 use crate::rng::splitmix;
 use rayon::prelude::*;
-use serde_json::json;
-use std::collections::BTreeMap;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// ∫ f over [a, b] by composite Simpson rule with `n` (even) intervals.
 fn simpson(f: impl Fn(f64) -> f64, a: f64, b: f64, n: usize) -> f64 {
@@ -57,7 +55,7 @@ pub(super) fn mod_mersenne(x: u128) -> u64 {
 }
 
 /// The MinHash permutations: h_i(x) = (a_i·x + b_i) mod (2⁶¹ − 1).
-struct Permutations {
+pub(super) struct Permutations {
     a: Vec<u64>,
     b: Vec<u64>,
     seed: u64,
@@ -65,7 +63,7 @@ struct Permutations {
 }
 
 impl Permutations {
-    fn new(near: &NearParams) -> Self {
+    pub(super) fn new(near: &NearParams) -> Self {
         let mut state = near.seed ^ 0x5EED_D0D0_1234_5678;
         let mut a = Vec::with_capacity(near.num_perm);
         let mut b = Vec::with_capacity(near.num_perm);
@@ -82,7 +80,7 @@ impl Permutations {
     }
 
     /// Signature of a normalised text: per permutation the minimum (32 bits).
-    fn signature(&self, normalized: &str) -> Vec<u32> {
+    pub(super) fn signature(&self, normalized: &str) -> Vec<u32> {
         let words = words(normalized);
         let k = self.shingle_words;
         let mut buf = Vec::new();
@@ -180,6 +178,8 @@ pub(super) fn bucket_pairs<K: PartialEq>(
 }
 
 impl Core {
+    /// Near clusters of the exact groups: signatures and keys of every group, the candidate
+    /// pairs, their verification and the clusters ([`Core::link`]).
     pub(super) fn near(&mut self, normalized: &[String], near: &NearParams) {
         let perms = Permutations::new(near);
         let reps: Vec<usize> = self.groups.iter().map(|g| g[0]).collect();
@@ -191,79 +191,28 @@ impl Core {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let (b, r) = (near.bands, near.rows);
-        let mut pairs: Vec<(usize, usize)> = (0..b)
-            .into_par_iter()
-            .flat_map_iter(|band| {
-                let mut keys: Vec<(u64, usize)> = Vec::with_capacity(sigs.len());
-                let mut bytes = Vec::with_capacity(4 * r + 8);
-                for (g, s) in sigs.iter().enumerate() {
-                    bytes.clear();
-                    bytes.extend_from_slice(&(band as u64).to_le_bytes());
-                    for v in &s[band * r..(band + 1) * r] {
-                        bytes.extend_from_slice(&v.to_le_bytes());
-                    }
-                    keys.push((xxh3_64(&bytes), g));
-                }
-                keys.sort_unstable();
-                let mut out = Vec::new();
-                bucket_pairs(&keys, near.max_bucket, &mut out);
-                out
-            })
-            .collect();
-        pairs.par_sort_unstable();
-        pairs.dedup();
-        let candidates = pairs.len();
-        let verified: Vec<(usize, usize)> = pairs
-            .par_iter()
-            .copied()
-            .filter(|&(a, b)| jaccard(&sigs[a], &sigs[b]) >= near.threshold)
-            .collect();
-        let mut edges: BTreeMap<(usize, usize), (f64, &'static str)> = verified
-            .iter()
-            .map(|&(a, b)| ((a, b), (jaccard(&sigs[a], &sigs[b]), "minhash_jaccard")))
-            .collect();
-        let mut edit_pairs = 0usize;
-        let mut substitution_pairs = 0usize;
         let toks = &self.toks;
-        if near.word_edit {
-            for (pair, sim) in word_edit_pairs(toks, near) {
-                edit_pairs += 1;
-                let e = edges.entry(pair).or_insert((sim, "word_edit"));
-                if sim > e.0 {
-                    *e = (sim, "word_edit");
+        let mut keys = sigs
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(ci, c)| {
+                let mut k = NearKeys::default();
+                for (j, s) in c.iter().enumerate() {
+                    let g = ci * CHUNK + j;
+                    group_keys(g, s, &toks[g], near, KeyRange::ALL, &mut k);
                 }
-            }
-            for (pair, sim) in word_substitution_pairs(toks, near) {
-                substitution_pairs += 1;
-                let e = edges.entry(pair).or_insert((sim, "word_substitution"));
-                if sim > e.0 {
-                    *e = (sim, "word_substitution");
-                }
-            }
-        }
-        let mut uf = UnionFind((0..sigs.len()).collect());
-        for &(a, b) in edges.keys() {
-            uf.union(a, b);
-        }
-        let mut by_root: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for g in 0..sigs.len() {
-            let root = uf.find(g);
-            by_root.entry(root).or_default().push(g);
-        }
-        // roots are the smallest group index of each component, so this is first-row order
-        self.clusters = Some(by_root.into_values().collect());
-        self.sigs = sigs;
-        self.near_stats = json!({
-            "lsh_bands": b,
-            "lsh_rows": r,
-            "candidate_pairs": candidates,
-            "verified_pairs": verified.len(),
-            "word_edit_pairs": edit_pairs,
-            "word_substitution_pairs": substitution_pairs,
-            "near_pairs": edges.len(),
-        });
-        self.edges = edges;
+                k
+            })
+            .reduce(NearKeys::default, |mut a, b| {
+                a.band.extend(b.band);
+                a.edit.extend(b.edit);
+                a.block.extend(b.block);
+                a
+            });
+        keys.sort();
+        let cands = keys.candidates(near.max_bucket);
+        drop(keys);
+        self.link(sigs, &cands, near);
     }
 }
 

@@ -18,10 +18,13 @@ mod direction;
 mod edits;
 mod embedding;
 mod exact;
+mod link;
 mod minhash;
+pub mod near_rounds;
 mod normalise;
 pub mod reference;
 pub mod rounds;
+pub use link::{Candidates, KeyRange};
 #[cfg(test)]
 mod tests;
 mod verdicts;
@@ -585,6 +588,16 @@ impl DupParams {
         configure(Kind::ExactConflict, "DUP001", table)
     }
 
+    /// DUP002's parameters as a `[detectors.DUP002]` table sets them, defaults for the rest.
+    pub fn dup002(table: &toml::Table) -> Result<DupParams, ParamError> {
+        configure(Kind::NearConflict, "DUP002", table)
+    }
+
+    /// DUP003's parameters as a `[detectors.DUP003]` table sets them, defaults for the rest.
+    pub fn dup003(table: &toml::Table) -> Result<DupParams, ParamError> {
+        configure(Kind::Amplification, "DUP003", table)
+    }
+
     fn code(&self) -> &'static str {
         match self.kind {
             Kind::ExactConflict => "DUP001",
@@ -698,7 +711,7 @@ impl Configured for DupParams {
                     ));
                 }
             }
-            let dropped = core.drop_explained_contrasts(l, n.contrast_odds);
+            let dropped = core.drop_explained_contrasts(l, n.contrast_odds, None);
             core.near_stats["explained_contrast_pairs"] = json!(dropped);
         }
         let mut fit = verdicts(self, &core, labels, data.class_names, None);

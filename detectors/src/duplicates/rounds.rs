@@ -19,6 +19,7 @@
 use super::direction::ClassWords;
 use super::edits::text_word_hashes;
 use super::exact::Core;
+use super::link::merge_sorted;
 use super::normalise::normalize;
 use super::verdicts::verdicts;
 use super::{DupParams, Kind, META_DUP001};
@@ -46,8 +47,8 @@ pub struct KeysPartial {
 #[derive(Debug, Clone)]
 pub struct Groups {
     /// Exact groups (rows ascending), ordered by first row.
-    groups: Vec<Vec<usize>>,
-    labels: Vec<ClassIndex>,
+    pub(super) groups: Vec<Vec<usize>>,
+    pub(super) labels: Vec<ClassIndex>,
     /// Groups whose label conflict is a tie between two labels, by text hash.
     ties: BTreeMap<u128, usize>,
 }
@@ -74,13 +75,13 @@ fn take_u32(bytes: &[u8]) -> Result<(u32, &[u8]), StateError> {
         .map_err(|_| StateError::Truncated)
 }
 
-fn take_u128(bytes: &[u8]) -> Result<(u128, &[u8]), StateError> {
+pub(super) fn take_u128(bytes: &[u8]) -> Result<(u128, &[u8]), StateError> {
     let (lo, rest) = header::take_u64(bytes)?;
     let (hi, rest) = header::take_u64(rest)?;
     Ok(((u128::from(hi) << 64) | u128::from(lo), rest))
 }
 
-fn put_u128(out: &mut Vec<u8>, v: u128) {
+pub(super) fn put_u128(out: &mut Vec<u8>, v: u128) {
     out.extend_from_slice(&(v as u64).to_le_bytes());
     out.extend_from_slice(&((v >> 64) as u64).to_le_bytes());
 }
@@ -124,46 +125,7 @@ impl Rounds {
 
     /// Round 1 finalised. The row numbers must be 0..n, each once.
     pub fn groups(&self, keys: KeysPartial) -> Result<Groups, DetectError> {
-        let n = keys.rows.len();
-        let mut labels = vec![0 as ClassIndex; n];
-        let mut seen = vec![false; n];
-        let mut groups: Vec<(u128, Vec<usize>)> = Vec::new();
-        for &(h, id, l) in &keys.rows {
-            let row = usize::try_from(id).ok().filter(|&r| r < n).ok_or_else(|| {
-                data_error(format!("row number {id} outside the {n} rows merged"))
-            })?;
-            if std::mem::replace(&mut seen[row], true) {
-                return Err(data_error(format!("row {row} is in two partitions")));
-            }
-            labels[row] = l;
-            match groups.last_mut() {
-                Some((gh, g)) if *gh == h => g.push(row),
-                _ => groups.push((h, vec![row])),
-            }
-        }
-        groups.sort_unstable_by_key(|(_, g)| g[0]);
-        let mut ties = BTreeMap::new();
-        if self.params.direction_alpha > 0.0 {
-            for (gi, (h, g)) in groups.iter().enumerate() {
-                if g.len() < 2 {
-                    continue;
-                }
-                let mut counts: BTreeMap<ClassIndex, usize> = BTreeMap::new();
-                for &r in g {
-                    *counts.entry(labels[r]).or_default() += 1;
-                }
-                let top = counts.values().copied().max().unwrap_or(0);
-                let tops = counts.values().filter(|&&c| c == top).count();
-                if counts.len() >= 2 && tops == 2 {
-                    ties.insert(*h, gi);
-                }
-            }
-        }
-        Ok(Groups {
-            groups: groups.into_iter().map(|(_, g)| g).collect(),
-            labels,
-            ties,
-        })
+        groups_of(keys, self.params.direction_alpha > 0.0, CODE)
     }
 
     /// Round 2 over a batch (needed only when [`Groups::needs_words`]).
@@ -222,8 +184,59 @@ impl Rounds {
     }
 }
 
+/// Round 1 finalised into the exact groups (the row numbers must be 0..n, each once), with the
+/// 1:1 label ties when `ties` is set.
+pub(super) fn groups_of(
+    keys: KeysPartial,
+    with_ties: bool,
+    code: &'static str,
+) -> Result<Groups, DetectError> {
+    let data_error = |problem: String| DetectError::Data { code, problem };
+    let n = keys.rows.len();
+    let mut labels = vec![0 as ClassIndex; n];
+    let mut seen = vec![false; n];
+    let mut groups: Vec<(u128, Vec<usize>)> = Vec::new();
+    for &(h, id, l) in &keys.rows {
+        let row = usize::try_from(id)
+            .ok()
+            .filter(|&r| r < n)
+            .ok_or_else(|| data_error(format!("row number {id} outside the {n} rows merged")))?;
+        if std::mem::replace(&mut seen[row], true) {
+            return Err(data_error(format!("row {row} is in two partitions")));
+        }
+        labels[row] = l;
+        match groups.last_mut() {
+            Some((gh, g)) if *gh == h => g.push(row),
+            _ => groups.push((h, vec![row])),
+        }
+    }
+    groups.sort_unstable_by_key(|(_, g)| g[0]);
+    let mut ties = BTreeMap::new();
+    if with_ties {
+        for (gi, (h, g)) in groups.iter().enumerate() {
+            if g.len() < 2 {
+                continue;
+            }
+            let mut counts: BTreeMap<ClassIndex, usize> = BTreeMap::new();
+            for &r in g {
+                *counts.entry(labels[r]).or_default() += 1;
+            }
+            let top = counts.values().copied().max().unwrap_or(0);
+            let tops = counts.values().filter(|&&c| c == top).count();
+            if counts.len() >= 2 && tops == 2 {
+                ties.insert(*h, gi);
+            }
+        }
+    }
+    Ok(Groups {
+        groups: groups.into_iter().map(|(_, g)| g).collect(),
+        labels,
+        ties,
+    })
+}
+
 /// Round 1 over normalised texts.
-fn keys_of(normalized: &[String], labels: &[ClassIndex], ids: &[u64]) -> KeysPartial {
+pub(super) fn keys_of(normalized: &[String], labels: &[ClassIndex], ids: &[u64]) -> KeysPartial {
     let mut rows: Vec<(u128, u64, ClassIndex)> = normalized
         .iter()
         .zip(labels)
@@ -301,22 +314,7 @@ impl Groups {
 impl KeysPartial {
     /// Add another partial's rows (a merge of sorted lists).
     pub fn merge(&mut self, other: &KeysPartial) {
-        let a = std::mem::take(&mut self.rows);
-        let b = &other.rows;
-        let mut out = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            if b[j] < a[i] {
-                out.push(b[j]);
-                j += 1;
-            } else {
-                out.push(a[i]);
-                i += 1;
-            }
-        }
-        out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
-        self.rows = out;
+        self.rows = merge_sorted(&self.rows, &other.rows);
     }
 
     /// Serialised behind `header`: the row count (u64), then per row the hash (two u64, low
@@ -359,6 +357,46 @@ impl KeysPartial {
     }
 }
 
+/// Class word counts serialised: the document-frequency and the term-frequency tables, each as
+/// a count (u64) of sorted (word, class, count) triples (u64 each; word u64::MAX holds the
+/// class's rows and words).
+pub(super) fn put_words(out: &mut Vec<u8>, words: &ClassWords) {
+    for table in words.triples() {
+        out.extend_from_slice(&(table.len() as u64).to_le_bytes());
+        for (w, l, c) in table {
+            for v in [w, u64::from(l), c] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Read what [`put_words`] wrote; unsorted tables are refused.
+pub(super) fn take_words(bytes: &[u8]) -> Result<(ClassWords, &[u8]), StateError> {
+    let mut rest = bytes;
+    let mut tables: [Vec<(u64, ClassIndex, u64)>; 2] = [Vec::new(), Vec::new()];
+    for table in &mut tables {
+        let (n, r) = header::take_u64(rest)?;
+        rest = r;
+        let n = usize::try_from(n).map_err(|_| StateError::Truncated)?;
+        if rest.len() / 24 < n {
+            return Err(StateError::Truncated);
+        }
+        for _ in 0..n {
+            let (w, r) = header::take_u64(rest)?;
+            let (l, r) = take_u32(r)?;
+            let (c, r) = header::take_u64(r)?;
+            rest = r;
+            // words ascending, then the totals (word u64::MAX) by class
+            if table.last().is_some_and(|last| (last.0, last.1) >= (w, l)) {
+                return Err(StateError::Unsorted);
+            }
+            table.push((w, l, c));
+        }
+    }
+    Ok((ClassWords::from_triples(&tables[0], &tables[1]), rest))
+}
+
 impl WordsPartial {
     /// Add another partial's counts, and the tied groups' words it has.
     pub fn merge(&mut self, other: &WordsPartial) {
@@ -374,14 +412,7 @@ impl WordsPartial {
     /// hash (two u64), its word count and words (u64 each), in hash order.
     pub fn to_bytes(&self, header: &Header) -> Vec<u8> {
         let mut out = header.to_bytes();
-        for table in self.words.triples() {
-            out.extend_from_slice(&(table.len() as u64).to_le_bytes());
-            for (w, l, c) in table {
-                for v in [w, u64::from(l), c] {
-                    out.extend_from_slice(&v.to_le_bytes());
-                }
-            }
-        }
+        put_words(&mut out, &self.words);
         out.extend_from_slice(&(self.tied.len() as u64).to_le_bytes());
         for (h, t) in &self.tied {
             put_u128(&mut out, *h);
@@ -395,27 +426,7 @@ impl WordsPartial {
 
     /// Read a partial written by [`WordsPartial::to_bytes`] behind `expected`.
     pub fn from_bytes(bytes: &[u8], expected: &Header) -> Result<WordsPartial, StateError> {
-        let mut rest = expected.check(bytes)?;
-        let mut tables: [Vec<(u64, ClassIndex, u64)>; 2] = [Vec::new(), Vec::new()];
-        for table in &mut tables {
-            let (n, r) = header::take_u64(rest)?;
-            rest = r;
-            let n = usize::try_from(n).map_err(|_| StateError::Truncated)?;
-            if rest.len() / 24 < n {
-                return Err(StateError::Truncated);
-            }
-            for _ in 0..n {
-                let (w, r) = header::take_u64(rest)?;
-                let (l, r) = take_u32(r)?;
-                let (c, r) = header::take_u64(r)?;
-                rest = r;
-                // words ascending, then the totals (word u64::MAX) by class
-                if table.last().is_some_and(|last| (last.0, last.1) >= (w, l)) {
-                    return Err(StateError::Unsorted);
-                }
-                table.push((w, l, c));
-            }
-        }
+        let (words, mut rest) = take_words(expected.check(bytes)?)?;
         let (n, r) = header::take_u64(rest)?;
         rest = r;
         let mut tied = BTreeMap::new();
@@ -443,10 +454,7 @@ impl WordsPartial {
         if !rest.is_empty() {
             return Err(StateError::Trailing(rest.len()));
         }
-        Ok(WordsPartial {
-            words: ClassWords::from_triples(&tables[0], &tables[1]),
-            tied,
-        })
+        Ok(WordsPartial { words, tied })
     }
 }
 

@@ -5,14 +5,6 @@ use super::amplification::amplification;
 use super::*;
 use crate::Scores;
 
-/// DUP002's default near-duplicate parameters.
-pub(super) fn near_params() -> NearParams {
-    configure(Kind::NearConflict, "DUP002", &toml::Table::new())
-        .expect("defaults")
-        .near
-        .expect("near parameters")
-}
-
 fn fit(code: &str, texts: &[&str], labels: &[u32], params: &str) -> (Scores, serde_json::Value) {
     let texts: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
     let names = vec!["0".to_string(), "1".to_string()];

@@ -169,7 +169,7 @@ pub(in super::super) fn conflicts(
     let mut core = Core::build(&all, &p.norm, p.near.as_ref());
     let mut dropped = 0;
     if let Some(near) = &p.near {
-        dropped = core.drop_explained_contrasts(&union_labels, near.contrast_odds);
+        dropped = core.drop_explained_contrasts(&union_labels, near.contrast_odds, None);
     }
     let threshold = p.near.as_ref().map_or(1.0, |x| x.threshold);
     // trusted texts of each exact group, and the near neighbours of each group
