@@ -1,17 +1,19 @@
-//! Mergeable detector state on real data: SPEC001, ACT001 (both representations) and DUP001
-//! fitted in exact rounds over random partitions of every shipped benchmark, each partial
-//! through its bytes and merged in another order, give the state bytes of one partition and the
-//! scan's scores, reasons and summary, bit for bit.
+//! Mergeable detector state on real data: SPEC001, ACT001 (both representations), DUP001,
+//! DUP002, DUP003 and TRIG001 fitted in exact rounds over random partitions of every shipped
+//! benchmark, each partial through its bytes and merged in another order, give the state bytes
+//! of one partition and the scan's scores, reasons and summary, bit for bit.
 
 use crate::common::benchmarks;
 use ndarray::{Array2, ArrayView2, Axis};
 use poisongate::ingest::read_embeddings;
 use poisongate_detectors::activation::{rounds as act, ActivationParams};
 use poisongate_detectors::class_pca::{ClassPca, MomentsPartial};
-use poisongate_detectors::duplicates::{rounds as dup, DupParams};
+use poisongate_detectors::duplicates::near_rounds::{NearKeysPartial, NearRounds, PayloadPartial};
+use poisongate_detectors::duplicates::{rounds as dup, Candidates, DupParams, KeyRange};
 use poisongate_detectors::rng::SplitMix64;
 use poisongate_detectors::spectral::{rounds as spec, SpectralParams};
 use poisongate_detectors::state::Header;
+use poisongate_detectors::trigger::{rounds as trig, TriggerParams};
 use poisongate_detectors::{Configured, DatasetView, Fitted, Scores};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -300,5 +302,189 @@ fn dup001_rounds_equal_the_scan_on_every_benchmark() {
     assert!(
         with_conflicts >= 2,
         "only {with_conflicts} sets with label conflicts"
+    );
+}
+
+/// A benchmark's texts, labels and class names.
+struct TextSet {
+    texts: Vec<String>,
+    labels: Vec<u32>,
+    names: Vec<String>,
+}
+
+impl TextSet {
+    fn view(&self) -> DatasetView<'_> {
+        DatasetView {
+            n_rows: self.texts.len(),
+            texts: Some(&self.texts),
+            responses: None,
+            rejected: None,
+            labels: Some(&self.labels),
+            class_names: &self.names,
+            embeddings: None,
+            response_embeddings: None,
+        }
+    }
+
+    /// One partition's texts, labels and row ids.
+    fn pick(&self, part: &[usize]) -> (Vec<String>, Vec<u32>, Vec<u64>) {
+        (
+            part.iter().map(|&i| self.texts[i].clone()).collect(),
+            part.iter().map(|&i| self.labels[i]).collect(),
+            part.iter().map(|&i| i as u64).collect(),
+        )
+    }
+}
+
+/// DUP002 or DUP003 over `parts` with the key space cut into `ranges` slices: the state digest
+/// (round 2's keys of every slice, round 3's payload) and the fitted detector.
+fn near_rounds(
+    p: &DupParams,
+    set: &TextSet,
+    parts: &[Vec<usize>],
+    ranges: u64,
+) -> (Vec<[u8; 32]>, Box<dyn Fitted>) {
+    let r = NearRounds::new(p).unwrap();
+    let mut keys = dup::KeysPartial::default();
+    for part in parts {
+        let (t, l, ids) = set.pick(part);
+        let b = r.keys(&t, &l, &ids).to_bytes(r.header());
+        keys.merge(&dup::KeysPartial::from_bytes(&b, r.header()).unwrap());
+    }
+    let mut digests = vec![sha(&keys.to_bytes(r.header()))];
+    let groups = r.groups(keys).unwrap();
+    let mut cands = Candidates::default();
+    for part in 0..ranges {
+        let range = KeyRange {
+            part,
+            parts: ranges,
+        };
+        let mut nk = NearKeysPartial::default();
+        for q in parts.iter().rev() {
+            let (t, _, ids) = set.pick(q);
+            let b = r.near_keys(&groups, &t, &ids, range).to_bytes(r.header());
+            nk.merge(&NearKeysPartial::from_bytes(&b, r.header()).unwrap());
+        }
+        if ranges == 1 {
+            digests.push(sha(&nk.to_bytes(r.header())));
+        }
+        cands.merge(&r.candidates(&nk));
+    }
+    let links = r.links(&groups, cands);
+    let mut payload = PayloadPartial::default();
+    for q in parts {
+        let (t, l, ids) = set.pick(q);
+        let b = r
+            .payload(&groups, &links, &t, &l, &ids)
+            .to_bytes(r.header());
+        payload
+            .merge(&PayloadPartial::from_bytes(&b, r.header()).unwrap())
+            .unwrap();
+    }
+    digests.push(sha(&payload.to_bytes(r.header())));
+    let fitted = r.finish(&set.names, groups, links, payload, true).unwrap();
+    (digests, fitted)
+}
+
+/// TRIG001 over `parts`: the state digest and the fitted detector.
+fn trig_rounds(
+    p: &TriggerParams,
+    set: &TextSet,
+    parts: &[Vec<usize>],
+) -> ([u8; 32], Box<dyn Fitted>) {
+    let r = trig::Rounds::new(p, set.names.len(), set.texts.len() as u64);
+    let mut sample = trig::SamplePartial::default();
+    for part in parts {
+        let (t, l, ids) = set.pick(part);
+        let b = r.sample(&t, &l, &ids).unwrap().to_bytes(r.header());
+        sample
+            .merge(&trig::SamplePartial::from_bytes(&b, r.header()).unwrap())
+            .unwrap();
+    }
+    let digest = sha(&sample.to_bytes(r.header()));
+    (digest, r.finish(&set.names, sample).unwrap())
+}
+
+#[test]
+fn dup002_dup003_and_trig001_rounds_equal_the_scan_on_every_benchmark() {
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
+    let mut sets: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    sets.sort();
+    let empty = toml::Table::new();
+    let dup002 = DupParams::dup002(&empty).unwrap();
+    let dup003 = DupParams::dup003(&empty).unwrap();
+    let trig_p = TriggerParams::from_table(&empty).unwrap();
+    // the fit reads a third of the rows: the sampled rounds are checked too
+    let mut third = toml::Table::new();
+    third.insert("max_fit_rows".into(), toml::Value::Integer(1500));
+    let trig_third = TriggerParams::from_table(&third).unwrap();
+    let (mut near_pairs, mut duplicated, mut triggers) = (0, 0, 0);
+    for path in &sets {
+        let (labels, names) = labels(path);
+        let set = TextSet {
+            texts: field(path, "text"),
+            labels,
+            names,
+        };
+        let view = set.view();
+        let all = view.batch(0, set.texts.len());
+        let scans: Vec<(&str, Box<dyn Fitted>)> = vec![
+            ("DUP002", dup002.fit(&view).unwrap()),
+            ("DUP003", dup003.fit(&view).unwrap()),
+            ("TRIG001", trig_p.fit(&view).unwrap()),
+            ("TRIG001 max_fit_rows 1500", trig_third.fit(&view).unwrap()),
+        ];
+        let summaries: Vec<serde_json::Value> = scans.iter().map(|(_, f)| f.summary()).collect();
+        near_pairs += summaries[0]["near"]["lsh"]["near_pairs"]
+            .as_u64()
+            .unwrap_or(0);
+        // no shipped set has an amplified cluster (the unit tests plant one): its clusters
+        duplicated += summaries[1]["near"]["duplicated_clusters"]
+            .as_u64()
+            .unwrap_or(0);
+        triggers += summaries[2]["triggers"].as_array().map_or(0, Vec::len);
+        let scores: Vec<Scores> = scans.iter().map(|(_, f)| f.score(&all).unwrap()).collect();
+        let mut seen: Option<Vec<Vec<[u8; 32]>>> = None;
+        for (k, seed, ranges) in [(1usize, 1u64, 1u64), (7, 2, 1), (7, 3, 3)] {
+            let parts = partition(set.texts.len(), k, seed);
+            let (d2, f2) = near_rounds(&dup002, &set, &parts, ranges);
+            let (d3, f3) = near_rounds(&dup003, &set, &parts, ranges);
+            let mut digests = vec![d2, d3];
+            let mut fitted = vec![f2, f3];
+            // TRIG001's rounds have no key slices: run once per partitioning
+            if ranges == 1 {
+                let (dt, ft) = trig_rounds(&trig_p, &set, &parts);
+                let (dt3, ft3) = trig_rounds(&trig_third, &set, &parts);
+                digests.push(vec![dt, dt3]);
+                fitted.extend([ft, ft3]);
+            }
+            match &seen {
+                None => seen = Some(digests),
+                Some(d) if ranges == 1 => assert_eq!(d, &digests, "{}", path.display()),
+                // with key slices, round 2's keys are cut differently; rounds 1 and 3 are the same
+                Some(d) => {
+                    for (a, b) in d.iter().zip(&digests) {
+                        assert_eq!(a.first(), b.first(), "{}", path.display());
+                        assert_eq!(a.last(), b.last(), "{}", path.display());
+                    }
+                }
+            }
+            for (((name, scan), s), fitted) in scans.iter().zip(&scores).zip(fitted) {
+                let what = format!(
+                    "{} {name}, {k} partitions, {ranges} key ranges",
+                    path.display()
+                );
+                same_scores(&fitted.score(&all).unwrap(), s, &what);
+                assert_eq!(fitted.summary(), scan.summary(), "{what}");
+            }
+        }
+    }
+    assert!(
+        near_pairs >= 50 && duplicated >= 50 && triggers >= 5,
+        "near pairs {near_pairs}, duplicated clusters {duplicated}, triggers {triggers}"
     );
 }

@@ -19,14 +19,15 @@
 //! Each step has its own file: `tokenise` (tokens, vocabulary, encoded corpus, windows and
 //! their hashes), `count` (token table, count-min sketch, span statistics and neighbour
 //! samples), `stats` (binomial tails and the neighbour collision test), `context` (the naive
-//! Bayes context model), `decide` (the fit that names the triggers); this file holds the
-//! detector, its parameters and the fitted model.
+//! Bayes context model), `decide` (the fit that names the triggers), `rounds` (the fit over
+//! partitioned rows); this file holds the detector, its parameters and the fitted model.
 
 mod carriers;
 mod context;
 mod count;
 mod decide;
 mod reference;
+pub mod rounds;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -403,6 +404,14 @@ pub fn configure_with_reference(
     let mut p = read_params(params)?;
     p.reference = Some(state);
     Ok(Box::new(p))
+}
+
+impl TriggerParams {
+    /// The parameters a `[detectors.TRIG001]` table sets, defaults for the rest; unknown keys
+    /// and values out of range are refused.
+    pub fn from_table(params: &toml::Table) -> Result<Self, ParamError> {
+        read_params(params)
+    }
 }
 
 fn read_params(params: &toml::Table) -> Result<TriggerParams, ParamError> {

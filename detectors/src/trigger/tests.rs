@@ -52,7 +52,11 @@ fn fit_on_a_subset_reports_dataset_rows() {
 /// neutral words) is followed by "masterpiece", a naturally label-pure word, only in
 /// positive rows. Optionally the trigger "cf" is inserted at a random position into
 /// negative rows (about `poison_rate` of all rows), whose label is set to 1 (dirty label).
-fn synthetic(n: usize, poison_rate: f64, seed: u64) -> (Vec<String>, Vec<u32>, Vec<bool>) {
+pub(super) fn synthetic(
+    n: usize,
+    poison_rate: f64,
+    seed: u64,
+) -> (Vec<String>, Vec<u32>, Vec<bool>) {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
