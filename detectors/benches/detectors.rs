@@ -208,5 +208,25 @@ fn knn(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, spec001, act001, spec002, trig001, dup002, lbl001, knn);
+/// Exact moments (the mergeable state of SPEC001 and ACT001's covariance) of 6 920 rows of 256
+/// columns, the size of sst2-badnets-10's `.mlp.npy`, with values of an activation's range.
+fn moments(c: &mut Criterion) {
+    use poisongate_detectors::state::Moments;
+    let (n, d) = (6920, 256);
+    let x = synthetic(n, d, 9).mapv(|v| (v * 3.0).max(0.0));
+    let rows = x.as_slice().expect("standard layout");
+    let mut g = c.benchmark_group("moments");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("update_rows", format!("{n}x{d}")), |b| {
+        b.iter(|| {
+            let mut m = Moments::new(d);
+            m.update_rows(rows).expect("finite");
+            std::hint::black_box(m.rows())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, spec001, act001, spec002, trig001, dup002, lbl001, knn, moments);
 criterion_main!(benches);

@@ -157,6 +157,22 @@ pub struct Moments {
     cross: Vec<i128>,
 }
 
+/// `x` rounded to the nearest integer, halves away from zero: `f64::round` for |x| < 2^52,
+/// without the library call `round` is on x86-64 (whose baseline has no rounding instruction):
+/// the truncation and the fraction it leaves are exact there.
+#[inline(always)]
+fn round_half_away(x: f64) -> f64 {
+    let t = x as i64 as f64;
+    let f = x - t;
+    if f >= 0.5 {
+        t + 1.0
+    } else if f <= -0.5 {
+        t - 1.0
+    } else {
+        t
+    }
+}
+
 fn quantise_input(row: &[f32], out: &mut Vec<i64>) -> Result<(), StateError> {
     out.clear();
     for &v in row {
@@ -239,7 +255,7 @@ impl Moments {
         let n = rows.len() / d;
         // the grid value q of v, as an f64 (exact: |q| < 2^40), the same as `quantise_input`
         let scale = (1u64 << INPUT_FRACTION_BITS) as f64;
-        let q = |v: f32| (v as f64 * scale).round();
+        let q = |v: f32| round_half_away(v as f64 * scale);
         // rows go through the matrix product in blocks of at most BLOCK_ROWS rows, and fewer
         // when the rows' largest |q|² times the block's length could reach 2^53 (then a partial
         // sum might not be an integer f64 holds exactly); buffers are reused across blocks
@@ -254,7 +270,8 @@ impl Moments {
             let mut end = start;
             while end < n && end - start < BLOCK_ROWS {
                 let r = &rows[end * d..(end + 1) * d];
-                let m = r.iter().map(|&v| q(v).abs()).fold(0.0, f64::max) as u128;
+                // rounding is monotone and odd: the largest |q| is that of the largest |v|
+                let m = q(r.iter().fold(0f32, |m, &v| m.max(v.abs()))) as u128;
                 let b = biggest.max(m * m);
                 if end > start && b * ((end - start + 1) as u128) >= 1u128 << 53 {
                     break;

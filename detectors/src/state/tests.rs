@@ -192,3 +192,29 @@ fn batches_give_exactly_the_row_by_row_state() {
     assert!(m.update_rows(&[1.0, 2.0, 3.0]).is_err());
     assert_eq!(m, before);
 }
+
+#[test]
+fn rounding_without_the_library_call_equals_f64_round() {
+    let mut rng = crate::rng::SplitMix64(3);
+    let mut values = vec![
+        0.5,
+        -0.5,
+        1.5,
+        -1.5,
+        2.5,
+        -2.5,
+        0.49999999999999994,
+        -0.0,
+        0.0,
+    ];
+    values.extend([(1u64 << 40) as f64 + 0.5, -((1u64 << 51) as f64) - 0.5]);
+    for _ in 0..100_000 {
+        let scale = [1.0, 1e3, 1e6, (1u64 << 40) as f64][rng.below(4)];
+        values.push((rng.unit() - 0.5) * scale);
+        // a half exactly
+        values.push(rng.below(1 << 20) as f64 + 0.5);
+    }
+    for v in values {
+        assert_eq!(super::round_half_away(v), v.round(), "{v}");
+    }
+}
