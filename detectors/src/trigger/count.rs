@@ -6,15 +6,24 @@ use super::tokenise::{for_each_hashed_window, key_hash, mix64, word_tokens, Corp
 use super::{CHUNK, SKETCH_DEPTH};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 
-/// A blocked count-min sketch: each key's `SKETCH_DEPTH` counters lie in one 64-byte block, so
-/// an update or a query touches one cache line. Like any count-min sketch it never
-/// under-counts.
+/// A blocked count-min sketch: each key's `SKETCH_DEPTH` counters lie in one 32-byte block, so
+/// an update or a query touches one cache line (two at most). Counters are 16-bit and stop at
+/// [`Sketch::SATURATED`]: the sketch only screens windows against `min_support`, so an estimate
+/// is either never under the true count (below the cap, as in any count-min sketch) or
+/// saturated, which lets the window through whatever `min_support` is (the exact pass decides);
+/// half the memory of 32-bit counters.
+///
+/// Saturation without a compare-and-swap loop: an addition that finds the counter at the cap
+/// or above takes itself back. The first such addition finds every earlier one kept, so kept
+/// additions reach the cap before any is taken back and never pass it: a counter ends at
+/// min(additions, cap) whatever the interleaving, and in between holds at most the cap plus
+/// the additions in flight (one per thread), far below 2¹⁶.
 pub(super) struct Sketch {
     /// number of 16-counter blocks (a power of two)
     blocks: usize,
-    cells: Vec<AtomicU32>,
+    cells: Vec<AtomicU16>,
 }
 
 impl Sketch {
@@ -22,15 +31,24 @@ impl Sketch {
     /// of the four levels carries about two occurrences a counter and a window seen once passes
     /// `min_support` = 5 by collisions alone with probability about P(Poisson(2) ≥ 5)⁴ ≈ 10⁻⁵
     /// (sized by rows instead, at 32 counters a row, a million rows of 20 words let most rare
-    /// windows through and the exact pass held 10 GB). At most 2²³ blocks (512 MiB).
+    /// windows through and the exact pass held 10 GB). At most 2²³ blocks (256 MiB).
     pub(super) fn new(windows: usize) -> Self {
         let blocks = (windows.max(1) / 8)
             .next_power_of_two()
             .clamp(1 << 8, 1 << 23);
         Sketch {
             blocks,
-            cells: (0..blocks * 16).map(|_| AtomicU32::new(0)).collect(),
+            cells: (0..blocks * 16).map(|_| AtomicU16::new(0)).collect(),
         }
+    }
+
+    /// The largest count a counter holds; it then stays there.
+    pub(super) const SATURATED: u32 = 1 << 15;
+
+    /// Whether a window whose key hashes to `h` may occur in `min_support` rows: its estimate
+    /// reaches `min_support`, or is saturated.
+    pub(super) fn may_reach(&self, h: u64, min_support: u32) -> bool {
+        self.estimate(h) >= min_support.min(Self::SATURATED)
     }
 
     fn slots(&self, h: u64) -> [usize; SKETCH_DEPTH] {
@@ -43,15 +61,20 @@ impl Sketch {
 
     fn add(&self, h: u64) {
         for slot in self.slots(h) {
-            // additions commute: the final table is the same for any thread count.
-            self.cells[slot].fetch_add(1, Ordering::Relaxed);
+            // saturating additions commute: the final table is the same for any thread count
+            let cell = &self.cells[slot];
+            if u32::from(cell.fetch_add(1, Ordering::Relaxed)) >= Self::SATURATED {
+                cell.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
+    /// The smallest of the window's counters: never under its true count below
+    /// [`Sketch::SATURATED`].
     pub(super) fn estimate(&self, h: u64) -> u32 {
         self.slots(h)
             .into_iter()
-            .map(|slot| self.cells[slot].load(Ordering::Relaxed))
+            .map(|slot| u32::from(self.cells[slot].load(Ordering::Relaxed)))
             .min()
             .unwrap_or(0)
     }
@@ -180,6 +203,7 @@ impl SpanStats {
     fn finish(&mut self) {
         self.trim();
         self.occ.sort_unstable();
+        self.occ.shrink_to_fit();
     }
 
     pub(super) fn support(&self) -> u32 {
@@ -214,69 +238,89 @@ impl SpanStats {
 
 type SpanTable = KeyMap<SpanStats>;
 
+/// Window occurrences one pass of [`count_spans`] reads at most (about a gigabyte of tables at
+/// the peak, with two threads' partial tables merging).
+pub(super) const SPAN_PASS_OCCURRENCES: usize = 1 << 24;
+
 /// Exact per-label document frequency and a bounded sample of neighbours of every window of
-/// `min_real..=max_real` real tokens for which `keep(span, hash)` is true.
+/// `min_real..=max_real` real tokens for which `keep(span, hash)` is true and that at least
+/// `min_support` rows carry.
+///
+/// The windows are counted in `passes` passes over the corpus, each keeping the windows of one
+/// slice of the key space (the key's low half modulo `passes`): a window's statistics depend on
+/// its own occurrences only, so the result is the same for any number of passes, while the
+/// working tables hold a slice at a time and the windows kept are trimmed and compacted after
+/// each pass.
 pub(super) fn count_spans(
     corpus: &Corpus,
     labels: &[u32],
     n_classes: usize,
-    min_real: usize,
-    max_real: usize,
+    (min_real, max_real): (usize, usize),
+    min_support: u32,
+    passes: usize,
     keep: &(dyn Fn(&[u32], u64) -> bool + Sync),
 ) -> BTreeMap<Vec<u32>, SpanStats> {
-    let merged = (0..corpus.len())
-        .into_par_iter()
-        .with_min_len(CHUNK)
-        .fold(
-            || (SpanTable::default(), KeyMap::<()>::default()),
-            |(mut table, mut in_row), r| {
-                let seq = corpus.row(r);
-                let starts = corpus.word_starts(r);
-                let label = labels[r] as usize;
-                in_row.clear();
-                for_each_hashed_window(seq, min_real, max_real, |a, b, key| {
-                    let span = &seq[a..b];
-                    if !keep(span, key_hash(key)) {
-                        return;
-                    }
-                    let st = table.entry(key).or_insert_with(|| SpanStats {
-                        span: span.to_vec(),
-                        df: vec![0; n_classes],
-                        occ: Vec::new(),
+    let passes = passes.max(1) as u64;
+    let mut out = BTreeMap::new();
+    for part in 0..passes {
+        let in_part = |key: u128| passes == 1 || (key as u64) % passes == part;
+        let merged = (0..corpus.len())
+            .into_par_iter()
+            .with_min_len(CHUNK)
+            .fold(
+                || (SpanTable::default(), KeyMap::<()>::default()),
+                |(mut table, mut in_row), r| {
+                    let seq = corpus.row(r);
+                    let starts = corpus.word_starts(r);
+                    let label = labels[r] as usize;
+                    in_row.clear();
+                    for_each_hashed_window(seq, min_real, max_real, |a, b, key| {
+                        let span = &seq[a..b];
+                        if !in_part(key) || !keep(span, key_hash(key)) {
+                            return;
+                        }
+                        let st = table.entry(key).or_insert_with(|| SpanStats {
+                            span: span.to_vec(),
+                            df: vec![0; n_classes],
+                            occ: Vec::new(),
+                        });
+                        if in_row.insert(key, ()).is_none() {
+                            st.df[label] += 1;
+                        }
+                        let left = if a > 0 { seq[a - 1] } else { NO_NEIGHBOUR };
+                        let right = if b < seq.len() { seq[b] } else { NO_NEIGHBOUR };
+                        let occurrence = mix64(((r as u64) << 16) ^ a as u64 ^ key_hash(key));
+                        let whole = starts.get(a).copied().unwrap_or(true)
+                            && starts.get(b).copied().unwrap_or(true);
+                        st.push(((occurrence >> 32) as u32, left, right, !whole));
                     });
-                    if in_row.insert(key, ()).is_none() {
-                        st.df[label] += 1;
-                    }
-                    let left = if a > 0 { seq[a - 1] } else { NO_NEIGHBOUR };
-                    let right = if b < seq.len() { seq[b] } else { NO_NEIGHBOUR };
-                    let occurrence = mix64(((r as u64) << 16) ^ a as u64 ^ key_hash(key));
-                    let whole = starts.get(a).copied().unwrap_or(true)
-                        && starts.get(b).copied().unwrap_or(true);
-                    st.push(((occurrence >> 32) as u32, left, right, !whole));
-                });
-                (table, in_row)
-            },
-        )
-        .map(|(table, _)| table)
-        .reduce(SpanTable::default, |a, b| {
-            let (mut a, b) = if a.len() >= b.len() { (a, b) } else { (b, a) };
-            for (k, v) in b {
-                match a.get_mut(&k) {
-                    Some(st) => st.merge(v),
-                    None => {
-                        a.insert(k, v);
+                    (table, in_row)
+                },
+            )
+            .map(|(table, _)| table)
+            .reduce(SpanTable::default, |a, b| {
+                let (mut a, b) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+                for (k, v) in b {
+                    match a.get_mut(&k) {
+                        Some(st) => st.merge(v),
+                        None => {
+                            a.insert(k, v);
+                        }
                     }
                 }
-            }
-            a
-        });
-    merged
-        .into_values()
-        .map(|mut v| {
-            v.finish();
-            (std::mem::take(&mut v.span), v)
-        })
-        .collect()
+                a
+            });
+        out.extend(
+            merged
+                .into_values()
+                .filter(|v| v.support() >= min_support)
+                .map(|mut v| {
+                    v.finish();
+                    (std::mem::take(&mut v.span), v)
+                }),
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -312,7 +356,38 @@ mod tests {
                 .filter(|(_, (s, _))| s == span)
                 .map(|(j, _)| j + 1)
                 .sum();
-            assert!(sketch.estimate(key_hash(*key)) as usize >= exact.max(i + 1));
+            let est = sketch.estimate(key_hash(*key)) as usize;
+            assert!(est >= exact.max(i + 1).min(Sketch::SATURATED as usize));
+            assert!(sketch.may_reach(key_hash(*key), exact as u32));
+        }
+        // a counter stops at its cap, and a saturated window passes any support
+        let h = key_hash(seen[0].1);
+        let before = sketch.estimate(h);
+        (0..Sketch::SATURATED + 1000)
+            .into_par_iter()
+            .for_each(|_| sketch.add(h));
+        assert!(before < Sketch::SATURATED);
+        assert_eq!(sketch.estimate(h), Sketch::SATURATED);
+        assert!(sketch.may_reach(h, 40_000) && sketch.may_reach(h, 1_000_000));
+    }
+
+    #[test]
+    fn window_counts_are_the_same_in_any_number_of_passes() {
+        use super::super::tokenise::{Corpus, Vocab};
+        let (texts, labels, _) = super::super::tests::synthetic(12_000, 0.03, 4);
+        let tokens = count_tokens(&texts, &labels, 2);
+        let vocab = Vocab::new(tokens.keys().cloned().collect());
+        let corpus = Corpus::encode(&texts, &vocab);
+        let keep = |_: &[u32], _: u64| true;
+        let flat = |m: BTreeMap<Vec<u32>, SpanStats>| -> Vec<(Vec<u32>, Vec<u32>, Vec<Occurrence>)> {
+            m.into_iter().map(|(k, v)| (k, v.df, v.occ)).collect()
+        };
+        let one = flat(count_spans(&corpus, &labels, 2, (1, 4), 5, 1, &keep));
+        let full = one.iter().filter(|s| s.2.len() == NEIGHBOUR_SAMPLE).count();
+        assert!(one.len() > 500 && full > 0, "{} windows, {full} with a full sample", one.len());
+        for passes in [2, 7] {
+            let many = flat(count_spans(&corpus, &labels, 2, (1, 4), 5, passes, &keep));
+            assert!(one == many, "{passes} passes");
         }
     }
 

@@ -6,7 +6,7 @@ use super::context::{
     calibrate, co_occurring, context_pass, foreign_evidence, row_scores, sorted_tokens,
     ClassReading, Foreign, NaiveBayes,
 };
-use super::count::{count_spans, count_tokens, Sketch, SpanStats};
+use super::count::{count_spans, count_tokens, Sketch, SpanStats, SPAN_PASS_OCCURRENCES};
 use super::stats::{
     boundary_counts, dominant, edge_counts, ln_binomial_upper, ln_poisson_binomial_upper,
     InsertionNull,
@@ -181,12 +181,23 @@ pub(super) fn fit(
                 .get(span[0] as usize)
                 .is_some_and(|d| d.iter().sum::<u32>() >= min_support)
         } else {
-            sketch.estimate(h) >= min_support
+            sketch.may_reach(h, min_support)
         }
     };
-    let mut spans = count_spans(&corpus, labels, n_classes, 1, p.max_ngram, &keep);
+    // every window occurrence up to max_ngram real tokens, single tokens included
+    let occurrences: usize = (0..corpus.len())
+        .map(|r| corpus.row(r).len() * p.max_ngram)
+        .sum();
+    let mut spans = count_spans(
+        &corpus,
+        labels,
+        n_classes,
+        (1, p.max_ngram),
+        min_support,
+        occurrences.div_ceil(SPAN_PASS_OCCURRENCES),
+        &keep,
+    );
     drop(sketch);
-    spans.retain(|_, st| st.support() >= min_support);
 
     // phrase extension: spans of the longest counted length whose neighbour is nearly fixed
     let mut frontier: Vec<Vec<u32>> = spans
@@ -201,8 +212,15 @@ pub(super) fn fit(
         frontier.retain(|s| !spans.contains_key(s));
         let wanted: FastSet<Vec<u32>> = frontier.iter().cloned().collect();
         let keep_ext = |span: &[u32], _h: u64| wanted.contains(span);
-        let mut found = count_spans(&corpus, labels, n_classes, len - 1, len, &keep_ext);
-        found.retain(|_, st| st.support() >= min_support);
+        let found = count_spans(
+            &corpus,
+            labels,
+            n_classes,
+            (len - 1, len),
+            min_support,
+            1,
+            &keep_ext,
+        );
         frontier = found
             .iter()
             .filter(|(k, _)| real_len(k) == len)

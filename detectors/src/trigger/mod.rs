@@ -273,8 +273,10 @@ and every planted trigger stays (precision 1.00, recall unchanged in every cell)
   finite slack given enough rows, while a natural word's mild excess does not.
 - `report_near_misses` (default 10): how many best non-trigger candidates to list in the summary.
 - `max_fit_rows` (default 1 048 576; 0 = all): most rows the fit reads, evenly spaced, which
-  bounds the fit's memory (about 2.8 GiB at a million rows of 8–30 words; measured with the
-  `trig_scale` example). A trigger must then reach its support within the rows read: on ten
+  bounds the fit's memory (a peak of about 1.8 GiB at a million rows of 8–30 words, measured
+  with `cargo run --release -p poisongate-detectors --example trig_scale -- 1000000`: the
+  exact window counts are made in slices of the key space, a pass per 16 million window
+  occurrences, and the sketch's counters are 16-bit and saturate; 3.1 GiB before). A trigger must then reach its support within the rows read: on ten
   million rows, one carried by fewer than about a hundred rows can be missed.
 
 - `min_purity` (default 0.9): smallest share of a trigger's rows with its target label.
