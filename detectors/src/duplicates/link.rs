@@ -94,20 +94,7 @@ pub(super) fn group_keys(
 
 /// `a` and `b` (each sorted) as one sorted list.
 pub(super) fn merge_sorted<T: Ord + Copy>(a: &[T], b: &[T]) -> Vec<T> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if b[j] < a[i] {
-            out.push(b[j]);
-            j += 1;
-        } else {
-            out.push(a[i]);
-            i += 1;
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
+    crate::state::merge_sorted_by(a, b, |x, y| x < y)
 }
 
 /// Candidate pairs of the groups sharing a key in a sorted list.

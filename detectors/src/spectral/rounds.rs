@@ -184,20 +184,7 @@ impl ProjectionsPartial {
     pub fn merge(&mut self, other: &ProjectionsPartial) -> Result<(), StateError> {
         same_classes(self.classes.len(), other.classes.len())?;
         for (a, b) in self.classes.iter_mut().zip(&other.classes) {
-            let mut out = Vec::with_capacity(a.len() + b.len());
-            let (mut i, mut j) = (0, 0);
-            while i < a.len() && j < b.len() {
-                if b[j].total_cmp(&a[i]).is_lt() {
-                    out.push(b[j]);
-                    j += 1;
-                } else {
-                    out.push(a[i]);
-                    i += 1;
-                }
-            }
-            out.extend_from_slice(&a[i..]);
-            out.extend_from_slice(&b[j..]);
-            *a = out;
+            *a = crate::state::merge_sorted_by(a, b, |x, y| x.total_cmp(y).is_lt());
         }
         Ok(())
     }

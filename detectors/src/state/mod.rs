@@ -26,6 +26,25 @@ pub mod header;
 
 pub use header::{Header, StateError};
 
+/// `a` and `b`, each sorted by `less`, as one sorted list (elements of `a` first among equals):
+/// how partials kept as sorted lists merge.
+pub(crate) fn merge_sorted_by<T: Clone>(a: &[T], b: &[T], less: impl Fn(&T, &T) -> bool) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if less(&b[j], &a[i]) {
+            out.push(b[j].clone());
+            j += 1;
+        } else {
+            out.push(a[i].clone());
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
 /// Bits after the binary point of the fixed-point grid: values are rounded to multiples of
 /// 2^-48 (about 3.6e-15).
 pub const FRACTION_BITS: u32 = 48;

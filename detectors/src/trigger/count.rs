@@ -379,12 +379,17 @@ mod tests {
         let vocab = Vocab::new(tokens.keys().cloned().collect());
         let corpus = Corpus::encode(&texts, &vocab);
         let keep = |_: &[u32], _: u64| true;
-        let flat = |m: BTreeMap<Vec<u32>, SpanStats>| -> Vec<(Vec<u32>, Vec<u32>, Vec<Occurrence>)> {
-            m.into_iter().map(|(k, v)| (k, v.df, v.occ)).collect()
-        };
+        let flat =
+            |m: BTreeMap<Vec<u32>, SpanStats>| -> Vec<(Vec<u32>, Vec<u32>, Vec<Occurrence>)> {
+                m.into_iter().map(|(k, v)| (k, v.df, v.occ)).collect()
+            };
         let one = flat(count_spans(&corpus, &labels, 2, (1, 4), 5, 1, &keep));
         let full = one.iter().filter(|s| s.2.len() == NEIGHBOUR_SAMPLE).count();
-        assert!(one.len() > 500 && full > 0, "{} windows, {full} with a full sample", one.len());
+        assert!(
+            one.len() > 500 && full > 0,
+            "{} windows, {full} with a full sample",
+            one.len()
+        );
         for passes in [2, 7] {
             let many = flat(count_spans(&corpus, &labels, 2, (1, 4), 5, passes, &keep));
             assert!(one == many, "{passes} passes");

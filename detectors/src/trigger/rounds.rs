@@ -179,28 +179,11 @@ impl SamplePartial {
     /// Add another partial's rows (a merge of lists sorted by row number). A row in both is
     /// refused.
     pub fn merge(&mut self, other: &SamplePartial) -> Result<(), StateError> {
-        let a = std::mem::take(&mut self.rows);
-        let b = &other.rows;
-        let mut out = Vec::with_capacity(a.len() + b.len());
-        let mut a = a.into_iter().peekable();
-        let mut j = 0;
-        loop {
-            let take_b = match (a.peek(), b.get(j)) {
-                (Some(x), Some(y)) if x.0 == y.0 => return Err(StateError::DuplicateRow(x.0)),
-                (Some(x), Some(y)) => y.0 < x.0,
-                (None, Some(_)) => true,
-                (_, None) => false,
-            };
-            if take_b {
-                out.push(b[j].clone());
-                j += 1;
-            } else if let Some(x) = a.next() {
-                out.push(x);
-            } else {
-                break;
-            }
+        let rows = crate::state::merge_sorted_by(&self.rows, &other.rows, |x, y| x.0 < y.0);
+        if let Some(w) = rows.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(StateError::DuplicateRow(w[0].0));
         }
-        self.rows = out;
+        self.rows = rows;
         Ok(())
     }
 
