@@ -274,8 +274,9 @@ impl Groups {
     }
 }
 
-fn put_u64s(out: &mut Vec<u8>, values: impl ExactSizeIterator<Item = u64>) {
-    out.extend_from_slice(&(values.len() as u64).to_le_bytes());
+/// `count` u64 values, the count first (little-endian).
+fn put_u64s(out: &mut Vec<u8>, count: usize, values: impl Iterator<Item = u64>) {
+    out.extend_from_slice(&(count as u64).to_le_bytes());
     for v in values {
         out.extend_from_slice(&v.to_le_bytes());
     }
@@ -316,30 +317,12 @@ impl NearKeysPartial {
     pub fn to_bytes(&self, header: &Header) -> Vec<u8> {
         let mut out = header.to_bytes();
         let k = &self.keys;
-        put_u64s(
-            &mut out,
-            k.band
-                .iter()
-                .flat_map(|&((b, h), g)| [b, h, g])
-                .collect::<Vec<_>>()
-                .into_iter(),
-        );
-        put_u64s(
-            &mut out,
-            k.edit
-                .iter()
-                .flat_map(|&((l, h), g)| [l, h, g])
-                .collect::<Vec<_>>()
-                .into_iter(),
-        );
-        put_u64s(
-            &mut out,
-            k.block
-                .iter()
-                .flat_map(|&(h, g)| [h, g])
-                .collect::<Vec<_>>()
-                .into_iter(),
-        );
+        let band = k.band.iter().flat_map(|&((b, h), g)| [b, h, g]);
+        put_u64s(&mut out, 3 * k.band.len(), band);
+        let edit = k.edit.iter().flat_map(|&((l, h), g)| [l, h, g]);
+        put_u64s(&mut out, 3 * k.edit.len(), edit);
+        let block = k.block.iter().flat_map(|&(h, g)| [h, g]);
+        put_u64s(&mut out, 2 * k.block.len(), block);
         out
     }
 
@@ -387,7 +370,7 @@ impl PayloadPartial {
             for v in &p.sig {
                 out.extend_from_slice(&v.to_le_bytes());
             }
-            put_u64s(&mut out, p.toks.iter().copied());
+            put_u64s(&mut out, p.toks.len(), p.toks.iter().copied());
             out.extend_from_slice(&(p.text.len() as u64).to_le_bytes());
             out.extend_from_slice(p.text.as_bytes());
         }
@@ -417,7 +400,7 @@ impl PayloadPartial {
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
-            let (toks, r) = take_tuples_loose(r)?;
+            let (toks, r) = take_u64s(r)?;
             let (len, r) = header::take_u64(r)?;
             let len = usize::try_from(len).map_err(|_| StateError::Truncated)?;
             if r.len() < len {
@@ -436,8 +419,8 @@ impl PayloadPartial {
     }
 }
 
-/// A count of u64 values written by [`put_u64s`], in any order.
-fn take_tuples_loose(bytes: &[u8]) -> Result<(Vec<u64>, &[u8]), StateError> {
+/// Values written by [`put_u64s`], in any order.
+fn take_u64s(bytes: &[u8]) -> Result<(Vec<u64>, &[u8]), StateError> {
     let (n, mut rest) = header::take_u64(bytes)?;
     let n = usize::try_from(n).map_err(|_| StateError::Truncated)?;
     if rest.len() / 8 < n {
