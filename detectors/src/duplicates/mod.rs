@@ -677,21 +677,30 @@ impl Configured for DupParams {
         if let (Kind::ExactConflict, None, Some(l)) = (self.kind, &self.reference, labels) {
             return rounds::fit(self, texts, l, data.class_names);
         }
-        let mut core = Core::build(texts, &self.norm, self.near.as_ref());
-        if let (Kind::NearConflict, Some(l), Some(n)) = (self.kind, labels, &self.near) {
-            if let (Some(x), true) = (data.embeddings, n.embedding_cosine > 0.0) {
+        // the embedding neighbours first: the search's index is freed before the core's
+        // signatures and keys are built, so the two working sets do not add up
+        let knn = match (self.kind, labels, &self.near, data.embeddings) {
+            (Kind::NearConflict, Some(_), Some(n), Some(x)) if n.embedding_cosine > 0.0 => {
                 if x.nrows() != data.n_rows {
                     return Err(DetectError::Data {
                         code,
                         problem: "embedding rows differ from the row count".to_string(),
                     });
                 }
-                let knn = crate::knn::knn_search(&x, n.embedding_k, &n.knn).map_err(|problem| {
-                    DetectError::Data {
-                        code,
-                        problem: format!("embeddings: {problem}"),
-                    }
-                })?;
+                Some(
+                    crate::knn::knn_search(&x, n.embedding_k, &n.knn).map_err(|problem| {
+                        DetectError::Data {
+                            code,
+                            problem: format!("embeddings: {problem}"),
+                        }
+                    })?,
+                )
+            }
+            _ => None,
+        };
+        let mut core = Core::build(texts, &self.norm, self.near.as_ref());
+        if let (Kind::NearConflict, Some(l), Some(n)) = (self.kind, labels, &self.near) {
+            if let Some(knn) = knn {
                 // near duplicates are exceptions: when a large share of rows has a neighbour this
                 // close, the space does not tell copies from class members (e.g. a classifier's
                 // collapsed activations) and the relation is not used
