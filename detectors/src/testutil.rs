@@ -60,6 +60,19 @@ pub fn take(x: &Array2<f32>, labels: &[u32], part: &[usize]) -> (Array2<f32>, Ve
     )
 }
 
+/// The texts, labels and row numbers of the rows `part` (a partition of a text dataset).
+pub fn take_texts(
+    texts: &[String],
+    labels: &[u32],
+    part: &[usize],
+) -> (Vec<String>, Vec<u32>, Vec<u64>) {
+    (
+        part.iter().map(|&i| texts[i].clone()).collect(),
+        part.iter().map(|&i| labels[i]).collect(),
+        part.iter().map(|&i| i as u64).collect(),
+    )
+}
+
 /// Random partition of 0..n into `k` parts (every part keeps row order inside it, which
 /// does not matter), and the parts in a shuffled order.
 pub fn partition(n: usize, k: usize, seed: u64) -> Vec<Vec<usize>> {

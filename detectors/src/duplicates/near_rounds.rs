@@ -489,7 +489,7 @@ pub fn fit_in_rounds(
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
-    use crate::testutil::{partition, sha};
+    use crate::testutil::{partition, sha, take_texts};
     use crate::DatasetView;
 
     /// Two classes of 12-word texts with their own words; flipped copies with 0 to 2 words
@@ -594,13 +594,7 @@ mod tests {
         let mut seen = None;
         for (k, seed, ranges) in [(1usize, 1u64, 1u64), (2, 2, 3), (7, 3, 1), (16, 4, 5)] {
             let parts = partition(texts.len(), k, seed);
-            let pick = |part: &[usize]| {
-                (
-                    part.iter().map(|&i| texts[i].clone()).collect::<Vec<_>>(),
-                    part.iter().map(|&i| labs[i]).collect::<Vec<_>>(),
-                    part.iter().map(|&i| i as u64).collect::<Vec<_>>(),
-                )
-            };
+            let pick = |part: &[usize]| take_texts(&texts, labs, part);
             let mut keys = KeysPartial::default();
             for part in &parts {
                 let (t, l, ids) = pick(part);

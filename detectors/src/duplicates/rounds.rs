@@ -462,7 +462,7 @@ impl WordsPartial {
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
-    use crate::testutil::{partition, sha};
+    use crate::testutil::{partition, sha, take_texts};
     use crate::DatasetView;
 
     /// Two classes with their own words; exact copies of class-0 rows relabelled 1 (1:1 ties
@@ -530,13 +530,7 @@ mod tests {
         let mut seen = None;
         for (k, seed) in [(1usize, 1u64), (2, 2), (7, 3), (16, 4), (16, 5)] {
             let parts = partition(texts.len(), k, seed);
-            let pick = |part: &[usize]| {
-                (
-                    part.iter().map(|&i| texts[i].clone()).collect::<Vec<_>>(),
-                    part.iter().map(|&i| labels[i]).collect::<Vec<_>>(),
-                    part.iter().map(|&i| i as u64).collect::<Vec<_>>(),
-                )
-            };
+            let pick = |part: &[usize]| take_texts(&texts, &labels, part);
             let mut keys = KeysPartial::default();
             for part in &parts {
                 let (t, l, ids) = pick(part);

@@ -236,7 +236,7 @@ mod tests {
     use super::super::tests::synthetic;
     use super::super::{read_params, TriggerTokens};
     use super::*;
-    use crate::testutil::{partition, sha};
+    use crate::testutil::{partition, sha, take_texts};
     use crate::{DatasetView, Detector};
 
     fn check(max_fit_rows: i64) {
@@ -264,9 +264,7 @@ mod tests {
         for (k, seed) in [(1usize, 1u64), (2, 2), (7, 3), (16, 4), (16, 5)] {
             let mut merged = SamplePartial::default();
             for part in partition(texts.len(), k, seed) {
-                let t: Vec<String> = part.iter().map(|&i| texts[i].clone()).collect();
-                let l: Vec<u32> = part.iter().map(|&i| labels[i]).collect();
-                let ids: Vec<u64> = part.iter().map(|&i| i as u64).collect();
+                let (t, l, ids) = take_texts(&texts, &labels, &part);
                 let b = r.sample(&t, &l, &ids).unwrap().to_bytes(r.header());
                 merged
                     .merge(&SamplePartial::from_bytes(&b, r.header()).unwrap())
