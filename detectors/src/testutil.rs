@@ -60,6 +60,19 @@ pub fn take(x: &Array2<f32>, labels: &[u32], part: &[usize]) -> (Array2<f32>, Ve
     )
 }
 
+/// Every row's score bits and reason in `got` equal those in `want` (`what` names the case).
+pub fn assert_same_scores(got: &crate::Scores, want: &crate::Scores, what: &str) {
+    assert_eq!(got.score.len(), want.score.len(), "{what}");
+    for i in 0..want.score.len() {
+        assert_eq!(
+            got.score[i].to_bits(),
+            want.score[i].to_bits(),
+            "row {i}, {what}"
+        );
+        assert_eq!(got.reason[i], want.reason[i], "row {i}, {what}");
+    }
+}
+
 /// The texts, labels and row numbers of the rows `part` (a partition of a text dataset).
 pub fn take_texts(
     texts: &[String],

@@ -335,7 +335,9 @@ impl SamplePartial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{embedding_view as view, gaussian, partition, sha, take, Rng};
+    use crate::testutil::{
+        assert_same_scores, embedding_view as view, gaussian, partition, sha, take, Rng,
+    };
     use crate::Configured;
     use ndarray::Array2;
 
@@ -441,14 +443,7 @@ mod tests {
                     Some(d) => assert_eq!(d, &digests, "{k} partitions"),
                 }
                 let scores = fitted.score(&view.batch(0, x.nrows())).unwrap();
-                for i in 0..x.nrows() {
-                    assert_eq!(
-                        scores.score[i].to_bits(),
-                        whole_scores.score[i].to_bits(),
-                        "row {i}, {k} partitions"
-                    );
-                    assert_eq!(scores.reason[i], whole_scores.reason[i]);
-                }
+                assert_same_scores(&scores, &whole_scores, &format!("{k} partitions"));
                 assert_eq!(fitted.summary(), summary);
             }
         }

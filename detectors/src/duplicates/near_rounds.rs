@@ -489,7 +489,7 @@ pub fn fit_in_rounds(
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
-    use crate::testutil::{partition, sha, take_texts};
+    use crate::testutil::{assert_same_scores, partition, sha, take_texts};
     use crate::DatasetView;
 
     /// Two classes of 12-word texts with their own words; flipped copies with 0 to 2 words
@@ -639,10 +639,7 @@ mod tests {
             }
             let fitted = r.finish(&names, groups, links, payload, labelled).unwrap();
             let scores = fitted.score(&all).unwrap();
-            for i in 0..texts.len() {
-                assert_eq!(scores.score[i].to_bits(), whole_scores.score[i].to_bits());
-                assert_eq!(scores.reason[i], whole_scores.reason[i], "{code} row {i}");
-            }
+            assert_same_scores(&scores, &whole_scores, &format!("{code}, {k} partitions"));
             assert_eq!(fitted.summary(), summary, "{code}, {k} partitions");
         }
         let fitted =

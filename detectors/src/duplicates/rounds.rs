@@ -462,7 +462,7 @@ impl WordsPartial {
 mod tests {
     use super::*;
     use crate::rng::SplitMix64;
-    use crate::testutil::{partition, sha, take_texts};
+    use crate::testutil::{assert_same_scores, partition, sha, take_texts};
     use crate::DatasetView;
 
     /// Two classes with their own words; exact copies of class-0 rows relabelled 1 (1:1 ties
@@ -553,10 +553,7 @@ mod tests {
             }
             let fitted = r.finish(&names, groups, &words);
             let scores = fitted.score(&all).unwrap();
-            for i in 0..texts.len() {
-                assert_eq!(scores.score[i].to_bits(), whole_scores.score[i].to_bits());
-                assert_eq!(scores.reason[i], whole_scores.reason[i], "row {i}");
-            }
+            assert_same_scores(&scores, &whole_scores, &format!("{k} partitions"));
             assert_eq!(fitted.summary(), summary, "{k} partitions");
         }
     }

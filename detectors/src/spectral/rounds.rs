@@ -238,7 +238,9 @@ impl ProjectionsPartial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{embedding_view as view, gaussian, partition, sha, take, Rng};
+    use crate::testutil::{
+        assert_same_scores, embedding_view as view, gaussian, partition, sha, take, Rng,
+    };
     use crate::Configured;
     use ndarray::Array2;
 
@@ -324,14 +326,7 @@ mod tests {
             }
             let fitted = r.finish(&names, &counts, dirs, &proj);
             let scores = fitted.score(&view.batch(0, x.nrows())).unwrap();
-            for i in 0..x.nrows() {
-                assert_eq!(
-                    scores.score[i].to_bits(),
-                    whole_scores.score[i].to_bits(),
-                    "row {i}, {k} partitions"
-                );
-                assert_eq!(scores.reason[i], whole_scores.reason[i]);
-            }
+            assert_same_scores(&scores, &whole_scores, &format!("{k} partitions"));
             assert_eq!(fitted.summary(), whole.summary());
         }
     }

@@ -236,7 +236,7 @@ mod tests {
     use super::super::tests::synthetic;
     use super::super::{read_params, TriggerTokens};
     use super::*;
-    use crate::testutil::{partition, sha, take_texts};
+    use crate::testutil::{assert_same_scores, partition, sha, take_texts};
     use crate::{DatasetView, Detector};
 
     fn check(max_fit_rows: i64) {
@@ -277,10 +277,7 @@ mod tests {
             }
             let fitted = r.finish(&names, merged).unwrap();
             let scores = fitted.score(&all).unwrap();
-            for i in 0..texts.len() {
-                assert_eq!(scores.score[i].to_bits(), whole_scores.score[i].to_bits());
-                assert_eq!(scores.reason[i], whole_scores.reason[i], "row {i}");
-            }
+            assert_same_scores(&scores, &whole_scores, &format!("{k} partitions"));
             assert_eq!(fitted.summary(), summary, "{k} partitions");
         }
     }
