@@ -6,7 +6,7 @@
 //! `poisongate_detectors::duplicates::reference`), so the bytes do not depend on how the corpus
 //! is split into files or on the thread count; row numbers run on across the files.
 
-use crate::ingest::{self, ColumnSpec, IngestError, RowLayout};
+use crate::ingest::{self, Batch, ColumnSpec, IngestError, RowLayout};
 use poisongate_detectors::duplicates::reference::{reference_configure, ReferenceState};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -30,7 +30,13 @@ pub struct FitOptions {
     /// for a state without embeddings. With them the state keeps per-label moments, and a scan
     /// with embeddings reports its classes' drift against them.
     pub embeddings: Vec<PathBuf>,
+    /// Rows read at a time ([`FIT_BATCH_ROWS`] by default): the text and label columns are
+    /// never held whole, only one batch and the state (embedding files are read whole).
+    pub batch_rows: usize,
 }
+
+/// Rows per batch `fit` reads by default.
+pub const FIT_BATCH_ROWS: usize = 1 << 16;
 
 /// Why a fit failed (nothing is written then).
 #[derive(Debug, thiserror::Error)]
@@ -82,41 +88,47 @@ pub fn fit(opts: &FitOptions) -> Result<Fitted, FitError> {
             rows: RowLayout::default(),
             ..ColumnSpec::default()
         };
-        let table = ingest::read_table(path, &spec)?;
-        let texts = table.texts.unwrap_or_default();
-        let labels = table.labels.unwrap_or_default();
-        let mut names: Vec<String> = labels.clone();
-        names.sort_unstable();
-        names.dedup();
-        let index: BTreeMap<&str, u32> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i as u32))
-            .collect();
-        let idx: Vec<u32> = labels
-            .iter()
-            .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
-            .collect();
-        let mut part = ReferenceState::from_rows(&texts, &idx, &names, state.rows(), norm)
-            .map_err(|e| FitError::State(format!("{}: {e}", path.display())))?;
-        if let Some(emb) = opts.embeddings.get(fi) {
-            let (x, _) = ingest::read_embeddings(emb, None)?;
-            if x.nrows() != texts.len() {
+        let x = match opts.embeddings.get(fi) {
+            Some(emb) => Some((emb, ingest::read_embeddings(emb, None)?.0)),
+            None => None,
+        };
+        let read = ingest::read_batches(path, &spec, opts.batch_rows, &mut |b: Batch| {
+            let texts = b.texts.unwrap_or_default();
+            let labels = b.labels.unwrap_or_default();
+            let (idx, names) = label_indices(&labels);
+            let mut part = ReferenceState::from_rows(&texts, &idx, &names, state.rows(), norm)
+                .map_err(|e| FitError::State(format!("{}: {e}", path.display())))?;
+            if let Some((emb, x)) = &x {
+                let end = b.first_row + b.n_rows;
+                if end > x.nrows() {
+                    return Err(FitError::State(format!(
+                        "{}: {} rows, but {} has more",
+                        emb.display(),
+                        x.nrows(),
+                        path.display()
+                    )));
+                }
+                let rows = x.slice(ndarray::s![b.first_row..end, ..]);
+                let flat: Vec<f32> = rows.iter().copied().collect();
+                part.add_embeddings(&flat, x.ncols(), &idx, &names)
+                    .map_err(|e| FitError::State(format!("{}: {e}", emb.display())))?;
+            }
+            state = std::mem::replace(&mut state, ReferenceState::empty(norm))
+                .merge(part)
+                .map_err(|e| FitError::State(format!("{}: {e}", path.display())))?;
+            Ok(())
+        })?;
+        if let Some((emb, x)) = &x {
+            if x.nrows() != read.n_rows {
                 return Err(FitError::State(format!(
                     "{}: {} rows, but {} has {}",
                     emb.display(),
                     x.nrows(),
                     path.display(),
-                    texts.len()
+                    read.n_rows
                 )));
             }
-            let flat: Vec<f32> = x.iter().copied().collect();
-            part.add_embeddings(&flat, x.ncols(), &idx, &names)
-                .map_err(|e| FitError::State(format!("{}: {e}", emb.display())))?;
         }
-        state = state
-            .merge(part)
-            .map_err(|e| FitError::State(format!("{}: {e}", path.display())))?;
     }
     let bytes = state.to_bytes();
     write_atomic(&opts.state, &bytes)?;
@@ -127,6 +139,23 @@ pub fn fit(opts: &FitOptions) -> Result<Fitted, FitError> {
         bytes: bytes.len(),
         sha256: hex::encode(Sha256::digest(&bytes)),
     })
+}
+
+/// Class indices of `labels` and the class names (the distinct labels, sorted).
+fn label_indices(labels: &[String]) -> (Vec<u32>, Vec<String>) {
+    let mut names: Vec<String> = labels.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    let index: BTreeMap<&str, u32> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32))
+        .collect();
+    let idx = labels
+        .iter()
+        .map(|l| index.get(l.as_str()).copied().unwrap_or(0))
+        .collect();
+    (idx, names)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IngestError> {

@@ -437,6 +437,7 @@ fn run() -> Result<i32> {
                 params,
                 state: state.clone(),
                 embeddings,
+                batch_rows: poisongate::fit::FIT_BATCH_ROWS,
             })?;
             println!(
                 "{}: {} rows, {} distinct texts, labels {}, {} bytes, sha256 {}",

@@ -115,6 +115,7 @@ fn fit(
         params,
         state,
         embeddings,
+        batch_rows: poisongate::fit::FIT_BATCH_ROWS,
     };
     let done = py
         .allow_threads(|| poisongate::fit::fit(&opts))

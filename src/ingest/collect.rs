@@ -139,25 +139,35 @@ impl Collector {
         }
     }
 
-    pub(super) fn finish(
-        self,
-        format: Format,
-        digest: FileDigest,
+    /// Whether the rows collected so far can be handed out as a batch: not while a row's
+    /// embedding is a placeholder whose width no readable row has set yet.
+    pub(super) fn can_take(&self) -> bool {
+        self.embeddings.is_none() || self.embedding_holes.is_empty() || self.dim.is_some()
+    }
+
+    /// The rows `first..first + n_rows` collected since the last batch, as a [`Batch`] with
+    /// their invalid rows; the columns start empty again, while the label kind and the
+    /// embedding width carry over to the rows still to come.
+    pub(super) fn take_batch(
+        &mut self,
+        path: &Path,
+        first: usize,
         n_rows: usize,
-    ) -> Result<Table, IngestError> {
-        if n_rows == 0 {
-            return Err(IngestError::NoRows { path: digest.path });
-        }
-        let embeddings = match self.embeddings {
+        invalid: Vec<InvalidRow>,
+    ) -> Result<Batch, IngestError> {
+        let embeddings = match self.embeddings.as_mut() {
             None => None,
-            Some(mut data) => {
+            Some(data) => {
+                let mut data = std::mem::take(data);
                 let d = self.dim.map_or(0, |(d, _)| d);
                 if !self.embedding_holes.is_empty() {
-                    data = fill_holes(data, &self.embedding_holes, n_rows, d);
+                    let holes: Vec<usize> =
+                        self.embedding_holes.drain(..).map(|h| h - first).collect();
+                    data = fill_holes(data, &holes, n_rows, d);
                 }
                 let m = Array2::from_shape_vec((n_rows, d), data).map_err(|e| {
                     IngestError::InvalidValue {
-                        path: digest.path.clone(),
+                        path: path.to_path_buf(),
                         row: None,
                         column: None,
                         message: format!("embedding matrix has an inconsistent shape: {e}"),
@@ -166,19 +176,90 @@ impl Collector {
                 Some(m)
             }
         };
-        Ok(Table {
+        Ok(Batch {
+            first_row: first,
+            n_rows,
+            texts: self.texts.as_mut().map(std::mem::take),
+            responses: self.responses.as_mut().map(std::mem::take),
+            rejected: self.rejected.as_mut().map(std::mem::take),
+            labels: self.labels.as_mut().map(std::mem::take),
+            ids: self.ids.as_mut().map(std::mem::take),
+            ground_truth: self.ground_truth.as_mut().map(std::mem::take),
+            embeddings,
+            invalid,
+        })
+    }
+}
+
+/// Hands the rows a reader collects to its caller in batches of about `batch_rows` rows.
+pub(super) struct Batcher<'a, E> {
+    pub(super) out: Collector,
+    path: &'a Path,
+    batch_rows: usize,
+    /// First row of the batch being collected.
+    first: usize,
+    /// Its invalid rows.
+    invalid: Vec<InvalidRow>,
+    sink: &'a mut dyn FnMut(Batch) -> Result<(), E>,
+}
+
+impl<'a, E: From<IngestError>> Batcher<'a, E> {
+    pub(super) fn new(
+        spec: &ColumnSpec,
+        path: &'a Path,
+        batch_rows: usize,
+        sink: &'a mut dyn FnMut(Batch) -> Result<(), E>,
+    ) -> Self {
+        Batcher {
+            out: Collector::new(spec),
+            path,
+            batch_rows: batch_rows.max(1),
+            first: 0,
+            invalid: Vec::new(),
+            sink,
+        }
+    }
+
+    /// Record an invalid row of the batch being collected.
+    pub(super) fn invalid(&mut self, row: InvalidRow) {
+        self.invalid.push(row);
+    }
+
+    /// Called with the number of rows read so far: hands out the batch once it is full.
+    pub(super) fn rows_read(&mut self, n_rows: usize) -> Result<(), E> {
+        if n_rows - self.first >= self.batch_rows && self.out.can_take() {
+            self.flush(n_rows)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, n_rows: usize) -> Result<(), E> {
+        let invalid = std::mem::take(&mut self.invalid);
+        let batch = self
+            .out
+            .take_batch(self.path, self.first, n_rows - self.first, invalid)?;
+        self.first = n_rows;
+        (self.sink)(batch)
+    }
+
+    /// The last rows, then what was read (a file without rows is an error).
+    pub(super) fn finish(
+        mut self,
+        format: Format,
+        digest: FileDigest,
+        n_rows: usize,
+    ) -> Result<ReadSummary, E> {
+        if n_rows == 0 {
+            return Err(IngestError::NoRows { path: digest.path }.into());
+        }
+        if n_rows > self.first {
+            self.flush(n_rows)?;
+        }
+        Ok(ReadSummary {
             format,
             digest,
             n_rows,
-            texts: self.texts,
-            responses: self.responses,
-            rejected: self.rejected,
-            labels: self.labels,
-            label_kind: self.label_kind,
-            ids: self.ids,
-            ground_truth: self.ground_truth,
-            embeddings,
-            invalid: Vec::new(),
+            label_kind: self.out.label_kind,
         })
     }
 }

@@ -212,7 +212,12 @@ pub(super) fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
+pub(super) fn read_jsonl<E: From<IngestError>>(
+    path: &Path,
+    spec: &ColumnSpec,
+    batch_rows: usize,
+    sink: &mut dyn FnMut(Batch) -> Result<(), E>,
+) -> Result<ReadSummary, E> {
     let (roles, mut names) = requested(spec);
     // instruction layouts: their keys (or the fields' top-level keys), after the columns of
     // other roles; a key that is also such a column is read once
@@ -229,8 +234,7 @@ pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, Ingest
     let quarantine = spec.invalid == InvalidPolicy::Quarantine;
     let turns = spec.rows.has_responses();
     let mut lines = JsonlLines::open(path)?;
-    let mut out = Collector::new(spec);
-    let mut invalid: Vec<InvalidRow> = Vec::new();
+    let mut batcher = Batcher::new(spec, path, batch_rows, sink);
     let mut n_rows = 0usize;
     while let Some(line_no) = lines.advance()? {
         let bytes = lines.bytes();
@@ -245,28 +249,27 @@ pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, Ingest
                     message: json_message(&e, bytes),
                 };
                 if !quarantine {
-                    return Err(err);
+                    return Err(err.into());
                 }
                 let what = if std::str::from_utf8(bytes).is_err() {
                     "utf8"
                 } else {
                     "json"
                 };
-                out.push_row_placeholder(&roles, n_rows, turns);
+                batcher.out.push_row_placeholder(&roles, n_rows, turns);
                 bad = Some((what.to_string(), err));
             }
             Ok(values) => {
                 for (role, name) in &roles {
                     let slot = names.iter().position(|n| n == name).unwrap_or(0);
                     let result = match values.get(slot).and_then(Option::as_ref) {
-                        Some(v) => json_cell(&mut out, *role, v, RowRef::Line(line_no)).map_err(
-                            |(problem, m)| {
+                        Some(v) => json_cell(&mut batcher.out, *role, v, RowRef::Line(line_no))
+                            .map_err(|(problem, m)| {
                                 (
                                     format!("{}-{problem}", role.name()),
                                     IngestError::value(path, row, name, m),
                                 )
-                            },
-                        ),
+                            }),
                         None => Err((
                             format!("{}-missing", role.name()),
                             IngestError::MissingColumn {
@@ -279,9 +282,9 @@ pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, Ingest
                     };
                     if let Err((what, err)) = result {
                         if !quarantine {
-                            return Err(err);
+                            return Err(err.into());
                         }
-                        out.push_role_placeholder(*role, n_rows);
+                        batcher.out.push_role_placeholder(*role, n_rows);
                         bad.get_or_insert((what, err));
                     }
                 }
@@ -291,14 +294,14 @@ pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, Ingest
                         .map(|&i| values.get(i).and_then(Option::as_ref))
                         .collect();
                     match spec.rows.read(&layout) {
-                        Ok(turn) => out.push_turn(turn),
+                        Ok(turn) => batcher.out.push_turn(turn),
                         Err(e) => {
                             let what = e.what().to_string();
                             let err = e.at(path, row);
                             if !quarantine {
-                                return Err(err);
+                                return Err(err.into());
                             }
-                            out.push_turn_placeholder();
+                            batcher.out.push_turn_placeholder();
                             bad.get_or_insert((what, err));
                         }
                     }
@@ -306,7 +309,7 @@ pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, Ingest
             }
         }
         if let Some((what, err)) = bad {
-            invalid.push(InvalidRow {
+            batcher.invalid(InvalidRow {
                 row: n_rows,
                 at: RowRef::Line(line_no),
                 what,
@@ -314,11 +317,10 @@ pub(super) fn read_jsonl(path: &Path, spec: &ColumnSpec) -> Result<Table, Ingest
             });
         }
         n_rows += 1;
+        batcher.rows_read(n_rows)?;
     }
     let digest = lines.finish()?;
-    let mut table = out.finish(Format::Jsonl, digest, n_rows)?;
-    table.invalid = invalid;
-    Ok(table)
+    batcher.finish(Format::Jsonl, digest, n_rows)
 }
 
 /// What is wrong with a cell: a short name for an invalid row's reason (`null`, `type`,

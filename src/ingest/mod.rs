@@ -5,7 +5,9 @@
 //! not change between the scan and the split.
 //!
 //! Only the requested columns are extracted ([`ColumnSpec`]); every other column is skipped
-//! without being materialised.
+//! without being materialised. A table is read whole ([`read_table`]) or handed out in batches
+//! of consecutive rows ([`read_batches`]), so a caller that folds each batch into a state holds
+//! one batch at a time; both are one reader, so rows, values and errors are the same.
 //!
 //! # JSONL
 //!
@@ -263,7 +265,64 @@ pub struct Table {
     pub invalid: Vec<InvalidRow>,
 }
 
+/// Consecutive rows of an input table, as [`read_batches`] hands them out: the same columns as
+/// [`Table`], for rows `first_row..first_row + n_rows` of the file.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// 0-based number of the batch's first row in the file.
+    pub first_row: usize,
+    /// Rows in the batch (at least one).
+    pub n_rows: usize,
+    /// See [`Table::texts`].
+    pub texts: Option<Vec<String>>,
+    /// See [`Table::responses`].
+    pub responses: Option<Vec<String>>,
+    /// See [`Table::rejected`].
+    pub rejected: Option<Vec<String>>,
+    /// See [`Table::labels`].
+    pub labels: Option<Vec<String>>,
+    /// See [`Table::ids`].
+    pub ids: Option<Vec<String>>,
+    /// See [`Table::ground_truth`].
+    pub ground_truth: Option<Vec<bool>>,
+    /// See [`Table::embeddings`]: `n_rows × d`.
+    pub embeddings: Option<Array2<f32>>,
+    /// The batch's rows that could not be read, numbered in the file (see [`Table::invalid`]).
+    pub invalid: Vec<InvalidRow>,
+}
+
+/// What [`read_batches`] read, once every batch was handed out.
+#[derive(Debug, Clone)]
+pub struct ReadSummary {
+    /// Format the table was read as.
+    pub format: Format,
+    /// Path, size and SHA-256 of the input file.
+    pub digest: FileDigest,
+    /// Rows read, over all batches.
+    pub n_rows: usize,
+    /// The label column's original kind, when labels were read.
+    pub label_kind: Option<LabelKind>,
+}
+
 impl Table {
+    /// One batch holding every row, and the summary of its read, as a table.
+    fn from_batch(batch: Batch, read: ReadSummary) -> Table {
+        Table {
+            format: read.format,
+            digest: read.digest,
+            n_rows: read.n_rows,
+            texts: batch.texts,
+            responses: batch.responses,
+            rejected: batch.rejected,
+            labels: batch.labels,
+            label_kind: read.label_kind,
+            ids: batch.ids,
+            ground_truth: batch.ground_truth,
+            embeddings: batch.embeddings,
+            invalid: batch.invalid,
+        }
+    }
+
     /// Keep only the rows whose `keep` entry is true (one entry per row), in order: every
     /// column and the embedding matrix are filtered and `n_rows` becomes the count kept.
     /// [`Table::invalid`] is left as it is (it names rows of the file).
@@ -601,9 +660,32 @@ pub use parquet_pages::{max_page_bytes, set_max_page_bytes, DEFAULT_MAX_PAGE_BYT
 /// Read the requested columns of a JSONL or Parquet table (format from the extension), hashing
 /// the file as it is read. See the [module docs](self) for the rules of each format.
 pub fn read_table(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
+    let mut all: Option<Batch> = None;
+    let read = read_batches(path, spec, usize::MAX, &mut |b: Batch| {
+        all = Some(b);
+        Ok::<(), IngestError>(())
+    })?;
+    let batch = all.ok_or_else(|| IngestError::NoRows {
+        path: path.to_path_buf(),
+    })?;
+    Ok(Table::from_batch(batch, read))
+}
+
+/// Read the requested columns of a JSONL or Parquet table in batches of `batch_rows` rows (the
+/// last one shorter; Parquet's rounded up to whole record batches of [`PARQUET_BATCH_SIZE`]),
+/// handing each one to `sink` in file order, so memory holds one batch and not the table. The
+/// rows, values, invalid rows and errors are those of [`read_table`], which is this with one
+/// batch: row numbers, and the errors that depend on earlier rows (a label of another kind, an
+/// embedding of another length), run on across batches. An error of `sink` stops the read.
+pub fn read_batches<E: From<IngestError>>(
+    path: &Path,
+    spec: &ColumnSpec,
+    batch_rows: usize,
+    sink: &mut dyn FnMut(Batch) -> Result<(), E>,
+) -> Result<ReadSummary, E> {
     match Format::from_path(path)? {
-        Format::Jsonl => read_jsonl(path, spec),
-        Format::Parquet => read_parquet(path, spec),
+        Format::Jsonl => read_jsonl(path, spec, batch_rows, sink),
+        Format::Parquet => read_parquet(path, spec, batch_rows, sink),
     }
 }
 

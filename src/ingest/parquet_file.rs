@@ -7,11 +7,19 @@ use std::collections::BTreeMap;
 /// its byte-array decoder divide by zero); such a panic is caught here and becomes an error
 /// naming the file, like any other unreadable file, with the panic's message in it instead of
 /// on the terminal.
-pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
+///
+/// `sink` runs inside the guard that turns a panic of the Parquet reader into an error: it
+/// must not panic itself.
+pub(super) fn read_parquet<E: From<IngestError>>(
+    path: &Path,
+    spec: &ColumnSpec,
+    batch_rows: usize,
+    sink: &mut dyn FnMut(Batch) -> Result<(), E>,
+) -> Result<ReadSummary, E> {
     quiet_panics::install();
     let (result, message) = quiet_panics::guarded(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            read_parquet_inner(path, spec)
+            read_parquet_inner(path, spec, batch_rows, sink)
         }))
     });
     result.unwrap_or_else(|_| {
@@ -21,7 +29,8 @@ pub(super) fn read_parquet(path: &Path, spec: &ColumnSpec) -> Result<Table, Inge
             ParquetError::General(format!(
                 "the Parquet reader failed on this file's metadata or pages{detail}"
             )),
-        ))
+        )
+        .into())
     })
 }
 
@@ -82,7 +91,12 @@ mod quiet_panics {
     }
 }
 
-fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestError> {
+fn read_parquet_inner<E: From<IngestError>>(
+    path: &Path,
+    spec: &ColumnSpec,
+    batch_rows: usize,
+    sink: &mut dyn FnMut(Batch) -> Result<(), E>,
+) -> Result<ReadSummary, E> {
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
     // Hash through the same open file the reader then parses.
     let digest = hash_open_file(&file, path)?;
@@ -116,7 +130,8 @@ fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestErr
                         "the file has no column `{k}`; columns: {}",
                         list(&available)
                     ),
-                });
+                }
+                .into());
             }
         }
         if (i < n_required || present) && !names.contains(k) {
@@ -139,7 +154,8 @@ fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestErr
                     row: None,
                     column: name.to_string(),
                     available,
-                })
+                }
+                .into())
             }
             _ => {
                 return Err(IngestError::InvalidValue {
@@ -148,13 +164,14 @@ fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestErr
                     column: Some(name.to_string()),
                     message: "the schema has more than one top-level column with this name"
                         .to_string(),
-                })
+                }
+                .into())
             }
         }
     }
 
     let total = builder.metadata().file_metadata().num_rows();
-    let mut out = Collector::new(spec);
+    let mut batcher = Batcher::new(spec, path, batch_rows, sink);
     if names.is_empty() {
         let n_rows = usize::try_from(total).map_err(|_| IngestError::InvalidValue {
             path: path.to_path_buf(),
@@ -162,7 +179,7 @@ fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestErr
             column: None,
             message: format!("invalid row count {total} in the file metadata"),
         })?;
-        return out.finish(Format::Parquet, digest, n_rows);
+        return batcher.finish(Format::Parquet, digest, n_rows);
     }
 
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
@@ -173,7 +190,6 @@ fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestErr
         .map_err(|e| IngestError::parquet(path, e))?;
 
     let quarantine = spec.invalid == InvalidPolicy::Quarantine;
-    let mut invalid: Vec<InvalidRow> = Vec::new();
     let mut n_rows = 0usize;
     for batch in reader {
         let batch = batch.map_err(|e| IngestError::arrow(path, e))?;
@@ -207,8 +223,14 @@ fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestErr
                 });
                 Ok(())
             };
-            arrow_column(&mut out, *role, column.as_ref(), n_rows, &mut on_bad)
-                .map_err(|(row, m)| IngestError::value(path, row, name, m))?;
+            arrow_column(
+                &mut batcher.out,
+                *role,
+                column.as_ref(),
+                n_rows,
+                &mut on_bad,
+            )
+            .map_err(|(row, m)| IngestError::value(path, row, name, m))?;
         }
         if spec.rows.has_responses() {
             let columns = named_columns(&batch, &layout, path)?;
@@ -229,18 +251,18 @@ fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestErr
                     spec.rows.read(&refs).map_err(|e| e.at(path, row))
                 });
                 match turn {
-                    Ok(turn) => out.push_turn(turn),
+                    Ok(turn) => batcher.out.push_turn(turn),
                     Err(err) if quarantine => {
-                        out.push_turn_placeholder();
+                        batcher.out.push_turn_placeholder();
                         bad.entry(j)
                             .or_insert_with(|| (spec.rows.name().to_string(), err));
                     }
-                    Err(err) => return Err(err),
+                    Err(err) => return Err(err.into()),
                 }
             }
         }
         for (j, (what, err)) in bad {
-            invalid.push(InvalidRow {
+            batcher.invalid(InvalidRow {
                 row: n_rows + j,
                 at: RowRef::Row(n_rows + j + 1),
                 what,
@@ -248,10 +270,9 @@ fn read_parquet_inner(path: &Path, spec: &ColumnSpec) -> Result<Table, IngestErr
             });
         }
         n_rows += batch.num_rows();
+        batcher.rows_read(n_rows)?;
     }
-    let mut table = out.finish(Format::Parquet, digest, n_rows)?;
-    table.invalid = invalid;
-    Ok(table)
+    batcher.finish(Format::Parquet, digest, n_rows)
 }
 
 /// One Arrow cell as JSON: strings, integers, floats, booleans, nulls, lists and structs, the

@@ -681,3 +681,160 @@ fn quarantine_policy_lists_invalid_rows_and_keeps_columns_aligned() {
     assert_eq!(m.row(0).to_vec(), vec![1.0, 2.0]);
     assert_eq!(m.row(1).to_vec(), vec![9.0, 10.0]);
 }
+
+/// `read_batches` with `batch_rows`, every batch checked to follow the previous one, against
+/// `read_table` of the same file: the same rows, values, invalid rows and summary.
+fn assert_batches_are_the_table(path: &Path, spec: &ColumnSpec, batch_rows: usize) -> usize {
+    let t = read_table(path, spec).unwrap();
+    let mut batches: Vec<Batch> = Vec::new();
+    let read = read_batches(path, spec, batch_rows, &mut |b: Batch| {
+        batches.push(b);
+        Ok::<(), IngestError>(())
+    })
+    .unwrap();
+    assert_eq!(read.n_rows, t.n_rows);
+    assert_eq!(read.digest, t.digest);
+    assert_eq!(read.label_kind, t.label_kind);
+    assert_eq!(read.format, t.format);
+    let mut next = 0;
+    for b in &batches {
+        assert_eq!(b.first_row, next, "batches follow one another");
+        assert!(b.n_rows > 0);
+        next += b.n_rows;
+        let cols = [&b.texts, &b.responses, &b.rejected, &b.labels, &b.ids];
+        for c in cols.into_iter().flatten() {
+            assert_eq!(c.len(), b.n_rows);
+        }
+    }
+    assert_eq!(next, t.n_rows);
+    fn cat<T: Clone>(parts: Vec<&Option<Vec<T>>>) -> Option<Vec<T>> {
+        parts.into_iter().try_fold(Vec::new(), |mut acc, p| {
+            acc.extend(p.as_ref()?.iter().cloned());
+            Some(acc)
+        })
+    }
+    assert_eq!(cat(batches.iter().map(|b| &b.texts).collect()), t.texts);
+    assert_eq!(
+        cat(batches.iter().map(|b| &b.responses).collect()),
+        t.responses
+    );
+    assert_eq!(
+        cat(batches.iter().map(|b| &b.rejected).collect()),
+        t.rejected
+    );
+    assert_eq!(cat(batches.iter().map(|b| &b.labels).collect()), t.labels);
+    assert_eq!(cat(batches.iter().map(|b| &b.ids).collect()), t.ids);
+    assert_eq!(
+        cat(batches.iter().map(|b| &b.ground_truth).collect()),
+        t.ground_truth
+    );
+    match &t.embeddings {
+        None => assert!(batches.iter().all(|b| b.embeddings.is_none())),
+        Some(m) => {
+            let views: Vec<_> = batches
+                .iter()
+                .map(|b| b.embeddings.as_ref().unwrap().view())
+                .collect();
+            assert_eq!(&ndarray::concatenate(ndarray::Axis(0), &views).unwrap(), m);
+        }
+    }
+    let invalid: Vec<InvalidRow> = batches.iter().flat_map(|b| b.invalid.clone()).collect();
+    assert_eq!(invalid, t.invalid);
+    for b in &batches {
+        let range = b.first_row..b.first_row + b.n_rows;
+        assert!(b.invalid.iter().all(|r| range.contains(&r.row)));
+    }
+    batches.len()
+}
+
+#[test]
+fn batches_are_the_table_in_pieces() {
+    let dir = TempDir::new().unwrap();
+    // JSONL with invalid rows, the first of them before any readable embedding has set the
+    // width (its placeholder waits for a later row)
+    let body: &[u8] = b"{\"text\":\"z\",\"label\":1,\"id\":\"q\",\"gt\":false,\"emb\":[1e39,2]}\n\
+        {\"text\":\"a\",\"label\":1,\"id\":\"r0\",\"gt\":false,\"emb\":[1,2]}\n\
+        not json\n\
+        \n\
+        {\"text\":null,\"label\":0,\"id\":\"r2\",\"gt\":false,\"emb\":[3,4]}\n\
+        {\"text\":\"d\",\"label\":\"x\",\"id\":\"r3\",\"gt\":true,\"emb\":[5,6]}\n\
+        {\"text\":\"e\",\"label\":0,\"id\":\"r4\",\"gt\":false,\"emb\":[7,1e39]}\n\
+        {\"text\":\"f\",\"label\":0,\"id\":\"r5\",\"gt\":true,\"emb\":[9,10]}\n";
+    let path = write(&dir, "mixed.jsonl", body);
+    let mut s = all();
+    s.invalid = InvalidPolicy::Quarantine;
+    for rows in 1..=8 {
+        let n = assert_batches_are_the_table(&path, &s, rows);
+        assert!(
+            n >= 7usize.div_ceil(rows).min(6),
+            "{rows} rows a batch: {n} batches"
+        );
+    }
+    // Parquet: batches are whole record batches
+    let texts: Vec<String> = (0..10_000).map(|i| format!("t{i}")).collect();
+    let labels: Vec<i32> = (0..10_000).map(|i| i % 3).collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("text", Arc::new(StringArray::from(texts)) as ArrayRef),
+        ("label", Arc::new(Int32Array::from(labels)) as ArrayRef),
+    ])
+    .unwrap();
+    let p = write_parquet(&dir, "big.parquet", &[batch]);
+    let tl = spec(Some("text"), Some("label"), None, None, None);
+    assert_eq!(assert_batches_are_the_table(&p, &tl, 1), 2);
+    assert_eq!(assert_batches_are_the_table(&p, &tl, 9000), 1);
+    let p = write_parquet(&dir, "small.parquet", &[sample_batch()]);
+    assert_eq!(assert_batches_are_the_table(&p, &all(), 2), 1);
+    // a shipped benchmark, when the benchmarks are there
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/benchmarks/tweeteval-irony-clean.jsonl");
+    if bench.exists() {
+        let s = spec(
+            Some("text"),
+            Some("label"),
+            Some("id"),
+            Some("poison"),
+            None,
+        );
+        assert_eq!(assert_batches_are_the_table(&bench, &s, 1000), 3);
+    }
+}
+
+#[test]
+fn a_sink_error_stops_the_read() {
+    let dir = TempDir::new().unwrap();
+    let body = "{\"text\":\"a\"}\n{\"text\":\"b\"}\n{\"text\":\"c\"}\n";
+    let path = write(&dir, "t.jsonl", body.as_bytes());
+    let mut seen = 0;
+    let e = read_batches(
+        &path,
+        &spec(Some("text"), None, None, None, None),
+        1,
+        &mut |b: Batch| {
+            seen += 1;
+            if b.first_row == 1 {
+                return Err(IngestError::NoRows {
+                    path: PathBuf::from("stop"),
+                });
+            }
+            Ok(())
+        },
+    )
+    .unwrap_err();
+    assert_eq!(seen, 2);
+    assert_eq!(e.path(), Path::new("stop"));
+    // and a file without rows is an error, with no batch handed out
+    let empty = write(&dir, "e.jsonl", b"\n");
+    let mut called = false;
+    let e = read_batches(
+        &empty,
+        &spec(Some("text"), None, None, None, None),
+        10,
+        &mut |_: Batch| {
+            called = true;
+            Ok::<(), IngestError>(())
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, IngestError::NoRows { .. }), "{e}");
+    assert!(!called);
+}

@@ -179,6 +179,48 @@ fn the_state_does_not_depend_on_how_the_corpus_is_split() {
 }
 
 #[test]
+fn the_state_does_not_depend_on_the_batches_it_is_read_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, emb) = demo();
+    for embeddings in [vec![], vec![emb.clone()]] {
+        let mut states = Vec::new();
+        for batch_rows in [1, 7, 1000, poisongate::fit::FIT_BATCH_ROWS] {
+            let state = tmp.path().join(format!("s{batch_rows}.pgstate"));
+            let done = poisongate::fit::fit(&poisongate::fit::FitOptions {
+                data: vec![data.clone()],
+                text_column: "text".into(),
+                label_column: "label".into(),
+                params: toml::Table::new(),
+                state: state.clone(),
+                embeddings: embeddings.clone(),
+                batch_rows,
+            })
+            .unwrap();
+            assert!(done.rows > 1000, "the demo spans several batches");
+            states.push(std::fs::read(&state).unwrap());
+        }
+        assert!(states.windows(2).all(|w| w[0] == w[1]));
+    }
+    // embeddings with fewer rows than the data are refused, and nothing is written
+    let short = tmp.path().join("short.npy");
+    let (x, _) = poisongate::ingest::read_embeddings(&emb, None).unwrap();
+    ndarray_npy::write_npy(&short, &x.slice(ndarray::s![..10, ..]).to_owned()).unwrap();
+    let state = tmp.path().join("never.pgstate");
+    let e = poisongate::fit::fit(&poisongate::fit::FitOptions {
+        data: vec![data.clone()],
+        text_column: "text".into(),
+        label_column: "label".into(),
+        params: toml::Table::new(),
+        state: state.clone(),
+        embeddings: vec![short],
+        batch_rows: 7,
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("10 rows, but"), "{e}");
+    assert!(!state.exists());
+}
+
+#[test]
 fn malformed_states_and_missing_references_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, _) = demo();
