@@ -344,6 +344,12 @@ struct ScanArgs {
     /// thread counts.
     #[arg(long)]
     reproducible: bool,
+    /// Bounded memory: fit the detectors in exact rounds over batches of the input, reading it
+    /// once per round, instead of holding every row (same verdicts and report). Text-label
+    /// rows with ACT001, DUP001, DUP002 (without its embedding relation), DUP003, SPEC001 and
+    /// TRIG001; embeddings from a .npy file; anything else is refused with a message.
+    #[arg(long)]
+    stream: bool,
     /// Plain redundancy: `none` keeps every row (default); `keep-first` moves rows that repeat
     /// an earlier clean row (same normalised text, same label; instruction rows: same prompt
     /// and response, preference rows also the same rejected answer) to duplicates.<ext> with a
@@ -765,6 +771,7 @@ fn run_scan(a: ScanArgs, line_flag: bool, page_flag: bool) -> Result<i32> {
     let interactive = std::io::stderr().is_terminal();
     o.progress = interactive && !a.quiet;
     o.reproducible = a.reproducible;
+    o.stream = a.stream;
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -554,3 +554,148 @@ pub(super) fn read_safetensors_file(
     };
     Ok((matrix, digest))
 }
+
+/// The rows of a `.npy` embedding matrix read in order, a batch at a time, hashing every byte:
+/// what a streaming scan holds of the matrix is one batch. Little-endian `f4` and `f8` arrays
+/// in row order; a Fortran-order file has no row to read before the last column, and is
+/// refused (convert it with numpy's `ascontiguousarray`). Values are checked as
+/// [`read_embeddings`] checks them.
+pub struct NpyRows {
+    reader: HashingReader<BufReader<File>>,
+    path: PathBuf,
+    rows: usize,
+    cols: usize,
+    f64s: bool,
+    next: usize,
+    buf: Vec<u8>,
+}
+
+impl NpyRows {
+    /// Open the file and read its header.
+    pub fn open(path: &Path) -> Result<NpyRows, IngestError> {
+        let npy_err = |message: String| IngestError::Npy {
+            path: path.to_path_buf(),
+            message,
+        };
+        let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
+        let mut reader = HashingReader::new(BufReader::with_capacity(HASH_BUFFER, file));
+        let (header, _) = read_npy_header(&mut reader).map_err(npy_err)?;
+        let item = if header.descr == "<f4" { 4u64 } else { 8u64 };
+        let expected = header
+            .shape
+            .iter()
+            .try_fold(item, |acc, &d| acc.checked_mul(d as u64))
+            .and_then(|data| data.checked_add(header.prefix_len as u64));
+        if expected != Some(file_len) {
+            return Err(npy_err(format!(
+                "file is {file_len} bytes but its header (shape {:?}, dtype '{}') implies \
+                 another size; the file is truncated or has trailing bytes",
+                header.shape, header.descr
+            )));
+        }
+        if header.fortran_order {
+            return Err(npy_err(
+                "the array is in Fortran (column) order, which cannot be read a row at a time; \
+                 write it in row order (numpy.ascontiguousarray)"
+                    .to_string(),
+            ));
+        }
+        let (rows, cols) = (header.shape[0], header.shape[1]);
+        if rows == 0 {
+            return Err(IngestError::NoRows {
+                path: path.to_path_buf(),
+            });
+        }
+        if cols == 0 {
+            return Err(IngestError::InvalidValue {
+                path: path.to_path_buf(),
+                row: None,
+                column: None,
+                message: "embeddings have zero columns".to_string(),
+            });
+        }
+        Ok(NpyRows {
+            reader,
+            path: path.to_path_buf(),
+            rows,
+            cols,
+            f64s: header.descr == "<f8",
+            next: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Rows in the file.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Values per row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The next `n` rows (fewer at the end of the file), as [`read_embeddings`] would give
+    /// them; a non-finite value is an error naming its row in the file.
+    pub fn next_rows(&mut self, n: usize) -> Result<Array2<f32>, IngestError> {
+        let n = n.min(self.rows - self.next);
+        let item = if self.f64s { 8 } else { 4 };
+        self.buf.resize(n * self.cols * item, 0);
+        self.reader
+            .read_exact(&mut self.buf)
+            .map_err(|e| IngestError::io(&self.path, e))?;
+        let values: Vec<f32> = if self.f64s {
+            let v: Vec<f64> = self
+                .buf
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect();
+            let m = Array2::from_shape_vec((n, self.cols), v).map_err(|e| IngestError::Npy {
+                path: self.path.clone(),
+                message: format!("cannot read the array: {e}"),
+            })?;
+            f64_to_f32(m, &self.path)
+                .map_err(|e| renumber(e, self.next))?
+                .into_raw_vec_and_offset()
+                .0
+        } else {
+            self.buf
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        };
+        let m = Array2::from_shape_vec((n, self.cols), values).map_err(|e| IngestError::Npy {
+            path: self.path.clone(),
+            message: format!("cannot read the array: {e}"),
+        })?;
+        if let Some((_, e)) = nonfinite_rows(&self.path, &m).into_iter().next() {
+            return Err(renumber(e, self.next));
+        }
+        self.next += n;
+        Ok(m)
+    }
+
+    /// Hash what is left of the file and return its digest.
+    pub fn finish(self) -> Result<FileDigest, IngestError> {
+        self.reader.finish(&self.path)
+    }
+}
+
+/// An error about row `i` (1-based) of a batch, about row `first + i` of the file.
+fn renumber(e: IngestError, first: usize) -> IngestError {
+    match e {
+        IngestError::InvalidValue {
+            path,
+            row: Some(RowRef::Row(i)),
+            column,
+            message,
+        } => IngestError::InvalidValue {
+            path,
+            row: Some(RowRef::Row(first + i)),
+            column,
+            message,
+        },
+        other => other,
+    }
+}

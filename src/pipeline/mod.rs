@@ -33,6 +33,7 @@ mod invalid;
 mod join;
 mod plan;
 mod reference;
+mod stream;
 mod write;
 
 use dedup::{dedup_clusters, keep_first};
@@ -104,6 +105,10 @@ pub struct ScanOptions {
     /// A trusted corpus's state (`poisongate fit`) to judge the data against (`--reference`):
     /// adds REF001 and REF002, and the file to the inputs.
     pub reference: Option<PathBuf>,
+    /// Fit the detectors in rounds over batches of `batch_rows` rows, reading the input once
+    /// per round (`--stream`): memory holds a batch and the detectors' states, not the rows.
+    /// The same verdicts and report as the in-memory scan; what cannot stream is refused.
+    pub stream: bool,
 }
 
 /// `scan --dedup`: what happens to plain redundancy (duplicates that carry the same label).
@@ -178,6 +183,7 @@ impl ScanOptions {
             dedup: Dedup::None,
             invalid_rows: InvalidPolicy::Error,
             reference: None,
+            stream: false,
         }
     }
 }
@@ -293,6 +299,7 @@ fn settings_json(opts: &ScanOptions, planned: &[Planned]) -> serde_json::Value {
         "dedup": opts.dedup.as_str(),
         "invalid_rows": opts.invalid_rows.as_str(),
         "reference": opts.reference.as_ref().map(|p| p.display().to_string()),
+        "engine": if opts.stream { "streaming" } else { "in-memory" },
     })
 }
 
@@ -439,6 +446,32 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     // embeddings computed from the text need the text
     let embed_text = needs.embeddings && opts.model.is_some();
     needs.text |= embed_text;
+
+    if opts.stream {
+        let streamed = stream::detect(opts, &format, &planned)?;
+        let total = streamed.table.n_rows;
+        let mut inputs = vec![input_entry("data", &streamed.table.digest, total, None)];
+        inputs.extend(streamed.matrix);
+        return conclude(
+            opts,
+            Detected {
+                t0,
+                planned,
+                skipped,
+                format,
+                format_reason,
+                inputs,
+                rows: invalid::Rows::new(total, Vec::new()),
+                table: streamed.table,
+                label_idx: None,
+                model_info: None,
+                dedup_params,
+                per_detector: streamed.per_detector,
+                total,
+                quarantine_invalid: false,
+            },
+        );
+    }
 
     // ---- ingest (only the columns some detector needs) ----
     let spec = ColumnSpec {
@@ -658,6 +691,66 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         per_detector.push(r?);
     }
 
+    conclude(
+        opts,
+        Detected {
+            t0,
+            planned,
+            skipped,
+            format,
+            format_reason,
+            inputs,
+            table,
+            rows,
+            label_idx,
+            model_info,
+            dedup_params,
+            per_detector,
+            total,
+            quarantine_invalid,
+        },
+    )
+}
+
+/// What the detectors gave, with everything the verdict, the report and the outputs need.
+struct Detected {
+    t0: Instant,
+    planned: Vec<Planned>,
+    skipped: Vec<Skipped>,
+    format: RowLayout,
+    format_reason: String,
+    inputs: Vec<InputEntry>,
+    /// The readable rows' columns (the texts and ids of the reported rows at least).
+    table: Table,
+    rows: invalid::Rows,
+    label_idx: Option<Vec<u32>>,
+    model_info: Option<serde_json::Value>,
+    dedup_params: Option<duplicates::DupParams>,
+    /// Per planned detector: its scores over the readable rows, seconds and summary.
+    per_detector: Vec<(Scores, f64, serde_json::Value)>,
+    total: usize,
+    quarantine_invalid: bool,
+}
+
+/// Combine the detectors' flags into the verdict, write the report and the outputs.
+fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, ScanError> {
+    let Detected {
+        t0,
+        planned,
+        skipped,
+        format,
+        format_reason,
+        inputs,
+        table,
+        rows,
+        label_idx,
+        model_info,
+        dedup_params,
+        per_detector,
+        total,
+        quarantine_invalid,
+    } = d;
+    let n = table.n_rows;
     // ---- combine: a row is quarantined when any detector flags it ----
     let mut combined = vec![0f64; n];
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); n];

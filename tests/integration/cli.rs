@@ -110,7 +110,7 @@ fn one_and_two_threads_give_identical_bytes() {
 }
 
 /// Writes the demo as Parquet with the embeddings in a fixed-size-list column.
-fn demo_parquet(path: &Path) {
+pub(crate) fn demo_parquet(path: &Path) {
     let rows = jsonl(&demo().0);
     let emb: ndarray::Array2<f32> = ndarray_npy::read_npy(demo().1).unwrap();
     let d = emb.ncols() as i32;

@@ -21,3 +21,4 @@ mod provenance;
 mod reference;
 mod rounds;
 mod schema;
+mod stream;

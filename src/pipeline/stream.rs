@@ -1,0 +1,679 @@
+//! `scan --stream`: the detectors fitted in exact rounds over batches of the input, read once
+//! per round, so the scan holds one batch and the detectors' states instead of every row.
+//!
+//! Rounds (each a pass over the file, with the `.npy` embeddings read row by row beside it
+//! when a detector needs them):
+//! 0. the labels: the class names (sorted as the in-memory scan sorts them) and the rows per
+//!    class, and the ground truth when there is one;
+//! 1. SPEC001's and ACT001's class moments, DUP001's, DUP002's and DUP003's exact keys,
+//!    TRIG001's sample;
+//! 2. SPEC001's projections, ACT001's sample, DUP001's class words (when a conflict needs
+//!    them), DUP002's and DUP003's near keys;
+//! 3. DUP002's and DUP003's payload (only when one of them runs);
+//! 4. every detector scores each batch; the texts and ids of flagged rows are kept for the
+//!    report.
+//!
+//! Every round's partials merge exactly (see each detector's `rounds` module), so the scores,
+//! reasons and summaries are those of the in-memory scan, bit for bit; the tests compare both
+//! on every shipped benchmark. What does not stream is refused with a message: another row
+//! layout than text-label, `--model`, `--reference`, `--dedup`, `--invalid-rows quarantine`,
+//! embeddings in a column or a safetensors file, a detector without rounds, and DUP002's
+//! embedding relation (a nearest-neighbour search over every row).
+
+use super::*;
+use ndarray::Array2;
+use poisongate_detectors::activation::{rounds as act, ActivationParams};
+use poisongate_detectors::class_pca::MomentsPartial;
+use poisongate_detectors::data::Batch as ScoreBatch;
+use poisongate_detectors::duplicates::near_rounds::{
+    Links, NearKeysPartial, NearRounds, PayloadPartial,
+};
+use poisongate_detectors::duplicates::{rounds as dup, DupParams, KeyRange};
+use poisongate_detectors::spectral::{rounds as spec, SpectralParams};
+use poisongate_detectors::trigger::{rounds as trig, TriggerParams};
+use std::collections::{BTreeSet, HashMap};
+
+/// The detectors `--stream` runs.
+pub const STREAMED: &[&str] = &["ACT001", "DUP001", "DUP002", "DUP003", "SPEC001", "TRIG001"];
+
+/// One detector's rounds and what they have gathered so far (one per planned detector, so
+/// the size of the largest variant does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Driver {
+    Spec {
+        r: spec::Rounds,
+        moments: MomentsPartial,
+        dirs: Option<spec::Directions>,
+        proj: spec::ProjectionsPartial,
+    },
+    Act {
+        r: act::Rounds,
+        moments: MomentsPartial,
+        red: Option<act::Reductions>,
+        sample: Option<act::SamplePartial>,
+    },
+    Exact {
+        r: dup::Rounds,
+        keys: dup::KeysPartial,
+        groups: Option<dup::Groups>,
+        words: dup::WordsPartial,
+    },
+    Near {
+        r: NearRounds,
+        keys: dup::KeysPartial,
+        groups: Option<dup::Groups>,
+        near: NearKeysPartial,
+        links: Option<Links>,
+        payload: PayloadPartial,
+    },
+    Trig {
+        r: trig::Rounds,
+        sample: trig::SamplePartial,
+    },
+}
+
+/// A batch of readable rows as the rounds take it.
+struct Rows {
+    /// Row number of the first row.
+    start: usize,
+    texts: Vec<String>,
+    labels: Vec<u32>,
+    /// Row numbers, the ids the rounds sample by.
+    ids: Vec<u64>,
+    x: Option<Array2<f32>>,
+    /// The batch as read (ids and texts of flagged rows are kept from it).
+    row_ids: Option<Vec<String>>,
+}
+
+/// A detector's state error, as a detection error naming it.
+fn state_err(code: &'static str) -> impl Fn(poisongate_detectors::state::StateError) -> ScanError {
+    move |e| {
+        ScanError::Detect(DetectError::Data {
+            code,
+            problem: format!("merging its partial states failed: {e}"),
+        })
+    }
+}
+
+impl Driver {
+    fn new(
+        code: &'static str,
+        params: &toml::Table,
+        n_classes: usize,
+        dims: usize,
+        n_rows: usize,
+    ) -> Result<Driver, ScanError> {
+        Ok(match code {
+            "SPEC001" => {
+                let r = spec::Rounds::new(&SpectralParams::from_table(params)?, n_classes, dims);
+                Driver::Spec {
+                    moments: r.pca().empty_moments(),
+                    proj: r.empty_projections(),
+                    dirs: None,
+                    r,
+                }
+            }
+            "ACT001" => {
+                let r = act::Rounds::new(&ActivationParams::from_table(params)?, n_classes, dims);
+                Driver::Act {
+                    moments: r.pca().empty_moments(),
+                    red: None,
+                    sample: None,
+                    r,
+                }
+            }
+            "DUP001" => {
+                let r = dup::Rounds::new(&DupParams::dup001(params)?)?;
+                Driver::Exact {
+                    words: r.empty_words(),
+                    keys: dup::KeysPartial::default(),
+                    groups: None,
+                    r,
+                }
+            }
+            "DUP002" | "DUP003" => {
+                let p = if code == "DUP002" {
+                    DupParams::dup002(params)?
+                } else {
+                    DupParams::dup003(params)?
+                };
+                Driver::Near {
+                    r: NearRounds::new(&p)?,
+                    keys: dup::KeysPartial::default(),
+                    groups: None,
+                    near: NearKeysPartial::default(),
+                    links: None,
+                    payload: PayloadPartial::default(),
+                }
+            }
+            "TRIG001" => Driver::Trig {
+                r: trig::Rounds::new(
+                    &TriggerParams::from_table(params)?,
+                    n_classes,
+                    n_rows as u64,
+                ),
+                sample: trig::SamplePartial::default(),
+            },
+            other => {
+                return Err(ScanError::Config(format!(
+                    "--stream runs {} only: {other} has no rounds",
+                    STREAMED.join(", ")
+                )))
+            }
+        })
+    }
+
+    /// Whether round `round` reads the embeddings.
+    fn reads_x(&self, round: usize) -> bool {
+        matches!(self, Driver::Spec { .. } | Driver::Act { .. }) && (round == 1 || round == 2)
+    }
+
+    /// Whether round 3 has work.
+    fn has_round_3(&self) -> bool {
+        matches!(self, Driver::Near { .. })
+    }
+
+    /// Fold one batch into round `round`'s partial.
+    fn update(
+        &mut self,
+        code: &'static str,
+        round: usize,
+        rows: &Rows,
+        counts: &[u64],
+    ) -> Result<(), ScanError> {
+        let err = state_err(code);
+        let x = || {
+            rows.x.as_ref().map(|m| m.view()).ok_or_else(|| {
+                ScanError::Config(format!("{code} needs embeddings (--embeddings FILE.npy)"))
+            })
+        };
+        match (self, round) {
+            (Driver::Spec { r, moments, .. }, 1) => {
+                let m = r
+                    .pca()
+                    .moments(counts, &x()?, &rows.labels, &rows.ids)
+                    .map_err(&err)?;
+                moments.merge(&m).map_err(&err)?;
+            }
+            (Driver::Act { r, moments, .. }, 1) => {
+                let m = r
+                    .pca()
+                    .moments(counts, &x()?, &rows.labels, &rows.ids)
+                    .map_err(&err)?;
+                moments.merge(&m).map_err(&err)?;
+            }
+            (Driver::Exact { r, keys, .. }, 1) => {
+                keys.merge(&r.keys(&rows.texts, &rows.labels, &rows.ids));
+            }
+            (Driver::Near { r, keys, .. }, 1) => {
+                keys.merge(&r.keys(&rows.texts, &rows.labels, &rows.ids));
+            }
+            (Driver::Trig { r, sample }, 1) => {
+                sample
+                    .merge(&r.sample(&rows.texts, &rows.labels, &rows.ids)?)
+                    .map_err(&err)?;
+            }
+            (
+                Driver::Spec {
+                    r,
+                    dirs: Some(d),
+                    proj,
+                    ..
+                },
+                2,
+            ) => {
+                proj.merge(&r.projections(d, &x()?, &rows.labels))
+                    .map_err(&err)?;
+            }
+            (Driver::Act { r, red, sample, .. }, 2) => {
+                if let (Some(red), Some(sample)) = (red.as_ref(), sample.as_mut()) {
+                    let s = r.sample(counts, red, &x()?, &rows.labels, &rows.ids);
+                    sample.merge(&s).map_err(&err)?;
+                }
+            }
+            (
+                Driver::Exact {
+                    r, groups, words, ..
+                },
+                2,
+            ) => {
+                if let Some(g) = groups.as_ref().filter(|g| g.needs_words()) {
+                    words.merge(&r.words(g, &rows.texts, &rows.labels));
+                }
+            }
+            (
+                Driver::Near {
+                    r,
+                    groups: Some(g),
+                    near,
+                    ..
+                },
+                2,
+            ) => {
+                near.merge(&r.near_keys(g, &rows.texts, &rows.ids, KeyRange::ALL));
+            }
+            (
+                Driver::Near {
+                    r,
+                    groups,
+                    links,
+                    payload,
+                    ..
+                },
+                3,
+            ) => {
+                if let (Some(g), Some(l)) = (groups, links) {
+                    let p = r.payload(g, l, &rows.texts, &rows.labels, &rows.ids);
+                    payload.merge(&p).map_err(&err)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Finalise round `round`; after the detector's last round, its fitted form.
+    fn finish_round(
+        &mut self,
+        round: usize,
+        names: &[String],
+        counts: &[u64],
+    ) -> Result<Option<Box<dyn Fitted>>, ScanError> {
+        Ok(match (self, round) {
+            (
+                Driver::Spec {
+                    r, moments, dirs, ..
+                },
+                1,
+            ) => {
+                *dirs = Some(r.directions(counts, moments)?);
+                None
+            }
+            (
+                Driver::Act {
+                    r,
+                    moments,
+                    red,
+                    sample,
+                },
+                1,
+            ) => {
+                let reds = r.reductions(counts, moments)?;
+                *sample = Some(r.empty_sample(&reds));
+                *red = Some(reds);
+                None
+            }
+            (
+                Driver::Exact {
+                    r, keys, groups, ..
+                },
+                1,
+            ) => {
+                *groups = Some(r.groups(std::mem::take(keys))?);
+                None
+            }
+            (
+                Driver::Near {
+                    r, keys, groups, ..
+                },
+                1,
+            ) => {
+                *groups = Some(r.groups(std::mem::take(keys))?);
+                None
+            }
+            (Driver::Trig { r, sample }, 1) => Some(r.finish(names, std::mem::take(sample))?),
+            (Driver::Spec { r, dirs, proj, .. }, 2) => match dirs.take() {
+                Some(d) => Some(r.finish(names, counts, d, proj)),
+                None => None,
+            },
+            (Driver::Act { r, red, sample, .. }, 2) => match (red.take(), sample.take()) {
+                (Some(red), Some(sample)) => Some(r.finish(names, counts, red, sample)?),
+                _ => None,
+            },
+            (
+                Driver::Exact {
+                    r, groups, words, ..
+                },
+                2,
+            ) => groups.take().map(|g| r.finish(names, g, words)),
+            (
+                Driver::Near {
+                    r,
+                    groups,
+                    near,
+                    links,
+                    ..
+                },
+                2,
+            ) => {
+                if let Some(g) = groups.as_ref() {
+                    let cands = r.candidates(near);
+                    *near = NearKeysPartial::default();
+                    *links = Some(r.links(g, cands));
+                }
+                None
+            }
+            (
+                Driver::Near {
+                    r,
+                    groups,
+                    links,
+                    payload,
+                    ..
+                },
+                3,
+            ) => match (groups.take(), links.take()) {
+                (Some(g), Some(l)) => Some(r.finish(names, g, l, std::mem::take(payload), true)?),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+}
+
+/// Why the options cannot stream, if they cannot.
+fn refusal(opts: &ScanOptions, format: &RowLayout, planned: &[Planned]) -> Option<String> {
+    let fixed = [
+        (
+            format.has_responses() || matches!(format, RowLayout::Fields(_)),
+            "rows with a prompt and a response",
+        ),
+        (opts.model.is_some(), "--model"),
+        (opts.reference.is_some(), "--reference"),
+        (opts.dedup != Dedup::None, "--dedup"),
+        (
+            opts.invalid_rows == InvalidPolicy::Quarantine,
+            "--invalid-rows quarantine",
+        ),
+        (opts.embedding_column.is_some(), "--embedding-column"),
+        (opts.response_embeddings.is_some(), "--response-embeddings"),
+        (
+            opts.embeddings
+                .as_deref()
+                .is_some_and(|p| p.extension().is_none_or(|e| e != "npy")),
+            "embeddings other than a .npy file",
+        ),
+    ];
+    if let Some((_, what)) = fixed.iter().find(|(on, _)| *on) {
+        return Some(format!("--stream does not take {what} yet"));
+    }
+    for p in planned {
+        let code = p.detector.meta().code;
+        if !STREAMED.contains(&code) {
+            return Some(format!(
+                "--stream runs {} only: {code} has no rounds (leave it out with --select)",
+                STREAMED.join(", ")
+            ));
+        }
+        if code == "DUP002" && opts.embeddings.is_some() {
+            let on = p.configured.params()["embedding_cosine"]
+                .as_f64()
+                .is_some_and(|c| c > 0.0);
+            if on {
+                return Some(
+                    "--stream does not run DUP002's embedding relation (a nearest-neighbour \
+                     search over every row): set [detectors.DUP002] embedding_cosine = 0 in \
+                     the config, or leave DUP002 out with --select"
+                        .into(),
+                );
+            }
+        }
+    }
+    if !planned.iter().any(|p| p.configured.needs().labels) {
+        return Some(
+            "--stream reads the labels of every row, and none of the selected detectors needs \
+             them: select one that does"
+                .into(),
+        );
+    }
+    None
+}
+
+/// What the streamed detectors found, in the form the verdict and the report take.
+pub(super) struct Streamed {
+    /// The data, with the texts and ids of flagged rows only (other rows hold empty strings),
+    /// and the ground truth when asked for; no embeddings.
+    pub(super) table: Table,
+    /// The embeddings' input entry.
+    pub(super) matrix: Option<InputEntry>,
+    /// Per planned detector: scores, seconds, summary.
+    pub(super) per_detector: Vec<(Scores, f64, serde_json::Value)>,
+}
+
+/// Run the planned detectors over the input in rounds.
+pub(super) fn detect(
+    opts: &ScanOptions,
+    format: &RowLayout,
+    planned: &[Planned],
+) -> Result<Streamed, ScanError> {
+    if let Some(why) = refusal(opts, format, planned) {
+        return Err(ScanError::Config(why));
+    }
+    let needs_text = planned.iter().any(|p| p.configured.needs().text);
+    let spec = ColumnSpec {
+        text: needs_text.then(|| opts.text_column.clone()),
+        label: Some(opts.label_column.clone()),
+        id: opts.id_column.clone(),
+        ground_truth: opts.ground_truth_column.clone(),
+        embedding: None,
+        rows: format.clone(),
+        rejected: false,
+        invalid: InvalidPolicy::Error,
+    };
+    let batch_rows = opts.batch_rows.max(1);
+
+    // round 0: labels, classes, rows per class, ground truth
+    let mut per_label: HashMap<String, u64> = HashMap::new();
+    let mut truth: Option<Vec<bool>> = opts.ground_truth_column.as_ref().map(|_| Vec::new());
+    let label_spec = ColumnSpec {
+        text: None,
+        embedding: None,
+        ..spec.clone()
+    };
+    let read = ingest::read_batches(&opts.data, &label_spec, batch_rows, &mut |b| {
+        for l in b.labels.unwrap_or_default() {
+            *per_label.entry(l).or_insert(0) += 1;
+        }
+        if let (Some(t), Some(g)) = (truth.as_mut(), b.ground_truth) {
+            t.extend(g);
+        }
+        Ok::<(), ScanError>(())
+    })?;
+    let n = read.n_rows;
+    let distinct: Vec<String> = per_label
+        .keys()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (names, _) = classes(&distinct, read.label_kind);
+    let index: HashMap<&str, u32> = names
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i as u32))
+        .collect();
+    let class_of = |l: &str| index.get(l).copied().unwrap_or(0);
+    let counts: Vec<u64> = names.iter().map(|l| per_label[l]).collect();
+
+    let npy = opts.embeddings.as_deref();
+    let dims = match npy {
+        Some(p) => {
+            let m = ingest::NpyRows::open(p)?;
+            if m.rows() != n {
+                return Err(ScanError::Config(format!(
+                    "row count mismatch: embeddings {} has {} rows but data {} has {} rows",
+                    p.display(),
+                    m.rows(),
+                    opts.data.display(),
+                    n
+                )));
+            }
+            m.cols()
+        }
+        None => 0,
+    };
+    let mut drivers: Vec<(&'static str, Driver, f64)> = Vec::with_capacity(planned.len());
+    let empty = toml::Table::new();
+    for p in planned {
+        let code = p.detector.meta().code;
+        let params = opts.detector_params.get(code).unwrap_or(&empty);
+        drivers.push((code, Driver::new(code, params, names.len(), dims, n)?, 0.0));
+    }
+    let mut fitted: Vec<Option<Box<dyn Fitted>>> = planned.iter().map(|_| None).collect();
+    let mut matrix_digest: Option<FileDigest> = None;
+
+    // one pass over the data (and the embeddings, when `with_x`), each batch to `f`
+    let pass = |with_x: bool,
+                spec: &ColumnSpec,
+                f: &mut dyn FnMut(Rows) -> Result<(), ScanError>|
+     -> Result<Option<FileDigest>, ScanError> {
+        let mut x = match (with_x, npy) {
+            (true, Some(p)) => Some(ingest::NpyRows::open(p)?),
+            _ => None,
+        };
+        ingest::read_batches(&opts.data, spec, batch_rows, &mut |b| {
+            let m = match x.as_mut() {
+                Some(x) => Some(x.next_rows(b.n_rows)?),
+                None => None,
+            };
+            let labels = b.labels.unwrap_or_default();
+            f(Rows {
+                start: b.first_row,
+                labels: labels.iter().map(|l| class_of(l)).collect(),
+                texts: b.texts.unwrap_or_else(|| vec![String::new(); b.n_rows]),
+                ids: (b.first_row as u64..(b.first_row + b.n_rows) as u64).collect(),
+                x: m,
+                row_ids: b.ids,
+            })
+        })?;
+        x.map(|x| x.finish()).transpose().map_err(ScanError::from)
+    };
+
+    for round in 1..=3 {
+        if round == 3 && !drivers.iter().any(|(_, d, _)| d.has_round_3()) {
+            continue;
+        }
+        let with_x = drivers.iter().any(|(_, d, _)| d.reads_x(round));
+        let digest = pass(with_x, &spec, &mut |rows| {
+            drivers.par_iter_mut().try_for_each(|(code, d, secs)| {
+                let t = Instant::now();
+                d.update(code, round, &rows, &counts)?;
+                *secs += t.elapsed().as_secs_f64();
+                Ok::<(), ScanError>(())
+            })
+        })?;
+        if digest.is_some() && matrix_digest.is_none() {
+            matrix_digest = digest;
+        }
+        for ((_, d, secs), f) in drivers.iter_mut().zip(fitted.iter_mut()) {
+            let t = Instant::now();
+            if let Some(done) = d.finish_round(round, &names, &counts)? {
+                *f = Some(done);
+            }
+            *secs += t.elapsed().as_secs_f64();
+        }
+    }
+    let fitted: Vec<Box<dyn Fitted>> = fitted
+        .into_iter()
+        .zip(&drivers)
+        .map(|(f, (code, _, _))| {
+            f.ok_or_else(|| {
+                ScanError::Detect(DetectError::Data {
+                    code,
+                    problem: "its rounds did not finish".into(),
+                })
+            })
+        })
+        .collect::<Result<_, _>>()?;
+
+    // round 4: scores, batch by batch; the texts and ids of flagged rows kept
+    let with_x = planned.iter().any(|p| p.configured.needs().embeddings);
+    let mut scores: Vec<Scores> = fitted.iter().map(|_| Scores::with_capacity(n)).collect();
+    let mut seconds: Vec<f64> = drivers.iter().map(|(_, _, s)| *s).collect();
+    let mut texts: Vec<String> = Vec::new();
+    let mut ids: Option<Vec<String>> = opts.id_column.as_ref().map(|_| Vec::new());
+    pass(with_x, &spec, &mut |rows| {
+        let view = DatasetView {
+            n_rows: rows.labels.len(),
+            texts: Some(&rows.texts),
+            responses: None,
+            rejected: None,
+            labels: Some(&rows.labels),
+            class_names: &names,
+            embeddings: rows.x.as_ref().map(|m| m.view()),
+            response_embeddings: None,
+        };
+        let batch = ScoreBatch {
+            start: rows.start,
+            rows: view,
+        };
+        let parts: Vec<(Scores, f64)> = fitted
+            .par_iter()
+            .map(|f| {
+                let t = Instant::now();
+                let s = f.score(&batch)?;
+                Ok::<_, ScanError>((s, t.elapsed().as_secs_f64()))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut flagged = vec![false; view.n_rows];
+        for ((part, secs), (all, total)) in parts
+            .into_iter()
+            .zip(scores.iter_mut().zip(seconds.iter_mut()))
+        {
+            for (i, r) in part.reason.iter().enumerate() {
+                flagged[i] |= r.is_some();
+            }
+            all.extend(part);
+            *total += secs;
+        }
+        let mut row_ids = rows.row_ids;
+        for (i, (t, f)) in rows.texts.into_iter().zip(&flagged).enumerate() {
+            texts.push(if *f { t } else { String::new() });
+            if let (Some(ids), Some(r)) = (ids.as_mut(), row_ids.as_mut()) {
+                ids.push(if *f {
+                    std::mem::take(&mut r[i])
+                } else {
+                    String::new()
+                });
+            }
+        }
+        Ok(())
+    })?;
+    let per_detector = planned
+        .iter()
+        .zip(scores)
+        .zip(seconds)
+        .zip(&fitted)
+        .map(|(((p, s), secs), f)| {
+            if s.len() != n {
+                return Err(ScanError::Detect(DetectError::Data {
+                    code: p.detector.meta().code,
+                    problem: format!("scored {} rows of {n}", s.len()),
+                }));
+            }
+            Ok((s, secs, f.summary()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let matrix = match (npy, matrix_digest) {
+        (Some(_), Some(d)) => Some(input_entry("embeddings", &d, n, Some(dims))),
+        _ => None,
+    };
+    Ok(Streamed {
+        table: Table {
+            format: read.format,
+            digest: read.digest,
+            n_rows: n,
+            texts: Some(texts),
+            responses: None,
+            rejected: None,
+            labels: None,
+            label_kind: read.label_kind,
+            ids,
+            ground_truth: truth,
+            embeddings: None,
+            invalid: Vec::new(),
+        },
+        matrix,
+        per_detector,
+    })
+}
