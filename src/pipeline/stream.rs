@@ -44,31 +44,31 @@ enum Driver {
         r: spec::Rounds,
         moments: MomentsPartial,
         dirs: Option<spec::Directions>,
-        proj: spec::ProjectionsPartial,
+        proj: Tree<spec::ProjectionsPartial>,
     },
     Act {
         r: act::Rounds,
         moments: MomentsPartial,
         red: Option<act::Reductions>,
-        sample: Option<act::SamplePartial>,
+        sample: Tree<act::SamplePartial>,
     },
     Exact {
         r: dup::Rounds,
-        keys: dup::KeysPartial,
+        keys: Tree<dup::KeysPartial>,
         groups: Option<dup::Groups>,
         words: dup::WordsPartial,
     },
     Near {
         r: NearRounds,
-        keys: dup::KeysPartial,
+        keys: Tree<dup::KeysPartial>,
         groups: Option<dup::Groups>,
-        near: NearKeysPartial,
+        near: Tree<NearKeysPartial>,
         links: Option<Links>,
-        payload: PayloadPartial,
+        payload: Tree<PayloadPartial>,
     },
     Trig {
         r: trig::Rounds,
-        sample: trig::SamplePartial,
+        sample: Tree<trig::SamplePartial>,
     },
 }
 
@@ -83,6 +83,55 @@ struct Rows {
     x: Option<Array2<f32>>,
     /// The batch as read (ids and texts of flagged rows are kept from it).
     row_ids: Option<Vec<String>>,
+}
+
+/// One round's partials of one detector, merged as they come two of a size at a time (a
+/// binary counter): a batch's sorted key lists are not merged into the whole round's again and
+/// again, so merging b batches of n rows in all costs O(n log b), not O(n b). The merges are
+/// exact, associative and commutative, so the result is the state one merge order gives.
+struct Tree<T> {
+    /// Partials, each the merge of 2^level batches, levels decreasing.
+    stack: Vec<(u32, T)>,
+}
+
+impl<T> Default for Tree<T> {
+    fn default() -> Self {
+        Tree { stack: Vec::new() }
+    }
+}
+
+/// How two partials of a round merge.
+type Merge<'a, T> = &'a dyn Fn(&mut T, &T) -> Result<(), ScanError>;
+
+impl<T> Tree<T> {
+    /// Add a batch's partial.
+    fn push(&mut self, p: T, merge: Merge<'_, T>) -> Result<(), ScanError> {
+        let (mut level, mut p) = (0, p);
+        while self.stack.last().is_some_and(|(l, _)| *l == level) {
+            if let Some((_, mut a)) = self.stack.pop() {
+                merge(&mut a, &p)?;
+                p = a;
+                level += 1;
+            }
+        }
+        self.stack.push((level, p));
+        Ok(())
+    }
+
+    /// The merge of every partial added (`empty` when there was none); the tree is emptied.
+    fn take(&mut self, empty: T, merge: Merge<'_, T>) -> Result<T, ScanError> {
+        let mut all = empty;
+        for (_, p) in std::mem::take(&mut self.stack) {
+            merge(&mut all, &p)?;
+        }
+        Ok(all)
+    }
+}
+
+/// Merging exact-key partials.
+fn merge_keys(a: &mut dup::KeysPartial, b: &dup::KeysPartial) -> Result<(), ScanError> {
+    a.merge(b);
+    Ok(())
 }
 
 /// A detector's state error, as a detection error naming it.
@@ -108,7 +157,7 @@ impl Driver {
                 let r = spec::Rounds::new(&SpectralParams::from_table(params)?, n_classes, dims);
                 Driver::Spec {
                     moments: r.pca().empty_moments(),
-                    proj: r.empty_projections(),
+                    proj: Tree::default(),
                     dirs: None,
                     r,
                 }
@@ -118,7 +167,7 @@ impl Driver {
                 Driver::Act {
                     moments: r.pca().empty_moments(),
                     red: None,
-                    sample: None,
+                    sample: Tree::default(),
                     r,
                 }
             }
@@ -126,7 +175,7 @@ impl Driver {
                 let r = dup::Rounds::new(&DupParams::dup001(params)?)?;
                 Driver::Exact {
                     words: r.empty_words(),
-                    keys: dup::KeysPartial::default(),
+                    keys: Tree::default(),
                     groups: None,
                     r,
                 }
@@ -139,11 +188,11 @@ impl Driver {
                 };
                 Driver::Near {
                     r: NearRounds::new(&p)?,
-                    keys: dup::KeysPartial::default(),
+                    keys: Tree::default(),
                     groups: None,
-                    near: NearKeysPartial::default(),
+                    near: Tree::default(),
                     links: None,
-                    payload: PayloadPartial::default(),
+                    payload: Tree::default(),
                 }
             }
             "TRIG001" => Driver::Trig {
@@ -152,7 +201,7 @@ impl Driver {
                     n_classes,
                     n_rows as u64,
                 ),
-                sample: trig::SamplePartial::default(),
+                sample: Tree::default(),
             },
             other => {
                 return Err(ScanError::Config(format!(
@@ -203,15 +252,14 @@ impl Driver {
                 moments.merge(&m).map_err(&err)?;
             }
             (Driver::Exact { r, keys, .. }, 1) => {
-                keys.merge(&r.keys(&rows.texts, &rows.labels, &rows.ids));
+                keys.push(r.keys(&rows.texts, &rows.labels, &rows.ids), &merge_keys)?;
             }
             (Driver::Near { r, keys, .. }, 1) => {
-                keys.merge(&r.keys(&rows.texts, &rows.labels, &rows.ids));
+                keys.push(r.keys(&rows.texts, &rows.labels, &rows.ids), &merge_keys)?;
             }
             (Driver::Trig { r, sample }, 1) => {
-                sample
-                    .merge(&r.sample(&rows.texts, &rows.labels, &rows.ids)?)
-                    .map_err(&err)?;
+                let s = r.sample(&rows.texts, &rows.labels, &rows.ids)?;
+                sample.push(s, &|a, b| a.merge(b).map_err(&err))?;
             }
             (
                 Driver::Spec {
@@ -222,13 +270,13 @@ impl Driver {
                 },
                 2,
             ) => {
-                proj.merge(&r.projections(d, &x()?, &rows.labels))
-                    .map_err(&err)?;
+                let p = r.projections(d, &x()?, &rows.labels);
+                proj.push(p, &|a, b| a.merge(b).map_err(&err))?;
             }
             (Driver::Act { r, red, sample, .. }, 2) => {
-                if let (Some(red), Some(sample)) = (red.as_ref(), sample.as_mut()) {
+                if let Some(red) = red.as_ref() {
                     let s = r.sample(counts, red, &x()?, &rows.labels, &rows.ids);
-                    sample.merge(&s).map_err(&err)?;
+                    sample.push(s, &|a, b| a.merge(b).map_err(&err))?;
                 }
             }
             (
@@ -250,7 +298,11 @@ impl Driver {
                 },
                 2,
             ) => {
-                near.merge(&r.near_keys(g, &rows.texts, &rows.ids, KeyRange::ALL));
+                let k = r.near_keys(g, &rows.texts, &rows.ids, KeyRange::ALL);
+                near.push(k, &|a, b| {
+                    a.merge(b);
+                    Ok(())
+                })?;
             }
             (
                 Driver::Near {
@@ -264,7 +316,7 @@ impl Driver {
             ) => {
                 if let (Some(g), Some(l)) = (groups, links) {
                     let p = r.payload(g, l, &rows.texts, &rows.labels, &rows.ids);
-                    payload.merge(&p).map_err(&err)?;
+                    payload.push(p, &|a, b| a.merge(b).map_err(&err))?;
                 }
             }
             _ => {}
@@ -275,10 +327,12 @@ impl Driver {
     /// Finalise round `round`; after the detector's last round, its fitted form.
     fn finish_round(
         &mut self,
+        code: &'static str,
         round: usize,
         names: &[String],
         counts: &[u64],
     ) -> Result<Option<Box<dyn Fitted>>, ScanError> {
+        let err = state_err(code);
         Ok(match (self, round) {
             (
                 Driver::Spec {
@@ -298,9 +352,8 @@ impl Driver {
                 },
                 1,
             ) => {
-                let reds = r.reductions(counts, moments)?;
-                *sample = Some(r.empty_sample(&reds));
-                *red = Some(reds);
+                *red = Some(r.reductions(counts, moments)?);
+                *sample = Tree::default();
                 None
             }
             (
@@ -309,7 +362,7 @@ impl Driver {
                 },
                 1,
             ) => {
-                *groups = Some(r.groups(std::mem::take(keys))?);
+                *groups = Some(r.groups(keys.take(Default::default(), &merge_keys)?)?);
                 None
             }
             (
@@ -318,17 +371,27 @@ impl Driver {
                 },
                 1,
             ) => {
-                *groups = Some(r.groups(std::mem::take(keys))?);
+                *groups = Some(r.groups(keys.take(Default::default(), &merge_keys)?)?);
                 None
             }
-            (Driver::Trig { r, sample }, 1) => Some(r.finish(names, std::mem::take(sample))?),
+            (Driver::Trig { r, sample }, 1) => {
+                let s = sample.take(Default::default(), &|a, b| a.merge(b).map_err(&err))?;
+                Some(r.finish(names, s)?)
+            }
             (Driver::Spec { r, dirs, proj, .. }, 2) => match dirs.take() {
-                Some(d) => Some(r.finish(names, counts, d, proj)),
+                Some(d) => {
+                    let p = proj.take(r.empty_projections(), &|a, b| a.merge(b).map_err(&err))?;
+                    Some(r.finish(names, counts, d, &p))
+                }
                 None => None,
             },
-            (Driver::Act { r, red, sample, .. }, 2) => match (red.take(), sample.take()) {
-                (Some(red), Some(sample)) => Some(r.finish(names, counts, red, sample)?),
-                _ => None,
+            (Driver::Act { r, red, sample, .. }, 2) => match red.take() {
+                Some(red) => {
+                    let empty = r.empty_sample(&red);
+                    let s = sample.take(empty, &|a, b| a.merge(b).map_err(&err))?;
+                    Some(r.finish(names, counts, red, s)?)
+                }
+                None => None,
             },
             (
                 Driver::Exact {
@@ -347,9 +410,11 @@ impl Driver {
                 2,
             ) => {
                 if let Some(g) = groups.as_ref() {
-                    let cands = r.candidates(near);
-                    *near = NearKeysPartial::default();
-                    *links = Some(r.links(g, cands));
+                    let keys = near.take(Default::default(), &|a, b| {
+                        a.merge(b);
+                        Ok(())
+                    })?;
+                    *links = Some(r.links(g, r.candidates(&keys)));
                 }
                 None
             }
@@ -363,7 +428,10 @@ impl Driver {
                 },
                 3,
             ) => match (groups.take(), links.take()) {
-                (Some(g), Some(l)) => Some(r.finish(names, g, l, std::mem::take(payload), true)?),
+                (Some(g), Some(l)) => {
+                    let p = payload.take(Default::default(), &|a, b| a.merge(b).map_err(&err))?;
+                    Some(r.finish(names, g, l, p, true)?)
+                }
                 _ => None,
             },
             _ => None,
@@ -565,9 +633,9 @@ pub(super) fn detect(
         if digest.is_some() && matrix_digest.is_none() {
             matrix_digest = digest;
         }
-        for ((_, d, secs), f) in drivers.iter_mut().zip(fitted.iter_mut()) {
+        for ((code, d, secs), f) in drivers.iter_mut().zip(fitted.iter_mut()) {
             let t = Instant::now();
-            if let Some(done) = d.finish_round(round, &names, &counts)? {
+            if let Some(done) = d.finish_round(code, round, &names, &counts)? {
                 *f = Some(done);
             }
             *secs += t.elapsed().as_secs_f64();
