@@ -47,8 +47,11 @@ pub struct ConfigFile {
     pub max_line_bytes: Option<u64>,
     /// Largest uncompressed Parquet page accepted, in bytes (`--max-page-bytes`).
     pub max_page_bytes: Option<u64>,
-    /// Rows per batch when writing outputs.
+    /// Rows per batch when scoring (and, with `--stream`, when reading).
     pub batch_rows: Option<usize>,
+    /// `--stream`: exact groups per slice of the near-duplicate key space (fewer: less memory,
+    /// more passes over the input).
+    pub near_slice_groups: Option<u64>,
     /// Rows listed per detector in the report.
     pub report_rows: Option<usize>,
     /// Plain redundancy policy (`--dedup`).
@@ -144,6 +147,9 @@ impl ConfigFile {
         }
         if let Some(v) = self.batch_rows {
             o.batch_rows = v;
+        }
+        if let Some(v) = self.near_slice_groups {
+            o.near_slice_groups = v.max(1);
         }
         if let Some(v) = self.report_rows {
             o.report_rows = v;

@@ -109,6 +109,9 @@ pub struct ScanOptions {
     /// per round (`--stream`): memory holds a batch and the detectors' states, not the rows.
     /// The same verdicts and report as the in-memory scan; what cannot stream is refused.
     pub stream: bool,
+    /// With `stream`: exact groups per slice of DUP002's and DUP003's near-duplicate key space;
+    /// round 2 reads the input once per slice and holds one slice's keys at a time.
+    pub near_slice_groups: u64,
 }
 
 /// `scan --dedup`: what happens to plain redundancy (duplicates that carry the same label).
@@ -184,6 +187,7 @@ impl ScanOptions {
             invalid_rows: InvalidPolicy::Error,
             reference: None,
             stream: false,
+            near_slice_groups: 1 << 18,
         }
     }
 }
@@ -280,7 +284,7 @@ fn settings_json(opts: &ScanOptions, planned: &[Planned]) -> serde_json::Value {
         .iter()
         .map(|p| (p.detector.meta().code.to_string(), p.configured.params()))
         .collect();
-    json!({
+    let mut settings = json!({
         "data": opts.data.display().to_string(),
         "text_column": opts.text_column,
         "label_column": opts.label_column,
@@ -300,7 +304,11 @@ fn settings_json(opts: &ScanOptions, planned: &[Planned]) -> serde_json::Value {
         "invalid_rows": opts.invalid_rows.as_str(),
         "reference": opts.reference.as_ref().map(|p| p.display().to_string()),
         "engine": if opts.stream { "streaming" } else { "in-memory" },
-    })
+    });
+    if opts.stream {
+        settings["near_slice_groups"] = json!(opts.near_slice_groups);
+    }
+    settings
 }
 
 /// The input entry of an embedding matrix read from `path` for the role `role`, once its row

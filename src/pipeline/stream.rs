@@ -8,7 +8,10 @@
 //! 1. SPEC001's and ACT001's class moments, DUP001's, DUP002's and DUP003's exact keys,
 //!    TRIG001's sample;
 //! 2. SPEC001's projections, ACT001's sample, DUP001's class words (when a conflict needs
-//!    them), DUP002's and DUP003's near keys;
+//!    them), DUP002's and DUP003's near keys, one slice of their key space a pass (a slice per
+//!    `near_slice_groups` exact groups, 262 144 by default: a
+//!    million distinct texts take four passes, each holding a quarter of the keys), each slice's keys turned into candidate pairs
+//!    before the next is read;
 //! 3. DUP002's and DUP003's payload (only when one of them runs);
 //! 4. every detector scores each batch; the texts and ids of flagged rows are kept for the
 //!    report.
@@ -28,7 +31,7 @@ use poisongate_detectors::data::Batch as ScoreBatch;
 use poisongate_detectors::duplicates::near_rounds::{
     Links, NearKeysPartial, NearRounds, PayloadPartial,
 };
-use poisongate_detectors::duplicates::{rounds as dup, DupParams, KeyRange};
+use poisongate_detectors::duplicates::{rounds as dup, Candidates, DupParams, KeyRange};
 use poisongate_detectors::spectral::{rounds as spec, SpectralParams};
 use poisongate_detectors::trigger::{rounds as trig, TriggerParams};
 use std::collections::{BTreeSet, HashMap};
@@ -62,7 +65,10 @@ enum Driver {
         r: NearRounds,
         keys: Tree<dup::KeysPartial>,
         groups: Option<dup::Groups>,
+        /// Round 2 runs once per slice of the key space.
+        slices: u64,
         near: Tree<NearKeysPartial>,
+        cands: Candidates,
         links: Option<Links>,
         payload: Tree<PayloadPartial>,
     },
@@ -190,7 +196,9 @@ impl Driver {
                     r: NearRounds::new(&p)?,
                     keys: Tree::default(),
                     groups: None,
+                    slices: 1,
                     near: Tree::default(),
+                    cands: Candidates::default(),
                     links: None,
                     payload: Tree::default(),
                 }
@@ -222,14 +230,26 @@ impl Driver {
         matches!(self, Driver::Near { .. })
     }
 
+    /// Passes round 2 takes (the near-duplicate keys, one slice of the key space a pass).
+    fn round_2_passes(&self) -> u64 {
+        match self {
+            Driver::Near { slices, .. } => *slices,
+            _ => 1,
+        }
+    }
+
     /// Fold one batch into round `round`'s partial.
     fn update(
         &mut self,
         code: &'static str,
-        round: usize,
+        (round, pass): (usize, u64),
         rows: &Rows,
         counts: &[u64],
     ) -> Result<(), ScanError> {
+        // a second pass of round 2 is the near-duplicate keys' next slice, nothing else's
+        if round == 2 && pass > 0 && !matches!(self, Driver::Near { .. }) {
+            return Ok(());
+        }
         let err = state_err(code);
         let x = || {
             rows.x.as_ref().map(|m| m.view()).ok_or_else(|| {
@@ -294,11 +314,19 @@ impl Driver {
                     r,
                     groups: Some(g),
                     near,
+                    slices,
                     ..
                 },
                 2,
             ) => {
-                let k = r.near_keys(g, &rows.texts, &rows.ids, KeyRange::ALL);
+                if pass >= *slices {
+                    return Ok(());
+                }
+                let range = KeyRange {
+                    part: pass,
+                    parts: *slices,
+                };
+                let k = r.near_keys(g, &rows.texts, &rows.ids, range);
                 near.push(k, &|a, b| {
                     a.merge(b);
                     Ok(())
@@ -328,11 +356,15 @@ impl Driver {
     fn finish_round(
         &mut self,
         code: &'static str,
-        round: usize,
+        (round, pass): (usize, u64),
         names: &[String],
         counts: &[u64],
+        slice_groups: u64,
     ) -> Result<Option<Box<dyn Fitted>>, ScanError> {
         let err = state_err(code);
+        if round == 2 && pass > 0 && !matches!(self, Driver::Near { .. }) {
+            return Ok(None);
+        }
         Ok(match (self, round) {
             (
                 Driver::Spec {
@@ -367,11 +399,17 @@ impl Driver {
             }
             (
                 Driver::Near {
-                    r, keys, groups, ..
+                    r,
+                    keys,
+                    groups,
+                    slices,
+                    ..
                 },
                 1,
             ) => {
-                *groups = Some(r.groups(keys.take(Default::default(), &merge_keys)?)?);
+                let g = r.groups(keys.take(Default::default(), &merge_keys)?)?;
+                *slices = (g.count() as u64).div_ceil(slice_groups.max(1)).max(1);
+                *groups = Some(g);
                 None
             }
             (Driver::Trig { r, sample }, 1) => {
@@ -403,18 +441,23 @@ impl Driver {
                 Driver::Near {
                     r,
                     groups,
+                    slices,
                     near,
+                    cands,
                     links,
                     ..
                 },
                 2,
             ) => {
-                if let Some(g) = groups.as_ref() {
+                if let (Some(g), true) = (groups.as_ref(), pass < *slices) {
                     let keys = near.take(Default::default(), &|a, b| {
                         a.merge(b);
                         Ok(())
                     })?;
-                    *links = Some(r.links(g, r.candidates(&keys)));
+                    cands.merge(&r.candidates(&keys));
+                    if pass + 1 == *slices {
+                        *links = Some(r.links(g, std::mem::take(cands)));
+                    }
                 }
                 None
             }
@@ -591,9 +634,9 @@ pub(super) fn detect(
     let mut matrix_digest: Option<FileDigest> = None;
 
     // one pass over the data (and the embeddings, when `with_x`), each batch to `f`
-    let pass = |with_x: bool,
-                spec: &ColumnSpec,
-                f: &mut dyn FnMut(Rows) -> Result<(), ScanError>|
+    let pass_over = |with_x: bool,
+                     spec: &ColumnSpec,
+                     f: &mut dyn FnMut(Rows) -> Result<(), ScanError>|
      -> Result<Option<FileDigest>, ScanError> {
         let mut x = match (with_x, npy) {
             (true, Some(p)) => Some(ingest::NpyRows::open(p)?),
@@ -621,24 +664,36 @@ pub(super) fn detect(
         if round == 3 && !drivers.iter().any(|(_, d, _)| d.has_round_3()) {
             continue;
         }
-        let with_x = drivers.iter().any(|(_, d, _)| d.reads_x(round));
-        let digest = pass(with_x, &spec, &mut |rows| {
-            drivers.par_iter_mut().try_for_each(|(code, d, secs)| {
-                let t = Instant::now();
-                d.update(code, round, &rows, &counts)?;
-                *secs += t.elapsed().as_secs_f64();
-                Ok::<(), ScanError>(())
-            })
-        })?;
-        if digest.is_some() && matrix_digest.is_none() {
-            matrix_digest = digest;
-        }
-        for ((code, d, secs), f) in drivers.iter_mut().zip(fitted.iter_mut()) {
-            let t = Instant::now();
-            if let Some(done) = d.finish_round(code, round, &names, &counts)? {
-                *f = Some(done);
+        let passes = match round {
+            2 => drivers
+                .iter()
+                .map(|(_, d, _)| d.round_2_passes())
+                .max()
+                .unwrap_or(1),
+            _ => 1,
+        };
+        for pass in 0..passes {
+            let with_x = pass == 0 && drivers.iter().any(|(_, d, _)| d.reads_x(round));
+            let digest = pass_over(with_x, &spec, &mut |rows| {
+                drivers.par_iter_mut().try_for_each(|(code, d, secs)| {
+                    let t = Instant::now();
+                    d.update(code, (round, pass), &rows, &counts)?;
+                    *secs += t.elapsed().as_secs_f64();
+                    Ok::<(), ScanError>(())
+                })
+            })?;
+            if digest.is_some() && matrix_digest.is_none() {
+                matrix_digest = digest;
             }
-            *secs += t.elapsed().as_secs_f64();
+            for ((code, d, secs), f) in drivers.iter_mut().zip(fitted.iter_mut()) {
+                let t = Instant::now();
+                if let Some(done) =
+                    d.finish_round(code, (round, pass), &names, &counts, opts.near_slice_groups)?
+                {
+                    *f = Some(done);
+                }
+                *secs += t.elapsed().as_secs_f64();
+            }
         }
     }
     let fitted: Vec<Box<dyn Fitted>> = fitted
@@ -660,7 +715,7 @@ pub(super) fn detect(
     let mut seconds: Vec<f64> = drivers.iter().map(|(_, _, s)| *s).collect();
     let mut texts: Vec<String> = Vec::new();
     let mut ids: Option<Vec<String>> = opts.id_column.as_ref().map(|_| Vec::new());
-    pass(with_x, &spec, &mut |rows| {
+    pass_over(with_x, &spec, &mut |rows| {
         let view = DatasetView {
             n_rows: rows.labels.len(),
             texts: Some(&rows.texts),

@@ -309,6 +309,11 @@ impl Groups {
     pub fn needs_words(&self) -> bool {
         !self.ties.is_empty()
     }
+
+    /// The number of exact groups (distinct normalised texts).
+    pub fn count(&self) -> usize {
+        self.groups.len()
+    }
 }
 
 impl KeysPartial {
