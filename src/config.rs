@@ -49,6 +49,8 @@ pub struct ConfigFile {
     pub max_page_bytes: Option<u64>,
     /// Rows per batch when scoring (and, with `--stream`, when reading).
     pub batch_rows: Option<usize>,
+    /// Fit the detectors in rounds over batches of the input (`--stream`).
+    pub stream: Option<bool>,
     /// `--stream`: exact groups per slice of the near-duplicate key space (fewer: less memory,
     /// more passes over the input).
     pub near_slice_groups: Option<u64>,
@@ -147,6 +149,9 @@ impl ConfigFile {
         }
         if let Some(v) = self.batch_rows {
             o.batch_rows = v;
+        }
+        if let Some(v) = self.stream {
+            o.stream = v;
         }
         if let Some(v) = self.near_slice_groups {
             o.near_slice_groups = v.max(1);

@@ -771,7 +771,7 @@ fn run_scan(a: ScanArgs, line_flag: bool, page_flag: bool) -> Result<i32> {
     let interactive = std::io::stderr().is_terminal();
     o.progress = interactive && !a.quiet;
     o.reproducible = a.reproducible;
-    o.stream = a.stream;
+    o.stream |= a.stream;
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -111,3 +111,18 @@ def test_fit_then_scan_against_the_trusted_state(tmp_path):
         poisongate.fit(tmp_path / "missing.jsonl", tmp_path / "x.pgstate")
     assert issubclass(poisongate.FitError, poisongate.PoisongateError)
     assert issubclass(poisongate.ScanError, poisongate.PoisongateError)
+
+
+def test_streaming_scan_writes_what_the_in_memory_scan_writes(tmp_path):
+    settings = dict(embeddings=EMB, id_column="id", select="ACT001,SPEC001,DUP001,DUP003,TRIG001",
+                    batch_rows=500, reproducible=True)
+    mem = poisongate.scan(DATA, out=tmp_path / "mem", **settings)
+    st = poisongate.scan(DATA, out=tmp_path / "stream", stream=True, **settings)
+    assert st.report["settings"]["engine"] == "streaming"
+    assert st.exit_code == mem.exit_code
+    assert st.report["reconciliation"] == mem.report["reconciliation"]
+    for name in ("clean.jsonl", "quarantine.jsonl"):
+        assert (tmp_path / "mem" / name).read_bytes() == (tmp_path / "stream" / name).read_bytes()
+    # what cannot stream is refused, with the reason
+    with pytest.raises(poisongate.ScanError, match="embedding relation"):
+        poisongate.scan(DATA, embeddings=EMB, stream=True)
