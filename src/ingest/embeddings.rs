@@ -381,7 +381,13 @@ pub(super) fn read_npy_header(reader: &mut impl Read) -> Result<(NpyHeader, Vec<
     ))
 }
 
-pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), IngestError> {
+/// A `.npy` file being read, every byte hashed.
+type NpyReader = HashingReader<BufReader<File>>;
+
+/// The opened `.npy` file past its header (hashing what it reads), the header and its bytes,
+/// once the data size the header implies is checked against the file's size (before anything
+/// is allocated for it).
+fn open_npy(path: &Path) -> Result<(NpyReader, NpyHeader, Vec<u8>), IngestError> {
     let npy_err = |message: String| IngestError::Npy {
         path: path.to_path_buf(),
         message,
@@ -409,6 +415,15 @@ pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), In
         }
         None => return Err(npy_err(format!("shape {:?} is too large", header.shape))),
     }
+    Ok((reader, header, prefix))
+}
+
+pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), IngestError> {
+    let npy_err = |message: String| IngestError::Npy {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (mut reader, header, prefix) = open_npy(path)?;
 
     if header.descr == "<f4" && !header.fortran_order && header.shape.len() == 2 {
         // the common case: little-endian f32 in row order, read straight into the matrix
@@ -561,7 +576,7 @@ pub(super) fn read_safetensors_file(
 /// refused (convert it with numpy's `ascontiguousarray`). Values are checked as
 /// [`read_embeddings`] checks them.
 pub struct NpyRows {
-    reader: HashingReader<BufReader<File>>,
+    reader: NpyReader,
     path: PathBuf,
     rows: usize,
     cols: usize,
@@ -573,33 +588,14 @@ pub struct NpyRows {
 impl NpyRows {
     /// Open the file and read its header.
     pub fn open(path: &Path) -> Result<NpyRows, IngestError> {
-        let npy_err = |message: String| IngestError::Npy {
-            path: path.to_path_buf(),
-            message,
-        };
-        let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-        let file_len = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
-        let mut reader = HashingReader::new(BufReader::with_capacity(HASH_BUFFER, file));
-        let (header, _) = read_npy_header(&mut reader).map_err(npy_err)?;
-        let item = if header.descr == "<f4" { 4u64 } else { 8u64 };
-        let expected = header
-            .shape
-            .iter()
-            .try_fold(item, |acc, &d| acc.checked_mul(d as u64))
-            .and_then(|data| data.checked_add(header.prefix_len as u64));
-        if expected != Some(file_len) {
-            return Err(npy_err(format!(
-                "file is {file_len} bytes but its header (shape {:?}, dtype '{}') implies \
-                 another size; the file is truncated or has trailing bytes",
-                header.shape, header.descr
-            )));
-        }
+        let (reader, header, _) = open_npy(path)?;
         if header.fortran_order {
-            return Err(npy_err(
-                "the array is in Fortran (column) order, which cannot be read a row at a time; \
-                 write it in row order (numpy.ascontiguousarray)"
+            return Err(IngestError::Npy {
+                path: path.to_path_buf(),
+                message: "the array is in Fortran (column) order, which cannot be read a row at \
+                          a time; write it in row order (numpy.ascontiguousarray)"
                     .to_string(),
-            ));
+            });
         }
         let (rows, cols) = (header.shape[0], header.shape[1]);
         if rows == 0 {

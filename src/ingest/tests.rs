@@ -633,18 +633,20 @@ fn safetensors_one_and_two_tensors() {
     );
 }
 
-#[test]
-fn quarantine_policy_lists_invalid_rows_and_keeps_columns_aligned() {
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("mixed.jsonl");
-    let body: &[u8] = b"{\"text\":\"a\",\"label\":1,\"id\":\"r0\",\"gt\":false,\"emb\":[1,2]}\n\
+/// Rows of every kind of problem, between two readable rows (blank line 3 is not a row).
+const MIXED: &[u8] = b"{\"text\":\"a\",\"label\":1,\"id\":\"r0\",\"gt\":false,\"emb\":[1,2]}\n\
         not json\n\
         \n\
         {\"text\":null,\"label\":0,\"id\":\"r2\",\"gt\":false,\"emb\":[3,4]}\n\
         {\"text\":\"d\",\"label\":\"x\",\"id\":\"r3\",\"gt\":true,\"emb\":[5,6]}\n\
         {\"text\":\"e\",\"label\":0,\"id\":\"r4\",\"gt\":false,\"emb\":[7,1e39]}\n\
         {\"text\":\"f\",\"label\":0,\"id\":\"r5\",\"gt\":true,\"emb\":[9,10]}\n";
-    std::fs::write(&path, body).unwrap();
+
+#[test]
+fn quarantine_policy_lists_invalid_rows_and_keeps_columns_aligned() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("mixed.jsonl");
+    std::fs::write(&path, MIXED).unwrap();
     // the default stops at the first
     let e = read_table(&path, &all()).unwrap_err();
     assert_eq!(e.row(), Some(RowRef::Line(2)));
@@ -752,15 +754,9 @@ fn batches_are_the_table_in_pieces() {
     let dir = TempDir::new().unwrap();
     // JSONL with invalid rows, the first of them before any readable embedding has set the
     // width (its placeholder waits for a later row)
-    let body: &[u8] = b"{\"text\":\"z\",\"label\":1,\"id\":\"q\",\"gt\":false,\"emb\":[1e39,2]}\n\
-        {\"text\":\"a\",\"label\":1,\"id\":\"r0\",\"gt\":false,\"emb\":[1,2]}\n\
-        not json\n\
-        \n\
-        {\"text\":null,\"label\":0,\"id\":\"r2\",\"gt\":false,\"emb\":[3,4]}\n\
-        {\"text\":\"d\",\"label\":\"x\",\"id\":\"r3\",\"gt\":true,\"emb\":[5,6]}\n\
-        {\"text\":\"e\",\"label\":0,\"id\":\"r4\",\"gt\":false,\"emb\":[7,1e39]}\n\
-        {\"text\":\"f\",\"label\":0,\"id\":\"r5\",\"gt\":true,\"emb\":[9,10]}\n";
-    let path = write(&dir, "mixed.jsonl", body);
+    let first: &[u8] = b"{\"text\":\"z\",\"label\":1,\"id\":\"q\",\"gt\":false,\"emb\":[1e39,2]}\n";
+    let body = [first, MIXED].concat();
+    let path = write(&dir, "mixed.jsonl", &body);
     let mut s = all();
     s.invalid = InvalidPolicy::Quarantine;
     for rows in 1..=8 {

@@ -14,6 +14,19 @@ pub fn demo() -> (PathBuf, PathBuf) {
     (d.join("reviews.jsonl"), d.join("reviews.npy"))
 }
 
+/// The `.jsonl` sets of the shared benchmark folder, sorted (panics without the folder: the
+/// quality tests need it).
+pub fn benchmark_sets() -> Vec<PathBuf> {
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("benchmark folder readable")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    sets.sort();
+    sets
+}
+
 /// The shared benchmark folder, when present beside the checkout.
 pub fn benchmarks() -> Option<PathBuf> {
     let p = root().join("../shared/benchmarks");

@@ -3,7 +3,7 @@
 //! benchmark, each partial through its bytes and merged in another order, give the state bytes
 //! of one partition and the scan's scores, reasons and summary, bit for bit.
 
-use crate::common::benchmarks;
+use crate::common::benchmark_sets;
 use ndarray::{Array2, ArrayView2, Axis};
 use poisongate::ingest::read_embeddings;
 use poisongate_detectors::activation::{rounds as act, ActivationParams};
@@ -172,13 +172,7 @@ fn same_scores(a: &Scores, b: &Scores, what: &str) {
 
 #[test]
 fn spec001_and_act001_rounds_equal_the_scan_on_every_benchmark() {
-    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
-    let mut sets: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    sets.sort();
+    let sets = benchmark_sets();
     let spec_p = SpectralParams::from_table(&toml::Table::new()).unwrap();
     let act_p = ActivationParams::from_table(&toml::Table::new()).unwrap();
     let mut checked = 0;
@@ -232,13 +226,7 @@ fn spec001_and_act001_rounds_equal_the_scan_on_every_benchmark() {
 
 #[test]
 fn dup001_rounds_equal_the_scan_on_every_benchmark() {
-    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
-    let mut sets: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    sets.sort();
+    let sets = benchmark_sets();
     let p = DupParams::dup001(&toml::Table::new()).unwrap();
     let r = dup::Rounds::new(&p).unwrap();
     let mut with_conflicts = 0;
@@ -407,13 +395,7 @@ fn trig_rounds(
 
 #[test]
 fn dup002_dup003_and_trig001_rounds_equal_the_scan_on_every_benchmark() {
-    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
-    let mut sets: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    sets.sort();
+    let sets = benchmark_sets();
     let empty = toml::Table::new();
     let dup002 = DupParams::dup002(&empty).unwrap();
     let dup003 = DupParams::dup003(&empty).unwrap();

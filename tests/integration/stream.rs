@@ -52,19 +52,13 @@ fn same_both_ways(dir: &Path, name: &str, args: &[&str], ext: &str) -> serde_jso
 
 #[test]
 fn streaming_scans_equal_in_memory_scans_on_every_benchmark() {
-    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
     let tmp = tempfile::tempdir().unwrap();
     // batches of 997 rows (no benchmark's row count is a multiple), and the near-duplicate
     // keys in slices of 1500 groups (2 to 8 passes of round 2)
     let config = tmp.path().join("batches.toml");
     std::fs::write(&config, "batch_rows = 997\nnear_slice_groups = 1500\n").unwrap();
     let config = config.to_str().unwrap();
-    let mut sets: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    sets.sort();
+    let sets = benchmark_sets();
     let (mut flagged, mut with_embeddings) = (0, 0);
     for set in &sets {
         let name = set.file_stem().unwrap().to_str().unwrap();
