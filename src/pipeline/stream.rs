@@ -9,9 +9,9 @@
 //!    TRIG001's sample;
 //! 2. SPEC001's projections, ACT001's sample, DUP001's class words (when a conflict needs
 //!    them), DUP002's and DUP003's near keys, one slice of their key space a pass (a slice per
-//!    `near_slice_groups` exact groups, 262 144 by default: a
-//!    million distinct texts take four passes, each holding a quarter of the keys), each slice's keys turned into candidate pairs
-//!    before the next is read;
+//!    `near_slice_groups` exact groups, 262 144 by default: a million distinct texts take four
+//!    passes, each holding a quarter of the keys), each slice's keys turned into candidate
+//!    pairs before the next is read;
 //! 3. DUP002's and DUP003's payload (only when one of them runs);
 //! 4. every detector scores each batch; the texts and ids of flagged rows are kept for the
 //!    report.
