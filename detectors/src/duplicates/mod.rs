@@ -60,8 +60,9 @@ different label. Within such a cluster the minority-label rows are flagged. When
 tie (1:1, 2:2) the text cannot say which row is the copy; the population can: an attacker's
 copies carry one target label, so when one label is out of place (by naive Bayes on the other
 rows) in far more ties than chance, every tie with that label is resolved against it (the flip
-direction test below). Ties the test does not resolve are flagged whole and the reason says
-that it cannot tell which label is right.
+direction test below). Ties the test does not resolve are flagged whole, and the reason says
+that it cannot tell which label is right, when the corpus holds more conflicts than natural
+annotation noise makes; within that noise they are listed, not flagged (see below).
 
 ## Method
 Normalise each text (NFKC, case fold, collapse whitespace: see Parameters), hash it with
@@ -91,7 +92,20 @@ has a one-sided binomial p ≤ `direction_alpha` / (3 · labels in ties) under a
 target of the flips; a tie with exactly one target label among its top labels is resolved
 against it: its rows are flagged with `... tie resolved by the flips' direction: <reader>
 <label> out of place in <o> of <N> tied conflicts (p = ...)`, the other
-rows are not. Natural ties have no common direction and stay flagged whole. Score: 1 +
+rows are not. Natural ties have no common direction.
+
+Natural label noise (`noise_share`, `noise_alpha`; shared with DUP002): two annotations of one
+text disagree now and then (annotators of tweets disagree on a fifth to a third of them), so a
+clean corpus holds a few conflicting duplicates of its own: 2 of 17 duplicated texts in
+ag-news-clean, 2 of 8 in tweeteval-hate-clean, 3 of 208 near clusters in
+tweeteval-emotion-clean, the same tweet under anger and sadness. A flipping attacker adds many,
+and every copy is a conflict. The number C of conflicting clusters among the D duplicated
+clusters is tested against Binomial(D, `noise_share`), one-sided; when P(X ≥ C) >
+`noise_alpha` the conflicts are within natural noise and an unresolved tie (at least half of
+whose rows are clean) is listed in the summary (`"flagged": false`) but not flagged; majority
+conflicts and ties the direction resolves are flagged as before. Beyond noise, unresolved ties
+are flagged whole. The summary's `natural_noise` gives D, C, the p value and the ties left
+unflagged. Score: 1 +
 (majority − this label's rows) / cluster size for minority rows, 1.0 in a tie, 0 otherwise.
 The summary lists every cluster count, the size histogram, the conflicting clusters with
 their rows (first 50) and `flip_direction` (per label: ties, out-of-place counts and p of
@@ -103,6 +117,12 @@ each reader; the targets).
 - `case_fold` (default true): Unicode lower-casing (Rust's `to_lowercase`).
 - `collapse_whitespace` (default true): runs of whitespace become one space, ends trimmed.
 - `direction_alpha` (default 0.01; 0 turns the test off): level of the flip direction test.
+- `noise_share` (default 0.25; 0 turns the test off, every unresolved tie is flagged): the
+  share of duplicated clusters whose labels natural annotation noise may set apart. Chosen as
+  the upper end of the disagreement between two annotators of the same short text, not
+  fitted: the six clean corpora range from 0 to 0.25 (tweeteval-hate's 2 of 8), a 2 %
+  duplicate-flip attack puts 0.8–1.0 of the duplicated clusters in conflict.
+- `noise_alpha` (default 0.01): level of that test.
 
 Measured (`poisongate eval experiments/domains.toml`, duplicate-flip at 2 % with verbatim
 copies, three seeds, target label drawn per seed; `scripts/domains_summary.py`): every added copy
@@ -123,7 +143,7 @@ Curtis G. Northcutt, Anish Athalye, Jonas Mueller. Pervasive Label Errors in Tes
 Destabilize Machine Learning Benchmarks. NeurIPS 2021 Datasets and Benchmarks (label errors).
 "#
     ),
-    version: 3,
+    version: 4,
 };
 
 static META_DUP002: Meta = Meta {
@@ -138,8 +158,9 @@ Label flips hidden behind small edits: a near copy (a word changed, added or rem
 words replaced) of a row, carrying another label. Clusters of near duplicates that contain at
 least two distinct normalised texts and more than one label have their minority-label rows
 flagged; a tie of the top labels is resolved by the flip direction test of DUP001 (over the
-words every text of the cluster keeps), else every row is flagged ("tie: cannot tell which label
-is right": the original is flagged with its copy).
+words every text of the cluster keeps), else, when the conflicts exceed natural label noise
+(DUP001's test), every row is flagged ("tie: cannot tell which label is right": the original is
+flagged with its copy), and within it the tie is listed, not flagged.
 
 ## Method
 Normalisation and exact grouping as in DUP001; one representative per exact group. Words are
@@ -206,6 +227,8 @@ parallel maps, sorted pairs).
 - `edit_min_words` (default 5): fewest words of the longer text for a one-word edit to count;
   a text of n words may have ⌊n / `edit_min_words`⌋ words substituted.
 - `direction_alpha` (default 0.01; 0: off): level of the flip direction test (see DUP001).
+- `noise_share` (default 0.25; 0: off), `noise_alpha` (default 0.01): the natural label noise
+  test of DUP001, over the near clusters with several texts.
 - `contrast_odds` (default 10, "strong evidence" on Jeffreys' scale): odds change by which an
   edited word explains a label change. 1e300 turns the contrast test off.
 - `embedding_cosine` (default 0.97): cosine at which embeddings make two rows near (0: off).
@@ -267,7 +290,7 @@ Jeffreys. Theory of Probability, 3rd ed., 1961 (evidence scale). Udi Manber, Sun
 searching allowing errors. CACM 35(10), 1992 (pigeonhole partitioning for k mismatches).
 "#
     ),
-    version: 4,
+    version: 5,
 };
 
 static META_DUP003: Meta = Meta {
@@ -393,6 +416,11 @@ pub struct DupParams {
     pub min_copies: usize,
     /// DUP001, DUP002: level of the flip-direction test that resolves 1:1 ties (0: off).
     pub direction_alpha: f64,
+    /// DUP001, DUP002: share of duplicated clusters whose labels may disagree by natural
+    /// annotation noise; unresolved ties are flagged only beyond it (0: always flagged).
+    pub noise_share: f64,
+    /// DUP001, DUP002: level of the test against `noise_share`.
+    pub noise_alpha: f64,
     /// DUP001, DUP002 in a scan with `--reference`: the trusted corpus, which confirms a row
     /// whose normalised text it gives the same label (such a row is never flagged).
     pub reference: Option<std::sync::Arc<reference::ReferenceState>>,
@@ -459,9 +487,13 @@ fn configure(
         ),
         _ => (0.01, 5),
     };
-    let direction_alpha = match kind {
-        Kind::Amplification => 0.0,
-        _ => r.f64("direction_alpha", 0.01, 0.0, 1.0)?,
+    let (direction_alpha, noise_share, noise_alpha) = match kind {
+        Kind::Amplification => (0.0, 0.0, 0.01),
+        _ => (
+            r.f64("direction_alpha", 0.01, 0.0, 1.0)?,
+            r.f64("noise_share", 0.25, 0.0, 1.0)?,
+            r.f64("noise_alpha", 0.01, 1e-12, 1.0)?,
+        ),
     };
     r.finish()?;
     Ok(DupParams {
@@ -471,6 +503,8 @@ fn configure(
         alpha,
         min_copies,
         direction_alpha,
+        noise_share,
+        noise_alpha,
         reference: None,
     })
 }
@@ -653,6 +687,8 @@ impl Configured for DupParams {
         }
         if self.kind != Kind::Amplification {
             v["direction_alpha"] = json!(self.direction_alpha);
+            v["noise_share"] = json!(self.noise_share);
+            v["noise_alpha"] = json!(self.noise_alpha);
         }
         if self.kind == Kind::Amplification {
             v["alpha"] = json!(self.alpha);

@@ -40,7 +40,8 @@ fn exact_conflict_minority_and_tie() {
         "x",
     ];
     let labels = [1, 1, 0, 0, 1, 0, 1];
-    let (s, summary) = fit("DUP001", &texts, &labels, "");
+    // the tie mechanics, with the natural-noise test off (two conflicts are within noise)
+    let (s, summary) = fit("DUP001", &texts, &labels, "noise_share = 0");
     let flagged: Vec<usize> = (0..texts.len())
         .filter(|&i| s.reason[i].is_some())
         .collect();
@@ -65,7 +66,7 @@ fn near_conflict_and_determinism() {
         "something else entirely with many words in it ok",
     ];
     let labels = [0, 1, 0];
-    let p = "shingle_words = 1\nthreshold = 0.7";
+    let p = "shingle_words = 1\nthreshold = 0.7\nnoise_share = 0";
     let (s, _) = fit("DUP002", &texts, &labels, p);
     assert!(s.reason[0].as_deref().unwrap_or("").contains("tie"));
     assert!(s.reason[1]
@@ -102,7 +103,7 @@ fn short_one_word_flip_found_and_explained_contrast_kept() {
         labels.push(0);
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let (s, summary) = fit("DUP002", &refs, &labels, "");
+    let (s, summary) = fit("DUP002", &refs, &labels, "noise_share = 0");
     let flagged: Vec<usize> = (0..refs.len()).filter(|&i| s.reason[i].is_some()).collect();
     assert_eq!(flagged, vec![0, 1], "{summary}");
     assert!(s.reason[1]
@@ -110,7 +111,12 @@ fn short_one_word_flip_found_and_explained_contrast_kept() {
         .unwrap_or("")
         .contains("measure=word_edit"));
     // with the contrast test off, the contrast pair is flagged too
-    let (s, _) = fit("DUP002", &refs, &labels, "contrast_odds = 1e300");
+    let (s, _) = fit(
+        "DUP002",
+        &refs,
+        &labels,
+        "contrast_odds = 1e300\nnoise_share = 0",
+    );
     assert!(s.reason[2].is_some() && s.reason[3].is_some());
 }
 
@@ -130,7 +136,7 @@ fn a_one_word_change_of_a_long_text_is_not_explained_by_that_word() {
         labels.push(0);
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let (s, summary) = fit("DUP002", &refs, &labels, "");
+    let (s, summary) = fit("DUP002", &refs, &labels, "noise_share = 0");
     assert!(s.reason[0].is_some() && s.reason[1].is_some(), "{summary}");
     assert_eq!(
         summary["near"]["lsh"]["explained_contrast_pairs"], 0,
@@ -173,7 +179,7 @@ fn embedding_near_duplicates_and_the_share_guard() {
         (s.reason, f.summary())
     };
     // two of four rows linked: allowed with a share bound of 1
-    let (r, _) = run("embedding_max_share = 1.0");
+    let (r, _) = run("embedding_max_share = 1.0\nnoise_share = 0");
     assert!(r[0]
         .as_deref()
         .unwrap_or("")
@@ -300,4 +306,42 @@ fn ties_without_a_common_direction_stay_flagged_whole() {
         "{summary}"
     );
     assert_eq!(summary["flip_direction"]["targets"], serde_json::json!([]));
+}
+
+#[test]
+fn ties_within_natural_label_noise_are_listed_not_flagged() {
+    // twelve duplicated texts, one of them under two labels: within natural annotation noise
+    let mut texts: Vec<String> = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..12 {
+        for _ in 0..2 {
+            texts.push(format!("tweet number {i} about the weather today"));
+            labels.push(i % 2);
+        }
+    }
+    labels[1] = 1;
+    for i in 0..40 {
+        texts.push(format!("unique row {i}"));
+        labels.push(i % 2);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP001", &refs, &labels, "");
+    assert!(s.reason.iter().all(Option::is_none), "{summary}");
+    let noise = &summary["natural_noise"];
+    assert_eq!(noise["duplicated_clusters"], 12, "{summary}");
+    assert_eq!(noise["conflicting_clusters"], 1);
+    assert_eq!(noise["unflagged_ties"], 1);
+    assert_eq!(noise["beyond_noise"], false);
+    assert_eq!(summary["conflicts"][0]["flagged"], false);
+    // eight of the twelve conflicting: beyond noise, the unresolved ties are flagged whole
+    for i in 1..8 {
+        labels[2 * i + 1] = 1 - labels[2 * i];
+    }
+    let (s, summary) = fit("DUP001", &refs, &labels, "");
+    assert_eq!(summary["natural_noise"]["beyond_noise"], true, "{summary}");
+    assert_eq!(
+        s.reason.iter().filter(|r| r.is_some()).count(),
+        16,
+        "{summary}"
+    );
 }

@@ -5,6 +5,7 @@ use super::amplification::{amplification, expected_at_least, power_law_alpha};
 use super::direction::{flip_direction, ClassWords, Direction};
 use super::exact::Core;
 use super::{DupParams, Kind, LIST_CAP, NEAREST_CAP};
+use crate::trigger::ln_binomial_upper;
 use crate::{Batch, ClassIndex, DetectError, Fitted, Scores};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -136,6 +137,60 @@ struct Conflict {
     tops: Vec<ClassIndex>,
     /// In a tie, the label the flips' direction resolves it against.
     resolved: Option<ClassIndex>,
+    /// An unresolved tie among no more conflicts than natural label noise makes: not flagged.
+    natural: bool,
+}
+
+/// Are there more label conflicts among the duplicated clusters than natural annotation noise
+/// makes? Two annotations of one text disagree now and then (annotators of tweets disagree on
+/// a fifth to a third of them), so a corpus holds a few conflicting duplicates of its own; a
+/// flipping attacker adds many, and each of its copies is a conflict. The count of conflicting
+/// clusters among the duplicated ones is tested against Binomial(clusters, `noise_share`),
+/// one-sided at `noise_alpha`; below that bar an unresolved tie (which row is the copy the text
+/// cannot say) is listed, not flagged, as at least half of its rows are clean.
+struct Noise {
+    clusters: usize,
+    conflicts: usize,
+    p: f64,
+    beyond: bool,
+    share: f64,
+    alpha: f64,
+}
+
+impl Noise {
+    fn test(clusters: usize, conflicts: usize, p: &DupParams) -> Noise {
+        let share = p.noise_share;
+        let pv = if share <= 0.0 {
+            0.0
+        } else {
+            ln_binomial_upper(conflicts as u64, clusters as u64, share).exp()
+        };
+        Noise {
+            clusters,
+            conflicts,
+            p: pv,
+            beyond: share <= 0.0 || pv <= p.noise_alpha,
+            share,
+            alpha: p.noise_alpha,
+        }
+    }
+
+    fn summary(&self, unflagged_ties: usize) -> serde_json::Value {
+        json!({
+            "duplicated_clusters": self.clusters,
+            "conflicting_clusters": self.conflicts,
+            "noise_share": self.share,
+            "alpha": self.alpha,
+            "p_value": self.p,
+            "beyond_noise": self.beyond,
+            "unflagged_ties": unflagged_ties,
+            "note": if self.beyond {
+                "more label conflicts than natural annotation noise makes: ties the flips' direction does not resolve are flagged whole".to_string()
+            } else {
+                format!("{} conflicting of {} duplicated clusters is within natural annotation noise (share {}): {} unresolved ties listed, not flagged", self.conflicts, self.clusters, self.share, unflagged_ties)
+            },
+        })
+    }
 }
 
 impl Conflict {
@@ -156,6 +211,7 @@ impl Conflict {
             majority,
             tops,
             resolved: None,
+            natural: false,
         })
     }
 
@@ -289,11 +345,14 @@ pub(super) fn verdicts(
                 })
                 .collect();
             let direction = flip_direction(core, &ties, labels, p.direction_alpha, words);
+            let noise = Noise::test(clusters.len(), conflicts.len(), p);
             for (_, _, c) in &mut conflicts {
                 if c.majority.is_none() {
                     c.resolved = direction.resolves(&c.tops);
+                    c.natural = c.resolved.is_none() && !noise.beyond;
                 }
             }
+            let mut unflagged_ties = 0usize;
             for (rows, cgroups, conflict) in &conflicts {
                 n_conflicts += 1;
                 if listed.len() < LIST_CAP {
@@ -302,7 +361,12 @@ pub(super) fn verdicts(
                         "size": rows.len(),
                         "labels": conflict.counts_text(names),
                         "distinct_texts": if exact { 1 } else { cgroups.len() },
+                        "flagged": !conflict.natural,
                     }));
+                }
+                if conflict.natural {
+                    unflagged_ties += 1;
+                    continue;
                 }
                 for &row in rows.iter() {
                     let mine = labels[row];
@@ -374,6 +438,7 @@ pub(super) fn verdicts(
             }
             summary["conflicting_clusters"] = json!(n_conflicts);
             summary["flip_direction"] = direction.summary(|l| label_name(names, l));
+            summary["natural_noise"] = noise.summary(unflagged_ties);
             summary["conflicts"] = json!(listed);
         }
         Kind::Amplification => {

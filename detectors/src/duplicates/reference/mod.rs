@@ -217,7 +217,9 @@ impl Configured for ReferenceConfigured {
         let mut v = self.params.params();
         if let Some(o) = v.as_object_mut() {
             // what the reference detectors do not use is not echoed as if it mattered
-            o.remove("direction_alpha");
+            for k in ["direction_alpha", "noise_share", "noise_alpha"] {
+                o.remove(k);
+            }
             o.retain(|k, _| !k.starts_with("embedding_") && !k.starts_with("knn"));
         }
         v
