@@ -30,6 +30,7 @@
 //! the two files there (refusing to overwrite existing files) and fsyncs them. On error the
 //! files may be partly written; the caller discards the staging directory.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -86,6 +87,72 @@ pub struct Quarantine {
     pub invalid: bool,
 }
 
+/// The verdicts of a file's rows: which are quarantined, and why.
+pub trait RowVerdicts {
+    /// Rows of the file.
+    fn rows(&self) -> usize;
+    /// The verdict of `row`, when it is quarantined.
+    fn get(&self, row: usize) -> Option<&Quarantine>;
+    /// The quarantined rows, in row order.
+    fn quarantined(&self) -> Box<dyn Iterator<Item = (usize, &Quarantine)> + '_>;
+}
+
+/// One verdict per row, `Some` for the quarantined rows.
+fn dense_quarantined(
+    v: &[Option<Quarantine>],
+) -> Box<dyn Iterator<Item = (usize, &Quarantine)> + '_> {
+    Box::new(
+        v.iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|q| (i, q))),
+    )
+}
+
+impl RowVerdicts for Vec<Option<Quarantine>> {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+    fn get(&self, row: usize) -> Option<&Quarantine> {
+        self.as_slice().get(row).and_then(Option::as_ref)
+    }
+    fn quarantined(&self) -> Box<dyn Iterator<Item = (usize, &Quarantine)> + '_> {
+        dense_quarantined(self)
+    }
+}
+
+impl<const N: usize> RowVerdicts for [Option<Quarantine>; N] {
+    fn rows(&self) -> usize {
+        N
+    }
+    fn get(&self, row: usize) -> Option<&Quarantine> {
+        self.as_slice().get(row).and_then(Option::as_ref)
+    }
+    fn quarantined(&self) -> Box<dyn Iterator<Item = (usize, &Quarantine)> + '_> {
+        dense_quarantined(self)
+    }
+}
+
+/// Verdicts held for the quarantined rows only: what a scan of ten million rows keeps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SparseVerdicts {
+    /// Rows of the file.
+    pub rows: usize,
+    /// The quarantined rows by row number.
+    pub quarantined: BTreeMap<usize, Quarantine>,
+}
+
+impl RowVerdicts for SparseVerdicts {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn get(&self, row: usize) -> Option<&Quarantine> {
+        self.quarantined.get(&row)
+    }
+    fn quarantined(&self) -> Box<dyn Iterator<Item = (usize, &Quarantine)> + '_> {
+        Box::new(self.quarantined.iter().map(|(&i, q)| (i, q)))
+    }
+}
+
 /// Re-reads the input (verifying its SHA-256 still equals `expected_sha256`, else error: the
 /// input changed during the scan), and writes `clean.<ext>` and `quarantine.<ext>` into
 /// `staging_dir` (ext = `jsonl` or `parquet`, same format as the input).
@@ -97,7 +164,7 @@ pub fn write_split(
     input: &Path,
     format: Format,
     expected_sha256: &str,
-    verdicts: &[Option<Quarantine>],
+    verdicts: &dyn RowVerdicts,
     staging_dir: &Path,
 ) -> Result<(OutputFile, OutputFile), IngestError> {
     let s = write_split_dedup(
@@ -132,44 +199,36 @@ pub fn write_split_dedup(
     input: &Path,
     format: Format,
     expected_sha256: &str,
-    verdicts: &[Option<Quarantine>],
+    verdicts: &dyn RowVerdicts,
     duplicate_of: Option<&[Option<usize>]>,
     ids: Option<&[String]>,
     staging_dir: &Path,
 ) -> Result<Split, IngestError> {
-    for (i, v) in verdicts.iter().enumerate() {
-        if let Some(q) = v {
-            if !q.score.is_finite() {
-                return Err(IngestError::InvalidValue {
-                    path: input.to_path_buf(),
-                    row: Some(RowRef::Row(i + 1)),
-                    column: Some(SCORE_COLUMN.to_string()),
-                    message: format!("quarantine score {} is not finite", q.score),
-                });
-            }
+    for (i, q) in verdicts.quarantined() {
+        if !q.score.is_finite() {
+            return Err(IngestError::InvalidValue {
+                path: input.to_path_buf(),
+                row: Some(RowRef::Row(i + 1)),
+                column: Some(SCORE_COLUMN.to_string()),
+                message: format!("quarantine score {} is not finite", q.score),
+            });
         }
     }
     if let Some(d) = duplicate_of {
-        check_count(input, verdicts.len(), d.len())?;
+        check_count(input, verdicts.rows(), d.len())?;
     }
     let ids = match (duplicate_of, ids) {
         (Some(_), Some(ids)) => {
-            check_count(input, verdicts.len(), ids.len())?;
+            check_count(input, verdicts.rows(), ids.len())?;
             Some(ids)
         }
         _ => None,
     };
-    let fates: Vec<Fate<'_>> = verdicts
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match (v, duplicate_of.and_then(|d| d[i])) {
-            (Some(q), _) => Fate::Quarantine(q),
-            (None, Some(k)) => {
-                Fate::Duplicate(k, ids.and_then(|ids| ids.get(k)).map(String::as_str))
-            }
-            (None, None) => Fate::Clean,
-        })
-        .collect();
+    let fates = Fates {
+        verdicts,
+        duplicate_of,
+        ids,
+    };
     let ext = format.extension();
     let paths = Paths {
         clean: staging_dir.join(format!("clean.{ext}")),
@@ -182,6 +241,43 @@ pub fn write_split_dedup(
     match format {
         Format::Jsonl => split_jsonl(input, expected_sha256, &fates, &paths),
         Format::Parquet => split_parquet(input, expected_sha256, &fates, &paths),
+    }
+}
+
+/// Each row's fate, read off the verdicts as the rows are written (no per-row table).
+struct Fates<'a> {
+    verdicts: &'a dyn RowVerdicts,
+    duplicate_of: Option<&'a [Option<usize>]>,
+    ids: Option<&'a [String]>,
+}
+
+impl<'a> Fates<'a> {
+    /// Rows with a fate.
+    fn len(&self) -> usize {
+        self.verdicts.rows()
+    }
+
+    /// The fate of `row` (None past the verdicts).
+    fn get(&self, row: usize) -> Option<Fate<'a>> {
+        if row >= self.len() {
+            return None;
+        }
+        let dup = self
+            .duplicate_of
+            .and_then(|d| d.get(row).copied().flatten());
+        Some(match (self.verdicts.get(row), dup) {
+            (Some(q), _) => Fate::Quarantine(q),
+            (None, Some(k)) => {
+                Fate::Duplicate(k, self.ids.and_then(|ids| ids.get(k)).map(String::as_str))
+            }
+            (None, None) => Fate::Clean,
+        })
+    }
+
+    /// The fates of rows `start..start + n`, when every one of them has one.
+    fn range(&self, start: usize, n: usize) -> Option<Vec<Fate<'a>>> {
+        (start.checked_add(n)? <= self.len())
+            .then(|| (start..start + n).filter_map(|r| self.get(r)).collect())
     }
 }
 
@@ -298,7 +394,7 @@ fn check_count(input: &Path, verdicts: usize, rows: usize) -> Result<(), IngestE
 fn split_jsonl(
     input: &Path,
     expected_sha256: &str,
-    fates: &[Fate<'_>],
+    fates: &Fates<'_>,
     paths: &Paths,
 ) -> Result<Split, IngestError> {
     let mut lines = JsonlLines::open(input)?;
@@ -455,7 +551,7 @@ fn line_with_fields(line: &[u8], fields: &str) -> Result<Vec<u8>, String> {
 fn split_parquet(
     input: &Path,
     expected_sha256: &str,
-    fates: &[Fate<'_>],
+    fates: &Fates<'_>,
     paths: &Paths,
 ) -> Result<Split, IngestError> {
     let (clean_path, quarantine_path) = (&paths.clean, &paths.quarantine);
@@ -535,7 +631,7 @@ fn split_parquet(
     for batch in reader {
         let batch = batch.map_err(|e| IngestError::arrow(input, e))?;
         let n = batch.num_rows();
-        let Some(fs) = fates.get(row..row + n) else {
+        let Some(fs) = fates.range(row, n) else {
             // More rows than verdicts: keep counting, the mismatch is reported below.
             row += n;
             continue;

@@ -18,10 +18,60 @@ pub(super) struct Detected {
     pub(super) label_idx: Option<Vec<u32>>,
     pub(super) model_info: Option<serde_json::Value>,
     pub(super) dedup_params: Option<duplicates::DupParams>,
-    /// Per planned detector: its scores over the readable rows, seconds and summary.
-    pub(super) per_detector: Vec<(Scores, f64, serde_json::Value)>,
+    /// Per planned detector: its flags over the readable rows.
+    pub(super) per_detector: Vec<Flags>,
+    /// Per readable row: the highest score any detector gave it.
+    pub(super) combined: Vec<f64>,
+    /// The texts and ids of flagged rows when `table` does not hold them (the streaming scan).
+    pub(super) shown: Option<Shown>,
     pub(super) total: usize,
     pub(super) quarantine_invalid: bool,
+}
+
+/// One detector's flags: the flagged rows with score and reason, every row's score only when
+/// the evaluation needs it, so a scan holds O(flagged) per detector, not O(rows).
+pub(super) struct Flags {
+    /// Flagged rows (indices into the readable rows) in row order: (row, score, reason).
+    pub(super) flagged: Vec<(usize, f64, String)>,
+    /// Every readable row's score (kept when there is ground truth to evaluate against).
+    pub(super) scores: Option<Vec<f64>>,
+    pub(super) seconds: f64,
+    pub(super) summary: serde_json::Value,
+}
+
+impl Flags {
+    /// An empty set of flags, to which batches of scores are added in row order.
+    pub(super) fn new(keep_scores: bool, summary: serde_json::Value) -> Flags {
+        Flags {
+            flagged: Vec::new(),
+            scores: keep_scores.then(Vec::new),
+            seconds: 0.0,
+            summary,
+        }
+    }
+
+    /// Add the scores of rows `start..start + scores.len()`, folding them into `combined`.
+    pub(super) fn add(&mut self, start: usize, scores: Scores, combined: &mut Vec<f64>) {
+        for (i, (s, r)) in scores.score.iter().zip(scores.reason).enumerate() {
+            let row = start + i;
+            if combined.len() <= row {
+                combined.resize(row + 1, 0.0);
+            }
+            combined[row] = combined[row].max(*s);
+            if let Some(r) = r {
+                self.flagged.push((row, *s, r));
+            }
+        }
+        if let Some(all) = self.scores.as_mut() {
+            all.extend(scores.score);
+        }
+    }
+}
+
+/// The texts and ids of the flagged rows, by index into the readable rows.
+pub(super) struct Shown {
+    pub(super) texts: BTreeMap<usize, String>,
+    pub(super) ids: Option<BTreeMap<usize, String>>,
 }
 
 /// Combine the detectors' flags into the verdict, write the report and the outputs.
@@ -39,27 +89,34 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
         model_info,
         dedup_params,
         per_detector,
+        combined,
+        shown,
         total,
         quarantine_invalid,
     } = d;
     let n = table.n_rows;
     // ---- combine: a row is quarantined when any detector flags it ----
-    let mut combined = vec![0f64; n];
-    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); n];
-    for (scores, _, _) in &per_detector {
-        for i in 0..n {
-            combined[i] = combined[i].max(scores.score[i]);
-            if let Some(r) = &scores.reason[i] {
-                reasons[i].push(r.clone());
-            }
+    let mut reasons: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for f in &per_detector {
+        for (row, _, r) in &f.flagged {
+            reasons.entry(*row).or_default().push(r.clone());
         }
     }
-    let quarantined = reasons.iter().filter(|r| !r.is_empty()).count();
+    let quarantined = reasons.len();
+    let is_flagged = || {
+        let mut v = vec![false; n];
+        for &i in reasons.keys() {
+            if let Some(x) = v.get_mut(i) {
+                *x = true;
+            }
+        }
+        v
+    };
 
     // ---- plain redundancy (--dedup): never poison, removed only when asked ----
     let (duplicate_of, dedup_section) = match (&dedup_params, table.texts.as_deref()) {
         (Some(p), Some(texts)) => {
-            let flagged: Vec<bool> = reasons.iter().map(|r| !r.is_empty()).collect();
+            let flagged = is_flagged();
             let (clusters, key) = dedup_clusters(&table, texts, &format, p);
             // rows with responses have no labels: there the clusters hold the whole key
             let (dup, mut section) =
@@ -76,13 +133,26 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
 
     // ---- evaluation (ground truth never reaches a detector) ----
     let evaluation = table.ground_truth.as_ref().map(|truth| {
-        let flags: Vec<bool> = reasons.iter().map(|r| !r.is_empty()).collect();
+        let flags = is_flagged();
         let mut by_code = BTreeMap::new();
-        for (p, (scores, _, _)) in planned.iter().zip(&per_detector) {
-            let f: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+        for (p, f) in planned.iter().zip(&per_detector) {
+            let mut mine = vec![false; n];
+            for (i, _, _) in &f.flagged {
+                if let Some(x) = mine.get_mut(*i) {
+                    *x = true;
+                }
+            }
+            let zeros;
+            let scores = match &f.scores {
+                Some(s) => s.as_slice(),
+                None => {
+                    zeros = vec![0.0; n];
+                    &zeros
+                }
+            };
             by_code.insert(
                 p.detector.meta().code.to_string(),
-                metrics::evaluate(&f, &scores.score, truth),
+                metrics::evaluate(&mine, scores, truth),
             );
         }
         EvaluationSection {
@@ -115,34 +185,48 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
     let detectors: Vec<DetectorEntry> = planned
         .iter()
         .zip(per_detector)
-        .map(|(p, (scores, seconds, summary))| DetectorEntry {
+        .map(|(p, f)| DetectorEntry {
             code: p.detector.meta().code,
             name: p.detector.meta().name,
             version: p.detector.meta().version,
             params: p.configured.params(),
-            flagged: scores.reason.iter().filter(|r| r.is_some()).count(),
-            summary,
-            seconds,
+            flagged: f.flagged.len(),
+            summary: f.summary,
+            seconds: f.seconds,
         })
         .collect();
-    let mut top: Vec<usize> = (0..n).filter(|&i| !reasons[i].is_empty()).collect();
-    top.sort_by(|&a, &b| combined[b].total_cmp(&combined[a]).then(a.cmp(&b)));
+    let score_of = |i: usize| combined.get(i).copied().unwrap_or(0.0);
+    let mut top: Vec<usize> = reasons.keys().copied().collect();
+    top.sort_by(|&a, &b| score_of(b).total_cmp(&score_of(a)).then(a.cmp(&b)));
     top.truncate(opts.report_rows);
-    // excerpts of the listed rows, by their row number in the file
-    let excerpts: BTreeMap<usize, String> = match &table.texts {
-        Some(texts) => top
-            .iter()
-            .filter_map(|&i| texts.get(i).map(|t| (rows.orig[i], html::excerpt(t))))
-            .collect(),
-        None => BTreeMap::new(),
+    let text_of = |i: usize| -> Option<&str> {
+        match &shown {
+            Some(s) => s.texts.get(&i).map(String::as_str),
+            None => table
+                .texts
+                .as_ref()
+                .and_then(|t| t.get(i))
+                .map(String::as_str),
+        }
     };
+    let id_of = |i: usize| -> Option<String> {
+        match &shown {
+            Some(s) => s.ids.as_ref().and_then(|ids| ids.get(&i).cloned()),
+            None => table.ids.as_ref().and_then(|ids| ids.get(i).cloned()),
+        }
+    };
+    // excerpts of the listed rows, by their row number in the file
+    let excerpts: BTreeMap<usize, String> = top
+        .iter()
+        .filter_map(|&i| text_of(i).map(|t| (rows.orig[i], html::excerpt(t))))
+        .collect();
     let quarantined_rows = top
         .into_iter()
         .map(|i| QuarantinedRow {
             row: rows.orig[i],
-            id: table.ids.as_ref().and_then(|ids| ids.get(i).cloned()),
-            score: combined[i],
-            reasons: reasons[i].clone(),
+            id: id_of(i),
+            score: score_of(i),
+            reasons: reasons.get(&i).cloned().unwrap_or_default(),
         })
         .collect();
     let invalid_rows = rows.invalid.len();
@@ -191,16 +275,16 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
 
     // ---- emit: all files staged, then the folder renamed into place ----
     if let Some(out) = &opts.out {
-        let verdicts: Vec<Option<Quarantine>> = (0..n)
-            .map(|i| {
-                (!reasons[i].is_empty()).then(|| Quarantine {
-                    score: combined[i],
-                    reasons: reasons[i].clone(),
+        let verdicts = rows.verdicts(reasons.iter().map(|(&i, r)| {
+            (
+                i,
+                Quarantine {
+                    score: score_of(i),
+                    reasons: r.clone(),
                     invalid: false,
-                })
-            })
-            .collect();
-        let verdicts = rows.verdicts(&verdicts);
+                },
+            )
+        }));
         // the kept row a duplicate points to, by row numbers in the file
         let duplicate_of: Option<Vec<Option<usize>>> = duplicate_of.as_ref().map(|d| {
             let mapped: Vec<Option<usize>> = d
@@ -234,15 +318,16 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
         }
     }
     // per row of the file: an invalid row scores 0 and gives its reason
-    let mut all_reasons = rows.spread(&reasons, Vec::new());
+    let mut all_reasons: BTreeMap<usize, Vec<String>> = reasons
+        .into_iter()
+        .map(|(i, r)| (rows.orig[i], r))
+        .collect();
     for (&row, r) in &rows.invalid {
-        if let Some(slot) = all_reasons.get_mut(row) {
-            *slot = vec![r.reason()];
-        }
+        all_reasons.insert(row, vec![r.reason()]);
     }
     Ok(ScanOutcome {
         report,
-        scores: rows.spread(&combined, 0.0),
+        scores: rows.spread_owned(combined, 0.0),
         reasons: all_reasons,
     })
 }

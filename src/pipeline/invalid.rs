@@ -94,25 +94,41 @@ impl Rows {
         }
     }
 
-    /// The verdict of every row of the file: the invalid rows' from their reason, the others'
-    /// from `valid` (indexed like the filtered table).
-    pub(super) fn verdicts(&self, valid: &[Option<Quarantine>]) -> Vec<Option<Quarantine>> {
-        let mut out: Vec<Option<Quarantine>> = vec![None; self.total];
-        for (&row, v) in self.orig.iter().zip(valid) {
-            if let Some(slot) = out.get_mut(row) {
-                *slot = v.clone();
+    /// The verdicts of the rows of the file: the invalid rows' from their reason, the others'
+    /// from `valid` (indexed like the filtered table), held for the quarantined rows only.
+    pub(super) fn verdicts(
+        &self,
+        valid: impl Iterator<Item = (usize, Quarantine)>,
+    ) -> SparseVerdicts {
+        let mut quarantined = BTreeMap::new();
+        for (i, q) in valid {
+            if let Some(&row) = self.orig.get(i) {
+                quarantined.insert(row, q);
             }
         }
         for (&row, r) in &self.invalid {
-            if let Some(slot) = out.get_mut(row) {
-                *slot = Some(Quarantine {
+            quarantined.insert(
+                row,
+                Quarantine {
                     score: 0.0,
                     reasons: vec![r.reason()],
                     invalid: true,
-                });
-            }
+                },
+            );
         }
-        out
+        SparseVerdicts {
+            rows: self.total,
+            quarantined,
+        }
+    }
+
+    /// [`Rows::spread`] taking the values: when every row of the file is in the table, they
+    /// are returned as they are.
+    pub(super) fn spread_owned<T: Clone>(&self, values: Vec<T>, fill: T) -> Vec<T> {
+        if self.orig.len() == self.total && values.len() == self.total && self.invalid.is_empty() {
+            return values;
+        }
+        self.spread(&values, fill)
     }
 
     /// A per-row value of the filtered table spread over every row of the file (`fill` for the

@@ -7,7 +7,7 @@
 //! detectors), `dedup.rs` (`--dedup`'s clusters and kept rows) and `write.rs` (the staged
 //! outputs, the output folder renamed into place).
 
-use crate::emit::{self, OutputFile, Quarantine};
+use crate::emit::{self, OutputFile, Quarantine, SparseVerdicts};
 use crate::ingest::{
     self, ColumnSpec, FileDigest, IngestError, InvalidPolicy, LabelKind, RowFormat, RowLayout,
     Table,
@@ -39,7 +39,7 @@ mod reference;
 mod stream;
 mod write;
 
-use conclude::{conclude, Detected};
+use conclude::{conclude, Detected, Flags, Shown};
 use dedup::{dedup_clusters, keep_first};
 use join::join_embeddings;
 use plan::{plan, Planned};
@@ -238,8 +238,8 @@ pub struct ScanOutcome {
     pub report: Report,
     /// Per row: the combined score (highest detector score).
     pub scores: Vec<f64>,
-    /// Per row: reasons when quarantined (empty when clean).
-    pub reasons: Vec<Vec<String>>,
+    /// The quarantined rows (by row number in the file) with their reasons.
+    pub reasons: BTreeMap<usize, Vec<String>>,
 }
 
 impl ScanOutcome {
@@ -479,6 +479,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
                 model_info: None,
                 dedup_params,
                 per_detector: streamed.per_detector,
+                combined: streamed.combined,
+                shown: Some(streamed.shown),
                 total,
                 quarantine_invalid: false,
             },
@@ -698,9 +700,14 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     };
     let results: Vec<Result<(Scores, f64, serde_json::Value), ScanError>> =
         planned.par_iter().map(run_one).collect();
-    let mut per_detector: Vec<(Scores, f64, serde_json::Value)> = Vec::with_capacity(results.len());
+    let mut per_detector: Vec<Flags> = Vec::with_capacity(results.len());
+    let mut combined = vec![0f64; n];
     for r in results {
-        per_detector.push(r?);
+        let (scores, seconds, summary) = r?;
+        let mut f = Flags::new(table.ground_truth.is_some(), summary);
+        f.seconds = seconds;
+        f.add(0, scores, &mut combined);
+        per_detector.push(f);
     }
 
     conclude(
@@ -718,6 +725,8 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             model_info,
             dedup_params,
             per_detector,
+            combined,
+            shown: None,
             total,
             quarantine_invalid,
         },

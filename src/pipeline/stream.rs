@@ -34,7 +34,7 @@ use poisongate_detectors::duplicates::near_rounds::{
 use poisongate_detectors::duplicates::{rounds as dup, Candidates, DupParams, KeyRange};
 use poisongate_detectors::spectral::{rounds as spec, SpectralParams};
 use poisongate_detectors::trigger::{rounds as trig, TriggerParams};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The detectors `--stream` runs.
 pub const STREAMED: &[&str] = &["ACT001", "DUP001", "DUP002", "DUP003", "SPEC001", "TRIG001"];
@@ -542,13 +542,17 @@ fn refusal(opts: &ScanOptions, format: &RowLayout, planned: &[Planned]) -> Optio
 
 /// What the streamed detectors found, in the form the verdict and the report take.
 pub(super) struct Streamed {
-    /// The data, with the texts and ids of flagged rows only (other rows hold empty strings),
-    /// and the ground truth when asked for; no embeddings.
+    /// The data's digest, row count and ground truth (when asked for); no texts, ids or
+    /// embeddings.
     pub(super) table: Table,
     /// The embeddings' input entry.
     pub(super) matrix: Option<InputEntry>,
-    /// Per planned detector: scores, seconds, summary.
-    pub(super) per_detector: Vec<(Scores, f64, serde_json::Value)>,
+    /// Per planned detector: its flags.
+    pub(super) per_detector: Vec<Flags>,
+    /// Per row: the highest score.
+    pub(super) combined: Vec<f64>,
+    /// The texts and ids of the flagged rows.
+    pub(super) shown: Shown,
 }
 
 /// Run the planned detectors over the input in rounds.
@@ -709,12 +713,23 @@ pub(super) fn detect(
         })
         .collect::<Result<_, _>>()?;
 
-    // round 4: scores, batch by batch; the texts and ids of flagged rows kept
+    // round 4: scores, batch by batch; the flagged rows' texts and ids kept
     let with_x = planned.iter().any(|p| p.configured.needs().embeddings);
-    let mut scores: Vec<Scores> = fitted.iter().map(|_| Scores::with_capacity(n)).collect();
-    let mut seconds: Vec<f64> = drivers.iter().map(|(_, _, s)| *s).collect();
-    let mut texts: Vec<String> = Vec::new();
-    let mut ids: Option<Vec<String>> = opts.id_column.as_ref().map(|_| Vec::new());
+    let keep_scores = truth.is_some();
+    let mut flags: Vec<Flags> = drivers
+        .iter()
+        .zip(&fitted)
+        .map(|((_, _, secs), f)| {
+            let mut fl = Flags::new(keep_scores, f.summary());
+            fl.seconds = *secs;
+            fl
+        })
+        .collect();
+    let mut combined: Vec<f64> = Vec::with_capacity(n);
+    let mut shown = Shown {
+        texts: BTreeMap::new(),
+        ids: opts.id_column.as_ref().map(|_| BTreeMap::new()),
+    };
     pass_over(with_x, &spec, &mut |rows| {
         let view = DatasetView {
             n_rows: rows.labels.len(),
@@ -739,44 +754,39 @@ pub(super) fn detect(
             })
             .collect::<Result<_, _>>()?;
         let mut flagged = vec![false; view.n_rows];
-        for ((part, secs), (all, total)) in parts
-            .into_iter()
-            .zip(scores.iter_mut().zip(seconds.iter_mut()))
-        {
+        combined.resize(rows.start + view.n_rows, 0.0);
+        for ((part, secs), fl) in parts.into_iter().zip(flags.iter_mut()) {
+            if part.len() != view.n_rows {
+                return Err(ScanError::Config(format!(
+                    "a detector scored {} rows of a batch of {}",
+                    part.len(),
+                    view.n_rows
+                )));
+            }
             for (i, r) in part.reason.iter().enumerate() {
                 flagged[i] |= r.is_some();
             }
-            all.extend(part);
-            *total += secs;
+            fl.add(rows.start, part, &mut combined);
+            fl.seconds += secs;
         }
         let mut row_ids = rows.row_ids;
         for (i, (t, f)) in rows.texts.into_iter().zip(&flagged).enumerate() {
-            texts.push(if *f { t } else { String::new() });
-            if let (Some(ids), Some(r)) = (ids.as_mut(), row_ids.as_mut()) {
-                ids.push(if *f {
-                    std::mem::take(&mut r[i])
-                } else {
-                    String::new()
-                });
+            if !*f {
+                continue;
+            }
+            shown.texts.insert(rows.start + i, t);
+            if let (Some(ids), Some(r)) = (shown.ids.as_mut(), row_ids.as_mut()) {
+                ids.insert(rows.start + i, std::mem::take(&mut r[i]));
             }
         }
         Ok(())
     })?;
-    let per_detector = planned
-        .iter()
-        .zip(scores)
-        .zip(seconds)
-        .zip(&fitted)
-        .map(|(((p, s), secs), f)| {
-            if s.len() != n {
-                return Err(ScanError::Detect(DetectError::Data {
-                    code: p.detector.meta().code,
-                    problem: format!("scored {} rows of {n}", s.len()),
-                }));
-            }
-            Ok((s, secs, f.summary()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    if combined.len() != n {
+        return Err(ScanError::Config(format!(
+            "scored {} rows of {n}",
+            combined.len()
+        )));
+    }
     let matrix = match (npy, matrix_digest) {
         (Some(_), Some(d)) => Some(input_entry("embeddings", &d, n, Some(dims))),
         _ => None,
@@ -786,17 +796,19 @@ pub(super) fn detect(
             format: read.format,
             digest: read.digest,
             n_rows: n,
-            texts: Some(texts),
+            texts: None,
             responses: None,
             rejected: None,
             labels: None,
             label_kind: read.label_kind,
-            ids,
+            ids: None,
             ground_truth: truth,
             embeddings: None,
             invalid: Vec::new(),
         },
         matrix,
-        per_detector,
+        per_detector: flags,
+        combined,
+        shown,
     })
 }

@@ -100,7 +100,7 @@ fn sync_folder(dir: &Path) -> Result<(), ScanError> {
 pub(super) fn write_outputs(
     opts: &ScanOptions,
     table: &Table,
-    verdicts: &[Option<Quarantine>],
+    verdicts: &SparseVerdicts,
     duplicate_of: Option<&[Option<usize>]>,
     ids: Option<&[String]>,
     excerpts: &BTreeMap<usize, String>,
@@ -155,7 +155,7 @@ pub(super) fn write_outputs(
 fn stage(
     opts: &ScanOptions,
     table: &Table,
-    verdicts: &[Option<Quarantine>],
+    verdicts: &SparseVerdicts,
     duplicate_of: Option<&[Option<usize>]>,
     ids: Option<&[String]>,
     excerpts: &BTreeMap<usize, String>,

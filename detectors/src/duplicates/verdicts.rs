@@ -34,10 +34,50 @@ fn size_histogram(sizes: impl Iterator<Item = usize>) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+/// Scores of `n` rows, most of them 0: only the others are held (rows in duplicated clusters),
+/// so a fitted duplicate detector over ten million rows does not hold ten million numbers.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RowScores {
+    n: usize,
+    nonzero: BTreeMap<usize, f64>,
+}
+
+impl RowScores {
+    /// `n` rows scoring 0.
+    pub(super) fn new(n: usize) -> RowScores {
+        RowScores {
+            n,
+            nonzero: BTreeMap::new(),
+        }
+    }
+
+    /// Rows scored.
+    pub(super) fn len(&self) -> usize {
+        self.n
+    }
+
+    /// The score of `row` (0 for rows never set).
+    pub(super) fn get(&self, row: usize) -> f64 {
+        self.nonzero.get(&row).copied().unwrap_or(0.0)
+    }
+
+    /// Set the score of `row` (a row past the end is ignored; +0 is not stored).
+    pub(super) fn set(&mut self, row: usize, v: f64) {
+        if row >= self.n {
+            return;
+        }
+        if v.to_bits() == 0 {
+            self.nonzero.remove(&row);
+        } else {
+            self.nonzero.insert(row, v);
+        }
+    }
+}
+
 /// Per-row result of a fit: scores of every row, reasons of flagged rows.
 pub(super) struct DupFit {
     pub(super) code: &'static str,
-    pub(super) score: Vec<f64>,
+    pub(super) score: RowScores,
     pub(super) reason: BTreeMap<usize, String>,
     pub(super) summary: serde_json::Value,
 }
@@ -56,7 +96,7 @@ impl Fitted for DupFit {
         })?;
         let mut out = Scores::with_capacity(n);
         for row in start..end {
-            out.score.push(self.score[row]);
+            out.score.push(self.score.get(row));
             out.reason.push(self.reason.get(&row).cloned());
         }
         Ok(out)
@@ -94,9 +134,7 @@ impl DupFit {
             let text = super::normalize(t, norm);
             if state.confirms(&text, &label_name(names, l)) {
                 self.reason.remove(&i);
-                if let Some(s) = self.score.get_mut(i) {
-                    *s = 0.0;
-                }
+                self.score.set(i, 0.0);
                 confirmed += 1;
             }
         }
@@ -266,7 +304,7 @@ pub(super) fn verdicts(
 ) -> DupFit {
     let n = core.n_rows;
     let code = p.code();
-    let mut score = vec![0.0; n];
+    let mut score = RowScores::new(n);
     let mut reason = BTreeMap::new();
     let exact_sizes = core.groups.iter().map(Vec::len);
     let mut summary = json!({
@@ -429,11 +467,14 @@ pub(super) fn verdicts(
                             conflict.verdict(&direction, names)
                         ),
                     );
-                    score[row] = if exact {
-                        conflict.score(mine, rows.len())
-                    } else {
-                        (jac / threshold).max(1.0)
-                    };
+                    score.set(
+                        row,
+                        if exact {
+                            conflict.score(mine, rows.len())
+                        } else {
+                            (jac / threshold).max(1.0)
+                        },
+                    );
                 }
             }
             summary["conflicting_clusters"] = json!(n_conflicts);
@@ -465,7 +506,7 @@ pub(super) fn verdicts(
                     s.clamp(0.0, 0.999)
                 };
                 for &r in rows {
-                    score[r] = s;
+                    score.set(r, s);
                 }
                 if !flagged {
                     continue;

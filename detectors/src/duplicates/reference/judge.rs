@@ -3,7 +3,7 @@
 //! new batch).
 
 use super::super::exact::Core;
-use super::super::verdicts::DupFit;
+use super::super::verdicts::{DupFit, RowScores};
 use super::super::{DupParams, LIST_CAP};
 use super::state::ReferenceState;
 use crate::trigger::ln_binomial_upper;
@@ -180,11 +180,11 @@ pub(in super::super) fn conflicts(
         neighbours[b].push((a, sim, measure));
     }
 
-    let mut score = vec![0.0; n];
+    let mut score = RowScores::new(n);
     let mut reason: BTreeMap<usize, String> = BTreeMap::new();
     let mut listed = Vec::new();
     let (mut with_copy, mut exact_conflicts, mut near_conflicts) = (0usize, 0usize, 0usize);
-    for (i, row_score) in score.iter_mut().enumerate() {
+    for i in 0..n {
         let r = k + i;
         let label = union_labels[r];
         let g = core.group_of[r];
@@ -237,7 +237,7 @@ pub(in super::super) fn conflicts(
                 counts_text(state, &e.counts)
             ),
         );
-        *row_score = (sim / threshold).max(1.0);
+        score.set(i, (sim / threshold).max(1.0));
         if listed.len() < LIST_CAP {
             listed.push(json!({
                 "row": i,
@@ -353,7 +353,7 @@ pub(in super::super) fn amplified(
         .collect();
     let family = tested.len().max(1) as f64;
     let ln_alpha = p.alpha.ln();
-    let mut score = vec![0.0; n];
+    let mut score = RowScores::new(n);
     let mut reason: BTreeMap<usize, String> = BTreeMap::new();
     let mut listed = Vec::new();
     let mut flagged_clusters = 0usize;
@@ -383,7 +383,7 @@ pub(in super::super) fn amplified(
         }
         for &r in c.iter().filter(|&&r| r >= k) {
             let i = r - k;
-            score[i] = if flagged { s } else { s.min(0.999) };
+            score.set(i, if flagged { s } else { s.min(0.999) });
             if flagged {
                 reason.insert(
                     i,
