@@ -240,7 +240,7 @@ type SpanTable = KeyMap<SpanStats>;
 
 /// Window occurrences one pass of [`count_spans`] reads at most (about a gigabyte of tables at
 /// the peak, with two threads' partial tables merging).
-pub(super) const SPAN_PASS_OCCURRENCES: usize = 1 << 24;
+pub(super) const SPAN_PASS_OCCURRENCES: usize = 1 << 22;
 
 /// Exact per-label document frequency and a bounded sample of neighbours of every window of
 /// `min_real..=max_real` real tokens for which `keep(span, hash)` is true and that at least
@@ -251,6 +251,7 @@ pub(super) const SPAN_PASS_OCCURRENCES: usize = 1 << 24;
 /// its own occurrences only, so the result is the same for any number of passes, while the
 /// working tables hold a slice at a time and the windows kept are trimmed and compacted after
 /// each pass.
+#[cfg(test)]
 pub(super) fn count_spans(
     corpus: &Corpus,
     labels: &[u32],
@@ -260,6 +261,32 @@ pub(super) fn count_spans(
     passes: usize,
     keep: &(dyn Fn(&[u32], u64) -> bool + Sync),
 ) -> BTreeMap<Vec<u32>, SpanStats> {
+    count_spans_with(
+        corpus,
+        labels,
+        n_classes,
+        (min_real, max_real),
+        min_support,
+        passes,
+        keep,
+        &|_, st| st,
+    )
+}
+
+/// [`count_spans`], each window's statistics turned into what the caller keeps (`judge`) as
+/// soon as its pass is counted, so that the neighbour samples of one slice of the key space
+/// are held at a time, not those of every window.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn count_spans_with<T: Send>(
+    corpus: &Corpus,
+    labels: &[u32],
+    n_classes: usize,
+    (min_real, max_real): (usize, usize),
+    min_support: u32,
+    passes: usize,
+    keep: &(dyn Fn(&[u32], u64) -> bool + Sync),
+    judge: &(dyn Fn(&[u32], SpanStats) -> T + Sync),
+) -> BTreeMap<Vec<u32>, T> {
     let passes = passes.max(1) as u64;
     let mut out = BTreeMap::new();
     for part in 0..passes {
@@ -310,15 +337,20 @@ pub(super) fn count_spans(
                 }
                 a
             });
-        out.extend(
-            merged
-                .into_values()
-                .filter(|v| v.support() >= min_support)
-                .map(|mut v| {
-                    v.finish();
-                    (std::mem::take(&mut v.span), v)
-                }),
-        );
+        let kept: Vec<SpanStats> = merged
+            .into_values()
+            .filter(|v| v.support() >= min_support)
+            .collect();
+        let judged: Vec<(Vec<u32>, T)> = kept
+            .into_par_iter()
+            .map(|mut v| {
+                v.finish();
+                let span = std::mem::take(&mut v.span);
+                let t = judge(&span, v);
+                (span, t)
+            })
+            .collect();
+        out.extend(judged);
     }
     out
 }

@@ -6,7 +6,7 @@ use super::context::{
     calibrate, co_occurring, context_pass, foreign_evidence, row_scores, sorted_tokens,
     ClassReading, Foreign, NaiveBayes,
 };
-use super::count::{count_spans, count_tokens, Sketch, SpanStats, SPAN_PASS_OCCURRENCES};
+use super::count::{count_spans_with, count_tokens, Sketch, SpanStats, SPAN_PASS_OCCURRENCES};
 use super::stats::{
     boundary_counts, dominant, edge_counts, ln_binomial_upper, ln_poisson_binomial_upper,
     InsertionNull,
@@ -14,7 +14,6 @@ use super::stats::{
 use super::tokenise::{real_len, Corpus, FastMap, FastSet, Vocab};
 use super::{TriggerFit, TriggerParams, END, START};
 use crate::{DetectError, Fitted};
-use rayon::prelude::*;
 use serde_json::json;
 use std::collections::HashSet;
 
@@ -184,11 +183,163 @@ pub(super) fn fit(
             sketch.may_reach(h, min_support)
         }
     };
+    // candidates: label-free neighbour test, purity test against the prior; each window is
+    // judged as soon as its slice of the key space is counted, and its neighbour sample dropped
+    let priors: Vec<f64> = class_rows
+        .iter()
+        .map(|&c| c as f64 / n_rows.max(1) as f64)
+        .collect();
+    let judge = |span: Vec<u32>, st: SpanStats| -> Candidate {
+        let support = st.support();
+        let (mut target, mut best) = (0usize, f64::INFINITY);
+        for (c, (&k, &prior)) in st.df.iter().zip(&priors).enumerate() {
+            let lp = ln_binomial_upper(k as u64, support as u64, prior);
+            if lp < best {
+                best = lp;
+                target = c;
+            }
+        }
+        let mut excess: f64 = 0.0;
+        let mut s_random = f64::INFINITY;
+        let mut s_random_gap = f64::INFINITY;
+        let mut sides = 0;
+        for (left, tested) in [
+            (true, span.first() != Some(&START)),
+            (false, span.last() != Some(&END)),
+        ] {
+            if tested {
+                let side_null = match (
+                    left,
+                    span.first() == Some(&START),
+                    span.last() == Some(&END),
+                ) {
+                    (true, _, true) => &null_end,
+                    (true, _, false) => &null_left,
+                    (false, true, _) => &null_start,
+                    (false, false, _) => &null_right,
+                };
+                let neighbours = st.neighbours(left);
+                // the inner side of an anchored window is read against the edge tokens of
+                // the rows, the window's own rows among them: its own inner token is taken
+                // out of the null (each of its rows put it there once)
+                let own_token = match (
+                    left,
+                    span.first() == Some(&START),
+                    span.last() == Some(&END),
+                ) {
+                    (true, _, true) => span.len().checked_sub(2).and_then(|i| span.get(i)),
+                    (false, true, _) => span.get(1),
+                    _ => None,
+                }
+                .copied();
+                let own = |class: Option<u32>| {
+                    own_token.map(|t| {
+                        let k = match class {
+                            Some(c) => st.df.get(c as usize).copied().unwrap_or(0),
+                            None => support,
+                        };
+                        (t, f64::from(k))
+                    })
+                };
+                let mut reading = side_null.side(&neighbours, own(None));
+                let strict = reading.1;
+                let edge_classes = match (
+                    left,
+                    span.first() == Some(&START),
+                    span.last() == Some(&END),
+                ) {
+                    (true, _, true) => Some((&end_by_class[..], &end_others[..])),
+                    (false, true, _) => Some((&start_by_class[..], &start_others[..])),
+                    _ => None,
+                };
+                if let Some((classes, others)) = edge_classes {
+                    for (c, null) in classes {
+                        let r = null.side(&neighbours, own(Some(*c)));
+                        if r.1 > reading.1 {
+                            reading = r;
+                        }
+                    }
+                    // the other classes together: the window's rows outside its target
+                    if let Some((_, null)) = others.iter().find(|(c, _)| *c as usize == target) {
+                        let outside =
+                            support.saturating_sub(st.df.get(target).copied().unwrap_or(0));
+                        let r = null.side(&neighbours, own_token.map(|t| (t, f64::from(outside))));
+                        if r.1 > reading.1 {
+                            reading = r;
+                        }
+                    }
+                } else {
+                    let lenient = if left { &left_lenient } else { &right_lenient };
+                    for null in lenient {
+                        let r = null.side(&neighbours, None);
+                        if r.1 > reading.1 {
+                            reading = r;
+                        }
+                    }
+                }
+                let (e, sr) = reading;
+                excess = excess.max(e);
+                s_random = s_random.min(sr);
+                // per-class edge readings are part of an anchored side's null; the per-row
+                // reading of an unanchored side is the lenient alternative
+                let inner_side_of_anchored = if left {
+                    span.last() == Some(&END)
+                } else {
+                    span.first() == Some(&START)
+                };
+                let per_row_side = !inner_side_of_anchored;
+                s_random_gap = s_random_gap.min(if per_row_side { strict } else { sr });
+                sides += 1;
+            }
+        }
+        if sides == 0 {
+            excess = f64::INFINITY;
+            s_random = 0.0;
+            s_random_gap = 0.0;
+        }
+        // an inserted word is a word of its own: a window found inside longer words ("#" and
+        // "sparkling" in "#sparkling", a word with its full stop glued on) in more of its
+        // occurrences than rows of other labels may carry a trigger is not an insertion
+        let (inside, sampled) = st.inside_words();
+        if inside as f64 > (1.0 - p.min_purity) * sampled as f64 {
+            s_random = 0.0;
+            s_random_gap = 0.0;
+        }
+        let bucket = real_len(&span).min(p.max_ngram);
+        Candidate {
+            span,
+            df: st.df,
+            support,
+            target,
+            excess,
+            s_random,
+            s_random_gap,
+            ln_p_prior: (best + (n_classes as f64).ln()).min(0.0),
+            ln_p_context: None,
+            bucket,
+            s_prior: 0.0,
+            s_context: None,
+            rows: Vec::new(),
+            row_q: Vec::new(),
+            foreign: None,
+            abstain: None,
+        }
+    };
+    // the candidate, and for a window of `ext_len` real tokens the phrases one token longer
+    // whose neighbour is nearly fixed (phrase extension)
+    let judged = |ext_len: usize, span: &[u32], st: SpanStats| -> (Candidate, Vec<Vec<u32>>) {
+        let ext = if real_len(span) == ext_len {
+            extensions(span, &st, p.extend_share)
+        } else {
+            Vec::new()
+        };
+        (judge(span.to_vec(), st), ext)
+    };
     // every window occurrence up to max_ngram real tokens, single tokens included
     let occurrences: usize = (0..corpus.len())
         .map(|r| corpus.row(r).len() * p.max_ngram)
         .sum();
-    let mut spans = count_spans(
+    let mut spans = count_spans_with(
         &corpus,
         labels,
         n_classes,
@@ -196,14 +347,14 @@ pub(super) fn fit(
         min_support,
         occurrences.div_ceil(SPAN_PASS_OCCURRENCES),
         &keep,
+        &|span, st| judged(p.max_ngram, span, st),
     );
     drop(sketch);
 
     // phrase extension: spans of the longest counted length whose neighbour is nearly fixed
     let mut frontier: Vec<Vec<u32>> = spans
-        .iter()
-        .filter(|(k, _)| real_len(k) == p.max_ngram)
-        .flat_map(|(k, st)| extensions(k, st, p.extend_share))
+        .values_mut()
+        .flat_map(|(_, ext)| std::mem::take(ext))
         .collect();
     let mut len = p.max_ngram + 1;
     while !frontier.is_empty() && len <= p.max_phrase_tokens {
@@ -212,7 +363,7 @@ pub(super) fn fit(
         frontier.retain(|s| !spans.contains_key(s));
         let wanted: FastSet<Vec<u32>> = frontier.iter().cloned().collect();
         let keep_ext = |span: &[u32], _h: u64| wanted.contains(span);
-        let found = count_spans(
+        let mut found = count_spans_with(
             &corpus,
             labels,
             n_classes,
@@ -220,164 +371,17 @@ pub(super) fn fit(
             min_support,
             1,
             &keep_ext,
+            &|span, st| judged(len, span, st),
         );
         frontier = found
-            .iter()
-            .filter(|(k, _)| real_len(k) == len)
-            .flat_map(|(k, st)| extensions(k, st, p.extend_share))
+            .values_mut()
+            .flat_map(|(_, ext)| std::mem::take(ext))
             .collect();
         spans.extend(found);
         len += 1;
     }
-
-    // candidates: label-free neighbour test, purity test against the prior
-    let priors: Vec<f64> = class_rows
-        .iter()
-        .map(|&c| c as f64 / n_rows.max(1) as f64)
-        .collect();
-    // candidates are judged in parallel, collected in span order
-    let spans: Vec<(Vec<u32>, SpanStats)> = spans.into_iter().collect();
-    let mut cands: Vec<Candidate> = spans
-        .into_par_iter()
-        .map(|(span, st)| {
-            let support = st.support();
-            let (mut target, mut best) = (0usize, f64::INFINITY);
-            for (c, (&k, &prior)) in st.df.iter().zip(&priors).enumerate() {
-                let lp = ln_binomial_upper(k as u64, support as u64, prior);
-                if lp < best {
-                    best = lp;
-                    target = c;
-                }
-            }
-            let mut excess: f64 = 0.0;
-            let mut s_random = f64::INFINITY;
-            let mut s_random_gap = f64::INFINITY;
-            let mut sides = 0;
-            for (left, tested) in [
-                (true, span.first() != Some(&START)),
-                (false, span.last() != Some(&END)),
-            ] {
-                if tested {
-                    let side_null = match (
-                        left,
-                        span.first() == Some(&START),
-                        span.last() == Some(&END),
-                    ) {
-                        (true, _, true) => &null_end,
-                        (true, _, false) => &null_left,
-                        (false, true, _) => &null_start,
-                        (false, false, _) => &null_right,
-                    };
-                    let neighbours = st.neighbours(left);
-                    // the inner side of an anchored window is read against the edge tokens of
-                    // the rows, the window's own rows among them: its own inner token is taken
-                    // out of the null (each of its rows put it there once)
-                    let own_token = match (
-                        left,
-                        span.first() == Some(&START),
-                        span.last() == Some(&END),
-                    ) {
-                        (true, _, true) => span.len().checked_sub(2).and_then(|i| span.get(i)),
-                        (false, true, _) => span.get(1),
-                        _ => None,
-                    }
-                    .copied();
-                    let own = |class: Option<u32>| {
-                        own_token.map(|t| {
-                            let k = match class {
-                                Some(c) => st.df.get(c as usize).copied().unwrap_or(0),
-                                None => support,
-                            };
-                            (t, f64::from(k))
-                        })
-                    };
-                    let mut reading = side_null.side(&neighbours, own(None));
-                    let strict = reading.1;
-                    let edge_classes = match (
-                        left,
-                        span.first() == Some(&START),
-                        span.last() == Some(&END),
-                    ) {
-                        (true, _, true) => Some((&end_by_class[..], &end_others[..])),
-                        (false, true, _) => Some((&start_by_class[..], &start_others[..])),
-                        _ => None,
-                    };
-                    if let Some((classes, others)) = edge_classes {
-                        for (c, null) in classes {
-                            let r = null.side(&neighbours, own(Some(*c)));
-                            if r.1 > reading.1 {
-                                reading = r;
-                            }
-                        }
-                        // the other classes together: the window's rows outside its target
-                        if let Some((_, null)) = others.iter().find(|(c, _)| *c as usize == target)
-                        {
-                            let outside =
-                                support.saturating_sub(st.df.get(target).copied().unwrap_or(0));
-                            let r =
-                                null.side(&neighbours, own_token.map(|t| (t, f64::from(outside))));
-                            if r.1 > reading.1 {
-                                reading = r;
-                            }
-                        }
-                    } else {
-                        let lenient = if left { &left_lenient } else { &right_lenient };
-                        for null in lenient {
-                            let r = null.side(&neighbours, None);
-                            if r.1 > reading.1 {
-                                reading = r;
-                            }
-                        }
-                    }
-                    let (e, sr) = reading;
-                    excess = excess.max(e);
-                    s_random = s_random.min(sr);
-                    // per-class edge readings are part of an anchored side's null; the per-row
-                    // reading of an unanchored side is the lenient alternative
-                    let inner_side_of_anchored = if left {
-                        span.last() == Some(&END)
-                    } else {
-                        span.first() == Some(&START)
-                    };
-                    let per_row_side = !inner_side_of_anchored;
-                    s_random_gap = s_random_gap.min(if per_row_side { strict } else { sr });
-                    sides += 1;
-                }
-            }
-            if sides == 0 {
-                excess = f64::INFINITY;
-                s_random = 0.0;
-                s_random_gap = 0.0;
-            }
-            // an inserted word is a word of its own: a window found inside longer words ("#" and
-            // "sparkling" in "#sparkling", a word with its full stop glued on) in more of its
-            // occurrences than rows of other labels may carry a trigger is not an insertion
-            let (inside, sampled) = st.inside_words();
-            if inside as f64 > (1.0 - p.min_purity) * sampled as f64 {
-                s_random = 0.0;
-                s_random_gap = 0.0;
-            }
-            let bucket = real_len(&span).min(p.max_ngram);
-            Candidate {
-                span,
-                df: st.df,
-                support,
-                target,
-                excess,
-                s_random,
-                s_random_gap,
-                ln_p_prior: (best + (n_classes as f64).ln()).min(0.0),
-                ln_p_context: None,
-                bucket,
-                s_prior: 0.0,
-                s_context: None,
-                rows: Vec::new(),
-                row_q: Vec::new(),
-                foreign: None,
-                abstain: None,
-            }
-        })
-        .collect();
+    // candidates in span order
+    let mut cands: Vec<Candidate> = spans.into_values().map(|(c, _)| c).collect();
 
     // multiple testing: alpha split equally over the window-length buckets, each share divided
     // by the candidates of that bucket that passed the (label-free) neighbour filter

@@ -476,43 +476,50 @@ pub(super) fn boundary_counts(
     class: Option<(&[u32], u32)>,
 ) -> [Vec<f64>; 2] {
     let n_tok = vocab.strings.len().max(2);
-    let parts: Vec<[Vec<f64>; 2]> = texts
-        .par_chunks(CHUNK)
-        .enumerate()
-        .map(|(chunk, tc)| {
-            let mut counts = [vec![0.0f64; n_tok], vec![0.0f64; n_tok]];
-            for (j, text) in tc.iter().enumerate() {
-                let row = chunk * CHUNK + j;
-                if class.is_some_and(|(labels, c)| labels.get(row) != Some(&c)) {
-                    continue;
-                }
-                let lower = text.to_lowercase();
-                let w = if per_row {
-                    1.0 / (lower.split_whitespace().count() + 1) as f64
-                } else {
-                    1.0
-                };
-                counts[0][START as usize] += w;
-                counts[1][END as usize] += w;
-                for word in lower.split_whitespace() {
-                    let mut toks = word_tokens(word);
-                    let first = toks.next();
-                    let last = toks.last().or(first);
-                    for (side, tok) in [(1usize, first), (0usize, last)] {
-                        if let Some(id) = tok.and_then(|t| vocab.ids.get(t)) {
-                            counts[side][*id as usize] += w;
+    let mut counts = [vec![0.0f64; n_tok], vec![0.0f64; n_tok]];
+    // chunks are counted in parallel a window at a time and added in chunk order (the same
+    // sums, bit for bit, whatever the thread count), so that the per-chunk tables of one
+    // window are held at once, not those of every chunk
+    let window = CHUNK * 4 * rayon::current_num_threads().max(1);
+    for (w_index, texts_w) in texts.chunks(window).enumerate() {
+        let base = w_index * window;
+        let parts: Vec<[Vec<f64>; 2]> = texts_w
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(chunk, tc)| {
+                let mut counts = [vec![0.0f64; n_tok], vec![0.0f64; n_tok]];
+                for (j, text) in tc.iter().enumerate() {
+                    let row = base + chunk * CHUNK + j;
+                    if class.is_some_and(|(labels, c)| labels.get(row) != Some(&c)) {
+                        continue;
+                    }
+                    let lower = text.to_lowercase();
+                    let w = if per_row {
+                        1.0 / (lower.split_whitespace().count() + 1) as f64
+                    } else {
+                        1.0
+                    };
+                    counts[0][START as usize] += w;
+                    counts[1][END as usize] += w;
+                    for word in lower.split_whitespace() {
+                        let mut toks = word_tokens(word);
+                        let first = toks.next();
+                        let last = toks.last().or(first);
+                        for (side, tok) in [(1usize, first), (0usize, last)] {
+                            if let Some(id) = tok.and_then(|t| vocab.ids.get(t)) {
+                                counts[side][*id as usize] += w;
+                            }
                         }
                     }
                 }
-            }
-            counts
-        })
-        .collect();
-    let mut counts = [vec![0.0f64; n_tok], vec![0.0f64; n_tok]];
-    for part in parts {
-        for (side, c) in counts.iter_mut().enumerate() {
-            for (a, &b) in c.iter_mut().zip(&part[side]) {
-                *a += b;
+                counts
+            })
+            .collect();
+        for part in parts {
+            for (side, c) in counts.iter_mut().enumerate() {
+                for (a, &b) in c.iter_mut().zip(&part[side]) {
+                    *a += b;
+                }
             }
         }
     }
