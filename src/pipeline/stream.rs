@@ -31,7 +31,9 @@ use poisongate_detectors::data::Batch as ScoreBatch;
 use poisongate_detectors::duplicates::near_rounds::{
     Links, NearKeysPartial, NearRounds, PayloadPartial,
 };
-use poisongate_detectors::duplicates::{rounds as dup, Candidates, DupParams, KeyRange};
+use poisongate_detectors::duplicates::{
+    rounds as dup, Candidates, DupParams, KeyRange, Normalization,
+};
 use poisongate_detectors::spectral::{rounds as spec, SpectralParams};
 use poisongate_detectors::trigger::{rounds as trig, TriggerParams};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -57,13 +59,18 @@ enum Driver {
     },
     Exact {
         r: dup::Rounds,
+        /// Round 1's keys; empty when an earlier driver with the same normalisation makes them
+        /// (`borrows`), which hands them over before round 1 is finalised.
         keys: Tree<dup::KeysPartial>,
+        borrows: Option<usize>,
         groups: Option<dup::Groups>,
         words: dup::WordsPartial,
     },
     Near {
         r: NearRounds,
+        /// As for `Exact`.
         keys: Tree<dup::KeysPartial>,
+        borrows: Option<usize>,
         groups: Option<dup::Groups>,
         /// Round 2 runs once per slice of the key space.
         slices: u64,
@@ -124,6 +131,14 @@ impl<T> Tree<T> {
         Ok(())
     }
 
+    /// The one partial of a tree holding exactly one.
+    fn only(&self) -> Option<&T> {
+        match self.stack.as_slice() {
+            [(_, p)] => Some(p),
+            _ => None,
+        }
+    }
+
     /// The merge of every partial added (`empty` when there was none); the tree is emptied.
     fn take(&mut self, empty: T, merge: Merge<'_, T>) -> Result<T, ScanError> {
         let mut all = empty;
@@ -182,6 +197,7 @@ impl Driver {
                 Driver::Exact {
                     words: r.empty_words(),
                     keys: Tree::default(),
+                    borrows: None,
                     groups: None,
                     r,
                 }
@@ -195,6 +211,7 @@ impl Driver {
                 Driver::Near {
                     r: NearRounds::new(&p)?,
                     keys: Tree::default(),
+                    borrows: None,
                     groups: None,
                     slices: 1,
                     near: Tree::default(),
@@ -218,6 +235,30 @@ impl Driver {
                 )))
             }
         })
+    }
+
+    /// The normalisation of a duplicate detector's exact keys.
+    fn key_normalization(&self) -> Option<Normalization> {
+        match self {
+            Driver::Exact { r, .. } => Some(r.normalization()),
+            Driver::Near { r, .. } => Some(r.normalization()),
+            _ => None,
+        }
+    }
+
+    /// Make round 1's keys here, or take them from driver `owner`.
+    fn set_borrows(&mut self, owner: Option<usize>) {
+        if let Driver::Exact { borrows, .. } | Driver::Near { borrows, .. } = self {
+            *borrows = owner;
+        }
+    }
+
+    /// The round-1 key tree of a duplicate detector.
+    fn key_tree(&mut self) -> Option<&mut Tree<dup::KeysPartial>> {
+        match self {
+            Driver::Exact { keys, .. } | Driver::Near { keys, .. } => Some(keys),
+            _ => None,
+        }
     }
 
     /// Whether round `round` reads the embeddings.
@@ -271,10 +312,26 @@ impl Driver {
                     .map_err(&err)?;
                 moments.merge(&m).map_err(&err)?;
             }
-            (Driver::Exact { r, keys, .. }, 1) => {
+            (
+                Driver::Exact {
+                    r,
+                    keys,
+                    borrows: None,
+                    ..
+                },
+                1,
+            ) => {
                 keys.push(r.keys(&rows.texts, &rows.labels, &rows.ids), &merge_keys)?;
             }
-            (Driver::Near { r, keys, .. }, 1) => {
+            (
+                Driver::Near {
+                    r,
+                    keys,
+                    borrows: None,
+                    ..
+                },
+                1,
+            ) => {
                 keys.push(r.keys(&rows.texts, &rows.labels, &rows.ids), &merge_keys)?;
             }
             (Driver::Trig { r, sample }, 1) => {
@@ -483,6 +540,48 @@ impl Driver {
 }
 
 /// Why the options cannot stream, if they cannot.
+/// Merge the round-1 keys of every driver that others borrow from into one partial.
+fn share_keys(drivers: &mut [(&'static str, Driver, f64)]) -> Result<(), ScanError> {
+    let owners: BTreeSet<usize> = drivers
+        .iter()
+        .filter_map(|(_, d, _)| match d {
+            Driver::Exact { borrows, .. } | Driver::Near { borrows, .. } => *borrows,
+            _ => None,
+        })
+        .collect();
+    for o in owners {
+        if let Some(tree) = drivers.get_mut(o).and_then(|(_, d, _)| d.key_tree()) {
+            let merged = tree.take(Default::default(), &merge_keys)?;
+            tree.push(merged, &merge_keys)?;
+        }
+    }
+    Ok(())
+}
+
+/// When driver `i` borrows round 1's keys, copy its owner's merged keys into its tree.
+fn lend_keys(drivers: &mut [(&'static str, Driver, f64)], i: usize) -> Result<(), ScanError> {
+    let owner = match drivers.get(i).map(|(_, d, _)| d) {
+        Some(
+            Driver::Exact {
+                borrows: Some(o), ..
+            }
+            | Driver::Near {
+                borrows: Some(o), ..
+            },
+        ) => *o,
+        _ => return Ok(()),
+    };
+    let copy = drivers
+        .get_mut(owner)
+        .and_then(|(_, d, _)| d.key_tree())
+        .and_then(|t| t.only().cloned())
+        .ok_or_else(|| ScanError::Config("the shared duplicate keys were not merged".into()))?;
+    if let Some(t) = drivers.get_mut(i).and_then(|(_, d, _)| d.key_tree()) {
+        t.push(copy, &merge_keys)?;
+    }
+    Ok(())
+}
+
 fn refusal(opts: &ScanOptions, format: &RowLayout, planned: &[Planned]) -> Option<String> {
     let fixed = [
         (
@@ -634,6 +733,15 @@ pub(super) fn detect(
         let params = opts.detector_params.get(code).unwrap_or(&empty);
         drivers.push((code, Driver::new(code, params, names.len(), dims, n)?, 0.0));
     }
+    // duplicate detectors with the same normalisation share round 1's exact keys: the first
+    // makes them, the others are handed a copy when the round is finalised
+    for i in 0..drivers.len() {
+        let Some(norm) = drivers[i].1.key_normalization() else {
+            continue;
+        };
+        let owner = (0..i).find(|&j| drivers[j].1.key_normalization() == Some(norm));
+        drivers[i].1.set_borrows(owner);
+    }
     let mut fitted: Vec<Option<Box<dyn Fitted>>> = planned.iter().map(|_| None).collect();
     let mut matrix_digest: Option<FileDigest> = None;
 
@@ -689,12 +797,27 @@ pub(super) fn detect(
             if digest.is_some() && matrix_digest.is_none() {
                 matrix_digest = digest;
             }
-            for ((code, d, secs), f) in drivers.iter_mut().zip(fitted.iter_mut()) {
+            if round == 1 {
+                share_keys(&mut drivers)?;
+            }
+            // round 1 is finalised last driver first, so that a detector that borrows the
+            // exact keys copies them from their owner (an earlier driver) just before its own
+            // groups are built: one copy beside the owner's at a time
+            let order: Vec<usize> = if round == 1 {
+                (0..drivers.len()).rev().collect()
+            } else {
+                (0..drivers.len()).collect()
+            };
+            for i in order {
+                if round == 1 {
+                    lend_keys(&mut drivers, i)?;
+                }
+                let (code, d, secs) = &mut drivers[i];
                 let t = Instant::now();
                 if let Some(done) =
                     d.finish_round(code, (round, pass), &names, &counts, opts.near_slice_groups)?
                 {
-                    *f = Some(done);
+                    fitted[i] = Some(done);
                 }
                 *secs += t.elapsed().as_secs_f64();
             }

@@ -9,11 +9,78 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use xxhash_rust::xxh3::xxh3_128;
 
+/// Groups of rows held flat: each group's rows ascending, the groups in order. A vector per
+/// group costs about 48 bytes a row when most groups are one row (a corpus's distinct texts);
+/// this costs 16.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct GroupList {
+    /// Where each group starts in `rows`, then `rows.len()`.
+    starts: Vec<usize>,
+    rows: Vec<usize>,
+}
+
+impl GroupList {
+    /// The groups of `keyed`, (key, row) pairs sorted by key then row: one group per run of
+    /// equal keys, ordered by first row. Also returns, per group, the index in `keyed` of its
+    /// first pair (where its key is).
+    pub(super) fn from_sorted<K: PartialEq>(keyed: &[(K, usize)]) -> (GroupList, Vec<usize>) {
+        let mut runs: Vec<(usize, usize)> = Vec::new(); // (start in keyed, len)
+        for (i, (k, _)) in keyed.iter().enumerate() {
+            match runs.last_mut() {
+                Some((s, len)) if keyed[*s].0 == *k => *len += 1,
+                _ => runs.push((i, 1)),
+            }
+        }
+        runs.sort_unstable_by_key(|&(s, _)| keyed[s].1);
+        let mut starts = Vec::with_capacity(runs.len() + 1);
+        let mut rows = Vec::with_capacity(keyed.len());
+        for &(s, len) in &runs {
+            starts.push(rows.len());
+            rows.extend(keyed[s..s + len].iter().map(|&(_, r)| r));
+        }
+        starts.push(rows.len());
+        let first = runs.iter().map(|&(s, _)| s).collect();
+        (GroupList { starts, rows }, first)
+    }
+
+    /// Number of groups.
+    pub(super) fn len(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    /// The group whose first row is `row` (groups are ordered by first row).
+    pub(super) fn starting_at(&self, row: usize) -> Option<usize> {
+        let first = |g: usize| self.rows[self.starts[g]];
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if first(mid) < row {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        (lo < self.len() && first(lo) == row).then_some(lo)
+    }
+
+    /// The groups in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &[usize]> + Clone + '_ {
+        self.starts.windows(2).map(|w| &self.rows[w[0]..w[1]])
+    }
+}
+
+impl std::ops::Index<usize> for GroupList {
+    type Output = [usize];
+    fn index(&self, g: usize) -> &[usize] {
+        &self.rows[self.starts[g]..self.starts[g + 1]]
+    }
+}
+
 /// Exact groups and near clusters of one dataset.
 pub(super) struct Core {
     pub(super) n_rows: usize,
     /// Exact groups (rows in row order), ordered by first row.
-    pub(super) groups: Vec<Vec<usize>>,
+    pub(super) groups: GroupList,
     /// Exact group of each row.
     pub(super) group_of: Vec<usize>,
     /// Near clusters as lists of exact groups (ordered by first row), when computed.
@@ -48,17 +115,9 @@ impl Core {
             })
             .collect();
         keyed.par_sort_unstable();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        let mut prev: Option<u128> = None;
-        for &(h, row) in &keyed {
-            match (prev, groups.last_mut()) {
-                (Some(p), Some(g)) if p == h => g.push(row),
-                _ => groups.push(vec![row]),
-            }
-            prev = Some(h);
-        }
-        // rows within a group are ascending (sorted by (hash, row)); order groups by first row
-        groups.sort_unstable_by_key(|g| g[0]);
+        // rows within a group are ascending (sorted by (hash, row)); groups by first row
+        let (groups, _) = GroupList::from_sorted(&keyed);
+        drop(keyed);
         let mut group_of = vec![0usize; n];
         for (gi, g) in groups.iter().enumerate() {
             for &r in g {

@@ -547,7 +547,7 @@ pub fn duplicate_clusters(texts: &[String], p: &DupParams) -> Vec<Vec<usize>> {
     let core = Core::build(texts, &p.norm, p.near.as_ref());
     match &core.clusters {
         Some(cs) => cs.iter().map(|c| core.cluster_rows(c)).collect(),
-        None => core.groups.clone(),
+        None => core.groups.iter().map(<[usize]>::to_vec).collect(),
     }
 }
 
@@ -559,7 +559,7 @@ pub fn duplicate_clusters(texts: &[String], p: &DupParams) -> Vec<Vec<usize>> {
 pub fn near_duplicate_pairs(texts: &[String], p: &DupParams) -> Vec<(usize, usize, f64)> {
     let core = Core::build(texts, &p.norm, p.near.as_ref());
     let mut out = Vec::new();
-    for g in &core.groups {
+    for g in core.groups.iter() {
         for (i, &a) in g.iter().enumerate() {
             for &b in &g[i + 1..] {
                 out.push((a, b, 1.0));

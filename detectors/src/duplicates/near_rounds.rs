@@ -101,6 +101,12 @@ impl NearRounds {
         &self.header
     }
 
+    /// The text normalisation the exact keys are made with: rounds with the same one make the
+    /// same round-1 keys, so a driver may compute them once for several detectors.
+    pub fn normalization(&self) -> super::Normalization {
+        self.params.norm
+    }
+
     fn normalized(&self, texts: &[String]) -> Vec<String> {
         texts
             .iter()
@@ -270,7 +276,7 @@ impl Groups {
     /// The exact group whose first row is row `id`, if it is one.
     pub(super) fn group_first_at(&self, id: u64) -> Option<usize> {
         let row = usize::try_from(id).ok()?;
-        self.groups.binary_search_by_key(&row, |g| g[0]).ok()
+        self.groups.starting_at(row)
     }
 }
 

@@ -18,7 +18,7 @@
 
 use super::direction::ClassWords;
 use super::edits::text_word_hashes;
-use super::exact::Core;
+use super::exact::{Core, GroupList};
 use super::link::merge_sorted;
 use super::normalise::normalize;
 use super::verdicts::verdicts;
@@ -47,7 +47,7 @@ pub struct KeysPartial {
 #[derive(Debug, Clone)]
 pub struct Groups {
     /// Exact groups (rows ascending), ordered by first row.
-    pub(super) groups: Vec<Vec<usize>>,
+    pub(super) groups: GroupList,
     pub(super) labels: Vec<ClassIndex>,
     /// Groups whose label conflict is a tie between two labels, by text hash.
     ties: BTreeMap<u128, usize>,
@@ -112,6 +112,12 @@ impl Rounds {
     /// The header every partial of these rounds is serialised behind.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// The text normalisation the exact keys are made with: rounds with the same one make the
+    /// same round-1 keys, so a driver may compute them once for several detectors.
+    pub fn normalization(&self) -> super::Normalization {
+        self.params.norm
     }
 
     /// Round 1 over a batch: `texts`, `labels` and row numbers `ids`, one per row.
@@ -195,7 +201,7 @@ pub(super) fn groups_of(
     let n = keys.rows.len();
     let mut labels = vec![0 as ClassIndex; n];
     let mut seen = vec![false; n];
-    let mut groups: Vec<(u128, Vec<usize>)> = Vec::new();
+    let mut keyed: Vec<(u128, usize)> = Vec::with_capacity(n);
     for &(h, id, l) in &keys.rows {
         let row = usize::try_from(id)
             .ok()
@@ -205,15 +211,15 @@ pub(super) fn groups_of(
             return Err(data_error(format!("row {row} is in two partitions")));
         }
         labels[row] = l;
-        match groups.last_mut() {
-            Some((gh, g)) if *gh == h => g.push(row),
-            _ => groups.push((h, vec![row])),
-        }
+        keyed.push((h, row));
     }
-    groups.sort_unstable_by_key(|(_, g)| g[0]);
+    drop(seen);
+    drop(keys);
+    let (groups, first) = GroupList::from_sorted(&keyed);
     let mut ties = BTreeMap::new();
     if with_ties {
-        for (gi, (h, g)) in groups.iter().enumerate() {
+        for (gi, (g, &f)) in groups.iter().zip(&first).enumerate() {
+            let h = &keyed[f].0;
             if g.len() < 2 {
                 continue;
             }
@@ -229,7 +235,7 @@ pub(super) fn groups_of(
         }
     }
     Ok(Groups {
-        groups: groups.into_iter().map(|(_, g)| g).collect(),
+        groups,
         labels,
         ties,
     })

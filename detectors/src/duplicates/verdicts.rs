@@ -306,7 +306,7 @@ pub(super) fn verdicts(
     let code = p.code();
     let mut score = RowScores::new(n);
     let mut reason = BTreeMap::new();
-    let exact_sizes = core.groups.iter().map(Vec::len);
+    let exact_sizes = core.groups.iter().map(<[usize]>::len);
     let mut summary = json!({
         "detector": code,
         "rows": n,
@@ -350,7 +350,7 @@ pub(super) fn verdicts(
                 core.groups
                     .iter()
                     .filter(|g| g.len() > 1)
-                    .map(|g| (g.clone(), &[][..]))
+                    .map(|g| (g.to_vec(), &[][..]))
                     .collect()
             } else {
                 core.clusters

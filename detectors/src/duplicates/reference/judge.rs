@@ -329,7 +329,7 @@ pub(in super::super) fn amplified(
     let core = Core::build(&all, &p.norm, p.near.as_ref());
     let clusters: Vec<Vec<usize>> = match &core.clusters {
         Some(cs) => cs.iter().map(|c| core.cluster_rows(c)).collect(),
-        None => core.groups.clone(),
+        None => core.groups.iter().map(<[usize]>::to_vec).collect(),
     };
     let trusted_rows = state.rows();
     let share = if n == 0 {
