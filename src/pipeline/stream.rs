@@ -5,8 +5,8 @@
 //! when a detector needs them):
 //! 0. the labels: the class names (sorted as the in-memory scan sorts them) and the rows per
 //!    class, and the ground truth when there is one;
-//! 1. SPEC001's and ACT001's class moments, DUP001's, DUP002's and DUP003's exact keys,
-//!    TRIG001's sample;
+//! 1. SPEC001's and ACT001's class moments, DUP001's, DUP002's and DUP003's exact keys (made
+//!    once for the detectors with the same normalisation), TRIG001's sample;
 //! 2. SPEC001's projections, ACT001's sample, DUP001's class words (when a conflict needs
 //!    them), DUP002's and DUP003's near keys, one slice of their key space a pass (a slice per
 //!    `near_slice_groups` exact groups, 262 144 by default: a million distinct texts take four
@@ -539,7 +539,6 @@ impl Driver {
     }
 }
 
-/// Why the options cannot stream, if they cannot.
 /// Merge the round-1 keys of every driver that others borrow from into one partial.
 fn share_keys(drivers: &mut [(&'static str, Driver, f64)]) -> Result<(), ScanError> {
     let owners: BTreeSet<usize> = drivers
@@ -582,6 +581,7 @@ fn lend_keys(drivers: &mut [(&'static str, Driver, f64)], i: usize) -> Result<()
     Ok(())
 }
 
+/// Why the options cannot stream, if they cannot.
 fn refusal(opts: &ScanOptions, format: &RowLayout, planned: &[Planned]) -> Option<String> {
     let fixed = [
         (
