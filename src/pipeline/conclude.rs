@@ -52,11 +52,12 @@ impl Flags {
 
     /// Add the scores of rows `start..start + scores.len()`, folding them into `combined`.
     pub(super) fn add(&mut self, start: usize, scores: Scores, combined: &mut Vec<f64>) {
+        let end = start + scores.score.len();
+        if combined.len() < end {
+            combined.resize(end, 0.0);
+        }
         for (i, (s, r)) in scores.score.iter().zip(scores.reason).enumerate() {
             let row = start + i;
-            if combined.len() <= row {
-                combined.resize(row + 1, 0.0);
-            }
             combined[row] = combined[row].max(*s);
             if let Some(r) = r {
                 self.flagged.push((row, *s, r));

@@ -848,7 +848,8 @@ pub(super) fn detect(
             fl
         })
         .collect();
-    let mut combined: Vec<f64> = Vec::with_capacity(n);
+    let mut combined: Vec<f64> = vec![0.0; n];
+    let mut scored = 0usize;
     let mut shown = Shown {
         texts: BTreeMap::new(),
         ids: opts.id_column.as_ref().map(|_| BTreeMap::new()),
@@ -877,7 +878,6 @@ pub(super) fn detect(
             })
             .collect::<Result<_, _>>()?;
         let mut flagged = vec![false; view.n_rows];
-        combined.resize(rows.start + view.n_rows, 0.0);
         for ((part, secs), fl) in parts.into_iter().zip(flags.iter_mut()) {
             if part.len() != view.n_rows {
                 return Err(ScanError::Config(format!(
@@ -892,6 +892,7 @@ pub(super) fn detect(
             fl.add(rows.start, part, &mut combined);
             fl.seconds += secs;
         }
+        scored += view.n_rows;
         let mut row_ids = rows.row_ids;
         for (i, (t, f)) in rows.texts.into_iter().zip(&flagged).enumerate() {
             if !*f {
@@ -904,11 +905,8 @@ pub(super) fn detect(
         }
         Ok(())
     })?;
-    if combined.len() != n {
-        return Err(ScanError::Config(format!(
-            "scored {} rows of {n}",
-            combined.len()
-        )));
+    if scored != n || combined.len() != n {
+        return Err(ScanError::Config(format!("scored {scored} rows of {n}")));
     }
     let matrix = match (npy, matrix_digest) {
         (Some(_), Some(d)) => Some(input_entry("embeddings", &d, n, Some(dims))),
