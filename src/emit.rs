@@ -50,6 +50,25 @@ use crate::ingest::{
     RowRef, PARQUET_BATCH_SIZE,
 };
 
+/// An output Parquet file's row group is closed once its buffered data reaches this many bytes
+/// (or the writer's own limit of rows): a writer holds its row group in memory until then, and
+/// a million rows with a 384-dim embedding column are 1.5 GB.
+pub const OUTPUT_ROW_GROUP_BYTES: usize = 64 << 20;
+
+/// Write a batch, closing the row group when its buffered data reaches
+/// [`OUTPUT_ROW_GROUP_BYTES`]. Where row groups end depends only on the rows written, so the
+/// files are the same whatever the scan's engine or thread count.
+fn write_bounded<W: std::io::Write + Send>(
+    w: &mut ArrowWriter<W>,
+    batch: &RecordBatch,
+) -> Result<(), parquet::errors::ParquetError> {
+    w.write(batch)?;
+    if w.memory_size() >= OUTPUT_ROW_GROUP_BYTES {
+        w.flush()?;
+    }
+    Ok(())
+}
+
 /// Name of the score column added to quarantined rows.
 pub const SCORE_COLUMN: &str = "poisongate_score";
 /// Name of the reasons column added to quarantined rows.
@@ -642,7 +661,7 @@ fn split_parquet(
         let clean_batch =
             filter_record_batch(&batch, &keep).map_err(|e| IngestError::arrow(input, e))?;
         if clean_batch.num_rows() > 0 {
-            clean_w.write(&clean_batch).map_err(pq_clean)?;
+            write_bounded(&mut clean_w, &clean_batch).map_err(pq_clean)?;
         }
 
         let dups: Vec<i64> = fs
@@ -673,7 +692,7 @@ fn split_parquet(
             }
             let d_batch = RecordBatch::try_new(d_schema.clone(), columns)
                 .map_err(|e| IngestError::arrow(&dup_path, e))?;
-            w.write(&d_batch).map_err(pq_dup)?;
+            write_bounded(w, &d_batch).map_err(pq_dup)?;
         }
 
         let flagged: Vec<&Quarantine> = fs
@@ -705,7 +724,7 @@ fn split_parquet(
         columns.push(Arc::new(reasons.finish()));
         let q_batch = RecordBatch::try_new(q_schema.clone(), columns)
             .map_err(|e| IngestError::arrow(quarantine_path, e))?;
-        quarantine_w.write(&q_batch).map_err(pq_quarantine)?;
+        write_bounded(&mut quarantine_w, &q_batch).map_err(pq_quarantine)?;
     }
 
     let after = hash_open_file(&file, input)?;
