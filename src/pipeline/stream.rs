@@ -20,7 +20,7 @@
 //! reasons and summaries are those of the in-memory scan, bit for bit; the tests compare both
 //! on every shipped benchmark. What does not stream is refused with a message: another row
 //! layout than text-label, `--model`, `--reference`, `--dedup`, `--invalid-rows quarantine`,
-//! embeddings in a column or a safetensors file, a detector without rounds, and DUP002's
+//! embeddings in a safetensors file or a table joined by id, a detector without rounds, and DUP002's
 //! embedding relation (a nearest-neighbour search over every row).
 
 use super::*;
@@ -595,7 +595,6 @@ fn refusal(opts: &ScanOptions, format: &RowLayout, planned: &[Planned]) -> Optio
             opts.invalid_rows == InvalidPolicy::Quarantine,
             "--invalid-rows quarantine",
         ),
-        (opts.embedding_column.is_some(), "--embedding-column"),
         (opts.response_embeddings.is_some(), "--response-embeddings"),
         (
             opts.embeddings
@@ -615,7 +614,7 @@ fn refusal(opts: &ScanOptions, format: &RowLayout, planned: &[Planned]) -> Optio
                 STREAMED.join(", ")
             ));
         }
-        if code == "DUP002" && opts.embeddings.is_some() {
+        if code == "DUP002" && (opts.embeddings.is_some() || opts.embedding_column.is_some()) {
             let on = p.configured.params()["embedding_cosine"]
                 .as_f64()
                 .is_some_and(|c| c > 0.0);
@@ -637,6 +636,34 @@ fn refusal(opts: &ScanOptions, format: &RowLayout, planned: &[Planned]) -> Optio
         );
     }
     None
+}
+
+/// The width of the vectors in the data's embedding column: read from the first batch with
+/// rows (the later ones are checked against it as they are read); 0 for a file without rows.
+fn column_width(
+    opts: &ScanOptions,
+    spec: &ColumnSpec,
+    batch_rows: usize,
+) -> Result<usize, ScanError> {
+    /// Reading stops at the first batch with rows.
+    enum Probe {
+        Width(usize),
+        Failed(ScanError),
+    }
+    impl From<IngestError> for Probe {
+        fn from(e: IngestError) -> Self {
+            Probe::Failed(e.into())
+        }
+    }
+    let probe = ingest::read_batches(&opts.data, spec, batch_rows, &mut |b| match b.embeddings {
+        Some(m) if m.nrows() > 0 => Err(Probe::Width(m.ncols())),
+        _ => Ok(()),
+    });
+    match probe {
+        Ok(_) => Ok(0),
+        Err(Probe::Width(d)) => Ok(d),
+        Err(Probe::Failed(e)) => Err(e),
+    }
 }
 
 /// What the streamed detectors found, in the form the verdict and the report take.
@@ -710,7 +737,18 @@ pub(super) fn detect(
     let counts: Vec<u64> = names.iter().map(|l| per_label[l]).collect();
 
     let npy = opts.embeddings.as_deref();
+    // embeddings in a column of the data itself (read with the rows of each batch)
+    let needs_x = planned.iter().any(|p| p.configured.needs().embeddings);
+    let column = opts
+        .embedding_column
+        .as_deref()
+        .filter(|_| npy.is_none() && needs_x);
+    let x_spec = ColumnSpec {
+        embedding: column.map(str::to_string),
+        ..spec.clone()
+    };
     let dims = match npy {
+        None if column.is_some() => column_width(opts, &x_spec, batch_rows)?,
         Some(p) => {
             let m = ingest::NpyRows::open(p)?;
             if m.rows() != n {
@@ -754,10 +792,15 @@ pub(super) fn detect(
             (true, Some(p)) => Some(ingest::NpyRows::open(p)?),
             _ => None,
         };
+        let spec = if with_x && column.is_some() {
+            &x_spec
+        } else {
+            spec
+        };
         ingest::read_batches(&opts.data, spec, batch_rows, &mut |b| {
             let m = match x.as_mut() {
                 Some(x) => Some(x.next_rows(b.n_rows)?),
-                None => None,
+                None => b.embeddings,
             };
             let labels = b.labels.unwrap_or_default();
             f(Rows {

@@ -116,6 +116,41 @@ fn streaming_reads_parquet_and_refuses_what_does_not_stream() {
         "parquet",
     );
     assert!(r["reconciliation"]["quarantined_rows"].as_u64().unwrap() > 0);
+    // the embeddings in a column of the Parquet file itself, read with each batch's rows
+    let c = same_both_ways(
+        tmp.path(),
+        "demo-parquet-column",
+        &[
+            "scan",
+            pq.to_str().unwrap(),
+            "--embedding-column",
+            "embedding",
+            "--select",
+            "ACT001,SPEC001,DUP001,DUP003,TRIG001",
+            "--id-column",
+            "id",
+            "--ground-truth-column",
+            "poison",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        "parquet",
+    );
+    assert_eq!(c["detectors"], r["detectors"], "column and .npy agree");
+    let column_dup002 = tmp.path().join("column-dup002");
+    let o = poisongate([
+        "scan",
+        pq.to_str().unwrap(),
+        "--embedding-column",
+        "embedding",
+        "--stream",
+        "--out",
+        column_dup002.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("embedding relation"));
     let refused = [
         (
             vec!["--embeddings", emb.to_str().unwrap()],
