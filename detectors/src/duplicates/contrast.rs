@@ -4,9 +4,7 @@
 use super::direction::ClassWords;
 use super::edits::{edited_words, only_added, only_added_words};
 use super::exact::Core;
-use super::minhash::UnionFind;
 use crate::ClassIndex;
-use std::collections::BTreeMap;
 
 impl Core {
     /// DUP002: remove the one-word-edit pairs whose label change the edited word explains, and
@@ -34,16 +32,7 @@ impl Core {
         for e in &removed {
             self.edges.remove(e);
         }
-        let mut uf = UnionFind((0..self.groups.len()).collect());
-        for &(a, b) in self.edges.keys() {
-            uf.union(a, b);
-        }
-        let mut by_root: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for g in 0..self.groups.len() {
-            let root = uf.find(g);
-            by_root.entry(root).or_default().push(g);
-        }
-        self.clusters = Some(by_root.into_values().collect());
+        self.cluster_edges();
         removed.len()
     }
 

@@ -2,7 +2,7 @@
 //! grouped by their 128-bit hash; the rows and similarity of clusters of exact groups.
 
 use super::edits::word_hashes;
-use super::minhash::jaccard;
+use super::minhash::{jaccard, UnionFind};
 use super::normalise::{normalize, Normalization};
 use super::{NearParams, CHUNK};
 use rayon::prelude::*;
@@ -67,6 +67,32 @@ impl GroupList {
     pub(super) fn iter(&self) -> impl Iterator<Item = &[usize]> + Clone + '_ {
         self.starts.windows(2).map(|w| &self.rows[w[0]..w[1]])
     }
+
+    /// The components of `0..roots.len()` given each element's root (any element of its
+    /// component, the same for all of them): one group per component, ordered by root, members
+    /// ascending. A counting sort: 24 bytes an element beside `roots`, where a map from root to
+    /// a vector of members cost over a hundred (most components are one element).
+    pub(super) fn from_roots(roots: &[usize]) -> GroupList {
+        let n = roots.len();
+        // per root: its count of members, then the next free place of its group in `rows`
+        let mut next = vec![0usize; n];
+        for &r in roots {
+            next[r] += 1;
+        }
+        let mut starts = Vec::new();
+        let mut at = 0usize;
+        for slot in next.iter_mut().filter(|c| **c > 0) {
+            starts.push(at);
+            at += std::mem::replace(slot, at);
+        }
+        starts.push(at);
+        let mut rows = vec![0usize; n];
+        for (g, &r) in roots.iter().enumerate() {
+            rows[next[r]] = g;
+            next[r] += 1;
+        }
+        GroupList { starts, rows }
+    }
 }
 
 impl std::ops::Index<usize> for GroupList {
@@ -84,7 +110,7 @@ pub(super) struct Core {
     /// Exact group of each row.
     pub(super) group_of: Vec<usize>,
     /// Near clusters as lists of exact groups (ordered by first row), when computed.
-    pub(super) clusters: Option<Vec<Vec<usize>>>,
+    pub(super) clusters: Option<GroupList>,
     /// Signature per exact group, when computed.
     pub(super) sigs: Vec<Vec<u32>>,
     /// Verified near pairs of exact groups (a < b): similarity and the measure that found it.
@@ -154,6 +180,31 @@ impl Core {
         }
     }
 
+    /// The near clusters of the groups joined by `edges`: components ordered by their first
+    /// group (the union-find root is the smallest member).
+    pub(super) fn cluster_edges(&mut self) {
+        let n = self.groups.len();
+        let mut uf = UnionFind((0..n).collect());
+        for &(a, b) in self.edges.keys() {
+            uf.union(a, b);
+        }
+        let roots: Vec<usize> = (0..n).map(|g| uf.find(g)).collect();
+        drop(uf);
+        self.clusters = Some(GroupList::from_roots(&roots));
+    }
+
+    /// Number of rows of each near cluster (of each exact group when there are no clusters).
+    pub(super) fn cluster_sizes(&self) -> Vec<usize> {
+        match &self.clusters {
+            Some(cs) => cs
+                .iter()
+                .map(|c| c.iter().map(|&g| self.groups[g].len()).sum())
+                .collect(),
+            None => self.groups.iter().map(<[usize]>::len).collect(),
+        }
+    }
+
+    /// The rows of a near cluster (the rows of its exact groups), ascending.
     pub(super) fn cluster_rows(&self, cluster: &[usize]) -> Vec<usize> {
         let mut rows: Vec<usize> = cluster
             .iter()

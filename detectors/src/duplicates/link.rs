@@ -10,7 +10,7 @@
 
 use super::edits::{edit_base, text_block_keys, text_edit_keys, verify_edit, verify_substitution};
 use super::exact::Core;
-use super::minhash::{bucket_pairs, jaccard, UnionFind};
+use super::minhash::{bucket_pairs, jaccard};
 use super::NearParams;
 use rayon::prelude::*;
 use serde_json::json;
@@ -196,17 +196,6 @@ impl Core {
             verify_substitution,
             "word_substitution",
         );
-        let mut uf = UnionFind((0..self.groups.len()).collect());
-        for &(a, b) in edges.keys() {
-            uf.union(a, b);
-        }
-        let mut by_root: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for g in 0..self.groups.len() {
-            let root = uf.find(g);
-            by_root.entry(root).or_default().push(g);
-        }
-        // roots are the smallest group index of each component, so this is first-row order
-        self.clusters = Some(by_root.into_values().collect());
         self.sigs = sigs;
         self.near_stats = json!({
             "lsh_bands": near.bands,
@@ -218,5 +207,6 @@ impl Core {
             "near_pairs": edges.len(),
         });
         self.edges = edges;
+        self.cluster_edges();
     }
 }

@@ -317,18 +317,19 @@ pub(super) fn verdicts(
             "size_histogram": size_histogram(exact_sizes),
         },
     });
-    let near_rows: Vec<Vec<usize>> = core
-        .clusters
-        .as_ref()
-        .map(|cs| cs.iter().map(|c| core.cluster_rows(c)).collect())
-        .unwrap_or_default();
+    // rows per near cluster; a cluster's rows are listed only where they are read (most
+    // clusters are one row)
+    let near_sizes: Vec<usize> = match &core.clusters {
+        Some(_) => core.cluster_sizes(),
+        None => Vec::new(),
+    };
     if let Some(cs) = &core.clusters {
         summary["near"] = json!({
             "clusters": cs.len(),
-            "duplicated_clusters": near_rows.iter().filter(|r| r.len() > 1).count(),
-            "rows_in_duplicated_clusters": near_rows.iter().filter(|r| r.len() > 1).map(Vec::len).sum::<usize>(),
+            "duplicated_clusters": near_sizes.iter().filter(|&&s| s > 1).count(),
+            "rows_in_duplicated_clusters": near_sizes.iter().filter(|&&s| s > 1).sum::<usize>(),
             "clusters_with_several_texts": cs.iter().filter(|c| c.len() > 1).count(),
-            "size_histogram": size_histogram(near_rows.iter().map(Vec::len)),
+            "size_histogram": size_histogram(near_sizes.iter().copied()),
             "lsh": core.near_stats,
         });
     }
@@ -357,9 +358,8 @@ pub(super) fn verdicts(
                     .as_ref()
                     .map(|cs| {
                         cs.iter()
-                            .zip(&near_rows)
-                            .filter(|(c, _)| c.len() > 1)
-                            .map(|(c, rows)| (rows.clone(), c.as_slice()))
+                            .filter(|c| c.len() > 1)
+                            .map(|c| (core.cluster_rows(c), c))
                             .collect()
                     })
                     .unwrap_or_default()
@@ -483,16 +483,16 @@ pub(super) fn verdicts(
             summary["conflicts"] = json!(listed);
         }
         Kind::Amplification => {
-            let sizes: Vec<usize> = near_rows.iter().map(Vec::len).filter(|&s| s > 1).collect();
+            let sizes: Vec<usize> = near_sizes.iter().copied().filter(|&s| s > 1).collect();
             let cut = amplification(&sizes, p.alpha, p.min_copies);
             let mut listed = Vec::new();
             let mut n_amp = 0;
-            let cs = core.clusters.as_deref().unwrap_or(&[]);
-            for (c, rows) in cs.iter().zip(&near_rows) {
-                if rows.len() < 2 {
+            let cs = core.clusters.iter().flat_map(|cs| cs.iter());
+            for (c, &k) in cs.zip(&near_sizes) {
+                if k < 2 {
                     continue;
                 }
-                let k = rows.len();
+                let rows = &core.cluster_rows(c);
                 let e = expected_at_least(&sizes, k);
                 let s = if e > 0.0 {
                     e.ln() / p.alpha.ln()
