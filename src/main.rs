@@ -347,7 +347,8 @@ struct ScanArgs {
     /// Bounded memory: fit the detectors in exact rounds over batches of the input, reading it
     /// once per round, instead of holding every row (same verdicts and report). Text-label
     /// rows with ACT001, DUP001, DUP002 (without its embedding relation), DUP003, SPEC001 and
-    /// TRIG001; embeddings from a .npy file; anything else is refused with a message.
+    /// TRIG001; embeddings from a .npy file or a column of the data (--embedding-column);
+    /// anything else is refused with a message.
     #[arg(long)]
     stream: bool,
     /// Plain redundancy: `none` keeps every row (default); `keep-first` moves rows that repeat
