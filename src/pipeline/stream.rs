@@ -253,6 +253,19 @@ impl Driver {
         }
     }
 
+    /// The header of round 1's keys, for a duplicate detector that makes its own.
+    fn owned_key_header(&self) -> Option<poisongate_detectors::state::Header> {
+        match self {
+            Driver::Exact {
+                r, borrows: None, ..
+            } => Some(r.header().clone()),
+            Driver::Near {
+                r, borrows: None, ..
+            } => Some(r.header().clone()),
+            _ => None,
+        }
+    }
+
     /// The round-1 key tree of a duplicate detector.
     fn key_tree(&mut self) -> Option<&mut Tree<dup::KeysPartial>> {
         match self {
@@ -557,6 +570,59 @@ fn share_keys(drivers: &mut [(&'static str, Driver, f64)]) -> Result<(), ScanErr
     Ok(())
 }
 
+/// Round 1's merged exact keys of every driver that owns them, written to anonymous temporary
+/// files (their serialised form, 32 bytes a row) and taken out of memory while the drivers
+/// without keys finish round 1: TRIG001's fit is the scan's largest state, and the keys, which
+/// grow with the rows, would sit beside it.
+fn spill_keys(
+    drivers: &mut [(&'static str, Driver, f64)],
+) -> Result<Vec<(usize, std::fs::File)>, ScanError> {
+    use std::io::Write;
+    let tmp = std::env::temp_dir();
+    let mut spilled = Vec::new();
+    for (i, (_, d, _)) in drivers.iter_mut().enumerate() {
+        let Some(header) = d.owned_key_header() else {
+            continue;
+        };
+        let Some(tree) = d.key_tree() else {
+            continue;
+        };
+        let keys = tree.take(Default::default(), &merge_keys)?;
+        let bytes = keys.to_bytes(&header);
+        drop(keys);
+        let mut f = tempfile::tempfile().map_err(io_err(&tmp))?;
+        f.write_all(&bytes).map_err(io_err(&tmp))?;
+        spilled.push((i, f));
+    }
+    Ok(spilled)
+}
+
+/// Read back what [`spill_keys`] wrote, each driver's keys into its tree.
+fn unspill_keys(
+    drivers: &mut [(&'static str, Driver, f64)],
+    spilled: Vec<(usize, std::fs::File)>,
+) -> Result<(), ScanError> {
+    use std::io::{Read, Seek};
+    let tmp = std::env::temp_dir();
+    for (i, mut f) in spilled {
+        let Some((code, d, _)) = drivers.get_mut(i) else {
+            continue;
+        };
+        let Some(header) = d.owned_key_header() else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        f.rewind().map_err(io_err(&tmp))?;
+        f.read_to_end(&mut bytes).map_err(io_err(&tmp))?;
+        let keys = dup::KeysPartial::from_bytes(&bytes, &header).map_err(state_err(code))?;
+        drop(bytes);
+        if let Some(t) = d.key_tree() {
+            t.push(keys, &merge_keys)?;
+        }
+    }
+    Ok(())
+}
+
 /// When driver `i` borrows round 1's keys, copy its owner's merged keys into its tree.
 fn lend_keys(drivers: &mut [(&'static str, Driver, f64)], i: usize) -> Result<(), ScanError> {
     let owner = match drivers.get(i).map(|(_, d, _)| d) {
@@ -855,16 +921,34 @@ pub(super) fn detect(
             if round == 1 {
                 share_keys(&mut drivers)?;
             }
-            // round 1 is finalised last driver first, so that a detector that borrows the
-            // exact keys copies them from their owner (an earlier driver) just before its own
-            // groups are built: one copy beside the owner's at a time
+            // round 1 is finalised first by the drivers without exact keys, while the keys
+            // wait on disk, then by the duplicate detectors last first, so that a detector that
+            // borrows the keys copies them from their owner (an earlier driver) just before its
+            // own groups are built: one copy beside the owner's at a time
             let order: Vec<usize> = if round == 1 {
-                (0..drivers.len()).rev().collect()
+                let (keyed, other): (Vec<usize>, Vec<usize>) = (0..drivers.len())
+                    .rev()
+                    .partition(|&i| drivers[i].1.key_normalization().is_some());
+                other.into_iter().chain(keyed).collect()
             } else {
                 (0..drivers.len()).collect()
             };
+            let mut spilled = if round == 1
+                && drivers
+                    .iter()
+                    .any(|(_, d, _)| d.key_normalization().is_none())
+            {
+                Some(spill_keys(&mut drivers)?)
+            } else {
+                None
+            };
             for i in order {
                 if round == 1 {
+                    if drivers[i].1.key_normalization().is_some() {
+                        if let Some(s) = spilled.take() {
+                            unspill_keys(&mut drivers, s)?;
+                        }
+                    }
                     lend_keys(&mut drivers, i)?;
                 }
                 let (code, d, secs) = &mut drivers[i];
