@@ -96,14 +96,12 @@ fn streaming_reads_parquet_and_refuses_what_does_not_stream() {
     let (data, emb) = demo();
     let config = tmp.path().join("batches.toml");
     std::fs::write(&config, "batch_rows = 333\n").unwrap();
-    let r = same_both_ways(
-        tmp.path(),
-        "demo-parquet",
-        &[
-            "scan",
-            pq.to_str().unwrap(),
-            "--embeddings",
-            emb.to_str().unwrap(),
+    // the embeddings from a .npy file, then from a column of the Parquet file itself (read
+    // with each batch's rows)
+    let with = |embeddings: [&str; 2], name: &str| {
+        let mut a = vec!["scan", pq.to_str().unwrap()];
+        a.extend(embeddings);
+        a.extend([
             "--select",
             "ACT001,SPEC001,DUP001,DUP003,TRIG001",
             "--id-column",
@@ -112,30 +110,12 @@ fn streaming_reads_parquet_and_refuses_what_does_not_stream() {
             "poison",
             "--config",
             config.to_str().unwrap(),
-        ],
-        "parquet",
-    );
+        ]);
+        same_both_ways(tmp.path(), name, &a, "parquet")
+    };
+    let r = with(["--embeddings", emb.to_str().unwrap()], "demo-parquet");
     assert!(r["reconciliation"]["quarantined_rows"].as_u64().unwrap() > 0);
-    // the embeddings in a column of the Parquet file itself, read with each batch's rows
-    let c = same_both_ways(
-        tmp.path(),
-        "demo-parquet-column",
-        &[
-            "scan",
-            pq.to_str().unwrap(),
-            "--embedding-column",
-            "embedding",
-            "--select",
-            "ACT001,SPEC001,DUP001,DUP003,TRIG001",
-            "--id-column",
-            "id",
-            "--ground-truth-column",
-            "poison",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        "parquet",
-    );
+    let c = with(["--embedding-column", "embedding"], "demo-parquet-column");
     assert_eq!(c["detectors"], r["detectors"], "column and .npy agree");
     let column_dup002 = tmp.path().join("column-dup002");
     let o = poisongate([
