@@ -1,12 +1,13 @@
 //! `scan --stream`: the detectors fitted in exact rounds over batches of the input, read once
 //! per round, so the scan holds one batch and the detectors' states instead of every row.
 //!
-//! Rounds (each a pass over the file, with the `.npy` embeddings read row by row beside it
-//! when a detector needs them):
+//! Rounds (each a pass over the file, with the `.npy` embeddings read row by row beside it, or
+//! the data's own embedding column with each batch, when a detector needs them):
 //! 0. the labels: the class names (sorted as the in-memory scan sorts them) and the rows per
 //!    class, and the ground truth when there is one;
 //! 1. SPEC001's and ACT001's class moments, DUP001's, DUP002's and DUP003's exact keys (made
-//!    once for the detectors with the same normalisation), TRIG001's sample;
+//!    once for the detectors with the same normalisation; they wait on disk while the other
+//!    detectors finish the round), TRIG001's sample;
 //! 2. SPEC001's projections, ACT001's sample, DUP001's class words (when a conflict needs
 //!    them), DUP002's and DUP003's near keys, one slice of their key space a pass (a slice per
 //!    `near_slice_groups` exact groups, 262 144 by default: a million distinct texts take four
@@ -20,8 +21,8 @@
 //! reasons and summaries are those of the in-memory scan, bit for bit; the tests compare both
 //! on every shipped benchmark. What does not stream is refused with a message: another row
 //! layout than text-label, `--model`, `--reference`, `--dedup`, `--invalid-rows quarantine`,
-//! embeddings in a safetensors file or a table joined by id, a detector without rounds, and DUP002's
-//! embedding relation (a nearest-neighbour search over every row).
+//! embeddings in a safetensors file or a table joined by id, a detector without rounds, and
+//! DUP002's embedding relation (a nearest-neighbour search over every row).
 
 use super::*;
 use ndarray::Array2;
