@@ -193,15 +193,13 @@ impl Core {
         self.clusters = Some(GroupList::from_roots(&roots));
     }
 
-    /// Number of rows of each near cluster (of each exact group when there are no clusters).
+    /// Number of rows of each near cluster (none before the clusters are computed).
     pub(super) fn cluster_sizes(&self) -> Vec<usize> {
-        match &self.clusters {
-            Some(cs) => cs
-                .iter()
-                .map(|c| c.iter().map(|&g| self.groups[g].len()).sum())
-                .collect(),
-            None => self.groups.iter().map(<[usize]>::len).collect(),
-        }
+        self.clusters
+            .iter()
+            .flat_map(|cs| cs.iter())
+            .map(|c| c.iter().map(|&g| self.groups[g].len()).sum())
+            .collect()
     }
 
     /// The rows of a near cluster (the rows of its exact groups), ascending.

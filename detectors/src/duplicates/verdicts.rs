@@ -319,10 +319,7 @@ pub(super) fn verdicts(
     });
     // rows per near cluster; a cluster's rows are listed only where they are read (most
     // clusters are one row)
-    let near_sizes: Vec<usize> = match &core.clusters {
-        Some(_) => core.cluster_sizes(),
-        None => Vec::new(),
-    };
+    let near_sizes = core.cluster_sizes();
     if let Some(cs) = &core.clusters {
         summary["near"] = json!({
             "clusters": cs.len(),
