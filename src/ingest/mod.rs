@@ -685,7 +685,37 @@ pub fn read_batches<E: From<IngestError>>(
 ) -> Result<ReadSummary, E> {
     match Format::from_path(path)? {
         Format::Jsonl => read_jsonl(path, spec, batch_rows, sink),
-        Format::Parquet => read_parquet(path, spec, batch_rows, sink),
+        Format::Parquet => read_parquet(path, spec, batch_rows, None, sink),
+    }
+}
+
+/// [`read_batches`] again over a file an earlier read hashed as `known`, for callers that
+/// read the same input several times (a streamed scan's rounds). Parquet is not hashed again
+/// (only projected columns are read, while hashing reads every byte: with an embedding column
+/// that was most of each pass); its size must still be `known`'s. JSONL is hashed as it is
+/// read anyway, and must hash to `known`. A difference is [`IngestError::InputChanged`]. The
+/// summary's digest is `known`.
+pub fn read_batches_again<E: From<IngestError>>(
+    path: &Path,
+    spec: &ColumnSpec,
+    batch_rows: usize,
+    known: &FileDigest,
+    sink: &mut dyn FnMut(Batch) -> Result<(), E>,
+) -> Result<ReadSummary, E> {
+    match Format::from_path(path)? {
+        Format::Jsonl => {
+            let read = read_jsonl(path, spec, batch_rows, sink)?;
+            if read.digest.sha256 != known.sha256 {
+                return Err(IngestError::InputChanged {
+                    path: path.to_path_buf(),
+                    expected: known.sha256.clone(),
+                    actual: read.digest.sha256,
+                }
+                .into());
+            }
+            Ok(read)
+        }
+        Format::Parquet => read_parquet(path, spec, batch_rows, Some(known), sink),
     }
 }
 

@@ -14,12 +14,13 @@ pub(super) fn read_parquet<E: From<IngestError>>(
     path: &Path,
     spec: &ColumnSpec,
     batch_rows: usize,
+    known: Option<&FileDigest>,
     sink: &mut dyn FnMut(Batch) -> Result<(), E>,
 ) -> Result<ReadSummary, E> {
     quiet_panics::install();
     let (result, message) = quiet_panics::guarded(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            read_parquet_inner(path, spec, batch_rows, sink)
+            read_parquet_inner(path, spec, batch_rows, known, sink)
         }))
     });
     result.unwrap_or_else(|_| {
@@ -95,11 +96,28 @@ fn read_parquet_inner<E: From<IngestError>>(
     path: &Path,
     spec: &ColumnSpec,
     batch_rows: usize,
+    known: Option<&FileDigest>,
     sink: &mut dyn FnMut(Batch) -> Result<(), E>,
 ) -> Result<ReadSummary, E> {
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-    // Hash through the same open file the reader then parses.
-    let digest = hash_open_file(&file, path)?;
+    // Hash through the same open file the reader then parses, unless an earlier read of the
+    // same scan hashed it: then only its size is checked here (the digest is checked again
+    // where the outputs are written)
+    let digest = match known {
+        None => hash_open_file(&file, path)?,
+        Some(known) => {
+            let bytes = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
+            if bytes != known.bytes {
+                return Err(IngestError::InputChanged {
+                    path: path.to_path_buf(),
+                    expected: known.sha256.clone(),
+                    actual: format!("unknown (the file is now {bytes} bytes, was {})", known.bytes),
+                }
+                .into());
+            }
+            known.clone()
+        }
+    };
     let builder = parquet_builder(
         path,
         file.try_clone().map_err(|e| IngestError::io(path, e))?,

@@ -834,3 +834,34 @@ fn a_sink_error_stops_the_read() {
     assert!(matches!(e, IngestError::NoRows { .. }), "{e}");
     assert!(!called);
 }
+
+#[test]
+fn reading_again_checks_the_input_is_unchanged() {
+    let dir = TempDir::new().unwrap();
+    let p = write_parquet(&dir, "d.parquet", &[sample_batch()]);
+    let first = read_batches(&p, &all(), 2, &mut |_| Ok::<(), IngestError>(())).unwrap();
+    let mut rows = 0;
+    let again = read_batches_again(&p, &all(), 2, &first.digest, &mut |b| {
+        rows += b.n_rows;
+        Ok::<(), IngestError>(())
+    })
+    .unwrap();
+    assert_eq!((rows, again.digest), (3, first.digest.clone()));
+    // a file of another size is refused without being parsed
+    let q = write_parquet(&dir, "e.parquet", &[sample_batch(), sample_batch()]);
+    std::fs::rename(&q, &p).unwrap();
+    let e = read_batches_again(&p, &all(), 2, &first.digest, &mut |_| {
+        Ok::<(), IngestError>(())
+    })
+    .unwrap_err();
+    assert!(matches!(e, IngestError::InputChanged { .. }), "{e}");
+
+    // JSONL is hashed as it is read, so an edit of the same size is caught too
+    let j = write(&dir, "d.jsonl", b"{\"text\":\"a\",\"label\":1}\n");
+    let t = spec(Some("text"), Some("label"), None, None, None);
+    let first = read_batches(&j, &t, 8, &mut |_| Ok::<(), IngestError>(())).unwrap();
+    write(&dir, "d.jsonl", b"{\"text\":\"b\",\"label\":1}\n");
+    let e = read_batches_again(&j, &t, 8, &first.digest, &mut |_| Ok::<(), IngestError>(()))
+        .unwrap_err();
+    assert!(matches!(e, IngestError::InputChanged { .. }), "{e}");
+}

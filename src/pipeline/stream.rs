@@ -717,12 +717,25 @@ fn release_freed() {
     }
 }
 
+/// A bar over the rows of one pass (left on the terminal when done: a long scan's log of
+/// how long each pass took); hidden unless `show`.
+fn pass_bar(show: bool, n: usize, round: usize, (pass, passes): (u64, u64)) -> ProgressBar {
+    let pb = progress_bar(show, n as u64, "");
+    pb.set_message(if passes > 1 {
+        format!("round {round} ({}/{passes})", pass + 1)
+    } else {
+        format!("round {round}")
+    });
+    pb
+}
+
 /// The width of the vectors in the data's embedding column: read from the first batch with
 /// rows (the later ones are checked against it as they are read); 0 for a file without rows.
 fn column_width(
     opts: &ScanOptions,
     spec: &ColumnSpec,
     batch_rows: usize,
+    known: &FileDigest,
 ) -> Result<usize, ScanError> {
     /// Reading stops at the first batch with rows.
     enum Probe {
@@ -734,9 +747,11 @@ fn column_width(
             Probe::Failed(e.into())
         }
     }
-    let probe = ingest::read_batches(&opts.data, spec, batch_rows, &mut |b| match b.embeddings {
-        Some(m) if m.nrows() > 0 => Err(Probe::Width(m.ncols())),
-        _ => Ok(()),
+    let probe = ingest::read_batches_again(&opts.data, spec, batch_rows, known, &mut |b| {
+        match b.embeddings {
+            Some(m) if m.nrows() > 0 => Err(Probe::Width(m.ncols())),
+            _ => Ok(()),
+        }
     });
     match probe {
         Ok(_) => Ok(0),
@@ -827,7 +842,7 @@ pub(super) fn detect(
         ..spec.clone()
     };
     let dims = match npy {
-        None if column.is_some() => column_width(opts, &x_spec, batch_rows)?,
+        None if column.is_some() => column_width(opts, &x_spec, batch_rows, &read.digest)?,
         Some(p) => {
             let m = ingest::NpyRows::open(p)?;
             if m.rows() != n {
@@ -876,7 +891,8 @@ pub(super) fn detect(
         } else {
             spec
         };
-        ingest::read_batches(&opts.data, spec, batch_rows, &mut |b| {
+        // round 0 hashed the input; the later passes only check that it is the same
+        ingest::read_batches_again(&opts.data, spec, batch_rows, &read.digest, &mut |b| {
             let m = match x.as_mut() {
                 Some(x) => Some(x.next_rows(b.n_rows)?),
                 None => b.embeddings,
@@ -908,14 +924,19 @@ pub(super) fn detect(
         };
         for pass in 0..passes {
             let with_x = pass == 0 && drivers.iter().any(|(_, d, _)| d.reads_x(round));
+            let pb = pass_bar(opts.progress, n, round, (pass, passes));
             let digest = pass_over(with_x, &spec, &mut |rows| {
+                let len = rows.labels.len() as u64;
                 drivers.par_iter_mut().try_for_each(|(code, d, secs)| {
                     let t = Instant::now();
                     d.update(code, (round, pass), &rows, &counts)?;
                     *secs += t.elapsed().as_secs_f64();
                     Ok::<(), ScanError>(())
-                })
+                })?;
+                pb.inc(len);
+                Ok(())
             })?;
+            pb.finish();
             if digest.is_some() && matrix_digest.is_none() {
                 matrix_digest = digest;
             }
@@ -995,7 +1016,9 @@ pub(super) fn detect(
         texts: BTreeMap::new(),
         ids: opts.id_column.as_ref().map(|_| BTreeMap::new()),
     };
+    let pb = pass_bar(opts.progress, n, 4, (0, 1));
     pass_over(with_x, &spec, &mut |rows| {
+        pb.inc(rows.labels.len() as u64);
         let view = DatasetView {
             n_rows: rows.labels.len(),
             texts: Some(&rows.texts),
@@ -1046,6 +1069,7 @@ pub(super) fn detect(
         }
         Ok(())
     })?;
+    pb.finish();
     if scored != n || combined.len() != n {
         return Err(ScanError::Config(format!("scored {scored} rows of {n}")));
     }

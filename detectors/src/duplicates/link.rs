@@ -31,7 +31,15 @@ impl KeyRange {
     pub const ALL: KeyRange = KeyRange { part: 0, parts: 1 };
 
     fn holds(&self, key: u64) -> bool {
-        self.parts <= 1 || crate::rng::splitmix(&mut key.clone()) % self.parts == self.part
+        self.parts <= 1 || Self::slice_of(key, self.parts) == self.part
+    }
+
+    /// The slice of `parts` that holds `key`.
+    fn slice_of(key: u64, parts: u64) -> u64 {
+        if parts <= 1 {
+            return 0;
+        }
+        crate::rng::splitmix(&mut key.clone()) % parts
     }
 }
 
@@ -120,6 +128,24 @@ impl NearKeys {
         self.band = merge_sorted(&self.band, &other.band);
         self.edit = merge_sorted(&self.edit, &other.edit);
         self.block = merge_sorted(&self.block, &other.block);
+    }
+
+    /// The keys cut into the `parts` slices of [`KeyRange`], each in its order: slice `p` is
+    /// what [`group_keys`] keeps with `KeyRange { part: p, parts }`.
+    pub(super) fn split(self, parts: u64) -> Vec<NearKeys> {
+        let parts = parts.max(1);
+        let mut out: Vec<NearKeys> = (0..parts).map(|_| NearKeys::default()).collect();
+        let at = |key: u64| KeyRange::slice_of(key, parts) as usize;
+        for k in self.band {
+            out[at(k.0 .1)].band.push(k);
+        }
+        for k in self.edit {
+            out[at(k.0 .1 ^ k.0 .0)].edit.push(k);
+        }
+        for k in self.block {
+            out[at(k.0)].block.push(k);
+        }
+        out
     }
 
     /// The candidate pairs of the merged keys.

@@ -153,6 +153,24 @@ impl NearRounds {
         NearKeysPartial { keys }
     }
 
+    /// Round 2 over a batch for every slice of the key space at once: entry `p` is
+    /// [`Self::near_keys`] with `KeyRange { part: p, parts }`, each text's signature and words
+    /// computed once. For a caller that keeps the slices apart (on disk) in one pass.
+    pub fn near_keys_sliced(
+        &self,
+        groups: &Groups,
+        texts: &[String],
+        ids: &[u64],
+        parts: u64,
+    ) -> Vec<NearKeysPartial> {
+        self.near_keys(groups, texts, ids, KeyRange::ALL)
+            .keys
+            .split(parts)
+            .into_iter()
+            .map(|keys| NearKeysPartial { keys })
+            .collect()
+    }
+
     /// Round 2's merged keys (of one key range) finalised into their candidate pairs.
     pub fn candidates(&self, keys: &NearKeysPartial) -> Candidates {
         keys.keys.candidates(self.near.max_bucket)
@@ -660,6 +678,26 @@ mod tests {
         let mut edits = toml::Table::new();
         edits.insert("word_edit".into(), toml::Value::Boolean(true));
         check(&edits, "DUP003", true);
+    }
+
+    #[test]
+    fn keys_of_every_slice_at_once_are_each_slice_s_keys() {
+        let (texts, labels) = data();
+        let p = super::super::configure(Kind::NearConflict, "DUP002", &toml::Table::new()).unwrap();
+        let r = NearRounds::new(&p).unwrap();
+        let ids: Vec<u64> = (0..texts.len() as u64).collect();
+        let groups = r.groups(r.keys(&texts, &labels, &ids)).unwrap();
+        for parts in [1, 3, 7] {
+            let all = r.near_keys_sliced(&groups, &texts, &ids, parts);
+            assert_eq!(all.len(), parts as usize);
+            for (part, keys) in all.iter().enumerate() {
+                let range = KeyRange {
+                    part: part as u64,
+                    parts,
+                };
+                assert_eq!(keys, &r.near_keys(&groups, &texts, &ids, range));
+            }
+        }
     }
 
     #[test]
