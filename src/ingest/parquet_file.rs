@@ -111,7 +111,10 @@ fn read_parquet_inner<E: From<IngestError>>(
                 return Err(IngestError::InputChanged {
                     path: path.to_path_buf(),
                     expected: known.sha256.clone(),
-                    actual: format!("unknown (the file is now {bytes} bytes, was {})", known.bytes),
+                    actual: format!(
+                        "unknown (the file is now {bytes} bytes, was {})",
+                        known.bytes
+                    ),
                 }
                 .into());
             }
