@@ -33,9 +33,12 @@ pub(super) enum Driver {
         keys: Tree<dup::KeysPartial>,
         borrows: Option<usize>,
         groups: Option<dup::Groups>,
-        /// Round 2 runs once per slice of the key space.
+        /// Round 2's slices of the key space (one per `near_slice_groups` exact groups).
         slices: u64,
+        /// Round 2's first slice, merged as the batches come.
         near: Tree<NearKeysPartial>,
+        /// Round 2's other slices, on disk until the pass is over.
+        spilled: Option<SliceFiles>,
         cands: Candidates,
         links: Option<Links>,
         payload: Tree<PayloadPartial>,
@@ -114,6 +117,7 @@ impl Driver {
                     groups: None,
                     slices: 1,
                     near: Tree::default(),
+                    spilled: None,
                     cands: Candidates::default(),
                     links: None,
                     payload: Tree::default(),
@@ -183,26 +187,14 @@ impl Driver {
         matches!(self, Driver::Near { .. })
     }
 
-    /// Passes round 2 takes (the near-duplicate keys, one slice of the key space a pass).
-    pub(super) fn round_2_passes(&self) -> u64 {
-        match self {
-            Driver::Near { slices, .. } => *slices,
-            _ => 1,
-        }
-    }
-
     /// Fold one batch into round `round`'s partial.
     pub(super) fn update(
         &mut self,
         code: &'static str,
-        (round, pass): (usize, u64),
+        round: usize,
         rows: &Rows,
         counts: &[u64],
     ) -> Result<(), ScanError> {
-        // a second pass of round 2 is the near-duplicate keys' next slice, nothing else's
-        if round == 2 && pass > 0 && !matches!(self, Driver::Near { .. }) {
-            return Ok(());
-        }
         let err = state_err(code);
         let x = || {
             rows.x.as_ref().map(|m| m.view()).ok_or_else(|| {
@@ -284,22 +276,30 @@ impl Driver {
                     groups: Some(g),
                     near,
                     slices,
+                    spilled,
                     ..
                 },
                 2,
             ) => {
-                if pass >= *slices {
-                    return Ok(());
-                }
-                let range = KeyRange {
-                    part: pass,
-                    parts: *slices,
-                };
-                let k = r.near_keys(g, &rows.texts, &rows.ids, range);
-                near.push(k, &|a, b| {
+                let merge: Merge<'_, NearKeysPartial> = &|a, b| {
                     a.merge(b);
                     Ok(())
-                })?;
+                };
+                match spilled.as_mut() {
+                    None => {
+                        near.push(r.near_keys(g, &rows.texts, &rows.ids, KeyRange::ALL), merge)?
+                    }
+                    Some(files) => {
+                        let parts = r.near_keys_sliced(g, &rows.texts, &rows.ids, *slices);
+                        for (part, k) in parts.into_iter().enumerate() {
+                            if part == 0 {
+                                near.push(k, merge)?;
+                            } else {
+                                files.append(part, &k, r.header())?;
+                            }
+                        }
+                    }
+                }
             }
             (
                 Driver::Near {
@@ -325,15 +325,12 @@ impl Driver {
     pub(super) fn finish_round(
         &mut self,
         code: &'static str,
-        (round, pass): (usize, u64),
+        round: usize,
         names: &[String],
         counts: &[u64],
         slice_groups: u64,
     ) -> Result<Option<Box<dyn Fitted>>, ScanError> {
         let err = state_err(code);
-        if round == 2 && pass > 0 && !matches!(self, Driver::Near { .. }) {
-            return Ok(None);
-        }
         Ok(match (self, round) {
             (
                 Driver::Spec {
@@ -372,12 +369,16 @@ impl Driver {
                     keys,
                     groups,
                     slices,
+                    spilled,
                     ..
                 },
                 1,
             ) => {
                 let g = r.groups(keys.take(Default::default(), &merge_keys)?)?;
                 *slices = (g.count() as u64).div_ceil(slice_groups.max(1)).max(1);
+                if *slices > 1 {
+                    *spilled = Some(SliceFiles::new(*slices)?);
+                }
                 *groups = Some(g);
                 None
             }
@@ -412,21 +413,30 @@ impl Driver {
                     groups,
                     slices,
                     near,
+                    spilled,
                     cands,
                     links,
                     ..
                 },
                 2,
             ) => {
-                if let (Some(g), true) = (groups.as_ref(), pass < *slices) {
-                    let keys = near.take(Default::default(), &|a, b| {
+                if let Some(g) = groups.as_ref() {
+                    let merge: Merge<'_, NearKeysPartial> = &|a, b| {
                         a.merge(b);
                         Ok(())
-                    })?;
-                    cands.merge(&r.candidates(&keys));
-                    if pass + 1 == *slices {
-                        *links = Some(r.links(g, std::mem::take(cands)));
+                    };
+                    // one slice's keys at a time: the first from memory, the others from disk
+                    for part in 0..*slices as usize {
+                        if part > 0 {
+                            if let Some(files) = spilled.as_mut() {
+                                files.read(part, r.header(), code, &mut |k| near.push(k, merge))?;
+                            }
+                        }
+                        let keys = near.take(Default::default(), merge)?;
+                        cands.merge(&r.candidates(&keys));
                     }
+                    *spilled = None;
+                    *links = Some(r.links(g, std::mem::take(cands)));
                 }
                 None
             }

@@ -9,10 +9,10 @@
 //!    once for the detectors with the same normalisation; they wait on disk while the other
 //!    detectors finish the round), TRIG001's sample;
 //! 2. SPEC001's projections, ACT001's sample, DUP001's class words (when a conflict needs
-//!    them), DUP002's and DUP003's near keys, one slice of their key space a pass (a slice per
-//!    `near_slice_groups` exact groups, 262 144 by default: a million distinct texts take four
-//!    passes, each holding a quarter of the keys), each slice's keys turned into candidate
-//!    pairs before the next is read;
+//!    them), DUP002's and DUP003's near keys cut into slices of their key space (a slice per
+//!    `near_slice_groups` exact groups, 262 144 by default: a million distinct texts make four
+//!    slices): the first slice in memory, the others in temporary files ([`slices`]), each
+//!    slice's keys turned into candidate pairs before the next is read;
 //! 3. DUP002's and DUP003's payload (only when one of them runs);
 //! 4. every detector scores each batch; the texts and ids of flagged rows are kept for the
 //!    report.
@@ -44,11 +44,13 @@ pub const STREAMED: &[&str] = &["ACT001", "DUP001", "DUP002", "DUP003", "SPEC001
 
 mod driver;
 mod keys;
+mod slices;
 mod tree;
 
 use driver::{merge_keys, state_err, Driver};
 use keys::{lend_keys, share_keys, spill_keys, unspill_keys};
-use tree::Tree;
+use slices::SliceFiles;
+use tree::{Merge, Tree};
 
 /// A batch of readable rows as the rounds take it.
 struct Rows {
@@ -134,13 +136,9 @@ fn release_freed() {
 
 /// A bar over the rows of one pass (left on the terminal when done: a long scan's log of
 /// how long each pass took); hidden unless `show`.
-fn pass_bar(show: bool, n: usize, round: usize, (pass, passes): (u64, u64)) -> ProgressBar {
+fn pass_bar(show: bool, n: usize, round: usize) -> ProgressBar {
     let pb = progress_bar(show, n as u64, "");
-    pb.set_message(if passes > 1 {
-        format!("round {round} ({}/{passes})", pass + 1)
-    } else {
-        format!("round {round}")
-    });
+    pb.set_message(format!("round {round}"));
     pb
 }
 
@@ -329,75 +327,65 @@ pub(super) fn detect(
         if round == 3 && !drivers.iter().any(|(_, d, _)| d.has_round_3()) {
             continue;
         }
-        let passes = match round {
-            2 => drivers
-                .iter()
-                .map(|(_, d, _)| d.round_2_passes())
-                .max()
-                .unwrap_or(1),
-            _ => 1,
-        };
-        for pass in 0..passes {
-            let with_x = pass == 0 && drivers.iter().any(|(_, d, _)| d.reads_x(round));
-            let pb = pass_bar(opts.progress, n, round, (pass, passes));
-            let digest = pass_over(with_x, &spec, &mut |rows| {
-                let len = rows.labels.len() as u64;
-                drivers.par_iter_mut().try_for_each(|(code, d, secs)| {
-                    let t = Instant::now();
-                    d.update(code, (round, pass), &rows, &counts)?;
-                    *secs += t.elapsed().as_secs_f64();
-                    Ok::<(), ScanError>(())
-                })?;
-                pb.inc(len);
-                Ok(())
-            })?;
-            pb.finish();
-            if digest.is_some() && matrix_digest.is_none() {
-                matrix_digest = digest;
-            }
-            if round == 1 {
-                share_keys(&mut drivers)?;
-            }
-            // round 1 is finalised first by the drivers without exact keys, while the keys
-            // wait on disk, then by the duplicate detectors last first, so that a detector that
-            // borrows the keys copies them from their owner (an earlier driver) just before its
-            // own groups are built: one copy beside the owner's at a time
-            let order: Vec<usize> = if round == 1 {
-                let (keyed, other): (Vec<usize>, Vec<usize>) = (0..drivers.len())
-                    .rev()
-                    .partition(|&i| drivers[i].1.key_normalization().is_some());
-                other.into_iter().chain(keyed).collect()
-            } else {
-                (0..drivers.len()).collect()
-            };
-            let mut spilled = if round == 1
-                && drivers
-                    .iter()
-                    .any(|(_, d, _)| d.key_normalization().is_none())
-            {
-                Some(spill_keys(&mut drivers)?)
-            } else {
-                None
-            };
-            for i in order {
-                if round == 1 {
-                    if drivers[i].1.key_normalization().is_some() {
-                        if let Some(s) = spilled.take() {
-                            unspill_keys(&mut drivers, s)?;
-                        }
-                    }
-                    lend_keys(&mut drivers, i)?;
-                }
-                let (code, d, secs) = &mut drivers[i];
+        let with_x = drivers.iter().any(|(_, d, _)| d.reads_x(round));
+        let pb = pass_bar(opts.progress, n, round);
+        let digest = pass_over(with_x, &spec, &mut |rows| {
+            let len = rows.labels.len() as u64;
+            drivers.par_iter_mut().try_for_each(|(code, d, secs)| {
                 let t = Instant::now();
-                if let Some(done) =
-                    d.finish_round(code, (round, pass), &names, &counts, opts.near_slice_groups)?
-                {
-                    fitted[i] = Some(done);
-                }
+                d.update(code, round, &rows, &counts)?;
                 *secs += t.elapsed().as_secs_f64();
-                release_freed();
+                Ok::<(), ScanError>(())
+            })?;
+            pb.inc(len);
+            Ok(())
+        })?;
+        pb.finish();
+        if digest.is_some() && matrix_digest.is_none() {
+            matrix_digest = digest;
+        }
+        if round == 1 {
+            share_keys(&mut drivers)?;
+        }
+        // round 1 is finalised first by the drivers without exact keys, while the keys
+        // wait on disk, then by the duplicate detectors last first, so that a detector that
+        // borrows the keys copies them from their owner (an earlier driver) just before its
+        // own groups are built: one copy beside the owner's at a time
+        let order: Vec<usize> = if round == 1 {
+            let (keyed, other): (Vec<usize>, Vec<usize>) = (0..drivers.len())
+                .rev()
+                .partition(|&i| drivers[i].1.key_normalization().is_some());
+            other.into_iter().chain(keyed).collect()
+        } else {
+            (0..drivers.len()).collect()
+        };
+        let mut spilled = if round == 1
+            && drivers
+                .iter()
+                .any(|(_, d, _)| d.key_normalization().is_none())
+        {
+            Some(spill_keys(&mut drivers)?)
+        } else {
+            None
+        };
+        for i in order {
+            if round == 1 {
+                if drivers[i].1.key_normalization().is_some() {
+                    if let Some(s) = spilled.take() {
+                        unspill_keys(&mut drivers, s)?;
+                    }
+                }
+                lend_keys(&mut drivers, i)?;
             }
+            let (code, d, secs) = &mut drivers[i];
+            let t = Instant::now();
+            if let Some(done) =
+                d.finish_round(code, round, &names, &counts, opts.near_slice_groups)?
+            {
+                fitted[i] = Some(done);
+            }
+            *secs += t.elapsed().as_secs_f64();
+            release_freed();
         }
     }
     let fitted: Vec<Box<dyn Fitted>> = fitted
@@ -431,7 +419,7 @@ pub(super) fn detect(
         texts: BTreeMap::new(),
         ids: opts.id_column.as_ref().map(|_| BTreeMap::new()),
     };
-    let pb = pass_bar(opts.progress, n, 4, (0, 1));
+    let pb = pass_bar(opts.progress, n, 4);
     pass_over(with_x, &spec, &mut |rows| {
         pb.inc(rows.labels.len() as u64);
         let view = DatasetView {
