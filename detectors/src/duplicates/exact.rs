@@ -24,19 +24,29 @@ impl GroupList {
     /// equal keys, ordered by first row. Also returns, per group, the index in `keyed` of its
     /// first pair (where its key is).
     pub(super) fn from_sorted<K: PartialEq>(keyed: &[(K, usize)]) -> (GroupList, Vec<usize>) {
-        let mut runs: Vec<(usize, usize)> = Vec::new(); // (start in keyed, len)
-        for (i, (k, _)) in keyed.iter().enumerate() {
+        Self::from_sorted_by(keyed.len(), |i| &keyed[i].0, |i| keyed[i].1)
+    }
+
+    /// [`GroupList::from_sorted`] over `n` entries read through `key` and `row` (entry `i`'s
+    /// key and row), so that a caller need not copy its entries into pairs.
+    pub(super) fn from_sorted_by<K: PartialEq>(
+        n: usize,
+        key: impl Fn(usize) -> K,
+        row: impl Fn(usize) -> usize,
+    ) -> (GroupList, Vec<usize>) {
+        let mut runs: Vec<(usize, usize)> = Vec::new(); // (start in the entries, len)
+        for i in 0..n {
             match runs.last_mut() {
-                Some((s, len)) if keyed[*s].0 == *k => *len += 1,
+                Some((s, len)) if key(*s) == key(i) => *len += 1,
                 _ => runs.push((i, 1)),
             }
         }
-        runs.sort_unstable_by_key(|&(s, _)| keyed[s].1);
+        runs.sort_unstable_by_key(|&(s, _)| row(s));
         let mut starts = Vec::with_capacity(runs.len() + 1);
-        let mut rows = Vec::with_capacity(keyed.len());
+        let mut rows = Vec::with_capacity(n);
         for &(s, len) in &runs {
             starts.push(rows.len());
-            rows.extend(keyed[s..s + len].iter().map(|&(_, r)| r));
+            rows.extend((s..s + len).map(&row));
         }
         starts.push(rows.len());
         let first = runs.iter().map(|&(s, _)| s).collect();

@@ -201,8 +201,7 @@ pub(super) fn groups_of(
     let n = keys.rows.len();
     let mut labels = vec![0 as ClassIndex; n];
     let mut seen = vec![false; n];
-    let mut keyed: Vec<(u128, usize)> = Vec::with_capacity(n);
-    for &(h, id, l) in &keys.rows {
+    for &(_, id, l) in &keys.rows {
         let row = usize::try_from(id)
             .ok()
             .filter(|&r| r < n)
@@ -211,15 +210,16 @@ pub(super) fn groups_of(
             return Err(data_error(format!("row {row} is in two partitions")));
         }
         labels[row] = l;
-        keyed.push((h, row));
     }
     drop(seen);
-    drop(keys);
-    let (groups, first) = GroupList::from_sorted(&keyed);
+    // the keys are sorted by text hash, then row: the groups are read off them in place
+    // (every row number was checked above)
+    let rows = &keys.rows;
+    let (groups, first) = GroupList::from_sorted_by(n, |i| rows[i].0, |i| rows[i].1 as usize);
     let mut ties = BTreeMap::new();
     if with_ties {
         for (gi, (g, &f)) in groups.iter().zip(&first).enumerate() {
-            let h = &keyed[f].0;
+            let h = &rows[f].0;
             if g.len() < 2 {
                 continue;
             }
