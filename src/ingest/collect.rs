@@ -220,6 +220,11 @@ impl<'a, E: From<IngestError>> Batcher<'a, E> {
         }
     }
 
+    /// Number the rows from `first` (a read that starts inside the file).
+    pub(super) fn start_at(&mut self, first: usize) {
+        self.first = first;
+    }
+
     /// Record an invalid row of the batch being collected.
     pub(super) fn invalid(&mut self, row: InvalidRow) {
         self.invalid.push(row);

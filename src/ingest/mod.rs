@@ -685,7 +685,7 @@ pub fn read_batches<E: From<IngestError>>(
 ) -> Result<ReadSummary, E> {
     match Format::from_path(path)? {
         Format::Jsonl => read_jsonl(path, spec, batch_rows, sink),
-        Format::Parquet => read_parquet(path, spec, batch_rows, None, sink),
+        Format::Parquet => read_parquet(path, spec, batch_rows, None, None, sink),
     }
 }
 
@@ -715,7 +715,56 @@ pub fn read_batches_again<E: From<IngestError>>(
             }
             Ok(read)
         }
-        Format::Parquet => read_parquet(path, spec, batch_rows, Some(known), sink),
+        Format::Parquet => read_parquet(path, spec, batch_rows, Some(known), None, sink),
+    }
+}
+
+/// A run of consecutive row groups of a Parquet file: one partition of a scan whose rounds run
+/// over partitions ([`read_row_groups`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RowGroups {
+    /// Row groups `start..end`, as numbered in the footer.
+    pub groups: std::ops::Range<usize>,
+}
+
+/// The rows of each row group of a Parquet file, from its footer (nothing else is read).
+pub fn row_group_rows(path: &Path) -> Result<Vec<usize>, IngestError> {
+    let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let builder = parquet_builder(path, file)?;
+    let meta = builder.metadata();
+    (0..meta.num_row_groups())
+        .map(|i| {
+            let n = meta.row_group(i).num_rows();
+            usize::try_from(n).map_err(|_| IngestError::InvalidValue {
+                path: path.to_path_buf(),
+                row: None,
+                column: None,
+                message: format!("invalid row count {n} of row group {i} in the file metadata"),
+            })
+        })
+        .collect()
+}
+
+/// [`read_batches_again`] over the row groups `groups` of a Parquet file only: batches are
+/// numbered by their rows' places in the whole file, and the summary's row count is the row
+/// after the last one read.
+pub fn read_row_groups<E: From<IngestError>>(
+    path: &Path,
+    spec: &ColumnSpec,
+    batch_rows: usize,
+    known: &FileDigest,
+    groups: &RowGroups,
+    sink: &mut dyn FnMut(Batch) -> Result<(), E>,
+) -> Result<ReadSummary, E> {
+    match Format::from_path(path)? {
+        Format::Jsonl => Err(IngestError::InvalidValue {
+            path: path.to_path_buf(),
+            row: None,
+            column: None,
+            message: "only Parquet is read by row groups".to_string(),
+        }
+        .into()),
+        Format::Parquet => read_parquet(path, spec, batch_rows, Some(known), Some(groups), sink),
     }
 }
 

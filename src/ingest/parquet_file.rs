@@ -15,12 +15,13 @@ pub(super) fn read_parquet<E: From<IngestError>>(
     spec: &ColumnSpec,
     batch_rows: usize,
     known: Option<&FileDigest>,
+    groups: Option<&RowGroups>,
     sink: &mut dyn FnMut(Batch) -> Result<(), E>,
 ) -> Result<ReadSummary, E> {
     quiet_panics::install();
     let (result, message) = quiet_panics::guarded(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            read_parquet_inner(path, spec, batch_rows, known, sink)
+            read_parquet_inner(path, spec, batch_rows, known, groups, sink)
         }))
     });
     result.unwrap_or_else(|_| {
@@ -97,6 +98,7 @@ fn read_parquet_inner<E: From<IngestError>>(
     spec: &ColumnSpec,
     batch_rows: usize,
     known: Option<&FileDigest>,
+    groups: Option<&RowGroups>,
     sink: &mut dyn FnMut(Batch) -> Result<(), E>,
 ) -> Result<ReadSummary, E> {
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
@@ -191,8 +193,40 @@ fn read_parquet_inner<E: From<IngestError>>(
         }
     }
 
-    let total = builder.metadata().file_metadata().num_rows();
+    let (builder, first, total) = match groups {
+        None => {
+            let total = builder.metadata().file_metadata().num_rows();
+            (builder, 0, total)
+        }
+        Some(g) => {
+            let meta = builder.metadata();
+            let n_groups = meta.num_row_groups();
+            if g.groups.end > n_groups || g.groups.start > g.groups.end {
+                return Err(IngestError::InvalidValue {
+                    path: path.to_path_buf(),
+                    row: None,
+                    column: None,
+                    message: format!(
+                        "row groups {}..{} asked for, the file has {n_groups}",
+                        g.groups.start, g.groups.end
+                    ),
+                }
+                .into());
+            }
+            let before: i64 = (0..g.groups.start)
+                .map(|i| meta.row_group(i).num_rows())
+                .sum();
+            let within: i64 = g.groups.clone().map(|i| meta.row_group(i).num_rows()).sum();
+            let first = usize::try_from(before).unwrap_or(usize::MAX);
+            (
+                builder.with_row_groups(g.groups.clone().collect()),
+                first,
+                before + within,
+            )
+        }
+    };
     let mut batcher = Batcher::new(spec, path, batch_rows, sink);
+    batcher.start_at(first);
     if names.is_empty() {
         let n_rows = usize::try_from(total).map_err(|_| IngestError::InvalidValue {
             path: path.to_path_buf(),
@@ -211,7 +245,7 @@ fn read_parquet_inner<E: From<IngestError>>(
         .map_err(|e| IngestError::parquet(path, e))?;
 
     let quarantine = spec.invalid == InvalidPolicy::Quarantine;
-    let mut n_rows = 0usize;
+    let mut n_rows = first;
     for batch in reader {
         let batch = batch.map_err(|e| IngestError::arrow(path, e))?;
         // the first problem of each invalid row of the batch: (what, error)

@@ -26,6 +26,8 @@ pub(super) struct Detected {
     pub(super) shown: Option<Shown>,
     pub(super) total: usize,
     pub(super) quarantine_invalid: bool,
+    /// A partitioned scan's engine and partition count.
+    pub(super) engine: Option<(String, usize)>,
 }
 
 /// One detector's flags: the flagged rows with score and reason, every row's score only when
@@ -94,6 +96,7 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
         shown,
         total,
         quarantine_invalid,
+        engine,
     } = d;
     let n = table.n_rows;
     // ---- combine: a row is quarantined when any detector flags it ----
@@ -166,6 +169,10 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
 
     // ---- report body ----
     let mut settings = settings_json(opts, &planned);
+    if let Some((name, partitions)) = engine {
+        settings["engine"] = json!(name);
+        settings["partitions"] = json!(partitions);
+    }
     settings["format"] = json!({"name": format.name(), "reason": format_reason});
     if let RowLayout::Fields(fields) = &format {
         // {name: "fields", prompt: [paths], response: path, reason}

@@ -37,6 +37,7 @@ mod join;
 mod plan;
 mod reference;
 mod stream;
+pub use stream::partitioned::{run_task, Plan, Runner, TaskCache};
 mod write;
 
 use conclude::{conclude, Detected, Flags, Shown};
@@ -349,9 +350,50 @@ fn input_entry(role: &'static str, d: &FileDigest, rows: usize, dims: Option<usi
     }
 }
 
+/// The row layout of the input and why: given, or detected from its first row.
+fn layout(opts: &ScanOptions) -> Result<(RowLayout, String), ScanError> {
+    Ok(match (&opts.fields, opts.format) {
+        (Some(_), Some(f)) => {
+            return Err(ScanError::Config(format!(
+                "give either --format ({}) or --prompt-field and --response-field, not both",
+                f.name()
+            )))
+        }
+        (Some(fields), None) => (
+            RowLayout::Fields(fields.clone()),
+            "given (--prompt-field, --response-field); the format is not detected".to_string(),
+        ),
+        (None, Some(f)) => (f.into(), "given (--format)".to_string()),
+        (None, None) => {
+            let keys = ingest::first_row_keys(&opts.data)?;
+            let (f, reason) = RowFormat::detect(&keys, &opts.text_column);
+            (f.into(), reason)
+        }
+    })
+}
+
 /// Run a scan. Writes `clean.<ext>`, `quarantine.<ext>`, `report.json`, `report.html` and
 /// `provenance.intoto.json` into `opts.out` when given (all or nothing), and returns the report.
 pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
+    scan_with(opts, None)
+}
+
+/// [`scan`] with the detectors' rounds run over partitions of the input by `runner` (a cluster
+/// engine; see [`Runner`]): the verdicts and report of `scan` with `stream`, and the engine
+/// and partition count in the report's settings.
+pub fn scan_partitioned(
+    opts: &ScanOptions,
+    runner: &mut dyn Runner,
+) -> Result<ScanOutcome, ScanError> {
+    let mut o = opts.clone();
+    o.stream = true;
+    scan_with(&o, Some(runner))
+}
+
+fn scan_with(
+    opts: &ScanOptions,
+    runner: Option<&mut dyn Runner>,
+) -> Result<ScanOutcome, ScanError> {
     let t0 = Instant::now();
     if !(0.0..=1.0).contains(&opts.max_quarantine_fraction) {
         return Err(ScanError::Config(format!(
@@ -389,24 +431,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             )));
         }
     }
-    let (format, format_reason): (RowLayout, String) = match (&opts.fields, opts.format) {
-        (Some(_), Some(f)) => {
-            return Err(ScanError::Config(format!(
-                "give either --format ({}) or --prompt-field and --response-field, not both",
-                f.name()
-            )))
-        }
-        (Some(fields), None) => (
-            RowLayout::Fields(fields.clone()),
-            "given (--prompt-field, --response-field); the format is not detected".to_string(),
-        ),
-        (None, Some(f)) => (f.into(), "given (--format)".to_string()),
-        (None, None) => {
-            let keys = ingest::first_row_keys(&opts.data)?;
-            let (f, reason) = RowFormat::detect(&keys, &opts.text_column);
-            (f.into(), reason)
-        }
-    };
+    let (format, format_reason) = layout(opts)?;
     let reference = opts
         .reference
         .as_deref()
@@ -460,7 +485,9 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     needs.text |= embed_text;
 
     if opts.stream {
-        let streamed = stream::detect(opts, &format, &planned)?;
+        let name = runner.as_ref().map(|r| r.engine());
+        let streamed = stream::detect(opts, &format, &planned, runner)?;
+        let engine = name.zip(streamed.partitions);
         let total = streamed.table.n_rows;
         let mut inputs = vec![input_entry("data", &streamed.table.digest, total, None)];
         inputs.extend(streamed.matrix);
@@ -483,6 +510,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
                 shown: Some(streamed.shown),
                 total,
                 quarantine_invalid: false,
+                engine,
             },
         );
     }
@@ -729,6 +757,7 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             shown: None,
             total,
             quarantine_invalid,
+            engine: None,
         },
     )
 }

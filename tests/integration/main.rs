@@ -17,6 +17,7 @@ mod inject_instruct;
 mod instruct;
 mod instruct_embed;
 mod invalid_rows;
+mod partitioned;
 mod provenance;
 mod reference;
 mod rounds;

@@ -25,6 +25,7 @@
 //! DUP002's embedding relation (a nearest-neighbour search over every row).
 
 use super::*;
+use crate::ingest::ReadSummary;
 use ndarray::Array2;
 use poisongate_detectors::activation::{rounds as act, ActivationParams};
 use poisongate_detectors::class_pca::MomentsPartial;
@@ -43,12 +44,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub const STREAMED: &[&str] = &["ACT001", "DUP001", "DUP002", "DUP003", "SPEC001", "TRIG001"];
 
 mod driver;
+mod engine;
+mod exchange;
 mod keys;
+pub(super) mod partitioned;
 mod slices;
 mod tree;
 
 use driver::{merge_keys, state_err, Driver};
+use engine::Engine;
 use keys::{lend_keys, share_keys, spill_keys, unspill_keys};
+use partitioned::Runner;
 use slices::SliceFiles;
 use tree::{Merge, Tree};
 
@@ -186,318 +192,395 @@ pub(super) struct Streamed {
     pub(super) combined: Vec<f64>,
     /// The texts and ids of the flagged rows.
     pub(super) shown: Shown,
+    /// Partitions, when the rounds ran over partitions.
+    pub(super) partitions: Option<usize>,
 }
 
-/// Run the planned detectors over the input in rounds.
+/// What round 0 found, and how the later rounds read the input.
+pub(super) struct Setup {
+    /// The columns the rounds read, without and with the data's embedding column.
+    spec: ColumnSpec,
+    x_spec: ColumnSpec,
+    /// The embeddings' `.npy` file, when they are in one.
+    npy: Option<PathBuf>,
+    batch_rows: usize,
+    /// The input's digest (round 0 hashed it), rows and label kind.
+    read: ReadSummary,
+    /// Class names (sorted as the in-memory scan sorts them) and rows per class.
+    names: Vec<String>,
+    counts: Vec<u64>,
+    index: HashMap<String, u32>,
+    /// Per row, when a ground-truth column is named.
+    truth: Option<Vec<bool>>,
+    /// Embedding width (0 without embeddings).
+    dims: usize,
+}
+
+impl Setup {
+    /// Round 0: labels, classes, rows per class, ground truth; then the embedding width.
+    fn read(
+        opts: &ScanOptions,
+        format: &RowLayout,
+        planned: &[Planned],
+    ) -> Result<Setup, ScanError> {
+        let spec = Self::spec(opts, format, planned);
+        let batch_rows = opts.batch_rows.max(1);
+        let mut per_label: HashMap<String, u64> = HashMap::new();
+        let mut truth: Option<Vec<bool>> = opts.ground_truth_column.as_ref().map(|_| Vec::new());
+        let label_spec = ColumnSpec {
+            text: None,
+            embedding: None,
+            ..spec.clone()
+        };
+        let read = ingest::read_batches(&opts.data, &label_spec, batch_rows, &mut |b| {
+            for l in b.labels.unwrap_or_default() {
+                *per_label.entry(l).or_insert(0) += 1;
+            }
+            if let (Some(t), Some(g)) = (truth.as_mut(), b.ground_truth) {
+                t.extend(g);
+            }
+            Ok::<(), ScanError>(())
+        })?;
+        let n = read.n_rows;
+        let distinct: Vec<String> = per_label
+            .keys()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (names, _) = classes(&distinct, read.label_kind);
+        let counts: Vec<u64> = names.iter().map(|l| per_label[l]).collect();
+        let mut setup = Self::with(opts, spec, planned, read, (names, counts), 0);
+        setup.truth = truth;
+        setup.dims = match setup.npy.as_deref() {
+            None if setup.x_spec.embedding.is_some() => {
+                column_width(opts, &setup.x_spec, batch_rows, &setup.read.digest)?
+            }
+            Some(p) => {
+                let m = ingest::NpyRows::open(p)?;
+                if m.rows() != n {
+                    return Err(ScanError::Config(format!(
+                        "row count mismatch: embeddings {} has {} rows but data {} has {} rows",
+                        p.display(),
+                        m.rows(),
+                        opts.data.display(),
+                        n
+                    )));
+                }
+                m.cols()
+            }
+            None => 0,
+        };
+        Ok(setup)
+    }
+
+    /// The columns the detectors read.
+    fn spec(opts: &ScanOptions, format: &RowLayout, planned: &[Planned]) -> ColumnSpec {
+        let needs_text = planned.iter().any(|p| p.configured.needs().text);
+        ColumnSpec {
+            text: needs_text.then(|| opts.text_column.clone()),
+            label: Some(opts.label_column.clone()),
+            id: opts.id_column.clone(),
+            ground_truth: opts.ground_truth_column.clone(),
+            embedding: None,
+            rows: format.clone(),
+            rejected: false,
+            invalid: InvalidPolicy::Error,
+        }
+    }
+
+    /// The setup of what round 0 found (`read`, the classes and their counts, `dims`).
+    fn with(
+        opts: &ScanOptions,
+        spec: ColumnSpec,
+        planned: &[Planned],
+        read: ReadSummary,
+        (names, counts): (Vec<String>, Vec<u64>),
+        dims: usize,
+    ) -> Setup {
+        let npy = opts.embeddings.clone();
+        // embeddings in a column of the data itself (read with the rows of each batch)
+        let needs_x = planned.iter().any(|p| p.configured.needs().embeddings);
+        let column = opts
+            .embedding_column
+            .clone()
+            .filter(|_| npy.is_none() && needs_x);
+        let x_spec = ColumnSpec {
+            embedding: column,
+            ..spec.clone()
+        };
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
+        Setup {
+            spec,
+            x_spec,
+            npy,
+            batch_rows: opts.batch_rows.max(1),
+            read,
+            names,
+            counts,
+            index,
+            truth: None,
+            dims,
+        }
+    }
+
+    fn n(&self) -> usize {
+        self.read.n_rows
+    }
+
+    /// One batch as the rounds take it, `x` its embeddings from the `.npy` file.
+    fn rows(&self, b: ingest::Batch, x: Option<Array2<f32>>) -> Rows {
+        let labels = b.labels.unwrap_or_default();
+        Rows {
+            start: b.first_row,
+            labels: labels
+                .iter()
+                .map(|l| self.index.get(l.as_str()).copied().unwrap_or(0))
+                .collect(),
+            texts: b.texts.unwrap_or_else(|| vec![String::new(); b.n_rows]),
+            ids: (b.first_row as u64..(b.first_row + b.n_rows) as u64).collect(),
+            x: x.or(b.embeddings),
+            row_ids: b.ids,
+        }
+    }
+
+    /// One pass over the data (and the embeddings, when `with_x`), each batch to `f`; the
+    /// `.npy` file's digest when it was read.
+    fn pass_over(
+        &self,
+        opts: &ScanOptions,
+        with_x: bool,
+        f: &mut dyn FnMut(Rows) -> Result<(), ScanError>,
+    ) -> Result<Option<FileDigest>, ScanError> {
+        let mut x = match (with_x, self.npy.as_deref()) {
+            (true, Some(p)) => Some(ingest::NpyRows::open(p)?),
+            _ => None,
+        };
+        let spec = if with_x && self.x_spec.embedding.is_some() {
+            &self.x_spec
+        } else {
+            &self.spec
+        };
+        // round 0 hashed the input; the later passes only check that it is the same
+        let digest = &self.read.digest;
+        ingest::read_batches_again(&opts.data, spec, self.batch_rows, digest, &mut |b| {
+            let m = match x.as_mut() {
+                Some(x) => Some(x.next_rows(b.n_rows)?),
+                None => None,
+            };
+            f(self.rows(b, m))
+        })?;
+        x.map(|x| x.finish()).transpose().map_err(ScanError::from)
+    }
+}
+
+/// One batch's scores: per detector its scores and the seconds they took, and the texts and
+/// ids of the rows some detector flagged.
+pub(super) struct Scored {
+    start: usize,
+    parts: Vec<(Scores, f64)>,
+    shown: Shown,
+}
+
+/// Score one batch with every fitted detector.
+fn score(fitted: &[&dyn Fitted], names: &[String], rows: Rows) -> Result<Scored, ScanError> {
+    let view = DatasetView {
+        n_rows: rows.labels.len(),
+        texts: Some(&rows.texts),
+        responses: None,
+        rejected: None,
+        labels: Some(&rows.labels),
+        class_names: names,
+        embeddings: rows.x.as_ref().map(|m| m.view()),
+        response_embeddings: None,
+    };
+    let batch = ScoreBatch {
+        start: rows.start,
+        rows: view,
+    };
+    let parts: Vec<(Scores, f64)> = fitted
+        .par_iter()
+        .map(|f| {
+            let t = Instant::now();
+            let s = f.score(&batch)?;
+            Ok::<_, ScanError>((s, t.elapsed().as_secs_f64()))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut flagged = vec![false; view.n_rows];
+    for (part, _) in &parts {
+        if part.len() != view.n_rows {
+            return Err(ScanError::Config(format!(
+                "a detector scored {} rows of a batch of {}",
+                part.len(),
+                view.n_rows
+            )));
+        }
+        for (i, r) in part.reason.iter().enumerate() {
+            flagged[i] |= r.is_some();
+        }
+    }
+    let mut shown = Shown {
+        texts: BTreeMap::new(),
+        ids: rows.row_ids.as_ref().map(|_| BTreeMap::new()),
+    };
+    let mut row_ids = rows.row_ids;
+    for (i, (t, f)) in rows.texts.into_iter().zip(&flagged).enumerate() {
+        if !*f {
+            continue;
+        }
+        shown.texts.insert(rows.start + i, t);
+        if let (Some(ids), Some(r)) = (shown.ids.as_mut(), row_ids.as_mut()) {
+            ids.insert(rows.start + i, std::mem::take(&mut r[i]));
+        }
+    }
+    Ok(Scored {
+        start: rows.start,
+        parts,
+        shown,
+    })
+}
+
+/// The scores of the batches, in row order, gathered into the verdict's form.
+struct Gathered {
+    flags: Vec<Flags>,
+    combined: Vec<f64>,
+    shown: Shown,
+    scored: usize,
+}
+
+impl Gathered {
+    fn new(fitted: &[&dyn Fitted], seconds: Vec<f64>, opts: &ScanOptions, setup: &Setup) -> Self {
+        let keep_scores = setup.truth.is_some();
+        Gathered {
+            flags: seconds
+                .into_iter()
+                .zip(fitted)
+                .map(|(secs, f)| {
+                    let mut fl = Flags::new(keep_scores, f.summary());
+                    fl.seconds = secs;
+                    fl
+                })
+                .collect(),
+            combined: vec![0.0; setup.n()],
+            shown: Shown {
+                texts: BTreeMap::new(),
+                ids: opts.id_column.as_ref().map(|_| BTreeMap::new()),
+            },
+            scored: 0,
+        }
+    }
+
+    /// Add the next batch's scores (batches must come in row order).
+    fn add(&mut self, s: Scored) {
+        let mut n = 0;
+        for ((part, secs), fl) in s.parts.into_iter().zip(self.flags.iter_mut()) {
+            n = part.len();
+            fl.add(s.start, part, &mut self.combined);
+            fl.seconds += secs;
+        }
+        self.scored += n;
+        self.shown.texts.extend(s.shown.texts);
+        if let (Some(all), Some(ids)) = (self.shown.ids.as_mut(), s.shown.ids) {
+            all.extend(ids);
+        }
+    }
+
+    fn finish(
+        self,
+        setup: Setup,
+        matrix_digest: Option<FileDigest>,
+    ) -> Result<Streamed, ScanError> {
+        let n = setup.n();
+        if self.scored != n || self.combined.len() != n {
+            return Err(ScanError::Config(format!(
+                "scored {} rows of {n}",
+                self.scored
+            )));
+        }
+        let matrix = match (setup.npy.as_ref(), matrix_digest) {
+            (Some(_), Some(d)) => Some(input_entry("embeddings", &d, n, Some(setup.dims))),
+            _ => None,
+        };
+        Ok(Streamed {
+            table: Table {
+                format: setup.read.format,
+                digest: setup.read.digest,
+                n_rows: n,
+                texts: None,
+                responses: None,
+                rejected: None,
+                labels: None,
+                label_kind: setup.read.label_kind,
+                ids: None,
+                ground_truth: setup.truth,
+                embeddings: None,
+                invalid: Vec::new(),
+            },
+            matrix,
+            per_detector: self.flags,
+            combined: self.combined,
+            shown: self.shown,
+            partitions: None,
+        })
+    }
+}
+
+/// Run the planned detectors over the input in rounds, on this machine, or over partitions of
+/// the input by `runner`.
 pub(super) fn detect(
     opts: &ScanOptions,
     format: &RowLayout,
     planned: &[Planned],
+    runner: Option<&mut dyn Runner>,
 ) -> Result<Streamed, ScanError> {
     if let Some(why) = refusal(opts, format, planned) {
         return Err(ScanError::Config(why));
     }
-    let needs_text = planned.iter().any(|p| p.configured.needs().text);
-    let spec = ColumnSpec {
-        text: needs_text.then(|| opts.text_column.clone()),
-        label: Some(opts.label_column.clone()),
-        id: opts.id_column.clone(),
-        ground_truth: opts.ground_truth_column.clone(),
-        embedding: None,
-        rows: format.clone(),
-        rejected: false,
-        invalid: InvalidPolicy::Error,
-    };
-    let batch_rows = opts.batch_rows.max(1);
-
-    // round 0: labels, classes, rows per class, ground truth
-    let mut per_label: HashMap<String, u64> = HashMap::new();
-    let mut truth: Option<Vec<bool>> = opts.ground_truth_column.as_ref().map(|_| Vec::new());
-    let label_spec = ColumnSpec {
-        text: None,
-        embedding: None,
-        ..spec.clone()
-    };
-    let read = ingest::read_batches(&opts.data, &label_spec, batch_rows, &mut |b| {
-        for l in b.labels.unwrap_or_default() {
-            *per_label.entry(l).or_insert(0) += 1;
-        }
-        if let (Some(t), Some(g)) = (truth.as_mut(), b.ground_truth) {
-            t.extend(g);
-        }
-        Ok::<(), ScanError>(())
-    })?;
-    let n = read.n_rows;
-    let distinct: Vec<String> = per_label
-        .keys()
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let (names, _) = classes(&distinct, read.label_kind);
-    let index: HashMap<&str, u32> = names
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i as u32))
-        .collect();
-    let class_of = |l: &str| index.get(l).copied().unwrap_or(0);
-    let counts: Vec<u64> = names.iter().map(|l| per_label[l]).collect();
-
-    let npy = opts.embeddings.as_deref();
-    // embeddings in a column of the data itself (read with the rows of each batch)
-    let needs_x = planned.iter().any(|p| p.configured.needs().embeddings);
-    let column = opts
-        .embedding_column
-        .as_deref()
-        .filter(|_| npy.is_none() && needs_x);
-    let x_spec = ColumnSpec {
-        embedding: column.map(str::to_string),
-        ..spec.clone()
-    };
-    let dims = match npy {
-        None if column.is_some() => column_width(opts, &x_spec, batch_rows, &read.digest)?,
-        Some(p) => {
-            let m = ingest::NpyRows::open(p)?;
-            if m.rows() != n {
-                return Err(ScanError::Config(format!(
-                    "row count mismatch: embeddings {} has {} rows but data {} has {} rows",
-                    p.display(),
-                    m.rows(),
-                    opts.data.display(),
-                    n
-                )));
-            }
-            m.cols()
-        }
-        None => 0,
-    };
-    let mut drivers: Vec<(&'static str, Driver, f64)> = Vec::with_capacity(planned.len());
-    let empty = toml::Table::new();
-    for p in planned {
-        let code = p.detector.meta().code;
-        let params = opts.detector_params.get(code).unwrap_or(&empty);
-        drivers.push((code, Driver::new(code, params, names.len(), dims, n)?, 0.0));
+    if let Some(runner) = runner {
+        return partitioned::detect(opts, format, planned, runner);
     }
-    // duplicate detectors with the same normalisation share round 1's exact keys: the first
-    // makes them, the others are handed a copy when the round is finalised
-    for i in 0..drivers.len() {
-        let Some(norm) = drivers[i].1.key_normalization() else {
-            continue;
-        };
-        let owner = (0..i).find(|&j| drivers[j].1.key_normalization() == Some(norm));
-        drivers[i].1.set_borrows(owner);
-    }
-    let mut fitted: Vec<Option<Box<dyn Fitted>>> = planned.iter().map(|_| None).collect();
+    let setup = Setup::read(opts, format, planned)?;
+    let n = setup.n();
+    let mut engine = Engine::new(
+        opts,
+        planned,
+        (setup.names.clone(), setup.counts.clone()),
+        setup.dims,
+        n,
+        opts.near_slice_groups,
+    )?;
     let mut matrix_digest: Option<FileDigest> = None;
-
-    // one pass over the data (and the embeddings, when `with_x`), each batch to `f`
-    let pass_over = |with_x: bool,
-                     spec: &ColumnSpec,
-                     f: &mut dyn FnMut(Rows) -> Result<(), ScanError>|
-     -> Result<Option<FileDigest>, ScanError> {
-        let mut x = match (with_x, npy) {
-            (true, Some(p)) => Some(ingest::NpyRows::open(p)?),
-            _ => None,
-        };
-        let spec = if with_x && column.is_some() {
-            &x_spec
-        } else {
-            spec
-        };
-        // round 0 hashed the input; the later passes only check that it is the same
-        ingest::read_batches_again(&opts.data, spec, batch_rows, &read.digest, &mut |b| {
-            let m = match x.as_mut() {
-                Some(x) => Some(x.next_rows(b.n_rows)?),
-                None => b.embeddings,
-            };
-            let labels = b.labels.unwrap_or_default();
-            f(Rows {
-                start: b.first_row,
-                labels: labels.iter().map(|l| class_of(l)).collect(),
-                texts: b.texts.unwrap_or_else(|| vec![String::new(); b.n_rows]),
-                ids: (b.first_row as u64..(b.first_row + b.n_rows) as u64).collect(),
-                x: m,
-                row_ids: b.ids,
-            })
-        })?;
-        x.map(|x| x.finish()).transpose().map_err(ScanError::from)
-    };
-
     for round in 1..=3 {
-        if round == 3 && !drivers.iter().any(|(_, d, _)| d.has_round_3()) {
+        if !engine.has_round(round) {
             continue;
         }
-        let with_x = drivers.iter().any(|(_, d, _)| d.reads_x(round));
         let pb = pass_bar(opts.progress, n, round);
-        let digest = pass_over(with_x, &spec, &mut |rows| {
-            let len = rows.labels.len() as u64;
-            drivers.par_iter_mut().try_for_each(|(code, d, secs)| {
-                let t = Instant::now();
-                d.update(code, round, &rows, &counts)?;
-                *secs += t.elapsed().as_secs_f64();
-                Ok::<(), ScanError>(())
-            })?;
-            pb.inc(len);
+        let digest = setup.pass_over(opts, engine.reads_x(round), &mut |rows| {
+            engine.update(round, &rows)?;
+            pb.inc(rows.labels.len() as u64);
             Ok(())
         })?;
         pb.finish();
         if digest.is_some() && matrix_digest.is_none() {
             matrix_digest = digest;
         }
-        if round == 1 {
-            share_keys(&mut drivers)?;
-        }
-        // round 1 is finalised first by the drivers without exact keys, while the keys
-        // wait on disk, then by the duplicate detectors last first, so that a detector that
-        // borrows the keys copies them from their owner (an earlier driver) just before its
-        // own groups are built: one copy beside the owner's at a time
-        let order: Vec<usize> = if round == 1 {
-            let (keyed, other): (Vec<usize>, Vec<usize>) = (0..drivers.len())
-                .rev()
-                .partition(|&i| drivers[i].1.key_normalization().is_some());
-            other.into_iter().chain(keyed).collect()
-        } else {
-            (0..drivers.len()).collect()
-        };
-        let mut spilled = if round == 1
-            && drivers
-                .iter()
-                .any(|(_, d, _)| d.key_normalization().is_none())
-        {
-            Some(spill_keys(&mut drivers)?)
-        } else {
-            None
-        };
-        for i in order {
-            if round == 1 {
-                if drivers[i].1.key_normalization().is_some() {
-                    if let Some(s) = spilled.take() {
-                        unspill_keys(&mut drivers, s)?;
-                    }
-                }
-                lend_keys(&mut drivers, i)?;
-            }
-            let (code, d, secs) = &mut drivers[i];
-            let t = Instant::now();
-            if let Some(done) =
-                d.finish_round(code, round, &names, &counts, opts.near_slice_groups)?
-            {
-                fitted[i] = Some(done);
-            }
-            *secs += t.elapsed().as_secs_f64();
-            release_freed();
-        }
+        engine.finish_round(round)?;
     }
-    let fitted: Vec<Box<dyn Fitted>> = fitted
-        .into_iter()
-        .zip(&drivers)
-        .map(|(f, (code, _, _))| {
-            f.ok_or_else(|| {
-                ScanError::Detect(DetectError::Data {
-                    code,
-                    problem: "its rounds did not finish".into(),
-                })
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let fitted = engine.fitted()?;
 
     // round 4: scores, batch by batch; the flagged rows' texts and ids kept
     let with_x = planned.iter().any(|p| p.configured.needs().embeddings);
-    let keep_scores = truth.is_some();
-    let mut flags: Vec<Flags> = drivers
-        .iter()
-        .zip(&fitted)
-        .map(|((_, _, secs), f)| {
-            let mut fl = Flags::new(keep_scores, f.summary());
-            fl.seconds = *secs;
-            fl
-        })
-        .collect();
-    let mut combined: Vec<f64> = vec![0.0; n];
-    let mut scored = 0usize;
-    let mut shown = Shown {
-        texts: BTreeMap::new(),
-        ids: opts.id_column.as_ref().map(|_| BTreeMap::new()),
-    };
+    let mut gathered = Gathered::new(&fitted, engine.seconds(), opts, &setup);
     let pb = pass_bar(opts.progress, n, 4);
-    pass_over(with_x, &spec, &mut |rows| {
+    setup.pass_over(opts, with_x, &mut |rows| {
         pb.inc(rows.labels.len() as u64);
-        let view = DatasetView {
-            n_rows: rows.labels.len(),
-            texts: Some(&rows.texts),
-            responses: None,
-            rejected: None,
-            labels: Some(&rows.labels),
-            class_names: &names,
-            embeddings: rows.x.as_ref().map(|m| m.view()),
-            response_embeddings: None,
-        };
-        let batch = ScoreBatch {
-            start: rows.start,
-            rows: view,
-        };
-        let parts: Vec<(Scores, f64)> = fitted
-            .par_iter()
-            .map(|f| {
-                let t = Instant::now();
-                let s = f.score(&batch)?;
-                Ok::<_, ScanError>((s, t.elapsed().as_secs_f64()))
-            })
-            .collect::<Result<_, _>>()?;
-        let mut flagged = vec![false; view.n_rows];
-        for ((part, secs), fl) in parts.into_iter().zip(flags.iter_mut()) {
-            if part.len() != view.n_rows {
-                return Err(ScanError::Config(format!(
-                    "a detector scored {} rows of a batch of {}",
-                    part.len(),
-                    view.n_rows
-                )));
-            }
-            for (i, r) in part.reason.iter().enumerate() {
-                flagged[i] |= r.is_some();
-            }
-            fl.add(rows.start, part, &mut combined);
-            fl.seconds += secs;
-        }
-        scored += view.n_rows;
-        let mut row_ids = rows.row_ids;
-        for (i, (t, f)) in rows.texts.into_iter().zip(&flagged).enumerate() {
-            if !*f {
-                continue;
-            }
-            shown.texts.insert(rows.start + i, t);
-            if let (Some(ids), Some(r)) = (shown.ids.as_mut(), row_ids.as_mut()) {
-                ids.insert(rows.start + i, std::mem::take(&mut r[i]));
-            }
-        }
+        gathered.add(score(&fitted, &setup.names, rows)?);
         Ok(())
     })?;
     pb.finish();
-    if scored != n || combined.len() != n {
-        return Err(ScanError::Config(format!("scored {scored} rows of {n}")));
-    }
-    let matrix = match (npy, matrix_digest) {
-        (Some(_), Some(d)) => Some(input_entry("embeddings", &d, n, Some(dims))),
-        _ => None,
-    };
-    Ok(Streamed {
-        table: Table {
-            format: read.format,
-            digest: read.digest,
-            n_rows: n,
-            texts: None,
-            responses: None,
-            rejected: None,
-            labels: None,
-            label_kind: read.label_kind,
-            ids: None,
-            ground_truth: truth,
-            embeddings: None,
-            invalid: Vec::new(),
-        },
-        matrix,
-        per_detector: flags,
-        combined,
-        shown,
-    })
+    gathered.finish(setup, matrix_digest)
 }

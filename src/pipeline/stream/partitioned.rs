@@ -1,0 +1,434 @@
+//! The rounds over partitions of the input, for an engine that runs them as tasks elsewhere
+//! (other processes or machines; see `python/poisongate/ray.py` for Ray Data).
+//!
+//! The scan that plans the work reads round 0 itself (the labels, and the digest of the whole
+//! file, which is read once), cuts the Parquet file into partitions of consecutive row groups
+//! from its footer, and then, round by round, hands a [`Runner`] the plan and the merged
+//! partials of the earlier rounds. Each task ([`run_task`]) builds the same engine from the
+//! same settings, absorbs and finalises the earlier rounds' merged partials (deterministic:
+//! the same state as the planning scan's), folds in its partition's rows and returns its
+//! partial; the planning scan absorbs the partials in whatever order they come (every merge
+//! is exact, associative and commutative) and finalises the round. Round 4's tasks score
+//! their rows; the planning scan puts the scores in row order and writes the outputs and the
+//! report as a single-machine scan does. Rows are numbered by their place in the file, so the
+//! verdicts are the single-machine scan's, bit for bit, whatever the partitioning.
+//!
+//! What does not partition yet, and is refused: JSONL input (Parquet only: partitions are row
+//! groups), embeddings in a `.npy` file (use an embedding column), and what `--stream`
+//! refuses. Round 2's near-duplicate keys are merged whole on the planning machine (no slices
+//! on disk there).
+
+use super::*;
+use crate::ingest::RowGroups;
+use sha2::{Digest, Sha256};
+
+/// What every task of a partitioned scan needs besides the scan's settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    /// Rows in the input.
+    pub n_rows: usize,
+    /// Class names, in the scan's order, and rows per class.
+    pub names: Vec<String>,
+    /// Rows per class.
+    pub counts: Vec<u64>,
+    /// Embedding width (0 without embeddings).
+    pub dims: usize,
+    /// The input's size in bytes and SHA-256 (each task checks the size of what it reads).
+    pub bytes: u64,
+    /// SHA-256 of the input, lowercase hex.
+    pub sha256: String,
+    /// The partitions: runs of consecutive row groups, in file order.
+    pub partitions: Vec<RowGroups>,
+}
+
+/// Runs one round over every partition of a plan, as tasks.
+pub trait Runner {
+    /// Partitions wanted (at least 1; at most one per row group is made).
+    fn partitions(&self) -> usize;
+    /// The engine's name, recorded in the report.
+    fn engine(&self) -> String;
+    /// Run `round` (1 to 4) over every partition of `plan`: each task is [`run_task`] with the
+    /// same settings, `plan`, `round`, its partition and `earlier` (`earlier[r - 1]` is round
+    /// r's merged partial, empty when round r had no work). Returns every task's bytes, in
+    /// any order.
+    fn run(
+        &mut self,
+        plan: &Plan,
+        round: usize,
+        earlier: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>, ScanError>;
+}
+
+/// A task's engine, kept between the tasks one process runs, with the rounds it has finalised:
+/// a process that runs several partitions finalises the earlier rounds once.
+#[derive(Default)]
+pub struct TaskCache {
+    key: Vec<u8>,
+    stage: usize,
+    engine: Option<Engine>,
+}
+
+/// Why the options cannot be partitioned, if they cannot.
+fn refusal(opts: &ScanOptions) -> Option<String> {
+    if ingest::Format::from_path(&opts.data).ok() != Some(ingest::Format::Parquet) {
+        return Some(format!(
+            "a partitioned scan reads Parquet (partitions are row groups); {} is not",
+            opts.data.display()
+        ));
+    }
+    if opts.embeddings.is_some() {
+        return Some(
+            "a partitioned scan reads embeddings from a column of the data (--embedding-column), \
+             not from a separate file"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Consecutive row groups cut into at most `k` runs of about equal rows.
+fn partitions(rows: &[usize], k: usize) -> Vec<RowGroups> {
+    let total: usize = rows.iter().sum();
+    let k = k.clamp(1, rows.len().max(1));
+    let mut out = Vec::with_capacity(k);
+    let (mut start, mut seen) = (0, 0usize);
+    for (i, r) in rows.iter().enumerate() {
+        seen += r;
+        // close the run once its share of the rows is reached (the last run takes the rest)
+        let due = total * (out.len() + 1) / k;
+        if seen >= due && out.len() + 1 < k {
+            out.push(RowGroups {
+                groups: start..i + 1,
+            });
+            start = i + 1;
+        }
+    }
+    if start < rows.len() || out.is_empty() {
+        out.push(RowGroups {
+            groups: start..rows.len(),
+        });
+    }
+    out
+}
+
+/// The planning side: round 0 here, rounds 1 to 4 by `runner`.
+pub(super) fn detect(
+    opts: &ScanOptions,
+    format: &RowLayout,
+    planned: &[Planned],
+    runner: &mut dyn Runner,
+) -> Result<Streamed, ScanError> {
+    if let Some(why) = refusal(opts) {
+        return Err(ScanError::Config(why));
+    }
+    let setup = Setup::read(opts, format, planned)?;
+    let rows = ingest::row_group_rows(&opts.data)?;
+    let plan = Plan {
+        n_rows: setup.n(),
+        names: setup.names.clone(),
+        counts: setup.counts.clone(),
+        dims: setup.dims,
+        bytes: setup.read.digest.bytes,
+        sha256: setup.read.digest.sha256.clone(),
+        partitions: partitions(&rows, runner.partitions()),
+    };
+    let mut engine = engine_of(opts, planned, &plan)?;
+    let mut earlier: Vec<Vec<u8>> = Vec::new();
+    for round in 1..=3 {
+        if !engine.has_round(round) {
+            earlier.push(Vec::new());
+            continue;
+        }
+        for p in runner.run(&plan, round, &earlier)? {
+            engine.absorb(round, &p)?;
+        }
+        earlier.push(engine.export(round, true)?);
+        engine.finish_round(round)?;
+    }
+    let fitted = engine.fitted()?;
+    let mut scored: Vec<Scored> = Vec::new();
+    for p in runner.run(&plan, 4, &earlier)? {
+        scored.extend(decode_scores(&p, fitted.len())?);
+    }
+    scored.sort_by_key(|s| s.start);
+    let mut gathered = Gathered::new(&fitted, engine.seconds(), opts, &setup);
+    for s in scored {
+        gathered.add(s);
+    }
+    let mut streamed = gathered.finish(setup, None)?;
+    streamed.partitions = Some(plan.partitions.len());
+    Ok(streamed)
+}
+
+fn engine_of(opts: &ScanOptions, planned: &[Planned], plan: &Plan) -> Result<Engine, ScanError> {
+    // one slice: the merged near keys are finalised whole (see the module docs)
+    let pair = (plan.names.clone(), plan.counts.clone());
+    Engine::new(opts, planned, pair, plan.dims, plan.n_rows, u64::MAX)
+}
+
+/// One task: round `round` over partition `part` of `plan`, with the scan's settings `opts`
+/// (the planning scan's) and the merged partials of the earlier rounds; returns the
+/// partition's partial of the round (round 4: its rows' scores).
+pub fn run_task(
+    opts: &ScanOptions,
+    plan: &Plan,
+    (round, part): (usize, usize),
+    earlier: &[Vec<u8>],
+    cache: &mut TaskCache,
+) -> Result<Vec<u8>, ScanError> {
+    if let Some(why) = refusal(opts) {
+        return Err(ScanError::Config(why));
+    }
+    if !(1..=4).contains(&round) || earlier.len() + 1 < round {
+        return Err(ScanError::Config(format!(
+            "round {round} needs the merged partials of the {} rounds before it; {} given",
+            round.saturating_sub(1),
+            earlier.len()
+        )));
+    }
+    let groups = plan.partitions.get(part).ok_or_else(|| {
+        ScanError::Config(format!(
+            "partition {part} asked for; the plan has {}",
+            plan.partitions.len()
+        ))
+    })?;
+    let (format, _) = super::layout(opts)?;
+    let (planned, _) = super::plan::plan(opts, &format, None)?;
+    let key: Vec<u8> = Sha256::digest(
+        format!(
+            "{opts:?}\n{}",
+            serde_json::to_string(plan).map_err(|e| ScanError::Config(e.to_string()))?
+        )
+        .as_bytes(),
+    )
+    .to_vec();
+    if cache.key != key || cache.stage + 1 > round || cache.engine.is_none() {
+        *cache = TaskCache {
+            engine: Some(engine_of(opts, &planned, plan)?),
+            key,
+            stage: 0,
+        };
+    }
+    let TaskCache { stage, engine, .. } = cache;
+    let Some(engine) = engine.as_mut() else {
+        return Err(ScanError::Config("the task's engine is missing".into()));
+    };
+    // the earlier rounds, finalised as the planning scan finalised them
+    while *stage + 1 < round {
+        let r = *stage + 1;
+        if engine.has_round(r) {
+            engine.absorb(r, &earlier[r - 1])?;
+            engine.finish_round(r)?;
+        }
+        *stage = r;
+    }
+    let spec = Setup::spec(opts, &format, &planned);
+    let read = ReadSummary {
+        format: ingest::Format::Parquet,
+        digest: FileDigest {
+            path: opts.data.clone(),
+            bytes: plan.bytes,
+            sha256: plan.sha256.clone(),
+        },
+        n_rows: plan.n_rows,
+        label_kind: None,
+    };
+    let setup = Setup::with(
+        opts,
+        spec,
+        &planned,
+        read,
+        (plan.names.clone(), plan.counts.clone()),
+        plan.dims,
+    );
+    let with_x = if round == 4 {
+        planned.iter().any(|p| p.configured.needs().embeddings)
+    } else {
+        engine.reads_x(round)
+    };
+    let spec = if with_x && setup.x_spec.embedding.is_some() {
+        &setup.x_spec
+    } else {
+        &setup.spec
+    };
+    let digest = &setup.read.digest;
+    if round == 4 {
+        let fitted = engine.fitted()?;
+        let mut out = Vec::new();
+        let mut batches = 0u64;
+        ingest::read_row_groups(
+            &opts.data,
+            spec,
+            setup.batch_rows,
+            digest,
+            groups,
+            &mut |b| {
+                let s = score(&fitted, &setup.names, setup.rows(b, None))?;
+                encode_scores(&s, &mut out);
+                batches += 1;
+                Ok::<(), ScanError>(())
+            },
+        )?;
+        let mut all = batches.to_le_bytes().to_vec();
+        all.extend_from_slice(&out);
+        return Ok(all);
+    }
+    ingest::read_row_groups(
+        &opts.data,
+        spec,
+        setup.batch_rows,
+        digest,
+        groups,
+        &mut |b| engine.update(round, &setup.rows(b, None)),
+    )?;
+    engine.export(round, false)
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u64(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A batch's scores as bytes: its first row; per detector the row count, each score's bits,
+/// the flagged rows (index in the batch, reason) and the seconds; then the shown texts and
+/// ids (row, text).
+fn encode_scores(s: &Scored, out: &mut Vec<u8>) {
+    put_u64(out, s.start as u64);
+    for (part, secs) in &s.parts {
+        put_u64(out, part.score.len() as u64);
+        for v in &part.score {
+            put_u64(out, v.to_bits());
+        }
+        let flagged: Vec<(usize, &String)> = part
+            .reason
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+            .collect();
+        put_u64(out, flagged.len() as u64);
+        for (i, r) in flagged {
+            put_u64(out, i as u64);
+            put_str(out, r);
+        }
+        put_u64(out, secs.to_bits());
+    }
+    put_u64(out, s.shown.texts.len() as u64);
+    for (row, t) in &s.shown.texts {
+        put_u64(out, *row as u64);
+        put_str(out, t);
+    }
+    match &s.shown.ids {
+        None => put_u64(out, u64::MAX),
+        Some(ids) => {
+            put_u64(out, ids.len() as u64);
+            for (row, t) in ids {
+                put_u64(out, *row as u64);
+                put_str(out, t);
+            }
+        }
+    }
+}
+
+/// Reads what [`encode_scores`] wrote.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn u64(&mut self) -> Result<u64, ScanError> {
+        let (v, rest) = self.0.split_at_checked(8).ok_or_else(truncated)?;
+        self.0 = rest;
+        Ok(u64::from_le_bytes(v.try_into().map_err(|_| truncated())?))
+    }
+
+    fn usize(&mut self) -> Result<usize, ScanError> {
+        usize::try_from(self.u64()?).map_err(|_| truncated())
+    }
+
+    fn string(&mut self) -> Result<String, ScanError> {
+        let n = self.usize()?;
+        let (v, rest) = self.0.split_at_checked(n).ok_or_else(truncated)?;
+        self.0 = rest;
+        String::from_utf8(v.to_vec()).map_err(|_| truncated())
+    }
+}
+
+fn truncated() -> ScanError {
+    ScanError::Config("a task's scores are truncated or damaged".into())
+}
+
+fn decode_scores(bytes: &[u8], detectors: usize) -> Result<Vec<Scored>, ScanError> {
+    let mut r = Reader(bytes);
+    let batches = r.usize()?;
+    let mut out = Vec::new();
+    for _ in 0..batches {
+        let start = r.usize()?;
+        let mut parts = Vec::with_capacity(detectors);
+        for _ in 0..detectors {
+            let n = r.usize()?;
+            if n > r.0.len() / 8 {
+                return Err(truncated());
+            }
+            let mut s = Scores::with_capacity(n);
+            for _ in 0..n {
+                s.score.push(f64::from_bits(r.u64()?));
+            }
+            s.reason = vec![None; n];
+            for _ in 0..r.usize()? {
+                let i = r.usize()?;
+                let reason = r.string()?;
+                *s.reason.get_mut(i).ok_or_else(truncated)? = Some(reason);
+            }
+            let secs = f64::from_bits(r.u64()?);
+            parts.push((s, secs));
+        }
+        let mut texts = BTreeMap::new();
+        for _ in 0..r.usize()? {
+            let row = r.usize()?;
+            texts.insert(row, r.string()?);
+        }
+        let ids = match r.u64()? {
+            u64::MAX => None,
+            k => {
+                let mut ids = BTreeMap::new();
+                for _ in 0..k {
+                    let row = r.usize()?;
+                    ids.insert(row, r.string()?);
+                }
+                Some(ids)
+            }
+        };
+        out.push(Scored {
+            start,
+            parts,
+            shown: Shown { texts, ids },
+        });
+    }
+    if !r.0.is_empty() {
+        return Err(truncated());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_consecutive_runs_of_about_equal_rows() {
+        let rows = [10, 10, 10, 10, 10, 10, 10];
+        for k in [1, 2, 3, 7, 16] {
+            let p = partitions(&rows, k);
+            assert_eq!(p.len(), k.min(7), "{k}");
+            assert_eq!(p[0].groups.start, 0);
+            assert_eq!(p.last().map(|g| g.groups.end), Some(7));
+            for w in p.windows(2) {
+                assert_eq!(w[0].groups.end, w[1].groups.start);
+                assert!(!w[0].groups.is_empty());
+            }
+        }
+        assert_eq!(partitions(&[5], 4), vec![RowGroups { groups: 0..1 }]);
+    }
+}

@@ -1,0 +1,226 @@
+//! The rounds over partitions of the input (`poisongate::pipeline::scan_partitioned`, what a
+//! cluster engine runs) against the single-machine streaming scan: for 1, 2, 7 and 16
+//! partitions, tasks run in a shuffled order by two task processes' worth of caches and their
+//! partials absorbed in a shuffled order, every shipped benchmark (as Parquet with its MiniLM
+//! embeddings in a column, in row groups of a twentieth of its rows) gives the same combined
+//! score bits, the same quarantined rows and reasons, the same outputs byte for byte and the
+//! same report (the per-detector entries and evaluation included).
+
+use crate::common::*;
+use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use poisongate::pipeline::{
+    run_task, scan, scan_partitioned, Plan, Runner, ScanError, ScanOptions, TaskCache,
+};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A benchmark set as Parquet, its `.minilm.npy` rows as an `embedding` column, in row groups
+/// of `group_rows` rows.
+fn set_parquet(jsonl_path: &Path, npy: &Path, out: &Path, group_rows: usize) {
+    let rows = jsonl(jsonl_path);
+    let emb: ndarray::Array2<f32> = ndarray_npy::read_npy(npy).unwrap();
+    let mut list = FixedSizeListBuilder::new(Float32Builder::new(), emb.ncols() as i32);
+    for r in emb.rows() {
+        list.values().append_slice(r.as_slice().unwrap());
+        list.append(true);
+    }
+    let text = |k: &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(
+            |v| match &v[k] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+        )))
+    };
+    let label: ArrayRef = if rows.iter().all(|v| v["label"].is_i64()) {
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|v| v["label"].as_i64().unwrap()),
+        ))
+    } else {
+        text("label")
+    };
+    let poison: ArrayRef = Arc::new(BooleanArray::from(
+        rows.iter()
+            .map(|v| v["poison"].as_bool().unwrap_or(v["poison"] == 1))
+            .collect::<Vec<_>>(),
+    ));
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("id", text("id")),
+        ("text", text("text")),
+        ("label", label),
+        ("poison", poison),
+        ("embedding", Arc::new(list.finish())),
+    ];
+    let batch = RecordBatch::try_from_iter(cols).unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group_rows))
+        .build();
+    let f = std::fs::File::create(out).unwrap();
+    let mut w = ArrowWriter::try_new(f, batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Runs the tasks in this process: in a shuffled order, alternately with two caches (two task
+/// processes), the partials returned in another shuffled order.
+struct Local<'a> {
+    opts: &'a ScanOptions,
+    k: usize,
+    state: u64,
+    caches: [TaskCache; 2],
+    tasks: usize,
+}
+
+impl Local<'_> {
+    fn next(&mut self) -> u64 {
+        self.state = self
+            .state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.state >> 33
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+impl Runner for Local<'_> {
+    fn partitions(&self) -> usize {
+        self.k
+    }
+
+    fn engine(&self) -> String {
+        "test".into()
+    }
+
+    fn run(
+        &mut self,
+        plan: &Plan,
+        round: usize,
+        earlier: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>, ScanError> {
+        let mut parts: Vec<usize> = (0..plan.partitions.len()).collect();
+        self.shuffle(&mut parts);
+        let mut out = Vec::new();
+        for p in parts {
+            let cache = &mut self.caches[self.tasks % 2];
+            self.tasks += 1;
+            out.push(run_task(self.opts, plan, (round, p), earlier, cache)?);
+        }
+        self.shuffle(&mut out);
+        Ok(out)
+    }
+}
+
+fn options(data: &Path, out: &Path) -> ScanOptions {
+    let mut o = ScanOptions::new(data);
+    o.id_column = Some("id".into());
+    o.ground_truth_column = Some("poison".into());
+    o.embedding_column = Some("embedding".into());
+    o.select = Some(vec![
+        "ACT001".into(),
+        "SPEC001".into(),
+        "DUP001".into(),
+        "DUP002".into(),
+        "DUP003".into(),
+        "TRIG001".into(),
+    ]);
+    // DUP002 without its embedding relation, as streaming runs it
+    let mut dup002 = toml::Table::new();
+    dup002.insert("embedding_cosine".into(), toml::Value::Float(0.0));
+    o.detector_params.insert("DUP002".into(), dup002);
+    o.batch_rows = 997;
+    o.reproducible = true;
+    o.out = Some(out.to_path_buf());
+    o.stream = true;
+    o
+}
+
+fn agreed(dir: &Path) -> serde_json::Value {
+    let mut r = deterministic(report(dir));
+    r["settings"]["engine"] = serde_json::Value::Null;
+    r["settings"]["partitions"] = serde_json::Value::Null;
+    serde_json::json!({
+        "detectors": r["detectors"],
+        "reconciliation": r["reconciliation"],
+        "verdict": r["verdict"],
+        "evaluation": r["evaluation"],
+        "quarantined_rows": r["quarantined_rows"],
+        "inputs": r["inputs"],
+    })
+}
+
+#[test]
+fn partitioned_scans_equal_the_single_machine_scan_on_every_benchmark() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut sets = 0;
+    let mut flagged = 0;
+    for set in benchmark_sets() {
+        let npy = set.with_extension("minilm.npy");
+        if !npy.exists() {
+            continue;
+        }
+        let name = set.file_stem().unwrap().to_str().unwrap().to_string();
+        let n = jsonl(&set).len();
+        let pq = tmp.path().join(format!("{name}.parquet"));
+        set_parquet(&set, &npy, &pq, n.div_ceil(20));
+        let one = tmp.path().join(format!("{name}-one"));
+        let base = scan(&options(&pq, &one)).unwrap();
+        flagged += base.reasons.len();
+        for (k, seed) in [(1, 1), (2, 2), (7, 3), (16, 4)] {
+            let out = tmp.path().join(format!("{name}-{k}"));
+            let opts = options(&pq, &out);
+            let mut runner = Local {
+                opts: &opts,
+                k,
+                state: seed,
+                caches: Default::default(),
+                tasks: 0,
+            };
+            let got = scan_partitioned(&opts, &mut runner).unwrap();
+            let bits = |s: &[f64]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.scores), bits(&base.scores), "{name}, {k}: scores");
+            assert_eq!(got.reasons, base.reasons, "{name}, {k}: reasons");
+            for f in ["clean.parquet", "quarantine.parquet"] {
+                assert!(
+                    std::fs::read(out.join(f)).unwrap() == std::fs::read(one.join(f)).unwrap(),
+                    "{name}, {k}: {f} differs"
+                );
+            }
+            assert_eq!(agreed(&out), agreed(&one), "{name}, {k}: reports differ");
+            let r = report(&out);
+            assert_eq!(r["settings"]["engine"], "test");
+            assert_eq!(r["settings"]["partitions"], k);
+        }
+        sets += 1;
+    }
+    assert!(
+        sets >= 12 && flagged > 500,
+        "{sets} sets, {flagged} rows flagged"
+    );
+}
+
+#[test]
+fn partitioned_scans_refuse_what_they_cannot_split() {
+    let (data, emb) = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = options(&data, &tmp.path().join("out"));
+    o.embedding_column = None;
+    o.embeddings = Some(emb);
+    let mut runner = Local {
+        opts: &o,
+        k: 2,
+        state: 1,
+        caches: Default::default(),
+        tasks: 0,
+    };
+    let e = scan_partitioned(&o, &mut runner).unwrap_err().to_string();
+    assert!(e.contains("Parquet"), "{e}");
+}
