@@ -1,5 +1,6 @@
 //! The native half of the `poisongate` Python package (`poisongate._native`): the library's
-//! scan, fit and verify, called in process. The Python half (`poisongate/__init__.py`) turns keyword arguments
+//! scan, fit and verify, called in process, and the planning side and tasks of a scan whose
+//! rounds run over partitions (`poisongate/ray.py`). The Python half (`poisongate/__init__.py`) turns keyword arguments
 //! into the settings a scan config file holds and the report into a dict.
 //!
 //! Bindings are written with pyo3 and built with maturin (`python/pyproject.toml`); this crate
@@ -10,6 +11,7 @@ use poisongate::config::ConfigFile;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::path::PathBuf;
 
 create_exception!(
@@ -60,21 +62,9 @@ fn scan(
     settings: &str,
     reproducible: bool,
 ) -> PyResult<(i32, String)> {
-    let cfg: ConfigFile = serde_json::from_str(settings)
-        .map_err(|e| PyValueError::new_err(format!("invalid setting: {e}")))?;
-    if let Some(limit) = cfg.max_line_bytes {
-        poisongate::ingest::set_max_line_bytes(limit);
-    }
-    if let Some(limit) = cfg.max_page_bytes {
-        poisongate::ingest::set_max_page_bytes(limit);
-    }
-    let threads = cfg.threads.unwrap_or(0);
-    let mut o = cfg
-        .scan_options(data)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let (mut o, threads) = options(data, settings)?;
     o.out = out;
     o.reproducible = reproducible;
-    o.progress = false;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -136,12 +126,157 @@ fn verify(py: Python<'_>, dir: PathBuf) -> (i32, String) {
     }
 }
 
+/// Settings JSON to scan options for `data` (the page and line limits applied).
+fn options(data: PathBuf, settings: &str) -> PyResult<(poisongate::pipeline::ScanOptions, usize)> {
+    let cfg: ConfigFile = serde_json::from_str(settings)
+        .map_err(|e| PyValueError::new_err(format!("invalid setting: {e}")))?;
+    if let Some(limit) = cfg.max_line_bytes {
+        poisongate::ingest::set_max_line_bytes(limit);
+    }
+    if let Some(limit) = cfg.max_page_bytes {
+        poisongate::ingest::set_max_page_bytes(limit);
+    }
+    let threads = cfg.threads.unwrap_or(0);
+    let mut o = cfg
+        .scan_options(data)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    o.progress = false;
+    Ok((o, threads))
+}
+
+/// A [`Runner`](poisongate::pipeline::Runner) that hands each round to a Python callable:
+/// `run_round(plan_json, round, earlier) -> list[bytes]` (the partitions' task results).
+struct PyRunner {
+    partitions: usize,
+    engine: String,
+    run_round: PyObject,
+}
+
+impl poisongate::pipeline::Runner for PyRunner {
+    fn partitions(&self) -> usize {
+        self.partitions
+    }
+
+    fn engine(&self) -> String {
+        self.engine.clone()
+    }
+
+    fn run(
+        &mut self,
+        plan: &poisongate::pipeline::Plan,
+        round: usize,
+        earlier: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>, poisongate::pipeline::ScanError> {
+        let failed = |what: String| {
+            poisongate::pipeline::ScanError::Config(format!("round {round}'s tasks failed: {what}"))
+        };
+        let plan = serde_json::to_string(plan).map_err(|e| failed(e.to_string()))?;
+        Python::with_gil(|py| {
+            let earlier: Vec<Bound<'_, PyBytes>> =
+                earlier.iter().map(|b| PyBytes::new(py, b)).collect();
+            let out = self
+                .run_round
+                .call1(py, (plan, round, earlier))
+                .map_err(|e| failed(e.to_string()))?;
+            out.extract::<Vec<Vec<u8>>>(py)
+                .map_err(|e| failed(e.to_string()))
+        })
+    }
+}
+
+/// Scan `data` with its rounds run over `partitions` partitions by `run_round` (see
+/// [`PyRunner`]), recording `engine` in the report; otherwise as [`scan`].
+#[pyfunction]
+#[pyo3(signature = (data, out, settings, reproducible, partitions, engine, run_round))]
+#[allow(clippy::too_many_arguments)]
+fn scan_partitioned(
+    py: Python<'_>,
+    data: PathBuf,
+    out: Option<PathBuf>,
+    settings: &str,
+    reproducible: bool,
+    partitions: usize,
+    engine: String,
+    run_round: PyObject,
+) -> PyResult<(i32, String)> {
+    let (mut o, threads) = options(data, settings)?;
+    o.out = out;
+    o.reproducible = reproducible;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ScanError::new_err(format!("cannot start worker threads: {e}")))?;
+    let mut runner = PyRunner {
+        partitions: partitions.max(1),
+        engine,
+        run_round,
+    };
+    let outcome = py
+        .allow_threads(|| pool.install(|| poisongate::pipeline::scan_partitioned(&o, &mut runner)))
+        .map_err(|e| {
+            ScanError::new_err(format!(
+                "scan of {} failed: {}",
+                o.data.display(),
+                error_line(&e)
+            ))
+        })?;
+    let report = serde_json::to_string(&outcome.report)
+        .map_err(|e| ScanError::new_err(format!("report: {e}")))?;
+    Ok((outcome.exit_code(), report))
+}
+
+/// The engines of this process's tasks (see `TaskCache`): a process that runs several
+/// partitions of a scan finalises its earlier rounds once.
+static TASKS: std::sync::Mutex<Option<poisongate::pipeline::TaskCache>> =
+    std::sync::Mutex::new(None);
+
+/// One task of a partitioned scan: round `round` over partition `part` of `plan` (JSON), with
+/// the same settings as the planning scan and the merged partials of the earlier rounds.
+/// Returns the partition's partial (round 4: its scores).
+#[pyfunction]
+#[pyo3(signature = (data, settings, plan, round, part, earlier))]
+fn run_task<'py>(
+    py: Python<'py>,
+    data: PathBuf,
+    settings: &str,
+    plan: &str,
+    round: usize,
+    part: usize,
+    earlier: Vec<Vec<u8>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let (o, threads) = options(data, settings)?;
+    let plan: poisongate::pipeline::Plan = serde_json::from_str(plan)
+        .map_err(|e| PyValueError::new_err(format!("invalid plan: {e}")))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ScanError::new_err(format!("cannot start worker threads: {e}")))?;
+    let out = py
+        .allow_threads(|| {
+            let mut cache = TASKS.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = cache.get_or_insert_with(Default::default);
+            pool.install(|| {
+                poisongate::pipeline::run_task(&o, &plan, (round, part), &earlier, cache)
+            })
+        })
+        .map_err(|e| {
+            ScanError::new_err(format!(
+                "partition {part} of {}, round {round}, failed: {}",
+                o.data.display(),
+                error_line(&e)
+            ))
+        })?;
+    Ok(PyBytes::new(py, &out))
+}
+
 /// The extension module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scan, m)?)?;
     m.add_function(wrap_pyfunction!(fit, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add_function(wrap_pyfunction!(scan_partitioned, m)?)?;
+    m.add_function(wrap_pyfunction!(run_task, m)?)?;
     m.add("PoisongateError", m.py().get_type::<PoisongateError>())?;
     m.add("ScanError", m.py().get_type::<ScanError>())?;
     m.add("FitError", m.py().get_type::<FitError>())?;

@@ -182,6 +182,15 @@ impl Driver {
         matches!(self, Driver::Spec { .. } | Driver::Act { .. }) && (round == 1 || round == 2)
     }
 
+    /// Whether round `round` (1 to 3) folds rows into this detector's state.
+    pub(super) fn works_in(&self, round: usize) -> bool {
+        match self {
+            Driver::Trig { .. } => round == 1,
+            Driver::Near { .. } => (1..=3).contains(&round),
+            _ => (1..=2).contains(&round),
+        }
+    }
+
     /// Whether round 3 has work.
     pub(super) fn has_round_3(&self) -> bool {
         matches!(self, Driver::Near { .. })

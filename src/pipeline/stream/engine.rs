@@ -12,6 +12,10 @@ pub(super) struct Engine {
     names: Vec<String>,
     counts: Vec<u64>,
     slice_groups: u64,
+    /// Whether a detector's round is finalised only once a later round needs it (or at the
+    /// end, [`Engine::settle`]), and per detector the round left to finalise.
+    defer: bool,
+    pending: Vec<Option<usize>>,
 }
 
 impl Engine {
@@ -44,11 +48,44 @@ impl Engine {
         }
         Ok(Engine {
             fitted: drivers.iter().map(|_| None).collect(),
+            pending: drivers.iter().map(|_| None).collect(),
+            defer: false,
             drivers,
             names,
             counts,
             slice_groups,
         })
+    }
+
+    /// Finalise a detector's round only when a later round reads that detector's state, and
+    /// the rest at [`Engine::settle`]: over partitions, where each task finalises the earlier
+    /// rounds itself, TRIG001's fit (its largest) is then made once, for the scores.
+    pub(super) fn deferring(mut self) -> Engine {
+        self.defer = true;
+        self
+    }
+
+    /// Finalise the rounds left pending (see [`Engine::deferring`]).
+    pub(super) fn settle(&mut self) -> Result<(), ScanError> {
+        for i in 0..self.drivers.len() {
+            if let Some(round) = self.pending[i].take() {
+                self.finish_one(i, round)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_one(&mut self, i: usize, round: usize) -> Result<(), ScanError> {
+        let (code, d, secs) = &mut self.drivers[i];
+        let t = Instant::now();
+        if let Some(done) =
+            d.finish_round(code, round, &self.names, &self.counts, self.slice_groups)?
+        {
+            self.fitted[i] = Some(done);
+        }
+        *secs += t.elapsed().as_secs_f64();
+        release_freed();
+        Ok(())
     }
 
     /// Whether round `round` (1 to 3) has work.
@@ -72,51 +109,53 @@ impl Engine {
         })
     }
 
-    /// Finalise round `round` for every detector.
+    /// Finalise round `round` for every detector (deferring: for those a later round reads).
     pub(super) fn finish_round(&mut self, round: usize) -> Result<(), ScanError> {
-        let drivers = &mut self.drivers;
+        if self.defer {
+            for i in 0..self.drivers.len() {
+                let d = &self.drivers[i].1;
+                let later = (round + 1..=3).any(|r| self.has_round(r) && d.works_in(r));
+                if d.works_in(round) && !later {
+                    self.pending[i] = Some(round);
+                }
+            }
+        }
         if round == 1 {
-            share_keys(drivers)?;
+            share_keys(&mut self.drivers)?;
         }
         // round 1 is finalised first by the drivers without exact keys, while the keys wait
         // on disk, then by the duplicate detectors last first, so that a detector that borrows
         // the keys copies them from their owner (an earlier driver) just before its own groups
         // are built: one copy beside the owner's at a time
+        let keyed = |d: &Driver| d.key_normalization().is_some();
         let order: Vec<usize> = if round == 1 {
-            let (keyed, other): (Vec<usize>, Vec<usize>) = (0..drivers.len())
+            let (k, other): (Vec<usize>, Vec<usize>) = (0..self.drivers.len())
                 .rev()
-                .partition(|&i| drivers[i].1.key_normalization().is_some());
-            other.into_iter().chain(keyed).collect()
+                .partition(|&i| keyed(&self.drivers[i].1));
+            other.into_iter().chain(k).collect()
         } else {
-            (0..drivers.len()).collect()
+            (0..self.drivers.len()).collect()
         };
-        let mut spilled = if round == 1
-            && drivers
-                .iter()
-                .any(|(_, d, _)| d.key_normalization().is_none())
-        {
-            Some(spill_keys(drivers)?)
+        let others_now = (0..self.drivers.len())
+            .any(|i| !keyed(&self.drivers[i].1) && self.pending[i].is_none());
+        let mut spilled = if round == 1 && others_now {
+            Some(spill_keys(&mut self.drivers)?)
         } else {
             None
         };
         for i in order {
+            if self.pending[i].is_some() {
+                continue;
+            }
             if round == 1 {
-                if drivers[i].1.key_normalization().is_some() {
+                if keyed(&self.drivers[i].1) {
                     if let Some(s) = spilled.take() {
-                        unspill_keys(drivers, s)?;
+                        unspill_keys(&mut self.drivers, s)?;
                     }
                 }
-                lend_keys(drivers, i)?;
+                lend_keys(&mut self.drivers, i)?;
             }
-            let (code, d, secs) = &mut drivers[i];
-            let t = Instant::now();
-            if let Some(done) =
-                d.finish_round(code, round, &self.names, &self.counts, self.slice_groups)?
-            {
-                self.fitted[i] = Some(done);
-            }
-            *secs += t.elapsed().as_secs_f64();
-            release_freed();
+            self.finish_one(i, round)?;
         }
         Ok(())
     }

@@ -453,14 +453,20 @@ struct Gathered {
 }
 
 impl Gathered {
-    fn new(fitted: &[&dyn Fitted], seconds: Vec<f64>, opts: &ScanOptions, setup: &Setup) -> Self {
+    /// Per detector its summary and the seconds spent so far.
+    fn new(
+        summaries: Vec<serde_json::Value>,
+        seconds: Vec<f64>,
+        opts: &ScanOptions,
+        setup: &Setup,
+    ) -> Self {
         let keep_scores = setup.truth.is_some();
         Gathered {
             flags: seconds
                 .into_iter()
-                .zip(fitted)
-                .map(|(secs, f)| {
-                    let mut fl = Flags::new(keep_scores, f.summary());
+                .zip(summaries)
+                .map(|(secs, summary)| {
+                    let mut fl = Flags::new(keep_scores, summary);
                     fl.seconds = secs;
                     fl
                 })
@@ -574,7 +580,8 @@ pub(super) fn detect(
 
     // round 4: scores, batch by batch; the flagged rows' texts and ids kept
     let with_x = planned.iter().any(|p| p.configured.needs().embeddings);
-    let mut gathered = Gathered::new(&fitted, engine.seconds(), opts, &setup);
+    let summaries = fitted.iter().map(|f| f.summary()).collect();
+    let mut gathered = Gathered::new(summaries, engine.seconds(), opts, &setup);
     let pb = pass_bar(opts.progress, n, 4);
     setup.pass_over(opts, with_x, &mut |rows| {
         pb.inc(rows.labels.len() as u64);

@@ -134,24 +134,53 @@ pub(super) fn detect(
     };
     let mut engine = engine_of(opts, planned, &plan)?;
     let mut earlier: Vec<Vec<u8>> = Vec::new();
+    // each round is finalised here while the next round's tasks run (they finalise it
+    // themselves from the merged partial); this engine never fits what only the scores need:
+    // the tasks of round 4 return the fitted detectors' summaries with their scores
+    let mut unfinished: Option<usize> = None;
+    let mut run = |engine: &mut Engine,
+                   round: usize,
+                   earlier: &[Vec<u8>],
+                   unfinished: Option<usize>|
+     -> Result<Vec<Vec<u8>>, ScanError> {
+        let Some(prev) = unfinished else {
+            return runner.run(&plan, round, earlier);
+        };
+        std::thread::scope(|s| {
+            let finishing = s.spawn(|| engine.finish_round(prev));
+            let parts = runner.run(&plan, round, earlier);
+            let finished = finishing.join().unwrap_or_else(|_| {
+                Err(ScanError::Config(format!("finalising round {prev} failed")))
+            });
+            finished.and(parts)
+        })
+    };
     for round in 1..=3 {
         if !engine.has_round(round) {
             earlier.push(Vec::new());
             continue;
         }
-        for p in runner.run(&plan, round, &earlier)? {
+        for p in run(&mut engine, round, &earlier, unfinished)? {
             engine.absorb(round, &p)?;
         }
         earlier.push(engine.export(round, true)?);
-        engine.finish_round(round)?;
+        unfinished = Some(round);
     }
-    let fitted = engine.fitted()?;
+    let mut summaries: Option<Vec<serde_json::Value>> = None;
     let mut scored: Vec<Scored> = Vec::new();
-    for p in runner.run(&plan, 4, &earlier)? {
-        scored.extend(decode_scores(&p, fitted.len())?);
+    for p in run(&mut engine, 4, &earlier, None)? {
+        let (sums, batches) = decode_scores(&p, planned.len())?;
+        if summaries.as_ref().is_some_and(|s| *s != sums) {
+            return Err(ScanError::Config(
+                "two tasks fitted the detectors differently".into(),
+            ));
+        }
+        summaries = Some(sums);
+        scored.extend(batches);
     }
+    let summaries = summaries.ok_or_else(|| ScanError::Config("no task scored".into()))?;
     scored.sort_by_key(|s| s.start);
-    let mut gathered = Gathered::new(&fitted, engine.seconds(), opts, &setup);
+    let mut gathered = Gathered::new(summaries, engine.seconds(), opts, &setup);
     for s in scored {
         gathered.add(s);
     }
@@ -163,7 +192,7 @@ pub(super) fn detect(
 fn engine_of(opts: &ScanOptions, planned: &[Planned], plan: &Plan) -> Result<Engine, ScanError> {
     // one slice: the merged near keys are finalised whole (see the module docs)
     let pair = (plan.names.clone(), plan.counts.clone());
-    Engine::new(opts, planned, pair, plan.dims, plan.n_rows, u64::MAX)
+    Ok(Engine::new(opts, planned, pair, plan.dims, plan.n_rows, u64::MAX)?.deferring())
 }
 
 /// One task: round `round` over partition `part` of `plan`, with the scan's settings `opts`
@@ -253,7 +282,11 @@ pub fn run_task(
     };
     let digest = &setup.read.digest;
     if round == 4 {
+        engine.settle()?;
         let fitted = engine.fitted()?;
+        let summaries: Vec<serde_json::Value> = fitted.iter().map(|f| f.summary()).collect();
+        let summaries = serde_json::to_string(&summaries)
+            .map_err(|e| ScanError::Config(format!("a detector's summary: {e}")))?;
         let mut out = Vec::new();
         let mut batches = 0u64;
         ingest::read_row_groups(
@@ -269,7 +302,9 @@ pub fn run_task(
                 Ok::<(), ScanError>(())
             },
         )?;
-        let mut all = batches.to_le_bytes().to_vec();
+        let mut all = Vec::with_capacity(out.len() + summaries.len() + 16);
+        put_str(&mut all, &summaries);
+        put_u64(&mut all, batches);
         all.extend_from_slice(&out);
         return Ok(all);
     }
@@ -293,7 +328,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// A batch's scores as bytes: its first row; per detector the row count, each score's bits,
+/// A batch's scores as bytes (after the summaries and the batch count): its first row; per detector the row count, each score's bits,
 /// the flagged rows (index in the batch, reason) and the seconds; then the shown texts and
 /// ids (row, text).
 fn encode_scores(s: &Scored, out: &mut Vec<u8>) {
@@ -359,8 +394,17 @@ fn truncated() -> ScanError {
     ScanError::Config("a task's scores are truncated or damaged".into())
 }
 
-fn decode_scores(bytes: &[u8], detectors: usize) -> Result<Vec<Scored>, ScanError> {
+/// A round-4 task's result: the fitted detectors' summaries, then its batches' scores.
+fn decode_scores(
+    bytes: &[u8],
+    detectors: usize,
+) -> Result<(Vec<serde_json::Value>, Vec<Scored>), ScanError> {
     let mut r = Reader(bytes);
+    let summaries: Vec<serde_json::Value> =
+        serde_json::from_str(&r.string()?).map_err(|_| truncated())?;
+    if summaries.len() != detectors {
+        return Err(truncated());
+    }
     let batches = r.usize()?;
     let mut out = Vec::new();
     for _ in 0..batches {
@@ -409,7 +453,7 @@ fn decode_scores(bytes: &[u8], detectors: usize) -> Result<Vec<Scored>, ScanErro
     if !r.0.is_empty() {
         return Err(truncated());
     }
-    Ok(out)
+    Ok((summaries, out))
 }
 
 #[cfg(test)]

@@ -1,0 +1,108 @@
+"""Gate a Parquet dataset with its detectors' rounds run as Ray Data tasks.
+
+``gate`` plans the scan where it is called: it reads the labels and hashes the file (round 0),
+cuts the file into partitions of consecutive row groups from its footer, and runs each round
+as a ``map_batches`` job over the partitions (tasks, not actor pools). Each task reads its
+row groups and returns its partial state; the partials are merged where ``gate`` runs, and
+round 4's tasks score their rows. The verdicts and outputs are those of a single-machine
+scan, bit for bit, whatever the partitioning; the report records the engine (``ray``) and
+the partition count::
+
+    import ray
+    import poisongate.ray
+
+    ray.init()
+    result = poisongate.ray.gate("s3-mirror/new.parquet", out="gated/", id_column="id",
+                                 embedding_column="embedding", max_quarantine_fraction=0.01)
+    if not result.passed:
+        print(result.report["verdict"])
+    result.clean.write_parquet("curated/")          # a ray.data.Dataset
+    result.quarantined.write_parquet("held-back/")
+
+The input is one Parquet file that every worker can read at the same path; rows are numbered
+by their place in the file (row groups from the footer). Embeddings come from a column of the
+data (``embedding_column``). The outputs are written where ``gate`` runs, as ``scan`` writes
+them. DUP002's nearest-neighbour relation is refused, as ``scan --stream`` refuses it: set
+``detectors={"DUP002": {"embedding_cosine": 0}}`` when the data has embeddings.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from . import _setting
+from ._native import run_task as _run_task
+from ._native import scan_partitioned as _scan_partitioned
+
+__all__ = ["gate", "GateResult"]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """What ``gate`` found: the report (report.json as a dict), the CLI's exit code (0 the
+    gate passed, 1 it failed), the output folder and its clean and quarantined rows as Ray
+    datasets."""
+
+    report: Dict[str, Any]
+    exit_code: int
+    out: str
+    clean: Any
+    quarantined: Any
+
+    @property
+    def passed(self) -> bool:
+        """Whether the gate passed (no more rows quarantined than allowed)."""
+        return self.exit_code == 0
+
+
+def _task(batch, data, settings, plan, rnd, earlier):
+    import pyarrow as pa
+    import ray
+
+    if isinstance(earlier, ray.ObjectRef):
+        earlier = ray.get(earlier)
+    parts = [int(p) for p in batch["id"]]
+    partials = [_run_task(data, settings, plan, rnd, p, earlier) for p in parts]
+    return pa.table({"part": pa.array(parts, pa.int64()),
+                     "partial": pa.array(partials, pa.large_binary())})
+
+
+def gate(data, out, *, partitions: Optional[int] = None, reproducible: bool = False,
+         **settings: Any) -> GateResult:
+    """Scan the Parquet file ``data`` on the Ray cluster ``ray.init`` connected to, writing
+    the outputs into ``out``. ``partitions``: how many tasks each round runs (default: the
+    cluster's CPUs; at most one per row group). The other keyword arguments are
+    ``poisongate.scan``'s settings. Raises ``ValueError`` for an unknown setting and
+    ``ScanError`` when the scan fails or cannot be partitioned (the message says why)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    if isinstance(settings.get("select"), str):
+        settings["select"] = [s for s in settings["select"].split(",") if s]
+    given = {k: _setting(v) for k, v in settings.items() if v is not None}
+    settings_json = json.dumps(given)
+    data = os.path.abspath(os.fspath(data))
+    out = os.path.abspath(os.fspath(out))
+    if partitions is None:
+        partitions = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def run_round(plan: str, rnd: int, earlier):
+        n = len(json.loads(plan)["partitions"])
+        earlier_ref = ray.put(list(earlier))
+        ds = ray.data.range(n, override_num_blocks=n)
+        done = ds.map_batches(
+            _task, batch_size=1, batch_format="pyarrow",
+            fn_kwargs={"data": data, "settings": settings_json, "plan": plan, "rnd": rnd,
+                       "earlier": earlier_ref})
+        return [bytes(row["partial"]) for row in done.take_all()]
+
+    code, report = _scan_partitioned(data, out, settings_json, bool(reproducible),
+                                     int(partitions), "ray", run_round)
+    report = json.loads(report)
+    ext = os.path.splitext(data)[1]
+    clean = ray.data.read_parquet(os.path.join(out, "clean" + ext))
+    quarantined = ray.data.read_parquet(os.path.join(out, "quarantine" + ext))
+    return GateResult(report=report, exit_code=code, out=out, clean=clean,
+                      quarantined=quarantined)

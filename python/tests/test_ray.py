@@ -1,0 +1,76 @@
+"""poisongate.ray.gate in Ray's local mode against the single-machine streaming scan: the same
+outputs byte for byte and the same report, for 1, 2, 7 and 16 partitions."""
+
+import json
+import pathlib
+
+import pytest
+
+ray = pytest.importorskip("ray")
+np = pytest.importorskip("numpy")
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+import poisongate  # noqa: E402
+import poisongate.ray  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEMO = ROOT / "datasets" / "demo"
+SETTINGS = dict(id_column="id", embedding_column="embedding", ground_truth_column="poison",
+                detectors={"DUP002": {"embedding_cosine": 0}}, reproducible=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def demo_parquet(tmp_path_factory):
+    """The demo reviews with their embeddings in a column, in 16 row groups."""
+    rows = [json.loads(line) for line in open(DEMO / "reviews.jsonl") if line.strip()]
+    emb = np.load(DEMO / "reviews.npy").astype(np.float32)
+    table = pa.table({
+        "id": [str(r["id"]) for r in rows],
+        "text": [r["text"] for r in rows],
+        "label": [r["label"] for r in rows],
+        "poison": [bool(r["poison"]) for r in rows],
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
+    })
+    path = tmp_path_factory.mktemp("data") / "reviews.parquet"
+    pq.write_table(table, path, row_group_size=-(-len(rows) // 16))
+    assert pq.ParquetFile(path).num_row_groups == 16
+    return path
+
+
+def agreed(report):
+    return {k: report[k] for k in ("detectors", "verdict", "evaluation", "reconciliation",
+                                   "quarantined_rows")}
+
+
+def without_times(report):
+    for d in report["detectors"]:
+        d.pop("seconds", None)
+    return report
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 7, 16])
+def test_gate_equals_the_single_machine_scan(cluster, demo_parquet, tmp_path, partitions):
+    one = poisongate.scan(demo_parquet, out=tmp_path / "one", stream=True, **SETTINGS)
+    got = poisongate.ray.gate(demo_parquet, tmp_path / "ray", partitions=partitions, **SETTINGS)
+    assert got.exit_code == one.exit_code
+    for f in ("clean.parquet", "quarantine.parquet"):
+        assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
+    assert agreed(without_times(got.report)) == agreed(without_times(one.report))
+    assert got.report["settings"]["engine"] == "ray"
+    assert got.report["settings"]["partitions"] == partitions
+    assert got.report["reconciliation"]["quarantined_rows"] > 0
+    assert got.clean.count() + got.quarantined.count() == 3000
+    assert poisongate.verify(tmp_path / "ray").ok
+
+
+def test_gate_refuses_what_it_cannot_split(cluster, tmp_path):
+    with pytest.raises(poisongate.ScanError, match="Parquet"):
+        poisongate.ray.gate(DEMO / "reviews.jsonl", tmp_path / "out", id_column="id")
