@@ -52,7 +52,7 @@ pub struct ConfigFile {
     /// Fit the detectors in rounds over batches of the input (`--stream`).
     pub stream: Option<bool>,
     /// `--stream`: exact groups per slice of the near-duplicate key space (fewer: less memory,
-    /// more passes over the input).
+    /// more slices waiting in temporary files).
     pub near_slice_groups: Option<u64>,
     /// Rows listed per detector in the report.
     pub report_rows: Option<usize>,

@@ -115,7 +115,7 @@ pub struct ScanOptions {
     /// The same verdicts and report as the in-memory scan; what cannot stream is refused.
     pub stream: bool,
     /// With `stream`: exact groups per slice of DUP002's and DUP003's near-duplicate key space;
-    /// round 2 reads the input once per slice and holds one slice's keys at a time.
+    /// round 2 holds one slice's keys at a time, the others in temporary files.
     pub near_slice_groups: u64,
 }
 

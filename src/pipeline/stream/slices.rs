@@ -3,11 +3,11 @@
 //! come, every other slice's batch partials are appended to that slice's anonymous temporary
 //! file (in `TMPDIR`, gone when the scan ends). When the pass is over, the slices are read back
 //! one at a time, each merged and turned into candidate pairs before the next is read: memory
-//! holds one slice's keys, as when each slice took its own pass over the input, and the input
-//! (signatures and word keys included) is read and computed once instead of once per slice.
+//! holds one slice's keys, and the input (signatures and word keys included) is read and
+//! computed once.
 //!
 //! The batch partials of a slice are merged in the order they were written, with the same
-//! exact merges, so the candidates are those of one pass per slice, bit for bit.
+//! exact merges, so the candidates are those of all the keys merged at once, bit for bit.
 
 use super::*;
 use poisongate_detectors::state::Header;
