@@ -65,10 +65,7 @@ fn scan(
     let (mut o, threads) = options(data, settings)?;
     o.out = out;
     o.reproducible = reproducible;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| ScanError::new_err(format!("cannot start worker threads: {e}")))?;
+    let pool = pool(threads)?;
     let outcome = py
         .allow_threads(|| pool.install(|| poisongate::pipeline::scan(&o)))
         .map_err(|e| {
@@ -144,6 +141,14 @@ fn options(data: PathBuf, settings: &str) -> PyResult<(poisongate::pipeline::Sca
     Ok((o, threads))
 }
 
+/// The worker threads of one call (0: one per core).
+fn pool(threads: usize) -> PyResult<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ScanError::new_err(format!("cannot start worker threads: {e}")))
+}
+
 /// A [`Runner`](poisongate::pipeline::Runner) that hands each round to a Python callable:
 /// `run_round(plan_json, round, earlier) -> list[bytes]` (the partitions' task results).
 struct PyRunner {
@@ -202,10 +207,7 @@ fn scan_partitioned(
     let (mut o, threads) = options(data, settings)?;
     o.out = out;
     o.reproducible = reproducible;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| ScanError::new_err(format!("cannot start worker threads: {e}")))?;
+    let pool = pool(threads)?;
     let mut runner = PyRunner {
         partitions: partitions.max(1),
         engine,
@@ -247,10 +249,7 @@ fn run_task<'py>(
     let (o, threads) = options(data, settings)?;
     let plan: poisongate::pipeline::Plan = serde_json::from_str(plan)
         .map_err(|e| PyValueError::new_err(format!("invalid plan: {e}")))?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| ScanError::new_err(format!("cannot start worker threads: {e}")))?;
+    let pool = pool(threads)?;
     let out = py
         .allow_threads(|| {
             let mut cache = TASKS.lock().unwrap_or_else(|p| p.into_inner());

@@ -5,7 +5,7 @@
 //! absorb the merged partial and finalise it themselves, as the planning engine does.
 
 use super::*;
-use poisongate_detectors::state::Header;
+use poisongate_detectors::state::{Header, StateError};
 
 /// One tree's merged partial, serialised; with `keep`, the merged partial is put back.
 fn export_tree<T>(
@@ -33,7 +33,14 @@ impl Driver {
         keep: bool,
     ) -> Result<Vec<u8>, ScanError> {
         let err = state_err(code);
-        let keys_merge: Merge<'_, dup::KeysPartial> = &merge_keys;
+        // a duplicate detector's own round-1 keys (one that borrows them has none)
+        if round == 1 {
+            if let Some(h) = self.owned_key_header() {
+                let tree = self.key_tree().ok_or_else(|| err(StateError::Truncated))?;
+                let bytes = |p: &dup::KeysPartial| p.to_bytes(&h);
+                return export_tree(tree, (Default::default(), &merge_keys), bytes, keep);
+            }
+        }
         let near_merge: Merge<'_, NearKeysPartial> = &|a, b| {
             a.merge(b);
             Ok(())
@@ -53,34 +60,6 @@ impl Driver {
                 }
                 b
             }
-            (
-                Driver::Exact {
-                    r,
-                    keys,
-                    borrows: None,
-                    ..
-                },
-                1,
-            ) => export_tree(
-                keys,
-                (Default::default(), keys_merge),
-                |p| p.to_bytes(r.header()),
-                keep,
-            )?,
-            (
-                Driver::Near {
-                    r,
-                    keys,
-                    borrows: None,
-                    ..
-                },
-                1,
-            ) => export_tree(
-                keys,
-                (Default::default(), keys_merge),
-                |p| p.to_bytes(r.header()),
-                keep,
-            )?,
             (Driver::Trig { r, sample }, 1) => export_tree(
                 sample,
                 (Default::default(), &|a, b| a.merge(b).map_err(&err)),
@@ -173,6 +152,13 @@ impl Driver {
             return Ok(());
         }
         let err = state_err(code);
+        if round == 1 {
+            if let Some(h) = self.owned_key_header() {
+                let p = dup::KeysPartial::from_bytes(bytes, &h).map_err(&err)?;
+                let tree = self.key_tree().ok_or_else(|| err(StateError::Truncated))?;
+                return tree.push(p, &merge_keys);
+            }
+        }
         let h = |r: &Header| r.clone();
         match (self, round) {
             (Driver::Spec { r, moments, .. }, 1) => {
@@ -182,30 +168,6 @@ impl Driver {
             (Driver::Act { r, moments, .. }, 1) => {
                 let p = MomentsPartial::from_bytes(bytes, &h(r.header())).map_err(&err)?;
                 moments.merge(&p).map_err(&err)?;
-            }
-            (
-                Driver::Exact {
-                    r,
-                    keys,
-                    borrows: None,
-                    ..
-                },
-                1,
-            ) => {
-                let p = dup::KeysPartial::from_bytes(bytes, r.header()).map_err(&err)?;
-                keys.push(p, &merge_keys)?;
-            }
-            (
-                Driver::Near {
-                    r,
-                    keys,
-                    borrows: None,
-                    ..
-                },
-                1,
-            ) => {
-                let p = dup::KeysPartial::from_bytes(bytes, r.header()).map_err(&err)?;
-                keys.push(p, &merge_keys)?;
             }
             (Driver::Trig { r, sample }, 1) => {
                 let p = trig::SamplePartial::from_bytes(bytes, r.header()).map_err(&err)?;

@@ -351,20 +351,17 @@ fn encode_scores(s: &Scored, out: &mut Vec<u8>) {
         }
         put_u64(out, secs.to_bits());
     }
-    put_u64(out, s.shown.texts.len() as u64);
-    for (row, t) in &s.shown.texts {
-        put_u64(out, *row as u64);
-        put_str(out, t);
-    }
+    let put_rows = |out: &mut Vec<u8>, rows: &BTreeMap<usize, String>| {
+        put_u64(out, rows.len() as u64);
+        for (row, t) in rows {
+            put_u64(out, *row as u64);
+            put_str(out, t);
+        }
+    };
+    put_rows(out, &s.shown.texts);
     match &s.shown.ids {
         None => put_u64(out, u64::MAX),
-        Some(ids) => {
-            put_u64(out, ids.len() as u64);
-            for (row, t) in ids {
-                put_u64(out, *row as u64);
-                put_str(out, t);
-            }
-        }
+        Some(ids) => put_rows(out, ids),
     }
 }
 
@@ -380,6 +377,16 @@ impl Reader<'_> {
 
     fn usize(&mut self) -> Result<usize, ScanError> {
         usize::try_from(self.u64()?).map_err(|_| truncated())
+    }
+
+    /// `n` (row, text) entries.
+    fn rows(&mut self, n: usize) -> Result<BTreeMap<usize, String>, ScanError> {
+        let mut out = BTreeMap::new();
+        for _ in 0..n {
+            let row = self.usize()?;
+            out.insert(row, self.string()?);
+        }
+        Ok(out)
     }
 
     fn string(&mut self) -> Result<String, ScanError> {
@@ -428,21 +435,11 @@ fn decode_scores(
             let secs = f64::from_bits(r.u64()?);
             parts.push((s, secs));
         }
-        let mut texts = BTreeMap::new();
-        for _ in 0..r.usize()? {
-            let row = r.usize()?;
-            texts.insert(row, r.string()?);
-        }
+        let n = r.usize()?;
+        let texts = r.rows(n)?;
         let ids = match r.u64()? {
             u64::MAX => None,
-            k => {
-                let mut ids = BTreeMap::new();
-                for _ in 0..k {
-                    let row = r.usize()?;
-                    ids.insert(row, r.string()?);
-                }
-                Some(ids)
-            }
+            k => Some(r.rows(usize::try_from(k).map_err(|_| truncated())?)?),
         };
         out.push(Scored {
             start,
