@@ -24,7 +24,7 @@ impl Core {
         contrast_odds: f64,
         words: Option<&ClassWords>,
     ) -> usize {
-        let removed = if self.toks.is_empty() {
+        let removed = if !self.toks.computed() {
             Vec::new()
         } else {
             self.explained_contrasts(labels, contrast_odds, words)

@@ -6,8 +6,47 @@ use super::minhash::{jaccard, UnionFind};
 use super::normalise::{normalize, Normalization};
 use super::{NearParams, CHUNK};
 use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use xxhash_rust::xxh3::xxh3_128;
+
+/// A value per exact group: every group's (the one-pass fit computes them all), or those of
+/// some groups with every other group's value empty (the rounds collect the payload of the
+/// groups in a candidate pair only: a per-group vector of empty values was 24 bytes a group
+/// for each of signatures, words and texts, most of a scan's memory at ten million rows).
+#[derive(Debug, Clone)]
+pub(super) enum PerGroup<T> {
+    /// Every group's value, by group.
+    Dense(Vec<T>),
+    /// The values of some groups; every other group's is the second field (empty).
+    Sparse(HashMap<usize, T>, T),
+}
+
+impl<T: Default> Default for PerGroup<T> {
+    fn default() -> Self {
+        PerGroup::Dense(Vec::new())
+    }
+}
+
+impl<T> std::ops::Index<usize> for PerGroup<T> {
+    type Output = T;
+
+    fn index(&self, g: usize) -> &T {
+        match self {
+            PerGroup::Dense(v) => &v[g],
+            PerGroup::Sparse(m, empty) => m.get(&g).unwrap_or(empty),
+        }
+    }
+}
+
+impl<T> PerGroup<T> {
+    /// Whether any group's value was computed.
+    pub(super) fn computed(&self) -> bool {
+        match self {
+            PerGroup::Dense(v) => !v.is_empty(),
+            PerGroup::Sparse(..) => true,
+        }
+    }
+}
 
 /// Groups of rows held flat: each group's rows ascending, the groups in order. A vector per
 /// group costs about 48 bytes a row when most groups are one row (a corpus's distinct texts);
@@ -122,15 +161,15 @@ pub(super) struct Core {
     /// Near clusters as lists of exact groups (ordered by first row), when computed.
     pub(super) clusters: Option<GroupList>,
     /// Signature per exact group, when computed.
-    pub(super) sigs: Vec<Vec<u32>>,
+    pub(super) sigs: PerGroup<Vec<u32>>,
     /// Verified near pairs of exact groups (a < b): similarity and the measure that found it.
     pub(super) edges: BTreeMap<(usize, usize), (f64, &'static str)>,
     /// Word hashes (mod 2⁶¹ − 1) of each exact group's normalised text.
-    pub(super) toks: Vec<Vec<u64>>,
+    pub(super) toks: PerGroup<Vec<u64>>,
     /// Near-duplicate statistics for the summary.
     pub(super) near_stats: serde_json::Value,
     /// Normalised text of each exact group (near duplicates only).
-    pub(super) rep_texts: Vec<String>,
+    pub(super) rep_texts: PerGroup<String>,
 }
 
 impl Core {
@@ -167,15 +206,15 @@ impl Core {
             groups,
             group_of,
             clusters: None,
-            sigs: Vec::new(),
+            sigs: PerGroup::default(),
             edges: BTreeMap::new(),
-            toks,
+            toks: PerGroup::Dense(toks),
             near_stats: serde_json::Value::Null,
-            rep_texts: Vec::new(),
+            rep_texts: PerGroup::default(),
         };
         if let Some(near) = near {
             core.near(&normalized, near);
-            core.rep_texts = reps.iter().map(|&r| normalized[r].clone()).collect();
+            core.rep_texts = PerGroup::Dense(reps.iter().map(|&r| normalized[r].clone()).collect());
         }
         core
     }

@@ -9,7 +9,7 @@
 //! key is in exactly one slice), with the memory of one slice at a time.
 
 use super::edits::{edit_base, text_block_keys, text_edit_keys, verify_edit, verify_substitution};
-use super::exact::Core;
+use super::exact::{Core, PerGroup};
 use super::minhash::{bucket_pairs, jaccard};
 use super::NearParams;
 use rayon::prelude::*;
@@ -186,7 +186,7 @@ impl Core {
     /// Verify the candidate pairs (`sigs` and [`Core::toks`] of every group in one), keep the
     /// near pairs and join them into clusters. Groups in no candidate pair may have empty
     /// signatures and words.
-    pub(super) fn link(&mut self, sigs: Vec<Vec<u32>>, cands: &Candidates, near: &NearParams) {
+    pub(super) fn link(&mut self, sigs: PerGroup<Vec<u32>>, cands: &Candidates, near: &NearParams) {
         let verified: Vec<((usize, usize), f64)> = cands
             .minhash
             .par_iter()

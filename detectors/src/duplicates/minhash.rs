@@ -1,7 +1,7 @@
 //! Near duplicates by MinHash LSH: the band choice, the MinHash permutations and signatures, the
 //! LSH banding into candidate pairs, their verification, and the union-find near clusters.
 
-use super::exact::Core;
+use super::exact::{Core, PerGroup};
 use super::link::{group_keys, KeyRange, NearKeys};
 use super::{NearParams, CHUNK, MERSENNE};
 use crate::rng::splitmix;
@@ -212,7 +212,7 @@ impl Core {
         keys.sort();
         let cands = keys.candidates(near.max_bucket);
         drop(keys);
-        self.link(sigs, &cands, near);
+        self.link(PerGroup::Dense(sigs), &cands, near);
     }
 }
 

@@ -21,7 +21,7 @@
 
 use super::direction::ClassWords;
 use super::edits::text_word_hashes;
-use super::exact::Core;
+use super::exact::{Core, PerGroup};
 use super::link::{group_keys, Candidates, KeyRange, NearKeys};
 use super::minhash::Permutations;
 use super::normalise::normalize;
@@ -30,7 +30,7 @@ use super::verdicts::verdicts;
 use super::{DupParams, Kind, NearParams, META_DUP002, META_DUP003};
 use crate::state::{header, Header, StateError};
 use crate::{ClassIndex, Configured, DetectError, Fitted};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The rounds of DUP002 or DUP003.
 #[derive(Debug, Clone)]
@@ -231,9 +231,10 @@ impl NearRounds {
     ) -> Result<Box<dyn Fitted>, DetectError> {
         let code = self.params.code();
         let n_groups = groups.groups.len();
-        let mut sigs = vec![Vec::new(); n_groups];
-        let mut toks = vec![Vec::new(); n_groups];
-        let mut rep_texts = vec![String::new(); n_groups];
+        let held = payload.groups.len();
+        let mut sigs = HashMap::with_capacity(held);
+        let mut toks = HashMap::with_capacity(held);
+        let mut rep_texts = HashMap::with_capacity(held);
         for (g, p) in payload.groups {
             let g = usize::try_from(g)
                 .ok()
@@ -242,11 +243,11 @@ impl NearRounds {
                     code,
                     problem: format!("round 3 holds group {g}, which no candidate pair names"),
                 })?;
-            sigs[g] = p.sig;
-            toks[g] = p.toks;
-            rep_texts[g] = p.text;
+            sigs.insert(g, p.sig);
+            toks.insert(g, p.toks);
+            rep_texts.insert(g, p.text);
         }
-        if let Some(g) = (0..n_groups).find(|&g| links.needed[g] && sigs[g].is_empty()) {
+        if let Some(g) = (0..n_groups).find(|&g| links.needed[g] && !sigs.contains_key(&g)) {
             return Err(DetectError::Data {
                 code,
                 problem: format!(
@@ -267,13 +268,13 @@ impl NearRounds {
             groups: groups.groups,
             group_of,
             clusters: None,
-            sigs: Vec::new(),
+            sigs: PerGroup::default(),
             edges: BTreeMap::new(),
-            toks,
+            toks: PerGroup::Sparse(toks, Vec::new()),
             near_stats: serde_json::Value::Null,
-            rep_texts,
+            rep_texts: PerGroup::Sparse(rep_texts, String::new()),
         };
-        core.link(sigs, &links.cands, &self.near);
+        core.link(PerGroup::Sparse(sigs, Vec::new()), &links.cands, &self.near);
         let labels = labelled.then_some(groups.labels.as_slice());
         let words = (self.params.kind == Kind::NearConflict).then_some(&payload.words);
         if let (Some(l), Some(w)) = (labels, words) {

@@ -18,7 +18,7 @@
 
 use super::direction::ClassWords;
 use super::edits::text_word_hashes;
-use super::exact::{Core, GroupList};
+use super::exact::{Core, GroupList, PerGroup};
 use super::link::merge_sorted;
 use super::normalise::normalize;
 use super::verdicts::verdicts;
@@ -174,11 +174,11 @@ impl Rounds {
             groups: groups.groups,
             group_of,
             clusters: None,
-            sigs: Vec::new(),
+            sigs: PerGroup::default(),
             edges: BTreeMap::new(),
-            toks,
+            toks: PerGroup::Dense(toks),
             near_stats: serde_json::Value::Null,
-            rep_texts: Vec::new(),
+            rep_texts: PerGroup::default(),
         };
         Box::new(verdicts(
             &self.params,
