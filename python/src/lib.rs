@@ -66,15 +66,22 @@ fn scan(
     o.out = out;
     o.reproducible = reproducible;
     let pool = pool(threads)?;
-    let outcome = py
-        .allow_threads(|| pool.install(|| poisongate::pipeline::scan(&o)))
-        .map_err(|e| {
-            ScanError::new_err(format!(
-                "scan of {} failed: {}",
-                o.data.display(),
-                error_line(&e)
-            ))
-        })?;
+    let outcome = py.allow_threads(|| pool.install(|| poisongate::pipeline::scan(&o)));
+    verdict(&o, outcome)
+}
+
+/// A scan's exit code and report.json's text, or its error as a `ScanError`.
+fn verdict(
+    o: &poisongate::pipeline::ScanOptions,
+    outcome: Result<poisongate::pipeline::ScanOutcome, poisongate::pipeline::ScanError>,
+) -> PyResult<(i32, String)> {
+    let outcome = outcome.map_err(|e| {
+        ScanError::new_err(format!(
+            "scan of {} failed: {}",
+            o.data.display(),
+            error_line(&e)
+        ))
+    })?;
     let report = serde_json::to_string(&outcome.report)
         .map_err(|e| ScanError::new_err(format!("report: {e}")))?;
     Ok((outcome.exit_code(), report))
@@ -214,17 +221,8 @@ fn scan_partitioned(
         run_round,
     };
     let outcome = py
-        .allow_threads(|| pool.install(|| poisongate::pipeline::scan_partitioned(&o, &mut runner)))
-        .map_err(|e| {
-            ScanError::new_err(format!(
-                "scan of {} failed: {}",
-                o.data.display(),
-                error_line(&e)
-            ))
-        })?;
-    let report = serde_json::to_string(&outcome.report)
-        .map_err(|e| ScanError::new_err(format!("report: {e}")))?;
-    Ok((outcome.exit_code(), report))
+        .allow_threads(|| pool.install(|| poisongate::pipeline::scan_partitioned(&o, &mut runner)));
+    verdict(&o, outcome)
 }
 
 /// The engines of this process's tasks (see `TaskCache`): a process that runs several
