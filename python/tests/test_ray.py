@@ -1,5 +1,7 @@
 """poisongate.ray.gate in Ray's local mode against the single-machine streaming scan: the same
-outputs byte for byte and the same report, for 1, 2, 7 and 16 partitions."""
+outputs byte for byte and the same report, for 1, 2, 7 and 16 partitions on the demo, and with
+2 partitions on every shipped benchmark (../shared/benchmarks, as Parquet with its MiniLM
+embeddings in a column)."""
 
 import json
 import pathlib
@@ -27,11 +29,14 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def demo_parquet(tmp_path_factory):
-    """The demo reviews with their embeddings in a column, in 16 row groups."""
-    rows = [json.loads(line) for line in open(DEMO / "reviews.jsonl") if line.strip()]
-    emb = np.load(DEMO / "reviews.npy").astype(np.float32)
+BENCHMARKS = ROOT.parent / "shared" / "benchmarks"
+SETS = sorted(p for p in BENCHMARKS.glob("*.jsonl") if p.with_suffix(".minilm.npy").exists())
+
+
+def as_parquet(jsonl, npy, path, groups):
+    """A JSONL set with its embeddings in a column, in `groups` row groups."""
+    rows = [json.loads(line) for line in open(jsonl) if line.strip()]
+    emb = np.load(npy).astype(np.float32)
     table = pa.table({
         "id": [str(r["id"]) for r in rows],
         "text": [r["text"] for r in rows],
@@ -39,10 +44,16 @@ def demo_parquet(tmp_path_factory):
         "poison": [bool(r["poison"]) for r in rows],
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
     })
-    path = tmp_path_factory.mktemp("data") / "reviews.parquet"
-    pq.write_table(table, path, row_group_size=-(-len(rows) // 16))
-    assert pq.ParquetFile(path).num_row_groups == 16
+    pq.write_table(table, path, row_group_size=-(-len(rows) // groups))
+    assert pq.ParquetFile(path).num_row_groups == groups
     return path
+
+
+@pytest.fixture(scope="module")
+def demo_parquet(tmp_path_factory):
+    """The demo reviews with their embeddings in a column, in 16 row groups."""
+    path = tmp_path_factory.mktemp("data") / "reviews.parquet"
+    return as_parquet(DEMO / "reviews.jsonl", DEMO / "reviews.npy", path, 16)
 
 
 def agreed(report):
@@ -69,6 +80,21 @@ def test_gate_equals_the_single_machine_scan(cluster, demo_parquet, tmp_path, pa
     assert got.report["reconciliation"]["quarantined_rows"] > 0
     assert got.clean.count() + got.quarantined.count() == 3000
     assert poisongate.verify(tmp_path / "ray").ok
+
+
+@pytest.mark.skipif(not SETS, reason="../shared/benchmarks is not beside the checkout")
+def test_gate_equals_the_single_machine_scan_on_every_benchmark(cluster, tmp_path):
+    assert len(SETS) >= 12
+    for jsonl in SETS:
+        name = jsonl.stem
+        data = as_parquet(jsonl, jsonl.with_suffix(".minilm.npy"), tmp_path / f"{name}.parquet", 8)
+        one = poisongate.scan(data, out=tmp_path / f"{name}-one", stream=True, **SETTINGS)
+        got = poisongate.ray.gate(data, tmp_path / f"{name}-ray", partitions=2, **SETTINGS)
+        assert got.exit_code == one.exit_code, name
+        for f in ("clean.parquet", "quarantine.parquet"):
+            ray_bytes = (tmp_path / f"{name}-ray" / f).read_bytes()
+            assert ray_bytes == (tmp_path / f"{name}-one" / f).read_bytes(), (name, f)
+        assert agreed(without_times(got.report)) == agreed(without_times(one.report)), name
 
 
 def test_gate_refuses_what_it_cannot_split(cluster, tmp_path):
