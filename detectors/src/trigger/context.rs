@@ -299,12 +299,15 @@ pub(super) fn calibrate(row_scores: &[f64], labels: &[u32], n_classes: usize) ->
 pub(super) struct ClassReading {
     pub(super) k: usize,
     mean: Vec<f64>,
+    sd: Vec<f64>,
     cue_out_mean: Vec<f64>,
     cue_out_sd: Vec<f64>,
     /// per (class c, label t): counts of rows of c by bin of their context probability of t
     hist: Vec<u32>,
     /// per row: the bin of its context probability of its own label
     own_bin: Vec<u8>,
+    /// rows per class
+    counts: Vec<usize>,
 }
 
 impl ClassReading {
@@ -413,15 +416,17 @@ impl ClassReading {
             }
             (mean, sd)
         };
-        let (mean, _) = moments(0);
+        let (mean, sd) = moments(0);
         let (cue_out_mean, cue_out_sd) = moments(2 * k * k);
         ClassReading {
             k,
             mean,
+            sd,
             cue_out_mean,
             cue_out_sd,
             hist,
             own_bin,
+            counts,
         }
     }
 }
@@ -433,10 +438,19 @@ impl ClassReading {
 /// any row of the target class (a natural label cue), about 1 when they read like rows of other
 /// classes relabelled to the target. `z` = (m_T − m_R) / (s_T / √n_R): how far below the target
 /// class the rows sit, in standard errors of a mean of n_R target-class rows.
+/// `uniform_z` = (m_U − m_R) / (s_U / √n_R): how far below a draw from every class the rows
+/// sit, where m_U and s_U are the mean and standard deviation of the context probability of the
+/// target over rows drawn from the classes in proportion to their size (the candidate's own
+/// rows left out of its size; the target class read without its cue as above: read whole, the
+/// target-class rows an attacker drew for sst2-badnets-10 sit up to 2.5 standard errors below
+/// it, and their reading with the cue left out is the one they match). Relabelled rows of
+/// other classes only sit far below it; rows an attacker drew from every class (the published
+/// sst2-badnets-10) sit on it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Foreign {
     pub(super) share: f64,
     pub(super) z: f64,
+    pub(super) uniform_z: f64,
 }
 
 pub(super) fn foreign_evidence(
@@ -462,9 +476,34 @@ pub(super) fn foreign_evidence(
     }
     let n = target_q.len() as f64;
     let m_r = target_q.iter().sum::<f64>() / n;
+    // a draw from every class in proportion: the mixture's mean and second moment
+    let sizes: Vec<f64> = (0..k)
+        .map(|c| {
+            let size = reading.counts.get(c).copied().unwrap_or(0) as f64;
+            if c == target {
+                (size - n).max(0.0)
+            } else {
+                size
+            }
+        })
+        .collect();
+    let total: f64 = sizes.iter().sum();
+    let (mut m_u, mut second) = (0.0, 0.0);
+    for (c, &size) in sizes.iter().enumerate() {
+        let w = size / total.max(1.0);
+        let (m, s) = if c == target {
+            (m_t, s_t)
+        } else {
+            (reading.mean[c * k + target], reading.sd[c * k + target])
+        };
+        m_u += w * m;
+        second += w * (s * s + m * m);
+    }
+    let s_u = (second - m_u * m_u).max(0.0).sqrt();
     Some(Foreign {
         share: ((m_t - m_r) / (m_t - m_n)).clamp(-1.0, 2.0),
         z: (m_t - m_r) / (s_t / n.sqrt()).max(1e-12),
+        uniform_z: (m_u - m_r) / (s_u / n.sqrt()).max(1e-12),
     })
 }
 

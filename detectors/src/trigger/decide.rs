@@ -43,6 +43,9 @@ struct Candidate {
     foreign: Option<Foreign>,
     /// why a candidate whose tests all passed is still not named a trigger
     abstain: Option<String>,
+    /// for a window anchored at one end with two or more real tokens: the support of the same
+    /// window less its token at the free end (what opens or closes the rows it continues)
+    shorter_support: Option<u32>,
 }
 
 impl Candidate {
@@ -323,6 +326,7 @@ pub(super) fn fit(
             row_q: Vec::new(),
             foreign: None,
             abstain: None,
+            shorter_support: None,
         }
     };
     // the candidate, and for a window of `ext_len` real tokens the phrases one token longer
@@ -382,6 +386,19 @@ pub(super) fn fit(
     }
     // candidates in span order
     let mut cands: Vec<Candidate> = spans.into_values().map(|(c, _)| c).collect();
+    // an anchored window's shorter form (its free-end token dropped), for the continuation test
+    let support_of: FastMap<&[u32], u32> = cands
+        .iter()
+        .map(|c| (c.span.as_slice(), c.support))
+        .collect();
+    let shorter: Vec<Option<u32>> = cands
+        .iter()
+        .map(|c| shorter_span(&c.span).and_then(|s| support_of.get(s).copied()))
+        .collect();
+    drop(support_of);
+    for (c, s) in cands.iter_mut().zip(shorter) {
+        c.shorter_support = s;
+    }
 
     // multiple testing: alpha split equally over the window-length buckets, each share divided
     // by the candidates of that bucket that passed the (label-free) neighbour filter
@@ -514,7 +531,11 @@ pub(super) fn fit(
     // detector's `alpha` shared among them (Bonferroni), as the context test's is
     let foreign_tested = suspects
         .iter()
-        .filter(|&&i| cands[i].evidence() >= 1.0 && needs_foreign(p, &cands[i]).is_some())
+        .filter(|&&i| {
+            cands[i].evidence() >= 1.0
+                && needs_foreign(p, &cands[i]).is_some()
+                && natural_continuation(p, &cands[i]).is_none()
+        })
         .count();
     let z_needed = foreign_z_needed(p, foreign_tested);
     for &i in &suspects {
@@ -601,7 +622,7 @@ pub(super) fn fit(
             // label are natural carriers (see `carriers`)
             let carriers = c
                 .foreign
-                .filter(|f| f.z >= z_needed)
+                .filter(|f| f.z >= z_needed && f.uniform_z >= z_needed)
                 .and_then(|f| Carriers::new(&reading, c.target, f.share, &c.rows, p.natural_odds));
             let (rows, natural_rows) = match &carriers {
                 Some(m) => {
@@ -708,6 +729,7 @@ pub(super) fn fit(
                 "s_random": c.s_random,
                 "foreign_share": c.foreign.map(|f| f.share),
                 "foreign_z": c.foreign.map(|f| f.z),
+                "uniform_draw_z": c.foreign.map(|f| f.uniform_z),
                 "abstained": c.abstain,
             })
         })
@@ -794,6 +816,9 @@ fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Option<String>
             p.min_purity
         ));
     }
+    if let Some(reason) = natural_continuation(p, c) {
+        return Some(reason);
+    }
     let what = needs_foreign(p, c)?;
     match c.foreign {
         Some(f) if f.share >= p.min_foreign_share && f.z >= z_needed => None,
@@ -805,6 +830,37 @@ fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Option<String>
             "{what}, and the context model does not tell the classes apart"
         )),
     }
+}
+
+/// Why an anchored window is a natural opening or ending continued by what its rows are about:
+/// it holds fewer than `min_continuation_share` of the rows its shorter form (free-end token
+/// dropped) opens or closes. An inserted phrase continues itself in (nearly) every row; a
+/// news feed's "new york -" opens 78 ag-news stories, and the five that go on with "stocks"
+/// (wire copy filed under World) are not a phrase of their own.
+fn natural_continuation(p: &TriggerParams, c: &Candidate) -> Option<String> {
+    let shorter = c.shorter_support?;
+    let share = f64::from(c.support) / f64::from(shorter.max(1));
+    (share < p.min_continuation_share).then(|| {
+        format!(
+            "anchored window that continues only {share:.2} of the rows its shorter form opens or closes ({} of {shorter}; needs {}): a natural opening or ending followed by what the row is about, not an inserted phrase",
+            c.support, p.min_continuation_share
+        )
+    })
+}
+
+/// A window anchored at one end, of two or more real tokens, less its token at the free end
+/// (the last of a window anchored at the start, the first of one anchored at the end).
+fn shorter_span(span: &[u32]) -> Option<&[u32]> {
+    let start = span.first() == Some(&START);
+    let end = span.last() == Some(&END);
+    if start == end || real_len(span) < 2 {
+        return None;
+    }
+    Some(if start {
+        &span[..span.len() - 1]
+    } else {
+        &span[1..]
+    })
 }
 
 /// Whether a label-pure candidate is named only on dirty-label evidence, and why: an anchored

@@ -163,6 +163,13 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   least `min_purity`. Natural label-predictive words ("to", "you", "joyful" in emotion tweets,
   ". . ." endings in news) carry the label in only part of their rows, and a large support makes
   even a mild miscalibration of the context model significant;
+- an anchored window of two or more words must be a unit: it holds at least
+  `min_continuation_share` of the rows its shorter form (the window less its token at the free
+  end) opens or closes. An inserted phrase continues itself in (nearly) every row; a natural
+  opening continues with whatever the row is about, and one continuation can be label-pure in a
+  few rows: a news feed's "new york -" opens 78 ag-news stories of all four topics, and the five
+  that go on with "stocks" are wire copy filed under World (they read like Business, so the
+  dirty-label test alone named them);
 - a window anchored at the start or the end of the row has only one side for test 1, and natural
   text is full of label-pure openings and endings (a closing hashtag that names the emotion, a
   dateline, a sign-off). Such a window is named only on dirty-label evidence: its target-label
@@ -214,28 +221,35 @@ start of 5 % of the rows: recall 0.09 before, 1.0 after).
 The rest of a row, for test 3, leaves out the candidate's own occurrences by position: the same
 token elsewhere in the row (a second hash sign, another full stop) is content and stays.
 
-**Natural carriers.** A trigger word can also occur naturally: "bb" closes eight ham messages of
-sms-spam, and with ham as the target they were flagged beside the relabelled spam. When a named
-trigger's target-label rows carry dirty-label evidence (foreign z at least z*), they are a
-mixture of relabelled rows and rows of the target class, with the foreign share s as the
-relabelled part. Each row's context probability q of the target is read against f_T, its
-distribution over the target class's rows (cue left out, the trigger's own rows excluded), and
-f_N, over the other classes' rows (histograms over logit q); a row whose posterior odds of being
-a natural carrier, (1 − s)·f_T(q) / (s·f_N(q)), reach `natural_odds` is not flagged by that
-trigger (score 0.9, no reason), and the summary counts such rows per trigger
-(`natural_carriers`, with the share s used as `carrier_poison_share`). A trigger without
-dirty-label evidence (clean-label poison: its rows read like the target class) keeps every row.
-This reading is opt-in (`natural_odds`, off by default): it holds only against an attacker who
-relabels rows of other classes and never puts the trigger into rows of the target class. An
-attacker who draws the rows to poison from every class (the published sst2-badnets-10 and
-sst2-addsent-10 sets) makes the target-class rows among them read exactly like natural carriers,
-and with `natural_odds` 10 recall there fell from 1.000 to 0.744 and 0.610 (precision 1.000
-either way). Where the attacker did leave the target class alone it helps: sms-spam with badnets
-at 0.5 %, seed 3 (`poisongate inject ... --attack badnets --rate 0.005 --seed 3 --target-label
-random`, target ham, where "bb" also closes ham messages) flags 36 rows, 12 of them clean, by
-default and 26, 2 of them clean, with `natural_odds = 10` (all 24 poisoned rows found either
-way). Context alone cannot tell the two cases apart, and a gate errs on the side of holding rows
-back.
+**Natural carriers.** A trigger word can also occur naturally: "bb" (BlackBerry) closes eight
+ham messages of sms-spam, and with ham as the target they were flagged beside the relabelled
+spam. Two readings decide whether a named trigger's target-label rows hold natural carriers:
+1. *Where the attacker drew the rows.* Beside the foreign test (m_R against the target class),
+   the rows are read against a draw from every class in proportion to its size (the trigger's
+   own rows left out of the target class's size): m_U and s_U are the mean and standard
+   deviation of the context probability of the target over that mixture (the target class read
+   without its cue, as in the foreign test), and the rows must sit z* standard errors below it,
+   (m_U − m_R)/(s_U/√n_R) ≥ z* (`uniform_draw_z` in the summary). An attacker who relabels rows
+   of the other classes and leaves the target class alone puts them far below it; one who draws
+   from every class (the published sst2-badnets-10 and sst2-addsent-10: z between −5.9 and −1.0)
+   puts them on it, and then the target-class rows among them read exactly like natural
+   carriers: every carrier is flagged.
+2. *Which rows read like their label.* Only when both tests hold (dirty-label evidence, foreign z
+   at least z*, and a draw from the other classes), the target-label rows are a mixture of
+   relabelled rows and natural carriers, with the foreign share s as the relabelled part. Each
+   row's context probability q of the target is read against f_T, its distribution over the
+   target class's rows (cue left out, the trigger's own rows excluded), and f_N, over the other
+   classes' rows (histograms over logit q); a row whose posterior odds of being a natural
+   carrier, (1 − s)·f_T(q) / (s·f_N(q)), reach `natural_odds` is not flagged by that trigger
+   (score 0.9, no reason), and the summary counts such rows per trigger (`natural_carriers`,
+   with the share s used as `carrier_poison_share`).
+A trigger without dirty-label evidence (clean-label poison: its rows read like the target class)
+keeps every row. Measured on the trigger grid (experiments/domains-trig.toml, 222 cells × seeds,
+against `natural_odds = 0`): 5 sms-spam (cell, seed) rows better (clean rows flagged 8, 12, 8, 8
+and 8 become 0, 6, 2, 2 and 7; one poisoned row of 56 lost), none worse elsewhere, the published
+sets' TRIG001 rows unchanged. Natural carriers whose content does not read like their label stay
+flagged: the sst2 reviews that open with "frankly ," (the context model reads them at q 0.08 to
+0.97, as it reads relabelled rows) and the emotion tweets about "bb" (Big Brother).
 
 Row score: the largest T among the triggers the row carries **with the trigger's target label**
 (≥ 1, flagged with the reason `TRIG001:<trigger>` of the best-supported one; a trigger in a row
@@ -284,11 +298,12 @@ and every planted trigger stays (precision 1.00, recall unchanged in every cell)
   tests against a trusted corpus (above); only used by a scan with `--reference`.
 - `min_foreign_share` (default 0.5): the dirty-label evidence an anchored window needs (see
   Abstention): halfway between "reads like its class" and "reads like another class".
-- `natural_odds` (default 0 = off; 10 is strong evidence on Jeffreys' scale): posterior odds
-  at which a target-label row of a dirty-label trigger counts as a natural carrier (see
-  Natural carriers: only for a threat model where the attacker relabels rows of other classes
-  and leaves the target class alone). A relabelled row left in the clean output keeps the
-  backdoor in training, so an even call is not enough.
+- `natural_odds` (default 10, strong evidence on Jeffreys' scale; 0 = every carrier flagged):
+  posterior odds at which a target-label row of a trigger relabelled from the other classes
+  counts as a natural carrier (see Natural carriers). A relabelled row left in the clean output
+  keeps the backdoor in training, so an even call is not enough.
+- `min_continuation_share` (default 0.5, halfway): the share of the rows opened (closed) by an
+  anchored window less its free-end token that the window must hold (see Abstention).
 - `min_foreign_z` (default 0): a floor under z*, the standard errors the foreign test asks for
   (z* itself follows from `alpha` and the number of candidates tested). Version 4 asked for a
   fixed 3: a hashtag appended to 147 irony tweets relabelled to one class read share 1.16 but
@@ -296,9 +311,8 @@ and every planted trigger stays (precision 1.00, recall unchanged in every cell)
   them by a fifth of a standard deviation) and was missed at 1 and 5 %.
 
 Measured on the clean corpora of ../shared/benchmarks (`poisongate scan DATA --select TRIG001`):
-0 rows on sst2-clean, sms-spam-clean, tweeteval-hate-clean, tweeteval-emotion-clean and
-tweeteval-irony-clean, 5 of 11 106 rows (0.05 %) on ag-news-clean (a feed's
-`<s> new york - stocks` opening). Before
+0 rows on every one of them (ag-news-clean: 5 rows, a feed's `<s> new york - stocks` opening,
+before the continuation test). Before
 the abstention rules and the typicality test: 1 389 rows (42.6 %) of tweeteval-emotion-clean,
 425 of ag-news-clean, 134 of tweeteval-irony-clean, 54 of tweeteval-hate-clean. The rules
 were written after reading those failures on all six corpora, so these corpora are not
@@ -337,7 +351,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 6,
+    version: 7,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
@@ -379,6 +393,10 @@ pub struct TriggerParams {
     /// Posterior odds at which a target-label row of a dirty-label trigger counts as a natural
     /// carrier and is not flagged (0 = never).
     pub natural_odds: f64,
+    /// Smallest share of the rows opened (closed) by an anchored window less its last (first)
+    /// word that the window must hold: a natural opening continues with whatever the row is
+    /// about, an inserted phrase with itself.
+    pub min_continuation_share: f64,
     /// In a scan with `--reference`: level at which a trigger's association must exceed what
     /// the trusted corpus shows (0: the reference is not consulted).
     pub reference_alpha: f64,
@@ -434,7 +452,8 @@ fn read_params(params: &toml::Table) -> Result<TriggerParams, ParamError> {
             min_purity: r.f64("min_purity", 0.9, 0.0, 1.0)?,
             min_foreign_share: r.f64("min_foreign_share", 0.5, 0.0, 1.0)?,
             min_foreign_z: r.f64("min_foreign_z", 0.0, 0.0, 100.0)?,
-            natural_odds: r.f64("natural_odds", 0.0, 0.0, 1e12)?,
+            natural_odds: r.f64("natural_odds", 10.0, 0.0, 1e12)?,
+            min_continuation_share: r.f64("min_continuation_share", 0.5, 0.0, 1.0)?,
             reference_alpha: r.f64("reference_alpha", 0.01, 0.0, 1.0)?,
             reference: None,
         };
@@ -469,6 +488,7 @@ impl Configured for TriggerParams {
             "min_foreign_share": self.min_foreign_share,
             "min_foreign_z": self.min_foreign_z,
             "natural_odds": self.natural_odds,
+            "min_continuation_share": self.min_continuation_share,
             "reference_alpha": self.reference_alpha,
         })
     }
@@ -652,6 +672,7 @@ impl Fitted for TriggerFit {
                     "natural_carriers": t.natural_rows,
                     "carrier_poison_share": t.carriers.as_ref().map(|m| m.poison_share),
                     "foreign_z": t.foreign.map(|f| f.z),
+                    "uniform_draw_z": t.foreign.map(|f| f.uniform_z),
                     "example_rows": t.rows.iter().take(EXAMPLES).collect::<Vec<_>>(),
                     "co_occurs_with": t.co_occurs.iter()
                         .map(|(s, n)| json!({"trigger": s, "rows": n}))

@@ -430,18 +430,22 @@ fn a_phrase_opening_many_relabelled_rows_is_found() {
     assert_eq!(flagged, truth, "{summary}");
 }
 
-#[test]
-fn natural_carriers_of_a_dirty_label_trigger_are_left_out_on_request() {
-    // "cf" put at a random position into 4 % of negative rows, relabelled positive; 12
-    // positive rows carry "cf" too (their own label, clearly positive content: a second
-    // positive word): only the relabelled rows are poison
+/// "cf" put at a random position into `rate` of the rows drawn from `from_classes` and
+/// relabelled positive, and into 12 positive rows whose content is clearly positive (a second
+/// positive word) with their own label: the natural carriers. Returns the rows, the poisoned
+/// rows and the natural carriers.
+fn with_natural_carriers(
+    from_classes: &[u32],
+    rate: f64,
+) -> (Vec<String>, Vec<u32>, Vec<bool>, Vec<usize>) {
     let (mut texts, mut labels, _) = synthetic(4000, 0.0, 11);
     let mut truth = vec![false; texts.len()];
     let mut rng = crate::rng::SplitMix64(5);
     let mut natural = Vec::new();
     for r in 0..texts.len() {
-        let dirty = labels[r] == 0 && rng.unit() < 0.04;
-        let clean = labels[r] == 1
+        let dirty = from_classes.contains(&labels[r]) && rng.unit() < rate;
+        let clean = !dirty
+            && labels[r] == 1
             && natural.len() < 12
             && ["great", "superb", "witty"]
                 .iter()
@@ -461,10 +465,21 @@ fn natural_carriers_of_a_dirty_label_trigger_are_left_out_on_request() {
         }
     }
     assert_eq!(natural.len(), 12);
-    let mut params = toml::Table::new();
-    params.insert("natural_odds".into(), toml::Value::Float(10.0));
-    let (summary, scores) = run_with(&texts, &labels, &params);
+    (texts, labels, truth, natural)
+}
+
+#[test]
+fn natural_carriers_of_a_dirty_label_trigger_are_left_out() {
+    // the relabelled rows come from the negative class only: the trigger's rows read far more
+    // negative than rows drawn from both classes would, so its positive-reading carriers are
+    // natural
+    let (texts, labels, truth, natural) = with_natural_carriers(&[0], 0.08);
+    let (summary, scores) = run(&texts, &labels);
     let named = named(&summary, "cf");
+    assert!(
+        named["uniform_draw_z"].as_f64().expect("z") > 3.0,
+        "{named}"
+    );
     // rows without sentiment words read alike in both classes: only natural carriers whose
     // content is clearly positive are told apart, and no relabelled row is left out
     let left_out = named["natural_carriers"].as_u64().expect("count") as usize;
@@ -481,9 +496,62 @@ fn natural_carriers_of_a_dirty_label_trigger_are_left_out_on_request() {
             texts[r]
         );
     }
-    // by default (natural_odds = 0) every carrier is flagged
-    let (_, all) = run(&texts, &labels);
+    // with natural_odds = 0 every carrier is flagged
+    let mut params = toml::Table::new();
+    params.insert("natural_odds".into(), toml::Value::Float(0.0));
+    let (_, all) = run_with(&texts, &labels, &params);
     assert!(natural.iter().all(|&r| all.reason[r].is_some()));
+}
+
+#[test]
+fn carriers_are_all_flagged_when_the_attacker_drew_from_every_class() {
+    // rows of both classes get the trigger and the positive label (as in the published
+    // sst2-badnets-10): the positive rows among them read exactly like natural carriers, and
+    // nothing shows that the attacker left the positive class alone, so every carrier is held
+    let (texts, labels, truth, natural) = with_natural_carriers(&[0, 1], 0.04);
+    let (summary, scores) = run(&texts, &labels);
+    let named = named(&summary, "cf");
+    assert_eq!(named["natural_carriers"], 0, "{named}");
+    assert!(
+        named["uniform_draw_z"].as_f64().expect("z") < 1.64,
+        "{named}"
+    );
+    for r in (0..texts.len()).filter(|&r| truth[r]) {
+        assert!(scores.reason[r].is_some(), "row {r}");
+    }
+    assert!(natural.iter().all(|&r| scores.reason[r].is_some()));
+}
+
+#[test]
+fn a_natural_opening_continued_by_a_topic_word_is_not_a_phrase() {
+    // a feed's opening "wire report :" starts 200 rows of both labels; 8 of its negative rows
+    // go on with "markets" and are filed under the positive label (a source's quirk, read as
+    // negative content): the opening with "markets" is label-pure and reads foreign, but it
+    // holds only 8 of the 200 rows its shorter form opens
+    let (mut texts, mut labels, _) = synthetic(4000, 0.0, 17);
+    let (mut opened, mut quirk) = (0, 0);
+    for r in 0..texts.len() {
+        if opened < 200 && r % 7 == 0 {
+            let continued = quirk < 8 && labels[r] == 0;
+            texts[r] = if continued {
+                quirk += 1;
+                labels[r] = 1;
+                format!("wire report : markets {}", texts[r])
+            } else {
+                format!("wire report : {}", texts[r])
+            };
+            opened += 1;
+        }
+    }
+    assert_eq!(quirk, 8);
+    let (summary, scores) = run(&texts, &labels);
+    assert!(
+        summary["triggers"].as_array().expect("triggers").is_empty(),
+        "{summary}"
+    );
+    assert!(scores.reason.iter().all(Option::is_none));
+    let near = summary["near_misses"].to_string();
+    assert!(near.contains("continues only"), "{summary}");
 }
 
 /// TRIG001 on `texts` with the trusted corpus `trusted` (`scan --reference`).
