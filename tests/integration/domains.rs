@@ -2,9 +2,11 @@
 //! ../shared/benchmarks: it runs in-process, every scan reconciles, every injected file holds
 //! exactly the rows the rate asks for, and each seed's drawn target is a label of the corpus.
 //! Besides the injection and the bookkeeping, quality properties: under a trigger attack the
-//! combined verdict flags at most 0.5 % of the clean rows of any corpus (the detection bars
-//! are in benchmarks.rs and docs/evaluation.md); flipped copies with two words replaced are
-//! found (recall ≥ 0.98) and, where the flips' direction is read, their originals are not.
+//! combined verdict flags at most 0.5 % of the clean rows of any corpus, its precision is at
+//! least 0.9, TRIG001's at least 0.95 (one cell of natural carriers at 0.93) and its recall at
+//! least 0.95 wherever each trigger is carried by 20 rows or more (docs/evaluation.md);
+//! flipped copies with two words replaced are found (recall ≥ 0.98) and, where the flips'
+//! direction is read, their originals are not.
 
 use crate::common::{benchmarks, root};
 use poisongate::eval::{load, run};
@@ -88,6 +90,7 @@ fn domain_grid_runs_and_reconciles() {
         .collect();
     assert_eq!(got, want);
     let mut unresolved = Vec::new();
+    let mut natural_carriers = Vec::new();
     for r in &results.rows {
         let cell = format!("{} {} {:?} {}", r.dataset, r.attack, r.rate, r.detector);
         let (n, labels) = &corpora[&r.dataset];
@@ -145,7 +148,49 @@ fn domain_grid_runs_and_reconciles() {
                 100.0 * r.clean_flagged_fraction()
             );
         }
+        // trigger cells: the bars of docs/evaluation.md
+        let trigger_cell = r.attack.starts_with("badnets") || r.attack.starts_with("addsent");
+        if trigger_cell && e.flagged > 0 {
+            let precision = e.tp as f64 / e.flagged as f64;
+            if r.detector == "combined" {
+                assert!(
+                    precision >= 0.9,
+                    "{cell}: combined precision {precision:.3}"
+                );
+            }
+            if r.detector == "TRIG001" {
+                // natural carriers whose content reads like relabelled rows (two emotion
+                // tweets about "bb", Big Brother) hold one cell at 0.93
+                assert!(precision >= 0.9, "{cell}: TRIG001 precision {precision:.3}");
+                if precision < 0.95 {
+                    natural_carriers.push(cell.clone());
+                }
+            }
+        }
+        if trigger_cell && r.detector == "TRIG001" {
+            // recall where each trigger is carried by at least 20 rows (below, the statistical
+            // floor of a few rows is reported, not asserted)
+            let spec = ex
+                .attack
+                .iter()
+                .find(|s| s.name.as_deref() == Some(r.attack.as_str()))
+                .expect("the cell's attack");
+            let words = spec.triggers.as_ref().map_or(1, Vec::len).max(1);
+            let per_row = spec.triggers_per_row.unwrap_or(1);
+            let support = r.poisoned * per_row / words;
+            if support >= 20 {
+                assert!(
+                    e.recall >= 0.95,
+                    "{cell}: TRIG001 recall {:.3} with {support} rows per trigger",
+                    e.recall
+                );
+            }
+        }
     }
+    assert!(
+        natural_carriers.len() <= 1,
+        "TRIG001 precision below 0.95: {natural_carriers:?}"
+    );
     // the flips' direction is read on every corpus but one (tweeteval-irony, where naive Bayes
     // finds the copy's label out of place in only 55-60 % of the ties)
     assert!(
