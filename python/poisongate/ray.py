@@ -21,7 +21,9 @@ the partition count::
 
 The input is one Parquet file that every worker can read at the same path; rows are numbered
 by their place in the file (row groups from the footer). Embeddings come from a column of the
-data (``embedding_column``). The outputs are written where ``gate`` runs, as ``scan`` writes
+data (``embedding_column``) or from a ``.npy`` file beside it (``embeddings``, readable by every
+worker at the same path: ``gate`` hashes it once, each task reads its partition's rows of it
+and checks its size). The outputs are written where ``gate`` runs, as ``scan`` writes
 them. DUP002's nearest-neighbour relation is refused, as ``scan --stream`` refuses it: set
 ``detectors={"DUP002": {"embedding_cosine": 0}}`` when the data has embeddings.
 """

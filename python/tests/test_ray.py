@@ -1,7 +1,8 @@
 """poisongate.ray.gate in Ray's local mode against the single-machine streaming scan: the same
-outputs byte for byte and the same report, for 1, 2, 7 and 16 partitions on the demo, and with
-2 partitions on every shipped benchmark (../shared/benchmarks, as Parquet with its MiniLM
-embeddings in a column)."""
+outputs byte for byte and the same report, for 1, 2, 7 and 16 partitions on the demo, with its
+embeddings in a column and in a .npy file beside the data, and with 2 partitions on every
+shipped benchmark (../shared/benchmarks, as Parquet with its MiniLM embeddings in a
+column)."""
 
 import json
 import pathlib
@@ -34,16 +35,20 @@ SETS = sorted(p for p in BENCHMARKS.glob("*.jsonl") if p.with_suffix(".minilm.np
 
 
 def as_parquet(jsonl, npy, path, groups):
-    """A JSONL set with its embeddings in a column, in `groups` row groups."""
+    """A JSONL set with its embeddings in a column (none when `npy` is None), in `groups` row
+    groups."""
     rows = [json.loads(line) for line in open(jsonl) if line.strip()]
-    emb = np.load(npy).astype(np.float32)
-    table = pa.table({
+    columns = {
         "id": [str(r["id"]) for r in rows],
         "text": [r["text"] for r in rows],
         "label": [r["label"] for r in rows],
         "poison": [bool(r["poison"]) for r in rows],
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
-    })
+    }
+    if npy is not None:
+        emb = np.load(npy).astype(np.float32)
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)),
+                                                                 emb.shape[1])
+    table = pa.table(columns)
     pq.write_table(table, path, row_group_size=-(-len(rows) // groups))
     assert pq.ParquetFile(path).num_row_groups == groups
     return path
@@ -95,6 +100,24 @@ def test_gate_equals_the_single_machine_scan_on_every_benchmark(cluster, tmp_pat
             ray_bytes = (tmp_path / f"{name}-ray" / f).read_bytes()
             assert ray_bytes == (tmp_path / f"{name}-one" / f).read_bytes(), (name, f)
         assert agreed(without_times(got.report)) == agreed(without_times(one.report)), name
+
+
+@pytest.mark.parametrize("partitions", [2, 7])
+def test_gate_reads_embeddings_from_a_npy_file(cluster, tmp_path, partitions):
+    """The demo's embeddings in reviews.npy beside the Parquet rows: each task reads its
+    partition's rows of the file; the single-machine streaming scan's outputs and report."""
+    data = as_parquet(DEMO / "reviews.jsonl", None, tmp_path / "reviews.parquet", 16)
+    settings = dict(SETTINGS, embedding_column=None, embeddings=str(DEMO / "reviews.npy"))
+    one = poisongate.scan(data, out=tmp_path / "one", stream=True, **settings)
+    got = poisongate.ray.gate(data, tmp_path / "ray", partitions=partitions, **settings)
+    assert got.exit_code == one.exit_code
+    for f in ("clean.parquet", "quarantine.parquet"):
+        assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
+    assert agreed(without_times(got.report)) == agreed(without_times(one.report))
+    assert got.report["inputs"] == one.report["inputs"]
+    assert any(i["role"] == "embeddings" for i in got.report["inputs"])
+    assert got.report["reconciliation"]["quarantined_rows"] > 0
+    assert poisongate.verify(tmp_path / "ray").ok
 
 
 def test_gate_refuses_what_it_cannot_split(cluster, tmp_path):

@@ -576,7 +576,7 @@ pub(super) fn read_safetensors_file(
 /// refused (convert it with numpy's `ascontiguousarray`). Values are checked as
 /// [`read_embeddings`] checks them.
 pub struct NpyRows {
-    reader: NpyReader,
+    reader: NpySource,
     path: PathBuf,
     rows: usize,
     cols: usize,
@@ -585,10 +585,72 @@ pub struct NpyRows {
     buf: Vec<u8>,
 }
 
+/// Where [`NpyRows`] reads from: the whole file, hashed as it is read, or a part of a file
+/// whose digest is already known (a partition's rows).
+enum NpySource {
+    Hashing(NpyReader),
+    Known(BufReader<File>, FileDigest),
+}
+
+impl Read for NpySource {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            NpySource::Hashing(r) => r.read(buf),
+            NpySource::Known(r, _) => r.read(buf),
+        }
+    }
+}
+
 impl NpyRows {
     /// Open the file and read its header.
     pub fn open(path: &Path) -> Result<NpyRows, IngestError> {
         let (reader, header, _) = open_npy(path)?;
+        Self::with_header(NpySource::Hashing(reader), header, path)
+    }
+
+    /// The rows from row `first` on of a file an earlier read hashed as `known` (the rows of
+    /// one partition of a scan): the file is not hashed again, its size must be `known`'s
+    /// ([`IngestError::InputChanged`] otherwise), and [`NpyRows::finish`] returns `known`.
+    /// Errors name rows by their place in the whole file.
+    pub fn open_at(path: &Path, first: usize, known: &FileDigest) -> Result<NpyRows, IngestError> {
+        let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+        let len = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
+        if len != known.bytes {
+            return Err(IngestError::InputChanged {
+                path: path.to_path_buf(),
+                expected: known.sha256.clone(),
+                actual: format!("a file of {len} bytes, not {}", known.bytes),
+            });
+        }
+        let mut reader = BufReader::with_capacity(HASH_BUFFER, file);
+        let (header, _) = read_npy_header(&mut reader).map_err(|message| IngestError::Npy {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        let mut rows = Self::with_header(NpySource::Known(reader, known.clone()), header, path)?;
+        if first > rows.rows {
+            return Err(IngestError::InvalidValue {
+                path: path.to_path_buf(),
+                row: None,
+                column: None,
+                message: format!("row {first} asked for; the file has {} rows", rows.rows),
+            });
+        }
+        let item: u64 = if rows.f64s { 8 } else { 4 };
+        let skip = first as u64 * rows.cols as u64 * item;
+        if let NpySource::Known(r, _) = &mut rows.reader {
+            r.seek_relative(skip as i64)
+                .map_err(|e| IngestError::io(path, e))?;
+        }
+        rows.next = first;
+        Ok(rows)
+    }
+
+    fn with_header(
+        reader: NpySource,
+        header: NpyHeader,
+        path: &Path,
+    ) -> Result<NpyRows, IngestError> {
         if header.fortran_order {
             return Err(IngestError::Npy {
                 path: path.to_path_buf(),
@@ -672,9 +734,13 @@ impl NpyRows {
         Ok(m)
     }
 
-    /// Hash what is left of the file and return its digest.
+    /// Hash what is left of the file and return its digest (the digest it was opened with,
+    /// for [`NpyRows::open_at`]).
     pub fn finish(self) -> Result<FileDigest, IngestError> {
-        self.reader.finish(&self.path)
+        match self.reader {
+            NpySource::Hashing(r) => r.finish(&self.path),
+            NpySource::Known(_, known) => Ok(known),
+        }
     }
 }
 

@@ -20,13 +20,12 @@ use std::sync::Arc;
 /// A benchmark set as Parquet, its `.minilm.npy` rows as an `embedding` column, in row groups
 /// of `group_rows` rows.
 fn set_parquet(jsonl_path: &Path, npy: &Path, out: &Path, group_rows: usize) {
+    set_parquet_with(jsonl_path, Some(npy), out, group_rows)
+}
+
+/// [`set_parquet`], the `embedding` column only when `npy` is given.
+fn set_parquet_with(jsonl_path: &Path, npy: Option<&Path>, out: &Path, group_rows: usize) {
     let rows = jsonl(jsonl_path);
-    let emb: ndarray::Array2<f32> = ndarray_npy::read_npy(npy).unwrap();
-    let mut list = FixedSizeListBuilder::new(Float32Builder::new(), emb.ncols() as i32);
-    for r in emb.rows() {
-        list.values().append_slice(r.as_slice().unwrap());
-        list.append(true);
-    }
     let text = |k: &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(rows.iter().map(
             |v| match &v[k] {
@@ -47,13 +46,21 @@ fn set_parquet(jsonl_path: &Path, npy: &Path, out: &Path, group_rows: usize) {
             .map(|v| v["poison"].as_bool().unwrap_or(v["poison"] == 1))
             .collect::<Vec<_>>(),
     ));
-    let cols: Vec<(&str, ArrayRef)> = vec![
+    let mut cols: Vec<(&str, ArrayRef)> = vec![
         ("id", text("id")),
         ("text", text("text")),
         ("label", label),
         ("poison", poison),
-        ("embedding", Arc::new(list.finish())),
     ];
+    if let Some(npy) = npy {
+        let emb: ndarray::Array2<f32> = ndarray_npy::read_npy(npy).unwrap();
+        let mut list = FixedSizeListBuilder::new(Float32Builder::new(), emb.ncols() as i32);
+        for r in emb.rows() {
+            list.values().append_slice(r.as_slice().unwrap());
+            list.append(true);
+        }
+        cols.push(("embedding", Arc::new(list.finish())));
+    }
     let batch = RecordBatch::try_from_iter(cols).unwrap();
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(group_rows))
@@ -205,6 +212,69 @@ fn partitioned_scans_equal_the_single_machine_scan_on_every_benchmark() {
         sets >= 12 && flagged > 500,
         "{sets} sets, {flagged} rows flagged"
     );
+}
+
+/// Embeddings in a `.npy` file beside the Parquet data: each task reads its partition's rows
+/// of it. Three sets (one where ACT001 finds the clean-label cluster), 1, 2, 7 and 16
+/// partitions: the single-machine streaming scan's scores, flags, outputs and report, the
+/// `.npy` file listed among the inputs with its digest.
+#[test]
+fn partitioned_scans_read_embeddings_from_a_npy_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = benchmark_sets()
+        .first()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .expect("benchmarks");
+    let mut flagged = 0;
+    for name in [
+        "sst2-badnets-cleanlabel-10",
+        "sst2-badnets-10",
+        "sms-spam-clean",
+    ] {
+        let set = dir.join(format!("{name}.jsonl"));
+        let npy = dir.join(format!("{name}.minilm.npy"));
+        let n = jsonl(&set).len();
+        let pq = tmp.path().join(format!("{name}.parquet"));
+        set_parquet_with(&set, None, &pq, n.div_ceil(20));
+        let with_npy = |out: &Path| {
+            let mut o = options(&pq, out);
+            o.embedding_column = None;
+            o.embeddings = Some(npy.clone());
+            o
+        };
+        let one = tmp.path().join(format!("{name}-npy-one"));
+        let base = scan(&with_npy(&one)).unwrap();
+        flagged += base.reasons.len();
+        for (k, seed) in [(1, 5), (2, 6), (7, 7), (16, 8)] {
+            let out = tmp.path().join(format!("{name}-npy-{k}"));
+            let opts = with_npy(&out);
+            let mut runner = Local {
+                opts: &opts,
+                k,
+                state: seed,
+                caches: Default::default(),
+                tasks: 0,
+            };
+            let got = scan_partitioned(&opts, &mut runner).unwrap();
+            let bits = |s: &[f64]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.scores), bits(&base.scores), "{name}, {k}: scores");
+            assert_eq!(got.reasons, base.reasons, "{name}, {k}: reasons");
+            for f in ["clean.parquet", "quarantine.parquet"] {
+                assert!(
+                    std::fs::read(out.join(f)).unwrap() == std::fs::read(one.join(f)).unwrap(),
+                    "{name}, {k}: {f} differs"
+                );
+            }
+            assert_eq!(agreed(&out), agreed(&one), "{name}, {k}: reports differ");
+            let r = report(&out);
+            let inputs = r["inputs"].as_array().unwrap();
+            assert!(
+                inputs.iter().any(|i| i["role"] == "embeddings"),
+                "{name}, {k}: {inputs:?}"
+            );
+        }
+    }
+    assert!(flagged > 600, "{flagged} rows flagged");
 }
 
 #[test]

@@ -13,9 +13,11 @@
 //! report as a single-machine scan does. Rows are numbered by their place in the file, so the
 //! verdicts are the single-machine scan's, bit for bit, whatever the partitioning.
 //!
-//! What does not partition yet, and is refused: JSONL input (Parquet only: partitions are row
-//! groups), embeddings in a `.npy` file (use an embedding column), and what `--stream`
-//! refuses. Round 2's near-duplicate keys are merged whole on the planning machine (no slices
+//! Embeddings come from a column of the data or from a `.npy` file beside it: the planning
+//! scan hashes the file once, and each task reads its partition's rows of it (from the row
+//! after the earlier row groups' rows) and checks its size. What does not partition yet, and
+//! is refused: JSONL input (Parquet only: partitions are row groups), embeddings in another
+//! kind of file, and what `--stream` refuses. Round 2's near-duplicate keys are merged whole on the planning machine (no slices
 //! on disk there).
 
 use super::*;
@@ -39,6 +41,10 @@ pub struct Plan {
     pub sha256: String,
     /// The partitions: runs of consecutive row groups, in file order.
     pub partitions: Vec<RowGroups>,
+    /// The embeddings' `.npy` file's size in bytes and SHA-256, when they are in one (each task
+    /// reads its partition's rows of it and checks its size).
+    #[serde(default)]
+    pub embeddings: Option<(u64, String)>,
 }
 
 /// Runs one round over every partition of a plan, as tasks.
@@ -76,12 +82,14 @@ fn refusal(opts: &ScanOptions) -> Option<String> {
             opts.data.display()
         ));
     }
-    if opts.embeddings.is_some() {
-        return Some(
-            "a partitioned scan reads embeddings from a column of the data (--embedding-column), \
-             not from a separate file"
-                .into(),
-        );
+    if let Some(p) = &opts.embeddings {
+        if p.extension().is_none_or(|e| !e.eq_ignore_ascii_case("npy")) {
+            return Some(format!(
+                "a partitioned scan reads embeddings from a column of the data \
+                 (--embedding-column) or from a .npy file; {} is neither",
+                p.display()
+            ));
+        }
     }
     None
 }
@@ -123,6 +131,11 @@ pub(super) fn detect(
     }
     let setup = Setup::read(opts, format, planned)?;
     let rows = ingest::row_group_rows(&opts.data)?;
+    // the `.npy` file is hashed here, once; the tasks read their rows of it and check its size
+    let npy = match setup.npy.as_deref() {
+        Some(p) if setup.dims > 0 => Some(ingest::sha256_file(p)?),
+        _ => None,
+    };
     let plan = Plan {
         n_rows: setup.n(),
         names: setup.names.clone(),
@@ -131,6 +144,7 @@ pub(super) fn detect(
         bytes: setup.read.digest.bytes,
         sha256: setup.read.digest.sha256.clone(),
         partitions: partitions(&rows, runner.partitions()),
+        embeddings: npy.as_ref().map(|d| (d.bytes, d.sha256.clone())),
     };
     let mut engine = engine_of(opts, planned, &plan)?;
     let mut earlier: Vec<Vec<u8>> = Vec::new();
@@ -184,7 +198,7 @@ pub(super) fn detect(
     for s in scored {
         gathered.add(s);
     }
-    let mut streamed = gathered.finish(setup, None)?;
+    let mut streamed = gathered.finish(setup, npy)?;
     streamed.partitions = Some(plan.partitions.len());
     Ok(streamed)
 }
@@ -281,6 +295,41 @@ pub fn run_task(
         &setup.spec
     };
     let digest = &setup.read.digest;
+    // the partition's rows of the `.npy` file, read beside its row groups
+    let mut npy = match (with_x, setup.npy.as_deref(), &plan.embeddings) {
+        (true, Some(p), Some((bytes, sha256))) => {
+            let first: usize = ingest::row_group_rows(&opts.data)?
+                .iter()
+                .take(groups.groups.start)
+                .sum();
+            let known = FileDigest {
+                path: p.to_path_buf(),
+                bytes: *bytes,
+                sha256: sha256.clone(),
+            };
+            Some((ingest::NpyRows::open_at(p, first, &known)?, first))
+        }
+        (true, Some(p), None) => {
+            return Err(ScanError::Config(format!(
+                "the plan has no digest of the embeddings {}",
+                p.display()
+            )))
+        }
+        _ => None,
+    };
+    let mut x_of = |b: &ingest::Batch| -> Result<Option<Array2<f32>>, ScanError> {
+        let Some((rows, next)) = npy.as_mut() else {
+            return Ok(None);
+        };
+        if b.first_row != *next {
+            return Err(ScanError::Config(format!(
+                "a partition's batch starts at row {}, its embeddings at row {next}",
+                b.first_row
+            )));
+        }
+        *next += b.n_rows;
+        Ok(Some(rows.next_rows(b.n_rows)?))
+    };
     if round == 4 {
         engine.settle()?;
         let fitted = engine.fitted()?;
@@ -296,7 +345,8 @@ pub fn run_task(
             digest,
             groups,
             &mut |b| {
-                let s = score(&fitted, &setup.names, setup.rows(b, None))?;
+                let x = x_of(&b)?;
+                let s = score(&fitted, &setup.names, setup.rows(b, x))?;
                 encode_scores(&s, &mut out);
                 batches += 1;
                 Ok::<(), ScanError>(())
@@ -314,7 +364,10 @@ pub fn run_task(
         setup.batch_rows,
         digest,
         groups,
-        &mut |b| engine.update(round, &setup.rows(b, None)),
+        &mut |b| {
+            let x = x_of(&b)?;
+            engine.update(round, &setup.rows(b, x))
+        },
     )?;
     engine.export(round, false)
 }
