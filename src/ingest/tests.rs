@@ -417,6 +417,39 @@ fn npy_f32_over_several_blocks_reads_and_hashes_every_byte() {
 }
 
 #[test]
+fn npy_rows_from_a_row_on_equal_the_whole_read_and_check_the_size() {
+    let dir = TempDir::new().unwrap();
+    let a = ndarray::Array2::<f32>::from_shape_fn((57, 9), |(i, j)| i as f32 * 10.0 + j as f32);
+    let p = dir.path().join("x.npy");
+    ndarray_npy::write_npy(&p, &a).unwrap();
+    let known = sha256_file(&p).unwrap();
+    for first in [0, 1, 20, 56, 57] {
+        let mut rows = NpyRows::open_at(&p, first, &known).unwrap();
+        let mut got = Vec::new();
+        while got.len() < (57 - first) * 9 {
+            got.extend(rows.next_rows(8).unwrap().iter().copied());
+        }
+        let want: Vec<f32> = a.slice(ndarray::s![first.., ..]).iter().copied().collect();
+        assert_eq!(got, want, "from row {first}");
+        assert_eq!(rows.finish().unwrap(), known);
+    }
+    assert!(NpyRows::open_at(&p, 58, &known).is_err());
+    // the same file's digest with another size: the file changed since it was hashed
+    let other = FileDigest {
+        bytes: known.bytes + 4,
+        ..known.clone()
+    };
+    let e = NpyRows::open_at(&p, 0, &other).err().unwrap();
+    assert!(matches!(e, IngestError::InputChanged { .. }), "{e}");
+    // a float64 file is read from its row on as well
+    let b = a.mapv(f64::from);
+    let q = dir.path().join("b.npy");
+    ndarray_npy::write_npy(&q, &b).unwrap();
+    let mut rows = NpyRows::open_at(&q, 30, &sha256_file(&q).unwrap()).unwrap();
+    assert_eq!(rows.next_rows(2).unwrap(), a.slice(ndarray::s![30..32, ..]));
+}
+
+#[test]
 fn npy_f32_f64_and_fortran_order() {
     let dir = TempDir::new().unwrap();
     let a = ndarray::array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]];
