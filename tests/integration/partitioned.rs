@@ -277,6 +277,72 @@ fn partitioned_scans_read_embeddings_from_a_npy_file() {
     assert!(flagged > 600, "{flagged} rows flagged");
 }
 
+/// Runs the tasks as [`Local`] does, and changes one byte of `file` before round `round`.
+struct Tampering<'a> {
+    inner: Local<'a>,
+    file: std::path::PathBuf,
+    round: usize,
+}
+
+impl Runner for Tampering<'_> {
+    fn partitions(&self) -> usize {
+        self.inner.partitions()
+    }
+
+    fn engine(&self) -> String {
+        self.inner.engine()
+    }
+
+    fn run(
+        &mut self,
+        plan: &Plan,
+        round: usize,
+        earlier: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>, ScanError> {
+        if round == self.round {
+            let mut bytes = std::fs::read(&self.file).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x40;
+            std::fs::write(&self.file, bytes).unwrap();
+        }
+        self.inner.run(plan, round, earlier)
+    }
+}
+
+/// A `.npy` file changed while the tasks read it (same size, one byte) fails the scan: the
+/// tasks check its size only, and the planning side hashes it again before writing anything.
+#[test]
+fn a_npy_file_changed_during_a_partitioned_scan_is_an_error() {
+    let (data, emb) = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let pq = tmp.path().join("reviews.parquet");
+    set_parquet_with(&data, None, &pq, 300);
+    let npy = tmp.path().join("reviews.npy");
+    std::fs::copy(&emb, &npy).unwrap();
+    let out = tmp.path().join("out");
+    let mut o = options(&pq, &out);
+    o.embedding_column = None;
+    o.embeddings = Some(npy.clone());
+    o.ground_truth_column = None;
+    let mut runner = Tampering {
+        inner: Local {
+            opts: &o,
+            k: 2,
+            state: 3,
+            caches: Default::default(),
+            tasks: 0,
+        },
+        file: npy.clone(),
+        round: 3,
+    };
+    let e = scan_partitioned(&o, &mut runner).unwrap_err().to_string();
+    assert!(
+        e.contains("reviews.npy: the input changed during the scan"),
+        "{e}"
+    );
+    assert!(!out.exists(), "nothing is written");
+}
+
 #[test]
 fn partitioned_scans_refuse_what_they_cannot_split() {
     let (data, emb) = demo();

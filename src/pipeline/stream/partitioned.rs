@@ -198,6 +198,18 @@ pub(super) fn detect(
     for s in scored {
         gathered.add(s);
     }
+    // the tasks only checked the `.npy` file's size: it must still hash to what the plan holds
+    if let (Some(p), Some(d)) = (setup.npy.as_deref(), npy.as_ref()) {
+        let now = ingest::sha256_file(p)?;
+        if now.sha256 != d.sha256 {
+            return Err(ingest::IngestError::InputChanged {
+                path: p.to_path_buf(),
+                expected: d.sha256.clone(),
+                actual: now.sha256,
+            }
+            .into());
+        }
+    }
     let mut streamed = gathered.finish(setup, npy)?;
     streamed.partitions = Some(plan.partitions.len());
     Ok(streamed)
