@@ -571,9 +571,7 @@ pub(super) fn detect(
             Ok(())
         })?;
         pb.finish();
-        if digest.is_some() && matrix_digest.is_none() {
-            matrix_digest = digest;
-        }
+        matrix_digest = same_matrix(matrix_digest, digest)?;
         engine.finish_round(round)?;
     }
     let fitted = engine.fitted()?;
@@ -583,11 +581,30 @@ pub(super) fn detect(
     let summaries = fitted.iter().map(|f| f.summary()).collect();
     let mut gathered = Gathered::new(summaries, engine.seconds(), opts, &setup);
     let pb = pass_bar(opts.progress, n, 4);
-    setup.pass_over(opts, with_x, &mut |rows| {
+    let digest = setup.pass_over(opts, with_x, &mut |rows| {
         pb.inc(rows.labels.len() as u64);
         gathered.add(score(&fitted, &setup.names, rows)?);
         Ok(())
     })?;
     pb.finish();
+    let matrix_digest = same_matrix(matrix_digest, digest)?;
     gathered.finish(setup, matrix_digest)
+}
+
+/// The `.npy` file's digest over the passes that read it: every pass must hash it alike (a
+/// file changed between two passes is an error).
+fn same_matrix(
+    before: Option<FileDigest>,
+    now: Option<FileDigest>,
+) -> Result<Option<FileDigest>, ScanError> {
+    match (before, now) {
+        (Some(a), Some(b)) if a.sha256 != b.sha256 => Err(ingest::IngestError::InputChanged {
+            path: b.path,
+            expected: a.sha256,
+            actual: b.sha256,
+        }
+        .into()),
+        (Some(a), _) => Ok(Some(a)),
+        (None, b) => Ok(b),
+    }
 }
