@@ -72,14 +72,20 @@ def without_times(report):
     return report
 
 
+def assert_same(got, one, got_dir, one_dir):
+    """The gate's result against the single-machine scan's: exit code, outputs byte for byte,
+    the report's detector entries, verdict, evaluation and reconciliation."""
+    assert got.exit_code == one.exit_code
+    for f in ("clean.parquet", "quarantine.parquet"):
+        assert (got_dir / f).read_bytes() == (one_dir / f).read_bytes(), f
+    assert agreed(without_times(got.report)) == agreed(without_times(one.report))
+
+
 @pytest.mark.parametrize("partitions", [1, 2, 7, 16])
 def test_gate_equals_the_single_machine_scan(cluster, demo_parquet, tmp_path, partitions):
     one = poisongate.scan(demo_parquet, out=tmp_path / "one", stream=True, **SETTINGS)
     got = poisongate.ray.gate(demo_parquet, tmp_path / "ray", partitions=partitions, **SETTINGS)
-    assert got.exit_code == one.exit_code
-    for f in ("clean.parquet", "quarantine.parquet"):
-        assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
-    assert agreed(without_times(got.report)) == agreed(without_times(one.report))
+    assert_same(got, one, tmp_path / "ray", tmp_path / "one")
     assert got.report["settings"]["engine"] == "ray"
     assert got.report["settings"]["partitions"] == partitions
     assert got.report["reconciliation"]["quarantined_rows"] > 0
@@ -110,10 +116,7 @@ def test_gate_reads_embeddings_from_a_npy_file(cluster, tmp_path, partitions):
     settings = dict(SETTINGS, embedding_column=None, embeddings=str(DEMO / "reviews.npy"))
     one = poisongate.scan(data, out=tmp_path / "one", stream=True, **settings)
     got = poisongate.ray.gate(data, tmp_path / "ray", partitions=partitions, **settings)
-    assert got.exit_code == one.exit_code
-    for f in ("clean.parquet", "quarantine.parquet"):
-        assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
-    assert agreed(without_times(got.report)) == agreed(without_times(one.report))
+    assert_same(got, one, tmp_path / "ray", tmp_path / "one")
     assert got.report["inputs"] == one.report["inputs"]
     assert any(i["role"] == "embeddings" for i in got.report["inputs"])
     assert got.report["reconciliation"]["quarantined_rows"] > 0

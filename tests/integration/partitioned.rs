@@ -164,6 +164,37 @@ fn agreed(dir: &Path) -> serde_json::Value {
     })
 }
 
+/// Scans `opts` over `k` partitions (tasks shuffled from `seed`) and checks it against the
+/// single-machine scan `base`, written to `one`: the score bits, reasons, outputs byte for byte
+/// and the report.
+fn same_as_one_machine(
+    opts: &ScanOptions,
+    (k, seed): (usize, u64),
+    base: &poisongate::pipeline::ScanOutcome,
+    one: &Path,
+    name: &str,
+) {
+    let mut runner = Local {
+        opts,
+        k,
+        state: seed,
+        caches: Default::default(),
+        tasks: 0,
+    };
+    let got = scan_partitioned(opts, &mut runner).unwrap();
+    let bits = |s: &[f64]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got.scores), bits(&base.scores), "{name}, {k}: scores");
+    assert_eq!(got.reasons, base.reasons, "{name}, {k}: reasons");
+    let out = opts.out.as_deref().expect("an output folder");
+    for f in ["clean.parquet", "quarantine.parquet"] {
+        assert!(
+            std::fs::read(out.join(f)).unwrap() == std::fs::read(one.join(f)).unwrap(),
+            "{name}, {k}: {f} differs"
+        );
+    }
+    assert_eq!(agreed(out), agreed(one), "{name}, {k}: reports differ");
+}
+
 #[test]
 fn partitioned_scans_equal_the_single_machine_scan_on_every_benchmark() {
     let tmp = tempfile::tempdir().unwrap();
@@ -183,25 +214,7 @@ fn partitioned_scans_equal_the_single_machine_scan_on_every_benchmark() {
         flagged += base.reasons.len();
         for (k, seed) in [(1, 1), (2, 2), (7, 3), (16, 4)] {
             let out = tmp.path().join(format!("{name}-{k}"));
-            let opts = options(&pq, &out);
-            let mut runner = Local {
-                opts: &opts,
-                k,
-                state: seed,
-                caches: Default::default(),
-                tasks: 0,
-            };
-            let got = scan_partitioned(&opts, &mut runner).unwrap();
-            let bits = |s: &[f64]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got.scores), bits(&base.scores), "{name}, {k}: scores");
-            assert_eq!(got.reasons, base.reasons, "{name}, {k}: reasons");
-            for f in ["clean.parquet", "quarantine.parquet"] {
-                assert!(
-                    std::fs::read(out.join(f)).unwrap() == std::fs::read(one.join(f)).unwrap(),
-                    "{name}, {k}: {f} differs"
-                );
-            }
-            assert_eq!(agreed(&out), agreed(&one), "{name}, {k}: reports differ");
+            same_as_one_machine(&options(&pq, &out), (k, seed), &base, &one, &name);
             let r = report(&out);
             assert_eq!(r["settings"]["engine"], "test");
             assert_eq!(r["settings"]["partitions"], k);
@@ -247,25 +260,7 @@ fn partitioned_scans_read_embeddings_from_a_npy_file() {
         flagged += base.reasons.len();
         for (k, seed) in [(1, 5), (2, 6), (7, 7), (16, 8)] {
             let out = tmp.path().join(format!("{name}-npy-{k}"));
-            let opts = with_npy(&out);
-            let mut runner = Local {
-                opts: &opts,
-                k,
-                state: seed,
-                caches: Default::default(),
-                tasks: 0,
-            };
-            let got = scan_partitioned(&opts, &mut runner).unwrap();
-            let bits = |s: &[f64]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got.scores), bits(&base.scores), "{name}, {k}: scores");
-            assert_eq!(got.reasons, base.reasons, "{name}, {k}: reasons");
-            for f in ["clean.parquet", "quarantine.parquet"] {
-                assert!(
-                    std::fs::read(out.join(f)).unwrap() == std::fs::read(one.join(f)).unwrap(),
-                    "{name}, {k}: {f} differs"
-                );
-            }
-            assert_eq!(agreed(&out), agreed(&one), "{name}, {k}: reports differ");
+            same_as_one_machine(&with_npy(&out), (k, seed), &base, &one, name);
             let r = report(&out);
             let inputs = r["inputs"].as_array().unwrap();
             assert!(

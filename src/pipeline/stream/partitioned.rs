@@ -342,14 +342,8 @@ pub fn run_task(
         *next += b.n_rows;
         Ok(Some(rows.next_rows(b.n_rows)?))
     };
-    if round == 4 {
-        engine.settle()?;
-        let fitted = engine.fitted()?;
-        let summaries: Vec<serde_json::Value> = fitted.iter().map(|f| f.summary()).collect();
-        let summaries = serde_json::to_string(&summaries)
-            .map_err(|e| ScanError::Config(format!("a detector's summary: {e}")))?;
-        let mut out = Vec::new();
-        let mut batches = 0u64;
+    // the partition's rows, a batch at a time, with their embeddings
+    let mut read = |f: &mut dyn FnMut(Rows) -> Result<(), ScanError>| {
         ingest::read_row_groups(
             &opts.data,
             spec,
@@ -358,29 +352,30 @@ pub fn run_task(
             groups,
             &mut |b| {
                 let x = x_of(&b)?;
-                let s = score(&fitted, &setup.names, setup.rows(b, x))?;
-                encode_scores(&s, &mut out);
-                batches += 1;
-                Ok::<(), ScanError>(())
+                f(setup.rows(b, x))
             },
-        )?;
+        )
+    };
+    if round == 4 {
+        engine.settle()?;
+        let fitted = engine.fitted()?;
+        let summaries: Vec<serde_json::Value> = fitted.iter().map(|f| f.summary()).collect();
+        let summaries = serde_json::to_string(&summaries)
+            .map_err(|e| ScanError::Config(format!("a detector's summary: {e}")))?;
+        let mut out = Vec::new();
+        let mut batches = 0u64;
+        read(&mut |rows| {
+            encode_scores(&score(&fitted, &setup.names, rows)?, &mut out);
+            batches += 1;
+            Ok(())
+        })?;
         let mut all = Vec::with_capacity(out.len() + summaries.len() + 16);
         put_str(&mut all, &summaries);
         put_u64(&mut all, batches);
         all.extend_from_slice(&out);
         return Ok(all);
     }
-    ingest::read_row_groups(
-        &opts.data,
-        spec,
-        setup.batch_rows,
-        digest,
-        groups,
-        &mut |b| {
-            let x = x_of(&b)?;
-            engine.update(round, &setup.rows(b, x))
-        },
-    )?;
+    read(&mut |rows| engine.update(round, &rows))?;
     engine.export(round, false)
 }
 
