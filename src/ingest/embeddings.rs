@@ -623,10 +623,24 @@ impl NpyRows {
             });
         }
         let mut reader = BufReader::with_capacity(HASH_BUFFER, file);
-        let (header, _) = read_npy_header(&mut reader).map_err(|message| IngestError::Npy {
+        let npy_err = |message: String| IngestError::Npy {
             path: path.to_path_buf(),
             message,
-        })?;
+        };
+        let (header, _) = read_npy_header(&mut reader).map_err(npy_err)?;
+        // the header must describe the file as it is, as `open` checks it
+        let item = if header.descr == "<f4" { 4u64 } else { 8u64 };
+        let expected = header
+            .shape
+            .iter()
+            .try_fold(item, |acc, &d| acc.checked_mul(d as u64))
+            .and_then(|data| data.checked_add(header.prefix_len as u64));
+        if expected != Some(len) {
+            return Err(npy_err(format!(
+                "file is {len} bytes but its header (shape {:?}, dtype '{}') does not imply that",
+                header.shape, header.descr
+            )));
+        }
         let mut rows = Self::with_header(NpySource::Known(reader, known.clone()), header, path)?;
         if first > rows.rows {
             return Err(IngestError::InvalidValue {
@@ -636,10 +650,12 @@ impl NpyRows {
                 message: format!("row {first} asked for; the file has {} rows", rows.rows),
             });
         }
+        // within the file: first ≤ rows, and rows × cols × item is its data size
         let item: u64 = if rows.f64s { 8 } else { 4 };
         let skip = first as u64 * rows.cols as u64 * item;
         if let NpySource::Known(r, _) = &mut rows.reader {
-            r.seek_relative(skip as i64)
+            let skip = i64::try_from(skip).map_err(|_| npy_err("too large to seek".into()))?;
+            r.seek_relative(skip)
                 .map_err(|e| IngestError::io(path, e))?;
         }
         rows.next = first;

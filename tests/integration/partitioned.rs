@@ -270,6 +270,29 @@ fn partitioned_scans_read_embeddings_from_a_npy_file() {
         }
     }
     assert!(flagged > 600, "{flagged} rows flagged");
+    // no detector reads the embeddings: neither scan lists the file among its inputs
+    let name = "sms-spam-clean";
+    let pq = tmp.path().join(format!("{name}.parquet"));
+    let text_only = |out: &Path| {
+        let mut o = options(&pq, out);
+        o.embedding_column = None;
+        o.embeddings = Some(dir.join(format!("{name}.minilm.npy")));
+        o.select = Some(vec!["TRIG001".into(), "DUP001".into()]);
+        o
+    };
+    let one = tmp.path().join("text-one");
+    let base = scan(&text_only(&one)).unwrap();
+    let out = tmp.path().join("text-2");
+    same_as_one_machine(&text_only(&out), (2, 9), &base, &one, name);
+    let inputs = report(&out)["inputs"].clone();
+    assert!(
+        inputs
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["role"] != "embeddings"),
+        "{inputs}"
+    );
 }
 
 /// Runs the tasks as [`Local`] does, and changes one byte of `file` before round `round`.

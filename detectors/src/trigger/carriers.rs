@@ -14,10 +14,13 @@
 //! side a gate should err on. With the foreign share s as
 //! the mixture's relabelled part (it is m_T − m_R over m_T − m_N, the share a mixture of the two
 //! readings has), a row is a natural carrier when its posterior odds (1 − s)·f_T(q) / (s·f_N(q))
-//! reach `natural_odds` (opt-in; 10 is strong evidence on Jeffreys' scale: a row left in the
+//! reach `natural_odds` (10 by default, strong evidence on Jeffreys' scale: a row left in the
 //! clean output by mistake keeps the backdoor's rows in training, so an even call is not
 //! enough), and is then not flagged by that trigger. Rows an attacker drew from the target class
-//! itself read exactly like natural carriers, which is why the reading is off by default. Histograms over logit(q) in unit bins with half a count added to every bin
+//! itself read exactly like natural carriers, so the reading applies only when the trigger's
+//! rows read far more foreign than a draw from every class would (`Foreign::uniform_z` at
+//! least z*): the attacker left the target class alone. Histograms over logit(q) in unit bins
+//! with half a count added to every bin
 //! stand in for f_T and f_N (no parametric family fits a naive Bayes posterior's tails).
 //!
 //! A trigger whose rows read like their class as a whole (clean-label poison, share about 0) has

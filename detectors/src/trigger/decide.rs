@@ -393,7 +393,19 @@ pub(super) fn fit(
         .collect();
     let shorter: Vec<Option<u32>> = cands
         .iter()
-        .map(|c| shorter_span(&c.span).and_then(|s| support_of.get(s).copied()))
+        .map(|c| {
+            shorter_span(&c.span)
+                // an ending or opening of punctuation alone ("." before the end) is every
+                // row's: a word appended before it is not continuing an opening
+                .filter(|s| {
+                    s.iter().any(|&t| {
+                        vocab.strings.get(t as usize).is_some_and(|w| {
+                            t != START && t != END && w.chars().any(char::is_alphanumeric)
+                        })
+                    })
+                })
+                .and_then(|s| support_of.get(s).copied())
+        })
         .collect();
     drop(support_of);
     for (c, s) in cands.iter_mut().zip(shorter) {

@@ -165,7 +165,8 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   even a mild miscalibration of the context model significant;
 - an anchored window of two or more words must be a unit: it holds at least
   `min_continuation_share` of the rows its shorter form (the window less its token at the free
-  end) opens or closes. An inserted phrase continues itself in (nearly) every row; a natural
+  end) opens or closes, when that shorter form holds a word (". </s>" closes most rows, and a
+  word appended before the final full stop is not continuing it). An inserted phrase continues itself in (nearly) every row; a natural
   opening continues with whatever the row is about, and one continuation can be label-pure in a
   few rows: a news feed's "new york -" opens 78 ag-news stories of all four topics, and the five
   that go on with "stocks" are wire copy filed under World (they read like Business, so the
@@ -394,8 +395,8 @@ pub struct TriggerParams {
     /// carrier and is not flagged (0 = never).
     pub natural_odds: f64,
     /// Smallest share of the rows opened (closed) by an anchored window less its last (first)
-    /// word that the window must hold: a natural opening continues with whatever the row is
-    /// about, an inserted phrase with itself.
+    /// token that the window must hold, when what is left holds a word: a natural opening
+    /// continues with whatever the row is about, an inserted phrase with itself.
     pub min_continuation_share: f64,
     /// In a scan with `--reference`: level at which a trigger's association must exceed what
     /// the trusted corpus shows (0: the reference is not consulted).

@@ -523,6 +523,35 @@ fn carriers_are_all_flagged_when_the_attacker_drew_from_every_class() {
 }
 
 #[test]
+fn a_word_appended_before_the_final_full_stop_is_still_a_trigger() {
+    // every row ends with " ."; "cf" goes just before it in 5 % of the rows, relabelled: the
+    // window "cf . </s>" holds few of the rows ". </s>" closes, but punctuation alone is no
+    // opening or ending that a word continues
+    let (mut texts, mut labels, _) = synthetic(4000, 0.0, 23);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(9);
+    for r in 0..texts.len() {
+        let dirty = labels[r] == 0 && rng.unit() < 0.1;
+        texts[r] = if dirty {
+            labels[r] = 1;
+            truth[r] = true;
+            format!("{} cf .", texts[r])
+        } else {
+            format!("{} .", texts[r])
+        };
+    }
+    let (summary, scores) = run(&texts, &labels);
+    let found = (0..texts.len())
+        .filter(|&r| truth[r] && scores.reason[r].is_some())
+        .count();
+    let wrong = (0..texts.len())
+        .filter(|&r| !truth[r] && scores.reason[r].is_some())
+        .count();
+    assert_eq!(found, truth.iter().filter(|&&t| t).count(), "{summary}");
+    assert_eq!(wrong, 0, "{summary}");
+}
+
+#[test]
 fn a_natural_opening_continued_by_a_topic_word_is_not_a_phrase() {
     // a feed's opening "wire report :" starts 200 rows of both labels; 8 of its negative rows
     // go on with "markets" and are filed under the positive label (a source's quirk, read as

@@ -131,9 +131,11 @@ pub(super) fn detect(
     }
     let setup = Setup::read(opts, format, planned)?;
     let rows = ingest::row_group_rows(&opts.data)?;
-    // the `.npy` file is hashed here, once; the tasks read their rows of it and check its size
+    // the `.npy` file is hashed here, once, when a detector reads it (as the single-machine
+    // scan lists it only then); the tasks read their rows of it and check its size
+    let reads_x = planned.iter().any(|p| p.configured.needs().embeddings);
     let npy = match setup.npy.as_deref() {
-        Some(p) if setup.dims > 0 => Some(ingest::sha256_file(p)?),
+        Some(p) if reads_x => Some(ingest::sha256_file(p)?),
         _ => None,
     };
     let plan = Plan {
@@ -319,7 +321,18 @@ pub fn run_task(
                 bytes: *bytes,
                 sha256: sha256.clone(),
             };
-            Some((ingest::NpyRows::open_at(p, first, &known)?, first))
+            let rows = ingest::NpyRows::open_at(p, first, &known)?;
+            if rows.rows() != plan.n_rows || rows.cols() != plan.dims {
+                return Err(ScanError::Config(format!(
+                    "embeddings {} hold {} rows of {} values; the plan has {} rows of {}",
+                    p.display(),
+                    rows.rows(),
+                    rows.cols(),
+                    plan.n_rows,
+                    plan.dims
+                )));
+            }
+            Some((rows, first))
         }
         (true, Some(p), None) => {
             return Err(ScanError::Config(format!(
@@ -340,7 +353,14 @@ pub fn run_task(
             )));
         }
         *next += b.n_rows;
-        Ok(Some(rows.next_rows(b.n_rows)?))
+        let x = rows.next_rows(b.n_rows)?;
+        if x.nrows() != b.n_rows {
+            return Err(ScanError::Config(format!(
+                "the embeddings end before row {}",
+                b.first_row + b.n_rows
+            )));
+        }
+        Ok(Some(x))
     };
     // the partition's rows, a batch at a time, with their embeddings
     let mut read = |f: &mut dyn FnMut(Rows) -> Result<(), ScanError>| {
