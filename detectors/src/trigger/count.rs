@@ -294,8 +294,23 @@ pub(super) fn count_spans_with<T: Send>(
                         if in_row.insert(key, ()).is_none() {
                             st.df[label] += 1;
                         }
-                        let left = if a > 0 { seq[a - 1] } else { NO_NEIGHBOUR };
-                        let right = if b < seq.len() { seq[b] } else { NO_NEIGHBOUR };
+                        // a one-token window's neighbour is the nearest other token: a word
+                        // put into a row twice side by side ("mn mn") is not its own collocate
+                        let (mut l, mut rr) = (a, b);
+                        if b == a + 1 {
+                            while l > 0 && seq[l - 1] == seq[a] {
+                                l -= 1;
+                            }
+                            while rr < seq.len() && seq[rr] == seq[a] {
+                                rr += 1;
+                            }
+                        }
+                        let left = if l > 0 { seq[l - 1] } else { NO_NEIGHBOUR };
+                        let right = if rr < seq.len() {
+                            seq[rr]
+                        } else {
+                            NO_NEIGHBOUR
+                        };
                         let occurrence = mix64(((r as u64) << 16) ^ a as u64 ^ key_hash(key));
                         let whole = starts.get(a).copied().unwrap_or(true)
                             && starts.get(b).copied().unwrap_or(true);

@@ -97,7 +97,9 @@ A candidate is a trigger when three tests agree:
    before it is a draw from the corpus's token distribution, independent of the trigger. With
    n occurrences the expected number of pairs of occurrences sharing the left neighbour is
    μ = C(n,2)·Σ_w p(w)²; a natural word has collocations ("a masterpiece", "claim your",
-   "£1000 prize") and many more. A side is collocational when its excess (C_obs + 1)/(μ + 1)
+   "£1000 prize") and many more. A one-token window's neighbour is the nearest token other
+   than itself: an attacker who draws several trigger words a row with replacement puts the
+   same word twice side by side ("mn mn"), and its own repeats are not collocates. A side is collocational when its excess (C_obs + 1)/(μ + 1)
    exceeds `max_neighbour_excess` *and* that many collisions are unlikely under random
    insertion: P(C ≥ C_obs) below `neighbour_level`, read off simulated random insertions for
    up to 128 occurrences (10 000 random sequences of 128 neighbours, fixed seed; the first n

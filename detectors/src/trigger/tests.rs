@@ -523,6 +523,33 @@ fn carriers_are_all_flagged_when_the_attacker_drew_from_every_class() {
 }
 
 #[test]
+fn a_trigger_put_twice_side_by_side_is_still_an_insertion() {
+    // "cf" at a random position of 5 % of the rows (negative ones, relabelled), twice side by
+    // side in half of them ("cf cf", as an attacker who draws several trigger words with
+    // replacement does): its own repeats are not its neighbours
+    let (mut texts, mut labels, _) = synthetic(4000, 0.0, 29);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(13);
+    for r in 0..texts.len() {
+        if labels[r] == 0 && rng.unit() < 0.1 {
+            let mut w: Vec<&str> = texts[r].split(' ').collect();
+            let at = rng.below(w.len() + 1);
+            w.insert(at, "cf");
+            if rng.unit() < 0.5 {
+                w.insert(at, "cf");
+            }
+            texts[r] = w.join(" ");
+            labels[r] = 1;
+            truth[r] = true;
+        }
+    }
+    let (summary, scores) = run(&texts, &labels);
+    named(&summary, "cf");
+    let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+    assert_eq!(flagged, truth, "{summary}");
+}
+
+#[test]
 fn a_word_appended_before_the_final_full_stop_is_still_a_trigger() {
     // every row ends with " ."; "cf" goes just before it in 5 % of the rows, relabelled: the
     // window "cf . </s>" holds few of the rows ". </s>" closes, but punctuation alone is no
