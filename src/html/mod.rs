@@ -182,10 +182,41 @@ fn trigger_rows(summary: &Value) -> Option<String> {
         num(&mut s, escape(&text("support")));
         num(&mut s, escape(&text("purity")));
         num(&mut s, escape(&text("score")));
+        num(&mut s, escape(&text("natural_carriers")));
         cell(&mut s, &examples);
         s.push_str("</tr>\n");
     }
     Some(s)
+}
+
+/// TRIG001's candidates that passed its tests but were not named, each with why it abstained
+/// (`summary.near_misses` with an `abstained` reason), as table rows; empty when there is none.
+fn abstention_rows(summary: &Value) -> String {
+    let mut s = String::new();
+    let Some(near) = summary.get("near_misses").and_then(Value::as_array) else {
+        return s;
+    };
+    for c in near {
+        let Some(Value::String(why)) = c.get("abstained") else {
+            continue;
+        };
+        let text = |k: &str| match c.get(k) {
+            Some(Value::String(v)) => v.clone(),
+            Some(Value::Number(n)) if !(n.is_u64() || n.is_i64()) => n
+                .as_f64()
+                .map_or_else(|| n.to_string(), |f| format!("{f:.3}")),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        };
+        s.push_str("<tr>");
+        code_cell(&mut s, &text("phrase"));
+        cell(&mut s, &text("target"));
+        num(&mut s, escape(&text("support")));
+        num(&mut s, escape(&text("purity")));
+        cell(&mut s, why);
+        s.push_str("</tr>\n");
+    }
+    s
 }
 
 /// `v` with `decimals` digits after the point, `-0.00` shown as `0.00`; `-` when not finite.
@@ -656,24 +687,34 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
     }
     s.push_str("</section>\n");
 
-    // TRIG001 findings
-    if let Some(rows) = report
-        .detectors
-        .iter()
-        .find(|d| d.code == "TRIG001")
-        .and_then(|d| trigger_rows(&d.summary))
-    {
+    // TRIG001 findings, and the candidates it abstained on
+    let trig = report.detectors.iter().find(|d| d.code == "TRIG001");
+    if let Some(rows) = trig.and_then(|d| trigger_rows(&d.summary)) {
         let _ = write!(
             s,
             "<section id=\"triggers\"><h2>TRIG001 trigger findings</h2>\n<table><tr>\
              <th>trigger</th><th>target</th><th>support</th><th>purity</th><th>score</th>\
-             <th>example rows</th></tr>\n{}</table></section>\n",
+             <th>natural carriers not flagged</th><th>example rows</th></tr>\n{}</table>\n",
             if rows.is_empty() {
-                "<tr><td colspan=\"6\">no trigger found</td></tr>\n".to_string()
+                "<tr><td colspan=\"7\">no trigger found</td></tr>\n".to_string()
             } else {
                 rows
             }
         );
+        let abstained = trig
+            .map(|d| abstention_rows(&d.summary))
+            .unwrap_or_default();
+        if !abstained.is_empty() {
+            let _ = write!(
+                s,
+                "<h3 id=\"abstentions\">Candidates not named, and why</h3>\n<p>Windows that \
+                 passed the trigger tests but do not behave like a planted trigger, so no row \
+                 was flagged for them: natural label cues, openings and endings of the \
+                 domain.</p>\n<table><tr><th>window</th><th>target</th><th>support</th>\
+                 <th>purity</th><th>why it was not named</th></tr>\n{abstained}</table>\n"
+            );
+        }
+        s.push_str("</section>\n");
     }
 
     // SPEC001 score distributions
@@ -820,6 +861,30 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trig001_abstentions_are_listed_with_their_reason_escaped() {
+        let summary = serde_json::json!({
+            "triggers": [],
+            "near_misses": [
+                {"phrase": "<s> new york - stocks", "target": "World", "support": 5,
+                 "purity": 1.0, "abstained": "continues only 0.06 <of> the rows"},
+                {"phrase": "and", "target": "1", "support": 900, "purity": 0.6,
+                 "abstained": null},
+            ]
+        });
+        let rows = abstention_rows(&summary);
+        assert_eq!(rows.matches("<tr>").count(), 1, "{rows}");
+        assert!(
+            rows.contains("<code>&lt;s&gt; new york - stocks</code>"),
+            "{rows}"
+        );
+        assert!(
+            rows.contains("continues only 0.06 &lt;of&gt; the rows"),
+            "{rows}"
+        );
+        assert_eq!(abstention_rows(&serde_json::json!({})), "");
+    }
 
     #[test]
     fn escape_covers_the_five_characters() {
