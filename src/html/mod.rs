@@ -153,19 +153,25 @@ fn text_of(v: Option<&Value>) -> String {
     }
 }
 
+/// Field `k` of a summary entry as shown in a table: strings as they are, fractions with three
+/// decimals, other values as JSON, nothing when absent.
+fn entry_text(entry: &Value, k: &str) -> String {
+    match entry.get(k) {
+        Some(Value::String(v)) => v.clone(),
+        Some(Value::Number(n)) if !(n.is_u64() || n.is_i64()) => n
+            .as_f64()
+            .map_or_else(|| n.to_string(), |f| format!("{f:.3}")),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    }
+}
+
 /// TRIG001's `summary.triggers` rendered as table rows, when present.
 fn trigger_rows(summary: &Value) -> Option<String> {
     let triggers = summary.get("triggers")?.as_array()?;
     let mut s = String::new();
     for t in triggers {
-        let text = |k: &str| match t.get(k) {
-            Some(Value::String(v)) => v.clone(),
-            Some(Value::Number(n)) if !(n.is_u64() || n.is_i64()) => n
-                .as_f64()
-                .map_or_else(|| n.to_string(), |f| format!("{f:.3}")),
-            Some(v) => v.to_string(),
-            None => String::new(),
-        };
+        let text = |k: &str| entry_text(t, k);
         let examples = t
             .get("example_rows")
             .and_then(Value::as_array)
@@ -200,14 +206,7 @@ fn abstention_rows(summary: &Value) -> String {
         let Some(Value::String(why)) = c.get("abstained") else {
             continue;
         };
-        let text = |k: &str| match c.get(k) {
-            Some(Value::String(v)) => v.clone(),
-            Some(Value::Number(n)) if !(n.is_u64() || n.is_i64()) => n
-                .as_f64()
-                .map_or_else(|| n.to_string(), |f| format!("{f:.3}")),
-            Some(v) => v.to_string(),
-            None => String::new(),
-        };
+        let text = |k: &str| entry_text(c, k);
         s.push_str("<tr>");
         code_cell(&mut s, &text("phrase"));
         cell(&mut s, &text("target"));

@@ -398,6 +398,13 @@ fn open_npy(path: &Path) -> Result<(NpyReader, NpyHeader, Vec<u8>), IngestError>
     let (header, prefix) = read_npy_header(&mut reader).map_err(npy_err)?;
 
     // Check the data size against the file size before anything is allocated for it.
+    check_npy_size(&header, file_len).map_err(npy_err)?;
+    Ok((reader, header, prefix))
+}
+
+/// Whether the header's shape and item size, after its own bytes, make a file of `file_len`
+/// bytes; why not, if not.
+fn check_npy_size(header: &NpyHeader, file_len: u64) -> Result<(), String> {
     let item = if header.descr == "<f4" { 4u64 } else { 8u64 };
     let expected = header
         .shape
@@ -405,17 +412,14 @@ fn open_npy(path: &Path) -> Result<(NpyReader, NpyHeader, Vec<u8>), IngestError>
         .try_fold(item, |acc, &d| acc.checked_mul(d as u64))
         .and_then(|data| data.checked_add(header.prefix_len as u64));
     match expected {
-        Some(e) if e == file_len => {}
-        Some(e) => {
-            return Err(npy_err(format!(
-                "file is {file_len} bytes but its header (shape {:?}, dtype '{}') implies \
-                 {e}; the file is truncated or has trailing bytes",
-                header.shape, header.descr
-            )))
-        }
-        None => return Err(npy_err(format!("shape {:?} is too large", header.shape))),
+        Some(e) if e == file_len => Ok(()),
+        Some(e) => Err(format!(
+            "file is {file_len} bytes but its header (shape {:?}, dtype '{}') implies \
+             {e}; the file is truncated or has trailing bytes",
+            header.shape, header.descr
+        )),
+        None => Err(format!("shape {:?} is too large", header.shape)),
     }
-    Ok((reader, header, prefix))
 }
 
 pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), IngestError> {
@@ -629,18 +633,7 @@ impl NpyRows {
         };
         let (header, _) = read_npy_header(&mut reader).map_err(npy_err)?;
         // the header must describe the file as it is, as `open` checks it
-        let item = if header.descr == "<f4" { 4u64 } else { 8u64 };
-        let expected = header
-            .shape
-            .iter()
-            .try_fold(item, |acc, &d| acc.checked_mul(d as u64))
-            .and_then(|data| data.checked_add(header.prefix_len as u64));
-        if expected != Some(len) {
-            return Err(npy_err(format!(
-                "file is {len} bytes but its header (shape {:?}, dtype '{}') does not imply that",
-                header.shape, header.descr
-            )));
-        }
+        check_npy_size(&header, len).map_err(npy_err)?;
         let mut rows = Self::with_header(NpySource::Known(reader, known.clone()), header, path)?;
         if first > rows.rows {
             return Err(IngestError::InvalidValue {
