@@ -38,16 +38,17 @@ use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use arrow_select::filter::filter_record_batch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 
 use crate::ingest::{
-    hash_open_file, is_blank, json_message, parse_projected, Format, IngestError, JsonlLines,
-    RowRef, PARQUET_BATCH_SIZE,
+    folder_digest, hash_open_file, is_blank, json_message, parquet_parts, parse_projected, Format,
+    IngestError, JsonlLines, PartDigest, RowRef, PARQUET_BATCH_SIZE,
 };
 
 /// An output Parquet file's row group is closed once its buffered data reaches this many bytes
@@ -55,18 +56,70 @@ use crate::ingest::{
 /// a million rows with a 384-dim embedding column are 1.5 GB.
 pub const OUTPUT_ROW_GROUP_BYTES: usize = 64 << 20;
 
-/// Write a batch, closing the row group when its buffered data reaches
-/// [`OUTPUT_ROW_GROUP_BYTES`]. Where row groups end depends only on the rows written, so the
-/// files are the same whatever the scan's engine or thread count.
-fn write_bounded<W: std::io::Write + Send>(
-    w: &mut ArrowWriter<W>,
-    batch: &RecordBatch,
-) -> Result<(), parquet::errors::ParquetError> {
-    w.write(batch)?;
-    if w.memory_size() >= OUTPUT_ROW_GROUP_BYTES {
-        w.flush()?;
+/// Rows handed to the Parquet writer at a time. The writer's pages (and, through
+/// [`OUTPUT_ROW_GROUP_BYTES`], its row groups) end where the batches written to it end, so
+/// rows are written in runs of this many, cut from the sequence of rows written and not from
+/// the input's batches: the output bytes then depend only on the rows, whether they came from
+/// one file or a folder of files, and whatever the scan's engine or thread count.
+const OUTPUT_WRITE_ROWS: usize = 8192;
+
+/// A Parquet writer fed in runs of [`OUTPUT_WRITE_ROWS`] rows, closing the row group when its
+/// buffered data reaches [`OUTPUT_ROW_GROUP_BYTES`].
+struct Bounded<W: std::io::Write + Send> {
+    w: ArrowWriter<W>,
+    /// Rows not written yet (fewer than [`OUTPUT_WRITE_ROWS`] once a write returns).
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+}
+
+impl<W: std::io::Write + Send> Bounded<W> {
+    fn new(w: ArrowWriter<W>) -> Self {
+        Bounded {
+            w,
+            pending: Vec::new(),
+            pending_rows: 0,
+        }
     }
-    Ok(())
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), parquet::errors::ParquetError> {
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch.clone());
+        if self.pending_rows >= OUTPUT_WRITE_ROWS {
+            let all = arrow_select::concat::concat_batches(&batch.schema(), &self.pending)?;
+            self.pending.clear();
+            let mut at = 0;
+            while all.num_rows() - at >= OUTPUT_WRITE_ROWS {
+                self.write_run(&all.slice(at, OUTPUT_WRITE_ROWS))?;
+                at += OUTPUT_WRITE_ROWS;
+            }
+            self.pending_rows = all.num_rows() - at;
+            if self.pending_rows > 0 {
+                self.pending.push(all.slice(at, self.pending_rows));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_run(&mut self, run: &RecordBatch) -> Result<(), parquet::errors::ParquetError> {
+        self.w.write(run)?;
+        if self.w.memory_size() >= OUTPUT_ROW_GROUP_BYTES {
+            self.w.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write what is pending and close the file.
+    fn close(
+        mut self,
+    ) -> Result<parquet::file::metadata::ParquetMetaData, parquet::errors::ParquetError> {
+        if self.pending_rows > 0 {
+            let schema = self.pending[0].schema();
+            let rest = arrow_select::concat::concat_batches(&schema, &self.pending)?;
+            self.pending.clear();
+            self.write_run(&rest)?;
+        }
+        self.w.close()
+    }
 }
 
 /// Name of the score column added to quarantined rows.
@@ -574,15 +627,20 @@ fn split_parquet(
     paths: &Paths,
 ) -> Result<Split, IngestError> {
     let (clean_path, quarantine_path) = (&paths.clean, &paths.quarantine);
-    let file = File::open(input).map_err(|e| IngestError::io(input, e))?;
-    // Hash the open file before and after reading it: the reader parses the same open file,
-    // so a replaced path cannot slip in, and an in-place change shows up in either hash.
-    let before = hash_open_file(&file, input)?;
-    check_hash(input, expected_sha256, &before.sha256)?;
-
-    let reader_file = file.try_clone().map_err(|e| IngestError::io(input, e))?;
-    let builder = crate::ingest::parquet_builder(input, reader_file)?;
-    let schema = builder.schema().clone();
+    // a folder is read as one table of its Parquet files, in row order
+    let folder = input.is_dir();
+    let parts: Vec<(String, PathBuf)> = if folder {
+        parquet_parts(input)?
+    } else {
+        vec![(String::new(), input.to_path_buf())]
+    };
+    let schema = {
+        let first = &parts[0].1;
+        let file = File::open(first).map_err(|e| IngestError::io(first, e))?;
+        crate::ingest::parquet_builder(first, file)?
+            .schema()
+            .clone()
+    };
     for name in paths.reserved() {
         if schema.fields().iter().any(|f| f.name() == name) {
             return Err(IngestError::ReservedColumn {
@@ -618,11 +676,6 @@ fn split_parquet(
         schema.metadata().clone(),
     ));
 
-    let reader = builder
-        .with_batch_size(PARQUET_BATCH_SIZE)
-        .build()
-        .map_err(|e| IngestError::parquet(input, e))?;
-
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
@@ -636,104 +689,88 @@ fn split_parquet(
     let pq_quarantine = |e| IngestError::parquet(quarantine_path, e);
     let dup_path = paths.duplicates.clone().unwrap_or_default();
     let pq_dup = |e| IngestError::parquet(&dup_path, e);
-    let mut clean_w =
-        ArrowWriter::try_new(&mut clean, schema.clone(), Some(props.clone())).map_err(pq_clean)?;
+    let mut clean_w = ArrowWriter::try_new(&mut clean, schema.clone(), Some(props.clone()))
+        .map(Bounded::new)
+        .map_err(pq_clean)?;
     let mut quarantine_w =
         ArrowWriter::try_new(&mut quarantine, q_schema.clone(), Some(props.clone()))
+            .map(Bounded::new)
             .map_err(pq_quarantine)?;
     let mut dup_w = match duplicates.as_mut() {
-        Some(d) => Some(ArrowWriter::try_new(d, d_schema.clone(), Some(props)).map_err(pq_dup)?),
+        Some(d) => Some(
+            ArrowWriter::try_new(d, d_schema.clone(), Some(props))
+                .map(Bounded::new)
+                .map_err(pq_dup)?,
+        ),
         None => None,
     };
 
     let mut row = 0usize;
-    for batch in reader {
-        let batch = batch.map_err(|e| IngestError::arrow(input, e))?;
-        let n = batch.num_rows();
-        let Some(fs) = fates.range(row, n) else {
-            // More rows than verdicts: keep counting, the mismatch is reported below.
-            row += n;
-            continue;
-        };
-        row += n;
-
-        let keep: BooleanArray = fs.iter().map(|f| Some(matches!(f, Fate::Clean))).collect();
-        let clean_batch =
-            filter_record_batch(&batch, &keep).map_err(|e| IngestError::arrow(input, e))?;
-        if clean_batch.num_rows() > 0 {
-            write_bounded(&mut clean_w, &clean_batch).map_err(pq_clean)?;
+    let mut digests: Vec<PartDigest> = Vec::with_capacity(parts.len());
+    for (name, part) in &parts {
+        let file = File::open(part).map_err(|e| IngestError::io(part, e))?;
+        // Hash the open file before and after reading it: the reader parses the same open
+        // file, so a replaced path cannot slip in, and an in-place change shows up in either
+        // hash. A folder's digest is its files' manifest, checked once they are all read.
+        let before = hash_open_file(&file, part)?;
+        if !folder {
+            check_hash(input, expected_sha256, &before.sha256)?;
         }
-
-        let dups: Vec<i64> = fs
-            .iter()
-            .filter_map(|f| match f {
-                Fate::Duplicate(k, _) => Some(*k as i64),
-                _ => None,
-            })
-            .collect();
-        if let (Some(w), false) = (dup_w.as_mut(), dups.is_empty()) {
-            let take: BooleanArray = fs
-                .iter()
-                .map(|f| Some(matches!(f, Fate::Duplicate(..))))
-                .collect();
-            let d_batch =
-                filter_record_batch(&batch, &take).map_err(|e| IngestError::arrow(input, e))?;
-            let mut columns: Vec<ArrayRef> = d_batch.columns().to_vec();
-            columns.push(Arc::new(Int64Array::from(dups)));
-            if paths.with_ids {
-                let kept: StringArray = fs
-                    .iter()
-                    .filter_map(|f| match f {
-                        Fate::Duplicate(_, id) => Some(Some(id.unwrap_or_default())),
-                        _ => None,
-                    })
-                    .collect();
-                columns.push(Arc::new(kept));
-            }
-            let d_batch = RecordBatch::try_new(d_schema.clone(), columns)
-                .map_err(|e| IngestError::arrow(&dup_path, e))?;
-            write_bounded(w, &d_batch).map_err(pq_dup)?;
+        let reader_file = file.try_clone().map_err(|e| IngestError::io(part, e))?;
+        let builder = crate::ingest::parquet_builder(part, reader_file)?;
+        if builder.schema().fields() != schema.fields() {
+            return Err(IngestError::InvalidValue {
+                path: part.clone(),
+                row: None,
+                column: None,
+                message: format!(
+                    "the files of a folder read as one table must have the same columns \
+                     (names, types, nullability); this file's are {}, {}'s are {}",
+                    field_list(builder.schema()),
+                    parts[0].0,
+                    field_list(&schema)
+                ),
+            });
         }
-
-        let flagged: Vec<&Quarantine> = fs
-            .iter()
-            .filter_map(|f| match f {
-                Fate::Quarantine(q) => Some(*q),
-                _ => None,
-            })
-            .collect();
-        if flagged.is_empty() {
-            continue;
+        let reader = builder
+            .with_batch_size(PARQUET_BATCH_SIZE)
+            .build()
+            .map_err(|e| IngestError::parquet(part, e))?;
+        row = split_batches(
+            part,
+            reader,
+            row,
+            fates,
+            &schema,
+            (&mut clean_w, &mut quarantine_w, dup_w.as_mut()),
+            (&q_schema, &d_schema),
+            paths,
+        )?;
+        let after = hash_open_file(&file, part)?;
+        if !folder {
+            check_hash(input, expected_sha256, &after.sha256)?;
+        } else if after.sha256 != before.sha256 {
+            return Err(IngestError::InputChanged {
+                path: part.clone(),
+                expected: before.sha256,
+                actual: after.sha256,
+            });
         }
-        let take: BooleanArray = fs
-            .iter()
-            .map(|f| Some(matches!(f, Fate::Quarantine(_))))
-            .collect();
-        let q_batch =
-            filter_record_batch(&batch, &take).map_err(|e| IngestError::arrow(input, e))?;
-        let scores: Float64Array = flagged.iter().map(|q| Some(q.score)).collect();
-        let mut reasons = ListBuilder::new(StringBuilder::new());
-        for q in &flagged {
-            for r in &q.reasons {
-                reasons.values().append_value(r);
-            }
-            reasons.append(true);
-        }
-        let mut columns: Vec<ArrayRef> = q_batch.columns().to_vec();
-        columns.push(Arc::new(scores));
-        columns.push(Arc::new(reasons.finish()));
-        let q_batch = RecordBatch::try_new(q_schema.clone(), columns)
-            .map_err(|e| IngestError::arrow(quarantine_path, e))?;
-        write_bounded(&mut quarantine_w, &q_batch).map_err(pq_quarantine)?;
+        digests.push(PartDigest {
+            name: name.clone(),
+            bytes: after.bytes,
+            sha256: after.sha256,
+        });
     }
-
-    let after = hash_open_file(&file, input)?;
-    check_hash(input, expected_sha256, &after.sha256)?;
+    if folder {
+        let digest = folder_digest(input, digests);
+        check_hash(input, expected_sha256, &digest.sha256)?;
+    }
     check_count(input, fates.len(), row)?;
 
     let clean_meta = clean_w.close().map_err(pq_clean)?;
     let quarantine_meta = quarantine_w.close().map_err(pq_quarantine)?;
-    let dup_meta = dup_w.map(ArrowWriter::close).transpose().map_err(pq_dup)?;
+    let dup_meta = dup_w.map(Bounded::close).transpose().map_err(pq_dup)?;
     let rows = |n: i64, path: &Path| {
         usize::try_from(n).map_err(|_| IngestError::InvalidValue {
             path: path.to_path_buf(),
@@ -756,6 +793,129 @@ fn split_parquet(
         quarantine: quarantine.finish(quarantine_rows)?,
         duplicates,
     })
+}
+
+/// The writers of a split: clean, quarantine, and duplicates when asked for.
+type Writers<'a, 'w> = (
+    &'a mut Bounded<&'w mut Output>,
+    &'a mut Bounded<&'w mut Output>,
+    Option<&'a mut Bounded<&'w mut Output>>,
+);
+
+/// Split one Parquet file's batches, its first row being the input's row `row`, among the
+/// writers. Returns the input's row after its last one.
+#[allow(clippy::too_many_arguments)]
+fn split_batches(
+    part: &Path,
+    reader: ParquetRecordBatchReader,
+    mut row: usize,
+    fates: &Fates<'_>,
+    schema: &SchemaRef,
+    (clean_w, quarantine_w, mut dup_w): Writers<'_, '_>,
+    (q_schema, d_schema): (&SchemaRef, &SchemaRef),
+    paths: &Paths,
+) -> Result<usize, IngestError> {
+    let quarantine_path = &paths.quarantine;
+    let pq_clean = |e| IngestError::parquet(&paths.clean, e);
+    let pq_quarantine = |e| IngestError::parquet(quarantine_path, e);
+    let dup_path = paths.duplicates.clone().unwrap_or_default();
+    let pq_dup = |e| IngestError::parquet(&dup_path, e);
+    for batch in reader {
+        let batch = batch.map_err(|e| IngestError::arrow(part, e))?;
+        // every file's batches under the first file's schema (its key-value metadata)
+        let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+            .map_err(|e| IngestError::arrow(part, e))?;
+        let n = batch.num_rows();
+        let Some(fs) = fates.range(row, n) else {
+            // More rows than verdicts: keep counting, the mismatch is reported below.
+            row += n;
+            continue;
+        };
+        row += n;
+
+        let keep: BooleanArray = fs.iter().map(|f| Some(matches!(f, Fate::Clean))).collect();
+        let clean_batch =
+            filter_record_batch(&batch, &keep).map_err(|e| IngestError::arrow(part, e))?;
+        if clean_batch.num_rows() > 0 {
+            clean_w.write(&clean_batch).map_err(pq_clean)?;
+        }
+
+        let dups: Vec<i64> = fs
+            .iter()
+            .filter_map(|f| match f {
+                Fate::Duplicate(k, _) => Some(*k as i64),
+                _ => None,
+            })
+            .collect();
+        if let (Some(w), false) = (dup_w.as_deref_mut(), dups.is_empty()) {
+            let take: BooleanArray = fs
+                .iter()
+                .map(|f| Some(matches!(f, Fate::Duplicate(..))))
+                .collect();
+            let d_batch =
+                filter_record_batch(&batch, &take).map_err(|e| IngestError::arrow(part, e))?;
+            let mut columns: Vec<ArrayRef> = d_batch.columns().to_vec();
+            columns.push(Arc::new(Int64Array::from(dups)));
+            if paths.with_ids {
+                let kept: StringArray = fs
+                    .iter()
+                    .filter_map(|f| match f {
+                        Fate::Duplicate(_, id) => Some(Some(id.unwrap_or_default())),
+                        _ => None,
+                    })
+                    .collect();
+                columns.push(Arc::new(kept));
+            }
+            let d_batch = RecordBatch::try_new(d_schema.clone(), columns)
+                .map_err(|e| IngestError::arrow(&dup_path, e))?;
+            w.write(&d_batch).map_err(pq_dup)?;
+        }
+
+        let flagged: Vec<&Quarantine> = fs
+            .iter()
+            .filter_map(|f| match f {
+                Fate::Quarantine(q) => Some(*q),
+                _ => None,
+            })
+            .collect();
+        if flagged.is_empty() {
+            continue;
+        }
+        let take: BooleanArray = fs
+            .iter()
+            .map(|f| Some(matches!(f, Fate::Quarantine(_))))
+            .collect();
+        let q_batch =
+            filter_record_batch(&batch, &take).map_err(|e| IngestError::arrow(part, e))?;
+        let scores: Float64Array = flagged.iter().map(|q| Some(q.score)).collect();
+        let mut reasons = ListBuilder::new(StringBuilder::new());
+        for q in &flagged {
+            for r in &q.reasons {
+                reasons.values().append_value(r);
+            }
+            reasons.append(true);
+        }
+        let mut columns: Vec<ArrayRef> = q_batch.columns().to_vec();
+        columns.push(Arc::new(scores));
+        columns.push(Arc::new(reasons.finish()));
+        let q_batch = RecordBatch::try_new(q_schema.clone(), columns)
+            .map_err(|e| IngestError::arrow(quarantine_path, e))?;
+        quarantine_w.write(&q_batch).map_err(pq_quarantine)?;
+    }
+
+    Ok(row)
+}
+
+fn field_list(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let null = if f.is_nullable() { "" } else { " not null" };
+            format!("{} {}{null}", f.name(), f.data_type())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ pub fn predicate(report: &Report) -> Value {
             if let (Some(d), Some(m)) = (i.dims, v.as_object_mut()) {
                 m.insert("dims".into(), json!(d));
             }
+            if let (false, Some(m)) = (i.files.is_empty(), v.as_object_mut()) {
+                m.insert("files".into(), json!(i.files));
+            }
             v
         })
         .collect();

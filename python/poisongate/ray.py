@@ -19,8 +19,12 @@ the partition count::
     result.clean.write_parquet("curated/")          # a ray.data.Dataset
     result.quarantined.write_parquet("held-back/")
 
-The input is one Parquet file that every worker can read at the same path; rows are numbered
-by their place in the file (row groups from the footer). Embeddings come from a column of the
+The input is a Parquet file, a folder of Parquet files (Spark's, Ray's and pyarrow's
+``part-*.parquet`` layout; files in the order of their paths, ``_`` and ``.`` names skipped) or
+a ``ray.data.Dataset``, which is first written with ``write_parquet`` into ``staging`` (a
+folder that does not exist yet) and gated as that folder. Every worker must read the input at
+the same path; rows are numbered by their place in the input (row groups from the footers,
+counted across the files), so the same rows get the same numbers on every machine. Embeddings come from a column of the
 data (``embedding_column``) or from a ``.npy`` file beside it (``embeddings``, readable by every
 worker at the same path: ``gate`` hashes it once, each task reads its partition's rows of it
 and checks its size). The outputs are written where ``gate`` runs, as ``scan`` writes
@@ -71,16 +75,28 @@ def _task(batch, data, settings, plan, rnd, earlier):
 
 
 def gate(data, out, *, partitions: Optional[int] = None, reproducible: bool = False,
-         **settings: Any) -> GateResult:
-    """Scan the Parquet file ``data`` on the Ray cluster ``ray.init`` connected to, writing
-    the outputs into ``out``. ``partitions``: how many tasks each round runs (default: the
-    cluster's CPUs; at most one per row group). The other keyword arguments are
-    ``poisongate.scan``'s settings. Raises ``ValueError`` for an unknown setting and
-    ``ScanError`` when the scan fails or cannot be partitioned (the message says why)."""
+         staging: Optional[str] = None, **settings: Any) -> GateResult:
+    """Scan ``data`` (a Parquet file, a folder of Parquet files or a ``ray.data.Dataset``) on
+    the Ray cluster ``ray.init`` connected to, writing the outputs into ``out``. A dataset is
+    written into the folder ``staging`` first (required then; it must not exist, and is left
+    in place: the report's inputs name its files). ``partitions``: how many tasks each round
+    runs (default: the cluster's CPUs; at most one per row group). The other keyword arguments
+    are ``poisongate.scan``'s settings. Raises ``ValueError`` for an unknown setting or a
+    dataset without ``staging``, and ``ScanError`` when the scan fails or cannot be
+    partitioned (the message says why)."""
     import ray
 
     if not ray.is_initialized():
         ray.init()
+    if isinstance(data, ray.data.Dataset):
+        if staging is None:
+            raise ValueError("gate(dataset, ...) needs staging=: a folder every worker can "
+                             "read, where the dataset is written as Parquet before the scan")
+        staging = os.path.abspath(os.fspath(staging))
+        if os.path.exists(staging):
+            raise ValueError(f"staging folder {staging} exists; give a new path")
+        data.write_parquet(staging)
+        data = staging
     if isinstance(settings.get("select"), str):
         settings["select"] = [s for s in settings["select"].split(",") if s]
     given = {k: _setting(v) for k, v in settings.items() if v is not None}
@@ -103,8 +119,7 @@ def gate(data, out, *, partitions: Optional[int] = None, reproducible: bool = Fa
     code, report = _scan_partitioned(data, out, settings_json, bool(reproducible),
                                      int(partitions), "ray", run_round)
     report = json.loads(report)
-    ext = os.path.splitext(data)[1]
-    clean = ray.data.read_parquet(os.path.join(out, "clean" + ext))
-    quarantined = ray.data.read_parquet(os.path.join(out, "quarantine" + ext))
+    clean = ray.data.read_parquet(os.path.join(out, "clean.parquet"))
+    quarantined = ray.data.read_parquet(os.path.join(out, "quarantine.parquet"))
     return GateResult(report=report, exit_code=code, out=out, clean=clean,
                       quarantined=quarantined)

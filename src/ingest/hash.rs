@@ -31,6 +31,7 @@ impl<R: Read> HashingReader<R> {
             path: path.to_path_buf(),
             bytes: self.bytes,
             sha256: hex::encode(self.hasher.finalize()),
+            parts: Vec::new(),
         })
     }
 }

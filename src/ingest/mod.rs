@@ -92,6 +92,10 @@ impl Format {
     /// The format of `path`, from its extension (case-insensitive); any other extension is an
     /// [`IngestError::UnsupportedFormat`].
     pub fn from_path(path: &Path) -> Result<Format, IngestError> {
+        if path.is_dir() {
+            // a folder is read as one table of its Parquet files
+            return Ok(Format::Parquet);
+        }
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
@@ -102,7 +106,7 @@ impl Format {
             _ => Err(IngestError::UnsupportedFormat {
                 path: path.to_path_buf(),
                 message: "unsupported table format: expected a file ending in .jsonl, .ndjson, \
-                          .json-lines, .parquet or .pq"
+                          .json-lines, .parquet or .pq, or a folder of Parquet files"
                     .to_string(),
             }),
         }
@@ -133,8 +137,11 @@ pub struct FileDigest {
     pub path: PathBuf,
     /// Size in bytes.
     pub bytes: u64,
-    /// SHA-256 of the exact file bytes, lowercase hex.
+    /// SHA-256 of the exact file bytes, lowercase hex (of a folder: of its manifest, see
+    /// [`folder_digest`]).
     pub sha256: String,
+    /// A folder read as one table: its Parquet files, in row order (empty for a file).
+    pub parts: Vec<PartDigest>,
 }
 
 /// Which columns of the input table to extract. `None` means "not needed".
@@ -634,6 +641,7 @@ mod fields;
 mod hash;
 mod jsonl;
 mod parquet_file;
+mod parquet_folder;
 mod parquet_pages;
 #[cfg(test)]
 mod tests;
@@ -650,6 +658,8 @@ pub use hash::*;
 pub(crate) use jsonl::*;
 pub use jsonl::{max_line_bytes, set_max_line_bytes, DEFAULT_MAX_LINE_BYTES};
 use parquet_file::*;
+pub use parquet_folder::{folder_digest, hash_folder, parquet_parts, PartDigest};
+use parquet_folder::{table_bytes, table_files};
 use parquet_pages::check_page_sizes;
 pub use parquet_pages::{check_footer, parquet_builder};
 pub use parquet_pages::{max_page_bytes, set_max_page_bytes, DEFAULT_MAX_PAGE_BYTES};
@@ -727,26 +737,30 @@ pub struct RowGroups {
     pub groups: std::ops::Range<usize>,
 }
 
-/// The rows of each row group of a Parquet file, from its footer (nothing else is read).
+/// The rows of each row group of a Parquet file, from its footer (nothing else is read); of a
+/// folder of Parquet files, of every file's row groups in row order.
 pub fn row_group_rows(path: &Path) -> Result<Vec<usize>, IngestError> {
-    let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let builder = parquet_builder(path, file)?;
-    let meta = builder.metadata();
-    (0..meta.num_row_groups())
-        .map(|i| {
+    let mut out = Vec::new();
+    for (_, part) in table_files(path)? {
+        let file = File::open(&part).map_err(|e| IngestError::io(&part, e))?;
+        let builder = parquet_builder(&part, file)?;
+        let meta = builder.metadata();
+        for i in 0..meta.num_row_groups() {
             let n = meta.row_group(i).num_rows();
-            usize::try_from(n).map_err(|_| IngestError::InvalidValue {
-                path: path.to_path_buf(),
+            out.push(usize::try_from(n).map_err(|_| IngestError::InvalidValue {
+                path: part.clone(),
                 row: None,
                 column: None,
                 message: format!("invalid row count {n} of row group {i} in the file metadata"),
-            })
-        })
-        .collect()
+            })?);
+        }
+    }
+    Ok(out)
 }
 
-/// [`read_batches_again`] over the row groups `groups` of a Parquet file only: batches are
-/// numbered by their rows' places in the whole file, and the summary's row count is the row
+/// [`read_batches_again`] over the row groups `groups` of a Parquet file only (of a folder: row
+/// groups numbered across its files in row order): batches are numbered by their rows'
+/// places in the whole input, and the summary's row count is the row
 /// after the last one read.
 pub fn read_row_groups<E: From<IngestError>>(
     path: &Path,
@@ -780,6 +794,8 @@ pub fn first_row_keys(path: &Path) -> Result<Vec<String>, IngestError> {
             })
         }
         Format::Parquet => {
+            let files = table_files(path)?;
+            let path = files.first().map_or(path, |(_, p)| p.as_path());
             let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
             let builder = parquet_builder(path, file)?;
             Ok(builder

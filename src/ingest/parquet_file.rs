@@ -1,6 +1,7 @@
 //! Parquet through the Arrow reader, with a projection of the requested columns.
 
 use super::*;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
 
 /// Read a Parquet file. The parquet crate can panic on hostile metadata (a fuzzed file made
@@ -101,20 +102,31 @@ fn read_parquet_inner<E: From<IngestError>>(
     groups: Option<&RowGroups>,
     sink: &mut dyn FnMut(Batch) -> Result<(), E>,
 ) -> Result<ReadSummary, E> {
-    let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-    // Hash through the same open file the reader then parses, unless an earlier read of the
-    // same scan hashed it: then only its size is checked here (the digest is checked again
-    // where the outputs are written)
-    let digest = match known {
-        None => hash_open_file(&file, path)?,
-        Some(known) => {
-            let bytes = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
+    let folder = path.is_dir();
+    let parts = table_files(path)?;
+    // A file is hashed through the same open file the reader then parses, unless an earlier
+    // read of the same scan hashed it: then only its size is checked here (the digest is
+    // checked again where the outputs are written). A folder's files are hashed one by one
+    // first (a folder may hold more files than a process may open at once), then read.
+    let single = if folder {
+        None
+    } else {
+        Some(File::open(path).map_err(|e| IngestError::io(path, e))?)
+    };
+    let digest = match (known, &single) {
+        (None, Some(file)) => hash_open_file(file, path)?,
+        (None, None) => hash_folder(path)?,
+        (Some(known), _) => {
+            let bytes = match &single {
+                Some(file) => file.metadata().map_err(|e| IngestError::io(path, e))?.len(),
+                None => table_bytes(path)?,
+            };
             if bytes != known.bytes {
                 return Err(IngestError::InputChanged {
                     path: path.to_path_buf(),
                     expected: known.sha256.clone(),
                     actual: format!(
-                        "unknown (the file is now {bytes} bytes, was {})",
+                        "unknown (the input is now {bytes} bytes, was {})",
                         known.bytes
                     ),
                 }
@@ -123,13 +135,137 @@ fn read_parquet_inner<E: From<IngestError>>(
             known.clone()
         }
     };
-    let builder = parquet_builder(
-        path,
-        file.try_clone().map_err(|e| IngestError::io(path, e))?,
-    )?;
-    check_page_sizes(path, &file, builder.metadata())?;
-    let (roles, mut names) = requested(spec);
+    let mut batcher = Batcher::new(spec, path, batch_rows, sink);
+    let want = groups.map(|g| g.groups.clone());
+    if let Some(w) = want.as_ref().filter(|w| w.start > w.end) {
+        return Err(IngestError::InvalidValue {
+            path: path.to_path_buf(),
+            row: None,
+            column: None,
+            message: format!("row groups {}..{} asked for", w.start, w.end),
+        }
+        .into());
+    }
+    // rows and row groups of the files before the one being read
+    let (mut n_rows, mut g0) = (0usize, 0usize);
+    let mut started = false;
+    let mut reached_end = false;
+    let mut single = single;
+    for (_, part) in &parts {
+        let file = match single.take() {
+            Some(f) => f,
+            None => File::open(part).map_err(|e| IngestError::io(part, e))?,
+        };
+        let builder = parquet_builder(
+            part,
+            file.try_clone().map_err(|e| IngestError::io(part, e))?,
+        )?;
+        check_page_sizes(part, &file, builder.metadata())?;
+        let meta = builder.metadata();
+        let group_rows = (0..meta.num_row_groups())
+            .map(|i| {
+                let n = meta.row_group(i).num_rows();
+                usize::try_from(n).map_err(|_| IngestError::InvalidValue {
+                    path: part.to_path_buf(),
+                    row: None,
+                    column: None,
+                    message: format!("invalid row count {n} of row group {i} in the file metadata"),
+                })
+            })
+            .collect::<Result<Vec<usize>, IngestError>>()?;
+        let n_groups = group_rows.len();
+        let Some(w) = &want else {
+            let total = meta.file_metadata().num_rows();
+            let rows = usize::try_from(total).map_err(|_| IngestError::InvalidValue {
+                path: part.to_path_buf(),
+                row: None,
+                column: None,
+                message: format!("invalid row count {total} in the file metadata"),
+            })?;
+            let at = Place {
+                first: n_rows,
+                file_first: n_rows,
+                rows,
+                start: !started,
+            };
+            n_rows = read_part(part, builder, spec, &mut batcher, at)?;
+            started = true;
+            continue;
+        };
+        // this file's row groups are g0..g0 + n_groups of the input's
+        let local = (w.start.clamp(g0, g0 + n_groups) - g0)..(w.end.clamp(g0, g0 + n_groups) - g0);
+        let before: usize = group_rows[..local.start].iter().sum();
+        if local.is_empty() {
+            n_rows += before;
+            g0 += n_groups;
+            if g0 > w.start || (w.start == w.end && g0 == w.start) {
+                reached_end = true;
+                break;
+            }
+            continue;
+        }
+        let at = Place {
+            first: n_rows + before,
+            file_first: n_rows,
+            rows: group_rows[local.clone()].iter().sum(),
+            start: !started,
+        };
+        let builder = builder.with_row_groups(local.clone().collect());
+        n_rows = read_part(part, builder, spec, &mut batcher, at)?;
+        started = true;
+        g0 += n_groups;
+        if w.end <= g0 {
+            reached_end = true;
+            break;
+        }
+    }
+    if let Some(w) = &want {
+        if !reached_end && w.end > g0 {
+            return Err(IngestError::InvalidValue {
+                path: path.to_path_buf(),
+                row: None,
+                column: None,
+                message: format!(
+                    "row groups {}..{} asked for, the input has {g0}",
+                    w.start, w.end
+                ),
+            }
+            .into());
+        }
+    }
+    if !started {
+        batcher.start_at(n_rows);
+    }
+    batcher.finish(Format::Parquet, digest, n_rows)
+}
 
+/// Where the rows a [`read_part`] reads sit in the input.
+struct Place {
+    /// The input's row number of the first row read.
+    first: usize,
+    /// The input's row number of the file's first row (errors name rows of the file).
+    file_first: usize,
+    /// Rows selected, from the footer.
+    rows: usize,
+    /// The first read of the input: the batcher starts at `first`.
+    start: bool,
+}
+
+/// Read the rows `builder` selects of the Parquet file `part` into `batcher`. Returns the
+/// input's row number after the last one read.
+fn read_part<E: From<IngestError>>(
+    part: &Path,
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    spec: &ColumnSpec,
+    batcher: &mut Batcher<'_, E>,
+    at: Place,
+) -> Result<usize, E> {
+    let path = part;
+    let first = at.first;
+    if at.start {
+        batcher.start_at(first);
+    }
+    let (roles, mut names) = requested(spec);
     let root_fields = builder.parquet_schema().root_schema().get_fields();
     let available: Vec<String> = root_fields.iter().map(|f| f.name().to_string()).collect();
     // instruction layouts: their required keys, and the optional ones the file has
@@ -192,49 +328,9 @@ fn read_parquet_inner<E: From<IngestError>>(
             }
         }
     }
-
-    let (builder, first, total) = match groups {
-        None => {
-            let total = builder.metadata().file_metadata().num_rows();
-            (builder, 0, total)
-        }
-        Some(g) => {
-            let meta = builder.metadata();
-            let n_groups = meta.num_row_groups();
-            if g.groups.end > n_groups || g.groups.start > g.groups.end {
-                return Err(IngestError::InvalidValue {
-                    path: path.to_path_buf(),
-                    row: None,
-                    column: None,
-                    message: format!(
-                        "row groups {}..{} asked for, the file has {n_groups}",
-                        g.groups.start, g.groups.end
-                    ),
-                }
-                .into());
-            }
-            let before: i64 = (0..g.groups.start)
-                .map(|i| meta.row_group(i).num_rows())
-                .sum();
-            let within: i64 = g.groups.clone().map(|i| meta.row_group(i).num_rows()).sum();
-            let first = usize::try_from(before).unwrap_or(usize::MAX);
-            (
-                builder.with_row_groups(g.groups.clone().collect()),
-                first,
-                before + within,
-            )
-        }
-    };
-    let mut batcher = Batcher::new(spec, path, batch_rows, sink);
-    batcher.start_at(first);
     if names.is_empty() {
-        let n_rows = usize::try_from(total).map_err(|_| IngestError::InvalidValue {
-            path: path.to_path_buf(),
-            row: None,
-            column: None,
-            message: format!("invalid row count {total} in the file metadata"),
-        })?;
-        return batcher.finish(Format::Parquet, digest, n_rows);
+        // nothing to read: the rows the footer counts
+        return Ok(first + at.rows);
     }
 
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
@@ -266,7 +362,7 @@ fn read_parquet_inner<E: From<IngestError>>(
                 })?;
             let column = decode_dictionary(column).map_err(|e| IngestError::arrow(path, e))?;
             let mut on_bad = |j: usize, problem: &'static str, m: String| {
-                let row = Some(RowRef::Row(n_rows + j + 1));
+                let row = Some(RowRef::Row(n_rows - at.file_first + j + 1));
                 if !quarantine {
                     return Err((row, m));
                 }
@@ -290,7 +386,7 @@ fn read_parquet_inner<E: From<IngestError>>(
         if spec.rows.has_responses() {
             let columns = named_columns(&batch, &layout, path)?;
             for j in 0..batch.num_rows() {
-                let row = Some(RowRef::Row(n_rows + j + 1));
+                let row = Some(RowRef::Row(n_rows - at.file_first + j + 1));
                 let values: Result<Vec<Option<Value>>, IngestError> = columns
                     .iter()
                     .zip(&layout)
@@ -327,7 +423,7 @@ fn read_parquet_inner<E: From<IngestError>>(
         n_rows += batch.num_rows();
         batcher.rows_read(n_rows)?;
     }
-    batcher.finish(Format::Parquet, digest, n_rows)
+    Ok(n_rows)
 }
 
 /// One Arrow cell as JSON: strings, integers, floats, booleans, nulls, lists and structs, the

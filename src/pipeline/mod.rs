@@ -347,6 +347,7 @@ fn input_entry(role: &'static str, d: &FileDigest, rows: usize, dims: Option<usi
         rows,
         sha256: d.sha256.clone(),
         dims,
+        files: d.parts.clone(),
     }
 }
 
@@ -629,6 +630,7 @@ fn scan_with(
                 rows: 0,
                 sha256: f.sha256.clone(),
                 dims: None,
+                files: Vec::new(),
             });
         }
         model_info = Some(embedder.info().to_json());

@@ -30,6 +30,7 @@ pub(super) fn load(opts: &ScanOptions, path: &Path) -> Result<Loaded, ScanError>
         path: path.to_path_buf(),
         bytes: bytes.len() as u64,
         sha256: hex::encode(Sha256::digest(&bytes)),
+        parts: Vec::new(),
     };
     let state = ReferenceState::from_bytes(&bytes, norm).map_err(|e| match e {
         StateError::Mismatch {

@@ -25,7 +25,20 @@ fn set_parquet(jsonl_path: &Path, npy: &Path, out: &Path, group_rows: usize) {
 
 /// [`set_parquet`], the `embedding` column only when `npy` is given.
 fn set_parquet_with(jsonl_path: &Path, npy: Option<&Path>, out: &Path, group_rows: usize) {
-    let rows = jsonl(jsonl_path);
+    set_parquet_rows(jsonl_path, npy, out, group_rows, 0..usize::MAX)
+}
+
+/// [`set_parquet_with`] of the rows `range` only.
+fn set_parquet_rows(
+    jsonl_path: &Path,
+    npy: Option<&Path>,
+    out: &Path,
+    group_rows: usize,
+    range: std::ops::Range<usize>,
+) {
+    let all = jsonl(jsonl_path);
+    let range = range.start..range.end.min(all.len());
+    let rows = &all[range.clone()];
     let text = |k: &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(rows.iter().map(
             |v| match &v[k] {
@@ -55,7 +68,7 @@ fn set_parquet_with(jsonl_path: &Path, npy: Option<&Path>, out: &Path, group_row
     if let Some(npy) = npy {
         let emb: ndarray::Array2<f32> = ndarray_npy::read_npy(npy).unwrap();
         let mut list = FixedSizeListBuilder::new(Float32Builder::new(), emb.ncols() as i32);
-        for r in emb.rows() {
+        for r in emb.rows().into_iter().skip(range.start).take(range.len()) {
             list.values().append_slice(r.as_slice().unwrap());
             list.append(true);
         }
@@ -377,4 +390,178 @@ fn partitioned_scans_refuse_what_they_cannot_split() {
     };
     let e = scan_partitioned(&o, &mut runner).unwrap_err().to_string();
     assert!(e.contains("Parquet"), "{e}");
+}
+
+/// A folder of Parquet files is one table, its files in the order of their paths: the same
+/// verdicts, scores and output bytes as the same rows in one file, in memory, streamed and
+/// over 1, 2, 7 and 16 partitions (row groups counted across the files); the report lists
+/// each file with its digest, the folder's digest being that of their manifest.
+#[test]
+fn a_folder_of_parquet_files_is_one_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = benchmark_sets()
+        .first()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .expect("benchmarks");
+    for name in ["sst2-badnets-cleanlabel-10", "sst2-addsent-10"] {
+        let set = dir.join(format!("{name}.jsonl"));
+        let npy = dir.join(format!("{name}.minilm.npy"));
+        let n = jsonl(&set).len();
+        let pq = tmp.path().join(format!("{name}.parquet"));
+        set_parquet(&set, &npy, &pq, n.div_ceil(20));
+        // three files of uneven rows and row groups, one in a subfolder, and what a writer
+        // leaves beside them
+        let folder = tmp.path().join(format!("{name}-parts"));
+        std::fs::create_dir_all(folder.join("b")).unwrap();
+        let (a, b) = (n / 5, n / 5 + n / 2);
+        set_parquet_rows(&set, Some(&npy), &folder.join("a-0.parquet"), 97, 0..a);
+        set_parquet_rows(&set, Some(&npy), &folder.join("a-1.parquet"), 1000, a..b);
+        set_parquet_rows(
+            &set,
+            Some(&npy),
+            &folder.join("b/part-0.parquet"),
+            333,
+            b..n,
+        );
+        std::fs::write(folder.join("_SUCCESS"), b"").unwrap();
+        std::fs::write(folder.join(".a-0.parquet.crc"), b"crc").unwrap();
+
+        let file_one = tmp.path().join(format!("{name}-file"));
+        let file_base = scan(&options(&pq, &file_one)).unwrap();
+        let one = tmp.path().join(format!("{name}-folder"));
+        let base = scan(&options(&folder, &one)).unwrap();
+        let bits = |s: &[f64]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&base.scores), bits(&file_base.scores), "{name}");
+        assert_eq!(base.reasons, file_base.reasons, "{name}");
+        assert!(!base.reasons.is_empty(), "{name}");
+        for f in ["clean.parquet", "quarantine.parquet"] {
+            assert!(
+                std::fs::read(one.join(f)).unwrap() == std::fs::read(file_one.join(f)).unwrap(),
+                "{name}: {f} differs from the one file's"
+            );
+        }
+        let mut in_memory = options(&folder, &tmp.path().join(format!("{name}-memory")));
+        in_memory.stream = false;
+        let m = scan(&in_memory).unwrap();
+        assert_eq!(m.reasons, base.reasons, "{name}: in memory");
+
+        let schema: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root().join("reports/report.schema.json")).unwrap(),
+        )
+        .unwrap();
+        let mut errors = Vec::new();
+        crate::schema::check(&schema, &schema, &report(&one), "$", &mut errors);
+        assert!(errors.is_empty(), "{errors:#?}");
+        let input = report(&one)["inputs"][0].clone();
+        let files = input["files"].as_array().unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a-0.parquet", "a-1.parquet", "b/part-0.parquet"]);
+        let manifest: String = files
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}  {}\n",
+                    f["sha256"].as_str().unwrap(),
+                    f["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        use sha2::Digest;
+        let want = hex::encode(sha2::Sha256::digest(manifest.as_bytes()));
+        assert_eq!(input["sha256"], want.as_str());
+        assert_eq!(input["rows"], n);
+        assert_eq!(
+            input["bytes"].as_u64().unwrap(),
+            files
+                .iter()
+                .map(|f| f["bytes"].as_u64().unwrap())
+                .sum::<u64>()
+        );
+
+        for (k, seed) in [(1, 11), (2, 12), (7, 13), (16, 14)] {
+            let out = tmp.path().join(format!("{name}-folder-{k}"));
+            same_as_one_machine(&options(&folder, &out), (k, seed), &base, &one, name);
+        }
+    }
+}
+
+/// A folder's files must make one table: a stray file, a file without a requested column, a
+/// file with other columns and an empty folder are errors naming the file, and nothing is
+/// written.
+#[test]
+fn a_folder_that_is_not_one_table_is_an_error() {
+    let (data, _) = demo();
+    let tmp = tempfile::tempdir().unwrap();
+    let scan_folder = |folder: &Path, what: &str| -> String {
+        let out = tmp.path().join(format!("out-{what}"));
+        let mut o = options(folder, &out);
+        o.embedding_column = None;
+        o.ground_truth_column = None;
+        o.select = Some(vec!["DUP001".into()]);
+        let e = scan(&o).unwrap_err().to_string();
+        assert!(!out.exists(), "{what}: nothing is written");
+        e
+    };
+    let folder = tmp.path().join("parts");
+    std::fs::create_dir_all(&folder).unwrap();
+    let e = scan_folder(&folder, "empty");
+    assert!(e.contains("no Parquet file"), "{e}");
+    set_parquet_rows(&data, None, &folder.join("p0.parquet"), 100, 0..300);
+    set_parquet_rows(
+        &data,
+        None,
+        &folder.join("p1.parquet"),
+        100,
+        300..usize::MAX,
+    );
+    std::fs::write(folder.join("notes.csv"), b"a,b").unwrap();
+    let e = scan_folder(&folder, "stray");
+    assert!(
+        e.contains("notes.csv") && e.contains("Parquet files"),
+        "{e}"
+    );
+    std::fs::remove_file(folder.join("notes.csv")).unwrap();
+    // a file without the label column
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(StringArray::from(vec!["x"])) as ArrayRef),
+        (
+            "text",
+            Arc::new(StringArray::from(vec!["a text"])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let f = std::fs::File::create(folder.join("p2.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let e = scan_folder(&folder, "missing");
+    assert!(e.contains("p2.parquet") && e.contains("label"), "{e}");
+    // a file with one more column
+    let rows = jsonl(&data);
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(StringArray::from(vec!["x"])) as ArrayRef),
+        (
+            "text",
+            Arc::new(StringArray::from(vec!["a text"])) as ArrayRef,
+        ),
+        (
+            "label",
+            Arc::new(Int64Array::from(vec![rows[0]["label"].as_i64().unwrap()])) as ArrayRef,
+        ),
+        (
+            "poison",
+            Arc::new(BooleanArray::from(vec![false])) as ArrayRef,
+        ),
+        ("extra", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
+    ])
+    .unwrap();
+    let f = std::fs::File::create(folder.join("p2.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let e = scan_folder(&folder, "columns");
+    assert!(
+        e.contains("p2.parquet") && e.contains("same columns"),
+        "{e}"
+    );
 }

@@ -286,6 +286,7 @@ pub fn run_task(
             path: opts.data.clone(),
             bytes: plan.bytes,
             sha256: plan.sha256.clone(),
+            parts: Vec::new(),
         },
         n_rows: plan.n_rows,
         label_kind: None,
@@ -320,6 +321,7 @@ pub fn run_task(
                 path: p.to_path_buf(),
                 bytes: *bytes,
                 sha256: sha256.clone(),
+                parts: Vec::new(),
             };
             let rows = ingest::NpyRows::open_at(p, first, &known)?;
             if rows.rows() != plan.n_rows || rows.cols() != plan.dims {
