@@ -47,7 +47,7 @@ use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 
 use crate::ingest::{
-    folder_digest, hash_open_file, is_blank, json_message, parquet_parts, parse_projected, Format,
+    folder_digest, hash_open_file, is_blank, json_message, parse_projected, table_files, Format,
     IngestError, JsonlLines, PartDigest, RowRef, PARQUET_BATCH_SIZE,
 };
 
@@ -629,11 +629,7 @@ fn split_parquet(
     let (clean_path, quarantine_path) = (&paths.clean, &paths.quarantine);
     // a folder is read as one table of its Parquet files, in row order
     let folder = input.is_dir();
-    let parts: Vec<(String, PathBuf)> = if folder {
-        parquet_parts(input)?
-    } else {
-        vec![(String::new(), input.to_path_buf())]
-    };
+    let parts = table_files(input)?;
     let schema = {
         let first = &parts[0].1;
         let file = File::open(first).map_err(|e| IngestError::io(first, e))?;
@@ -720,7 +716,7 @@ fn split_parquet(
         let builder = crate::ingest::parquet_builder(part, reader_file)?;
         if builder.schema().fields() != schema.fields() {
             return Err(IngestError::InvalidValue {
-                path: part.clone(),
+                path: part.to_path_buf(),
                 row: None,
                 column: None,
                 message: format!(
@@ -751,7 +747,7 @@ fn split_parquet(
             check_hash(input, expected_sha256, &after.sha256)?;
         } else if after.sha256 != before.sha256 {
             return Err(IngestError::InputChanged {
-                path: part.clone(),
+                path: part.to_path_buf(),
                 expected: before.sha256,
                 actual: after.sha256,
             });

@@ -131,7 +131,7 @@ pub fn hash_folder(dir: &Path) -> Result<FileDigest, IngestError> {
 }
 
 /// The files of `path` read as one table: the file itself, or a folder's Parquet files.
-pub(super) fn table_files(path: &Path) -> Result<Vec<(String, PathBuf)>, IngestError> {
+pub fn table_files(path: &Path) -> Result<Vec<(String, PathBuf)>, IngestError> {
     if path.is_dir() {
         parquet_parts(path)
     } else {

@@ -25,26 +25,61 @@ pub(super) fn splice(
     arrow_select::interleave::interleave(&[col.as_ref(), repl.as_ref()], &idx)
 }
 
+/// The Arrow schema of the Parquet file at `path` (of a folder of Parquet files: of its first
+/// file).
 pub(super) fn parquet_schema(path: &Path) -> Result<Arc<Schema>, IngestError> {
-    let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let builder = ingest::parquet_builder(path, file)?;
+    let first = ingest::table_files(path)?.swap_remove(0).1;
+    let file = std::fs::File::open(&first).map_err(|e| IngestError::io(&first, e))?;
+    let builder = ingest::parquet_builder(&first, file)?;
     Ok(builder.schema().clone())
 }
 
-/// Every record batch of the Parquet file at `path`, whose bytes must still hash to `sha256`.
+/// Every record batch of the Parquet file at `path` (of a folder: of its files in row order,
+/// under the first file's schema), whose bytes must still hash to `sha256`.
 fn read_batches(
     path: &Path,
     sha256: &str,
 ) -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>), InjectError> {
-    let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let before = ingest::hash_open_file(&file, path)?;
-    check_same_input(path, sha256, &before.sha256)?;
-    let builder = ingest::parquet_builder(path, file)?;
-    let schema = builder.schema().clone();
-    let reader = builder.build().map_err(|e| IngestError::parquet(path, e))?;
-    let batches: Vec<RecordBatch> = reader
-        .collect::<Result<_, _>>()
-        .map_err(|e| IngestError::arrow(path, e))?;
+    let folder = path.is_dir();
+    let mut schema: Option<arrow_schema::SchemaRef> = None;
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut parts = Vec::new();
+    for (name, part) in ingest::table_files(path)? {
+        let file = std::fs::File::open(&part).map_err(|e| IngestError::io(&part, e))?;
+        let before = ingest::hash_open_file(&file, &part)?;
+        if !folder {
+            check_same_input(path, sha256, &before.sha256)?;
+        }
+        let builder = ingest::parquet_builder(&part, file)?;
+        let first = schema
+            .get_or_insert_with(|| builder.schema().clone())
+            .clone();
+        if builder.schema().fields() != first.fields() {
+            return Err(InjectError::Config(format!(
+                "{}: the files of a folder read as one table must have the same columns",
+                part.display()
+            )));
+        }
+        let reader = builder
+            .build()
+            .map_err(|e| IngestError::parquet(&part, e))?;
+        for b in reader {
+            let b = b.map_err(|e| IngestError::arrow(&part, e))?;
+            batches.push(
+                RecordBatch::try_new(first.clone(), b.columns().to_vec())
+                    .map_err(|e| IngestError::arrow(&part, e))?,
+            );
+        }
+        parts.push(ingest::PartDigest {
+            name,
+            bytes: before.bytes,
+            sha256: before.sha256,
+        });
+    }
+    if folder {
+        check_same_input(path, sha256, &ingest::folder_digest(path, parts).sha256)?;
+    }
+    let schema = schema.ok_or_else(|| InjectError::Config("no Parquet file read".into()))?;
     Ok((schema, batches))
 }
 

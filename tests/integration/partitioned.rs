@@ -482,6 +482,22 @@ fn a_folder_of_parquet_files_is_one_table() {
             let out = tmp.path().join(format!("{name}-folder-{k}"));
             same_as_one_machine(&options(&folder, &out), (k, seed), &base, &one, name);
         }
+        // inject reads a folder as it reads the one file: the same output bytes
+        let injected = |data: &Path, to: &str| {
+            use poisongate::inject::{inject, Attack, GroundTruthPolicy, InjectOptions};
+            let out = tmp.path().join(to);
+            let attack = Attack::from_parts("badnets", None, None, None).unwrap();
+            let mut o = InjectOptions::new(data, &out, attack, 0.01);
+            o.target_label = Some("1".into());
+            o.ground_truth_policy = GroundTruthPolicy::Replace;
+            inject(&o).unwrap();
+            std::fs::read(out).unwrap()
+        };
+        assert!(
+            injected(&folder, &format!("{name}-inj-folder.parquet"))
+                == injected(&pq, &format!("{name}-inj-file.parquet")),
+            "{name}: inject"
+        );
     }
 }
 
