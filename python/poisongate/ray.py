@@ -75,11 +75,16 @@ def _task(batch, data, settings, plan, rnd, earlier):
 
 
 def gate(data, out, *, partitions: Optional[int] = None, reproducible: bool = False,
-         staging: Optional[str] = None, **settings: Any) -> GateResult:
+         staging: Optional[str] = None, row_id: Optional[str] = None,
+         **settings: Any) -> GateResult:
     """Scan ``data`` (a Parquet file, a folder of Parquet files or a ``ray.data.Dataset``) on
     the Ray cluster ``ray.init`` connected to, writing the outputs into ``out``. A dataset is
     written into the folder ``staging`` first (required then; it must not exist, and is left
-    in place: the report's inputs name its files). ``partitions``: how many tasks each round
+    in place: the report's inputs name its files). ``row_id``: a column of the dataset whose
+    values are unique; the dataset is sorted by it before it is written, so the rows get the
+    same numbers, and the verdicts and outputs are the same bytes, however the dataset was
+    partitioned or ordered (without it, rows are numbered in the order Ray writes them).
+    ``partitions``: how many tasks each round
     runs (default: the cluster's CPUs; at most one per row group). The other keyword arguments
     are ``poisongate.scan``'s settings. Raises ``ValueError`` for an unknown setting or a
     dataset without ``staging``, and ``ScanError`` when the scan fails or cannot be
@@ -95,8 +100,21 @@ def gate(data, out, *, partitions: Optional[int] = None, reproducible: bool = Fa
         staging = os.path.abspath(os.fspath(staging))
         if os.path.exists(staging):
             raise ValueError(f"staging folder {staging} exists; give a new path")
+        if row_id is not None:
+            if row_id not in data.schema().names:
+                raise ValueError(f"row_id column {row_id!r} is not in the dataset; columns: "
+                                 f"{data.schema().names}")
+            rows = data.count()
+            distinct = data.select_columns([row_id]).groupby(row_id).count().count()
+            if distinct != rows:
+                raise ValueError(f"row_id column {row_id!r} has {rows - distinct} repeated "
+                                 f"values among {rows} rows; it must name each row once")
+            data = data.sort(row_id)
         data.write_parquet(staging)
         data = staging
+    elif row_id is not None:
+        raise ValueError("row_id orders a ray.data.Dataset; a file or folder is read in the "
+                         "order of its files and rows")
     if isinstance(settings.get("select"), str):
         settings["select"] = [s for s in settings["select"].split(",") if s]
     given = {k: _setting(v) for k, v in settings.items() if v is not None}
