@@ -198,3 +198,47 @@ fn act001_and_spec002_on_shared_benchmarks() {
     let e = scan_set("sst2-badnets-10", "mlp", &["ACT001"]);
     assert!(e["ACT001"].flagged as f64 / 6920.0 <= 0.2);
 }
+
+/// Two clean corpora merged into one (a data engineer's corpus gathered from two sources): the
+/// default scan with the sentence embeddings quarantines at most 0.5 % of the rows. The
+/// sources differ in everything, so a class holding a minority of one source splits cleanly
+/// in two; that split is the sources', found in the other class too, and ACT001 must not take
+/// it for a trigger cluster.
+#[test]
+fn corpora_merged_from_two_sources_are_not_quarantined() {
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
+    let tmp = tempfile::tempdir().unwrap();
+    for (a, b) in [
+        ("sst2-clean", "sms-spam-clean"),
+        ("tweeteval-hate-clean", "tweeteval-irony-clean"),
+    ] {
+        let name = format!("{a}+{b}");
+        let data = tmp.path().join(format!("{name}.jsonl"));
+        let mut text = String::new();
+        for (tag, set) in [("a", a), ("b", b)] {
+            for mut row in crate::common::jsonl(&dir.join(format!("{set}.jsonl"))) {
+                row["id"] = format!("{tag}{}", row["id"]).into();
+                text.push_str(&row.to_string());
+                text.push('\n');
+            }
+        }
+        std::fs::write(&data, text).unwrap();
+        let read = |set: &str| -> ndarray::Array2<f32> {
+            ndarray_npy::read_npy(dir.join(format!("{set}.minilm.npy"))).unwrap()
+        };
+        let emb =
+            ndarray::concatenate(ndarray::Axis(0), &[read(a).view(), read(b).view()]).unwrap();
+        let npy = tmp.path().join(format!("{name}.npy"));
+        ndarray_npy::write_npy(&npy, &emb).unwrap();
+        let mut o = poisongate::pipeline::ScanOptions::new(&data);
+        o.id_column = Some("id".into());
+        o.embeddings = Some(npy);
+        let outcome = poisongate::pipeline::scan(&o).expect("scan runs");
+        let r = &outcome.report;
+        let held = r.reconciliation.quarantined_rows;
+        assert!(
+            held as f64 <= 0.005 * r.reconciliation.input_rows as f64,
+            "{name}: {held} quarantined"
+        );
+    }
+}

@@ -34,11 +34,14 @@ pub(super) struct ClassModel {
     pub(super) flagged: usize,
     /// FastICA iterations, when the reduction is ICA.
     pub(super) ica_iterations: Option<usize>,
+    /// The other classes' sampled rows against the clusters: (class name, rows, rows on the
+    /// smaller cluster's side), for a class whose clustering passed the split tests.
+    pub(super) specificity: Vec<(String, usize, usize)>,
 }
 
 impl ClassModel {
     /// Distance ratio ‖z − c_major‖ / ‖z − c_minor‖ (infinite on the minor centroid itself).
-    fn ratio(&self, z: &[f64]) -> f64 {
+    pub(super) fn ratio(&self, z: &[f64]) -> f64 {
         let a = sq_dist(z, &self.major);
         let b = sq_dist(z, &self.minor);
         if b <= 0.0 {
@@ -215,5 +218,65 @@ pub(super) fn fit_class(
         decision,
         flagged: if split { n_minor } else { 0 },
         ica_iterations,
+        specificity: Vec::new(),
     })
+}
+
+/// The specificity test of a class whose clustering passed the split tests: `others` holds
+/// sampled rows of the other classes (their labels, and their coordinates in this class's PCA,
+/// `k` a row, before any ICA unmixing), `names` the class names. The smaller cluster must be at
+/// least `min_specificity` times as common in its class as the share of any other class's
+/// rows that fall on its side; otherwise the class does not split (see the detector's docs).
+pub(super) fn check_specificity(
+    m: &mut ClassModel,
+    others: (&[u32], &[f64]),
+    names: &[String],
+    p: &ActivationParams,
+) {
+    if !m.split {
+        return;
+    }
+    let k = m.pca.k();
+    let (labels, z) = others;
+    let mut per: std::collections::BTreeMap<u32, (usize, usize)> = Default::default();
+    let mut row = vec![0f64; k];
+    for (i, &l) in labels.iter().enumerate() {
+        row.copy_from_slice(&z[i * k..(i + 1) * k]);
+        if let Some(u) = &m.pca.unmix {
+            apply(u, &mut row);
+        }
+        let e = per.entry(l).or_default();
+        e.0 += 1;
+        if m.ratio(&row) >= 1.0 {
+            e.1 += 1;
+        }
+    }
+    m.specificity = per
+        .iter()
+        .map(|(&l, &(n, on))| {
+            let name = names.get(l as usize).cloned().unwrap_or_default();
+            (name, n, on)
+        })
+        .collect();
+    let clustered = (m.sizes[0] + m.sizes[1]).max(1);
+    let share = m.sizes[1] as f64 / clustered as f64;
+    let widest = m
+        .specificity
+        .iter()
+        .filter(|(_, n, _)| *n > 0)
+        .map(|(name, n, on)| (*on as f64 / *n as f64, name.clone()))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((o, name)) = widest {
+        if share < p.min_specificity * o {
+            m.split = false;
+            m.flagged = 0;
+            m.decision = format!(
+                "no split: the smaller cluster ({share:.3} of the class) is not specific to it: \
+                 {o:.3} of class {name}'s rows fall on its side (min_specificity {}): a \
+                 sub-population the classes share (a source, a topic, a language), not rows put \
+                 into one class",
+                p.min_specificity
+            );
+        }
+    }
 }

@@ -65,6 +65,19 @@ Per class c with rows X_c (n_c × d):
    - the smaller cluster holds at most `max_minor_share` (0.35) of the class, Chen et al.'s own
      bound: a poison cluster is a minority of its class, while 2-means on a unimodal class
      cuts it near the middle (shares 0.4-0.5 on the Gaussian null).
+6. **Specificity.** A backdoor cluster is made of rows the attacker put into one class (a
+   trigger on target-class rows, relabelled rows); a natural sub-population (a second source
+   merged into the corpus, a topic, a language) reaches into the other classes too. So up to
+   `specificity_rows` rows of every other class (chosen by the row hash above) are projected
+   into this class's PCA and assigned to the nearer of its two centroids. The class splits
+   only when its smaller cluster's share of the class is at least `min_specificity` (2) times
+   the share of rows on that cluster's side in every other class. Measured: the clean-label
+   trigger cluster of sst2-badnets-cleanlabel-10 (minilm) holds 0.186 of its class against
+   0.004 of the other class's rows (46×); sst2-clean and sms-spam-clean merged into one corpus
+   (label 1 = positive review or spam) split class 1 into reviews and SMS, 0.173 of the class
+   against 0.404 of class 0's rows (the ham messages; 0.43×), and 754 spam messages (6 % of
+   the corpus) were flagged before this test. Any value between 0.5 and 40 gives the same
+   results on everything measured; 2 reads "twice as common in its class as anywhere else".
    In a split class the rows of the smaller cluster are flagged.
 
 Rounds (`activation::rounds`): (1) rows per class; (2) per class the moments above, finalised
@@ -102,6 +115,10 @@ any thread count.
   and the silhouette sample are taken from (chosen by the same row hash above it); every row
   is still scored against the centroids. The report gives `clustered_rows` per class; the
   cluster sizes, the minor share and `flagged` are counted over those rows.
+- `min_specificity` (default 2; 0 turns the test off): how many times as common in its class
+  as on its side in any other class the smaller cluster must be (step 6).
+- `specificity_rows` (default 2000; 0 = all): rows of each class sampled for the other classes'
+  specificity tests.
 - `ica` (default false): cluster independent components instead, as Chen et al. do: the PCA
   coordinates are whitened (divided by √λ) and rotated by symmetric FastICA (log-cosh
   contrast, Hyvärinen 1999; fitted on at most 20 000 evenly spaced rows of the class, at most
@@ -116,12 +133,16 @@ any thread count.
   block of near-identical ham activations, silhouette 4.7× the null). Hence off by default.
 
 ## Known false positives
-A natural minority sub-population that is compact and separate (messages in another language,
-a block of boilerplate rows) splits its class in the same way and is flagged whole. The report
-gives per class the cluster sizes and silhouettes to check such a finding.
+A natural minority sub-population that is compact, separate and found in one class only (a
+block of boilerplate rows under one label, messages in another language that all carry one
+label) splits its class in the same way and is flagged whole. One the classes share (a second
+source, a topic) is not (step 6). The report gives per class the cluster sizes, silhouettes and
+the other classes' shares on the smaller cluster's side to check such a finding.
 
 ## Known limits
-A trigger that moves the representation less than the class's natural spread (single rare words
+2-means cuts a class once, along its widest structure: in a corpus merged from two sources,
+a class's split is the sources' (not specific, so no split) and a trigger cluster inside one
+source is not seen. A trigger that moves the representation less than the class's natural spread (single rare words
 in a frozen sentence encoder, the shallow classifier's activations of docs/evaluation.md) forms
 no cluster, and nothing is flagged.
 
@@ -135,7 +156,7 @@ Vassilvitskii. k-means++: the advantages of careful seeding. SODA 2007. Peter J.
 Silhouettes: a graphical aid to the interpretation and validation of cluster analysis. J. Comput.
 Appl. Math. 20, 1987.
 "#,
-    version: 2,
+    version: 3,
 };
 
 /// ACT001: activation clustering. See [`Meta::docs`] of its [`Detector::meta`].
@@ -173,6 +194,12 @@ pub struct ActivationParams {
     /// Reduce with FastICA on the whitened PCA coordinates (Chen et al.'s choice) instead of
     /// clustering the PCA coordinates.
     pub ica: bool,
+    /// How many times as common in its class as in any other class the smaller cluster must
+    /// be (0 turns the test off).
+    pub min_specificity: f64,
+    /// Rows of each class sampled (by row hash) to test the other classes' clusters against;
+    /// 0 = all.
+    pub specificity_rows: usize,
 }
 
 impl Detector for ActivationClustering {
@@ -204,6 +231,8 @@ impl ActivationParams {
             max_covariance_rows: r.usize("max_covariance_rows", 262_144, 0, usize::MAX)?,
             max_cluster_rows: r.usize("max_cluster_rows", 262_144, 0, usize::MAX)?,
             ica: r.bool("ica", false)?,
+            min_specificity: r.f64("min_specificity", 2.0, 0.0, 1e6)?,
+            specificity_rows: r.usize("specificity_rows", 2000, 0, usize::MAX)?,
         };
         r.finish()?;
         Ok(p)
@@ -235,6 +264,8 @@ impl Configured for ActivationParams {
             "max_covariance_rows": self.max_covariance_rows,
             "max_cluster_rows": self.max_cluster_rows,
             "ica": self.ica,
+            "min_specificity": self.min_specificity,
+            "specificity_rows": self.specificity_rows,
         })
     }
 
@@ -366,6 +397,15 @@ impl Fitted for ActivationFit {
                         0.0
                     },
                     "split": m.split,
+                    "specificity": (!m.specificity.is_empty()).then(|| json!({
+                        "minor_share": m.sizes[1] as f64 / c.clustered.max(1) as f64,
+                        "other_classes": m.specificity.iter().map(|(name, n, on)| json!({
+                            "class": name,
+                            "sampled_rows": n,
+                            "on_minor_side": on,
+                            "share": *on as f64 / (*n).max(1) as f64,
+                        })).collect::<Vec<_>>(),
+                    })),
                     "decision": m.decision,
                     "flagged": m.flagged,
                 }),

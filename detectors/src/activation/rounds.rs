@@ -6,7 +6,9 @@
 //!    per class exact integer sums of the rows kept for the covariance, finalised into the
 //!    class's mean and top `components` eigenpairs ([`Rounds::reductions`]).
 //! 3. **Sample** ([`SamplePartial`]): per class, the PCA coordinates of the rows clustered,
-//!    with their row ids, sorted by id. A class of at most `max_cluster_rows` rows is clustered
+//!    with their row ids, sorted by id, and those of the other classes' rows sampled for its
+//!    specificity test (up to `specificity_rows` a class, by the same row hash), with their
+//!    labels. A class of at most `max_cluster_rows` rows is clustered
 //!    whole; a larger one keeps a row when a hash of its id falls below
 //!    `max_cluster_rows / n_class`. Merging is a merge of lists sorted by id, so the merged
 //!    sample is the rows in input order, whatever the split. FastICA, 2-means, the silhouette,
@@ -15,9 +17,10 @@
 //! 4. **Scores**: each row from its own coordinates ([`crate::Fitted::score`]), in any batch.
 //!
 //! The state of round 3 is bounded by `max_cluster_rows` × (8 + 8·`components`) bytes per
-//! class, whatever the number of rows.
+//! class, plus `specificity_rows` × (16 + 8·`components`) bytes per pair of classes, whatever
+//! the number of rows.
 
-use super::cluster::fit_class;
+use super::cluster::{check_specificity, fit_class};
 use super::{ActivationFit, ActivationParams, ClassFit, Pca, CODE, META};
 pub use crate::class_pca::MomentsPartial;
 use crate::class_pca::{keep_by_hash, same_classes, ClassPca};
@@ -49,11 +52,22 @@ struct ClassSample {
     z: Vec<f64>,
 }
 
-/// Round 3's partial state: per class, the coordinates of its clustered rows, sorted by row id.
+/// The rows of other classes a class's clusters are tested against: ids ascending, each row's
+/// own class, and its `k` coordinates in this class's PCA.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct OtherSample {
+    ids: Vec<u64>,
+    labels: Vec<u32>,
+    z: Vec<f64>,
+}
+
+/// Round 3's partial state: per class, the coordinates of its clustered rows, and of the other
+/// classes' rows sampled for its specificity test, sorted by row id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplePartial {
     k: usize,
     classes: Vec<ClassSample>,
+    others: Vec<OtherSample>,
 }
 
 fn numeric(problem: String) -> DetectError {
@@ -148,12 +162,29 @@ impl Rounds {
         if ids.windows(2).any(|w| w[1] < w[0]) {
             order.sort_by_key(|&i| ids[i]);
         }
+        let mut others = vec![OtherSample::default(); self.n_classes];
         for i in order {
             let c = labels[i] as usize;
+            let n = counts.get(c).copied().unwrap_or(0);
+            // a row of class c sampled for the other classes' specificity tests: its
+            // coordinates in each of their PCAs
+            if self.params.min_specificity > 0.0
+                && keep_by_hash(ids[i], n, self.params.specificity_rows)
+            {
+                for (t, o) in others.iter_mut().enumerate() {
+                    let Some(Ok((pca, _))) = red.classes.get(t).filter(|_| t != c) else {
+                        continue;
+                    };
+                    o.ids.push(ids[i]);
+                    o.labels.push(labels[i]);
+                    let start = o.z.len();
+                    o.z.resize(start + k, 0.0);
+                    pca.project(x, i, &mut o.z[start..]);
+                }
+            }
             let Some(Ok((pca, _))) = red.classes.get(c) else {
                 continue;
             };
-            let n = counts.get(c).copied().unwrap_or(0);
             if !keep_by_hash(ids[i], n, self.params.max_cluster_rows) {
                 continue;
             }
@@ -163,7 +194,7 @@ impl Rounds {
             s.z.resize(start + k, 0.0);
             pca.project(x, i, &mut s.z[start..]);
         }
-        SamplePartial { k, classes }
+        SamplePartial { k, classes, others }
     }
 
     /// Round 3's partial of no rows (what merging starts from).
@@ -171,6 +202,7 @@ impl Rounds {
         SamplePartial {
             k: self.k(red),
             classes: vec![ClassSample::default(); self.n_classes],
+            others: vec![OtherSample::default(); self.n_classes],
         }
     }
 
@@ -185,12 +217,14 @@ impl Rounds {
     ) -> Result<Box<dyn Fitted>, DetectError> {
         let mut coords: Vec<Vec<f64>> = sample.classes.into_iter().map(|c| c.z).collect();
         coords.resize(red.classes.len(), Vec::new());
+        let mut others = sample.others;
+        others.resize(red.classes.len(), OtherSample::default());
         let fits: Vec<Result<ClassFit, DetectError>> = red
             .classes
             .into_par_iter()
-            .zip(coords)
+            .zip(coords.into_par_iter().zip(others))
             .enumerate()
-            .map(|(c, (r, z))| {
+            .map(|(c, (r, (z, other)))| {
                 let name = names.get(c).cloned().unwrap_or_default();
                 let rows = usize::try_from(counts.get(c).copied().unwrap_or(0)).unwrap_or(0);
                 let (pca, eigenvalues) = match r {
@@ -216,7 +250,8 @@ impl Rounds {
                     });
                 }
                 let seed = self.params.seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let model = fit_class(pca, &eigenvalues, z, &self.params, seed)?;
+                let mut model = fit_class(pca, &eigenvalues, z, &self.params, seed)?;
+                check_specificity(&mut model, (&other.labels, &other.z), names, &self.params);
                 Ok(ClassFit {
                     name,
                     rows,
@@ -245,6 +280,32 @@ impl SamplePartial {
                 expected: k,
                 got: other.k,
             });
+        }
+        same_classes(self.others.len(), other.others.len())?;
+        for (a, b) in self.others.iter_mut().zip(&other.others) {
+            if b.ids.is_empty() {
+                continue;
+            }
+            let mut out = OtherSample {
+                ids: Vec::with_capacity(a.ids.len() + b.ids.len()),
+                labels: Vec::with_capacity(a.ids.len() + b.ids.len()),
+                z: Vec::with_capacity(a.z.len() + b.z.len()),
+            };
+            let (mut i, mut j) = (0, 0);
+            while i < a.ids.len() || j < b.ids.len() {
+                let take_a = match (a.ids.get(i), b.ids.get(j)) {
+                    (Some(x), Some(y)) if x == y => return Err(StateError::DuplicateRow(*x)),
+                    (Some(x), Some(y)) => x < y,
+                    (Some(_), None) => true,
+                    _ => false,
+                };
+                let (src, t) = if take_a { (&*a, &mut i) } else { (b, &mut j) };
+                out.ids.push(src.ids[*t]);
+                out.labels.push(src.labels[*t]);
+                out.z.extend_from_slice(&src.z[*t * k..(*t + 1) * k]);
+                *t += 1;
+            }
+            *a = out;
         }
         for (a, b) in self.classes.iter_mut().zip(&other.classes) {
             if b.ids.is_empty() {
@@ -288,6 +349,16 @@ impl SamplePartial {
                 }
             }
         }
+        for c in &self.others {
+            out.extend_from_slice(&(c.ids.len() as u64).to_le_bytes());
+            for (t, id) in c.ids.iter().enumerate() {
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&u64::from(c.labels[t]).to_le_bytes());
+                for v in &c.z[t * self.k..(t + 1) * self.k] {
+                    out.extend_from_slice(&v.to_bits().to_le_bytes());
+                }
+            }
+        }
         out
     }
 
@@ -325,10 +396,41 @@ impl SamplePartial {
             }
             classes.push(c);
         }
+        let mut others = Vec::new();
+        for _ in 0..n {
+            let (len, r) = header::take_u64(rest)?;
+            rest = r;
+            let len = usize::try_from(len).map_err(|_| StateError::Truncated)?;
+            if rest.len() / 8 / (k + 2) < len {
+                return Err(StateError::Truncated);
+            }
+            let mut c = OtherSample {
+                ids: Vec::with_capacity(len),
+                labels: Vec::with_capacity(len),
+                z: Vec::with_capacity(len * k),
+            };
+            for _ in 0..len {
+                let (id, r) = header::take_u64(rest)?;
+                if c.ids.last().is_some_and(|&last| last >= id) {
+                    return Err(StateError::Unsorted);
+                }
+                let (label, r) = header::take_u64(r)?;
+                rest = r;
+                c.ids.push(id);
+                c.labels
+                    .push(u32::try_from(label).map_err(|_| StateError::Truncated)?);
+                for _ in 0..k {
+                    let (bits, r) = header::take_u64(rest)?;
+                    rest = r;
+                    c.z.push(f64::from_bits(bits));
+                }
+            }
+            others.push(c);
+        }
         if !rest.is_empty() {
             return Err(StateError::Trailing(rest.len()));
         }
-        Ok(SamplePartial { k, classes })
+        Ok(SamplePartial { k, classes, others })
     }
 }
 
@@ -372,6 +474,8 @@ mod tests {
             max_covariance_rows: 262_144,
             max_cluster_rows,
             ica: false,
+            min_specificity: 2.0,
+            specificity_rows: 2000,
         }
     }
 

@@ -59,6 +59,53 @@ fn planted_cluster_is_flagged_and_only_in_its_class() {
     }
 }
 
+/// A compact sub-population in both classes (a second source merged into the corpus): one
+/// class holds a minority of it, the other most of it. The clustering of the first passes the
+/// split tests, but the other class's rows fall on the smaller cluster's side as often: no
+/// split, nothing flagged, and the summary says why.
+#[test]
+fn a_sub_population_both_classes_share_is_not_flagged() {
+    let mut rng = Rng(15);
+    let (n, d) = (3000, 32);
+    let mut x = gaussian(&mut rng, n, d);
+    let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+    let dir: Vec<f64> = (0..d).map(|_| rng.gauss()).collect();
+    let norm = dir.iter().map(|v| v * v).sum::<f64>().sqrt();
+    for i in 0..n {
+        // 15 % of class 1 and 60 % of class 0 come from the other source
+        let share = if i % 2 == 1 { 0.15 } else { 0.6 };
+        if rng.unit() < share {
+            for k in 0..d {
+                x[[i, k]] += (5.0 * dir[k] / norm) as f32;
+            }
+        }
+    }
+    let (s, summary) = run(&x, &labels);
+    assert_eq!(
+        s.reason.iter().filter(|r| r.is_some()).count(),
+        0,
+        "{summary}"
+    );
+    let c1 = &summary["classes"][1];
+    assert_eq!(c1["split"], false, "{c1}");
+    assert!(
+        c1["decision"].as_str().unwrap().contains("not specific"),
+        "{c1}"
+    );
+    let other = &c1["specificity"]["other_classes"][0];
+    assert!(other["share"].as_f64().unwrap() > 0.4, "{c1}");
+    // with the test off, the class splits and its minority is flagged
+    let mut t = toml::Table::new();
+    t.insert("silhouette_rows".into(), toml::Value::Integer(600));
+    t.insert("null_draws".into(), toml::Value::Integer(2));
+    t.insert("min_specificity".into(), toml::Value::Float(0.0));
+    let (s, summary) = fit_and_score_embeddings(&ActivationClustering, &t, &x, &labels);
+    assert!(
+        s.reason.iter().filter(|r| r.is_some()).count() > 100,
+        "{summary}"
+    );
+}
+
 #[test]
 fn fastica_weighs_every_component_equally() {
     // one high-variance Gaussian axis and a minority shifted along a low-variance one: on
