@@ -17,6 +17,10 @@ use crate::{DetectError, Fitted};
 use serde_json::json;
 use std::collections::HashSet;
 
+mod abstain;
+pub(super) use abstain::foreign_z_needed;
+use abstain::*;
+
 #[derive(Debug, Clone)]
 struct Candidate {
     span: Vec<u32>,
@@ -46,6 +50,9 @@ struct Candidate {
     /// for a window anchored at one end with two or more real tokens: the support of the same
     /// window less its token at the free end (what opens or closes the rows it continues)
     shorter_support: Option<u32>,
+    /// for an unanchored window of two or more tokens: the shorter form (one end token
+    /// dropped) whose rows outside the window explain its purity, if one does
+    explained_by: Option<ShorterForm>,
 }
 
 impl Candidate {
@@ -327,6 +334,7 @@ pub(super) fn fit(
             foreign: None,
             abstain: None,
             shorter_support: None,
+            explained_by: None,
         }
     };
     // the candidate, and for a window of `ext_len` real tokens the phrases one token longer
@@ -410,6 +418,11 @@ pub(super) fn fit(
     drop(support_of);
     for (c, s) in cands.iter_mut().zip(shorter) {
         c.shorter_support = s;
+    }
+    // an unanchored window's shorter forms, read in the rows outside it (see `shorter_forms`)
+    let explained = shorter_forms(p, &cands);
+    for (c, e) in cands.iter_mut().zip(explained) {
+        c.explained_by = e;
     }
 
     // multiple testing: alpha split equally over the window-length buckets, each share divided
@@ -547,6 +560,7 @@ pub(super) fn fit(
             cands[i].evidence() >= 1.0
                 && needs_foreign(p, &cands[i]).is_some()
                 && natural_continuation(p, &cands[i]).is_none()
+                && cands[i].explained_by.is_none()
         })
         .count();
     let z_needed = foreign_z_needed(p, foreign_tested);
@@ -811,146 +825,4 @@ fn strip(span: &[u32]) -> &[u32] {
 
 fn contains(hay: &[u32], needle: &[u32]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Why a candidate that passed the statistical tests is not named a trigger, if it is not.
-/// A backdoor trigger sets the label: (nearly) every row carrying it has the target label
-/// (`min_purity`). A window anchored at the start or the end of the row has only one side for
-/// the random-neighbour test, and natural text is full of label-pure openings and endings
-/// (hashtags, datelines, sign-offs): there the target-label rows must also read like rows of
-/// other classes (`min_foreign_share`, and `z_needed` standard errors below the target class),
-/// which dirty-label poison does and a natural label cue does not.
-fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Option<String> {
-    let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
-    if purity < p.min_purity {
-        return Some(format!(
-            "purity {purity:.2} below min_purity {}: rows of other labels carry it, so it does not set the label",
-            p.min_purity
-        ));
-    }
-    if let Some(reason) = natural_continuation(p, c) {
-        return Some(reason);
-    }
-    let what = needs_foreign(p, c)?;
-    match c.foreign {
-        Some(f) if f.share >= p.min_foreign_share && f.z >= z_needed => None,
-        Some(f) => Some(format!(
-            "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}, needs {}; {:.1} standard errors below the target class, needs {:.2}): natural text is not told from a relabelled insertion",
-            f.share, p.min_foreign_share, f.z, z_needed
-        )),
-        None => Some(format!(
-            "{what}, and the context model does not tell the classes apart"
-        )),
-    }
-}
-
-/// Why an anchored window is a natural opening or ending continued by what its rows are about:
-/// it holds fewer than `min_continuation_share` of the rows its shorter form (free-end token
-/// dropped) opens or closes. An inserted phrase continues itself in (nearly) every row; a
-/// news feed's "new york -" opens 78 ag-news stories, and the five that go on with "stocks"
-/// (wire copy filed under World) are not a phrase of their own.
-fn natural_continuation(p: &TriggerParams, c: &Candidate) -> Option<String> {
-    let shorter = c.shorter_support?;
-    let share = f64::from(c.support) / f64::from(shorter.max(1));
-    (share < p.min_continuation_share).then(|| {
-        format!(
-            "anchored window that continues only {share:.2} of the rows its shorter form opens or closes ({} of {shorter}; needs {}): a natural opening or ending followed by what the row is about, not an inserted phrase",
-            c.support, p.min_continuation_share
-        )
-    })
-}
-
-/// A window anchored at one end, of two or more real tokens, less its token at the free end
-/// (the last of a window anchored at the start, the first of one anchored at the end).
-fn shorter_span(span: &[u32]) -> Option<&[u32]> {
-    let start = span.first() == Some(&START);
-    let end = span.last() == Some(&END);
-    if start == end || real_len(span) < 2 {
-        return None;
-    }
-    Some(if start {
-        &span[..span.len() - 1]
-    } else {
-        &span[1..]
-    })
-}
-
-/// Whether a label-pure candidate is named only on dirty-label evidence, and why: an anchored
-/// window, and one whose neighbours look random only when each row is as likely to be chosen
-/// as any other (a short row's gaps then weigh more).
-fn needs_foreign(p: &TriggerParams, c: &Candidate) -> Option<&'static str> {
-    let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
-    if purity < p.min_purity {
-        return None;
-    }
-    let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
-    if anchored {
-        Some("anchored window")
-    } else if c.s_random_gap < 1.0 {
-        Some("window whose neighbours look random only under insertion into a uniformly drawn row")
-    } else {
-        None
-    }
-}
-
-/// Standard errors the foreign test asks for when `tested` candidates reach it: the upper
-/// `alpha / tested` normal quantile (1.64 for one candidate, 2.33 for five at alpha 0.05), and
-/// at least `min_foreign_z`.
-pub(super) fn foreign_z_needed(p: &TriggerParams, tested: usize) -> f64 {
-    let level = p.alpha / tested.max(1) as f64;
-    crate::spectral::normal_quantile_upper(level.min(0.5)).max(p.min_foreign_z)
-}
-
-/// The dirty-label evidence of candidate `c` re-read on the rows `keep` only: the context model
-/// (naive Bayes, temperature), the reading of each class and the candidate's rows' context
-/// probabilities are all refitted on those rows.
-#[allow(clippy::too_many_arguments)]
-fn foreign_without(
-    texts: &[String],
-    labels: &[u32],
-    keep: &[usize],
-    n_classes: usize,
-    vocab: &Vocab,
-    masked: &[bool],
-    c: &Candidate,
-    excluded: &[u32],
-    max_len: usize,
-) -> Option<Foreign> {
-    let texts_k: Vec<String> = keep.iter().map(|&r| texts[r].clone()).collect();
-    let labels_k: Vec<u32> = keep.iter().map(|&r| labels[r]).collect();
-    let class_rows: Vec<usize> = (0..n_classes)
-        .map(|k| labels_k.iter().filter(|&&l| l as usize == k).count())
-        .collect();
-    let mut token_df = vec![vec![0u32; n_classes]; vocab.strings.len()];
-    for (s, (df, _)) in count_tokens(&texts_k, &labels_k, n_classes) {
-        if let Some(&id) = vocab.ids.get(&s) {
-            token_df[id as usize] = df;
-        }
-    }
-    let corpus = Corpus::encode(&texts_k, vocab);
-    let nb = NaiveBayes::new(&token_df, masked, &class_rows);
-    let tau = calibrate(
-        &row_scores(&corpus, &labels_k, &nb, n_classes),
-        &labels_k,
-        n_classes,
-    );
-    let reading = ClassReading::new(&corpus, &labels_k, &nb, n_classes, tau);
-    let index: FastMap<Vec<u32>, usize> = std::iter::once((c.span.clone(), 0)).collect();
-    let postings = context_pass(
-        &corpus,
-        &labels_k,
-        &nb,
-        &index,
-        &[c.target],
-        &[excluded.to_vec()],
-        max_len,
-        tau,
-    );
-    let target_q: Vec<f64> = postings
-        .first()?
-        .iter()
-        .filter(|&&(_, l, _)| l as usize == c.target)
-        .map(|&(_, _, q)| q)
-        .collect();
-    foreign_evidence(&target_q, &reading, c.target)
 }

@@ -173,6 +173,17 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   few rows: a news feed's "new york -" opens 78 ag-news stories of all four topics, and the five
   that go on with "stocks" are wire copy filed under World (they read like Business, so the
   dirty-label test alone named them);
+- an unanchored window of two or more words must be purer than its shorter forms are without
+  it: for each shorter form (the window less its first or its last token) found in rows that
+  do not hold the window, its rate of the target label there, (k + 1)/(n + 2), must leave the
+  window's own count of target rows improbable (one-sided binomial, at the detector's
+  `alpha`), unless that rate itself reaches `min_purity` (then the shorter form is a pure
+  pattern of its own, such as an inserted phrase the window extends by a neighbour, and
+  explains nothing away). A natural collocation of a label cue is about as pure as the cue is
+  elsewhere, and the purest of the cue's many collocations is chosen by the search: in
+  ag-news, tweeteval-emotion and tweeteval-hate merged into one ten-class corpus, "so angry"
+  (9 of 10 rows anger) was named while "angry" carries anger in 55 of its other 81 rows
+  (p = 0.12). An inserted phrase's shorter forms are rare outside it, or far less pure;
 - a window anchored at the start or the end of the row has only one side for test 1, and natural
   text is full of label-pure openings and endings (a closing hashtag that names the emotion, a
   dateline, a sign-off). Such a window is named only on dirty-label evidence: its target-label
@@ -354,7 +365,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 7,
+    version: 8,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
