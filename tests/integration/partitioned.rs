@@ -247,10 +247,7 @@ fn partitioned_scans_equal_the_single_machine_scan_on_every_benchmark() {
 #[test]
 fn partitioned_scans_read_embeddings_from_a_npy_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = benchmark_sets()
-        .first()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .expect("benchmarks");
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
     let mut flagged = 0;
     for name in [
         "sst2-badnets-cleanlabel-10",
@@ -399,10 +396,7 @@ fn partitioned_scans_refuse_what_they_cannot_split() {
 #[test]
 fn a_folder_of_parquet_files_is_one_table() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = benchmark_sets()
-        .first()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .expect("benchmarks");
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
     for name in ["sst2-badnets-cleanlabel-10", "sst2-addsent-10"] {
         let set = dir.join(format!("{name}.jsonl"));
         let npy = dir.join(format!("{name}.minilm.npy"));

@@ -45,20 +45,54 @@ pub struct Reductions {
     classes: Vec<Result<(Pca, Vec<f64>), String>>,
 }
 
-/// One class's clustered rows: ids ascending, and `k` coordinates per row.
+/// Rows of a sample: ids ascending and `k` coordinates per row; either one class's clustered
+/// rows (no labels), or the rows of other classes its clusters are tested against, with each
+/// row's own class, in this class's PCA.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct ClassSample {
     ids: Vec<u64>,
+    labels: Vec<u32>,
     z: Vec<f64>,
 }
 
-/// The rows of other classes a class's clusters are tested against: ids ascending, each row's
-/// own class, and its `k` coordinates in this class's PCA.
-#[derive(Debug, Clone, PartialEq, Default)]
-struct OtherSample {
-    ids: Vec<u64>,
-    labels: Vec<u32>,
-    z: Vec<f64>,
+impl ClassSample {
+    /// Add the rows of `b` (a merge of lists sorted by id, with `k` coordinates a row); a row
+    /// id in both is refused: the partitions overlap.
+    fn merge(&mut self, b: &ClassSample, k: usize) -> Result<(), StateError> {
+        if b.ids.is_empty() {
+            return Ok(());
+        }
+        let a = &*self;
+        let labeled = !b.labels.is_empty();
+        let mut out = ClassSample {
+            ids: Vec::with_capacity(a.ids.len() + b.ids.len()),
+            labels: Vec::with_capacity(if labeled {
+                a.ids.len() + b.ids.len()
+            } else {
+                0
+            }),
+            z: Vec::with_capacity(a.z.len() + b.z.len()),
+        };
+        let (mut i, mut j) = (0, 0);
+        while i < a.ids.len() || j < b.ids.len() {
+            let take_a = match (a.ids.get(i), b.ids.get(j)) {
+                (Some(x), Some(y)) if x == y => return Err(StateError::DuplicateRow(*x)),
+                (Some(x), Some(y)) => x < y,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            let (src, t) = if take_a { (a, &mut i) } else { (b, &mut j) };
+            out.ids.push(src.ids[*t]);
+            if labeled {
+                out.labels
+                    .push(src.labels.get(*t).copied().ok_or(StateError::Truncated)?);
+            }
+            out.z.extend_from_slice(&src.z[*t * k..(*t + 1) * k]);
+            *t += 1;
+        }
+        *self = out;
+        Ok(())
+    }
 }
 
 /// Round 3's partial state: per class, the coordinates of its clustered rows, and of the other
@@ -67,7 +101,7 @@ struct OtherSample {
 pub struct SamplePartial {
     k: usize,
     classes: Vec<ClassSample>,
-    others: Vec<OtherSample>,
+    others: Vec<ClassSample>,
 }
 
 fn numeric(problem: String) -> DetectError {
@@ -162,7 +196,7 @@ impl Rounds {
         if ids.windows(2).any(|w| w[1] < w[0]) {
             order.sort_by_key(|&i| ids[i]);
         }
-        let mut others = vec![OtherSample::default(); self.n_classes];
+        let mut others = vec![ClassSample::default(); self.n_classes];
         for i in order {
             let c = labels[i] as usize;
             let n = counts.get(c).copied().unwrap_or(0);
@@ -202,7 +236,7 @@ impl Rounds {
         SamplePartial {
             k: self.k(red),
             classes: vec![ClassSample::default(); self.n_classes],
-            others: vec![OtherSample::default(); self.n_classes],
+            others: vec![ClassSample::default(); self.n_classes],
         }
     }
 
@@ -218,7 +252,7 @@ impl Rounds {
         let mut coords: Vec<Vec<f64>> = sample.classes.into_iter().map(|c| c.z).collect();
         coords.resize(red.classes.len(), Vec::new());
         let mut others = sample.others;
-        others.resize(red.classes.len(), OtherSample::default());
+        others.resize(red.classes.len(), ClassSample::default());
         let fits: Vec<Result<ClassFit, DetectError>> = red
             .classes
             .into_par_iter()
@@ -282,53 +316,11 @@ impl SamplePartial {
             });
         }
         same_classes(self.others.len(), other.others.len())?;
-        for (a, b) in self.others.iter_mut().zip(&other.others) {
-            if b.ids.is_empty() {
-                continue;
-            }
-            let mut out = OtherSample {
-                ids: Vec::with_capacity(a.ids.len() + b.ids.len()),
-                labels: Vec::with_capacity(a.ids.len() + b.ids.len()),
-                z: Vec::with_capacity(a.z.len() + b.z.len()),
-            };
-            let (mut i, mut j) = (0, 0);
-            while i < a.ids.len() || j < b.ids.len() {
-                let take_a = match (a.ids.get(i), b.ids.get(j)) {
-                    (Some(x), Some(y)) if x == y => return Err(StateError::DuplicateRow(*x)),
-                    (Some(x), Some(y)) => x < y,
-                    (Some(_), None) => true,
-                    _ => false,
-                };
-                let (src, t) = if take_a { (&*a, &mut i) } else { (b, &mut j) };
-                out.ids.push(src.ids[*t]);
-                out.labels.push(src.labels[*t]);
-                out.z.extend_from_slice(&src.z[*t * k..(*t + 1) * k]);
-                *t += 1;
-            }
-            *a = out;
-        }
         for (a, b) in self.classes.iter_mut().zip(&other.classes) {
-            if b.ids.is_empty() {
-                continue;
-            }
-            let mut out = ClassSample {
-                ids: Vec::with_capacity(a.ids.len() + b.ids.len()),
-                z: Vec::with_capacity(a.z.len() + b.z.len()),
-            };
-            let (mut i, mut j) = (0, 0);
-            while i < a.ids.len() || j < b.ids.len() {
-                let take_a = match (a.ids.get(i), b.ids.get(j)) {
-                    (Some(x), Some(y)) if x == y => return Err(StateError::DuplicateRow(*x)),
-                    (Some(x), Some(y)) => x < y,
-                    (Some(_), None) => true,
-                    _ => false,
-                };
-                let (src, t) = if take_a { (&*a, &mut i) } else { (b, &mut j) };
-                out.ids.push(src.ids[*t]);
-                out.z.extend_from_slice(&src.z[*t * k..(*t + 1) * k]);
-                *t += 1;
-            }
-            *a = out;
+            a.merge(b, k)?;
+        }
+        for (a, b) in self.others.iter_mut().zip(&other.others) {
+            a.merge(b, k)?;
         }
         Ok(())
     }
@@ -379,6 +371,7 @@ impl SamplePartial {
             }
             let mut c = ClassSample {
                 ids: Vec::with_capacity(len),
+                labels: Vec::new(),
                 z: Vec::with_capacity(len * k),
             };
             for _ in 0..len {
@@ -404,7 +397,7 @@ impl SamplePartial {
             if rest.len() / 8 / (k + 2) < len {
                 return Err(StateError::Truncated);
             }
-            let mut c = OtherSample {
+            let mut c = ClassSample {
                 ids: Vec::with_capacity(len),
                 labels: Vec::with_capacity(len),
                 z: Vec::with_capacity(len * k),
