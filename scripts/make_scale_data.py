@@ -7,12 +7,17 @@ float32 embeddings around N/500 random centres plus unit noise (numpy, seed 3).
 
 With --parquet it writes DIR/big.parquet instead: the same rows, with the embeddings (--dims D)
 in a column `embedding` (fixed-size lists of float32), in row groups of 65 536 rows, written a
-row group at a time so that memory stays small whatever N (numpy and pyarrow needed).
+row group at a time so that memory stays small whatever N (numpy and pyarrow needed). With
+--files K as well, the same rows go into a folder DIR/parts of K files part-00000.parquet, ...,
+consecutive runs of row groups (group g into file g·K / groups), which `scan DIR/parts` reads
+as one table.
 
     python3 scripts/make_scale_data.py /tmp/big 1000000 --dims 384
     poisongate scan /tmp/big/big.jsonl --embeddings /tmp/big/big.npy --id-column id --out /tmp/big/out
     python3 scripts/make_scale_data.py /tmp/bigpq 1000000 --dims 384 --parquet
     poisongate scan /tmp/bigpq/big.parquet --embedding-column embedding --id-column id --stream --out /tmp/bigpq/out
+    python3 scripts/make_scale_data.py /tmp/bigdir 1000000 --dims 384 --parquet --files 8
+    poisongate scan /tmp/bigdir/parts --embedding-column embedding --id-column id --stream --out /tmp/bigdir/out
 """
 import argparse
 import itertools
@@ -27,6 +32,8 @@ def main():
     ap.add_argument("rows", type=int)
     ap.add_argument("--dims", type=int, default=0)
     ap.add_argument("--parquet", action="store_true")
+    ap.add_argument("--files", type=int, default=0,
+                    help="with --parquet: a folder DIR/parts of this many files instead")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     rnd = random.Random(5)
@@ -59,7 +66,10 @@ def write_parquet(a, rnd, vocab, cum, group=65536):
     if a.dims:
         centres = rng.standard_normal((max(a.rows // 500, 1), a.dims)).astype(np.float32)
         which = rng.integers(0, len(centres), a.rows)
-    writer = None
+    groups = -(-a.rows // group)
+    writer, file_of_writer = None, None
+    if a.files:
+        os.makedirs(os.path.join(a.dir, "parts"), exist_ok=True)
     for start in range(0, a.rows, group):
         n = min(group, a.rows - start)
         ids, texts, labels = [], [], []
@@ -74,8 +84,13 @@ def write_parquet(a, rnd, vocab, cum, group=65536):
             x += rng.standard_normal((n, a.dims), dtype=np.float32)
             cols["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), a.dims)
         batch = pa.table(cols)
-        if writer is None:
-            writer = pq.ParquetWriter(os.path.join(a.dir, "big.parquet"), batch.schema)
+        k = (start // group) * a.files // groups if a.files else None
+        if writer is None or k != file_of_writer:
+            if writer is not None:
+                writer.close()
+            path = (os.path.join(a.dir, "parts", f"part-{k:05d}.parquet") if a.files
+                    else os.path.join(a.dir, "big.parquet"))
+            writer, file_of_writer = pq.ParquetWriter(path, batch.schema), k
         writer.write_table(batch, row_group_size=group)
     if writer is not None:
         writer.close()
