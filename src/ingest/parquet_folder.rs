@@ -115,7 +115,15 @@ pub fn folder_digest(dir: &Path, parts: Vec<PartDigest>) -> FileDigest {
 
 /// Hash every Parquet file of the folder `dir`: its digest, with the files'.
 pub fn hash_folder(dir: &Path) -> Result<FileDigest, IngestError> {
-    let parts = parquet_parts(dir)?;
+    hash_parts(dir, &parquet_parts(dir)?)
+}
+
+/// The digest of the folder `dir` from its files `parts` (as [`parquet_parts`] lists them),
+/// each hashed once.
+pub(super) fn hash_parts(
+    dir: &Path,
+    parts: &[(String, PathBuf)],
+) -> Result<FileDigest, IngestError> {
     let digests = parts
         .iter()
         .map(|(name, path)| {

@@ -93,6 +93,58 @@ impl ClassSample {
         *self = out;
         Ok(())
     }
+
+    /// Append the rows: their count (u64), then per row its id (u64), its label (u64, when the
+    /// sample is labelled) and its `k` coordinates (f64 bits), all little-endian.
+    fn write(&self, k: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.ids.len() as u64).to_le_bytes());
+        for (t, id) in self.ids.iter().enumerate() {
+            out.extend_from_slice(&id.to_le_bytes());
+            if let Some(l) = self.labels.get(t) {
+                out.extend_from_slice(&u64::from(*l).to_le_bytes());
+            }
+            for v in &self.z[t * k..(t + 1) * k] {
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+    }
+
+    /// Read rows written by [`ClassSample::write`] (with labels when `labeled`); the rest of
+    /// the bytes. Ids out of order or repeated are refused.
+    fn read(mut rest: &[u8], k: usize, labeled: bool) -> Result<(ClassSample, &[u8]), StateError> {
+        let (len, r) = header::take_u64(rest)?;
+        rest = r;
+        let len = usize::try_from(len).map_err(|_| StateError::Truncated)?;
+        let per_row = k + 1 + usize::from(labeled);
+        if rest.len() / 8 / per_row < len {
+            return Err(StateError::Truncated);
+        }
+        let mut c = ClassSample {
+            ids: Vec::with_capacity(len),
+            labels: Vec::with_capacity(if labeled { len } else { 0 }),
+            z: Vec::with_capacity(len * k),
+        };
+        for _ in 0..len {
+            let (id, r) = header::take_u64(rest)?;
+            rest = r;
+            if c.ids.last().is_some_and(|&last| last >= id) {
+                return Err(StateError::Unsorted);
+            }
+            c.ids.push(id);
+            if labeled {
+                let (label, r) = header::take_u64(rest)?;
+                rest = r;
+                c.labels
+                    .push(u32::try_from(label).map_err(|_| StateError::Truncated)?);
+            }
+            for _ in 0..k {
+                let (bits, r) = header::take_u64(rest)?;
+                rest = r;
+                c.z.push(f64::from_bits(bits));
+            }
+        }
+        Ok((c, rest))
+    }
 }
 
 /// Round 3's partial state: per class, the coordinates of its clustered rows, and of the other
@@ -332,24 +384,8 @@ impl SamplePartial {
         let mut out = header.to_bytes();
         out.extend_from_slice(&(self.classes.len() as u64).to_le_bytes());
         out.extend_from_slice(&(self.k as u64).to_le_bytes());
-        for c in &self.classes {
-            out.extend_from_slice(&(c.ids.len() as u64).to_le_bytes());
-            for (t, id) in c.ids.iter().enumerate() {
-                out.extend_from_slice(&id.to_le_bytes());
-                for v in &c.z[t * self.k..(t + 1) * self.k] {
-                    out.extend_from_slice(&v.to_bits().to_le_bytes());
-                }
-            }
-        }
-        for c in &self.others {
-            out.extend_from_slice(&(c.ids.len() as u64).to_le_bytes());
-            for (t, id) in c.ids.iter().enumerate() {
-                out.extend_from_slice(&id.to_le_bytes());
-                out.extend_from_slice(&u64::from(c.labels[t]).to_le_bytes());
-                for v in &c.z[t * self.k..(t + 1) * self.k] {
-                    out.extend_from_slice(&v.to_bits().to_le_bytes());
-                }
-            }
+        for c in self.classes.iter().chain(&self.others) {
+            c.write(self.k, &mut out);
         }
         out
     }
@@ -363,62 +399,15 @@ impl SamplePartial {
         let k = usize::try_from(k).map_err(|_| StateError::Truncated)?;
         let mut classes = Vec::new();
         for _ in 0..n {
-            let (len, r) = header::take_u64(rest)?;
-            rest = r;
-            let len = usize::try_from(len).map_err(|_| StateError::Truncated)?;
-            if rest.len() / 8 / (k + 1) < len {
-                return Err(StateError::Truncated);
-            }
-            let mut c = ClassSample {
-                ids: Vec::with_capacity(len),
-                labels: Vec::new(),
-                z: Vec::with_capacity(len * k),
-            };
-            for _ in 0..len {
-                let (id, r) = header::take_u64(rest)?;
-                rest = r;
-                if c.ids.last().is_some_and(|&last| last >= id) {
-                    return Err(StateError::Unsorted);
-                }
-                c.ids.push(id);
-                for _ in 0..k {
-                    let (bits, r) = header::take_u64(rest)?;
-                    rest = r;
-                    c.z.push(f64::from_bits(bits));
-                }
-            }
+            let (c, r) = ClassSample::read(rest, k, false)?;
             classes.push(c);
+            rest = r;
         }
         let mut others = Vec::new();
         for _ in 0..n {
-            let (len, r) = header::take_u64(rest)?;
-            rest = r;
-            let len = usize::try_from(len).map_err(|_| StateError::Truncated)?;
-            if rest.len() / 8 / (k + 2) < len {
-                return Err(StateError::Truncated);
-            }
-            let mut c = ClassSample {
-                ids: Vec::with_capacity(len),
-                labels: Vec::with_capacity(len),
-                z: Vec::with_capacity(len * k),
-            };
-            for _ in 0..len {
-                let (id, r) = header::take_u64(rest)?;
-                if c.ids.last().is_some_and(|&last| last >= id) {
-                    return Err(StateError::Unsorted);
-                }
-                let (label, r) = header::take_u64(r)?;
-                rest = r;
-                c.ids.push(id);
-                c.labels
-                    .push(u32::try_from(label).map_err(|_| StateError::Truncated)?);
-                for _ in 0..k {
-                    let (bits, r) = header::take_u64(rest)?;
-                    rest = r;
-                    c.z.push(f64::from_bits(bits));
-                }
-            }
+            let (c, r) = ClassSample::read(rest, k, true)?;
             others.push(c);
+            rest = r;
         }
         if !rest.is_empty() {
             return Err(StateError::Trailing(rest.len()));
