@@ -185,11 +185,54 @@ pub struct Moments {
 #[inline(always)]
 fn round_half_away(x: f64) -> f64 {
     const SHIFT: f64 = 6_755_399_441_055_744.0;
-    let r = (x + SHIFT) - SHIFT;
-    let d = x - r;
-    let up = f64::from(u8::from(d == 0.5) & u8::from(x > 0.0));
-    let down = f64::from(u8::from(d == -0.5) & u8::from(x < 0.0));
-    r + up - down
+    let h = x.abs();
+    let r = (h + SHIFT) - SHIFT;
+    // a tie went to the even neighbour below: it goes up, away from zero
+    let r = if r - h == -0.5 { r + 1.0 } else { r };
+    r.copysign(x)
+}
+
+/// `out` extended by the grid values (`round_half_away(v · scale)`) of `row`, and the largest
+/// of their magnitudes; compiled for the widest vector instructions the CPU has (every version
+/// gives the same bits: each value is rounded on its own).
+fn quantise_row(row: &[f32], scale: f64, out: &mut Vec<f64>) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU was just found to support AVX-512F, all the function needs
+            return unsafe { quantise_row_avx512(row, scale, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU was just found to support AVX2, all the function needs
+            return unsafe { quantise_row_avx2(row, scale, out) };
+        }
+    }
+    quantise_row_portable(row, scale, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn quantise_row_avx512(row: &[f32], scale: f64, out: &mut Vec<f64>) -> f64 {
+    quantise_row_portable(row, scale, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn quantise_row_avx2(row: &[f32], scale: f64, out: &mut Vec<f64>) -> f64 {
+    quantise_row_portable(row, scale, out)
+}
+
+#[inline(always)]
+fn quantise_row_portable(row: &[f32], scale: f64, out: &mut Vec<f64>) -> f64 {
+    let at = out.len();
+    out.extend(row.iter().map(|&v| round_half_away(v as f64 * scale)));
+    out[at..].iter().fold(0f64, |m, &q| m.max(q.abs()))
+}
+
+/// Finite and at most [`MAX_INPUT`] in magnitude (false for NaN).
+#[inline(always)]
+fn in_range(v: f32) -> bool {
+    v.abs().partial_cmp(&MAX_INPUT).is_some_and(|o| o.is_le())
 }
 
 fn quantise_input(row: &[f32], out: &mut Vec<i64>) -> Result<(), StateError> {
@@ -269,11 +312,9 @@ impl Moments {
         // every value is checked first: from here nothing fails, so the sums are added to in
         // place and a rejected batch changes nothing (the check has no early exit, so it
         // vectorises; the offending value is looked for only when there is one)
-        let bad = rows
-            .iter()
-            .fold(false, |bad, v| bad | !(v.abs() <= MAX_INPUT));
+        let bad = rows.iter().fold(false, |bad, v| bad | !in_range(*v));
         if bad {
-            if let Some(v) = rows.iter().find(|v| !(v.abs() <= MAX_INPUT)) {
+            if let Some(v) = rows.iter().find(|v| !in_range(**v)) {
                 return Err(StateError::Value(*v as f64));
             }
         }
@@ -295,8 +336,7 @@ impl Moments {
             while end < n && end - start < BLOCK_ROWS {
                 let r = &rows[end * d..(end + 1) * d];
                 let at = xf.len();
-                xf.extend(r.iter().map(|&v| round_half_away(v as f64 * scale)));
-                let m = xf[at..].iter().fold(0f64, |m, &q| m.max(q.abs())) as u128;
+                let m = quantise_row(r, scale, &mut xf) as u128;
                 let b = biggest.max(m * m);
                 if end > start && b * ((end - start + 1) as u128) >= 1u128 << 53 {
                     xf.truncate(at);
