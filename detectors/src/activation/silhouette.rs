@@ -153,6 +153,32 @@ fn pair_row_portable(
     // row i's sums to cluster 0 and cluster 1, lane by lane
     let mut to = [[0f64; L]; 2];
     let mut j = from;
+    // two groups of L rows at a time: each lane's sum runs over the coordinates in order, and
+    // the two groups' sums are independent chains the CPU runs side by side
+    while j + 2 * L <= m {
+        let mut acc = [[0f64; L]; 2];
+        for (col, &y) in zt.iter().zip(zi) {
+            let lanes = &col[j..j + 2 * L];
+            for g in 0..2 {
+                for l in 0..L {
+                    let t = lanes[g * L + l] - y;
+                    acc[g][l] += t * t;
+                }
+            }
+        }
+        for (g, acc) in acc.iter().enumerate() {
+            let at = j + g * L;
+            let side = &mut sums[own][at..at + L];
+            let b = &in_b[at..at + L];
+            for l in 0..L {
+                let d = acc[l].sqrt();
+                side[l] += d;
+                to[1][l] += d * b[l];
+                to[0][l] += d * (1.0 - b[l]);
+            }
+        }
+        j += 2 * L;
+    }
     // whole groups of L rows: fixed-size arrays, so every step is one vector operation
     while j + L <= m {
         let mut acc = [0f64; L];
