@@ -328,6 +328,10 @@ impl Moments {
         let mut xf: Vec<f64> = Vec::with_capacity(BLOCK_ROWS.min(n) * d);
         let mut g = faer::Mat::<f64>::zeros(d, d);
         let mut col = vec![0f64; d];
+        // g holds the products of the blocks since its last flush into `cross`; `pending`
+        // bounds every partial sum in it (Σ rows · largest |q|²), so blocks are added into g
+        // while it stays below 2^53 and every entry is still an exact integer
+        let mut pending = 0u128;
         let mut start = 0;
         while start < n {
             xf.clear();
@@ -357,12 +361,21 @@ impl Moments {
                     }
                 }
             } else {
+                let bound = biggest * rows_in as u128;
+                if pending > 0 && pending + bound >= 1u128 << 53 {
+                    self.flush_lower(&g);
+                    pending = 0;
+                }
                 let x = faer::MatRef::from_row_major_slice(&xf, rows_in, d);
                 // the lower triangle only (half the products); (j, i) there is (i, j) here
                 faer::linalg::matmul::triangular::matmul(
                     g.as_mut(),
                     faer::linalg::matmul::triangular::BlockStructure::TriangularLower,
-                    faer::Accum::Replace,
+                    if pending == 0 {
+                        faer::Accum::Replace
+                    } else {
+                        faer::Accum::Add
+                    },
                     x.transpose(),
                     faer::linalg::matmul::triangular::BlockStructure::Rectangular,
                     x,
@@ -371,14 +384,7 @@ impl Moments {
                     faer::Par::Seq,
                 );
                 crate::linalg::clear_upper_simd();
-                let mut k = 0;
-                for i in 0..d {
-                    for j in i..d {
-                        // below 2^53, so through i64 (one instruction; f64 → i128 is a call)
-                        self.cross[k] += g[(j, i)] as i64 as i128;
-                        k += 1;
-                    }
-                }
+                pending += bound;
             }
             // column sums: at most 512 values below 2^40 each, exact in f64
             col.iter_mut().for_each(|c| *c = 0.0);
@@ -392,8 +398,23 @@ impl Moments {
             }
             start = end;
         }
+        if pending > 0 {
+            self.flush_lower(&g);
+        }
         self.n += n as u64;
         Ok(())
+    }
+
+    /// Add the lower triangle of `g` (exact integers below 2^53) to the cross products.
+    fn flush_lower(&mut self, g: &faer::Mat<f64>) {
+        let mut k = 0;
+        for i in 0..self.d {
+            for j in i..self.d {
+                // below 2^53, so through i64 (one instruction; f64 → i128 is a call)
+                self.cross[k] += g[(j, i)] as i64 as i128;
+                k += 1;
+            }
+        }
     }
 
     /// Merge the moments of other rows. Exact, associative and commutative.
