@@ -20,7 +20,9 @@ the partition count::
     result.quarantined.write_parquet("held-back/")
 
 The input is a Parquet file, a folder of Parquet files (Spark's, Ray's and pyarrow's
-``part-*.parquet`` layout; files in the order of their paths, ``_`` and ``.`` names skipped) or
+``part-*.parquet`` layout; files in the order of their paths, ``_`` and ``.`` names skipped), a
+JSONL file (cut into byte ranges that start at a row's line: the planning side finds the
+starts of up to 4096 equal blocks of rows in one more pass over the file) or
 a ``ray.data.Dataset``, which is first written with ``write_parquet`` into ``staging`` (a
 folder that does not exist yet) and gated as that folder. Every worker must read the input at
 the same path; rows are numbered by their place in the input (row groups from the footers,
@@ -72,6 +74,18 @@ def _task(batch, data, settings, plan, rnd, earlier):
     partials = [_run_task(data, settings, plan, rnd, p, earlier) for p in parts]
     return pa.table({"part": pa.array(parts, pa.int64()),
                      "partial": pa.array(partials, pa.large_binary())})
+
+
+def _read_output(ray, out, name):
+    """One output of the scan as a dataset: ``NAME.parquet``, or ``NAME.jsonl`` for JSONL
+    input (an empty file is an empty dataset)."""
+    parquet = os.path.join(out, f"{name}.parquet")
+    if os.path.exists(parquet):
+        return ray.data.read_parquet(parquet)
+    path = os.path.join(out, f"{name}.jsonl")
+    if os.path.getsize(path) == 0:
+        return ray.data.from_items([])
+    return ray.data.read_json(path)
 
 
 def gate(data, out, *, partitions: Optional[int] = None, reproducible: bool = False,
@@ -137,7 +151,7 @@ def gate(data, out, *, partitions: Optional[int] = None, reproducible: bool = Fa
     code, report = _scan_partitioned(data, out, settings_json, bool(reproducible),
                                      int(partitions), "ray", run_round)
     report = json.loads(report)
-    clean = ray.data.read_parquet(os.path.join(out, "clean.parquet"))
-    quarantined = ray.data.read_parquet(os.path.join(out, "quarantine.parquet"))
+    clean = _read_output(ray, out, "clean")
+    quarantined = _read_output(ray, out, "quarantine")
     return GateResult(report=report, exit_code=code, out=out, clean=clean,
                       quarantined=quarantined)

@@ -124,8 +124,29 @@ def test_gate_reads_embeddings_from_a_npy_file(cluster, tmp_path, partitions):
 
 
 def test_gate_refuses_what_it_cannot_split(cluster, tmp_path):
-    with pytest.raises(poisongate.ScanError, match="Parquet"):
-        poisongate.ray.gate(DEMO / "reviews.jsonl", tmp_path / "out", id_column="id")
+    emb = tmp_path / "embeddings.json"
+    emb.write_text("[]")
+    with pytest.raises(poisongate.ScanError, match="npy"):
+        poisongate.ray.gate(DEMO / "reviews.jsonl", tmp_path / "out", id_column="id",
+                            embeddings=str(emb))
+
+
+@pytest.mark.parametrize("partitions", [2, 7])
+def test_gate_reads_jsonl_by_byte_ranges(cluster, tmp_path, partitions):
+    """The demo's JSONL rows with reviews.npy: each task reads its lines from a byte where a
+    block of rows starts; the single-machine streaming scan's JSONL outputs and report."""
+    data = DEMO / "reviews.jsonl"
+    settings = dict(SETTINGS, embedding_column=None, embeddings=str(DEMO / "reviews.npy"))
+    one = poisongate.scan(data, out=tmp_path / "one", stream=True, **settings)
+    got = poisongate.ray.gate(data, tmp_path / "ray", partitions=partitions, **settings)
+    assert got.exit_code == one.exit_code
+    for f in ("clean.jsonl", "quarantine.jsonl"):
+        assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
+    assert agreed(without_times(got.report)) == agreed(without_times(one.report))
+    assert got.report["settings"]["partitions"] == partitions
+    assert got.report["reconciliation"]["quarantined_rows"] > 0
+    assert got.clean.count() + got.quarantined.count() == 3000
+    assert poisongate.verify(tmp_path / "ray").ok
 
 
 def as_folder(table, folder, cuts, groups):

@@ -30,11 +30,65 @@ pub fn max_line_bytes() -> u64 {
 
 /// Streams the non-blank lines of a JSONL file while hashing every byte.
 pub(crate) struct JsonlLines {
-    reader: BufReader<HashingReader<File>>,
+    reader: BufReader<HashingReader<std::io::Take<File>>>,
     buf: Vec<u8>,
     line: usize,
     path: PathBuf,
     limit: u64,
+    /// Bytes of the file before the next line.
+    pos: u64,
+    /// Bytes of the file before the current line.
+    line_start: u64,
+}
+
+/// Where a block of a JSONL file's rows begins: the byte its first row's line starts at, that
+/// row's number in the file (0-based) and its line's number (1-based). A partitioned scan
+/// reads the rows of consecutive blocks from these places ([`line_blocks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LineBlock {
+    /// Byte offset of the block's first line.
+    pub byte: u64,
+    /// Its row's number in the file, from 0.
+    pub row: usize,
+    /// Its line's number in the file, from 1.
+    pub line: usize,
+}
+
+/// Blocks of equal numbers of rows of a JSONL file (the last one shorter), at most `max_blocks`
+/// of them and as many as that allows, found in one pass that hashes the file: the block
+/// starts, the file's digest and its row count. Memory is O(`max_blocks`): rows are taken
+/// one block each, and whenever the blocks would pass `max_blocks` every other start is
+/// dropped and the block length doubles.
+pub fn line_blocks(
+    path: &Path,
+    max_blocks: usize,
+) -> Result<(Vec<LineBlock>, FileDigest, usize), IngestError> {
+    let max_blocks = max_blocks.max(1);
+    let mut lines = JsonlLines::open(path)?;
+    let (mut blocks, mut every, mut rows) = (Vec::new(), 1usize, 0usize);
+    while let Some(line) = lines.advance()? {
+        if rows.is_multiple_of(every) {
+            if blocks.len() == max_blocks {
+                // blocks of twice the rows: the starts at even multiples stay
+                let mut k = 0usize;
+                blocks.retain(|_| {
+                    k += 1;
+                    k % 2 == 1
+                });
+                every *= 2;
+            }
+            if rows.is_multiple_of(every) {
+                blocks.push(LineBlock {
+                    byte: lines.line_start,
+                    row: rows,
+                    line,
+                });
+            }
+        }
+        rows += 1;
+    }
+    let digest = lines.finish()?;
+    Ok((blocks, digest, rows))
 }
 
 impl JsonlLines {
@@ -46,11 +100,36 @@ impl JsonlLines {
     pub(crate) fn open_with_limit(path: &Path, limit: u64) -> Result<Self, IngestError> {
         let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
         Ok(JsonlLines {
-            reader: BufReader::with_capacity(HASH_BUFFER, HashingReader::new(file)),
+            reader: BufReader::with_capacity(HASH_BUFFER, HashingReader::new(file.take(u64::MAX))),
             buf: Vec::new(),
             line: 0,
             path: path.to_path_buf(),
             limit: limit.max(1),
+            pos: 0,
+            line_start: 0,
+        })
+    }
+
+    /// The lines from `from` up to byte `end` (the end of the file without one); only those
+    /// bytes are read (and hashed: the digest is of the range).
+    pub(crate) fn open_range(
+        path: &Path,
+        from: &LineBlock,
+        end: Option<u64>,
+    ) -> Result<Self, IngestError> {
+        use std::io::Seek;
+        let mut file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+        file.seek(std::io::SeekFrom::Start(from.byte))
+            .map_err(|e| IngestError::io(path, e))?;
+        let len = end.map_or(u64::MAX, |e| e.saturating_sub(from.byte));
+        Ok(JsonlLines {
+            reader: BufReader::with_capacity(HASH_BUFFER, HashingReader::new(file.take(len))),
+            buf: Vec::new(),
+            line: from.line.saturating_sub(1),
+            path: path.to_path_buf(),
+            limit: max_line_bytes().max(1),
+            pos: from.byte,
+            line_start: from.byte,
         })
     }
 
@@ -67,6 +146,8 @@ impl JsonlLines {
             if n == 0 {
                 return Ok(None);
             }
+            self.line_start = self.pos;
+            self.pos += n as u64;
             self.line += 1;
             if n as u64 > self.limit {
                 return Err(IngestError::Json {
@@ -212,10 +293,14 @@ pub(super) fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+/// The rows of a JSONL file, or with `range` only those of its lines from a block's start up
+/// to a byte (numbered from the block's row and line; the summary's digest is then of the
+/// range only, and its row count the row after the last one read).
 pub(super) fn read_jsonl<E: From<IngestError>>(
     path: &Path,
     spec: &ColumnSpec,
     batch_rows: usize,
+    range: Option<(&LineBlock, Option<u64>)>,
     sink: &mut dyn FnMut(Batch) -> Result<(), E>,
 ) -> Result<ReadSummary, E> {
     let (roles, mut names) = requested(spec);
@@ -233,9 +318,13 @@ pub(super) fn read_jsonl<E: From<IngestError>>(
         .collect();
     let quarantine = spec.invalid == InvalidPolicy::Quarantine;
     let turns = spec.rows.has_responses();
-    let mut lines = JsonlLines::open(path)?;
+    let mut lines = match range {
+        Some((from, end)) => JsonlLines::open_range(path, from, end)?,
+        None => JsonlLines::open(path)?,
+    };
     let mut batcher = Batcher::new(spec, path, batch_rows, sink);
-    let mut n_rows = 0usize;
+    let mut n_rows = range.map_or(0, |(from, _)| from.row);
+    batcher.start_at(n_rows);
     while let Some(line_no) = lines.advance()? {
         let bytes = lines.bytes();
         let row = Some(RowRef::Line(line_no));

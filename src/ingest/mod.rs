@@ -656,7 +656,9 @@ use fields::Turn;
 pub use fields::{FieldSpec, FieldSpecError, RowLayout};
 pub use hash::*;
 pub(crate) use jsonl::*;
-pub use jsonl::{max_line_bytes, set_max_line_bytes, DEFAULT_MAX_LINE_BYTES};
+pub use jsonl::{
+    line_blocks, max_line_bytes, set_max_line_bytes, LineBlock, DEFAULT_MAX_LINE_BYTES,
+};
 use parquet_file::*;
 pub use parquet_folder::{folder_digest, hash_folder, parquet_parts, table_files, PartDigest};
 use parquet_folder::{hash_parts, table_bytes};
@@ -694,7 +696,7 @@ pub fn read_batches<E: From<IngestError>>(
     sink: &mut dyn FnMut(Batch) -> Result<(), E>,
 ) -> Result<ReadSummary, E> {
     match Format::from_path(path)? {
-        Format::Jsonl => read_jsonl(path, spec, batch_rows, sink),
+        Format::Jsonl => read_jsonl(path, spec, batch_rows, None, sink),
         Format::Parquet => read_parquet(path, spec, batch_rows, None, None, sink),
     }
 }
@@ -714,7 +716,7 @@ pub fn read_batches_again<E: From<IngestError>>(
 ) -> Result<ReadSummary, E> {
     match Format::from_path(path)? {
         Format::Jsonl => {
-            let read = read_jsonl(path, spec, batch_rows, sink)?;
+            let read = read_jsonl(path, spec, batch_rows, None, sink)?;
             if read.digest.sha256 != known.sha256 {
                 return Err(IngestError::InputChanged {
                     path: path.to_path_buf(),
@@ -758,26 +760,51 @@ pub fn row_group_rows(path: &Path) -> Result<Vec<usize>, IngestError> {
     Ok(out)
 }
 
-/// [`read_batches_again`] over the row groups `groups` of a Parquet file only (of a folder: row
-/// groups numbered across its files in row order): batches are numbered by their rows'
-/// places in the whole input, and the summary's row count is the row
-/// after the last one read.
+/// [`read_batches_again`] over one partition of the input: of a Parquet file, its row groups
+/// `groups` (of a folder: row groups numbered across its files in row order); of a JSONL
+/// file, the blocks `groups` of `lines` (its [`line_blocks`]), read from the first one's byte
+/// up to the next block's. Batches are numbered by their rows' places in the whole input,
+/// and the summary's row count is the row after the last one read. The file's size must be
+/// `known`'s; the summary's digest is `known`.
 pub fn read_row_groups<E: From<IngestError>>(
     path: &Path,
     spec: &ColumnSpec,
     batch_rows: usize,
     known: &FileDigest,
     groups: &RowGroups,
+    lines: &[LineBlock],
     sink: &mut dyn FnMut(Batch) -> Result<(), E>,
 ) -> Result<ReadSummary, E> {
     match Format::from_path(path)? {
-        Format::Jsonl => Err(IngestError::InvalidValue {
-            path: path.to_path_buf(),
-            row: None,
-            column: None,
-            message: "only Parquet is read by row groups".to_string(),
+        Format::Jsonl => {
+            let size = std::fs::metadata(path)
+                .map_err(|e| IngestError::io(path, e))?
+                .len();
+            if size != known.bytes {
+                return Err(IngestError::InputChanged {
+                    path: path.to_path_buf(),
+                    expected: known.sha256.clone(),
+                    actual: format!("a file of {size} bytes, not {}", known.bytes),
+                }
+                .into());
+            }
+            let from = lines
+                .get(groups.groups.start)
+                .ok_or_else(|| IngestError::InvalidValue {
+                    path: path.to_path_buf(),
+                    row: None,
+                    column: None,
+                    message: format!(
+                        "block {} of the rows asked for; the plan has {}",
+                        groups.groups.start,
+                        lines.len()
+                    ),
+                })?;
+            let end = lines.get(groups.groups.end).map(|b| b.byte);
+            let mut read = read_jsonl(path, spec, batch_rows, Some((from, end)), sink)?;
+            read.digest = known.clone();
+            Ok(read)
         }
-        .into()),
         Format::Parquet => read_parquet(path, spec, batch_rows, Some(known), Some(groups), sink),
     }
 }

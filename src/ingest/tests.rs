@@ -898,3 +898,44 @@ fn reading_again_checks_the_input_is_unchanged() {
         .unwrap_err();
     assert!(matches!(e, IngestError::InputChanged { .. }), "{e}");
 }
+
+#[test]
+fn line_blocks_cut_the_rows_into_equal_blocks_at_their_line_starts() {
+    let dir = TempDir::new().unwrap();
+    let mut text = String::from("\n \n");
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "{{\"text\": \"row {i}\", \"label\": {}}}\n",
+            i % 2
+        ));
+        if i % 37 == 0 {
+            text.push_str("\t\r\n");
+        }
+    }
+    let path = write(&dir, "rows.jsonl", text.as_bytes());
+    for max in [1usize, 2, 7, 64, 5000] {
+        let (blocks, digest, rows) = line_blocks(&path, max).unwrap();
+        assert_eq!(rows, 1000);
+        assert_eq!(digest.bytes, text.len() as u64);
+        assert!(
+            !blocks.is_empty() && blocks.len() <= max,
+            "{max}: {}",
+            blocks.len()
+        );
+        // equal blocks, as many as the cap allows (a power of two rows each)
+        let every = blocks.get(1).map_or(1000, |b| b.row);
+        assert!(blocks.iter().enumerate().all(|(i, b)| b.row == i * every));
+        assert!(1000usize.div_ceil(every) == blocks.len());
+        assert!(
+            every == 1 || 1000usize.div_ceil(every / 2) > max,
+            "{max}: {every}"
+        );
+        for b in &blocks {
+            // the block's byte is where its row's line starts, and the line numbers count
+            // every line before it, blank ones included
+            let rest = &text[b.byte as usize..];
+            assert!(rest.starts_with(&format!("{{\"text\": \"row {}\"", b.row)));
+            assert_eq!(text[..b.byte as usize].matches('\n').count() + 1, b.line);
+        }
+    }
+}

@@ -199,9 +199,14 @@ fn same_as_one_machine(
     assert_eq!(bits(&got.scores), bits(&base.scores), "{name}, {k}: scores");
     assert_eq!(got.reasons, base.reasons, "{name}, {k}: reasons");
     let out = opts.out.as_deref().expect("an output folder");
-    for f in ["clean.parquet", "quarantine.parquet"] {
+    let ext = if opts.data.extension().is_some_and(|e| e == "jsonl") {
+        "jsonl"
+    } else {
+        "parquet"
+    };
+    for f in [format!("clean.{ext}"), format!("quarantine.{ext}")] {
         assert!(
-            std::fs::read(out.join(f)).unwrap() == std::fs::read(one.join(f)).unwrap(),
+            std::fs::read(out.join(&f)).unwrap() == std::fs::read(one.join(&f)).unwrap(),
             "{name}, {k}: {f} differs"
         );
     }
@@ -373,8 +378,11 @@ fn a_npy_file_changed_during_a_partitioned_scan_is_an_error() {
 
 #[test]
 fn partitioned_scans_refuse_what_they_cannot_split() {
-    let (data, emb) = demo();
+    let (data, _) = demo();
     let tmp = tempfile::tempdir().unwrap();
+    // embeddings in a JSON file: no task can read its rows of it alone
+    let emb = tmp.path().join("embeddings.json");
+    std::fs::write(&emb, "[]").unwrap();
     let mut o = options(&data, &tmp.path().join("out"));
     o.embedding_column = None;
     o.embeddings = Some(emb);
@@ -386,7 +394,59 @@ fn partitioned_scans_refuse_what_they_cannot_split() {
         tasks: 0,
     };
     let e = scan_partitioned(&o, &mut runner).unwrap_err().to_string();
-    assert!(e.contains("Parquet"), "{e}");
+    assert!(e.contains(".npy"), "{e}");
+}
+
+/// JSONL is partitioned by byte ranges: the planning scan finds where blocks of rows begin,
+/// and each task reads its lines from there. Three sets with their `.npy` embeddings, one of
+/// them with blank lines and a line-ending mix (rows and error lines are numbered as the
+/// single-machine scan numbers them), over 1, 2, 7 and 16 partitions: the single-machine
+/// streaming scan's scores, flags, output bytes and report.
+#[test]
+fn partitioned_scans_read_jsonl_by_byte_ranges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
+    let mut flagged = 0;
+    for name in [
+        "sst2-badnets-cleanlabel-10",
+        "sst2-badnets-10",
+        "sms-spam-clean",
+    ] {
+        let src = dir.join(format!("{name}.jsonl"));
+        let npy = dir.join(format!("{name}.minilm.npy"));
+        let data = tmp.path().join(format!("{name}.jsonl"));
+        if name == "sst2-badnets-10" {
+            // blank lines here and there, and CRLF line ends on some rows
+            let text = std::fs::read_to_string(&src).unwrap();
+            let mut out = String::from("\n");
+            for (i, line) in text.lines().enumerate() {
+                out.push_str(line);
+                out.push_str(if i % 3 == 0 { "\r\n" } else { "\n" });
+                if i % 97 == 0 {
+                    out.push_str("  \n\n");
+                }
+            }
+            std::fs::write(&data, out).unwrap();
+        } else {
+            std::fs::copy(&src, &data).unwrap();
+        }
+        let with_npy = |out: &Path| {
+            let mut o = options(&data, out);
+            o.embedding_column = None;
+            o.embeddings = Some(npy.clone());
+            o
+        };
+        let one = tmp.path().join(format!("{name}-jsonl-one"));
+        let base = scan(&with_npy(&one)).unwrap();
+        flagged += base.reasons.len();
+        for (k, seed) in [(1, 11), (2, 12), (7, 13), (16, 14)] {
+            let out = tmp.path().join(format!("{name}-jsonl-{k}"));
+            same_as_one_machine(&with_npy(&out), (k, seed), &base, &one, name);
+            let r = report(&out);
+            assert_eq!(r["settings"]["partitions"], k, "{name}");
+        }
+    }
+    assert!(flagged > 600, "{flagged} rows flagged");
 }
 
 /// A folder of Parquet files is one table, its files in the order of their paths: the same

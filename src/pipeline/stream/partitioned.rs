@@ -2,8 +2,11 @@
 //! (other processes or machines; see `python/poisongate/ray.py` for Ray Data).
 //!
 //! The scan that plans the work reads round 0 itself (the labels, and the digest of the whole
-//! file, which is read once), cuts the Parquet file into partitions of consecutive row groups
-//! from its footer, and then, round by round, hands a [`Runner`] the plan and the merged
+//! file, which is read once), cuts the input into partitions: a Parquet file into runs of
+//! consecutive row groups from its footer, a JSONL file into byte ranges that each start at
+//! a row's line (one more pass over the file finds the starts of up to [`LINE_BLOCKS`] equal
+//! blocks of rows, and must hash as round 0 did; each task seeks to its first block's byte,
+//! numbers its rows and lines from there, and checks the file's size), and then, round by round, hands a [`Runner`] the plan and the merged
 //! partials of the earlier rounds. Each task ([`run_task`]) builds the same engine from the
 //! same settings, absorbs and finalises the earlier rounds' merged partials (deterministic:
 //! the same state as the planning scan's), folds in its partition's rows and returns its
@@ -16,7 +19,7 @@
 //! Embeddings come from a column of the data or from a `.npy` file beside it: the planning
 //! scan hashes the file once, and each task reads its partition's rows of it (from the row
 //! after the earlier row groups' rows) and checks its size. What does not partition yet, and
-//! is refused: JSONL input (Parquet only: partitions are row groups), embeddings in another
+//! is refused: embeddings in another
 //! kind of file, and what `--stream` refuses. Round 2's near-duplicate keys are merged whole on the planning machine (no slices
 //! on disk there).
 
@@ -39,8 +42,12 @@ pub struct Plan {
     pub bytes: u64,
     /// SHA-256 of the input, lowercase hex.
     pub sha256: String,
-    /// The partitions: runs of consecutive row groups, in file order.
+    /// The partitions: runs of consecutive row groups (JSONL: of `lines`' blocks), in file
+    /// order.
     pub partitions: Vec<RowGroups>,
+    /// JSONL input: where each block of its rows starts (empty for Parquet).
+    #[serde(default)]
+    pub lines: Vec<ingest::LineBlock>,
     /// The embeddings' `.npy` file's size in bytes and SHA-256, when they are in one (each task
     /// reads its partition's rows of it and checks its size).
     #[serde(default)]
@@ -76,12 +83,6 @@ pub struct TaskCache {
 
 /// Why the options cannot be partitioned, if they cannot.
 fn refusal(opts: &ScanOptions) -> Option<String> {
-    if ingest::Format::from_path(&opts.data).ok() != Some(ingest::Format::Parquet) {
-        return Some(format!(
-            "a partitioned scan reads Parquet (partitions are row groups); {} is not",
-            opts.data.display()
-        ));
-    }
     if let Some(p) = &opts.embeddings {
         if p.extension().is_none_or(|e| !e.eq_ignore_ascii_case("npy")) {
             return Some(format!(
@@ -93,6 +94,10 @@ fn refusal(opts: &ScanOptions) -> Option<String> {
     }
     None
 }
+
+/// Most blocks a JSONL file's rows are cut into for partitioning (so at most this many
+/// partitions; the plan holds one start per block).
+const LINE_BLOCKS: usize = 4096;
 
 /// Consecutive row groups cut into at most `k` runs of about equal rows.
 fn partitions(rows: &[usize], k: usize) -> Vec<RowGroups> {
@@ -130,7 +135,25 @@ pub(super) fn detect(
         return Err(ScanError::Config(why));
     }
     let setup = Setup::read(opts, format, planned)?;
-    let rows = ingest::row_group_rows(&opts.data)?;
+    // the units partitions are made of: Parquet's row groups, or blocks of a JSONL file's
+    // rows (one more pass over the file, which must hash as round 0 found it)
+    let (rows, lines) = match ingest::Format::from_path(&opts.data)? {
+        ingest::Format::Parquet => (ingest::row_group_rows(&opts.data)?, Vec::new()),
+        ingest::Format::Jsonl => {
+            let (lines, digest, n) = ingest::line_blocks(&opts.data, LINE_BLOCKS)?;
+            if digest.sha256 != setup.read.digest.sha256 {
+                return Err(ingest::IngestError::InputChanged {
+                    path: opts.data.clone(),
+                    expected: setup.read.digest.sha256.clone(),
+                    actual: digest.sha256,
+                }
+                .into());
+            }
+            let ends = lines.iter().skip(1).map(|b| b.row).chain([n]);
+            let rows = lines.iter().zip(ends).map(|(b, e)| e - b.row).collect();
+            (rows, lines)
+        }
+    };
     // the `.npy` file is hashed here, once, when a detector reads it (as the single-machine
     // scan lists it only then); the tasks read their rows of it and check its size
     let reads_x = planned.iter().any(|p| p.configured.needs().embeddings);
@@ -146,6 +169,7 @@ pub(super) fn detect(
         bytes: setup.read.digest.bytes,
         sha256: setup.read.digest.sha256.clone(),
         partitions: partitions(&rows, runner.partitions()),
+        lines,
         embeddings: npy.as_ref().map(|d| (d.bytes, d.sha256.clone())),
     };
     let mut engine = engine_of(opts, planned, &plan)?;
@@ -281,7 +305,7 @@ pub fn run_task(
     }
     let spec = Setup::spec(opts, &format, &planned);
     let read = ReadSummary {
-        format: ingest::Format::Parquet,
+        format: ingest::Format::from_path(&opts.data)?,
         digest: FileDigest {
             path: opts.data.clone(),
             bytes: plan.bytes,
@@ -313,10 +337,13 @@ pub fn run_task(
     // the partition's rows of the `.npy` file, read beside its row groups
     let mut npy = match (with_x, setup.npy.as_deref(), &plan.embeddings) {
         (true, Some(p), Some((bytes, sha256))) => {
-            let first: usize = ingest::row_group_rows(&opts.data)?
-                .iter()
-                .take(groups.groups.start)
-                .sum();
+            let first: usize = match plan.lines.get(groups.groups.start) {
+                Some(block) => block.row,
+                None => ingest::row_group_rows(&opts.data)?
+                    .iter()
+                    .take(groups.groups.start)
+                    .sum(),
+            };
             let known = FileDigest {
                 path: p.to_path_buf(),
                 bytes: *bytes,
@@ -372,6 +399,7 @@ pub fn run_task(
             setup.batch_rows,
             digest,
             groups,
+            &plan.lines,
             &mut |b| {
                 let x = x_of(&b)?;
                 f(setup.rows(b, x))
