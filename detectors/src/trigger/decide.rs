@@ -18,6 +18,7 @@ use serde_json::json;
 use std::collections::HashSet;
 
 mod abstain;
+mod widen;
 pub(super) use abstain::foreign_z_needed;
 use abstain::*;
 
@@ -96,6 +97,8 @@ pub(super) struct Trigger {
     pub(super) natural_rows: usize,
     pub(super) rows: Vec<usize>,
     pub(super) co_occurs: Vec<(String, usize)>,
+    /// the named window this trigger was widened from (see `widen`)
+    pub(super) widened_from: Option<String>,
 }
 
 /// The fit on `texts` / `labels`; `subset` gives, when the fit reads a subset of the dataset,
@@ -424,6 +427,8 @@ pub(super) fn fit(
     for (c, e) in cands.iter_mut().zip(explained) {
         c.explained_by = e;
     }
+    // the shorter forms a named window may be widened to (see `widen`)
+    let widen_from = widen::extensions_of(p, &cands);
 
     // multiple testing: alpha split equally over the window-length buckets, each share divided
     // by the candidates of that bucket that passed the (label-free) neighbour filter
@@ -513,9 +518,9 @@ pub(super) fn fit(
     };
     let ln_slack = p.context_slack.ln();
     let mut agreement = vec![0.0f64; cands.len()];
-    for (j, &i) in suspects.iter().enumerate() {
-        let target = cands[i].target;
-        let occ = &postings[j];
+    // a suspect's context test, rows and dirty-label evidence from its postings
+    let read = |c: &mut Candidate, occ: &[(u32, u32, f64)]| -> f64 {
+        let target = c.target;
         let q: Vec<f64> = occ
             .iter()
             .map(|&(_, _, q)| {
@@ -529,12 +534,6 @@ pub(super) fn fit(
             .filter(|&&(_, l, _)| l as usize == target)
             .count();
         let lp = ln_poisson_binomial_upper(&q, k);
-        agreement[i] = if occ.is_empty() {
-            0.0
-        } else {
-            occ.iter().map(|&(_, _, q)| q).sum::<f64>() / occ.len() as f64
-        };
-        let c = &mut cands[i];
         c.ln_p_context = Some(lp);
         c.s_context = Some(sig(lp, c.bucket));
         // only rows of the target label can be poison: a trigger's other rows are flagged by
@@ -551,6 +550,14 @@ pub(super) fn fit(
             .collect();
         c.foreign = foreign_evidence(&target_q, &reading, target);
         c.row_q = target_q;
+        if occ.is_empty() {
+            0.0
+        } else {
+            occ.iter().map(|&(_, _, q)| q).sum::<f64>() / occ.len() as f64
+        }
+    };
+    for (j, &i) in suspects.iter().enumerate() {
+        agreement[i] = read(&mut cands[i], &postings[j]);
     }
     // the foreign test is one more test of every candidate that reaches it: its level is the
     // detector's `alpha` shared among them (Bonferroni), as the context test's is
@@ -640,10 +647,50 @@ pub(super) fn fit(
             cands[i].foreign = foreign;
         }
     }
+    // the shorter forms the accepted triggers may be widened to: read as the suspects were
+    // (the same context model; their extension's partners left out), then judged
+    let shorter: Vec<(usize, usize)> = accepted
+        .iter()
+        .filter_map(|&w| {
+            (0..cands.len())
+                .find(|&s| widen_from[s] == Some(w))
+                .map(|s| (s, w))
+        })
+        .filter(|(s, _)| !accepted.contains(s))
+        .collect();
+    if !shorter.is_empty() {
+        let spans: FastMap<Vec<u32>, usize> = shorter
+            .iter()
+            .enumerate()
+            .map(|(j, &(s, _))| (cands[s].span.clone(), j))
+            .collect();
+        let targets: Vec<usize> = shorter.iter().map(|&(s, _)| cands[s].target).collect();
+        let partners: Vec<Vec<u32>> = shorter
+            .iter()
+            .map(|&(_, w)| {
+                suspects
+                    .iter()
+                    .position(|&x| x == w)
+                    .map(|j| exclude[j].clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let occ = context_pass(
+            &corpus, labels, &nb, &spans, &targets, &partners, max_len, tau,
+        );
+        for (j, &(s, _)) in shorter.iter().enumerate() {
+            agreement[s] = read(&mut cands[s], &occ[j]);
+        }
+    }
+    let widened = widen::widen(p, &mut cands, &mut accepted, &widen_from, z_needed);
     let mut triggers: Vec<Trigger> = accepted
         .iter()
         .map(|&i| {
             let c = &cands[i];
+            let widened_from = widened
+                .iter()
+                .find(|&&(s, _)| s == i)
+                .map(|&(_, w)| vocab.render(&cands[w].span));
             // a trigger whose rows carry dirty-label evidence: its rows that read like their
             // label are natural carriers (see `carriers`)
             let carriers = c
@@ -664,9 +711,14 @@ pub(super) fn fit(
                 }
                 None => (c.rows.clone(), 0),
             };
+            // a widened trigger's rows are read as its extension's were
+            let read_as = widened
+                .iter()
+                .find(|&&(s, _)| s == i)
+                .map_or(i, |&(_, w)| w);
             let exclude = suspects
                 .iter()
-                .position(|&s| s == i)
+                .position(|&s| s == read_as)
                 .map(|j| exclude[j].clone())
                 .unwrap_or_default();
             Trigger {
@@ -689,6 +741,7 @@ pub(super) fn fit(
                     None => rows,
                 },
                 co_occurs: Vec::new(),
+                widened_from,
             }
         })
         .collect();

@@ -158,6 +158,20 @@ s_random = max(`max_neighbour_excess` / excess, chance / `neighbour_level`) on t
 T ≥ 1 exactly when it is a trigger. Triggers are accepted by support (largest first); a window
 containing an accepted trigger is not reported separately.
 
+**Widening.** The neighbour screen loses a planted phrase on one side about once in a hundred
+(`neighbour_level`): a phrase put at random places of 33 emotion tweets followed "the" in 5
+of them (P below 0.01), and only the window "the" + phrase, whose left neighbours are random,
+was named, on those 5 rows. A named window W whose shorter form S (W less its first or its
+last real token) failed the screen, has the same target, at least `min_purity` purity and more
+rows, is widened to S: S is read as the suspects are (its context test, which must pass, with
+W's co-occurring partners left out; its rows and dirty-label evidence), and the abstention
+rules are applied to it with W's neighbour evidence. S then replaces W (its rows hold W's);
+the summary gives W as `widened_from`. A natural collocation is not widened: its extension is
+named only after the context test (its content explains its label) and the abstention rules.
+On the trigger grid (experiments/domains-trig.toml): 1 (cell, seed) row better (emotion,
+addsent anywhere at 1 %, seed 2: recall 0.15 to 1.0), none worse; the published sets' TRIG001
+rows and the merged corpora (`scripts/merged_corpora.py`) unchanged.
+
 **Abstention.** A candidate that passes the three tests is still not named when it does not
 behave like a backdoor trigger, and the summary lists it under `near_misses` with the reason
 (`abstained`):
@@ -365,7 +379,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 8,
+    version: 9,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
@@ -691,6 +705,7 @@ impl Fitted for TriggerFit {
                     "co_occurs_with": t.co_occurs.iter()
                         .map(|(s, n)| json!({"trigger": s, "rows": n}))
                         .collect::<Vec<_>>(),
+                    "widened_from": t.widened_from,
                 })
             })
             .collect();

@@ -663,3 +663,35 @@ fn an_association_the_trusted_corpus_already_holds_is_withdrawn() {
         .iter()
         .all(|r| r.as_deref() != Some("TRIG001:cf")));
 }
+
+#[test]
+fn a_phrase_whose_neighbours_repeat_by_chance_is_widened_from_its_extension() {
+    // a phrase at a random place of 60 negative rows (relabelled), 20 of them after the same
+    // word: its left neighbours fail the typicality screen, the window "w3" + phrase passes it
+    // and is named, and is widened to the phrase: every poisoned row is flagged
+    let (mut texts, mut labels, _) = synthetic(3000, 0.0, 41);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(17);
+    let mut planted = 0;
+    for r in 0..texts.len() {
+        if labels[r] == 0 && planted < 60 && rng.unit() < 0.08 {
+            let mut w: Vec<&str> = texts[r].split(' ').collect();
+            let at = rng.below(w.len() + 1);
+            w.insert(at, "zq xv yk");
+            if planted < 20 {
+                w.insert(at, "w3");
+            }
+            texts[r] = w.join(" ");
+            labels[r] = 1;
+            truth[r] = true;
+            planted += 1;
+        }
+    }
+    assert_eq!(planted, 60);
+    let (summary, scores) = run(&texts, &labels);
+    let t = named(&summary, "zq xv yk");
+    assert_eq!(t["widened_from"], "w3 zq xv yk", "{summary}");
+    assert_eq!(t["support"], 60);
+    let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+    assert_eq!(flagged, truth, "{summary}");
+}
