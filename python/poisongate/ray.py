@@ -1,4 +1,4 @@
-"""Gate a Parquet dataset with its detectors' rounds run as Ray Data tasks.
+"""Gate a Parquet or JSONL dataset with its detectors' rounds run as Ray Data tasks.
 
 ``gate`` plans the scan where it is called: it reads the labels and hashes the file (round 0),
 cuts the file into partitions of consecutive row groups from its footer, and runs each round
@@ -91,8 +91,9 @@ def _read_output(ray, out, name):
 def gate(data, out, *, partitions: Optional[int] = None, reproducible: bool = False,
          staging: Optional[str] = None, row_id: Optional[str] = None,
          **settings: Any) -> GateResult:
-    """Scan ``data`` (a Parquet file, a folder of Parquet files or a ``ray.data.Dataset``) on
-    the Ray cluster ``ray.init`` connected to, writing the outputs into ``out``. A dataset is
+    """Scan ``data`` (a Parquet file, a folder of Parquet files, a JSONL file or a
+    ``ray.data.Dataset``) on the Ray cluster ``ray.init`` connected to, writing the outputs
+    into ``out``. A dataset is
     written into the folder ``staging`` first (required then; it must not exist, and is left
     in place: the report's inputs name its files). ``row_id``: a column of the dataset whose
     values are unique; the dataset is sorted by it before it is written, so the rows get the

@@ -163,6 +163,14 @@ fn options(data: &Path, out: &Path) -> ScanOptions {
     o
 }
 
+/// [`options`] with the embeddings read from the `.npy` file `npy` instead of a column.
+fn options_with_npy(data: &Path, npy: &Path, out: &Path) -> ScanOptions {
+    let mut o = options(data, out);
+    o.embedding_column = None;
+    o.embeddings = Some(npy.to_path_buf());
+    o
+}
+
 fn agreed(dir: &Path) -> serde_json::Value {
     let mut r = deterministic(report(dir));
     r["settings"]["engine"] = serde_json::Value::Null;
@@ -264,12 +272,7 @@ fn partitioned_scans_read_embeddings_from_a_npy_file() {
         let n = jsonl(&set).len();
         let pq = tmp.path().join(format!("{name}.parquet"));
         set_parquet_with(&set, None, &pq, n.div_ceil(20));
-        let with_npy = |out: &Path| {
-            let mut o = options(&pq, out);
-            o.embedding_column = None;
-            o.embeddings = Some(npy.clone());
-            o
-        };
+        let with_npy = |out: &Path| options_with_npy(&pq, &npy, out);
         let one = tmp.path().join(format!("{name}-npy-one"));
         let base = scan(&with_npy(&one)).unwrap();
         flagged += base.reasons.len();
@@ -430,12 +433,7 @@ fn partitioned_scans_read_jsonl_by_byte_ranges() {
         } else {
             std::fs::copy(&src, &data).unwrap();
         }
-        let with_npy = |out: &Path| {
-            let mut o = options(&data, out);
-            o.embedding_column = None;
-            o.embeddings = Some(npy.clone());
-            o
-        };
+        let with_npy = |out: &Path| options_with_npy(&data, &npy, out);
         let one = tmp.path().join(format!("{name}-jsonl-one"));
         let base = scan(&with_npy(&one)).unwrap();
         flagged += base.reasons.len();

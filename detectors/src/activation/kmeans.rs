@@ -57,6 +57,14 @@ fn lloyd_pass(
     } else {
         starts.iter().map(chunk).collect()
     };
+    merge_parts(parts, k)
+}
+
+/// The chunks' sums, counts and within sums of squares of a Lloyd pass, added in chunk order.
+fn merge_parts(
+    parts: Vec<([Vec<f64>; 2], [usize; 2], f64)>,
+    k: usize,
+) -> ([Vec<f64>; 2], [usize; 2], f64) {
     let mut sums = [vec![0f64; k], vec![0f64; k]];
     let mut counts = [0usize; 2];
     let mut wss = 0.0;
@@ -269,7 +277,7 @@ pub(super) fn kmeans2(
 mod tests {
     use super::*;
 
-    /// The plain loop [`lloyd_pass`] must give bit for bit.
+    /// The plain per-chunk loop [`lloyd_pass`] must give bit for bit (chunks merged alike).
     fn lloyd_plain(z: &[f64], k: usize, c: &[Vec<f64>; 2]) -> ([Vec<f64>; 2], [usize; 2], f64) {
         let parts: Vec<([Vec<f64>; 2], [usize; 2], f64)> = z
             .chunks(CHUNK_ROWS * k)
@@ -290,19 +298,7 @@ mod tests {
                 (sums, counts, wss)
             })
             .collect();
-        let mut sums = [vec![0f64; k], vec![0f64; k]];
-        let mut counts = [0usize; 2];
-        let mut wss = 0.0;
-        for (s, n, w) in parts {
-            for j in 0..2 {
-                for (a, b) in sums[j].iter_mut().zip(&s[j]) {
-                    *a += b;
-                }
-                counts[j] += n[j];
-            }
-            wss += w;
-        }
-        (sums, counts, wss)
+        merge_parts(parts, k)
     }
 
     #[test]

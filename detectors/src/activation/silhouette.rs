@@ -168,14 +168,7 @@ fn pair_row_portable(
         }
         for (g, acc) in acc.iter().enumerate() {
             let at = j + g * L;
-            let side = &mut sums[own][at..at + L];
-            let b = &in_b[at..at + L];
-            for l in 0..L {
-                let d = acc[l].sqrt();
-                side[l] += d;
-                to[1][l] += d * b[l];
-                to[0][l] += d * (1.0 - b[l]);
-            }
+            settle(acc, &mut sums[own][at..at + L], &in_b[at..at + L], &mut to);
         }
         j += 2 * L;
     }
@@ -189,14 +182,7 @@ fn pair_row_portable(
                 acc[l] += t * t;
             }
         }
-        let side = &mut sums[own][j..j + L];
-        let b = &in_b[j..j + L];
-        for l in 0..L {
-            let d = acc[l].sqrt();
-            side[l] += d;
-            to[1][l] += d * b[l];
-            to[0][l] += d * (1.0 - b[l]);
-        }
+        settle(&acc, &mut sums[own][j..j + L], &in_b[j..j + L], &mut to);
         j += L;
     }
     // the last rows, one at a time
@@ -213,6 +199,24 @@ fn pair_row_portable(
     }
     for c in 0..2 {
         sums[c][i] += to[c].iter().sum::<f64>();
+    }
+}
+
+/// A group's squared distances `acc` to the rows of `side` (their sums for row i's cluster)
+/// with `b` their clusters (1.0 for the second): each distance added to its row's sum and,
+/// lane by lane, to row i's sum for that row's cluster (`to`).
+#[inline(always)]
+fn settle(
+    acc: &[f64; SILHOUETTE_LANES],
+    side: &mut [f64],
+    b: &[f64],
+    to: &mut [[f64; SILHOUETTE_LANES]; 2],
+) {
+    for l in 0..SILHOUETTE_LANES {
+        let d = acc[l].sqrt();
+        side[l] += d;
+        to[1][l] += d * b[l];
+        to[0][l] += d * (1.0 - b[l]);
     }
 }
 
