@@ -20,6 +20,9 @@
 
 #![warn(missing_docs)]
 
+#[macro_use]
+mod simd;
+
 pub mod activation;
 pub mod class_pca;
 pub mod data;

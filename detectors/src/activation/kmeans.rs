@@ -80,58 +80,18 @@ fn merge_parts(
     (sums, counts, wss)
 }
 
-/// [`lloyd_pass`] over rows `s..e`, with the widest vector instructions the CPU has (the same
-/// code compiled three times; Rust never fuses a multiply and an add on its own, so every
-/// version gives the same bits).
-fn lloyd_chunk(
-    z: &[f64],
-    zt: &[f64],
-    n: usize,
-    k: usize,
-    c: &[Vec<f64>; 2],
-    s: usize,
-    e: usize,
-) -> ([Vec<f64>; 2], [usize; 2], f64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU was just found to support AVX-512F, all the function needs
-            return unsafe { lloyd_chunk_avx512(z, zt, n, k, c, s, e) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU was just found to support AVX2, all the function needs
-            return unsafe { lloyd_chunk_avx2(z, zt, n, k, c, s, e) };
-        }
-    }
-    lloyd_chunk_portable(z, zt, n, k, c, s, e)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn lloyd_chunk_avx512(
-    z: &[f64],
-    zt: &[f64],
-    n: usize,
-    k: usize,
-    c: &[Vec<f64>; 2],
-    s: usize,
-    e: usize,
-) -> ([Vec<f64>; 2], [usize; 2], f64) {
-    lloyd_chunk_portable(z, zt, n, k, c, s, e)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn lloyd_chunk_avx2(
-    z: &[f64],
-    zt: &[f64],
-    n: usize,
-    k: usize,
-    c: &[Vec<f64>; 2],
-    s: usize,
-    e: usize,
-) -> ([Vec<f64>; 2], [usize; 2], f64) {
-    lloyd_chunk_portable(z, zt, n, k, c, s, e)
+dispatch! {
+    /// [`lloyd_pass`] over rows `s..e`, compiled for the widest vector instructions the CPU has
+    /// (`crate::simd`).
+    fn lloyd_chunk(
+        z: &[f64],
+        zt: &[f64],
+        n: usize,
+        k: usize,
+        c: &[Vec<f64>; 2],
+        s: usize,
+        e: usize,
+    ) -> ([Vec<f64>; 2], [usize; 2], f64) => lloyd_chunk_portable
 }
 
 #[inline(always)]

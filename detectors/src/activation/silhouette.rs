@@ -81,61 +81,19 @@ pub(super) fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
     total / m as f64
 }
 
-/// Distances from row `i` (coordinates `zi`) to the rows `from..` of `zt` (coordinate-major):
-/// each is added to row j's sum for i's cluster (`own`), and, per cluster of j, to row i's.
-///
-/// The same code is compiled for AVX-512 and AVX2 and picked at run time, where the portable
-/// build has two-wide SSE2. Rust never fuses a multiply and an add on its own and the square
-/// root is correctly rounded, so every version gives the same bits.
-fn pair_row(
-    zi: &[f64],
-    zt: &[Vec<f64>],
-    from: usize,
-    in_b: &[f64],
-    sums: &mut [Vec<f64>; 2],
-    own: usize,
-    i: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU was just found to support AVX-512F, all the function needs
-            return unsafe { pair_row_avx512(zi, zt, from, in_b, sums, own, i) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU was just found to support AVX2, all the function needs
-            return unsafe { pair_row_avx2(zi, zt, from, in_b, sums, own, i) };
-        }
-    }
-    pair_row_portable(zi, zt, from, in_b, sums, own, i)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn pair_row_avx512(
-    zi: &[f64],
-    zt: &[Vec<f64>],
-    from: usize,
-    in_b: &[f64],
-    sums: &mut [Vec<f64>; 2],
-    own: usize,
-    i: usize,
-) {
-    pair_row_portable(zi, zt, from, in_b, sums, own, i)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn pair_row_avx2(
-    zi: &[f64],
-    zt: &[Vec<f64>],
-    from: usize,
-    in_b: &[f64],
-    sums: &mut [Vec<f64>; 2],
-    own: usize,
-    i: usize,
-) {
-    pair_row_portable(zi, zt, from, in_b, sums, own, i)
+dispatch! {
+    /// Distances from row `i` (coordinates `zi`) to the rows `from..` of `zt` (coordinate-major):
+    /// each is added to row j's sum for i's cluster (`own`), and, per cluster of j, to row i's.
+    /// Compiled for the widest vector instructions the CPU has (`crate::simd`).
+    fn pair_row(
+        zi: &[f64],
+        zt: &[Vec<f64>],
+        from: usize,
+        in_b: &[f64],
+        sums: &mut [Vec<f64>; 2],
+        own: usize,
+        i: usize,
+    ) => pair_row_portable
 }
 
 #[inline(always)]

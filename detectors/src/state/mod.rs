@@ -192,34 +192,11 @@ fn round_half_away(x: f64) -> f64 {
     r.copysign(x)
 }
 
-/// `out` extended by the grid values (`round_half_away(v · scale)`) of `row`, and the largest
-/// of their magnitudes; compiled for the widest vector instructions the CPU has (every version
-/// gives the same bits: each value is rounded on its own).
-fn quantise_row(row: &[f32], scale: f64, out: &mut Vec<f64>) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU was just found to support AVX-512F, all the function needs
-            return unsafe { quantise_row_avx512(row, scale, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU was just found to support AVX2, all the function needs
-            return unsafe { quantise_row_avx2(row, scale, out) };
-        }
-    }
-    quantise_row_portable(row, scale, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn quantise_row_avx512(row: &[f32], scale: f64, out: &mut Vec<f64>) -> f64 {
-    quantise_row_portable(row, scale, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn quantise_row_avx2(row: &[f32], scale: f64, out: &mut Vec<f64>) -> f64 {
-    quantise_row_portable(row, scale, out)
+dispatch! {
+    /// `out` extended by the grid values (`round_half_away(v · scale)`) of `row`, and the
+    /// largest of their magnitudes; compiled for the widest vector instructions the CPU has
+    /// (`crate::simd`; each value is rounded on its own, so every version gives the same bits).
+    fn quantise_row(row: &[f32], scale: f64, out: &mut Vec<f64>) -> f64 => quantise_row_portable
 }
 
 #[inline(always)]
