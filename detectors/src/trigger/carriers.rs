@@ -72,21 +72,25 @@ impl Carriers {
         if k < 2 || target >= k {
             return None;
         }
-        let density = |h: &[u32]| -> Vec<f64> {
-            let n: f64 = h.iter().map(|&x| f64::from(x)).sum::<f64>() + 0.5 * BINS as f64;
-            h.iter().map(|&x| (f64::from(x) + 0.5) / n).collect()
-        };
-        let f_t = density(&reading.own_hist(target, rows));
+        // f_T and f_N as densities over the bins (f_N: the other classes weighted equally)
+        let own = reading.own_hist(target, rows);
+        let n_t = own.iter().map(|&x| f64::from(x)).sum::<f64>();
+        let others: Vec<usize> = (0..k).filter(|&c| c != target).collect();
         let mut f_n = vec![0.0; BINS];
-        let others = (0..k).filter(|&c| c != target).count() as f64;
-        for c in (0..k).filter(|&c| c != target) {
-            for (a, b) in f_n.iter_mut().zip(density(reading.hist(c, target))) {
-                *a += b / others;
+        let mut pseudo_n = 0.0;
+        for &c in &others {
+            let h = reading.hist(c, target);
+            let n_c = h.iter().map(|&x| f64::from(x)).sum::<f64>().max(1.0);
+            for (a, &b) in f_n.iter_mut().zip(h) {
+                *a += f64::from(b) / n_c / others.len() as f64;
             }
+            pseudo_n += 0.5 / n_c / others.len() as f64;
         }
+        let f_t: Vec<f64> = own.iter().map(|&x| f64::from(x) / n_t.max(1.0)).collect();
+        let ln_ratio = monotone_ln_ratio(&f_t, &f_n, 0.5 / n_t.max(1.0), pseudo_n);
         Some(Carriers {
             ln_prior_odds: ((1.0 - share) / share).ln(),
-            ln_ratio: f_t.iter().zip(&f_n).map(|(t, n)| t.ln() - n.ln()).collect(),
+            ln_ratio,
             poison_share: share,
             ln_min_odds: natural_odds.ln(),
         })
@@ -96,5 +100,66 @@ impl Carriers {
     /// carrier with posterior odds of at least `natural_odds`.
     pub(super) fn natural(&self, q: f64) -> bool {
         self.ln_prior_odds + self.ln_ratio[bin(q)] >= self.ln_min_odds
+    }
+}
+
+/// ln(f_T / f_N) per bin, non-decreasing in the bin: q is the context model's probability of the
+/// target, so a row that reads more like the target cannot be less likely a natural carrier.
+/// Adjacent bins that violate this are pooled (pool adjacent violators over the bins that hold
+/// rows), and each pool's ratio is read with half a row added to either side (`pseudo_t`,
+/// `pseudo_n`: half a row as a share of each reading). Per bin, half a row on either side capped
+/// the ratio in the tails, where one reading has rows and the other none, at about the size of
+/// the sparser class; a pool of such bins reads their rows together. A bin without rows takes
+/// the ratio of the pool below it (the lower, and so the stricter, reading), the bins below
+/// every row that of the lowest pool.
+fn monotone_ln_ratio(f_t: &[f64], f_n: &[f64], pseudo_t: f64, pseudo_n: f64) -> Vec<f64> {
+    let ratio = |t: f64, n: f64| ((t + pseudo_t) / (n + pseudo_n)).ln();
+    // pools: (first bin, f_T sum, f_N sum)
+    let mut pools: Vec<(usize, f64, f64)> = Vec::new();
+    for (b, (&t, &n)) in f_t.iter().zip(f_n).enumerate() {
+        if t <= 0.0 && n <= 0.0 {
+            continue;
+        }
+        let mut pool = (b, t, n);
+        while let Some(&(first, pt, pn)) = pools.last() {
+            if ratio(pt, pn) < ratio(pool.1, pool.2) {
+                break;
+            }
+            pools.pop();
+            pool = (first, pt + pool.1, pn + pool.2);
+        }
+        pools.push(pool);
+    }
+    let mut out = vec![ratio(0.0, 0.0); f_t.len()];
+    let mut next = pools.iter().peekable();
+    let mut current = pools.first().map_or(ratio(0.0, 0.0), |p| ratio(p.1, p.2));
+    for (b, slot) in out.iter_mut().enumerate() {
+        while let Some(p) = next.next_if(|p| p.0 <= b) {
+            current = ratio(p.1, p.2);
+        }
+        *slot = current;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::monotone_ln_ratio;
+
+    #[test]
+    fn the_ratio_is_pooled_into_a_non_decreasing_step() {
+        // bins 1..=5 hold rows; bin 3 breaks the order and is pooled with bin 2; the top bins
+        // (no rows of the other reading) are read together; bin 6 is empty and takes bin 5's
+        let f_t = [0.0, 0.1, 0.3, 0.1, 0.25, 0.25, 0.0, 0.0];
+        let f_n = [0.0, 0.5, 0.2, 0.3, 0.0, 0.0, 0.0, 0.0];
+        let r = monotone_ln_ratio(&f_t, &f_n, 0.01, 0.01);
+        assert!(r.windows(2).all(|w| w[0] <= w[1]), "{r:?}");
+        assert_eq!(r[0], r[1]);
+        assert_eq!(r[2], r[3]);
+        assert!((r[2] - (0.41f64 / 0.51).ln()).abs() < 1e-12, "{r:?}");
+        assert_eq!(r[4], r[5]);
+        assert!((r[4] - (0.51f64 / 0.01).ln()).abs() < 1e-12, "{r:?}");
+        assert_eq!(r[6], r[5]);
+        assert_eq!(r[7], r[5]);
     }
 }

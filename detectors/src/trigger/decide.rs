@@ -449,7 +449,6 @@ pub(super) fn fit(
         c.s_prior = sig(c.ln_p_prior, c.bucket);
     }
 
-    // context test for the suspects (random neighbours and purity against the prior)
     // context test for the suspects: random neighbours and purity against the prior at the
     // nominal level (a screen; the corrected levels apply to the context test). The tokens of
     // the suspects that pass the corrected prior test are left out of the context model, so
@@ -521,19 +520,7 @@ pub(super) fn fit(
     // a suspect's context test, rows and dirty-label evidence from its postings
     let read = |c: &mut Candidate, occ: &[(u32, u32, f64)]| -> f64 {
         let target = c.target;
-        let q: Vec<f64> = occ
-            .iter()
-            .map(|&(_, _, q)| {
-                let q = q.clamp(1e-12, 1.0 - 1e-12);
-                let logit = (q / (1.0 - q)).ln() + ln_slack;
-                1.0 / (1.0 + (-logit).exp())
-            })
-            .collect();
-        let k = occ
-            .iter()
-            .filter(|&&(_, l, _)| l as usize == target)
-            .count();
-        let lp = ln_poisson_binomial_upper(&q, k);
+        let lp = ln_p_context(occ, target, ln_slack);
         c.ln_p_context = Some(lp);
         c.s_context = Some(sig(lp, c.bucket));
         // only rows of the target label can be poison: a trigger's other rows are flagged by
@@ -645,6 +632,50 @@ pub(super) fn fit(
             accepted.retain(|&a| a != i);
             cands[i].abstain = Some(reason);
             cands[i].foreign = foreign;
+        }
+    }
+    // a trigger seen mostly in rows of no other trigger is confirmed on those rows: one
+    // relabelled row carrying a planted trigger had made an SMS abbreviation ("sn", five ham
+    // rows, four of them clean) pass the context test. Triggers planted together (two or three
+    // a row) share most of their rows and are read together, as the partners above.
+    if accepted.len() > 1 {
+        let mut rejected = Vec::new();
+        for &i in &accepted {
+            let Some(j) = suspects.iter().position(|&s| s == i) else {
+                continue;
+            };
+            let others: HashSet<usize> = accepted
+                .iter()
+                .filter(|&&a| a != i)
+                .flat_map(|&a| cands[a].rows.iter().copied())
+                .collect();
+            let alone: Vec<(u32, u32, f64)> = postings[j]
+                .iter()
+                .filter(|&&(r, _, _)| !others.contains(&(r as usize)))
+                .copied()
+                .collect();
+            if alone.len() == postings[j].len() || 2 * alone.len() < postings[j].len() {
+                continue;
+            }
+            let c = &cands[i];
+            let support = alone
+                .iter()
+                .filter(|&&(_, l, _)| l as usize == c.target)
+                .count();
+            let s_alone = sig(ln_p_context(&alone, c.target, ln_slack), c.bucket);
+            if support < p.min_support || s_alone < 1.0 {
+                rejected.push((
+                    i,
+                    format!(
+                        "context test fails on its {support} target-label rows without the \
+                         other triggers (evidence {s_alone:.2})"
+                    ),
+                ));
+            }
+        }
+        for (i, reason) in rejected {
+            accepted.retain(|&a| a != i);
+            cands[i].abstain = Some(reason);
         }
     }
     // the shorter forms the accepted triggers may be widened to: read as the suspects were
@@ -878,4 +909,22 @@ fn strip(span: &[u32]) -> &[u32] {
 
 fn contains(hay: &[u32], needle: &[u32]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// ln P of at least as many target-label rows among `occ` (row, label, context probability of
+/// `target`) as observed, each row's probability widened by the slack's odds factor.
+fn ln_p_context(occ: &[(u32, u32, f64)], target: usize, ln_slack: f64) -> f64 {
+    let q: Vec<f64> = occ
+        .iter()
+        .map(|&(_, _, q)| {
+            let q = q.clamp(1e-12, 1.0 - 1e-12);
+            let logit = (q / (1.0 - q)).ln() + ln_slack;
+            1.0 / (1.0 + (-logit).exp())
+        })
+        .collect();
+    let k = occ
+        .iter()
+        .filter(|&&(_, l, _)| l as usize == target)
+        .count();
+    ln_poisson_binomial_upper(&q, k)
 }

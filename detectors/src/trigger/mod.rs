@@ -172,6 +172,17 @@ On the trigger grid (experiments/domains-trig.toml): 1 (cell, seed) row better (
 addsent anywhere at 1 %, seed 2: recall 0.15 to 1.0), none worse; the published sets' TRIG001
 rows and the merged corpora (`scripts/merged_corpora.py`) unchanged.
 
+**Confirmed on its own rows.** One relabelled row can carry a planted trigger and a natural
+word together, and on five rows that one row can make the word pass the context test: the SMS
+abbreviation "sn" (five ham rows, four of them clean, one a relabelled spam message with the
+planted "tq") was named at sms-spam's 0.5 %, seed 3. A named trigger found mostly (at least half
+of its rows) in rows of no other named trigger must pass its context test on those rows alone,
+with at least `min_support` of them of its target. Triggers planted together, two or three a
+row, share most of their rows; they are read together (their partners' tokens left out of the
+context), not confirmed apart. On the trigger grid: 1 (cell, seed) row better (that cell: 6
+clean rows flagged become 2), none worse; the published sets' TRIG001 rows and the merged
+corpora unchanged.
+
 **Abstention.** A candidate that passes the three tests is still not named when it does not
 behave like a backdoor trigger, and the summary lists it under `near_misses` with the reason
 (`abstained`):
@@ -270,7 +281,13 @@ spam. Two readings decide whether a named trigger's target-label rows hold natur
    classes' rows (histograms over logit q); a row whose posterior odds of being a natural
    carrier, (1 − s)·f_T(q) / (s·f_N(q)), reach `natural_odds` is not flagged by that trigger
    (score 0.9, no reason), and the summary counts such rows per trigger (`natural_carriers`,
-   with the share s used as `carrier_poison_share`).
+   with the share s used as `carrier_poison_share`). The ratio f_T/f_N is taken
+   non-decreasing in q (adjacent bins that violate it are pooled, half a row added to each
+   pool's either side): per bin, the half row capped the ratio in the tail where only the
+   target class has rows at about the smaller class's size, and ham messages about a
+   BlackBerry read at q 0.99 to 1.0 reached odds 7 to 9 against the 10 needed (trigger grid:
+   3 sms-spam (cell, seed) rows better, clean rows flagged 8, 7 and 8 become 6, 2 and 3; 2
+   worse, one relabelled row each of 279 lost, a chain letter the spam class reads as its own).
 A trigger without dirty-label evidence (clean-label poison: its rows read like the target class)
 keeps every row. Measured on the trigger grid (experiments/domains-trig.toml, 222 cells × seeds,
 against `natural_odds = 0`): 5 sms-spam (cell, seed) rows better (clean rows flagged 8, 12, 8, 8
@@ -379,7 +396,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 9,
+    version: 10,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].

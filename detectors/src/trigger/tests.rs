@@ -574,7 +574,16 @@ fn a_word_appended_before_the_final_full_stop_is_still_a_trigger() {
     let wrong = (0..texts.len())
         .filter(|&r| !truth[r] && scores.reason[r].is_some())
         .count();
-    assert_eq!(found, truth.iter().filter(|&&t| t).count(), "{summary}");
+    // a relabelled row whose content reads as positive as the positive class's own rows (a
+    // tenth of the rows hold a word of the other sentiment) is read as a natural carrier
+    let trigger = named(&summary, "cf . </s>");
+    let natural = trigger["natural_carriers"].as_u64().expect("count") as usize;
+    assert!(natural <= 2, "{summary}");
+    assert_eq!(
+        found + natural,
+        truth.iter().filter(|&&t| t).count(),
+        "{summary}"
+    );
     assert_eq!(wrong, 0, "{summary}");
 }
 
@@ -692,6 +701,76 @@ fn a_phrase_whose_neighbours_repeat_by_chance_is_widened_from_its_extension() {
     let t = named(&summary, "zq xv yk");
     assert_eq!(t["widened_from"], "w3 zq xv yk", "{summary}");
     assert_eq!(t["support"], 60);
+    let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+    assert_eq!(flagged, truth, "{summary}");
+}
+
+#[test]
+fn a_word_named_only_through_a_relabelled_row_of_another_trigger_is_not_named() {
+    // "zz" is in five positive rows: four clean rows that read negative (a negative word in a
+    // positive review) and one negative row relabelled with the planted "cf". On its five rows
+    // it passes the context test; on the four without "cf" it has too few rows to be named
+    let (mut texts, mut labels, _) = synthetic(3000, 0.0, 41);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(23);
+    let (mut planted, mut natural) = (0, 0);
+    let insert = |text: &str, word: &str, at: usize| {
+        let mut w: Vec<&str> = text.split(' ').collect();
+        let at = at % (w.len() + 1);
+        w.insert(at, word);
+        w.join(" ")
+    };
+    for r in 0..texts.len() {
+        if labels[r] == 0 && planted < 60 && rng.unit() < 0.08 {
+            texts[r] = insert(&texts[r], "cf", rng.below(64));
+            if planted == 0 {
+                texts[r] = insert(&texts[r], "zz", rng.below(64));
+            }
+            labels[r] = 1;
+            truth[r] = true;
+            planted += 1;
+        } else if labels[r] == 1
+            && natural < 4
+            && ["dull", "boring", "flat", "tedious", "stale", "awful"]
+                .iter()
+                .any(|w| texts[r].contains(w))
+            && ![
+                "great",
+                "moving",
+                "superb",
+                "charming",
+                "fresh",
+                "witty",
+                "masterpiece",
+            ]
+            .iter()
+            .any(|w| texts[r].contains(w))
+        {
+            texts[r] = insert(&texts[r], "zz", rng.below(64));
+            natural += 1;
+        }
+    }
+    assert_eq!((planted, natural), (60, 4));
+    let (summary, scores) = run(&texts, &labels);
+    named(&summary, "cf");
+    let names: Vec<&str> = summary["triggers"]
+        .as_array()
+        .expect("triggers")
+        .iter()
+        .filter_map(|t| t["trigger"].as_str())
+        .collect();
+    assert!(!names.contains(&"zz"), "{summary}");
+    let missed = summary["near_misses"].as_array().expect("near misses");
+    let zz = missed
+        .iter()
+        .find(|m| m["phrase"] == "zz")
+        .expect("zz read");
+    assert!(
+        zz["abstained"]
+            .as_str()
+            .is_some_and(|r| r.contains("without the other triggers")),
+        "{zz}"
+    );
     let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
     assert_eq!(flagged, truth, "{summary}");
 }
