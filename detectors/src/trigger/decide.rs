@@ -546,13 +546,17 @@ pub(super) fn fit(
     for (j, &i) in suspects.iter().enumerate() {
         agreement[i] = read(&mut cands[i], &postings[j]);
     }
-    // the foreign test is one more test of every candidate that reaches it: its level is the
-    // detector's `alpha` shared among them (Bonferroni), as the context test's is
+    // the foreign test is one more test of every anchored or row-random candidate that
+    // reaches it: its level is the detector's `alpha` shared among them (Bonferroni), as the
+    // context test's is. For a window whose purity is not significant against its label's
+    // share it is a further condition on a candidate that already passed the corrected
+    // context test, and read at that same level; counting those (every common word of the
+    // majority class in long rows) would make the other readings stricter by their number
     let foreign_tested = suspects
         .iter()
         .filter(|&&i| {
             cands[i].evidence() >= 1.0
-                && needs_foreign(p, &cands[i]).is_some()
+                && needs_foreign(p, &cands[i]).is_some_and(|n| n.share)
                 && natural_continuation(p, &cands[i]).is_none()
                 && cands[i].explained_by.is_none()
         })

@@ -232,6 +232,22 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   model and dilute their target class, which can make a natural cue of that class read as
   foreign (a phrase relabelling 163 emotion tweets to sadness made the corpus's own closing
   '# sad' reach share 0.74 and z 3.02; without the phrase's rows 0.47 and 1.7).
+- a window whose purity is not significant against its label's share of the rows (the
+  prior test above `alpha`: a majority label such as ham, 87 to 92 % of sms-spam's rows) is
+  named only when its target-label rows read significantly more foreign than the target class
+  (m_R at least z* standard errors below m_T; no share floor, since natural carriers of a
+  relabelling trigger hold its share below one half, as BlackBerry messages do for "bb").
+  Its context test alone can be carried by a handful of foreign rows among many that read like
+  their label, and once some rows are relabelled every common word of the majority label holds
+  such a handful: with six SMS messages joined into each row, a phrase put into 46 spam rows
+  relabelled ham failed the neighbour screen by chance (8 of its 46 left neighbours a full stop,
+  P ≈ 0.002 under insertion into those very rows), and "and" (570 rows, purity 0.92 against
+  ham's 0.92) was named on the relabelled rows among its own: 494 clean rows flagged. A
+  clean-label trigger is pure well beyond its label's share, as it must be to teach the
+  backdoor, and is not affected. These windows are not counted among the m above: the test is
+  a further condition on a candidate that already passed the corrected context test, and
+  counting every common word of the majority label would make the anchored readings stricter
+  (sms-spam at 0.5 %, seed 1, lost its natural carriers reading and flagged 8 clean rows).
 
 Test 1 also checks that the neighbours are *typical*: under random insertion each neighbour is
 one of the head tokens (the most frequent ones, together half of all positions, the row's start
@@ -396,7 +412,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 10,
+    version: 11,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].

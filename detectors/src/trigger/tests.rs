@@ -774,3 +774,64 @@ fn a_word_named_only_through_a_relabelled_row_of_another_trigger_is_not_named() 
     let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
     assert_eq!(flagged, truth, "{summary}");
 }
+
+#[test]
+fn a_common_word_of_the_majority_label_is_not_named_for_its_relabelled_rows() {
+    // long rows (five rows of one label joined), nine in ten negative, "and" at a random place
+    // of about two in three (a little more often in negative rows), and 60 positive rows relabelled negative without any trigger (an attack
+    // whose trigger went unseen, or label noise): "and" is no purer than the negative label's
+    // share, its context test passes on the relabelled rows among its own (long rows read
+    // confidently), and its rows as a whole read like the negative class
+    let (texts, labels, _) = synthetic(20000, 0.0, 3);
+    let mut rng = crate::rng::SplitMix64(31);
+    let (mut long_texts, mut long_labels) = (Vec::new(), Vec::new());
+    let mut relabelled = 0;
+    for class in [0u32, 1] {
+        let rows: Vec<&String> = texts
+            .iter()
+            .zip(&labels)
+            .filter(|&(_, &l)| l == class)
+            .map(|(t, _)| t)
+            .collect();
+        let take = if class == 0 { rows.len() / 5 } else { 240 };
+        for chunk in rows.chunks(5).take(take) {
+            let mut words: Vec<&str> = chunk.iter().flat_map(|t| t.split(' ')).collect();
+            if rng.unit() < if class == 0 { 0.68 } else { 0.64 } {
+                let at = rng.below(words.len() + 1);
+                words.insert(at, "and");
+            }
+            long_texts.push(words.join(" "));
+            let flip = class == 1 && relabelled < 60 && rng.unit() < 0.5;
+            relabelled += usize::from(flip);
+            long_labels.push(if flip { 0 } else { class });
+        }
+    }
+    assert_eq!(relabelled, 60);
+    let mut params = toml::Table::new();
+    params.insert("report_near_misses".into(), toml::Value::Integer(1000));
+    let (summary, scores) = run_with(&long_texts, &long_labels, &params);
+    let names: Vec<&str> = summary["triggers"]
+        .as_array()
+        .expect("triggers")
+        .iter()
+        .filter_map(|t| t["trigger"].as_str())
+        .collect();
+    assert!(!names.contains(&"and"), "{summary}");
+    let missed = summary["near_misses"].as_array().expect("near misses");
+    let and = missed
+        .iter()
+        .find(|m| m["phrase"] == "and")
+        .expect("and read");
+    assert!(
+        and["abstained"]
+            .as_str()
+            .is_some_and(|r| r.contains("not significant against its label's share")),
+        "{and}"
+    );
+    // the rows "and" would have flagged: two in three of the rows
+    let flagged = scores.reason.iter().filter(|r| r.is_some()).count();
+    assert!(
+        flagged < long_texts.len() / 50,
+        "{flagged} rows flagged: {summary}"
+    );
+}

@@ -46,12 +46,20 @@ pub(super) fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Opt
             p.alpha
         ));
     }
-    let what = needs_foreign(p, c)?;
+    let NeedsForeign { what, share } = needs_foreign(p, c)?;
+    let min_share = if share {
+        p.min_foreign_share
+    } else {
+        f64::NEG_INFINITY
+    };
     match c.foreign {
-        Some(f) if f.share >= p.min_foreign_share && f.z >= z_needed => None,
+        Some(f) if f.share >= min_share && f.z >= z_needed => None,
         Some(f) => Some(format!(
-            "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}, needs {}; {:.1} standard errors below the target class, needs {:.2}): natural text is not told from a relabelled insertion",
-            f.share, p.min_foreign_share, f.z, z_needed
+            "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}{}; {:.1} standard errors below the target class, needs {:.2}): natural text is not told from a relabelled insertion",
+            f.share,
+            if share { format!(", needs {}", p.min_foreign_share) } else { String::new() },
+            f.z,
+            z_needed
         )),
         None => Some(format!(
             "{what}, and the context model does not tell the classes apart"
@@ -147,22 +155,51 @@ pub(super) fn shorter_span(span: &[u32]) -> Option<&[u32]> {
     })
 }
 
-/// Whether a label-pure candidate is named only on dirty-label evidence, and why: an anchored
-/// window, and one whose neighbours look random only when each row is as likely to be chosen
-/// as any other (a short row's gaps then weigh more).
-pub(super) fn needs_foreign(p: &TriggerParams, c: &Candidate) -> Option<&'static str> {
+/// Why a label-pure candidate is named only on dirty-label evidence, if it is, and how much of
+/// that evidence it needs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NeedsForeign {
+    pub(super) what: &'static str,
+    /// whether its rows must also read at least `min_foreign_share` of the way to the other
+    /// classes (else a significant foreign z alone is enough)
+    pub(super) share: bool,
+}
+
+/// Whether a label-pure candidate is named only on dirty-label evidence, and why:
+/// - an anchored window, and one whose neighbours look random only when each row is as likely
+///   to be chosen as any other (a short row's gaps then weigh more): natural openings, endings
+///   and keywords are label-pure, so their rows must read like other classes (the foreign
+///   share and z);
+/// - a window whose purity is not significant against its label's share of the rows (ham in
+///   spam data, 87 to 92 % of the rows): only its rows' content can make it a trigger, and
+///   a context test passed on a handful of foreign rows among many that read like their label
+///   is what any common word shows once some rows are relabelled (an attack's rows whose own
+///   trigger was missed, the corpus's label noise). Its rows must then read significantly
+///   more foreign than the target class (z alone: natural carriers may hold the share below
+///   one half, as BlackBerry messages do for "bb"). A clean-label trigger is pure well beyond
+///   its label's share, as it must be to teach the backdoor.
+pub(super) fn needs_foreign(p: &TriggerParams, c: &Candidate) -> Option<NeedsForeign> {
     let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
     if purity < p.min_purity {
         return None;
     }
     let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
-    if anchored {
-        Some("anchored window")
+    let (what, share) = if anchored {
+        ("anchored window", true)
     } else if c.s_random_gap < 1.0 {
-        Some("window whose neighbours look random only under insertion into a uniformly drawn row")
+        (
+            "window whose neighbours look random only under insertion into a uniformly drawn row",
+            true,
+        )
+    } else if c.ln_p_prior > p.alpha.ln() {
+        (
+            "window whose purity is not significant against its label's share of the rows",
+            false,
+        )
     } else {
-        None
-    }
+        return None;
+    };
+    Some(NeedsForeign { what, share })
 }
 
 /// Standard errors the foreign test asks for when `tested` candidates reach it: the upper
