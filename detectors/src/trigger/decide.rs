@@ -41,6 +41,9 @@ struct Candidate {
     /// the random-neighbour score with every gap of the corpus equally likely only (no
     /// per-row reading): a window random only per row needs dirty-label evidence
     s_random_gap: f64,
+    /// found inside longer words in most of its occurrences (a hashtag's "#" without its
+    /// word): not an insertion whatever its neighbours, so never widened to
+    cuts_words: bool,
     rows: Vec<usize>,
     /// context probability of the target of each of `rows`
     row_q: Vec<f64>,
@@ -314,7 +317,8 @@ pub(super) fn fit(
         // "sparkling" in "#sparkling", a word with its full stop glued on) in more of its
         // occurrences than rows of other labels may carry a trigger is not an insertion
         let (inside, sampled) = st.inside_words();
-        if inside as f64 > (1.0 - p.min_purity) * sampled as f64 {
+        let cuts_words = inside as f64 > (1.0 - p.min_purity) * sampled as f64;
+        if cuts_words {
             s_random = 0.0;
             s_random_gap = 0.0;
         }
@@ -327,6 +331,7 @@ pub(super) fn fit(
             excess,
             s_random,
             s_random_gap,
+            cuts_words,
             ln_p_prior: (best + (n_classes as f64).ln()).min(0.0),
             ln_p_context: None,
             bucket,

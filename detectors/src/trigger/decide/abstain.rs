@@ -278,6 +278,7 @@ mod tests {
             excess: 0.0,
             s_random: 0.0,
             s_random_gap: 0.0,
+            cuts_words: false,
             ln_p_prior: 0.0,
             ln_p_context: None,
             bucket: 0,

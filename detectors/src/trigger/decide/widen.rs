@@ -11,7 +11,9 @@
 //! rows contain W's, S keeps its own context test (which must pass) and the abstention rules,
 //! read with W's neighbour evidence. A natural collocation is not widened, since its
 //! extension is named only after the context test (its content explains its label) and the
-//! abstention rules.
+//! abstention rules. A shorter form found inside longer words (a closing "#" whose hashtag
+//! word W holds: "... by @user #" of "#musically") failed the whole-word test, not the
+//! neighbour screen, and is never widened to.
 
 use super::{Candidate, TriggerParams};
 use crate::trigger::tokenise::{is_anchor, real_len, FastMap};
@@ -40,7 +42,12 @@ pub(super) fn extensions_of(p: &TriggerParams, cands: &[Candidate]) -> Vec<Optio
                 continue;
             };
             let sc = &cands[si];
-            if sc.s_random >= 1.0 || sc.target != c.target || sc.support <= c.support || !pure(sc) {
+            if sc.s_random >= 1.0
+                || sc.cuts_words
+                || sc.target != c.target
+                || sc.support <= c.support
+                || !pure(sc)
+            {
                 continue;
             }
             let better = match out[si] {
