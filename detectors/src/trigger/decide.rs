@@ -606,15 +606,10 @@ pub(super) fn fit(
                 continue;
             }
             let own_rows: HashSet<usize> = c.rows.iter().copied().collect();
-            let mut dropped = vec![false; n_rows];
-            for &a in accepted.iter().filter(|&&a| a != i) {
-                for &r in &cands[a].rows {
-                    if !own_rows.contains(&r) {
-                        dropped[r] = true;
-                    }
-                }
-            }
-            let keep: Vec<usize> = (0..n_rows).filter(|&r| !dropped[r]).collect();
+            let others = rows_of_others(&cands, &accepted, i);
+            let keep: Vec<usize> = (0..n_rows)
+                .filter(|r| own_rows.contains(r) || !others.contains(r))
+                .collect();
             if keep.len() == n_rows {
                 continue;
             }
@@ -653,11 +648,7 @@ pub(super) fn fit(
             let Some(j) = suspects.iter().position(|&s| s == i) else {
                 continue;
             };
-            let others: HashSet<usize> = accepted
-                .iter()
-                .filter(|&&a| a != i)
-                .flat_map(|&a| cands[a].rows.iter().copied())
-                .collect();
+            let others = rows_of_others(&cands, &accepted, i);
             let alone: Vec<(u32, u32, f64)> = postings[j]
                 .iter()
                 .filter(|&&(r, _, _)| !others.contains(&(r as usize)))
@@ -918,6 +909,15 @@ fn strip(span: &[u32]) -> &[u32] {
 
 fn contains(hay: &[u32], needle: &[u32]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The target-label rows of the accepted triggers other than `i`.
+fn rows_of_others(cands: &[Candidate], accepted: &[usize], i: usize) -> HashSet<usize> {
+    accepted
+        .iter()
+        .filter(|&&a| a != i)
+        .flat_map(|&a| cands[a].rows.iter().copied())
+        .collect()
 }
 
 /// ln P of at least as many target-label rows among `occ` (row, label, context probability of
