@@ -129,6 +129,22 @@ fn named<'a>(summary: &'a serde_json::Value, text: &str) -> &'a serde_json::Valu
         .unwrap_or_else(|| panic!("{text} not named: {summary}"))
 }
 
+/// Asserts that `text` is not named and that the summary lists it among the near misses as
+/// abstained for a reason containing `why`.
+fn abstained(summary: &serde_json::Value, text: &str, why: &str) {
+    let triggers = summary["triggers"].as_array().expect("triggers");
+    assert!(triggers.iter().all(|t| t["trigger"] != text), "{summary}");
+    let missed = summary["near_misses"].as_array().expect("near misses");
+    let m = missed
+        .iter()
+        .find(|m| m["phrase"] == text)
+        .unwrap_or_else(|| panic!("{text} not read: {summary}"));
+    assert!(
+        m["abstained"].as_str().is_some_and(|r| r.contains(why)),
+        "{m}"
+    );
+}
+
 fn run(texts: &[String], labels: &[u32]) -> (serde_json::Value, Scores) {
     run_with(texts, labels, &toml::Table::new())
 }
@@ -753,24 +769,7 @@ fn a_word_named_only_through_a_relabelled_row_of_another_trigger_is_not_named() 
     assert_eq!((planted, natural), (60, 4));
     let (summary, scores) = run(&texts, &labels);
     named(&summary, "cf");
-    let names: Vec<&str> = summary["triggers"]
-        .as_array()
-        .expect("triggers")
-        .iter()
-        .filter_map(|t| t["trigger"].as_str())
-        .collect();
-    assert!(!names.contains(&"zz"), "{summary}");
-    let missed = summary["near_misses"].as_array().expect("near misses");
-    let zz = missed
-        .iter()
-        .find(|m| m["phrase"] == "zz")
-        .expect("zz read");
-    assert!(
-        zz["abstained"]
-            .as_str()
-            .is_some_and(|r| r.contains("without the other triggers")),
-        "{zz}"
-    );
+    abstained(&summary, "zz", "without the other triggers");
     let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
     assert_eq!(flagged, truth, "{summary}");
 }
@@ -810,24 +809,7 @@ fn a_common_word_of_the_majority_label_is_not_named_for_its_relabelled_rows() {
     let mut params = toml::Table::new();
     params.insert("report_near_misses".into(), toml::Value::Integer(1000));
     let (summary, scores) = run_with(&long_texts, &long_labels, &params);
-    let names: Vec<&str> = summary["triggers"]
-        .as_array()
-        .expect("triggers")
-        .iter()
-        .filter_map(|t| t["trigger"].as_str())
-        .collect();
-    assert!(!names.contains(&"and"), "{summary}");
-    let missed = summary["near_misses"].as_array().expect("near misses");
-    let and = missed
-        .iter()
-        .find(|m| m["phrase"] == "and")
-        .expect("and read");
-    assert!(
-        and["abstained"]
-            .as_str()
-            .is_some_and(|r| r.contains("not significant against its label's share")),
-        "{and}"
-    );
+    abstained(&summary, "and", "not significant against its label's share");
     // the rows "and" would have flagged: two in three of the rows
     let flagged = scores.reason.iter().filter(|r| r.is_some()).count();
     assert!(
