@@ -32,6 +32,9 @@ struct Candidate {
     excess: f64,
     ln_p_prior: f64,
     ln_p_context: Option<f64>,
+    /// the context test without the target-label row its label is least explained in (see
+    /// `abstain::rests_on_one_row`)
+    ln_p_one_out: Option<f64>,
     /// which multiple-testing family (window length bucket)
     bucket: usize,
     /// evidence components, filled after the correction
@@ -334,6 +337,7 @@ pub(super) fn fit(
             cuts_words,
             ln_p_prior: (best + (n_classes as f64).ln()).min(0.0),
             ln_p_context: None,
+            ln_p_one_out: None,
             bucket,
             s_prior: 0.0,
             s_context: None,
@@ -527,6 +531,7 @@ pub(super) fn fit(
         let target = c.target;
         let lp = ln_p_context(occ, target, ln_slack);
         c.ln_p_context = Some(lp);
+        c.ln_p_one_out = Some(ln_p_one_out(occ, target, ln_slack));
         c.s_context = Some(sig(lp, c.bucket));
         // only rows of the target label can be poison: a trigger's other rows are flagged by
         // no one (they teach the model nothing about the trigger)
@@ -918,6 +923,27 @@ fn rows_of_others(cands: &[Candidate], accepted: &[usize], i: usize) -> HashSet<
         .filter(|&&a| a != i)
         .flat_map(|&a| cands[a].rows.iter().copied())
         .collect()
+}
+
+/// [`ln_p_context`] without the target-label row of `occ` with the smallest context
+/// probability of `target` (the row the label is least explained in); 0 when no row is left.
+fn ln_p_one_out(occ: &[(u32, u32, f64)], target: usize, ln_slack: f64) -> f64 {
+    let least = occ
+        .iter()
+        .enumerate()
+        .filter(|(_, &(_, l, _))| l as usize == target)
+        .min_by(|a, b| a.1 .2.total_cmp(&b.1 .2).then(a.0.cmp(&b.0)))
+        .map(|(i, _)| i);
+    let Some(least) = least else {
+        return 0.0;
+    };
+    let rest: Vec<(u32, u32, f64)> = occ
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != least)
+        .map(|(_, &o)| o)
+        .collect();
+    ln_p_context(&rest, target, ln_slack)
 }
 
 /// ln P of at least as many target-label rows among `occ` (row, label, context probability of

@@ -190,6 +190,17 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   least `min_purity`. Natural label-predictive words ("to", "you", "joyful" in emotion tweets,
   ". . ." endings in news) carry the label in only part of their rows, and a large support makes
   even a mild miscalibration of the context model significant;
+- its context test must not rest on one row: without the target-label row its label is least
+  explained in (the smallest context probability of the target), the other rows must still be
+  purer than their content explains at the nominal level `alpha` (the same Poisson-binomial
+  tail, uncorrected). A backdoor is taught by many poisoned rows: relabelled rows each read
+  against their label, clean-label rows are together purer than their content explains. One
+  relabelled row among natural ones is that row's anomaly (an attack's row whose own trigger
+  had too few rows to be found, or label noise), and long rows make it decisive: with eight
+  SST-2 sentences joined into each row, ", while the" (six rows, one of them relabelled) passed
+  the corrected context test at p = 2·10⁻⁵ on that row alone and flagged five clean rows. On the
+  trigger grid (experiments/domains-trig.toml) no (cell, seed) row changes, nor do the published
+  sets' TRIG001 rows or the merged corpora;
 - an anchored window of two or more words must be a unit: it holds at least
   `min_continuation_share` of the rows its shorter form (the window less its token at the free
   end) opens or closes, when that shorter form holds a word (". </s>" closes most rows, and a
@@ -412,7 +423,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 11,
+    version: 12,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].

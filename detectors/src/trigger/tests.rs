@@ -817,3 +817,51 @@ fn a_common_word_of_the_majority_label_is_not_named_for_its_relabelled_rows() {
         "{flagged} rows flagged: {summary}"
     );
 }
+
+#[test]
+fn a_word_whose_context_test_rests_on_one_relabelled_row_is_not_named() {
+    // long rows (eight rows of one label joined); "zz" at a random place of six positive rows
+    // and of one negative row relabelled positive (an attack's row whose own trigger had too
+    // few rows to be found). Long rows read confidently, so that one row alone makes "zz"
+    // pass the corrected context test; without it the other six read like their label
+    let (texts, labels, _) = synthetic(16000, 0.0, 5);
+    let mut rng = crate::rng::SplitMix64(17);
+    let (mut long_texts, mut long_labels) = (Vec::new(), Vec::new());
+    let (mut natural, mut relabelled) = (0, 0);
+    for class in [0u32, 1] {
+        let rows: Vec<&String> = texts
+            .iter()
+            .zip(&labels)
+            .filter(|&(_, &l)| l == class)
+            .map(|(t, _)| t)
+            .collect();
+        for chunk in rows.chunks(8).filter(|c| c.len() == 8) {
+            let mut words: Vec<&str> = chunk.iter().flat_map(|t| t.split(' ')).collect();
+            let mut label = class;
+            let carry = if class == 1 {
+                natural < 6 && rng.unit() < 0.05
+            } else {
+                relabelled < 1 && rng.unit() < 0.05
+            };
+            if carry {
+                let at = rng.below(words.len() + 1);
+                words.insert(at, "zz");
+                if class == 1 {
+                    natural += 1;
+                } else {
+                    relabelled += 1;
+                    label = 1;
+                }
+            }
+            long_texts.push(words.join(" "));
+            long_labels.push(label);
+        }
+    }
+    assert_eq!((natural, relabelled), (6, 1));
+    let mut params = toml::Table::new();
+    params.insert("report_near_misses".into(), toml::Value::Integer(1000));
+    let (summary, scores) = run_with(&long_texts, &long_labels, &params);
+    abstained(&summary, "zz", "rests on one row");
+    let flagged = scores.reason.iter().filter(|r| r.is_some()).count();
+    assert_eq!(flagged, 0, "{summary}");
+}

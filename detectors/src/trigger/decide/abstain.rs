@@ -31,6 +31,9 @@ pub(super) fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Opt
             p.min_purity
         ));
     }
+    if let Some(reason) = rests_on_one_row(p, c) {
+        return Some(reason);
+    }
     if let Some(reason) = natural_continuation(p, c) {
         return Some(reason);
     }
@@ -65,6 +68,25 @@ pub(super) fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Opt
             "{what}, and the context model does not tell the classes apart"
         )),
     }
+}
+
+/// Why a window's context test rests on one row, if it does: without the target-label row its
+/// label is least explained in, the rest of its rows are not purer than their content explains
+/// even at the nominal level `alpha`. A backdoor is taught by many poisoned rows, and each of
+/// them reads against its label (dirty label) or the rows are purer than content explains
+/// together (clean label); one relabelled row among natural ones is that row's anomaly, not
+/// the window's. With eight SST-2 sentences joined into each row, ", while the" (six rows, one
+/// of them a relabelled row whose own planted word had too few rows to be found) passed the
+/// corrected context test at p = 2e-5 on that row alone.
+pub(super) fn rests_on_one_row(p: &TriggerParams, c: &Candidate) -> Option<String> {
+    let lp = c.ln_p_one_out?;
+    (lp > p.alpha.ln()).then(|| {
+        format!(
+            "its context test rests on one row: without the target-label row its label is least explained in, the other rows are no purer than their content explains (p = {:.2}, needs {}), so one row's label, not the window, is what is out of place",
+            lp.exp(),
+            p.alpha
+        )
+    })
 }
 
 /// Why an anchored window is a natural opening or ending continued by what its rows are about:
@@ -281,6 +303,7 @@ mod tests {
             cuts_words: false,
             ln_p_prior: 0.0,
             ln_p_context: None,
+            ln_p_one_out: None,
             bucket: 0,
             s_prior: 0.0,
             s_context: None,
