@@ -136,7 +136,7 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct EmbedArgs {
-    /// Dataset: .jsonl or .parquet, or a folder of Parquet files read as one table (files in path order).
+    /// Dataset: .jsonl or .parquet, or a folder of Parquet or JSONL files read as one table (files in path order).
     data: PathBuf,
     /// Model folder (config.json, tokenizer.json, model.safetensors, optional modules.json,
     /// 1_Pooling/config.json, sentence_bert_config.json).
@@ -176,7 +176,7 @@ struct EmbedArgs {
 
 #[derive(clap::Args, Debug)]
 struct InjectArgs {
-    /// Dataset to poison: .jsonl or .parquet, or a folder of Parquet files (the output is one file).
+    /// Dataset to poison: .jsonl or .parquet, or a folder of Parquet or JSONL files (the output is one file).
     data: PathBuf,
     /// badnets | addsent | label-flip | clean-label | duplicate-flip | amplify (text-label rows) |
     /// instruction-trigger | preference-flip (instruction rows: alpaca, chat, sharegpt,

@@ -87,7 +87,7 @@ pub struct InputEntry {
     /// For embeddings: the vector dimension.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dims: Option<usize>,
-    /// A folder of Parquet files read as one table: its files in row order, each with its
+    /// A folder of Parquet or JSONL files read as one table: its files in row order, each with its
     /// size and SHA-256 (`sha256` above is that of their manifest, see
     /// [`crate::ingest::folder_digest`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -21,8 +21,9 @@ the partition count::
 
 The input is a Parquet file, a folder of Parquet files (Spark's, Ray's and pyarrow's
 ``part-*.parquet`` layout; files in the order of their paths, ``_`` and ``.`` names skipped), a
-JSONL file (cut into byte ranges that start at a row's line: the planning side finds the
-starts of up to 4096 equal blocks of rows in one more pass over the file) or
+JSONL file or a folder of JSONL files (``.jsonl``, or ``.json`` as ``write_json`` writes them;
+cut into byte ranges that start at a row's line, across the files: the planning side finds the
+starts of up to 4096 equal blocks of rows in one more pass over the input) or
 a ``ray.data.Dataset``, which is first written with ``write_parquet`` into ``staging`` (a
 folder that does not exist yet) and gated as that folder. Every worker must read the input at
 the same path; rows are numbered by their place in the input (row groups from the footers,
@@ -91,7 +92,8 @@ def _read_output(ray, out, name):
 def gate(data, out, *, partitions: Optional[int] = None, reproducible: bool = False,
          staging: Optional[str] = None, row_id: Optional[str] = None,
          **settings: Any) -> GateResult:
-    """Scan ``data`` (a Parquet file, a folder of Parquet files, a JSONL file or a
+    """Scan ``data`` (a Parquet file or folder of Parquet files, a JSONL file or folder of
+    JSONL files, or a
     ``ray.data.Dataset``) on the Ray cluster ``ray.init`` connected to, writing the outputs
     into ``out``. A dataset is
     written into the folder ``staging`` first (required then; it must not exist, and is left

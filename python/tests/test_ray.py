@@ -149,6 +149,32 @@ def test_gate_reads_jsonl_by_byte_ranges(cluster, tmp_path, partitions):
     assert poisongate.verify(tmp_path / "ray").ok
 
 
+@pytest.mark.parametrize("partitions", [2, 7])
+def test_gate_reads_a_folder_of_jsonl_files(cluster, tmp_path, partitions):
+    """The demo's JSONL lines in three files of a folder (Spark's and Ray's `part-*.json`
+    names), with reviews.npy: the outputs of the same lines in one file, byte for byte, and the
+    single-machine scan's report; each file listed with its digest."""
+    lines = (DEMO / "reviews.jsonl").read_bytes().splitlines(keepends=True)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for k, (a, b) in enumerate([(0, 700), (700, 2100), (2100, len(lines))]):
+        (folder / f"part-{k}.json").write_bytes(b"".join(lines[a:b]))
+    (folder / "_SUCCESS").write_bytes(b"")
+    settings = dict(SETTINGS, embedding_column=None, embeddings=str(DEMO / "reviews.npy"))
+    one = poisongate.scan(DEMO / "reviews.jsonl", out=tmp_path / "one", stream=True, **settings)
+    local = poisongate.scan(folder, out=tmp_path / "local", stream=True, **settings)
+    got = poisongate.ray.gate(folder, tmp_path / "ray", partitions=partitions, **settings)
+    assert got.exit_code == one.exit_code
+    for f in ("clean.jsonl", "quarantine.jsonl"):
+        assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
+    assert agreed(without_times(got.report)) == agreed(without_times(one.report))
+    assert got.report["inputs"] == local.report["inputs"]
+    files = got.report["inputs"][0]["files"]
+    assert [f["name"] for f in files] == ["part-0.json", "part-1.json", "part-2.json"]
+    assert got.clean.count() + got.quarantined.count() == 3000
+    assert poisongate.verify(tmp_path / "ray").ok
+
+
 def as_folder(table, folder, cuts, groups):
     """`table` written as Parquet files `part-k.parquet` of the rows between `cuts`, each in
     row groups of `groups` rows, with a `_SUCCESS` marker beside them."""

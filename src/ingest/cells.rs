@@ -26,7 +26,7 @@ pub fn layout_cells(
                 if want.next_if(|&&r| r == row).is_some() {
                     let bytes = lines.bytes();
                     let values = parse_projected(bytes, keys).map_err(|e| IngestError::Json {
-                        path: path.to_path_buf(),
+                        path: lines.path().to_path_buf(),
                         line: line_no,
                         message: json_message(&e, bytes),
                     })?;

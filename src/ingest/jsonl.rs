@@ -28,7 +28,9 @@ pub fn max_line_bytes() -> u64 {
     MAX_LINE_BYTES.load(Ordering::Relaxed)
 }
 
-/// Streams the non-blank lines of a JSONL file while hashing every byte.
+/// Streams the non-blank lines of a JSONL file, or of a folder's JSONL files one after the
+/// other (see [`super::folder`]), while hashing every byte. Line numbers and byte offsets are
+/// those of the file being read ([`Self::path`]).
 pub(crate) struct JsonlLines {
     reader: BufReader<HashingReader<std::io::Take<File>>>,
     buf: Vec<u8>,
@@ -39,25 +41,41 @@ pub(crate) struct JsonlLines {
     pos: u64,
     /// Bytes of the file before the current line.
     line_start: u64,
+    /// The folder being read, when the input is one.
+    folder: Option<FolderLines>,
 }
 
-/// Where a block of a JSONL file's rows begins: the byte its first row's line starts at, that
-/// row's number in the file (0-based) and its line's number (1-based). A partitioned scan
-/// reads the rows of consecutive blocks from these places ([`line_blocks`]).
+/// Where a read of a folder's JSONL files is: its files, the one being read, the digests of
+/// those read before and, for a range, the (file, byte) where the range ends.
+struct FolderLines {
+    dir: PathBuf,
+    parts: Vec<(String, PathBuf)>,
+    current: usize,
+    digests: Vec<PartDigest>,
+    end: Option<(usize, u64)>,
+}
+
+/// Where a block of a JSONL table's rows begins: the file it is in (its place among a
+/// folder's files; 0 for one file), the byte its first row's line starts at in that file, that
+/// row's number in the table (0-based) and its line's number in the file (1-based). A
+/// partitioned scan reads the rows of consecutive blocks from these places ([`line_blocks`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LineBlock {
-    /// Byte offset of the block's first line.
+    /// The file of a folder the block starts in, from 0.
+    #[serde(default)]
+    pub file: usize,
+    /// Byte offset of the block's first line in its file.
     pub byte: u64,
-    /// Its row's number in the file, from 0.
+    /// Its row's number in the table, from 0.
     pub row: usize,
-    /// Its line's number in the file, from 1.
+    /// Its line's number in its file, from 1.
     pub line: usize,
 }
 
-/// Blocks of equal numbers of rows of a JSONL file (the last one shorter), at most `max_blocks`
-/// of them and as many as that allows, found in one pass that hashes the file: the block
-/// starts, the file's digest and its row count. Memory is O(`max_blocks`): rows are taken
-/// one block each, and whenever the blocks would pass `max_blocks` every other start is
+/// Blocks of equal numbers of rows of a JSONL file or folder (the last one shorter), at most
+/// `max_blocks` of them and as many as that allows, found in one pass that hashes the input:
+/// the block starts, the input's digest and its row count. Memory is O(`max_blocks`): rows are
+/// taken one block each, and whenever the blocks would pass `max_blocks` every other start is
 /// dropped and the block length doubles.
 pub fn line_blocks(
     path: &Path,
@@ -79,6 +97,7 @@ pub fn line_blocks(
             }
             if rows.is_multiple_of(every) {
                 blocks.push(LineBlock {
+                    file: lines.file(),
                     byte: lines.line_start,
                     row: rows,
                     line,
@@ -91,6 +110,24 @@ pub fn line_blocks(
     Ok((blocks, digest, rows))
 }
 
+/// A reader of `path` from byte `from` up to `len` bytes, hashing what it reads.
+fn open_part(
+    path: &Path,
+    from: u64,
+    len: u64,
+) -> Result<BufReader<HashingReader<std::io::Take<File>>>, IngestError> {
+    use std::io::Seek;
+    let mut file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    if from > 0 {
+        file.seek(std::io::SeekFrom::Start(from))
+            .map_err(|e| IngestError::io(path, e))?;
+    }
+    Ok(BufReader::with_capacity(
+        HASH_BUFFER,
+        HashingReader::new(file.take(len)),
+    ))
+}
+
 impl JsonlLines {
     pub(crate) fn open(path: &Path) -> Result<Self, IngestError> {
         Self::open_with_limit(path, max_line_bytes())
@@ -98,43 +135,124 @@ impl JsonlLines {
 
     /// As [`Self::open`], refusing lines longer than `limit` bytes.
     pub(crate) fn open_with_limit(path: &Path, limit: u64) -> Result<Self, IngestError> {
-        let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-        Ok(JsonlLines {
-            reader: BufReader::with_capacity(HASH_BUFFER, HashingReader::new(file.take(u64::MAX))),
-            buf: Vec::new(),
-            line: 0,
-            path: path.to_path_buf(),
-            limit: limit.max(1),
-            pos: 0,
-            line_start: 0,
-        })
+        Self::open_at(path, None, None, limit)
     }
 
-    /// The lines from `from` up to byte `end` (the end of the file without one); only those
-    /// bytes are read (and hashed: the digest is of the range).
+    /// The lines from `from` up to `end`, (file, byte), the end of the input without one;
+    /// only those bytes are read (and hashed: the digest is of the range).
     pub(crate) fn open_range(
         path: &Path,
         from: &LineBlock,
-        end: Option<u64>,
+        end: Option<(usize, u64)>,
     ) -> Result<Self, IngestError> {
-        use std::io::Seek;
-        let mut file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-        file.seek(std::io::SeekFrom::Start(from.byte))
-            .map_err(|e| IngestError::io(path, e))?;
-        let len = end.map_or(u64::MAX, |e| e.saturating_sub(from.byte));
+        Self::open_at(path, Some(from), end, max_line_bytes())
+    }
+
+    fn open_at(
+        path: &Path,
+        from: Option<&LineBlock>,
+        end: Option<(usize, u64)>,
+        limit: u64,
+    ) -> Result<Self, IngestError> {
+        let (file, byte, line) =
+            from.map_or((0, 0, 0), |b| (b.file, b.byte, b.line.saturating_sub(1)));
+        let (part, folder) =
+            if path.is_dir() {
+                let (format, parts) = folder_parts(path)?;
+                if format != Format::Jsonl {
+                    return Err(IngestError::UnsupportedFormat {
+                        path: path.to_path_buf(),
+                        message: format!("a folder of {format} files read as JSONL"),
+                    });
+                }
+                let part = parts.get(file).map(|p| p.1.clone()).ok_or_else(|| {
+                    IngestError::InvalidValue {
+                        path: path.to_path_buf(),
+                        row: None,
+                        column: None,
+                        message: format!(
+                            "file {file} of the folder asked for; it holds {}",
+                            parts.len()
+                        ),
+                    }
+                })?;
+                (
+                    part,
+                    Some(FolderLines {
+                        dir: path.to_path_buf(),
+                        parts,
+                        current: file,
+                        digests: Vec::new(),
+                        end,
+                    }),
+                )
+            } else {
+                (path.to_path_buf(), None)
+            };
+        let len = match end {
+            Some((f, e)) if f == file => e.saturating_sub(byte),
+            _ => u64::MAX,
+        };
         Ok(JsonlLines {
-            reader: BufReader::with_capacity(HASH_BUFFER, HashingReader::new(file.take(len))),
+            reader: open_part(&part, byte, len)?,
             buf: Vec::new(),
-            line: from.line.saturating_sub(1),
-            path: path.to_path_buf(),
-            limit: max_line_bytes().max(1),
-            pos: from.byte,
-            line_start: from.byte,
+            line,
+            path: part,
+            limit: limit.max(1),
+            pos: byte,
+            line_start: byte,
+            folder,
         })
     }
 
-    /// Advance to the next non-blank line; returns its 1-based line number, or `None` at the
-    /// end of the file. The line's bytes (terminator included) are then in [`Self::bytes`].
+    /// The file being read (a folder's file, for a folder).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The place among a folder's files of the file being read (0 for one file).
+    pub(crate) fn file(&self) -> usize {
+        self.folder.as_ref().map_or(0, |f| f.current)
+    }
+
+    /// Go on to the folder's next file, if the read goes on there: the file read so far is
+    /// hashed to its end and its digest kept.
+    fn next_part(&mut self) -> Result<bool, IngestError> {
+        let Some(f) = self.folder.as_mut() else {
+            return Ok(false);
+        };
+        let next = f.current + 1;
+        let last = f
+            .end
+            .map_or(f.parts.len(), |(file, _)| (file + 1).min(f.parts.len()));
+        if next >= last {
+            return Ok(false);
+        }
+        let Some((_, path)) = f.parts.get(next).cloned() else {
+            return Ok(false);
+        };
+        let len = match f.end {
+            Some((file, e)) if file == next => e,
+            _ => u64::MAX,
+        };
+        let reader = std::mem::replace(&mut self.reader, open_part(&path, 0, len)?);
+        let done = reader.into_inner().finish(&self.path)?;
+        f.digests.push(PartDigest {
+            name: f.parts[f.current].0.clone(),
+            bytes: done.bytes,
+            sha256: done.sha256,
+        });
+        f.current = next;
+        self.path = path;
+        self.line = 0;
+        self.pos = 0;
+        self.line_start = 0;
+        Ok(true)
+    }
+
+    /// Advance to the next non-blank line; returns its 1-based line number in its file, or
+    /// `None` at the end of the input. The line's bytes (terminator included) are then in
+    /// [`Self::bytes`].
     pub(crate) fn advance(&mut self) -> Result<Option<usize>, IngestError> {
         loop {
             self.buf.clear();
@@ -144,6 +262,9 @@ impl JsonlLines {
                 .read_until(b'\n', &mut self.buf)
                 .map_err(|e| IngestError::io(&self.path, e))?;
             if n == 0 {
+                if self.next_part()? {
+                    continue;
+                }
                 return Ok(None);
             }
             self.line_start = self.pos;
@@ -171,11 +292,24 @@ impl JsonlLines {
         &self.buf
     }
 
-    /// Hash any remaining bytes and return the file's digest.
-    pub(crate) fn finish(self) -> Result<FileDigest, IngestError> {
+    /// Hash any remaining bytes and return the input's digest (a folder's: that of its
+    /// manifest, every file hashed to its end).
+    pub(crate) fn finish(mut self) -> Result<FileDigest, IngestError> {
+        while self.next_part()? {}
         let path = self.path;
         let hashing = self.reader.into_inner();
-        hashing.finish(&path)
+        let last = hashing.finish(&path)?;
+        match self.folder {
+            None => Ok(last),
+            Some(mut f) => {
+                f.digests.push(PartDigest {
+                    name: f.parts[f.current].0.clone(),
+                    bytes: last.bytes,
+                    sha256: last.sha256,
+                });
+                Ok(folder_digest(&f.dir, f.digests))
+            }
+        }
     }
 }
 
@@ -300,7 +434,7 @@ pub(super) fn read_jsonl<E: From<IngestError>>(
     path: &Path,
     spec: &ColumnSpec,
     batch_rows: usize,
-    range: Option<(&LineBlock, Option<u64>)>,
+    range: Option<(&LineBlock, Option<(usize, u64)>)>,
     sink: &mut dyn FnMut(Batch) -> Result<(), E>,
 ) -> Result<ReadSummary, E> {
     let (roles, mut names) = requested(spec);
@@ -327,6 +461,8 @@ pub(super) fn read_jsonl<E: From<IngestError>>(
     batcher.start_at(n_rows);
     while let Some(line_no) = lines.advance()? {
         let bytes = lines.bytes();
+        // errors name the file the line is in (a folder's file)
+        let path = lines.path();
         let row = Some(RowRef::Line(line_no));
         // the first problem of the row: (what, error)
         let mut bad: Option<(String, IngestError)> = None;

@@ -93,8 +93,8 @@ impl Format {
     /// [`IngestError::UnsupportedFormat`].
     pub fn from_path(path: &Path) -> Result<Format, IngestError> {
         if path.is_dir() {
-            // a folder is read as one table of its Parquet files
-            return Ok(Format::Parquet);
+            // a folder is read as one table of its files, all of one format
+            return Ok(folder_parts(path)?.0);
         }
         let ext = path
             .extension()
@@ -106,7 +106,7 @@ impl Format {
             _ => Err(IngestError::UnsupportedFormat {
                 path: path.to_path_buf(),
                 message: "unsupported table format: expected a file ending in .jsonl, .ndjson, \
-                          .json-lines, .parquet or .pq, or a folder of Parquet files"
+                          .json-lines, .parquet or .pq, or a folder of Parquet or JSONL files"
                     .to_string(),
             }),
         }
@@ -638,10 +638,10 @@ mod conversation;
 mod embeddings;
 mod field_path;
 mod fields;
+mod folder;
 mod hash;
 mod jsonl;
 mod parquet_file;
-mod parquet_folder;
 mod parquet_pages;
 #[cfg(test)]
 mod tests;
@@ -654,14 +654,14 @@ pub use embeddings::*;
 pub use field_path::{FieldPath, PathError, Step};
 use fields::Turn;
 pub use fields::{FieldSpec, FieldSpecError, RowLayout};
+pub use folder::{folder_digest, folder_parts, hash_folder, table_files, PartDigest};
+use folder::{hash_parts, table_bytes};
 pub use hash::*;
 pub(crate) use jsonl::*;
 pub use jsonl::{
     line_blocks, max_line_bytes, set_max_line_bytes, LineBlock, DEFAULT_MAX_LINE_BYTES,
 };
 use parquet_file::*;
-pub use parquet_folder::{folder_digest, hash_folder, parquet_parts, table_files, PartDigest};
-use parquet_folder::{hash_parts, table_bytes};
 use parquet_pages::check_page_sizes;
 pub use parquet_pages::{check_footer, parquet_builder};
 pub use parquet_pages::{max_page_bytes, set_max_page_bytes, DEFAULT_MAX_PAGE_BYTES};
@@ -740,7 +740,8 @@ pub struct RowGroups {
 }
 
 /// The rows of each row group of a Parquet file, from its footer (nothing else is read); of a
-/// folder of Parquet files, of every file's row groups in row order.
+/// folder of Parquet files, of every file's row groups in row order (a folder of JSONL files has
+/// no row groups: see [`line_blocks`]).
 pub fn row_group_rows(path: &Path) -> Result<Vec<usize>, IngestError> {
     let mut out = Vec::new();
     for (_, part) in table_files(path)? {
@@ -777,9 +778,7 @@ pub fn read_row_groups<E: From<IngestError>>(
 ) -> Result<ReadSummary, E> {
     match Format::from_path(path)? {
         Format::Jsonl => {
-            let size = std::fs::metadata(path)
-                .map_err(|e| IngestError::io(path, e))?
-                .len();
+            let size = table_bytes(path)?;
             if size != known.bytes {
                 return Err(IngestError::InputChanged {
                     path: path.to_path_buf(),
@@ -800,7 +799,7 @@ pub fn read_row_groups<E: From<IngestError>>(
                         lines.len()
                     ),
                 })?;
-            let end = lines.get(groups.groups.end).map(|b| b.byte);
+            let end = lines.get(groups.groups.end).map(|b| (b.file, b.byte));
             let mut read = read_jsonl(path, spec, batch_rows, Some((from, end)), sink)?;
             read.digest = known.clone();
             Ok(read)

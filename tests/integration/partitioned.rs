@@ -207,11 +207,9 @@ fn same_as_one_machine(
     assert_eq!(bits(&got.scores), bits(&base.scores), "{name}, {k}: scores");
     assert_eq!(got.reasons, base.reasons, "{name}, {k}: reasons");
     let out = opts.out.as_deref().expect("an output folder");
-    let ext = if opts.data.extension().is_some_and(|e| e == "jsonl") {
-        "jsonl"
-    } else {
-        "parquet"
-    };
+    let ext = poisongate::ingest::Format::from_path(&opts.data)
+        .unwrap()
+        .extension();
     for f in [format!("clean.{ext}"), format!("quarantine.{ext}")] {
         assert!(
             std::fs::read(out.join(&f)).unwrap() == std::fs::read(one.join(&f)).unwrap(),
@@ -551,6 +549,116 @@ fn a_folder_of_parquet_files_is_one_table() {
             "{name}: inject"
         );
     }
+}
+
+/// A folder of JSONL files (`.jsonl`, and `.json` as Spark and Ray Data write JSON lines) is
+/// one table, as a folder of Parquet files is: the same verdicts, scores and output bytes as
+/// the same lines in one file, in memory, streamed and over 1, 2, 7 and 16 partitions (blocks
+/// of rows cut across the files); the report lists each file with its digest; inject gives
+/// the one file's bytes; an error in a later file names that file and its own line.
+#[test]
+fn a_folder_of_jsonl_files_is_one_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = benchmarks().expect("../shared/benchmarks is needed for the quality tests");
+    let name = "sst2-badnets-cleanlabel-10";
+    let src = dir.join(format!("{name}.jsonl"));
+    let npy = dir.join(format!("{name}.minilm.npy"));
+    let text = std::fs::read_to_string(&src).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let n = lines.len();
+    let (a, b) = (n / 5, n / 5 + n / 2);
+    let folder = tmp.path().join("parts");
+    std::fs::create_dir_all(folder.join("b")).unwrap();
+    let write = |path: &Path, rows: &[&str]| {
+        let mut out = rows.join("\n");
+        out.push('\n');
+        std::fs::write(path, out).unwrap();
+    };
+    write(&folder.join("a-0.jsonl"), &lines[..a]);
+    write(&folder.join("a-1.json"), &lines[a..b]);
+    write(&folder.join("b/part-0.jsonl"), &lines[b..]);
+    std::fs::write(folder.join("_SUCCESS"), b"").unwrap();
+    let file = tmp.path().join("one.jsonl");
+    write(&file, &lines);
+
+    let file_one = tmp.path().join("file-out");
+    let file_base = scan(&options_with_npy(&file, &npy, &file_one)).unwrap();
+    let one = tmp.path().join("folder-out");
+    let base = scan(&options_with_npy(&folder, &npy, &one)).unwrap();
+    let bits = |s: &[f64]| s.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&base.scores), bits(&file_base.scores));
+    assert_eq!(base.reasons, file_base.reasons);
+    assert!(!base.reasons.is_empty());
+    for f in ["clean.jsonl", "quarantine.jsonl"] {
+        assert!(
+            std::fs::read(one.join(f)).unwrap() == std::fs::read(file_one.join(f)).unwrap(),
+            "{f} differs from the one file's"
+        );
+    }
+    let mut in_memory = options_with_npy(&folder, &npy, &tmp.path().join("memory"));
+    in_memory.stream = false;
+    assert_eq!(scan(&in_memory).unwrap().reasons, base.reasons, "in memory");
+
+    let input = report(&one)["inputs"][0].clone();
+    let files = input["files"].as_array().unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a-0.jsonl", "a-1.json", "b/part-0.jsonl"]);
+    let manifest: String = files
+        .iter()
+        .map(|f| {
+            format!(
+                "{}  {}\n",
+                f["sha256"].as_str().unwrap(),
+                f["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    use sha2::Digest;
+    let want = hex::encode(sha2::Sha256::digest(manifest.as_bytes()));
+    assert_eq!(input["sha256"], want.as_str());
+    assert_eq!(input["rows"], n);
+
+    for (k, seed) in [(1, 11), (2, 12), (7, 13), (16, 14)] {
+        let out = tmp.path().join(format!("folder-{k}"));
+        same_as_one_machine(
+            &options_with_npy(&folder, &npy, &out),
+            (k, seed),
+            &base,
+            &one,
+            name,
+        );
+    }
+    let injected = |data: &Path, to: &str| {
+        use poisongate::inject::{inject, Attack, GroundTruthPolicy, InjectOptions};
+        let out = tmp.path().join(to);
+        let attack = Attack::from_parts("badnets", None, None, None).unwrap();
+        let mut o = InjectOptions::new(data, &out, attack, 0.01);
+        o.target_label = Some("1".into());
+        o.ground_truth_policy = GroundTruthPolicy::Replace;
+        inject(&o).unwrap();
+        std::fs::read(out).unwrap()
+    };
+    assert!(
+        injected(&folder, "inj-folder.jsonl") == injected(&file, "inj-file.jsonl"),
+        "inject"
+    );
+
+    // a broken line in the second file: the error names that file and its line
+    let mut broken: Vec<&str> = lines[a..b].to_vec();
+    broken[4] = "{\"id\": \"x\", \"text\": ";
+    write(&folder.join("a-1.json"), &broken);
+    let out = tmp.path().join("broken-out");
+    let e = scan(&options_with_npy(&folder, &npy, &out))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a-1.json") && e.contains("line 5"), "{e}");
+    assert!(!out.exists(), "nothing is written");
+    // one folder, one format
+    set_parquet_rows(&src, None, &folder.join("c.parquet"), 100, 0..10);
+    let e = scan(&options_with_npy(&folder, &npy, &tmp.path().join("mixed")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("c.parquet") && e.contains("one format"), "{e}");
 }
 
 /// A folder's files must make one table: a stray file, a file without a requested column, a
