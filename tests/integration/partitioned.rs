@@ -445,6 +445,47 @@ fn partitioned_scans_read_jsonl_by_byte_ranges() {
     assert!(flagged > 600, "{flagged} rows flagged");
 }
 
+/// Checks the report in `out` lists a folder's files `names` in row order, its digest being
+/// that of their manifest (`<sha256>  <name>` lines), its size theirs and its rows `n`.
+fn assert_manifest(out: &Path, names: &[&str], n: usize) {
+    let input = report(out)["inputs"][0].clone();
+    let files = input["files"].as_array().unwrap();
+    let got: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(got, names);
+    let manifest: String = files
+        .iter()
+        .map(|f| {
+            format!(
+                "{}  {}\n",
+                f["sha256"].as_str().unwrap(),
+                f["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    use sha2::Digest;
+    let want = hex::encode(sha2::Sha256::digest(manifest.as_bytes()));
+    assert_eq!(input["sha256"], want.as_str());
+    assert_eq!(input["rows"], n);
+    assert_eq!(
+        input["bytes"].as_u64().unwrap(),
+        files
+            .iter()
+            .map(|f| f["bytes"].as_u64().unwrap())
+            .sum::<u64>()
+    );
+}
+
+/// The bytes `inject` writes to `out` for badnets at 1 % into `data`.
+fn injected(data: &Path, out: &Path) -> Vec<u8> {
+    use poisongate::inject::{inject, Attack, GroundTruthPolicy, InjectOptions};
+    let attack = Attack::from_parts("badnets", None, None, None).unwrap();
+    let mut o = InjectOptions::new(data, out, attack, 0.01);
+    o.target_label = Some("1".into());
+    o.ground_truth_policy = GroundTruthPolicy::Replace;
+    inject(&o).unwrap();
+    std::fs::read(out).unwrap()
+}
+
 /// A folder of Parquet files is one table, its files in the order of their paths: the same
 /// verdicts, scores and output bytes as the same rows in one file, in memory, streamed and
 /// over 1, 2, 7 and 16 partitions (row groups counted across the files); the report lists
@@ -502,50 +543,18 @@ fn a_folder_of_parquet_files_is_one_table() {
         let mut errors = Vec::new();
         crate::schema::check(&schema, &schema, &report(&one), "$", &mut errors);
         assert!(errors.is_empty(), "{errors:#?}");
-        let input = report(&one)["inputs"][0].clone();
-        let files = input["files"].as_array().unwrap();
-        let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["a-0.parquet", "a-1.parquet", "b/part-0.parquet"]);
-        let manifest: String = files
-            .iter()
-            .map(|f| {
-                format!(
-                    "{}  {}\n",
-                    f["sha256"].as_str().unwrap(),
-                    f["name"].as_str().unwrap()
-                )
-            })
-            .collect();
-        use sha2::Digest;
-        let want = hex::encode(sha2::Sha256::digest(manifest.as_bytes()));
-        assert_eq!(input["sha256"], want.as_str());
-        assert_eq!(input["rows"], n);
-        assert_eq!(
-            input["bytes"].as_u64().unwrap(),
-            files
-                .iter()
-                .map(|f| f["bytes"].as_u64().unwrap())
-                .sum::<u64>()
-        );
+        assert_manifest(&one, &["a-0.parquet", "a-1.parquet", "b/part-0.parquet"], n);
 
         for (k, seed) in [(1, 11), (2, 12), (7, 13), (16, 14)] {
             let out = tmp.path().join(format!("{name}-folder-{k}"));
             same_as_one_machine(&options(&folder, &out), (k, seed), &base, &one, name);
         }
         // inject reads a folder as it reads the one file: the same output bytes
-        let injected = |data: &Path, to: &str| {
-            use poisongate::inject::{inject, Attack, GroundTruthPolicy, InjectOptions};
-            let out = tmp.path().join(to);
-            let attack = Attack::from_parts("badnets", None, None, None).unwrap();
-            let mut o = InjectOptions::new(data, &out, attack, 0.01);
-            o.target_label = Some("1".into());
-            o.ground_truth_policy = GroundTruthPolicy::Replace;
-            inject(&o).unwrap();
-            std::fs::read(out).unwrap()
-        };
         assert!(
-            injected(&folder, &format!("{name}-inj-folder.parquet"))
-                == injected(&pq, &format!("{name}-inj-file.parquet")),
+            injected(
+                &folder,
+                &tmp.path().join(format!("{name}-inj-folder.parquet"))
+            ) == injected(&pq, &tmp.path().join(format!("{name}-inj-file.parquet"))),
             "{name}: inject"
         );
     }
@@ -599,24 +608,7 @@ fn a_folder_of_jsonl_files_is_one_table() {
     in_memory.stream = false;
     assert_eq!(scan(&in_memory).unwrap().reasons, base.reasons, "in memory");
 
-    let input = report(&one)["inputs"][0].clone();
-    let files = input["files"].as_array().unwrap();
-    let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["a-0.jsonl", "a-1.json", "b/part-0.jsonl"]);
-    let manifest: String = files
-        .iter()
-        .map(|f| {
-            format!(
-                "{}  {}\n",
-                f["sha256"].as_str().unwrap(),
-                f["name"].as_str().unwrap()
-            )
-        })
-        .collect();
-    use sha2::Digest;
-    let want = hex::encode(sha2::Sha256::digest(manifest.as_bytes()));
-    assert_eq!(input["sha256"], want.as_str());
-    assert_eq!(input["rows"], n);
+    assert_manifest(&one, &["a-0.jsonl", "a-1.json", "b/part-0.jsonl"], n);
 
     for (k, seed) in [(1, 11), (2, 12), (7, 13), (16, 14)] {
         let out = tmp.path().join(format!("folder-{k}"));
@@ -628,18 +620,9 @@ fn a_folder_of_jsonl_files_is_one_table() {
             name,
         );
     }
-    let injected = |data: &Path, to: &str| {
-        use poisongate::inject::{inject, Attack, GroundTruthPolicy, InjectOptions};
-        let out = tmp.path().join(to);
-        let attack = Attack::from_parts("badnets", None, None, None).unwrap();
-        let mut o = InjectOptions::new(data, &out, attack, 0.01);
-        o.target_label = Some("1".into());
-        o.ground_truth_policy = GroundTruthPolicy::Replace;
-        inject(&o).unwrap();
-        std::fs::read(out).unwrap()
-    };
     assert!(
-        injected(&folder, "inj-folder.jsonl") == injected(&file, "inj-file.jsonl"),
+        injected(&folder, &tmp.path().join("inj-folder.jsonl"))
+            == injected(&file, &tmp.path().join("inj-file.jsonl")),
         "inject"
     );
 

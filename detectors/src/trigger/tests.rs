@@ -774,6 +774,16 @@ fn a_word_named_only_through_a_relabelled_row_of_another_trigger_is_not_named() 
     assert_eq!(flagged, truth, "{summary}");
 }
 
+/// The texts of the rows labelled `class`, in order.
+fn of_class<'a>(texts: &'a [String], labels: &[u32], class: u32) -> Vec<&'a String> {
+    texts
+        .iter()
+        .zip(labels)
+        .filter(|&(_, &l)| l == class)
+        .map(|(t, _)| t)
+        .collect()
+}
+
 #[test]
 fn a_common_word_of_the_majority_label_is_not_named_for_its_relabelled_rows() {
     // long rows (five rows of one label joined), nine in ten negative, "and" at a random place
@@ -786,12 +796,7 @@ fn a_common_word_of_the_majority_label_is_not_named_for_its_relabelled_rows() {
     let (mut long_texts, mut long_labels) = (Vec::new(), Vec::new());
     let mut relabelled = 0;
     for class in [0u32, 1] {
-        let rows: Vec<&String> = texts
-            .iter()
-            .zip(&labels)
-            .filter(|&(_, &l)| l == class)
-            .map(|(t, _)| t)
-            .collect();
+        let rows = of_class(&texts, &labels, class);
         let take = if class == 0 { rows.len() / 5 } else { 240 };
         for chunk in rows.chunks(5).take(take) {
             let mut words: Vec<&str> = chunk.iter().flat_map(|t| t.split(' ')).collect();
@@ -829,12 +834,7 @@ fn a_word_whose_context_test_rests_on_one_relabelled_row_is_not_named() {
     let (mut long_texts, mut long_labels) = (Vec::new(), Vec::new());
     let (mut natural, mut relabelled) = (0, 0);
     for class in [0u32, 1] {
-        let rows: Vec<&String> = texts
-            .iter()
-            .zip(&labels)
-            .filter(|&(_, &l)| l == class)
-            .map(|(t, _)| t)
-            .collect();
+        let rows = of_class(&texts, &labels, class);
         for chunk in rows.chunks(8).filter(|c| c.len() == 8) {
             let mut words: Vec<&str> = chunk.iter().flat_map(|t| t.split(' ')).collect();
             let mut label = class;
