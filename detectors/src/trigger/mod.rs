@@ -200,7 +200,8 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   SST-2 sentences joined into each row, ", while the" (six rows, one of them relabelled) passed
   the corrected context test at p = 2·10⁻⁵ on that row alone and flagged five clean rows. On the
   trigger grid (experiments/domains-trig.toml) no (cell, seed) row changes, nor do the published
-  sets' TRIG001 rows or the merged corpora;
+  sets' TRIG001 rows or the merged corpora (one duplicate-flip cell of ag-news: 17 clean rows
+  flagged become 12);
 - an anchored window of two or more words must be a unit: it holds at least
   `min_continuation_share` of the rows its shorter form (the window less its token at the free
   end) opens or closes, when that shorter form holds a word (". </s>" closes most rows, and a
