@@ -72,11 +72,12 @@ def without_times(report):
     return report
 
 
-def assert_same(got, one, got_dir, one_dir):
-    """The gate's result against the single-machine scan's: exit code, outputs byte for byte,
-    the report's detector entries, verdict, evaluation and reconciliation."""
+def assert_same(got, one, got_dir, one_dir, ext="parquet"):
+    """The gate's result against the single-machine scan's: exit code, outputs (``ext``: their
+    format's extension) byte for byte, the report's detector entries, verdict, evaluation and
+    reconciliation."""
     assert got.exit_code == one.exit_code
-    for f in ("clean.parquet", "quarantine.parquet"):
+    for f in (f"clean.{ext}", f"quarantine.{ext}"):
         assert (got_dir / f).read_bytes() == (one_dir / f).read_bytes(), f
     assert agreed(without_times(got.report)) == agreed(without_times(one.report))
 
@@ -139,10 +140,7 @@ def test_gate_reads_jsonl_by_byte_ranges(cluster, tmp_path, partitions):
     settings = dict(SETTINGS, embedding_column=None, embeddings=str(DEMO / "reviews.npy"))
     one = poisongate.scan(data, out=tmp_path / "one", stream=True, **settings)
     got = poisongate.ray.gate(data, tmp_path / "ray", partitions=partitions, **settings)
-    assert got.exit_code == one.exit_code
-    for f in ("clean.jsonl", "quarantine.jsonl"):
-        assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
-    assert agreed(without_times(got.report)) == agreed(without_times(one.report))
+    assert_same(got, one, tmp_path / "ray", tmp_path / "one", ext="jsonl")
     assert got.report["settings"]["partitions"] == partitions
     assert got.report["reconciliation"]["quarantined_rows"] > 0
     assert got.clean.count() + got.quarantined.count() == 3000
@@ -164,10 +162,7 @@ def test_gate_reads_a_folder_of_jsonl_files(cluster, tmp_path, partitions):
     one = poisongate.scan(DEMO / "reviews.jsonl", out=tmp_path / "one", stream=True, **settings)
     local = poisongate.scan(folder, out=tmp_path / "local", stream=True, **settings)
     got = poisongate.ray.gate(folder, tmp_path / "ray", partitions=partitions, **settings)
-    assert got.exit_code == one.exit_code
-    for f in ("clean.jsonl", "quarantine.jsonl"):
-        assert (tmp_path / "ray" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
-    assert agreed(without_times(got.report)) == agreed(without_times(one.report))
+    assert_same(got, one, tmp_path / "ray", tmp_path / "one", ext="jsonl")
     assert got.report["inputs"] == local.report["inputs"]
     files = got.report["inputs"][0]["files"]
     assert [f["name"] for f in files] == ["part-0.json", "part-1.json", "part-2.json"]
