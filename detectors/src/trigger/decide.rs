@@ -531,8 +531,9 @@ pub(super) fn fit(
         let target = c.target;
         let lp = ln_p_context(occ, target, ln_slack);
         c.ln_p_context = Some(lp);
-        c.ln_p_one_out = Some(ln_p_one_out(occ, target, ln_slack));
         c.s_context = Some(sig(lp, c.bucket));
+        // read only where the context test passed: a window that fails it is not named anyway
+        c.ln_p_one_out = (sig(lp, c.bucket) >= 1.0).then(|| ln_p_one_out(occ, target, ln_slack));
         // only rows of the target label can be poison: a trigger's other rows are flagged by
         // no one (they teach the model nothing about the trigger)
         c.rows = occ
