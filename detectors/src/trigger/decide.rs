@@ -18,6 +18,7 @@ use serde_json::json;
 use std::collections::HashSet;
 
 mod abstain;
+pub(super) mod lone;
 mod widen;
 pub(super) use abstain::foreign_z_needed;
 use abstain::*;
@@ -101,6 +102,11 @@ pub(super) struct Trigger {
     pub(super) exclude: Vec<u32>,
     /// target-label rows of the fit read as natural carriers (not flagged)
     pub(super) natural_rows: usize,
+    /// the group of triggers inserted several times a row it belongs to (see `lone`)
+    pub(super) repeated: Option<usize>,
+    /// target-label rows of the fit that carry it once while its rows are `repeated` (not
+    /// flagged)
+    pub(super) lone_rows: usize,
     pub(super) rows: Vec<usize>,
     pub(super) co_occurs: Vec<(String, usize)>,
     /// the named window this trigger was widened from (see `widen`)
@@ -773,6 +779,8 @@ pub(super) fn fit(
                 carriers,
                 exclude,
                 natural_rows,
+                repeated: None,
+                lone_rows: 0,
                 rows: match subset {
                     Some((chosen, _)) => rows.iter().map(|&r| chosen[r]).collect(),
                     None => rows,
@@ -792,6 +800,8 @@ pub(super) fn fit(
         }
         None => None,
     };
+    // rows that carry a trigger once where its rows carry its target's triggers several times
+    let repeated = lone::mark(&mut triggers, &corpus, subset.map(|(c, _)| c), p.min_purity);
     // co-occurrence between triggers (shared rows), for the report
     for a in 0..triggers.len() {
         let set: HashSet<usize> = triggers[a].rows.iter().copied().collect();
@@ -880,6 +890,7 @@ pub(super) fn fit(
         near_misses,
         fit_rows: (texts.len(), subset.map_or(texts.len(), |(_, n)| n)),
         explained_by_reference,
+        repeated,
     }))
 }
 

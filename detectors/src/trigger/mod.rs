@@ -324,6 +324,22 @@ sets' TRIG001 rows unchanged. Natural carriers whose content does not read like 
 flagged: the sst2 reviews that open with "frankly ," (the context model reads them at q 0.08 to
 0.97, as it reads relabelled rows) and the emotion tweets about "bb" (Big Brother).
 
+**Lone carriers.** Natural carriers that the content cannot tell apart are still told apart
+when the attacker put several trigger words into each row. The named triggers of one target
+that share rows are one insertion (a group); its words are their spans and the tokens of the
+candidates each was planted together with (its context test's partners, named or not). When at
+least `min_purity` of the group's rows carry its words two or more times, a row that carries
+one was not made by that insertion: it is not flagged by the group's triggers (score 0.9; the
+summary gives `inserted_several_a_row` and counts such rows as `lone_carriers`). A group
+inserted once a row keeps every row; an attacker who mixes rows of one word into rows of
+several gets them past only while they are at most 1 − `min_purity` of the rows. Measured on
+the trigger grid (TRIG001 version 12 against 13, `scripts/grid_diff.py`): 19 (cell, seed) rows
+better, none worse; the sst2 reviews with a natural "frankly" or "admittedly" (3 to 5 a seed
+among 69 poisoned at 1 %), the BlackBerry messages among sms-spam's three words a row (6 and 2),
+the emotion and irony tweets about "bb" and "MN" (2 or 3) are no longer flagged. The published
+sets' TRIG001 rows, the merged corpora and the domain grid's other attacks are unchanged; on the
+long rows (`scripts/long_rows.py`) 6 rows better, none worse (clean rows flagged 38 to 31).
+
 Row score: the largest T among the triggers the row carries **with the trigger's target label**
 (≥ 1, flagged with the reason `TRIG001:<trigger>` of the best-supported one; a trigger in a row
 of another label teaches the model nothing about the backdoor and scores 0.5); otherwise the
@@ -366,7 +382,8 @@ and every planted trigger stays (precision 1.00, recall unchanged in every cell)
   occurrences, and the sketch's counters are 16-bit and saturate; 3.1 GiB before). A trigger must then reach its support within the rows read: on ten
   million rows, one carried by fewer than about a hundred rows can be missed.
 
-- `min_purity` (default 0.9): smallest share of a trigger's rows with its target label.
+- `min_purity` (default 0.9): smallest share of a trigger's rows with its target label, and
+  of a group's rows with two or more of its words for a row with one to be a lone carrier.
 - `reference_alpha` (default 0.01; 0: the trusted corpus is not consulted): level of the two
   tests against a trusted corpus (above); only used by a scan with `--reference`.
 - `min_foreign_share` (default 0.5): the dirty-label evidence an anchored window needs (see
@@ -424,7 +441,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 12,
+    version: 13,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
@@ -622,6 +639,8 @@ struct TriggerFit {
     near_misses: Vec<serde_json::Value>,
     /// with a trusted corpus: the triggers its own association explains (withdrawn)
     explained_by_reference: Option<Vec<serde_json::Value>>,
+    /// the groups of triggers inserted several times a row
+    repeated: Vec<decide::lone::Repeated>,
 }
 
 /// Score of a row that carries a trigger with its target label but reads as a natural carrier.
@@ -695,13 +714,20 @@ impl Fitted for TriggerFit {
                     }
                 });
                 carried.sort_unstable();
+                // one occurrence where the trigger's group is inserted several times a row
+                // (see `decide::lone`)
+                let lone = |t: usize| {
+                    self.triggers[t]
+                        .repeated
+                        .is_some_and(|g| self.repeated[g].occurrences(&seq) == 1)
+                };
                 let mut best_trigger: Option<usize> = None;
                 let mut trig_score = 0.0f64;
                 let mut i = 0;
                 while i < carried.len() {
                     let t = carried[i].0;
                     let j = i + carried[i..].iter().take_while(|c| c.0 == t).count();
-                    if self.natural_carrier(&seq, label as usize, t, &carried[i..j]) {
+                    if lone(t) || self.natural_carrier(&seq, label as usize, t, &carried[i..j]) {
                         other = other.max(NATURAL_SCORE);
                     } else {
                         trig_score = trig_score.max(self.triggers[t].evidence);
@@ -743,6 +769,8 @@ impl Fitted for TriggerFit {
                     "mean_context_probability_of_target": t.context_agreement,
                     "foreign_share": t.foreign.map(|f| f.share),
                     "natural_carriers": t.natural_rows,
+                    "inserted_several_a_row": t.repeated.is_some(),
+                    "lone_carriers": t.lone_rows,
                     "carrier_poison_share": t.carriers.as_ref().map(|m| m.poison_share),
                     "foreign_z": t.foreign.map(|f| f.z),
                     "uniform_draw_z": t.foreign.map(|f| f.uniform_z),

@@ -538,6 +538,69 @@ fn carriers_are_all_flagged_when_the_attacker_drew_from_every_class() {
     assert!(natural.iter().all(|&r| scores.reason[r].is_some()));
 }
 
+/// `per_row` words drawn with replacement from "cf" and "mn", each at a random position, put
+/// into 4 % of the rows (of both classes) relabelled positive, and "cf" once into 12 positive
+/// rows with their own label (natural carriers whose content says nothing more). Returns the
+/// rows, the poisoned rows and the natural carriers.
+fn with_lone_carriers(per_row: usize) -> (Vec<String>, Vec<u32>, Vec<bool>, Vec<usize>) {
+    let (mut texts, mut labels, _) = synthetic(4000, 0.0, 37);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(17);
+    let mut natural = Vec::new();
+    for r in 0..texts.len() {
+        let dirty = rng.unit() < 0.04;
+        let clean = !dirty && labels[r] == 1 && natural.len() < 12 && rng.unit() < 0.05;
+        let mut w: Vec<&str> = texts[r].split(' ').collect();
+        if dirty {
+            for _ in 0..per_row {
+                let at = rng.below(w.len() + 1);
+                w.insert(at, if rng.unit() < 0.5 { "cf" } else { "mn" });
+            }
+            labels[r] = 1;
+            truth[r] = true;
+        } else if clean {
+            let at = rng.below(w.len() + 1);
+            w.insert(at, "cf");
+            natural.push(r);
+        }
+        texts[r] = w.join(" ");
+    }
+    assert_eq!(natural.len(), 12);
+    (texts, labels, truth, natural)
+}
+
+#[test]
+fn rows_carrying_one_word_of_triggers_inserted_several_a_row_are_not_flagged() {
+    // two words a row: the rows with one "cf" were not made by the insertion
+    let (texts, labels, truth, natural) = with_lone_carriers(2);
+    let (summary, scores) = run(&texts, &labels);
+    let cf = named(&summary, "cf");
+    assert_eq!(cf["inserted_several_a_row"], true, "{cf}");
+    assert_eq!(cf["lone_carriers"], 12, "{cf}");
+    assert_eq!(named(&summary, "mn")["inserted_several_a_row"], true);
+    for &r in &natural {
+        assert!(
+            scores.reason[r].is_none(),
+            "natural carrier {r}: {}",
+            texts[r]
+        );
+        assert!((scores.score[r] - 0.9).abs() < 1e-12, "row {r}");
+    }
+    for r in (0..texts.len()).filter(|&r| truth[r]) {
+        assert!(scores.reason[r].is_some(), "row {r}: {}", texts[r]);
+    }
+    // one word a row: a row with one occurrence is what the insertion makes, every carrier is
+    // flagged
+    let (texts, labels, truth, natural) = with_lone_carriers(1);
+    let (summary, scores) = run(&texts, &labels);
+    let cf = named(&summary, "cf");
+    assert_eq!(cf["inserted_several_a_row"], false, "{cf}");
+    assert_eq!(cf["lone_carriers"], 0, "{cf}");
+    for r in (0..texts.len()).filter(|&r| truth[r]).chain(natural) {
+        assert!(scores.reason[r].is_some(), "row {r}: {}", texts[r]);
+    }
+}
+
 #[test]
 fn a_trigger_put_twice_side_by_side_is_still_an_insertion() {
     // "cf" at a random position of 5 % of the rows (negative ones, relabelled), twice side by
