@@ -18,6 +18,7 @@ pub fn layout_cells(
     let keys = format.keys();
     match Format::from_path(path)? {
         Format::Jsonl => {
+            let folder = path.is_dir();
             let mut lines = JsonlLines::open(path)?;
             let mut out = Vec::with_capacity(rows.len());
             let mut want = rows.iter().peekable();
@@ -30,7 +31,15 @@ pub fn layout_cells(
                         line: line_no,
                         message: json_message(&e, bytes),
                     })?;
-                    out.push((RowRef::Line(line_no), values));
+                    // in a folder a line number names no file: the row number across it does
+                    out.push((
+                        if folder {
+                            RowRef::Row(row + 1)
+                        } else {
+                            RowRef::Line(line_no)
+                        },
+                        values,
+                    ));
                 }
                 row += 1;
             }
@@ -39,33 +48,48 @@ pub fn layout_cells(
             Ok((out, digest.sha256))
         }
         Format::Parquet => {
-            let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-            let digest = hash_open_file(&file, path)?;
-            let builder = parquet_builder(path, file)?;
-            let reader = builder
-                .with_batch_size(PARQUET_BATCH_SIZE)
-                .build()
-                .map_err(|e| IngestError::parquet(path, e))?;
+            // a folder's files in order, rows numbered across them
+            let files = table_files(path)?;
             let mut out = Vec::with_capacity(rows.len());
             let mut want = rows.iter().peekable();
             let mut start = 0usize;
-            for batch in reader {
-                let batch = batch.map_err(|e| IngestError::arrow(path, e))?;
-                let columns = named_columns(&batch, keys, path)?;
-                while let Some(&r) = want.next_if(|&&r| r < start + batch.num_rows()) {
-                    let j = r - start;
-                    let at = Some(RowRef::Row(r + 1));
-                    let values: Vec<Option<Value>> = columns
-                        .iter()
-                        .map(|c| c.as_ref().map(|c| cell_json(c.as_ref(), j)).transpose())
-                        .collect::<Result<_, _>>()
-                        .map_err(|m| IngestError::value(path, at, format.name(), m))?;
-                    out.push((RowRef::Row(r + 1), values));
+            let mut digests = Vec::with_capacity(files.len());
+            for (name, part) in &files {
+                let file = File::open(part).map_err(|e| IngestError::io(part, e))?;
+                let digest = hash_open_file(&file, part)?;
+                let builder = parquet_builder(part, file)?;
+                let reader = builder
+                    .with_batch_size(PARQUET_BATCH_SIZE)
+                    .build()
+                    .map_err(|e| IngestError::parquet(part, e))?;
+                for batch in reader {
+                    let batch = batch.map_err(|e| IngestError::arrow(part, e))?;
+                    let columns = named_columns(&batch, keys, part)?;
+                    while let Some(&r) = want.next_if(|&&r| r < start + batch.num_rows()) {
+                        let j = r - start;
+                        let at = Some(RowRef::Row(r + 1));
+                        let values: Vec<Option<Value>> = columns
+                            .iter()
+                            .map(|c| c.as_ref().map(|c| cell_json(c.as_ref(), j)).transpose())
+                            .collect::<Result<_, _>>()
+                            .map_err(|m| IngestError::value(part, at, format.name(), m))?;
+                        out.push((RowRef::Row(r + 1), values));
+                    }
+                    start += batch.num_rows();
                 }
-                start += batch.num_rows();
+                digests.push(PartDigest {
+                    name: name.clone(),
+                    bytes: digest.bytes,
+                    sha256: digest.sha256,
+                });
             }
             check_found(path, rows, out.len(), start)?;
-            Ok((out, digest.sha256))
+            let sha256 = if path.is_dir() {
+                folder_digest(path, digests).sha256
+            } else {
+                digests.pop().map(|d| d.sha256).unwrap_or_default()
+            };
+            Ok((out, sha256))
         }
     }
 }

@@ -305,6 +305,45 @@ fn preference_flip_swaps_chosen_and_rejected() {
         .map(|r| r["poison"].clone())
         .collect();
     assert_eq!(from_jsonl, from_pq);
+
+    // the same rows as folders of three files (Parquet, and JSONL with a `.json` part in a
+    // subfolder): one table, the same output bytes as the one file
+    let rows = jsonl(&data);
+    let (pq_dir, jl_dir) = (tmp.path().join("pref-pq"), tmp.path().join("pref-jl"));
+    std::fs::create_dir_all(jl_dir.join("b")).unwrap();
+    std::fs::create_dir(&pq_dir).unwrap();
+    let text = lines(&data);
+    for (i, (name, range)) in [("a", 0..13), ("b/c", 13..27), ("d", 27..40)]
+        .into_iter()
+        .enumerate()
+    {
+        write_preference_parquet(
+            &rows[range.clone()],
+            &pq_dir.join(format!("part-{i}.parquet")),
+        );
+        let ext = if i == 1 { "json" } else { "jsonl" };
+        let part: String = text[range].iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(jl_dir.join(format!("{name}.{ext}")), part).unwrap();
+    }
+    std::fs::write(jl_dir.join("_SUCCESS"), "").unwrap();
+    let args = [
+        "--attack",
+        "preference-flip",
+        "--rate",
+        "0.25",
+        "--seed",
+        "9",
+    ];
+    for (dir, one, ext) in [(&pq_dir, &pq_out, "parquet"), (&jl_dir, &out, "jsonl")] {
+        let got = tmp.path().join(format!("flip-folder.{ext}"));
+        inject(dir, &got, &args).code(0);
+        assert_eq!(
+            std::fs::read(&got).unwrap(),
+            std::fs::read(one).unwrap(),
+            "{ext} folder"
+        );
+        assert_eq!(sidecar(&got)["input"]["rows"], 40);
+    }
 }
 
 /// `id` (int64), `prompt`, `chosen`, `rejected` (strings).
