@@ -801,7 +801,13 @@ pub(super) fn fit(
         None => None,
     };
     // rows that carry a trigger once where its rows carry its target's triggers several times
-    let repeated = lone::mark(&mut triggers, &corpus, subset.map(|(c, _)| c), p.min_purity);
+    let repeated = lone::mark(
+        &mut triggers,
+        &corpus,
+        &token_df,
+        subset.map(|(c, _)| c),
+        p.min_purity,
+    );
     // co-occurrence between triggers (shared rows), for the report
     for a in 0..triggers.len() {
         let set: HashSet<usize> = triggers[a].rows.iter().copied().collect();

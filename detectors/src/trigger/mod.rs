@@ -327,18 +327,19 @@ flagged: the sst2 reviews that open with "frankly ," (the context model reads th
 **Lone carriers.** Natural carriers that the content cannot tell apart are still told apart
 when the attacker put several trigger words into each row. The named triggers of one target
 that share rows are one insertion (a group); its words are their spans and the tokens of the
-candidates each was planted together with (its context test's partners, named or not). When at
-least `min_purity` of the group's rows carry its words two or more times, a row that carries
-one was not made by that insertion: it is not flagged by the group's triggers (score 0.9; the
-summary gives `inserted_several_a_row` and counts such rows as `lone_carriers`). A group
-inserted once a row keeps every row; an attacker who mixes rows of one word into rows of
-several gets them past only while they are at most 1 − `min_purity` of the rows. Measured on
-the trigger grid (TRIG001 version 12 against 13, `scripts/grid_diff.py`): 19 (cell, seed) rows
-better, none worse; the sst2 reviews with a natural "frankly" or "admittedly" (3 to 5 a seed
-among 69 poisoned at 1 %), the BlackBerry messages among sms-spam's three words a row (6 and 2),
-the emotion and irony tweets about "bb" and "MN" (2 or 3) are no longer flagged. The published
-sets' TRIG001 rows, the merged corpora and the domain grid's other attacks are unchanged; on the
-long rows (`scripts/long_rows.py`) 6 rows better, none worse (clean rows flagged 38 to 31).
+candidates each was planted together with (its context test's partners, named or not) that
+carry the target in most of their rows. When at least `min_purity` of the group's rows carry
+its words two or more times, a row that carries one was not made by that insertion: it is not
+flagged by the group's triggers (score 0.9; the summary gives `inserted_several_a_row` and
+counts such rows as `lone_carriers`). A group inserted once a row keeps every row; an attacker
+who mixes rows of one word into rows of several gets them past only while they are at most
+1 − `min_purity` of the rows. Measured on the trigger grid (TRIG001 version 12 against 13,
+`scripts/grid_diff.py`): 22 (cell, seed) rows better, none worse, no poisoned row lost; the
+sst2 reviews with a natural "frankly" or "admittedly" (3 to 5 a seed among 69 poisoned at 1 %),
+the BlackBerry messages among sms-spam's three words a row (6 and 2), the emotion and irony
+tweets about "bb" and "MN" (2 or 3) are no longer flagged. The published sets' TRIG001 rows,
+the merged corpora and the domain grid's other attacks are unchanged; on the long rows
+(`scripts/long_rows.py`) 7 rows better, none worse (clean rows flagged 38 to 30).
 
 Row score: the largest T among the triggers the row carries **with the trigger's target label**
 (≥ 1, flagged with the reason `TRIG001:<trigger>` of the best-supported one; a trigger in a row

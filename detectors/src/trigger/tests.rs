@@ -602,6 +602,47 @@ fn rows_carrying_one_word_of_triggers_inserted_several_a_row_are_not_flagged() {
 }
 
 #[test]
+fn a_word_of_the_class_the_rows_were_drawn_from_is_not_a_second_trigger_word() {
+    // "zz" is in 95 % of the negative rows, anywhere (label-pure as it is, TRIG001 may name it
+    // for the negative class too); "cf" is put once into 5 % of the negative rows, relabelled
+    // positive. "zz" co-occurs with "cf" far beyond what the positive label predicts, but it is
+    // a word of the rows' own class, not a second trigger word: the rows with "cf" alone are
+    // not lone carriers and every poisoned row is flagged for "cf"
+    let (mut texts, mut labels, _) = synthetic(4000, 0.0, 41);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(23);
+    for r in 0..texts.len() {
+        if labels[r] != 0 {
+            continue;
+        }
+        let mut w: Vec<&str> = texts[r].split(' ').collect();
+        if rng.unit() < 0.95 {
+            let at = rng.below(w.len() + 1);
+            w.insert(at, "zz");
+        }
+        if rng.unit() < 0.05 {
+            let at = rng.below(w.len() + 1);
+            w.insert(at, "cf");
+            labels[r] = 1;
+            truth[r] = true;
+        }
+        texts[r] = w.join(" ");
+    }
+    let (summary, scores) = run(&texts, &labels);
+    let cf = named(&summary, "cf");
+    assert_eq!(cf["inserted_several_a_row"], false, "{cf}");
+    assert_eq!(cf["lone_carriers"], 0, "{cf}");
+    for r in (0..texts.len()).filter(|&r| truth[r]) {
+        assert_eq!(
+            scores.reason[r].as_deref(),
+            Some("TRIG001:cf"),
+            "row {r}: {}",
+            texts[r]
+        );
+    }
+}
+
+#[test]
 fn a_trigger_put_twice_side_by_side_is_still_an_insertion() {
     // "cf" at a random position of 5 % of the rows (negative ones, relabelled), twice side by
     // side in half of them ("cf cf", as an attacker who draws several trigger words with

@@ -6,7 +6,9 @@
 //! carry the same word twice). The named triggers of one target that share rows are one such
 //! procedure (a group); its words are the triggers' spans and the tokens of the candidates
 //! each was found planted together with (its context test's partners, which may have been too
-//! impure to be named themselves: "bb" also in BlackBerry messages of the other label). When
+//! impure to be named themselves: "bb" also in BlackBerry messages of the other label), those
+//! that carry the target in most of their rows (not the words of the class the rows were drawn
+//! from, which co-occur with the trigger beyond what the new label predicts). When
 //! nearly every row of the group carries its words two or more times, the insertion put
 //! several words into each row, and a row that carries one was not made by it: it is a natural
 //! carrier of the word ("frankly , it 's pretty stupid ." among reviews into which
@@ -49,10 +51,12 @@ impl Repeated {
 /// Groups the triggers (same target, sharing a row), marks each trigger of a group whose rows
 /// carry its words two or more times in at least `min_purity` of them with the group's index,
 /// and takes the rows that carry one occurrence out of its rows. `rows` are dataset rows;
-/// `chosen` maps fit rows to dataset rows when the fit read a subset of them.
+/// `chosen` maps fit rows to dataset rows when the fit read a subset of them; `token_df` gives
+/// each token's rows per label.
 pub(super) fn mark(
     triggers: &mut [Trigger],
     corpus: &Corpus,
+    token_df: &[Vec<u32>],
     chosen: Option<&[usize]>,
     min_purity: f64,
 ) -> Vec<Repeated> {
@@ -92,8 +96,22 @@ pub(super) fn mark(
         }
         let mut spans: FastSet<Vec<u32>> = FastSet::default();
         for &i in &members {
-            spans.insert(triggers[i].span.clone());
-            spans.extend(triggers[i].exclude.iter().map(|&tok| vec![tok]));
+            let t = &triggers[i];
+            spans.insert(t.span.clone());
+            // a partner put into the rows with the trigger carries its target in most of its
+            // rows; a word of the class the rows were drawn from (co-occurring with the
+            // trigger beyond what its new label predicts) does not, and does not count
+            spans.extend(
+                t.exclude
+                    .iter()
+                    .filter(|&&tok| {
+                        token_df.get(tok as usize).is_some_and(|df| {
+                            let all: u64 = df.iter().map(|&x| u64::from(x)).sum();
+                            2 * u64::from(df.get(t.target).copied().unwrap_or(0)) > all
+                        })
+                    })
+                    .map(|&tok| vec![tok]),
+            );
         }
         let max_len = spans.iter().map(|s| real_len(s)).max().unwrap_or(1);
         let group = Repeated { spans, max_len };
