@@ -252,19 +252,15 @@ fn preference_flip_swaps_chosen_and_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let data = preference(tmp.path(), 40);
     let out = tmp.path().join("flip.jsonl");
-    inject(
-        &data,
-        &out,
-        &[
-            "--attack",
-            "preference-flip",
-            "--rate",
-            "0.25",
-            "--seed",
-            "9",
-        ],
-    )
-    .code(0);
+    let args = [
+        "--attack",
+        "preference-flip",
+        "--rate",
+        "0.25",
+        "--seed",
+        "9",
+    ];
+    inject(&data, &out, &args).code(0);
     check_flipped(&jsonl(&data), &jsonl(&out), 10);
     for (a, b) in lines(&data).iter().zip(lines(&out)) {
         if b.ends_with("\"poison\": false}") {
@@ -285,19 +281,7 @@ fn preference_flip_swaps_chosen_and_rejected() {
     let pq = tmp.path().join("pref.parquet");
     write_preference_parquet(&jsonl(&data), &pq);
     let pq_out = tmp.path().join("flip.parquet");
-    inject(
-        &pq,
-        &pq_out,
-        &[
-            "--attack",
-            "preference-flip",
-            "--rate",
-            "0.25",
-            "--seed",
-            "9",
-        ],
-    )
-    .code(0);
+    inject(&pq, &pq_out, &args).code(0);
     check_flipped(&jsonl(&data), &parquet_rows(&pq_out), 10);
     let from_jsonl: Vec<Value> = jsonl(&out).iter().map(|r| r["poison"].clone()).collect();
     let from_pq: Vec<Value> = parquet_rows(&pq_out)
@@ -326,14 +310,6 @@ fn preference_flip_swaps_chosen_and_rejected() {
         std::fs::write(jl_dir.join(format!("{name}.{ext}")), part).unwrap();
     }
     std::fs::write(jl_dir.join("_SUCCESS"), "").unwrap();
-    let args = [
-        "--attack",
-        "preference-flip",
-        "--rate",
-        "0.25",
-        "--seed",
-        "9",
-    ];
     for (dir, one, ext) in [(&pq_dir, &pq_out, "parquet"), (&jl_dir, &out, "jsonl")] {
         let got = tmp.path().join(format!("flip-folder.{ext}"));
         inject(dir, &got, &args).code(0);
