@@ -190,6 +190,7 @@ fn trigger_rows(summary: &Value) -> Option<String> {
         num(&mut s, escape(&text("score")));
         num(&mut s, escape(&text("natural_carriers")));
         num(&mut s, escape(&text("lone_carriers")));
+        num(&mut s, escape(&text("word_carriers")));
         cell(&mut s, &examples);
         s.push_str("</tr>\n");
     }
@@ -694,9 +695,10 @@ pub fn render(report: &Report, excerpts: &BTreeMap<usize, String>) -> String {
             s,
             "<section id=\"triggers\"><h2>TRIG001 trigger findings</h2>\n<table><tr>\
              <th>trigger</th><th>target</th><th>support</th><th>purity</th><th>score</th>\
-             <th>natural carriers not flagged</th><th>lone carriers not flagged</th><th>example rows</th></tr>\n{}</table>\n",
+             <th>natural carriers not flagged</th><th>lone carriers not flagged</th>\
+             <th>rows with its group's other words, flagged</th><th>example rows</th></tr>\n{}</table>\n",
             if rows.is_empty() {
-                "<tr><td colspan=\"8\">no trigger found</td></tr>\n".to_string()
+                "<tr><td colspan=\"9\">no trigger found</td></tr>\n".to_string()
             } else {
                 rows
             }

@@ -107,6 +107,9 @@ pub(super) struct Trigger {
     /// target-label rows of the fit that carry it once while its rows are `repeated` (not
     /// flagged)
     pub(super) lone_rows: usize,
+    /// for a group's lead trigger: the group's word carriers among the fit's rows (flagged,
+    /// see `lone`)
+    pub(super) word_rows: Vec<usize>,
     pub(super) rows: Vec<usize>,
     pub(super) co_occurs: Vec<(String, usize)>,
     /// the named window this trigger was widened from (see `widen`)
@@ -781,6 +784,7 @@ pub(super) fn fit(
                 natural_rows,
                 repeated: None,
                 lone_rows: 0,
+                word_rows: Vec::new(),
                 rows: match subset {
                     Some((chosen, _)) => rows.iter().map(|&r| chosen[r]).collect(),
                     None => rows,
@@ -804,9 +808,11 @@ pub(super) fn fit(
     let repeated = lone::mark(
         &mut triggers,
         &corpus,
+        labels,
         &token_df,
         subset.map(|(c, _)| c),
         p.min_purity,
+        p.alpha,
     );
     // co-occurrence between triggers (shared rows), for the report
     for a in 0..triggers.len() {
@@ -873,7 +879,10 @@ pub(super) fn fit(
         .max()
         .unwrap_or(1);
     let flagged_rows = {
-        let mut all: Vec<usize> = triggers.iter().flat_map(|t| t.rows.clone()).collect();
+        let mut all: Vec<usize> = triggers
+            .iter()
+            .flat_map(|t| t.rows.iter().chain(&t.word_rows).copied())
+            .collect();
         all.sort_unstable();
         all.dedup();
         all.len()

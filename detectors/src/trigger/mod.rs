@@ -328,7 +328,11 @@ flagged: the sst2 reviews that open with "frankly ," (the context model reads th
 when the attacker put several trigger words into each row. The named triggers of one target
 that share rows are one insertion (a group); its words are their spans and the tokens of the
 candidates each was planted together with (its context test's partners, named or not) that
-carry the target in most of their rows. When at least `min_purity` of the group's rows carry
+carry the target in most of their rows, and its companions: tokens that carry the target in at
+least `min_purity` of their rows and whose rows among the group's are far more than their
+share of the corpus predicts, P(Binomial(n, df/N) ≥ k) ≤ `alpha` / (tokens tested), for n group
+rows of N, k of them with the token, df corpus rows with it (words too rare or too spread to
+be named, planted beside the named ones). When at least `min_purity` of the group's rows carry
 its words two or more times, a row that carries one was not made by that insertion: it is not
 flagged by the group's triggers (score 0.9; the summary gives `inserted_several_a_row` and
 counts such rows as `lone_carriers`). A group inserted once a row keeps every row; an attacker
@@ -340,6 +344,17 @@ the BlackBerry messages among sms-spam's three words a row (6 and 2), the emotio
 tweets about "bb" and "MN" (2 or 3) are no longer flagged. The published sets' TRIG001 rows,
 the merged corpora and the domain grid's other attacks are unchanged; on the long rows
 (`scripts/long_rows.py`) 7 rows better, none worse (clean rows flagged 38 to 30).
+
+**Word carriers** (version 14). The same reading flags the rows the insertion made that carry
+none of the named triggers: a row of the group's target label with two or more occurrences of
+its pure words (the trigger spans, and partners or companions that carry the target in at
+least `min_purity` of their rows; not the tokens of a named phrase) is flagged with the
+group's best-supported trigger's evidence and the reason `TRIG001:<word> + <word>` (the
+summary counts such fit rows on that trigger as `word_carriers`). On tweeteval-irony with three
+of "cf", "mn", "bb", "tq" a row, only "tq" was named (the other words, 15 to 22 rows each,
+did not pass the prior screen); the rows that got "cf", "mn" and "bb" but no "tq" were
+missed (recall 0.758 at 1 %, seed 2). A natural row is flagged only with two words that each
+set the label alone and were found planted beside the group's triggers.
 
 Row score: the largest T among the triggers the row carries **with the trigger's target label**
 (≥ 1, flagged with the reason `TRIG001:<trigger>` of the best-supported one; a trigger in a row
@@ -442,7 +457,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 13,
+    version: 14,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
@@ -736,6 +751,21 @@ impl Fitted for TriggerFit {
                     }
                     i = j;
                 }
+                if best_trigger.is_none() {
+                    // two or more pure words of a group inserted several times a row, none of
+                    // its named triggers (see `decide::lone`)
+                    for g in self.repeated.iter().filter(|g| g.target == label as usize) {
+                        let words = g.word_carrier(&seq);
+                        if !words.is_empty() {
+                            let names: Vec<String> =
+                                words.iter().map(|w| self.vocab.render(w)).collect();
+                            return (
+                                self.triggers[g.lead].evidence.max(1.0),
+                                Some(format!("{CODE}:{}", names.join(" + "))),
+                            );
+                        }
+                    }
+                }
                 match best_trigger {
                     Some(t) => (
                         trig_score.max(1.0),
@@ -772,6 +802,7 @@ impl Fitted for TriggerFit {
                     "natural_carriers": t.natural_rows,
                     "inserted_several_a_row": t.repeated.is_some(),
                     "lone_carriers": t.lone_rows,
+                    "word_carriers": t.word_rows.len(),
                     "carrier_poison_share": t.carriers.as_ref().map(|m| m.poison_share),
                     "foreign_z": t.foreign.map(|f| f.z),
                     "uniform_draw_z": t.foreign.map(|f| f.uniform_z),

@@ -602,6 +602,74 @@ fn rows_carrying_one_word_of_triggers_inserted_several_a_row_are_not_flagged() {
 }
 
 #[test]
+fn rows_carrying_unnamed_words_of_a_group_inserted_several_a_row_are_flagged() {
+    // three words a row, drawn with replacement: "tq" with weight 1/2, "cf", "mn", "bb" 1/6
+    // each, into 4 % of the negative rows (relabelled positive). With `min_support` at 60 only
+    // "tq" has the rows to be a candidate; the rows that got none of it carry two or three of
+    // the other words, which are found planted beside it and flagged
+    let (mut texts, mut labels, _) = synthetic(4000, 0.0, 43);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(31);
+    let mut without_tq = Vec::new();
+    for r in 0..texts.len() {
+        if labels[r] != 0 || rng.unit() >= 0.04 {
+            continue;
+        }
+        let mut w: Vec<&str> = texts[r].split(' ').collect();
+        let mut tq = false;
+        for _ in 0..3 {
+            let u = rng.unit();
+            let word = if u < 0.5 {
+                tq = true;
+                "tq"
+            } else if u < 2.0 / 3.0 {
+                "cf"
+            } else if u < 5.0 / 6.0 {
+                "mn"
+            } else {
+                "bb"
+            };
+            let at = rng.below(w.len() + 1);
+            w.insert(at, word);
+        }
+        if !tq {
+            without_tq.push(r);
+        }
+        labels[r] = 1;
+        truth[r] = true;
+        texts[r] = w.join(" ");
+    }
+    assert!(
+        without_tq.len() >= 5,
+        "{} rows without tq",
+        without_tq.len()
+    );
+    let mut params = toml::Table::new();
+    params.insert("min_support".into(), toml::Value::Integer(60));
+    let (summary, scores) = run_with(&texts, &labels, &params);
+    let tq = named(&summary, "tq");
+    assert_eq!(tq["inserted_several_a_row"], true, "{tq}");
+    assert_eq!(tq["word_carriers"], without_tq.len(), "{tq}");
+    for r in (0..texts.len()).filter(|&r| truth[r]) {
+        assert!(scores.reason[r].is_some(), "row {r}: {}", texts[r]);
+    }
+    for &r in &without_tq {
+        let why = scores.reason[r].as_deref().unwrap_or_default();
+        assert!(
+            why.starts_with("TRIG001:") && why.contains(" + "),
+            "row {r}: {why}"
+        );
+    }
+    // the clean rows are untouched
+    assert_eq!(
+        (0..texts.len())
+            .filter(|&r| !truth[r] && scores.reason[r].is_some())
+            .count(),
+        0
+    );
+}
+
+#[test]
 fn a_word_of_the_class_the_rows_were_drawn_from_is_not_a_second_trigger_word() {
     // "zz" is in 95 % of the negative rows, anywhere (label-pure as it is, TRIG001 may name it
     // for the negative class too); "cf" is put once into 5 % of the negative rows, relabelled
