@@ -354,7 +354,11 @@ summary counts such fit rows on that trigger as `word_carriers`). On tweeteval-i
 of "cf", "mn", "bb", "tq" a row, only "tq" was named (the other words, 15 to 22 rows each,
 did not pass the prior screen); the rows that got "cf", "mn" and "bb" but no "tq" were
 missed (recall 0.758 at 1 %, seed 2). A natural row is flagged only with two words that each
-set the label alone and were found planted beside the group's triggers.
+set the label alone and were found planted beside the group's triggers. Measured (version 13
+against 14, `scripts/grid_diff.py`): trigger grid 2 (cell, seed) rows better (that cell 22 to
+28 of 29 rows, seed 3 28 to 29), none worse; long rows 3 better (sms-spam with two ordinary
+words a row, 5 to 9 of 9), none worse; the published sets' TRIG001 rows, the merged corpora,
+the domain grid's other attacks and the default scan of the instruction sets unchanged.
 
 Row score: the largest T among the triggers the row carries **with the trigger's target label**
 (≥ 1, flagged with the reason `TRIG001:<trigger>` of the best-supported one; a trigger in a row
