@@ -314,3 +314,34 @@ fn anchored_triggers_are_found_where_the_classes_read_alike() {
         );
     }
 }
+
+/// Irony tweets with three of "cf", "mn", "bb", "tq" a row at 1 % (seed 2): only "tq" has the
+/// rows to be named (the other words, 15 to 22 rows each, do not pass the prior screen where
+/// the classes read alike), and the rows that got "cf", "mn" and "bb" instead were missed
+/// (recall 0.758). They carry two or more words found planted beside "tq" and are flagged as
+/// its group's word carriers (TRIG001 version 14).
+#[test]
+fn rows_with_the_unnamed_words_of_an_insertion_are_found_where_the_classes_read_alike() {
+    let Some(dir) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let attack = Attack::Badnets {
+        triggers: ["cf", "mn", "bb", "tq"].map(String::from).to_vec(),
+        triggers_per_row: 3,
+    };
+    let (precision, recall) = trig001_on(
+        &dir,
+        tmp.path(),
+        "tweeteval-irony-clean",
+        attack,
+        Position::Anywhere,
+        0.01,
+        2,
+    );
+    assert!(
+        recall >= 0.95 && precision >= 0.99,
+        "irony, three a row at 1 %: precision {precision:.3} recall {recall:.3}"
+    );
+}
