@@ -143,32 +143,18 @@ pub(super) fn mark(
             let t = &triggers[i];
             spans.insert(t.span.clone());
             pure.insert(t.span.clone());
-            pure.extend(
-                t.exclude
-                    .iter()
-                    .filter(|&&tok| {
-                        token_df.get(tok as usize).is_some_and(|df| {
-                            let all: u64 = df.iter().map(|&x| u64::from(x)).sum();
-                            let on = u64::from(df.get(t.target).copied().unwrap_or(0));
-                            all > 0 && on as f64 >= min_purity * all as f64
-                        })
-                    })
-                    .map(|&tok| vec![tok]),
-            );
             // a partner put into the rows with the trigger carries its target in most of its
             // rows; a word of the class the rows were drawn from (co-occurring with the
             // trigger beyond what its new label predicts) does not, and does not count
-            spans.extend(
-                t.exclude
-                    .iter()
-                    .filter(|&&tok| {
-                        token_df.get(tok as usize).is_some_and(|df| {
-                            let all: u64 = df.iter().map(|&x| u64::from(x)).sum();
-                            2 * u64::from(df.get(t.target).copied().unwrap_or(0)) > all
-                        })
-                    })
-                    .map(|&tok| vec![tok]),
-            );
+            for &tok in &t.exclude {
+                let (on, all) = target_rows(token_df, tok, t.target);
+                if 2 * on > all {
+                    spans.insert(vec![tok]);
+                }
+                if all > 0 && on as f64 >= min_purity * all as f64 {
+                    pure.insert(vec![tok]);
+                }
+            }
         }
         let mut rows: Vec<usize> = members
             .iter()
@@ -280,11 +266,7 @@ fn companions(
     let mut out: Vec<u32> = seen
         .into_iter()
         .filter(|&(tok, k)| {
-            let Some(df) = token_df.get(tok as usize) else {
-                return false;
-            };
-            let all: u64 = df.iter().map(|&x| u64::from(x)).sum();
-            let on = u64::from(df.get(target).copied().unwrap_or(0));
+            let (on, all) = target_rows(token_df, tok, target);
             k >= 2
                 && all > 0
                 && on as f64 >= min_purity * all as f64
@@ -294,4 +276,13 @@ fn companions(
         .collect();
     out.sort_unstable();
     out
+}
+
+/// Rows of the corpus carrying `tok` with the label `target`, and in all (0, 0 for a token the
+/// counts do not hold).
+fn target_rows(token_df: &[Vec<u32>], tok: u32, target: usize) -> (u64, u64) {
+    token_df.get(tok as usize).map_or((0, 0), |df| {
+        let all = df.iter().map(|&x| u64::from(x)).sum();
+        (u64::from(df.get(target).copied().unwrap_or(0)), all)
+    })
 }
