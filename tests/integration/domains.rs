@@ -345,3 +345,34 @@ fn rows_with_the_unnamed_words_of_an_insertion_are_found_where_the_classes_read_
         "irony, three a row at 1 %: precision {precision:.3} recall {recall:.3}"
     );
 }
+
+/// Irony tweets with one of "cf", "mn", "bb", "tq" a row at 5 % (seed 2): "cf", "mn" and "tq"
+/// are named; "bb" (32 rows) looks random only per row and its rows do not read like the other
+/// class (foreign z 0.93), so it was abstained on (recall 0.790). Nearly absent from the other
+/// class, against what its label's share predicts, it is named beside them as their sibling
+/// (TRIG001 version 15).
+#[test]
+fn a_word_planted_beside_named_triggers_is_named_where_the_classes_read_alike() {
+    let Some(dir) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let attack = Attack::Badnets {
+        triggers: ["cf", "mn", "bb", "tq"].map(String::from).to_vec(),
+        triggers_per_row: 1,
+    };
+    let (precision, recall) = trig001_on(
+        &dir,
+        tmp.path(),
+        "tweeteval-irony-clean",
+        attack,
+        Position::Anywhere,
+        0.05,
+        2,
+    );
+    assert!(
+        recall >= 0.99 && precision >= 0.99,
+        "irony, one a row at 5 %: precision {precision:.3} recall {recall:.3}"
+    );
+}

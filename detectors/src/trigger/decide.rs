@@ -19,6 +19,7 @@ use std::collections::HashSet;
 
 mod abstain;
 pub(super) mod lone;
+mod siblings;
 mod widen;
 pub(super) use abstain::foreign_z_needed;
 use abstain::*;
@@ -114,6 +115,8 @@ pub(super) struct Trigger {
     pub(super) co_occurs: Vec<(String, usize)>,
     /// the named window this trigger was widened from (see `widen`)
     pub(super) widened_from: Option<String>,
+    /// the trigger it was named beside (see `siblings`)
+    pub(super) sibling_of: Option<String>,
 }
 
 /// The fit on `texts` / `labels`; `subset` gives, when the fit reads a subset of the dataset,
@@ -693,6 +696,9 @@ pub(super) fn fit(
             cands[i].abstain = Some(reason);
         }
     }
+    // a word abstained on only for want of dirty-label evidence, planted one a row beside the
+    // named triggers of its target
+    let siblings = siblings::name(p, &mut cands, &mut accepted, &suspects, &class_rows);
     // the shorter forms the accepted triggers may be widened to: read as the suspects were
     // (the same context model; their extension's partners left out), then judged
     let shorter: Vec<(usize, usize)> = accepted
@@ -737,6 +743,10 @@ pub(super) fn fit(
                 .iter()
                 .find(|&&(s, _)| s == i)
                 .map(|&(_, w)| vocab.render(&cands[w].span));
+            let sibling_of = siblings
+                .iter()
+                .find(|&&(s, _)| s == i)
+                .map(|&(_, a)| vocab.render(&cands[a].span));
             // a trigger whose rows carry dirty-label evidence: its rows that read like their
             // label are natural carriers (see `carriers`)
             let carriers = c
@@ -791,6 +801,7 @@ pub(super) fn fit(
                 },
                 co_occurs: Vec::new(),
                 widened_from,
+                sibling_of,
             }
         })
         .collect();

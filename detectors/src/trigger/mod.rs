@@ -345,6 +345,21 @@ tweets about "bb" and "MN" (2 or 3) are no longer flagged. The published sets' T
 the merged corpora and the domain grid's other attacks are unchanged; on the long rows
 (`scripts/long_rows.py`) 7 rows better, none worse (clean rows flagged 38 to 30).
 
+**Siblings** (version 15). A window whose neighbours look random only per row needs
+dirty-label evidence (see Abstention), which a few dozen rows cannot give where the classes
+read alike. When a trigger of the same target is already named (not an anchored one), a
+candidate that passed every test but that one and is not anchored is named beside it
+(`sibling_of` in the summary) if it is nearly absent from the other classes against what its
+label's share predicts: 1 − purity ≤ (1 − `min_purity`) · (1 − share of the target label). A
+common word passes the context test in an attacked corpus through the relabelled rows and is
+spread over the classes near their shares ("in" and "that" in SMS messages relabelled ham,
+purity 0.92 and 0.95 against ham's 0.87: a first form of the rule without this condition
+named them and flagged thousands of clean rows); a planted word is where the attacker put it.
+On tweeteval-irony with one of "cf", "mn", "bb", "tq" a row at 5 %, seed 2, "cf", "mn" and
+"tq" were named and "bb" (32 rows, purity 0.97 against 0.55, foreign z 0.93) abstained on:
+recall 0.790, now 1.0. No clean corpus of ../shared/benchmarks has a candidate abstained on
+for that reason alone, and where nothing is named nothing changes.
+
 **Word carriers** (version 14). The same reading flags the rows the insertion made that carry
 none of the named triggers: a row of the group's target label with two or more occurrences of
 its pure words (the trigger spans, and partners or companions that carry the target in at
@@ -461,7 +476,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 14,
+    version: 15,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
@@ -815,6 +830,7 @@ impl Fitted for TriggerFit {
                         .map(|(s, n)| json!({"trigger": s, "rows": n}))
                         .collect::<Vec<_>>(),
                     "widened_from": t.widened_from,
+                    "sibling_of": t.sibling_of,
                 })
             })
             .collect();

@@ -200,6 +200,11 @@ pub(super) struct NeedsForeign {
 ///   more foreign than the target class (z alone: natural carriers may hold the share below
 ///   one half, as BlackBerry messages do for "bb"). A clean-label trigger is pure well beyond
 ///   its label's share, as it must be to teach the backdoor.
+/// The abstention of a window whose neighbours look random only per row (see
+/// [`needs_foreign`]).
+pub(super) const UNIFORM_DRAW: &str =
+    "window whose neighbours look random only under insertion into a uniformly drawn row";
+
 pub(super) fn needs_foreign(p: &TriggerParams, c: &Candidate) -> Option<NeedsForeign> {
     let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
     if purity < p.min_purity {
@@ -209,10 +214,7 @@ pub(super) fn needs_foreign(p: &TriggerParams, c: &Candidate) -> Option<NeedsFor
     let (what, share) = if anchored {
         ("anchored window", true)
     } else if c.s_random_gap < 1.0 {
-        (
-            "window whose neighbours look random only under insertion into a uniformly drawn row",
-            true,
-        )
+        (UNIFORM_DRAW, true)
     } else if c.ln_p_prior > p.alpha.ln() {
         (
             "window whose purity is not significant against its label's share of the rows",
