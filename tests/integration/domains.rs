@@ -315,64 +315,39 @@ fn anchored_triggers_are_found_where_the_classes_read_alike() {
     }
 }
 
-/// Irony tweets with three of "cf", "mn", "bb", "tq" a row at 1 % (seed 2): only "tq" has the
-/// rows to be named (the other words, 15 to 22 rows each, do not pass the prior screen where
-/// the classes read alike), and the rows that got "cf", "mn" and "bb" instead were missed
-/// (recall 0.758). They carry two or more words found planted beside "tq" and are flagged as
-/// its group's word carriers (TRIG001 version 14).
+/// Irony tweets with "cf", "mn", "bb", "tq" inserted at seed 2, where the classes read alike:
+/// - three a row at 1 %: only "tq" has the rows to be named (the other words, 15 to 22 rows
+///   each, do not pass the prior screen), and the rows that got "cf", "mn" and "bb" instead
+///   were missed (recall 0.758). They carry two or more words found planted beside "tq" and
+///   are flagged as its group's word carriers (TRIG001 version 14);
+/// - one a row at 5 %: "cf", "mn" and "tq" are named; "bb" (32 rows) looks random only per row
+///   and its rows do not read like the other class (foreign z 0.93), so it was abstained on
+///   (recall 0.790). Nearly absent from the other class, against what its label's share
+///   predicts, it is named beside them as their sibling (TRIG001 version 15).
 #[test]
-fn rows_with_the_unnamed_words_of_an_insertion_are_found_where_the_classes_read_alike() {
+fn the_other_words_of_an_insertion_are_found_where_the_classes_read_alike() {
     let Some(dir) = benchmarks() else {
         eprintln!("skipped: ../shared/benchmarks is absent");
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let attack = Attack::Badnets {
-        triggers: ["cf", "mn", "bb", "tq"].map(String::from).to_vec(),
-        triggers_per_row: 3,
-    };
-    let (precision, recall) = trig001_on(
-        &dir,
-        tmp.path(),
-        "tweeteval-irony-clean",
-        attack,
-        Position::Anywhere,
-        0.01,
-        2,
-    );
-    assert!(
-        recall >= 0.95 && precision >= 0.99,
-        "irony, three a row at 1 %: precision {precision:.3} recall {recall:.3}"
-    );
-}
-
-/// Irony tweets with one of "cf", "mn", "bb", "tq" a row at 5 % (seed 2): "cf", "mn" and "tq"
-/// are named; "bb" (32 rows) looks random only per row and its rows do not read like the other
-/// class (foreign z 0.93), so it was abstained on (recall 0.790). Nearly absent from the other
-/// class, against what its label's share predicts, it is named beside them as their sibling
-/// (TRIG001 version 15).
-#[test]
-fn a_word_planted_beside_named_triggers_is_named_where_the_classes_read_alike() {
-    let Some(dir) = benchmarks() else {
-        eprintln!("skipped: ../shared/benchmarks is absent");
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let attack = Attack::Badnets {
-        triggers: ["cf", "mn", "bb", "tq"].map(String::from).to_vec(),
-        triggers_per_row: 1,
-    };
-    let (precision, recall) = trig001_on(
-        &dir,
-        tmp.path(),
-        "tweeteval-irony-clean",
-        attack,
-        Position::Anywhere,
-        0.05,
-        2,
-    );
-    assert!(
-        recall >= 0.99 && precision >= 0.99,
-        "irony, one a row at 5 %: precision {precision:.3} recall {recall:.3}"
-    );
+    for (per_row, rate) in [(3, 0.01), (1, 0.05)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let attack = Attack::Badnets {
+            triggers: ["cf", "mn", "bb", "tq"].map(String::from).to_vec(),
+            triggers_per_row: per_row,
+        };
+        let (precision, recall) = trig001_on(
+            &dir,
+            tmp.path(),
+            "tweeteval-irony-clean",
+            attack,
+            Position::Anywhere,
+            rate,
+            2,
+        );
+        assert!(
+            recall >= 0.95 && precision >= 0.99,
+            "irony, {per_row} a row at {rate}: precision {precision:.3} recall {recall:.3}"
+        );
+    }
 }
