@@ -187,6 +187,11 @@ pub(super) struct NeedsForeign {
     pub(super) share: bool,
 }
 
+/// The abstention of a window whose neighbours look random only per row (see
+/// [`needs_foreign`]).
+pub(super) const UNIFORM_DRAW: &str =
+    "window whose neighbours look random only under insertion into a uniformly drawn row";
+
 /// Whether a label-pure candidate is named only on dirty-label evidence, and why:
 /// - an anchored window, and one whose neighbours look random only when each row is as likely
 ///   to be chosen as any other (a short row's gaps then weigh more): natural openings, endings
@@ -200,11 +205,6 @@ pub(super) struct NeedsForeign {
 ///   more foreign than the target class (z alone: natural carriers may hold the share below
 ///   one half, as BlackBerry messages do for "bb"). A clean-label trigger is pure well beyond
 ///   its label's share, as it must be to teach the backdoor.
-/// The abstention of a window whose neighbours look random only per row (see
-/// [`needs_foreign`]).
-pub(super) const UNIFORM_DRAW: &str =
-    "window whose neighbours look random only under insertion into a uniformly drawn row";
-
 pub(super) fn needs_foreign(p: &TriggerParams, c: &Candidate) -> Option<NeedsForeign> {
     let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
     if purity < p.min_purity {

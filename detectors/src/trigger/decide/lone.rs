@@ -26,13 +26,13 @@
 //!
 //! Word carriers, the other side of the same reading: a row of the group's target label that
 //! carries none of its named triggers but two or more occurrences of its *pure* words (the
-//! trigger spans and the partner tokens that carry the target in at least `min_purity` of
-//! their rows, as a trigger must) was made by the insertion too: with three of "cf", "mn",
-//! "bb", "tq" put into each row, the rows that got "cf", "mn" and "bb" but not the one word
-//! named ("tq") are flagged (reason `TRIG001:cf + mn + bb`, the group's evidence). A natural
-//! row would need two words that each set the label alone and were found planted beside the
-//! group's triggers; the summary counts the rows per group on its best-supported trigger as
-//! `word_carriers`.
+//! trigger spans, and the partner tokens and companions that carry the target in at least
+//! `min_purity` of their rows, as a trigger must; not the tokens of a named phrase) was made
+//! by the insertion too: with three of "cf", "mn", "bb", "tq" put into each row, the rows
+//! that got "cf", "mn" and "bb" but not the one word named ("tq") are flagged (reason
+//! `TRIG001:cf + mn + bb`, the group's evidence). A natural row would need two words that
+//! each set the label alone and were found planted beside the group's triggers; the summary
+//! counts the rows per group on its best-supported trigger as `word_carriers`.
 
 use super::Trigger;
 use crate::trigger::stats::ln_binomial_upper;
@@ -163,8 +163,8 @@ pub(super) fn mark(
         rows.sort_unstable();
         rows.dedup();
         let target = triggers[members[0]].target;
-        // tokens of the named spans are not companions: a natural row with two words of a
-        // planted phrase does not carry the phrase
+        // the tokens of the named spans are not words of their own: a natural row with two
+        // words of a planted phrase does not carry the phrase
         let own: FastSet<u32> = named.iter().flatten().copied().collect();
         for tok in companions(&rows, corpus, token_df, &fit_row, target, min_purity, alpha)
             .into_iter()
@@ -173,6 +173,7 @@ pub(super) fn mark(
             spans.insert(vec![tok]);
             pure.insert(vec![tok]);
         }
+        pure.retain(|w| named.contains(w) || !(w.len() == 1 && own.contains(&w[0])));
         let max_len = spans.iter().map(|s| real_len(s)).max().unwrap_or(1);
         // the best-supported member (the first on ties)
         let lead = members
