@@ -11,12 +11,16 @@
 //! When triggers of the same target are already named (not anchored ones), the rows were
 //! relabelled by an attack. A candidate that passed every test but that one (label-pure, its
 //! context test, the random-neighbour test read per row, not resting on one row, not a natural
-//! continuation or collocation) and whose target-label rows share none with any of them (one
-//! word a row, as they were put) is the same insertion's word: it is named, and the summary
-//! gives the trigger it was named beside (`sibling_of`). A common word passes the context test
-//! in an attacked corpus through the relabelled rows, which carry the named triggers: it shares
-//! their rows and is not named. On a corpus where nothing is named nothing changes, and an
-//! anchored window (a natural opening or closing hashtag) is never named this way.
+//! continuation or collocation) is the same insertion's word when it is nearly absent from
+//! the other classes against what its label's share predicts: its rows of other labels are at
+//! most 1 − `min_purity` of the share a word spread like the labels would have there. It is
+//! named, and the summary gives the best-supported trigger it was named beside
+//! (`sibling_of`). A common word passes the context test in an attacked corpus through the
+//! relabelled rows, but it is spread over the classes near their shares ("in" and "that" in
+//! SMS messages relabelled ham: purity 0.92 and 0.95 against ham's 0.87) and is not named;
+//! "bb" above has 0.97 against its label's 0.55. On a corpus where nothing is named nothing
+//! changes, and an anchored window (a natural opening or closing hashtag) is never named this
+//! way.
 
 use super::abstain::{natural_continuation, needs_foreign, rests_on_one_row, UNIFORM_DRAW};
 use super::{contains, strip, Candidate};
