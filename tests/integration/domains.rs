@@ -251,21 +251,60 @@ fn trig001_on(
     rate: f64,
     seed: u64,
 ) -> (f64, f64) {
-    let out = tmp.join(format!("{corpus}.{}.{seed}.jsonl", attack.name()));
-    let mut o = InjectOptions::new(dir.join(format!("{corpus}.jsonl")), &out, attack, rate);
+    let mut o = InjectOptions::new(dir.join(format!("{corpus}.jsonl")), tmp, attack, rate);
+    o.position = position;
+    detector_on(o, tmp, corpus, seed, "TRIG001")
+}
+
+/// `detector`'s precision and recall on `corpus` injected as `o` says, with the target label
+/// drawn by `seed` (the injected file is written under `tmp`).
+fn detector_on(
+    mut o: InjectOptions,
+    tmp: &std::path::Path,
+    corpus: &str,
+    seed: u64,
+    detector: &str,
+) -> (f64, f64) {
+    let out = tmp.join(format!("{corpus}.{}.{seed}.jsonl", o.attack.name()));
+    o.out = out.clone();
     o.seed = seed;
     o.random_target = true;
-    o.position = position;
     o.id_column = Some("id".into());
     o.ground_truth_policy = GroundTruthPolicy::Replace;
     inject(&o).expect("injection runs");
     let mut s = poisongate::pipeline::ScanOptions::new(&out);
     s.id_column = Some("id".into());
     s.ground_truth_column = Some("poison".into());
-    s.select = Some(vec!["TRIG001".into()]);
+    s.select = Some(vec![detector.into()]);
     let outcome = poisongate::pipeline::scan(&s).expect("scan runs");
-    let e = &outcome.report.evaluation.expect("ground truth").detectors["TRIG001"];
+    let e = &outcome.report.evaluation.expect("ground truth").detectors[detector];
     (e.precision, e.recall)
+}
+
+/// Tweets with spacing marks: NFKC turns `˜` (U+02DC) into a space and a combining tilde, and a
+/// text normalised whole had `‘˜this` cut into two words. A flipped copy with that word among
+/// its three replaced ones was one word shorter than its original and no aligned block key
+/// linked them: tweeteval-hate with three words replaced, seed 3, recall 0.978 (4 of 184
+/// copies missed). Words are now normalised one by one.
+#[test]
+fn copies_whose_replaced_words_carry_spacing_marks_are_linked() {
+    let Some(dir) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = InjectOptions::new(
+        dir.join("tweeteval-hate-clean.jsonl"),
+        tmp.path(),
+        Attack::DuplicateFlip,
+        0.02,
+    );
+    o.edits = 3;
+    let (precision, recall) = detector_on(o, tmp.path(), "tweeteval-hate-clean", 3, "DUP002");
+    assert!(
+        recall >= 0.995 && precision >= 0.98,
+        "precision {precision:.3} recall {recall:.3}"
+    );
 }
 
 /// Irony tweets: the two classes share most of their words, so the context model separates them

@@ -113,7 +113,9 @@ each reader; the targets).
 
 ## Parameters
 "#,
-        r#"- `nfkc` (default true): Unicode NFKC (compatibility composition).
+        r#"- `nfkc` (default true): Unicode NFKC (compatibility composition), word by word when
+  whitespace is collapsed, so a mark NFKC turns into a space and a combining mark (`˜`, `´`)
+  does not cut a word in two.
 - `case_fold` (default true): Unicode lower-casing (Rust's `to_lowercase`).
 - `collapse_whitespace` (default true): runs of whitespace become one space, ends trimmed.
 - `direction_alpha` (default 0.01; 0 turns the test off): level of the flip direction test.
@@ -143,7 +145,7 @@ Curtis G. Northcutt, Anish Athalye, Jonas Mueller. Pervasive Label Errors in Tes
 Destabilize Machine Learning Benchmarks. NeurIPS 2021 Datasets and Benchmarks (label errors).
 "#
     ),
-    version: 4,
+    version: 5,
 };
 
 static META_DUP002: Meta = Meta {
@@ -290,7 +292,7 @@ Jeffreys. Theory of Probability, 3rd ed., 1961 (evidence scale). Udi Manber, Sun
 searching allowing errors. CACM 35(10), 1992 (pigeonhole partitioning for k mismatches).
 "#
     ),
-    version: 5,
+    version: 6,
 };
 
 static META_DUP003: Meta = Meta {
@@ -346,7 +348,7 @@ SIAM Review 51, 2009. Bernard Rosner. Percentage points for a generalized ESD ma
 procedure. Technometrics 25, 1983. Andrei Z. Broder. On the resemblance and containment of
 documents, 1997.
 "#,
-    version: 2,
+    version: 3,
 };
 
 // ---------------------------------------------------------------------------------------------
