@@ -31,6 +31,7 @@ pub mod duplicates;
 pub mod error;
 pub mod instruct;
 pub mod knn;
+mod lanczos;
 pub use knn::KnnOptions;
 pub mod label;
 mod linalg;

@@ -202,11 +202,16 @@ pub(crate) fn centered_eigen(
 }
 
 /// The `k` largest eigenvalues of the symmetric matrix `cov` (descending, clamped at 0) and
-/// their unit eigenvectors (sign made canonical), by faer's self-adjoint eigendecomposition.
+/// their unit eigenvectors (sign made canonical): by Lanczos ([`crate::lanczos`]) when `cov` is
+/// large enough for it to pay, else by faer's full self-adjoint eigendecomposition.
 pub(crate) fn top_eigenpairs(
     cov: &Mat<f64>,
     k: usize,
 ) -> Result<(Vec<f64>, Vec<Vec<f64>>), String> {
+    if let Some((values, mut vectors)) = crate::lanczos::top_eigenpairs(cov, k)? {
+        vectors.iter_mut().for_each(|v| canonical_sign(v));
+        return Ok((values.into_iter().map(|v| v.max(0.0)).collect(), vectors));
+    }
     let d = cov.nrows();
     let evd = cov
         .self_adjoint_eigen(Side::Lower)

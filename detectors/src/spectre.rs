@@ -33,7 +33,7 @@ rule.
 
 ## Method
 Per class c with rows X_c:
-1. PCA: mean and covariance from merged Gram sums, top 32 eigenvectors (faer); rows are
+1. PCA: mean and covariance from merged Gram sums, top 32 eigenvectors (Lanczos, `crate::lanczos`); rows are
    projected to y_i ∈ R^k for each candidate k ∈ {1, 2, 4, 8, 16, 32} (k ≤ d).
 2. Robust mean μ̂ and covariance Σ̂ in R^k by iterative filtering: start from the half of the rows
    nearest the coordinate-wise median (MAD-scaled), then repeat: mean and covariance of the kept
@@ -93,7 +93,7 @@ Peter J. Rousseeuw, Katrien Van Driessen. A fast algorithm for the minimum covar
 determinant estimator. Technometrics 41, 1999 (reweighting with the χ² cut and consistency
 factor). Edwin B. Wilson, Margaret M. Hilferty. The distribution of chi-square. PNAS 17, 1931.
 "#,
-    version: 1,
+    version: 2,
 };
 
 /// SPEC002: robust spectral filtering (SPECTRE). See [`Meta::docs`] of its [`Detector::meta`].

@@ -38,8 +38,8 @@ splits, judged against what the same clustering finds in a unimodal class of the
 ## Method
 Per class c with rows X_c (n_c × d):
 1. PCA: mean and covariance of X_c from exact integer sums of the rows and their cross
-   products (`state::Moments`, as SPEC001), the top `components` (10) eigenvectors by faer's
-   self-adjoint eigendecomposition; every row is projected to z_i = Vᵀ(x_i − μ) (the paper
+   products (`state::Moments`, as SPEC001), the top `components` (10) eigenvectors by Lanczos
+   iteration (`crate::lanczos`, full reorthogonalisation, residuals ≤ 1e-11 of the largest); every row is projected to z_i = Vᵀ(x_i − μ) (the paper
    reduces to 10 dimensions before clustering). With `ica`, z_i is then whitened and rotated
    into FastICA's independent components (see Parameters).
 2. 2-means on the z_i of the class (all of them up to `max_cluster_rows`): k-means++ seeding
@@ -156,7 +156,7 @@ Vassilvitskii. k-means++: the advantages of careful seeding. SODA 2007. Peter J.
 Silhouettes: a graphical aid to the interpretation and validation of cluster analysis. J. Comput.
 Appl. Math. 20, 1987.
 "#,
-    version: 3,
+    version: 4,
 };
 
 /// ACT001: activation clustering. See [`Meta::docs`] of its [`Detector::meta`].

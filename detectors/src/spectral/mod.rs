@@ -36,13 +36,15 @@ Per class c with rows X_c (n_c × d):
    integer sums of the rows and their cross products (each value rounded once to a grid of
    2^-20, then added as integers: `state::Moments`), so that any split of the rows into batches
    or machines, merged in any order, gives the same Σ_c to the bit (see "Rounds" below);
-2. v_c = top eigenvector of Σ_c, i.e. the top right-singular vector of the centred matrix;
+2. v_c = top eigenvector of Σ_c, i.e. the top right-singular vector of the centred matrix (by
+   Lanczos iteration, `crate::lanczos`, with the next four eigenvalues for the report);
 3. each row's projection p_i = v_c · (x_i − μ_c), on the **centred** row (the paper's outlier
    score is p_i²);
 4. robust standardisation: z_i = ±(p_i − median(p)) / (1.4826 · MAD(p)), signed so that the
    heavier tail (q90 − median against median − q10) is positive;
 5. the threshold comes from the shape of z, never from a poison rate. A 2-component 1-D
-   Gaussian mixture is fitted to z by EM (starts at the 20/50/80 % quantile splits, at most 300 iterations, the best
+   Gaussian mixture is fitted to z by EM (starts at the 20/50/80 % quantile splits, at most 300 iterations; the E step's
+   exponential is a polynomial in basic operations, eight values at a time; the best
    log-likelihood wins; above 8192 rows it is fitted to 8192 evenly spaced order statistics of
    z, which keeps the shape and bounds the cost). The class is judged to *split* only when all three hold:
    - BIC(2 components, 5 parameters) < BIC(1 component, 2 parameters): two groups explain the
@@ -101,7 +103,7 @@ Keith M. Ashman, Christina M. Bird, Stephen E. Zepf. Detecting bimodality in ast
 datasets. AJ 108, 1994 (the D statistic). Gideon Schwarz. Estimating the dimension of a model.
 Annals of Statistics 6, 1978 (BIC).
 "#,
-    version: 2,
+    version: 3,
 };
 
 /// SPEC001: spectral signatures. See [`Meta::docs`] of its [`Detector::meta`].

@@ -30,6 +30,7 @@ use crate::linalg::{self, CenteredEigen};
 use crate::state::{header, Header, StateError};
 use crate::{DetectError, Fitted};
 use ndarray::ArrayView2;
+use rayon::prelude::*;
 
 /// The rounds of SPEC001 for data with `n_classes` classes and `dims` columns.
 #[derive(Debug, Clone)]
@@ -145,9 +146,11 @@ impl Rounds {
         dirs: Directions,
         projections: &ProjectionsPartial,
     ) -> Box<dyn Fitted> {
+        // the classes are decided independently (each mixture fit also runs its starts in
+        // parallel) and collected in class order
         let classes = dirs
             .classes
-            .into_iter()
+            .into_par_iter()
             .enumerate()
             .map(|(c, dir)| {
                 let name = names.get(c).cloned().unwrap_or_default();
