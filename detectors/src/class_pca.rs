@@ -145,24 +145,31 @@ impl ClassPca {
                     .then_some(c)
             })
             .collect();
-        let mut sizes = vec![0usize; self.n_classes];
-        for c in kept.iter().flatten() {
-            sizes[*c] += x.ncols();
-        }
-        let mut buffers: Vec<Vec<f32>> = sizes.iter().map(|&s| Vec::with_capacity(s)).collect();
+        // each class's rows where they lie in `x` (copied only when `x` is not row-major)
+        let owned;
+        let x = match x.as_slice() {
+            Some(_) => x.view(),
+            None => {
+                owned = x.as_standard_layout().into_owned();
+                owned.view()
+            }
+        };
+        let flat = x.as_slice().unwrap_or_default();
+        let d = x.ncols();
+        let mut by_class: Vec<Vec<&[f32]>> = vec![Vec::new(); self.n_classes];
         for (i, c) in kept.iter().enumerate() {
             if let Some(c) = c {
-                buffers[*c].extend(x.row(i).iter().copied());
+                by_class[*c].push(&flat[i * d..(i + 1) * d]);
             }
         }
         let mut classes = Vec::with_capacity(self.n_classes);
-        for rows in &buffers {
+        for rows in &by_class {
             if rows.is_empty() {
                 classes.push(None);
                 continue;
             }
             let mut m = Moments::new(self.dims);
-            m.update_rows(rows)?;
+            m.update_row_slices(rows)?;
             classes.push(Some(m));
         }
         Ok(MomentsPartial {

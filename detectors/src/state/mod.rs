@@ -286,16 +286,36 @@ impl Moments {
                 got: rows.len() % d,
             });
         }
+        let refs: Vec<&[f32]> = rows.chunks_exact(d).collect();
+        self.update_row_slices(&refs)
+    }
+
+    /// Add the rows `rows`, each a slice of `d` values (rows of a larger matrix, taken where
+    /// they lie rather than copied together). Gives exactly the state that
+    /// [`Moments::update`] row by row gives. Nothing is changed when any row is rejected.
+    pub fn update_row_slices(&mut self, rows: &[&[f32]]) -> Result<(), StateError> {
+        if self.d == 0 {
+            return Ok(());
+        }
+        let d = self.d;
+        if let Some(r) = rows.iter().find(|r| r.len() != d) {
+            return Err(StateError::Shape {
+                expected: d,
+                got: r.len(),
+            });
+        }
         // every value is checked first: from here nothing fails, so the sums are added to in
         // place and a rejected batch changes nothing (the check has no early exit, so it
         // vectorises; the offending value is looked for only when there is one)
-        let bad = rows.iter().fold(false, |bad, v| bad | !in_range(*v));
+        let bad = rows
+            .iter()
+            .fold(false, |bad, r| r.iter().fold(bad, |b, v| b | !in_range(*v)));
         if bad {
-            if let Some(v) = rows.iter().find(|v| !in_range(**v)) {
+            if let Some(v) = rows.iter().flat_map(|r| r.iter()).find(|v| !in_range(**v)) {
                 return Err(StateError::Value(*v as f64));
             }
         }
-        let n = rows.len() / d;
+        let n = rows.len();
         // the grid value q of v, as an f64 (exact: |q| < 2^40), the same as `quantise_input`
         let scale = (1u64 << INPUT_FRACTION_BITS) as f64;
         // rows go through the matrix product in blocks of at most BLOCK_ROWS rows, and fewer
@@ -315,7 +335,7 @@ impl Moments {
             let mut biggest = 0u128;
             let mut end = start;
             while end < n && end - start < BLOCK_ROWS {
-                let r = &rows[end * d..(end + 1) * d];
+                let r = rows[end];
                 let at = xf.len();
                 let m = quantise_row(r, scale, &mut xf) as u128;
                 let b = biggest.max(m * m);
