@@ -24,7 +24,7 @@
 //! J. Res. Nat. Bur. Standards 45, 1950; Beresford N. Parlett. The Symmetric Eigenvalue
 //! Problem, 1980 (ch. 13, full reorthogonalisation).
 
-use crate::rng::splitmix;
+use crate::rng::SplitMix64;
 use faer::{Mat, Side};
 
 /// Largest residual of an accepted Ritz pair, relative to the largest Ritz value.
@@ -62,13 +62,11 @@ fn reorthogonalise(basis: &[Vec<f64>], w: &mut [f64]) {
     }
 }
 
-/// A unit vector orthogonal to `basis`, drawn from `state` (`None` when the basis already spans
+/// A unit vector orthogonal to `basis`, drawn from `rng` (`None` when the basis already spans
 /// the space, to rounding).
-fn fresh_direction(basis: &[Vec<f64>], d: usize, state: &mut u64) -> Option<Vec<f64>> {
+fn fresh_direction(basis: &[Vec<f64>], d: usize, rng: &mut SplitMix64) -> Option<Vec<f64>> {
     for _ in 0..4 {
-        let mut w: Vec<f64> = (0..d)
-            .map(|_| (splitmix(state) >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
-            .collect();
+        let mut w: Vec<f64> = (0..d).map(|_| rng.unit() - 0.5).collect();
         reorthogonalise(basis, &mut w);
         let norm = dot(&w, &w).sqrt();
         if norm > 1e-8 {
@@ -119,10 +117,10 @@ pub(crate) fn top_eigenpairs(a: &Mat<f64>, k: usize) -> Result<Option<Pairs>, St
     if k == 0 || d < 2 * (k + FIRST_CHECK) {
         return Ok(None);
     }
-    let mut state = 0x1A2C_2050_0000_0001u64;
+    let mut rng = SplitMix64(0x1A2C_2050_0000_0001);
     let mut basis: Vec<Vec<f64>> = Vec::with_capacity(d);
     let (mut alpha, mut beta) = (Vec::with_capacity(d), Vec::with_capacity(d));
-    let Some(first) = fresh_direction(&basis, d, &mut state) else {
+    let Some(first) = fresh_direction(&basis, d, &mut rng) else {
         return Ok(None);
     };
     basis.push(first);
@@ -167,7 +165,7 @@ pub(crate) fn top_eigenpairs(a: &Mat<f64>, k: usize) -> Result<Option<Pairs>, St
         }
         if closed {
             // an invariant subspace: go on from a new direction (T is block diagonal there)
-            let Some(q) = fresh_direction(&basis, d, &mut state) else {
+            let Some(q) = fresh_direction(&basis, d, &mut rng) else {
                 return Ok(None);
             };
             beta.push(0.0);
@@ -186,12 +184,10 @@ mod tests {
     /// A symmetric matrix with a known spectrum: Q diag(λ) Qᵀ for an orthogonal Q from
     /// Householder reflections of seeded vectors.
     fn known(d: usize, lambda: &[f64]) -> Mat<f64> {
-        let mut state = 7u64;
+        let mut rng = SplitMix64(7);
         let mut q = Mat::<f64>::identity(d, d);
         for _ in 0..3 {
-            let v: Vec<f64> = (0..d)
-                .map(|_| (splitmix(&mut state) >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
-                .collect();
+            let v: Vec<f64> = (0..d).map(|_| rng.unit() - 0.5).collect();
             let vv = dot(&v, &v);
             let h = Mat::<f64>::from_fn(d, d, |i, j| {
                 f64::from(u8::from(i == j)) - 2.0 * v[i] * v[j] / vv
