@@ -384,6 +384,44 @@ impl Paths {
     }
 }
 
+/// A quick test that a JSON line holds none of some keys, without parsing it.
+///
+/// A key is a JSON string, and the only escapes that stand for an ASCII letter, digit or `_`
+/// are `\uXXXX` ones (the short escapes stand for `"`, `\\`, `/` and control characters). So
+/// when every key sought is made of those characters, a line that holds one of them as a key
+/// holds either the keys' common first bytes literally or the two bytes `\u`: a line with
+/// neither holds none of the keys. When a key has other characters the test excludes nothing.
+struct KeyScreen {
+    prefix: Option<memchr::memmem::Finder<'static>>,
+}
+
+impl KeyScreen {
+    fn new(keys: &[&str]) -> Self {
+        let plain = keys
+            .iter()
+            .all(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        let prefix = keys.first().filter(|_| plain).map(|first| {
+            let len = keys.iter().fold(first.len(), |len, k| {
+                first
+                    .bytes()
+                    .zip(k.bytes())
+                    .take(len)
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            });
+            memchr::memmem::Finder::new(&first.as_bytes()[..len]).into_owned()
+        });
+        KeyScreen { prefix }
+    }
+
+    /// True when `line` surely holds none of the keys as a key (false: it may).
+    fn excludes(&self, line: &[u8]) -> bool {
+        self.prefix
+            .as_ref()
+            .is_some_and(|p| p.find(line).is_none() && memchr::memmem::find(line, b"\\u").is_none())
+    }
+}
+
 /// A new output file that hashes and counts everything written to it.
 struct Output {
     path: PathBuf,
@@ -479,10 +517,18 @@ fn split_jsonl(
     let (mut clean_rows, mut quarantine_rows, mut duplicate_rows) = (0usize, 0usize, 0usize);
     let mut row = 0usize;
     let reserved = paths.reserved();
+    let unnamed = KeyScreen::new(&reserved);
     while let Some(line_no) = lines.advance()? {
         let bytes = lines.bytes();
         let invalid = matches!(fates.get(row), Some(Fate::Quarantine(q)) if q.invalid);
-        let parsed = match parse_projected(bytes, &reserved) {
+        // a row the scan read is a JSON object (the input's digest, checked at the end, is
+        // that of the bytes it read); it is parsed again only when it may hold a reserved key
+        let parsed = if !invalid && unnamed.excludes(bytes) {
+            Ok(vec![None; reserved.len()])
+        } else {
+            parse_projected(bytes, &reserved)
+        };
+        let parsed = match parsed {
             // JSON is UTF-8: a line that is not is no JSON object either, whatever part of it
             // the projection skipped
             Ok(_) if invalid && std::str::from_utf8(bytes).is_err() => None,
@@ -1085,6 +1131,35 @@ mod tests {
                 .contains("line 2: input column \"poisongate_score\" clashes"),
             "{e}"
         );
+
+        // a reserved key spelled with an escape is found too
+        std::fs::write(
+            &input,
+            b"{\"a\":1}\n{\"a\":2, \"poisongate\\u005freasons\": 1}\n",
+        )
+        .unwrap();
+        let sha = sha256_file(&input).unwrap().sha256;
+        let e = write_split(&input, Format::Jsonl, &sha, &[None, None], &stage("s7")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 2: input column \"poisongate_reasons\" clashes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_key_screen_excludes_only_lines_that_cannot_hold_the_keys() {
+        let screen = KeyScreen::new(&[SCORE_COLUMN, REASONS_COLUMN, DUPLICATE_OF_COLUMN]);
+        assert!(screen.excludes(b"{\"text\": \"a \\\"quoted\\\" word\", \"label\": 1}\n"));
+        assert!(!screen.excludes(b"{\"poisongate_score\": 1}"));
+        // the prefix anywhere (a value too) or any \u escape: parsed, to be sure
+        assert!(!screen.excludes(b"{\"text\": \"poisongate_ is a tool\"}"));
+        assert!(!screen.excludes(b"{\"poisongate\\u005fscore\": 1}"));
+        assert!(!screen.excludes(b"{\"text\": \"caf\\u00e9\"}"));
+        // keys with characters a short escape can stand for: nothing excluded
+        assert!(!KeyScreen::new(&["a/b"]).excludes(b"{\"x\": 1}"));
+        // keys with no common first bytes: nothing excluded
+        assert!(!KeyScreen::new(&["ab", "cd"]).excludes(b"{\"x\": 1}"));
     }
 
     fn write_parquet(path: &Path, batch: &RecordBatch) {

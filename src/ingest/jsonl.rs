@@ -23,6 +23,9 @@ pub fn set_max_line_bytes(limit: u64) {
     MAX_LINE_BYTES.store(limit.max(1), Ordering::Relaxed);
 }
 
+/// The read buffer of [`JsonlLines::open_for_first_lines`]: 64 KiB.
+const FIRST_LINES_BUFFER: usize = 1 << 16;
+
 /// The longest JSONL line accepted (see [`set_max_line_bytes`]).
 pub fn max_line_bytes() -> u64 {
     MAX_LINE_BYTES.load(Ordering::Relaxed)
@@ -33,6 +36,8 @@ pub fn max_line_bytes() -> u64 {
 /// those of the file being read ([`Self::path`]).
 pub(crate) struct JsonlLines {
     reader: BufReader<HashingReader<std::io::Take<File>>>,
+    /// The read buffer's size.
+    capacity: usize,
     buf: Vec<u8>,
     line: usize,
     path: PathBuf,
@@ -110,11 +115,13 @@ pub fn line_blocks(
     Ok((blocks, digest, rows))
 }
 
-/// A reader of `path` from byte `from` up to `len` bytes, hashing what it reads.
+/// A reader of `path` from byte `from` up to `len` bytes, hashing what it reads through a
+/// buffer of `capacity` bytes.
 fn open_part(
     path: &Path,
     from: u64,
     len: u64,
+    capacity: usize,
 ) -> Result<BufReader<HashingReader<std::io::Take<File>>>, IngestError> {
     use std::io::Seek;
     let mut file = File::open(path).map_err(|e| IngestError::io(path, e))?;
@@ -123,7 +130,7 @@ fn open_part(
             .map_err(|e| IngestError::io(path, e))?;
     }
     Ok(BufReader::with_capacity(
-        HASH_BUFFER,
+        capacity,
         HashingReader::new(file.take(len)),
     ))
 }
@@ -133,9 +140,16 @@ impl JsonlLines {
         Self::open_with_limit(path, max_line_bytes())
     }
 
+    /// As [`Self::open`], through a small buffer: for reading the first lines only (a whole
+    /// file's read takes [`HASH_BUFFER`] bytes at a time, and filling that buffer once costs
+    /// more than the first line of most files).
+    pub(crate) fn open_for_first_lines(path: &Path) -> Result<Self, IngestError> {
+        Self::open_at(path, None, None, max_line_bytes(), FIRST_LINES_BUFFER)
+    }
+
     /// As [`Self::open`], refusing lines longer than `limit` bytes.
     pub(crate) fn open_with_limit(path: &Path, limit: u64) -> Result<Self, IngestError> {
-        Self::open_at(path, None, None, limit)
+        Self::open_at(path, None, None, limit, HASH_BUFFER)
     }
 
     /// The lines from `from` up to `end`, (file, byte), the end of the input without one;
@@ -145,7 +159,7 @@ impl JsonlLines {
         from: &LineBlock,
         end: Option<(usize, u64)>,
     ) -> Result<Self, IngestError> {
-        Self::open_at(path, Some(from), end, max_line_bytes())
+        Self::open_at(path, Some(from), end, max_line_bytes(), HASH_BUFFER)
     }
 
     fn open_at(
@@ -153,6 +167,7 @@ impl JsonlLines {
         from: Option<&LineBlock>,
         end: Option<(usize, u64)>,
         limit: u64,
+        capacity: usize,
     ) -> Result<Self, IngestError> {
         let (file, byte, line) =
             from.map_or((0, 0, 0), |b| (b.file, b.byte, b.line.saturating_sub(1)));
@@ -194,7 +209,8 @@ impl JsonlLines {
             _ => u64::MAX,
         };
         Ok(JsonlLines {
-            reader: open_part(&part, byte, len)?,
+            reader: open_part(&part, byte, len, capacity)?,
+            capacity,
             buf: Vec::new(),
             line,
             path: part,
@@ -235,7 +251,7 @@ impl JsonlLines {
             Some((file, e)) if file == next => e,
             _ => u64::MAX,
         };
-        let reader = std::mem::replace(&mut self.reader, open_part(&path, 0, len)?);
+        let reader = std::mem::replace(&mut self.reader, open_part(&path, 0, len, self.capacity)?);
         let done = reader.into_inner().finish(&self.path)?;
         f.digests.push(PartDigest {
             name: f.parts[f.current].0.clone(),

@@ -813,7 +813,7 @@ pub fn read_row_groups<E: From<IngestError>>(
 pub fn first_row_keys(path: &Path) -> Result<Vec<String>, IngestError> {
     match Format::from_path(path)? {
         Format::Jsonl => {
-            let mut lines = JsonlLines::open(path)?;
+            let mut lines = JsonlLines::open_for_first_lines(path)?;
             Ok(match lines.advance()? {
                 Some(_) => object_keys(lines.bytes()),
                 None => Vec::new(),

@@ -224,6 +224,46 @@ fn quantise_input(row: &[f32], out: &mut Vec<i64>) -> Result<(), StateError> {
     Ok(())
 }
 
+/// The buffers of [`Moments::update_row_slices`]: a block of grid values and the block
+/// products. Kept per thread between calls when small enough, because a scan calls it once per
+/// class and part, and fresh buffers of this size cost more in page faults than their products.
+struct Scratch {
+    xf: Vec<f64>,
+    g: faer::Mat<f64>,
+}
+
+/// The largest product matrix kept per thread between calls (d ≤ 1 024: 8 MiB).
+const KEPT_PRODUCT_VALUES: usize = 1 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Option<Scratch>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Scratch {
+    /// This thread's buffers for rows of `d` values (new ones when it has none of that size).
+    /// The product matrix's contents are left as they were: every use starts by replacing.
+    fn take(d: usize) -> Scratch {
+        let kept = SCRATCH.with(|s| s.borrow_mut().take());
+        match kept {
+            Some(mut s) if s.g.nrows() == d => {
+                s.xf.clear();
+                s
+            }
+            _ => Scratch {
+                xf: Vec::new(),
+                g: faer::Mat::<f64>::zeros(d, d),
+            },
+        }
+    }
+
+    /// Keep the buffers for this thread's next call, if small enough.
+    fn give_back(self) {
+        if self.g.nrows() * self.g.ncols() <= KEPT_PRODUCT_VALUES {
+            SCRATCH.with(|s| *s.borrow_mut() = Some(self));
+        }
+    }
+}
+
 impl Moments {
     /// Empty moments of rows with `d` columns.
     pub fn new(d: usize) -> Self {
@@ -321,9 +361,8 @@ impl Moments {
         // rows go through the matrix product in blocks of at most BLOCK_ROWS rows, and fewer
         // when the rows' largest |q|² times the block's length could reach 2^53 (then a partial
         // sum might not be an integer f64 holds exactly); buffers are reused across blocks
-        const BLOCK_ROWS: usize = 512;
-        let mut xf: Vec<f64> = Vec::with_capacity(BLOCK_ROWS.min(n) * d);
-        let mut g = faer::Mat::<f64>::zeros(d, d);
+        const BLOCK_ROWS: usize = 128;
+        let Scratch { mut xf, mut g } = Scratch::take(d);
         let mut col = vec![0f64; d];
         // g holds the products of the blocks since its last flush into `cross`; `pending`
         // bounds every partial sum in it (Σ rows · largest |q|²), so blocks are added into g
@@ -398,6 +437,7 @@ impl Moments {
         if pending > 0 {
             self.flush_lower(&g);
         }
+        Scratch { xf, g }.give_back();
         self.n += n as u64;
         Ok(())
     }
@@ -418,17 +458,17 @@ impl Moments {
     pub fn merge(&mut self, other: &Moments) -> Result<(), StateError> {
         self.check_width(other.d)?;
         let n = self.n.checked_add(other.n).ok_or(StateError::Overflow)?;
-        let add = |a: &[i128], b: &[i128]| -> Result<Vec<i128>, StateError> {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| x.checked_add(*y).ok_or(StateError::Overflow))
-                .collect()
-        };
-        let sum = add(&self.sum, &other.sum)?;
-        let cross = add(&self.cross, &other.cross)?;
+        // checked first, then added in place: a merge that would overflow changes nothing,
+        // and no new buffers are taken (the cross products are d(d+1)/2 integers)
+        let fits =
+            |a: &[i128], b: &[i128]| a.iter().zip(b).all(|(x, y)| x.checked_add(*y).is_some());
+        if !fits(&self.sum, &other.sum) || !fits(&self.cross, &other.cross) {
+            return Err(StateError::Overflow);
+        }
+        let add = |a: &mut [i128], b: &[i128]| a.iter_mut().zip(b).for_each(|(x, y)| *x += *y);
+        add(&mut self.sum, &other.sum);
+        add(&mut self.cross, &other.cross);
         self.n = n;
-        self.sum = sum;
-        self.cross = cross;
         Ok(())
     }
 
