@@ -182,7 +182,7 @@ impl ClassPca {
         })
     }
 
-    /// Rounds 1 and 2 over all rows of `x` as the scan runs them (fixed chunks in parallel,
+    /// Rounds 1 and 2 over all rows of `x` as the scan runs them (parts of the rows in parallel,
     /// merged): the class counts and the merged moments. Rows are named by their number.
     pub(crate) fn scan(
         &self,

@@ -13,7 +13,7 @@
 //!
 //! Round 1's state holds 28 bytes a row: grouping by key is what exact duplicates need. On a
 //! cluster the keys would be shuffled by hash range, each range finalised on its own; here the
-//! whole list is merged. The scan runs these rounds over fixed chunks (`fit`); DUP001 with a
+//! whole list is merged. The scan runs these rounds over parts of the rows (`fit`); DUP001 with a
 //! trusted corpus (`scan --reference`) is not run in rounds.
 
 use super::direction::ClassWords;
@@ -269,7 +269,7 @@ fn words_of(groups: &Groups, normalized: &[String], labels: &[ClassIndex]) -> Wo
     out
 }
 
-/// DUP001 as the scan runs it: the rounds over fixed chunks of rows, in parallel (their merges
+/// DUP001 as the scan runs it: the rounds over parts of the rows, in parallel (their merges
 /// are exact, so the result is that of one pass whatever the chunking and the thread count).
 pub(super) fn fit(
     p: &DupParams,

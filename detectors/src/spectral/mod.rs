@@ -190,7 +190,7 @@ impl Configured for SpectralParams {
         let labels = data.require_labels(CODE)?;
         let n = labels.len();
         let r = rounds::Rounds::new(self, data.n_classes(), x.ncols());
-        // the rounds over fixed chunks of rows, in parallel; their merges are exact, so the
+        // the rounds over parts of the rows, in parallel; their merges are exact, so the
         // result is that of one pass whatever the chunking and the thread count
         let state = |e: crate::state::StateError| DetectError::Numeric {
             code: CODE,
