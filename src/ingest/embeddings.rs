@@ -387,14 +387,19 @@ type NpyReader = HashingReader<BufReader<File>>;
 /// The opened `.npy` file past its header (hashing what it reads), the header and its bytes,
 /// once the data size the header implies is checked against the file's size (before anything
 /// is allocated for it).
-fn open_npy(path: &Path) -> Result<(NpyReader, NpyHeader, Vec<u8>), IngestError> {
+/// The read buffer of an `.npy` file read whole: the data after the header is read straight
+/// into the matrix, so a larger buffer would only hold (and copy once more) its first bytes.
+const NPY_HEADER_BUFFER: usize = 1 << 12;
+
+/// The file opened through a read buffer of `capacity` bytes, its header read and checked.
+fn open_npy(path: &Path, capacity: usize) -> Result<(NpyReader, NpyHeader, Vec<u8>), IngestError> {
     let npy_err = |message: String| IngestError::Npy {
         path: path.to_path_buf(),
         message,
     };
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
-    let mut reader = HashingReader::new(BufReader::with_capacity(HASH_BUFFER, file));
+    let mut reader = HashingReader::new(BufReader::with_capacity(capacity, file));
     let (header, prefix) = read_npy_header(&mut reader).map_err(npy_err)?;
 
     // Check the data size against the file size before anything is allocated for it.
@@ -427,7 +432,7 @@ pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), In
         path: path.to_path_buf(),
         message,
     };
-    let (mut reader, header, prefix) = open_npy(path)?;
+    let (mut reader, header, prefix) = open_npy(path, NPY_HEADER_BUFFER)?;
 
     if header.descr == "<f4" && !header.fortran_order && header.shape.len() == 2 {
         // the common case: little-endian f32 in row order, read straight into the matrix
@@ -608,7 +613,7 @@ impl Read for NpySource {
 impl NpyRows {
     /// Open the file and read its header.
     pub fn open(path: &Path) -> Result<NpyRows, IngestError> {
-        let (reader, header, _) = open_npy(path)?;
+        let (reader, header, _) = open_npy(path, HASH_BUFFER)?;
         Self::with_header(NpySource::Hashing(reader), header, path)
     }
 

@@ -3,8 +3,8 @@
 use rayon::prelude::*;
 
 /// Distances computed side by side in the silhouette's inner loop (one AVX-512 register of
-/// f64).
-const SILHOUETTE_LANES: usize = 8;
+/// f32).
+const SILHOUETTE_LANES: usize = 16;
 /// Pieces the silhouette's pairs are cut into: fixed, so the merge order, and with it every
 /// bit of the result, does not depend on the thread count.
 const SILHOUETTE_TASKS: usize = 16;
@@ -26,9 +26,10 @@ pub(super) fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
     if na == 0 || nb == 0 || k == 0 {
         return 0.0;
     }
-    // coordinate-major copy, so the distances from row i to rows j.. load contiguously
-    let zt: Vec<Vec<f64>> = (0..k)
-        .map(|c| (0..m).map(|j| z[j * k + c]).collect())
+    // coordinate-major copy, so the distances from row i to rows j.. load contiguously; in
+    // f32 (see `pair_row`)
+    let zt: Vec<Vec<f32>> = (0..k)
+        .map(|c| (0..m).map(|j| z[j * k + c] as f32).collect())
         .collect();
     let in_b_f: Vec<f64> = in_b.iter().map(|&b| f64::from(u8::from(b))).collect();
     // range t holds rows [cut[t], cut[t + 1]); row i pairs with the m − 1 − i rows after it
@@ -48,7 +49,7 @@ pub(super) fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
         .map(|t| {
             let mut sums = [vec![0f64; m], vec![0f64; m]];
             for i in cut[t]..cut[t + 1] {
-                let zi: Vec<f64> = (0..k).map(|c| zt[c][i]).collect();
+                let zi: Vec<f32> = (0..k).map(|c| zt[c][i]).collect();
                 let own = usize::from(in_b[i]);
                 pair_row(&zi, &zt, i + 1, &in_b_f, &mut sums, own, i);
             }
@@ -85,9 +86,16 @@ dispatch! {
     /// Distances from row `i` (coordinates `zi`) to the rows `from..` of `zt` (coordinate-major):
     /// each is added to row j's sum for i's cluster (`own`), and, per cluster of j, to row i's.
     /// Compiled for the widest vector instructions the CPU has (`crate::simd`).
+    ///
+    /// A distance is taken in f32 (coordinates, squares, their sum over the k ≤ 10 coordinates
+    /// and the square root; IEEE operations, so the same bits on every instruction set) and
+    /// added in f64: sixteen distances per AVX-512 register instead of eight, and a square root
+    /// of f32 costs half one of f64. Its relative error is about 1e-6; the silhouette is the
+    /// mean of millions of them and is compared with the null's at a ratio of 1.5, where every
+    /// class measured lies below 1.3 or above 1.7.
     fn pair_row(
-        zi: &[f64],
-        zt: &[Vec<f64>],
+        zi: &[f32],
+        zt: &[Vec<f32>],
         from: usize,
         in_b: &[f64],
         sums: &mut [Vec<f64>; 2],
@@ -98,8 +106,8 @@ dispatch! {
 
 #[inline(always)]
 fn pair_row_portable(
-    zi: &[f64],
-    zt: &[Vec<f64>],
+    zi: &[f32],
+    zt: &[Vec<f32>],
     from: usize,
     in_b: &[f64],
     sums: &mut [Vec<f64>; 2],
@@ -114,7 +122,7 @@ fn pair_row_portable(
     // two groups of L rows at a time: each lane's sum runs over the coordinates in order, and
     // the two groups' sums are independent chains the CPU runs side by side
     while j + 2 * L <= m {
-        let mut acc = [[0f64; L]; 2];
+        let mut acc = [[0f32; L]; 2];
         for (col, &y) in zt.iter().zip(zi) {
             let lanes = &col[j..j + 2 * L];
             for g in 0..2 {
@@ -132,7 +140,7 @@ fn pair_row_portable(
     }
     // whole groups of L rows: fixed-size arrays, so every step is one vector operation
     while j + L <= m {
-        let mut acc = [0f64; L];
+        let mut acc = [0f32; L];
         for (col, &y) in zt.iter().zip(zi) {
             let lanes = &col[j..j + L];
             for l in 0..L {
@@ -145,12 +153,12 @@ fn pair_row_portable(
     }
     // the last rows, one at a time
     for j in j..m {
-        let mut acc = 0f64;
+        let mut acc = 0f32;
         for (col, &y) in zt.iter().zip(zi) {
             let t = col[j] - y;
             acc += t * t;
         }
-        let d = acc.sqrt();
+        let d = f64::from(acc.sqrt());
         sums[own][j] += d;
         to[1][0] += d * in_b[j];
         to[0][0] += d * (1.0 - in_b[j]);
@@ -165,13 +173,13 @@ fn pair_row_portable(
 /// lane by lane, to row i's sum for that row's cluster (`to`).
 #[inline(always)]
 fn settle(
-    acc: &[f64; SILHOUETTE_LANES],
+    acc: &[f32; SILHOUETTE_LANES],
     side: &mut [f64],
     b: &[f64],
     to: &mut [[f64; SILHOUETTE_LANES]; 2],
 ) {
     for l in 0..SILHOUETTE_LANES {
-        let d = acc[l].sqrt();
+        let d = f64::from(acc[l].sqrt());
         side[l] += d;
         to[1][l] += d * b[l];
         to[0][l] += d * (1.0 - b[l]);
