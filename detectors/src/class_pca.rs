@@ -61,13 +61,18 @@ pub(crate) fn same_classes(mine: usize, theirs: usize) -> Result<(), StateError>
     }
 }
 
+/// The most rows [`over_chunks`] gives one part (about).
+const PART_ROWS: usize = 1 << 16;
+
 /// One round over `n` rows as the scan runs it: the rows cut into consecutive parts of equal
 /// length (±1) mapped in parallel (`map(start, end)`) and merged. The merges of every round
 /// are exact, so the result is that of one pass whatever the parts and the thread count.
 ///
-/// Parts hold at most about [`linalg::CHUNK_ROWS`] rows, and their number is a multiple of the
-/// thread count, so that every thread gets the same share of rows: 6 920 rows on 2 threads are
-/// 4 parts of 1 730, where parts of 2 048 rows left one thread 4 096 rows and the other 2 824.
+/// Parts hold at most about [`PART_ROWS`] rows, and their number is a multiple of the thread
+/// count, so that every thread gets the same share of rows: 6 920 rows on 2 threads are 2 parts
+/// of 3 460, where parts of 2 048 rows left one thread 4 096 rows and the other 2 824. Each
+/// part's partial is a fresh state (SPEC001's: d(d+1)/2 integers a class), so fewer parts take
+/// fewer of them; the bound keeps a part's own lists of rows small.
 pub(crate) fn over_chunks<P, E>(
     n: usize,
     map: impl Fn(usize, usize) -> Result<P, E> + Sync,
@@ -79,7 +84,7 @@ where
     E: Send,
 {
     let threads = rayon::current_num_threads().max(1);
-    let parts = n.div_ceil(linalg::CHUNK_ROWS).div_ceil(threads) * threads;
+    let parts = n.div_ceil(PART_ROWS).div_ceil(threads) * threads;
     let parts = parts.clamp(1, n.max(1));
     (0..parts)
         .into_par_iter()
