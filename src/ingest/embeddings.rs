@@ -384,9 +384,6 @@ pub(super) fn read_npy_header(reader: &mut impl Read) -> Result<(NpyHeader, Vec<
 /// A `.npy` file being read, every byte hashed.
 type NpyReader = HashingReader<BufReader<File>>;
 
-/// The opened `.npy` file past its header (hashing what it reads), the header and its bytes,
-/// once the data size the header implies is checked against the file's size (before anything
-/// is allocated for it).
 /// Ask the kernel to back the 2 MiB-aligned stretches of `buf` with huge pages before they are
 /// first written (Linux transparent huge pages, when set to `madvise`): a 7 MB matrix read
 /// into fresh memory otherwise takes a page fault per 4 KiB, about 1 800 of them. Advice only:
@@ -419,7 +416,9 @@ fn advise_huge_pages(buf: &mut [f32]) {
 /// into the matrix, so a larger buffer would only hold (and copy once more) its first bytes.
 const NPY_HEADER_BUFFER: usize = 1 << 12;
 
-/// The file opened through a read buffer of `capacity` bytes, its header read and checked.
+/// The `.npy` file opened through a read buffer of `capacity` bytes, past its header (hashing
+/// what it reads), the header and its bytes, once the data size the header implies is checked
+/// against the file's size (before anything is allocated for it).
 fn open_npy(path: &Path, capacity: usize) -> Result<(NpyReader, NpyHeader, Vec<u8>), IngestError> {
     let npy_err = |message: String| IngestError::Npy {
         path: path.to_path_buf(),
