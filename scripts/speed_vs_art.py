@@ -5,7 +5,8 @@ usage: speed_vs_art.py [--poisongate BIN] [--benchmarks DIR] [--set NAME] [--run
 
 Times, median of N runs each (default 5), on DIR/NAME.jsonl with DIR/NAME.mlp.npy:
 - whole process: `poisongate scan --select SPEC001|ACT001` against ../shared/tools/art_one.py
-  spectral|activation (Python start-up and imports included, as a pipeline step pays them);
+  spectral|activation (Python start-up and imports included, as a pipeline step pays them),
+  one run of each in turn;
 - in process: the detector's own `seconds` in report.json against ART's detect_poison() timed
   inside one Python process after one warm-up call;
 - the default scan (no --select) with DIR/NAME.minilm.npy, whole process.
@@ -32,20 +33,25 @@ def timed(cmd):
     return time.perf_counter() - t0
 
 
+def scan_once(binary, data, emb, select):
+    """One scan: its wall time and, with `select`, the detector's own seconds."""
+    out = tempfile.mkdtemp(prefix="pg-speed-")
+    shutil.rmtree(out)
+    cmd = [binary, "scan", data, "--id-column", "id", "--embeddings", emb, "--out", out]
+    if select:
+        cmd += ["--select", select]
+    wall = timed(cmd)
+    report = json.load(open(os.path.join(out, "report.json"), encoding="utf-8"))
+    inproc = None
+    if select:
+        inproc = next(d["seconds"] for d in report["detectors"] if d["code"] == select)
+    shutil.rmtree(out)
+    return wall, inproc
+
+
 def scan(binary, data, emb, select, runs):
-    walls, inproc = [], []
-    for _ in range(runs):
-        out = tempfile.mkdtemp(prefix="pg-speed-")
-        shutil.rmtree(out)
-        cmd = [binary, "scan", data, "--id-column", "id", "--embeddings", emb, "--out", out]
-        if select:
-            cmd += ["--select", select]
-        walls.append(timed(cmd))
-        report = json.load(open(os.path.join(out, "report.json"), encoding="utf-8"))
-        if select:
-            inproc.append(next(d["seconds"] for d in report["detectors"] if d["code"] == select))
-        shutil.rmtree(out)
-    return statistics.median(walls), (statistics.median(inproc) if inproc else None)
+    walls = [scan_once(binary, data, emb, select)[0] for _ in range(runs)]
+    return statistics.median(walls)
 
 
 def art_inprocess(tools, data, emb, which, runs):
@@ -88,14 +94,20 @@ def main():
     art_one = os.path.join(a.tools, "art_one.py")
     rows = []
     for code, which in [("SPEC001", "spectral"), ("ACT001", "activation")]:
-        pg_wall, pg_in = scan(a.poisongate, data, mlp, code, a.runs)
-        art_wall = statistics.median(
-            timed([sys.executable, art_one, which, data, mlp]) for _ in range(a.runs)
-        )
+        # the two whole-process runs alternate, so that a change in the machine's speed
+        # during the measurement weighs on both sides alike
+        pg_walls, pg_ins, art_walls = [], [], []
+        for _ in range(a.runs):
+            wall, inproc = scan_once(a.poisongate, data, mlp, code)
+            pg_walls.append(wall)
+            pg_ins.append(inproc)
+            art_walls.append(timed([sys.executable, art_one, which, data, mlp]))
+        pg_wall, pg_in = statistics.median(pg_walls), statistics.median(pg_ins)
+        art_wall = statistics.median(art_walls)
         art_in = art_inprocess(a.tools, data, mlp, which, a.runs)
         rows.append((f"{code} vs ART {which}, whole process", pg_wall, art_wall))
         rows.append((f"{code} vs ART {which}, in process", pg_in, art_in))
-    wall, _ = scan(a.poisongate, data, minilm, None, a.runs)
+    wall = scan(a.poisongate, data, minilm, None, a.runs)
     print(f"{a.set}, median of {a.runs} runs, {os.cpu_count()} cores\n")
     print("| measurement | poisongate s | ART s | ART / poisongate |")
     print("| --- | ---: | ---: | ---: |")
