@@ -1,4 +1,5 @@
-//! The exact mean silhouette of a two-cluster partition, each pair distance computed once.
+//! The mean silhouette of a two-cluster partition over every pair of rows, each pair's
+//! distance computed once.
 
 use rayon::prelude::*;
 
@@ -10,15 +11,15 @@ const SILHOUETTE_LANES: usize = 16;
 const SILHOUETTE_TASKS: usize = 16;
 
 /// Mean silhouette of a two-cluster partition (`in_b[i]`: row i is in the second cluster) of
-/// row-major `z`; 0 when a cluster is empty. Exact O(m²k) (Rousseeuw's a and b from every
-/// distance), no sampling.
+/// row-major `z`; 0 when a cluster is empty. O(m²k): Rousseeuw's a and b from every distance
+/// (each taken in f32, see `pair_row`), no sampling.
 ///
 /// Each distance is computed once, for the pair i < j, and added to both rows' cluster sums:
 /// half the square roots of the row-at-a-time form, which is bound by them. The rows are cut
 /// into [`SILHOUETTE_TASKS`] ranges with about equal numbers of pairs; each range sums into
 /// its own per-row arrays, merged in range order, so the result is the same for any thread
-/// count (it differs from the row-at-a-time sum, which adds in another order, by rounding
-/// only; a unit test bounds it).
+/// count (it differs from the row-at-a-time sum in f64, which adds in another order, by the
+/// f32 distances and rounding only; a unit test bounds it).
 pub(super) fn silhouette2(z: &[f64], k: usize, in_b: &[bool]) -> f64 {
     let m = in_b.len();
     let nb = in_b.iter().filter(|v| **v).count();
