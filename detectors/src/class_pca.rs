@@ -61,7 +61,7 @@ pub(crate) fn same_classes(mine: usize, theirs: usize) -> Result<(), StateError>
     }
 }
 
-/// The most rows [`over_chunks`] gives one part (about).
+/// The most rows [`over_parts`] gives one part (about).
 const PART_ROWS: usize = 1 << 16;
 
 /// One round over `n` rows as the scan runs it: the rows cut into consecutive parts of equal
@@ -73,7 +73,7 @@ const PART_ROWS: usize = 1 << 16;
 /// of 3 460, where parts of 2 048 rows left one thread 4 096 rows and the other 2 824. Each
 /// part's partial is a fresh state (SPEC001's: d(d+1)/2 integers a class), so fewer parts take
 /// fewer of them; the bound keeps a part's own lists of rows small.
-pub(crate) fn over_chunks<P, E>(
+pub(crate) fn over_parts<P, E>(
     n: usize,
     map: impl Fn(usize, usize) -> Result<P, E> + Sync,
     empty: impl Fn() -> P + Sync,
@@ -197,7 +197,7 @@ impl ClassPca {
         let n = labels.len();
         let counts = self.counts(labels);
         let ids: Vec<u64> = (0..n as u64).collect();
-        let moments = over_chunks(
+        let moments = over_parts(
             n,
             |s, e| {
                 let rows = x.slice(ndarray::s![s..e, ..]);

@@ -8,7 +8,7 @@ mod silhouette;
 #[cfg(test)]
 mod tests;
 
-use crate::class_pca::over_chunks;
+use crate::class_pca::over_parts;
 use crate::linalg;
 use crate::params::ParamReader;
 use crate::{
@@ -286,7 +286,7 @@ impl Configured for ActivationParams {
         let ids: Vec<u64> = (0..n as u64).collect();
         let rows = |s: usize, e: usize| x.slice(ndarray::s![s..e, ..]);
         let red = r.reductions(&counts, &moments)?;
-        let sample = over_chunks(
+        let sample = over_parts(
             n,
             |s, e| Ok(r.sample(&counts, &red, &rows(s, e), &labels[s..e], &ids[s..e])),
             || r.empty_sample(&red),

@@ -277,14 +277,14 @@ pub(super) fn fit(
     labels: &[ClassIndex],
     names: &[String],
 ) -> Result<Box<dyn Fitted>, DetectError> {
-    use crate::class_pca::over_chunks;
+    use crate::class_pca::over_parts;
     use rayon::prelude::*;
     let r = Rounds::new(p)?;
     let n = texts.len();
     let ids: Vec<u64> = (0..n as u64).collect();
     // every text normalised once, for both rounds
     let normalized: Vec<String> = texts.par_iter().map(|t| normalize(t, &p.norm)).collect();
-    let keys = over_chunks(
+    let keys = over_parts(
         n,
         |s, e| Ok::<_, DetectError>(keys_of(&normalized[s..e], &labels[s..e], &ids[s..e])),
         KeysPartial::default,
@@ -295,7 +295,7 @@ pub(super) fn fit(
     )?;
     let groups = r.groups(keys)?;
     let words = if groups.needs_words() {
-        over_chunks(
+        over_parts(
             n,
             |s, e| Ok::<_, DetectError>(words_of(&groups, &normalized[s..e], &labels[s..e])),
             WordsPartial::default,

@@ -3,7 +3,7 @@
 mod decide;
 pub mod rounds;
 
-use crate::class_pca::over_chunks;
+use crate::class_pca::over_parts;
 use crate::linalg::{self, CenteredEigen};
 use crate::params::ParamReader;
 use crate::{
@@ -199,7 +199,7 @@ impl Configured for SpectralParams {
         let (counts, moments) = r.pca().scan(&x, labels).map_err(state)?;
         let rows = |s: usize, e: usize| x.slice(ndarray::s![s..e, ..]);
         let dirs = r.directions(&counts, &moments)?;
-        let projections = over_chunks(
+        let projections = over_parts(
             n,
             |s, e| Ok(r.projections(&dirs, &rows(s, e), &labels[s..e])),
             || r.empty_projections(),
