@@ -32,7 +32,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -47,8 +47,8 @@ use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 
 use crate::ingest::{
-    folder_digest, hash_open_file, is_blank, json_message, parse_projected, table_files, Format,
-    IngestError, JsonlLines, PartDigest, RowRef, PARQUET_BATCH_SIZE,
+    folder_digest, hash_open_file, is_blank, json_message, parse_projected, table_files,
+    BlockHasher, Format, IngestError, JsonlLines, PartDigest, RowRef, PARQUET_BATCH_SIZE,
 };
 
 /// An output Parquet file's row group is closed once its buffered data reaches this many bytes
@@ -393,6 +393,8 @@ impl Paths {
 /// neither holds none of the keys. When a key has other characters the test excludes nothing.
 struct KeyScreen {
     prefix: Option<memchr::memmem::Finder<'static>>,
+    /// `\u`, the start of a `\uXXXX` escape.
+    escape: memchr::memmem::Finder<'static>,
 }
 
 impl KeyScreen {
@@ -411,22 +413,35 @@ impl KeyScreen {
             });
             memchr::memmem::Finder::new(&first.as_bytes()[..len]).into_owned()
         });
-        KeyScreen { prefix }
+        KeyScreen {
+            prefix,
+            escape: memchr::memmem::Finder::new(b"\\u"),
+        }
     }
 
     /// True when `line` surely holds none of the keys as a key (false: it may).
     fn excludes(&self, line: &[u8]) -> bool {
         self.prefix
             .as_ref()
-            .is_some_and(|p| p.find(line).is_none() && memchr::memmem::find(line, b"\\u").is_none())
+            .is_some_and(|p| p.find(line).is_none() && self.escape.find(line).is_none())
     }
 }
 
-/// A new output file that hashes and counts everything written to it.
+/// Bytes an [`Output`] gathers before writing them to its file (and handing them to its
+/// hashing thread, which hands the buffer back for reuse).
+const OUTPUT_BLOCK: usize = 1 << 18;
+
+/// A new output file that hashes and counts everything written to it. Once a first full block
+/// is written, its hashing goes on a thread of its own ([`BlockHasher`]), beside the rows still
+/// to be cut; an output smaller than a block is hashed where it is finished.
 struct Output {
     path: PathBuf,
-    writer: BufWriter<File>,
+    file: File,
+    buf: Vec<u8>,
+    /// The hash of the bytes written before the first full block.
     hasher: Sha256,
+    /// The hash from the first full block on.
+    aside: Option<BlockHasher>,
     bytes: u64,
 }
 
@@ -439,38 +454,71 @@ impl Output {
             .map_err(|e| IngestError::io(path, e))?;
         Ok(Output {
             path: path.to_path_buf(),
-            writer: BufWriter::with_capacity(1 << 20, file),
+            file,
+            buf: Vec::with_capacity(OUTPUT_BLOCK),
             hasher: Sha256::new(),
+            aside: None,
             bytes: 0,
         })
     }
 
-    /// Flush and describe the file. Not fsynced here: the scan syncs every file of its
-    /// staging folder at once before renaming it into place.
-    fn finish(self, rows: usize) -> Result<OutputFile, IngestError> {
-        let path = self.path;
-        self.writer
-            .into_inner()
-            .map_err(|e| IngestError::io(&path, e.into_error()))?;
+    /// Write the gathered bytes to the file and hand them to the hashing thread (started by
+    /// the first call).
+    fn write_block(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&self.buf)?;
+        let aside = match &mut self.aside {
+            Some(a) => a,
+            None => self
+                .aside
+                .insert(BlockHasher::start(std::mem::take(&mut self.hasher))?),
+        };
+        let mut next = aside.buffer();
+        next.reserve(OUTPUT_BLOCK);
+        aside.push(std::mem::replace(&mut self.buf, next))
+    }
+
+    /// Write what is left and describe the file. Not fsynced here: the scan syncs every file
+    /// of its staging folder at once before renaming it into place.
+    fn finish(mut self, rows: usize) -> Result<OutputFile, IngestError> {
+        let path = std::mem::take(&mut self.path);
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| IngestError::io(&path, e))?;
+        let hasher = match self.aside.take() {
+            None => {
+                self.hasher.update(&self.buf);
+                self.hasher
+            }
+            Some(mut a) => {
+                a.push(std::mem::take(&mut self.buf))
+                    .map_err(|e| IngestError::io(&path, e))?;
+                a.finish().map_err(|e| IngestError::io(&path, e))?
+            }
+        };
         Ok(OutputFile {
             path,
             rows,
             bytes: self.bytes,
-            sha256: hex::encode(self.hasher.finalize()),
+            sha256: hex::encode(hasher.finalize()),
         })
     }
 }
 
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.writer.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
+        self.buf.extend_from_slice(buf);
+        self.bytes += buf.len() as u64;
+        if self.buf.len() >= OUTPUT_BLOCK {
+            self.write_block()?;
+        }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
+        self.write_block()
     }
 }
 
@@ -507,7 +555,8 @@ fn split_jsonl(
     fates: &Fates<'_>,
     paths: &Paths,
 ) -> Result<Split, IngestError> {
-    let mut lines = JsonlLines::open(input)?;
+    // the input is hashed again (it must be the bytes the scan read) beside the cutting
+    let mut lines = JsonlLines::open_hashing_aside(input)?;
     let mut clean = Output::create(&paths.clean)?;
     let mut quarantine = Output::create(&paths.quarantine)?;
     let mut duplicates = match &paths.duplicates {
@@ -586,8 +635,8 @@ fn split_jsonl(
                         field.push_str(&format!(", \"{DUPLICATE_OF_ID_COLUMN}\": {quoted}"));
                     }
                     let line = line_with_fields(bytes, &field).map_err(bad_line)?;
-                    let path = d.path.clone();
-                    d.write_all(&line).map_err(|e| IngestError::io(&path, e))?;
+                    d.write_all(&line)
+                        .map_err(|e| IngestError::io(&d.path, e))?;
                     duplicate_rows += 1;
                 }
             }
@@ -610,12 +659,11 @@ fn split_jsonl(
 }
 
 fn write_line(out: &mut Output, bytes: &[u8]) -> Result<(), IngestError> {
-    let path = out.path.clone();
     out.write_all(bytes)
-        .map_err(|e| IngestError::io(&path, e))?;
+        .map_err(|e| IngestError::io(&out.path, e))?;
     if !bytes.ends_with(b"\n") {
         out.write_all(b"\n")
-            .map_err(|e| IngestError::io(&path, e))?;
+            .map_err(|e| IngestError::io(&out.path, e))?;
     }
     Ok(())
 }
@@ -1055,6 +1103,56 @@ mod tests {
         // Every original field's bytes are unchanged (prefix preserved).
         assert!(qlines[3].starts_with(b"{\"id\":6"));
         assert!(lines(&quar_bytes)[2].starts_with(b"{"));
+    }
+
+    #[test]
+    fn outputs_larger_than_a_block_are_written_and_hashed_whole() {
+        // several read blocks of input and several output blocks of each kind, so the rows
+        // and both hashes cross block boundaries on their threads
+        let dir = TempDir::new().unwrap();
+        let input = dir.path().join("in.jsonl");
+        let n = 12_000;
+        let mut body = Vec::new();
+        for i in 0..n {
+            body.extend_from_slice(
+                format!(
+                    "{{\"id\": {i}, \"text\": \"{}\"}}\n",
+                    "w".repeat(40 + i % 97)
+                )
+                .as_bytes(),
+            );
+        }
+        assert!(body.len() > 3 * OUTPUT_BLOCK);
+        std::fs::write(&input, &body).unwrap();
+        let sha = sha256_file(&input).unwrap().sha256;
+        let verdicts: Vec<Option<Quarantine>> = (0..n)
+            .map(|i| if i % 3 == 0 { q(1.0, &["A"]) } else { None })
+            .collect();
+        let staging = dir.path().join("stage");
+        std::fs::create_dir(&staging).unwrap();
+        let (clean, quar) = write_split(&input, Format::Jsonl, &sha, &verdicts, &staging).unwrap();
+        assert_eq!((clean.rows, quar.rows), (n - n.div_ceil(3), n.div_ceil(3)));
+        for f in [&clean, &quar] {
+            let bytes = std::fs::read(&f.path).unwrap();
+            assert!(bytes.len() > OUTPUT_BLOCK, "{}", bytes.len());
+            assert_eq!(f.bytes, bytes.len() as u64);
+            assert_eq!(f.sha256, sha256_file(&f.path).unwrap().sha256);
+        }
+        let want: Vec<u8> = lines(&body)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0)
+            .flat_map(|(_, l)| l)
+            .collect();
+        assert_eq!(std::fs::read(&clean.path).unwrap(), want);
+        // the input's second read, hashed on its own thread, must still be the bytes scanned
+        let other = "0".repeat(64);
+        let staging2 = dir.path().join("stage2");
+        std::fs::create_dir(&staging2).unwrap();
+        assert!(matches!(
+            write_split(&input, Format::Jsonl, &other, &verdicts, &staging2),
+            Err(IngestError::InputChanged { .. })
+        ));
     }
 
     #[test]

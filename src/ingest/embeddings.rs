@@ -467,7 +467,7 @@ pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), In
         let (rows, cols) = (header.shape[0], header.shape[1]);
         let mut data = vec![0f32; rows * cols];
         advise_huge_pages(&mut data);
-        let (inner, hasher, bytes) = reader.into_parts();
+        let (inner, hasher, bytes) = reader.into_parts().map_err(|e| IngestError::io(path, e))?;
         let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut data);
         let digest = read_hashing_into(inner, hasher, bytes, dst, path)?;
         // the bytes are little-endian: nothing to do on a little-endian machine

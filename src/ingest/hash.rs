@@ -6,7 +6,17 @@ use super::*;
 pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+    /// With [`HashingReader::hashing_aside`]: the hasher that takes over from `hasher` at the
+    /// first read, on a thread of its own.
+    aside: Option<Aside>,
     bytes: u64,
+}
+
+/// Where the hashing of a [`HashingReader::hashing_aside`] reader is.
+enum Aside {
+    /// Not started: nothing read yet.
+    Waiting,
+    Running(BlockHasher),
 }
 
 impl<R: Read> HashingReader<R> {
@@ -14,23 +24,40 @@ impl<R: Read> HashingReader<R> {
         HashingReader {
             inner,
             hasher: Sha256::new(),
+            aside: None,
             bytes: 0,
+        }
+    }
+
+    /// As [`HashingReader::new`], but the bytes read are hashed on a thread of their own (a
+    /// copy of each read is handed over), so that hashing overlaps with what the caller does
+    /// with them. For a whole read whose caller keeps one core busy while another is free.
+    pub(crate) fn hashing_aside(inner: R) -> Self {
+        HashingReader {
+            aside: Some(Aside::Waiting),
+            ..HashingReader::new(inner)
         }
     }
 
     /// The reader, the hasher and the count of bytes hashed so far, to go on without the
     /// wrapper (see [`hash_while`]).
-    pub(crate) fn into_parts(self) -> (R, Sha256, u64) {
-        (self.inner, self.hasher, self.bytes)
+    pub(crate) fn into_parts(self) -> io::Result<(R, Sha256, u64)> {
+        let hasher = match self.aside {
+            Some(Aside::Running(h)) => h.finish()?,
+            _ => self.hasher,
+        };
+        Ok((self.inner, hasher, self.bytes))
     }
 
     /// Read to the end (so every byte is hashed) and return the digest.
     pub(crate) fn finish(mut self, path: &Path) -> Result<FileDigest, IngestError> {
         io::copy(&mut self, &mut io::sink()).map_err(|e| IngestError::io(path, e))?;
+        let bytes = self.bytes;
+        let (_, hasher, _) = self.into_parts().map_err(|e| IngestError::io(path, e))?;
         Ok(FileDigest {
             path: path.to_path_buf(),
-            bytes: self.bytes,
-            sha256: hex::encode(self.hasher.finalize()),
+            bytes,
+            sha256: hex::encode(hasher.finalize()),
             parts: Vec::new(),
         })
     }
@@ -39,9 +66,106 @@ impl<R: Read> HashingReader<R> {
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        match &mut self.aside {
+            None => self.hasher.update(&buf[..n]),
+            Some(_) if n == 0 => {}
+            Some(a) => {
+                if matches!(a, Aside::Waiting) {
+                    let first = std::mem::take(&mut self.hasher);
+                    *a = Aside::Running(BlockHasher::start(first)?);
+                }
+                if let Aside::Running(h) = a {
+                    h.update(&buf[..n])?;
+                }
+            }
+        }
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+/// Blocks handed to a [`BlockHasher`] and not yet hashed, at most: the memory it takes is
+/// bounded by this many blocks (and as many spare ones).
+const BLOCKS_IN_FLIGHT: usize = 2;
+
+/// SHA-256 of a stream of blocks, computed on a thread of its own while the caller goes on.
+/// Blocks are hashed in the order given; each is handed back for reuse once hashed. A caller
+/// that runs ahead waits when [`BLOCKS_IN_FLIGHT`] blocks are not yet hashed.
+pub(crate) struct BlockHasher {
+    blocks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    worker: Option<std::thread::JoinHandle<Sha256>>,
+}
+
+impl BlockHasher {
+    /// Go on from `hasher` on a new thread.
+    pub(crate) fn start(hasher: Sha256) -> io::Result<Self> {
+        let (blocks, todo) = std::sync::mpsc::sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
+        let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        let worker = std::thread::Builder::new()
+            .name("sha256".into())
+            .spawn(move || {
+                let mut hasher = hasher;
+                for block in todo {
+                    hasher.update(&block);
+                    // the caller may be gone already: then nobody needs the buffer
+                    let _ = give_back.send(block);
+                }
+                hasher
+            })?;
+        Ok(BlockHasher {
+            blocks: Some(blocks),
+            spare,
+            worker: Some(worker),
+        })
+    }
+
+    /// An empty buffer: a hashed block handed back, or a new one.
+    pub(crate) fn buffer(&self) -> Vec<u8> {
+        match self.spare.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Hash `block` after every block given before.
+    pub(crate) fn push(&mut self, block: Vec<u8>) -> io::Result<()> {
+        let gone = || io::Error::other("the hashing thread stopped");
+        self.blocks
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(block)
+            .map_err(|_| gone())
+    }
+
+    /// Hash a copy of `bytes` after every block given before.
+    pub(crate) fn update(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut block = self.buffer();
+        block.extend_from_slice(bytes);
+        self.push(block)
+    }
+
+    /// The hasher once every block is hashed.
+    pub(crate) fn finish(mut self) -> io::Result<Sha256> {
+        self.blocks = None;
+        self.worker
+            .take()
+            .ok_or_else(|| io::Error::other("the hashing thread stopped"))?
+            .join()
+            .map_err(|_| io::Error::other("the hashing thread failed"))
+    }
+}
+
+impl Drop for BlockHasher {
+    fn drop(&mut self) {
+        // the thread ends once the channel closes; nothing is left running
+        self.blocks = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
     }
 }
 
@@ -111,6 +235,7 @@ pub(crate) fn read_hashing_into(
     let mut rest = HashingReader {
         inner: reader,
         hasher,
+        aside: None,
         bytes: bytes + len,
     };
     let mut probe = [0u8; 1];

@@ -23,6 +23,10 @@ pub fn set_max_line_bytes(limit: u64) {
     MAX_LINE_BYTES.store(limit.max(1), Ordering::Relaxed);
 }
 
+/// The read buffer of [`JsonlLines::open_hashing_aside`]: each read is a block handed to the
+/// hashing thread, and blocks are recycled, so a few of this size are all it takes.
+const ASIDE_BLOCK: usize = 1 << 18;
+
 /// The read buffer of [`JsonlLines::open_for_first_lines`]: 64 KiB.
 const FIRST_LINES_BUFFER: usize = 1 << 16;
 
@@ -38,6 +42,8 @@ pub(crate) struct JsonlLines {
     reader: BufReader<HashingReader<std::io::Take<File>>>,
     /// The read buffer's size.
     capacity: usize,
+    /// Hash on a thread of its own ([`HashingReader::hashing_aside`]).
+    aside: bool,
     buf: Vec<u8>,
     line: usize,
     path: PathBuf,
@@ -115,13 +121,14 @@ pub fn line_blocks(
     Ok((blocks, digest, rows))
 }
 
-/// A reader of `path` from byte `from` up to `len` bytes, hashing what it reads through a
-/// buffer of `capacity` bytes.
+/// A reader of `path` from byte `from` up to `len` bytes, hashing what it reads (on a thread
+/// of its own with `aside`) through a buffer of `capacity` bytes.
 fn open_part(
     path: &Path,
     from: u64,
     len: u64,
     capacity: usize,
+    aside: bool,
 ) -> Result<BufReader<HashingReader<std::io::Take<File>>>, IngestError> {
     use std::io::Seek;
     let mut file = File::open(path).map_err(|e| IngestError::io(path, e))?;
@@ -129,9 +136,14 @@ fn open_part(
         file.seek(std::io::SeekFrom::Start(from))
             .map_err(|e| IngestError::io(path, e))?;
     }
+    let part = file.take(len);
     Ok(BufReader::with_capacity(
         capacity,
-        HashingReader::new(file.take(len)),
+        if aside {
+            HashingReader::hashing_aside(part)
+        } else {
+            HashingReader::new(part)
+        },
     ))
 }
 
@@ -144,12 +156,25 @@ impl JsonlLines {
     /// file's read takes [`HASH_BUFFER`] bytes at a time, and filling that buffer once costs
     /// more than the first line of most files).
     pub(crate) fn open_for_first_lines(path: &Path) -> Result<Self, IngestError> {
-        Self::open_at(path, None, None, max_line_bytes(), FIRST_LINES_BUFFER)
+        Self::open_at(
+            path,
+            None,
+            None,
+            max_line_bytes(),
+            FIRST_LINES_BUFFER,
+            false,
+        )
     }
 
     /// As [`Self::open`], refusing lines longer than `limit` bytes.
     pub(crate) fn open_with_limit(path: &Path, limit: u64) -> Result<Self, IngestError> {
-        Self::open_at(path, None, None, limit, HASH_BUFFER)
+        Self::open_at(path, None, None, limit, HASH_BUFFER, false)
+    }
+
+    /// As [`Self::open`], hashing on a thread of its own while the lines are used
+    /// ([`HashingReader::hashing_aside`]).
+    pub(crate) fn open_hashing_aside(path: &Path) -> Result<Self, IngestError> {
+        Self::open_at(path, None, None, max_line_bytes(), ASIDE_BLOCK, true)
     }
 
     /// The lines from `from` up to `end`, (file, byte), the end of the input without one;
@@ -159,7 +184,7 @@ impl JsonlLines {
         from: &LineBlock,
         end: Option<(usize, u64)>,
     ) -> Result<Self, IngestError> {
-        Self::open_at(path, Some(from), end, max_line_bytes(), HASH_BUFFER)
+        Self::open_at(path, Some(from), end, max_line_bytes(), HASH_BUFFER, false)
     }
 
     fn open_at(
@@ -168,6 +193,7 @@ impl JsonlLines {
         end: Option<(usize, u64)>,
         limit: u64,
         capacity: usize,
+        aside: bool,
     ) -> Result<Self, IngestError> {
         let (file, byte, line) =
             from.map_or((0, 0, 0), |b| (b.file, b.byte, b.line.saturating_sub(1)));
@@ -209,8 +235,9 @@ impl JsonlLines {
             _ => u64::MAX,
         };
         Ok(JsonlLines {
-            reader: open_part(&part, byte, len, capacity)?,
+            reader: open_part(&part, byte, len, capacity, aside)?,
             capacity,
+            aside,
             buf: Vec::new(),
             line,
             path: part,
@@ -251,7 +278,10 @@ impl JsonlLines {
             Some((file, e)) if file == next => e,
             _ => u64::MAX,
         };
-        let reader = std::mem::replace(&mut self.reader, open_part(&path, 0, len, self.capacity)?);
+        let reader = std::mem::replace(
+            &mut self.reader,
+            open_part(&path, 0, len, self.capacity, self.aside)?,
+        );
         let done = reader.into_inner().finish(&self.path)?;
         f.digests.push(PartDigest {
             name: f.parts[f.current].0.clone(),

@@ -939,3 +939,40 @@ fn line_blocks_cut_the_rows_into_equal_blocks_at_their_line_starts() {
         }
     }
 }
+
+#[test]
+fn hashing_aside_gives_the_digest_of_hashing_inline() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let p = dir.path().join("in.bin");
+    let bytes: Vec<u8> = (0..3_000_017u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&p, &bytes).unwrap();
+    let want = sha256_file(&p).unwrap();
+    // reads of uneven sizes, through a reader hashing on its own thread
+    let mut r = HashingReader::hashing_aside(std::fs::File::open(&p).unwrap());
+    let mut buf = vec![0u8; 70_001];
+    let mut seen = Vec::new();
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(seen, bytes);
+    let got = r.finish(&p).unwrap();
+    assert_eq!((got.sha256, got.bytes), (want.sha256.clone(), want.bytes));
+    // an empty read hashes nothing, and blocks handed over whole give the same digest
+    let empty = HashingReader::hashing_aside(std::io::empty())
+        .finish(&p)
+        .unwrap();
+    assert_eq!(empty.sha256, hex::encode(Sha256::digest(b"")));
+    let mut h = BlockHasher::start(Sha256::new()).unwrap();
+    for c in bytes.chunks(1 << 18) {
+        let mut b = h.buffer();
+        b.extend_from_slice(c);
+        h.push(b).unwrap();
+    }
+    assert_eq!(hex::encode(h.finish().unwrap().finalize()), want.sha256);
+}
