@@ -693,7 +693,13 @@ fn scan_with(
     // (see `clear_upper_simd`)
     rayon::broadcast(|_| poisongate_detectors::clear_upper_simd());
     poisongate_detectors::clear_upper_simd();
-    let starts: Vec<usize> = (0..n).step_by(opts.batch_rows).collect();
+    // scored in batches of at most batch_rows rows, and in at least one batch per thread when
+    // there are rows enough (a row's score does not depend on the batch it is scored in)
+    let step = opts
+        .batch_rows
+        .min(n.div_ceil(rayon::current_num_threads().max(1)))
+        .max(1);
+    let starts: Vec<usize> = (0..n).step_by(step).collect();
     let bars = if opts.progress {
         MultiProgress::new()
     } else {
@@ -710,7 +716,7 @@ fn scan_with(
         let parts: Vec<Scores> = starts
             .par_iter()
             .map(|&s| {
-                let r = fitted.score(&view.batch(s, (s + opts.batch_rows).min(n)));
+                let r = fitted.score(&view.batch(s, (s + step).min(n)));
                 pb.inc(1);
                 r
             })
