@@ -282,7 +282,7 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
     };
 
     // ---- emit: all files staged, then the folder renamed into place ----
-    if let Some(out) = &opts.out {
+    let staged = if let Some(out) = &opts.out {
         let verdicts = rows.verdicts(reasons.iter().map(|(&i, r)| {
             (
                 i,
@@ -301,15 +301,17 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
                 .collect();
             rows.spread(&mapped, None)
         });
-        let ids: Option<Vec<String>> = table
+        // ids are written beside duplicates only
+        let ids = table
             .ids
             .as_ref()
-            .map(|ids| rows.spread(ids, String::new()));
+            .filter(|_| duplicate_of.is_some())
+            .map(|ids| rows.spread_borrowed(ids, String::new()));
         report.run.seconds = t0.elapsed().as_secs_f64();
         if opts.reproducible {
             report.make_reproducible();
         }
-        write_outputs(
+        let staged = write_outputs(
             opts,
             &table,
             &verdicts,
@@ -319,12 +321,17 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
             out,
             &mut report,
         )?;
+        // what only the outputs needed is freed while their files are fsynced
+        drop(ids);
+        drop((table, verdicts, duplicate_of, excerpts));
+        Some(staged)
     } else {
         report.run.seconds = t0.elapsed().as_secs_f64();
         if opts.reproducible {
             report.make_reproducible();
         }
-    }
+        None
+    };
     // per row of the file: an invalid row scores 0 and gives its reason
     let mut all_reasons: BTreeMap<usize, Vec<String>> = reasons
         .into_iter()
@@ -333,9 +340,13 @@ pub(super) fn conclude(opts: &ScanOptions, d: Detected) -> Result<ScanOutcome, S
     for (&row, r) in &rows.invalid {
         all_reasons.insert(row, vec![r.reason()]);
     }
-    Ok(ScanOutcome {
+    let outcome = ScanOutcome {
         report,
         scores: rows.spread_owned(combined, 0.0),
         reasons: all_reasons,
-    })
+    };
+    if let Some(staged) = staged {
+        staged.publish()?;
+    }
+    Ok(outcome)
 }

@@ -131,6 +131,18 @@ impl Rows {
         self.spread(&values, fill)
     }
 
+    /// [`Self::spread`], borrowing `values` when no row was set aside.
+    pub(super) fn spread_borrowed<'v, T: Clone>(
+        &self,
+        values: &'v [T],
+        fill: T,
+    ) -> std::borrow::Cow<'v, [T]> {
+        if self.orig.len() == self.total && values.len() == self.total && self.invalid.is_empty() {
+            return std::borrow::Cow::Borrowed(values);
+        }
+        std::borrow::Cow::Owned(self.spread(values, fill))
+    }
+
     /// A per-row value of the filtered table spread over every row of the file (`fill` for the
     /// invalid rows).
     pub(super) fn spread<T: Clone>(&self, values: &[T], fill: T) -> Vec<T> {

@@ -47,55 +47,140 @@ fn fsync_dir(dir: &Path) -> Result<(), ScanError> {
         .map_err(io_err(dir))
 }
 
-/// Write a small file (fsynced later with the rest of the folder, [`sync_folder`]).
+/// Write a small file (fsynced later with the rest of the folder, [`FolderSync`]).
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ScanError> {
     std::fs::write(path, bytes).map_err(io_err(path))
 }
 
-/// fsync every file of `dir`, all at once (each `fsync(2)` waits on the device, and the
-/// waits overlap), then the folder itself. Errors are reported in file-name order.
-fn sync_folder(dir: &Path) -> Result<(), ScanError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io_err(dir))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(io_err(dir))?;
-    files.sort();
-    let results: Vec<Result<(), ScanError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .iter()
-            .map(|f| {
-                s.spawn(move || {
-                    std::fs::File::open(f)
-                        .and_then(|h| h.sync_all())
-                        .map_err(io_err(f))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .zip(&files)
-            .map(|(h, f)| {
-                h.join().unwrap_or_else(|_| {
-                    Err(ScanError::Config(format!(
+/// fsyncs of the files of a folder, one thread each (each `fsync(2)` waits on the device,
+/// and the waits overlap), started file by file ([`FolderSync::add`]) as soon as a file is
+/// complete, and awaited by [`FolderSync::wait`], which then fsyncs the folder itself.
+struct FolderSync {
+    dir: PathBuf,
+    /// Each file, with its fsync's thread (`Err`: the thread could not be started, so the
+    /// file is fsynced in [`FolderSync::wait`]).
+    files: Vec<(
+        PathBuf,
+        std::io::Result<std::thread::JoinHandle<std::io::Result<()>>>,
+    )>,
+}
+
+impl FolderSync {
+    fn new(dir: &Path) -> FolderSync {
+        FolderSync {
+            dir: dir.to_path_buf(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Start fsyncing `file`, which is written whole.
+    fn add(&mut self, file: &Path) {
+        let path = file.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("fsync".into())
+            .spawn(move || std::fs::File::open(&path).and_then(|h| h.sync_all()));
+        self.files.push((file.to_path_buf(), thread));
+    }
+
+    /// Start fsyncing every file of the folder not added yet.
+    fn add_rest(&mut self) -> Result<(), ScanError> {
+        let dir = self.dir.clone();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io_err(&dir))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(io_err(&dir))?;
+        paths.sort();
+        for p in paths {
+            if !self.files.iter().any(|(f, _)| *f == p) {
+                self.add(&p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for every file's fsync (errors reported in file-name order), then fsync the
+    /// folder.
+    fn wait(mut self) -> Result<(), ScanError> {
+        let mut first: Option<ScanError> = None;
+        let mut files = std::mem::take(&mut self.files);
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        for (f, thread) in files {
+            let done = match thread {
+                Ok(t) => t.join().unwrap_or_else(|_| {
+                    Err(std::io::Error::other(format!(
                         "fsync of {} failed",
                         f.display()
                     )))
-                })
-            })
-            .collect()
-    });
-    for r in results {
-        r?;
+                }),
+                Err(_) => std::fs::File::open(&f).and_then(|h| h.sync_all()),
+            };
+            if let (Err(e), None) = (done, &first) {
+                first = Some(io_err(&f)(e));
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => fsync_dir(&self.dir),
+        }
     }
-    fsync_dir(dir)
+}
+
+impl Drop for FolderSync {
+    fn drop(&mut self) {
+        // not awaited (an error came first): the threads still end before the folder goes
+        for (_, thread) in self.files.drain(..) {
+            if let Ok(t) = thread {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Outputs written into a staging folder whose files are being fsynced:
+/// [`Staged::publish`] renames the folder into place once they are. Dropped unpublished, the
+/// staging folder is removed.
+pub(super) struct Staged {
+    // declared first, so dropped first: the fsyncs end before the folder is removed
+    sync: FolderSync,
+    staging: tempfile::TempDir,
+    out: PathBuf,
+    parent: PathBuf,
+}
+
+impl Staged {
+    /// Wait for the fsyncs, then rename the staging folder to `--out` (see the module
+    /// documentation).
+    pub(super) fn publish(self) -> Result<(), ScanError> {
+        let Staged {
+            sync,
+            staging,
+            out,
+            parent,
+        } = self;
+        sync.wait()?;
+        match std::fs::rename(staging.path(), &out) {
+            Ok(()) => {
+                // the folder is `out` now: nothing left to remove
+                let _ = staging.keep();
+                fsync_dir(&parent)
+            }
+            Err(e) if out.is_dir() => Err(ScanError::Config(format!(
+                "--out {} was created by another process while this scan ran (another scan \
+                 of the same --out?); this scan's result was discarded ({e})",
+                out.display()
+            ))),
+            Err(e) => Err(io_err(&out)(e)),
+        }
+    }
 }
 
 /// Stage every output in a new folder beside `out`, check the reconciliation against what was
 /// written, render `report.html`, describe everything in `bom.cdx.json` (CycloneDX), attest
-/// everything in `provenance.intoto.json`, then rename the folder to `out` (see the module
-/// documentation). On error nothing is left behind. `ids` holds the id of every row of the
-/// file, when the scan has an id column.
+/// everything in `provenance.intoto.json`, and start fsyncing the files; [`Staged::publish`]
+/// then renames the folder to `out` (see the module documentation), and the caller can free
+/// what it no longer needs in between. On error nothing is left behind. `ids` holds the id of
+/// every row of the file, when the scan has an id column.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_outputs(
     opts: &ScanOptions,
@@ -106,7 +191,7 @@ pub(super) fn write_outputs(
     excerpts: &BTreeMap<usize, String>,
     out: &Path,
     report: &mut Report,
-) -> Result<(), ScanError> {
+) -> Result<Staged, ScanError> {
     check_target(out)?;
     let name = out
         .file_name()
@@ -124,6 +209,7 @@ pub(super) fn write_outputs(
         .prefix(&format!(".{name}{STAGING_MARK}"))
         .tempdir_in(&parent)
         .map_err(io_err(&parent))?;
+    let mut sync = FolderSync::new(staging.path());
     stage(
         opts,
         table,
@@ -133,24 +219,18 @@ pub(super) fn write_outputs(
         excerpts,
         staging.path(),
         report,
+        &mut sync,
     )?;
-    sync_folder(staging.path())?;
-    match std::fs::rename(staging.path(), out) {
-        Ok(()) => {
-            // the folder is `out` now: nothing left to remove
-            let _ = staging.keep();
-            fsync_dir(&parent)
-        }
-        Err(e) if out.is_dir() => Err(ScanError::Config(format!(
-            "--out {} was created by another process while this scan ran (another scan of \
-             the same --out?); this scan's result was discarded ({e})",
-            out.display()
-        ))),
-        Err(e) => Err(io_err(out)(e)),
-    }
+    sync.add_rest()?;
+    Ok(Staged {
+        sync,
+        staging,
+        out: out.to_path_buf(),
+        parent,
+    })
 }
 
-/// Write every output file into `dir`.
+/// Write every output file into `dir`, starting the fsyncs of the rows' files in `sync`.
 #[allow(clippy::too_many_arguments)]
 fn stage(
     opts: &ScanOptions,
@@ -161,6 +241,7 @@ fn stage(
     excerpts: &BTreeMap<usize, String>,
     dir: &Path,
     report: &mut Report,
+    sync: &mut FolderSync,
 ) -> Result<(), ScanError> {
     let split = emit::write_split_dedup(
         &opts.data,
@@ -173,6 +254,13 @@ fn stage(
     )?;
     let (clean, quarantine): (OutputFile, OutputFile) = (split.clean, split.quarantine);
     let dups = split.duplicates;
+    // the rows' files are fsynced while the report and the files describing them are made
+    for f in [Some(&clean), Some(&quarantine), dups.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        sync.add(&f.path);
+    }
     let dup_rows = dups.as_ref().map_or(0, |d| d.rows);
     let rec = &mut report.reconciliation;
     rec.clean_rows = clean.rows;
