@@ -65,7 +65,18 @@ fn quantise(v: f64) -> Result<i128, StateError> {
 
 /// Back from the grid to `f64` (the one rounding a finalised statistic gets).
 fn dequantise(q: i128) -> f64 {
-    q as f64 / (1u64 << FRACTION_BITS) as f64
+    to_f64(q) / (1u64 << FRACTION_BITS) as f64
+}
+
+/// `q as f64`, the integer rounded to the nearest `f64`, in one instruction when `q` fits in
+/// an `i64` (as sums of products of grid values mostly do): converting from `i128` is a call
+/// of a software routine, and from `i64` the same correctly rounded value.
+#[inline(always)]
+fn to_f64(q: i128) -> f64 {
+    match i64::try_from(q) {
+        Ok(v) => v as f64,
+        Err(_) => q as f64,
+    }
 }
 
 /// A vector of exact sums on the fixed-point grid.
@@ -476,7 +487,7 @@ impl Moments {
     pub fn mean(&self) -> Vec<f64> {
         let n = self.n.max(1) as f64;
         let unit = (1u64 << INPUT_FRACTION_BITS) as f64;
-        self.sum.iter().map(|&s| s as f64 / unit / n).collect()
+        self.sum.iter().map(|&s| to_f64(s) / unit / n).collect()
     }
 
     /// Covariance matrix (divided by n), row-major d × d, finalised from the exact sums: the
@@ -489,7 +500,7 @@ impl Moments {
         let mut k = 0;
         for i in 0..self.d {
             for j in i..self.d {
-                let v = self.cross[k] as f64 / unit2 / n - mean[i] * mean[j];
+                let v = to_f64(self.cross[k]) / unit2 / n - mean[i] * mean[j];
                 c[i * self.d + j] = v;
                 c[j * self.d + i] = v;
                 k += 1;

@@ -218,3 +218,31 @@ fn rounding_without_the_library_call_equals_f64_round() {
         assert_eq!(super::round_half_away(v), v.round(), "{v}");
     }
 }
+
+#[test]
+fn the_short_conversion_rounds_as_the_long_one() {
+    // i64's edges, values beyond f64's exact integers (rounded, ties to even) and i128's range
+    let mut qs: Vec<i128> = vec![0, 1, -1, i64::MAX as i128, i64::MIN as i128];
+    qs.extend([
+        i64::MAX as i128 + 1,
+        i64::MIN as i128 - 1,
+        i128::MAX,
+        i128::MIN,
+    ]);
+    for k in 52..64 {
+        for d in [-3i128, -1, 0, 1, 2, 3] {
+            qs.push((1i128 << k) + d);
+            qs.push(-(1i128 << k) + d);
+        }
+    }
+    let mut state = 7u64;
+    for _ in 0..10_000 {
+        let hi = crate::rng::splitmix(&mut state) as i128;
+        let lo = crate::rng::splitmix(&mut state) as i128;
+        qs.push((hi << 64) ^ lo);
+        qs.push(hi);
+    }
+    for q in qs {
+        assert_eq!(to_f64(q).to_bits(), (q as f64).to_bits(), "{q}");
+    }
+}
