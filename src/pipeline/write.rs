@@ -293,13 +293,18 @@ fn stage(
     let report_sha = hex::encode(Sha256::digest(text.as_bytes()));
     write_file(&report_path, text.as_bytes())?;
     let html_path = dir.join(html::FILE_NAME);
-    let page = html::render(report, excerpts);
+    // the page and the bill of materials are made side by side; the bill is a function of
+    // the report's bytes, as `poisongate bom` makes it
+    let shown: &Report = report;
+    let (page, bom_bytes) = rayon::join(
+        || html::render(shown, excerpts),
+        || bom::from_report_text(&text),
+    );
     let html_sha = hex::encode(Sha256::digest(page.as_bytes()));
     write_file(&html_path, page.as_bytes())?;
-    // the bill of materials is a function of the report's bytes, as `poisongate bom` makes it
     let bom_path = dir.join(bom::FILE_NAME);
-    let bom_bytes = bom::from_report_text(&text)
-        .map_err(|e| ScanError::Config(format!("cannot make {}: {e}", bom::FILE_NAME)))?;
+    let bom_bytes =
+        bom_bytes.map_err(|e| ScanError::Config(format!("cannot make {}: {e}", bom::FILE_NAME)))?;
     let bom_sha = hex::encode(Sha256::digest(&bom_bytes));
     write_file(&bom_path, &bom_bytes)?;
     let subjects: Vec<provenance::Subject> = [
