@@ -10,8 +10,12 @@ pub fn read_embeddings(
     path: &Path,
     tensor: Option<&str>,
 ) -> Result<(Array2<f32>, FileDigest), IngestError> {
-    let (matrix, digest) = read_embeddings_unchecked(path, tensor)?;
-    check_matrix(path, &matrix)?;
+    let (matrix, digest, finite) = read_embeddings_unchecked(path, tensor)?;
+    if finite {
+        check_shape(path, &matrix)?;
+    } else {
+        check_matrix(path, &matrix)?;
+    }
     Ok((matrix, digest))
 }
 
@@ -26,9 +30,13 @@ pub fn read_embeddings_allowing_nonfinite(
     path: &Path,
     tensor: Option<&str>,
 ) -> Result<(Array2<f32>, FileDigest, BadRows), IngestError> {
-    let (matrix, digest) = read_embeddings_unchecked(path, tensor)?;
+    let (matrix, digest, finite) = read_embeddings_unchecked(path, tensor)?;
     check_shape(path, &matrix)?;
-    let bad = nonfinite_rows(path, &matrix);
+    let bad = if finite {
+        Vec::new()
+    } else {
+        nonfinite_rows(path, &matrix)
+    };
     Ok((matrix, digest, bad))
 }
 
@@ -64,17 +72,22 @@ pub fn nonfinite_rows(path: &Path, m: &Array2<f32>) -> Vec<(usize, IngestError)>
         .collect()
 }
 
+/// The matrix, its file's digest, and whether every value is already known to be finite
+/// (false: not checked yet).
 fn read_embeddings_unchecked(
     path: &Path,
     tensor: Option<&str>,
-) -> Result<(Array2<f32>, FileDigest), IngestError> {
+) -> Result<(Array2<f32>, FileDigest, bool), IngestError> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let (matrix, digest) = match ext.as_deref() {
+    let (matrix, digest, finite) = match ext.as_deref() {
         Some("npy") => read_npy_file(path)?,
-        Some("safetensors") => read_safetensors_file(path, tensor)?,
+        Some("safetensors") => {
+            let (m, d) = read_safetensors_file(path, tensor)?;
+            (m, d, false)
+        }
         _ => {
             return Err(IngestError::UnsupportedFormat {
                 path: path.to_path_buf(),
@@ -84,7 +97,7 @@ fn read_embeddings_unchecked(
             })
         }
     };
-    Ok((matrix, digest))
+    Ok((matrix, digest, finite))
 }
 
 /// Non-empty, and every value finite.
@@ -454,7 +467,9 @@ fn check_npy_size(header: &NpyHeader, file_len: u64) -> Result<(), String> {
     }
 }
 
-pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), IngestError> {
+/// The matrix of an `.npy` file, its digest, and whether every value is known to be finite
+/// (checked block by block as the common layout is read; false: not checked).
+pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest, bool), IngestError> {
     let npy_err = |message: String| IngestError::Npy {
         path: path.to_path_buf(),
         message,
@@ -469,14 +484,23 @@ pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), In
         advise_huge_pages(&mut data);
         let (inner, hasher, bytes) = reader.into_parts().map_err(|e| IngestError::io(path, e))?;
         let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut data);
-        let digest = read_hashing_into(inner, hasher, bytes, dst, path)?;
+        // every value is checked for finiteness right after its block is hashed, while the
+        // block is still in the cache (a block whose bytes are not whole f32 values, which
+        // cannot happen for this layout, leaves the check to the caller)
+        let mut finite = true;
+        let digest = read_hashing_into(inner, hasher, bytes, dst, path, &mut |block| {
+            finite &= bytemuck::try_cast_slice::<u8, f32>(block)
+                .is_ok_and(|v| v.iter().fold(true, |ok, x| ok & x.is_finite()));
+        })?;
         // the bytes are little-endian: nothing to do on a little-endian machine
         for v in &mut data {
             *v = f32::from_bits(u32::from_le(v.to_bits()));
         }
         let matrix = Array2::from_shape_vec((rows, cols), data)
             .map_err(|e| npy_err(format!("cannot read the array: {e}")))?;
-        return Ok((matrix, digest));
+        // the check read the bytes as native f32: the file's own values on a little-endian
+        // machine only
+        return Ok((matrix, digest, finite && cfg!(target_endian = "little")));
     }
     let matrix = {
         let mut chained = io::Cursor::new(prefix).chain(&mut reader);
@@ -498,7 +522,7 @@ pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest), In
     } else {
         matrix
     };
-    Ok((matrix, digest))
+    Ok((matrix, digest, false))
 }
 
 pub(super) fn read_safetensors_file(

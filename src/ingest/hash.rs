@@ -202,13 +202,15 @@ pub(crate) fn hash_open_file(file: &File, path: &Path) -> Result<FileDigest, Ing
 /// the next is read on another (SHA-256 of a large matrix took as long as reading it). Then
 /// reads on to the end: bytes past `dst` are an error (the file grew or changed since its
 /// size was checked), named by `path`. Returns the digest of everything hashed, `bytes`
-/// counting what `hasher` had already seen.
+/// counting what `hasher` had already seen. Each block is also given to `inspect` right after
+/// it is hashed, while it is still in the cache.
 pub(crate) fn read_hashing_into(
     mut reader: impl Read + Send,
     mut hasher: Sha256,
     bytes: u64,
     dst: &mut [u8],
     path: &Path,
+    inspect: &mut (dyn FnMut(&[u8]) + Send),
 ) -> Result<FileDigest, IngestError> {
     const BLOCK: usize = 1 << 20;
     let len = dst.len() as u64;
@@ -224,6 +226,7 @@ pub(crate) fn read_hashing_into(
             || {
                 if let Some(b) = last {
                     hasher.update(b);
+                    inspect(b);
                 }
             },
         );

@@ -417,6 +417,38 @@ fn npy_f32_over_several_blocks_reads_and_hashes_every_byte() {
 }
 
 #[test]
+fn npy_non_finite_values_are_found_in_any_block_as_the_matrix_is_read() {
+    // a value that is not finite in the first, a middle and the last (short) block of a
+    // matrix read in 1 MiB blocks: refused naming its row and column, or set aside
+    let dir = TempDir::new().unwrap();
+    let (rows, cols) = (1301usize, 1000usize);
+    for (k, (row, col, v)) in [
+        (0, 3, f32::NAN),
+        (700, 999, f32::INFINITY),
+        (1300, 0, f32::NEG_INFINITY),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut a = ndarray::Array2::<f32>::from_shape_fn((rows, cols), |(i, j)| (i + j) as f32);
+        a[[row, col]] = v;
+        let p = dir.path().join(format!("bad{k}.npy"));
+        ndarray_npy::write_npy(&p, &a).unwrap();
+        let e = read_embeddings(&p, None).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!(
+                "row {}: embedding value at column index {col}",
+                row + 1
+            )),
+            "{e}"
+        );
+        let (_, d, bad) = read_embeddings_allowing_nonfinite(&p, None).unwrap();
+        assert_eq!(bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![row]);
+        assert_eq!(d, sha256_file(&p).unwrap());
+    }
+}
+
+#[test]
 fn npy_rows_from_a_row_on_equal_the_whole_read_and_check_the_size() {
     let dir = TempDir::new().unwrap();
     let a = ndarray::Array2::<f32>::from_shape_fn((57, 9), |(i, j)| i as f32 * 10.0 + j as f32);
