@@ -253,9 +253,9 @@ impl ScanOutcome {
 /// Map label values to class indices `0..k`: integers in numeric order, other kinds in
 /// lexicographic order.
 fn classes(labels: &[String], kind: Option<LabelKind>) -> (Vec<String>, Vec<u32>) {
-    let mut names: Vec<String> = labels.to_vec();
-    names.sort();
-    names.dedup();
+    // the distinct values, in lexicographic order (borrowed: the labels are not copied)
+    let distinct: std::collections::BTreeSet<&str> = labels.iter().map(String::as_str).collect();
+    let mut names: Vec<String> = distinct.into_iter().map(str::to_string).collect();
     if kind == Some(LabelKind::Integer) {
         names.sort_by_key(|s| s.parse::<i128>().unwrap_or(0));
     }
