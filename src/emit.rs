@@ -508,13 +508,22 @@ impl Output {
 }
 
 impl Write for Output {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(buf);
-        self.bytes += buf.len() as u64;
-        if self.buf.len() >= OUTPUT_BLOCK {
-            self.write_block()?;
+    /// Gathers `data` into blocks of exactly [`OUTPUT_BLOCK`] bytes, each written and handed
+    /// over when full: a large write (a Parquet column chunk, a long line) is cut into blocks
+    /// too, so no buffer grows past a block and the memory held stays a few blocks.
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let room = OUTPUT_BLOCK.saturating_sub(self.buf.len());
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            self.buf.extend_from_slice(now);
+            if self.buf.len() >= OUTPUT_BLOCK {
+                self.write_block()?;
+            }
+            rest = later;
         }
-        Ok(buf.len())
+        self.bytes += data.len() as u64;
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -1153,6 +1162,40 @@ mod tests {
             write_split(&input, Format::Jsonl, &other, &verdicts, &staging2),
             Err(IngestError::InputChanged { .. })
         ));
+    }
+
+    #[test]
+    fn an_output_cuts_large_writes_into_blocks_and_hashes_them_in_order() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("o.bin");
+        let data: Vec<u8> = (0..5 * OUTPUT_BLOCK + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut out = Output::create(&path).unwrap();
+        out.write_all(&data[..10]).unwrap();
+        // one write of several blocks, then small ones across a block boundary
+        out.write_all(&data[10..4 * OUTPUT_BLOCK + 3]).unwrap();
+        assert!(
+            out.buf.capacity() <= 2 * OUTPUT_BLOCK,
+            "{}",
+            out.buf.capacity()
+        );
+        for piece in data[4 * OUTPUT_BLOCK + 3..].chunks(1000) {
+            out.write_all(piece).unwrap();
+        }
+        let f = out.finish(1).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(f.bytes, data.len() as u64);
+        assert_eq!(f.sha256, hex::encode(Sha256::digest(&data)));
+        // smaller than a block: hashed where it ends
+        let small = dir.path().join("s.bin");
+        let mut out = Output::create(&small).unwrap();
+        out.write_all(b"abc").unwrap();
+        assert!(out.aside.is_none());
+        assert_eq!(
+            out.finish(1).unwrap().sha256,
+            hex::encode(Sha256::digest(b"abc"))
+        );
     }
 
     #[test]
