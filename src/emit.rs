@@ -463,17 +463,26 @@ impl Output {
     }
 
     /// Write the gathered bytes to the file and hand them to the hashing thread (started by
-    /// the first call).
+    /// the first call; without one, they are hashed here).
     fn write_block(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         self.file.write_all(&self.buf)?;
-        let aside = match &mut self.aside {
-            Some(a) => a,
-            None => self
-                .aside
-                .insert(BlockHasher::start(std::mem::take(&mut self.hasher))?),
+        if self.aside.is_none() {
+            match BlockHasher::start(std::mem::take(&mut self.hasher)) {
+                Ok(a) => self.aside = Some(a),
+                // no thread to be had: this block is hashed here (the next one tries again)
+                Err(hasher) => {
+                    self.hasher = hasher;
+                    self.hasher.update(&self.buf);
+                    self.buf.clear();
+                    return Ok(());
+                }
+            }
+        }
+        let Some(aside) = self.aside.as_mut() else {
+            return Ok(());
         };
         let mut next = aside.buffer();
         next.reserve(OUTPUT_BLOCK);

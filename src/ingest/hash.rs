@@ -71,11 +71,18 @@ impl<R: Read> Read for HashingReader<R> {
             Some(_) if n == 0 => {}
             Some(a) => {
                 if matches!(a, Aside::Waiting) {
-                    let first = std::mem::take(&mut self.hasher);
-                    *a = Aside::Running(BlockHasher::start(first)?);
+                    match BlockHasher::start(std::mem::take(&mut self.hasher)) {
+                        Ok(h) => *a = Aside::Running(h),
+                        // no thread to be had: hashed here, as by `new`
+                        Err(hasher) => {
+                            self.hasher = hasher;
+                            self.aside = None;
+                        }
+                    }
                 }
-                if let Aside::Running(h) = a {
-                    h.update(&buf[..n])?;
+                match &mut self.aside {
+                    Some(Aside::Running(h)) => h.update(&buf[..n])?,
+                    _ => self.hasher.update(&buf[..n]),
                 }
             }
         }
@@ -98,21 +105,33 @@ pub(crate) struct BlockHasher {
 }
 
 impl BlockHasher {
-    /// Go on from `hasher` on a new thread.
-    pub(crate) fn start(hasher: Sha256) -> io::Result<Self> {
+    /// Go on from `hasher` on a new thread; `Err(hasher)` back when no thread can be started
+    /// (the caller then hashes where it is).
+    pub(crate) fn start(hasher: Sha256) -> Result<Self, Sha256> {
         let (blocks, todo) = std::sync::mpsc::sync_channel::<Vec<u8>>(BLOCKS_IN_FLIGHT);
         let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        // the hasher reaches the thread through a channel, so that it comes back when the
+        // thread cannot be started
+        let (handover, first) = std::sync::mpsc::channel::<Sha256>();
         let worker = std::thread::Builder::new()
             .name("sha256".into())
             .spawn(move || {
-                let mut hasher = hasher;
+                let mut hasher = first.recv().unwrap_or_default();
                 for block in todo {
                     hasher.update(&block);
                     // the caller may be gone already: then nobody needs the buffer
                     let _ = give_back.send(block);
                 }
                 hasher
-            })?;
+            });
+        let worker = match worker {
+            Ok(w) => w,
+            // the closure, and the receiving end with it, is gone: nothing was sent yet
+            Err(_) => return Err(hasher),
+        };
+        if let Err(back) = handover.send(hasher) {
+            return Err(back.0);
+        }
         Ok(BlockHasher {
             blocks: Some(blocks),
             spare,
