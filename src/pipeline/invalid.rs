@@ -125,10 +125,16 @@ impl Rows {
     /// [`Rows::spread`] taking the values: when every row of the file is in the table, they
     /// are returned as they are.
     pub(super) fn spread_owned<T: Clone>(&self, values: Vec<T>, fill: T) -> Vec<T> {
-        if self.orig.len() == self.total && values.len() == self.total && self.invalid.is_empty() {
+        if self.spreads_to_itself(values.len()) {
             return values;
         }
         self.spread(&values, fill)
+    }
+
+    /// Whether spreading `len` values gives them back unchanged: every row of the file is in
+    /// the table, in order.
+    fn spreads_to_itself(&self, len: usize) -> bool {
+        self.orig.len() == self.total && len == self.total && self.invalid.is_empty()
     }
 
     /// [`Self::spread`], borrowing `values` when no row was set aside.
@@ -137,7 +143,7 @@ impl Rows {
         values: &'v [T],
         fill: T,
     ) -> std::borrow::Cow<'v, [T]> {
-        if self.orig.len() == self.total && values.len() == self.total && self.invalid.is_empty() {
+        if self.spreads_to_itself(values.len()) {
             return std::borrow::Cow::Borrowed(values);
         }
         std::borrow::Cow::Owned(self.spread(values, fill))
