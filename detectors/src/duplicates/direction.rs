@@ -7,7 +7,7 @@
 //! and b with probability ∝ s_a·s_b (class shares s) and either is out of place with
 //! probability ½, so label l is out of place with probability π_l = s_l(1 − s_l)/(1 − Σ s²)
 //! (½ with two classes); the test is one-sided binomial over all ties, Bonferroni over the
-//! labels and the two readers. An attacker's target label both takes part in every injected
+//! labels and the four readers. An attacker's target label both takes part in every injected
 //! tie and is the one the text reads as out of place. When a label passes, every tie with that
 //! label is resolved against it: its rows are flagged and the other rows are not. Otherwise ties
 //! are flagged whole.
@@ -22,8 +22,17 @@
 //! A third reader needs no classes: in a near-copy tie, the side whose own words (those the
 //! other side's texts lack) are rarer in the rest of the corpus is out of place, as a copy whose
 //! words were replaced by words drawn from the vocabulary is.
+//!
+//! The fourth reader reads the ties as one population ([`population`]): where the words
+//! barely predict the label, one tie says little, but the copied texts, drawn from other
+//! classes, read less like the target than a sample of its own rows, and a rank test over all
+//! of them is significant long before a count of tie-by-tie readings is. Its reference is a
+//! sample of each class's texts kept in [`ClassWords`] (the smallest hashes), so that the
+//! rounds merge it exactly. Mann–Whitney is written here: a stratified rank sum over two sorted
+//! lists is a few lines, and no statistics crate the detectors use offers it.
 
 use super::exact::Core;
+use crate::rng::splitmix;
 use crate::trigger::ln_binomial_upper;
 use crate::trigger::FastMap;
 use crate::ClassIndex;
@@ -42,6 +51,27 @@ pub(super) struct ClassWords {
     tf: FastMap<u64, BTreeMap<ClassIndex, usize>>,
     /// Words (occurrences) per class.
     tokens: BTreeMap<ClassIndex, usize>,
+    /// Per class, the [`SAMPLE_PER_CLASS`] distinct texts (word sequences) with the smallest
+    /// [`sample_key`], each with its number of rows in the class: a uniform sample of the
+    /// class's texts that any split of the rows merges into the same one (a text among the
+    /// smallest keys of all rows is among the smallest of every part that holds it).
+    sample: BTreeMap<ClassIndex, BTreeMap<(u64, Vec<u64>), usize>>,
+}
+
+/// Distinct texts per class kept in [`ClassWords`]'s sample: the reference the population
+/// reader ranks the tied texts against. The test's power is bounded by the number of ties, not
+/// by this once it is several times larger than them.
+pub(super) const SAMPLE_PER_CLASS: usize = 4096;
+
+/// The sample's key of a text: a hash of its word sequence (the sample is then drawn at
+/// random among the distinct texts, the same for any order of the rows).
+fn sample_key(toks: &[u64]) -> u64 {
+    let mut h = 0x5A3D_1E00_0000_0001_u64 ^ toks.len() as u64;
+    for &w in toks {
+        h ^= w;
+        h = splitmix(&mut h);
+    }
+    h
 }
 
 impl ClassWords {
@@ -50,7 +80,7 @@ impl ClassWords {
         for (g, rows) in core.groups.iter().enumerate() {
             let counts = word_counts(&core.toks[g]);
             for &r in rows {
-                words.add(&counts, core.toks[g].len(), labels[r]);
+                words.add(&counts, &core.toks[g], labels[r]);
             }
         }
         words
@@ -58,15 +88,30 @@ impl ClassWords {
 
     /// Count one row of class `l` whose words are `toks`.
     pub(super) fn add_row(&mut self, toks: &[u64], l: ClassIndex) {
-        self.add(&word_counts(toks), toks.len(), l);
+        self.add(&word_counts(toks), toks, l);
     }
 
-    fn add(&mut self, counts: &[(u64, usize)], len: usize, l: ClassIndex) {
+    fn add(&mut self, counts: &[(u64, usize)], toks: &[u64], l: ClassIndex) {
         *self.n_class.entry(l).or_default() += 1;
-        *self.tokens.entry(l).or_default() += len;
+        *self.tokens.entry(l).or_default() += toks.len();
         for &(w, c) in counts {
             *self.df.entry(w).or_default().entry(l).or_default() += 1;
             *self.tf.entry(w).or_default().entry(l).or_default() += c;
+        }
+        let sample = self.sample.entry(l).or_default();
+        let key = sample_key(toks);
+        // most rows of a large class fall past the sample's largest key: no copy is made
+        let full = sample.len() >= SAMPLE_PER_CLASS;
+        if full
+            && sample
+                .last_key_value()
+                .is_some_and(|((k, t), _)| (*k, t.as_slice()) < (key, toks))
+        {
+            return;
+        }
+        *sample.entry((key, toks.to_vec())).or_default() += 1;
+        if sample.len() > SAMPLE_PER_CLASS {
+            sample.pop_last();
         }
     }
 
@@ -85,6 +130,27 @@ impl ClassWords {
         for (w, m) in &other.tf {
             add(self.tf.entry(*w).or_default(), m);
         }
+        for (&l, theirs) in &other.sample {
+            let mine = self.sample.entry(l).or_default();
+            for (k, &c) in theirs {
+                *mine.entry(k.clone()).or_default() += c;
+            }
+            while mine.len() > SAMPLE_PER_CLASS {
+                mine.pop_last();
+            }
+        }
+    }
+
+    /// The sample as `(class, key, rows, words)`, sorted.
+    pub(super) fn sample_entries(&self) -> impl Iterator<Item = (ClassIndex, u64, usize, &[u64])> {
+        self.sample
+            .iter()
+            .flat_map(|(&l, s)| s.iter().map(move |((k, t), &c)| (l, *k, c, t.as_slice())))
+    }
+
+    /// Add one entry of [`ClassWords::sample_entries`] (reading a serialised state).
+    pub(super) fn insert_sample(&mut self, l: ClassIndex, key: u64, rows: usize, toks: Vec<u64>) {
+        self.sample.entry(l).or_default().insert((key, toks), rows);
     }
 
     /// The tables as sorted `(word or u64::MAX for the per-class totals, class, count)`
@@ -165,7 +231,8 @@ impl ClassWords {
 pub(super) struct Tally {
     /// Ties the label takes part in.
     pub(super) tied: usize,
-    /// Ties in which each reader ([`READERS`]) found it out of place.
+    /// Ties in which each reader ([`READERS`]) found it out of place (the population reader:
+    /// tied texts that read less like the label than the median of its sampled rows).
     pub(super) out_of_place: [usize; N_READERS],
     /// ln p of each reader's count.
     pub(super) ln_p: [f64; N_READERS],
@@ -185,14 +252,20 @@ impl Tally {
 }
 
 /// Number of readers of a tie.
-const N_READERS: usize = 3;
+const N_READERS: usize = 4;
 
-/// Names of the readers: the two naive-Bayes readers of the shared words, and the rarity of
-/// the words each side does not share.
-pub(super) const READERS: [&str; N_READERS] = ["multinomial", "bernoulli", "rarity"];
+/// Readers that read each tie on its own (the last reader reads the population of ties).
+const PAIRWISE: usize = 3;
 
-/// How the evidence sentence names each reader.
-const READER_PHRASES: [&str; N_READERS] = [
+/// Index of the population reader.
+const POPULATION: usize = 3;
+
+/// Names of the readers: the two naive-Bayes readers of the shared words, the rarity of the
+/// words each side does not share, and the population reader.
+pub(super) const READERS: [&str; N_READERS] = ["multinomial", "bernoulli", "rarity", "population"];
+
+/// How the evidence sentence names each pairwise reader.
+const READER_PHRASES: [&str; PAIRWISE] = [
     "multinomial naive Bayes finds",
     "Bernoulli naive Bayes finds",
     "the rarity of the replaced words puts",
@@ -210,6 +283,13 @@ pub(super) struct Direction {
     pub(super) targets: Vec<ClassIndex>,
     /// The level used.
     pub(super) alpha: f64,
+    /// Labels the population reader found out of place when it found more than one: the
+    /// tied texts read unlike every label they carry (flips both ways, or texts no class
+    /// owns), and that reader names no target.
+    pub(super) population_abstained: Vec<ClassIndex>,
+    /// The one label the population reader found out of place when the naive-Bayes readers
+    /// found it out of place less often than chance: that reader then names no target.
+    pub(super) population_against: Option<ClassIndex>,
 }
 
 impl Direction {
@@ -225,13 +305,20 @@ impl Direction {
 
     /// The evidence for `label` as a sentence fragment.
     pub(super) fn evidence(&self, label: &str, l: ClassIndex) -> String {
-        let (i, o, lp) = self.tally.get(&l).copied().unwrap_or_default().best();
-        let reader = READER_PHRASES[i];
-        format!(
-            "tie resolved by the flips' direction: {reader} {label} out of place in {o} of {} tied conflicts (p = {:.1e})",
-            self.ties,
-            lp.exp()
-        )
+        let t = self.tally.get(&l).copied().unwrap_or_default();
+        let (i, o, lp) = t.best();
+        match READER_PHRASES.get(i) {
+            Some(reader) => format!(
+                "tie resolved by the flips' direction: {reader} {label} out of place in {o} of {} tied conflicts (p = {:.1e})",
+                self.ties,
+                lp.exp()
+            ),
+            None => format!(
+                "tie resolved by the flips' direction: the texts of {} tied conflicts read less like {label} than {label}'s own rows do ({o} below their median; rank test p = {:.1e})",
+                t.tied,
+                lp.exp()
+            ),
+        }
     }
 
     /// The summary entry.
@@ -246,6 +333,19 @@ impl Direction {
                 "p_value": READERS.iter().zip(t.ln_p).map(|(r, lp)| (r.to_string(), json!(lp.exp()))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
             "targets": self.targets.iter().map(|&l| name(l)).collect::<Vec<_>>(),
+            "population_abstained": if let Some(l) = self.population_against {
+                json!(format!(
+                    "the tied texts read unlike label {} they carry, but the tie-by-tie readers find it out of place less often than chance: the population reader names no target",
+                    name(l)
+                ))
+            } else if self.population_abstained.is_empty() {
+                serde_json::Value::Null
+            } else {
+                json!(format!(
+                    "the tied texts read unlike each of the labels {} they carry (flips in more than one direction, or texts no class owns): the population reader names no target",
+                    self.population_abstained.iter().map(|&l| name(l)).collect::<Vec<_>>().join(", ")
+                ))
+            },
         })
     }
 }
@@ -282,7 +382,7 @@ fn readings(
     labels: &[ClassIndex],
     (rows, groups): (&[usize], &[usize]),
     (a, b): (ClassIndex, ClassIndex),
-) -> [f64; N_READERS] {
+) -> [f64; PAIRWISE] {
     let shared = shared_words(core, groups);
     // the cluster's own rows of class l: their words, and those containing w
     let own_tokens = |l: ClassIndex, w: Option<u64>| -> usize {
@@ -365,6 +465,136 @@ fn readings(
     [multinomial, bernoulli, rarity]
 }
 
+/// (ln P(x | l) − ln mean over the other classes k of P(x | k)) per word: multinomial naive
+/// Bayes (add-one smoothing, no class prior) of the words `counts` against class `l` and the
+/// rest, from `words` less `own` (the rows being read: their words per class, and each word's
+/// occurrences per class). Per word, so that a text's length, which an attacker chooses when
+/// choosing rows to copy, does not make its reading extreme. (Chosen on the other five clean
+/// corpora, duplicate-flip with verbatim copies, three seeds: the target's p is smaller per
+/// word than per text in 12 of 15 cells, no other label below 0.05; tweeteval-irony was left
+/// out and is reported.)
+fn one_vs_rest(
+    words: &ClassWords,
+    counts: &[(u64, usize)],
+    l: ClassIndex,
+    own: &dyn Fn(ClassIndex, Option<u64>) -> usize,
+) -> f64 {
+    let v = words.vocabulary() as f64;
+    let ll = |k: ClassIndex| -> f64 {
+        let z = (words.tokens(k).saturating_sub(own(k, None)) as f64 + v).ln();
+        counts
+            .iter()
+            .map(|&(w, c)| {
+                c as f64 * ((words.tf(w, k).saturating_sub(own(k, Some(w))) as f64 + 1.0).ln() - z)
+            })
+            .sum()
+    };
+    let rest: Vec<f64> = words
+        .n_class
+        .keys()
+        .filter(|&&k| k != l)
+        .map(|&k| ll(k))
+        .collect();
+    if rest.is_empty() {
+        return 0.0;
+    }
+    let m = rest.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mean = m + (rest.iter().map(|x| (x - m).exp()).sum::<f64>() / rest.len() as f64).ln();
+    let n_words: usize = counts.iter().map(|&(_, c)| c).sum();
+    (ll(l) - mean) / n_words.max(1) as f64
+}
+
+/// ln of the standard normal upper tail P(Z ≥ z), finite far into the tail.
+fn ln_normal_upper(z: f64) -> f64 {
+    if z < 5.0 {
+        return (0.5 * crate::linalg::erfc(z / std::f64::consts::SQRT_2)).ln();
+    }
+    // Mills ratio: P(Z ≥ z) ≈ φ(z)/z · (1 − 1/z² + 3/z⁴)
+    let z2 = z * z;
+    -0.5 * z2 - z.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+        + (1.0 - 1.0 / z2 + 3.0 / (z2 * z2)).ln()
+}
+
+/// The length stratum of a text of `n` words: 1–4, 5–9, 10–19, 20–39, 40–79, ... words.
+/// Copies are drawn by length (an attacker's choice, or a minimum length for replaced words),
+/// so the tied texts are compared with sampled rows of their own length only.
+fn stratum(n: usize) -> u32 {
+    if n < 5 {
+        0
+    } else {
+        1 + (n / 5).ilog2()
+    }
+}
+
+/// The population reader of label `l`: the tied texts that carry `l` (`tied`: each one's
+/// reading, read without its own conflict's rows, and its number of words) against the
+/// sampled rows of class `l` (each read without the rows of its own text). An attacker's
+/// copies are drawn from other classes, so when `l` is their target its tied texts read less
+/// like `l` than `l`'s own rows; when `l` is the class the copies were drawn from, they read
+/// like its rows. One-sided Mann–Whitney stratified by length ([`stratum`]: the U statistics,
+/// their means and variances summed over the strata, normal approximation with continuity
+/// correction, without the correction for equal values, which only widens the variance; a
+/// tied text whose stratum has no sampled row is left out): (ln p, tied texts below the
+/// median of their stratum's sample).
+fn population(
+    words: &ClassWords,
+    l: ClassIndex,
+    tied: &[(f64, usize)],
+    excluded: &[(u64, &[u64])],
+) -> (f64, usize) {
+    let mut sample: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for (_, _, rows, toks) in words
+        .sample_entries()
+        .filter(|&(k, key, _, toks)| k == l && !excluded.contains(&(key, toks)))
+    {
+        let counts = word_counts(toks);
+        let own = |k: ClassIndex, w: Option<u64>| -> usize {
+            if k != l {
+                return 0;
+            }
+            rows * match w {
+                None => toks.len(),
+                Some(w) => counts
+                    .binary_search_by_key(&w, |&(x, _)| x)
+                    .map_or(0, |i| counts[i].1),
+            }
+        };
+        let score = one_vs_rest(words, &counts, l, &own);
+        sample.entry(stratum(toks.len())).or_default().push(score);
+    }
+    for v in sample.values_mut() {
+        v.sort_by(f64::total_cmp);
+    }
+    let (mut u, mut mean, mut var, mut below) = (0.0, 0.0, 0.0, 0usize);
+    let mut by_stratum: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for &(x, len) in tied {
+        by_stratum.entry(stratum(len)).or_default().push(x);
+    }
+    for (st, xs) in &by_stratum {
+        let Some(ys) = sample.get(st) else {
+            continue;
+        };
+        let (n1, n2) = (xs.len() as f64, ys.len() as f64);
+        // twice the count of (tied, sampled) pairs in which the tied text reads less like l
+        let mut u2 = 0u64;
+        for &x in xs {
+            let at_most = ys.partition_point(|&y| y <= x);
+            let strictly = ys.partition_point(|&y| y < x);
+            u2 += 2 * (ys.len() - at_most) as u64 + (at_most - strictly) as u64;
+        }
+        u += u2 as f64 / 2.0;
+        mean += n1 * n2 / 2.0;
+        var += n1 * n2 * (n1 + n2 + 1.0) / 12.0;
+        let median = crate::linalg::median(ys);
+        below += xs.iter().filter(|&&x| x < median).count();
+    }
+    if var <= 0.0 {
+        return (0.0, 0);
+    }
+    let z = (u - mean - 0.5) / var.sqrt();
+    (ln_normal_upper(z).min(0.0), below)
+}
+
 /// Pseudo-rows of the Bernoulli reader's smoothing towards a word's pooled rate.
 const POOLED_ROWS: f64 = 2.0;
 
@@ -394,6 +624,31 @@ pub(super) fn flip_direction(
             &built
         }
     };
+    // the population reader: each tied text's reading of the label it carries there
+    let mut tied_scores: BTreeMap<ClassIndex, Vec<(f64, usize)>> = BTreeMap::new();
+    let mut excluded: Vec<(u64, &[u64])> = Vec::new();
+    for (rows, groups, tops) in &pairs {
+        for &g in groups.iter() {
+            excluded.push((sample_key(&core.toks[g]), &core.toks[g]));
+        }
+        for &l in tops {
+            let Some(&r) = rows.iter().find(|&&r| labels[r] == l) else {
+                continue;
+            };
+            let toks = &core.toks[core.group_of[r]];
+            let own = |k: ClassIndex, w: Option<u64>| -> usize {
+                rows.iter()
+                    .filter(|&&r| labels[r] == k)
+                    .map(|&r| {
+                        let t = &core.toks[core.group_of[r]];
+                        w.map_or(t.len(), |w| t.iter().filter(|&&x| x == w).count())
+                    })
+                    .sum()
+            };
+            let score = one_vs_rest(words, &word_counts(toks), l, &own);
+            tied_scores.entry(l).or_default().push((score, toks.len()));
+        }
+    }
     for (rows, groups, tops) in &pairs {
         let (a, b) = (tops[0], tops[1]);
         let lo = readings(core, words, labels, (rows, groups), (a, b));
@@ -419,11 +674,41 @@ pub(super) fn flip_direction(
     let sum_sq: f64 = words.n_class.keys().map(|&l| share(l) * share(l)).sum();
     let cut = (alpha / (N_READERS * dir.tally.len()).max(1) as f64).ln();
     let n_ties = dir.ties as u64;
+    let pi = |l: ClassIndex| {
+        (share(l) * (1.0 - share(l)) / (1.0 - sum_sq).max(f64::MIN_POSITIVE)).min(1.0)
+    };
     for (&l, t) in dir.tally.iter_mut() {
-        let pi = (share(l) * (1.0 - share(l)) / (1.0 - sum_sq).max(f64::MIN_POSITIVE)).min(1.0);
-        for i in 0..N_READERS {
-            t.ln_p[i] = ln_binomial_upper(t.out_of_place[i] as u64, n_ties, pi);
+        for i in 0..PAIRWISE {
+            t.ln_p[i] = ln_binomial_upper(t.out_of_place[i] as u64, n_ties, pi(l));
         }
+        let tied = tied_scores.get(&l).map_or(&[][..], Vec::as_slice);
+        (t.ln_p[POPULATION], t.out_of_place[POPULATION]) = population(words, l, tied, &excluded);
+    }
+    // an attacker's copies carry one target: the population reader names one label or none,
+    // and only a label the tie-by-tie naive-Bayes readers find out of place at least as often
+    // as chance (they may lack the power to be significant, but must not point the other way)
+    let out: Vec<ClassIndex> = dir
+        .tally
+        .iter()
+        .filter(|(_, t)| t.ln_p[POPULATION] <= cut)
+        .map(|(&l, _)| l)
+        .collect();
+    if let [l] = out[..] {
+        let t = dir.tally[&l];
+        let chance = pi(l) * dir.ties as f64;
+        if (t.out_of_place[0].max(t.out_of_place[1]) as f64) < chance {
+            if let Some(t) = dir.tally.get_mut(&l) {
+                t.ln_p[POPULATION] = 0.0;
+            }
+            dir.population_against = Some(l);
+        }
+    } else if out.len() > 1 {
+        for t in dir.tally.values_mut() {
+            t.ln_p[POPULATION] = 0.0;
+        }
+        dir.population_abstained = out;
+    }
+    for (&l, t) in &dir.tally {
         if t.ln_p.iter().any(|&lp| lp <= cut) {
             dir.targets.push(l);
         }

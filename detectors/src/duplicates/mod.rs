@@ -87,12 +87,28 @@ reader no reading. On tweeteval-irony with 1 to 3 words replaced (2 %, seeds 1 a
 naive Bayes establishes no direction, it resolves 5 of the 6 cells (precision 0.50 → 1.00).
 By chance a tie joins labels a and b with probability ∝ s_a·s_b (class shares s) and either
 is out of place with probability ½, so label l is out of place in a tie with probability
-π_l = s_l(1 − s_l)/(1 − Σ s²) (½ with two classes). A label whose count among all N ties
-has a one-sided binomial p ≤ `direction_alpha` / (3 · labels in ties) under any reader is a
+π_l = s_l(1 − s_l)/(1 − Σ s²) (½ with two classes). A fourth reader reads the ties as one
+population: an attacker's copies are drawn from other classes, so the texts that carry the
+target in the ties read less like the target than its own rows do, however little each text
+says on its own. Each tied text's reading of the label it carries (multinomial naive Bayes,
+that label against the mean of the others, per word, without the tie's rows) is ranked
+against the same reading of a sample of that class's rows (each without its own text's rows;
+the 4 096 distinct texts per class with the smallest hash, a sample any split of the rows
+merges into the same one), by a one-sided Mann–Whitney test stratified by length (1–4, 5–9,
+10–19, 20–39 words, ...: copies are chosen by length). It names a label only when it finds
+exactly one, and the tie-by-tie naive-Bayes readers find that label out of place at least as
+often as chance; otherwise the summary says why it named none. Where one tie says little
+(tweeteval-irony, whose words barely predict the label), it adds up the evidence of all: on
+verbatim copies (2 %, three seeds) naive Bayes reads the copy's label out of place in 55–60 %
+of the ties (p 0.07–0.5) and the population reader gives p = 3·10⁻⁵, 9·10⁻⁶ and 1.1·10⁻³.
+A label whose count among all N ties has a one-sided binomial p ≤ `direction_alpha` / (4 ·
+labels in ties) under any tie-by-tie reader, or whose population p is at most that, is a
 target of the flips; a tie with exactly one target label among its top labels is resolved
 against it: its rows are flagged with `... tie resolved by the flips' direction: <reader>
-<label> out of place in <o> of <N> tied conflicts (p = ...)`, the other
-rows are not. Natural ties have no common direction.
+<label> out of place in <o> of <N> tied conflicts (p = ...)` (the population reader: `the
+texts of <n> tied conflicts read less like <label> than <label>'s own rows do (<o> below
+their median; rank test p = ...)`), the other rows are not. Natural ties have no common
+direction.
 
 Natural label noise (`noise_share`, `noise_alpha`; shared with DUP002): two annotations of one
 text disagree now and then (annotators of tweets disagree on a fifth to a third of them), so a
@@ -129,9 +145,12 @@ each reader; the targets).
 Measured (`poisongate eval experiments/domains.toml`, duplicate-flip at 2 % with verbatim
 copies, three seeds, target label drawn per seed; `scripts/domains_summary.py`): every added copy
 found on all six corpora; on sst2, sms-spam, ag-news, tweeteval-hate and -emotion precision
-0.98–1.00 and at most 0.04 % of the other rows flagged; on tweeteval-irony naive Bayes reads the
-copy's label out of place in only 55–60 % of the ties, the direction is not established and ties
-are flagged whole (precision 0.50, 2.03 % of the other rows).
+0.98–1.00 and at most 0.04 % of the other rows flagged; on tweeteval-irony the tie-by-tie readers
+did not establish the direction and ties were flagged whole (precision 0.50, 2.03 % of the other
+rows) until the population reader (version 6), which resolves all three seeds (precision 1.00,
+recall 1.00). Its per-word reading was chosen on the other five corpora, every row of a class as the
+reference (the target's p smaller than per text in 12 of 15 cells, no other label below
+0.05), irony left out.
 
 ## Known false positives
 Genuinely ambiguous short texts ("ok", "too bad .") that annotators labelled differently: a
@@ -145,7 +164,7 @@ Curtis G. Northcutt, Anish Athalye, Jonas Mueller. Pervasive Label Errors in Tes
 Destabilize Machine Learning Benchmarks. NeurIPS 2021 Datasets and Benchmarks (label errors).
 "#
     ),
-    version: 5,
+    version: 6,
 };
 
 static META_DUP002: Meta = Meta {
@@ -292,7 +311,7 @@ Jeffreys. Theory of Probability, 3rd ed., 1961 (evidence scale). Udi Manber, Sun
 searching allowing errors. CACM 35(10), 1992 (pigeonhole partitioning for k mismatches).
 "#
     ),
-    version: 6,
+    version: 7,
 };
 
 static META_DUP003: Meta = Meta {

@@ -370,7 +370,8 @@ impl KeysPartial {
 
 /// Class word counts serialised: the document-frequency and the term-frequency tables, each as
 /// a count (u64) of sorted (word, class, count) triples (u64 each; word u64::MAX holds the
-/// class's rows and words).
+/// class's rows and words), then the sample of texts per class: a count (u64) of sorted
+/// entries, each its class, key, rows, word count and words (u64 each).
 pub(super) fn put_words(out: &mut Vec<u8>, words: &ClassWords) {
     for table in words.triples() {
         out.extend_from_slice(&(table.len() as u64).to_le_bytes());
@@ -378,6 +379,16 @@ pub(super) fn put_words(out: &mut Vec<u8>, words: &ClassWords) {
             for v in [w, u64::from(l), c] {
                 out.extend_from_slice(&v.to_le_bytes());
             }
+        }
+    }
+    let entries: Vec<_> = words.sample_entries().collect();
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for (l, key, rows, toks) in entries {
+        for v in [u64::from(l), key, rows as u64, toks.len() as u64] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for w in toks {
+            out.extend_from_slice(&w.to_le_bytes());
         }
     }
 }
@@ -405,7 +416,43 @@ pub(super) fn take_words(bytes: &[u8]) -> Result<(ClassWords, &[u8]), StateError
             table.push((w, l, c));
         }
     }
-    Ok((ClassWords::from_triples(&tables[0], &tables[1]), rest))
+    let mut words = ClassWords::from_triples(&tables[0], &tables[1]);
+    let (n, r) = header::take_u64(rest)?;
+    rest = r;
+    let n = usize::try_from(n).map_err(|_| StateError::Truncated)?;
+    if rest.len() / 32 < n {
+        return Err(StateError::Truncated);
+    }
+    let mut last: Option<(ClassIndex, u64, Vec<u64>)> = None;
+    for _ in 0..n {
+        let (l, r) = take_u32(rest)?;
+        let (key, r) = header::take_u64(r)?;
+        let (rows, r) = header::take_u64(r)?;
+        let (len, r) = header::take_u64(r)?;
+        let len = usize::try_from(len).map_err(|_| StateError::Truncated)?;
+        if r.len() / 8 < len {
+            return Err(StateError::Truncated);
+        }
+        let mut toks = Vec::with_capacity(len);
+        let mut r = r;
+        for _ in 0..len {
+            let (w, rr) = header::take_u64(r)?;
+            toks.push(w);
+            r = rr;
+        }
+        rest = r;
+        // by class, then key and words
+        if last
+            .as_ref()
+            .is_some_and(|(pl, pk, pt)| (*pl, *pk, pt.as_slice()) >= (l, key, toks.as_slice()))
+        {
+            return Err(StateError::Unsorted);
+        }
+        let rows = usize::try_from(rows).map_err(|_| StateError::Truncated)?;
+        last = Some((l, key, toks.clone()));
+        words.insert_sample(l, key, rows, toks);
+    }
+    Ok((words, rest))
 }
 
 impl WordsPartial {

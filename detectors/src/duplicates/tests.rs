@@ -306,6 +306,69 @@ fn ties_without_a_common_direction_stay_flagged_whole() {
         "{summary}"
     );
     assert_eq!(summary["flip_direction"]["targets"], serde_json::json!([]));
+    // the copied texts read unlike both labels: the population reader names neither
+    assert!(
+        summary["flip_direction"]["population_abstained"].is_string(),
+        "{summary}"
+    );
+}
+
+/// A corpus whose classes share most of their words: each of a row's nine words comes from a
+/// common pool of 60 words, and with probability 1/20 from its class's own 20 words instead,
+/// so that one text says little about its class and many texts say much.
+fn faint_vocabularies(rows_per_class: usize) -> (Vec<String>, Vec<u32>) {
+    let mut state = 11u64;
+    let mut texts = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..rows_per_class {
+        for c in 0..2u32 {
+            let words: Vec<String> = (0..9)
+                .map(|_| {
+                    let r = crate::rng::splitmix(&mut state);
+                    match (r % 20, (r >> 8) % 60, (r >> 8) % 20) {
+                        (0, _, w) if c == 0 => format!("dull{w}"),
+                        (0, _, w) => format!("bright{w}"),
+                        (_, w, _) => format!("common{w}"),
+                    }
+                })
+                .collect();
+            texts.push(format!("{} row{i}c{c}", words.join(" ")));
+            labels.push(c);
+        }
+    }
+    (texts, labels)
+}
+
+#[test]
+fn the_population_of_ties_gives_the_direction_one_tie_cannot() {
+    // 40 class-0 rows copied under label 1: each tie's text barely leans to 0, too little for
+    // the tie-by-tie readers; together the copied texts read unlike class 1's own rows
+    let (mut texts, mut labels) = faint_vocabularies(400);
+    let n = texts.len();
+    for k in 0..40 {
+        texts.push(texts[2 * k].clone());
+        labels.push(1);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP001", &refs, &labels, "");
+    let dir = &summary["flip_direction"];
+    let p = |label: usize, reader: &str| {
+        dir["labels"][label]["p_value"][reader]
+            .as_f64()
+            .unwrap_or(1.0)
+    };
+    // the level each reader must reach: alpha over four readers and two labels
+    let cut = 0.01 / 8.0;
+    for reader in ["multinomial", "bernoulli", "rarity"] {
+        assert!(p(1, reader) > cut, "{reader}: {dir}");
+    }
+    assert!(p(1, "population") <= cut, "{dir}");
+    assert!(p(0, "population") > 0.05, "{dir}");
+    assert_eq!(dir["targets"], serde_json::json!(["1"]), "{dir}");
+    let flagged: Vec<usize> = (0..refs.len()).filter(|&i| s.reason[i].is_some()).collect();
+    assert_eq!(flagged, (n..n + 40).collect::<Vec<_>>(), "{summary}");
+    let r = s.reason[n].as_deref().unwrap_or("");
+    assert!(r.contains("read less like 1 than 1's own rows"), "{r}");
 }
 
 #[test]
