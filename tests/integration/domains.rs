@@ -5,8 +5,8 @@
 //! combined verdict flags at most 0.5 % of the clean rows of any corpus, its precision is at
 //! least 0.9, TRIG001's at least 0.95 (one cell of natural carriers at 0.93) and its recall at
 //! least 0.95 wherever each trigger is carried by 20 rows or more (docs/evaluation.md);
-//! flipped copies with two words replaced are found (recall ≥ 0.98) and, where the flips'
-//! direction is read, their originals are not.
+//! flipped copies, verbatim and with two words replaced, are found (recall ≥ 0.98) and their
+//! originals are not (at most 0.1 % of the other rows flagged).
 
 use crate::common::{benchmarks, root};
 use poisongate::eval::{load, run};
@@ -125,17 +125,18 @@ fn domain_grid_runs_and_reconciles() {
         // drag the corpus's own rows into quarantine (label flips are left out: a flipped row
         // makes its untouched exact duplicates a label conflict)
         if r.attack.starts_with("duplicate-flip") {
-            // the copies with two words replaced are DUP002's: all found; an unresolved 1:1 tie
-            // flags the original with its copy, so at most one other row per copy (plus the
-            // corpus's own near-duplicate conflicts, 0.3 % of tweeteval-emotion)
-            if r.detector == "DUP002" {
+            // verbatim copies are DUP001's, copies with two words replaced DUP002's: all found,
+            // and at most 0.1 % of the other rows flagged (the corpus's own near-duplicate
+            // conflicts, 0.09 % of tweeteval-emotion); an unresolved 1:1 tie would flag the
+            // original with its copy
+            let owner = if r.attack.ends_with("[e0]") {
+                "DUP001"
+            } else {
+                "DUP002"
+            };
+            if r.detector == owner {
                 assert!(e.recall >= 0.98, "{cell}: recall {:.3}", e.recall);
-                assert!(
-                    e.fp <= r.poisoned + (0.005 * r.rows as f64) as usize,
-                    "{cell}: {} other rows flagged",
-                    e.fp
-                );
-                if r.clean_flagged_fraction() > 0.005 {
+                if r.clean_flagged_fraction() > 0.001 {
                     unresolved.push(cell.clone());
                 }
             }
@@ -191,11 +192,11 @@ fn domain_grid_runs_and_reconciles() {
         natural_carriers.len() <= 1,
         "TRIG001 precision below 0.95: {natural_carriers:?}"
     );
-    // the flips' direction is read on every corpus but one (tweeteval-irony, where naive Bayes
-    // finds the copy's label out of place in only 55-60 % of the ties)
+    // the flips' direction is read on every corpus (on tweeteval-irony, whose words barely
+    // predict the label, by the population of ties)
     assert!(
-        unresolved.len() <= 1,
-        "more than 0.5 % of the other rows flagged: {unresolved:?}"
+        unresolved.is_empty(),
+        "more than 0.1 % of the other rows flagged: {unresolved:?}"
     );
 }
 
