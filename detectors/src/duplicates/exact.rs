@@ -170,6 +170,10 @@ pub(super) struct Core {
     pub(super) near_stats: serde_json::Value,
     /// Normalised text of each exact group (near duplicates only).
     pub(super) rep_texts: PerGroup<String>,
+    /// One-word-edit pairs of exact groups removed as explained contrasts (DUP002) whose new
+    /// word accounts for the label change while the word taken out was neutral. Kept so that
+    /// the flips' direction can reread them.
+    pub(super) contrasts: Vec<(usize, usize)>,
 }
 
 impl Core {
@@ -211,6 +215,7 @@ impl Core {
             toks: PerGroup::Dense(toks),
             near_stats: serde_json::Value::Null,
             rep_texts: PerGroup::default(),
+            contrasts: Vec::new(),
         };
         if let Some(near) = near {
             core.near(&normalized, near);

@@ -273,6 +273,7 @@ impl NearRounds {
             toks: PerGroup::Sparse(toks, Vec::new()),
             near_stats: serde_json::Value::Null,
             rep_texts: PerGroup::Sparse(rep_texts, String::new()),
+            contrasts: Vec::new(),
         };
         core.link(PerGroup::Sparse(sigs, Vec::new()), &links.cands, &self.near);
         let labels = labelled.then_some(groups.labels.as_slice());

@@ -179,6 +179,7 @@ impl Rounds {
             toks: PerGroup::Dense(toks),
             near_stats: serde_json::Value::Null,
             rep_texts: PerGroup::default(),
+            contrasts: Vec::new(),
         };
         Box::new(verdicts(
             &self.params,

@@ -372,6 +372,56 @@ fn the_population_of_ties_gives_the_direction_one_tie_cannot() {
 }
 
 #[test]
+fn explained_contrasts_are_read_again_in_the_flips_direction() {
+    // short texts: four common words and one word of the class
+    let mut state = 5u64;
+    let mut draw = |m: u64| crate::rng::splitmix(&mut state) % m;
+    let mut texts: Vec<String> = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..600 {
+        let c = (i % 2) as u32;
+        let own = if c == 0 { "dull" } else { "bright" };
+        let common: Vec<String> = (0..4).map(|_| format!("common{}", draw(40))).collect();
+        texts.push(format!("{} {own}{}", common.join(" "), draw(10)));
+        labels.push(c);
+    }
+    let n = texts.len();
+    let edit = |text: &str, first: &str| -> String {
+        let w: Vec<&str> = text.split(' ').collect();
+        format!("{first} {}", w[1..].join(" "))
+    };
+    // 40 class-0 rows copied under label 1 with their first word replaced by a rare word: the
+    // flips' direction (target 1)
+    for k in 0..40 {
+        texts.push(edit(&texts[2 * k], &format!("rare{k}")));
+        labels.push(1);
+    }
+    // 30 class-0 rows copied under label 1 with their first (common) word replaced by a word
+    // of class 1: each edit explains the new label, as a natural contrast would
+    for k in 40..70 {
+        texts.push(edit(&texts[2 * k], &format!("bright{}", k % 10)));
+        labels.push(1);
+    }
+    // a natural contrast: a word of class 0 swapped for one of class 1
+    texts.push("common1 common2 common3 common4 dull3".to_string());
+    labels.push(0);
+    texts.push("common1 common2 common3 common4 bright3".to_string());
+    labels.push(1);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP002", &refs, &labels, "");
+    let dir = &summary["flip_direction"];
+    assert_eq!(dir["targets"], serde_json::json!(["1"]), "{dir}");
+    let flagged: Vec<usize> = (0..refs.len()).filter(|&i| s.reason[i].is_some()).collect();
+    assert_eq!(flagged, (n..n + 70).collect::<Vec<_>>(), "{summary}");
+    assert_eq!(summary["contrasts_in_flip_direction"], 30, "{summary}");
+    let r = s.reason[n + 40].as_deref().unwrap_or("");
+    assert!(
+        r.contains("explained contrast read in the flips' direction"),
+        "{r}"
+    );
+}
+
+#[test]
 fn ties_within_natural_label_noise_are_listed_not_flagged() {
     // twelve duplicated texts, one of them under two labels: within natural annotation noise
     let mut texts: Vec<String> = Vec::new();
