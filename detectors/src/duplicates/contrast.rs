@@ -6,6 +6,9 @@ use super::edits::{edited_words, only_added, only_added_words};
 use super::exact::Core;
 use crate::ClassIndex;
 
+/// Two exact groups (a < b).
+type Pair = (usize, usize);
+
 impl Core {
     /// DUP002: remove the one-word-edit pairs whose label change the edited word explains, and
     /// recompute the clusters. For a pair of label-pure groups with labels a ≠ b where word x
@@ -47,7 +50,7 @@ impl Core {
         labels: &[ClassIndex],
         contrast_odds: f64,
         words: Option<&ClassWords>,
-    ) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    ) -> (Vec<Pair>, Vec<Pair>) {
         let built;
         let words = match words {
             Some(w) => w,
