@@ -241,9 +241,10 @@ direction: ...`; counted as `contrasts_in_flip_direction`): a random replacement
 word of the target ("you" → "Mobile" in a ham message copied as spam), but it takes out whatever
 word was there, while a natural contrast swaps a word of one label for one of the other
 ("worst" / "best"). sms-spam with one word replaced, seed 2: 110 → 111 of 114 copies found;
-"i" → "Collect" and "my" → "area" stay explained (those pronouns read as ham at odds 3.6–3.8).
-At the full ln `contrast_odds`, sst2's natural "one of the worst / best movies of the year ."
-was read again and flagged in nine duplicate-flip cells; at half, in none. Reason: `DUP002:dup_of=<nearest majority-label row>
+"i" → "Collect" and "my" → "area" stay explained (those pronouns read as ham at odds 3.6–3.8,
+above √10). At the full ln `contrast_odds`, sst2's natural "one of the worst / best movies of
+the year ." ("worst" at odds 9.7) was read again and flagged in nine duplicate-flip cells; at
+half, in none. Reason: `DUP002:dup_of=<nearest majority-label row>
 similarity=<s> measure=<minhash_jaccard|word_edit|embedding_cosine> threshold=<t> labels=<this>:<dup_of>
 counts=<label>x<rows>,... minority|tie: ...` (the nearest among the majority rows in other
 exact groups; through a chain it can be below t). Score: max(1, similarity / t) when flagged,
@@ -281,18 +282,17 @@ parallel maps, sorted pairs).
 
 Measured on the domain grid (`poisongate eval experiments/domains.toml`, duplicate-flip at 2 %
 with 1 to 3 replaced words, seeds 1–3, worst seed; `scripts/domains_summary.py`): recall
-0.965–1.00 of the copies and precision 0.96–1.00 on sst2, sms-spam, ag-news, tweeteval-hate and
--emotion, other rows flagged at most 0.09 % (one emotion seed with three replaced words: the
-direction unresolved, 2.00 %); tweeteval-irony recall 1.00 but the direction unresolved (see
-DUP001), so the originals are flagged too (precision 0.50).
+0.974–1.00 of the copies (the lowest sms-spam with one word replaced, see the contrast pairs)
+and precision 0.96–1.00 on all six corpora, other rows flagged at most 0.09 % (the three
+near-duplicate label conflicts tweeteval-emotion-clean holds of its own); tweeteval-irony at
+precision 1.00 since the population reader of the flips' direction (DUP001 version 6; 0.50
+before, its originals flagged with their copies).
 With copies flipped both ways (`cargo run --release -p poisongate-detectors --example dup_eval`:
-100 exact and 100 one-word-changed copies, each given the other label, and 50 copies of one
-row): flagged rows of the clean corpora sst2-clean 2 (0.03 %), sms-spam-clean 0, demo 0 (without
-the contrast test: 139, 4.6 %); on sst2-clean 246 of 250 injected rows found, no direction
-established and the ties flagged whole (the originals with their copies); on sms-spam-clean,
-where 87 % of the copies come from ham and so carry the spam label, spam is taken as the flips'
-direction and the ties of the other direction are resolved against their spam original: 91 of
-the 100 exact copies and 83 near copies found (see Known limits).
+100 exact and 100 one-word-changed copies of sst2-clean rows, each given the other label, and
+50 copies of one row): no row of sst2-clean or sms-spam-clean flagged, nor of the published
+sets; on sst2-clean with the copies 246 of 250 injected rows found by one of the three
+detectors, no direction established (copies of both labels) and the ties flagged whole, the
+originals with their copies.
 
 ## Known false positives
 Natural one-word pairs with opposite labels whose edited words carry little label evidence
