@@ -534,18 +534,20 @@ fn stratum(n: usize) -> u32 {
 /// like its rows. One-sided Mann–Whitney stratified by length ([`stratum`]: the U statistics,
 /// their means and variances summed over the strata, normal approximation with continuity
 /// correction, without the correction for equal values, which only widens the variance; a
-/// tied text whose stratum has no sampled row is left out): (ln p, tied texts below the
-/// median of their stratum's sample).
+/// tied text whose stratum has no sampled row is left out; `excluded`, sorted: the texts of
+/// every tied group, which the sample must not hold): (ln p, tied texts below the median of
+/// their stratum's sample).
 fn population(
     words: &ClassWords,
     l: ClassIndex,
     tied: &[(f64, usize)],
     excluded: &[(u64, &[u64])],
 ) -> (f64, usize) {
+    debug_assert!(excluded.is_sorted());
     let mut sample: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
     for (_, _, rows, toks) in words
         .sample_entries()
-        .filter(|&(k, key, _, toks)| k == l && !excluded.contains(&(key, toks)))
+        .filter(|&(k, key, _, toks)| k == l && excluded.binary_search(&(key, toks)).is_err())
     {
         let counts = word_counts(toks);
         let own = |k: ClassIndex, w: Option<u64>| -> usize {
@@ -649,6 +651,9 @@ pub(super) fn flip_direction(
             tied_scores.entry(l).or_default().push((score, toks.len()));
         }
     }
+    // sorted, so that each sampled text is looked up, not compared with every tie
+    excluded.sort_unstable();
+    excluded.dedup();
     for (rows, groups, tops) in &pairs {
         let (a, b) = (tops[0], tops[1]);
         let lo = readings(core, words, labels, (rows, groups), (a, b));
