@@ -375,6 +375,24 @@ fn shared_words(core: &Core, groups: &[usize]) -> Vec<u64> {
     shared
 }
 
+/// Words of a cluster's own `rows` of class `l` (all of them, or the occurrences of `w`): what
+/// a reading trained on the rows outside the cluster takes out of the class's counts.
+fn own_tokens(
+    core: &Core,
+    labels: &[ClassIndex],
+    rows: &[usize],
+    l: ClassIndex,
+    w: Option<u64>,
+) -> usize {
+    rows.iter()
+        .filter(|&&r| labels[r] == l)
+        .map(|&r| {
+            let t = &core.toks[core.group_of[r]];
+            w.map_or(t.len(), |w| t.iter().filter(|&&x| x == w).count())
+        })
+        .sum()
+}
+
 /// Log odds of label b against a for one tie, by each reader, trained on the rows outside it.
 fn readings(
     core: &Core,
@@ -384,16 +402,7 @@ fn readings(
     (a, b): (ClassIndex, ClassIndex),
 ) -> [f64; PAIRWISE] {
     let shared = shared_words(core, groups);
-    // the cluster's own rows of class l: their words, and those containing w
-    let own_tokens = |l: ClassIndex, w: Option<u64>| -> usize {
-        rows.iter()
-            .filter(|&&r| labels[r] == l)
-            .map(|&r| {
-                let t = &core.toks[core.group_of[r]];
-                w.map_or(t.len(), |w| t.iter().filter(|&&x| x == w).count())
-            })
-            .sum()
-    };
+    let own_tokens = |l: ClassIndex, w: Option<u64>| own_tokens(core, labels, rows, l, w);
     let own_rows = |l: ClassIndex, w: Option<u64>| -> usize {
         rows.iter()
             .filter(|&&r| {
@@ -638,15 +647,7 @@ pub(super) fn flip_direction(
                 continue;
             };
             let toks = &core.toks[core.group_of[r]];
-            let own = |k: ClassIndex, w: Option<u64>| -> usize {
-                rows.iter()
-                    .filter(|&&r| labels[r] == k)
-                    .map(|&r| {
-                        let t = &core.toks[core.group_of[r]];
-                        w.map_or(t.len(), |w| t.iter().filter(|&&x| x == w).count())
-                    })
-                    .sum()
-            };
+            let own = |k: ClassIndex, w: Option<u64>| own_tokens(core, labels, rows, k, w);
             let score = one_vs_rest(words, &word_counts(toks), l, &own);
             tied_scores.entry(l).or_default().push((score, toks.len()));
         }

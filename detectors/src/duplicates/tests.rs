@@ -219,29 +219,48 @@ fn amplification_relative_to_baseline() {
     assert_eq!(amplification(&with, 0.01, 5), Some(500));
 }
 
-/// A corpus whose two classes use their own vocabulary: row i of class c is nine words drawn
-/// (deterministically) from that class's 40 words.
-fn two_vocabularies(rows_per_class: usize) -> (Vec<String>, Vec<u32>) {
-    let mut state = 7u64;
+/// Two classes of `rows_per_class` rows each (interleaved): row i of class c is nine words,
+/// each `word(c, draw)` of a deterministic draw from `seed`, then its tag (`row{i}`, or
+/// `row{i}c{c}` when `tag_by_class`).
+fn two_classes(
+    rows_per_class: usize,
+    seed: u64,
+    tag_by_class: bool,
+    word: impl Fn(u32, u64) -> String,
+) -> (Vec<String>, Vec<u32>) {
+    let mut state = seed;
     let mut texts = Vec::new();
     let mut labels = Vec::new();
     for i in 0..rows_per_class {
         for c in 0..2u32 {
             let words: Vec<String> = (0..9)
-                .map(|_| {
-                    let w = crate::rng::splitmix(&mut state) % 40;
-                    if c == 0 {
-                        format!("dull{w}")
-                    } else {
-                        format!("bright{w}")
-                    }
-                })
+                .map(|_| word(c, crate::rng::splitmix(&mut state)))
                 .collect();
-            texts.push(format!("{} row{i}", words.join(" ")));
+            let tag = if tag_by_class {
+                format!("row{i}c{c}")
+            } else {
+                format!("row{i}")
+            };
+            texts.push(format!("{} {tag}", words.join(" ")));
             labels.push(c);
         }
     }
     (texts, labels)
+}
+
+/// The class's own word `{dull|bright}{w}`.
+fn own_word(c: u32, w: u64) -> String {
+    if c == 0 {
+        format!("dull{w}")
+    } else {
+        format!("bright{w}")
+    }
+}
+
+/// A corpus whose two classes use their own vocabulary: each word is drawn from the class's
+/// 40 words.
+fn two_vocabularies(rows_per_class: usize) -> (Vec<String>, Vec<u32>) {
+    two_classes(rows_per_class, 7, false, |c, r| own_word(c, r % 40))
 }
 
 #[test]
@@ -313,30 +332,14 @@ fn ties_without_a_common_direction_stay_flagged_whole() {
     );
 }
 
-/// A corpus whose classes share most of their words: each of a row's nine words comes from a
-/// common pool of 60 words, and with probability 1/20 from its class's own 20 words instead,
-/// so that one text says little about its class and many texts say much.
+/// A corpus whose classes share most of their words: each word comes from a common pool of
+/// 60 words, and with probability 1/20 from its class's own 20 words instead, so that one text
+/// says little about its class and many texts say much.
 fn faint_vocabularies(rows_per_class: usize) -> (Vec<String>, Vec<u32>) {
-    let mut state = 11u64;
-    let mut texts = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..rows_per_class {
-        for c in 0..2u32 {
-            let words: Vec<String> = (0..9)
-                .map(|_| {
-                    let r = crate::rng::splitmix(&mut state);
-                    match (r % 20, (r >> 8) % 60, (r >> 8) % 20) {
-                        (0, _, w) if c == 0 => format!("dull{w}"),
-                        (0, _, w) => format!("bright{w}"),
-                        (_, w, _) => format!("common{w}"),
-                    }
-                })
-                .collect();
-            texts.push(format!("{} row{i}c{c}", words.join(" ")));
-            labels.push(c);
-        }
-    }
-    (texts, labels)
+    two_classes(rows_per_class, 11, true, |c, r| match r % 20 {
+        0 => own_word(c, (r >> 8) % 20),
+        _ => format!("common{}", (r >> 8) % 60),
+    })
 }
 
 #[test]
