@@ -28,7 +28,8 @@
 //! classes, read less like the target than a sample of its own rows, and a rank test over all
 //! of them is significant long before a count of tie-by-tie readings is. Its reference is a
 //! sample of each class's texts kept in [`ClassWords`] (the smallest hashes), so that the
-//! rounds merge it exactly. Mann–Whitney is written here: a stratified rank sum over two sorted
+//! rounds merge it exactly. It assumes the ties are copies, so it names nothing while the
+//! conflicts are within natural label noise. Mann–Whitney is written here: a stratified rank sum over two sorted
 //! lists is a few lines, and no statistics crate the detectors use offers it.
 
 use super::exact::Core;
@@ -290,6 +291,9 @@ pub(super) struct Direction {
     /// The one label the population reader found out of place when the naive-Bayes readers
     /// found it out of place less often than chance: that reader then names no target.
     pub(super) population_against: Option<ClassIndex>,
+    /// The population reader found a label out of place but the conflicts are within natural
+    /// label noise: it names no target.
+    pub(super) population_within_noise: bool,
 }
 
 impl Direction {
@@ -333,7 +337,9 @@ impl Direction {
                 "p_value": READERS.iter().zip(t.ln_p).map(|(r, lp)| (r.to_string(), json!(lp.exp()))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
             "targets": self.targets.iter().map(|&l| name(l)).collect::<Vec<_>>(),
-            "population_abstained": if let Some(l) = self.population_against {
+            "population_abstained": if self.population_within_noise {
+                json!("the conflicts are within natural label noise, where tied texts may read like one of their labels without being copies: the population reader names no target")
+            } else if let Some(l) = self.population_against {
                 json!(format!(
                     "the tied texts read unlike label {} they carry, but the tie-by-tie readers find it out of place less often than chance: the population reader names no target",
                     name(l)
@@ -617,6 +623,7 @@ pub(super) fn flip_direction(
     labels: &[ClassIndex],
     alpha: f64,
     words: Option<&ClassWords>,
+    beyond_noise: bool,
 ) -> Direction {
     let pairs: Vec<_> = clusters.iter().filter(|c| c.2.len() == 2).collect();
     let mut dir = Direction {
@@ -699,7 +706,15 @@ pub(super) fn flip_direction(
         .filter(|(_, t)| t.ln_p[POPULATION] <= cut)
         .map(|(&l, _)| l)
         .collect();
-    if let [l] = out[..] {
+    if !out.is_empty() && !beyond_noise {
+        // the reader assumes the ties are copies drawn from other classes; natural conflicts,
+        // whose texts may read like one of their labels, do not: within natural label noise
+        // it names nothing
+        for t in dir.tally.values_mut() {
+            t.ln_p[POPULATION] = 0.0;
+        }
+        dir.population_within_noise = true;
+    } else if let [l] = out[..] {
         let t = dir.tally[&l];
         let chance = pi(l) * dir.ties as f64;
         if (t.out_of_place[0].max(t.out_of_place[1]) as f64) < chance {

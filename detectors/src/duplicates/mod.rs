@@ -96,8 +96,10 @@ against the same reading of a sample of that class's rows (each without its own 
 the 4 096 distinct texts per class with the smallest hash, a sample any split of the rows
 merges into the same one), by a one-sided Mann–Whitney test stratified by length (1–4, 5–9,
 10–19, 20–39 words, ...: copies are chosen by length). It names a label only when it finds
-exactly one, and the tie-by-tie naive-Bayes readers find that label out of place at least as
-often as chance; otherwise the summary says why it named none. Where one tie says little
+exactly one, the tie-by-tie naive-Bayes readers find that label out of place at least as
+often as chance, and the conflicts are beyond natural label noise (below): natural conflicts,
+texts annotators disagreed on, may read like one of their labels without being copies.
+Otherwise the summary says why it named none (`population_abstained`). Where one tie says little
 (tweeteval-irony, whose words barely predict the label), it adds up the evidence of all: on
 verbatim copies (2 %, three seeds) naive Bayes reads the copy's label out of place in 55–60 %
 of the ties (p 0.07–0.5) and the population reader gives p = 3·10⁻⁵, 9·10⁻⁶ and 1.1·10⁻³.

@@ -372,6 +372,25 @@ fn the_population_of_ties_gives_the_direction_one_tie_cannot() {
     assert_eq!(flagged, (n..n + 40).collect::<Vec<_>>(), "{summary}");
     let r = s.reason[n].as_deref().unwrap_or("");
     assert!(r.contains("read less like 1 than 1's own rows"), "{r}");
+    // the same ties among 200 more duplicated texts of one label each: 40 conflicts of 240
+    // duplicated texts are within natural label noise, where the reader names nothing
+    for k in 0..200 {
+        texts.push(texts[100 + k].clone());
+        labels.push(labels[100 + k]);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP001", &refs, &labels, "");
+    assert_eq!(summary["natural_noise"]["beyond_noise"], false, "{summary}");
+    let dir = &summary["flip_direction"];
+    assert_eq!(dir["targets"], serde_json::json!([]), "{dir}");
+    assert!(
+        dir["population_abstained"]
+            .as_str()
+            .unwrap_or("")
+            .contains("within natural label noise"),
+        "{dir}"
+    );
+    assert!(s.reason.iter().all(Option::is_none), "{summary}");
 }
 
 #[test]

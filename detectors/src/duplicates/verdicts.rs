@@ -379,8 +379,9 @@ pub(super) fn verdicts(
                     (*rows, groups, c.tops.clone())
                 })
                 .collect();
-            let direction = flip_direction(core, &ties, labels, p.direction_alpha, words);
             let noise = Noise::test(clusters.len(), conflicts.len(), p);
+            let direction =
+                flip_direction(core, &ties, labels, p.direction_alpha, words, noise.beyond);
             for (_, _, c) in &mut conflicts {
                 if c.majority.is_none() {
                     c.resolved = direction.resolves(&c.tops);
