@@ -29,8 +29,9 @@
 //! of them is significant long before a count of tie-by-tie readings is. Its reference is a
 //! sample of each class's texts kept in [`ClassWords`] (the smallest hashes), so that the
 //! rounds merge it exactly. It assumes the ties are copies, so it names nothing while the
-//! conflicts are within natural label noise. Mann–Whitney is written here: a stratified rank sum over two sorted
-//! lists is a few lines, and no statistics crate the detectors use offers it.
+//! conflicts are within natural label noise. Mann–Whitney is written here: a stratified rank
+//! sum over two sorted lists is a few lines, and no statistics crate the detectors use offers
+//! it.
 
 use super::exact::Core;
 use crate::rng::splitmix;
