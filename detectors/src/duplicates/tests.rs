@@ -263,15 +263,21 @@ fn two_vocabularies(rows_per_class: usize) -> (Vec<String>, Vec<u32>) {
     two_classes(rows_per_class, 7, false, |c, r| own_word(c, r % 40))
 }
 
+/// Append verbatim copies of the first `k` class-0 rows of an interleaved two-class corpus,
+/// labelled 1: every tie is a 0 original and a 1 copy.
+fn copy_class_0_as_1(texts: &mut Vec<String>, labels: &mut Vec<u32>, k: usize) {
+    for i in 0..k {
+        texts.push(texts[2 * i].clone());
+        labels.push(1);
+    }
+}
+
 #[test]
 fn flip_direction_resolves_ties_against_the_target_label() {
     let (mut texts, mut labels) = two_vocabularies(200);
     // 30 exact copies of class-0 rows relabelled 1: every tie is a 0 original and a 1 copy
     let n = texts.len();
-    for k in 0..30 {
-        texts.push(texts[2 * k].clone());
-        labels.push(1);
-    }
+    copy_class_0_as_1(&mut texts, &mut labels, 30);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let (s, summary) = fit("DUP001", &refs, &labels, "");
     let flagged: Vec<usize> = (0..refs.len()).filter(|&i| s.reason[i].is_some()).collect();
@@ -348,10 +354,7 @@ fn the_population_of_ties_gives_the_direction_one_tie_cannot() {
     // the tie-by-tie readers; together the copied texts read unlike class 1's own rows
     let (mut texts, mut labels) = faint_vocabularies(400);
     let n = texts.len();
-    for k in 0..40 {
-        texts.push(texts[2 * k].clone());
-        labels.push(1);
-    }
+    copy_class_0_as_1(&mut texts, &mut labels, 40);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let (s, summary) = fit("DUP001", &refs, &labels, "");
     let dir = &summary["flip_direction"];
