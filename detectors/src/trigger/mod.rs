@@ -170,7 +170,13 @@ the summary gives W as `widened_from`. A natural collocation is not widened: its
 named only after the context test (its content explains its label) and the abstention rules.
 On the trigger grid (experiments/domains-trig.toml): 1 (cell, seed) row better (emotion,
 addsent anywhere at 1 %, seed 2: recall 0.15 to 1.0), none worse; the published sets' TRIG001
-rows and the merged corpora (`scripts/merged_corpora.py`) unchanged.
+rows and the merged corpora (`scripts/merged_corpora.py`) unchanged. Version 16: W must hold
+at most half of S's rows, and S's rows without W must be pure too. Random insertion puts no
+token beside a phrase in half of its places; when W holds more, S failed the screen on W's own
+word, and W is the unit. An everyday phrase planted whole ("by the way") holds its common
+collocations ("by the", "the way"), which were widened to and flagged their natural rows: 21
+clean sst2 reviews, 48 hate tweets (experiments/domains-holdout.toml, attacks no parameter was
+chosen on: 14 (cell, seed) rows better, none worse; the domain grid unchanged).
 
 **Confirmed on its own rows.** One relabelled row can carry a planted trigger and a natural
 word together, and on five rows that one row can make the word pass the context test: the SMS

@@ -1037,3 +1037,38 @@ fn a_word_whose_context_test_rests_on_one_relabelled_row_is_not_named() {
     let flagged = scores.reason.iter().filter(|r| r.is_some()).count();
     assert_eq!(flagged, 0, "{summary}");
 }
+
+#[test]
+fn a_phrase_holding_most_rows_of_its_shorter_form_is_not_widened_to_it() {
+    // "zq xv yk" at a random place of 90 negative rows (relabelled); "zq xv" also goes on with
+    // other words in 30 positive rows. "zq xv" fails the neighbour screen through "yk", the
+    // phrase's own word in three quarters of its rows: the phrase is the unit, and the 30
+    // natural rows are not flagged
+    let (mut texts, mut labels, _) = synthetic(3000, 0.0, 43);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(19);
+    let (mut planted, mut natural) = (0, 0);
+    for r in 0..texts.len() {
+        let mut w: Vec<String> = texts[r].split(' ').map(str::to_string).collect();
+        let at = rng.below(w.len() + 1);
+        if labels[r] == 0 && planted < 90 && rng.unit() < 0.1 {
+            w.insert(at, "zq xv yk".to_string());
+            labels[r] = 1;
+            truth[r] = true;
+            planted += 1;
+        } else if labels[r] == 1 && natural < 30 && rng.unit() < 0.03 {
+            let end = ["qa", "qb", "qc", "qd", "qe", "qf"][rng.below(6)];
+            w.insert(at, format!("zq xv {end}"));
+            natural += 1;
+        } else {
+            continue;
+        }
+        texts[r] = w.join(" ");
+    }
+    assert_eq!((planted, natural), (90, 30));
+    let (summary, scores) = run(&texts, &labels);
+    let t = named(&summary, "zq xv yk");
+    assert!(t["widened_from"].is_null(), "{summary}");
+    let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+    assert_eq!(flagged, truth, "{summary}");
+}
