@@ -62,6 +62,10 @@ struct Candidate {
     /// for an unanchored window of two or more tokens: the shorter form (one end token
     /// dropped) whose rows outside the window explain its purity, if one does
     explained_by: Option<ShorterForm>,
+    /// its target class carries it at a rate the other classes' rate of it cannot explain (see
+    /// `abstain::beyond_natural_rate`): a window below `min_purity` may still be a planted
+    /// word that also occurs naturally
+    beyond_natural: bool,
 }
 
 impl Candidate {
@@ -359,6 +363,7 @@ pub(super) fn fit(
             abstain: None,
             shorter_support: None,
             explained_by: None,
+            beyond_natural: false,
         }
     };
     // the candidate, and for a window of `ext_len` real tokens the phrases one token longer
@@ -447,6 +452,9 @@ pub(super) fn fit(
     let explained = shorter_forms(p, &cands);
     for (c, e) in cands.iter_mut().zip(explained) {
         c.explained_by = e;
+    }
+    for c in cands.iter_mut() {
+        c.beyond_natural = beyond_natural_rate(p, c, &class_rows);
     }
     // the shorter forms a named window may be widened to (see `widen`)
     let widen_from = widen::extensions_of(p, &cands);

@@ -195,7 +195,23 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
 - a trigger sets the label, so (nearly) every row carrying it has the target label: purity at
   least `min_purity`. Natural label-predictive words ("to", "you", "joyful" in emotion tweets,
   ". . ." endings in news) carry the label in only part of their rows, and a large support makes
-  even a mild miscalibration of the context model significant;
+  even a mild miscalibration of the context model significant. An ordinary word planted one a
+  row ("seriously", "literally") also occurs naturally in every class, and those rows hold its
+  purity below `min_purity` (0.81–0.89 in emotion tweets). Since version 17 such a window, if
+  it is not anchored, is still read as a planted word when its target class carries it beyond the other classes' rate
+  of it (n_o of their N_o rows, r = (n_o + 1)/(N_o + 2): P(Binomial(N_t, r) ≥ k_t) ≤ `alpha` for
+  its k_t rows of the N_t of the target class) *and* its target-label rows read like other
+  classes (the dirty-label evidence below, share at least `min_foreign_share`, counted among
+  the m candidates of that test). A natural label cue is carried beyond that rate too, but its
+  rows read like their class; a word of the class relabelled rows were drawn from reads
+  foreign in them, but the target class carries it below the other classes' rate. Measured on
+  experiments/domains-holdout.toml (attacks no parameter was chosen on): emotion with
+  "seriously" and "literally" at 3 % from recall 0 to 1.0 (precision 0.82 and 0.92: the
+  words' natural rows with the target label are flagged with them); on the domain grid rare
+  words at 0.5 % and 1 % on ag-news and sms-spam (their natural rows held their purity
+  down) from recall 0.75–0.98 to 1.0, nothing worse. Anchored windows keep
+  the floor: a feed's byline ("<s> forbes.com -", purity 0.86) read foreign through a few
+  flipped copies of its rows and was named, 12 clean ag-news rows;
 - its context test must not rest on one row: without the target-label row its label is least
   explained in (the smallest context probability of the target), the other rows must still be
   purer than their content explains at the nominal level `alpha` (the same Poisson-binomial

@@ -1072,3 +1072,43 @@ fn a_phrase_holding_most_rows_of_its_shorter_form_is_not_widened_to_it() {
     let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
     assert_eq!(flagged, truth, "{summary}");
 }
+
+#[test]
+fn an_ordinary_word_planted_into_relabelled_rows_is_named_below_min_purity() {
+    // "ww" occurs naturally in 20 rows of each class; planted at a random place of 80 negative
+    // rows relabelled positive, it holds 120 rows at purity 0.83. The positive class carries it
+    // far beyond the negative class's rate, and its positive rows read negative: it is named,
+    // every planted row is flagged and no natural negative row is
+    let (mut texts, mut labels, _) = synthetic(4000, 0.0, 47);
+    let mut truth = vec![false; texts.len()];
+    let mut rng = crate::rng::SplitMix64(23);
+    let (mut planted, mut natural) = (0, [0, 0]);
+    for r in 0..texts.len() {
+        let l = labels[r] as usize;
+        let mut w: Vec<&str> = texts[r].split(' ').collect();
+        let at = rng.below(w.len() + 1);
+        if l == 0 && planted < 80 && rng.unit() < 0.08 {
+            w.insert(at, "ww");
+            labels[r] = 1;
+            truth[r] = true;
+            planted += 1;
+        } else if natural[l] < 20 && rng.unit() < 0.03 {
+            w.insert(at, "ww");
+            natural[l] += 1;
+        } else {
+            continue;
+        }
+        texts[r] = w.join(" ");
+    }
+    assert_eq!((planted, natural), (80, [20, 20]));
+    let (summary, scores) = run(&texts, &labels);
+    let t = named(&summary, "ww");
+    assert!(t["purity"].as_f64().is_some_and(|p| p < 0.9), "{t}");
+    for (r, reason) in scores.reason.iter().enumerate() {
+        if truth[r] {
+            assert_eq!(reason.as_deref(), Some("TRIG001:ww"), "row {r}: {summary}");
+        } else if labels[r] == 0 {
+            assert!(reason.is_none(), "row {r}: {summary}");
+        }
+    }
+}

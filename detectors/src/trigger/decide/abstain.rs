@@ -25,7 +25,7 @@ pub(super) struct ShorterForm {
 /// which dirty-label poison does and a natural label cue does not.
 pub(super) fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Option<String> {
     let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
-    if purity < p.min_purity {
+    if purity < p.min_purity && !c.beyond_natural {
         return Some(format!(
             "purity {purity:.2} below min_purity {}: rows of other labels carry it, so it does not set the label",
             p.min_purity
@@ -208,7 +208,10 @@ pub(super) const UNIFORM_DRAW: &str =
 pub(super) fn needs_foreign(p: &TriggerParams, c: &Candidate) -> Option<NeedsForeign> {
     let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
     if purity < p.min_purity {
-        return None;
+        return c.beyond_natural.then_some(NeedsForeign {
+            what: OTHER_LABELS,
+            share: true,
+        });
     }
     let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
     let (what, share) = if anchored {
@@ -224,6 +227,46 @@ pub(super) fn needs_foreign(p: &TriggerParams, c: &Candidate) -> Option<NeedsFor
         return None;
     };
     Some(NeedsForeign { what, share })
+}
+
+/// What a window below `min_purity` that its target class carries beyond the other classes'
+/// rate of it needs dirty-label evidence for.
+const OTHER_LABELS: &str =
+    "window that rows of other labels carry too (purity below min_purity), read as a planted word that also occurs naturally";
+
+/// Whether the target class of `c` carries it at a rate the other classes' rate of it cannot
+/// explain: with n_o of the N_o rows of the other classes carrying it, r = (n_o + 1)/(N_o + 2),
+/// P(Binomial(N_t, r) ≥ k_t) ≤ `alpha` for its k_t rows of the N_t of the target class.
+///
+/// A trigger sets the label, so (nearly) every row carrying it has the target label
+/// (`min_purity`). An ordinary word planted one a row ("seriously", "literally") also occurs
+/// naturally in every class, and its natural rows of the other labels held its purity at
+/// 0.81–0.89 in emotion and irony tweets: nothing was named. Such a window is read as a
+/// planted word when its target class carries it far beyond the rate the other classes do,
+/// and its target-label rows read like other classes (the dirty-label evidence an anchored
+/// window needs, share at least `min_foreign_share`). A natural label cue is carried beyond
+/// that rate too, but its rows read like their class; a word of the class relabelled rows were
+/// drawn from ("prize" in spam relabelled ham) reads foreign in them, but the target class
+/// carries it below the other classes' rate. Windows anchored at the start or the end are not
+/// read this way.
+pub(super) fn beyond_natural_rate(p: &TriggerParams, c: &Candidate, class_rows: &[usize]) -> bool {
+    // an anchored window keeps the floor: openings and endings of a feed's template (a byline,
+    // a dateline) are carried by one class beyond the others' rate, and a few relabelled
+    // copies of its rows make them read foreign (ag-news with flipped copies: "<s> forbes.com
+    // -" named at purity 0.86, 12 clean rows flagged)
+    if c.span.first() == Some(&START) || c.span.last() == Some(&END) {
+        return false;
+    }
+    let k_t = u64::from(c.df.get(c.target).copied().unwrap_or(0));
+    let n_t = class_rows.get(c.target).copied().unwrap_or(0) as u64;
+    let n_all: u64 = class_rows.iter().map(|&n| n as u64).sum();
+    let others = n_all.saturating_sub(n_t);
+    let carried_by_others = u64::from(c.support).saturating_sub(k_t);
+    if n_t == 0 || k_t == 0 {
+        return false;
+    }
+    let rate = (carried_by_others as f64 + 1.0) / (others as f64 + 2.0);
+    crate::trigger::ln_binomial_upper(k_t, n_t, rate) <= p.alpha.ln()
 }
 
 /// Standard errors the foreign test asks for when `tested` candidates reach it: the upper
@@ -315,6 +358,7 @@ mod tests {
             abstain: None,
             shorter_support: None,
             explained_by: None,
+            beyond_natural: false,
         }
     }
 
