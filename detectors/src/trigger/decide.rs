@@ -62,9 +62,9 @@ struct Candidate {
     /// for an unanchored window of two or more tokens: the shorter form (one end token
     /// dropped) whose rows outside the window explain its purity, if one does
     explained_by: Option<ShorterForm>,
-    /// its target class carries it at a rate the other classes' rate of it cannot explain (see
-    /// `abstain::beyond_natural_rate`): a window below `min_purity` may still be a planted
-    /// word that also occurs naturally
+    /// below `min_purity`, its target class carries it at a rate the other classes' rate of it
+    /// cannot explain (see `abstain::beyond_natural_rate`): it may still be a planted word
+    /// that also occurs naturally
     beyond_natural: bool,
 }
 
@@ -453,8 +453,11 @@ pub(super) fn fit(
     for (c, e) in cands.iter_mut().zip(explained) {
         c.explained_by = e;
     }
+    // read only where it is used: windows below `min_purity`
     for c in cands.iter_mut() {
-        c.beyond_natural = beyond_natural_rate(p, c, &class_rows);
+        let target_rows = f64::from(c.df.get(c.target).copied().unwrap_or(0));
+        c.beyond_natural = target_rows < p.min_purity * f64::from(c.support)
+            && beyond_natural_rate(p, c, &class_rows);
     }
     // the shorter forms a named window may be widened to (see `widen`)
     let widen_from = widen::extensions_of(p, &cands);

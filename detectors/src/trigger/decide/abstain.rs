@@ -259,13 +259,14 @@ pub(super) fn beyond_natural_rate(p: &TriggerParams, c: &Candidate, class_rows: 
     }
     let k_t = u64::from(c.df.get(c.target).copied().unwrap_or(0));
     let n_t = class_rows.get(c.target).copied().unwrap_or(0) as u64;
-    let n_all: u64 = class_rows.iter().map(|&n| n as u64).sum();
-    let others = n_all.saturating_sub(n_t);
+    let others = class_rows.iter().map(|&n| n as u64).sum::<u64>() - n_t;
     let carried_by_others = u64::from(c.support).saturating_sub(k_t);
-    if n_t == 0 || k_t == 0 {
+    let rate = (carried_by_others as f64 + 1.0) / (others as f64 + 2.0);
+    // at or below the other classes' rate there is nothing to test (and the tail's sum would
+    // run past the mode of a large class)
+    if k_t as f64 <= n_t as f64 * rate {
         return false;
     }
-    let rate = (carried_by_others as f64 + 1.0) / (others as f64 + 2.0);
     crate::trigger::ln_binomial_upper(k_t, n_t, rate) <= p.alpha.ln()
 }
 

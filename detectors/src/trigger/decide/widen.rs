@@ -9,10 +9,9 @@
 //! trigger whose shorter form S (W less its first or its last real token) failed that screen
 //! while S is as pure for the same target, also on its rows without W, and holds more rows is
 //! therefore widened to S: S's rows contain W's, S keeps its own context test (which must pass)
-//! and the abstention rules,
-//! read with W's neighbour evidence. A natural collocation is not widened, since its
-//! extension is named only after the context test (its content explains its label) and the
-//! abstention rules. A shorter form found inside longer words (a closing "#" whose hashtag
+//! and the abstention rules, read with W's neighbour evidence. A natural collocation is not
+//! widened, since its extension is named only after the context test (its content explains its
+//! label) and the abstention rules. A shorter form found inside longer words (a closing "#" whose hashtag
 //! word W holds: "... by @user #" of "#musically") failed the whole-word test, not the
 //! neighbour screen, and is never widened to.
 //!
