@@ -69,6 +69,16 @@ struct Candidate {
 }
 
 impl Candidate {
+    /// Whether the window is anchored at the start or the end of the row.
+    fn anchored(&self) -> bool {
+        self.span.first() == Some(&START) || self.span.last() == Some(&END)
+    }
+
+    /// Share of its rows with its target label.
+    fn purity(&self) -> f64 {
+        self.df.get(self.target).copied().unwrap_or(0) as f64 / self.support.max(1) as f64
+    }
+
     /// min(s_context, s_random) once the context test ran (the prior test screened it at the
     /// nominal level); before, min(s_prior, s_random), which is below 1 for every candidate
     /// the screen rejected.
@@ -455,9 +465,7 @@ pub(super) fn fit(
     }
     // read only where it is used: windows below `min_purity`
     for c in cands.iter_mut() {
-        let target_rows = f64::from(c.df.get(c.target).copied().unwrap_or(0));
-        c.beyond_natural = target_rows < p.min_purity * f64::from(c.support)
-            && beyond_natural_rate(p, c, &class_rows);
+        c.beyond_natural = c.purity() < p.min_purity && beyond_natural_rate(p, c, &class_rows);
     }
     // the shorter forms a named window may be widened to (see `widen`)
     let widen_from = widen::extensions_of(p, &cands);
@@ -630,8 +638,7 @@ pub(super) fn fit(
         let mut rejected = Vec::new();
         for &i in &accepted {
             let c = &cands[i];
-            let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
-            if !anchored {
+            if !c.anchored() {
                 continue;
             }
             let own_rows: HashSet<usize> = c.rows.iter().copied().collect();

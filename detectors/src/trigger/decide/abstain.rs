@@ -24,7 +24,7 @@ pub(super) struct ShorterForm {
 /// other classes (`min_foreign_share`, and `z_needed` standard errors below the target class),
 /// which dirty-label poison does and a natural label cue does not.
 pub(super) fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Option<String> {
-    let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
+    let purity = c.purity();
     if purity < p.min_purity && !c.beyond_natural {
         return Some(format!(
             "purity {purity:.2} below min_purity {}: rows of other labels carry it, so it does not set the label",
@@ -125,7 +125,7 @@ pub(super) fn shorter_forms(p: &TriggerParams, cands: &[Candidate]) -> Vec<Optio
     cands
         .iter()
         .map(|c| {
-            let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
+            let anchored = c.anchored();
             if anchored || c.span.len() < 2 {
                 return None;
             }
@@ -206,14 +206,14 @@ pub(super) const UNIFORM_DRAW: &str =
 ///   one half, as BlackBerry messages do for "bb"). A clean-label trigger is pure well beyond
 ///   its label's share, as it must be to teach the backdoor.
 pub(super) fn needs_foreign(p: &TriggerParams, c: &Candidate) -> Option<NeedsForeign> {
-    let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
+    let purity = c.purity();
     if purity < p.min_purity {
         return c.beyond_natural.then_some(NeedsForeign {
             what: OTHER_LABELS,
             share: true,
         });
     }
-    let anchored = c.span.first() == Some(&START) || c.span.last() == Some(&END);
+    let anchored = c.anchored();
     let (what, share) = if anchored {
         ("anchored window", true)
     } else if c.s_random_gap < 1.0 {
@@ -254,7 +254,7 @@ pub(super) fn beyond_natural_rate(p: &TriggerParams, c: &Candidate, class_rows: 
     // a dateline) are carried by one class beyond the others' rate, and a few relabelled
     // copies of its rows make them read foreign (ag-news with flipped copies: "<s> forbes.com
     // -" named at purity 0.86, 12 clean rows flagged)
-    if c.span.first() == Some(&START) || c.span.last() == Some(&END) {
+    if c.anchored() {
         return false;
     }
     let k_t = u64::from(c.df.get(c.target).copied().unwrap_or(0));

@@ -24,11 +24,7 @@
 
 use super::abstain::{natural_continuation, needs_foreign, rests_on_one_row, UNIFORM_DRAW};
 use super::{contains, strip, Candidate};
-use crate::trigger::{TriggerParams, END, START};
-
-fn anchored(c: &Candidate) -> bool {
-    c.span.first() == Some(&START) || c.span.last() == Some(&END)
-}
+use crate::trigger::TriggerParams;
 
 /// Names the `suspects` that qualify as siblings of the `accepted` triggers (see the module),
 /// adding them to `accepted`; returns (named, the best-supported trigger it was named beside),
@@ -44,7 +40,7 @@ pub(super) fn name(
     let firsts: Vec<usize> = accepted
         .iter()
         .copied()
-        .filter(|&a| !anchored(&cands[a]))
+        .filter(|&a| !cands[a].anchored())
         .collect();
     if firsts.is_empty() {
         return named;
@@ -56,7 +52,7 @@ pub(super) fn name(
         let c = &cands[i];
         let only_uniform = c.abstain.is_some()
             && c.evidence() >= 1.0
-            && !anchored(c)
+            && !c.anchored()
             && needs_foreign(p, c).is_some_and(|n| n.what == UNIFORM_DRAW)
             && rests_on_one_row(p, c).is_none()
             && natural_continuation(p, c).is_none()
@@ -76,7 +72,7 @@ pub(super) fn name(
         // the labels would have there
         let total: usize = class_rows.iter().sum();
         let share = class_rows.get(c.target).copied().unwrap_or(0) as f64 / total.max(1) as f64;
-        let purity = c.df.get(c.target).copied().unwrap_or(0) as f64 / c.support.max(1) as f64;
+        let purity = c.purity();
         let lifted = 1.0 - purity <= (1.0 - p.min_purity) * (1.0 - share);
         // the best-supported named trigger of its target (the first on ties) names the
         // insertion in the report
