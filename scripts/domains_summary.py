@@ -76,7 +76,7 @@ print("for edited ones); other rows = rows that are not added copies:\n")
 print("| corpus | attack | rate | copies | detector | recall min | precision min | other rows flagged max |")
 print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |")
 for k in dup:
-    det = "DUP001" if k[1].endswith("[e0]") else "DUP002"
+    det = "DUP001" if k[1].endswith("e0]") else "DUP002"
     d = k + ("default-text", det)
     print(f"| {k[0]} | {k[1]} | {100 * float(k[2]):g} % | {cells[d][0]['poisoned']} | {det} | "
           f"{worst(d, lambda r: float(r['recall'])):.3f} | {worst(d, prec):.3f} | "

@@ -22,6 +22,7 @@ mod link;
 mod minhash;
 pub mod near_rounds;
 mod normalise;
+mod own_reading;
 pub mod reference;
 pub mod rounds;
 pub use link::{Candidates, KeyRange};
@@ -112,6 +113,28 @@ texts of <n> tied conflicts read less like <label> than <label>'s own rows do (<
 their median; rank test p = ...)`), the other rows are not. Natural ties have no common
 direction.
 
+Ties read on their own: an attacker may flip copies of rows of every class, each into
+another class, so that no label is out of place in more ties than chance, or only the commoner
+direction is named. Each such tie still holds a text under the label it was written for and
+under one it was not, and its multinomial reading (above) says which, as far as the classes'
+words differ. How far is measured on the corpus itself: up to 1 024 sampled texts of each class
+of a tie's labels (not in any tie) are read as if tied with a copy under the other label, each
+without its own rows; the cut is the weakest strength |log odds| at which the readings at least
+that strong put the text's own label out of place at a rate (wrong + 1)/(n + 2) ≤
+`direction_alpha`. A tie whose reading is at least that strong is resolved against the label it
+puts out of place (`... tie resolved by its own reading: multinomial naive Bayes puts <label>
+out of place at log odds <x>, where readings at least <cut> of the corpus's own rows were wrong
+in <w> of <n>`) when no target resolves it and the conflicts are beyond natural noise (it would
+otherwise be flagged whole); weaker ties stay flagged whole. Where no strength reaches the rate
+(SST-2 sentences, most tweets) no tie is read on its own. The reading only ever takes a row of a
+tie out of the quarantine. A tie a target resolves keeps that resolution even when its own
+reading reaches the cut the other way: overruling the target there (for copies of the other
+direction) made 22 (cell, seed) rows of the domain grid worse and 8 better, because the
+readings of targeted copies are wrong at that strength more often than the corpus's own rows. The summary's
+`flip_direction.own_reading` gives the cut, the calibration counts and the ties resolved.
+Measured with copies flipped in every direction (`experiments/domains.toml`,
+`duplicate-flip[both-ways,...]`, 2 %, three seeds): see docs/evaluation.md.
+
 Natural label noise (`noise_share`, `noise_alpha`; shared with DUP002): two annotations of one
 text disagree now and then (annotators of tweets disagree on a fifth to a third of them), so a
 clean corpus holds a few conflicting duplicates of its own: 2 of 17 duplicated texts in
@@ -166,7 +189,7 @@ Curtis G. Northcutt, Anish Athalye, Jonas Mueller. Pervasive Label Errors in Tes
 Destabilize Machine Learning Benchmarks. NeurIPS 2021 Datasets and Benchmarks (label errors).
 "#
     ),
-    version: 6,
+    version: 7,
 };
 
 static META_DUP002: Meta = Meta {
@@ -309,9 +332,10 @@ of 100 on sst2-clean, more on sms-spam-clean where single words carry the label)
 two or more words inserted or deleted (not substituted) in texts shorter than about 50 words;
 scripts written without spaces form one word per run (exact and 5-gram matches only). Ties in
 a domain where naive Bayes cannot read the labels (irony) stay unresolved. Copies flipped both
-ways (label noise by copy rather than one target label): the majority direction is taken for
-every tie with that label, so a tie of the minority direction flags its original and misses
-its copy.
+ways (label noise by copy rather than one target label): when one label is named the target, a
+tie of the other direction flags its original and misses its copy; when none is named, a tie is
+resolved by its own reading only where that reading is strong enough (see DUP001), and is
+flagged whole otherwise.
 
 ## References
 Andrei Z. Broder. On the resemblance and containment of documents. Compression and Complexity
@@ -323,7 +347,7 @@ Jeffreys. Theory of Probability, 3rd ed., 1961 (evidence scale). Udi Manber, Sun
 searching allowing errors. CACM 35(10), 1992 (pigeonhole partitioning for k mismatches).
 "#
     ),
-    version: 7,
+    version: 8,
 };
 
 static META_DUP003: Meta = Meta {

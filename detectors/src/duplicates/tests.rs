@@ -314,15 +314,69 @@ fn flip_direction_resolves_ties_against_the_target_label() {
     );
 }
 
-#[test]
-fn ties_without_a_common_direction_stay_flagged_whole() {
-    // 15 copies flipped each way: no label is out of place more often than chance
-    let (mut texts, mut labels) = two_vocabularies(200);
-    for k in 0..30 {
-        let src = 2 * k + k % 2;
+/// Append a copy of rows 2k + k % 2 (k < `k`) of an interleaved two-class corpus under the other
+/// label: half the copies flipped each way.
+fn copy_both_ways(texts: &mut Vec<String>, labels: &mut Vec<u32>, k: usize) {
+    for i in 0..k {
+        let src = 2 * i + i % 2;
         texts.push(texts[src].clone());
         labels.push(1 - labels[src]);
     }
+}
+
+#[test]
+fn ties_without_a_common_direction_are_read_one_by_one_where_the_words_tell() {
+    // 15 copies flipped each way: no label is out of place more often than chance, but over
+    // two vocabularies each tie's text says which label it was written for
+    let (mut texts, mut labels) = two_vocabularies(200);
+    let n = texts.len();
+    copy_both_ways(&mut texts, &mut labels, 30);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP001", &refs, &labels, "");
+    let dir = &summary["flip_direction"];
+    assert_eq!(dir["targets"], serde_json::json!([]), "{dir}");
+    // the copied texts read unlike both labels: the population reader names neither
+    assert!(dir["population_abstained"].is_string(), "{dir}");
+    let flagged: Vec<usize> = (0..refs.len()).filter(|&i| s.reason[i].is_some()).collect();
+    assert_eq!(flagged, (n..n + 30).collect::<Vec<_>>(), "{summary}");
+    let r = s.reason[n].as_deref().unwrap_or("");
+    assert!(r.contains("tie resolved by its own reading"), "{r}");
+    assert_eq!(dir["own_reading"]["resolved"], 30, "{dir}");
+    // the cut rests on the corpus's own rows: none of them read wrong at that strength
+    assert_eq!(dir["own_reading"]["wrong_at_or_above_cut"], 0, "{dir}");
+}
+
+#[test]
+fn a_tie_of_the_other_direction_keeps_the_target_s_resolution() {
+    // 30 class-0 rows copied under label 1 make 1 the flips' target; 6 class-1 rows copied under
+    // label 0 are copies of the other direction: the target resolves their ties against their
+    // originals, whatever each tie reads (overruling it cost more targeted copies than it
+    // found, see DUP001)
+    let (mut texts, mut labels) = two_vocabularies(200);
+    let n = texts.len();
+    copy_class_0_as_1(&mut texts, &mut labels, 30);
+    for k in 0..6 {
+        texts.push(texts[2 * (100 + k) + 1].clone());
+        labels.push(0);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP001", &refs, &labels, "");
+    let dir = &summary["flip_direction"];
+    assert_eq!(dir["targets"], serde_json::json!(["1"]), "{dir}");
+    assert!(dir["own_reading"].is_null(), "{dir}");
+    let flagged: Vec<usize> = (0..refs.len()).filter(|&i| s.reason[i].is_some()).collect();
+    let mut want: Vec<usize> = (n..n + 30).collect();
+    want.extend((0..6).map(|k| 2 * (100 + k) + 1));
+    want.sort_unstable();
+    assert_eq!(flagged, want, "{summary}");
+}
+
+#[test]
+fn ties_without_a_common_direction_stay_flagged_whole_where_the_words_do_not_tell() {
+    // both classes draw every word from one pool: no reading is trusted, every tie is flagged
+    // whole
+    let (mut texts, mut labels) = two_classes(200, 5, true, |_, r| format!("common{}", r % 60));
+    copy_both_ways(&mut texts, &mut labels, 30);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let (s, summary) = fit("DUP001", &refs, &labels, "");
     assert_eq!(
@@ -330,11 +384,14 @@ fn ties_without_a_common_direction_stay_flagged_whole() {
         60,
         "{summary}"
     );
-    assert_eq!(summary["flip_direction"]["targets"], serde_json::json!([]));
-    // the copied texts read unlike both labels: the population reader names neither
-    assert!(
-        summary["flip_direction"]["population_abstained"].is_string(),
-        "{summary}"
+    let own = &summary["flip_direction"]["own_reading"];
+    assert_eq!(own["resolved"], 0, "{own}");
+    assert!(own["note"].is_string(), "{own}");
+    // with the test off, nothing is read
+    let (s, _) = fit("DUP001", &refs, &labels, "direction_alpha = 0");
+    assert_eq!(
+        (0..refs.len()).filter(|&i| s.reason[i].is_some()).count(),
+        60
     );
 }
 

@@ -177,6 +177,8 @@ struct Conflict {
     resolved: Option<ClassIndex>,
     /// An unresolved tie among no more conflicts than natural label noise makes: not flagged.
     natural: bool,
+    /// A tie resolved by its own reading: the evidence.
+    own: Option<String>,
 }
 
 /// Are there more label conflicts among the duplicated clusters than natural annotation noise
@@ -250,6 +252,7 @@ impl Conflict {
             tops,
             resolved: None,
             natural: false,
+            own: None,
         })
     }
 
@@ -268,7 +271,10 @@ impl Conflict {
     fn verdict(&self, direction: &Direction, names: &[String]) -> String {
         match (self.majority, self.resolved) {
             (Some(_), _) => "minority".to_string(),
-            (None, Some(t)) => direction.evidence(&label_name(names, t), t),
+            (None, Some(t)) => match &self.own {
+                Some(e) => e.clone(),
+                None => direction.evidence(&label_name(names, t), t),
+            },
             (None, None) => "tie: cannot tell which label is right".to_string(),
         }
     }
@@ -382,10 +388,18 @@ pub(super) fn verdicts(
             let noise = Noise::test(clusters.len(), conflicts.len(), p);
             let direction =
                 flip_direction(core, &ties, labels, p.direction_alpha, words, noise.beyond);
+            let mut tie = 0usize;
             for (_, _, c) in &mut conflicts {
                 if c.majority.is_none() {
-                    c.resolved = direction.resolves(&c.tops);
+                    match direction.resolves_own(tie, |l| label_name(names, l)) {
+                        Some((l, e)) => {
+                            c.resolved = Some(l);
+                            c.own = Some(e);
+                        }
+                        None => c.resolved = direction.resolves(&c.tops),
+                    }
                     c.natural = c.resolved.is_none() && !noise.beyond;
+                    tie += 1;
                 }
             }
             let mut unflagged_ties = 0usize;
