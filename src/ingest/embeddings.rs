@@ -397,34 +397,6 @@ pub(super) fn read_npy_header(reader: &mut impl Read) -> Result<(NpyHeader, Vec<
 /// A `.npy` file being read, every byte hashed.
 type NpyReader = HashingReader<BufReader<File>>;
 
-/// Ask the kernel to back the 2 MiB-aligned stretches of `buf` with huge pages before they are
-/// first written (Linux transparent huge pages, when set to `madvise`): a 7 MB matrix read
-/// into fresh memory otherwise takes a page fault per 4 KiB, about 1 800 of them. Advice only:
-/// where the kernel declines nothing changes, and nothing else in the buffer changes either.
-fn advise_huge_pages(buf: &mut [f32]) {
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = buf;
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        const HUGE: usize = 2 << 20;
-        let len = std::mem::size_of_val(buf);
-        if len < 2 * HUGE {
-            return;
-        }
-        let start = buf.as_mut_ptr() as usize;
-        let from = start.next_multiple_of(HUGE);
-        let to = (start + len) / HUGE * HUGE;
-        if to > from {
-            // SAFETY: [from, to) lies inside `buf`, memory this process owns and holds a
-            // unique borrow of; MADV_HUGEPAGE changes how the kernel backs those pages, never
-            // their contents, and an error (an older kernel) is ignored
-            unsafe {
-                libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-}
-
 /// The read buffer of an `.npy` file read whole: the data after the header is read straight
 /// into the matrix, so a larger buffer would only hold (and copy once more) its first bytes.
 const NPY_HEADER_BUFFER: usize = 1 << 12;
@@ -480,8 +452,10 @@ pub(super) fn read_npy_file(path: &Path) -> Result<(Array2<f32>, FileDigest, boo
         // the common case: little-endian f32 in row order, read straight into the matrix
         // while another thread hashes what was read
         let (rows, cols) = (header.shape[0], header.shape[1]);
+        // plain pages: advising huge pages (MADV_HUGEPAGE) took fewer page faults but, on a
+        // virtual machine, zeroing each fresh 2 MiB page could cost more than the faults saved
+        // (docs/design.md, Speed)
         let mut data = vec![0f32; rows * cols];
-        advise_huge_pages(&mut data);
         let (inner, hasher, bytes) = reader.into_parts().map_err(|e| IngestError::io(path, e))?;
         let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut data);
         // every value is checked for finiteness right after its block is hashed, while the
