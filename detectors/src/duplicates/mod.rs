@@ -114,8 +114,7 @@ their median; rank test p = ...)`), the other rows are not. Natural ties have no
 direction.
 
 Ties read on their own: an attacker may flip copies of rows of every class, each into
-another class, so that no label is out of place in more ties than chance, or only the commoner
-direction is named. Each such tie still holds a text under the label it was written for and
+another class, so that no label is out of place in more ties than chance. Each such tie still holds a text under the label it was written for and
 under one it was not, and its multinomial reading (above) says which, as far as the classes'
 words differ. How far is measured on the corpus itself: up to 1 024 sampled texts of each class
 of a tie's labels (not in any tie) are read as if tied with a copy under the other label, each
