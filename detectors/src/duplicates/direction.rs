@@ -314,10 +314,9 @@ pub(super) struct Direction {
     /// place and the reading's log odds, for ties no target resolves and whose reading reaches
     /// [`Direction::own_cut`].
     pub(super) own: BTreeMap<usize, (ClassIndex, f64)>,
-    /// Ties no target resolves.
+    /// Ties no target resolves, counted where they are read on their own (beyond natural
+    /// noise); 0 otherwise.
     pub(super) unresolved: usize,
-    /// The ties were read on their own (beyond natural noise, with 1:1 ties).
-    pub(super) own_read: bool,
 }
 
 impl Direction {
@@ -371,7 +370,7 @@ impl Direction {
     }
 
     fn own_summary(&self) -> serde_json::Value {
-        if !self.own_read {
+        if self.unresolved == 0 {
             return serde_json::Value::Null;
         }
         match &self.own_cut {
@@ -466,6 +465,28 @@ fn own_tokens(
         .sum()
 }
 
+/// Multinomial naive Bayes (add-one smoothing, no class prior) log odds of `b` against `a` for
+/// the words `counts`, read from `words` less `own` (the rows being read: their words per
+/// class, and each word's occurrences per class). Positive: `a` is out of place.
+pub(super) fn multinomial_log_odds(
+    words: &ClassWords,
+    counts: &[(u64, usize)],
+    (a, b): (ClassIndex, ClassIndex),
+    own: &dyn Fn(ClassIndex, Option<u64>) -> usize,
+) -> f64 {
+    let v = words.vocabulary() as f64;
+    let z = |l: ClassIndex| (words.tokens(l).saturating_sub(own(l, None)) as f64 + v).ln();
+    let (za, zb) = (z(a), z(b));
+    counts
+        .iter()
+        .map(|&(w, c)| {
+            let ta = words.tf(w, a).saturating_sub(own(a, Some(w))) as f64;
+            let tb = words.tf(w, b).saturating_sub(own(b, Some(w))) as f64;
+            c as f64 * (((tb + 1.0).ln() - zb) - ((ta + 1.0).ln() - za))
+        })
+        .sum()
+}
+
 /// Log odds of label b against a for one tie, by each reader, trained on the rows outside it.
 fn readings(
     core: &Core,
@@ -484,18 +505,11 @@ fn readings(
             .count()
     };
     // multinomial, over the shared words with their counts in the first text
-    let v = words.vocabulary() as f64;
-    let z = |l: ClassIndex| (words.tokens(l).saturating_sub(own_tokens(l, None)) as f64 + v).ln();
-    let (za, zb) = (z(a), z(b));
-    let multinomial: f64 = word_counts(&core.toks[groups[0]])
-        .iter()
+    let counts: Vec<(u64, usize)> = word_counts(&core.toks[groups[0]])
+        .into_iter()
         .filter(|(w, _)| shared.binary_search(w).is_ok())
-        .map(|&(w, c)| {
-            let ta = words.tf(w, a).saturating_sub(own_tokens(a, Some(w))) as f64;
-            let tb = words.tf(w, b).saturating_sub(own_tokens(b, Some(w))) as f64;
-            c as f64 * (((tb + 1.0).ln() - zb) - ((ta + 1.0).ln() - za))
-        })
-        .sum();
+        .collect();
+    let multinomial = multinomial_log_odds(words, &counts, (a, b), &own_tokens);
     // Bernoulli over present words, smoothed towards the pooled rate
     let na = words.n(a).saturating_sub(own_rows(a, None)) as f64;
     let nb = words.n(b).saturating_sub(own_rows(b, None)) as f64;
@@ -828,7 +842,6 @@ pub(super) fn flip_direction(
             .map(|&(_, (a, b), _)| (a.min(b), a.max(b)))
             .collect();
         dir.own_cut = own_reading::own_cut(words, &class_pairs, &excluded, alpha);
-        dir.own_read = true;
         if let Some(c) = dir.own_cut {
             for &(i, (a, b), x) in &own_readings {
                 if x.abs() >= c.cut {

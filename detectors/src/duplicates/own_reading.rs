@@ -20,7 +20,7 @@
 //! Where the classes barely differ in their words (ironic and plain tweets), readings that
 //! strong are too few or too often wrong: no cut is found and every tie stays flagged whole.
 
-use super::direction::ClassWords;
+use super::direction::{multinomial_log_odds, word_counts, ClassWords};
 use crate::ClassIndex;
 use std::collections::BTreeSet;
 
@@ -41,29 +41,6 @@ pub(super) struct OwnCut {
     pub(super) wrong: usize,
     /// Calibration readings made.
     pub(super) readings: usize,
-}
-
-/// Multinomial naive Bayes log odds of `b` against `a` for a text of `a` (its word counts
-/// `counts`, `rows` rows of class `a`), read without its own rows: positive puts `a` out of
-/// place, which is the wrong answer for a text of `a`.
-fn synthetic_reading(
-    words: &ClassWords,
-    counts: &[(u64, usize)],
-    rows: usize,
-    (a, b): (ClassIndex, ClassIndex),
-) -> f64 {
-    let v = words.vocabulary() as f64;
-    let len: usize = counts.iter().map(|&(_, c)| c).sum();
-    let za = (words.tokens(a).saturating_sub(len * rows) as f64 + v).ln();
-    let zb = (words.tokens(b) as f64 + v).ln();
-    counts
-        .iter()
-        .map(|&(w, c)| {
-            let ta = words.tf(w, a).saturating_sub(c * rows) as f64;
-            let tb = words.tf(w, b) as f64;
-            c as f64 * (((tb + 1.0).ln() - zb) - ((ta + 1.0).ln() - za))
-        })
-        .sum()
 }
 
 /// The cut for the class pairs `pairs` (each unordered pair once, sorted), from the class
@@ -87,12 +64,21 @@ pub(super) fn own_cut(
                 .filter(|(key, toks, _)| excluded.binary_search(&(*key, *toks)).is_err())
                 .take(PER_SIDE);
             for (_, toks, rows) in texts {
-                let x = synthetic_reading(
-                    words,
-                    &super::direction::word_counts(toks),
-                    rows,
-                    (own, other),
-                );
+                // the text's own rows, all of class `own`, are taken out of its counts
+                let counts = word_counts(toks);
+                let len = toks.len();
+                let own_rows = |l: ClassIndex, w: Option<u64>| -> usize {
+                    if l != own {
+                        return 0;
+                    }
+                    rows * w.map_or(len, |w| {
+                        counts
+                            .binary_search_by_key(&w, |&(x, _)| x)
+                            .map_or(0, |i| counts[i].1)
+                    })
+                };
+                // positive log odds of `other`: the text's own label out of place, wrong
+                let x = multinomial_log_odds(words, &counts, (own, other), &own_rows);
                 if x != 0.0 {
                     read.push((x.abs(), x > 0.0));
                 }
