@@ -12,7 +12,8 @@ type Pair = (usize, usize);
 impl Core {
     /// DUP002: remove the one-word-edit pairs whose label change the edited word explains, and
     /// recompute the clusters. For a pair of label-pure groups with labels a ≠ b where word x
-    /// (or nothing) became y (or nothing), the evidence is the change of naive-Bayes log odds
+    /// (or nothing) became y (or nothing; a word both texts hold counts as nothing: each text
+    /// is read as the set of its words), the evidence is the change of naive-Bayes log odds
     /// of b against a, ln O(y) − ln O(x), with ln O(w) = ln((df_b(w) + 1)/(n_b + 2)) −
     /// ln((df_a(w) + 1)/(n_a + 2)) from the documents of each class containing w (0 for no
     /// word). When it is at least ln `contrast_odds`, and naive Bayes over each whole text
@@ -105,18 +106,20 @@ impl Core {
             let Some((x, y)) = edited_words(&self.toks[ga], &self.toks[gb]) else {
                 continue;
             };
+            // each text is read as the set of its words: a replaced word that still occurs
+            // elsewhere in the edited text (one "i" of three became "Collect") was not taken
+            // out of it, and a new word the other text already holds was not brought in
+            let (ta, tb) = (&self.toks[ga], &self.toks[gb]);
+            let x = x.filter(|w| !tb.contains(w));
+            let y = y.filter(|w| !ta.contains(w));
             let (ex, ey) = (log_odds(x, a, b, [ga, gb]), log_odds(y, a, b, [ga, gb]));
             if ey - ex < cut {
                 continue;
             }
             // the edit must also be enough: naive Bayes over each whole text (prior, the words
-            // both share, and its own edited word) names that text's own label. One changed
+            // both hold, and its own edited word) names that text's own label. One changed
             // word does not turn a long spam message into ham.
-            let mut shared: Vec<u64> = self.toks[ga]
-                .iter()
-                .copied()
-                .filter(|w| Some(*w) != x && self.toks[gb].contains(w))
-                .collect();
+            let mut shared: Vec<u64> = ta.iter().copied().filter(|w| tb.contains(w)).collect();
             shared.sort_unstable();
             shared.dedup();
             let prior = ((words.n(b) as f64 + 1.0) / (words.n(a) as f64 + 1.0)).ln();
@@ -131,8 +134,10 @@ impl Core {
                 // contrast swaps a word of one label for one of the other ("worst" / "best"),
                 // a random replacement takes out whatever word was there. (At the full odds,
                 // sst2's natural "one of the worst / best movies of the year ." is reread and
-                // flagged in nine duplicate-flip cells; at half, none.)
-                if -ex < cut / 2.0 {
+                // flagged in nine duplicate-flip cells; at half, none.) Either text may be the
+                // edited one, whichever comes first in the data: an edit of a into b takes out
+                // x (its log odds for a are −ex), one of b into a takes out y (ey for b).
+                if -ex < cut / 2.0 || ey < cut / 2.0 {
                     edits.push((ga, gb));
                 } else {
                     removed.push((ga, gb));

@@ -249,7 +249,7 @@ pair of label-pure groups with labels a ≠ b whose edit changes the naive-Bayes
 against a by at least `contrast_odds` — ln O(y) − ln O(x) with ln O(w) = ln((df_b(w) + 1)/(n_b
 + 2)) − ln((df_a(w) + 1)/(n_a + 2)), document frequencies of the edited words x → y per class
 with the pair's own rows left out — and whose edit is also enough, i.e. the same naive Bayes
-over each whole text (prior ln((n_b + 1)/(n_a + 1)), the words both texts share, and the text's
+over each whole text (prior ln((n_b + 1)/(n_a + 1)), the words both texts hold, and the text's
 own edited word) names that text's own label, is removed before clustering (counted in the
 summary as `explained_contrast_pairs`). So is any near pair of two label-pure groups with other
 labels where one text is the other with words added (whatever the relation that found it): the
@@ -264,9 +264,14 @@ copy and its target-label rows are flagged (`... explained contrast read in the 
 direction: ...`; counted as `contrasts_in_flip_direction`): a random replacement can put in a
 word of the target ("you" → "Mobile" in a ham message copied as spam), but it takes out whatever
 word was there, while a natural contrast swaps a word of one label for one of the other
-("worst" / "best"). sms-spam with one word replaced, seed 2: 110 → 111 of 114 copies found;
-"i" → "Collect" and "my" → "area" stay explained (those pronouns read as ham at odds 3.6–3.8,
-above √10). At the full ln `contrast_odds`, sst2's natural "one of the worst / best movies of
+("worst" / "best"). Either text of the pair may be the edited one, whichever the data holds
+first, so the word taken out is read both ways (x for an edit of a into b, y for one of b into
+a), and each text is read as the set of its words: a replaced word the edited text still holds
+elsewhere (one "i" of three became "Collect") was not taken out of it, and it still counts in
+the text's naive Bayes. sms-spam with one word replaced, seed 2: 111 → 113 of 114 copies found
+(DUP002 version 9; "you" → "Mobile" preceded its original in the data, and the message still
+said "i" twice after "i" → "Collect"); "my" → "area" stays explained ("my" reads as ham at odds
+3.6, above √10). At the full ln `contrast_odds`, sst2's natural "one of the worst / best movies of
 the year ." ("worst" at odds 9.7) was read again and flagged in nine duplicate-flip cells; at
 half, in none. Reason: `DUP002:dup_of=<nearest majority-label row>
 similarity=<s> measure=<minhash_jaccard|word_edit|embedding_cosine> threshold=<t> labels=<this>:<dup_of>
@@ -306,7 +311,7 @@ parallel maps, sorted pairs).
 
 Measured on the domain grid (`poisongate eval experiments/domains.toml`, duplicate-flip at 2 %
 with 1 to 3 replaced words, seeds 1–3, worst seed; `scripts/domains_summary.py`): recall
-0.974–1.00 of the copies (the lowest sms-spam with one word replaced, see the contrast pairs)
+0.991–1.00 of the copies (the lowest sms-spam with one word replaced, see the contrast pairs)
 and precision 0.96–1.00 on all six corpora, other rows flagged at most 0.09 % (the three
 near-duplicate label conflicts tweeteval-emotion-clean holds of its own); tweeteval-irony at
 precision 1.00 since the population reader of the flips' direction (DUP001 version 6; 0.50
@@ -346,7 +351,7 @@ Jeffreys. Theory of Probability, 3rd ed., 1961 (evidence scale). Udi Manber, Sun
 searching allowing errors. CACM 35(10), 1992 (pigeonhole partitioning for k mismatches).
 "#
     ),
-    version: 8,
+    version: 9,
 };
 
 static META_DUP003: Meta = Meta {
