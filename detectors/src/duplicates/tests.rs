@@ -453,20 +453,33 @@ fn the_population_of_ties_gives_the_direction_one_tie_cannot() {
     assert!(s.reason.iter().all(Option::is_none), "{summary}");
 }
 
+/// 600 short rows of two alternating classes: `text(class, row, common, d)` makes each row's
+/// text from four common words (of 40, drawn from `seed`) and one more draw d below 10.
+fn two_class_rows(seed: u64, text: impl Fn(u32, usize, &str, u64) -> String) -> Vec<(String, u32)> {
+    let mut state = seed;
+    let mut draw = |m: u64| crate::rng::splitmix(&mut state) % m;
+    (0..600)
+        .map(|i| {
+            let c = (i % 2) as u32;
+            let common: Vec<String> = (0..4).map(|_| format!("common{}", draw(40))).collect();
+            let d = draw(10);
+            (text(c, i, &common.join(" "), d), c)
+        })
+        .collect()
+}
+
+/// The rows of [`explained_contrasts_are_read_again_in_the_flips_direction`]: four common
+/// words and one word of the class.
+fn contrast_rows() -> Vec<(String, u32)> {
+    two_class_rows(5, |c, _, common, d| {
+        let own = if c == 0 { "dull" } else { "bright" };
+        format!("{common} {own}{d}")
+    })
+}
+
 #[test]
 fn explained_contrasts_are_read_again_in_the_flips_direction() {
-    // short texts: four common words and one word of the class
-    let mut state = 5u64;
-    let mut draw = |m: u64| crate::rng::splitmix(&mut state) % m;
-    let mut texts: Vec<String> = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..600 {
-        let c = (i % 2) as u32;
-        let own = if c == 0 { "dull" } else { "bright" };
-        let common: Vec<String> = (0..4).map(|_| format!("common{}", draw(40))).collect();
-        texts.push(format!("{} {own}{}", common.join(" "), draw(10)));
-        labels.push(c);
-    }
+    let (mut texts, mut labels): (Vec<String>, Vec<u32>) = contrast_rows().into_iter().unzip();
     let n = texts.len();
     let edit = |text: &str, first: &str| -> String {
         let w: Vec<&str> = text.split(' ').collect();
@@ -507,15 +520,7 @@ fn explained_contrasts_are_read_again_in_the_flips_direction() {
 fn explained_contrasts_are_read_alike_whichever_text_comes_first() {
     // the copies of the test above, each placed before the row it was made from: an edit is
     // judged the same whichever of its two texts the data holds first
-    let mut state = 5u64;
-    let mut draw = |m: u64| crate::rng::splitmix(&mut state) % m;
-    let mut originals: Vec<(String, u32)> = Vec::new();
-    for i in 0..600 {
-        let c = (i % 2) as u32;
-        let own = if c == 0 { "dull" } else { "bright" };
-        let common: Vec<String> = (0..4).map(|_| format!("common{}", draw(40))).collect();
-        originals.push((format!("{} {own}{}", common.join(" "), draw(10)), c));
-    }
+    let originals = contrast_rows();
     let edit = |text: &str, first: &str| -> String {
         let w: Vec<&str> = text.split(' ').collect();
         format!("{first} {}", w[1..].join(" "))
@@ -547,23 +552,16 @@ fn a_replaced_word_the_copy_still_holds_is_not_taken_out_of_it() {
     // a word of class 1, and still read as class 0 through the other "dull" and their
     // "gloomy": flips, not contrasts (read as a set of words, the edit took nothing out of the
     // copy; read as if "dull" were gone, each copy read as class 1 and was explained)
-    let mut state = 9u64;
-    let mut draw = |m: u64| crate::rng::splitmix(&mut state) % m;
-    let mut texts: Vec<String> = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..600 {
-        let c = (i % 2) as u32;
-        let common: Vec<String> = (0..4).map(|_| format!("common{}", draw(40))).collect();
-        let t = if c == 0 {
-            format!("dull {} dull gloomy{}", common.join(" "), draw(10))
+    let rows = two_class_rows(9, |c, i, common, d| {
+        if c == 0 {
+            format!("dull {common} dull gloomy{d}")
         } else if i % 20 == 1 {
-            format!("bright {} sharp", common.join(" "))
+            format!("bright {common} sharp")
         } else {
-            format!("bright {} bright{}", common.join(" "), draw(10))
-        };
-        texts.push(t);
-        labels.push(c);
-    }
+            format!("bright {common} bright{d}")
+        }
+    });
+    let (mut texts, mut labels): (Vec<String>, Vec<u32>) = rows.into_iter().unzip();
     let n = texts.len();
     for k in 0..30 {
         let w: Vec<&str> = texts[2 * k].split(' ').collect();
