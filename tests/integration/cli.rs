@@ -65,6 +65,11 @@ fn demo_scan_quarantines_the_backdoor_and_reconciles() {
         assert!(ev["recall"].as_f64().unwrap() > 0.8, "{code} {ev}");
         assert!(ev["precision"].as_f64().unwrap() > 0.8, "{code} {ev}");
     }
+    // and the default scan as a whole holds back few clean rows: the demo's templated reviews
+    // (the same sentence frame filled with other words under the other label) are consistent
+    // examples, not flipped copies
+    let combined = &r["evaluation"]["combined"];
+    assert!(combined["precision"].as_f64().unwrap() >= 0.9, "{combined}");
     let trig = r["detectors"]
         .as_array()
         .unwrap()
@@ -90,7 +95,12 @@ fn demo_scan_quarantines_the_backdoor_and_reconciles() {
 #[test]
 fn gate_passes_within_the_policy() {
     let tmp = tempfile::tempdir().unwrap();
-    scan_demo(&tmp.path().join("o"), &["--max-quarantine-fraction", "0.2"]).code(0);
+    // the demo's planted rows are 3.5 % of it
+    scan_demo(
+        &tmp.path().join("o"),
+        &["--max-quarantine-fraction", "0.05"],
+    )
+    .code(0);
 }
 
 #[test]

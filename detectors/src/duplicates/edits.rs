@@ -8,18 +8,6 @@ use crate::rng::splitmix;
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// The word of `a` replaced in `b` (None for an insertion or deletion) and the word of `b` that
-/// replaced it, for sequences one word edit apart.
-pub(super) fn edited_words(a: &[u64], b: &[u64]) -> Option<(Option<u64>, Option<u64>)> {
-    let p = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    match (a.len() as isize) - (b.len() as isize) {
-        0 => Some((a.get(p).copied(), b.get(p).copied())),
-        1 => Some((a.get(p).copied(), None)),
-        -1 => Some((None, b.get(p).copied())),
-        _ => None,
-    }
-}
-
 /// Whether one word sequence is the other with words added (the shorter is a subsequence of
 /// the longer, and they differ).
 pub(super) fn only_added(a: &[u64], b: &[u64]) -> bool {
@@ -224,9 +212,6 @@ mod tests {
             assert!(shares(&a, b) && one_word_edit(&a, b), "{b:?}");
         }
         assert!(!one_word_edit(&a, &two) && !one_word_edit(&a, &a));
-        assert_eq!(edited_words(&a, &sub), Some((Some(3), Some(9))));
-        assert_eq!(edited_words(&a, &ins), Some((None, Some(9))));
-        assert_eq!(edited_words(&a, &del), Some((Some(2), None)));
     }
 
     #[test]

@@ -151,6 +151,9 @@ impl std::ops::Index<usize> for GroupList {
     }
 }
 
+/// A pair of exact groups (a < b) with its edge: similarity and the relation that found it.
+pub(super) type Contrast = ((usize, usize), (f64, &'static str));
+
 /// Exact groups and near clusters of one dataset.
 pub(super) struct Core {
     pub(super) n_rows: usize,
@@ -170,10 +173,10 @@ pub(super) struct Core {
     pub(super) near_stats: serde_json::Value,
     /// Normalised text of each exact group (near duplicates only).
     pub(super) rep_texts: PerGroup<String>,
-    /// One-word-edit pairs of exact groups removed as explained contrasts (DUP002) whose new
-    /// word accounts for the label change while the word taken out was neutral. Kept so that
-    /// the flips' direction can reread them.
-    pub(super) contrasts: Vec<(usize, usize)>,
+    /// Pairs of exact groups a few words apart removed as explained contrasts (DUP002) whose
+    /// new words account for the label change while the words taken out were neutral, with
+    /// their edge (similarity, measure). Kept so that the flips' direction can reread them.
+    pub(super) contrasts: Vec<Contrast>,
 }
 
 impl Core {

@@ -244,13 +244,23 @@ the whitespace-separated tokens of the normalised text. Two relations make a pai
 
 Clusters are connected components (union-find in sorted pair order). Contrast pairs: in
 sentiment-like data many one-word pairs differ in exactly the word that carries the label ("it
-'s funny ." / "it 's drab .", template fillers): consistent examples, not flips. A one-word
-pair of label-pure groups with labels a ≠ b whose edit changes the naive-Bayes odds of b
-against a by at least `contrast_odds` — ln O(y) − ln O(x) with ln O(w) = ln((df_b(w) + 1)/(n_b
-+ 2)) − ln((df_a(w) + 1)/(n_a + 2)), document frequencies of the edited words x → y per class
-with the pair's own rows left out — and whose edit is also enough, i.e. the same naive Bayes
-over each whole text (prior ln((n_b + 1)/(n_a + 1)), the words both texts hold, and the text's
-own edited word) names that text's own label, is removed before clustering (counted in the
+'s funny ." / "it 's drab .", template fillers): consistent examples, not flips; so do the
+frames of a template filled two ways ("the comedy is at times dull from start to finish ." /
+"the cast is at times luminous from start to finish .", two words substituted). A pair of
+label-pure groups with labels a ≠ b one word edit apart or with words substituted in place
+(the `word_edit` and `word_substitution` relations), each text read as the set of its words,
+is read position by position where the texts differ: at each, ln O(y) − ln O(x) for the word
+x of a that b does not hold anywhere and the word y of b that a does not (0 for a word the
+other text also holds, or none), with ln O(w) = ln((df_b(w) + 1)/(n_b + 2)) − ln((df_a(w) +
+1)/(n_a + 2)) from document frequencies per class with the pair's own rows left out, and 0
+for a word no other row holds (smoothed, an unseen word would lean to the smaller class: a
+random "olol" in a message read as spam at odds 6.4). When the strongest position changes
+the odds of b against a by at least `contrast_odds` — and, for words substituted in several
+places, it swaps a word of one label for one of the other (each at least half of ln
+`contrast_odds` for its own label), as a template's slots do while a random replacement puts
+in what it draws — and the edit is also enough, i.e. the same naive Bayes over each whole text
+(prior ln((n_b + 1)/(n_a + 1)), the words both texts hold, and the text's own edited words)
+names that text's own label, the pair is removed before clustering (counted in the
 summary as `explained_contrast_pairs`). So is any near pair of two label-pure groups with other
 labels where one text is the other with words added (whatever the relation that found it): the
 added words are new content and the likeliest reason for the new label ("good" / "not good", a
@@ -266,9 +276,8 @@ word of the target ("you" → "Mobile" in a ham message copied as spam), but it 
 word was there, while a natural contrast swaps a word of one label for one of the other
 ("worst" / "best"). Either text of the pair may be the edited one, whichever the data holds
 first, so the word taken out is read both ways (x for an edit of a into b, y for one of b into
-a), and each text is read as the set of its words: a replaced word the edited text still holds
-elsewhere (one "i" of three became "Collect") was not taken out of it, and it still counts in
-the text's naive Bayes. sms-spam with one word replaced, seed 2: 111 → 113 of 114 copies found
+a), and a replaced word the edited text still holds elsewhere (one "i" of three became
+"Collect") was not taken out of it, and it still counts in the text's naive Bayes. sms-spam with one word replaced, seed 2: 111 → 113 of 114 copies found
 (DUP002 version 9; "you" → "Mobile" preceded its original in the data, and the message still
 said "i" twice after "i" → "Collect"); "my" → "area" stays explained ("my" reads as ham at odds
 3.6, above √10). At the full ln `contrast_odds`, sst2's natural "one of the worst / best movies of
@@ -351,7 +360,7 @@ Jeffreys. Theory of Probability, 3rd ed., 1961 (evidence scale). Udi Manber, Sun
 searching allowing errors. CACM 35(10), 1992 (pigeonhole partitioning for k mismatches).
 "#
     ),
-    version: 9,
+    version: 10,
 };
 
 static META_DUP003: Meta = Meta {

@@ -579,6 +579,34 @@ fn a_replaced_word_the_copy_still_holds_is_not_taken_out_of_it() {
 }
 
 #[test]
+fn a_template_filled_two_ways_is_a_contrast_not_a_flip() {
+    // one sentence template whose subject slot is filled from a shared list and whose adjective
+    // slot from each class's own: texts of the two labels two words apart ("the cast is at
+    // times dull ..." / "the plot is at times luminous ...") are consistent examples, as the
+    // one-word pairs are ("the cast is at times dull ..." / "the cast is at times luminous
+    // ..."); read as flips they were conflicts beyond natural noise, and every row was flagged
+    const NOUNS: [&str; 8] = [
+        "film", "cast", "plot", "script", "ending", "score", "story", "pace",
+    ];
+    const BAD: [&str; 8] = [
+        "dull", "bland", "muddled", "boring", "stale", "lifeless", "tedious", "clumsy",
+    ];
+    const GOOD: [&str; 8] = [
+        "luminous", "moving", "sharp", "charming", "stunning", "tender", "witty", "vivid",
+    ];
+    let rows = two_class_rows(13, |c, i, _, d| {
+        let adj = if c == 0 { BAD } else { GOOD }[(i / 2) % 8];
+        let noun = NOUNS[(d as usize + i / 16) % 8];
+        format!("the {noun} is at times {adj} from start to finish .")
+    });
+    let (texts, labels): (Vec<String>, Vec<u32>) = rows.into_iter().unzip();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (s, summary) = fit("DUP002", &refs, &labels, "");
+    assert!(s.reason.iter().all(Option::is_none), "{summary}");
+    assert_eq!(summary["conflicting_clusters"], 0, "{summary}");
+}
+
+#[test]
 fn ties_within_natural_label_noise_are_listed_not_flagged() {
     // twelve duplicated texts, one of them under two labels: within natural annotation noise
     let mut texts: Vec<String> = Vec::new();

@@ -494,14 +494,14 @@ pub(super) fn verdicts(
             // that label ("you" → "Mobile" in a ham message copied as spam) is one more copy;
             // natural contrasts are rare (0 or 1 in each clean corpus), copies many
             let mut in_direction = 0usize;
-            for &(ga, gb) in &core.contrasts {
+            for &((ga, gb), (sim, measure)) in &core.contrasts {
                 let (la, lb) = (labels[core.groups[ga][0]], labels[core.groups[gb][0]]);
                 let Some(t) = direction.resolves(&[la, lb]) else {
                     continue;
                 };
                 let (gt, go) = if la == t { (ga, gb) } else { (gb, ga) };
                 let (o, lo) = (core.groups[go][0], labels[core.groups[go][0]]);
-                let (jac, _) = core.sim(ga, gb);
+
                 let counts =
                     BTreeMap::from([(t, core.groups[gt].len()), (lo, core.groups[go].len())]);
                 for &row in &core.groups[gt] {
@@ -512,14 +512,14 @@ pub(super) fn verdicts(
                     reason.insert(
                         row,
                         format!(
-                            "{code}:dup_of={o} similarity={jac:.2} measure=word_edit threshold={threshold:.2} labels={}:{} counts={} explained contrast read in the flips' direction: {}",
+                            "{code}:dup_of={o} similarity={sim:.2} measure={measure} threshold={threshold:.2} labels={}:{} counts={} explained contrast read in the flips' direction: {}",
                             label_name(names, t),
                             label_name(names, lo),
                             counts_text(&counts, names),
                             direction.evidence(&label_name(names, t), t)
                         ),
                     );
-                    score.set(row, (jac / threshold).max(1.0));
+                    score.set(row, (sim / threshold).max(1.0));
                 }
             }
             summary["contrasts_in_flip_direction"] = json!(in_direction);

@@ -91,7 +91,7 @@ Katherine Lee et al. Deduplicating Training Data Makes Language Models Better. A
 Andrei Z. Broder. On the resemblance and containment of documents, 1997. Udi Manber, Sun Wu.
 Fast text searching allowing errors. CACM 35(10), 1992.
 "#,
-    version: 2,
+    version: 3,
 };
 
 static META_REF002: Meta = Meta {
