@@ -71,8 +71,7 @@ impl Core {
         };
         // evidence from the rest of the data: the pair's own rows are left out, so that a rare
         // word does not explain a label through the very rows being judged
-        let log_odds = |w: Option<u64>, a: ClassIndex, b: ClassIndex, pair: [usize; 2]| -> f64 {
-            let Some(w) = w else { return 0.0 };
+        let log_odds = |w: u64, a: ClassIndex, b: ClassIndex, pair: [usize; 2]| -> f64 {
             let own = |l: ClassIndex, with_word: bool| -> f64 {
                 pair.iter()
                     .filter(|&&g| !with_word || self.toks[g].contains(&w))
@@ -122,7 +121,7 @@ impl Core {
                 if other.contains(&w) {
                     0.0
                 } else {
-                    log_odds(Some(w), a, b, [ga, gb])
+                    log_odds(w, a, b, [ga, gb])
                 }
             };
             // the change is read where the texts differ, position by position (the words of a
@@ -156,11 +155,8 @@ impl Core {
                 v.dedup();
                 v
             };
-            let sum = |ws: Vec<u64>| -> f64 {
-                ws.into_iter()
-                    .map(|w| log_odds(Some(w), a, b, [ga, gb]))
-                    .sum()
-            };
+            let sum =
+                |ws: Vec<u64>| -> f64 { ws.into_iter().map(|w| log_odds(w, a, b, [ga, gb])).sum() };
             let (ex, ey) = (sum(only(ta, tb)), sum(only(tb, ta)));
             // the edit must also be enough: naive Bayes over each whole text (prior, the words
             // both hold, and its own edited words) names that text's own label. One changed
@@ -172,7 +168,7 @@ impl Core {
             let rest = prior
                 + shared
                     .iter()
-                    .map(|&w| log_odds(Some(w), a, b, [ga, gb]))
+                    .map(|&w| log_odds(w, a, b, [ga, gb]))
                     .sum::<f64>();
             if rest + ey > 0.0 && rest + ex < 0.0 {
                 // kept for the flips' direction only when the words taken out say little
