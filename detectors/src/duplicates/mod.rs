@@ -320,8 +320,8 @@ parallel maps, sorted pairs).
 
 Measured on the domain grid (`poisongate eval experiments/domains.toml`, duplicate-flip at 2 %
 with 1 to 3 replaced words, seeds 1–3, worst seed; `scripts/domains_summary.py`): recall
-0.991–1.00 of the copies (the lowest sms-spam with one word replaced, see the contrast pairs)
-and precision 0.96–1.00 on all six corpora, other rows flagged at most 0.09 % (the three
+0.982–1.00 of the copies (the lowest sms-spam with two and three words replaced, see the
+contrast pairs) and precision 0.96–1.00 on all six corpora, other rows flagged at most 0.09 % (the three
 near-duplicate label conflicts tweeteval-emotion-clean holds of its own); tweeteval-irony at
 precision 1.00 since the population reader of the flips' direction (DUP001 version 6; 0.50
 before, its originals flagged with their copies).
