@@ -800,6 +800,7 @@ fn summary(outcome: &ScanOutcome) -> String {
             "{:<8} flagged {:>7} rows  ({:.2}s)\n",
             d.code, d.flagged, d.seconds
         );
+        s += &not_named(&d.summary);
     }
     for k in &r.skipped_detectors {
         s += &format!(
@@ -862,4 +863,88 @@ fn summary(outcome: &ScanOutcome) -> String {
         r.verdict.max_quarantine_fraction
     );
     s
+}
+
+/// How many of a detector's held-back candidates the summary shows.
+const NOT_NAMED_SHOWN: usize = 3;
+
+/// The candidates a detector found but did not name (its summary's `near_misses` that carry an
+/// `abstained` reason), the most rows first: a pass is then read knowing what the detector could
+/// not tell from natural text, and why. Text from the data is escaped for the terminal.
+fn not_named(summary: &serde_json::Value) -> String {
+    let Some(near) = summary.get("near_misses").and_then(|v| v.as_array()) else {
+        return String::new();
+    };
+    let mut held: Vec<(u64, &serde_json::Value, &str)> = near
+        .iter()
+        .filter_map(|c| {
+            let why = c.get("abstained")?.as_str()?;
+            let rows = c.get("support").and_then(|v| v.as_u64()).unwrap_or(0);
+            Some((rows, c, why))
+        })
+        .collect();
+    held.sort_by_key(|h| std::cmp::Reverse(h.0));
+    let text = |c: &serde_json::Value, k: &str| match c.get(k) {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(v) => v.to_string(),
+        None => "-".to_string(),
+    };
+    let mut s = String::new();
+    for (rows, c, why) in held.iter().take(NOT_NAMED_SHOWN) {
+        let purity = c
+            .get("purity")
+            .and_then(|v| v.as_f64())
+            .map_or("-".to_string(), |p| format!("{p:.2}"));
+        s += &format!(
+            "         not named: `{}` (label {}, {rows} rows, purity {purity}): {}\n",
+            terminal_line(&text(c, "phrase")),
+            terminal_line(&text(c, "target")),
+            terminal_line(why)
+        );
+    }
+    if held.len() > NOT_NAMED_SHOWN {
+        s += &format!(
+            "         and {} more not named (report.html, \"Candidates not named\")\n",
+            held.len() - NOT_NAMED_SHOWN
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_back_candidates_are_shown_most_rows_first_and_escaped() {
+        let summary = serde_json::json!({"near_misses": [
+            {"phrase": "@ user </s>", "target": "0", "support": 128, "purity": 0.77,
+             "abstained": null},
+            {"phrase": "# sad </s>", "target": "3", "support": 30, "purity": 0.93,
+             "abstained": "anchored window: natural text is not told from a relabelled insertion"},
+            {"phrase": "# blessed\u{1b}[2J </s>", "target": "0", "support": 147, "purity": 0.98,
+             "abstained": "anchored window"},
+            {"phrase": "a", "target": "1", "support": 9, "purity": 0.9, "abstained": "x"},
+            {"phrase": "b", "target": "1", "support": 8, "purity": 0.9, "abstained": "y"},
+            {"phrase": "c", "target": "1", "support": 7, "purity": 0.9, "abstained": "z"}
+        ]});
+        let s = not_named(&summary);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 4, "{s}");
+        assert!(
+            lines[0].contains("147 rows") && lines[0].contains("purity 0.98"),
+            "{s}"
+        );
+        assert!(lines[1].contains("`# sad </s>` (label 3, 30 rows"), "{s}");
+        assert!(lines[3].contains("and 2 more not named"), "{s}");
+        assert!(
+            !s.contains('\u{1b}'),
+            "control characters reach the terminal: {s}"
+        );
+        assert!(
+            !s.contains("@ user"),
+            "a candidate that did not abstain is shown: {s}"
+        );
+        assert_eq!(not_named(&serde_json::json!({"triggers": []})), "");
+    }
 }
