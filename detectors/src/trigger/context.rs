@@ -451,6 +451,10 @@ pub(super) struct Foreign {
     pub(super) share: f64,
     pub(super) z: f64,
     pub(super) uniform_z: f64,
+    /// (m_T − m_N) / (s_T / √n_R): the `z` the rows would reach if each read like the other
+    /// classes' rows (share 1). Below z*, no relabelling of that many rows can be told from
+    /// natural text: the classes' text does not separate enough.
+    pub(super) relabelled_z: f64,
 }
 
 pub(super) fn foreign_evidence(
@@ -504,6 +508,7 @@ pub(super) fn foreign_evidence(
         share: ((m_t - m_r) / (m_t - m_n)).clamp(-1.0, 2.0),
         z: (m_t - m_r) / (s_t / n.sqrt()).max(1e-12),
         uniform_z: (m_u - m_r) / (s_u / n.sqrt()).max(1e-12),
+        relabelled_z: (m_t - m_n) / (s_t / n.sqrt()).max(1e-12),
     })
 }
 

@@ -7,22 +7,22 @@ use super::context::{
     ClassReading, Foreign, NaiveBayes,
 };
 use super::count::{count_spans_with, count_tokens, Sketch, SpanStats, SPAN_PASS_OCCURRENCES};
-use super::stats::{
-    boundary_counts, dominant, edge_counts, ln_binomial_upper, ln_poisson_binomial_upper,
-    InsertionNull,
-};
+use super::stats::{boundary_counts, dominant, edge_counts, ln_binomial_upper, InsertionNull};
 use super::tokenise::{real_len, Corpus, FastMap, FastSet, Vocab};
 use super::{TriggerFit, TriggerParams, END, START};
 use crate::{DetectError, Fitted};
-use serde_json::json;
 use std::collections::HashSet;
 
 mod abstain;
+mod context_test;
 pub(super) mod lone;
+mod near_misses;
 mod siblings;
 mod widen;
 pub(super) use abstain::foreign_z_needed;
 use abstain::*;
+use context_test::{ln_p_context, ln_p_one_out};
+use near_misses::near_misses;
 
 #[derive(Debug, Clone)]
 struct Candidate {
@@ -871,36 +871,7 @@ pub(super) fn fit(
             graded.insert(c.span.clone(), e.min(0.999));
         }
     }
-    let mut near: Vec<&Candidate> = cands
-        .iter()
-        .filter(|c| !trigger_of.contains_key(&c.span) && c.evidence() > 0.0)
-        .collect();
-    near.sort_by(|a, b| {
-        b.evidence()
-            .total_cmp(&a.evidence())
-            .then(b.support.cmp(&a.support))
-            .then(a.span.cmp(&b.span))
-    });
-    let near_misses: Vec<serde_json::Value> = near
-        .iter()
-        .take(p.report_near_misses)
-        .map(|c| {
-            json!({
-                "phrase": vocab.render(&c.span),
-                "target": class_names.get(c.target).cloned().unwrap_or_else(|| c.target.to_string()),
-                "support": c.support,
-                "purity": c.df[c.target] as f64 / c.support.max(1) as f64,
-                "evidence": c.evidence(),
-                "s_prior": c.s_prior,
-                "s_context": c.s_context,
-                "s_random": c.s_random,
-                "foreign_share": c.foreign.map(|f| f.share),
-                "foreign_z": c.foreign.map(|f| f.z),
-                "uniform_draw_z": c.foreign.map(|f| f.uniform_z),
-                "abstained": c.abstain,
-            })
-        })
-        .collect();
+    let near_misses = near_misses(p, &cands, &trigger_of, &vocab, class_names);
     let max_len = cands
         .iter()
         .filter(|c| trigger_of.contains_key(&c.span) || graded.contains_key(&c.span))
@@ -979,43 +950,4 @@ fn rows_of_others(cands: &[Candidate], accepted: &[usize], i: usize) -> HashSet<
         .filter(|&&a| a != i)
         .flat_map(|&a| cands[a].rows.iter().copied())
         .collect()
-}
-
-/// [`ln_p_context`] without the target-label row of `occ` with the smallest context
-/// probability of `target` (the row the label is least explained in); 0 when no row is left.
-fn ln_p_one_out(occ: &[(u32, u32, f64)], target: usize, ln_slack: f64) -> f64 {
-    let least = occ
-        .iter()
-        .enumerate()
-        .filter(|(_, &(_, l, _))| l as usize == target)
-        .min_by(|a, b| a.1 .2.total_cmp(&b.1 .2).then(a.0.cmp(&b.0)))
-        .map(|(i, _)| i);
-    let Some(least) = least else {
-        return 0.0;
-    };
-    let rest: Vec<(u32, u32, f64)> = occ
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != least)
-        .map(|(_, &o)| o)
-        .collect();
-    ln_p_context(&rest, target, ln_slack)
-}
-
-/// ln P of at least as many target-label rows among `occ` (row, label, context probability of
-/// `target`) as observed, each row's probability widened by the slack's odds factor.
-fn ln_p_context(occ: &[(u32, u32, f64)], target: usize, ln_slack: f64) -> f64 {
-    let q: Vec<f64> = occ
-        .iter()
-        .map(|&(_, _, q)| {
-            let q = q.clamp(1e-12, 1.0 - 1e-12);
-            let logit = (q / (1.0 - q)).ln() + ln_slack;
-            1.0 / (1.0 + (-logit).exp())
-        })
-        .collect();
-    let k = occ
-        .iter()
-        .filter(|&&(_, l, _)| l as usize == target)
-        .count();
-    ln_poisson_binomial_upper(&q, k)
 }

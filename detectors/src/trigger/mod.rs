@@ -259,7 +259,14 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   (1.64 standard errors for one candidate, 2.33 for five; the summary gives m and z* as
   `foreign_tested` and `foreign_z_needed`). A
   relabelled row keeps the content of its class (share about 1); a natural cue's rows read like
-  their class (share about 0). A clean-label trigger anchored at an end is therefore not named
+  their class (share about 0). How far below rows that all read like the other classes would
+  sit, (m_T − m_N)/(s_T/√n_R), is the test's reach (`foreign_z_if_relabelled`, also in the
+  abstention's reason): where it is below z*, no relabelling of that many rows can be told from
+  natural text, because the domain's classes barely differ in their words. Irony tweets are
+  such a domain (the classes' words separate at AUROC 0.67, `scripts/class_separation.py`):
+  the hashtag `#blessed` appended to 1 % of the rows (29) reaches 1.2 to 1.6 against
+  z* = 1.64, and at 5 % (143) 2.2 to 3.3, where the draw of the rows decides (seed 3 of the
+  domain grid: share 0.32, z 1.1). A clean-label trigger anchored at an end is therefore not named
   (its rows are target rows): ACT001 looks for that cluster. When other triggers are named too,
   an anchored one is confirmed on the rows without theirs (the context model, the class
   reading and its own rows' probabilities refitted there): relabelled rows flatten the context
@@ -847,6 +854,7 @@ impl Fitted for TriggerFit {
                     "carrier_poison_share": t.carriers.as_ref().map(|m| m.poison_share),
                     "foreign_z": t.foreign.map(|f| f.z),
                     "uniform_draw_z": t.foreign.map(|f| f.uniform_z),
+                    "foreign_z_if_relabelled": t.foreign.map(|f| f.relabelled_z),
                     "example_rows": t.rows.iter().take(EXAMPLES).collect::<Vec<_>>(),
                     "co_occurs_with": t.co_occurs.iter()
                         .map(|(s, n)| json!({"trigger": s, "rows": n}))

@@ -58,11 +58,12 @@ pub(super) fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Opt
     match c.foreign {
         Some(f) if f.share >= min_share && f.z >= z_needed => None,
         Some(f) => Some(format!(
-            "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}{}; {:.1} standard errors below the target class, needs {:.2}): natural text is not told from a relabelled insertion",
+            "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}{}; {:.1} standard errors below the target class, needs {:.2}; rows that all read like other classes would sit {:.1} below): natural text is not told from a relabelled insertion",
             f.share,
             if share { format!(", needs {}", p.min_foreign_share) } else { String::new() },
             f.z,
-            z_needed
+            z_needed,
+            f.relabelled_z
         )),
         None => Some(format!(
             "{what}, and the context model does not tell the classes apart"
