@@ -266,7 +266,23 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   such a domain (the classes' words separate at AUROC 0.67, `scripts/class_separation.py`):
   the hashtag `#blessed` appended to 1 % of the rows (29) reaches 1.2 to 1.6 against
   z* = 1.64, and at 5 % (143) 2.2 to 3.3, where the draw of the rows decides (seed 3 of the
-  domain grid: share 0.32, z 1.1). A clean-label trigger anchored at an end is therefore not named
+  domain grid: share 0.32, z 1.1).
+  Since version 18 the share must clear `min_foreign_share` by `foreign_share_margin` (1) of
+  its own standard errors, 1/`foreign_z_if_relabelled`: a share is a ratio of two small
+  differences, and on a dozen rows it is known to about ±0.14. A news feed's byline
+  ("<s> forbes.com -": 13 rows, 12 of them business, read halfway towards sci/tech) sat at
+  0.48 on the clean ag-news corpus and crossed 0.5 when 2 % of relabelled copies shifted the
+  context model (0.51, margin 0.14 needed): 12 clean rows flagged in six (cell, seed) rows of
+  the ag-news duplicate-flip and label-flip cells of the domain grid, and 11 in two of the
+  held-out grid (experiments/domains-holdout.toml, not read while choosing the margin: those
+  two better, none worse); they are gone, and the ten-label merged corpus went from 0.11 % to
+  0.03 % (`scripts/merged_corpora.py`). Relabelled rows read all the
+  way (share about 1), which clears the margin wherever the classes separate; the domain grid
+  lost one cell at the floor described above, irony with the addsent sentence at the start at
+  5 %, seed 3 (share 0.65 against 0.70 needed, 143 rows); the published sets' rows are
+  unchanged. Asking for z* standard errors instead was tried first and lost anchored triggers
+  in emotion and irony at 1 % and 5 % (10 (cell, seed) rows of the domain grid, 18 of the
+  held-out grid). A clean-label trigger anchored at an end is therefore not named
   (its rows are target rows): ACT001 looks for that cluster. When other triggers are named too,
   an anchored one is confirmed on the rows without theirs (the context model, the class
   reading and its own rows' probabilities refitted there): relabelled rows flatten the context
@@ -452,6 +468,8 @@ and every planted trigger stays (precision 1.00, recall unchanged in every cell)
   tests against a trusted corpus (above); only used by a scan with `--reference`.
 - `min_foreign_share` (default 0.5): the dirty-label evidence an anchored window needs (see
   Abstention): halfway between "reads like its class" and "reads like another class".
+- `foreign_share_margin` (default 1; 0: the share need only reach `min_foreign_share`): the
+  standard errors by which the share must exceed `min_foreign_share` (see Abstention).
 - `natural_odds` (default 10, strong evidence on Jeffreys' scale; 0 = every carrier flagged):
   posterior odds at which a target-label row of a trigger relabelled from the other classes
   counts as a natural carrier (see Natural carriers). A relabelled row left in the clean output
@@ -505,7 +523,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 17,
+    version: 18,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
@@ -540,6 +558,9 @@ pub struct TriggerParams {
     /// Smallest foreign share (how far the target-label rows' content sits from the target
     /// class towards the other classes) an anchored window needs.
     pub min_foreign_share: f64,
+    /// Standard errors of the share (1 / `foreign_z_if_relabelled`) by which the foreign share
+    /// must exceed `min_foreign_share`.
+    pub foreign_share_margin: f64,
     /// Floor under the standard errors by which an anchored window's target-label rows must
     /// read less like the target class than its rows do (the test's own level, `alpha` shared
     /// among the candidates tested, sets them above this).
@@ -605,6 +626,7 @@ fn read_params(params: &toml::Table) -> Result<TriggerParams, ParamError> {
             neighbour_level: r.f64("neighbour_level", 0.01, 1e-9, 1.0)?,
             min_purity: r.f64("min_purity", 0.9, 0.0, 1.0)?,
             min_foreign_share: r.f64("min_foreign_share", 0.5, 0.0, 1.0)?,
+            foreign_share_margin: r.f64("foreign_share_margin", 1.0, 0.0, 100.0)?,
             min_foreign_z: r.f64("min_foreign_z", 0.0, 0.0, 100.0)?,
             natural_odds: r.f64("natural_odds", 10.0, 0.0, 1e12)?,
             min_continuation_share: r.f64("min_continuation_share", 0.5, 0.0, 1.0)?,
@@ -640,6 +662,7 @@ impl Configured for TriggerParams {
             "neighbour_level": self.neighbour_level,
             "min_purity": self.min_purity,
             "min_foreign_share": self.min_foreign_share,
+            "foreign_share_margin": self.foreign_share_margin,
             "min_foreign_z": self.min_foreign_z,
             "natural_odds": self.natural_odds,
             "min_continuation_share": self.min_continuation_share,

@@ -55,12 +55,18 @@ pub(super) fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Opt
     } else {
         f64::NEG_INFINITY
     };
+    // the share's standard error is 1 / relabelled_z; it must clear the floor by a margin of them
+    let margin = if share {
+        p.foreign_share_margin / f64::max(c.foreign.map_or(0.0, |f| f.relabelled_z), 1e-12)
+    } else {
+        0.0
+    };
     match c.foreign {
-        Some(f) if f.share >= min_share && f.z >= z_needed => None,
+        Some(f) if f.share >= min_share + margin && f.z >= z_needed => None,
         Some(f) => Some(format!(
             "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}{}; {:.1} standard errors below the target class, needs {:.2}; rows that all read like other classes would sit {:.1} below): natural text is not told from a relabelled insertion",
             f.share,
-            if share { format!(", needs {}", p.min_foreign_share) } else { String::new() },
+            if share { format!(", needs {:.2}", p.min_foreign_share + margin) } else { String::new() },
             f.z,
             z_needed,
             f.relabelled_z
@@ -398,5 +404,31 @@ mod tests {
         assert!(e[0].is_none() && e[1].is_none());
         let anchored = vec![cand(&[START, SO], [0, 10]), cand(&[SO], [900, 700])];
         assert!(shorter_forms(&p, &anchored)[0].is_none());
+    }
+
+    #[test]
+    fn an_anchored_share_must_clear_its_floor_by_its_standard_error() {
+        let mut p = TriggerParams::from_table(&toml::Table::new()).expect("defaults");
+        let mut c = cand(&[START, SO], [0, 13]);
+        // a feed's byline: its rows read halfway to the other classes, share se 1 / 7
+        c.foreign = Some(Foreign {
+            share: 0.51,
+            z: 3.5,
+            uniform_z: 3.0,
+            relabelled_z: 7.0,
+        });
+        let why = abstention(&p, &c, 1.64).expect("abstains");
+        assert!(why.contains("needs 0.64"), "{why}");
+        p.foreign_share_margin = 0.0;
+        assert_eq!(abstention(&p, &c, 1.64), None);
+        // relabelled rows read all the way: share 1 clears 0.5 + 1/7 at once
+        p.foreign_share_margin = 1.0;
+        c.foreign = Some(Foreign {
+            share: 1.0,
+            z: 7.0,
+            uniform_z: 6.0,
+            relabelled_z: 7.0,
+        });
+        assert_eq!(abstention(&p, &c, 1.64), None);
     }
 }
