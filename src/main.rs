@@ -868,10 +868,23 @@ fn summary(outcome: &ScanOutcome) -> String {
 /// How many of a detector's held-back candidates the summary shows.
 const NOT_NAMED_SHOWN: usize = 3;
 
-/// The candidates a detector found but did not name (its summary's `near_misses` that carry an
-/// `abstained` reason), the most rows first: a pass is then read knowing what the detector could
-/// not tell from natural text, and why. Text from the data is escaped for the terminal.
+/// What a detector found but held back: the candidates it did not name (its summary's
+/// `near_misses` that carry an `abstained` reason), the most rows first, or the label conflicts
+/// it left unflagged within natural annotation noise (`natural_noise.note` when it lists
+/// unflagged ties). A pass is then read knowing what the detector could not tell from natural
+/// text, and why. Text from the data is escaped for the terminal.
 fn not_named(summary: &serde_json::Value) -> String {
+    // the duplicate detectors' label conflicts left within natural annotation noise
+    let noise = summary.get("natural_noise");
+    let ties = noise
+        .and_then(|n| n.get("unflagged_ties"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    if ties > 0 {
+        if let Some(note) = noise.and_then(|n| n.get("note")).and_then(|v| v.as_str()) {
+            return format!("         not flagged: {}\n", terminal_line(note));
+        }
+    }
     let Some(near) = summary.get("near_misses").and_then(|v| v.as_array()) else {
         return String::new();
     };
@@ -946,5 +959,11 @@ mod tests {
             "a candidate that did not abstain is shown: {s}"
         );
         assert_eq!(not_named(&serde_json::json!({"triggers": []})), "");
+        let dup = |ties: u64| {
+            serde_json::json!({"natural_noise": {"unflagged_ties": ties,
+                "note": "3 conflicting of 208 duplicated clusters is within natural annotation noise"}})
+        };
+        assert!(not_named(&dup(3)).contains("not flagged: 3 conflicting of 208"));
+        assert_eq!(not_named(&dup(0)), "");
     }
 }
