@@ -259,36 +259,35 @@ behave like a backdoor trigger, and the summary lists it under `near_misses` wit
   (1.64 standard errors for one candidate, 2.33 for five; the summary gives m and z* as
   `foreign_tested` and `foreign_z_needed`). A
   relabelled row keeps the content of its class (share about 1); a natural cue's rows read like
-  their class (share about 0). How far below rows that all read like the other classes would
-  sit, (m_T − m_N)/(s_T/√n_R), is the test's reach (`foreign_z_if_relabelled`, also in the
-  abstention's reason): where it is below z*, no relabelling of that many rows can be told from
-  natural text, because the domain's classes barely differ in their words. Irony tweets are
-  such a domain (the classes' words separate at AUROC 0.67, `scripts/class_separation.py`):
-  the hashtag `#blessed` appended to 1 % of the rows (29) reaches 1.2 to 1.6 against
-  z* = 1.64, and at 5 % (143) 2.2 to 3.3, where the draw of the rows decides (seed 3 of the
-  domain grid: share 0.32, z 1.1).
-  Since version 18 the share must clear `min_foreign_share` by `foreign_share_margin` (1) of
-  its own standard errors, 1/`foreign_z_if_relabelled`: a share is a ratio of two small
-  differences, and on a dozen rows it is known to about ±0.14. A news feed's byline
-  ("<s> forbes.com -": 13 rows, 12 of them business, read halfway towards sci/tech) sat at
-  0.48 on the clean ag-news corpus and crossed 0.5 when 2 % of relabelled copies shifted the
-  context model (0.51, margin 0.14 needed): 12 clean rows flagged in six (cell, seed) rows of
-  the ag-news duplicate-flip and label-flip cells of the domain grid, and 11 in two of the
-  held-out grid (experiments/domains-holdout.toml, not read while choosing the margin: those
-  two better, none worse); they are gone, and the ten-label merged corpus went from 0.11 % to
-  0.03 % (`scripts/merged_corpora.py`). Relabelled rows read all the
-  way (share about 1), which clears the margin wherever the classes separate; the domain grid
-  lost one cell at the floor described above, irony with the addsent sentence at the start at
-  5 %, seed 3 (share 0.65 against 0.70 needed, 143 rows); the published sets' rows are
-  unchanged. Asking for z* standard errors instead was tried first and lost anchored triggers
-  in emotion and irony at 1 % and 5 % (10 (cell, seed) rows of the domain grid, 18 of the
-  held-out grid). A clean-label trigger anchored at an end is therefore not named
+  their class (share about 0). A clean-label trigger anchored at an end is therefore not named
   (its rows are target rows): ACT001 looks for that cluster. When other triggers are named too,
-  an anchored one is confirmed on the rows without theirs (the context model, the class
-  reading and its own rows' probabilities refitted there): relabelled rows flatten the context
-  model and dilute their target class, which can make a natural cue of that class read as
-  foreign (a phrase relabelling 163 emotion tweets to sadness made the corpus's own closing
-  '# sad' reach share 0.74 and z 3.02; without the phrase's rows 0.47 and 1.7).
+  an anchored one is confirmed on the rows without theirs (the context model, the class reading
+  and its own rows' probabilities refitted there): relabelled rows flatten the context model and
+  dilute their target class, which can make a natural cue of that class read as foreign (a
+  phrase relabelling 163 emotion tweets to sadness made the corpus's own closing '# sad' reach
+  share 0.74 and z 3.02; without the phrase's rows 0.47 and 1.7). How far below rows that all
+  read like the other classes would sit, (m_T − m_N)/(s_T/√n_R), is the test's reach
+  (`foreign_z_if_relabelled`, also in the abstention's reason): where it is below z*, no
+  relabelling of that many rows can be told from natural text, because the domain's classes
+  barely differ in their words. Irony tweets are such a domain (the classes' words separate at
+  AUROC 0.67, `scripts/class_separation.py`): the hashtag `#blessed` appended to 1 % of the rows
+  (29) reaches 1.2 to 1.6 against z* = 1.64, and at 5 % (143) 2.2 to 3.3, where the draw of the
+  rows decides (seed 3 of the domain grid: share 0.32, z 1.1).
+  Since version 18 the share must clear `min_foreign_share` by `foreign_share_margin` (1) of its
+  own standard errors, 1/`foreign_z_if_relabelled`: a share is a ratio of two small differences,
+  and on a dozen rows it is known to about ±0.14. A news feed's byline ("<s> forbes.com -": 13
+  rows, 12 of them business, read halfway towards sci/tech) sat at 0.48 on the clean ag-news
+  corpus and crossed 0.5 when 2 % of relabelled copies shifted the context model (0.51, margin
+  0.14 needed): 12 clean rows flagged in six (cell, seed) rows of the ag-news duplicate-flip and
+  label-flip cells of the domain grid, and 11 in two of the held-out grid
+  (experiments/domains-holdout.toml, not read while choosing the margin: those two better, none
+  worse); they are gone, and the ten-label merged corpus went from 0.11 % to 0.03 %
+  (`scripts/merged_corpora.py`). Relabelled rows read all the way (share about 1), which clears
+  the margin wherever the classes separate; the domain grid lost one cell at the floor described
+  above, irony with the addsent sentence at the start at 5 %, seed 3 (share 0.65 against 0.70
+  needed, 143 rows); the published sets' rows are unchanged. Asking for z* standard errors
+  instead was tried first and lost anchored triggers in emotion and irony at 1 % and 5 % (10
+  (cell, seed) rows of the domain grid, 18 of the held-out grid).
 - a window whose purity is not significant against its label's share of the rows (the
   prior test above `alpha`: a majority label such as ham, 87 to 92 % of sms-spam's rows) is
   named only when its target-label rows read significantly more foreign than the target class
