@@ -148,28 +148,26 @@ impl Core {
             if substituted && !swap {
                 continue;
             }
-            // every word taken out and every word put in, for the whole texts' reading below
-            let only = |t: &[u64], other: &[u64]| -> Vec<u64> {
-                let mut v: Vec<u64> = t.iter().copied().filter(|w| !other.contains(w)).collect();
+            // the distinct words of t that `other` holds (`held`) or does not
+            let pick = |t: &[u64], other: &[u64], held: bool| -> Vec<u64> {
+                let mut v: Vec<u64> = t
+                    .iter()
+                    .copied()
+                    .filter(|w| other.contains(w) == held)
+                    .collect();
                 v.sort_unstable();
                 v.dedup();
                 v
             };
             let sum =
                 |ws: Vec<u64>| -> f64 { ws.into_iter().map(|w| log_odds(w, a, b, [ga, gb])).sum() };
-            let (ex, ey) = (sum(only(ta, tb)), sum(only(tb, ta)));
+            // every word taken out and every word put in, for the whole texts' reading below
+            let (ex, ey) = (sum(pick(ta, tb, false)), sum(pick(tb, ta, false)));
             // the edit must also be enough: naive Bayes over each whole text (prior, the words
             // both hold, and its own edited words) names that text's own label. One changed
             // word does not turn a long spam message into ham.
-            let mut shared: Vec<u64> = ta.iter().copied().filter(|w| tb.contains(w)).collect();
-            shared.sort_unstable();
-            shared.dedup();
             let prior = ((words.n(b) as f64 + 1.0) / (words.n(a) as f64 + 1.0)).ln();
-            let rest = prior
-                + shared
-                    .iter()
-                    .map(|&w| log_odds(w, a, b, [ga, gb]))
-                    .sum::<f64>();
+            let rest = prior + sum(pick(ta, tb, true));
             if rest + ey > 0.0 && rest + ex < 0.0 {
                 // kept for the flips' direction only when the words taken out say little
                 // about the old label (less than half the log odds the pair needs): a natural

@@ -50,27 +50,27 @@ pub(super) fn abstention(p: &TriggerParams, c: &Candidate, z_needed: f64) -> Opt
         ));
     }
     let NeedsForeign { what, share } = needs_foreign(p, c)?;
-    let min_share = if share {
-        p.min_foreign_share
-    } else {
-        f64::NEG_INFINITY
-    };
-    // the share's standard error is 1 / relabelled_z; it must clear the floor by a margin of them
-    let margin = if share {
-        p.foreign_share_margin / f64::max(c.foreign.map_or(0.0, |f| f.relabelled_z), 1e-12)
-    } else {
-        0.0
-    };
     match c.foreign {
-        Some(f) if f.share >= min_share + margin && f.z >= z_needed => None,
-        Some(f) => Some(format!(
-            "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}{}; {:.1} standard errors below the target class, needs {:.2}; rows that all read like other classes would sit {:.1} below): natural text is not told from a relabelled insertion",
-            f.share,
-            if share { format!(", needs {:.2}", p.min_foreign_share + margin) } else { String::new() },
-            f.z,
-            z_needed,
-            f.relabelled_z
-        )),
+        Some(f) => {
+            // the share's standard error is 1 / relabelled_z: the share must clear its floor by
+            // `foreign_share_margin` of them
+            let min_share = if share {
+                p.min_foreign_share + p.foreign_share_margin / f.relabelled_z.max(1e-12)
+            } else {
+                f64::NEG_INFINITY
+            };
+            if f.share >= min_share && f.z >= z_needed {
+                return None;
+            }
+            Some(format!(
+                "{what}, and its target-label rows do not clearly read like other classes (foreign share {:.2}{}; {:.1} standard errors below the target class, needs {:.2}; rows that all read like other classes would sit {:.1} below): natural text is not told from a relabelled insertion",
+                f.share,
+                if share { format!(", needs {min_share:.2}") } else { String::new() },
+                f.z,
+                z_needed,
+                f.relabelled_z
+            ))
+        }
         None => Some(format!(
             "{what}, and the context model does not tell the classes apart"
         )),
