@@ -13,6 +13,8 @@ and per cell the recall of the added rows and the share of the new batch's own r
 
     cargo build --release
     python3 scripts/reference_eval.py [--corpora sst2,sms-spam] [--seeds 1,2,3] [--out DIR]
+    python3 scripts/reference_eval.py --insertion     (insertion attacks: TRIG001 and REF003)
+    python3 scripts/reference_eval.py --published     (sst2-synbkd-20 against sst2-clean)
 
 Only the split is made here (a seeded shuffle of the lines); every poisoned row is written by
 `poisongate inject`, so the cells can be rebuilt from the commands this prints with -v.
@@ -106,7 +108,8 @@ INSERTIONS = [
 
 
 def insertion_cells(corpus, seed, work, verbose):
-    """TRIG001 on the new part with an insertion attack, without and with the trusted state."""
+    """TRIG001 on the new part with an insertion attack, without and with the trusted state, and
+    REF003 and the two together with it."""
     d = os.path.join(work, f"{corpus}-{seed}-ins")
     os.makedirs(d, exist_ok=True)
     trusted, base = os.path.join(d, "trusted.jsonl"), os.path.join(d, "new-clean.jsonl")
@@ -125,7 +128,8 @@ def insertion_cells(corpus, seed, work, verbose):
             o = os.path.join(d, "scan")
             if os.path.exists(o):
                 shutil.rmtree(o)
-            cmd = ["scan", new, "--select", "TRIG001", "--id-column", "id", "--out", o, "-q"]
+            cmd = ["scan", new, "--select", "TRIG001,REF003" if ref else "TRIG001", "--id-column", "id",
+                   "--out", o, "-q"]
             if args:
                 cmd += ["--ground-truth-column", "poison"]
             if ref:
@@ -134,16 +138,56 @@ def insertion_cells(corpus, seed, work, verbose):
                 print("  $ poisongate " + " ".join(cmd), file=sys.stderr)
             subprocess.run([BIN] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             r = json.load(open(os.path.join(o, "report.json")))
-            trig = [x for x in r["detectors"] if x["code"] == "TRIG001"][0]
-            named = ",".join(t["trigger"] for t in trig["summary"]["triggers"]) or "-"
-            if args:
-                e = r["evaluation"]["detectors"]["TRIG001"]
-                prec = e["precision"] if e["flagged"] else 1.0
-                row.append(f"P {prec:.2f} R {e['recall']:.2f} ({named})")
-            else:
-                row.append(f"{trig['flagged']} rows ({named})")
+            row.append(judged(r, "TRIG001", args))
+            if ref:
+                row.append(judged(r, "REF003", args))
+                row.append(judged(r, "combined", args))
         out.append(row)
     return out
+
+
+def judged(r, code, attacked):
+    """One detector's (or the combined verdict's) cell: precision and recall, or rows flagged."""
+    named = "-"
+    if code != "combined":
+        det = [x for x in r["detectors"] if x["code"] == code][0]
+        s = det["summary"]
+        found = [t["trigger"] for t in s.get("triggers", [])] + [w["window"] for w in s.get("windows", [])]
+        named = ",".join(found[:4]) + (",..." if len(found) > 4 else "") or "-"
+    if attacked:
+        e = r["evaluation"]["combined"] if code == "combined" else r["evaluation"]["detectors"][code]
+        prec = e["precision"] if e["flagged"] else 1.0
+        return f"P {prec:.2f} R {e['recall']:.2f}" + ("" if code == "combined" else f" ({named})")
+    flagged = r["reconciliation"]["quarantined_rows"] if code == "combined" else det["flagged"]
+    return f"{flagged} rows" + ("" if code == "combined" else f" ({named})")
+
+
+PUBLISHED = ["sst2-synbkd-20"]
+
+
+def published_cells(name, seed, work, verbose):
+    """A published poisoned set whose rows line up with sst2-clean (row k of one is row k of the
+    other, the poisoned rows rewritten): the new 20 % are its rows, the trusted 80 % the clean
+    rows at the other positions. The default scan with the trusted state, per detector."""
+    d = os.path.join(work, f"{name}-{seed}")
+    os.makedirs(d, exist_ok=True)
+    clean = open(os.path.join(BENCH, "sst2-clean.jsonl"), encoding="utf-8").read().splitlines()
+    poisoned = open(os.path.join(BENCH, f"{name}.jsonl"), encoding="utf-8").read().splitlines()
+    assert len(clean) == len(poisoned), name
+    order = list(range(len(clean)))
+    random.Random(seed).shuffle(order)
+    cut = int(0.8 * len(clean))
+    trusted, new = os.path.join(d, "trusted.jsonl"), os.path.join(d, "new.jsonl")
+    with open(trusted, "w", encoding="utf-8") as f:
+        f.writelines(clean[i] + "\n" for i in sorted(order[:cut]))
+    with open(new, "w", encoding="utf-8") as f:
+        f.writelines(poisoned[i] + "\n" for i in sorted(order[cut:]))
+    state = os.path.join(d, "trusted.pgstate")
+    run(["fit", trusted, "--state", state], verbose)
+    r = scan(new, state, os.path.join(d, "scan"), None, verbose)
+    e = r["evaluation"]
+    cells = [judged(r, code, True) for code in ("TRIG001", "REF003", "combined")]
+    return e["positives"], r["reconciliation"]["input_rows"], cells
 
 
 def main():
@@ -154,11 +198,21 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "reference-eval"))
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--insertion", action="store_true",
-                    help="instead: TRIG001 on the new part with insertion attacks, without and with the trusted state")
+                    help="instead: TRIG001 on the new part with insertion attacks, without and with the trusted state, and REF003")
+    ap.add_argument("--published", action="store_true",
+                    help="instead: published poisoned sets aligned with sst2-clean, split 80/20 against it")
     a = ap.parse_args()
+    if a.published:
+        print("| set | seed | new rows | poisoned | TRIG001 | REF003 | combined (default scan with --reference) |")
+        print("| --- | ---: | ---: | ---: | --- | --- | --- |")
+        for name in PUBLISHED:
+            for seed in [int(s) for s in a.seeds.split(",")]:
+                pos, rows, cells = published_cells(name, seed, a.out, a.verbose)
+                print(f"| {name} | {seed} | {rows} | {pos} | " + " | ".join(cells) + " |", flush=True)
+        return
     if a.insertion:
-        print("| corpus | seed | attack | TRIG001 alone | TRIG001 with --reference |")
-        print("| --- | ---: | --- | --- | --- |")
+        print("| corpus | seed | attack | TRIG001 alone | TRIG001 with --reference | REF003 | TRIG001 + REF003 |")
+        print("| --- | ---: | --- | --- | --- | --- | --- |")
         for corpus in a.corpora.split(","):
             for seed in [int(s) for s in a.seeds.split(",")]:
                 for row in insertion_cells(corpus, seed, a.out, a.verbose):

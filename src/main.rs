@@ -367,7 +367,8 @@ struct ScanArgs {
     invalid_rows: Option<String>,
     /// A trusted corpus's state, written by `poisongate fit`: the data is also judged against
     /// it (REF001: copies of trusted rows under another label; REF002: copies far beyond the
-    /// trusted corpus's own duplicates). Its SHA-256 is recorded as an input.
+    /// trusted corpus's own duplicates; REF003: word windows whose rows of one label surge
+    /// beyond the trusted rate). Its SHA-256 is recorded as an input.
     #[arg(long)]
     reference: Option<PathBuf>,
     /// Print report.json to stdout as well.

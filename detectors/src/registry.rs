@@ -14,6 +14,7 @@ pub static REGISTRY: &[&dyn Detector] = &[
     &crate::label::LabelConsistency,
     &crate::duplicates::reference::ReferenceConflict,
     &crate::duplicates::reference::ReferenceAmplification,
+    &crate::trigger::surge::ReferenceAssociation,
     &crate::spectral::SpectralSignature,
     &crate::spectre::RobustSpectral,
     &crate::trigger::TriggerTokens,
@@ -37,7 +38,7 @@ pub static OPT_IN: &[&str] = &["LBL001", "SPEC001", "SPEC002"];
 
 /// Registered detectors that judge a new batch against a trusted corpus: they run only when a
 /// scan is given one (`scan --reference FILE`), and then by default.
-pub static REFERENCE: &[&str] = &["REF001", "REF002"];
+pub static REFERENCE: &[&str] = &["REF001", "REF002", "REF003"];
 
 /// The detectors a scan runs when nothing is selected: the registry minus [`OPT_IN`] and
 /// [`REFERENCE`].

@@ -6,11 +6,12 @@ use serde_json::Value;
 use std::fmt::Write as _;
 
 /// `scan --reference`: the batch's label shares against the trusted corpus's, REF001's conflicts
-/// with trusted rows, REF002's amplified clusters and the triggers TRIG001 withdrew.
+/// with trusted rows, REF002's amplified clusters, REF003's surging windows and the triggers
+/// TRIG001 withdrew.
 pub(super) fn reference_section(report: &Report) -> Option<String> {
     let find = |code: &str| report.detectors.iter().find(|d| d.code == code);
-    let (r1, r2) = (find("REF001"), find("REF002"));
-    if r1.is_none() && r2.is_none() {
+    let (r1, r2, r3) = (find("REF001"), find("REF002"), find("REF003"));
+    if r1.is_none() && r2.is_none() && r3.is_none() {
         return None;
     }
     let mut s = String::from("<section id=\"reference\"><h2>Against the trusted corpus</h2>\n");
@@ -112,6 +113,50 @@ pub(super) fn reference_section(report: &Report) -> Option<String> {
                         c.get("p_value").and_then(Value::as_f64).unwrap_or(1.0)
                     ),
                 );
+                s.push_str("</tr>\n");
+            }
+            s.push_str("</table>\n");
+        }
+    }
+    if let Some(d) = r3 {
+        let windows = list(&d.summary, "windows");
+        let _ = writeln!(
+            s,
+            "<p>REF003: {} word windows of {} whose rows of one label surge beyond the trusted \
+             rate.</p>",
+            windows.len(),
+            text_of(d.summary.get("candidates")),
+        );
+        if !windows.is_empty() {
+            s.push_str(
+                "<table><tr><th>window</th><th>label</th><th>rows flagged</th>\
+                 <th>new (label / all)</th><th>trusted (label / all)</th><th>surplus</th>\
+                 <th>p</th></tr>\n",
+            );
+            for w in &windows {
+                let f = |k: &str| w.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+                s.push_str("<tr>");
+                code_cell(&mut s, &text_of(w.get("window")));
+                cell(&mut s, &text_of(w.get("label")));
+                num(&mut s, text_of(w.get("rows_flagged")));
+                num(
+                    &mut s,
+                    format!(
+                        "{} / {}",
+                        text_of(w.get("new_label_rows")),
+                        text_of(w.get("new_rows"))
+                    ),
+                );
+                num(
+                    &mut s,
+                    format!(
+                        "{} / {}",
+                        text_of(w.get("trusted_label_rows")),
+                        text_of(w.get("trusted_rows"))
+                    ),
+                );
+                num(&mut s, fixed(f("surplus_share"), 2));
+                num(&mut s, format!("{:.2e}", f("p_value")));
                 s.push_str("</tr>\n");
             }
             s.push_str("</table>\n");

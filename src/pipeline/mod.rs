@@ -108,7 +108,7 @@ pub struct ScanOptions {
     /// [`crate::ingest::InvalidRow`]; embeddings with a non-finite value count too).
     pub invalid_rows: InvalidPolicy,
     /// A trusted corpus's state (`poisongate fit`) to judge the data against (`--reference`):
-    /// adds REF001 and REF002, and the file to the inputs.
+    /// adds REF001, REF002 and REF003, and the file to the inputs.
     pub reference: Option<PathBuf>,
     /// Fit the detectors in rounds over batches of `batch_rows` rows, reading the input once
     /// per round (`--stream`): memory holds a batch and the detectors' states, not the rows.

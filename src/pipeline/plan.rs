@@ -45,7 +45,7 @@ pub(super) fn plan(
             })
             .collect(),
     };
-    // the detectors a trusted corpus informs: REF001 and REF002 judge against it, DUP001 and
+    // the detectors a trusted corpus informs: REF001 to REF003 judge against it, DUP001 and
     // DUP002 take its labels as confirmed, TRIG001 withdraws the associations it holds
     let uses_reference = |code: &str| {
         registry::needs_reference(code) || ["DUP001", "DUP002", "TRIG001"].contains(&code)
@@ -62,17 +62,15 @@ pub(super) fn plan(
         .any(|d| registry::needs_reference(d.meta().code));
     let uses = chosen.iter().any(|d| uses_reference(d.meta().code));
     match (reference.is_some(), needs, uses) {
-        (false, true, _) => {
-            return Err(ScanError::Config(
-                "REF001 and REF002 judge the data against a trusted corpus: pass --reference \
+        (false, true, _) => return Err(ScanError::Config(
+            "REF001, REF002 and REF003 judge the data against a trusted corpus: pass --reference \
                  FILE (written by `poisongate fit`)"
-                    .into(),
-            ))
-        }
+                .into(),
+        )),
         (true, _, false) => {
             return Err(ScanError::Config(
                 "--reference is given but --select names no detector that uses it (REF001, \
-                 REF002, DUP001, DUP002, TRIG001)"
+                 REF002, REF003, DUP001, DUP002, TRIG001)"
                     .into(),
             ))
         }

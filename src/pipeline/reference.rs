@@ -52,7 +52,7 @@ pub(super) fn load(opts: &ScanOptions, path: &Path) -> Result<Loaded, ScanError>
     })
 }
 
-/// The configured REF001 or REF002 holding the state.
+/// The configured reference detector (REF001, REF002 or REF003) holding the state.
 pub(super) fn configured(
     opts: &ScanOptions,
     code: &'static str,
@@ -60,6 +60,14 @@ pub(super) fn configured(
 ) -> Result<Box<dyn poisongate_detectors::Configured>, ScanError> {
     let empty = toml::Table::new();
     let table = opts.detector_params.get(code).unwrap_or(&empty);
+    if code == "REF003" {
+        return Ok(
+            poisongate_detectors::trigger::surge::configure_with_reference(
+                table,
+                Arc::clone(state),
+            )?,
+        );
+    }
     Ok(Box::new(reference_configure(
         code,
         table,

@@ -481,3 +481,70 @@ fn parquet_and_jsonl_give_the_same_copies_and_the_same_state() {
         std::fs::read(p("parquet.pgstate")).unwrap()
     );
 }
+
+/// HiddenKiller's syntactic paraphrases (sst2-synbkd-20, whose rows line up with sst2-clean's,
+/// a fifth of them rewritten to open with a subordinate clause and labelled positive): the
+/// batch alone shows no trigger, while against the trusted clean rows REF003 finds the
+/// openings; a clean batch drawn from the same corpus surges nowhere.
+#[test]
+fn syntactic_paraphrases_surge_against_the_trusted_corpus() {
+    let Some(bench) = benchmarks() else {
+        eprintln!("skipped: ../shared/benchmarks is absent");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (clean_dir, poisoned_dir) = (tmp.path().join("clean"), tmp.path().join("poisoned"));
+    std::fs::create_dir_all(&clean_dir).unwrap();
+    std::fs::create_dir_all(&poisoned_dir).unwrap();
+    let (trusted, clean_new) = split(&bench.join("sst2-clean.jsonl"), &clean_dir);
+    let (_, new) = split(&bench.join("sst2-synbkd-20.jsonl"), &poisoned_dir);
+    let state = tmp.path().join("trusted.pgstate");
+    poisongate([
+        "fit",
+        trusted.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+    let scan = |data: &Path, out: &str, select: &str, code: i32| {
+        let out = tmp.path().join(out);
+        let mut args = vec![
+            "scan",
+            data.to_str().unwrap(),
+            "--reference",
+            state.to_str().unwrap(),
+            "--select",
+            select,
+            "--id-column",
+            "id",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ];
+        if code == 1 {
+            args.extend(["--ground-truth-column", "poison"]);
+        }
+        poisongate(args).assert().code(code);
+        report(&out)
+    };
+    let r = scan(&clean_new, "scan-clean", "REF003", 0);
+    let det = &r["detectors"][0];
+    assert_eq!(det["code"], "REF003");
+    assert_eq!(det["flagged"], 0, "{det}");
+    let r = scan(&new, "scan-poisoned", "TRIG001,REF003", 1);
+    let e = &r["evaluation"]["detectors"];
+    assert_eq!(e["TRIG001"]["tp"], 0, "{e}");
+    let (precision, recall) = (
+        e["REF003"]["precision"].as_f64().unwrap(),
+        e["REF003"]["recall"].as_f64().unwrap(),
+    );
+    assert!(precision >= 0.9 && recall >= 0.25, "{e}");
+    // report.html lists the windows taken, their text escaped
+    let html =
+        std::fs::read_to_string(tmp.path().join("scan-poisoned").join("report.html")).unwrap();
+    assert!(
+        html.contains("REF003: ") && html.contains("<code>&lt;s&gt; when"),
+        "report.html lacks REF003's windows"
+    );
+}

@@ -28,7 +28,7 @@ pub mod rounds;
 pub use link::{Candidates, KeyRange};
 #[cfg(test)]
 mod tests;
-mod verdicts;
+pub(crate) mod verdicts;
 
 pub use minhash::optimal_bands;
 pub use normalise::{normalize, Normalization};

@@ -37,14 +37,14 @@ fn size_histogram(sizes: impl Iterator<Item = usize>) -> serde_json::Value {
 /// Scores of `n` rows, most of them 0: only the others are held (rows in duplicated clusters),
 /// so a fitted duplicate detector over ten million rows does not hold ten million numbers.
 #[derive(Debug, Clone, Default)]
-pub(super) struct RowScores {
+pub(crate) struct RowScores {
     n: usize,
     nonzero: BTreeMap<usize, f64>,
 }
 
 impl RowScores {
     /// `n` rows scoring 0.
-    pub(super) fn new(n: usize) -> RowScores {
+    pub(crate) fn new(n: usize) -> RowScores {
         RowScores {
             n,
             nonzero: BTreeMap::new(),
@@ -52,17 +52,17 @@ impl RowScores {
     }
 
     /// Rows scored.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.n
     }
 
     /// The score of `row` (0 for rows never set).
-    pub(super) fn get(&self, row: usize) -> f64 {
+    pub(crate) fn get(&self, row: usize) -> f64 {
         self.nonzero.get(&row).copied().unwrap_or(0.0)
     }
 
     /// Set the score of `row` (a row past the end is ignored; +0 is not stored).
-    pub(super) fn set(&mut self, row: usize, v: f64) {
+    pub(crate) fn set(&mut self, row: usize, v: f64) {
         if row >= self.n {
             return;
         }
@@ -75,11 +75,11 @@ impl RowScores {
 }
 
 /// Per-row result of a fit: scores of every row, reasons of flagged rows.
-pub(super) struct DupFit {
-    pub(super) code: &'static str,
-    pub(super) score: RowScores,
-    pub(super) reason: BTreeMap<usize, String>,
-    pub(super) summary: serde_json::Value,
+pub(crate) struct DupFit {
+    pub(crate) code: &'static str,
+    pub(crate) score: RowScores,
+    pub(crate) reason: BTreeMap<usize, String>,
+    pub(crate) summary: serde_json::Value,
 }
 
 impl Fitted for DupFit {

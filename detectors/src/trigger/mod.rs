@@ -20,7 +20,8 @@
 //! their hashes), `count` (token table, count-min sketch, span statistics and neighbour
 //! samples), `stats` (binomial tails and the neighbour collision test), `context` (the naive
 //! Bayes context model), `decide` (the fit that names the triggers), `rounds` (the fit over
-//! partitioned rows); this file holds the detector, its parameters and the fitted model.
+//! partitioned rows), `surge` (REF003: the same windows read against a trusted corpus); this
+//! file holds the detector, its parameters and the fitted model.
 
 mod carriers;
 mod context;
@@ -29,6 +30,7 @@ mod decide;
 mod reference;
 pub mod rounds;
 mod stats;
+pub mod surge;
 #[cfg(test)]
 mod tests;
 mod tokenise;
