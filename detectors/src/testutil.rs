@@ -118,6 +118,24 @@ pub fn embedding_view<'a>(
     }
 }
 
+/// All rows as the scan shows them to a text detector (text and labels).
+pub fn text_view<'a>(
+    texts: &'a [String],
+    labels: &'a [u32],
+    names: &'a [String],
+) -> DatasetView<'a> {
+    DatasetView {
+        n_rows: texts.len(),
+        texts: Some(texts),
+        labels: Some(labels),
+        class_names: names,
+        embeddings: None,
+        response_embeddings: None,
+        responses: None,
+        rejected: None,
+    }
+}
+
 /// SHA-256 of `b`.
 pub fn sha(b: &[u8]) -> Vec<u8> {
     Sha256::digest(b).to_vec()

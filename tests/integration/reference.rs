@@ -20,6 +20,18 @@ fn split(src: &Path, dir: &Path) -> (PathBuf, PathBuf) {
     (t, n)
 }
 
+/// `poisongate fit DATA --state STATE`, which must succeed.
+fn fit(data: &Path, state: &Path) {
+    poisongate([
+        "fit",
+        data.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ])
+    .assert()
+    .success();
+}
+
 /// The new part with flipped copies of trusted rows (verbatim and with 1 to 3 words replaced,
 /// `copies` each) and one trusted row copied 50 times, all written by `inject --copies-from`.
 fn poison_new(trusted: &Path, clean: &Path, dir: &Path, copies: usize) -> PathBuf {
@@ -225,14 +237,7 @@ fn malformed_states_and_missing_references_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, _) = demo();
     let state = tmp.path().join("demo.pgstate");
-    poisongate([
-        "fit",
-        data.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ])
-    .assert()
-    .success();
+    fit(&data, &state);
     let bytes = std::fs::read(&state).unwrap();
     let bad = tmp.path().join("bad.pgstate");
     std::fs::write(&bad, &bytes[..bytes.len() - 5]).unwrap();
@@ -306,14 +311,7 @@ fn reference_cell(corpus: &str) -> Option<(f64, f64, serde_json::Value)> {
     let (trusted, clean) = split(&bench.join(format!("{corpus}-clean.jsonl")), tmp.path());
     let new = poison_new(&trusted, &clean, tmp.path(), 40);
     let state = tmp.path().join("trusted.pgstate");
-    poisongate([
-        "fit",
-        trusted.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ])
-    .assert()
-    .success();
+    fit(&trusted, &state);
     let out = tmp.path().join("scan");
     poisongate([
         "scan",
@@ -499,14 +497,7 @@ fn syntactic_paraphrases_surge_against_the_trusted_corpus() {
     let (trusted, clean_new) = split(&bench.join("sst2-clean.jsonl"), &clean_dir);
     let (_, new) = split(&bench.join("sst2-synbkd-20.jsonl"), &poisoned_dir);
     let state = tmp.path().join("trusted.pgstate");
-    poisongate([
-        "fit",
-        trusted.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ])
-    .assert()
-    .success();
+    fit(&trusted, &state);
     let scan = |data: &Path, out: &str, select: &str, code: i32| {
         let out = tmp.path().join(out);
         let mut args = vec![

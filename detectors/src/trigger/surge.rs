@@ -508,6 +508,7 @@ mod tests {
     use super::*;
     use crate::duplicates::Normalization;
     use crate::rng::SplitMix64;
+    use crate::testutil::text_view;
     use crate::Batch;
 
     const COMMON: &[&str] = &[
@@ -550,16 +551,7 @@ mod tests {
             ReferenceState::from_rows(&trusted.0, &trusted.1, &names, 0, Normalization::default())
                 .expect("state");
         let det = configure_with_reference(&toml::Table::new(), Arc::new(state)).expect("cfg");
-        let view = DatasetView {
-            n_rows: new.0.len(),
-            texts: Some(&new.0),
-            labels: Some(&new.1),
-            class_names: &names,
-            embeddings: None,
-            response_embeddings: None,
-            responses: None,
-            rejected: None,
-        };
+        let view = text_view(&new.0, &new.1, &names);
         let fitted = det.fit(&view).expect("fit");
         let scores = fitted
             .score(&Batch {
@@ -657,18 +649,8 @@ mod tests {
             .expect("cfg");
         let (texts, labels) = rows(10, 1);
         let names = names();
-        let view = DatasetView {
-            n_rows: texts.len(),
-            texts: Some(&texts),
-            labels: Some(&labels),
-            class_names: &names,
-            embeddings: None,
-            response_embeddings: None,
-            responses: None,
-            rejected: None,
-        };
         let err = det
-            .fit(&view)
+            .fit(&text_view(&texts, &labels, &names))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

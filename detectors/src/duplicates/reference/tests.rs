@@ -137,16 +137,7 @@ fn judge(
     let det = reference_configure(code, &toml::Table::new(), Some(Arc::new(state))).expect("cfg");
     let texts: Vec<String> = new.iter().map(|t| t.0.to_string()).collect();
     let labels: Vec<u32> = new.iter().map(|t| t.1).collect();
-    let view = DatasetView {
-        n_rows: texts.len(),
-        texts: Some(&texts),
-        labels: Some(&labels),
-        class_names: &names,
-        embeddings: None,
-        response_embeddings: None,
-        responses: None,
-        rejected: None,
-    };
+    let view = crate::testutil::text_view(&texts, &labels, &names);
     let fitted = det.fit(&view).expect("fit");
     let scores = fitted
         .score(&Batch {
