@@ -801,6 +801,7 @@ fn summary(outcome: &ScanOutcome) -> String {
             "{:<8} flagged {:>7} rows  ({:.2}s)\n",
             d.code, d.flagged, d.seconds
         );
+        s += &surged(&d.summary);
         s += &not_named(&d.summary);
     }
     for k in &r.skipped_detectors {
@@ -866,6 +867,38 @@ fn summary(outcome: &ScanOutcome) -> String {
     s
 }
 
+/// REF003's windows taken (its summary's `windows`), in the order taken, at most
+/// [`NOT_NAMED_SHOWN`] of them: what surged against the trusted corpus. Text from the data is
+/// escaped for the terminal.
+fn surged(summary: &serde_json::Value) -> String {
+    let Some(windows) = summary.get("windows").and_then(|v| v.as_array()) else {
+        return String::new();
+    };
+    let field = |w: &serde_json::Value, k: &str| match w.get(k) {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(v) => v.to_string(),
+        None => "-".to_string(),
+    };
+    let mut s = String::new();
+    for w in windows.iter().take(NOT_NAMED_SHOWN) {
+        s += &format!(
+            "         surged: `{}` (label {}, {} rows; trusted {} of {})\n",
+            terminal_line(&field(w, "window")),
+            terminal_line(&field(w, "label")),
+            field(w, "rows_flagged"),
+            field(w, "trusted_label_rows"),
+            field(w, "trusted_rows"),
+        );
+    }
+    if windows.len() > NOT_NAMED_SHOWN {
+        s += &format!(
+            "         and {} more windows (report.html, \"Against the trusted corpus\")\n",
+            windows.len() - NOT_NAMED_SHOWN
+        );
+    }
+    s
+}
+
 /// How many of a detector's held-back candidates the summary shows.
 const NOT_NAMED_SHOWN: usize = 3;
 
@@ -928,6 +961,30 @@ fn not_named(summary: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn surged_windows_are_shown_in_the_order_taken_and_escaped() {
+        let w = |window: &str, rows: u64| {
+            serde_json::json!({"window": window, "label": "1", "rows_flagged": rows,
+                "trusted_label_rows": 6, "trusted_rows": 16})
+        };
+        let summary = serde_json::json!({"windows": [
+            w("<s> when you", 21), w("<s> when\u{1b}[2J", 61), w("a", 5), w("b", 5)
+        ]});
+        let s = surged(&summary);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 4, "{s}");
+        assert!(
+            lines[0].contains("surged: `<s> when you` (label 1, 21 rows; trusted 6 of 16)"),
+            "{s}"
+        );
+        assert!(lines[3].contains("and 1 more windows"), "{s}");
+        assert!(
+            !s.contains('\u{1b}'),
+            "control characters reach the terminal: {s}"
+        );
+        assert_eq!(surged(&serde_json::json!({"triggers": []})), "");
+    }
 
     #[test]
     fn held_back_candidates_are_shown_most_rows_first_and_escaped() {
