@@ -59,7 +59,9 @@ at precision and recall 1.00; the six corpora split at random, nothing.
 The new rows and the trusted texts are normalised as the state says (REF001) and tokenised as
 TRIG001 does (case-folded word-boundary tokens, windows of 1 to `max_ngram` tokens, also
 anchored at the start or end). A candidate is a window with at least `min_rows` new rows of
-one label y (its commonest). For it: a_N new rows of label y among s_N new rows holding it;
+one label y (its commonest) that the trusted corpus also gives (a label it never gives has no
+rate to compare with: its rows are not read, the summary lists it as `labels_not_in_trusted`,
+and REF001's label drift reports it). For it: a_N new rows of label y among s_N new rows holding it;
 a_T trusted rows of label y among s_T trusted rows holding it (each trusted text counted with
 its rows); n_N new rows not yet explained, n_T trusted rows. The window surges when both hold,
 each at the Bonferroni level `alpha` / M (M the candidates):
@@ -239,7 +241,7 @@ impl Candidate {
         &self,
         left: f64,
         n_t: f64,
-        prior: &[f64],
+        prior: &[Option<f64>],
         min_rows: u64,
         min_surplus: f64,
     ) -> Option<Reading> {
@@ -259,7 +261,7 @@ impl Candidate {
         }
         let p = left / (left + n_t);
         let ln_a = ln_binomial_upper(a_n, a_n + a_t, p);
-        let pi = prior.get(label).copied().unwrap_or(0.0);
+        let pi = prior.get(label).copied().flatten()?;
         let p0 = (a_t as f64 + PRIOR_ROWS * pi) / (self.trusted_rows as f64 + PRIOR_ROWS);
         let ln_b = ln_binomial_upper(a_n, s_n, p0.clamp(0.0, 1.0));
         Some(Reading {
@@ -393,8 +395,16 @@ fn surge(
     }
 
     let n_t = state.rows() as f64;
-    let prior: Vec<f64> = (0..k)
-        .map(|c| (state.label_rows(&name(c)) as f64 + 1.0) / (n_t + k as f64))
+    // a label the trusted corpus never gives has no rate to surge beyond: its rows are not
+    // read (REF001's label drift reports the label); `None` marks it
+    let class_rows: Vec<u64> = (0..k).map(|c| state.label_rows(&name(c))).collect();
+    let prior: Vec<Option<f64>> = class_rows
+        .iter()
+        .map(|&rows| (rows > 0).then(|| (rows as f64 + 1.0) / (n_t + k as f64)))
+        .collect();
+    let unknown: Vec<String> = (0..k)
+        .filter(|&c| class_rows[c] == 0 && labels.iter().any(|&l| l as usize == c))
+        .map(name)
         .collect();
     let family = m.max(1);
     let level = (p.alpha / family as f64).ln();
@@ -493,6 +503,7 @@ fn surge(
         "candidates": m,
         "level": p.alpha / family as f64,
         "windows": taken,
+        "labels_not_in_trusted": unknown,
         "flagged_rows": reason.len(),
     });
     DupFit {
@@ -640,6 +651,34 @@ mod tests {
         }
         let (s, summary) = run(&trusted, &new);
         assert!(flagged(&s).is_empty(), "{summary}");
+    }
+
+    #[test]
+    fn rows_of_a_label_the_trusted_corpus_never_gives_are_not_read() {
+        // a third label, new in the batch, with a word of its own: neither has a trusted rate
+        // to surge beyond
+        let mut new = rows(500, 5);
+        for (i, (t, l)) in new.0.iter_mut().zip(new.1.iter_mut()).enumerate() {
+            if i % 10 == 0 {
+                *t = format!("{t} zz");
+                *l = 2;
+            }
+        }
+        let names = vec!["0".to_string(), "1".to_string(), "2".to_string()];
+        let trusted = rows(2000, 1);
+        let state = ReferenceState::from_rows(
+            &trusted.0,
+            &trusted.1,
+            &names[..2],
+            0,
+            Normalization::default(),
+        )
+        .expect("state");
+        let det = configure_with_reference(&toml::Table::new(), Arc::new(state)).expect("cfg");
+        let fitted = det.fit(&text_view(&new.0, &new.1, &names)).expect("fit");
+        let summary = fitted.summary();
+        assert_eq!(summary["flagged_rows"], 0, "{summary}");
+        assert_eq!(summary["labels_not_in_trusted"][0], "2", "{summary}");
     }
 
     #[test]
