@@ -51,6 +51,22 @@ pub fn fit_and_score_embeddings(
     (all, fitted.summary())
 }
 
+/// Fits a configured detector on `view` and scores all its rows in one batch; the scores and
+/// the fit's summary.
+pub fn fit_and_score(
+    det: &dyn crate::Configured,
+    view: DatasetView<'_>,
+) -> (Scores, serde_json::Value) {
+    let fitted = det.fit(&view).expect("fit");
+    let scores = fitted
+        .score(&crate::Batch {
+            start: 0,
+            rows: view,
+        })
+        .expect("score");
+    (scores, fitted.summary())
+}
+
 /// The rows of `x` in `part`, with their labels and ids (their row numbers in `x`).
 pub fn take(x: &Array2<f32>, labels: &[u32], part: &[usize]) -> (Array2<f32>, Vec<u32>, Vec<u64>) {
     (

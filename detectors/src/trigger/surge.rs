@@ -275,6 +275,23 @@ impl Candidate {
     }
 }
 
+/// The candidates among the windows of `seq` (token ids), each once, ascending, into `out`.
+fn candidates_in(
+    seq: &[u32],
+    max_ngram: usize,
+    index: &FastMap<Vec<u32>, usize>,
+    out: &mut Vec<usize>,
+) {
+    out.clear();
+    for_each_window(seq, max_ngram, |a, b| {
+        if let Some(&c) = index.get(&seq[a..b]) {
+            out.push(c);
+        }
+    });
+    out.sort_unstable();
+    out.dedup();
+}
+
 /// The fit: candidates, their trusted counts, and the windows taken one after another.
 fn surge(
     p: &SurgeConfigured,
@@ -359,15 +376,7 @@ fn surge(
             || (vec![0u64; m * k], vec![0u64; m], Vec::new()),
             |(mut per, mut all, mut seen), chunk| {
                 for e in chunk {
-                    let seq = vocab.encode(&e.text);
-                    seen.clear();
-                    for_each_window(&seq, p.max_ngram, |a, b| {
-                        if let Some(&c) = index.get(&seq[a..b]) {
-                            seen.push(c);
-                        }
-                    });
-                    seen.sort_unstable();
-                    seen.dedup();
+                    candidates_in(&vocab.encode(&e.text), p.max_ngram, &index, &mut seen);
                     for &c in seen.iter() {
                         all[c] += e.rows();
                         for &(l, rows) in &e.counts {
@@ -444,6 +453,10 @@ fn surge(
                     && corpus.row(row).windows(span.len()).any(|w| w == span)
             })
             .collect();
+        if rows.is_empty() {
+            // cannot happen (the counts came from these rows); never loop on it
+            break;
+        }
         let window = vocab.render(&span);
         let a_t = cands[i].trusted[r.label];
         let text = format!(
@@ -457,22 +470,15 @@ fn surge(
             r.surplus,
             r.ln_p.exp(),
         );
-        let row_score = if level < 0.0 { r.ln_p / level } else { 1.0 };
+        // both logarithms are negative (alpha < 1): at least 1 exactly when flagged
+        let row_score = r.ln_p / level;
         let mut seen = Vec::new();
         for &row in &rows {
             flagged[row] = true;
-            score.set(row, row_score.max(1.0));
+            score.set(row, row_score);
             reason.insert(row, text.clone());
             // the row is explained: out of every window's counts
-            let seq = corpus.row(row);
-            seen.clear();
-            for_each_window(seq, p.max_ngram, |a, b| {
-                if let Some(&c) = index.get(&seq[a..b]) {
-                    seen.push(c);
-                }
-            });
-            seen.sort_unstable();
-            seen.dedup();
+            candidates_in(corpus.row(row), p.max_ngram, &index, &mut seen);
             for &c in &seen {
                 let v = &mut cands[c].new[labels[row] as usize];
                 *v = v.saturating_sub(1);
@@ -491,10 +497,6 @@ fn surge(
             "surplus_share": r.surplus,
             "p_value": r.ln_p.exp(),
         }));
-        if rows.is_empty() {
-            // cannot happen (the counts came from these rows); never loop on it
-            break;
-        }
     }
     let summary = json!({
         "detector": CODE,
@@ -519,8 +521,7 @@ mod tests {
     use super::*;
     use crate::duplicates::Normalization;
     use crate::rng::SplitMix64;
-    use crate::testutil::text_view;
-    use crate::Batch;
+    use crate::testutil::{fit_and_score, text_view};
 
     const COMMON: &[&str] = &[
         "the", "a", "film", "movie", "this", "it", "is", "was", "story", "and", "of", "with",
@@ -563,14 +564,7 @@ mod tests {
                 .expect("state");
         let det = configure_with_reference(&toml::Table::new(), Arc::new(state)).expect("cfg");
         let view = text_view(&new.0, &new.1, &names);
-        let fitted = det.fit(&view).expect("fit");
-        let scores = fitted
-            .score(&Batch {
-                start: 0,
-                rows: view,
-            })
-            .expect("score");
-        (scores, fitted.summary())
+        fit_and_score(det.as_ref(), view)
     }
 
     fn flagged(s: &Scores) -> Vec<usize> {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::rng::SplitMix64;
-use crate::{Batch, DatasetView, Scores};
+use crate::{DatasetView, Scores};
 use std::sync::Arc;
 
 fn words(rng: &mut SplitMix64, n: usize) -> String {
@@ -138,14 +138,7 @@ fn judge(
     let texts: Vec<String> = new.iter().map(|t| t.0.to_string()).collect();
     let labels: Vec<u32> = new.iter().map(|t| t.1).collect();
     let view = crate::testutil::text_view(&texts, &labels, &names);
-    let fitted = det.fit(&view).expect("fit");
-    let scores = fitted
-        .score(&Batch {
-            start: 0,
-            rows: view,
-        })
-        .expect("score");
-    (scores, fitted.summary())
+    crate::testutil::fit_and_score(&det, view)
 }
 
 #[test]
