@@ -1,5 +1,6 @@
 //! `poisongate embed` and `scan --model` with the real all-MiniLM-L6-v2 folder of ../shared:
-//! every row of two shipped corpora matches the reference matrices, a scan with `--model` finds
+//! rows of two shipped corpora match the reference matrices (a sample of them by default, every
+//! row in an ignored test), a scan with `--model` finds
 //! what a scan with the matrix `embed` wrote finds, and a broken folder writes nothing.
 
 use crate::common::*;
@@ -54,39 +55,69 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb).max(1e-30)
 }
 
-#[test]
-fn embed_matches_the_reference_matrices_row_by_row() {
+/// Embeds the rows of `set` that `keep` selects (by row number) and checks each against the
+/// same row of the shipped `.minilm.npy`: cosine ≥ 0.9999, and a sidecar naming the data and
+/// every model file by SHA-256.
+fn embed_matches_reference(set: &str, keep: impl Fn(usize, &str) -> bool) {
     let (Some(model), Some(bench)) = (model(), benchmarks()) else {
         eprintln!("skipped: ../shared/models or ../shared/benchmarks is absent");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(bench.join(format!("{set}.jsonl")))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let all = npy_rows(&bench.join(format!("{set}.minilm.npy")));
+    assert_eq!(lines.len(), all.len(), "{set}: rows of the shipped matrix");
+    let rows: Vec<usize> = (0..lines.len()).filter(|&i| keep(i, &lines[i])).collect();
+    let data = tmp.path().join(format!("{set}.jsonl"));
+    let text: String = rows.iter().map(|&i| format!("{}\n", lines[i])).collect();
+    std::fs::write(&data, text).unwrap();
+    let out = tmp.path().join(format!("{set}.npy"));
+    embed_128(&data, &model, &out);
+    let got = npy_rows(&out);
+    assert_eq!(got.len(), rows.len(), "{set}: rows");
+    let worst = got
+        .iter()
+        .zip(&rows)
+        .map(|(a, &i)| cosine(a, &all[i]))
+        .fold(f64::INFINITY, f64::min);
+    assert!(worst >= 0.9999, "{set}: lowest cosine {worst}");
+    // the sidecar names the data and every model file by SHA-256
+    let side: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join(format!("{set}.npy.embed.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(side["data"]["rows"], rows.len());
+    assert_eq!(side["model"]["max_tokens"], 128);
+    assert_eq!(side["model"]["pooling"], "mean");
+    assert_eq!(side["model"]["normalize"], true);
+    let files = side["model"]["files"].as_array().unwrap();
+    assert!(files.iter().any(
+        |f| f["path"].as_str().unwrap().ends_with("model.safetensors")
+            && f["sha256"].as_str().unwrap().len() == 64
+    ));
+}
+
+/// Every 16th row of two shipped corpora, and every row long enough to be cut at 128 tokens or
+/// near it (over 400 bytes of JSON), matches the shipped matrices. The check of every row is the
+/// ignored test below (a few minutes in the test profile).
+#[test]
+fn embed_matches_the_reference_matrices_on_a_sample_of_rows() {
     for set in ["sst2-clean", "sms-spam-clean"] {
-        let out = tmp.path().join(format!("{set}.npy"));
-        embed_128(&bench.join(format!("{set}.jsonl")), &model, &out);
-        let got = npy_rows(&out);
-        let want = npy_rows(&bench.join(format!("{set}.minilm.npy")));
-        assert_eq!(got.len(), want.len(), "{set}: rows");
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| cosine(a, b))
-            .fold(f64::INFINITY, f64::min);
-        assert!(worst >= 0.9999, "{set}: lowest cosine {worst}");
-        // the sidecar names the data and every model file by SHA-256
-        let side: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(tmp.path().join(format!("{set}.npy.embed.json"))).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(side["data"]["rows"], want.len());
-        assert_eq!(side["model"]["max_tokens"], 128);
-        assert_eq!(side["model"]["pooling"], "mean");
-        assert_eq!(side["model"]["normalize"], true);
-        let files = side["model"]["files"].as_array().unwrap();
-        assert!(files.iter().any(
-            |f| f["path"].as_str().unwrap().ends_with("model.safetensors")
-                && f["sha256"].as_str().unwrap().len() == 64
-        ));
+        embed_matches_reference(set, |i, line| i % 16 == 0 || line.len() > 400);
+    }
+}
+
+/// Every row of sst2-clean (6 920) and sms-spam-clean (5 574) matches the shipped matrices:
+/// `cargo test --release --test integration embed -- --include-ignored`.
+#[test]
+#[ignore = "every row of two corpora: a few minutes; run with --include-ignored"]
+fn embed_matches_the_reference_matrices_row_by_row() {
+    for set in ["sst2-clean", "sms-spam-clean"] {
+        embed_matches_reference(set, |_, _| true);
     }
 }
 
@@ -104,7 +135,16 @@ fn scan_with_a_model_finds_what_the_embedded_matrix_finds() {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(&f, &to).unwrap();
     }
-    let (data, _) = demo();
+    // every third row of the demo, backdoor included (each embedding of a row is the slow part)
+    let (demo, _) = demo();
+    let data = tmp.path().join("demo-third.jsonl");
+    let rows: String = std::fs::read_to_string(&demo)
+        .unwrap()
+        .lines()
+        .step_by(3)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&data, rows).unwrap();
     let matrix = tmp.path().join("demo.safetensors");
     poisongate([
         "embed".as_ref(),
