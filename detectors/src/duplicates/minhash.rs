@@ -25,7 +25,34 @@ fn simpson(f: impl Fn(f64) -> f64, a: f64, b: f64, n: usize) -> f64 {
 /// Bands b and rows r (b·r ≤ `num_perm`) minimising the weighted false-positive area
 /// ∫₀ᵗ P(s) ds and false-negative area ∫ₜ¹ (1 − P(s)) ds of the S-curve
 /// P(s) = 1 − (1 − s^r)^b.
+///
+/// The search integrates every (b, r) pair (about 700 for 128 permutations, over a million
+/// powers); it depends on the three parameters only, so each distinct triple is searched once
+/// per process and remembered (every fit and every partition's task reads the parameters).
 pub fn optimal_bands(threshold: f64, num_perm: usize, fp_weight: f64) -> (usize, usize) {
+    type Key = (u64, usize, u64);
+    static KNOWN: std::sync::Mutex<Vec<(Key, (usize, usize))>> = std::sync::Mutex::new(Vec::new());
+    let key = (threshold.to_bits(), num_perm, fp_weight.to_bits());
+    let known = |k: &Key| {
+        KNOWN
+            .lock()
+            .ok()
+            .and_then(|v| v.iter().find(|(x, _)| x == k).map(|&(_, b)| b))
+    };
+    if let Some(b) = known(&key) {
+        return b;
+    }
+    let found = search_bands(threshold, num_perm, fp_weight);
+    if let Ok(mut v) = KNOWN.lock() {
+        if !v.iter().any(|(x, _)| *x == key) {
+            v.push((key, found));
+        }
+    }
+    found
+}
+
+/// The search behind [`optimal_bands`].
+fn search_bands(threshold: f64, num_perm: usize, fp_weight: f64) -> (usize, usize) {
     let mut best = (f64::INFINITY, 1, num_perm.max(1));
     for b in 1..=num_perm {
         for r in 1..=num_perm / b {

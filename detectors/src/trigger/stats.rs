@@ -182,6 +182,9 @@ pub(super) struct InsertionNull {
 const SIMULATED_MAX_N: usize = 128;
 /// Simulated random insertions per n.
 const SIMULATIONS: usize = 10_000;
+/// Blocks of simulations run side by side (two per core on a small machine, few enough that
+/// each block's histogram, 1.4 MB, is cheap to add).
+const SIMULATION_BLOCKS: usize = 4;
 
 /// Collision counts of random insertions: [`SIMULATIONS`] sequences of [`SIMULATED_MAX_N`]
 /// neighbours drawn from the weights (Walker's alias method, a fixed seed), and for every
@@ -266,11 +269,14 @@ impl Collisions {
         if n > SIMULATED_MAX_N {
             return None;
         }
-        self.tables.get_or_init(|| self.simulate()).get(n)
+        self.tables
+            .get_or_init(|| self.simulate(SIMULATION_BLOCKS))
+            .get(n)
     }
 
-    /// Every n's table at once (see [`Collisions`]).
-    fn simulate(&self) -> Vec<Tail> {
+    /// Every n's table at once (see [`Collisions`]), the simulations run in `blocks` blocks
+    /// side by side (the same tables for any number of blocks).
+    fn simulate(&self, blocks: usize) -> Vec<Tail> {
         // histogram of the counts per n: n draws have at most C(n, 2) colliding pairs
         let offset: Vec<usize> = (0..=SIMULATED_MAX_N + 1)
             .scan(0usize, |acc, n| {
@@ -279,36 +285,58 @@ impl Collisions {
                 Some(at)
             })
             .collect();
-        let mut hist = vec![0u32; offset[SIMULATED_MAX_N + 1]];
+        let cells = offset[SIMULATED_MAX_N + 1];
         let k = self.table.len();
-        if k == 0 {
+        let hist = if k == 0 {
+            let mut hist = vec![0u32; cells];
             for n in 0..=SIMULATED_MAX_N {
                 hist[offset[n]] = SIMULATIONS as u32;
             }
+            hist
         } else {
-            let mut rng = SplitMix64(0x7472_6967_0000_0000);
-            let mut draws = [0usize; SIMULATED_MAX_N];
-            // how often each neighbour was drawn so far in the current sequence: the m-th draw
-            // of a neighbour collides with the m − 1 before it, so the count of pairs grows
-            // while drawing (C = Σ m(m − 1)/2 over the draw counts) and every prefix's count
-            // is at hand
-            let mut seen = vec![0u16; k];
-            for _ in 0..SIMULATIONS {
-                hist[offset[0]] += 1;
-                let mut c = 0usize;
-                for (j, d) in draws.iter_mut().enumerate() {
-                    let i = rng.below(k);
-                    let (prob, alias) = self.table[i];
-                    *d = if rng.unit() < prob { i } else { alias };
-                    c += usize::from(seen[*d]);
-                    seen[*d] += 1;
-                    hist[offset[j + 1] + c] += 1;
+            let start = SplitMix64(0x7472_6967_0000_0000);
+            // the sequences run in blocks on the thread pool: a sequence takes exactly
+            // 2 · SIMULATED_MAX_N draws, so block b starts `ahead` of the seed by what the
+            // blocks before it draw and every sequence sees the numbers a sequential run gives
+            // it; the histograms add (integer counts), so the tables do not depend on threads
+            let blocks = blocks.max(1);
+            let per_block = SIMULATIONS.div_ceil(blocks);
+            let run_block = |b: usize| {
+                let mut hist = vec![0u32; cells];
+                let first = b * per_block;
+                let mut rng = start.ahead((first * 2 * SIMULATED_MAX_N) as u64);
+                let mut draws = [0usize; SIMULATED_MAX_N];
+                // how often each neighbour was drawn so far in the current sequence: the m-th
+                // draw of a neighbour collides with the m − 1 before it, so the count of pairs
+                // grows while drawing (C = Σ m(m − 1)/2 over the draw counts) and every
+                // prefix's count is at hand
+                let mut seen = vec![0u16; k];
+                for _ in first..(first + per_block).min(SIMULATIONS) {
+                    hist[offset[0]] += 1;
+                    let mut c = 0usize;
+                    for (j, d) in draws.iter_mut().enumerate() {
+                        let i = rng.below(k);
+                        let (prob, alias) = self.table[i];
+                        *d = if rng.unit() < prob { i } else { alias };
+                        c += usize::from(seen[*d]);
+                        seen[*d] += 1;
+                        hist[offset[j + 1] + c] += 1;
+                    }
+                    for &d in &draws {
+                        seen[d] = 0;
+                    }
                 }
-                for &d in &draws {
-                    seen[d] = 0;
-                }
-            }
-        }
+                hist
+            };
+            (0..blocks)
+                .into_par_iter()
+                .map(run_block)
+                .reduce_with(|mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                })
+                .unwrap_or_else(|| vec![0u32; cells])
+        };
         (0..=SIMULATED_MAX_N)
             .map(|n| {
                 let mut at_least = Vec::new();
@@ -579,6 +607,24 @@ mod tests {
         // P(X ≥ 2) = 0.2*0.5*0.1 + 0.2*0.5*0.9 + 0.2*0.5*0.9 + 0.8*0.5*0.9 = 0.55
         let p2 = 0.2 * 0.5 * 0.1 + 0.2 * 0.5 * 0.9 + 0.8 * 0.5 * 0.9 + 0.09;
         assert!((ln_poisson_binomial_upper(&q, 2).exp() - p2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn simulated_tables_do_not_depend_on_the_blocks_they_run_in() {
+        // skewed weights, as a corpus's neighbour counts are
+        let weights: Vec<f64> = (1..=300).map(|i| 1.0 / i as f64).collect();
+        let sim = Collisions::new(&weights);
+        let tables = |blocks| -> Vec<Vec<(u16, u32)>> {
+            sim.simulate(blocks)
+                .into_iter()
+                .map(|t| t.at_least)
+                .collect()
+        };
+        let one = tables(1);
+        assert_eq!(one.len(), SIMULATED_MAX_N + 1);
+        for blocks in [2, 3, 4, 7, 16] {
+            assert!(tables(blocks) == one, "{blocks} blocks");
+        }
     }
 
     #[test]
