@@ -182,8 +182,8 @@ pub(super) struct InsertionNull {
 const SIMULATED_MAX_N: usize = 128;
 /// Simulated random insertions per n.
 const SIMULATIONS: usize = 10_000;
-/// Blocks of simulations run side by side (two per core on a small machine, few enough that
-/// each block's histogram, 1.4 MB, is cheap to add).
+/// Blocks of simulations run side by side, each on a thread of its own (two per core on a small
+/// machine, few enough that each block's histogram, 1.4 MB, is cheap to add).
 const SIMULATION_BLOCKS: usize = 4;
 
 /// Collision counts of random insertions: [`SIMULATIONS`] sequences of [`SIMULATED_MAX_N`]
@@ -295,7 +295,7 @@ impl Collisions {
             hist
         } else {
             let start = SplitMix64(0x7472_6967_0000_0000);
-            // the sequences run in blocks on the thread pool: a sequence takes exactly
+            // the sequences run in blocks side by side: a sequence takes exactly
             // 2 · SIMULATED_MAX_N draws, so block b starts `ahead` of the seed by what the
             // blocks before it draw and every sequence sees the numbers a sequential run gives
             // it; the histograms add (integer counts), so the tables do not depend on threads
@@ -328,14 +328,31 @@ impl Collisions {
                 }
                 hist
             };
-            (0..blocks)
-                .into_par_iter()
-                .map(run_block)
-                .reduce_with(|mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                })
-                .unwrap_or_else(|| vec![0u32; cells])
+            // the blocks run on threads of their own, not on the thread pool: this runs in
+            // the `OnceLock` initialiser of [`Collisions::tail`], called from pool tasks, and a
+            // pool thread waiting there for pool work steals other tasks, one of which waits
+            // on this very `OnceLock`: the scan hung (4 pool threads, sst2-badnets-10)
+            std::thread::scope(|scope| {
+                let spawned: Vec<_> = (1..blocks)
+                    .map(|b| {
+                        let run = &run_block;
+                        (
+                            b,
+                            std::thread::Builder::new().spawn_scoped(scope, move || run(b)),
+                        )
+                    })
+                    .collect();
+                let mut hist = run_block(0);
+                for (b, handle) in spawned {
+                    // no thread to be had: that block runs here
+                    let block = match handle {
+                        Ok(h) => h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                        Err(_) => run_block(b),
+                    };
+                    hist.iter_mut().zip(&block).for_each(|(x, y)| *x += y);
+                }
+                hist
+            })
         };
         (0..=SIMULATED_MAX_N)
             .map(|n| {
@@ -625,6 +642,41 @@ mod tests {
         for blocks in [2, 3, 4, 7, 16] {
             assert!(tables(blocks) == one, "{blocks} blocks");
         }
+    }
+
+    #[test]
+    fn tables_asked_for_by_many_pool_tasks_at_once_are_simulated_without_a_deadlock() {
+        // every task of a pool asks for the tables while the first one simulates them: the
+        // simulation must not wait for pool work (a waiting pool thread runs other tasks, and
+        // one of them would wait on the tables it is making)
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let weights: Vec<f64> = (1..=300).map(|i| 1.0 / i as f64).collect();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(8)
+                .build()
+                .expect("a thread pool");
+            for _ in 0..20 {
+                let sim = Collisions::new(&weights);
+                let counts: usize = pool.install(|| {
+                    (0..256)
+                        .into_par_iter()
+                        .map(|n| {
+                            sim.tail(n % (SIMULATED_MAX_N + 1))
+                                .map_or(0, |t| t.at_least.len())
+                        })
+                        .sum()
+                });
+                assert!(counts > 0);
+            }
+            let _ = done.send(());
+        });
+        assert!(
+            finished
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .is_ok(),
+            "the pool tasks waiting on the tables never finished"
+        );
     }
 
     #[test]
