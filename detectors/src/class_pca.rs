@@ -226,20 +226,18 @@ impl ClassPca {
         moments: &MomentsPartial,
     ) -> Result<Vec<Result<CenteredEigen, String>>, String> {
         let d = self.dims;
-        let empty = Moments::new(d);
         // classes are independent: decomposed in parallel, taken in class order, errors too
         let one = |c: usize| -> Result<Result<CenteredEigen, String>, String> {
             if let Some(why) = self.skip_reason(counts, c) {
                 return Ok(Err(why));
             }
-            let m = moments
-                .classes
-                .get(c)
-                .and_then(Option::as_ref)
-                .unwrap_or(&empty);
+            let too_few = || Ok(Err("fewer than 2 rows enter the covariance".to_string()));
+            let Some(m) = moments.classes.get(c).and_then(Option::as_ref) else {
+                return too_few();
+            };
             let n = m.rows() as f64;
             if n < 2.0 {
-                return Ok(Err("fewer than 2 rows enter the covariance".to_string()));
+                return too_few();
             }
             let cov = m.covariance();
             let unbias = n / (n - 1.0);

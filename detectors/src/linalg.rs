@@ -77,6 +77,9 @@ impl ClassGate {
 
     /// Why a class of `rows` rows is skipped, or `None` when it is large enough.
     pub(crate) fn skip_reason(&self, rows: usize) -> Option<String> {
+        if self.dims > crate::state::MAX_MOMENT_DIMS {
+            return Some(crate::state::StateError::TooWide(self.dims).to_string());
+        }
         (rows < self.min_rows).then(|| {
             format!(
                 "{rows} rows, fewer than the {} needed (min_class_rows, min_rows_per_dim × {} dims)",

@@ -28,6 +28,14 @@ pub enum StateError {
     /// An exact sum would leave the integer range.
     #[error("an exact sum overflowed")]
     Overflow,
+    /// Rows too wide for a state of their cross products (see [`super::MAX_MOMENT_DIMS`]).
+    #[error(
+        "{0} dimensions: the cross products of a label's rows would take {bytes} bytes; at most \
+         {max} dimensions (reduce the embeddings' dimension first)",
+        bytes = super::moment_bytes(*.0),
+        max = super::MAX_MOMENT_DIMS
+    )]
+    TooWide(usize),
     /// The bytes end before the state does.
     #[error("state bytes are truncated")]
     Truncated,

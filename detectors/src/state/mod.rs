@@ -167,6 +167,16 @@ pub const INPUT_FRACTION_BITS: u32 = 20;
 /// The largest magnitude of a value in a row given to [`Moments`]: 2^19.
 pub const MAX_INPUT: f32 = 524_288.0;
 
+/// The widest rows [`Moments`] are kept for by the detectors and the reference state: a state
+/// holds d(d + 1)/2 cross products of 16 bytes (537 MB at 8 192 dimensions, per class), and its
+/// covariance matrix takes as much again. Sentence-embedding models give 384 to 4 096.
+pub const MAX_MOMENT_DIMS: usize = 8192;
+
+/// Bytes of the cross products of a [`Moments`] of `d` columns (saturating).
+pub fn moment_bytes(d: usize) -> usize {
+    d.saturating_mul(d.saturating_add(1)) / 2 * std::mem::size_of::<i128>()
+}
+
 /// Row count, column sums and cross-product sums of `f32` rows of `d` columns: what a mean
 /// and a covariance matrix are finalised from, mergeable exactly.
 ///

@@ -290,6 +290,9 @@ impl ReferenceState {
                 got: x.len() / d.max(1),
             });
         }
+        if d > crate::state::MAX_MOMENT_DIMS {
+            return Err(StateError::TooWide(d));
+        }
         let mut by_label: BTreeMap<u32, Vec<f32>> = BTreeMap::new();
         for (row, &l) in x.chunks_exact(d).zip(labels) {
             let name = class_names.get(l as usize).ok_or(StateError::Shape {
