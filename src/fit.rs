@@ -79,6 +79,15 @@ pub fn fit(opts: &FitOptions) -> Result<Fitted, FitError> {
             opts.data.len()
         )));
     }
+    // the state is written over an existing file: never over one of the inputs
+    for input in opts.data.iter().chain(&opts.embeddings) {
+        if ingest::same_file(input, &opts.state) {
+            return Err(FitError::State(format!(
+                "refusing to overwrite the input {} with the state",
+                input.display()
+            )));
+        }
+    }
     let norm = reference_configure("REF001", &opts.params, None)?.normalization();
     let mut state = ReferenceState::empty(norm);
     for (fi, path) in opts.data.iter().enumerate() {

@@ -532,10 +532,7 @@ fn run() -> Result<i32> {
                 .map(String::as_str)
                 .filter(|r| !r.is_empty())
                 .collect();
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads.unwrap_or(0))
-                .build()
-                .context("cannot start worker threads")?;
+            let pool = worker_pool(threads.unwrap_or(0))?;
             let rows = pool
                 .install(|| poisongate::benchmark::run(&dir, &select, &reprs, &params))
                 .with_context(|| format!("benchmark on {} failed", dir.display()))?;
@@ -551,10 +548,7 @@ fn run() -> Result<i32> {
             threads,
             quiet,
         } => {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads.unwrap_or(0))
-                .build()
-                .context("cannot start worker threads")?;
+            let pool = worker_pool(threads.unwrap_or(0))?;
             let mut log = |line: &str| {
                 if !quiet {
                     eprintln!("{}", terminal_line(line));
@@ -609,10 +603,7 @@ fn run_embed(a: EmbedArgs) -> Result<i32> {
             })?),
         },
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads.unwrap_or(0))
-        .build()
-        .context("cannot start worker threads")?;
+    let pool = worker_pool(a.threads.unwrap_or(0))?;
     let t0 = std::time::Instant::now();
     let side = pool.install(|| embed_file(&o)).with_context(|| {
         format!(
@@ -775,10 +766,7 @@ fn run_scan(a: ScanArgs, line_flag: bool, page_flag: bool) -> Result<i32> {
     o.reproducible = a.reproducible;
     o.stream |= a.stream;
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start worker threads")?;
+    let pool = worker_pool(threads)?;
     let outcome = pool
         .install(|| scan(&o))
         .with_context(|| format!("scan of {} failed", o.data.display()))?;
@@ -956,6 +944,24 @@ fn not_named(summary: &serde_json::Value) -> String {
         );
     }
     s
+}
+
+/// The most worker threads a command starts (0: one per core): more than the cores of any
+/// machine it runs on, and few enough that the per-thread buffers stay small (ten thousand
+/// threads took over a minute on a ten-row file).
+const MAX_THREADS: usize = 1024;
+
+/// The worker threads of a command.
+fn worker_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
+    if threads > MAX_THREADS {
+        anyhow::bail!(
+            "--threads {threads}: at most {MAX_THREADS} worker threads (0: one per core)"
+        );
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")
 }
 
 #[cfg(test)]

@@ -150,6 +150,13 @@ fn options(data: PathBuf, settings: &str) -> PyResult<(poisongate::pipeline::Sca
 
 /// The worker threads of one call (0: one per core).
 fn pool(threads: usize) -> PyResult<rayon::ThreadPool> {
+    // as the command line allows (ten thousand threads took over a minute on ten rows)
+    const MAX_THREADS: usize = 1024;
+    if threads > MAX_THREADS {
+        return Err(PyValueError::new_err(format!(
+            "threads={threads}: at most {MAX_THREADS} worker threads (0: one per core)"
+        )));
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

@@ -78,6 +78,7 @@ fn read_embeddings_unchecked(
     path: &Path,
     tensor: Option<&str>,
 ) -> Result<(Array2<f32>, FileDigest, bool), IngestError> {
+    regular_or_absent(path)?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())

@@ -445,7 +445,14 @@ pub(crate) fn json_message(err: &serde_json::Error, line: &[u8]) -> String {
         Some(i) => &full[..i],
         None => &full,
     };
-    let mut out = format!("invalid JSON: {msg} (at byte {} of the line)", err.column());
+    // the line is parsed with its line break, so an error at its end (a truncated line) is
+    // placed by serde_json on the next line, column 0: that is the end of this one
+    let at = if err.line() > 1 {
+        line.trim_ascii_end().len()
+    } else {
+        err.column()
+    };
+    let mut out = format!("invalid JSON: {msg} (at byte {at} of the line)");
     if msg.starts_with("recursion limit exceeded") {
         out.push_str("; arrays and objects nested more than 128 deep are refused");
     }

@@ -88,10 +88,37 @@ pub enum Format {
     Parquet,
 }
 
+/// `Ok` when `path` is a regular file or a folder (or a symbolic link to one), or does not exist
+/// (the caller reports that as it opens it); an error for a pipe, a socket or a device. A scan
+/// reads its input more than once (rounds, then the outputs are copied from it), and a second
+/// open of a pipe waits for a writer that never comes.
+pub(crate) fn regular_or_absent(path: &Path) -> Result<(), IngestError> {
+    match std::fs::metadata(path) {
+        Ok(m) if !(m.is_file() || m.is_dir()) => Err(IngestError::io(
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file (a pipe or a device): the input is read more than once, \
+                 so write it to a file first",
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `a` and `b` name the same existing file (after following links).
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
 impl Format {
     /// The format of `path`, from its extension (case-insensitive); any other extension is an
     /// [`IngestError::UnsupportedFormat`].
     pub fn from_path(path: &Path) -> Result<Format, IngestError> {
+        regular_or_absent(path)?;
         if path.is_dir() {
             // a folder is read as one table of its files, all of one format
             return Ok(folder_parts(path)?.0);

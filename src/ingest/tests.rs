@@ -1010,3 +1010,15 @@ fn hashing_aside_gives_the_digest_of_hashing_inline() {
     }
     assert_eq!(hex::encode(h.finish().unwrap().finalize()), want.sha256);
 }
+
+#[test]
+fn a_truncated_line_is_placed_at_its_end() {
+    let line = b"{\"id\": \"x\", \"text\"\n";
+    let err = serde_json::from_slice::<serde_json::Value>(line).unwrap_err();
+    let msg = jsonl::json_message(&err, line);
+    assert!(msg.contains("(at byte 18 of the line)"), "{msg}");
+    let bad = b"{\"id\": ]\n";
+    let err = serde_json::from_slice::<serde_json::Value>(bad).unwrap_err();
+    let msg = jsonl::json_message(&err, bad);
+    assert!(msg.contains("(at byte 8 of the line)"), "{msg}");
+}

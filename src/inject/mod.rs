@@ -431,6 +431,9 @@ impl Attack {
 }
 
 /// Trigger words: each one non-empty word, at least one a row.
+/// The most trigger words put into one row (an attack teaches a backdoor with one to a few).
+const MAX_TRIGGERS_PER_ROW: usize = 100;
+
 fn check_words(triggers: &[String], triggers_per_row: usize) -> Result<(), InjectError> {
     if triggers.is_empty() {
         return Err(InjectError::Config("no trigger words given".into()));
@@ -446,6 +449,11 @@ fn check_words(triggers: &[String], triggers_per_row: usize) -> Result<(), Injec
         return Err(InjectError::Config(
             "triggers_per_row must be at least 1".into(),
         ));
+    }
+    if triggers_per_row > MAX_TRIGGERS_PER_ROW {
+        return Err(InjectError::Config(format!(
+            "triggers_per_row {triggers_per_row}: at most {MAX_TRIGGERS_PER_ROW} trigger words a row"
+        )));
     }
     Ok(())
 }
@@ -840,7 +848,7 @@ pub fn inject_rows(opts: &InjectOptions) -> Result<Injected, InjectError> {
             out_format.extension()
         )));
     }
-    if same_file(&opts.data, &opts.out) {
+    if crate::ingest::same_file(&opts.data, &opts.out) {
         return Err(InjectError::Config(format!(
             "refusing to overwrite the input {}",
             opts.data.display()
@@ -1058,13 +1066,6 @@ pub fn sidecar_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_os_string();
     s.push(SIDECAR_SUFFIX);
     PathBuf::from(s)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
 }
 
 fn check_same_input(path: &Path, first: &str, now: &str) -> Result<(), InjectError> {

@@ -25,6 +25,11 @@ pub(super) fn draw(pool: &[usize], k: usize, rng: &mut SplitMix64) -> Vec<usize>
     v
 }
 
+/// Copies an attack may add per input row, at most (see [`MIN_COPIES_ALLOWED`]).
+const MAX_COPIES_PER_ROW: usize = 100;
+/// Copies an attack may always add, however small its input.
+const MIN_COPIES_ALLOWED: usize = 1_000_000;
+
 pub(super) fn round_count(x: f64) -> usize {
     // rates are in [0, 1) and n a row count, so this is a small non-negative number
     x.round().max(0.0) as usize
@@ -141,6 +146,22 @@ pub(super) fn plan(
     let k = opts
         .count
         .unwrap_or_else(|| poisoned_count(&opts.attack, opts.rate, emitted));
+    // copies are held in memory before they are written: a hundred times the input (a rate
+    // of 0.99), or a million, at most
+    let most = emitted
+        .saturating_mul(MAX_COPIES_PER_ROW)
+        .max(MIN_COPIES_ALLOWED);
+    if opts.attack.adds_copies() && k > most {
+        return Err(InjectError::Config(format!(
+            "{}: {} would add {k} copies to {emitted} rows; at most {most} (a hundred times \
+             the rows, or a million)",
+            opts.data.display(),
+            match opts.count {
+                Some(_) => "--count".to_string(),
+                None => format!("rate {}", opts.rate),
+            }
+        )));
+    }
     let needed = if opts.attack == Attack::Amplify {
         k.min(1)
     } else {

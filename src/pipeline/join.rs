@@ -52,9 +52,21 @@ pub(super) fn join_embeddings(
         ))
     })?;
     let mut out = Array2::<f32>::zeros((data_ids.len(), m.ncols()));
+    // a data id found twice would give both rows one vector, whatever their texts
+    let mut joined: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (r, id) in data_ids.iter().enumerate() {
         if skip(r) {
             continue;
+        }
+        if let Some(prev) = joined.insert(id.as_str(), r) {
+            return Err(ScanError::Config(format!(
+                "data {}: id `{id}` appears twice (rows {} and {}), so it cannot be joined to one \
+                 row of the embeddings table {}",
+                opts.data.display(),
+                prev + 1,
+                r + 1,
+                path.display()
+            )));
         }
         let Some(&src) = at.get(id.as_str()) else {
             return Err(ScanError::Config(format!(

@@ -539,3 +539,192 @@ fn model_weights_claiming_a_2_pow_60_byte_tensor_are_refused() {
         "{err}"
     );
 }
+
+/// Three ordinary rows with ids, for the tests below.
+fn rows_with_ids(path: &Path) {
+    let mut f = BufWriter::new(File::create(path).unwrap());
+    for i in 0..3 {
+        writeln!(
+            f,
+            r#"{{"id": "r{i}", "text": "an ordinary review number {i}", "label": {}}}"#,
+            i % 2
+        )
+        .unwrap();
+    }
+    f.flush().unwrap();
+}
+
+#[test]
+fn embeddings_too_wide_for_a_covariance_are_abstained_on_not_allocated() {
+    // 3 rows × 100 000 dims (1.2 MB): the cross products of one class would take 80 GB
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d.jsonl");
+    rows_with_ids(&data);
+    let emb = tmp.path().join("wide.npy");
+    let x = ndarray::Array2::<f32>::from_shape_fn((3, 100_000), |(i, j)| ((i + j) % 7) as f32);
+    ndarray_npy::write_npy(&emb, &x).unwrap();
+    let out = tmp.path().join("out");
+    let e = emb.to_str().unwrap();
+    let o = out.to_str().unwrap();
+    for select in ["ACT001", "SPEC001"] {
+        let run = scan(
+            tmp.path(),
+            &data,
+            &["--embeddings", e, "--select", select, "--out", o],
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.peak_bytes < 512 * MIB,
+            "{select}: {} bytes",
+            run.peak_bytes
+        );
+        let report = crate::common::report(&out);
+        let summary = report["detectors"][0]["summary"].to_string();
+        assert!(summary.contains("100000 dimensions"), "{summary}");
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+    // the trusted corpus's state refuses them
+    let state = tmp.path().join("t.pgstate");
+    let run = run_measured(
+        tmp.path(),
+        &[
+            "fit",
+            data.to_str().unwrap(),
+            "--embeddings",
+            e,
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    assert_refused(
+        &run,
+        &["wide.npy", "100000 dimensions", "at most 8192"],
+        512,
+    );
+    assert!(!state.exists());
+}
+
+#[test]
+fn a_pipe_as_input_is_refused_not_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("pipe.jsonl");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("no mkfifo here: skipped");
+        return;
+    }
+    let out = tmp.path().join("out");
+    let run = scan(tmp.path(), &fifo, &["--out", out.to_str().unwrap()]);
+    assert_refused(&run, &["pipe.jsonl", "not a regular file"], 128);
+    assert!(!out.exists());
+}
+
+#[test]
+fn fit_refuses_to_write_its_state_over_an_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d.jsonl");
+    rows_with_ids(&data);
+    let before = std::fs::read(&data).unwrap();
+    let d = data.to_str().unwrap();
+    let run = run_measured(tmp.path(), &["fit", d, "--state", d]);
+    assert_refused(&run, &["refusing to overwrite the input", "d.jsonl"], 128);
+    assert_eq!(std::fs::read(&data).unwrap(), before);
+}
+
+#[test]
+fn thread_counts_beyond_any_machine_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d.jsonl");
+    rows_with_ids(&data);
+    let out = tmp.path().join("out");
+    let run = scan(
+        tmp.path(),
+        &data,
+        &["--threads", "100000", "--out", out.to_str().unwrap()],
+    );
+    assert_refused(&run, &["--threads 100000", "at most 1024"], 128);
+    assert!(!out.exists());
+}
+
+#[test]
+fn copies_and_trigger_words_beyond_memory_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d.jsonl");
+    rows_with_ids(&data);
+    let d = data.to_str().unwrap();
+    let out = tmp.path().join("y.jsonl");
+    let o = out.to_str().unwrap();
+    let common = [
+        "--id-column",
+        "id",
+        "--existing-ground-truth",
+        "replace",
+        "--out",
+        o,
+    ];
+    for (attack, fragments) in [
+        (
+            vec!["--attack", "amplify", "--count", "18446744073709551615"],
+            vec!["would add 18446744073709551615 copies", "at most 1000000"],
+        ),
+        (
+            vec!["--attack", "amplify", "--rate", "0.9999999999"],
+            vec!["would add", "at most 1000000"],
+        ),
+        (
+            vec![
+                "--attack",
+                "badnets",
+                "--rate",
+                "0.3",
+                "--target-label",
+                "1",
+                "--triggers-per-row",
+                "18446744073709551615",
+            ],
+            vec!["at most 100 trigger words a row"],
+        ),
+    ] {
+        let mut args = vec!["inject", d];
+        args.extend(attack);
+        args.extend(common);
+        let run = run_measured(tmp.path(), &args);
+        assert_refused(&run, &fragments, 256);
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn a_data_id_found_twice_is_not_joined_to_one_embedding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d.jsonl");
+    std::fs::write(
+        &data,
+        "{\"id\": \"a\", \"text\": \"one review\", \"label\": 0}\n\
+         {\"id\": \"a\", \"text\": \"another review\", \"label\": 1}\n",
+    )
+    .unwrap();
+    let emb = tmp.path().join("e.jsonl");
+    std::fs::write(&emb, "{\"id\": \"a\", \"vec\": [0.5, 0.25]}\n").unwrap();
+    let out = tmp.path().join("out");
+    let run = scan(
+        tmp.path(),
+        &data,
+        &[
+            "--id-column",
+            "id",
+            "--embeddings",
+            emb.to_str().unwrap(),
+            "--embedding-column",
+            "vec",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_refused(
+        &run,
+        &["d.jsonl", "id `a` appears twice (rows 1 and 2)"],
+        128,
+    );
+    assert!(!out.exists());
+}
