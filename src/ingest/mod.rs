@@ -743,7 +743,24 @@ pub fn read_batches_again<E: From<IngestError>>(
 ) -> Result<ReadSummary, E> {
     match Format::from_path(path)? {
         Format::Jsonl => {
-            let read = read_jsonl(path, spec, batch_rows, None, sink)?;
+            let read = match read_jsonl(path, spec, batch_rows, None, sink) {
+                Ok(read) => read,
+                Err(e) => {
+                    // the sink may have failed because the file changed (rows appended since
+                    // the first read go past the rows fitted): that, when it did, is the error
+                    if let Ok(now) = sha256_file(path) {
+                        if now.sha256 != known.sha256 {
+                            return Err(IngestError::InputChanged {
+                                path: path.to_path_buf(),
+                                expected: known.sha256.clone(),
+                                actual: now.sha256,
+                            }
+                            .into());
+                        }
+                    }
+                    return Err(e);
+                }
+            };
             if read.digest.sha256 != known.sha256 {
                 return Err(IngestError::InputChanged {
                     path: path.to_path_buf(),

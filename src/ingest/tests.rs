@@ -929,6 +929,25 @@ fn reading_again_checks_the_input_is_unchanged() {
     let e = read_batches_again(&j, &t, 8, &first.digest, &mut |_| Ok::<(), IngestError>(()))
         .unwrap_err();
     assert!(matches!(e, IngestError::InputChanged { .. }), "{e}");
+
+    // rows appended since: the reader of the rows refuses the extra row first, and the error
+    // says that the input changed, not what the reader tripped on
+    write(&dir, "d.jsonl", b"{\"text\":\"a\",\"label\":1}\n");
+    let first = read_batches(&j, &t, 1, &mut |_| Ok::<(), IngestError>(())).unwrap();
+    write(
+        &dir,
+        "d.jsonl",
+        b"{\"text\":\"a\",\"label\":1}\n{\"text\":\"c\",\"label\":0}\n",
+    );
+    let e = read_batches_again(&j, &t, 1, &first.digest, &mut |b| {
+        if b.first_row + b.n_rows > 1 {
+            Err(IngestError::NoRows { path: j.clone() })
+        } else {
+            Ok(())
+        }
+    })
+    .unwrap_err();
+    assert!(matches!(e, IngestError::InputChanged { .. }), "{e}");
 }
 
 #[test]
