@@ -632,13 +632,19 @@ pub(super) fn json_cell(
                 Value::Bool(b) => (b.to_string(), LabelKind::Bool),
                 Value::Number(n) if n.is_i64() || n.is_u64() => (n.to_string(), LabelKind::Integer),
                 Value::Number(n) => {
+                    // a whole number past 64 bits reaches here as a float
+                    let what = if n.as_f64().is_some_and(|f| f.fract() == 0.0) {
+                        "is an integer beyond 64 bits"
+                    } else {
+                        "is not an integer"
+                    };
                     return Err((
                         "type",
                         format!(
-                            "label {n} is not an integer; labels must be integers, strings or \
-                             booleans"
+                            "label {n} {what}; labels must be integers of at most 64 bits, \
+                             strings or booleans"
                         ),
-                    ))
+                    ));
                 }
                 other => {
                     return Err((

@@ -204,6 +204,7 @@ fn jsonl_bad_values_are_errors_naming_line_and_column() {
         ("text", b"{\"text\": null}\n", "found null"),
         ("label", b"{\"label\": null}\n", "found null"),
         ("label", b"{\"label\": 1.5}\n", "not an integer"),
+        ("label", b"{\"label\": 1e30}\n", "an integer beyond 64 bits"),
         (
             "label",
             b"{\"label\": 1}\n{\"label\": \"a\"}\n",
