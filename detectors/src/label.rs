@@ -56,6 +56,10 @@ common wrong labels are, and a Bayes decision:
 
 Score: the posterior that the label is wrong divided by `min_wrong_posterior`, so 1.0 is the
 threshold. Classes with fewer than `min_class_rows` rows are not scored (score 0).
+When the probe's out-of-fold log-likelihood of the given labels is not above that of the
+labels' shares alone (constant or empty vectors, embeddings unrelated to the labels), no row is
+scored and the summary's `skipped` says why: every row of a small class would otherwise read as
+mislabelled.
 
 ## Parameters
 - `k` (default 10): neighbours per row.
@@ -404,6 +408,7 @@ impl Configured for LabelParams {
         let mut knn_method = json!(null);
         let mut noise = vec![self.noise_prior.max(f64::MIN_POSITIVE); n_classes];
         let mut joint = Vec::new();
+        let mut skipped = None;
         if scored_classes >= 2 && n > self.k {
             let knn: Knn = knn::knn_search(&x, self.k, &self.knn).map_err(numeric)?;
             knn_k = knn.k;
@@ -411,10 +416,31 @@ impl Configured for LabelParams {
             let xn = knn::normalised_rows(&x).map_err(numeric)?;
             let probs =
                 probe_probabilities(&xn, x.ncols(), labels, n_classes, self).map_err(numeric)?;
+            // the probe must predict the labels out of fold better than their shares do, or
+            // the embeddings say nothing about the labels (constant or empty vectors) and
+            // every row of a small class reads as mislabelled
+            let (mut ll_probe, mut ll_prior) = (0.0, 0.0);
+            for (i, &l) in labels.iter().enumerate() {
+                let c = l as usize;
+                if counts[c] >= self.min_class_rows {
+                    ll_probe += probs[i].get(c).copied().unwrap_or(0.0).max(1e-12).ln();
+                    ll_prior += (counts[c] as f64 / n as f64).ln();
+                }
+            }
+            if ll_probe <= ll_prior {
+                skipped = Some(format!(
+                    "the embeddings do not predict the labels: the out-of-fold probe's \
+                     log-likelihood {ll_probe:.1} is not above the {ll_prior:.1} of the labels' \
+                     shares, so no row's label is judged from them"
+                ));
+            }
             if self.noise_prior == 0.0 {
                 (noise, joint) = class_noise_rates(&probs, labels, n_classes);
             }
             for (i, row) in rows.iter_mut().enumerate() {
+                if skipped.is_some() {
+                    break;
+                }
                 let c = labels[i] as usize;
                 if counts[c] < self.min_class_rows {
                     continue;
@@ -468,7 +494,12 @@ impl Configured for LabelParams {
             cut,
             k: knn_k,
             names: data.class_names.to_vec(),
-            summary: json!({ "wrong_log_odds_threshold": cut, "knn": knn_method, "classes": classes }),
+            summary: json!({
+                "wrong_log_odds_threshold": cut,
+                "knn": knn_method,
+                "classes": classes,
+                "skipped": skipped,
+            }),
         }))
     }
 }
@@ -599,5 +630,30 @@ mod tests {
             .filter_map(|c| summary["classes"][c]["rows"].as_u64())
             .sum();
         assert_eq!(rows, n as u64);
+    }
+
+    #[test]
+    fn embeddings_that_say_nothing_of_the_labels_are_abstained_on() {
+        // constant vectors: the probe can only learn the labels' shares
+        let (n, d) = (600, 8);
+        let x = Array2::<f32>::from_elem((n, d), 0.5);
+        let labels: Vec<u32> = (0..n).map(|i| u32::from(i % 5 == 0)).collect();
+        let names = vec!["0".to_string(), "1".to_string()];
+        let cfg = LabelConsistency.configure(&toml::Table::new()).unwrap();
+        let view = DatasetView {
+            n_rows: n,
+            texts: None,
+            labels: Some(&labels),
+            class_names: &names,
+            embeddings: Some(x.view()),
+            response_embeddings: None,
+            responses: None,
+            rejected: None,
+        };
+        let fitted = cfg.fit(&view).unwrap();
+        let s = fitted.score(&view.as_batch()).unwrap();
+        assert_eq!(s.reason.iter().filter(|r| r.is_some()).count(), 0);
+        let why = fitted.summary()["skipped"].to_string();
+        assert!(why.contains("do not predict the labels"), "{why}");
     }
 }
