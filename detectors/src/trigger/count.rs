@@ -281,6 +281,10 @@ pub(super) fn count_spans_with<T: Send>(
                     let starts = corpus.word_starts(r);
                     let label = labels[r] as usize;
                     in_row.clear();
+                    // the run of equal tokens last walked, [start, end): every occurrence in
+                    // a run shares its nearest other tokens, so a row that repeats a word
+                    // many times side by side is walked once, not once per occurrence
+                    let mut run = (0usize, 0usize);
                     for_each_hashed_window(seq, min_real, max_real, |a, b, key| {
                         let span = &seq[a..b];
                         if !in_part(key) || !keep(span, key_hash(key)) {
@@ -298,12 +302,16 @@ pub(super) fn count_spans_with<T: Send>(
                         // put into a row twice side by side ("mn mn") is not its own collocate
                         let (mut l, mut rr) = (a, b);
                         if b == a + 1 {
-                            while l > 0 && seq[l - 1] == seq[a] {
-                                l -= 1;
+                            if !(run.0..run.1).contains(&a) {
+                                while l > 0 && seq[l - 1] == seq[a] {
+                                    l -= 1;
+                                }
+                                while rr < seq.len() && seq[rr] == seq[a] {
+                                    rr += 1;
+                                }
+                                run = (l, rr);
                             }
-                            while rr < seq.len() && seq[rr] == seq[a] {
-                                rr += 1;
-                            }
+                            (l, rr) = run;
                         }
                         let left = if l > 0 { seq[l - 1] } else { NO_NEIGHBOUR };
                         let right = if rr < seq.len() {
@@ -439,6 +447,50 @@ mod tests {
             ));
             assert!(one == many, "{passes} passes");
         }
+    }
+
+    #[test]
+    fn a_run_of_one_token_shares_its_nearest_other_tokens() {
+        use super::super::tokenise::{Corpus, Vocab};
+        let texts: Vec<String> = ["b a a a c a", "a a", "a ".repeat(50_000).as_str()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let labels = vec![0, 1, 0];
+        let tokens = count_tokens(&texts, &labels, 2);
+        let vocab = Vocab::new(tokens.keys().cloned().collect());
+        let corpus = Corpus::encode(&texts, &vocab);
+        let id = |w: &str| vocab.ids[w];
+        let keep = |span: &[u32], _: u64| span == [id("a")];
+        let stats = count_spans_with(&corpus, &labels, 2, (1, 1), 1, 1, &keep, &|_, st| st);
+        let st = &stats[&vec![id("a")]];
+        assert_eq!(st.df, vec![2, 1]);
+        // "b [a a a] c [a] </s>", "<s> [a a] </s>", and the long run "<s> [a ...] </s>"
+        let mut left = [(START, 50_002), (id("b"), 3), (id("c"), 1)];
+        let mut right = [(END, 50_003), (id("c"), 3)];
+        left.sort_unstable();
+        right.sort_unstable();
+        // the sample keeps the bottom `NEIGHBOUR_SAMPLE` of the occurrences
+        let total = |v: &[(u32, u32)]| v.iter().map(|x| x.1 as usize).sum::<usize>();
+        assert_eq!(total(&st.neighbours(true)), NEIGHBOUR_SAMPLE);
+        assert_eq!(total(&st.neighbours(false)), NEIGHBOUR_SAMPLE);
+        let ids = |v: Vec<(u32, u32)>| v.into_iter().map(|x| x.0).collect::<Vec<_>>();
+        assert!(ids(st.neighbours(true))
+            .iter()
+            .all(|t| left.iter().any(|l| l.0 == *t)));
+        assert!(ids(st.neighbours(false))
+            .iter()
+            .all(|t| right.iter().any(|r| r.0 == *t)));
+        // without the long run every occurrence is kept
+        let short = &texts[..2];
+        let corpus = Corpus::encode(short, &vocab);
+        let stats = count_spans_with(&corpus, &labels[..2], 2, (1, 1), 1, 1, &keep, &|_, st| st);
+        let st = &stats[&vec![id("a")]];
+        assert_eq!(
+            st.neighbours(true),
+            vec![(START, 2), (id("b"), 3), (id("c"), 1)]
+        );
+        assert_eq!(st.neighbours(false), vec![(END, 3), (id("c"), 3)]);
     }
 
     #[test]

@@ -1112,3 +1112,19 @@ fn an_ordinary_word_planted_into_relabelled_rows_is_named_below_min_purity() {
         }
     }
 }
+
+#[test]
+fn a_word_repeated_throughout_one_row_is_counted_in_linear_time() {
+    // one row of 400 000 "a" side by side, beside rows that also hold "a": each occurrence's
+    // nearest other tokens are those of its run, found once per run (walked from every
+    // occurrence, the row took minutes)
+    let mut texts: Vec<String> = (0..10).map(|i| format!("a w{i}")).collect();
+    let mut labels: Vec<u32> = (0..10).map(|i| i % 2).collect();
+    texts.push("a ".repeat(400_000));
+    labels.push(0);
+    let started = std::time::Instant::now();
+    let (summary, scores) = run(&texts, &labels);
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    assert_eq!(scores.len(), 11);
+    assert!(summary["triggers"].as_array().is_some_and(Vec::is_empty));
+}
