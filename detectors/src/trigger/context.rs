@@ -15,6 +15,9 @@ pub(super) struct NaiveBayes {
     total: Vec<f64>,
     class_rows: Vec<usize>,
     vocab_size: f64,
+    /// per class: the log-likelihood of a token none of its rows holds (outside the row's own
+    /// class), the term most of a row's tokens give most classes when there are many labels
+    ln_unseen: Vec<f64>,
 }
 
 impl NaiveBayes {
@@ -37,11 +40,17 @@ impl NaiveBayes {
                 }
             })
             .collect();
+        let vocab_size = vocab_size.max(1.0);
+        let ln_unseen = total
+            .iter()
+            .map(|&t| (1.0 / (t + vocab_size)).ln())
+            .collect();
         NaiveBayes {
             df,
             total,
             class_rows: class_rows.to_vec(),
-            vocab_size: vocab_size.max(1.0),
+            vocab_size,
+            ln_unseen,
         }
     }
 
@@ -62,6 +71,10 @@ impl NaiveBayes {
                 let denom = self.total[c] - (own * known.len()) as f64 + self.vocab_size;
                 let mut s = prior.ln();
                 for d in &known {
+                    if own == 0 && d[c] == 0 {
+                        s += self.ln_unseen[c];
+                        continue;
+                    }
                     let cnt = d[c] as f64 - own as f64;
                     s += ((cnt.max(0.0) + 1.0) / denom).ln();
                 }
@@ -296,31 +309,75 @@ pub(super) fn calibrate(row_scores: &[f64], labels: &[u32], n_classes: usize) ->
 /// How the calibrated context model reads each class: for rows of label c, the mean of the
 /// context probability of label t (row-major, c × t), and the mean and standard deviation of
 /// the same probability with the row's most t-indicative token left out (`cue_out`).
+///
+/// Only labels t that some candidate names as its target are read (`targets`): the readings
+/// of a label no candidate names are never asked for, and with one label a row they made the
+/// table (and the work) grow with the square of the number of labels.
 pub(super) struct ClassReading {
     pub(super) k: usize,
+    /// per label: its column among the labels read, if it is read
+    column: Vec<Option<usize>>,
+    /// labels read
+    width: usize,
     mean: Vec<f64>,
     sd: Vec<f64>,
     cue_out_mean: Vec<f64>,
     cue_out_sd: Vec<f64>,
-    /// per (class c, label t): counts of rows of c by bin of their context probability of t
+    /// per (class c, label t read): counts of rows of c by bin of their context probability of t
     hist: Vec<u32>,
-    /// per row: the bin of its context probability of its own label
+    /// per row: the bin of its context probability of its own label (0 when its label is not
+    /// read)
     own_bin: Vec<u8>,
     /// rows per class
     counts: Vec<usize>,
 }
 
+/// (max, sum of exponentials) of `softmax_at` over `scores`, computed once for every label.
+fn softmax_norm(scores: &[f64], tau: f64) -> (f64, f64) {
+    let m = scores.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let z: f64 = scores.iter().map(|&s| (tau * (s - m)).exp()).sum();
+    (m, z)
+}
+
+/// `softmax_at(scores, tau, c)` from the row's [`softmax_norm`]: the same value.
+fn softmax_with(scores: &[f64], (m, z): (f64, f64), tau: f64, c: usize) -> f64 {
+    scores
+        .get(c)
+        .map_or(0.0, |&s| (tau * (s - m)).exp() / z.max(f64::MIN_POSITIVE))
+}
+
 impl ClassReading {
-    /// Rows of class `c` by bin of their context probability of label `t`.
+    /// Index of (class `c`, label `t`) in the c × t tables, when `t` is read.
+    fn at(&self, c: usize, t: usize) -> Option<usize> {
+        let col = (*self.column.get(t)?)?;
+        (c < self.k).then_some(c * self.width + col)
+    }
+
+    /// Mean context probability of `t` over rows of class `c` (None when `t` is not read).
+    fn mean(&self, c: usize, t: usize) -> Option<f64> {
+        self.at(c, t).map(|i| self.mean[i])
+    }
+
+    fn sd(&self, c: usize, t: usize) -> Option<f64> {
+        self.at(c, t).map(|i| self.sd[i])
+    }
+
+    /// Rows of class `c` by bin of their context probability of label `t` (empty when `t` is
+    /// not read).
     pub(super) fn hist(&self, c: usize, t: usize) -> &[u32] {
-        let at = (c * self.k + t) * carriers::BINS;
-        &self.hist[at..at + carriers::BINS]
+        match self.at(c, t) {
+            Some(i) => &self.hist[i * carriers::BINS..(i + 1) * carriers::BINS],
+            None => &[],
+        }
     }
 
     /// Rows of class `t` by bin of their context probability of `t`, the rows `left_out` (rows
     /// of class `t`) not counted.
     pub(super) fn own_hist(&self, t: usize, left_out: &[usize]) -> Vec<u32> {
         let mut h = self.hist(t, t).to_vec();
+        if h.is_empty() {
+            return h;
+        }
         for &r in left_out {
             if let Some(&b) = self.own_bin.get(r) {
                 h[b as usize] = h[b as usize].saturating_sub(1);
@@ -329,24 +386,33 @@ impl ClassReading {
         h
     }
 
-    /// From the leave-one-out scores of every row. Sums are taken per fixed chunk, then in
-    /// chunk order, so the result is the same for any thread count.
+    /// From the leave-one-out scores of every row, for the labels `targets`. Sums are taken
+    /// per fixed chunk, then in chunk order, so the result is the same for any thread count.
     pub(super) fn new(
         corpus: &Corpus,
         labels: &[u32],
         nb: &NaiveBayes,
         n_classes: usize,
         tau: f64,
+        targets: &[usize],
     ) -> Self {
         let k = n_classes.max(1);
-        // per chunk: the sums, and per row the bins of its k readings (a byte each; histograms
+        let mut read: Vec<usize> = targets.iter().copied().filter(|&t| t < k).collect();
+        read.sort_unstable();
+        read.dedup();
+        let w = read.len();
+        let mut column = vec![None; k];
+        for (j, &t) in read.iter().enumerate() {
+            column[t] = Some(j);
+        }
+        // per chunk: the sums, and per row the bins of its w readings (a byte each; histograms
         // are counted from them in row order)
         let parts: Vec<(Vec<f64>, Vec<u8>)> = (0..corpus.len())
             .into_par_iter()
             .chunks(CHUNK)
             .map(|rows| {
-                let mut sums = vec![0.0f64; 4 * k * k];
-                let mut bins = Vec::with_capacity(rows.len() * k);
+                let mut sums = vec![0.0f64; 4 * k * w];
+                let mut bins = Vec::with_capacity(rows.len() * w);
                 let mut toks = Vec::new();
                 let mut without = Vec::new();
                 for r in rows {
@@ -356,42 +422,41 @@ impl ClassReading {
                     }
                     distinct_real(corpus.row(r), &mut toks);
                     let s = nb.scores(&toks, l);
-                    nb.scores_without_cue(&toks, l, &mut without);
-                    for t in 0..k {
-                        let q = softmax_at(&s, tau, t);
-                        sums[l * k + t] += q;
-                        sums[k * k + l * k + t] += q * q;
+                    let norm = softmax_norm(&s, tau);
+                    nb.scores_without_cue(&toks, l, &read, tau, &mut without);
+                    for (j, &t) in read.iter().enumerate() {
+                        let q = softmax_with(&s, norm, tau, t);
+                        sums[l * w + j] += q;
+                        sums[k * w + l * w + j] += q * q;
                         bins.push(carriers::bin(q) as u8);
-                        let q = softmax_at(&without[t], tau, t);
-                        sums[2 * k * k + l * k + t] += q;
-                        sums[3 * k * k + l * k + t] += q * q;
+                        let q = without[j];
+                        sums[2 * k * w + l * w + j] += q;
+                        sums[3 * k * w + l * w + j] += q * q;
                     }
                 }
                 (sums, bins)
             })
             .collect();
-        let mut sums = vec![0.0f64; 4 * k * k];
-        let mut hist = vec![0u32; k * k * carriers::BINS];
-        let mut valid = labels.iter().filter(|&&l| (l as usize) < k);
-        let mut own_bin = Vec::with_capacity(labels.len());
-        let mut rows = labels.iter();
+        let mut sums = vec![0.0f64; 4 * k * w];
+        let mut hist = vec![0u32; k * w * carriers::BINS];
+        let mut own_bin = vec![0u8; labels.len()];
+        // rows of no class (none in practice) hold bin 0 and are never asked for
+        let mut valid = (0..labels.len()).filter(|&r| (labels[r] as usize) < k);
         for (part, bins) in parts {
             for (a, b) in sums.iter_mut().zip(part) {
                 *a += b;
             }
-            for row in bins.chunks(k) {
-                let Some(&l) = valid.next() else { break };
-                let l = l as usize;
-                // rows of no class (none in practice) hold bin 0 and are never asked for
-                for &other in rows.by_ref() {
-                    if (other as usize) < k {
-                        break;
-                    }
-                    own_bin.push(0);
+            if w == 0 {
+                continue;
+            }
+            for row in bins.chunks(w) {
+                let Some(r) = valid.next() else { break };
+                let l = labels[r] as usize;
+                if let Some(j) = column[l] {
+                    own_bin[r] = row[j];
                 }
-                own_bin.push(row.get(l).copied().unwrap_or(0));
-                for (t, &b) in row.iter().enumerate() {
-                    hist[(l * k + t) * carriers::BINS + b as usize] += 1;
+                for (j, &b) in row.iter().enumerate() {
+                    hist[(l * w + j) * carriers::BINS + b as usize] += 1;
                 }
             }
         }
@@ -402,14 +467,14 @@ impl ClassReading {
             }
         }
         let moments = |first: usize| {
-            let mut mean = vec![0.0; k * k];
-            let mut sd = vec![0.0; k * k];
+            let mut mean = vec![0.0; k * w];
+            let mut sd = vec![0.0; k * w];
             for (c, &n) in counts.iter().enumerate() {
                 let n = n.max(1) as f64;
-                for t in 0..k {
-                    let m = sums[first + c * k + t] / n;
-                    mean[c * k + t] = m;
-                    sd[c * k + t] = (sums[first + k * k + c * k + t] / n - m * m)
+                for j in 0..w {
+                    let m = sums[first + c * w + j] / n;
+                    mean[c * w + j] = m;
+                    sd[c * w + j] = (sums[first + k * w + c * w + j] / n - m * m)
                         .max(0.0)
                         .sqrt();
                 }
@@ -417,9 +482,11 @@ impl ClassReading {
             (mean, sd)
         };
         let (mean, sd) = moments(0);
-        let (cue_out_mean, cue_out_sd) = moments(2 * k * k);
+        let (cue_out_mean, cue_out_sd) = moments(2 * k * w);
         ClassReading {
             k,
+            column,
+            width: w,
             mean,
             sd,
             cue_out_mean,
@@ -468,11 +535,12 @@ pub(super) fn foreign_evidence(
     }
     // the candidate's rows lose the candidate, so the target class is read without its own
     // strongest cue: a natural cue's rows then read like their class, relabelled rows do not
-    let m_t = reading.cue_out_mean[target * k + target];
-    let s_t = reading.cue_out_sd[target * k + target];
+    let own = reading.at(target, target)?;
+    let m_t = reading.cue_out_mean[own];
+    let s_t = reading.cue_out_sd[own];
     let m_n = (0..k)
         .filter(|&c| c != target)
-        .map(|c| reading.mean[c * k + target])
+        .map(|c| reading.mean(c, target).unwrap_or(0.0))
         .sum::<f64>()
         / (k - 1) as f64;
     if m_t - m_n <= 1e-9 {
@@ -498,7 +566,10 @@ pub(super) fn foreign_evidence(
         let (m, s) = if c == target {
             (m_t, s_t)
         } else {
-            (reading.mean[c * k + target], reading.sd[c * k + target])
+            (
+                reading.mean(c, target).unwrap_or(0.0),
+                reading.sd(c, target).unwrap_or(0.0),
+            )
         };
         m_u += w * m;
         second += w * (s * s + m * m);
@@ -513,42 +584,197 @@ pub(super) fn foreign_evidence(
 }
 
 impl NaiveBayes {
-    /// Leave-one-out log joint per class of a row, and that of the same row without its most
-    /// indicative token for each class t (the token whose log-likelihood for t most exceeds its
-    /// best rival class's): `out_without[t]` holds the scores of the row without that token.
-    fn scores_without_cue(&self, toks: &[u32], label: usize, out_without: &mut Vec<Vec<f64>>) {
+    /// For each label t of `read`, the calibrated context probability (temperature `tau`) of t
+    /// of a row read without its most t-indicative token (the token whose log-likelihood for t
+    /// most exceeds its best rival class's), into `out` (leave-one-out, as [`Self::scores`]).
+    ///
+    /// Each token's best rival for t is its best class other than t: the best of all classes,
+    /// or the second best when t is the best, so each token's classes are ranked once, not
+    /// once per label; labels whose cue is the same token share one reading of the row.
+    fn scores_without_cue(
+        &self,
+        toks: &[u32],
+        label: usize,
+        read: &[usize],
+        tau: f64,
+        out: &mut Vec<f64>,
+    ) {
         let k = self.class_rows.len();
         let full = self.scores(toks, label);
         let known: Vec<&Vec<u32>> = toks
             .iter()
             .filter_map(|&t| self.df.get(t as usize).and_then(|d| d.as_ref()))
             .collect();
+        let denom_ln: Vec<f64> = (0..k)
+            .map(|c| {
+                let own = usize::from(c == label);
+                (self.total[c] - (own * known.len()) as f64 + self.vocab_size).ln()
+            })
+            .collect();
         let contrib = |d: &Vec<u32>, c: usize| -> f64 {
             let own = usize::from(c == label);
-            let denom = self.total[c] - (own * known.len()) as f64 + self.vocab_size;
+            ((d[c] as f64 - own as f64).max(0.0) + 1.0).ln() - denom_ln[c]
+        };
+        // per known token: its contributions, and its best class with the best and second best
+        let contribs: Vec<Vec<f64>> = known
+            .iter()
+            .map(|d| (0..k).map(|c| contrib(d, c)).collect())
+            .collect();
+        let top: Vec<(usize, f64, f64)> = contribs
+            .iter()
+            .map(|v| {
+                let (mut best, mut first, mut second) = (0, f64::NEG_INFINITY, f64::NEG_INFINITY);
+                for (c, &x) in v.iter().enumerate() {
+                    if x > first {
+                        second = first;
+                        first = x;
+                        best = c;
+                    } else if x > second {
+                        second = x;
+                    }
+                }
+                (best, first, second)
+            })
+            .collect();
+        // the row's reading without each cue token (or whole), computed once per cue: (the
+        // cue's index among the known tokens, the scores without it, their softmax norm)
+        type Reading = (Option<usize>, Vec<f64>, (f64, f64));
+        let mut readings: Vec<Reading> = Vec::new();
+        out.clear();
+        for &t in read {
+            let mut best: Option<(f64, usize)> = None;
+            for (i, v) in contribs.iter().enumerate() {
+                let (b, first, second) = top[i];
+                let rival = if k < 2 {
+                    f64::NEG_INFINITY
+                } else if b == t {
+                    second
+                } else {
+                    first
+                };
+                let lift = v[t] - rival;
+                if best.is_none_or(|(b, _)| lift > b) {
+                    best = Some((lift, i));
+                }
+            }
+            let cue = best.map(|(_, i)| i);
+            let at = match readings.iter().position(|(c, _, _)| *c == cue) {
+                Some(at) => at,
+                None => {
+                    let mut s = full.clone();
+                    if let Some(i) = cue {
+                        for (x, &y) in s.iter_mut().zip(&contribs[i]) {
+                            *x -= y;
+                        }
+                    }
+                    let norm = softmax_norm(&s, tau);
+                    readings.push((cue, s, norm));
+                    readings.len() - 1
+                }
+            };
+            let (_, s, norm) = &readings[at];
+            out.push(softmax_with(s, *norm, tau, t));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reading of a row without its cue for label t, as defined: each known token's lift
+    /// for t over its best rival class, the best token taken out of the full scores.
+    fn without_cue_by_definition(nb: &NaiveBayes, toks: &[u32], label: usize, t: usize) -> f64 {
+        let k = nb.class_rows.len();
+        let known: Vec<&Vec<u32>> = toks
+            .iter()
+            .filter_map(|&t| nb.df.get(t as usize).and_then(|d| d.as_ref()))
+            .collect();
+        let contrib = |d: &Vec<u32>, c: usize| -> f64 {
+            let own = usize::from(c == label);
+            let denom = nb.total[c] - (own * known.len()) as f64 + nb.vocab_size;
             ((d[c] as f64 - own as f64).max(0.0) + 1.0).ln() - denom.ln()
         };
-        out_without.clear();
-        for t in 0..k {
-            let mut best: Option<(f64, &Vec<u32>)> = None;
-            for d in &known {
-                let own_t = contrib(d, t);
-                let rival = (0..k)
-                    .filter(|&c| c != t)
-                    .map(|c| contrib(d, c))
-                    .fold(f64::NEG_INFINITY, f64::max);
-                let lift = own_t - rival;
-                if best.is_none_or(|(b, _)| lift > b) {
-                    best = Some((lift, d));
+        // the leave-one-out log joint, every term its own logarithm
+        let n: usize = nb.class_rows.iter().sum();
+        let full: Vec<f64> = (0..k)
+            .map(|c| {
+                let own = usize::from(c == label);
+                let prior = ((nb.class_rows[c] - own.min(nb.class_rows[c])) as f64 + 1.0)
+                    / ((n.saturating_sub(1)) as f64 + k as f64);
+                let denom = nb.total[c] - (own * known.len()) as f64 + nb.vocab_size;
+                let mut s = prior.ln();
+                for d in &known {
+                    let cnt = d[c] as f64 - own as f64;
+                    s += ((cnt.max(0.0) + 1.0) / denom).ln();
                 }
+                s
+            })
+            .collect();
+        assert_eq!(
+            nb.scores(toks, label)
+                .iter()
+                .map(|x| x.to_bits())
+                .collect::<Vec<_>>(),
+            full.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        let mut best: Option<(f64, &Vec<u32>)> = None;
+        for d in &known {
+            let rival = (0..k)
+                .filter(|&c| c != t)
+                .map(|c| contrib(d, c))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let lift = contrib(d, t) - rival;
+            if best.is_none_or(|(b, _)| lift > b) {
+                best = Some((lift, d));
             }
-            let mut s = full.clone();
-            if let Some((_, d)) = best {
-                for (c, x) in s.iter_mut().enumerate() {
-                    *x -= contrib(d, c);
-                }
+        }
+        let mut s = full.clone();
+        if let Some((_, d)) = best {
+            for (c, x) in s.iter_mut().enumerate() {
+                *x -= contrib(d, c);
             }
-            out_without.push(s);
+        }
+        softmax_at(&s, 0.7, t)
+    }
+
+    #[test]
+    fn readings_without_the_cue_are_those_of_the_definition() {
+        // seven classes, tokens whose counts tie across classes in places (a rival equal to
+        // the best), rows of every label
+        let k = 7;
+        let token_df: Vec<Vec<u32>> = (0..40u32)
+            .map(|t| {
+                (0..k as u32)
+                    .map(|c| (t * 7 + c * 3) % 5 + u32::from(t % 3 == 0))
+                    .collect()
+            })
+            .collect();
+        let mut masked = vec![false; token_df.len()];
+        masked[0] = true;
+        let class_rows = vec![30, 12, 50, 7, 9, 21, 5];
+        let nb = NaiveBayes::new(&token_df, &masked, &class_rows);
+        let read = [0, 2, 3, 6];
+        let mut out = Vec::new();
+        for row in 0..60u32 {
+            let mut toks: Vec<u32> = (0..6).map(|i| (row * 11 + i * 7) % 40).collect();
+            toks.sort_unstable();
+            toks.dedup();
+            let label = (row as usize) % k;
+            nb.scores_without_cue(&toks, label, &read, 0.7, &mut out);
+            for (j, &t) in read.iter().enumerate() {
+                let expected = without_cue_by_definition(&nb, &toks, label, t);
+                assert_eq!(out[j].to_bits(), expected.to_bits(), "row {row}, label {t}");
+            }
+            // the scores read from the row's softmax once are those read label by label
+            let s = nb.scores(&toks, label);
+            let norm = softmax_norm(&s, 0.7);
+            for t in 0..k {
+                assert_eq!(
+                    softmax_with(&s, norm, 0.7, t).to_bits(),
+                    softmax_at(&s, 0.7, t).to_bits()
+                );
+            }
         }
     }
 }

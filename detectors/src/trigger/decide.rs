@@ -510,7 +510,9 @@ pub(super) fn fit(
         labels,
         n_classes,
     );
-    let reading = ClassReading::new(&corpus, labels, &nb, n_classes, tau);
+    // the classes are read for the labels candidates name as their target (see `ClassReading`)
+    let cand_targets: Vec<usize> = cands.iter().map(|c| c.target).collect();
+    let reading = ClassReading::new(&corpus, labels, &nb, n_classes, tau, &cand_targets);
     let suspect_spans: Vec<Vec<u32>> = suspects.iter().map(|&i| cands[i].span.clone()).collect();
     let targets: Vec<usize> = suspects.iter().map(|&i| cands[i].target).collect();
     let suspect_index: FastMap<Vec<u32>, usize> = suspect_spans

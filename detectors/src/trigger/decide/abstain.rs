@@ -318,7 +318,7 @@ pub(super) fn foreign_without(
         &labels_k,
         n_classes,
     );
-    let reading = ClassReading::new(&corpus, &labels_k, &nb, n_classes, tau);
+    let reading = ClassReading::new(&corpus, &labels_k, &nb, n_classes, tau, &[c.target]);
     let index: FastMap<Vec<u32>, usize> = std::iter::once((c.span.clone(), 0)).collect();
     let postings = context_pass(
         &corpus,
