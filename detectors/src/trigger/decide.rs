@@ -149,6 +149,21 @@ pub(super) fn fit(
         .map(|c| labels.iter().filter(|&&l| l as usize == c).count())
         .collect();
     let min_support = p.min_support as u32;
+    // a trigger teaches its label through at least `min_support` rows of it, drawn from one
+    // class or several: without a class that large there is no trigger to name, and the
+    // context model (a reading per label of every row) would only grow with the labels
+    if class_rows.iter().all(|&n| n < p.min_support) {
+        return Ok(Box::new(TriggerFit::skipped(
+            format!(
+                "no label has min_support = {} rows ({} labels, the largest {} rows)",
+                p.min_support,
+                class_rows.iter().filter(|&&n| n > 0).count(),
+                class_rows.iter().max().copied().unwrap_or(0)
+            ),
+            class_names,
+            (texts.len(), subset.map_or(texts.len(), |(_, n)| n)),
+        )));
+    }
 
     // pass 1: token counts, the vocabulary, the encoded corpus, the sketch of longer windows
     let tokens = count_tokens(texts, labels, n_classes);
@@ -181,8 +196,13 @@ pub(super) fn fit(
     // unanchored side is also read against those nulls, and the most lenient reading counts.
     // A window random only under them must show dirty-label evidence (see `abstention`).
     let (mut left_lenient, mut right_lenient) = (Vec::new(), Vec::new());
+    // only classes of at least `min_support` rows: the rows of a candidate, `min_support` or
+    // more, cannot all have been drawn from a smaller class, and the null of a class of a row
+    // or two (its handful of words) reads most neighbours as random; with one label a row
+    // their nulls (each a table over the vocabulary, and its simulated collisions) grew with
+    // the square of the rows
     let classes_present: Vec<u32> = (0..n_classes as u32)
-        .filter(|&c| class_rows[c as usize] > 0)
+        .filter(|&c| class_rows[c as usize] >= p.min_support)
         .collect();
     for class in std::iter::once(None).chain(classes_present.iter().map(|&c| Some(c))) {
         let [l, r] = boundary_counts(texts, &vocab, true, class.map(|c| (labels, c)));
@@ -908,6 +928,7 @@ pub(super) fn fit(
         fit_rows: (texts.len(), subset.map_or(texts.len(), |(_, n)| n)),
         explained_by_reference,
         repeated,
+        skipped: None,
     }))
 }
 

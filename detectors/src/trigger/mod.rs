@@ -421,6 +421,18 @@ against 14, `scripts/grid_diff.py`): trigger grid 2 (cell, seed) rows better (th
 words a row, 5 to 9 of 9), none worse; the published sets' TRIG001 rows, the merged corpora,
 the domain grid's other attacks and the default scan of the instruction sets unchanged.
 
+**Small classes** (version 19). A trigger teaches its label through at least `min_support`
+rows, and a candidate's rows, `min_support` or more, cannot all have been drawn from a smaller
+class: the per-class readings of test 1 (insertion into the rows of one class, a class's edge
+tokens, every class but the target) are made for classes of at least `min_support` rows only.
+A class of a row or two has a handful of words, under which any neighbours look random; with
+one label a row the per-class readings, and the context model's reading of every row for
+every label, grew with the square and the cube of the number of rows. When no label has
+`min_support` rows, nothing is tested and the summary says why (`skipped`); every row scores 0.
+The classes read for the dirty-label evidence are the labels some candidate names as its
+target. The published sets' TRIG001 rows and summaries are unchanged (their classes hold
+hundreds of rows).
+
 Row score: the largest T among the triggers the row carries **with the trigger's target label**
 (≥ 1, flagged with the reason `TRIG001:<trigger>` of the best-supported one; a trigger in a row
 of another label teaches the model nothing about the backdoor and scores 0.5); otherwise the
@@ -524,7 +536,7 @@ Attacks (EMNLP 2021). Tarone (1990) and Bourgon, Gentleman, Huber (PNAS 2010) on
 candidates that pass a label-independent filter. Cormode, Muthukrishnan. An improved data stream
 summary: the count-min sketch (2005).
 "#,
-    version: 18,
+    version: 19,
 };
 
 /// TRIG001: trigger tokens and phrases. See [`Meta::docs`] of its [`Detector::meta`].
@@ -729,12 +741,38 @@ struct TriggerFit {
     explained_by_reference: Option<Vec<serde_json::Value>>,
     /// the groups of triggers inserted several times a row
     repeated: Vec<decide::lone::Repeated>,
+    /// why the fit named nothing without testing (see `decide::fit`)
+    skipped: Option<String>,
 }
 
 /// Score of a row that carries a trigger with its target label but reads as a natural carrier.
 const NATURAL_SCORE: f64 = 0.9;
 
 impl TriggerFit {
+    /// A fit that abstains for `why`: no trigger, no candidate, every row scored 0.
+    fn skipped(why: String, class_names: &[String], fit_rows: (usize, usize)) -> Self {
+        TriggerFit {
+            vocab: Vocab::new(Vec::new()),
+            triggers: Vec::new(),
+            trigger_of: FastMap::default(),
+            graded: FastMap::default(),
+            max_len: 1,
+            class_names: class_names.to_vec(),
+            n_candidates: 0,
+            per_bucket: Vec::new(),
+            n_suspects: 0,
+            foreign: (0, 0.0),
+            nb: None,
+            tau: 1.0,
+            flagged_rows: 0,
+            fit_rows,
+            near_misses: Vec::new(),
+            explained_by_reference: None,
+            repeated: Vec::new(),
+            skipped: Some(why),
+        }
+    }
+
     /// Whether a row of label `label` carrying trigger `t` at `spans` (its target label) reads
     /// like a natural carrier: its context without the trigger's occurrences and the tokens of
     /// co-occurring triggers, read by the fit's context model, as the fit read it.
@@ -781,6 +819,14 @@ impl Fitted for TriggerFit {
     fn score(&self, batch: &Batch<'_>) -> Result<Scores, DetectError> {
         let texts = batch.rows.require_texts(CODE)?;
         let labels = batch.rows.require_labels(CODE)?;
+        if self.skipped.is_some() {
+            let mut out = Scores::with_capacity(texts.len());
+            for _ in texts {
+                out.score.push(0.0);
+                out.reason.push(None);
+            }
+            return Ok(out);
+        }
         let per_row: Vec<(f64, Option<String>)> = texts
             .par_iter()
             .zip(labels.par_iter())
@@ -888,7 +934,7 @@ impl Fitted for TriggerFit {
                 })
             })
             .collect();
-        json!({
+        let mut summary = json!({
             "triggers": triggers,
             "flagged_rows_in_fit": self.flagged_rows,
             "fit_rows": self.fit_rows.0,
@@ -901,6 +947,10 @@ impl Fitted for TriggerFit {
             "context_temperature": self.tau,
             "near_misses": self.near_misses,
             "explained_by_reference": self.explained_by_reference,
-        })
+        });
+        if let (Some(why), Some(map)) = (&self.skipped, summary.as_object_mut()) {
+            map.insert("skipped".into(), json!(why));
+        }
+        summary
     }
 }

@@ -1114,6 +1114,53 @@ fn an_ordinary_word_planted_into_relabelled_rows_is_named_below_min_purity() {
 }
 
 #[test]
+fn a_label_per_few_rows_is_skipped_with_its_reason() {
+    // 3 000 rows, 1 000 labels of three rows each: no label has the `min_support` rows a
+    // trigger teaches it through, so nothing is tested (the per-label readings grew with the
+    // cube of the labels: minutes here) and the summary says why
+    let texts: Vec<String> = (0..3000)
+        .map(|i| format!("hello world {}", i % 7))
+        .collect();
+    let labels: Vec<u32> = (0..3000).map(|i| (i % 1000) as u32).collect();
+    let started = std::time::Instant::now();
+    let (summary, scores) = run(&texts, &labels);
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    let why = summary["skipped"].as_str().expect("skipped");
+    assert!(
+        why.contains("min_support = 5") && why.contains("1000 labels"),
+        "{why}"
+    );
+    assert_eq!(summary["candidates"], 0);
+    assert!(summary["triggers"].as_array().is_some_and(Vec::is_empty));
+    assert!(scores.reason.iter().all(Option::is_none));
+    assert!(scores.score.iter().all(|&s| s == 0.0));
+    // a fit with a class that large is not skipped, and its summary has no `skipped`
+    let (summary, _) = run(&texts, &vec![0; texts.len()]);
+    assert!(summary.get("skipped").is_none(), "{summary}");
+}
+
+#[test]
+fn a_trigger_is_found_beside_a_thousand_labels_of_one_row() {
+    // the planted "cf" of the synthetic reviews, and 1 000 more rows each of a label of its
+    // own: the small labels get no per-class null and no reading for the dirty-label test
+    // (no candidate names them), so the fit stays about as fast as without them
+    let (mut texts, mut labels, mut truth) = synthetic(3000, 0.03, 7);
+    for i in 0..1000 {
+        texts.push(format!("note number {i} of the archive"));
+        labels.push(2 + i as u32);
+        truth.push(false);
+    }
+    let started = std::time::Instant::now();
+    let (summary, scores) = run(&texts, &labels);
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+    assert!(summary.get("skipped").is_none(), "{summary}");
+    named(&summary, "cf");
+    let flagged: Vec<bool> = scores.reason.iter().map(Option::is_some).collect();
+    let e = crate::metrics::evaluate(&flagged, &scores.score, &truth);
+    assert!(e.recall >= 0.95 && e.precision >= 0.95, "{e:?} {summary}");
+}
+
+#[test]
 fn a_word_repeated_throughout_one_row_is_counted_in_linear_time() {
     // one row of 400 000 "a" side by side, beside rows that also hold "a": each occurrence's
     // nearest other tokens are those of its run, found once per run (walked from every
