@@ -169,9 +169,12 @@ pub(super) struct InsertionNull {
     /// for n = 0..=[`SIMULATED_MAX_N`]: collision counts of [`SIMULATIONS`] simulated
     /// random insertions of n occurrences (`None`: the normal tail for every n)
     pub(super) simulated: Option<Collisions>,
-    /// per token id: whether it is one of the most frequent neighbours that together make up
-    /// half of all positions (empty: no typicality test)
-    head: Vec<bool>,
+    /// the ids of the most frequent neighbours that together make up half of all positions,
+    /// sorted (ids, not a flag per token of the vocabulary: a class's null holds its rows'
+    /// neighbours only)
+    head: Vec<u32>,
+    /// whether the null has a typicality test (it was made from any neighbour counts)
+    typical: bool,
     /// probability that a random insertion's neighbour is in the head
     head_mass: f64,
     /// total weight of the neighbour counts the null was made from
@@ -198,9 +201,13 @@ const SIMULATION_BLOCKS: usize = 4;
 /// however many classes ask for their own. Simulating each n on its own would draw
 /// Σn = 8 256 neighbours per sequence instead of 128.
 pub(super) struct Collisions {
-    /// Vose's alias table: acceptance probability and alias per neighbour, side by side so
-    /// that a draw reads one cache line (empty: no weight)
-    table: Vec<(f64, usize)>,
+    /// neighbours (0 when there is no weight): the length of the alias table
+    len: usize,
+    /// the neighbours with a weight, and their weights: the alias table is built from them
+    /// when the tables are simulated and dropped after, so that a null that is never asked
+    /// (the nulls of the classes, one per class and side) holds only the neighbours its rows
+    /// have, not a table over the vocabulary
+    weights: Vec<(usize, f64)>,
     tables: OnceLock<Vec<Tail>>,
 }
 
@@ -233,16 +240,41 @@ impl Tail {
 }
 
 impl Collisions {
-    /// The alias table of `weights`; no table is simulated yet.
+    /// The draws from `weights`; no table is simulated yet.
     pub(super) fn new(weights: &[f64]) -> Self {
         let total: f64 = weights.iter().sum();
         let k = weights.len();
         if k == 0 || total <= 0.0 {
             return Collisions {
-                table: Vec::new(),
+                len: 0,
+                weights: Vec::new(),
                 tables: OnceLock::new(),
             };
         }
+        Collisions {
+            len: k,
+            weights: weights
+                .iter()
+                .enumerate()
+                .filter(|&(_, &w)| w != 0.0)
+                .map(|(i, &w)| (i, w))
+                .collect(),
+            tables: OnceLock::new(),
+        }
+    }
+
+    /// Vose's alias table: acceptance probability and alias per neighbour, side by side so
+    /// that a draw reads one cache line (empty: no weight).
+    fn alias_table(&self) -> Vec<(f64, usize)> {
+        let k = self.len;
+        if k == 0 {
+            return Vec::new();
+        }
+        let mut weights = vec![0.0f64; k];
+        for &(i, w) in &self.weights {
+            weights[i] = w;
+        }
+        let total: f64 = weights.iter().sum();
         let mut prob: Vec<f64> = weights.iter().map(|w| w * k as f64 / total).collect();
         let mut alias: Vec<usize> = (0..k).collect();
         let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..k).partition(|&i| prob[i] < 1.0);
@@ -257,10 +289,7 @@ impl Collisions {
         for i in small.into_iter().chain(large) {
             prob[i] = 1.0;
         }
-        Collisions {
-            table: prob.into_iter().zip(alias).collect(),
-            tables: OnceLock::new(),
-        }
+        prob.into_iter().zip(alias).collect()
     }
 
     /// The simulated collision counts of n occurrences, or `None` above
@@ -286,7 +315,8 @@ impl Collisions {
             })
             .collect();
         let cells = offset[SIMULATED_MAX_N + 1];
-        let k = self.table.len();
+        let table = self.alias_table();
+        let k = table.len();
         let hist = if k == 0 {
             let mut hist = vec![0u32; cells];
             for n in 0..=SIMULATED_MAX_N {
@@ -316,7 +346,7 @@ impl Collisions {
                     let mut c = 0usize;
                     for (j, d) in draws.iter_mut().enumerate() {
                         let i = rng.below(k);
-                        let (prob, alias) = self.table[i];
+                        let (prob, alias) = table[i];
                         *d = if rng.unit() < prob { i } else { alias };
                         c += usize::from(seen[*d]);
                         seen[*d] += 1;
@@ -388,15 +418,16 @@ impl InsertionNull {
         };
         let mut order: Vec<usize> = (0..counts.len()).filter(|&t| counts[t] > 0.0).collect();
         order.sort_unstable_by(|&a, &b| counts[b].total_cmp(&counts[a]).then(a.cmp(&b)));
-        let mut head = vec![false; counts.len()];
+        let mut head = Vec::new();
         let mut mass = 0.0;
         for t in order {
             if mass >= 0.5 * total {
                 break;
             }
-            head[t] = true;
+            head.push(t as u32);
             mass += counts[t];
         }
+        head.sort_unstable();
         InsertionNull {
             s2: power(2),
             s3: power(3),
@@ -404,6 +435,7 @@ impl InsertionNull {
             level: p.neighbour_level,
             simulated: Some(Collisions::new(counts)),
             head,
+            typical: !counts.is_empty(),
             head_mass: if total > 0.0 { mass / total } else { 0.0 },
             total,
         }
@@ -461,7 +493,7 @@ impl InsertionNull {
         if let Some((t, k)) = own {
             let k = k.clamp(0.0, self.total);
             let mass = h * self.total;
-            let in_head = head.get(t as usize).copied().unwrap_or(false);
+            let in_head = head.binary_search(&t).is_ok();
             let rest = self.total - k;
             h = if rest > 0.0 {
                 ((if in_head { mass - k } else { mass }).max(0.0) / rest).min(1.0)
@@ -469,12 +501,12 @@ impl InsertionNull {
                 0.0
             };
         }
-        if head.is_empty() || n < 1.0 || h <= 0.0 || h >= 1.0 {
+        if !self.typical || n < 1.0 || h <= 0.0 || h >= 1.0 {
             return (excess, collisions);
         }
         let in_head: u64 = counts
             .iter()
-            .filter(|&&(t, _)| head.get(t as usize).copied().unwrap_or(false))
+            .filter(|&&(t, _)| head.binary_search(&t).is_ok())
             .map(|&(_, c)| u64::from(c))
             .sum();
         // atypical like collisions are excessive: by a factor (the head share at most half of
@@ -701,6 +733,7 @@ mod tests {
             level: 0.01,
             simulated: Some(Collisions::new(&weights)),
             head: Vec::new(),
+            typical: false,
             head_mass: 0.0,
             total: 0.0,
         };
@@ -726,6 +759,27 @@ mod tests {
     }
 
     #[test]
+    fn a_null_holds_the_neighbours_its_rows_have_not_the_vocabulary() {
+        // a class of a few rows over a vocabulary of a million tokens: its null keeps the three
+        // neighbours it has, and reads their collisions as the null made from them alone does
+        let p = TriggerParams::from_table(&toml::Table::new()).expect("defaults");
+        let mut counts = vec![0.0; 1_000_000];
+        counts[7] = 5.0;
+        counts[40] = 3.0;
+        counts[999_999] = 1.0;
+        let null = InsertionNull::from_counts(&counts, &p);
+        assert_eq!(null.head, vec![7]);
+        let sim = null.simulated.as_ref().expect("simulated");
+        assert_eq!(sim.weights, vec![(7, 5.0), (40, 3.0), (999_999, 1.0)]);
+        let small = InsertionNull::from_counts(&[5.0, 3.0, 1.0], &p);
+        let seen = [(7, 4), (40, 2), (999_999, 1)];
+        let seen_small = [(0, 4), (1, 2), (2, 1)];
+        assert_eq!(null.side(&seen, None).0, small.side(&seen_small, None).0);
+        // its collisions are simulated from them when asked
+        assert!(sim.tail(12).is_some_and(|t| !t.at_least.is_empty()));
+    }
+
+    #[test]
     fn atypical_neighbours_are_not_an_insertion() {
         // 60 occurrences, all after rare tokens, where half of random positions follow a head
         // token: P(X = 0) = 2^-60
@@ -736,7 +790,8 @@ mod tests {
             max_excess: 2.0,
             level: 0.01,
             simulated: None,
-            head: vec![true, false, false],
+            head: vec![0],
+            typical: true,
             head_mass: 0.5,
             total: 100.0,
         };
