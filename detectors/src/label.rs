@@ -589,16 +589,7 @@ mod tests {
         }
         let names = vec!["0".to_string(), "1".to_string()];
         let cfg = LabelConsistency.configure(&toml::Table::new()).unwrap();
-        let view = DatasetView {
-            n_rows: n,
-            texts: None,
-            labels: Some(&labels),
-            class_names: &names,
-            embeddings: Some(x.view()),
-            response_embeddings: None,
-            responses: None,
-            rejected: None,
-        };
+        let view = crate::testutil::embedding_view(&x, &labels, &names);
         let clean = cfg.fit(&view).unwrap().score(&view.as_batch()).unwrap();
         let clean_flags = clean.reason.iter().filter(|r| r.is_some()).count();
         assert!(clean_flags <= n / 100, "{clean_flags}");
@@ -640,16 +631,7 @@ mod tests {
         let labels: Vec<u32> = (0..n).map(|i| u32::from(i % 5 == 0)).collect();
         let names = vec!["0".to_string(), "1".to_string()];
         let cfg = LabelConsistency.configure(&toml::Table::new()).unwrap();
-        let view = DatasetView {
-            n_rows: n,
-            texts: None,
-            labels: Some(&labels),
-            class_names: &names,
-            embeddings: Some(x.view()),
-            response_embeddings: None,
-            responses: None,
-            rejected: None,
-        };
+        let view = crate::testutil::embedding_view(&x, &labels, &names);
         let fitted = cfg.fit(&view).unwrap();
         let s = fitted.score(&view.as_batch()).unwrap();
         assert_eq!(s.reason.iter().filter(|r| r.is_some()).count(), 0);
